@@ -1,0 +1,33 @@
+"""quantdoctor: why a TensorFlow model fails to quantize for LiteRT, and how to fix it.
+
+    import quantdoctor as qd
+    report = qd.diagnose(converter)      # a configured tf.lite.TFLiteConverter
+    print(report)                        # root cause first
+    tflite = qd.convert(converter)       # raises qd.QuantizationError with the report
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quantdoctor.diagnose import diagnose
+from quantdoctor.errors import QuantdoctorError, QuantizationError, UsageError
+from quantdoctor.report.model import Finding, Report
+
+__version__ = "0.1.0"
+__all__ = ["diagnose", "convert", "Report", "Finding", "QuantizationError", "QuantdoctorError", "UsageError",
+           "__version__"]
+
+
+def convert(model: Any, data: Any = None, **options: Any) -> bytes:
+    """Like `converter.convert()`, run in isolation: the verified .tflite bytes, or a QuantizationError.
+
+    Takes the same arguments as `diagnose`. Raises when the conversion fails, and also when it
+    "succeeds" with an error finding (float ops left under integer-only settings, integer I/O
+    silently dropped). The error carries the report (`error.report`) and says the root cause and
+    its fix in its message instead of MLIR text.
+    """
+    report = diagnose(model, data, **options)
+    if report.tflite_model is None or report.root_cause is not None:
+        raise QuantizationError(report)
+    return report.tflite_model

@@ -1,0 +1,1 @@
+"""Checks on a produced .tflite model: which ops stayed float, what its inputs and outputs take."""

@@ -1,0 +1,80 @@
+"""The `Check` record: one catalog entry, documented like a linter rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from quantdoctor.report.model import Finding, Fix, Location
+
+CATEGORIES = {
+    "1": "unsupported_op",
+    "2": "dtype_mismatch",
+    "3": "calibration",
+    "4": "metadata",
+    "5": "accuracy",
+    "9": "environment",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """A known failure signature with a stable code.
+
+    `detects` and `why` document the check (`quantdoctor explain`), `example` shows code that
+    triggers it, `fix` and `fix_code` say what to write instead. `precedence` orders findings of
+    equal severity: root causes (low) come before the symptoms they explain (high).
+    """
+
+    code: str
+    name: str
+    severity: str
+    title: str
+    detects: str
+    why: str
+    example: str
+    fix: str
+    fix_code: str | None = None
+    precedence: int = 50
+
+    @property
+    def category(self) -> str:
+        """The JSON category, given by the code's range (QD2xx is dtype_mismatch, ...)."""
+        return CATEGORIES[self.code[2]]
+
+    def finding(self, message: str, *, location: Location | None = None, evidence: dict[str, Any] | None = None,
+                fix: str | None = None, fix_code: str | None = None, severity: str | None = None) -> Finding:
+        """A finding of this check, with the specifics of one occurrence."""
+        return Finding(
+            code=self.code,
+            category=self.category,
+            severity=severity or self.severity,
+            title=self.title,
+            message=message,
+            fix=Fix(summary=fix or self.fix, code=fix_code if fix_code is not None else self.fix_code),
+            location=location or Location(),
+            evidence=evidence or {},
+            precedence=self.precedence,
+        )
+
+    def explain(self) -> str:
+        """The documentation `quantdoctor explain CODE` prints."""
+        sections = [
+            f"{self.code} {self.name} ({self.category}, {self.severity})",
+            self.title,
+            "",
+            "What it detects",
+            self.detects,
+            "",
+            "Why it matters",
+            self.why,
+            "",
+            "Example",
+            self.example,
+            "",
+            "Fix",
+            self.fix,
+        ]
+        if self.fix_code:
+            sections += ["", self.fix_code]
+        return "\n".join(sections)

@@ -1,0 +1,93 @@
+"""QD2xx: data type mismatches — float64, integer samples, float16 misuse, input/output types."""
+
+from quantdoctor.catalog.check import Check
+
+CHECKS = (
+    Check(
+        code="QD201", name="float64-calibration-samples", severity="error", precedence=10,
+        title="Calibration samples are float64 but the model input is float32",
+        detects="The representative dataset yields float64 arrays (NumPy's default: `np.random.rand`, "
+                "`np.array([...])` of Python floats, pandas columns). The calibrator refuses them: "
+                "`Cannot set tensor: Got value of type FLOAT64 but expected type FLOAT32`.",
+        why="Calibration stops at the first sample. The converter's message names a TFLite tensor, not the "
+            "line in your data pipeline that produced float64.",
+        example="def representative_dataset():\n"
+                "    for _ in range(10):\n"
+                "        yield [np.random.rand(1, 224, 224, 3)]   # float64",
+        fix="Cast every sample to the input's dtype before yielding it.",
+        fix_code="def representative_dataset():\n"
+                 "    for sample in samples:\n"
+                 "        yield [sample.astype(np.float32)]",
+    ),
+    Check(
+        code="QD202", name="float64-ops-in-graph", severity="error", precedence=20,
+        title="The model computes in float64, which TFLite has no kernels for",
+        detects="A layer casts to float64 (or builds float64 constants) and runs ordinary math on it. The "
+                "converter reports the op (`'tf.Mul' op is neither a custom op nor a flex op`), but the op "
+                "itself is supported: its float64 type is not.",
+        why="The conversion fails, and the message points at an ordinary Mul or Add. Select TF ops would "
+            "only move the float64 math to TensorFlow kernels, unquantized.",
+        example="class Scale(keras.layers.Layer):\n"
+                "    def call(self, x):\n"
+                "        return tf.cast(tf.cast(x, tf.float64) * 2.0, tf.float32)",
+        fix="Keep the layer's math in float32: drop the float64 cast (or cast constants with dtype=x.dtype).",
+        fix_code="def call(self, x):\n"
+                 "    return x * tf.constant(2.0, dtype=x.dtype)",
+    ),
+    Check(
+        code="QD203", name="float16-with-int8-only", severity="error", precedence=10,
+        title="float16 requested together with integer-only ops",
+        detects="`target_spec.supported_types = [tf.float16]` combined with "
+                "`supported_ops = [TFLITE_BUILTINS_INT8]` (or int8 input/output types). The converter "
+                "rejects the combination: `supported_types should be left uninitizalized or set to {tf.int8}`.",
+        why="float16 quantization keeps float activations; integer-only ops need integer activations. The "
+            "two requests contradict each other, so nothing converts.",
+        example="converter.target_spec.supported_types = [tf.float16]\n"
+                "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]",
+        fix="Choose one: full INT8 (drop supported_types) or float16 (drop TFLITE_BUILTINS_INT8 and the "
+            "representative dataset).",
+        fix_code="# full integer INT8\n"
+                 "converter.target_spec.supported_types = []\n"
+                 "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\n"
+                 "# or float16\n"
+                 "converter.target_spec.supported_types = [tf.float16]\n"
+                 "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]",
+    ),
+    Check(
+        code="QD204", name="sample-dtype-mismatch", severity="error", precedence=10,
+        title="Calibration samples have the wrong dtype for the input",
+        detects="A sample's dtype differs from the model input's (integers for a float input, float for an "
+                "integer input). The calibrator refuses it: `Cannot set tensor: Got value of type INT32 but "
+                "expected type FLOAT32`.",
+        why="Calibration stops at the first sample. Even where a cast would be accepted, integer pixel data "
+            "fed to a model trained on normalised floats gives ranges 255 times too wide.",
+        example="yield [np.random.randint(0, 255, (1, 8, 8, 3))]   # int64 for a float32 input",
+        fix="Preprocess calibration samples exactly as at inference, and cast to the input's dtype.",
+        fix_code="yield [(image / 255.0).astype(np.float32)]",
+    ),
+    Check(
+        code="QD205", name="integer-io-without-full-integer", severity="error", precedence=10,
+        title="Integer input/output types requested without full integer quantization",
+        detects="`inference_input_type` or `inference_output_type` is int8/uint8, but the settings do not ask "
+                "for full integer quantization (no optimizations or no representative dataset).",
+        why="Only a fully integer model can take integer inputs; the converter refuses with "
+            "`The inference_input_type and inference_output_type must be tf.float32`.",
+        example="converter.inference_input_type = tf.int8   # but no representative_dataset",
+        fix="Give a representative dataset (full integer quantization), or keep float32 input/output.",
+        fix_code="converter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+                 "converter.representative_dataset = representative_dataset\n"
+                 "converter.inference_input_type = tf.int8\n"
+                 "converter.inference_output_type = tf.int8",
+    ),
+    Check(
+        code="QD206", name="io-type-not-honoured", severity="error", precedence=50,
+        title="The produced model's input/output types are not the ones requested",
+        detects="The conversion succeeded but the .tflite's inputs or outputs have another type than "
+                "`inference_input_type`/`inference_output_type` asked for (for instance float32 I/O after "
+                "an empty representative dataset silently fell back to dynamic range quantization).",
+        why="Code that feeds the model int8 data, or a delegate that needs integer I/O, fails on device.",
+        example="converter.inference_input_type = tf.int8\n"
+                "converter.representative_dataset = lambda: iter([])   # yields nothing",
+        fix="Fix the cause reported above (usually the representative dataset) and convert again.",
+    ),
+)

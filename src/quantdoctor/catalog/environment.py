@@ -1,0 +1,45 @@
+"""QD9xx: the converter process itself crashed, hung, ran out of memory, or failed unexplained."""
+
+from quantdoctor.catalog.check import Check
+
+CHECKS = (
+    Check(
+        code="QD901", name="converter-crashed", severity="error", precedence=90,
+        title="The converter process crashed",
+        detects="The conversion process died from a signal (segmentation fault, abort) or exited without "
+                "reporting a result.",
+        why="In your own process this kills Python with no error message; quantdoctor ran it isolated, so "
+            "you get the signal, the stage it reached, and the last lines it printed.",
+        example="a native bug in the converter or calibrator triggered by one layer or sample",
+        fix="Run `quantdoctor diagnose` with --mode dynamic to see whether the crash is in calibration, and "
+            "replace the layer named in the last lines; report the crash to TensorFlow with the request "
+            "files quantdoctor keeps (--keep-workdir).",
+    ),
+    Check(
+        code="QD902", name="converter-timeout", severity="error", precedence=90,
+        title="The conversion did not finish within the time limit",
+        detects="The converter ran longer than `--timeout` seconds and was stopped.",
+        why="Very large constant folds, huge unrolled loops or a hang in calibration can take forever.",
+        example="quantdoctor diagnose big.keras --timeout 60",
+        fix="Raise --timeout if the model is simply large; otherwise see which stage it reached below and "
+            "reduce the calibration samples (--max-samples) or the model.",
+    ),
+    Check(
+        code="QD903", name="converter-out-of-memory", severity="error", precedence=90,
+        title="The converter ran out of memory",
+        detects="The conversion process failed to allocate memory (MemoryError, std::bad_alloc) or was "
+                "killed by the system's out-of-memory killer.",
+        why="Constant folding and calibration of large models can need several times the model's size.",
+        example="quantdoctor diagnose model.keras --memory-limit 2000",
+        fix="Convert on a machine with more memory, lower --max-samples, or raise --memory-limit.",
+    ),
+    Check(
+        code="QD904", name="unexplained-converter-error", severity="error", precedence=95,
+        title="The converter failed with an error quantdoctor does not recognise",
+        detects="The conversion raised an error that matches no known failure signature.",
+        why="The raw message is kept in the evidence so nothing is lost.",
+        example="any converter error not yet in the catalog",
+        fix="Read the converter's message below; if it names an op or layer, try Select TF ops or replacing "
+            "that layer.",
+    ),
+)

@@ -1,0 +1,180 @@
+"""Match a failed conversion's messages against the known failure signatures.
+
+The input is what the worker reported (exception type and message, stderr, graph facts); the
+output is findings in the user's terms: the Keras layer, the model input, the sample.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from quantdoctor import catalog
+from quantdoctor.catalog.locations import layer_for_location, op_paths, scope_for_path
+from quantdoctor.catalog.mlir import Diagnostic, op_name, parse_diagnostics
+from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.report.model import Finding, Location
+
+_EXCERPT_LINES = 12
+_TF_SOURCE_PATH = re.compile(r"(?:tensorflow|third_party|external)/[\w/.-]+\.(?:cc|h|py):\d+\s*")
+
+
+@dataclass
+class FailureContext:
+    """What the classifier knows besides the error text."""
+
+    error_text: str
+    exception_type: str = ""
+    layer_names: list[str] = field(default_factory=list)
+    float64_op_paths: list[str] = field(default_factory=list)
+    calibration: CalibrationSet | None = None
+
+
+def classify_failure(context: FailureContext) -> list[Finding]:
+    """Findings explaining a conversion that raised an error; QD904 when nothing matches."""
+    findings: list[Finding] = []
+    for matcher in _TEXT_MATCHERS:
+        findings += matcher(context)
+    findings += _diagnostic_findings(context)
+    if not findings:
+        findings.append(catalog.get("QD904").finding(
+            f"The converter raised {context.exception_type or 'an error'}: {first_line(context.error_text)}",
+            evidence={"exception_type": context.exception_type, "excerpt": excerpt(context.error_text)}))
+    return findings
+
+
+def first_line(text: str) -> str:
+    """The first non-empty line, without TF source paths, shortened."""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return _TF_SOURCE_PATH.sub("", line)[:300]
+
+
+def excerpt(text: str) -> str:
+    """The lines of a converter error worth keeping (errors first), without the MLIR module dump."""
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith(("  %", "^bb", '"func'))]
+    return "\n".join(lines[:_EXCERPT_LINES])
+
+
+def _regex_matcher(pattern: str, build: Callable[[re.Match, FailureContext], Finding]):
+    compiled = re.compile(pattern)
+
+    def match(context: FailureContext) -> list[Finding]:
+        found = compiled.search(context.error_text)
+        return [build(found, context)] if found else []
+
+    return match
+
+
+def _tensor_input_name(tensor: str) -> str:
+    """`serving_default_keras_tensor:0` -> `keras_tensor`."""
+    return re.sub(r"^serving_default_|:\d+$", "", tensor)
+
+
+def _set_tensor_type(match: re.Match, context: FailureContext) -> Finding:
+    got, expected, name = match.group(1), match.group(2), _tensor_input_name(match.group(4))
+    code = "QD201" if got == "FLOAT64" and expected == "FLOAT32" else "QD204"
+    return catalog.get(code).finding(
+        f"The calibrator refused a {got.lower()} sample for input '{name}' (expects {expected.lower()}).",
+        location=Location(input=name), evidence={"converter_message": match.group(0).strip()})
+
+
+def _prepare_failed(match: re.Match, context: FailureContext) -> Finding:
+    check_text = _TF_SOURCE_PATH.sub("", match.group(1)).strip()
+    shapes = _first_sample_shapes(context.calibration)
+    return catalog.get("QD310").finding(
+        f"The {match.group(3)} kernel (node {match.group(2)}) failed to prepare on the first sample, "
+        f"shaped {shapes}: {check_text}.",
+        location=Location(op=match.group(3)),
+        evidence={"kernel_check": check_text, "node": int(match.group(2)), "sample_shapes": shapes})
+
+
+def _first_sample_shapes(calibration: CalibrationSet | None) -> str:
+    if not calibration or not calibration.samples:
+        return "unknown"
+    return ", ".join(str(tuple(a.shape)) for a in calibration.samples[0].arrays)
+
+
+def _simple(code: str, message: str) -> Callable[[re.Match, FailureContext], Finding]:
+    return lambda match, context: catalog.get(code).finding(
+        message, evidence={"converter_message": match.group(0).strip()})
+
+
+_TEXT_MATCHERS = (
+    _regex_matcher(r"Got value of type (\w+) but expected type (\w+) for input (\d+), name: (\S+)", _set_tensor_type),
+    _regex_matcher(r"([^\n]*?)Node number (\d+) \((\w+)\) failed to prepare", _prepare_failed),
+    _regex_matcher(r"As full integer quantization has been enabled[^\n]*supported_types[^\n]*",
+                   _simple("QD203", "supported_types asks for float16 while supported_ops asks for integer-only "
+                                    "(TFLITE_BUILTINS_INT8) kernels.")),
+    _regex_matcher(r"For full integer quantization, a `representative_dataset` must be specified\.?",
+                   _simple("QD301", "Integer-only ops or integer input/output were requested without a "
+                                    "representative dataset.")),
+    _regex_matcher(r"The inference_input_type and inference_output_type must be[^\n]*",
+                   _simple("QD205", "Integer input/output types were requested, but the settings do not "
+                                    "produce a fully integer model.")),
+    _regex_matcher(r"You need to provide either a dictionary with input names and values",
+                   _simple("QD303", "The representative dataset yielded something other than a list, dict or "
+                                    "(signature_key, dict) tuple.")),
+    _regex_matcher(r"Invalid input shapes: expected (\d+) items got (\d+) items\.?",
+                   lambda m, c: catalog.get("QD304").finding(
+                       f"The calibrator expected {m.group(1)} array(s) per sample and got {m.group(2)}.",
+                       evidence={"converter_message": m.group(0)})),
+    _regex_matcher(r"Attempting to resize dimension (\d+) of tensor (\d+) with value (\d+) to (\d+)[^\n]*",
+                   lambda m, c: catalog.get("QD306").finding(
+                       f"Input {m.group(2)} has size {m.group(3)} in dimension {m.group(1)}; a sample has "
+                       f"{m.group(4)}.", evidence={"converter_message": m.group(0)})),
+    _regex_matcher(r"Only support at least one signature key\.?",
+                   _simple("QD402", "The SavedModel offers no signature the converter can use.")),
+    _regex_matcher(r"Only support a single signature key\.?",
+                   _simple("QD401", "Several signatures are available and the converter was not told which one.")),
+)
+
+
+def _diagnostic_findings(context: FailureContext) -> list[Finding]:
+    findings = []
+    for diagnostic in parse_diagnostics(context.error_text):
+        finding = _classify_diagnostic(diagnostic, context)
+        if finding:
+            findings.append(finding)
+    return findings
+
+
+def _classify_diagnostic(diagnostic: Diagnostic, context: FailureContext) -> Finding | None:
+    layer = layer_for_location(diagnostic.location, context.layer_names) if diagnostic.location else None
+    paths = op_paths(diagnostic.location)
+    if not layer and paths:
+        layer = scope_for_path(paths[0])
+    op = op_name(diagnostic.op)
+    location = Location(layer=layer, op=diagnostic.op, tensor=paths[0] if paths else None)
+    evidence = {"converter_message": diagnostic.message, "op_types": diagnostic.types,
+                "error_code": diagnostic.error_code}
+    evidence = {k: v for k, v in evidence.items() if v}
+    where = f"layer '{layer}'" if layer else "the model"
+    message = diagnostic.message
+    if "is neither a custom op nor a flex op" in message:
+        if _computes_in_float64(diagnostic, paths, context):
+            return catalog.get("QD202").finding(
+                f"{where} computes {op} in float64; TFLite has no float64 kernels. The op is fine, its dtype "
+                "is not.", location=location, evidence=evidence)
+        if diagnostic.error_code == "ERROR_NEEDS_CUSTOM_OPS":
+            return catalog.get("QD102").finding(
+                f"{op} in {where} has no TFLite kernel and is not available through Select TF ops either.",
+                location=location, evidence=evidence)
+        return catalog.get("QD101").finding(
+            f"{op} in {where} has no TFLite builtin kernel; it converts with Select TF ops (as a float op).",
+            location=location, evidence=evidence)
+    if "TensorList" in message or "Lowering tensor list ops is failed" in message:
+        return catalog.get("QD103").finding(
+            f"{where} loops over a TensorList whose element shape is not static (dynamic batch size).",
+            location=Location(layer=layer), evidence=evidence) if layer or not context.layer_names else None
+    if re.search(r"not yet supported|not quantizable|Failed to quantize", message, re.IGNORECASE):
+        return catalog.get("QD104").finding(
+            f"{op or 'An op'} in {where} has no integer kernel, but only integer ops were allowed.",
+            location=location, evidence=evidence)
+    return None
+
+
+def _computes_in_float64(diagnostic: Diagnostic, paths: list[str], context: FailureContext) -> bool:
+    if diagnostic.types and re.search(r"\bf64\b|xf64>", diagnostic.types):
+        return True
+    return any(path in context.float64_op_paths for path in paths)

@@ -1,0 +1,106 @@
+"""The `quantdoctor` command: a thin layer over the public API.
+
+Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage or input error, 3 internal error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from quantdoctor.errors import UsageError
+from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
+from quantdoctor.report.model import SEVERITIES
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Why does my TensorFlow model fail to quantize for LiteRT, and how do I fix it?")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+FAIL_ON = (*SEVERITIES, "never")
+
+
+@app.command()
+def diagnose(
+    model: Path = typer.Argument(..., help="A .keras/.h5 file or a SavedModel directory."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Calibration data: .npz (one array per input) or .npy."),
+    mode: str = typer.Option("int8", help="int8 | int8-strict | int16x8 | dynamic | float16"),
+    io: str = typer.Option("float", help="Model input/output type: float | int8 | uint8"),
+    select_tf_ops: bool = typer.Option(False, "--select-tf-ops", help="Allow Select TF ops (Flex)."),
+    max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Use at most this many calibration samples."),
+    timeout: float = typer.Option(900.0, min=1, help="Seconds before the conversion is stopped."),
+    memory_limit: Optional[int] = typer.Option(None, min=64, help="Memory limit for the converter process, in MB."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the converted .tflite here."),
+    fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
+    keep_workdir: Optional[Path] = typer.Option(None, help="Keep the worker's request, data and logs here."),
+) -> None:
+    """Convert MODEL with the real converter, in an isolated process, and explain what went wrong."""
+    from quantdoctor.diagnose import diagnose as run_diagnose
+
+    if fail_on not in FAIL_ON:
+        raise UsageError(f"unknown --fail-on '{fail_on}': choose one of {', '.join(FAIL_ON)}")
+    _refuse_overwrite(model, data, json_path, output)
+    with err.status(f"Converting {model} in an isolated process…"):
+        report = run_diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, max_samples=max_samples,
+                              timeout=timeout, memory_limit_mb=memory_limit, keep_workdir=keep_workdir)
+    from quantdoctor.report.terminal import render
+
+    render(report, out)
+    if json_path:
+        json_path.write_text(json.dumps(report.to_dict(), indent=2))
+    if output and report.tflite_model is not None:
+        output.write_bytes(report.tflite_model)
+    worst = report.worst_severity()
+    if fail_on != "never" and worst is not None and SEVERITIES.index(worst) <= SEVERITIES.index(fail_on):
+        raise typer.Exit(1)
+
+
+@app.command()
+def explain(code: str = typer.Argument(..., help="A finding code such as QD201.")) -> None:
+    """Print the documentation of one finding code."""
+    from quantdoctor import catalog
+
+    out.print(catalog.get(code).explain(), markup=False)
+
+
+@app.command()
+def codes() -> None:
+    """List every finding code quantdoctor can report."""
+    from quantdoctor import catalog
+
+    for check in catalog.CHECKS.values():
+        out.print(f"{check.code}  {check.category:<15} {check.severity:<8} {check.title}", markup=False)
+
+
+@app.command()
+def demo() -> None:
+    """Diagnose bundled example models: the classic failures and one clean model."""
+    from quantdoctor.demo import run_demo
+
+    run_demo(out, err)
+
+
+def _refuse_overwrite(model: Path, data: Optional[Path], *outputs: Optional[Path]) -> None:
+    inputs = {p.resolve() for p in (model, data) if p is not None}
+    for path in outputs:
+        if path is not None and path.resolve() in inputs:
+            raise UsageError(f"refusing to overwrite your input {path}: choose another output path")
+
+
+def main() -> None:
+    """Console entry point: user errors are one line and exit 2, quantdoctor's own bugs exit 3."""
+    try:
+        app()  # handles its own option errors (exit 2) and typer.Exit
+    except UsageError as exc:
+        err.print(f"quantdoctor: error: {exc}", markup=False)
+        sys.exit(2)
+    except Exception:
+        traceback.print_exc()
+        err.print("quantdoctor: internal error (a bug in quantdoctor): please report it with the traceback above")
+        sys.exit(3)

@@ -1,0 +1,111 @@
+"""The worker process: loads the model, runs the real TFLiteConverter, reports through files.
+
+Run as `python -m quantdoctor.convert.worker REQUEST.json`. The response file is rewritten at
+each stage, so when the process dies (segfault, abort, out of memory) the parent still knows how
+far it got and what the model looks like.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from quantdoctor.convert.protocol import read_json, write_json
+from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.intake.recipe import Recipe
+
+
+def main(request_path: str) -> int:
+    """Serve one conversion request; the exit code is 0 whether or not the conversion failed."""
+    request = read_json(Path(request_path))
+    response_path = Path(request["response"])
+    response: dict[str, Any] = {"stage": "loading"}
+    write_json(response_path, response)
+
+    import tensorflow as tf
+
+    try:
+        converter, response["model"] = _load(tf, request["model"])
+    except Exception as exc:  # the user's model, not quantdoctor, failed to load
+        response.update(stage="done", outcome="load_error", error_message=f"{type(exc).__name__}: {exc}")
+        write_json(response_path, response)
+        return 0
+    response["stage"] = "converting"
+    write_json(response_path, response)
+
+    Recipe.from_dict(request["recipe"]).apply(converter)
+    if request.get("data"):
+        converter.representative_dataset = _replay(Path(request["data"]))
+    started = time.perf_counter()
+    try:
+        tflite_model = converter.convert()
+    except Exception as exc:
+        response.update(outcome="error", seconds=time.perf_counter() - started,
+                        exception_type=type(exc).__name__, error_message=str(exc),
+                        traceback_tail=_traceback_tail(exc))
+    else:
+        Path(request["output"]).write_bytes(tflite_model)
+        response.update(outcome="ok", seconds=time.perf_counter() - started, model_bytes=len(tflite_model))
+    response["stage"] = "done"
+    write_json(response_path, response)
+    return 0
+
+
+def _load(tf: Any, model: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The converter for the model, and a description of its inputs (in the converter's order) and layers."""
+    if model["loader"] == "keras_file":
+        import keras
+
+        from quantdoctor.intake.model import keras_layers
+
+        keras_model = keras.saving.load_model(model["path"], compile=False, safe_mode=False)
+        inputs = [_spec(x.name, x.shape, x.dtype) for x in keras_model.inputs]
+        info = {"inputs": _in_converter_order(inputs), "layers": keras_layers(keras_model)}
+        return tf.lite.TFLiteConverter.from_keras_model(keras_model), info
+    signature_keys = model.get("signature_keys")
+    loaded = tf.saved_model.load(model["path"])
+    available = list(loaded.signatures.keys())
+    info = {"inputs": [], "layers": [], "signature_keys": available}
+    keys = signature_keys or available
+    if len(keys) == 1 and keys[0] in loaded.signatures:
+        _, kwargs = loaded.signatures[keys[0]].structured_input_signature
+        info["inputs"] = _in_converter_order([_spec(name, spec.shape, spec.dtype) for name, spec in kwargs.items()])
+    converter = tf.lite.TFLiteConverter.from_saved_model(model["path"], signature_keys=signature_keys)
+    return converter, info
+
+
+def _in_converter_order(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Inputs in the order the calibrator pairs list samples with them.
+
+    The converter goes through a SavedModel signature, whose inputs are keyed by name: the
+    converted model (and a sample list) takes them sorted by name, not in `model.inputs` order.
+    """
+    return sorted(inputs, key=lambda spec: spec["name"])
+
+
+def _spec(name: str, shape: Any, dtype: Any) -> dict[str, Any]:
+    dims = shape.as_list() if hasattr(shape, "as_list") else list(shape)
+    return {"name": name, "shape": dims, "dtype": getattr(dtype, "name", str(dtype))}
+
+
+def _replay(data_path: Path) -> Any:
+    """A representative_dataset that yields the recorded samples exactly as the user packaged them."""
+    calibration = CalibrationSet.load(data_path)
+
+    def representative_dataset():
+        for sample in calibration.samples:
+            yield sample.replay()
+
+    return representative_dataset
+
+
+def _traceback_tail(exc: BaseException) -> list[str]:
+    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    return [f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

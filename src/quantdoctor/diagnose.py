@@ -1,0 +1,156 @@
+"""The diagnose pipeline: intake -> calibration checks -> isolated conversion -> audit -> report."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from quantdoctor import catalog
+from quantdoctor.audit.checks import audit_findings, summarize
+from quantdoctor.audit.tflite_model import read_tflite
+from quantdoctor.catalog.signatures import FailureContext, classify_failure, excerpt
+from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, run_worker
+from quantdoctor.errors import ModelLoadError, UsageError
+from quantdoctor.intake import data as data_intake
+from quantdoctor.intake import model as model_intake
+from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
+from quantdoctor.intake.recipe import Recipe
+from quantdoctor.preflight.calibration_checks import InputSpec, check_calibration
+from quantdoctor.report.model import Finding, Report, rank_findings
+
+
+def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
+             select_tf_ops: bool = False, max_samples: int = DEFAULT_MAX_SAMPLES,
+             timeout: float = DEFAULT_TIMEOUT, memory_limit_mb: int | None = None,
+             keep_workdir: str | Path | None = None) -> Report:
+    """Convert `model` with the real TFLite converter in an isolated process and explain the outcome.
+
+    `model` is a path (`.keras`, `.h5`, SavedModel directory), a Keras model, a list of concrete
+    functions, or a configured `tf.lite.TFLiteConverter` (whose settings and representative
+    dataset are used as they are). `data` is a path (`.npz`/`.npy`), a representative_dataset
+    callable, or a `CalibrationSet`. `mode`, `io` and `select_tf_ops` set the converter options
+    for models that are not converters. Returns the report, root cause first.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-"))
+    try:
+        source, recipe, calibration = _intake(model, data, mode, io, select_tf_ops, max_samples, workdir)
+        request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None}
+        if calibration is not None and recipe.calibrate:
+            calibration.save(workdir / "calibration.npz")
+            request["data"] = str(workdir / "calibration.npz")
+        run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
+        return _build_report(source, recipe, calibration if recipe.calibrate else None, run)
+    finally:
+        if keep_workdir:
+            shutil.copytree(workdir, Path(keep_workdir), dirs_exist_ok=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_ops: bool,
+            max_samples: int, workdir: Path) -> tuple[model_intake.ModelSource, Recipe, CalibrationSet | None]:
+    if _is_converter(model):
+        if mode or io or select_tf_ops:
+            raise UsageError("mode, io and select_tf_ops come from the converter itself: set them on the converter")
+        recipe = Recipe.from_converter(model)
+        source = model_intake.from_converter(model, workdir)
+        data = data if data is not None else model.representative_dataset
+    else:
+        recipe = Recipe.for_mode(mode or "int8", io or "float", select_tf_ops)
+        source = _model_source(model, workdir)
+    calibration = _calibration(data, max_samples)
+    if calibration is not None:
+        recipe.calibrate = True
+    return source, recipe, calibration
+
+
+def _is_converter(model: Any) -> bool:
+    return hasattr(model, "target_spec") and hasattr(model, "convert")
+
+
+def _model_source(model: Any, workdir: Path) -> model_intake.ModelSource:
+    if isinstance(model, (str, Path)):
+        return model_intake.from_path(model)
+    if isinstance(model, (list, tuple)) and model and all(hasattr(f, "graph") for f in model):
+        return model_intake.from_concrete_functions(list(model), None, workdir)
+    if hasattr(model, "graph") and hasattr(model, "structured_input_signature"):
+        return model_intake.from_concrete_functions([model], None, workdir)
+    if hasattr(model, "layers") and hasattr(model, "inputs"):
+        return model_intake.from_keras_model(model, workdir)
+    raise UsageError(f"cannot diagnose a {type(model).__name__}: pass a model path, a Keras model, "
+                     "concrete functions or a tf.lite.TFLiteConverter")
+
+
+def _calibration(data: Any, max_samples: int) -> CalibrationSet | None:
+    if data is None or isinstance(data, CalibrationSet):
+        return data
+    if isinstance(data, (str, Path)):
+        return data_intake.from_file(data, max_samples)
+    if callable(data):
+        return data_intake.from_generator(data, max_samples)
+    raise UsageError(f"unsupported calibration data {type(data).__name__}: pass a .npz/.npy path or a "
+                     "representative_dataset function")
+
+
+def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration: CalibrationSet | None,
+                  run: WorkerRun) -> Report:
+    if run.outcome == "load_error":
+        raise ModelLoadError(f"cannot load {source.source}: {run.response.get('error_message')}")
+    model_info = run.response.get("model", {})
+    layer_names = [layer["name"] for layer in (source.layers or model_info.get("layers", []))]
+    inputs = [InputSpec.from_dict(spec) for spec in model_info.get("inputs", [])]
+    data_findings = check_calibration(calibration, inputs, recipe)
+    conversion = {"attempted": True, "outcome": run.outcome, "seconds": round(run.seconds, 3),
+                  "error_excerpt": None, "model_bytes": None}
+    audit = None
+    tflite_bytes = None
+    if run.outcome == "ok":
+        tflite_bytes = run.tflite_path.read_bytes()
+        produced = read_tflite(tflite_bytes)
+        conversion["model_bytes"] = len(tflite_bytes)
+        audit = summarize(produced, layer_names)
+        outcome_findings = audit_findings(produced, recipe, layer_names)
+    elif run.outcome == "error":
+        conversion["error_excerpt"] = excerpt(run.error_text)
+        context = FailureContext(run.error_text, run.response.get("exception_type", ""), layer_names,
+                                 calibration=calibration)
+        outcome_findings = classify_failure(context)
+    else:
+        conversion["error_excerpt"] = excerpt(run.stderr)
+        outcome_findings = [_process_finding(run)]
+    findings = rank_findings(_merge_confirmed(data_findings, outcome_findings))
+    model = {"source": source.source, "format": source.format, "inputs": model_info.get("inputs", [])}
+    return Report(model=model, settings=recipe.to_dict(), findings=findings, conversion=conversion,
+                  audit=audit, tflite_model=tflite_bytes)
+
+
+def _merge_confirmed(data_findings: list[Finding], outcome_findings: list[Finding]) -> list[Finding]:
+    """Data findings the converter's error confirms absorb it, so the root cause is reported once."""
+    by_code = {f.code: f for f in data_findings}
+    merged = list(data_findings)
+    for finding in outcome_findings:
+        known = by_code.get(finding.code)
+        if known is None:
+            merged.append(finding)
+        elif "converter_message" in finding.evidence:
+            index = merged.index(known)
+            merged[index] = replace(known, evidence={**known.evidence,
+                                                     "converter_message": finding.evidence["converter_message"]})
+            by_code[finding.code] = merged[index]
+    return merged
+
+
+def _process_finding(run: WorkerRun) -> Finding:
+    stage = run.response.get("stage", "starting")
+    evidence = {"stage": stage, "exit_code": run.returncode, "signal": run.signal_name,
+                "seconds": round(run.seconds, 1), "stderr_tail": excerpt(run.stderr[-4000:])}
+    if run.outcome == "timeout":
+        return catalog.get("QD902").finding(
+            f"The converter was stopped after {run.seconds:.0f} s while {stage}.", evidence=evidence)
+    if run.signal_name == "SIGKILL" or any(s in run.stderr for s in ("MemoryError", "std::bad_alloc", "Out of memory")):
+        return catalog.get("QD903").finding(
+            f"The converter ran out of memory while {stage}.", evidence=evidence)
+    how = f"was killed by {run.signal_name}" if run.signal_name else f"exited with code {run.returncode}"
+    return catalog.get("QD901").finding(f"The converter process {how} while {stage}.", evidence=evidence)

@@ -1,0 +1,123 @@
+"""Models: files on disk, Keras objects, concrete functions and configured converters.
+
+Every source becomes a `ModelSource`: a file or directory the isolated worker can load without
+the user's Python objects (`.keras`/`.h5` files are loaded by Keras in the worker; objects are
+exported to a SavedModel here, the way `TFLiteConverter.from_keras_model` itself does). The
+user's files are only ever read.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from quantdoctor.errors import ModelLoadError
+
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+@dataclass
+class ModelSource:
+    """A model the worker can load: `loader` is "keras_file" or "saved_model"."""
+
+    format: str
+    source: str
+    path: str
+    loader: str
+    signature_keys: list[str] | None = None
+    layers: list[dict[str, str]] = field(default_factory=list)
+
+    def request(self) -> dict[str, Any]:
+        """The part of the worker request that says how to load the model."""
+        return {"loader": self.loader, "path": self.path, "signature_keys": self.signature_keys}
+
+
+def from_path(path: str | Path) -> ModelSource:
+    """A `.keras`/`.h5` file or a SavedModel directory."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"model not found: {path}")
+    if path.is_dir():
+        if not (path / "saved_model.pb").exists():
+            raise ModelLoadError(f"{path} is a directory without saved_model.pb: not a SavedModel")
+        return ModelSource("savedmodel", str(path), str(path.resolve()), "saved_model")
+    if path.suffix.lower() in KERAS_SUFFIXES:
+        return ModelSource("keras", str(path), str(path.resolve()), "keras_file")
+    if path.suffix.lower() == ".tflite":
+        raise ModelLoadError(f"{path.name} is already a .tflite model: use `quantdoctor audit {path}`")
+    raise ModelLoadError(f"unsupported model file '{path.name}': use .keras, .h5 or a SavedModel directory")
+
+
+def from_keras_model(model: Any, workdir: Path) -> ModelSource:
+    """Export a Keras model object to a SavedModel, exactly as the converter's Keras path does."""
+    import keras
+    import tensorflow as tf
+
+    export_dir = workdir / "keras_export"
+    try:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serve", functools.partial(model.__call__, training=False), _input_signature(model, tf))
+        archive.write_out(str(export_dir), verbose=False)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot export Keras model '{model.name}' for conversion: {exc}") from exc
+    return ModelSource("keras", f"Keras model '{model.name}'", str(export_dir), "saved_model",
+                       signature_keys=["serving_default"], layers=keras_layers(model))
+
+
+def from_concrete_functions(functions: list[Any], trackable: Any, workdir: Path) -> ModelSource:
+    """Save concrete functions as signatures of a SavedModel (their variables travel along)."""
+    import tensorflow as tf
+
+    export_dir = workdir / "functions_export"
+    signatures = {_signature_name(f, i): f for i, f in enumerate(functions)}
+    try:
+        tf.saved_model.save(trackable if trackable is not None else tf.Module(), str(export_dir), signatures=signatures)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot save the concrete functions for conversion: {exc}; "
+                             "pass the object that owns their variables as trackable_obj") from exc
+    return ModelSource("concrete_function", ", ".join(signatures), str(export_dir), "saved_model",
+                       signature_keys=list(signatures))
+
+
+def from_converter(converter: Any, workdir: Path) -> ModelSource:
+    """The model a configured `tf.lite.TFLiteConverter` was built from."""
+    keras_model = getattr(converter, "_keras_model", None)
+    if keras_model is not None:
+        source = from_keras_model(keras_model, workdir)
+    elif getattr(converter, "_funcs", None):
+        source = from_concrete_functions(converter._funcs, getattr(converter, "_trackable_obj", None), workdir)
+    elif getattr(converter, "saved_model_dir", None):
+        source = from_path(converter.saved_model_dir)
+        source.signature_keys = list(converter._saved_model_exported_names or []) or None
+    else:
+        raise ModelLoadError(f"cannot tell which model {type(converter).__name__} converts; "
+                             "build it with TFLiteConverter.from_keras_model, from_saved_model or from_concrete_functions")
+    source.format = "converter"
+    return source
+
+
+def keras_layers(model: Any) -> list[dict[str, str]]:
+    """Every layer of a Keras model, nested models included, as {"name", "class"}."""
+    layers = []
+    for layer in getattr(model, "layers", []):
+        layers.append({"name": layer.name, "class": type(layer).__name__})
+        layers.extend(keras_layers(layer))
+    return layers
+
+
+def _input_signature(model: Any, tf: Any) -> list[Any]:
+    inputs = getattr(model, "inputs", None)
+    if inputs:
+        specs = [tf.TensorSpec(x.shape, dtype=x.dtype, name=x.name) for x in inputs]
+        return [specs] if len(specs) > 1 else specs
+    raise ModelLoadError(f"Keras model '{model.name}' has no defined inputs: call it once on real data, "
+                         "or build it with keras.Input, before diagnosing it")
+
+
+def _signature_name(function: Any, index: int) -> str:
+    name = getattr(function, "name", "") or ""
+    name = name.decode() if isinstance(name, bytes) else name
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in name) or f"function_{index}"

@@ -1,0 +1,145 @@
+"""Converter settings ("recipe"): read back from a configured converter or built from a mode.
+
+A recipe is plain JSON-able data, so the isolated worker can apply exactly the settings the user
+had, and the report can show them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from quantdoctor.errors import UsageError
+
+MODES = ("int8", "int8-strict", "int16x8", "dynamic", "float16")
+IO_TYPES = ("float", "int8", "uint8")
+
+# Converter attributes copied verbatim when reading back a user's converter.
+CONVERTER_FLAGS = (
+    "allow_custom_ops",
+    "experimental_new_converter",
+    "experimental_new_quantizer",
+    "experimental_enable_resource_variables",
+    "_experimental_lower_tensor_list_ops",
+    "_experimental_default_to_single_batch_in_tensor_list_ops",
+    "_experimental_disable_per_channel",
+    "_experimental_disable_per_channel_quantization_for_dense_layers",
+    "unfold_batchmatmul",
+    "legalize_custom_tensor_list_ops",
+    "exclude_conversion_metadata",
+)
+
+_IO_DTYPES = {"float": "float32", "int8": "int8", "uint8": "uint8"}
+
+
+@dataclass
+class Recipe:
+    """The converter settings, by name: `Optimize.DEFAULT` is "DEFAULT", `tf.int8` is "int8"."""
+
+    optimizations: list[str] = field(default_factory=list)
+    supported_ops: list[str] = field(default_factory=lambda: ["TFLITE_BUILTINS"])
+    supported_types: list[str] = field(default_factory=list)
+    inference_input_type: str = "float32"
+    inference_output_type: str = "float32"
+    calibrate: bool = False
+    flags: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_mode(cls, mode: str = "int8", io: str = "float", select_tf_ops: bool = False) -> Recipe:
+        """The settings a user would write for `--mode`, `--io` and `--select-tf-ops`."""
+        if mode not in MODES:
+            raise UsageError(f"unknown mode '{mode}': choose one of {', '.join(MODES)}")
+        if io not in IO_TYPES:
+            raise UsageError(f"unknown io type '{io}': choose one of {', '.join(IO_TYPES)}")
+        if io != "float" and mode not in ("int8", "int8-strict"):
+            raise UsageError(f"--io {io} needs full integer quantization: use --mode int8 or int8-strict")
+        recipe = cls(optimizations=["DEFAULT"])
+        if mode in ("int8", "int8-strict"):
+            recipe.calibrate = True
+            recipe.supported_ops = ["TFLITE_BUILTINS_INT8"] if mode == "int8-strict" else ["TFLITE_BUILTINS"]
+        elif mode == "int16x8":
+            recipe.calibrate = True
+            recipe.supported_ops = ["EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"]
+        elif mode == "float16":
+            recipe.supported_types = ["float16"]
+        recipe.inference_input_type = recipe.inference_output_type = _IO_DTYPES[io]
+        if select_tf_ops:
+            recipe.supported_ops.append("SELECT_TF_OPS")
+        return recipe
+
+    @classmethod
+    def from_converter(cls, converter: Any) -> Recipe:
+        """Read back every quantization-relevant setting of a configured `tf.lite.TFLiteConverter`."""
+        spec = converter.target_spec
+        return cls(
+            optimizations=[_enum_name(o) for o in (converter.optimizations or [])],
+            supported_ops=[_enum_name(o) for o in (spec.supported_ops or [])],
+            supported_types=[_dtype_name(t) for t in (spec.supported_types or [])],
+            inference_input_type=_dtype_name(converter.inference_input_type),
+            inference_output_type=_dtype_name(converter.inference_output_type),
+            calibrate=converter.representative_dataset is not None,
+            flags={name: getattr(converter, name) for name in CONVERTER_FLAGS if hasattr(converter, name)},
+        )
+
+    @property
+    def mode(self) -> str:
+        """The quantdoctor mode these settings amount to."""
+        if "DEFAULT" not in self.optimizations and not self.supported_types:
+            return "none"
+        if "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8" in self.supported_ops:
+            return "int16x8"
+        if self.int8_only_ops:
+            return "int8-strict"
+        if self.calibrate and "float16" not in self.supported_types:
+            return "int8"
+        if "float16" in self.supported_types:
+            return "float16"
+        return "dynamic"
+
+    @property
+    def int8_only_ops(self) -> bool:
+        """True when the user asked for integer-only builtin ops (TFLITE_BUILTINS_INT8 alone)."""
+        return "TFLITE_BUILTINS_INT8" in self.supported_ops and "TFLITE_BUILTINS" not in self.supported_ops
+
+    @property
+    def needs_calibration(self) -> bool:
+        """True when these settings cannot convert without a representative dataset."""
+        integer_io = {self.inference_input_type, self.inference_output_type} & {"int8", "uint8", "int16"}
+        int16_ops = "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8" in self.supported_ops
+        return self.calibrate or self.int8_only_ops or int16_ops or bool(integer_io)
+
+    @property
+    def wants_full_integer(self) -> bool:
+        """True when the settings ask for integer activations (calibrated INT8 or 16x8)."""
+        return self.mode in ("int8", "int8-strict", "int16x8")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, with the derived mode first."""
+        return {"mode": self.mode, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """Inverse of `to_dict`."""
+        return cls(**{k: v for k, v in data.items() if k != "mode"})
+
+    def apply(self, converter: Any) -> None:
+        """Configure a `tf.lite.TFLiteConverter` with these settings (worker side)."""
+        import tensorflow as tf
+
+        converter.optimizations = [getattr(tf.lite.Optimize, name) for name in self.optimizations]
+        converter.target_spec.supported_ops = {getattr(tf.lite.OpsSet, name) for name in self.supported_ops}
+        converter.target_spec.supported_types = [tf.as_dtype(name) for name in self.supported_types]
+        converter.inference_input_type = tf.as_dtype(self.inference_input_type)
+        converter.inference_output_type = tf.as_dtype(self.inference_output_type)
+        for name, value in self.flags.items():
+            setattr(converter, name, value)
+
+
+def _enum_name(value: Any) -> str:
+    return getattr(value, "name", str(value))
+
+
+def _dtype_name(value: Any) -> str:
+    if value is None:
+        return "float32"
+    return getattr(value, "name", str(value))

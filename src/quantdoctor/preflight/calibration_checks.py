@@ -1,0 +1,207 @@
+"""Checks on the calibration samples against the model's inputs (NumPy only, no TensorFlow).
+
+They run on exactly the samples the converter is fed, and do not wait for the converter to
+complain: NaN samples, for one, are accepted by it without a word.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from quantdoctor import catalog
+from quantdoctor.intake.data import CalibrationSet, Sample
+from quantdoctor.intake.recipe import Recipe
+from quantdoctor.report.model import Finding, Location
+
+MIN_SAMPLES = 100
+NOISE_CORRELATION = 0.1
+_NOISE_SAMPLES = 32
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A model input as the signature declares it; `None` dimensions are free."""
+
+    name: str
+    shape: tuple[int | None, ...] | None
+    dtype: str
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any]) -> InputSpec:
+        shape = spec.get("shape")
+        return cls(spec["name"], tuple(shape) if shape is not None else None, spec["dtype"])
+
+    def accepts_shape(self, shape: tuple[int, ...]) -> bool:
+        """True when every dimension the signature fixes has the same size in `shape`."""
+        if self.shape is None:
+            return True
+        return len(shape) == len(self.shape) and all(d is None or d == s for d, s in zip(self.shape, shape))
+
+
+def check_calibration(calibration: CalibrationSet | None, inputs: list[InputSpec], recipe: Recipe) -> list[Finding]:
+    """All calibration findings for these samples, model inputs and settings."""
+    if calibration is None:
+        if recipe.needs_calibration:
+            return [catalog.get("QD301").finding(
+                f"The settings ask for integer activations (mode {recipe.mode}) but no representative dataset "
+                "was given.", evidence={"mode": recipe.mode})]
+        return []
+    findings: list[Finding] = []
+    if calibration.generator_error:
+        findings.append(catalog.get("QD312").finding(
+            f"{calibration.source} raised {calibration.generator_error}",
+            evidence={"error": calibration.generator_error, "samples_before_error": len(calibration)}))
+    if not calibration.samples:
+        if not calibration.generator_error:
+            findings.append(catalog.get("QD302").finding(
+                f"{calibration.source} yielded no samples.", evidence={"samples": 0}))
+        return findings
+    findings += _check_packaging(calibration, inputs)
+    findings += _check_values(calibration, inputs)
+    return findings
+
+
+def _check_packaging(calibration: CalibrationSet, inputs: list[InputSpec]) -> list[Finding]:
+    """Per sample: how it is packaged, how many arrays, which keys, which dtypes and shapes."""
+    problems: dict[tuple, tuple[Finding, list[int]]] = {}
+
+    def report(key: tuple, index: int, make) -> None:
+        if key in problems:
+            problems[key][1].append(index)
+        else:
+            problems[key] = (make(), [index])
+
+    names = [spec.name for spec in inputs]
+    for index, sample in enumerate(calibration.samples):
+        if sample.kind in ("array", "other"):
+            report(("QD303",), index, lambda: _bare_sample(sample, index))
+            continue
+        if sample.kind in ("list", "tuple") and inputs and len(sample.values) != len(inputs):
+            report(("QD304", len(sample.values)), index, lambda: catalog.get("QD304").finding(
+                f"Sample #{index} holds {len(sample.values)} arrays; the model has {len(inputs)} "
+                f"input(s): {', '.join(names)}.",
+                evidence={"arrays_in_sample": len(sample.values), "model_inputs": names}))
+            continue
+        if sample.kind in ("dict", "signature") and inputs and set(sample.values) != set(names):
+            keys = sorted(sample.values)
+            report(("QD305", tuple(keys)), index, lambda: catalog.get("QD305").finding(
+                f"Sample #{index} has keys {keys}; the model's inputs are named {names}.",
+                location=Location(input=", ".join(sorted(set(names) - set(keys))) or None),
+                evidence={"sample_keys": keys, "input_names": names}))
+            continue
+        for spec, array in _pair(sample, inputs):
+            _check_array(index, spec, array, report)
+    return [_with_sample_count(finding, indices) for finding, indices in problems.values()]
+
+
+def _check_array(index: int, spec: InputSpec | None, array: np.ndarray, report) -> None:
+    name = spec.name if spec else None
+    expected = spec.dtype if spec else "float32"
+    if array.dtype.name != expected and (spec or array.dtype == np.float64):
+        code = "QD201" if array.dtype == np.float64 and expected == "float32" else "QD204"
+        report((code, name, array.dtype.name), index, lambda: catalog.get(code).finding(
+            f"Sample #{index} for input '{name or 0}' is {array.dtype.name}; the input expects {expected}.",
+            location=Location(input=name),
+            evidence={"sample_dtype": array.dtype.name, "input_dtype": expected},
+            fix_code=None if code == "QD201" else f"yield [sample.astype(np.{expected})]"))
+    if spec and not spec.accepts_shape(array.shape):
+        report(("QD306", name, array.shape), index, lambda: catalog.get("QD306").finding(
+            f"Sample #{index} for input '{name}' has shape {_shape(array.shape)}; the input expects "
+            f"{_shape(spec.shape)}.",
+            location=Location(input=name),
+            evidence={"sample_shape": list(array.shape), "input_shape": list(spec.shape or [])}))
+
+
+def _check_values(calibration: CalibrationSet, inputs: list[InputSpec]) -> list[Finding]:
+    """Across samples, per input: non-finite values, constant inputs, noise-like data, sample count."""
+    findings = []
+    count = len(calibration)
+    if count < MIN_SAMPLES and not calibration.truncated:
+        findings.append(catalog.get("QD308").finding(
+            f"{count} calibration sample(s); at least {MIN_SAMPLES} real samples are recommended.",
+            evidence={"samples": count, "recommended_min": MIN_SAMPLES}))
+    for position, (name, arrays) in enumerate(_arrays_by_input(calibration, inputs).items()):
+        label = name if name is not None else str(position)
+        numeric = [a for a in arrays if np.issubdtype(a.dtype, np.number)]
+        floats = [a for a in numeric if np.issubdtype(a.dtype, np.floating)]
+        bad = [i for i, a in enumerate(floats) if not np.isfinite(a).all()]
+        if bad:
+            nan = sum(int(np.isnan(a).sum()) for a in floats)
+            inf = sum(int(np.isinf(a).sum()) for a in floats)
+            findings.append(catalog.get("QD307").finding(
+                f"{len(bad)} of {len(floats)} samples for input '{label}' contain non-finite values "
+                f"({nan} NaN, {inf} Inf).",
+                location=Location(input=name), evidence={"samples_affected": len(bad), "nan": nan, "inf": inf}))
+            continue
+        if numeric and all(a.size for a in numeric):
+            low = min(float(a.min()) for a in numeric)
+            high = max(float(a.max()) for a in numeric)
+            if low == high:
+                findings.append(catalog.get("QD311").finding(
+                    f"Every calibration value of input '{label}' is {low:g}.",
+                    location=Location(input=name), evidence={"value": low}))
+                continue
+        correlation = _neighbour_correlation(floats[:_NOISE_SAMPLES])
+        if correlation is not None and abs(correlation) < NOISE_CORRELATION:
+            findings.append(catalog.get("QD309").finding(
+                f"Neighbouring values of input '{label}' are uncorrelated (r = {correlation:.3f}); real "
+                "images, audio or sequences give r well above 0.5.",
+                location=Location(input=name),
+                evidence={"neighbour_correlation": round(correlation, 4),
+                          "value_range": [round(low, 4), round(high, 4)]}))
+    return findings
+
+
+def _neighbour_correlation(arrays: list[np.ndarray]) -> float | None:
+    """Correlation of each value with its neighbour along axis 1 (rows / time), or None if undefined."""
+    arrays = [a.astype(np.float64) for a in arrays if a.ndim >= 3 and a.shape[1] >= 4]
+    if not arrays or len({a.shape for a in arrays}) != 1:
+        return None
+    stacked = np.stack(arrays)
+    here, there = stacked[:, :, :-1].ravel(), stacked[:, :, 1:].ravel()
+    if here.std() == 0 or there.std() == 0:
+        return None
+    return float(np.corrcoef(here, there)[0, 1])
+
+
+def _pair(sample: Sample, inputs: list[InputSpec]) -> list[tuple[InputSpec | None, np.ndarray]]:
+    if sample.kind in ("dict", "signature"):
+        by_name = {spec.name: spec for spec in inputs}
+        return [(by_name.get(key), value) for key, value in sample.values.items()]
+    arrays = sample.arrays
+    return [(inputs[i] if i < len(inputs) else None, a) for i, a in enumerate(arrays)]
+
+
+def _arrays_by_input(calibration: CalibrationSet, inputs: list[InputSpec]) -> dict[str | None, list[np.ndarray]]:
+    grouped: dict[str | None, list[np.ndarray]] = {}
+    for sample in calibration.samples:
+        if sample.kind in ("array", "other"):
+            continue
+        for position, (spec, array) in enumerate(_pair(sample, inputs)):
+            key = spec.name if spec else (f"#{position}" if not inputs else None)
+            if key is not None:
+                grouped.setdefault(key, []).append(array)
+    return grouped
+
+
+def _bare_sample(sample: Sample, index: int) -> Finding:
+    what = f"a bare {sample.arrays[0].dtype.name} array of shape {_shape(sample.arrays[0].shape)}" \
+        if sample.kind == "array" else f"{sample.note}"
+    return catalog.get("QD303").finding(f"Sample #{index} is {what}, not a list of arrays.",
+                                        evidence={"yielded": sample.kind})
+
+
+def _with_sample_count(finding: Finding, indices: list[int]) -> Finding:
+    if len(indices) > 1:
+        finding.evidence["samples_affected"] = len(indices)
+        finding.evidence["first_samples"] = indices[:5]
+        return type(finding)(**{**finding.__dict__, "message": f"{finding.message} ({len(indices)} samples affected)"})
+    finding.evidence["samples_affected"] = 1
+    return finding
+
+
+def _shape(shape: Any) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"

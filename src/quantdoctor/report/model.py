@@ -1,0 +1,143 @@
+"""The report data model: findings with stable codes, and the report that orders them.
+
+`Report.to_dict()` is the JSON contract described in the project's design notes; other programs
+parse it, so fields are only ever added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+SEVERITIES = ("error", "warning", "info")
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a finding points, in the user's terms: Keras layer, op, tensor, model input."""
+
+    layer: str | None = None
+    op: str | None = None
+    tensor: str | None = None
+    input: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"layer": self.layer, "op": self.op, "tensor": self.tensor, "input": self.input}
+
+    def describe(self) -> str:
+        """A short human description such as `layer 'lstm' (op tf.TensorListReserve)`."""
+        parts = []
+        if self.layer:
+            parts.append(f"layer '{self.layer}'")
+        if self.input:
+            parts.append(f"input '{self.input}'")
+        if self.op:
+            parts.append(f"op {self.op}")
+        if self.tensor and not self.layer:
+            parts.append(f"tensor '{self.tensor}'")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Fix:
+    """What to do about a finding: a sentence, and the code to write where there is one."""
+
+    summary: str
+    code: str | None = None
+    automatic: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"summary": self.summary, "code": self.code, "automatic": self.automatic}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem found, identified by a stable catalog code such as QD201."""
+
+    code: str
+    category: str
+    severity: str
+    title: str
+    message: str
+    fix: Fix
+    location: Location = field(default_factory=Location)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    precedence: int = 50
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "category": self.category,
+            "severity": self.severity,
+            "title": self.title,
+            "message": self.message,
+            "location": self.location.to_dict(),
+            "evidence": self.evidence,
+            "fix": self.fix.to_dict(),
+        }
+
+
+def rank_findings(findings: list[Finding]) -> list[Finding]:
+    """Order findings most decisive first: errors before warnings, root causes before symptoms.
+
+    Findings with the same code and location are reported once.
+    """
+    unique: dict[tuple, Finding] = {}
+    for finding in findings:
+        unique.setdefault((finding.code, finding.location), finding)
+    return sorted(unique.values(), key=lambda f: (SEVERITIES.index(f.severity), f.precedence))
+
+
+@dataclass
+class Report:
+    """The outcome of a diagnosis: findings ranked root cause first, plus what was run and produced."""
+
+    model: dict[str, Any]
+    settings: dict[str, Any]
+    findings: list[Finding]
+    conversion: dict[str, Any]
+    audit: dict[str, Any] | None = None
+    tflite_model: bytes | None = field(default=None, repr=False)
+
+    @property
+    def root_cause(self) -> Finding | None:
+        """The first error finding: the cause quantdoctor stands behind."""
+        return next((f for f in self.findings if f.severity == "error"), None)
+
+    @property
+    def verdict(self) -> str:
+        """`failed` (no model produced), `converted_with_problems` (warnings or errors), or `ok`."""
+        attempted = self.conversion.get("attempted", False)
+        if attempted and self.conversion.get("outcome") != "ok":
+            return "failed"
+        if not attempted and self.root_cause is not None:
+            return "failed"
+        if any(f.severity in ("error", "warning") for f in self.findings):
+            return "converted_with_problems"
+        return "ok"
+
+    def worst_severity(self) -> str | None:
+        """The most severe level among the findings, or None when there are none."""
+        levels = [SEVERITIES.index(f.severity) for f in self.findings]
+        return SEVERITIES[min(levels)] if levels else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report contract (schema_version 1)."""
+        from quantdoctor import __version__
+
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "tool": {"name": "quantdoctor", "version": __version__},
+            "model": self.model,
+            "settings": self.settings,
+            "verdict": self.verdict,
+            "findings": [f.to_dict() for f in self.findings],
+            "conversion": self.conversion,
+            "audit": self.audit,
+        }
+
+    def __str__(self) -> str:
+        from quantdoctor.report.terminal import render_plain
+
+        return render_plain(self)

@@ -1,0 +1,79 @@
+"""Terminal rendering: the root cause first, then the rest, concise, in colour when possible."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console, Group
+from rich.padding import Padding
+from rich.syntax import Syntax
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from quantdoctor.report.model import Finding, Report
+
+_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+_VERDICT = {"ok": ("OK", "bold green"), "converted_with_problems": ("CONVERTED WITH PROBLEMS", "bold yellow"),
+            "failed": ("FAILED", "bold red")}
+
+
+def render(report: Report, console: Console) -> None:
+    """Print the report: verdict line, root cause with its fix, other findings, produced model."""
+    label, style = _VERDICT[report.verdict]
+    settings = report.settings
+    head = Text.assemble((f"{label}", style), "  ", (report.model["source"], "bold"),
+                         f"  mode={settings['mode']}")
+    conversion = report.conversion
+    if conversion.get("attempted"):
+        head.append(f"  conversion: {conversion['outcome']} in {conversion['seconds']:.1f} s", "dim")
+    console.print(head)
+    root = report.root_cause
+    if root:
+        console.print(Text("Root cause", "bold"))
+        console.print(Padding(_finding(root, with_fix_code=True), (0, 0, 0, 2)))
+    others = [f for f in report.findings if f is not root]
+    if others:
+        console.print(Text("Also found" if root else "Findings", "bold"))
+        for finding in others:
+            console.print(Padding(_finding(finding, with_fix_code=root is None and finding is others[0]), (0, 0, 0, 2)))
+    if report.audit:
+        console.print(_audit_line(report.audit))
+    if not report.findings:
+        console.print(Text("No problems found.", "green"))
+
+
+def render_plain(report: Report) -> str:
+    """The terminal report as plain text (what `str(report)` returns)."""
+    console = Console(width=100, record=True, color_system=None, force_terminal=False, file=_NullFile())
+    render(report, console)
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines()).rstrip()
+
+
+def _finding(finding: Finding, with_fix_code: bool) -> Group:
+    title = Text.assemble((f"{finding.code} ", _STYLE[finding.severity]), (finding.severity, _STYLE[finding.severity]),
+                          "  ", (finding.title, "bold"))
+    where = finding.location.describe()
+    parts = [title, Text(finding.message + (f"  [{where}]" if where else ""))]
+    converter_message = finding.evidence.get("converter_message")
+    if converter_message:
+        parts.append(Text(f"converter said: {converter_message[:200]}", "dim"))
+    parts.append(Text.assemble(("fix: ", "bold green"), finding.fix.summary))
+    if with_fix_code and finding.fix.code:
+        parts.append(Padding(Syntax(finding.fix.code, "python", theme="ansi_dark", background_color="default"),
+                             (0, 0, 0, 2)))
+    return Group(*parts)
+
+
+def _audit_line(audit: dict) -> Text:
+    inputs = ", ".join(f"{t['dtype']}" + (f" (scale {t['scale']:.4g}, zero point {t['zero_point']})"
+                                          if t["scale"] else "") for t in audit["input_types"])
+    verdict = "fully integer" if audit["fully_integer"] else f"{len(audit['float_ops'])} float op(s)"
+    return Text(f"Produced model: {audit['op_count']} ops, {verdict}; input {inputs}", "dim")
+
+
+class _NullFile:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
