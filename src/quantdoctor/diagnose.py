@@ -12,6 +12,7 @@ from quantdoctor import catalog
 from quantdoctor.audit.checks import audit_findings, summarize
 from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.catalog.signatures import FailureContext, classify_failure, excerpt
+from quantdoctor.convert.crash import crash_frames, crash_stage, native_errors
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, run_worker
 from quantdoctor.errors import ModelLoadError, UsageError
 from quantdoctor.intake import data as data_intake
@@ -19,7 +20,7 @@ from quantdoctor.intake import model as model_intake
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.preflight.calibration_checks import InputSpec, check_calibration
-from quantdoctor.report.model import Finding, Report, rank_findings
+from quantdoctor.report.model import Finding, Location, Report, rank_findings
 
 
 def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
@@ -118,8 +119,8 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
                                  calibration=calibration)
         outcome_findings = classify_failure(context)
     else:
-        conversion["error_excerpt"] = excerpt(run.stderr)
-        outcome_findings = [_process_finding(run)]
+        conversion["error_excerpt"] = "\n".join(native_errors(run.stderr) + crash_frames(run.stderr)) or None
+        outcome_findings = [_process_finding(run, source.layers or model_info.get("layers", []))]
     findings = rank_findings(_merge_confirmed(data_findings, outcome_findings))
     model = {"source": source.source, "format": source.format, "inputs": model_info.get("inputs", [])}
     return Report(model=model, settings=recipe.to_dict(), findings=findings, conversion=conversion,
@@ -142,15 +143,24 @@ def _merge_confirmed(data_findings: list[Finding], outcome_findings: list[Findin
     return merged
 
 
-def _process_finding(run: WorkerRun) -> Finding:
-    stage = run.response.get("stage", "starting")
+RNN_LAYER_CLASSES = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
+
+
+def _process_finding(run: WorkerRun, layers: list[dict[str, str]]) -> Finding:
+    """A finding for a worker that did not report a result: timeout, out of memory, or crash."""
+    stage = crash_stage(run.stderr, run.response.get("stage", "starting"))
     evidence = {"stage": stage, "exit_code": run.returncode, "signal": run.signal_name,
-                "seconds": round(run.seconds, 1), "stderr_tail": excerpt(run.stderr[-4000:])}
+                "seconds": round(run.seconds, 1), "last_frames": crash_frames(run.stderr),
+                "native_errors": native_errors(run.stderr)}
     if run.outcome == "timeout":
         return catalog.get("QD902").finding(
             f"The converter was stopped after {run.seconds:.0f} s while {stage}.", evidence=evidence)
-    if run.signal_name == "SIGKILL" or any(s in run.stderr for s in ("MemoryError", "std::bad_alloc", "Out of memory")):
-        return catalog.get("QD903").finding(
-            f"The converter ran out of memory while {stage}.", evidence=evidence)
+    if run.signal_name == "SIGKILL" or any(s in run.stderr for s in ("MemoryError", "std::bad_alloc")):
+        return catalog.get("QD903").finding(f"The converter ran out of memory while {stage}.", evidence=evidence)
     how = f"was killed by {run.signal_name}" if run.signal_name else f"exited with code {run.returncode}"
+    rnn_layers = [layer["name"] for layer in layers if layer["class"] in RNN_LAYER_CLASSES]
+    if rnn_layers and stage.startswith("calibrating"):
+        return catalog.get("QD108").finding(
+            f"The calibrator {how} while running the recurrent loop of layer '{rnn_layers[0]}'.",
+            location=Location(layer=rnn_layers[0]), evidence={**evidence, "rnn_layers": rnn_layers})
     return catalog.get("QD901").finding(f"The converter process {how} while {stage}.", evidence=evidence)

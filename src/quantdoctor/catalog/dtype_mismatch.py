@@ -90,4 +90,20 @@ CHECKS = (
                 "converter.representative_dataset = lambda: iter([])   # yields nothing",
         fix="Fix the cause reported above (usually the representative dataset) and convert again.",
     ),
+    Check(
+        code="QD207", name="float16-ops-in-graph", severity="error", precedence=20,
+        title="The model computes in float16 (mixed precision), which the converter cannot take",
+        detects="Layers built under `keras.mixed_precision.set_global_policy('mixed_float16')` run MatMul, "
+                "Conv2D, BiasAdd in float16. The converter reports them as `'tf.MatMul' op is neither a custom "
+                "op nor a flex op`, with f16 tensor types, in every mode.",
+        why="The conversion fails although every op is an ordinary builtin: their float16 type is the problem.",
+        example="keras.mixed_precision.set_global_policy('mixed_float16')\n"
+                "model = build_model()",
+        fix="Rebuild the model for export under the float32 policy and copy the trained weights over; use "
+            "float16 quantization (supported_types=[tf.float16]) if you want float16 weights.",
+        fix_code="keras.mixed_precision.set_global_policy('float32')\n"
+                 "export_model = build_model()\n"
+                 "export_model.set_weights(trained_model.get_weights())\n"
+                 "converter = tf.lite.TFLiteConverter.from_keras_model(export_model)",
+    ),
 )

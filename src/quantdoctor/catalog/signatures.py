@@ -27,7 +27,6 @@ class FailureContext:
     error_text: str
     exception_type: str = ""
     layer_names: list[str] = field(default_factory=list)
-    float64_op_paths: list[str] = field(default_factory=list)
     calibration: CalibrationSet | None = None
 
 
@@ -80,12 +79,18 @@ def _set_tensor_type(match: re.Match, context: FailureContext) -> Finding:
 
 
 def _prepare_failed(match: re.Match, context: FailureContext) -> Finding:
+    op = match.group(3)
+    if op.startswith("Flex") or "unresolved custom op" in context.error_text:
+        kind = "a Select TF (Flex) op" if op.startswith("Flex") else "a custom op"
+        return catalog.get("QD109").finding(
+            f"Calibration runs the model in the TFLite interpreter, which has no kernel for {op}, {kind}.",
+            location=Location(op=op), evidence={"node": int(match.group(2))})
     check_text = _TF_SOURCE_PATH.sub("", match.group(1)).strip()
     shapes = _first_sample_shapes(context.calibration)
     return catalog.get("QD310").finding(
-        f"The {match.group(3)} kernel (node {match.group(2)}) failed to prepare on the first sample, "
+        f"The {op} kernel (node {match.group(2)}) failed to prepare on the first sample, "
         f"shaped {shapes}: {check_text}.",
-        location=Location(op=match.group(3)),
+        location=Location(op=op),
         evidence={"kernel_check": check_text, "node": int(match.group(2)), "sample_shapes": shapes})
 
 
@@ -123,6 +128,13 @@ _TEXT_MATCHERS = (
                    lambda m, c: catalog.get("QD306").finding(
                        f"Input {m.group(2)} has size {m.group(3)} in dimension {m.group(1)}; a sample has "
                        f"{m.group(4)}.", evidence={"converter_message": m.group(0)})),
+    _regex_matcher(r"Quantization not yet supported for op: '(\w+)'",
+                   lambda m, c: catalog.get("QD104").finding(
+                       f"The quantizer has no integer version of {m.group(1)}, and only integer ops were allowed.",
+                       location=Location(op=m.group(1)), evidence={"converter_message": m.group(0)})),
+    _regex_matcher(r"std::bad_alloc|MemoryError|Resource exhausted: OOM|failed to allocate memory",
+                   lambda m, c: catalog.get("QD903").finding(
+                       "The converter could not allocate memory.", evidence={"converter_message": m.group(0)})),
     _regex_matcher(r"Only support at least one signature key\.?",
                    _simple("QD402", "The SavedModel offers no signature the converter can use.")),
     _regex_matcher(r"Only support a single signature key\.?",
@@ -152,10 +164,14 @@ def _classify_diagnostic(diagnostic: Diagnostic, context: FailureContext) -> Fin
     where = f"layer '{layer}'" if layer else "the model"
     message = diagnostic.message
     if "is neither a custom op nor a flex op" in message:
-        if _computes_in_float64(diagnostic, paths, context):
+        if _has_type(diagnostic, "f64"):
             return catalog.get("QD202").finding(
                 f"{where} computes {op} in float64; TFLite has no float64 kernels. The op is fine, its dtype "
                 "is not.", location=location, evidence=evidence)
+        if _has_type(diagnostic, "f16"):
+            return catalog.get("QD207").finding(
+                f"{where} computes {op} in float16 (a mixed precision policy); TFLite converts float32 graphs.",
+                location=location, evidence=evidence)
         if diagnostic.error_code == "ERROR_NEEDS_CUSTOM_OPS":
             return catalog.get("QD102").finding(
                 f"{op} in {where} has no TFLite kernel and is not available through Select TF ops either.",
@@ -167,14 +183,9 @@ def _classify_diagnostic(diagnostic: Diagnostic, context: FailureContext) -> Fin
         return catalog.get("QD103").finding(
             f"{where} loops over a TensorList whose element shape is not static (dynamic batch size).",
             location=Location(layer=layer), evidence=evidence) if layer or not context.layer_names else None
-    if re.search(r"not yet supported|not quantizable|Failed to quantize", message, re.IGNORECASE):
-        return catalog.get("QD104").finding(
-            f"{op or 'An op'} in {where} has no integer kernel, but only integer ops were allowed.",
-            location=location, evidence=evidence)
     return None
 
 
-def _computes_in_float64(diagnostic: Diagnostic, paths: list[str], context: FailureContext) -> bool:
-    if diagnostic.types and re.search(r"\bf64\b|xf64>", diagnostic.types):
-        return True
-    return any(path in context.float64_op_paths for path in paths)
+def _has_type(diagnostic: Diagnostic, element_type: str) -> bool:
+    """True when the op's MLIR type signature mentions `element_type` (f64, f16, ...)."""
+    return bool(diagnostic.types and re.search(rf"[<x]{element_type}>", diagnostic.types))

@@ -22,7 +22,7 @@ CHECKS = (
         fix_code=SELECT_TF_OPS_CODE,
     ),
     Check(
-        code="QD102", name="op-has-no-kernel", severity="error", precedence=40,
+        code="QD102", name="op-has-no-kernel", severity="error", precedence=35,
         title="Op has neither a TFLite builtin nor a Select TF ops kernel",
         detects="The converter reports `'tf.X' op is neither a custom op nor a flex op` with "
                 "`Error code: ERROR_NEEDS_CUSTOM_OPS`: the op is not a TFLite builtin and is not in the Select "
@@ -45,23 +45,29 @@ CHECKS = (
             "TensorLists, which needs static shapes. The conversion fails in every mode.",
         example="inputs = keras.Input((10, 4))            # batch size unknown\n"
                 "outputs = keras.layers.LSTM(8)(inputs)",
-        fix="Give the model a static batch size (best: stays builtin and quantizable), or keep the dynamic "
-            "batch and run the TensorList ops with Select TF ops (float, needs the Flex runtime).",
-        fix_code="# Either: rebuild the inference model with a fixed batch size\n"
+        fix="For INT8, unroll the recurrence (needs a fixed sequence length): the loop becomes plain "
+            "MatMul/Logistic/Tanh ops and quantizes fully. A static batch size makes the loop convert, but "
+            "only in float or dynamic range: INT8 calibration of the loop crashes under TF 2.21 (QD108). "
+            "Select TF ops keep the dynamic batch, also without INT8 calibration.",
+        fix_code="# Best for INT8: unroll the recurrence (fixed sequence length)\n"
+                 "outputs = keras.layers.LSTM(8, unroll=True)(inputs)\n"
+                 "# Or: a static batch size (float / dynamic range quantization only)\n"
                  "inputs = keras.Input((10, 4), batch_size=1)\n"
-                 "# Or: keep the dynamic batch and use Select TF ops\n"
+                 "# Or: keep the dynamic batch and run the loop with Select TF ops (float)\n"
                  "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]\n"
                  "converter._experimental_lower_tensor_list_ops = False",
     ),
     Check(
         code="QD104", name="op-not-quantizable", severity="error", precedence=40,
         title="Op has no integer kernel, but integer-only ops were requested",
-        detects="The quantizer cannot produce an INT8 (or 16x8) version of an op while "
-                "`supported_ops = [TFLITE_BUILTINS_INT8]` forbids float fallback (`Quantization not yet "
-                "supported for op`, `op is not quantizable`).",
+        detects="The quantizer stops with `Quantization not yet supported for op: 'ATAN2'`: an op has no "
+                "INT8 version while `supported_ops = [TFLITE_BUILTINS_INT8]` forbids float fallback. The "
+                "legacy quantizer (`experimental_new_quantizer = False`) raises this; the default MLIR "
+                "quantizer instead leaves the op float silently (see QD105).",
         why="Full-integer-only conversion fails; the model cannot run on an integer-only target as written.",
-        example="converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\n"
-                "# with a layer whose op has no int8 kernel",
+        example="keras.layers.Lambda(lambda x: tf.math.atan2(x, x + 1.0))\n"
+                "converter.experimental_new_quantizer = False\n"
+                "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]",
         fix="Replace the op with one that has an integer kernel, or allow float fallback for it "
             "(TFLITE_BUILTINS alongside TFLITE_BUILTINS_INT8).",
         fix_code="converter.target_spec.supported_ops = [\n"
@@ -98,5 +104,33 @@ CHECKS = (
         why="The interpreter refuses the model unless a kernel is registered for each custom op.",
         example="converter.allow_custom_ops = True",
         fix="Register a kernel for each custom op in your runtime, or rewrite the layer with builtin ops.",
+    ),
+    Check(
+        code="QD108", name="rnn-calibration-crash", severity="error", precedence=30,
+        title="INT8 calibration crashed in a recurrent layer's loop",
+        detects="The converter process died from a signal while calibrating a model with LSTM/GRU/SimpleRNN "
+                "layers. Keras 3 recurrent layers are not fused into TFLite's LSTM kernels; their while "
+                "loop over TensorLists crashes the TF 2.21 calibrator (segmentation fault).",
+        why="In your own process this kills Python without a message. No setting of the calibrator avoids it "
+            "while the loop stays a loop.",
+        example="inputs = keras.Input((10, 4), batch_size=1)\n"
+                "outputs = keras.layers.LSTM(8)(inputs)    # + representative_dataset",
+        fix="Unroll the recurrence (fixed sequence length) so it quantizes as plain ops, or skip INT8 "
+            "calibration for this model (dynamic range quantization: drop the representative dataset).",
+        fix_code="outputs = keras.layers.LSTM(8, unroll=True)(inputs)",
+    ),
+    Check(
+        code="QD109", name="op-blocks-calibration", severity="error", precedence=30,
+        title="Calibration cannot run a Select TF (Flex) or custom op",
+        detects="With Select TF ops or allow_custom_ops *and* a representative dataset, calibration fails: "
+                "`Node number N (FlexX) failed to prepare` or `There are unresolved custom ops`. The converter "
+                "calibrates in a TFLite interpreter that has neither the Flex delegate nor your custom kernels.",
+        why="No INT8 model can be produced while the op is in the graph; the error reads like a runtime "
+            "problem, not a conversion setting.",
+        example="converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]\n"
+                "converter.representative_dataset = representative_dataset   # + a Flex-only op in the model",
+        fix="Replace the op with TFLite builtins to get full INT8, or drop the representative dataset and "
+            "accept dynamic range quantization (weights int8, activations float).",
+        fix_code="converter.representative_dataset = None   # dynamic range: converts with the Flex op",
     ),
 )

@@ -29,6 +29,8 @@ def main(request_path: str) -> int:
 
     try:
         converter, response["model"] = _load(tf, request["model"])
+    except MemoryError:
+        raise  # the runner reports the process's death as out of memory
     except Exception as exc:  # the user's model, not quantdoctor, failed to load
         response.update(stage="done", outcome="load_error", error_message=f"{type(exc).__name__}: {exc}")
         write_json(response_path, response)

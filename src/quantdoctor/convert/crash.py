@@ -1,0 +1,40 @@
+"""Read a dead worker's stderr: which converter stage it died in, and its last Python frames.
+
+The worker runs with Python's faulthandler on, so a segfault or abort prints the Python stack
+(`File ".../calibrator.py", line 152 in _feed_tensors`). The innermost frame tells the stage.
+"""
+
+from __future__ import annotations
+
+import re
+
+_FRAME = re.compile(r'File "(?:[^"]*/)?([^"/]+)", line (\d+) in (\w+)')
+_STAGES = (
+    (("_feed_tensors", "calibrate"), "calibrating (running the representative dataset)"),
+    (("mlir_quantize", "wrapped_experimental_mlir_quantize", "_quantize"), "quantizing"),
+    (("load_model", "_load", "load"), "loading the model"),
+)
+
+
+def crash_frames(stderr: str, count: int = 4) -> list[str]:
+    """The innermost Python frames of the last crash dump, as `file.py:line in function`."""
+    dump = stderr.rsplit("most recent call first", 1)
+    if len(dump) < 2:
+        return []
+    return [f"{name}:{line} in {function}" for name, line, function in _FRAME.findall(dump[1])[:count]]
+
+
+def crash_stage(stderr: str, reported_stage: str) -> str:
+    """The converter stage the process died in, from the crash dump or the worker's last report."""
+    frames = crash_frames(stderr, count=8)
+    for frame in frames:
+        function = frame.rsplit(" in ", 1)[-1]
+        for markers, stage in _STAGES:
+            if function in markers:
+                return stage
+    return reported_stage
+
+
+def native_errors(stderr: str) -> list[str]:
+    """`error:` lines printed by native code before the crash (e.g. a scale out of range)."""
+    return [line.split("error:", 1)[1].strip() for line in stderr.splitlines() if line.startswith("error:")][-3:]

@@ -1,0 +1,90 @@
+"""Tiny real Keras models and calibration data for the tests (each converts in about a second)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def image_model(name: str = "tiny", size: int = 16) -> keras.Model:
+    """Conv2D -> pooling -> Dense: converts to a fully integer model."""
+    return keras.Sequential([
+        keras.Input((size, size, 3)),
+        keras.layers.Conv2D(4, 3, name="conv"),
+        keras.layers.GlobalAveragePooling2D(name="pool"),
+        keras.layers.Dense(2, name="head"),
+    ], name=name)
+
+
+def with_layer(layer: keras.layers.Layer, features: int = 8, name: str = "tiny") -> keras.Model:
+    """Dense -> `layer` -> Dense on a vector input, so `layer` is the one under test."""
+    inputs = keras.Input((features,))
+    hidden = keras.layers.Dense(features, name="dense")(inputs)
+    outputs = keras.layers.Dense(2, name="head")(layer(hidden))
+    return keras.Model(inputs, outputs, name=name)
+
+
+def lambda_layer(fn, name: str) -> keras.layers.Layer:
+    """A Lambda layer wrapping a raw TF op."""
+    return keras.layers.Lambda(fn, name=name)
+
+
+class Float64Scale(keras.layers.Layer):
+    """Does its math in float64, as code ported from NumPy often does."""
+
+    def call(self, x):
+        y = tf.cast(x, tf.float64) * 2.0 + 1.0
+        return tf.cast(y, tf.float32)
+
+
+def lstm_model(batch_size: int | None = None, name: str = "seq") -> keras.Model:
+    inputs = keras.Input((10, 4), batch_size=batch_size)
+    outputs = keras.layers.Dense(2, name="head")(keras.layers.LSTM(8, name="my_lstm")(inputs))
+    return keras.Model(inputs, outputs, name=name)
+
+
+def two_input_model() -> keras.Model:
+    image = keras.Input((8, 8, 3), name="image")
+    meta = keras.Input((4,), name="meta")
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(keras.layers.Conv2D(4, 3, name="conv")(image))
+    merged = keras.layers.Concatenate(name="merge")([pooled, keras.layers.Dense(4, name="meta_dense")(meta)])
+    return keras.Model([image, meta], keras.layers.Dense(2, name="head")(merged), name="two_inputs")
+
+
+def smooth_images(count: int, size: int = 16, seed: int = 0) -> np.ndarray:
+    """Image-like float32 samples in [0, 1]: smooth gradients plus a little noise, batch axis first."""
+    rng = np.random.default_rng(seed)
+    grid = np.linspace(0.0, 1.0, size, dtype=np.float32)
+    yy, xx = np.meshgrid(grid, grid, indexing="ij")
+    images = []
+    for _ in range(count):
+        a, b, c = rng.uniform(0.2, 1.0, 3)
+        base = np.stack([a * xx, b * yy, c * (xx + yy) / 2], axis=-1)
+        images.append(base + rng.normal(0, 0.02, base.shape))
+    return np.clip(np.stack(images), 0, 1).astype(np.float32)
+
+
+def vectors(count: int, features: int = 8, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(count, features)).astype(np.float32)
+
+
+def dataset_from(arrays: np.ndarray):
+    """The documented representative_dataset form: a list holding one batch-of-1 array."""
+    def representative_dataset():
+        for row in arrays:
+            yield [row[None]]
+    return representative_dataset
+
+
+def int8_converter(model: keras.Model, dataset=None, *, strict: bool = False, int8_io: bool = False):
+    """A converter configured the way users configure full integer quantization."""
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = dataset
+    if strict:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if int8_io:
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter
