@@ -10,7 +10,7 @@ import tensorflow as tf
 def image_model(name: str = "tiny", size: int = 16) -> keras.Model:
     """Conv2D -> pooling -> Dense: converts to a fully integer model."""
     return keras.Sequential([
-        keras.Input((size, size, 3)),
+        keras.Input((size, size, 3), name="image"),
         keras.layers.Conv2D(4, 3, name="conv"),
         keras.layers.GlobalAveragePooling2D(name="pool"),
         keras.layers.Dense(2, name="head"),
@@ -19,7 +19,7 @@ def image_model(name: str = "tiny", size: int = 16) -> keras.Model:
 
 def with_layer(layer: keras.layers.Layer, features: int = 8, name: str = "tiny") -> keras.Model:
     """Dense -> `layer` -> Dense on a vector input, so `layer` is the one under test."""
-    inputs = keras.Input((features,))
+    inputs = keras.Input((features,), name="features")
     hidden = keras.layers.Dense(features, name="dense")(inputs)
     outputs = keras.layers.Dense(2, name="head")(layer(hidden))
     return keras.Model(inputs, outputs, name=name)
@@ -39,7 +39,7 @@ class Float64Scale(keras.layers.Layer):
 
 
 def lstm_model(batch_size: int | None = None, name: str = "seq") -> keras.Model:
-    inputs = keras.Input((10, 4), batch_size=batch_size)
+    inputs = keras.Input((10, 4), batch_size=batch_size, name="sequence")
     outputs = keras.layers.Dense(2, name="head")(keras.layers.LSTM(8, name="my_lstm")(inputs))
     return keras.Model(inputs, outputs, name=name)
 

@@ -6,7 +6,7 @@ complain: NaN samples, for one, are accepted by it without a word.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -44,11 +44,7 @@ class InputSpec:
 def check_calibration(calibration: CalibrationSet | None, inputs: list[InputSpec], recipe: Recipe) -> list[Finding]:
     """All calibration findings for these samples, model inputs and settings."""
     if calibration is None:
-        if recipe.needs_calibration:
-            return [catalog.get("QD301").finding(
-                f"The settings ask for integer activations (mode {recipe.mode}) but no representative dataset "
-                "was given.", evidence={"mode": recipe.mode})]
-        return []
+        return _missing_dataset(recipe)
     findings: list[Finding] = []
     if calibration.generator_error:
         findings.append(catalog.get("QD312").finding(
@@ -62,6 +58,20 @@ def check_calibration(calibration: CalibrationSet | None, inputs: list[InputSpec
     findings += _check_packaging(calibration, inputs)
     findings += _check_values(calibration, inputs)
     return findings
+
+
+def _missing_dataset(recipe: Recipe) -> list[Finding]:
+    if not recipe.needs_calibration:
+        return []
+    if recipe.int8_only_ops or recipe.calibrate or recipe.mode == "int16x8":
+        return [catalog.get("QD301").finding(
+            f"The settings ask for integer activations (mode {recipe.mode}) but no representative dataset "
+            "was given.", evidence={"mode": recipe.mode})]
+    return [catalog.get("QD205").finding(
+        f"inference_input_type={recipe.inference_input_type} and inference_output_type="
+        f"{recipe.inference_output_type} need a fully integer model, which needs a representative dataset.",
+        evidence={"inference_input_type": recipe.inference_input_type,
+                  "inference_output_type": recipe.inference_output_type})]
 
 
 def _check_packaging(calibration: CalibrationSet, inputs: list[InputSpec]) -> list[Finding]:
@@ -198,7 +208,7 @@ def _with_sample_count(finding: Finding, indices: list[int]) -> Finding:
     if len(indices) > 1:
         finding.evidence["samples_affected"] = len(indices)
         finding.evidence["first_samples"] = indices[:5]
-        return type(finding)(**{**finding.__dict__, "message": f"{finding.message} ({len(indices)} samples affected)"})
+        return replace(finding, message=f"{finding.message} ({len(indices)} samples affected)")
     finding.evidence["samples_affected"] = 1
     return finding
 
