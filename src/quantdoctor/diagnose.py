@@ -120,7 +120,7 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         outcome_findings = classify_failure(context)
     else:
         conversion["error_excerpt"] = "\n".join(native_errors(run.stderr) + crash_frames(run.stderr)) or None
-        outcome_findings = [_process_finding(run, source.layers or model_info.get("layers", []))]
+        outcome_findings = [_process_finding(run, source.layers or model_info.get("layers", []), calibration)]
     findings = rank_findings(_merge_confirmed(data_findings, outcome_findings))
     model = {"source": source.source, "format": source.format, "inputs": model_info.get("inputs", [])}
     return Report(model=model, settings=recipe.to_dict(), findings=findings, conversion=conversion,
@@ -146,7 +146,7 @@ def _merge_confirmed(data_findings: list[Finding], outcome_findings: list[Findin
 RNN_LAYER_CLASSES = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
 
 
-def _process_finding(run: WorkerRun, layers: list[dict[str, str]]) -> Finding:
+def _process_finding(run: WorkerRun, layers: list[dict[str, str]], calibration: CalibrationSet | None) -> Finding:
     """A finding for a worker that did not report a result: timeout, out of memory, or crash."""
     stage = crash_stage(run.stderr, run.response.get("stage", "starting"))
     evidence = {"stage": stage, "exit_code": run.returncode, "signal": run.signal_name,
@@ -163,4 +163,8 @@ def _process_finding(run: WorkerRun, layers: list[dict[str, str]]) -> Finding:
         return catalog.get("QD108").finding(
             f"The calibrator {how} while running the recurrent loop of layer '{rnn_layers[0]}'.",
             location=Location(layer=rnn_layers[0]), evidence={**evidence, "rnn_layers": rnn_layers})
-    return catalog.get("QD901").finding(f"The converter process {how} while {stage}.", evidence=evidence)
+    shapes = ""
+    if stage.startswith("calibrating") and calibration is not None and calibration.samples:
+        evidence["first_sample_shapes"] = [list(a.shape) for a in calibration.samples[0].arrays]
+        shapes = f" on samples shaped {', '.join(str(tuple(a.shape)) for a in calibration.samples[0].arrays)}"
+    return catalog.get("QD901").finding(f"The converter process {how} while {stage}{shapes}.", evidence=evidence)

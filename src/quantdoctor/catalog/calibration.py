@@ -137,4 +137,17 @@ CHECKS = (
                 "        yield [load(path)]     # raises on a corrupt file",
         fix="Fix the generator: the exception and the sample index it failed at are shown above.",
     ),
+    Check(
+        code="QD313", name="list-samples-for-several-inputs", severity="warning", precedence=12,
+        title="List samples for a model with several inputs: the order is the converter's, not yours",
+        detects="The representative dataset yields lists for a model with more than one input. The "
+                "calibrator pairs list items with the converted model's input tensors in *its* order, which "
+                "under TF 2.21 is not `model.inputs` order (a Keras model with inputs [image, meta] is "
+                "calibrated as [meta, image]).",
+        why="Arrays go to the wrong inputs: a kernel fails to prepare, or, when shapes happen to fit, "
+            "calibration silently measures the wrong ranges.",
+        example="yield [image, meta]",
+        fix="Yield a dict keyed by input name: the calibrator then matches arrays by name.",
+        fix_code="yield {'image': image[None].astype(np.float32), 'meta': meta[None].astype(np.float32)}",
+    ),
 )

@@ -10,10 +10,10 @@ CHECKS = (
                 "reporting a result.",
         why="In your own process this kills Python with no error message; quantdoctor ran it isolated, so "
             "you get the signal, the stage it reached, and the last lines it printed.",
-        example="a native bug in the converter or calibrator triggered by one layer or sample",
-        fix="Run `quantdoctor diagnose` with --mode dynamic to see whether the crash is in calibration, and "
-            "replace the layer named in the last lines; report the crash to TensorFlow with the request "
-            "files quantdoctor keeps (--keep-workdir).",
+        example="keras.Input((None, None, 3)) -> Conv2D(4, 3), calibrated on 2x2 images: SIGFPE",
+        fix="If it died while calibrating, look at the sample shapes and values shown (a sample smaller than "
+            "a kernel, Inf values); otherwise at the layer in the last frames. --keep-workdir DIR keeps the "
+            "request, samples and log to attach to a bug report.",
     ),
     Check(
         code="QD902", name="converter-timeout", severity="error", precedence=90,

@@ -87,9 +87,12 @@ def _prepare_failed(match: re.Match, context: FailureContext) -> Finding:
             location=Location(op=op), evidence={"node": int(match.group(2))})
     check_text = _TF_SOURCE_PATH.sub("", match.group(1)).strip()
     shapes = _first_sample_shapes(context.calibration)
+    several = context.calibration and context.calibration.samples and len(context.calibration.samples[0].values) > 1
+    hint = " List items are paired with inputs in the converter's order: yield a dict by input name." \
+        if several else ""
     return catalog.get("QD310").finding(
         f"The {op} kernel (node {match.group(2)}) failed to prepare on the first sample, "
-        f"shaped {shapes}: {check_text}.",
+        f"shaped {shapes}: {check_text}.{hint}",
         location=Location(op=op),
         evidence={"kernel_check": check_text, "node": int(match.group(2)), "sample_shapes": shapes})
 
@@ -114,12 +117,16 @@ _TEXT_MATCHERS = (
     _regex_matcher(r"For full integer quantization, a `representative_dataset` must be specified\.?",
                    _simple("QD301", "Integer-only ops or integer input/output were requested without a "
                                     "representative dataset.")),
-    _regex_matcher(r"The inference_input_type and inference_output_type must be[^\n]*",
+    _regex_matcher(r"The inference_input_type and inference_output_type must be tf.float32\.?",
                    _simple("QD205", "Integer input/output types were requested, but the settings do not "
                                     "produce a fully integer model.")),
     _regex_matcher(r"You need to provide either a dictionary with input names and values",
                    _simple("QD303", "The representative dataset yielded something other than a list, dict or "
                                     "(signature_key, dict) tuple.")),
+    _regex_matcher(r"Invalid signature_key provided: \"?([^\".]+)\"?",
+                   lambda m, c: catalog.get("QD305").finding(
+                       f"Samples are (signature_key, dict) tuples naming signature '{m.group(1)}', which the "
+                       "model does not have.", evidence={"converter_message": m.group(0)})),
     _regex_matcher(r"Invalid input shapes: expected (\d+) items got (\d+) items\.?",
                    lambda m, c: catalog.get("QD304").finding(
                        f"The calibrator expected {m.group(1)} array(s) per sample and got {m.group(2)}.",

@@ -57,7 +57,7 @@ def main(request_path: str) -> int:
 
 
 def _load(tf: Any, model: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The converter for the model, and a description of its inputs (in the converter's order) and layers."""
+    """The converter for the model, and a description of its inputs and layers."""
     if model["loader"] == "keras_file":
         import keras
 
@@ -65,7 +65,7 @@ def _load(tf: Any, model: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
         keras_model = keras.saving.load_model(model["path"], compile=False, safe_mode=False)
         inputs = [_spec(x.name, x.shape, x.dtype) for x in keras_model.inputs]
-        info = {"inputs": _in_converter_order(inputs), "layers": keras_layers(keras_model)}
+        info = {"inputs": inputs, "layers": keras_layers(keras_model)}
         return tf.lite.TFLiteConverter.from_keras_model(keras_model), info
     signature_keys = model.get("signature_keys")
     loaded = tf.saved_model.load(model["path"])
@@ -74,18 +74,9 @@ def _load(tf: Any, model: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     keys = signature_keys or available
     if len(keys) == 1 and keys[0] in loaded.signatures:
         _, kwargs = loaded.signatures[keys[0]].structured_input_signature
-        info["inputs"] = _in_converter_order([_spec(name, spec.shape, spec.dtype) for name, spec in kwargs.items()])
+        info["inputs"] = [_spec(name, spec.shape, spec.dtype) for name, spec in kwargs.items()]
     converter = tf.lite.TFLiteConverter.from_saved_model(model["path"], signature_keys=signature_keys)
     return converter, info
-
-
-def _in_converter_order(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Inputs in the order the calibrator pairs list samples with them.
-
-    The converter goes through a SavedModel signature, whose inputs are keyed by name: the
-    converted model (and a sample list) takes them sorted by name, not in `model.inputs` order.
-    """
-    return sorted(inputs, key=lambda spec: spec["name"])
 
 
 def _spec(name: str, shape: Any, dtype: Any) -> dict[str, Any]:

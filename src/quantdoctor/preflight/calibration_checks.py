@@ -86,10 +86,14 @@ def _check_packaging(calibration: CalibrationSet, inputs: list[InputSpec]) -> li
 
     names = [spec.name for spec in inputs]
     for index, sample in enumerate(calibration.samples):
-        if sample.kind in ("array", "other"):
+        if sample.kind in ("array", "tuple", "other"):
             report(("QD303",), index, lambda: _bare_sample(sample, index))
             continue
-        if sample.kind in ("list", "tuple") and inputs and len(sample.values) != len(inputs):
+        if sample.kind == "list" and len(inputs) > 1:
+            report(("QD313",), index, lambda: catalog.get("QD313").finding(
+                f"Samples are lists for a model with {len(inputs)} inputs ({', '.join(names)}).",
+                evidence={"input_names": names}))
+        if sample.kind == "list" and inputs and len(sample.values) != len(inputs):
             report(("QD304", len(sample.values)), index, lambda: catalog.get("QD304").finding(
                 f"Sample #{index} holds {len(sample.values)} arrays; the model has {len(inputs)} "
                 f"input(s): {', '.join(names)}.",
@@ -188,7 +192,7 @@ def _pair(sample: Sample, inputs: list[InputSpec]) -> list[tuple[InputSpec | Non
 def _arrays_by_input(calibration: CalibrationSet, inputs: list[InputSpec]) -> dict[str | None, list[np.ndarray]]:
     grouped: dict[str | None, list[np.ndarray]] = {}
     for sample in calibration.samples:
-        if sample.kind in ("array", "other"):
+        if sample.kind in ("array", "tuple", "other"):
             continue
         for position, (spec, array) in enumerate(_pair(sample, inputs)):
             key = spec.name if spec else (f"#{position}" if not inputs else None)
@@ -198,8 +202,12 @@ def _arrays_by_input(calibration: CalibrationSet, inputs: list[InputSpec]) -> di
 
 
 def _bare_sample(sample: Sample, index: int) -> Finding:
-    what = f"a bare {sample.arrays[0].dtype.name} array of shape {_shape(sample.arrays[0].shape)}" \
-        if sample.kind == "array" else f"{sample.note}"
+    if sample.kind == "array":
+        what = f"a bare {sample.arrays[0].dtype.name} array of shape {_shape(sample.arrays[0].shape)}"
+    elif sample.kind == "tuple":
+        what = f"a tuple of {len(sample.values)} array(s) (a tuple must be (signature_key, dict))"
+    else:
+        what = str(sample.note)
     return catalog.get("QD303").finding(f"Sample #{index} is {what}, not a list of arrays.",
                                         evidence={"yielded": sample.kind})
 

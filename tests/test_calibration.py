@@ -1,0 +1,126 @@
+"""QD3xx against tiny models and representative datasets that really trigger each signature."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import quantdoctor as qd
+from helpers import assert_finding, only, root
+from models import dataset_from, image_model, int8_converter, smooth_images, two_input_model
+
+
+def generator(samples):
+    """A representative_dataset yielding `samples` exactly as given."""
+    def representative_dataset():
+        yield from samples
+    return representative_dataset
+
+
+def test_missing_dataset_for_integer_only_ops():
+    report = qd.diagnose(int8_converter(image_model(), None, strict=True))
+    finding = root(report)
+    assert_finding(finding, "QD301", "calibration", "error")
+    assert "representative_dataset" in finding.evidence["converter_message"]
+
+
+def test_bare_array_instead_of_list():
+    samples = [row[None] for row in smooth_images(120)]
+    finding = root(qd.diagnose(int8_converter(image_model(), generator(samples))))
+    assert_finding(finding, "QD303", "calibration", "error")
+    assert finding.fix.code == "yield [sample.astype(np.float32)]"
+    assert finding.evidence["samples_affected"] == 120
+
+
+def test_wrong_number_of_arrays_per_sample():
+    samples = [[row[None], row[None]] for row in smooth_images(120)]
+    finding = root(qd.diagnose(int8_converter(image_model(), generator(samples))))
+    assert_finding(finding, "QD304", "calibration", "error")
+    assert finding.evidence["model_inputs"] == ["image"]
+    assert "expected 1 items got 2" in finding.evidence["converter_message"]
+
+
+def test_dict_keys_that_do_not_match_the_input_names():
+    images, meta = smooth_images(120, size=8), np.random.default_rng(1).normal(size=(120, 4)).astype(np.float32)
+    samples = [{"img": i[None], "metadata": m[None]} for i, m in zip(images, meta)]
+    finding = root(qd.diagnose(int8_converter(two_input_model(), generator(samples))))
+    assert_finding(finding, "QD305", "calibration", "error", input="image, meta")
+    assert sorted(finding.evidence["input_names"]) == ["image", "meta"]
+
+
+def test_dict_samples_with_the_right_names_convert_cleanly():
+    images, meta = smooth_images(120, size=8), np.random.default_rng(1).normal(size=(120, 4)).astype(np.float32)
+    samples = [{"image": i[None], "meta": m[None]} for i, m in zip(images, meta)]
+    report = qd.diagnose(int8_converter(two_input_model(), generator(samples)))
+    assert report.conversion["outcome"] == "ok" and report.findings == []
+
+
+def test_list_samples_for_two_inputs_fail_in_the_converters_order():
+    images, meta = smooth_images(120, size=8), np.random.default_rng(1).normal(size=(120, 4)).astype(np.float32)
+    samples = [[i[None], m[None]] for i, m in zip(images, meta)]
+    report = qd.diagnose(int8_converter(two_input_model(), generator(samples)))
+    order = only(report, "QD313")
+    assert_finding(order, "QD313", "calibration", "warning")
+    prepare = root(report)
+    assert_finding(prepare, "QD310", "calibration", "error", op="CONV_2D")
+    assert "yield a dict by input name" in prepare.message
+
+
+def test_sample_of_another_image_size():
+    samples = [[row[None]] for row in smooth_images(120, size=32)]
+    finding = root(qd.diagnose(int8_converter(image_model(size=16), generator(samples))))
+    assert_finding(finding, "QD306", "calibration", "error", input="image")
+    assert finding.evidence["sample_shape"] == [1, 32, 32, 3]
+    assert "ResizeInputTensorStrict" in finding.evidence["converter_message"]
+
+
+def test_missing_batch_axis_fails_a_kernel_and_is_mapped_to_the_sample_shape():
+    samples = [[row] for row in smooth_images(120)]
+    report = qd.diagnose(int8_converter(image_model(), generator(samples)))
+    assert_finding(root(report), "QD306", "calibration", "error", input="image")
+    prepare = only(report, "QD310")
+    assert_finding(prepare, "QD310", "calibration", "error", op="CONV_2D")
+    assert prepare.evidence["sample_shapes"] == "(16, 16, 3)"
+    assert "tensorflow/lite" not in prepare.message  # no TF source paths in the report
+
+
+def test_nan_samples_are_accepted_by_the_converter_but_not_by_quantdoctor():
+    images = smooth_images(120)
+    images[3, 0, 0, 0] = np.nan
+    report = qd.diagnose(int8_converter(image_model(), dataset_from(images)))
+    assert report.conversion["outcome"] == "ok"
+    finding = root(report)
+    assert_finding(finding, "QD307", "calibration", "error", input="image")
+    assert finding.evidence == {"samples_affected": 1, "nan": 1, "inf": 0}
+    assert report.verdict == "converted_with_problems"
+
+
+def test_too_few_samples_warns():
+    finding = only(qd.diagnose(int8_converter(image_model(), dataset_from(smooth_images(20)))), "QD308")
+    assert_finding(finding, "QD308", "calibration", "warning")
+    assert finding.evidence["samples"] == 20
+
+
+def test_constant_input_warns():
+    zeros = np.zeros((120, 16, 16, 3), np.float32)
+    finding = only(qd.diagnose(int8_converter(image_model(), dataset_from(zeros))), "QD311")
+    assert_finding(finding, "QD311", "calibration", "warning", input="image")
+
+
+def test_generator_that_raises_is_reported_with_its_position():
+    def representative_dataset():
+        for index, row in enumerate(smooth_images(120)):
+            if index == 7:
+                raise KeyError("missing_file.png")
+            yield [row[None]]
+
+    report = qd.diagnose(int8_converter(image_model(), representative_dataset))
+    finding = root(report)
+    assert_finding(finding, "QD312", "calibration", "error")
+    assert "KeyError" in finding.message and "sample 7" in finding.message
+    assert finding.evidence["samples_before_error"] == 7
+
+
+def test_real_images_do_not_look_like_noise():
+    report = qd.diagnose(int8_converter(image_model(), dataset_from(smooth_images(120))))
+    assert report.findings == [] and report.verdict == "ok"
+    assert report.audit["fully_integer"] is True
