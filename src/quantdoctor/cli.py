@@ -32,6 +32,7 @@ def diagnose(
     mode: str = typer.Option("int8", help="int8 | int8-strict | int16x8 | dynamic | float16"),
     io: str = typer.Option("float", help="Model input/output type: float | int8 | uint8"),
     select_tf_ops: bool = typer.Option(False, "--select-tf-ops", help="Allow Select TF ops (Flex)."),
+    signature: Optional[list[str]] = typer.Option(None, help="SavedModel signature key to convert (repeatable)."),
     max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Use at most this many calibration samples."),
     timeout: float = typer.Option(900.0, min=1, help="Seconds before the conversion is stopped."),
     memory_limit: Optional[int] = typer.Option(None, min=64, help="Memory limit for the converter process, in MB."),
@@ -47,7 +48,8 @@ def diagnose(
         raise UsageError(f"unknown --fail-on '{fail_on}': choose one of {', '.join(FAIL_ON)}")
     _refuse_overwrite(model, data, json_path, output)
     with err.status(f"Converting {model} in an isolated process…"):
-        report = run_diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, max_samples=max_samples,
+        report = run_diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
+                              max_samples=max_samples,
                               timeout=timeout, memory_limit_mb=memory_limit, keep_workdir=keep_workdir)
     from quantdoctor.report.terminal import render
 

@@ -8,11 +8,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from quantdoctor import catalog
 from quantdoctor.audit.checks import audit_findings, summarize
 from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.catalog.signatures import FailureContext, classify_failure, excerpt
-from quantdoctor.convert.crash import crash_frames, crash_stage, native_errors
+from quantdoctor.convert.crash import crash_frames, crash_stage, native_errors, out_of_memory
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, run_worker
 from quantdoctor.errors import ModelLoadError, UsageError
 from quantdoctor.intake import data as data_intake
@@ -24,7 +26,8 @@ from quantdoctor.report.model import Finding, Location, Report, rank_findings
 
 
 def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
-             select_tf_ops: bool = False, max_samples: int = DEFAULT_MAX_SAMPLES,
+             select_tf_ops: bool = False, signature_keys: list[str] | None = None,
+             max_samples: int = DEFAULT_MAX_SAMPLES,
              timeout: float = DEFAULT_TIMEOUT, memory_limit_mb: int | None = None,
              keep_workdir: str | Path | None = None) -> Report:
     """Convert `model` with the real TFLite converter in an isolated process and explain the outcome.
@@ -32,12 +35,18 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
     `model` is a path (`.keras`, `.h5`, SavedModel directory), a Keras model, a list of concrete
     functions, or a configured `tf.lite.TFLiteConverter` (whose settings and representative
     dataset are used as they are). `data` is a path (`.npz`/`.npy`), a representative_dataset
-    callable, or a `CalibrationSet`. `mode`, `io` and `select_tf_ops` set the converter options
-    for models that are not converters. Returns the report, root cause first.
+    callable, stacked arrays (one array, or a dict of input name -> array, samples on axis 0),
+    or a `CalibrationSet`. `mode`, `io` and `select_tf_ops` set the converter options
+    for models that are not converters; `signature_keys` picks SavedModel signatures.
+    Returns the report, root cause first.
     """
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-"))
     try:
         source, recipe, calibration = _intake(model, data, mode, io, select_tf_ops, max_samples, workdir)
+        if signature_keys:
+            if source.loader != "saved_model" or source.format == "converter":
+                raise UsageError("signature keys apply to SavedModel directories only")
+            source.signature_keys = list(signature_keys)
         request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None}
         if calibration is not None and recipe.calibrate:
             calibration.save(workdir / "calibration.npz")
@@ -89,7 +98,11 @@ def _calibration(data: Any, max_samples: int) -> CalibrationSet | None:
         return data
     if isinstance(data, (str, Path)):
         return data_intake.from_file(data, max_samples)
-    if callable(data):
+    if isinstance(data, np.ndarray):
+        return data_intake.from_arrays({"arr_0": data}, max_samples=max_samples)
+    if isinstance(data, dict) and all(isinstance(v, np.ndarray) for v in data.values()):
+        return data_intake.from_arrays(data, max_samples=max_samples)
+    if callable(data) or hasattr(data, "__iter__"):
         return data_intake.from_generator(data, max_samples)
     raise UsageError(f"unsupported calibration data {type(data).__name__}: pass a .npz/.npy path or a "
                      "representative_dataset function")
@@ -155,7 +168,7 @@ def _process_finding(run: WorkerRun, layers: list[dict[str, str]], calibration: 
     if run.outcome == "timeout":
         return catalog.get("QD902").finding(
             f"The converter was stopped after {run.seconds:.0f} s while {stage}.", evidence=evidence)
-    if run.signal_name == "SIGKILL" or any(s in run.stderr for s in ("MemoryError", "std::bad_alloc")):
+    if run.signal_name == "SIGKILL" or out_of_memory(run.stderr):
         return catalog.get("QD903").finding(f"The converter ran out of memory while {stage}.", evidence=evidence)
     how = f"was killed by {run.signal_name}" if run.signal_name else f"exited with code {run.returncode}"
     rnn_layers = [layer["name"] for layer in layers if layer["class"] in RNN_LAYER_CLASSES]

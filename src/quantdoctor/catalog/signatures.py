@@ -110,7 +110,7 @@ def _simple(code: str, message: str) -> Callable[[re.Match, FailureContext], Fin
 
 _TEXT_MATCHERS = (
     _regex_matcher(r"Got value of type (\w+) but expected type (\w+) for input (\d+), name: (\S+)", _set_tensor_type),
-    _regex_matcher(r"([^\n]*?)Node number (\d+) \((\w+)\) failed to prepare", _prepare_failed),
+    _regex_matcher(r"([^\n]*?)Node number (\d+) \((\w+)\) failed to (?:prepare|invoke)", _prepare_failed),
     _regex_matcher(r"As full integer quantization has been enabled[^\n]*supported_types[^\n]*",
                    _simple("QD203", "supported_types asks for float16 while supported_ops asks for integer-only "
                                     "(TFLITE_BUILTINS_INT8) kernels.")),
@@ -143,9 +143,11 @@ _TEXT_MATCHERS = (
                    lambda m, c: catalog.get("QD903").finding(
                        "The converter could not allocate memory.", evidence={"converter_message": m.group(0)})),
     _regex_matcher(r"Only support at least one signature key\.?",
-                   _simple("QD402", "The SavedModel offers no signature the converter can use.")),
-    _regex_matcher(r"Only support a single signature key\.?",
-                   _simple("QD401", "Several signatures are available and the converter was not told which one.")),
+                   _simple("QD401", "The SavedModel offers no signature the converter can use.")),
+    _regex_matcher(r"Invalid signature key '([^']*)' found\. Valid keys are '([^']*)'\.?",
+                   lambda m, c: catalog.get("QD402").finding(
+                       f"Signature '{m.group(1)}' was requested; the SavedModel has {m.group(2).split(',')}.",
+                       evidence={"converter_message": m.group(0), "valid_keys": m.group(2).split(",")})),
 )
 
 

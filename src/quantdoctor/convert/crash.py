@@ -35,6 +35,21 @@ def crash_stage(stderr: str, reported_stage: str) -> str:
     return reported_stage
 
 
+_NATIVE_ERROR = re.compile(r"^(?:error: (.*)|F\d{4} [^\]]*\] (.*))$")
+_OUT_OF_MEMORY = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "failed to map segment",
+                  "pthread_create() failed")
+
+
 def native_errors(stderr: str) -> list[str]:
-    """`error:` lines printed by native code before the crash (e.g. a scale out of range)."""
-    return [line.split("error:", 1)[1].strip() for line in stderr.splitlines() if line.startswith("error:")][-3:]
+    """Errors printed by native code before the crash: MLIR `error:` lines and fatal `Check failed` logs."""
+    found = []
+    for line in stderr.splitlines():
+        match = _NATIVE_ERROR.match(line.strip())
+        if match:
+            found.append(match.group(1) or match.group(2))
+    return found[-3:]
+
+
+def out_of_memory(stderr: str) -> bool:
+    """True when the stderr shows an allocation failure (heap, mapping or thread stack)."""
+    return any(marker in stderr for marker in _OUT_OF_MEMORY)

@@ -11,7 +11,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from quantdoctor.convert.protocol import read_json, write_json
 from quantdoctor.intake.data import CalibrationSet
@@ -28,7 +28,7 @@ def main(request_path: str) -> int:
     import tensorflow as tf
 
     try:
-        converter, response["model"] = _load(tf, request["model"])
+        make_converter, response["model"] = _load(tf, request["model"])
     except MemoryError:
         raise  # the runner reports the process's death as out of memory
     except Exception as exc:  # the user's model, not quantdoctor, failed to load
@@ -38,11 +38,12 @@ def main(request_path: str) -> int:
     response["stage"] = "converting"
     write_json(response_path, response)
 
-    Recipe.from_dict(request["recipe"]).apply(converter)
-    if request.get("data"):
-        converter.representative_dataset = _replay(Path(request["data"]))
     started = time.perf_counter()
     try:
+        converter = make_converter()
+        Recipe.from_dict(request["recipe"]).apply(converter)
+        if request.get("data"):
+            converter.representative_dataset = _replay(Path(request["data"]))
         tflite_model = converter.convert()
     except Exception as exc:
         response.update(outcome="error", seconds=time.perf_counter() - started,
@@ -56,8 +57,12 @@ def main(request_path: str) -> int:
     return 0
 
 
-def _load(tf: Any, model: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The converter for the model, and a description of its inputs and layers."""
+def _load(tf: Any, model: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any]]:
+    """A factory for the model's converter, and a description of its inputs and layers.
+
+    Creating the converter is left to the conversion step: a bad signature key is the user's
+    conversion error to diagnose, not a model that failed to load.
+    """
     if model["loader"] == "keras_file":
         import keras
 
@@ -66,7 +71,7 @@ def _load(tf: Any, model: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         keras_model = keras.saving.load_model(model["path"], compile=False, safe_mode=False)
         inputs = [_spec(x.name, x.shape, x.dtype) for x in keras_model.inputs]
         info = {"inputs": inputs, "layers": keras_layers(keras_model)}
-        return tf.lite.TFLiteConverter.from_keras_model(keras_model), info
+        return lambda: tf.lite.TFLiteConverter.from_keras_model(keras_model), info
     signature_keys = model.get("signature_keys")
     loaded = tf.saved_model.load(model["path"])
     available = list(loaded.signatures.keys())
@@ -75,8 +80,7 @@ def _load(tf: Any, model: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     if len(keys) == 1 and keys[0] in loaded.signatures:
         _, kwargs = loaded.signatures[keys[0]].structured_input_signature
         info["inputs"] = [_spec(name, spec.shape, spec.dtype) for name, spec in kwargs.items()]
-    converter = tf.lite.TFLiteConverter.from_saved_model(model["path"], signature_keys=signature_keys)
-    return converter, info
+    return lambda: tf.lite.TFLiteConverter.from_saved_model(model["path"], signature_keys=signature_keys), info
 
 
 def _spec(name: str, shape: Any, dtype: Any) -> dict[str, Any]:

@@ -109,14 +109,21 @@ class CalibrationSet:
                        generator_error=error)
 
 
-def from_generator(dataset: Callable[[], Iterable[Any]], max_samples: int = DEFAULT_MAX_SAMPLES) -> CalibrationSet:
+def from_generator(dataset: Callable[[], Iterable[Any]] | Any, max_samples: int = DEFAULT_MAX_SAMPLES) -> CalibrationSet:
     """Consume a representative_dataset callable once, keeping at most `max_samples` samples.
 
     An exception raised by the generator is recorded, not raised: the samples before it are kept.
+    So is a generator object or dataset passed where the converter needs a function.
     """
     samples: list[Sample] = []
     error = None
     truncated = False
+    name = getattr(dataset, "__name__", type(dataset).__name__)
+    if not callable(dataset):
+        return CalibrationSet([], source=f"representative_dataset {name}", generator_error=(
+            f"TypeError: representative_dataset is a {type(dataset).__name__} object, not a function; the "
+            "converter calls it, so pass the generator function itself (gen, not gen()), or wrap it: "
+            "lambda: iter(dataset)"))
     try:
         iterator = iter(dataset())
         for item in itertools.islice(iterator, max_samples):
@@ -125,7 +132,6 @@ def from_generator(dataset: Callable[[], Iterable[Any]], max_samples: int = DEFA
     except Exception as exc:  # the user's generator failing is a finding, not a crash
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         error = f"{type(exc).__name__}: {exc} (at {Path(frame.filename).name}:{frame.lineno}, sample {len(samples)})"
-    name = getattr(dataset, "__name__", type(dataset).__name__)
     return CalibrationSet(samples, source=f"representative_dataset {name}()", truncated=truncated,
                           generator_error=error)
 
@@ -154,10 +160,12 @@ def from_file(path: str | Path, max_samples: int = DEFAULT_MAX_SAMPLES) -> Calib
             raise DataLoadError(f"unsupported data file '{path.name}': use .npz (one array per input) or .npy")
     except (OSError, ValueError) as exc:
         raise DataLoadError(f"cannot read calibration data {path}: {exc}") from exc
-    return _split_rows(arrays, source=str(path), max_samples=max_samples)
+    return from_arrays(arrays, source=str(path), max_samples=max_samples)
 
 
-def _split_rows(arrays: dict[str, np.ndarray], source: str, max_samples: int) -> CalibrationSet:
+def from_arrays(arrays: dict[str, np.ndarray], source: str = "arrays",
+                max_samples: int = DEFAULT_MAX_SAMPLES) -> CalibrationSet:
+    """Split stacked arrays (one per input, samples along axis 0) into batch-of-1 samples."""
     if not arrays:
         return CalibrationSet([], source=source)
     counts = {key: (len(a) if a.ndim else 0) for key, a in arrays.items()}
