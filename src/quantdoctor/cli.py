@@ -20,7 +20,7 @@ from quantdoctor.report.model import SEVERITIES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Why does my TensorFlow model fail to quantize for LiteRT, and how do I fix it?")
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 FAIL_ON = (*SEVERITIES, "never")
 
@@ -68,7 +68,7 @@ def explain(code: str = typer.Argument(..., help="A finding code such as QD201."
     """Print the documentation of one finding code."""
     from quantdoctor import catalog
 
-    out.print(catalog.get(code).explain(), markup=False)
+    out.print(catalog.get(code).explain(), markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -77,7 +77,7 @@ def codes() -> None:
     from quantdoctor import catalog
 
     for check in catalog.CHECKS.values():
-        out.print(f"{check.code}  {check.category:<15} {check.severity:<8} {check.title}", markup=False)
+        out.print(f"{check.code}  {check.category:<15} {check.severity:<8} {check.title}", markup=False, soft_wrap=True)
 
 
 @app.command()

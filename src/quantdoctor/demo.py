@@ -1,0 +1,148 @@
+"""`quantdoctor demo`: the three classic failures from real-world reports, plus one clean model.
+
+Each example is built here, small enough to convert in seconds, configured the way users write
+it, and diagnosed by the real converter in an isolated process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.rule import Rule
+from rich.syntax import Syntax
+
+from quantdoctor.diagnose import diagnose
+from quantdoctor.errors import UsageError
+from quantdoctor.report.terminal import render
+
+
+@dataclass
+class Example:
+    """A model and converter configured as a user would, with the code they wrote."""
+
+    title: str
+    user_code: str
+    build: Callable[[], Any]
+
+
+def run_demo(out: Console, err: Console) -> None:
+    """Build and diagnose every example, printing each report."""
+    with err.status("Building the example models (TensorFlow loads in a few seconds)…"):
+        import numpy as np
+        import tensorflow as tf
+    examples = _examples(np, tf)
+    for number, example in enumerate(examples, 1):
+        out.print(Rule(f"Example {number}/{len(examples)}: {example.title}"))
+        out.print(Syntax(example.user_code, "python", theme="ansi_dark", background_color="default"))
+        converter = example.build()
+        with err.status("Diagnosing in an isolated converter process…"):
+            report = diagnose(converter)
+        render(report, out)
+        out.print()
+
+
+def _examples(np: Any, tf: Any) -> list[Example]:
+    import keras
+
+    def custom_op_model():
+        class CovarianceDeterminant(keras.layers.Layer):
+            """A hand-written layer whose op (MatrixDeterminant) has no TFLite builtin."""
+
+            def call(self, x):
+                matrices = tf.reshape(x, (-1, 4, 2, 2))
+                return tf.linalg.det(matrices)
+
+        inputs = keras.Input((8, 8, 1), name="image")
+        features = keras.layers.Dense(4, name="project")(keras.layers.Flatten(name="flatten")(inputs))
+        features = keras.layers.Dense(16, name="expand")(features)
+        outputs = keras.layers.Dense(10, name="classifier")(CovarianceDeterminant(name="my_custom_op")(features))
+        converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, outputs, name="custom_op_net"))
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _digits_dataset(np, 200)
+        return converter
+
+    def float16_with_int8():
+        converter = tf.lite.TFLiteConverter.from_keras_model(_digits_cnn(keras, np, train=False))
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.representative_dataset = _digits_dataset(np, 200)
+        return converter
+
+    def random_calibration():
+        model = keras.Sequential([
+            keras.Input((224, 224, 3), name="image"),
+            keras.layers.Conv2D(8, 3, strides=4, activation="relu", name="stem"),
+            keras.layers.GlobalAveragePooling2D(name="pool"),
+            keras.layers.Dense(10, name="classifier"),
+        ], name="mobile_net_like")
+
+        def representative_dataset_gen():
+            for _ in range(10):
+                yield [np.random.rand(1, 224, 224, 3)]
+
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset_gen
+        return converter
+
+    def clean_digits():
+        converter = tf.lite.TFLiteConverter.from_keras_model(_digits_cnn(keras, np, train=True))
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+        converter.representative_dataset = _digits_dataset(np, 300)
+        return converter
+
+    return [
+        Example("a layer whose op has no TFLite kernel", "class CovarianceDeterminant(keras.layers.Layer):\n"
+                "    def call(self, x):\n        return tf.linalg.det(tf.reshape(x, (-1, 4, 2, 2)))\n"
+                "converter.optimizations = [tf.lite.Optimize.DEFAULT]", custom_op_model),
+        Example("float16 requested together with INT8-only ops",
+                "converter.target_spec.supported_types = [tf.float16]\n"
+                "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]", float16_with_int8),
+        Example("ten random samples for calibration", "def representative_dataset_gen():\n"
+                "    for _ in range(10):\n        yield [np.random.rand(1, 224, 224, 3)]", random_calibration),
+        Example("a digits classifier calibrated on real digits (clean)",
+                "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\n"
+                "converter.inference_input_type = tf.int8\n"
+                "converter.representative_dataset = digits_dataset   # 300 real images", clean_digits),
+    ]
+
+
+def _digits(np: Any) -> tuple[Any, Any]:
+    """scikit-learn's bundled 8x8 handwritten digits, scaled to [0, 1], as (N, 8, 8, 1) float32."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:
+        raise UsageError("the demo uses scikit-learn's bundled digits: pip install 'quantdoctor[examples]'") from exc
+    digits = load_digits()
+    return (digits.images / 16.0).astype(np.float32)[..., None], digits.target
+
+
+def _digits_dataset(np: Any, count: int) -> Callable[[], Any]:
+    images, _ = _digits(np)
+
+    def digits_dataset():
+        for image in images[:count]:
+            yield [image[None]]
+
+    return digits_dataset
+
+
+def _digits_cnn(keras: Any, np: Any, train: bool) -> Any:
+    model = keras.Sequential([
+        keras.Input((8, 8, 1), name="image"),
+        keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv"),
+        keras.layers.MaxPooling2D(name="pool"),
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dense(10, name="classifier"),
+    ], name="digits_cnn")
+    if train:
+        images, labels = _digits(np)
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(images, labels, epochs=3, batch_size=64, verbose=0)
+    return model
