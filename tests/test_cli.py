@@ -1,0 +1,107 @@
+"""The `quantdoctor` command as a user runs it: real files, real processes, exit codes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models import image_model, smooth_images
+
+QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([QUANTDOCTOR, *args], capture_output=True, text=True, timeout=600)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("user_files")
+    model = image_model(name="user_model")
+    model.save(folder / "model.keras")
+    model.save(folder / "model.h5")
+    np.savez(folder / "calib.npz", image=smooth_images(120))
+    np.save(folder / "calib64.npy", smooth_images(120).astype(np.float64))
+    return {"keras": folder / "model.keras", "h5": folder / "model.h5", "npz": folder / "calib.npz",
+            "npy64": folder / "calib64.npy"}
+
+
+def test_clean_model_exits_0_writes_json_and_tflite_and_leaves_user_files_untouched(model_files, tmp_path):
+    before = {name: digest(path) for name, path in model_files.items()}
+    result = run("diagnose", str(model_files["keras"]), "--data", str(model_files["npz"]), "--mode", "int8-strict",
+                 "--io", "int8", "--json", str(tmp_path / "report.json"), "--output", str(tmp_path / "model.tflite"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["schema_version"] == 1 and report["verdict"] == "ok" and report["findings"] == []
+    assert report["model"]["format"] == "keras"
+    assert report["audit"]["fully_integer"] is True
+    assert (tmp_path / "model.tflite").read_bytes()[4:8] == b"TFL3"
+    assert report["conversion"]["model_bytes"] == (tmp_path / "model.tflite").stat().st_size
+    assert {name: digest(path) for name, path in model_files.items()} == before
+
+
+def test_failing_h5_model_exits_1_with_the_root_cause_first(model_files, tmp_path):
+    result = run("diagnose", str(model_files["h5"]), "--data", str(model_files["npy64"]),
+                 "--json", str(tmp_path / "report.json"))
+    assert result.returncode == 1
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["verdict"] == "failed"
+    assert report["findings"][0]["code"] == "QD201"
+    assert report["findings"][0]["location"]["input"] == "image"
+    assert "Root cause" in result.stdout and "QD201" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_fail_on_never_exits_0_even_with_errors(model_files):
+    assert run("diagnose", str(model_files["keras"]), "--data", str(model_files["npy64"]),
+               "--fail-on", "never").returncode == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["diagnose", "missing.keras"], "model not found"),
+    (["diagnose", "{keras}", "--mode", "int4"], "unknown mode 'int4'"),
+    (["diagnose", "{keras}", "--data", "missing.npz"], "calibration data not found"),
+    (["diagnose", "{keras}", "--output", "{keras}"], "refusing to overwrite"),
+    (["diagnose", "{keras}", "--fail-on", "sometimes"], "unknown --fail-on"),
+    (["explain", "QD999"], "unknown code"),
+])
+def test_user_errors_are_one_line_and_exit_2(model_files, args, message):
+    result = run(*[a.format(**model_files) for a in args])
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unreadable_model_file_is_a_clear_error(tmp_path):
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a zip archive")
+    result = run("diagnose", str(broken))
+    assert result.returncode == 2
+    assert result.stderr.startswith("quantdoctor: error: cannot load")
+    assert "Traceback" not in result.stderr
+
+
+def test_explain_prints_the_documented_sections():
+    result = run("explain", "qd103")
+    assert result.returncode == 0
+    for section in ("QD103 rnn-tensorlist-dynamic-batch", "What it detects", "Why it matters", "Example", "Fix",
+                    "unroll=True", "_experimental_lower_tensor_list_ops = False"):
+        assert section in result.stdout
+
+
+def test_codes_lists_every_catalog_entry():
+    from quantdoctor import catalog
+
+    lines = run("codes").stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines] == list(catalog.CHECKS)
+    assert len(lines) >= 25
