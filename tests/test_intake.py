@@ -76,6 +76,8 @@ def test_stacked_files_become_batch_of_one_samples(tmp_path):
     assert named.samples[0].values["image"].shape == (1, 4, 4, 3)
     np.savez(tmp_path / "positional.npz", np.zeros((5, 3), np.float32))
     assert data_intake.from_file(tmp_path / "positional.npz").samples[0].kind == "list"
+    np.savez(tmp_path / "single.npz", pixels=np.zeros((5, 3), np.float32))
+    assert data_intake.from_file(tmp_path / "single.npz").samples[0].kind == "list"
     np.savez(tmp_path / "uneven.npz", a=np.zeros((5, 3)), b=np.zeros((4, 3)))
     with pytest.raises(DataLoadError, match="different sample counts"):
         data_intake.from_file(tmp_path / "uneven.npz")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,8 +46,7 @@ def main(request_path: str) -> int:
         tflite_model = converter.convert()
     except Exception as exc:
         response.update(outcome="error", seconds=time.perf_counter() - started,
-                        exception_type=type(exc).__name__, error_message=str(exc),
-                        traceback_tail=_traceback_tail(exc))
+                        exception_type=type(exc).__name__, error_message=str(exc))
     else:
         Path(request["output"]).write_bytes(tflite_model)
         response.update(outcome="ok", seconds=time.perf_counter() - started, model_bytes=len(tflite_model))
@@ -97,11 +95,6 @@ def _replay(data_path: Path) -> Any:
             yield sample.replay()
 
     return representative_dataset
-
-
-def _traceback_tail(exc: BaseException) -> list[str]:
-    frames = traceback.extract_tb(exc.__traceback__)[-3:]
-    return [f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames]
 
 
 if __name__ == "__main__":

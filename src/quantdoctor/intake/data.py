@@ -142,7 +142,8 @@ _END = object()
 def from_file(path: str | Path, max_samples: int = DEFAULT_MAX_SAMPLES) -> CalibrationSet:
     """Read calibration data from `.npz` (one array per input, samples along axis 0) or `.npy`.
 
-    `.npz` keys are input names, or `arr_0`, `arr_1`, ... for inputs in order. Each sample is one
+    `.npz` keys are input names, or `arr_0`, `arr_1`, ... for inputs in order (a single array feeds
+    the single input whatever its key). Each sample is one
     row with its batch axis kept (shape `(1, ...)`), as a representative dataset yields it.
     """
     path = Path(path)
@@ -173,7 +174,7 @@ def from_arrays(arrays: dict[str, np.ndarray], source: str = "arrays",
         raise DataLoadError(f"{source}: arrays hold different sample counts {counts}; "
                             "each array must stack the samples of one input along axis 0")
     count = next(iter(counts.values()))
-    positional = all(key == f"arr_{i}" for i, key in enumerate(arrays))
+    positional = len(arrays) == 1 or all(key == f"arr_{i}" for i, key in enumerate(arrays))
     kind = "list" if positional else "dict"
     samples = [Sample(kind=kind, values={key: a[i:i + 1] for key, a in arrays.items()})
                for i in range(min(count, max_samples))]

@@ -163,9 +163,7 @@ def _check_values(calibration: CalibrationSet, inputs: list[InputSpec]) -> list[
             findings.append(catalog.get("QD309").finding(
                 f"Neighbouring values of input '{label}' are uncorrelated (r = {correlation:.3f}); real "
                 "images, audio or sequences give r well above 0.5.",
-                location=Location(input=name),
-                evidence={"neighbour_correlation": round(correlation, 4),
-                          "value_range": [round(low, 4), round(high, 4)]}))
+                location=Location(input=name), evidence={"neighbour_correlation": round(correlation, 4)}))
     return findings
 
 
