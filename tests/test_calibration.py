@@ -54,15 +54,17 @@ def test_dict_samples_with_the_right_names_convert_cleanly():
     assert report.conversion["outcome"] == "ok" and report.findings == []
 
 
-def test_list_samples_for_two_inputs_fail_in_the_converters_order():
+def test_list_samples_for_two_inputs_are_flagged_whatever_order_the_converter_picks():
     images, meta = smooth_images(120, size=8), np.random.default_rng(1).normal(size=(120, 4)).astype(np.float32)
     samples = [[i[None], m[None]] for i, m in zip(images, meta)]
     report = qd.diagnose(int8_converter(two_input_model(), generator(samples)))
-    order = only(report, "QD313")
-    assert_finding(order, "QD313", "calibration", "warning")
-    prepare = root(report)
-    assert_finding(prepare, "QD310", "calibration", "error", op="CONV_2D")
-    assert "yield a dict by input name" in prepare.message
+    assert_finding(only(report, "QD313"), "QD313", "calibration", "warning")
+    # The converter's input order varies between processes: the list either happens to fit, or
+    # the mispairing is caught (by the shape check, or by the kernel that fails on it).
+    if report.conversion["outcome"] != "ok":
+        mispaired = root(report)
+        assert mispaired.code in ("QD306", "QD310")
+        assert "yield a dict by input name" in mispaired.message
 
 
 def test_sample_of_another_image_size():

@@ -142,8 +142,8 @@ CHECKS = (
         title="List samples for a model with several inputs: the order is the converter's, not yours",
         detects="The representative dataset yields lists for a model with more than one input. The "
                 "calibrator pairs list items with the converted model's input tensors in *its* order, which "
-                "under TF 2.21 is not `model.inputs` order (a Keras model with inputs [image, meta] is "
-                "calibrated as [meta, image]).",
+                "under TF 2.21 is not `model.inputs` order and not even the same from one process to the "
+                "next (a Keras model with inputs [image, meta] is calibrated as [meta, image] in some runs).",
         why="Arrays go to the wrong inputs: a kernel fails to prepare, or, when shapes happen to fit, "
             "calibration silently measures the wrong ranges.",
         example="yield [image, meta]",

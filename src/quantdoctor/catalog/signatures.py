@@ -14,6 +14,7 @@ from quantdoctor import catalog
 from quantdoctor.catalog.locations import layer_for_location, op_paths, scope_for_path
 from quantdoctor.catalog.mlir import Diagnostic, op_name, parse_diagnostics
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.preflight.calibration_checks import LIST_ORDER_HINT
 from quantdoctor.report.model import Finding, Location
 
 _EXCERPT_LINES = 12
@@ -88,8 +89,7 @@ def _prepare_failed(match: re.Match, context: FailureContext) -> Finding:
     check_text = _TF_SOURCE_PATH.sub("", match.group(1)).strip()
     shapes = _first_sample_shapes(context.calibration)
     several = context.calibration and context.calibration.samples and len(context.calibration.samples[0].values) > 1
-    hint = " List items are paired with inputs in the converter's order: yield a dict by input name." \
-        if several else ""
+    hint = LIST_ORDER_HINT if several else ""
     return catalog.get("QD310").finding(
         f"The {op} kernel (node {match.group(2)}) failed to prepare on the first sample, "
         f"shaped {shapes}: {check_text}.{hint}",

@@ -17,6 +17,7 @@ from quantdoctor.intake.recipe import Recipe
 from quantdoctor.report.model import Finding, Location
 
 MIN_SAMPLES = 100
+LIST_ORDER_HINT = " List items are paired with inputs in the converter's order: yield a dict by input name."
 NOISE_CORRELATION = 0.1
 _NOISE_SAMPLES = 32
 
@@ -107,11 +108,11 @@ def _check_packaging(calibration: CalibrationSet, inputs: list[InputSpec]) -> li
                 evidence={"sample_keys": keys, "input_names": names}))
             continue
         for spec, array in _pair(sample, inputs):
-            _check_array(index, spec, array, report)
+            _check_array(index, spec, array, report, several_in_list=sample.kind == "list" and len(inputs) > 1)
     return [_with_sample_count(finding, indices) for finding, indices in problems.values()]
 
 
-def _check_array(index: int, spec: InputSpec | None, array: np.ndarray, report) -> None:
+def _check_array(index: int, spec: InputSpec | None, array: np.ndarray, report, several_in_list: bool) -> None:
     name = spec.name if spec else None
     expected = spec.dtype if spec else "float32"
     if array.dtype.name != expected and (spec or array.dtype == np.float64):
@@ -124,7 +125,7 @@ def _check_array(index: int, spec: InputSpec | None, array: np.ndarray, report) 
     if spec and not spec.accepts_shape(array.shape):
         report(("QD306", name, array.shape), index, lambda: catalog.get("QD306").finding(
             f"Sample #{index} for input '{name}' has shape {_shape(array.shape)}; the input expects "
-            f"{_shape(spec.shape)}.",
+            f"{_shape(spec.shape)}.{LIST_ORDER_HINT if several_in_list else ''}",
             location=Location(input=name),
             evidence={"sample_shape": list(array.shape), "input_shape": list(spec.shape or [])}))
 
