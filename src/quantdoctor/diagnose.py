@@ -67,13 +67,11 @@ def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_o
         recipe = Recipe.from_converter(model)
         source = model_intake.from_converter(model, workdir)
         data = data if data is not None else model.representative_dataset
+        recipe.calibrate = data is not None  # data given here acts as the converter's representative_dataset
     else:
         recipe = Recipe.for_mode(mode or "int8", io or "float", select_tf_ops)
         source = _model_source(model, workdir)
-    calibration = _calibration(data, max_samples)
-    if calibration is not None:
-        recipe.calibrate = True
-    return source, recipe, calibration
+    return source, recipe, _calibration(data, max_samples)
 
 
 def _is_converter(model: Any) -> bool:
@@ -113,13 +111,13 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
     if run.outcome == "load_error":
         raise ModelLoadError(f"cannot load {source.source}: {run.response.get('error_message')}")
     model_info = run.response.get("model", {})
-    layer_names = [layer["name"] for layer in (source.layers or model_info.get("layers", []))]
+    layers = source.layers or model_info.get("layers", [])
+    layer_names = [layer["name"] for layer in layers]
     inputs = [InputSpec.from_dict(spec) for spec in model_info.get("inputs", [])]
     data_findings = check_calibration(calibration, inputs, recipe)
     conversion = {"attempted": True, "outcome": run.outcome, "seconds": round(run.seconds, 3),
                   "error_excerpt": None, "model_bytes": None}
-    audit = None
-    tflite_bytes = None
+    audit = tflite_bytes = None
     if run.outcome == "ok":
         tflite_bytes = run.tflite_path.read_bytes()
         produced = read_tflite(tflite_bytes)
@@ -128,12 +126,11 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         outcome_findings = audit_findings(produced, recipe, layer_names)
     elif run.outcome == "error":
         conversion["error_excerpt"] = excerpt(run.error_text)
-        context = FailureContext(run.error_text, run.response.get("exception_type", ""), layer_names,
-                                 calibration=calibration)
-        outcome_findings = classify_failure(context)
+        outcome_findings = classify_failure(FailureContext(
+            run.error_text, run.response.get("exception_type", ""), layer_names, calibration))
     else:
         conversion["error_excerpt"] = "\n".join(native_errors(run.stderr) + crash_frames(run.stderr)) or None
-        outcome_findings = [_process_finding(run, source.layers or model_info.get("layers", []), calibration)]
+        outcome_findings = [_process_finding(run, layers, calibration)]
     findings = rank_findings(_merge_confirmed(data_findings, outcome_findings))
     model = {"source": source.source, "format": source.format, "inputs": model_info.get("inputs", [])}
     return Report(model=model, settings=recipe.to_dict(), findings=findings, conversion=conversion,
