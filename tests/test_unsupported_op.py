@@ -74,6 +74,8 @@ def test_op_left_float_under_int8_only_settings_is_an_error_naming_the_layer():
     assert report.audit["fully_integer"] is False
     assert {"op": "CUMSUM", "layer": "my_cumsum"}.items() <= report.audit["float_ops"][0].items()
     assert report.verdict == "converted_with_problems"
+    assert report.settings["target"] == "int8-accelerator"  # implied by integer-only settings
+    assert only(report, "QD110").evidence["islands"][0]["layers"] == ["my_cumsum"]
 
 
 def test_flex_op_converts_with_select_tf_ops_and_is_reported_in_the_model():

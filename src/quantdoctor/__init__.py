@@ -4,18 +4,20 @@
     report = qd.diagnose(converter)      # a configured tf.lite.TFLiteConverter
     print(report)                        # root cause first
     tflite = qd.convert(converter)       # raises qd.QuantizationError with the report
+    qd.audit("model.tflite", target="int8-accelerator")   # is it really fully integer?
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from quantdoctor.audit.report import audit
 from quantdoctor.diagnose import diagnose
 from quantdoctor.errors import QuantdoctorError, QuantizationError, UsageError
 from quantdoctor.report.model import Finding, Report
 
 __version__ = "0.1.0"
-__all__ = ["diagnose", "convert", "Report", "Finding", "QuantizationError", "QuantdoctorError", "UsageError",
+__all__ = ["diagnose", "convert", "audit", "Report", "Finding", "QuantizationError", "QuantdoctorError", "UsageError",
            "__version__"]
 
 

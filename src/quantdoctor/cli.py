@@ -38,29 +38,54 @@ def diagnose(
     memory_limit: Optional[int] = typer.Option(None, min=64, help="Memory limit for the converter process, in MB."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the converted .tflite here."),
+    target: Optional[str] = typer.Option(None, help="Audit the result for: int8-accelerator | microcontroller"),
     fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
     keep_workdir: Optional[Path] = typer.Option(None, help="Keep the worker's request, data and logs here."),
 ) -> None:
     """Convert MODEL with the real converter, in an isolated process, and explain what went wrong."""
     from quantdoctor.diagnose import diagnose as run_diagnose
 
-    if fail_on not in FAIL_ON:
-        raise UsageError(f"unknown --fail-on '{fail_on}': choose one of {', '.join(FAIL_ON)}")
+    _check_fail_on(fail_on)
     _refuse_overwrite(model, data, json_path, output)
     with err.status(f"Converting {model} in an isolated process…"):
         report = run_diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
-                              max_samples=max_samples,
-                              timeout=timeout, memory_limit_mb=memory_limit, keep_workdir=keep_workdir)
+                              max_samples=max_samples, timeout=timeout, memory_limit_mb=memory_limit,
+                              target=target, keep_workdir=keep_workdir)
+    if output and report.tflite_model is not None:
+        output.write_bytes(report.tflite_model)
+    _finish(report, json_path, fail_on)
+
+
+@app.command()
+def audit(
+    model: Path = typer.Argument(..., help="A .tflite model."),
+    target: Optional[str] = typer.Option(None, help="int8-accelerator | microcontroller"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
+    fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
+) -> None:
+    """Is MODEL really fully integer? Which ops stayed float, how to feed it, does it fit TARGET?"""
+    from quantdoctor.audit.report import audit as run_audit
+
+    _check_fail_on(fail_on)
+    _refuse_overwrite(model, None, json_path)
+    _finish(run_audit(model, target=target), json_path, fail_on)
+
+
+def _finish(report, json_path: Optional[Path], fail_on: str) -> None:
+    """Render, write the JSON, and exit 1 when findings reach --fail-on."""
     from quantdoctor.report.terminal import render
 
     render(report, out)
     if json_path:
         json_path.write_text(json.dumps(report.to_dict(), indent=2))
-    if output and report.tflite_model is not None:
-        output.write_bytes(report.tflite_model)
     worst = report.worst_severity()
     if fail_on != "never" and worst is not None and SEVERITIES.index(worst) <= SEVERITIES.index(fail_on):
         raise typer.Exit(1)
+
+
+def _check_fail_on(fail_on: str) -> None:
+    if fail_on not in FAIL_ON:
+        raise UsageError(f"unknown --fail-on '{fail_on}': choose one of {', '.join(FAIL_ON)}")
 
 
 @app.command()

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from quantdoctor import catalog
-from quantdoctor.audit.checks import audit_findings, summarize
+from quantdoctor.audit.checks import audit_findings, check_target, summarize
 from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.catalog.signatures import FailureContext, classify_failure, excerpt
 from quantdoctor.convert.crash import crash_frames, crash_stage, native_errors, out_of_memory
@@ -29,7 +29,7 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
              select_tf_ops: bool = False, signature_keys: list[str] | None = None,
              max_samples: int = DEFAULT_MAX_SAMPLES,
              timeout: float = DEFAULT_TIMEOUT, memory_limit_mb: int | None = None,
-             keep_workdir: str | Path | None = None) -> Report:
+             target: str | None = None, keep_workdir: str | Path | None = None) -> Report:
     """Convert `model` with the real TFLite converter in an isolated process and explain the outcome.
 
     `model` is a path (`.keras`, `.h5`, SavedModel directory), a Keras model, a list of concrete
@@ -38,8 +38,11 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
     callable, stacked arrays (one array, or a dict of input name -> array, samples on axis 0),
     or a `CalibrationSet`. `mode`, `io` and `select_tf_ops` set the converter options
     for models that are not converters; `signature_keys` picks SavedModel signatures.
+    `target` ("int8-accelerator" or "microcontroller") is what the produced model is audited
+    for; integer-only settings (`int8-strict`) imply "int8-accelerator".
     Returns the report, root cause first.
     """
+    check_target(target)
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-"))
     try:
         source, recipe, calibration = _intake(model, data, mode, io, select_tf_ops, max_samples, workdir)
@@ -52,7 +55,9 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
             calibration.save(workdir / "calibration.npz")
             request["data"] = str(workdir / "calibration.npz")
         run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
-        return _build_report(source, recipe, calibration if recipe.calibrate else None, run)
+        if target is None and recipe.mode == "int8-strict":
+            target = "int8-accelerator"
+        return _build_report(source, recipe, calibration if recipe.calibrate else None, run, target)
     finally:
         if keep_workdir:
             shutil.copytree(workdir, Path(keep_workdir), dirs_exist_ok=True)
@@ -107,7 +112,7 @@ def _calibration(data: Any, max_samples: int) -> CalibrationSet | None:
 
 
 def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration: CalibrationSet | None,
-                  run: WorkerRun) -> Report:
+                  run: WorkerRun, target: str | None) -> Report:
     if run.outcome == "load_error":
         raise ModelLoadError(f"cannot load {source.source}: {run.response.get('error_message')}")
     model_info = run.response.get("model", {})
@@ -123,7 +128,7 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         produced = read_tflite(tflite_bytes)
         conversion["model_bytes"] = len(tflite_bytes)
         audit = summarize(produced, layer_names)
-        outcome_findings = audit_findings(produced, recipe, layer_names)
+        outcome_findings = audit_findings(produced, layer_names, recipe, target)
     elif run.outcome == "error":
         conversion["error_excerpt"] = excerpt(run.error_text)
         outcome_findings = classify_failure(FailureContext(
@@ -133,7 +138,7 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         outcome_findings = [_process_finding(run, layers, calibration)]
     findings = rank_findings(_merge_confirmed(data_findings, outcome_findings))
     model = {"source": source.source, "format": source.format, "inputs": model_info.get("inputs", [])}
-    return Report(model=model, settings=recipe.to_dict(), findings=findings, conversion=conversion,
+    return Report(model=model, settings={**recipe.to_dict(), "target": target}, findings=findings, conversion=conversion,
                   audit=audit, tflite_model=tflite_bytes)
 
 

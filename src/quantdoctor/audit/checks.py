@@ -1,21 +1,28 @@
-"""Compare what was asked (the recipe) with what was produced (the .tflite)."""
+"""Audit findings: what the produced .tflite really is, against what was asked and the target."""
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
+from importlib import resources
 from typing import Any
 
 from quantdoctor import catalog
+from quantdoctor.audit.islands import float_islands, integer_partitions, needs_cpu
 from quantdoctor.audit.tflite_model import OpInfo, TFLiteModel
-from quantdoctor.catalog.locations import layer_for_path
+from quantdoctor.catalog.locations import layer_for_path, scope_for_path
+from quantdoctor.errors import UsageError
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.report.model import Finding, Location
 
-_BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
+TARGETS = ("int8-accelerator", "microcontroller")
+_INTEGER_TYPES = ("INT8", "UINT8", "INT16")
 
 
-def float_ops(model: TFLiteModel) -> list[OpInfo]:
-    """Ops that compute in float, leaving out the QUANTIZE/DEQUANTIZE that convert at the edges."""
-    return [op for op in model.ops + model.extra_ops if op.name not in _BOUNDARY_OPS and op.computes_in_float]
+def check_target(target: str | None) -> None:
+    """Raise a UsageError for an unknown target name."""
+    if target is not None and target not in TARGETS:
+        raise UsageError(f"unknown target '{target}': choose one of {', '.join(TARGETS)}")
 
 
 def summarize(model: TFLiteModel, layer_names: list[str]) -> dict[str, Any]:
@@ -24,55 +31,133 @@ def summarize(model: TFLiteModel, layer_names: list[str]) -> dict[str, Any]:
     return {
         "fully_integer": not floats,
         "float_ops": [{"op": op.name, "index": op.index, "layer": op_layer(op, layer_names)} for op in floats],
-        "flex_ops": sorted({op.name for op in model.ops + model.extra_ops if op.is_flex}),
-        "custom_ops": sorted({op.name for op in model.ops + model.extra_ops if op.custom_name and not op.is_flex}),
+        "float_islands": [_island_dict(island, layer_names) for island in float_islands(model)],
+        "integer_partitions": integer_partitions(model),
+        "flex_ops": sorted({op.name for op in model.all_ops if op.is_flex}),
+        "custom_ops": sorted({op.name for op in model.all_ops if op.is_custom}),
+        "unquantized_integer_tensors": [t.name for t in _unquantized_tensors(model)],
         "input_types": [t.to_dict() for t in model.inputs],
         "output_types": [t.to_dict() for t in model.outputs],
-        "op_count": len(model.ops) + len(model.extra_ops),
+        "op_count": len(model.all_ops),
     }
 
 
-def audit_findings(model: TFLiteModel, recipe: Recipe, layer_names: list[str]) -> list[Finding]:
-    """Findings where the produced model is not what the settings asked for."""
-    findings = _io_type_findings(model, recipe)
-    if recipe.wants_full_integer:
-        findings += _float_op_findings(model, recipe, layer_names)
-    flex = sorted({op.name for op in model.ops + model.extra_ops if op.is_flex})
+def float_ops(model: TFLiteModel) -> list[OpInfo]:
+    """Ops that compute in float, leaving out the QUANTIZE/DEQUANTIZE that convert at the edges."""
+    return [op for op in model.all_ops if op.name not in ("QUANTIZE", "DEQUANTIZE") and op.computes_in_float]
+
+
+def audit_findings(model: TFLiteModel, layer_names: list[str], recipe: Recipe | None = None,
+                   target: str | None = None) -> list[Finding]:
+    """Findings where the model is not what the settings asked for, or not what the target runs.
+
+    Without a recipe (a .tflite audited on its own) float ops are reported when the model is
+    partly quantized, since then they are what kept it from being integer.
+    """
+    findings = _io_type_findings(model, recipe) if recipe else []
+    meant_integer = recipe.wants_full_integer if recipe else _partly_quantized(model)
+    if meant_integer or target == "int8-accelerator":
+        strict = target == "int8-accelerator" or bool(recipe and recipe.int8_only_ops)
+        findings += _float_op_findings(model, layer_names, "error" if strict else "warning")
+    flex = sorted({op.name for op in model.all_ops if op.is_flex})
     if flex:
         findings.append(catalog.get("QD106").finding(
             f"{len(flex)} op type(s) run through Select TF ops: {', '.join(flex)}.", evidence={"flex_ops": flex}))
-    custom = sorted({op.name for op in model.ops + model.extra_ops if op.custom_name and not op.is_flex})
+    custom = sorted({op.name for op in model.all_ops if op.is_custom})
     if custom:
         findings.append(catalog.get("QD107").finding(
             f"Custom op(s) without a builtin kernel: {', '.join(custom)}.", evidence={"custom_ops": custom}))
+    unquantized = _unquantized_tensors(model)
+    if unquantized:
+        findings.append(catalog.get("QD403").finding(
+            f"{len(unquantized)} integer tensor(s) carry no scale/zero point, e.g. '{unquantized[0].name}'.",
+            location=Location(tensor=unquantized[0].name), evidence={"tensors": [t.name for t in unquantized][:20]}))
+    if target == "int8-accelerator":
+        findings += _accelerator_findings(model, layer_names)
+    if target == "microcontroller":
+        findings += _microcontroller_findings(model)
     return findings
 
 
 def op_layer(op: OpInfo, layer_names: list[str]) -> str | None:
-    """The Keras layer an op came from, read from its output tensor names."""
-    for tensor in op.outputs:
-        for path in tensor.name.split(";"):
-            layer = layer_for_path(path, layer_names)
-            if layer:
-                return layer
-    return None
+    """The Keras layer an op came from, read from its output tensor names (the TF scope without layer names)."""
+    paths = [path for tensor in op.outputs for path in tensor.name.split(";")]
+    for path in paths:
+        layer = layer_for_path(path, layer_names)
+        if layer:
+            return layer
+    if layer_names:
+        return None
+    return next((scope for scope in map(scope_for_path, paths) if scope), None)
 
 
-def _float_op_findings(model: TFLiteModel, recipe: Recipe, layer_names: list[str]) -> list[Finding]:
+def tflm_int8_ops() -> frozenset[str]:
+    """LiteRT for Microcontrollers' builtin ops with INT8 kernels (data in audit/tflm_int8_ops.json)."""
+    return _tflm_table()
+
+
+@lru_cache(maxsize=1)
+def _tflm_table() -> frozenset[str]:
+    table = json.loads(resources.files("quantdoctor.audit").joinpath("tflm_int8_ops.json").read_text())
+    return frozenset(table["int8_ops"])
+
+
+def _partly_quantized(model: TFLiteModel) -> bool:
+    return any(t.scale is not None and t.dtype in _INTEGER_TYPES
+               for op in model.all_ops for t in op.inputs + op.outputs if not t.is_constant)
+
+
+def _float_op_findings(model: TFLiteModel, layer_names: list[str], severity: str) -> list[Finding]:
     findings = []
-    severity = "error" if recipe.int8_only_ops else "warning"
     for op in float_ops(model):
         if op.is_flex:
             continue  # reported once by QD106
         layer = op_layer(op, layer_names)
         where = f"layer '{layer}'" if layer else f"op #{op.index}"
         findings.append(catalog.get("QD105").finding(
-            f"{op.name} in {where} computes in float between DEQUANTIZE/QUANTIZE although "
-            f"{'integer-only ops were' if recipe.int8_only_ops else 'full integer quantization was'} requested.",
+            f"{op.name} in {where} computes in float between DEQUANTIZE/QUANTIZE in a model meant to be integer.",
             location=Location(layer=layer, op=op.name, tensor=op.outputs[0].name if op.outputs else None),
-            evidence={"op_index": op.index, "tensor_types": sorted({t.dtype for t in op.inputs + op.outputs})},
+            evidence={"op_index": op.index, "tensor_types": sorted({t.dtype.lower() for t in op.inputs + op.outputs})},
             severity=severity))
     return findings
+
+
+def _accelerator_findings(model: TFLiteModel, layer_names: list[str]) -> list[Finding]:
+    islands = float_islands(model)
+    if not islands:
+        return []
+    partitions = integer_partitions(model)
+    names = sorted({op.name for island in islands for op in island.ops})
+    return [catalog.get("QD110").finding(
+        f"{sum(len(i.ops) for i in islands)} op(s) ({', '.join(names)}) cannot run on an integer-only "
+        f"accelerator: {len(islands)} island(s) on the CPU split the integer ops into {partitions} partition(s).",
+        evidence={"islands": [_island_dict(island, layer_names) for island in islands],
+                  "integer_partitions": partitions})]
+
+
+def _microcontroller_findings(model: TFLiteModel) -> list[Finding]:
+    supported = tflm_int8_ops()
+    missing = sorted({op.name for op in model.all_ops if op.name not in supported or needs_cpu(op)})
+    if not missing:
+        return []
+    return [catalog.get("QD111").finding(
+        f"LiteRT for Microcontrollers has no INT8 kernel for: {', '.join(missing)}.",
+        evidence={"ops": missing})]
+
+
+def _island_dict(island: Any, layer_names: list[str]) -> dict[str, Any]:
+    return {"ops": [op.name for op in island.ops],
+            "layers": sorted({layer for op in island.ops if (layer := op_layer(op, layer_names))}),
+            "dequantize_in": len(island.dequantize_in), "quantize_out": len(island.quantize_out)}
+
+
+def _unquantized_tensors(model: TFLiteModel) -> list[Any]:
+    seen = {}
+    for op in model.all_ops:
+        for tensor in op.inputs + op.outputs:
+            if tensor.dtype in _INTEGER_TYPES and tensor.scale is None and not tensor.is_constant:
+                seen.setdefault(tensor.name, tensor)
+    return list(seen.values())
 
 
 def _io_type_findings(model: TFLiteModel, recipe: Recipe) -> list[Finding]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from quantdoctor.errors import UsageError
@@ -12,8 +13,9 @@ FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16")
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """One tensor: name, type, shape, and quantization parameters when it has them."""
+    """One tensor of a subgraph: index, name, type, shape, quantization parameters when it has them."""
 
+    index: int
     name: str
     dtype: str
     shape: tuple[int, ...]
@@ -41,6 +43,11 @@ class OpInfo:
         return bool(self.custom_name and self.custom_name.startswith("Flex"))
 
     @property
+    def is_custom(self) -> bool:
+        """A custom op that is not a Flex op: it needs a kernel registered by the user."""
+        return bool(self.custom_name) and not self.is_flex
+
+    @property
     def computes_in_float(self) -> bool:
         """True when a non-constant input or an output of the op is a float tensor."""
         tensors = [t for t in self.inputs if not t.is_constant] + list(self.outputs)
@@ -49,13 +56,33 @@ class OpInfo:
 
 @dataclass
 class TFLiteModel:
-    """The main subgraph of a .tflite model."""
+    """The main subgraph of a .tflite model, plus the ops of any other subgraphs."""
 
     ops: list[OpInfo]
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
     subgraphs: int = 1
     extra_ops: list[OpInfo] = field(default_factory=list)
+
+    @property
+    def all_ops(self) -> list[OpInfo]:
+        """Ops of every subgraph (signatures, while/if bodies)."""
+        return self.ops + self.extra_ops
+
+
+def read_tflite_file(path: str | Path) -> TFLiteModel:
+    """Read a .tflite file; missing, unreadable or non-TFLite files raise a UsageError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"model not found: {path}")
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        return read_tflite(content)
+    except UsageError as exc:
+        raise UsageError(f"{path.name}: {exc}") from exc
 
 
 def read_tflite(content: bytes) -> TFLiteModel:
@@ -72,7 +99,7 @@ def read_tflite(content: bytes) -> TFLiteModel:
     type_names = {value: name for name, value in vars(schema.TensorType).items() if not name.startswith("_")}
     subgraphs = []
     for subgraph in model.subgraphs:
-        tensors = [_tensor(t, model.buffers, type_names) for t in subgraph.tensors]
+        tensors = [_tensor(i, t, model.buffers, type_names) for i, t in enumerate(subgraph.tensors)]
         ops = []
         for index, op in enumerate(subgraph.operators or []):
             code = model.operatorCodes[op.opcodeIndex]
@@ -92,7 +119,7 @@ def _indices(values: Any) -> list[int]:
     return [int(i) for i in (values if values is not None else []) if i >= 0]
 
 
-def _tensor(tensor: Any, buffers: list[Any], type_names: dict[int, str]) -> TensorInfo:
+def _tensor(index: int, tensor: Any, buffers: list[Any], type_names: dict[int, str]) -> TensorInfo:
     quant = tensor.quantization
     scale = zero_point = None
     if quant is not None and quant.scale is not None and len(quant.scale):
@@ -102,4 +129,4 @@ def _tensor(tensor: Any, buffers: list[Any], type_names: dict[int, str]) -> Tens
     constant = buffer is not None and (buffer.data is not None and len(buffer.data) > 0 or bool(buffer.size))
     name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
     shape = tuple(int(d) for d in (tensor.shape if tensor.shape is not None else []))
-    return TensorInfo(name, type_names.get(tensor.type, str(tensor.type)), shape, scale, zero_point, constant)
+    return TensorInfo(index, name, type_names.get(tensor.type, str(tensor.type)), shape, scale, zero_point, constant)

@@ -26,4 +26,13 @@ CHECKS = (
         fix="Use one of the valid keys listed in the evidence (`saved_model_cli show --dir PATH` lists them too).",
         fix_code="tf.lite.TFLiteConverter.from_saved_model(path, signature_keys=['serving_default'])",
     ),
+    Check(
+        code="QD403", name="tensor-without-quantization-params", severity="warning", precedence=65,
+        title="Integer tensors without quantization parameters",
+        detects="The .tflite has int8/uint8/int16 activation tensors with no scale or zero point.",
+        why="Kernels and delegates that need the parameters refuse the tensor or compute with a scale of 1, "
+            "and code feeding the model cannot convert real values to its integers.",
+        example="a model edited by hand, or converted by a tool that drops quantization metadata",
+        fix="Convert again from the float model with a representative dataset so every activation is calibrated.",
+    ),
 )

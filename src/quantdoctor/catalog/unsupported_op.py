@@ -85,8 +85,11 @@ CHECKS = (
             "accelerators reject the model or split it into partitions.",
         example="keras.layers.Lambda(lambda x: tf.math.cumsum(x, axis=-1))\n"
                 "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]",
-        fix="Replace the op with integer-capable builtins, or accept the float island if your target runs "
-            "float ops (CPU, GPU).",
+        fix="Three options: replace the op with integer-capable builtins (see the layer named); accept the "
+            "float island if your target runs float ops (CPU, GPU); or, for an op TFLite lacks entirely, "
+            "run it with Select TF ops (float, needs the Flex runtime).",
+        fix_code="# accept float fallback explicitly instead of pretending the model is integer-only\n"
+                 "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]",
     ),
     Check(
         code="QD106", name="flex-ops-in-model", severity="warning", precedence=70,
@@ -132,5 +135,27 @@ CHECKS = (
         fix="Replace the op with TFLite builtins to get full INT8, or drop the representative dataset and "
             "accept dynamic range quantization (weights int8, activations float).",
         fix_code="converter.representative_dataset = None   # dynamic range: converts with the Flex op",
+    ),
+    Check(
+        code="QD110", name="accelerator-partitions", severity="error", precedence=62,
+        title="Ops an integer-only accelerator cannot run split the graph",
+        detects="Auditing for `--target int8-accelerator` (and every `--mode int8-strict` diagnose): float, "
+                "Flex or custom ops remain. Edge TPU-, NPU- and DSP-style delegates run integer ops only; each "
+                "island of other ops goes back to the CPU and splits the integer ops into partitions.",
+        why="Every partition boundary costs a round trip between accelerator and CPU; many delegates refuse "
+            "models with more than one partition, or run the whole model on the CPU.",
+        example="quantdoctor audit model.tflite --target int8-accelerator",
+        fix="Remove the islands listed in the evidence (replace the ops in the layers named), so the whole "
+            "graph is one integer partition.",
+    ),
+    Check(
+        code="QD111", name="microcontroller-unsupported-op", severity="error", precedence=62,
+        title="Ops without an INT8 kernel in LiteRT for Microcontrollers",
+        detects="Auditing for `--target microcontroller`: the model uses ops (or float versions of ops) that "
+                "LiteRT for Microcontrollers has no INT8 kernel for (list kept in audit/tflm_int8_ops.json).",
+        why="The micro interpreter fails to find a registration for the op and the model does not run.",
+        example="quantdoctor audit model.tflite --target microcontroller",
+        fix="Replace the ops listed with ones the microcontroller runtime supports in INT8, and make sure the "
+            "model is fully integer (no float islands).",
     ),
 )

@@ -37,7 +37,7 @@ def render(report: Report, console: Console) -> None:
         for finding in others:
             console.print(Padding(_finding(finding, with_fix_code=root is None and finding is others[0]), (0, 0, 0, 2)))
     if report.audit:
-        console.print(_audit_line(report.audit))
+        console.print(_audit_section(report.audit))
     if not report.findings:
         console.print(Text("No problems found.", "green"))
 
@@ -64,11 +64,19 @@ def _finding(finding: Finding, with_fix_code: bool) -> Group:
     return Group(*parts)
 
 
-def _audit_line(audit: dict) -> Text:
-    inputs = ", ".join(f"{t['dtype']}" + (f" (scale {t['scale']:.4g}, zero point {t['zero_point']})"
-                                          if t["scale"] else "") for t in audit["input_types"])
+def _audit_section(audit: dict) -> Group:
     verdict = "fully integer" if audit["fully_integer"] else f"{len(audit['float_ops'])} float op(s)"
-    return Text(f"Produced model: {audit['op_count']} ops, {verdict}; input {inputs}", "dim")
+    lines = [Text(f"Model: {audit['op_count']} ops, {verdict}, {audit['integer_partitions']} integer "
+                  f"partition(s)", "bold")]
+    for number, island in enumerate(audit["float_islands"], 1):
+        layers = f" in {', '.join(island['layers'])}" if island["layers"] else ""
+        lines.append(Text(f"  float island {number}: {', '.join(island['ops'])}{layers} "
+                          f"({island['dequantize_in']} DEQUANTIZE in, {island['quantize_out']} QUANTIZE out)"))
+    for role in ("input", "output"):
+        for tensor in audit[f"{role}_types"]:
+            quant = f", scale {tensor['scale']:.6g}, zero point {tensor['zero_point']}" if tensor["scale"] else ""
+            lines.append(Text(f"  {role} '{tensor['name']}': {tensor['dtype']} {tensor['shape']}{quant}", "dim"))
+    return Group(*lines)
 
 
 class _NullFile:

@@ -1,0 +1,82 @@
+"""Float islands and partitions: how the ops an integer-only target cannot run split the graph.
+
+An island is a maximal group of connected ops that an integer-only target cannot run (float
+compute, Flex or custom ops), with the DEQUANTIZE ops that feed it and the QUANTIZE ops that
+take its results back to integer. A delegate for such a target runs the integer parts; every
+island hands control back to the CPU, so the integer ops fall into several partitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quantdoctor.audit.tflite_model import OpInfo, TFLiteModel
+
+BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
+
+
+@dataclass(frozen=True)
+class Island:
+    """Connected ops an integer-only target cannot run, and the converters around them."""
+
+    ops: tuple[OpInfo, ...]
+    dequantize_in: tuple[OpInfo, ...]
+    quantize_out: tuple[OpInfo, ...]
+
+
+def needs_cpu(op: OpInfo) -> bool:
+    """True when an integer-only target cannot run the op."""
+    return op.is_flex or op.is_custom or (op.name not in BOUNDARY_OPS and op.computes_in_float)
+
+
+def float_islands(model: TFLiteModel) -> list[Island]:
+    """The islands of the main subgraph, in graph order."""
+    cpu_ops = [op for op in model.ops if needs_cpu(op)]
+    groups = _components(cpu_ops)
+    producers, consumers = _tensor_links(model.ops)
+    islands = []
+    for group in groups:
+        inputs = {t.index for op in group for t in op.inputs}
+        outputs = {t.index for op in group for t in op.outputs}
+        dequantize = {p.index: p for i in inputs for p in producers.get(i, []) if p.name == "DEQUANTIZE"}
+        quantize = {c.index: c for o in outputs for c in consumers.get(o, []) if c.name == "QUANTIZE"}
+        islands.append(Island(tuple(group), tuple(dequantize.values()), tuple(quantize.values())))
+    return islands
+
+
+def integer_partitions(model: TFLiteModel) -> int:
+    """How many connected groups the ops an integer-only target can run fall into."""
+    runnable = [op for op in model.ops if not needs_cpu(op)]
+    return len(_components(runnable))
+
+
+def _components(ops: list[OpInfo]) -> list[list[OpInfo]]:
+    """Connected components of `ops`, two ops being connected when one feeds the other."""
+    parent = {op.index: op.index for op in ops}
+
+    def root(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = parent[index]
+        return index
+
+    producers, _ = _tensor_links(ops)
+    for op in ops:
+        for tensor in op.inputs:
+            for producer in producers.get(tensor.index, []):
+                parent[root(op.index)] = root(producer.index)
+    groups: dict[int, list[OpInfo]] = {}
+    for op in ops:
+        groups.setdefault(root(op.index), []).append(op)
+    return sorted(groups.values(), key=lambda group: group[0].index)
+
+
+def _tensor_links(ops: list[OpInfo]) -> tuple[dict[int, list[OpInfo]], dict[int, list[OpInfo]]]:
+    producers: dict[int, list[OpInfo]] = {}
+    consumers: dict[int, list[OpInfo]] = {}
+    for op in ops:
+        for tensor in op.outputs:
+            producers.setdefault(tensor.index, []).append(op)
+        for tensor in op.inputs:
+            consumers.setdefault(tensor.index, []).append(op)
+    return producers, consumers

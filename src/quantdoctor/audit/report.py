@@ -1,0 +1,24 @@
+"""Audit a .tflite model on its own: `quantdoctor audit` and `quantdoctor.audit`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from quantdoctor.audit.checks import audit_findings, check_target, summarize
+from quantdoctor.audit.tflite_model import read_tflite, read_tflite_file
+from quantdoctor.report.model import Report, rank_findings
+
+
+def audit(model: str | Path | bytes, target: str | None = None) -> Report:
+    """Is the model fully integer, which ops stayed float, how to feed it, and does it fit `target`.
+
+    `model` is a .tflite path or its bytes; `target` is "int8-accelerator" or "microcontroller".
+    Nothing is executed: the flatbuffer is read with LiteRT's schema.
+    """
+    check_target(target)
+    produced = read_tflite(model) if isinstance(model, bytes) else read_tflite_file(model)
+    source = "<bytes>" if isinstance(model, bytes) else str(model)
+    findings = rank_findings(audit_findings(produced, [], target=target))
+    return Report(model={"source": source, "format": "tflite", "inputs": []},
+                  settings={"mode": None, "target": target}, findings=findings,
+                  conversion={"attempted": False}, audit=summarize(produced, []))
