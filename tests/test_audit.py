@@ -143,3 +143,17 @@ def test_cli_audit_exit_codes_follow_the_target(tflite_files):
     bad = subprocess.run([QUANTDOCTOR, "audit", str(tflite_files["island"]), "--target", "gpu"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown target 'gpu'" in bad.stderr
+
+
+def test_microcontroller_kernel_table_names_real_builtin_ops():
+    import json
+    from importlib import resources
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    table = json.loads(resources.files("quantdoctor.audit").joinpath("tflm_int8_ops.json").read_text())
+    builtins = {name for name in vars(schema.BuiltinOperator) if not name.startswith("_")}
+    int8_ops, other_ops = set(table["int8_ops"]), set(table["registered_without_int8"])
+    assert int8_ops <= builtins and other_ops <= builtins and not int8_ops & other_ops
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "QUANTIZE", "DEQUANTIZE"} <= int8_ops
+    assert set(table["evidence"]) == int8_ops | other_ops

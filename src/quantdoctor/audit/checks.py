@@ -91,15 +91,26 @@ def op_layer(op: OpInfo, layer_names: list[str]) -> str | None:
     return next((scope for scope in map(scope_for_path, paths) if scope), None)
 
 
-def tflm_int8_ops() -> frozenset[str]:
-    """LiteRT for Microcontrollers' builtin ops with INT8 kernels (data in audit/tflm_int8_ops.json)."""
-    return _tflm_table()
+def microcontroller_runs(op: OpInfo) -> bool:
+    """True when LiteRT for Microcontrollers has a kernel for the op at the op's tensor types.
+
+    Ops registered without an INT8 path (LOGICAL_AND, BROADCAST_ARGS, SIN, ...) still run when
+    none of their tensors is int8 or float: a boolean mask or a shape computation, say.
+    """
+    int8_ops, other_ops = _tflm_table()
+    if needs_cpu(op):
+        return False
+    if op.name in int8_ops:
+        return True
+    tensor_types = {t.dtype for t in op.inputs + op.outputs}
+    return op.name in other_ops and not tensor_types & {"INT8", "FLOAT32", "FLOAT16"}
 
 
 @lru_cache(maxsize=1)
-def _tflm_table() -> frozenset[str]:
+def _tflm_table() -> tuple[frozenset[str], frozenset[str]]:
+    """LiteRT for Microcontrollers' builtin kernels (data in audit/tflm_int8_ops.json)."""
     table = json.loads(resources.files("quantdoctor.audit").joinpath("tflm_int8_ops.json").read_text())
-    return frozenset(table["int8_ops"])
+    return frozenset(table["int8_ops"]), frozenset(table["registered_without_int8"])
 
 
 def _partly_quantized(model: TFLiteModel) -> bool:
@@ -136,8 +147,7 @@ def _accelerator_findings(model: TFLiteModel, layer_names: list[str]) -> list[Fi
 
 
 def _microcontroller_findings(model: TFLiteModel) -> list[Finding]:
-    supported = tflm_int8_ops()
-    missing = sorted({op.name for op in model.all_ops if op.name not in supported or needs_cpu(op)})
+    missing = sorted({op.name for op in model.all_ops if not microcontroller_runs(op)})
     if not missing:
         return []
     return [catalog.get("QD111").finding(
