@@ -55,7 +55,8 @@ def test_verdicts():
 
 def test_json_contract_fields():
     data = json.loads(json.dumps(report_with([finding("QD201", input="image")], outcome="error").to_dict()))
-    assert set(data) == {"schema_version", "tool", "model", "settings", "verdict", "findings", "conversion", "audit"}
+    assert set(data) == {"schema_version", "tool", "model", "settings", "verdict", "findings", "conversion", "audit",
+                         "preflight"}
     assert data["tool"]["name"] == "quantdoctor"
     entry = data["findings"][0]
     assert set(entry) == {"code", "category", "severity", "title", "message", "location", "evidence", "fix"}

@@ -39,6 +39,7 @@ def diagnose(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the converted .tflite here."),
     target: Optional[str] = typer.Option(None, help="Audit the result for: int8-accelerator | microcontroller"),
+    no_convert: bool = typer.Option(False, "--no-convert", help="Preflight only: check graph and data, predict."),
     fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
     keep_workdir: Optional[Path] = typer.Option(None, help="Keep the worker's request, data and logs here."),
 ) -> None:
@@ -50,7 +51,7 @@ def diagnose(
     with err.status(f"Converting {model} in an isolated process…"):
         report = run_diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
                               max_samples=max_samples, timeout=timeout, memory_limit_mb=memory_limit,
-                              target=target, keep_workdir=keep_workdir)
+                              target=target, convert=not no_convert, keep_workdir=keep_workdir)
     if output and report.tflite_model is not None:
         output.write_bytes(report.tflite_model)
     _finish(report, json_path, fail_on)

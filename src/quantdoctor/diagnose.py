@@ -22,6 +22,7 @@ from quantdoctor.intake import model as model_intake
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.preflight.calibration_checks import InputSpec, check_calibration
+from quantdoctor.preflight.predict import actual_verdict, predict
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
 
 
@@ -29,7 +30,8 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
              select_tf_ops: bool = False, signature_keys: list[str] | None = None,
              max_samples: int = DEFAULT_MAX_SAMPLES,
              timeout: float = DEFAULT_TIMEOUT, memory_limit_mb: int | None = None,
-             target: str | None = None, keep_workdir: str | Path | None = None) -> Report:
+             target: str | None = None, convert: bool = True,
+             keep_workdir: str | Path | None = None) -> Report:
     """Convert `model` with the real TFLite converter in an isolated process and explain the outcome.
 
     `model` is a path (`.keras`, `.h5`, SavedModel directory), a Keras model, a list of concrete
@@ -39,7 +41,8 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
     or a `CalibrationSet`. `mode`, `io` and `select_tf_ops` set the converter options
     for models that are not converters; `signature_keys` picks SavedModel signatures.
     `target` ("int8-accelerator" or "microcontroller") is what the produced model is audited
-    for; integer-only settings (`int8-strict`) imply "int8-accelerator".
+    for; integer-only settings (`int8-strict`) imply "int8-accelerator". With `convert=False`
+    only the preflight runs: the graph and the data are checked and the outcome predicted.
     Returns the report, root cause first.
     """
     check_target(target)
@@ -50,7 +53,8 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
             if source.loader != "saved_model" or source.format == "converter":
                 raise UsageError("signature keys apply to SavedModel directories only")
             source.signature_keys = list(signature_keys)
-        request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None}
+        request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None,
+                                   "convert": convert}
         if calibration is not None and recipe.calibrate:
             calibration.save(workdir / "calibration.npz")
             request["data"] = str(workdir / "calibration.npz")
@@ -120,9 +124,12 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
     layer_names = [layer["name"] for layer in layers]
     inputs = [InputSpec.from_dict(spec) for spec in model_info.get("inputs", [])]
     data_findings = check_calibration(calibration, inputs, recipe)
-    conversion = {"attempted": True, "outcome": run.outcome, "seconds": round(run.seconds, 3),
+    inventory = run.response.get("preflight")
+    prediction = predict(inventory, recipe, layer_names, inputs, data_findings) if inventory else None
+    conversion = {"attempted": run.outcome != "skipped", "outcome": run.outcome, "seconds": round(run.seconds, 3),
                   "error_excerpt": None, "model_bytes": None}
     audit = tflite_bytes = None
+    outcome_findings: list[Finding] = []
     if run.outcome == "ok":
         tflite_bytes = run.tflite_path.read_bytes()
         produced = read_tflite(tflite_bytes)
@@ -133,13 +140,19 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         conversion["error_excerpt"] = excerpt(run.error_text)
         outcome_findings = classify_failure(FailureContext(
             run.error_text, run.response.get("exception_type", ""), layer_names, calibration))
-    else:
+    elif run.outcome != "skipped":
         conversion["error_excerpt"] = "\n".join(native_errors(run.stderr) + crash_frames(run.stderr)) or None
         outcome_findings = [_process_finding(run, layers, calibration)]
+    if prediction and run.outcome not in ("ok", "error"):
+        outcome_findings += prediction.findings  # no converter verdict to stand on: the prediction explains
     findings = rank_findings(_merge_confirmed(data_findings, outcome_findings))
     model = {"source": source.source, "format": source.format, "inputs": model_info.get("inputs", [])}
-    return Report(model=model, settings={**recipe.to_dict(), "target": target}, findings=findings, conversion=conversion,
-                  audit=audit, tflite_model=tflite_bytes)
+    preflight = None
+    if prediction is not None:
+        preflight = {**prediction.to_dict(), "seconds": inventory.get("seconds"),
+                     "actual": actual_verdict(conversion, audit, recipe)}
+    return Report(model=model, settings={**recipe.to_dict(), "target": target}, findings=findings,
+                  conversion=conversion, audit=audit, preflight=preflight, tflite_model=tflite_bytes)
 
 
 def _merge_confirmed(data_findings: list[Finding], outcome_findings: list[Finding]) -> list[Finding]:

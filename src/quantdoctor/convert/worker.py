@@ -26,12 +26,19 @@ def main(request_path: str) -> int:
 
     import tensorflow as tf
 
+    convert = request.get("convert", True)
     try:
-        make_converter, response["model"] = _load(tf, request["model"])
+        make_converter, response["model"], function, loaded_at = _load(
+            tf, request["model"], response_path.parent if convert else None)
     except MemoryError:
         raise  # the runner reports the process's death as out of memory
     except Exception as exc:  # the user's model, not quantdoctor, failed to load
         response.update(stage="done", outcome="load_error", error_message=f"{type(exc).__name__}: {exc}")
+        write_json(response_path, response)
+        return 0
+    response["preflight"] = _inventory(function, loaded_at)
+    if not convert:
+        response.update(stage="done", outcome="skipped")
         write_json(response_path, response)
         return 0
     response["stage"] = "converting"
@@ -55,30 +62,54 @@ def main(request_path: str) -> int:
     return 0
 
 
-def _load(tf: Any, model: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any]]:
-    """A factory for the model's converter, and a description of its inputs and layers.
+def _load(tf: Any, model: dict[str, Any], workdir: Path | None) -> tuple[Callable[[], Any], dict[str, Any], Any, float]:
+    """A factory for the model's converter, a description of its inputs and layers, its serving
+    function, and the time loading ended (preflight time counts from there).
 
     Creating the converter is left to the conversion step: a bad signature key is the user's
-    conversion error to diagnose, not a model that failed to load.
+    conversion error to diagnose, not a model that failed to load. Without a `workdir` (no
+    conversion) a Keras model is traced but not written out.
     """
     if model["loader"] == "keras_file":
         import keras
 
-        from quantdoctor.intake.model import keras_layers
+        from quantdoctor.intake.model import export_keras, keras_layers
 
         keras_model = keras.saving.load_model(model["path"], compile=False, safe_mode=False)
-        inputs = [_spec(x.name, x.shape, x.dtype) for x in keras_model.inputs]
-        info = {"inputs": inputs, "layers": keras_layers(keras_model)}
-        return lambda: tf.lite.TFLiteConverter.from_keras_model(keras_model), info
+        loaded_at = time.perf_counter()
+        info = {"inputs": [_spec(x.name, x.shape, x.dtype) for x in keras_model.inputs],
+                "layers": keras_layers(keras_model)}
+        export_dir = workdir / "keras_export" if workdir else None
+        try:
+            function = export_keras(keras_model, export_dir)
+        except Exception:  # the converter's own Keras path falls back to freezing the model: so do we
+            return lambda: tf.lite.TFLiteConverter.from_keras_model(keras_model), info, None, loaded_at
+        return lambda: tf.lite.TFLiteConverter.from_saved_model(str(export_dir)), info, function, loaded_at
     signature_keys = model.get("signature_keys")
     loaded = tf.saved_model.load(model["path"])
+    loaded_at = time.perf_counter()
     available = list(loaded.signatures.keys())
     info = {"inputs": [], "layers": [], "signature_keys": available}
     keys = signature_keys or available
+    function = None
     if len(keys) == 1 and keys[0] in loaded.signatures:
-        _, kwargs = loaded.signatures[keys[0]].structured_input_signature
+        function = loaded.signatures[keys[0]]
+        _, kwargs = function.structured_input_signature
         info["inputs"] = [_spec(name, spec.shape, spec.dtype) for name, spec in kwargs.items()]
-    return lambda: tf.lite.TFLiteConverter.from_saved_model(model["path"], signature_keys=signature_keys), info
+    converter = lambda: tf.lite.TFLiteConverter.from_saved_model(model["path"], signature_keys=signature_keys)  # noqa: E731
+    return converter, info, function, loaded_at
+
+
+def _inventory(function: Any, loaded_at: float) -> dict[str, Any]:
+    """The preflight inventory of the serving graph; `seconds` counts from the end of model loading
+    (tracing, plus writing the SavedModel the conversion needs). Empty without a single serving function."""
+    if function is None:
+        return {}
+    from quantdoctor.preflight.graph_inventory import inventory
+
+    result = inventory(function)
+    result["seconds"] = round(time.perf_counter() - loaded_at, 3)
+    return result
 
 
 def _spec(name: str, shape: Any, dtype: Any) -> dict[str, Any]:

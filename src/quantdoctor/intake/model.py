@@ -52,19 +52,33 @@ def from_path(path: str | Path) -> ModelSource:
 
 def from_keras_model(model: Any, workdir: Path) -> ModelSource:
     """Export a Keras model object to a SavedModel, exactly as the converter's Keras path does."""
-    import keras
-    import tensorflow as tf
-
     export_dir = workdir / "keras_export"
     try:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint("serve", functools.partial(model.__call__, training=False), _input_signature(model, tf))
-        archive.write_out(str(export_dir), verbose=False)
+        export_keras(model, export_dir)
+    except ModelLoadError:
+        raise
     except Exception as exc:
         raise ModelLoadError(f"cannot export Keras model '{model.name}' for conversion: {exc}") from exc
     return ModelSource("keras", f"Keras model '{model.name}'", str(export_dir), "saved_model",
                        signature_keys=["serving_default"], layers=keras_layers(model))
+
+
+def export_keras(model: Any, export_dir: Path | None) -> Any:
+    """Trace `model` for inference (training=False) and write it to a SavedModel at `export_dir`.
+
+    This is what `TFLiteConverter.from_keras_model` does internally for Keras 3 models, so a
+    converter built on the export sees the same graph and the same op names. Returns the traced
+    serving function; with `export_dir=None` nothing is written.
+    """
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    serve = archive.add_endpoint("serve", functools.partial(model.__call__, training=False), _input_signature(model, tf))
+    if export_dir is not None:
+        archive.write_out(str(export_dir), verbose=False)
+    return serve.get_concrete_function()
 
 
 def from_concrete_functions(functions: list[Any], trackable: Any, workdir: Path) -> ModelSource:

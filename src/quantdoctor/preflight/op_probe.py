@@ -55,12 +55,16 @@ _IMAGE_PROBES: dict[str, Callable] = {
         x=x, scale=_const(4), offset=_const(4), mean=_const(4), variance=_const(4), is_training=False)[0],
     "LRN": lambda x: tf.nn.local_response_normalization(x),
     "MaxPool": lambda x: tf.nn.max_pool2d(x, 2, 2, "VALID"),
+    "MaxPoolWithArgmax": lambda x: tuple(tf.nn.max_pool_with_argmax(x, 2, 2, "VALID")),
     "MirrorPad": lambda x: tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], "REFLECT"),
+    "ResizeArea": lambda x: tf.image.resize(x, (4, 4), "area"),
     "ResizeBicubic": lambda x: tf.image.resize(x, (16, 16), "bicubic"),
     "ResizeBilinear": lambda x: tf.image.resize(x, (16, 16), "bilinear"),
     "ResizeNearestNeighbor": lambda x: tf.image.resize(x, (16, 16), "nearest"),
+    "ScaleAndTranslate": lambda x: tf.image.resize(x, (16, 16), "lanczos3"),
     "SpaceToBatchND": lambda x: tf.space_to_batch(x, [2, 2], [[0, 0], [0, 0]]),
     "SpaceToDepth": lambda x: tf.nn.space_to_depth(x, 2),
+    "Transpose": lambda x: tf.transpose(x, (0, 3, 1, 2)),
 }
 
 _VOLUME_PROBES: dict[str, Callable] = {
@@ -82,28 +86,29 @@ _MATRIX_PROBES: dict[str, Callable] = {
     "MatrixSetDiagV3": lambda x: tf.linalg.set_diag(x, x[:, 0]),
     "MatrixSolve": lambda x: tf.linalg.solve(x, _const(1, 4, 1)),
     "MatrixTriangularSolve": lambda x: tf.linalg.triangular_solve(x, _const(1, 4, 1)),
-    "Qr": lambda x: tf.linalg.qr(x).r,
+    "Qr": lambda x: tuple(tf.linalg.qr(x)),
     "SelfAdjointEigV2": lambda x: tf.linalg.eigvalsh(x),
     "Svd": lambda x: tf.linalg.svd(x, compute_uv=False),
+    "Unpack": lambda x: tf.unstack(x, axis=1),
 }
 
 _UNARY_OPS = (
     "Abs", "Acos", "Asin", "Asinh", "Atan", "Atanh", "Ceil", "Cos", "Cosh", "Digamma", "Erf", "Erfc",
-    "Exp", "Expm1", "Floor", "IsFinite", "IsNan", "Lgamma", "Log", "Log1p", "Neg", "Reciprocal",
+    "Erfinv", "Exp", "Expm1", "Floor", "IsFinite", "IsNan", "Lgamma", "Log", "Log1p", "Ndtri", "Neg", "Reciprocal",
     "Rint", "Round", "Rsqrt", "Sigmoid", "Sign", "Sin", "Sinh", "Sqrt", "Square", "Tan", "Tanh",
 )
 _ACTIVATION_OPS = ("Elu", "LeakyRelu", "Relu", "Relu6", "Selu", "Softplus", "Softsign")
 _BINARY_OPS = (
     "Add", "AddV2", "DivNoNan", "Equal", "FloorDiv", "FloorMod", "Greater", "GreaterEqual", "Less",
-    "LessEqual", "Maximum", "Minimum", "Mul", "NotEqual", "Pow", "RealDiv", "SquaredDifference", "Sub",
-    "Xdivy", "Xlogy",
+    "LessEqual", "Maximum", "Minimum", "Mod", "Mul", "NotEqual", "Pow", "RealDiv", "SquaredDifference", "Sub",
+    "TruncateDiv", "Xdivy", "Xlogy",
 )
 _REDUCTION_OPS = ("EuclideanNorm", "Max", "Mean", "Min", "Prod", "Sum")
 
 _VECTOR_PROBES: dict[str, Callable] = {
     **{op: lambda x, op=op: getattr(tf.raw_ops, op)(x=x) for op in _UNARY_OPS},
     **{op: lambda x, op=op: getattr(tf.raw_ops, op)(features=x) for op in _ACTIVATION_OPS},
-    **{op: lambda x, op=op: getattr(tf.raw_ops, op)(x=x, y=_const(1, 16)) for op in _BINARY_OPS},
+    **{op: lambda x, op=op: getattr(tf.raw_ops, op)(x=x[:, :8], y=x[:, 8:]) for op in _BINARY_OPS},
     **{op: lambda x, op=op: getattr(tf.raw_ops, op)(input=x, axis=[1]) for op in _REDUCTION_OPS},
     "Acosh": lambda x: tf.raw_ops.Acosh(x=x + 1.0),
     "AddN": lambda x: tf.add_n([x, x, _const(1, 16)]),
@@ -111,7 +116,7 @@ _VECTOR_PROBES: dict[str, Callable] = {
     "Any": lambda x: tf.reduce_any(x > 0.5, axis=1),
     "ArgMax": lambda x: tf.math.argmax(x, axis=1),
     "ArgMin": lambda x: tf.math.argmin(x, axis=1),
-    "Atan2": lambda x: tf.math.atan2(x, _const(1, 16)),
+    "Atan2": lambda x: tf.math.atan2(x[:, :8], x[:, 8:]),
     "Betainc": lambda x: tf.math.betainc(_const(1, 16), _const(1, 16), x),
     "BroadcastTo": lambda x: tf.broadcast_to(x, (3, 16)),
     "Bucketize": lambda x: tf.raw_ops.Bucketize(input=x, boundaries=[0.25, 0.5, 0.75]),
@@ -128,10 +133,11 @@ _VECTOR_PROBES: dict[str, Callable] = {
     "GatherNd": lambda x: tf.gather_nd(x, [[0, 1], [0, 5]]),
     "GatherV2": lambda x: tf.gather(x, [0, 3, 5], axis=1),
     "Identity": lambda x: tf.raw_ops.Identity(input=x),
+    "IdentityN": lambda x: tf.identity_n([x, x])[0],
     "Igamma": lambda x: tf.math.igamma(_const(1, 16), x),
     "Igammac": lambda x: tf.math.igammac(_const(1, 16), x),
     "L2Loss": lambda x: tf.nn.l2_loss(x),
-    "LinSpace": lambda x: tf.linspace(x[0, 0], 1.0, 5),
+    "LinSpace": lambda x: tf.raw_ops.LinSpace(start=x[0, 0], stop=1.0, num=5),
     "LogSoftmax": lambda x: tf.raw_ops.LogSoftmax(logits=x),
     "LogicalAnd": lambda x: tf.logical_and(x > 0.25, x < 0.75),
     "LogicalNot": lambda x: tf.logical_not(x > 0.5),
@@ -139,13 +145,15 @@ _VECTOR_PROBES: dict[str, Callable] = {
     "MatMul": lambda x: tf.matmul(x, _const(16, 4)),
     "MatrixDiagV3": lambda x: tf.linalg.diag(x),
     "NonMaxSuppressionV3": lambda x: tf.image.non_max_suppression(tf.reshape(x, (4, 4)), x[0, :4], 2),
-    "NonMaxSuppressionV5": lambda x: tf.image.non_max_suppression_with_scores(tf.reshape(x, (4, 4)), x[0, :4], 2)[1],
-    "OneHot": lambda x: tf.one_hot(tf.cast(x * 4, tf.int32), 4),
+    "NonMaxSuppressionV5": lambda x: tuple(
+        tf.image.non_max_suppression_with_scores(tf.reshape(x, (4, 4)), x[0, :4], 2)),
+    "OneHot": lambda x: tf.one_hot(tf.math.argmax(x, axis=1), 16),
     "Pack": lambda x: tf.stack([x, x]),
     "Pad": lambda x: tf.pad(x, [[0, 0], [1, 1]]),
     "PadV2": lambda x: tf.pad(x, [[0, 0], [1, 1]], constant_values=1.0),
     "Polygamma": lambda x: tf.math.polygamma(tf.ones((1, 16)), x),
     "RFFT": lambda x: tf.signal.rfft(x),
+    "Rank": lambda x: tf.raw_ops.Rank(input=x),
     "Range": lambda x: tf.range(x[0, 0], 10.0),
     "Reshape": lambda x: tf.reshape(x, (1, 4, 4)),
     "ReverseSequence": lambda x: tf.reverse_sequence(x, [3], seq_axis=1, batch_axis=0),
@@ -157,17 +165,15 @@ _VECTOR_PROBES: dict[str, Callable] = {
     "SelectV2": lambda x: tf.where(x > 0.5, x, _const(1, 16)),
     "Slice": lambda x: tf.slice(x, [0, 2], [1, 8]),
     "Softmax": lambda x: tf.raw_ops.Softmax(logits=x),
-    "Split": lambda x: tf.split(x, 2, axis=1)[0],
-    "SplitV": lambda x: tf.split(x, [4, 12], axis=1)[1],
+    "Split": lambda x: tf.split(x, 2, axis=1),
+    "SplitV": lambda x: tf.split(x, [4, 12], axis=1),
     "Squeeze": lambda x: tf.squeeze(x, 0),
     "StopGradient": lambda x: tf.stop_gradient(x),
     "StridedSlice": lambda x: x[:, 1:9:2],
     "TensorScatterUpdate": lambda x: tf.tensor_scatter_nd_update(x, [[0, 1]], x[0, :1]),
     "Tile": lambda x: tf.tile(x, [2, 1]),
-    "TopKV2": lambda x: tf.math.top_k(x, 4).values,
-    "Transpose": lambda x: tf.transpose(x),
-    "Unique": lambda x: tf.unique(x[0]).y,
-    "Unpack": lambda x: tf.unstack(x, axis=1)[0],
+    "TopKV2": lambda x: tuple(tf.math.top_k(x, 4)),
+    "Unique": lambda x: tuple(tf.unique(x[0])),
     "UnsortedSegmentMax": lambda x: tf.math.unsorted_segment_max(x[0], [0, 1] * 8, 2),
     "UnsortedSegmentMin": lambda x: tf.math.unsorted_segment_min(x[0], [0, 1] * 8, 2),
     "UnsortedSegmentProd": lambda x: tf.math.unsorted_segment_prod(x[0], [0, 1] * 8, 2),
@@ -263,7 +269,8 @@ def _operators(flatbuffer: bytes) -> list[tuple[str, bool]]:
     for subgraph in model.subgraphs:
         for op in subgraph.operators or []:
             code = model.operatorCodes[op.opcodeIndex]
-            name = code.customCode.decode() if code.customCode else op_names[max(code.builtinCode, code.deprecatedBuiltinCode)]
+            builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+            name = code.customCode.decode() if code.customCode else op_names[builtin]
             variable_inputs = [i for i in _indices(op.inputs) if not _is_constant(model, subgraph.tensors[i])]
             tensors = [subgraph.tensors[i] for i in variable_inputs + _indices(op.outputs)]
             operators.append((name, any(t.type == schema.TensorType.FLOAT32 for t in tensors)))

@@ -98,6 +98,7 @@ class Report:
     findings: list[Finding]
     conversion: dict[str, Any]
     audit: dict[str, Any] | None = None
+    preflight: dict[str, Any] | None = None
     tflite_model: bytes | None = field(default=None, repr=False)
 
     @property
@@ -135,6 +136,7 @@ class Report:
             "findings": [f.to_dict() for f in self.findings],
             "conversion": self.conversion,
             "audit": self.audit,
+            "preflight": self.preflight,
         }
 
     def __str__(self) -> str:

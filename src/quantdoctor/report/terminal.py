@@ -26,6 +26,8 @@ def render(report: Report, console: Console) -> None:
     conversion = report.conversion
     if conversion.get("attempted"):
         head.append(f"  conversion: {conversion['outcome']} in {conversion['seconds']:.1f} s", "dim")
+    if report.preflight:
+        head.append(f"  preflight: {report.preflight['verdict'].replace('_', ' ')}", "dim")
     console.print(head)
     root = report.root_cause
     if root:
