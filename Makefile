@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/preflight.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -47,7 +47,9 @@ def test_conversion_over_the_memory_limit_is_out_of_memory():
     model = keras.Sequential([keras.Input((512,), name="features"), keras.layers.Dense(4096, name="wide"),
                               keras.layers.Dense(4096, name="wider"), keras.layers.Dense(2)], name="wide_model")
     report = qd.diagnose(model, vectors(120, 512), memory_limit_mb=2000)
-    assert report.conversion["outcome"] == "crash"
+    # Where the allocation fails decides the form: a native abort (pthread_create, bad_alloc) or a
+    # Python MemoryError raised by the converter. Both are out of memory.
+    assert report.conversion["outcome"] in ("crash", "error")
     assert_finding(root(report), "QD903", "environment", "error")
 
 

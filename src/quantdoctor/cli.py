@@ -29,6 +29,7 @@ FAIL_ON = (*SEVERITIES, "never")
 def diagnose(
     model: Path = typer.Argument(..., help="A .keras/.h5 file or a SavedModel directory."),
     data: Optional[Path] = typer.Option(None, "--data", help="Calibration data: .npz (one array per input) or .npy."),
+    eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Inference data, to check calibration ranges."),
     mode: str = typer.Option("int8", help="int8 | int8-strict | int16x8 | dynamic | float16"),
     io: str = typer.Option("float", help="Model input/output type: float | int8 | uint8"),
     select_tf_ops: bool = typer.Option(False, "--select-tf-ops", help="Allow Select TF ops (Flex)."),
@@ -47,11 +48,12 @@ def diagnose(
     from quantdoctor.diagnose import diagnose as run_diagnose
 
     _check_fail_on(fail_on)
-    _refuse_overwrite(model, data, json_path, output)
+    _refuse_overwrite(inputs=(model, data, eval_data), outputs=(json_path, output))
     with err.status(f"Converting {model} in an isolated process…"):
         report = run_diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
                               max_samples=max_samples, timeout=timeout, memory_limit_mb=memory_limit,
-                              target=target, convert=not no_convert, keep_workdir=keep_workdir)
+                              target=target, convert=not no_convert, eval_data=eval_data,
+                              keep_workdir=keep_workdir)
     if output and report.tflite_model is not None:
         output.write_bytes(report.tflite_model)
     _finish(report, json_path, fail_on)
@@ -68,7 +70,7 @@ def audit(
     from quantdoctor.audit.report import audit as run_audit
 
     _check_fail_on(fail_on)
-    _refuse_overwrite(model, None, json_path)
+    _refuse_overwrite(inputs=(model,), outputs=(json_path,))
     _finish(run_audit(model, target=target), json_path, fail_on)
 
 
@@ -114,10 +116,11 @@ def demo() -> None:
     run_demo(out, err)
 
 
-def _refuse_overwrite(model: Path, data: Optional[Path], *outputs: Optional[Path]) -> None:
-    inputs = {p.resolve() for p in (model, data) if p is not None}
+def _refuse_overwrite(inputs: tuple[Optional[Path], ...], outputs: tuple[Optional[Path], ...]) -> None:
+    """The user's files are only read: an output path naming one of them is an error."""
+    protected = {path.resolve() for path in inputs if path is not None}
     for path in outputs:
-        if path is not None and path.resolve() in inputs:
+        if path is not None and path.resolve() in protected:
             raise UsageError(f"refusing to overwrite your input {path}: choose another output path")
 
 

@@ -21,7 +21,7 @@ from quantdoctor.intake import data as data_intake
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
 from quantdoctor.intake.recipe import Recipe
-from quantdoctor.preflight.calibration_checks import InputSpec, check_calibration
+from quantdoctor.preflight.calibration_checks import InputSpec, check_against_inference, check_calibration
 from quantdoctor.preflight.predict import actual_verdict, predict
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
 
@@ -30,7 +30,7 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
              select_tf_ops: bool = False, signature_keys: list[str] | None = None,
              max_samples: int = DEFAULT_MAX_SAMPLES,
              timeout: float = DEFAULT_TIMEOUT, memory_limit_mb: int | None = None,
-             target: str | None = None, convert: bool = True,
+             target: str | None = None, convert: bool = True, eval_data: Any = None,
              keep_workdir: str | Path | None = None) -> Report:
     """Convert `model` with the real TFLite converter in an isolated process and explain the outcome.
 
@@ -43,6 +43,7 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
     `target` ("int8-accelerator" or "microcontroller") is what the produced model is audited
     for; integer-only settings (`int8-strict`) imply "int8-accelerator". With `convert=False`
     only the preflight runs: the graph and the data are checked and the outcome predicted.
+    `eval_data` (same forms as `data`) is inference data: calibration ranges are checked against it.
     Returns the report, root cause first.
     """
     check_target(target)
@@ -61,7 +62,12 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
         run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
         if target is None and recipe.mode == "int8-strict":
             target = "int8-accelerator"
-        return _build_report(source, recipe, calibration if recipe.calibrate else None, run, target)
+        report = _build_report(source, recipe, calibration if recipe.calibrate else None, run, target)
+        if eval_data is not None:
+            inputs = [InputSpec.from_dict(spec) for spec in report.model["inputs"]]
+            evaluation = check_against_inference(calibration, _calibration(eval_data, max_samples), inputs)
+            report.findings = rank_findings(report.findings + evaluation)
+        return report
     finally:
         if keep_workdir:
             shutil.copytree(workdir, Path(keep_workdir), dirs_exist_ok=True)

@@ -138,16 +138,30 @@ CHECKS = (
         fix="Fix the generator: the exception and the sample index it failed at are shown above.",
     ),
     Check(
-        code="QD313", name="list-samples-for-several-inputs", severity="warning", precedence=12,
+        code="QD313", name="list-samples-for-several-inputs", severity="error", precedence=12,
         title="List samples for a model with several inputs: the order is the converter's, not yours",
         detects="The representative dataset yields lists for a model with more than one input. The "
                 "calibrator pairs list items with the converted model's input tensors in *its* order, which "
                 "under TF 2.21 is not `model.inputs` order and not even the same from one process to the "
                 "next (a Keras model with inputs [image, meta] is calibrated as [meta, image] in some runs).",
         why="Arrays go to the wrong inputs: a kernel fails to prepare, or, when shapes happen to fit, "
-            "calibration silently measures the wrong ranges.",
+            "calibration silently measures the wrong ranges. A conversion that works today may fail on the next "
+            "run: the pairing is luck.",
         example="yield [image, meta]",
         fix="Yield a dict keyed by input name: the calibrator then matches arrays by name.",
         fix_code="yield {'image': image[None].astype(np.float32), 'meta': meta[None].astype(np.float32)}",
+    ),
+    Check(
+        code="QD314", name="calibration-range-mismatch", severity="warning", precedence=60,
+        title="Calibration data does not cover the inference data's range",
+        detects="With inference data given (`--eval-data`), a share of its values lies outside the range "
+                "the calibration samples span, or its range is of another scale altogether (calibration in "
+                "[0, 1] but inference in [0, 255]; inference data normalised twice).",
+        why="Quantization ranges come from the calibration samples: inference values beyond them are clipped "
+            "to the edge, and a range 255 times too wide leaves a handful of integer levels for real data.",
+        example="calibration: image / 255.0      inference: raw uint8 pixels cast to float",
+        fix="Preprocess calibration and inference data with the same function, and calibrate on samples drawn "
+            "from the data the model will see.",
+        fix_code="def preprocess(image):\n    return (image / 255.0).astype(np.float32)   # the one function both use",
     ),
 )

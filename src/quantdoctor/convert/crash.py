@@ -36,8 +36,8 @@ def crash_stage(stderr: str, reported_stage: str) -> str:
 
 
 _NATIVE_ERROR = re.compile(r"^(?:error: (.*)|F\d{4} [^\]]*\] (.*))$")
-_OUT_OF_MEMORY = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "failed to map segment",
-                  "pthread_create() failed")
+OUT_OF_MEMORY_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "failed to map segment",
+                         "pthread_create() failed", "Resource exhausted: OOM", "failed to allocate memory")
 
 
 def native_errors(stderr: str) -> list[str]:
@@ -52,4 +52,4 @@ def native_errors(stderr: str) -> list[str]:
 
 def out_of_memory(stderr: str) -> bool:
     """True when the stderr shows an allocation failure (heap, mapping or thread stack)."""
-    return any(marker in stderr for marker in _OUT_OF_MEMORY)
+    return any(marker in stderr for marker in OUT_OF_MEMORY_MARKERS)

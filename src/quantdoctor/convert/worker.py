@@ -118,14 +118,9 @@ def _spec(name: str, shape: Any, dtype: Any) -> dict[str, Any]:
 
 
 def _replay(data_path: Path) -> Any:
-    """A representative_dataset that yields the recorded samples exactly as the user packaged them."""
+    """A representative_dataset that yields the recorded samples exactly as the user's did."""
     calibration = CalibrationSet.load(data_path)
-
-    def representative_dataset():
-        for sample in calibration.samples:
-            yield sample.replay()
-
-    return representative_dataset
+    return calibration.replay
 
 
 if __name__ == "__main__":

@@ -68,6 +68,13 @@ class CalibrationSet:
     def __len__(self) -> int:
         return len(self.samples)
 
+    def replay(self) -> Iterable[Any]:
+        """Yield the samples as the user's generator did, and fail where it failed."""
+        for sample in self.samples:
+            yield sample.replay()
+        if self.generator_error is not None:
+            raise RuntimeError(f"the representative dataset raised {self.generator_error}")
+
     def save(self, path: Path) -> None:
         """Write the samples to an `.npz` file that `load` (and the worker) reads back unchanged."""
         arrays: dict[str, np.ndarray] = {

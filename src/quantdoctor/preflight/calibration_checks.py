@@ -17,6 +17,8 @@ from quantdoctor.intake.recipe import Recipe
 from quantdoctor.report.model import Finding, Location
 
 MIN_SAMPLES = 100
+MAX_CLIPPED = 0.01
+RANGE_RATIO = 50.0
 LIST_ORDER_HINT = " List items are paired with inputs in the converter's order: yield a dict by input name."
 NOISE_CORRELATION = 0.1
 _NOISE_SAMPLES = 32
@@ -90,7 +92,7 @@ def _check_packaging(calibration: CalibrationSet, inputs: list[InputSpec]) -> li
         if sample.kind in ("array", "tuple", "other"):
             report(("QD303",), index, lambda: _bare_sample(sample, index))
             continue
-        if sample.kind == "list" and len(inputs) > 1:
+        if sample.kind == "list" and len({spec.shape for spec in inputs}) > 1:
             report(("QD313",), index, lambda: catalog.get("QD313").finding(
                 f"Samples are lists for a model with {len(inputs)} inputs ({', '.join(names)}).",
                 evidence={"input_names": names}))
@@ -166,6 +168,43 @@ def _check_values(calibration: CalibrationSet, inputs: list[InputSpec]) -> list[
                 "images, audio or sequences give r well above 0.5.",
                 location=Location(input=name), evidence={"neighbour_correlation": round(correlation, 4)}))
     return findings
+
+
+def check_against_inference(calibration: CalibrationSet | None, evaluation: CalibrationSet,
+                            inputs: list[InputSpec]) -> list[Finding]:
+    """Per input: inference values the calibrated range would clip, and ranges of another scale."""
+    if calibration is None or not calibration.samples:
+        return []
+    calibrated = _arrays_by_input(calibration, inputs)
+    findings = []
+    for name, eval_arrays in _arrays_by_input(evaluation, inputs).items():
+        calib_arrays = [a for a in calibrated.get(name, []) if np.issubdtype(a.dtype, np.number)]
+        eval_arrays = [a for a in eval_arrays if np.issubdtype(a.dtype, np.number)]
+        if not calib_arrays or not eval_arrays:
+            continue
+        low, high = min(float(a.min()) for a in calib_arrays), max(float(a.max()) for a in calib_arrays)
+        values = np.concatenate([a.ravel() for a in eval_arrays]).astype(np.float64)
+        clipped = float(np.mean((values < low) | (values > high)))
+        calib_span, eval_span = high - low, float(values.max() - values.min())
+        if clipped <= MAX_CLIPPED and not (calib_span and eval_span * RANGE_RATIO < calib_span):
+            continue
+        findings.append(catalog.get("QD314").finding(
+            _range_message(name, (low, high), (float(values.min()), float(values.max())), clipped),
+            location=Location(input=name),
+            evidence={"calibration_range": [low, high], "inference_range": [float(values.min()), float(values.max())],
+                      "clipped_fraction": round(clipped, 4)}))
+    return findings
+
+
+def _range_message(name: str | None, calib: tuple[float, float], inference: tuple[float, float], clipped: float) -> str:
+    text = (f"Input '{name}' was calibrated on [{calib[0]:.4g}, {calib[1]:.4g}] but inference data spans "
+            f"[{inference[0]:.4g}, {inference[1]:.4g}]: {clipped:.1%} of inference values would be clipped.")
+    calib_span, inference_span = calib[1] - calib[0], inference[1] - inference[0]
+    if calib_span and inference_span > RANGE_RATIO * calib_span:
+        text += " The scales differ by two orders of magnitude: one side is probably not normalised (0..255 vs 0..1)."
+    elif inference_span and calib_span > RANGE_RATIO * inference_span:
+        text += " Inference data is far narrower: it is probably normalised twice."
+    return text
 
 
 def _neighbour_correlation(arrays: list[np.ndarray]) -> float | None:

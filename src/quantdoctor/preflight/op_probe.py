@@ -11,6 +11,10 @@ set and a representative dataset, then reads the result:
 - `{"kernel": "custom"}` when it wants a custom op (ERROR_NEEDS_CUSTOM_OPS);
 - `{"kernel": "error", "message": ...}` when the conversion fails for another reason.
 
+Binary ops take both operands from `x` (its two halves), so a division stays a DIV instead of
+folding into a MUL by a constant reciprocal. Multi-output ops return all their outputs: with
+one left unused, the quantizer leaves Split, SplitV and Unpack in float, and not reliably so.
+
 `scripts/probe_op_support.py` runs `probe_all` to write `op_support.json`, the table the
 preflight check reads without converting anything.
 """

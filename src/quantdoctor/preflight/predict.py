@@ -23,7 +23,9 @@ from quantdoctor.report.model import Finding, Location
 
 VERDICTS = ("will_fail", "converts_with_float_ops", "fully_integer")
 # Calibration findings after which the converter raises (or dies).
-FAILING_DATA_CODES = frozenset({"QD201", "QD204", "QD301", "QD303", "QD304", "QD305", "QD306", "QD310", "QD312"})
+FAILING_DATA_CODES = frozenset({"QD201", "QD204", "QD205", "QD301", "QD303", "QD304", "QD305", "QD306", "QD310",
+                                "QD312", "QD313"})
+_IO_TYPES = ("float32", "int8", "uint8", "int16")
 _FLOAT_COMPUTE = {"float64": "QD202", "float16": "QD207", "half": "QD207"}
 
 
@@ -62,8 +64,8 @@ def predict(inventory: dict[str, Any], recipe: Recipe, layer_names: list[str], i
     nodes = inventory.get("nodes", [])
     findings: dict[tuple, Finding] = {}
     fails = any(f.code in FAILING_DATA_CODES or (f.code == "QD307" and f.evidence.get("inf"))
-                for f in data_findings)
-    has_float = any(f.code in ("QD302", "QD307") for f in data_findings)
+                for f in data_findings) or _settings_fail(recipe, findings)
+    has_float = any(f.code == "QD302" for f in data_findings)
     summary: dict[str, dict[str, Any]] = {}
     tensor_lists = [node for node in nodes if node["op"].startswith("TensorList")]
     for node in nodes:
@@ -117,6 +119,11 @@ def _op_outcome(op_type: str, op_class: str, layer: str | None, recipe: Recipe, 
                 f"Preflight: calibration cannot run {op_type} in {where}.", location=Location(layer=layer, op=op)))
             return "fail"
         return "float"
+    if op_class == "float" and recipe.int8_only_ops and recipe.flags.get("experimental_new_quantizer") is False:
+        findings.setdefault(("QD104", layer, op), catalog.get("QD104").finding(
+            f"Preflight: the legacy quantizer has no INT8 version of {op_type} in {where}.",
+            location=Location(layer=layer, op=op)))
+        return "fail"
     if op_class == "float" and recipe.wants_full_integer:
         severity = "error" if recipe.int8_only_ops else "warning"
         findings.setdefault(("QD105", layer, op), catalog.get("QD105").finding(
@@ -124,6 +131,17 @@ def _op_outcome(op_type: str, op_class: str, layer: str | None, recipe: Recipe, 
             location=Location(layer=layer, op=op), severity=severity))
         return "float"
     return "ok"
+
+
+def _settings_fail(recipe: Recipe, findings: dict) -> bool:
+    """Settings the converter refuses whatever the graph: float16 with integer-only ops, odd I/O types."""
+    io_types = {recipe.inference_input_type, recipe.inference_output_type}
+    if "float16" in recipe.supported_types and (recipe.int8_only_ops or io_types - {"float32"}):
+        findings.setdefault(("QD203",), catalog.get("QD203").finding(
+            "Preflight: supported_types asks for float16 while integer-only ops or I/O are requested."))
+        return True
+    int16_io_allowed = recipe.mode == "int16x8"
+    return bool(io_types - set(_IO_TYPES)) or ("int16" in io_types and not int16_io_allowed)
 
 
 def _tensor_list_outcome(nodes: list[dict[str, Any]], recipe: Recipe, layer_names: list[str],
