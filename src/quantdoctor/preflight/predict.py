@@ -48,8 +48,8 @@ def op_support() -> dict[str, dict[str, Any]]:
     return json.loads(text)["ops"]
 
 
-def classify(op_type: str, recipe: Recipe) -> str:
-    """`int8`, `float`, `flex`, `custom` or `unknown` for one TF op type under these settings."""
+def classify(op_type: str) -> str:
+    """`int8`, `float`, `flex`, `custom` or `unknown` for one TF op type under full-integer quantization."""
     entry = op_support().get(op_type)
     if entry is None or entry["kernel"] == "error":
         return "unknown"
@@ -67,10 +67,10 @@ def predict(inventory: dict[str, Any], recipe: Recipe, layer_names: list[str], i
                 for f in data_findings) or _settings_fail(recipe, findings)
     has_float = any(f.code == "QD302" for f in data_findings)
     summary: dict[str, dict[str, Any]] = {}
-    tensor_lists = [node for node in nodes if node["op"].startswith("TensorList")]
+    tensor_lists = [node for node in nodes if _is_tensor_list(node)]
     for node in nodes:
         layer = _layer(node["name"], layer_names)
-        op_class = classify(node["op"], recipe)
+        op_class = classify(node["op"])
         entry = summary.setdefault(node["op"], {"op": node["op"], "count": 0, "class": op_class, "layers": set()})
         entry["count"] += 1
         if layer:
@@ -82,8 +82,8 @@ def predict(inventory: dict[str, Any], recipe: Recipe, layer_names: list[str], i
                     f"Preflight: {node['op']} in {_where(layer)} computes in {dtype}.",
                     location=Location(layer=layer, op=f"tf.{node['op']}")))
                 fails = True
-        if node in tensor_lists:
-            continue
+        if _is_tensor_list(node):
+            continue  # judged together below: a recurrent loop
         outcome = _op_outcome(node["op"], op_class, layer, recipe, findings)
         fails |= outcome == "fail"
         has_float |= outcome == "float"
@@ -162,6 +162,10 @@ def _tensor_list_outcome(nodes: list[dict[str, Any]], recipe: Recipe, layer_name
             location=Location(layer=layer)))
         return "fail"
     return "float"
+
+
+def _is_tensor_list(node: dict[str, Any]) -> bool:
+    return node["op"].startswith("TensorList")
 
 
 def _layer(node_name: str, layer_names: list[str]) -> str | None:
