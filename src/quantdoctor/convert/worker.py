@@ -28,8 +28,7 @@ def main(request_path: str) -> int:
 
     convert = request.get("convert", True)
     try:
-        make_converter, response["model"], function, loaded_at = _load(
-            tf, request["model"], response_path.parent if convert else None)
+        make_converter, response["model"], function, loaded_at = _load(tf, request["model"])
     except MemoryError:
         raise  # the runner reports the process's death as out of memory
     except Exception as exc:  # the user's model, not quantdoctor, failed to load
@@ -62,13 +61,13 @@ def main(request_path: str) -> int:
     return 0
 
 
-def _load(tf: Any, model: dict[str, Any], workdir: Path | None) -> tuple[Callable[[], Any], dict[str, Any], Any, float]:
+def _load(tf: Any, model: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any], Any, float]:
     """A factory for the model's converter, a description of its inputs and layers, its serving
     function, and the time loading ended (preflight time counts from there).
 
     Creating the converter is left to the conversion step: a bad signature key is the user's
-    conversion error to diagnose, not a model that failed to load. Without a `workdir` (no
-    conversion) a Keras model is traced but not written out.
+    conversion error to diagnose, not a model that failed to load. A Keras file converts through
+    `from_keras_model`, exactly as the user's own code would.
     """
     if model["loader"] == "keras_file":
         import keras
@@ -79,12 +78,11 @@ def _load(tf: Any, model: dict[str, Any], workdir: Path | None) -> tuple[Callabl
         loaded_at = time.perf_counter()
         info = {"inputs": [_spec(x.name, x.shape, x.dtype) for x in keras_model.inputs],
                 "layers": keras_layers(keras_model)}
-        export_dir = workdir / "keras_export" if workdir else None
         try:
-            function = export_keras(keras_model, export_dir)
-        except Exception:  # the converter's own Keras path falls back to freezing the model: so do we
-            return lambda: tf.lite.TFLiteConverter.from_keras_model(keras_model), info, None, loaded_at
-        return lambda: tf.lite.TFLiteConverter.from_saved_model(str(export_dir)), info, function, loaded_at
+            function = export_keras(keras_model, None)  # traced for the preflight, not written
+        except Exception:  # the converter falls back to freezing such a model: preflight has no graph
+            function = None
+        return lambda: tf.lite.TFLiteConverter.from_keras_model(keras_model), info, function, loaded_at
     signature_keys = model.get("signature_keys")
     loaded = tf.saved_model.load(model["path"])
     loaded_at = time.perf_counter()
@@ -102,7 +100,7 @@ def _load(tf: Any, model: dict[str, Any], workdir: Path | None) -> tuple[Callabl
 
 def _inventory(function: Any, loaded_at: float) -> dict[str, Any]:
     """The preflight inventory of the serving graph; `seconds` counts from the end of model loading
-    (tracing, plus writing the SavedModel the conversion needs). Empty without a single serving function."""
+    (so it includes tracing a Keras model). Empty without a single serving function."""
     if function is None:
         return {}
     from quantdoctor.preflight.graph_inventory import inventory
