@@ -82,3 +82,15 @@ def test_every_diagnose_records_the_prediction_next_to_the_outcome():
     failed = qd.diagnose(with_layer(det_layer()), vectors(120))
     assert failed.preflight["verdict"] == failed.preflight["actual"] == "will_fail"
     assert 0 <= converted.preflight["seconds"] < 5
+
+
+def test_unknown_spatial_dimensions_are_flagged_for_integer_targets():
+    import keras
+
+    model = keras.Sequential([keras.Input((None, None, 3), name="image"), keras.layers.Conv2D(4, 3),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)], name="any_size")
+    report = preflight(model, smooth_images(120), mode="int8-strict")
+    finding = only(report, "QD404")
+    assert_finding(finding, "QD404", "metadata", "warning", input="image")
+    assert finding.evidence["shape"] == [None, None, None, 3]
+    assert only(preflight(model, smooth_images(120)), "QD404").severity == "info"

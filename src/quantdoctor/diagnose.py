@@ -21,7 +21,8 @@ from quantdoctor.intake import data as data_intake
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
 from quantdoctor.intake.recipe import Recipe
-from quantdoctor.preflight.calibration_checks import InputSpec, check_against_inference, check_calibration
+from quantdoctor.preflight.calibration_checks import (InputSpec, check_against_inference, check_calibration,
+                                                     check_input_shapes)
 from quantdoctor.preflight.predict import actual_verdict, predict
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
 
@@ -129,7 +130,7 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
     layers = source.layers or model_info.get("layers", [])
     layer_names = [layer["name"] for layer in layers]
     inputs = [InputSpec.from_dict(spec) for spec in model_info.get("inputs", [])]
-    data_findings = check_calibration(calibration, inputs, recipe)
+    data_findings = check_calibration(calibration, inputs, recipe) + check_input_shapes(inputs, target)
     inventory = run.response.get("preflight")
     prediction = predict(inventory, recipe, layer_names, inputs, data_findings) if inventory else None
     conversion = {"attempted": run.outcome != "skipped", "outcome": run.outcome, "seconds": round(run.seconds, 3),

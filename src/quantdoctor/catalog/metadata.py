@@ -35,4 +35,15 @@ CHECKS = (
         example="a model edited by hand, or converted by a tool that drops quantization metadata",
         fix="Convert again from the float model with a representative dataset so every activation is calibrated.",
     ),
+    Check(
+        code="QD404", name="dynamic-input-shape", severity="info", precedence=85,
+        title="An input has unknown dimensions besides the batch",
+        detects="The signature leaves a non-batch dimension of an input unknown (`None`), or its rank.",
+        why="The converter accepts it and calibrates at the shapes of the samples, but integer-only "
+            "accelerators and LiteRT for Microcontrollers need static shapes, and every new input size "
+            "makes the CPU interpreter re-plan its memory.",
+        example="keras.Input((None, None, 3))",
+        fix="Fix the deployed input size in the model you convert (the weights do not change).",
+        fix_code="inputs = keras.Input((224, 224, 3))   # rebuild with a fixed size, then model.set_weights(...)",
+    ),
 )

@@ -44,6 +44,18 @@ class InputSpec:
         return len(shape) == len(self.shape) and all(d is None or d == s for d, s in zip(self.shape, shape))
 
 
+def check_input_shapes(inputs: list[InputSpec], target: str | None) -> list[Finding]:
+    """Inputs whose non-batch dimensions (or rank) the signature leaves unknown."""
+    findings = []
+    for spec in inputs:
+        if spec.shape is None or any(d is None for d in spec.shape[1:]):
+            findings.append(catalog.get("QD404").finding(
+                f"Input '{spec.name}' has shape {_shape(spec.shape) if spec.shape else 'of unknown rank'}.",
+                location=Location(input=spec.name), evidence={"shape": list(spec.shape or [])},
+                severity="warning" if target in ("int8-accelerator", "microcontroller") else None))
+    return findings
+
+
 def check_calibration(calibration: CalibrationSet | None, inputs: list[InputSpec], recipe: Recipe) -> list[Finding]:
     """All calibration findings for these samples, model inputs and settings."""
     if calibration is None:
