@@ -12,12 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from quantdoctor.audit.report import audit
+from quantdoctor.compare.run import compare
 from quantdoctor.diagnose import diagnose
 from quantdoctor.errors import QuantdoctorError, QuantizationError, UsageError
 from quantdoctor.report.model import Finding, Report
 
 __version__ = "0.1.0"
-__all__ = ["diagnose", "convert", "audit", "Report", "Finding", "QuantizationError", "QuantdoctorError", "UsageError",
+__all__ = ["diagnose", "convert", "audit", "compare", "Report", "Finding", "QuantizationError", "QuantdoctorError", "UsageError",
            "__version__"]
 
 

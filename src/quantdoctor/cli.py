@@ -92,6 +92,39 @@ def _check_fail_on(fail_on: str) -> None:
 
 
 @app.command()
+def compare(
+    model: Path = typer.Argument(..., help="A .keras/.h5 file or a SavedModel directory."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Calibration data (.npz/.npy) for the quantized model."),
+    eval_data: Path = typer.Option(..., "--eval-data", help="Eval data (.npz/.npy): what both models are run on."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Class labels (.npy), one per eval sample."),
+    tflite: Optional[Path] = typer.Option(None, "--tflite", help="Compare this quantized .tflite instead of converting."),
+    mode: str = typer.Option("int8", help="int8 | int8-strict | int16x8 | dynamic | float16"),
+    io: str = typer.Option("float", help="Model input/output type: float | int8 | uint8"),
+    html_path: Optional[Path] = typer.Option(None, "--html", help="Write the self-contained HTML report here."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
+    max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Use at most this many samples of each data set."),
+    fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
+) -> None:
+    """Float vs quantized MODEL on eval data: end to end and layer by layer, worst layers first."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from quantdoctor.compare.run import compare as run_compare
+
+    _check_fail_on(fail_on)
+    _refuse_overwrite(inputs=(model, data, eval_data, labels, tflite), outputs=(json_path, html_path))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
+                  transient=True) as bar:
+        task = bar.add_task("Converting (float and quantized)…", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, description="Running both models on the eval data", completed=done, total=total)
+
+        report = run_compare(model, data, eval_data=eval_data, labels=labels, tflite=tflite, html=html_path,
+                             mode=mode, io=io, max_samples=max_samples, progress=progress)
+    _finish(report, json_path, fail_on)
+
+
+@app.command()
 def explain(code: str = typer.Argument(..., help="A finding code such as QD201.")) -> None:
     """Print the documentation of one finding code."""
     from quantdoctor import catalog

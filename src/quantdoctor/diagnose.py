@@ -66,7 +66,7 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
         report = _build_report(source, recipe, calibration if recipe.calibrate else None, run, target)
         if eval_data is not None:
             inputs = [InputSpec.from_dict(spec) for spec in report.model["inputs"]]
-            evaluation = check_against_inference(calibration, _calibration(eval_data, max_samples), inputs)
+            evaluation = check_against_inference(calibration, calibration_set(eval_data, max_samples), inputs)
             report.findings = rank_findings(report.findings + evaluation)
         return report
     finally:
@@ -87,7 +87,7 @@ def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_o
     else:
         recipe = Recipe.for_mode(mode or "int8", io or "float", select_tf_ops)
         source = _model_source(model, workdir)
-    return source, recipe, _calibration(data, max_samples)
+    return source, recipe, calibration_set(data, max_samples)
 
 
 def _is_converter(model: Any) -> bool:
@@ -107,7 +107,8 @@ def _model_source(model: Any, workdir: Path) -> model_intake.ModelSource:
                      "concrete functions or a tf.lite.TFLiteConverter")
 
 
-def _calibration(data: Any, max_samples: int) -> CalibrationSet | None:
+def calibration_set(data: Any, max_samples: int = DEFAULT_MAX_SAMPLES) -> CalibrationSet | None:
+    """Calibration (or eval) data in any accepted form, as a CalibrationSet; None stays None."""
     if data is None or isinstance(data, CalibrationSet):
         return data
     if isinstance(data, (str, Path)):
@@ -153,7 +154,8 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
     if prediction and run.outcome not in ("ok", "error"):
         outcome_findings += prediction.findings  # no converter verdict to stand on: the prediction explains
     findings = rank_findings(_merge_confirmed(data_findings, outcome_findings))
-    model = {"source": source.source, "format": source.format, "inputs": model_info.get("inputs", [])}
+    model = {"source": source.source, "format": source.format, "inputs": model_info.get("inputs", []),
+             "layers": layer_names, "output_layers": source.output_layers or model_info.get("output_layers", [])}
     preflight = None
     if prediction is not None:
         preflight = {**prediction.to_dict(), "seconds": inventory.get("seconds"),

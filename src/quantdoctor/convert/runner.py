@@ -15,19 +15,20 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from quantdoctor.convert.protocol import read_json, write_json
 
 DEFAULT_TIMEOUT = 900.0
 _STDERR_KEEP = 20_000
+_POLL_SECONDS = 0.25
 
 
 @dataclass
 class WorkerRun:
     """How one worker process ended, and what it reported before ending."""
 
-    outcome: str  # ok | error | crash | timeout | load_error
+    outcome: str  # ok | error | crash | timeout | load_error | skipped (convert worker); done (others)
     seconds: float
     response: dict[str, Any] = field(default_factory=dict)
     returncode: int | None = None
@@ -45,6 +46,21 @@ def run_worker(request: dict[str, Any], workdir: Path, timeout: float = DEFAULT_
                memory_limit_mb: int | None = None) -> WorkerRun:
     """Run one conversion request in a child process and collect its outcome."""
     request = {**request, "response": str(workdir / "response.json"), "output": str(workdir / "model.tflite")}
+    run = run_isolated("quantdoctor.convert.worker", request, workdir, timeout, memory_limit_mb)
+    if run.outcome == "done":
+        run.outcome = run.response.get("outcome") if run.response.get("stage") == "done" else "crash"
+    if run.outcome == "ok":
+        run.tflite_path = Path(request["output"])
+    return run
+
+
+def run_isolated(module: str, request: dict[str, Any], workdir: Path, timeout: float = DEFAULT_TIMEOUT,
+                 memory_limit_mb: int | None = None, on_poll: Callable[[], None] | None = None) -> WorkerRun:
+    """Run `python -m MODULE request.json` in its own session; `on_poll` is called while it runs.
+
+    The outcome is "timeout", "crash" (killed by a signal or exited non-zero) or "done"; the
+    response is whatever the child wrote to `request["response"]`.
+    """
     request_path = workdir / "request.json"
     write_json(request_path, request)
     stderr_path = workdir / "stderr.txt"
@@ -53,28 +69,35 @@ def run_worker(request: dict[str, Any], workdir: Path, timeout: float = DEFAULT_
     started = time.perf_counter()
     with open(stderr_path, "wb") as stderr:
         child = subprocess.Popen(
-            [sys.executable, "-m", "quantdoctor.convert.worker", str(request_path)],
+            [sys.executable, "-m", module, str(request_path)],
             stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=env, start_new_session=True,
             preexec_fn=_memory_limiter(memory_limit_mb),
         )
-        timed_out = False
-        try:
-            child.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        timed_out = not _wait(child, timeout, on_poll)
+        if timed_out:
             _kill_group(child)
-    seconds = time.perf_counter() - started
-    response = read_json(Path(request["response"]))
-    stderr_text = _tail(stderr_path.read_text(errors="replace"))
-    run = WorkerRun(outcome="timeout", seconds=seconds, response=response, returncode=child.returncode,
-                    stderr=stderr_text)
+    run = WorkerRun(outcome="timeout" if timed_out else "done", seconds=time.perf_counter() - started,
+                    response=read_json(Path(request["response"])), returncode=child.returncode,
+                    stderr=_tail(stderr_path.read_text(errors="replace")))
     if child.returncode is not None and child.returncode < 0:
         run.signal_name = signal.Signals(-child.returncode).name
-    if not timed_out:
-        run.outcome = response.get("outcome") if response.get("stage") == "done" else "crash"
-    if run.outcome == "ok":
-        run.tflite_path = Path(request["output"])
+    if not timed_out and child.returncode != 0:
+        run.outcome = "crash"
     return run
+
+
+def _wait(child: subprocess.Popen, timeout: float, on_poll: Callable[[], None] | None) -> bool:
+    """Wait for the child; False when it outlives `timeout`."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        try:
+            child.wait(timeout=min(_POLL_SECONDS, max(deadline - time.perf_counter(), 0.01)))
+            return True
+        except subprocess.TimeoutExpired:
+            if time.perf_counter() >= deadline:
+                return False
+            if on_poll:
+                on_poll()
 
 
 def _memory_limiter(limit_mb: int | None):

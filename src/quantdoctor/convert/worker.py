@@ -72,12 +72,12 @@ def _load(tf: Any, model: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, 
     if model["loader"] == "keras_file":
         import keras
 
-        from quantdoctor.intake.model import export_keras, keras_layers
+        from quantdoctor.intake.model import export_keras, keras_layers, keras_output_layers
 
         keras_model = keras.saving.load_model(model["path"], compile=False, safe_mode=False)
         loaded_at = time.perf_counter()
         info = {"inputs": [_spec(x.name, x.shape, x.dtype) for x in keras_model.inputs],
-                "layers": keras_layers(keras_model)}
+                "layers": keras_layers(keras_model), "output_layers": keras_output_layers(keras_model)}
         try:
             function = export_keras(keras_model, None)  # traced for the preflight, not written
         except Exception:  # the converter falls back to freezing such a model: preflight has no graph

@@ -28,6 +28,7 @@ class ModelSource:
     loader: str
     signature_keys: list[str] | None = None
     layers: list[dict[str, str]] = field(default_factory=list)
+    output_layers: list[str | None] = field(default_factory=list)
 
     def request(self) -> dict[str, Any]:
         """The part of the worker request that says how to load the model."""
@@ -60,7 +61,8 @@ def from_keras_model(model: Any, workdir: Path) -> ModelSource:
     except Exception as exc:
         raise ModelLoadError(f"cannot export Keras model '{model.name}' for conversion: {exc}") from exc
     return ModelSource("keras", f"Keras model '{model.name}'", str(export_dir), "saved_model",
-                       signature_keys=["serving_default"], layers=keras_layers(model))
+                       signature_keys=["serving_default"], layers=keras_layers(model),
+                       output_layers=keras_output_layers(model))
 
 
 def export_keras(model: Any, export_dir: Path | None) -> Any:
@@ -111,6 +113,26 @@ def from_converter(converter: Any, workdir: Path) -> ModelSource:
                              "build it with TFLiteConverter.from_keras_model, from_saved_model or from_concrete_functions")
     source.format = "converter"
     return source
+
+
+def converted_model(converter: Any) -> Any:
+    """The model a converter was built from: a Keras model, a SavedModel path or concrete functions."""
+    if getattr(converter, "_keras_model", None) is not None:
+        return converter._keras_model
+    if getattr(converter, "_funcs", None):
+        return list(converter._funcs)
+    if getattr(converter, "saved_model_dir", None):
+        return converter.saved_model_dir
+    raise ModelLoadError(f"cannot tell which model {type(converter).__name__} converts")
+
+
+def keras_output_layers(model: Any) -> list[str | None]:
+    """The name of the layer producing each model output, in output order."""
+    names = []
+    for output in getattr(model, "outputs", None) or []:
+        history = getattr(output, "_keras_history", None)
+        names.append(getattr(history[0], "name", None) if history else None)
+    return names
 
 
 def keras_layers(model: Any) -> list[dict[str, str]]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from quantdoctor.errors import UsageError
 
-MODES = ("int8", "int8-strict", "int16x8", "dynamic", "float16")
+MODES = ("int8", "int8-strict", "int16x8", "dynamic", "float16", "float")
 IO_TYPES = ("float", "int8", "uint8")
 
 # Converter attributes copied verbatim when reading back a user's converter.
@@ -53,6 +53,8 @@ class Recipe:
             raise UsageError(f"unknown io type '{io}': choose one of {', '.join(IO_TYPES)}")
         if io != "float" and mode not in ("int8", "int8-strict"):
             raise UsageError(f"--io {io} needs full integer quantization: use --mode int8 or int8-strict")
+        if mode == "float":
+            return cls(supported_ops=["TFLITE_BUILTINS", "SELECT_TF_OPS"] if select_tf_ops else ["TFLITE_BUILTINS"])
         recipe = cls(optimizations=["DEFAULT"])
         if mode in ("int8", "int8-strict"):
             recipe.calibrate = True
@@ -85,7 +87,7 @@ class Recipe:
     def mode(self) -> str:
         """The quantdoctor mode these settings amount to."""
         if "DEFAULT" not in self.optimizations and not self.supported_types:
-            return "none"
+            return "float"
         if "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8" in self.supported_ops:
             return "int16x8"
         if self.int8_only_ops:

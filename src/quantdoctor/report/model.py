@@ -99,6 +99,7 @@ class Report:
     conversion: dict[str, Any]
     audit: dict[str, Any] | None = None
     preflight: dict[str, Any] | None = None
+    comparison: dict[str, Any] | None = None
     tflite_model: bytes | None = field(default=None, repr=False)
 
     @property
@@ -137,6 +138,7 @@ class Report:
             "conversion": self.conversion,
             "audit": self.audit,
             "preflight": self.preflight,
+            **({"comparison": self.comparison} if self.comparison is not None else {}),
         }
 
     def __str__(self) -> str:

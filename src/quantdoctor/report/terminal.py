@@ -40,6 +40,8 @@ def render(report: Report, console: Console) -> None:
             console.print(Padding(_finding(finding, with_fix_code=root is None and finding is others[0]), (0, 0, 0, 2)))
     if report.audit:
         console.print(_audit_section(report.audit))
+    if report.comparison:
+        console.print(_comparison_section(report.comparison))
     if not report.findings:
         console.print(Text("No problems found.", "green"))
 
@@ -78,6 +80,19 @@ def _audit_section(audit: dict) -> Group:
         for tensor in audit[f"{role}_types"]:
             quant = f", scale {tensor['scale']:.6g}, zero point {tensor['zero_point']}" if tensor["scale"] else ""
             lines.append(Text(f"  {role} '{tensor['name']}': {tensor['dtype']} {tensor['shape']}{quant}", "dim"))
+    return Group(*lines)
+
+
+def _comparison_section(comparison: dict, rows: int = 8) -> Group:
+    e2e = comparison["end_to_end"]
+    headline = ", ".join(f"{key.replace('_', ' ')} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+                         for key, value in e2e.items())
+    lines = [Text(f"Compared on {comparison['samples']} samples: {headline}", "bold"),
+             Text("  worst layers (worst-channel SQNR dB / whole tensor / own drop / clipped):", "dim")]
+    for row in comparison["layers"][:rows]:
+        name = row["layer"] or row["tensor"]
+        lines.append(Text(f"  {name:<32.32} {row['op']:<18.18} {row['worst_channel_sqnr_db']:7.1f} "
+                          f"{row['sqnr_db']:7.1f} {row['own_sqnr_drop_db']:7.1f} {row['clipped_fraction']:7.2%}"))
     return Group(*lines)
 
 

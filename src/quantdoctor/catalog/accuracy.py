@@ -1,0 +1,74 @@
+"""QD5xx: the model converted, but the quantized model is wrong or too lossy (found by `compare`)."""
+
+from quantdoctor.catalog.check import Check
+
+
+def keep_float_code(tensors: list[str]) -> str:
+    """The converter code that keeps the ops producing `tensors` in float (selective quantization)."""
+    names = ", ".join(repr(t) for t in tensors)
+    return ("debug_options = tf.lite.experimental.QuantizationDebugOptions(\n"
+            f"    denylisted_nodes=[{names}])\n"
+            "debugger = tf.lite.experimental.QuantizationDebugger(\n"
+            "    converter=converter, debug_dataset=representative_dataset, debug_options=debug_options)\n"
+            "tflite_model = debugger.get_nondebug_quantized_model()   # those ops stay float")
+
+
+CHECKS = (
+    Check(
+        code="QD501", name="layer-error-outlier", severity="warning", precedence=40,
+        title="One layer loses far more accuracy than its peers",
+        detects="Comparing float and quantized activations on eval data, a layer's worst channel keeps far less "
+                "signal (SQNR) than the median layer, and it loses that on its own rather than inheriting it "
+                "from the layers before.",
+        why="A single badly quantized layer often explains most of an INT8 model's accuracy drop; the rest "
+            "of the graph is fine.",
+        example="a layer whose activation range explodes (e.g. an unnormalised exp or square) before a Dense",
+        fix="Keep this layer in float (selective quantization, code below), or bound its activation range "
+            "(BatchNormalization, a clipping activation) and retrain.",
+        fix_code=keep_float_code(["<tensor>"]),
+    ),
+    Check(
+        code="QD502", name="saturated-activation", severity="warning", precedence=45,
+        title="Activations clip: the calibrated range is narrower than the eval data",
+        detects="A share of a layer's float activations on eval data falls outside the range calibrated on "
+                "the representative dataset.",
+        why="Clipped values all become the same integer; the information beyond the range is lost.",
+        example="calibrating on dark images and evaluating on bright ones",
+        fix="Recalibrate with samples that cover the eval data (both ranges are shown), preprocessed the same way.",
+    ),
+    Check(
+        code="QD503", name="mixed-range-merge", severity="warning", precedence=40,
+        title="A concatenation or add forces one scale on inputs of very different ranges",
+        detects="CONCATENATION/ADD/PACK takes inputs whose float ranges differ by 50x or more; INT8 gives the "
+                "result a single scale, so the small-range input keeps a handful of levels.",
+        why="The classic cause of all-zero scores in detectors: box coordinates in 0..640 concatenated with "
+            "scores in 0..1 leave the scores one or two quantization steps.",
+        example="keras.layers.Concatenate()([boxes_in_pixels, scores])",
+        fix="Bring the inputs to similar ranges before merging (divide boxes by the image size), output them "
+            "separately, or keep the merge in float (code below).",
+        fix_code=keep_float_code(["<tensor>"]),
+    ),
+    Check(
+        code="QD504", name="output-collapse", severity="error", precedence=20,
+        title="A quantized output collapses to a (near) constant on the eval data",
+        detects="A model output of the quantized model barely moves over the eval samples (its spread is under "
+                "1% of the float output's): stuck at one value, or squeezed into a sliver of the real range.",
+        why="The quantized model answers the same thing whatever the input: its scale is far too coarse for "
+            "the output's real range, or an upstream layer saturates completely.",
+        example="a regression head calibrated on samples whose outputs span a tiny range",
+        fix="See the layer findings above for where the signal is lost; recalibrate on representative data, "
+            "or keep the output head in float.",
+    ),
+    Check(
+        code="QD505", name="integer-input-fed-floats", severity="info", precedence=90,
+        title="The model takes integer input: feed it quantized values, not floats",
+        detects="The quantized model's input is int8/uint8 while the eval data is float. quantdoctor quantized "
+                "the eval data with the input's scale and zero point; code that casts floats to int8 instead "
+                "feeds the model garbage.",
+        why="Casting 0.73 to int8 gives 0, not the intended level; outputs are wrong without any error.",
+        example="interpreter.set_tensor(input_index, image.astype(np.int8))",
+        fix="Quantize inputs with the model's own parameters (and dequantize int8 outputs the same way).",
+        fix_code="scale, zero_point = input_details['quantization']\n"
+                 "q = np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8)",
+    ),
+)

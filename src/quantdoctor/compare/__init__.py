@@ -1,0 +1,1 @@
+"""compare: float vs quantized outputs, end to end and layer by layer, in the user's layer names."""

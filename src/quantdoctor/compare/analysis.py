@@ -1,0 +1,145 @@
+"""Turn the compare worker's statistics into the `comparison` object and QD5xx findings."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from quantdoctor import catalog
+from quantdoctor.catalog.accuracy import keep_float_code
+from quantdoctor.catalog.locations import layer_for_path, scope_for_path
+from quantdoctor.report.model import Finding, Location
+
+OWN_DROP_DB = 10.0           # a layer losing this much on its own (10x the noise power) beyond its inputs' error
+OUTLIER_DB = 10.0            # ... and this much more than the median layer
+LOW_SQNR_DB = 20.0           # ... whose worst channel is bad in absolute terms stands out
+MAX_SQNR_DB = 120.0          # what an exact tensor scores
+CLIPPED_FRACTION = 0.01
+MERGE_RANGE_RATIO = 50.0
+_MERGE_OPS = ("CONCATENATION", "ADD", "PACK")
+
+
+def layer_rows(response: dict[str, Any], layer_names: list[str], output_layers: list[str | None]) -> list[dict[str, Any]]:
+    """Per compared tensor, its metrics plus the Keras layer, ranked by the error it adds on its own.
+
+    `own_sqnr_drop_db` is how much worst-channel SQNR the op loses against the worst of the
+    compared tensors feeding it: a layer that is bad on its own drops a lot, one that only
+    inherits its inputs' error hardly at all. Rows are ranked by that drop, largest first, so the
+    first row is the layer to act on; absolute SQNR stays in each row. Model outputs carry no
+    scope in their names (`StatefulPartitionedCall_1:0`): they are named by the layer producing
+    each output.
+    """
+    by_output = {o["tensor"]: layer for o, layer in zip(response["outputs"], output_layers)}
+    worst = {t["tensor"]: t["worst_channel_sqnr_db"] for t in response["tensors"]}
+    inputs_of = {link["tensor"]: link["inputs"] for link in response["ops"]}
+    rows = []
+    for tensor in response["tensors"]:
+        if tensor["op"] == "INPUT":
+            continue
+        feeding = [worst[name] for name in inputs_of.get(tensor["tensor"], []) if name in worst]
+        inherited = min(feeding) if feeding else MAX_SQNR_DB
+        rows.append({**{k: v for k, v in tensor.items() if k != "histogram_values"},
+                     "layer": _layer(tensor["tensor"], layer_names) or by_output.get(tensor["tensor"]),
+                     "own_sqnr_drop_db": round(inherited - tensor["worst_channel_sqnr_db"], 3)})
+    return sorted(rows, key=lambda row: -row["own_sqnr_drop_db"])
+
+
+def end_to_end(outputs: dict[str, np.ndarray], output_stats: list[dict[str, Any]], labels: np.ndarray | None,
+               metric: Callable[[np.ndarray, np.ndarray], float] | None) -> dict[str, Any]:
+    """Float vs quantized model outputs (the first output for agreement, accuracy and the metric)."""
+    reference, quantized = outputs["float_0"], outputs["quant_0"]
+    first = output_stats[0]
+    result: dict[str, Any] = {"sqnr_db": first["sqnr_db"], "worst_channel_sqnr_db": first["worst_channel_sqnr_db"],
+                              "cosine": first["cosine"], "max_abs_error": first["max_abs_error"]}
+    if reference.ndim >= 2 and reference.shape[-1] > 1:
+        top_float, top_quant = reference.argmax(-1), quantized.argmax(-1)
+        result["top1_agreement"] = round(float(np.mean(top_float == top_quant)), 4)
+        if labels is not None:
+            truth = np.asarray(labels).reshape(top_float.shape)
+            result["accuracy_float"] = round(float(np.mean(top_float == truth)), 4)
+            result["accuracy_quant"] = round(float(np.mean(top_quant == truth)), 4)
+    if metric is not None:
+        result["metric_float"] = float(metric(labels, reference))
+        result["metric_quant"] = float(metric(labels, quantized))
+    return result
+
+
+def comparison_findings(rows: list[dict[str, Any]], output_stats: list[dict[str, Any]],
+                        tensors: list[dict[str, Any]], links: list[dict[str, Any]]) -> list[Finding]:
+    """QD5xx: outlier layers, saturated activations, merges of mismatched ranges, collapsed outputs."""
+    findings = _merge_findings(rows, {t["tensor"]: t for t in tensors}, links)
+    explained = {f.location.tensor for f in findings}
+    if rows:
+        median = float(np.median([row["own_sqnr_drop_db"] for row in rows]))
+        for row in rows:
+            worst, own = row["worst_channel_sqnr_db"], row["own_sqnr_drop_db"]
+            outlier = worst < LOW_SQNR_DB and own >= OWN_DROP_DB and own >= median + OUTLIER_DB
+            if outlier and row["tensor"] not in explained:
+                findings.append(catalog.get("QD501").finding(
+                    f"{_name(row)} loses {own:.1f} dB of SQNR on its own (the median layer: {median:.1f} dB); "
+                    f"its worst channel keeps {worst:.1f} dB.",
+                    location=Location(layer=row["layer"], op=row["op"], tensor=row["tensor"]),
+                    evidence={"worst_channel_sqnr_db": worst, "sqnr_db": row["sqnr_db"], "own_sqnr_drop_db": own,
+                              "median_own_sqnr_drop_db": median},
+                    fix_code=keep_float_code([row["tensor"]])))
+            if row["clipped_fraction"] > CLIPPED_FRACTION:
+                findings.append(catalog.get("QD502").finding(
+                    f"{row['clipped_fraction']:.1%} of the values of {_name(row)} on the eval data fall outside its "
+                    f"calibrated range {_range(row['quantized_range'])} (eval range {_range(row['float_range'])}).",
+                    location=Location(layer=row["layer"], op=row["op"], tensor=row["tensor"]),
+                    evidence={"clipped_fraction": row["clipped_fraction"], "calibrated_range": row["quantized_range"],
+                              "eval_range": row["float_range"]}))
+    for output in output_stats:
+        if output["collapsed"]:
+            findings.append(catalog.get("QD504").finding(
+                f"Quantized output '{output['tensor']}' barely moves over the eval samples (under 1% of the float "
+                f"output's spread) while the float output spans {_range(output['float_range'])}.",
+                location=Location(tensor=output["tensor"]), evidence={"float_range": output["float_range"]}))
+    return findings
+
+
+def _merge_findings(rows: list[dict[str, Any]], tensors: dict[str, dict[str, Any]],
+                    links: list[dict[str, Any]]) -> list[Finding]:
+    """Concatenations and adds that force one scale on inputs of very different ranges."""
+    by_tensor = {row["tensor"]: row for row in rows}
+    findings = []
+    for link in links:
+        row = by_tensor.get(link["tensor"])
+        spans = [(name, _span(tensors[name]["float_range"])) for name in link["inputs"] if name in tensors]
+        spans = [(name, span) for name, span in spans if span > 0]
+        if row is None or row["op"] not in _MERGE_OPS or len(spans) < 2:
+            continue
+        (small, small_span), (large, large_span) = min(spans, key=lambda s: s[1]), max(spans, key=lambda s: s[1])
+        if large_span / small_span >= MERGE_RANGE_RATIO:
+            findings.append(catalog.get("QD503").finding(
+                f"{_name(row)} ({row['op']}) merges inputs spanning {large_span:.4g} and {small_span:.4g} "
+                f"({large_span / small_span:.0f}x) under one scale: the small one is crushed "
+                f"(worst channel {row['worst_channel_sqnr_db']:.1f} dB).",
+                location=Location(layer=row["layer"], op=row["op"], tensor=row["tensor"]),
+                evidence={"input_spans": {name: span for name, span in spans},
+                          "worst_channel_sqnr_db": row["worst_channel_sqnr_db"]},
+                fix_code=keep_float_code([row["tensor"]])))
+    return findings
+
+
+def _layer(tensor: str, layer_names: list[str]) -> str | None:
+    """The Keras layer(s) behind a tensor; ops the converter fused name each layer, in order."""
+    layers: list[str] = []
+    for path in tensor.split(";"):
+        layer = layer_for_path(path, layer_names) if layer_names else scope_for_path(path)
+        if layer and layer not in layers:
+            layers.append(layer)
+    return " + ".join(layers) or None
+
+
+def _name(row: dict[str, Any]) -> str:
+    return f"layer '{row['layer']}'" if row["layer"] else f"tensor '{row['tensor']}'"
+
+
+def _span(bounds: list[float]) -> float:
+    return float(bounds[1] - bounds[0])
+
+
+def _range(bounds: list[float] | None) -> str:
+    return "n/a" if bounds is None else f"[{bounds[0]:.4g}, {bounds[1]:.4g}]"

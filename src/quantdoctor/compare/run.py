@@ -1,0 +1,139 @@
+"""`quantdoctor.compare`: which layers lose accuracy, on real data, in the user's layer names."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from quantdoctor import catalog
+from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows
+from quantdoctor.convert.protocol import read_json
+from quantdoctor.convert.runner import DEFAULT_TIMEOUT, run_isolated
+from quantdoctor.diagnose import calibration_set, diagnose
+from quantdoctor.errors import QuantizationError, UsageError
+from quantdoctor.intake import model as model_intake
+from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
+from quantdoctor.report.model import Location, Report, rank_findings
+
+Progress = Callable[[int, int], None]
+
+
+def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
+            metric: Callable[[Any, np.ndarray], float] | None = None, tflite: str | Path | bytes | None = None,
+            html: str | Path | None = None, mode: str | None = None, io: str | None = None,
+            max_samples: int = DEFAULT_MAX_SAMPLES, timeout: float = DEFAULT_TIMEOUT,
+            progress: Progress | None = None) -> Report:
+    """Float vs quantized, end to end and layer by layer, on `eval_data`.
+
+    `model` and `data` are as for `diagnose` (the quantized model is converted from them), or
+    pass the quantized `.tflite` you already have as `tflite`. `labels` (one class per sample)
+    add accuracies; `metric(labels, outputs)` adds your own number for both models. Returns the
+    diagnose report with a `comparison` object (layers ranked worst first) and QD5xx findings;
+    `html` also writes the self-contained HTML report.
+    """
+    if tflite is None:
+        report = diagnose(model, data, mode=mode, io=io, max_samples=max_samples, timeout=timeout)
+        if report.tflite_model is None:
+            raise QuantizationError(report)
+    else:
+        quantized = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
+        report = Report(model={"source": str(model), "format": "tflite", "inputs": [], "layers": []},
+                        settings={"mode": None}, findings=[], conversion={"attempted": False}, tflite_model=quantized)
+    evaluation = calibration_set(eval_data, max_samples)
+    if evaluation is None or not evaluation.samples:
+        raise UsageError("compare needs eval data with at least one sample")
+    float_report = diagnose(_float_model(model), mode="float", timeout=timeout)
+    if float_report.tflite_model is None:
+        raise QuantizationError(float_report)
+    workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-compare-"))
+    try:
+        response, outputs = _run_compare(float_report.tflite_model, report.tflite_model, evaluation, workdir,
+                                         timeout, progress)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    rows = layer_rows(response, float_report.model.get("layers", []), float_report.model.get("output_layers", []))
+    truth = _labels(labels, len(evaluation))
+    report.comparison = {"samples": response["samples"],
+                         "end_to_end": end_to_end(outputs, response["outputs"], truth, metric),
+                         "layers": rows, "histograms": _histograms(response, rows)}
+    findings = comparison_findings(rows, response["outputs"], response["tensors"], response["ops"])
+    findings += _integer_input_findings(report, evaluation)
+    report.findings = rank_findings(report.findings + findings)
+    if html:
+        from quantdoctor.report.html import write_html
+
+        write_html(report, Path(html))
+    return report
+
+
+def _float_model(model: Any) -> Any:
+    """What the float conversion starts from: the model itself, or the one a converter was built on."""
+    if hasattr(model, "target_spec") and hasattr(model, "convert"):
+        return model_intake.converted_model(model)
+    return model
+
+
+def _run_compare(float_model: bytes, quant_model: bytes, evaluation: Any, workdir: Path, timeout: float,
+                 progress: Progress | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    (workdir / "float.tflite").write_bytes(float_model)
+    (workdir / "quant.tflite").write_bytes(quant_model)
+    evaluation.save(workdir / "eval.npz")
+    request = {"float_model": str(workdir / "float.tflite"), "quant_model": str(workdir / "quant.tflite"),
+               "data": str(workdir / "eval.npz"), "response": str(workdir / "response.json"),
+               "progress": str(workdir / "progress.json"), "outputs": str(workdir / "outputs.npz")}
+
+    def poll() -> None:
+        state = read_json(Path(request["progress"]))
+        if progress and state:
+            progress(state["done"], state["total"])
+
+    run = run_isolated("quantdoctor.compare.worker", request, workdir, timeout, on_poll=poll)
+    if run.outcome != "done":
+        how = f"was killed by {run.signal_name}" if run.signal_name else f"ended: {run.outcome}"
+        last = [line for line in run.stderr.splitlines() if line.strip()][-1:] or [""]
+        raise UsageError(f"running the models on the eval data failed: the interpreter process {how} {last[0]}")
+    poll()
+    with np.load(request["outputs"]) as outputs:
+        return run.response, {key: outputs[key] for key in outputs.files}
+
+
+def _labels(labels: Any, count: int) -> np.ndarray | None:
+    if labels is None:
+        return None
+    values = np.load(labels) if isinstance(labels, (str, Path)) else np.asarray(labels)
+    if len(values) < count:
+        raise UsageError(f"{len(values)} labels for {count} eval samples")
+    return values[:count]
+
+
+def _histograms(response: dict[str, Any], rows: list[dict[str, Any]], count: int = 4) -> list[dict[str, Any]]:
+    """Float activation histograms of the worst layers, with the calibrated range to mark on them."""
+    values = {t["tensor"]: t["histogram_values"] for t in response["tensors"]}
+    histograms = []
+    for row in rows[:count]:
+        sample = np.asarray(values.get(row["tensor"], []), dtype=np.float64)
+        if not sample.size:
+            continue
+        counts, edges = np.histogram(sample, bins=40)
+        histograms.append({"tensor": row["tensor"], "layer": row["layer"], "counts": counts.tolist(),
+                           "edges": edges.tolist(), "calibrated_range": row["quantized_range"]})
+    return histograms
+
+
+def _integer_input_findings(report: Report, evaluation: Any) -> list[Any]:
+    """QD505 when an integer model input was given float eval data (quantdoctor quantized it)."""
+    from quantdoctor.audit.tflite_model import read_tflite
+
+    float_data = all(np.issubdtype(a.dtype, np.floating) for s in evaluation.samples for a in s.arrays)
+    findings = []
+    for tensor in read_tflite(report.tflite_model).inputs:
+        if float_data and tensor.dtype in ("INT8", "UINT8"):
+            findings.append(catalog.get("QD505").finding(
+                f"Input '{tensor.name}' is {tensor.dtype.lower()} (scale {tensor.scale:.6g}, zero point "
+                f"{tensor.zero_point}); the eval data was quantized with these before feeding it.",
+                location=Location(tensor=tensor.name)))
+    return findings

@@ -1,0 +1,119 @@
+"""The self-contained HTML report: root cause and findings, per-layer error chart, activation
+histograms with the calibrated range marked, end-to-end metrics. No scripts, no network: inline
+SVG and CSS only, so it opens anywhere and can be attached to a bug report."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from quantdoctor.report.model import Report
+
+BAR_COLOR = "#d9480f"
+HIST_COLOR = "#1c7ed6"
+RANGE_COLOR = "#2b8a3e"
+_CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1000px; color: #212529; }
+h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 28px; border-bottom: 1px solid #dee2e6; }
+.finding { border-left: 4px solid #adb5bd; padding: 6px 12px; margin: 10px 0; background: #f8f9fa; }
+.error { border-color: #c92a2a; } .warning { border-color: #e67700; } .info { border-color: #1971c2; }
+.code { font-family: ui-monospace, monospace; font-weight: 600; }
+pre { background: #f1f3f5; padding: 8px; overflow-x: auto; }
+table { border-collapse: collapse; } td, th { padding: 3px 10px; border-bottom: 1px solid #e9ecef; text-align: left; }
+figure { display: inline-block; margin: 8px 16px 8px 0; } figcaption { font-size: 12px; }
+"""
+
+
+def render_html(report: Report) -> str:
+    """The whole report as one HTML document."""
+    parts = [f"<h1>quantdoctor: {_e(report.model['source'])}</h1>",
+             f"<p>Verdict: <b>{_e(report.verdict.replace('_', ' '))}</b> · mode {_e(str(report.settings.get('mode')))}</p>",
+             "<h2>Root cause and findings</h2>", _findings(report)]
+    if report.comparison:
+        parts += ["<h2>End-to-end</h2>", _end_to_end(report.comparison["end_to_end"]),
+                  "<h2>Per-layer error: layers ranked by the error they add themselves; bar = worst-channel "
+                  "SQNR in dB (shorter is worse)</h2>",
+                  _layer_chart(report.comparison["layers"]),
+                  "<h2>Activations of the worst layers (calibrated range in green)</h2>",
+                  "".join(_histogram(h) for h in report.comparison.get("histograms", []))]
+    body = "\n".join(parts)
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>quantdoctor report</title>"
+            f"<style>{_CSS}</style></head><body>{body}</body></html>")
+
+
+def write_html(report: Report, path: Path) -> None:
+    """Write the report to `path`."""
+    path.write_text(render_html(report), encoding="utf-8")
+
+
+def _findings(report: Report) -> str:
+    if not report.findings:
+        return "<p>No problems found.</p>"
+    items = []
+    for finding in report.findings:
+        where = finding.location.describe()
+        code = f"<pre>{_e(finding.fix.code)}</pre>" if finding.fix.code else ""
+        items.append(f"<div class='finding {finding.severity}'><span class=code>{finding.code}</span> "
+                     f"{finding.severity} · <b>{_e(finding.title)}</b><br>{_e(finding.message)}"
+                     f"{' [' + _e(where) + ']' if where else ''}<br><i>fix:</i> {_e(finding.fix.summary)}{code}</div>")
+    return "\n".join(items)
+
+
+def _end_to_end(metrics: dict[str, Any]) -> str:
+    rows = "".join(f"<tr><th>{_e(k.replace('_', ' '))}</th><td>{_e(_fmt(v))}</td></tr>" for k, v in metrics.items())
+    return f"<table>{rows}</table>"
+
+
+def _layer_chart(layers: list[dict[str, Any]], limit: int = 30) -> str:
+    shown = layers[:limit]
+    if not shown:
+        return "<p>No layer could be compared.</p>"
+    top = max(60.0, max(row["worst_channel_sqnr_db"] for row in shown))
+    width, row_height, label_width = 900, 20, 330
+    bars = []
+    for i, row in enumerate(shown):
+        value = max(row["worst_channel_sqnr_db"], 0.0)
+        length = (width - label_width - 60) * value / top
+        label = f"{row['layer'] or row['tensor']} ({row['op']})"
+        y = i * row_height
+        bars.append(f"<text x='{label_width - 6}' y='{y + 14}' text-anchor='end' font-size='12'>{_e(label[:52])}</text>"
+                    f"<rect class='bar' x='{label_width}' y='{y + 3}' width='{max(length, 1):.1f}' height='{row_height - 6}' "
+                    f"fill='{BAR_COLOR}'/><text x='{label_width + length + 4:.1f}' y='{y + 14}' font-size='11'>"
+                    f"{row['worst_channel_sqnr_db']:.1f}</text>")
+    height = row_height * len(shown)
+    return f"<svg role='img' width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>{''.join(bars)}</svg>"
+
+
+def _histogram(hist: dict[str, Any]) -> str:
+    width, height = 420, 160
+    counts, edges = hist["counts"], hist["edges"]
+    low, high = edges[0], edges[-1]
+    calibrated = hist.get("calibrated_range")
+    if calibrated:
+        low, high = min(low, calibrated[0]), max(high, calibrated[1])
+    span = (high - low) or 1.0
+    peak = max(counts) or 1
+
+    def x(value: float) -> float:
+        return 10 + (width - 20) * (value - low) / span
+
+    bars = "".join(f"<rect x='{x(edges[i]):.1f}' y='{height - 20 - (height - 30) * c / peak:.1f}' "
+                   f"width='{max(x(edges[i + 1]) - x(edges[i]) - 0.5, 0.5):.1f}' "
+                   f"height='{(height - 30) * c / peak:.1f}' fill='{HIST_COLOR}'/>" for i, c in enumerate(counts))
+    marks = ""
+    if calibrated:
+        marks = "".join(f"<line x1='{x(v):.1f}' x2='{x(v):.1f}' y1='5' y2='{height - 20}' stroke='{RANGE_COLOR}' "
+                        f"stroke-width='2'/>" for v in calibrated)
+    caption = _e(hist["layer"] or hist["tensor"])
+    return (f"<figure><svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>{bars}{marks}"
+            f"<text x='10' y='{height - 4}' font-size='11'>{low:.3g}</text><text x='{width - 10}' y='{height - 4}' "
+            f"font-size='11' text-anchor='end'>{high:.3g}</text></svg><figcaption>{caption}</figcaption></figure>")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)

@@ -1,0 +1,143 @@
+"""compare: tiny models with a deliberately broken layer are ranked first; end-to-end metrics on real data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import quantdoctor as qd
+from helpers import assert_finding, only
+from models import image_model, int8_converter, dataset_from, smooth_images, vectors
+
+QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
+
+
+def detector() -> keras.Model:
+    """Boxes in pixels (0..640-ish) concatenated with scores in 0..1: one INT8 scale crushes the scores."""
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((8,), name="features")
+    trunk = keras.layers.Dense(16, activation="relu", name="trunk")(inputs)
+    boxes = keras.layers.Lambda(lambda x: x * 640.0, name="boxes")(keras.layers.Dense(4, name="box_head")(trunk))
+    scores = keras.layers.Dense(2, activation="sigmoid", name="scores")(trunk)
+    return keras.Model(inputs, keras.layers.Concatenate(name="detections")([boxes, scores]), name="detector")
+
+
+def exploding() -> keras.Model:
+    """One layer multiplies a single channel by 1000: a range explosion of its own making."""
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((8,), name="features")
+    trunk = keras.layers.Dense(16, activation="relu", name="trunk")(inputs)
+    gain = tf.constant([1000.0] + [1.0] * 15)
+    exploded = keras.layers.Lambda(lambda x: tf.nn.relu6(x * gain), name="explode")(trunk)
+    hidden = keras.layers.Dense(16, activation="relu", name="after")(exploded)
+    return keras.Model(inputs, keras.layers.Dense(4, name="head")(hidden), name="exploding")
+
+
+def test_concat_of_mismatched_ranges_is_ranked_first_though_its_tensor_sqnr_looks_healthy():
+    report = qd.compare(detector(), vectors(200), eval_data=vectors(100, seed=3))
+    worst, *others = report.comparison["layers"]
+    assert (worst["layer"], worst["op"]) == ("detections", "CONCATENATION")
+    # Per-tensor SQNR would miss it: the merged tensor scores better than some healthy layers.
+    assert worst["sqnr_db"] > min(row["sqnr_db"] for row in others) and worst["worst_channel_sqnr_db"] < 5
+    finding = only(report, "QD503")
+    assert_finding(finding, "QD503", "accuracy", "warning", layer="detections", op="CONCATENATION")
+    assert "denylisted_nodes=['StatefulPartitionedCall_1:0']" in finding.fix.code
+
+
+def test_layer_with_its_own_range_explosion_is_ranked_first_and_later_layers_only_inherit():
+    report = qd.compare(exploding(), vectors(200), eval_data=vectors(100, seed=3))
+    rows = report.comparison["layers"]
+    assert rows[0]["layer"] == "explode"
+    finding = only(report, "QD501")
+    assert_finding(finding, "QD501", "accuracy", "warning", layer="explode")
+    after = next(row for row in rows if row["layer"] == "after")
+    assert after["own_sqnr_drop_db"] < finding.evidence["own_sqnr_drop_db"]
+
+
+def test_activations_beyond_the_calibrated_range_are_measured():
+    report = qd.compare(detector(), vectors(200) * 0.2, eval_data=vectors(100, seed=3))
+    finding = next(f for f in report.findings if f.code == "QD502")
+    assert_finding(finding, "QD502", "accuracy", "warning")
+    assert finding.evidence["clipped_fraction"] > 0.01
+
+
+def test_output_that_collapses_to_a_constant():
+    model = keras.Sequential([keras.Input((8,), name="features"), keras.layers.Dense(1, name="regressor")],
+                             name="regression")
+    report = qd.compare(model, np.zeros((120, 8), np.float32), eval_data=vectors(60, seed=2))
+    assert_finding(only(report, "QD504"), "QD504", "accuracy", "error")
+
+
+def test_integer_input_model_and_a_user_provided_tflite(tmp_path):
+    model = image_model()
+    tflite = tmp_path / "int8.tflite"
+    tflite.write_bytes(int8_converter(model, dataset_from(smooth_images(120)), strict=True, int8_io=True).convert())
+    report = qd.compare(model, eval_data=smooth_images(40, seed=4), tflite=tflite)
+    assert_finding(only(report, "QD505"), "QD505", "accuracy", "info")
+    assert report.comparison["samples"] == 40
+    assert report.comparison["end_to_end"]["cosine"] > 0.99
+
+
+@pytest.fixture(scope="module")
+def digits_model():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[..., None]
+    model = keras.Sequential([keras.Input((8, 8, 1), name="image"),
+                              keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv"),
+                              keras.layers.Flatten(name="flatten"), keras.layers.Dense(10, name="classifier")],
+                             name="digits")
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    keras.utils.set_random_seed(0)
+    model.fit(images[:1400], digits.target[:1400], epochs=4, batch_size=64, verbose=0)
+    return model, images, digits.target
+
+
+def test_accuracy_on_real_digits_and_a_user_metric(digits_model):
+    model, images, labels = digits_model
+
+    def mean_logit(_labels, outputs):
+        return float(np.mean(outputs))
+
+    report = qd.compare(model, images[:300], eval_data=images[1400:1600], labels=labels[1400:1600],
+                        metric=mean_logit)
+    e2e = report.comparison["end_to_end"]
+    assert e2e["accuracy_float"] > 0.8
+    assert abs(e2e["accuracy_float"] - e2e["accuracy_quant"]) < 0.05
+    assert e2e["top1_agreement"] > 0.9
+    assert e2e["metric_float"] == pytest.approx(e2e["metric_quant"], abs=0.5)
+    assert {row["layer"] for row in report.comparison["layers"]} >= {"conv", "classifier"}
+
+
+def test_cli_compare_writes_html_that_a_real_browser_renders_with_charts(tmp_path, digits_model):
+    from PIL import Image
+
+    model, images, labels = digits_model
+    model.save(tmp_path / "digits.keras")
+    np.save(tmp_path / "calib.npy", images[:200])
+    np.save(tmp_path / "eval.npy", images[1400:1500])
+    np.save(tmp_path / "labels.npy", labels[1400:1500])
+    result = subprocess.run([QUANTDOCTOR, "compare", str(tmp_path / "digits.keras"), "--data", str(tmp_path / "calib.npy"),
+                             "--eval-data", str(tmp_path / "eval.npy"), "--labels", str(tmp_path / "labels.npy"),
+                             "--html", str(tmp_path / "report.html")], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "accuracy quant" in result.stdout
+    page = (tmp_path / "report.html").read_text()
+    assert "http" not in page.replace("http://www.w3.org/2000/svg", "")  # self-contained: nothing to fetch
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+                    f"--screenshot={shot}", "--window-size=1100,1600", (tmp_path / "report.html").as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3)
+    bar = np.array([0xd9, 0x48, 0x0f])
+    histogram = np.array([0x1c, 0x7e, 0xd6])
+    assert np.sum(np.all(np.abs(pixels.astype(int) - bar) < 8, axis=1)) > 500  # the per-layer bars rendered
+    assert np.sum(np.all(np.abs(pixels.astype(int) - histogram) < 8, axis=1)) > 500  # and the histograms
