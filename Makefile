@@ -16,13 +16,19 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/quantdoctor demo
 
+# The HTML report is checked in a real headless browser: Debian's Chromium (installed if missing).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -q && apt-get install -y -q chromium
+
 # pytest exits 5 when it collects no test: make then fails, so "no tests" is never silent.
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/preflight.py
+	$(BIN)/python bench/compare.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -41,14 +41,15 @@ class ErrorStats:
     reservoir: list = field(default_factory=list)
 
     def add(self, reference: np.ndarray, quantized: np.ndarray) -> None:
-        """Accumulate one sample: `reference` from the float model, `quantized` dequantized to float."""
-        ref = reference.astype(np.float64)
-        got = quantized.astype(np.float64)
+        """Accumulate samples stacked on the first axis: `reference` from the float model, `quantized`
+        dequantized to float. Channels are the last axis of tensors with two axes or more."""
+        ref = reference.astype(np.float32, copy=False)
+        got = quantized.astype(np.float32, copy=False)
         error = got - ref
-        self.signal += float(np.sum(ref * ref))
-        self.noise += float(np.sum(error * error))
-        self.dot += float(np.sum(ref * got))
-        self.quant_energy += float(np.sum(got * got))
+        self.signal += float(np.vdot(ref, ref))
+        self.noise += float(np.vdot(error, error))
+        self.dot += float(np.vdot(ref, got))
+        self.quant_energy += float(np.vdot(got, got))
         self.count += ref.size
         self.max_abs_error = max(self.max_abs_error, float(np.max(np.abs(error))) if error.size else 0.0)
         self.low = min(self.low, float(ref.min()))
@@ -56,13 +57,14 @@ class ErrorStats:
         if self.scale:
             representable = (self.scale * (self.qmin - self.zero_point), self.scale * (self.qmax - self.zero_point))
             self.clipped += int(np.sum((ref < representable[0] - self.scale / 2) | (ref > representable[1] + self.scale / 2)))
-        channels = ref.reshape(-1, ref.shape[-1]) if ref.ndim else ref.reshape(1, 1)
+        channels = ref.reshape(-1, ref.shape[-1]) if ref.ndim >= 2 else ref.reshape(-1, 1)
         channel_errors = error.reshape(channels.shape)
-        signal, noise = np.sum(channels ** 2, axis=0), np.sum(channel_errors ** 2, axis=0)
+        signal = np.einsum("ij,ij->j", channels, channels, dtype=np.float64)
+        noise = np.einsum("ij,ij->j", channel_errors, channel_errors, dtype=np.float64)
         self.channel_signal = signal if self.channel_signal is None else self.channel_signal + signal
         self.channel_noise = noise if self.channel_noise is None else self.channel_noise + noise
-        self.float_sum += float(np.sum(ref))
-        self.quant_sum += float(np.sum(got))
+        self.float_sum += float(np.sum(ref, dtype=np.float64))
+        self.quant_sum += float(np.sum(got, dtype=np.float64))
         if len(self.reservoir) < RESERVOIR:
             flat = ref.ravel()
             step = max(1, flat.size // 64)

@@ -51,13 +51,14 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
         raise QuantizationError(float_report)
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-compare-"))
     try:
-        response, outputs = _run_compare(float_report.tflite_model, report.tflite_model, evaluation, workdir,
-                                         timeout, progress)
+        response, outputs, seconds = _run_compare(float_report.tflite_model, report.tflite_model, evaluation,
+                                                  workdir, timeout, progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     rows = layer_rows(response, float_report.model.get("layers", []), float_report.model.get("output_layers", []))
     truth = _labels(labels, len(evaluation))
-    report.comparison = {"samples": response["samples"],
+    report.comparison = {"samples": response["samples"], "seconds": round(seconds, 3),
+                         "analysis_seconds": response["analysis_seconds"],
                          "end_to_end": end_to_end(outputs, response["outputs"], truth, metric),
                          "layers": rows, "histograms": _histograms(response, rows)}
     findings = comparison_findings(rows, response["outputs"], response["tensors"], response["ops"])
@@ -78,7 +79,8 @@ def _float_model(model: Any) -> Any:
 
 
 def _run_compare(float_model: bytes, quant_model: bytes, evaluation: Any, workdir: Path, timeout: float,
-                 progress: Progress | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+                 progress: Progress | None) -> tuple[dict[str, Any], dict[str, np.ndarray], float]:
+    """Run both models side by side in the isolated worker: its statistics, the outputs, its wall time."""
     (workdir / "float.tflite").write_bytes(float_model)
     (workdir / "quant.tflite").write_bytes(quant_model)
     evaluation.save(workdir / "eval.npz")
@@ -98,7 +100,7 @@ def _run_compare(float_model: bytes, quant_model: bytes, evaluation: Any, workdi
         raise UsageError(f"running the models on the eval data failed: the interpreter process {how} {last[0]}")
     poll()
     with np.load(request["outputs"]) as outputs:
-        return run.response, {key: outputs[key] for key in outputs.files}
+        return run.response, {key: outputs[key] for key in outputs.files}, run.seconds
 
 
 def _labels(labels: Any, count: int) -> np.ndarray | None:

@@ -10,8 +10,9 @@ quantized forward pass per sample: the floor for a per-layer comparison.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from quantdoctor.compare.metrics import ErrorStats
 from quantdoctor.convert.protocol import read_json, write_json
 from quantdoctor.intake.data import CalibrationSet
 
-_PROGRESS_EVERY = 10
+_CHUNK = 16  # samples whose tensors are gathered before one vectorised statistics update
 
 
 def main(request_path: str) -> int:
@@ -38,32 +39,47 @@ def main(request_path: str) -> int:
     stats = {name: _new_stats(quant_model, index) for name, (_, index, _) in pairs.items()}
     output_stats = [_new_stats(quant_model, d["index"]) for d in quant_model.get_output_details()]
     samples = CalibrationSet.load(Path(request["data"])).samples
+    started = time.perf_counter()
     float_outputs: list[list[np.ndarray]] = []
     quant_outputs: list[list[np.ndarray]] = []
+    pending: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {name: ([], []) for name in pairs}
+    dequantize = {index: _dequantizer(quant_model, index) for _, index, _ in pairs.values()}
+    output_dequantize = [_dequantizer(quant_model, d["index"]) for d in quant_model.get_output_details()]
+    float_outs = [d["index"] for d in float_model.get_output_details()]
+    quant_outs = [d["index"] for d in quant_model.get_output_details()]
     for number, sample in enumerate(samples, 1):
         arrays = _inputs_for(float_model, sample.values)
         _run(float_model, arrays)
         _run(quant_model, arrays)
         for name, (float_index, quant_index, _) in pairs.items():
-            stats[name].add(float_model.get_tensor(float_index), _dequantized(quant_model, quant_index))
-        floats = [float_model.get_tensor(d["index"]).copy() for d in float_model.get_output_details()]
-        quants = [_dequantized(quant_model, d["index"]) for d in quant_model.get_output_details()]
-        for stat, ref, got in zip(output_stats, floats, quants):
-            stat.add(ref, got)
-        float_outputs.append(floats)
-        quant_outputs.append(quants)
-        if number % _PROGRESS_EVERY == 0 or number == len(samples):
+            pending[name][0].append(float_model.get_tensor(float_index))
+            pending[name][1].append(dequantize[quant_index](quant_model.get_tensor(quant_index)))
+        float_outputs.append([float_model.get_tensor(i) for i in float_outs])
+        quant_outputs.append([d(quant_model.get_tensor(i)) for d, i in zip(output_dequantize, quant_outs)])
+        if number % _CHUNK == 0 or number == len(samples):
+            _flush(pending, stats)
             write_json(Path(request["progress"]), {"done": number, "total": len(samples)})
+    for i, stat in enumerate(output_stats):
+        stat.add(np.concatenate([s[i] for s in float_outputs]), np.concatenate([s[i] for s in quant_outputs]))
     np.savez(request["outputs"], **{f"float_{i}": np.concatenate([s[i] for s in float_outputs])
                                     for i in range(len(output_stats))},
              **{f"quant_{i}": np.concatenate([s[i] for s in quant_outputs]) for i in range(len(output_stats))})
     write_json(Path(request["response"]), {
-        "samples": len(samples),
+        "samples": len(samples), "analysis_seconds": round(time.perf_counter() - started, 3),
         "tensors": [_describe(name, pairs[name][2], stats[name]) for name in pairs],
         "outputs": [_describe(d["name"], "OUTPUT", stat) for d, stat in zip(quant_model.get_output_details(), output_stats)],
         "ops": _op_links(quant_model, pairs),
     })
     return 0
+
+
+def _flush(pending: dict[str, tuple[list[np.ndarray], list[np.ndarray]]], stats: dict[str, ErrorStats]) -> None:
+    """Add the gathered samples to each tensor's statistics in one call, and forget them."""
+    for name, (references, quantized) in pending.items():
+        if references:
+            stats[name].add(np.stack(references), np.stack(quantized))
+            references.clear()
+            quantized.clear()
 
 
 def _new_stats(interpreter: Any, index: int) -> ErrorStats:
@@ -162,13 +178,13 @@ def _as_input(detail: dict[str, Any], array: np.ndarray) -> np.ndarray:
     return array.astype(dtype)
 
 
-def _dequantized(interpreter: Any, index: int) -> np.ndarray:
+def _dequantizer(interpreter: Any, index: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Integer values of tensor `index` back to real numbers (float tensors pass through)."""
     detail = interpreter._get_tensor_details(index, subgraph_index=0)
-    value = interpreter.get_tensor(index)
     scale, zero_point = detail["quantization"]
-    if scale and np.issubdtype(value.dtype, np.integer):
-        return (value.astype(np.float64) - zero_point) * scale
-    return value.astype(np.float64)
+    if scale and np.issubdtype(np.dtype(detail["dtype"]), np.integer):
+        return lambda value: (value.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+    return lambda value: value.astype(np.float32)
 
 
 def _describe(name: str, op: str, stats: ErrorStats) -> dict[str, Any]:
