@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/preflight.py
 	$(BIN)/python bench/compare.py
+	$(BIN)/python bench/testbed.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -11,9 +11,10 @@ from quantdoctor.catalog.accuracy import keep_float_code
 from quantdoctor.catalog.locations import layer_for_path, scope_for_path
 from quantdoctor.report.model import Finding, Location
 
-OWN_DROP_DB = 10.0           # a layer losing this much on its own (10x the noise power) beyond its inputs' error
-OUTLIER_DB = 10.0            # ... and this much more than the median layer
-LOW_SQNR_DB = 20.0           # ... whose worst channel is bad in absolute terms stands out
+OWN_DROP_DB = 15.0           # a layer losing this much on its own (30x the noise power) beyond its inputs' error
+OUTLIER_DB = 15.0            # ... and this much more than the median layer
+LOW_SQNR_DB = 10.0           # ... whose worst channel is crushed (noise within 3x of the signal) stands out
+MAX_OUTLIERS = 3             # the worst few: the ranked table has the rest
 MAX_SQNR_DB = 120.0          # what an exact tensor scores
 CLIPPED_FRACTION = 0.01
 MERGE_RANGE_RATIO = 50.0
@@ -72,10 +73,12 @@ def comparison_findings(rows: list[dict[str, Any]], output_stats: list[dict[str,
     explained = {f.location.tensor for f in findings}
     if rows:
         median = float(np.median([row["own_sqnr_drop_db"] for row in rows]))
+        outliers = 0
         for row in rows:
             worst, own = row["worst_channel_sqnr_db"], row["own_sqnr_drop_db"]
             outlier = worst < LOW_SQNR_DB and own >= OWN_DROP_DB and own >= median + OUTLIER_DB
-            if outlier and row["tensor"] not in explained:
+            if outlier and row["tensor"] not in explained and outliers < MAX_OUTLIERS:
+                outliers += 1
                 findings.append(catalog.get("QD501").finding(
                     f"{_name(row)} loses {own:.1f} dB of SQNR on its own (the median layer: {median:.1f} dB); "
                     f"its worst channel keeps {worst:.1f} dB.",

@@ -40,7 +40,7 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
         if report.tflite_model is None:
             raise QuantizationError(report)
     else:
-        quantized = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
+        quantized = tflite if isinstance(tflite, bytes) else _read_model(Path(tflite))
         report = Report(model={"source": str(model), "format": "tflite", "inputs": [], "layers": []},
                         settings={"mode": None}, findings=[], conversion={"attempted": False}, tflite_model=quantized)
     evaluation = calibration_set(eval_data, max_samples)
@@ -69,6 +69,13 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
 
         write_html(report, Path(html))
     return report
+
+
+def _read_model(path: Path) -> bytes:
+    from quantdoctor.audit.tflite_model import read_tflite_file
+
+    read_tflite_file(path)  # a clear error for a missing, unreadable or non-TFLite file
+    return path.read_bytes()
 
 
 def _float_model(model: Any) -> Any:

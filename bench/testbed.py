@@ -1,0 +1,120 @@
+"""The realistic test-bed: small models trained briefly on scikit-learn's bundled digits.
+
+Built by this script and cached in bench/.cache/testbed (nothing is downloaded):
+
+- mobilenet_v2: keras.applications.MobileNetV2(alpha=0.35) on digits upscaled to 48x48x3
+- resnet: a small residual CNN (Conv-BN-ReLU blocks with identity shortcuts) on 16x16x1
+- transformer: rows of the 8x8 digit as 8 tokens; MultiHeadAttention, LayerNormalization, GELU
+- sequence: a 1-D convolution sequence model over the same 8 tokens
+
+For each: float accuracy, default INT8 accuracy (full integer, 300 calibration samples), top-1
+agreement, and what `compare` finds, on 400 held-out digits. Results: bench/results/testbed.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache" / "testbed"
+sys.path.insert(0, str(HERE))
+
+from run import RESULTS  # noqa: E402
+
+
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    return (data.images / 16.0).astype(np.float32), data.target
+
+
+def views(images: np.ndarray) -> dict[str, np.ndarray]:
+    """The input each test-bed model takes, from the same 8x8 digits."""
+    big = np.repeat(np.repeat(images, 6, axis=1), 6, axis=2)[..., None]
+    return {"mobilenet_v2": np.repeat(big, 3, axis=-1) * 2 - 1,
+            "resnet": np.repeat(np.repeat(images, 2, axis=1), 2, axis=2)[..., None],
+            "transformer": images, "sequence": images}
+
+
+def build(name: str):
+    import keras
+
+    if name == "mobilenet_v2":
+        base = keras.applications.MobileNetV2(alpha=0.35, input_shape=(48, 48, 3), weights=None, include_top=False)
+        inputs = keras.Input((48, 48, 3), name="image")
+        pooled = keras.layers.GlobalAveragePooling2D(name="pool")(base(inputs))
+        return keras.Model(inputs, keras.layers.Dense(10, name="classifier")(pooled), name=name)
+    if name == "resnet":
+        inputs = keras.Input((16, 16, 1), name="image")
+        x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="stem")(inputs)
+        for block in range(2):
+            y = keras.layers.Conv2D(16, 3, padding="same", name=f"block{block}_conv1")(x)
+            y = keras.layers.ReLU(name=f"block{block}_relu")(keras.layers.BatchNormalization(name=f"block{block}_bn")(y))
+            y = keras.layers.Conv2D(16, 3, padding="same", name=f"block{block}_conv2")(y)
+            x = keras.layers.ReLU(name=f"block{block}_out")(keras.layers.Add(name=f"block{block}_add")([x, y]))
+        pooled = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        return keras.Model(inputs, keras.layers.Dense(10, name="classifier")(pooled), name=name)
+    if name == "transformer":
+        inputs = keras.Input((8, 8), name="tokens")
+        x = keras.layers.Dense(32, name="embed")(inputs)
+        attended = keras.layers.MultiHeadAttention(num_heads=2, key_dim=16, name="attention")(x, x)
+        x = keras.layers.LayerNormalization(name="norm1")(keras.layers.Add(name="residual1")([x, attended]))
+        hidden = keras.layers.Dense(64, activation=lambda t: keras.activations.gelu(t, approximate=True),
+                                    name="mlp_gelu")(x)
+        x = keras.layers.LayerNormalization(name="norm2")(
+            keras.layers.Add(name="residual2")([x, keras.layers.Dense(32, name="mlp_out")(hidden)]))
+        pooled = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+        return keras.Model(inputs, keras.layers.Dense(10, name="classifier")(pooled), name=name)
+    inputs = keras.Input((8, 8), name="tokens")
+    x = keras.layers.Conv1D(32, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = keras.layers.Conv1D(32, 3, padding="same", activation="relu", name="conv2")(x)
+    pooled = keras.layers.GlobalMaxPooling1D(name="pool")(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="classifier")(pooled), name=name)
+
+
+EPOCHS = {"mobilenet_v2": 25, "resnet": 30, "transformer": 30, "sequence": 30}
+
+
+def trained(name: str, x: np.ndarray, y: np.ndarray):
+    import keras
+
+    path = CACHE / f"{name}.keras"
+    if path.exists():
+        return keras.saving.load_model(path, compile=False, safe_mode=False)
+    keras.utils.set_random_seed(0)
+    model = build(name)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=EPOCHS[name], batch_size=32, verbose=0)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return model
+
+
+def main() -> None:
+    import quantdoctor as qd
+
+    images, labels = digits()
+    train, held_out = slice(0, 1300), slice(1397, 1797)
+    rows = []
+    for name, x in views(images).items():
+        model = trained(name, x[train], labels[train])
+        report = qd.compare(model, x[:300], eval_data=x[held_out], labels=labels[held_out])
+        e2e = report.comparison["end_to_end"]
+        worst = report.comparison["layers"][0] if report.comparison["layers"] else {}
+        rows.append({"model": name, "float_accuracy": e2e.get("accuracy_float"),
+                     "int8_accuracy": e2e.get("accuracy_quant"), "top1_agreement": e2e.get("top1_agreement"),
+                     "output_sqnr_db": e2e["sqnr_db"], "fully_integer": report.audit["fully_integer"],
+                     "worst_layer": f"{worst.get('layer')} ({worst.get('op')}, own drop {worst.get('own_sqnr_drop_db')} dB)",
+                     "findings": [f"{f.code} {f.location.describe()}" for f in report.findings]})
+        print(json.dumps(rows[-1]))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "testbed.json").write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
