@@ -46,6 +46,9 @@ def build(name: str):
 
     if name == "mobilenet_v2":
         base = keras.applications.MobileNetV2(alpha=0.35, input_shape=(48, 48, 3), weights=None, include_top=False)
+        for layer in base.layers:  # moving statistics that settle within a short training run
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = 0.9
         inputs = keras.Input((48, 48, 3), name="image")
         pooled = keras.layers.GlobalAveragePooling2D(name="pool")(base(inputs))
         return keras.Model(inputs, keras.layers.Dense(10, name="classifier")(pooled), name=name)

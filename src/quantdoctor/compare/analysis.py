@@ -14,6 +14,7 @@ from quantdoctor.report.model import Finding, Location
 OWN_DROP_DB = 15.0           # a layer losing this much on its own (30x the noise power) beyond its inputs' error
 OUTLIER_DB = 15.0            # ... and this much more than the median layer
 LOW_SQNR_DB = 10.0           # ... whose worst channel is crushed (noise within 3x of the signal) stands out
+TENSOR_SQNR_DB = 20.0        # ... and whose whole tensor is poor too (a crushed slice alone: see the ranking, QD503)
 MAX_OUTLIERS = 3             # the worst few: the ranked table has the rest
 MAX_SQNR_DB = 120.0          # what an exact tensor scores
 CLIPPED_FRACTION = 0.01
@@ -76,7 +77,8 @@ def comparison_findings(rows: list[dict[str, Any]], output_stats: list[dict[str,
         outliers = 0
         for row in rows:
             worst, own = row["worst_channel_sqnr_db"], row["own_sqnr_drop_db"]
-            outlier = worst < LOW_SQNR_DB and own >= OWN_DROP_DB and own >= median + OUTLIER_DB
+            outlier = (worst < LOW_SQNR_DB and row["sqnr_db"] < TENSOR_SQNR_DB and own >= OWN_DROP_DB
+                       and own >= median + OUTLIER_DB)
             if outlier and row["tensor"] not in explained and outliers < MAX_OUTLIERS:
                 outliers += 1
                 findings.append(catalog.get("QD501").finding(
