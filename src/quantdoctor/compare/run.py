@@ -10,6 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from quantdoctor import catalog
+from quantdoctor.audit.report import audit
 from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows
 from quantdoctor.convert.protocol import read_json
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, run_isolated
@@ -40,9 +41,8 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
         if report.tflite_model is None:
             raise QuantizationError(report)
     else:
-        quantized = tflite if isinstance(tflite, bytes) else _read_model(Path(tflite))
-        report = Report(model={"source": str(model), "format": "tflite", "inputs": [], "layers": []},
-                        settings={"mode": None}, findings=[], conversion={"attempted": False}, tflite_model=quantized)
+        report = audit(tflite)  # what the user's model is: islands, I/O types, Flex ops
+        report.tflite_model = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
     evaluation = calibration_set(eval_data, max_samples)
     if evaluation is None or not evaluation.samples:
         raise UsageError("compare needs eval data with at least one sample")
@@ -69,13 +69,6 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
 
         write_html(report, Path(html))
     return report
-
-
-def _read_model(path: Path) -> bytes:
-    from quantdoctor.audit.tflite_model import read_tflite_file
-
-    read_tflite_file(path)  # a clear error for a missing, unreadable or non-TFLite file
-    return path.read_bytes()
 
 
 def _float_model(model: Any) -> Any:
@@ -135,14 +128,12 @@ def _histograms(response: dict[str, Any], rows: list[dict[str, Any]], count: int
 
 def _integer_input_findings(report: Report, evaluation: Any) -> list[Any]:
     """QD505 when an integer model input was given float eval data (quantdoctor quantized it)."""
-    from quantdoctor.audit.tflite_model import read_tflite
-
     float_data = all(np.issubdtype(a.dtype, np.floating) for s in evaluation.samples for a in s.arrays)
     findings = []
-    for tensor in read_tflite(report.tflite_model).inputs:
-        if float_data and tensor.dtype in ("INT8", "UINT8"):
+    for tensor in report.audit["input_types"] if float_data else []:
+        if tensor["dtype"] in ("int8", "uint8"):
             findings.append(catalog.get("QD505").finding(
-                f"Input '{tensor.name}' is {tensor.dtype.lower()} (scale {tensor.scale:.6g}, zero point "
-                f"{tensor.zero_point}); the eval data was quantized with these before feeding it.",
-                location=Location(tensor=tensor.name)))
+                f"Input '{tensor['name']}' is {tensor['dtype']} (scale {tensor['scale']:.6g}, zero point "
+                f"{tensor['zero_point']}); the eval data was quantized with these before feeding it.",
+                location=Location(tensor=tensor["name"])))
     return findings
