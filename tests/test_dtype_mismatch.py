@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import quantdoctor as qd
-from helpers import assert_finding, only, root
+from helpers import assert_finding, root
 from models import Float64Scale, dataset_from, image_model, int8_converter, smooth_images, vectors, with_layer
 
 

@@ -51,6 +51,7 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-"))
     try:
         source, recipe, calibration = _intake(model, data, mode, io, select_tf_ops, max_samples, workdir)
+        evaluation = calibration_set(eval_data, max_samples)  # read before the long conversion: fail early
         if signature_keys:
             if source.loader != "saved_model" or source.format == "converter":
                 raise UsageError("signature keys apply to SavedModel directories only")
@@ -63,12 +64,7 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
         run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
         if target is None and recipe.mode == "int8-strict":
             target = "int8-accelerator"
-        report = _build_report(source, recipe, calibration if recipe.calibrate else None, run, target)
-        if eval_data is not None:
-            inputs = [InputSpec.from_dict(spec) for spec in report.model["inputs"]]
-            evaluation = check_against_inference(calibration, calibration_set(eval_data, max_samples), inputs)
-            report.findings = rank_findings(report.findings + evaluation)
-        return report
+        return _build_report(source, recipe, calibration if recipe.calibrate else None, run, target, evaluation)
     finally:
         if keep_workdir:
             shutil.copytree(workdir, Path(keep_workdir), dirs_exist_ok=True)
@@ -77,7 +73,7 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
 
 def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_ops: bool,
             max_samples: int, workdir: Path) -> tuple[model_intake.ModelSource, Recipe, CalibrationSet | None]:
-    if _is_converter(model):
+    if model_intake.is_converter(model):
         if mode or io or select_tf_ops:
             raise UsageError("mode, io and select_tf_ops come from the converter itself: set them on the converter")
         recipe = Recipe.from_converter(model)
@@ -88,10 +84,6 @@ def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_o
         recipe = Recipe.for_mode(mode or "int8", io or "float", select_tf_ops)
         source = _model_source(model, workdir)
     return source, recipe, calibration_set(data, max_samples)
-
-
-def _is_converter(model: Any) -> bool:
-    return hasattr(model, "target_spec") and hasattr(model, "convert")
 
 
 def _model_source(model: Any, workdir: Path) -> model_intake.ModelSource:
@@ -124,7 +116,7 @@ def calibration_set(data: Any, max_samples: int = DEFAULT_MAX_SAMPLES) -> Calibr
 
 
 def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration: CalibrationSet | None,
-                  run: WorkerRun, target: str | None) -> Report:
+                  run: WorkerRun, target: str | None, evaluation: CalibrationSet | None) -> Report:
     if run.outcome == "load_error":
         raise ModelLoadError(f"cannot load {source.source}: {run.response.get('error_message')}")
     model_info = run.response.get("model", {})
@@ -132,6 +124,8 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
     layer_names = [layer["name"] for layer in layers]
     inputs = [InputSpec.from_dict(spec) for spec in model_info.get("inputs", [])]
     data_findings = check_calibration(calibration, inputs, recipe) + check_input_shapes(inputs, target)
+    if evaluation is not None:
+        data_findings += check_against_inference(calibration, evaluation, inputs)
     inventory = run.response.get("preflight")
     prediction = predict(inventory, recipe, layer_names, inputs, data_findings) if inventory else None
     conversion = {"attempted": run.outcome != "skipped", "outcome": run.outcome, "seconds": round(run.seconds, 3),

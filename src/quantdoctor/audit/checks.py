@@ -8,9 +8,9 @@ from importlib import resources
 from typing import Any
 
 from quantdoctor import catalog
-from quantdoctor.audit.islands import float_islands, integer_partitions, needs_cpu
+from quantdoctor.audit.islands import BOUNDARY_OPS, float_islands, integer_partitions, needs_cpu
 from quantdoctor.audit.tflite_model import OpInfo, TFLiteModel
-from quantdoctor.catalog.locations import layer_for_path, scope_for_path
+from quantdoctor.catalog.locations import layers_in_tensor_name
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.report.model import Finding, Location
@@ -44,7 +44,7 @@ def summarize(model: TFLiteModel, layer_names: list[str]) -> dict[str, Any]:
 
 def float_ops(model: TFLiteModel) -> list[OpInfo]:
     """Ops that compute in float, leaving out the QUANTIZE/DEQUANTIZE that convert at the edges."""
-    return [op for op in model.all_ops if op.name not in ("QUANTIZE", "DEQUANTIZE") and op.computes_in_float]
+    return [op for op in model.all_ops if op.name not in BOUNDARY_OPS and op.computes_in_float]
 
 
 def audit_findings(model: TFLiteModel, layer_names: list[str], recipe: Recipe | None = None,
@@ -81,14 +81,8 @@ def audit_findings(model: TFLiteModel, layer_names: list[str], recipe: Recipe | 
 
 def op_layer(op: OpInfo, layer_names: list[str]) -> str | None:
     """The Keras layer an op came from, read from its output tensor names (the TF scope without layer names)."""
-    paths = [path for tensor in op.outputs for path in tensor.name.split(";")]
-    for path in paths:
-        layer = layer_for_path(path, layer_names)
-        if layer:
-            return layer
-    if layer_names:
-        return None
-    return next((scope for scope in map(scope_for_path, paths) if scope), None)
+    return next((layers[0] for tensor in op.outputs if (layers := layers_in_tensor_name(tensor.name, layer_names))),
+                None)
 
 
 def microcontroller_runs(op: OpInfo) -> bool:

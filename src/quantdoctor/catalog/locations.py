@@ -44,6 +44,21 @@ def layer_for_location(location_text: str, layer_names: list[str]) -> str | None
     return None
 
 
+def name_for_path(path: str, layer_names: list[str]) -> str | None:
+    """The Keras layer of a TF op path; without layer names (a SavedModel), its TF scope."""
+    return layer_for_path(path, layer_names) if layer_names else scope_for_path(path)
+
+
+def layers_in_tensor_name(name: str, layer_names: list[str]) -> list[str]:
+    """The layers behind a TFLite tensor name, in order: fused ops join their sources' paths with ';'."""
+    found: list[str] = []
+    for path in name.split(";"):
+        layer = name_for_path(path, layer_names)
+        if layer and layer not in found:
+            found.append(layer)
+    return found
+
+
 def scope_for_path(path: str) -> str | None:
     """A readable scope for an op path when the layer names are unknown (SavedModel input)."""
     inner_scopes = path.split("/")[1:-1]  # drop the model's own scope and the op name

@@ -8,7 +8,7 @@ import numpy as np
 
 from quantdoctor import catalog
 from quantdoctor.catalog.accuracy import keep_float_code
-from quantdoctor.catalog.locations import layer_for_path, scope_for_path
+from quantdoctor.catalog.locations import layers_in_tensor_name
 from quantdoctor.report.model import Finding, Location
 
 OWN_DROP_DB = 15.0           # a layer losing this much on its own (30x the noise power) beyond its inputs' error
@@ -115,7 +115,7 @@ def _merge_findings(rows: list[dict[str, Any]], tensors: dict[str, dict[str, Any
         spans = [(name, span) for name, span in spans if span > 0]
         if row is None or row["op"] not in _MERGE_OPS or len(spans) < 2:
             continue
-        (small, small_span), (large, large_span) = min(spans, key=lambda s: s[1]), max(spans, key=lambda s: s[1])
+        small_span, large_span = min(span for _, span in spans), max(span for _, span in spans)
         if large_span / small_span >= MERGE_RANGE_RATIO:
             findings.append(catalog.get("QD503").finding(
                 f"{_name(row)} ({row['op']}) merges inputs spanning {large_span:.4g} and {small_span:.4g} "
@@ -130,12 +130,7 @@ def _merge_findings(rows: list[dict[str, Any]], tensors: dict[str, dict[str, Any
 
 def _layer(tensor: str, layer_names: list[str]) -> str | None:
     """The Keras layer(s) behind a tensor; ops the converter fused name each layer, in order."""
-    layers: list[str] = []
-    for path in tensor.split(";"):
-        layer = layer_for_path(path, layer_names) if layer_names else scope_for_path(path)
-        if layer and layer not in layers:
-            layers.append(layer)
-    return " + ".join(layers) or None
+    return " + ".join(layers_in_tensor_name(tensor, layer_names)) or None
 
 
 def _name(row: dict[str, Any]) -> str:

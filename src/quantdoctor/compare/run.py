@@ -73,9 +73,7 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
 
 def _float_model(model: Any) -> Any:
     """What the float conversion starts from: the model itself, or the one a converter was built on."""
-    if hasattr(model, "target_spec") and hasattr(model, "convert"):
-        return model_intake.converted_model(model)
-    return model
+    return model_intake.converted_model(model) if model_intake.is_converter(model) else model
 
 
 def _run_compare(float_model: bytes, quant_model: bytes, evaluation: Any, workdir: Path, timeout: float,

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from quantdoctor.audit.islands import BOUNDARY_OPS
 from quantdoctor.compare.metrics import ErrorStats
 from quantdoctor.convert.protocol import read_json, write_json
 from quantdoctor.intake.data import CalibrationSet
@@ -104,7 +105,7 @@ def _matched_tensors(float_model: Any, quant_model: Any) -> dict[str, tuple[int,
     producer_of = {int(i): op for op in quant_model._get_ops_details() for i in op["outputs"]}
     matched = {}
     for op in quant_model._get_ops_details():
-        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+        if op["op_name"] in BOUNDARY_OPS:
             continue
         for index in op["outputs"]:
             name = quant_model._get_tensor_details(index, subgraph_index=0)["name"]
@@ -145,7 +146,7 @@ def _op_links(quant_model: Any, pairs: dict[str, tuple[int, int, str]]) -> list[
 
 def _through_quantize(index: int, producer_of: dict[int, Any], by_index: dict[int, str]) -> str | None:
     op = producer_of.get(index)
-    if op is not None and op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+    if op is not None and op["op_name"] in BOUNDARY_OPS:
         return next((by_index[int(i)] for i in op["inputs"] if int(i) in by_index), None)
     return None
 

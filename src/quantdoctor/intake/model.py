@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quantdoctor.errors import ModelLoadError
+from quantdoctor.errors import ModelLoadError, UsageError
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -98,32 +98,41 @@ def from_concrete_functions(functions: list[Any], trackable: Any, workdir: Path)
                        signature_keys=list(signatures))
 
 
+def is_converter(model: Any) -> bool:
+    """True for a `tf.lite.TFLiteConverter` (whose settings then come from the converter itself)."""
+    return hasattr(model, "target_spec") and hasattr(model, "convert")
+
+
 def from_converter(converter: Any, workdir: Path) -> ModelSource:
     """The model a configured `tf.lite.TFLiteConverter` was built from."""
-    keras_model = getattr(converter, "_keras_model", None)
-    if keras_model is not None:
-        source = from_keras_model(keras_model, workdir)
-    elif getattr(converter, "_funcs", None):
+    if getattr(converter, "_funcs", None):
         source = from_concrete_functions(converter._funcs, getattr(converter, "_trackable_obj", None), workdir)
-    elif getattr(converter, "saved_model_dir", None):
-        source = from_path(converter.saved_model_dir)
-        source.signature_keys = list(converter._saved_model_exported_names or []) or None
     else:
-        raise ModelLoadError(f"cannot tell which model {type(converter).__name__} converts; "
-                             "build it with TFLiteConverter.from_keras_model, from_saved_model or from_concrete_functions")
+        model = converted_model(converter)
+        if isinstance(model, str):
+            source = from_path(model)
+            source.signature_keys = list(converter._saved_model_exported_names or []) or None
+        else:
+            source = from_keras_model(model, workdir)
     source.format = "converter"
     return source
 
 
 def converted_model(converter: Any) -> Any:
-    """The model a converter was built from: a Keras model, a SavedModel path or concrete functions."""
+    """The model a Keras or SavedModel converter was built from: the Keras model, or the SavedModel path.
+
+    Concrete functions are not a model on their own (their variables live in the trackable the
+    converter holds), so a from_concrete_functions converter is refused here.
+    """
     if getattr(converter, "_keras_model", None) is not None:
         return converter._keras_model
-    if getattr(converter, "_funcs", None):
-        return list(converter._funcs)
     if getattr(converter, "saved_model_dir", None):
         return converter.saved_model_dir
-    raise ModelLoadError(f"cannot tell which model {type(converter).__name__} converts")
+    if getattr(converter, "_funcs", None):
+        raise UsageError("this needs the model behind the converter: save the concrete functions as a SavedModel "
+                         "and pass its path")
+    raise ModelLoadError(f"cannot tell which model {type(converter).__name__} converts; "
+                         "build it with TFLiteConverter.from_keras_model, from_saved_model or from_concrete_functions")
 
 
 def keras_output_layers(model: Any) -> list[str | None]:

@@ -90,58 +90,62 @@ def _missing_dataset(recipe: Recipe) -> list[Finding]:
 
 
 def _check_packaging(calibration: CalibrationSet, inputs: list[InputSpec]) -> list[Finding]:
-    """Per sample: how it is packaged, how many arrays, which keys, which dtypes and shapes."""
+    """Per sample: how it is packaged, how many arrays, which keys, which dtypes and shapes.
+
+    The same problem in many samples is one finding, counting the samples (`_with_sample_count`).
+    """
     problems: dict[tuple, tuple[Finding, list[int]]] = {}
-
-    def report(key: tuple, index: int, make) -> None:
-        if key in problems:
-            problems[key][1].append(index)
-        else:
-            problems[key] = (make(), [index])
-
-    names = [spec.name for spec in inputs]
     for index, sample in enumerate(calibration.samples):
-        if sample.kind in ("array", "tuple", "other"):
-            report(("QD303",), index, lambda: _bare_sample(sample, index))
-            continue
-        if sample.kind == "list" and len({spec.shape for spec in inputs}) > 1:
-            report(("QD313",), index, lambda: catalog.get("QD313").finding(
-                f"Samples are lists for a model with {len(inputs)} inputs ({', '.join(names)}).",
-                evidence={"input_names": names}))
-        if sample.kind == "list" and inputs and len(sample.values) != len(inputs):
-            report(("QD304", len(sample.values)), index, lambda: catalog.get("QD304").finding(
-                f"Sample #{index} holds {len(sample.values)} arrays; the model has {len(inputs)} "
-                f"input(s): {', '.join(names)}.",
-                evidence={"arrays_in_sample": len(sample.values), "model_inputs": names}))
-            continue
-        if sample.kind in ("dict", "signature") and inputs and set(sample.values) != set(names):
-            keys = sorted(sample.values)
-            report(("QD305", tuple(keys)), index, lambda: catalog.get("QD305").finding(
-                f"Sample #{index} has keys {keys}; the model's inputs are named {names}.",
-                location=Location(input=", ".join(sorted(set(names) - set(keys))) or None),
-                evidence={"sample_keys": keys, "input_names": names}))
-            continue
-        for spec, array in _pair(sample, inputs):
-            _check_array(index, spec, array, report, several_in_list=sample.kind == "list" and len(inputs) > 1)
+        for key, finding in _sample_problems(index, sample, inputs):
+            problems.setdefault(key, (finding, []))[1].append(index)
     return [_with_sample_count(finding, indices) for finding, indices in problems.values()]
 
 
-def _check_array(index: int, spec: InputSpec | None, array: np.ndarray, report, several_in_list: bool) -> None:
+def _sample_problems(index: int, sample: Sample, inputs: list[InputSpec]) -> list[tuple[tuple, Finding]]:
+    """(key, finding) for what is wrong with one sample; equal keys are the same problem."""
+    names = [spec.name for spec in inputs]
+    if sample.kind in ("array", "tuple", "other"):
+        return [(("QD303",), _bare_sample(sample, index))]
+    found = []
+    if sample.kind == "list" and len({spec.shape for spec in inputs}) > 1:
+        found.append((("QD313",), catalog.get("QD313").finding(
+            f"Samples are lists for a model with {len(inputs)} inputs ({', '.join(names)}).",
+            evidence={"input_names": names})))
+    if sample.kind == "list" and inputs and len(sample.values) != len(inputs):
+        return found + [(("QD304", len(sample.values)), catalog.get("QD304").finding(
+            f"Sample #{index} holds {len(sample.values)} arrays; the model has {len(inputs)} input(s): "
+            f"{', '.join(names)}.", evidence={"arrays_in_sample": len(sample.values), "model_inputs": names}))]
+    if sample.kind in ("dict", "signature") and inputs and set(sample.values) != set(names):
+        keys = sorted(sample.values)
+        return found + [(("QD305", tuple(keys)), catalog.get("QD305").finding(
+            f"Sample #{index} has keys {keys}; the model's inputs are named {names}.",
+            location=Location(input=", ".join(sorted(set(names) - set(keys))) or None),
+            evidence={"sample_keys": keys, "input_names": names}))]
+    several_in_list = sample.kind == "list" and len(inputs) > 1
+    for spec, array in _pair(sample, inputs):
+        found += _array_problems(index, spec, array, several_in_list)
+    return found
+
+
+def _array_problems(index: int, spec: InputSpec | None, array: np.ndarray,
+                    several_in_list: bool) -> list[tuple[tuple, Finding]]:
     name = spec.name if spec else None
     expected = spec.dtype if spec else "float32"
+    found = []
     if array.dtype.name != expected and (spec or array.dtype == np.float64):
         code = "QD201" if array.dtype == np.float64 and expected == "float32" else "QD204"
-        report((code, name, array.dtype.name), index, lambda: catalog.get(code).finding(
+        found.append(((code, name, array.dtype.name), catalog.get(code).finding(
             f"Sample #{index} for input '{name or 0}' is {array.dtype.name}; the input expects {expected}.",
             location=Location(input=name),
             evidence={"sample_dtype": array.dtype.name, "input_dtype": expected},
-            fix_code=None if code == "QD201" else f"yield [sample.astype(np.{expected})]"))
+            fix_code=None if code == "QD201" else f"yield [sample.astype(np.{expected})]")))
     if spec and not spec.accepts_shape(array.shape):
-        report(("QD306", name, array.shape), index, lambda: catalog.get("QD306").finding(
+        found.append((("QD306", name, array.shape), catalog.get("QD306").finding(
             f"Sample #{index} for input '{name}' has shape {_shape(array.shape)}; the input expects "
             f"{_shape(spec.shape)}.{LIST_ORDER_HINT if several_in_list else ''}",
             location=Location(input=name),
-            evidence={"sample_shape": list(array.shape), "input_shape": list(spec.shape or [])}))
+            evidence={"sample_shape": list(array.shape), "input_shape": list(spec.shape or [])})))
+    return found
 
 
 def _check_values(calibration: CalibrationSet, inputs: list[InputSpec]) -> list[Finding]:

@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any
 
 from quantdoctor import catalog
-from quantdoctor.catalog.locations import layer_for_path, scope_for_path
+from quantdoctor.catalog.locations import name_for_path
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.preflight.calibration_checks import InputSpec
 from quantdoctor.report.model import Finding, Location
@@ -69,7 +69,7 @@ def predict(inventory: dict[str, Any], recipe: Recipe, layer_names: list[str], i
     summary: dict[str, dict[str, Any]] = {}
     tensor_lists = [node for node in nodes if _is_tensor_list(node)]
     for node in nodes:
-        layer = _layer(node["name"], layer_names)
+        layer = name_for_path(node["name"], layer_names)
         op_class = classify(node["op"])
         entry = summary.setdefault(node["op"], {"op": node["op"], "count": 0, "class": op_class, "layers": set()})
         entry["count"] += 1
@@ -147,7 +147,7 @@ def _settings_fail(recipe: Recipe, findings: dict) -> bool:
 def _tensor_list_outcome(nodes: list[dict[str, Any]], recipe: Recipe, layer_names: list[str],
                          inputs: list[InputSpec], findings: dict) -> str:
     """Recurrent loops over TensorLists: dynamic batch fails to lower, calibration of the loop crashes."""
-    layer = next((layer for node in nodes if (layer := _layer(node["name"], layer_names))), None)
+    layer = next((layer for node in nodes if (layer := name_for_path(node["name"], layer_names))), None)
     keep_lists = recipe.flags.get("_experimental_lower_tensor_list_ops") is False
     if keep_lists and "SELECT_TF_OPS" in recipe.supported_ops:
         return _op_outcome(nodes[0]["op"], "flex", layer, recipe, findings)
@@ -166,10 +166,6 @@ def _tensor_list_outcome(nodes: list[dict[str, Any]], recipe: Recipe, layer_name
 
 def _is_tensor_list(node: dict[str, Any]) -> bool:
     return node["op"].startswith("TensorList")
-
-
-def _layer(node_name: str, layer_names: list[str]) -> str | None:
-    return layer_for_path(node_name, layer_names) if layer_names else scope_for_path(node_name)
 
 
 def _where(layer: str | None) -> str:
