@@ -6,18 +6,23 @@ and 50 eval samples (scikit-learn digits upscaled). In one process, one after th
 - QuantizationDebugger: the constructor calibrates and quantizes (with numeric-verify ops), `run()`
   computes its per-layer statistics. Per-layer analysis time = `run()`.
 - quantdoctor compare: converts float and INT8 models in isolated processes, then the compare
-  worker runs both on the eval samples. Per-layer analysis time = the compare worker, with and
-  without its process start (Python, NumPy, LiteRT import, interpreter set-up).
-- The floor: one float and one quantized forward pass per sample, nothing recorded.
+  worker runs both on the eval samples. Per-layer analysis time = the worker's loop over the
+  samples (like `run()`: after interpreter set-up, first invocation included), and the whole
+  worker with its process start (Python, NumPy, Numba's cached kernel, LiteRT, interpreters).
+- The floor: one float and one quantized forward pass per sample, nothing recorded, on fresh
+  interpreters: one after the other, and side by side in two threads as the worker runs them.
 
-Target: quantdoctor's per-layer analysis at least 2x faster than the debugger's.
+Each tool runs `ROUNDS` times; medians are reported. Target: quantdoctor's per-layer analysis at
+least 2x faster than the debugger's.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +32,56 @@ sys.path.insert(0, str(HERE))
 
 from run import RESULTS, prepare  # noqa: E402
 
+ROUNDS = 3  # medians over this many rounds, each running both tools
+
+
+def _one_round(model, model_path, dataset, calibration, evaluation) -> tuple[dict, object, object]:
+    """Both tools once, one after the other: their times, the debugger and quantdoctor's report."""
+    import tensorflow as tf
+
+    import quantdoctor as qd
+
+    started = time.perf_counter()
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = dataset(calibration)
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=dataset(evaluation))
+    constructed = time.perf_counter()
+    debugger.run()
+    debugger_done = time.perf_counter()
+    report = qd.compare(model_path, calibration, eval_data=evaluation)
+    timing = {"debugger_setup_s": constructed - started, "debugger_run_s": debugger_done - constructed,
+              "quantdoctor_total_s": time.perf_counter() - debugger_done,
+              "quantdoctor_per_layer_s": report.comparison["seconds"],
+              "quantdoctor_per_layer_in_worker_s": report.comparison["analysis_seconds"]}
+    return timing, debugger, report
+
+
+def _floor(models: list[bytes], evaluation: np.ndarray, side_by_side: bool) -> float:
+    """Seconds for one forward pass of each model per sample on fresh interpreters, recording nothing."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    options = {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+    interpreters = [Interpreter(model_content=m, **options) for m in models]
+    for interpreter in interpreters:
+        interpreter.allocate_tensors()
+
+    def run(interpreter) -> None:
+        detail = interpreter.get_input_details()[0]
+        scale, zero = detail["quantization"]
+        for row in evaluation:
+            value = row[None] if not scale else np.clip(np.round(row[None] / scale) + zero, -128, 127)
+            interpreter.set_tensor(detail["index"], value.astype(detail["dtype"]))
+            interpreter.invoke()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(2 if side_by_side else 1) as pool:
+        list(pool.map(run, interpreters))
+    return time.perf_counter() - started
+
 
 def main() -> None:
     import keras
-    import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     import quantdoctor as qd
 
@@ -43,42 +93,20 @@ def main() -> None:
     def dataset(rows):
         return lambda: ([row[None]] for row in rows)
 
-    started = time.perf_counter()
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = dataset(calibration)
-    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=dataset(evaluation))
-    constructed = time.perf_counter()
-    debugger.run()
-    debugger_done = time.perf_counter()
+    rounds = [_one_round(model, model_path, dataset, calibration, evaluation) for _ in range(ROUNDS)]
+    debugger, report = rounds[-1][1], rounds[-1][2]
+    timing = {key: statistics.median(r[0][key] for r in rounds) for key in rounds[0][0]}
 
-    report = qd.compare(model_path, calibration, eval_data=evaluation)
-    compare_done = time.perf_counter()
-
-    float_model = qd.diagnose(model_path, mode="float").tflite_model
-    options = {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
-    interpreters = [Interpreter(model_content=m, **options) for m in (float_model, report.tflite_model)]
-    for interpreter in interpreters:
-        interpreter.allocate_tensors()
-    floor_started = time.perf_counter()
-    for row in evaluation:
-        for interpreter in interpreters:
-            detail = interpreter.get_input_details()[0]
-            scale, zero = detail["quantization"]
-            value = row[None] if not scale else np.clip(np.round(row[None] / scale) + zero, -128, 127)
-            interpreter.set_tensor(detail["index"], value.astype(detail["dtype"]))
-            interpreter.invoke()
-    floor = time.perf_counter() - floor_started
+    models = [qd.diagnose(model_path, mode="float").tflite_model, report.tflite_model]
+    floors = {side_by_side: statistics.median(_floor(models, evaluation, side_by_side) for _ in range(ROUNDS))
+              for side_by_side in (False, True)}
 
     result = {
         "model": "MobileNetV2 alpha 0.35, 96x96x3", "calibration_samples": 100, "eval_samples": len(evaluation),
-        "debugger_setup_s": round(constructed - started, 2), "debugger_run_s": round(debugger_done - constructed, 2),
-        "debugger_layers": len(debugger.layer_statistics),
-        "quantdoctor_total_s": round(compare_done - debugger_done, 2),
-        "quantdoctor_per_layer_s": report.comparison["seconds"],
-        "quantdoctor_per_layer_in_worker_s": report.comparison["analysis_seconds"],
-        "quantdoctor_layers": len(report.comparison["layers"]),
-        "floor_forward_passes_s": round(floor, 2),
+        "rounds": ROUNDS, **{key: round(value, 3) for key, value in timing.items()},
+        "debugger_layers": len(debugger.layer_statistics), "quantdoctor_layers": len(report.comparison["layers"]),
+        "floor_forward_passes_s": round(floors[False], 3),
+        "floor_forward_passes_side_by_side_s": round(floors[True], 3),
     }
     result["per_layer_speedup"] = round(result["debugger_run_s"] / result["quantdoctor_per_layer_s"], 2)
     result["per_layer_speedup_in_worker"] = round(result["debugger_run_s"] / result["quantdoctor_per_layer_in_worker_s"], 2)

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 import quantdoctor as qd
+from quantdoctor.compare.metrics import ErrorStats
 from helpers import assert_finding, only
 from models import image_model, int8_converter, dataset_from, smooth_images, vectors
 
@@ -141,3 +142,41 @@ def test_cli_compare_writes_html_that_a_real_browser_renders_with_charts(tmp_pat
     histogram = np.array([0x1c, 0x7e, 0xd6])
     assert np.sum(np.all(np.abs(pixels.astype(int) - bar) < 8, axis=1)) > 500  # the per-layer bars rendered
     assert np.sum(np.all(np.abs(pixels.astype(int) - histogram) < 8, axis=1)) > 500  # and the histograms
+
+
+def test_error_statistics_match_a_direct_computation_over_all_samples():
+    """The compiled pass (dequantize, compare, per channel) against plain NumPy on the same values."""
+    rng = np.random.default_rng(0)
+    scale, zero_point = 0.05, -3
+    stats = ErrorStats(scale=scale, zero_point=zero_point)
+    references, dequantized = [], []
+    for _ in range(3):
+        real = rng.normal(0, 4, size=(1, 5, 4, 3)).astype(np.float32)
+        real[..., 2] *= 0.01  # a quiet channel: its SQNR is the worst
+        stored = np.clip(np.round(real / scale) + zero_point, -128, 127).astype(np.int8)
+        stats.add(real, stored)
+        references.append(real)
+        dequantized.append((stored.astype(np.float64) - zero_point) * scale)
+    real, got = np.concatenate(references).astype(np.float64), np.concatenate(dequantized)
+    error = got - real
+    assert stats.count == real.size
+    assert stats.sqnr_db == pytest.approx(10 * np.log10(np.sum(real**2) / np.sum(error**2)))
+    per_channel = [10 * np.log10(np.sum(real[..., c] ** 2) / np.sum(error[..., c] ** 2)) for c in range(3)]
+    assert stats.worst_channel_sqnr_db == pytest.approx(min(per_channel)) == pytest.approx(per_channel[2])
+    assert stats.cosine == pytest.approx(np.sum(real * got) / np.sqrt(np.sum(real**2) * np.sum(got**2)))
+    assert stats.rmse_over_scale == pytest.approx(np.sqrt(np.mean(error**2)) / scale)
+    assert stats.max_abs_error == pytest.approx(np.max(np.abs(error)))
+    assert (stats.low, stats.high) == pytest.approx((real.min(), real.max()))
+    low, high = scale * (-128 - zero_point), scale * (127 - zero_point)
+    outside = np.mean((real < low - scale / 2) | (real > high + scale / 2))
+    assert outside > 0 and stats.clipped_fraction == pytest.approx(outside)
+    assert not stats.collapsed
+
+    stuck = ErrorStats(scale=scale, zero_point=zero_point)
+    stuck.add(real.astype(np.float32), np.full(real.shape, 7, dtype=np.int8))
+    assert stuck.collapsed
+
+    as_floats = ErrorStats()  # a tensor the quantized model keeps in float: compared as is
+    as_floats.add(real.astype(np.float32), got.astype(np.float32))
+    assert as_floats.sqnr_db == pytest.approx(stats.sqnr_db, rel=1e-4)
+    assert as_floats.rmse_over_scale is None and as_floats.clipped_fraction == 0

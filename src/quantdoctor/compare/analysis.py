@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def layer_rows(response: dict[str, Any], layer_names: list[str], output_layers: 
             continue
         feeding = [worst[name] for name in inputs_of.get(tensor["tensor"], []) if name in worst]
         inherited = min(feeding) if feeding else MAX_SQNR_DB
-        rows.append({**{k: v for k, v in tensor.items() if k != "histogram_values"},
+        rows.append({**{k: v for k, v in tensor.items() if k != "histogram"},
                      "layer": _layer(tensor["tensor"], layer_names) or by_output.get(tensor["tensor"]),
                      "own_sqnr_drop_db": round(inherited - tensor["worst_channel_sqnr_db"], 3)})
     return sorted(rows, key=lambda row: -row["own_sqnr_drop_db"])

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -112,16 +113,9 @@ def _labels(labels: Any, count: int) -> np.ndarray | None:
 
 def _histograms(response: dict[str, Any], rows: list[dict[str, Any]], count: int = 4) -> list[dict[str, Any]]:
     """Float activation histograms of the worst layers, with the calibrated range to mark on them."""
-    values = {t["tensor"]: t["histogram_values"] for t in response["tensors"]}
-    histograms = []
-    for row in rows[:count]:
-        sample = np.asarray(values.get(row["tensor"], []), dtype=np.float64)
-        if not sample.size:
-            continue
-        counts, edges = np.histogram(sample, bins=40)
-        histograms.append({"tensor": row["tensor"], "layer": row["layer"], "counts": counts.tolist(),
-                           "edges": edges.tolist(), "calibrated_range": row["quantized_range"]})
-    return histograms
+    by_tensor = {t["tensor"]: t["histogram"] for t in response["tensors"]}
+    return [{"tensor": row["tensor"], "layer": row["layer"], **by_tensor[row["tensor"]],
+             "calibrated_range": row["quantized_range"]} for row in rows[:count] if by_tensor.get(row["tensor"])]
 
 
 def _integer_input_findings(report: Report, evaluation: Any) -> list[Any]:
