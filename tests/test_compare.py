@@ -13,6 +13,7 @@ import tensorflow as tf
 
 import quantdoctor as qd
 from quantdoctor.compare.metrics import ErrorStats
+from quantdoctor.diagnose import diagnose_with_float_twin
 from helpers import assert_finding, only
 from models import image_model, int8_converter, dataset_from, smooth_images, vectors
 
@@ -73,6 +74,15 @@ def test_output_that_collapses_to_a_constant():
                              name="regression")
     report = qd.compare(model, np.zeros((120, 8), np.float32), eval_data=vectors(60, seed=2))
     assert_finding(only(report, "QD504"), "QD504", "accuracy", "error")
+
+
+def test_float_reference_is_converted_by_the_same_worker_as_the_quantized_model():
+    report, float_model = diagnose_with_float_twin(detector(), vectors(50))
+    assert report.audit["fully_integer"]
+    float_audit = qd.audit(float_model).audit
+    assert not float_audit["fully_integer"] and float_audit["op_count"] > 0
+    assert not any(t["dtype"] in ("int8", "uint8") for t in float_audit["input_types"] + float_audit["output_types"])
+    assert "FULLY_CONNECTED" in {op["op"] for op in float_audit["float_ops"]}  # the dense layers, in float
 
 
 def test_integer_input_model_and_a_user_provided_tflite(tmp_path):

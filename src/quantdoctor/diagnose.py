@@ -47,6 +47,25 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
     `eval_data` (same forms as `data`) is inference data: calibration ranges are checked against it.
     Returns the report, root cause first.
     """
+    return _diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature_keys,
+                     max_samples=max_samples, timeout=timeout, memory_limit_mb=memory_limit_mb, target=target,
+                     convert=convert, eval_data=eval_data, keep_workdir=keep_workdir)[0]
+
+
+def diagnose_with_float_twin(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
+                             max_samples: int = DEFAULT_MAX_SAMPLES,
+                             timeout: float = DEFAULT_TIMEOUT) -> tuple[Report, bytes | None]:
+    """`diagnose`, and when the conversion succeeds, the model converted again without quantization
+    in the same worker (compare's float reference: TensorFlow starts and the model loads once).
+    The float model is None when that second conversion failed."""
+    return _diagnose(model, data, mode=mode, io=io, max_samples=max_samples, timeout=timeout, float_twin=True)
+
+
+def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_samples: int, timeout: float,
+              select_tf_ops: bool = False, signature_keys: list[str] | None = None,
+              memory_limit_mb: int | None = None, target: str | None = None, convert: bool = True,
+              eval_data: Any = None, keep_workdir: str | Path | None = None,
+              float_twin: bool = False) -> tuple[Report, bytes | None]:
     check_target(target)
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-"))
     try:
@@ -61,10 +80,14 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
         if calibration is not None and recipe.calibrate:
             calibration.save(workdir / "calibration.npz")
             request["data"] = str(workdir / "calibration.npz")
+        if float_twin:
+            request["float_twin_output"] = str(workdir / "float_twin.tflite")
         run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
         if target is None and recipe.mode == "int8-strict":
             target = "int8-accelerator"
-        return _build_report(source, recipe, calibration if recipe.calibrate else None, run, target, evaluation)
+        report = _build_report(source, recipe, calibration if recipe.calibrate else None, run, target, evaluation)
+        twin = workdir / "float_twin.tflite"
+        return report, twin.read_bytes() if run.response.get("float_twin") == "ok" else None
     finally:
         if keep_workdir:
             shutil.copytree(workdir, Path(keep_workdir), dirs_exist_ok=True)

@@ -15,7 +15,7 @@ from quantdoctor.audit.report import audit
 from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows
 from quantdoctor.convert.protocol import read_json
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, run_isolated
-from quantdoctor.diagnose import calibration_set, diagnose
+from quantdoctor.diagnose import calibration_set, diagnose, diagnose_with_float_twin
 from quantdoctor.errors import QuantizationError, UsageError
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
@@ -37,26 +37,31 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     diagnose report with a `comparison` object (layers ranked worst first) and QD5xx findings;
     `html` also writes the self-contained HTML report.
     """
+    evaluation = calibration_set(eval_data, max_samples)
+    if evaluation is None or not evaluation.samples:
+        raise UsageError("compare needs eval data with at least one sample")
+    float_model = None
     if tflite is None:
-        report = diagnose(model, data, mode=mode, io=io, max_samples=max_samples, timeout=timeout)
+        report, float_model = diagnose_with_float_twin(model, data, mode=mode, io=io, max_samples=max_samples,
+                                                       timeout=timeout)
         if report.tflite_model is None:
             raise QuantizationError(report)
     else:
         report = audit(tflite)  # what the user's model is: islands, I/O types, Flex ops
         report.tflite_model = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
-    evaluation = calibration_set(eval_data, max_samples)
-    if evaluation is None or not evaluation.samples:
-        raise UsageError("compare needs eval data with at least one sample")
-    float_report = diagnose(_float_model(model), mode="float", timeout=timeout)
-    if float_report.tflite_model is None:
-        raise QuantizationError(float_report)
+    float_info = report.model
+    if float_model is None:  # a .tflite of the user's, or the float twin failed: convert and report on its own
+        float_report = diagnose(_float_model(model), mode="float", timeout=timeout)
+        if float_report.tflite_model is None:
+            raise QuantizationError(float_report)
+        float_model, float_info = float_report.tflite_model, float_report.model
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-compare-"))
     try:
-        response, outputs, seconds = _run_compare(float_report.tflite_model, report.tflite_model, evaluation,
-                                                  workdir, timeout, progress)
+        response, outputs, seconds = _run_compare(float_model, report.tflite_model, evaluation, workdir, timeout,
+                                                  progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    rows = layer_rows(response, float_report.model.get("layers", []), float_report.model.get("output_layers", []))
+    rows = layer_rows(response, float_info.get("layers", []), float_info.get("output_layers", []))
     truth = _labels(labels, len(evaluation))
     report.comparison = {"samples": response["samples"], "seconds": round(seconds, 3),
                          "analysis_seconds": response["analysis_seconds"],

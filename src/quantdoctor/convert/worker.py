@@ -58,7 +58,22 @@ def main(request_path: str) -> int:
         response.update(outcome="ok", seconds=time.perf_counter() - started, model_bytes=len(tflite_model))
     response["stage"] = "done"
     write_json(response_path, response)
+    if response["outcome"] == "ok" and request.get("float_twin_output"):
+        response["float_twin"] = _convert_float_twin(make_converter, Path(request["float_twin_output"]))
+        write_json(response_path, response)
     return 0
+
+
+def _convert_float_twin(make_converter: Callable[[], Any], output: Path) -> str:
+    """Convert the model again without quantization (compare's reference) into `output`: "ok", or
+    the error. Same process, so TensorFlow and the model load once for both conversions."""
+    try:
+        converter = make_converter()
+        Recipe.for_mode("float").apply(converter)
+        output.write_bytes(converter.convert())
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "ok"
 
 
 def _load(tf: Any, model: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any], Any, float]:
