@@ -159,13 +159,14 @@ def test_error_statistics_match_a_direct_computation_over_all_samples():
     rng = np.random.default_rng(0)
     scale, zero_point = 0.05, -3
     stats = ErrorStats(scale=scale, zero_point=zero_point)
-    references, dequantized = [], []
+    references, stored_values, dequantized = [], [], []
     for _ in range(3):
         real = rng.normal(0, 4, size=(1, 5, 4, 3)).astype(np.float32)
         real[..., 2] *= 0.01  # a quiet channel: its SQNR is the worst
         stored = np.clip(np.round(real / scale) + zero_point, -128, 127).astype(np.int8)
         stats.add(real, stored)
         references.append(real)
+        stored_values.append(stored)
         dequantized.append((stored.astype(np.float64) - zero_point) * scale)
     real, got = np.concatenate(references).astype(np.float64), np.concatenate(dequantized)
     error = got - real
@@ -181,6 +182,14 @@ def test_error_statistics_match_a_direct_computation_over_all_samples():
     outside = np.mean((real < low - scale / 2) | (real > high + scale / 2))
     assert outside > 0 and stats.clipped_fraction == pytest.approx(outside)
     assert not stats.collapsed
+
+    lanes = [ErrorStats(scale=scale, zero_point=zero_point) for _ in range(2)]  # samples split, as lanes do
+    lanes[0].add(references[0], stored_values[0])
+    for real_part, stored_part in zip(references[1:], stored_values[1:]):
+        lanes[1].add(real_part, stored_part)
+    merged = ErrorStats.merged(lanes)
+    assert merged.count == stats.count and merged.sums == pytest.approx(stats.sums)
+    assert merged.max_abs_error == pytest.approx(stats.max_abs_error) and merged.low == pytest.approx(stats.low)
 
     stuck = ErrorStats(scale=scale, zero_point=zero_point)
     stuck.add(real.astype(np.float32), np.full(real.shape, 7, dtype=np.int8))

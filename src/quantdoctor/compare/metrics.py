@@ -7,7 +7,7 @@ axis) and keeps the lowest, which is what ranking uses.
 
 Every number is read from per-channel sums that one compiled pass over the two tensors updates
 (`_accumulate`): the quantized tensor is dequantized on the fly, nothing is copied, and the pass
-runs without the GIL, so the compare worker can run two of them at once.
+runs without the GIL, so the compare worker's lanes (one per core) run it side by side.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ _EPS = 1e-30
 _RESERVOIR = 2000  # float values kept for the histogram ...
 _RESERVOIR_PER_SAMPLE = 64  # ... evenly strided over each sample's tensor
 _COLLAPSED_STD_RATIO = 0.01
-_BLOCK_ROWS = 256
+_BLOCK_ROWS = 256  # rows summed in float32 before they join the float64 totals
 
 # Rows of the per-channel sums array: sums, except the extremes.
 _SIGNAL, _NOISE, _DOT, _QUANT_ENERGY, _MAX_ABS_ERROR, _LOW, _HIGH, _CLIPPED, _FLOAT_SUM, _QUANT_SUM = range(10)
@@ -41,7 +41,7 @@ def _accumulate(reference, stored, scale, zero_point, low_limit, high_limit, sum
     dequantized as (stored - zero_point) * scale. Values outside [low_limit, high_limit] count as
     clipped.
 
-    Element arithmetic is float32, like the tensors, so that it runs on SIMD lanes (about 4x
+    Element arithmetic is float32, like the tensors, so that it runs on SIMD lanes (3 to 4x
     faster than float64 here); partial sums over `_BLOCK_ROWS` rows are added into the float64
     `sums`, which bounds the rounding of a float32 sum to a few hundred terms.
     """

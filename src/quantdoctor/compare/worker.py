@@ -27,6 +27,7 @@ from quantdoctor.convert.protocol import read_json, write_json
 from quantdoctor.intake.data import CalibrationSet
 
 _PROGRESS_SECONDS = 0.25
+_MAX_LANES = 4  # one per usable core, up to this: each lane keeps every tensor of both models
 
 
 def main(request_path: str) -> int:
@@ -36,7 +37,7 @@ def main(request_path: str) -> int:
     first = Lane(request["float_model"], request["quant_model"])
     pairs = first.pairs
     lanes = [first] + [Lane(request["float_model"], request["quant_model"], pairs)
-                       for _ in range(min(os.cpu_count() or 1, len(samples)) - 1)]
+                       for _ in range(min(len(os.sched_getaffinity(0)), _MAX_LANES, len(samples)) - 1)]
     shares = np.array_split(np.arange(len(samples)), len(lanes))
     gc.freeze()  # set-up is done: a full collection over Numba's and LiteRT's objects cost 50 ms mid-run
     started = time.perf_counter()
@@ -51,8 +52,8 @@ def main(request_path: str) -> int:
         future.result()  # a lane's error, raised here
     stats = {name: ErrorStats.merged([lane.stats[name] for lane in lanes]) for name in pairs}
     output_stats = [ErrorStats.merged(parts) for parts in zip(*(lane.output_stats for lane in lanes))]
-    np.savez(request["outputs"], **_stacked("float", [b for lane in lanes for b in lane.float_outputs]),
-             **_stacked("quant", [b for lane in lanes for b in lane.quant_outputs]))
+    np.savez(request["outputs"], **_stacked("float", [s for lane in lanes for s in lane.float_outputs]),
+             **_stacked("quant", [s for lane in lanes for s in lane.quant_outputs]))
     write_json(Path(request["response"]), {
         "samples": len(samples), "lanes": len(lanes), "analysis_seconds": round(seconds, 3),
         "tensors": [_describe(name, pairs[name][2], stats[name]) for name in pairs],

@@ -59,6 +59,7 @@ def main(request_path: str) -> int:
     response["stage"] = "done"
     write_json(response_path, response)
     if response["outcome"] == "ok" and request.get("float_twin_output"):
+        write_json(response_path, {**response, "float_twin": "converting"})  # if it dies now, the rest stands
         response["float_twin"] = _convert_float_twin(make_converter, Path(request["float_twin_output"]))
         write_json(response_path, response)
     return 0
