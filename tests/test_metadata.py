@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import quantdoctor as qd
+from quantdoctor.errors import ModelLoadError
 from helpers import assert_finding, root
 
 
@@ -50,3 +53,23 @@ def test_savedmodel_with_a_signature_converts_from_its_directory(tmp_path):
     assert report.model["inputs"] == [{"name": "x", "shape": [None, 4], "dtype": "float32"}]
     assert report.audit["fully_integer"] is True
     assert [t["dtype"] for t in report.audit["input_types"]] == ["int8"]
+
+
+def test_input_name_that_is_not_a_valid_tensorflow_name(tmp_path):
+    """A space in a Keras input name: the converter says only "'NoneType' object is not callable"."""
+    inputs = keras.Input((4,), name="my features")
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(inputs), name="spaced")
+    path = tmp_path / "spaced.keras"
+    model.save(path)
+    report = qd.diagnose(path, features())
+    assert report.conversion["outcome"] == "error" and "NoneType" in report.conversion["error_excerpt"]
+    assert_finding(root(report), "QD405", "metadata", "error", input="my features")
+    assert "QD904" not in [f.code for f in report.findings]  # the unexplained TypeError is absorbed
+    assert qd.diagnose(path, features(), convert=False).preflight["verdict"] == "will_fail"
+
+    with pytest.raises(ModelLoadError, match="QD405"):  # a Keras object fails at its export, before converting
+        qd.diagnose(model, features())
+
+    renamed_input = keras.Input((4,), name="my_features")  # the catalog's fix: the same layers, a valid name
+    renamed = keras.Model(renamed_input, model(renamed_input))
+    assert qd.diagnose(renamed, features()).audit["fully_integer"]

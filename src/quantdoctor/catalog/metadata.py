@@ -46,4 +46,20 @@ CHECKS = (
         fix="Fix the deployed input size in the model you convert (the weights do not change).",
         fix_code="inputs = keras.Input((224, 224, 3))   # rebuild with a fixed size, then model.set_weights(...)",
     ),
+    Check(
+        code="QD405", name="invalid-input-name", severity="error", precedence=10,
+        title="A model input's name is not a valid TensorFlow name",
+        detects="An input is named outside TensorFlow's node-name pattern `^[A-Za-z0-9.][A-Za-z0-9_.\\\\/>-]*$` "
+                "(a space, a leading `_`, `:`, `(`, a non-ASCII letter): `TFLiteConverter.from_keras_model` fails "
+                "with `TypeError: 'NoneType' object is not callable`, in every mode, float included.",
+        why="Keras 3 accepts any input name, but the converter first exports the model to a SavedModel "
+            "signature, whose arguments must be valid node names. That export error is swallowed, and the "
+            "converter falls back to a Keras 2 code path that fails for an unrelated reason.",
+        example="inputs = keras.Input((8,), name='my features')",
+        fix="Rename the input. For a trained model, put a validly named Input in front of it: the layers "
+            "and weights are shared, nothing is retrained.",
+        fix_code="inputs = keras.Input(model.inputs[0].shape[1:], name='my_features')\n"
+                 "renamed = keras.Model(inputs, model(inputs))\n"
+                 "converter = tf.lite.TFLiteConverter.from_keras_model(renamed)",
+    ),
 )

@@ -9,6 +9,7 @@ user's files are only ever read.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,14 @@ from typing import Any
 from quantdoctor.errors import ModelLoadError, UsageError
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+# TensorFlow's node-name pattern (tensorflow/python/framework/ops.py): SavedModel signature
+# arguments, hence the inputs of a Keras model the converter exports, must match it.
+_VALID_TF_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$")
+
+
+def is_valid_tf_name(name: str) -> bool:
+    """Whether `name` can name a SavedModel signature argument (see QD405)."""
+    return bool(_VALID_TF_NAME.match(name))
 
 
 @dataclass
@@ -54,6 +63,11 @@ def from_path(path: str | Path) -> ModelSource:
 def from_keras_model(model: Any, workdir: Path) -> ModelSource:
     """Export a Keras model object to a SavedModel, exactly as the converter's Keras path does."""
     export_dir = workdir / "keras_export"
+    invalid = [x.name for x in getattr(model, "inputs", None) or [] if not is_valid_tf_name(x.name)]
+    if invalid:
+        raise ModelLoadError(f"input '{invalid[0]}' of Keras model '{model.name}' is not a valid TensorFlow name: "
+                             "TFLiteConverter.from_keras_model fails on it with \"TypeError: 'NoneType' object is not "
+                             "callable\". Rename it (quantdoctor explain QD405).")
     try:
         export_keras(model, export_dir)
     except ModelLoadError:

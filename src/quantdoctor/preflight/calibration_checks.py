@@ -13,6 +13,7 @@ import numpy as np
 
 from quantdoctor import catalog
 from quantdoctor.intake.data import CalibrationSet, Sample
+from quantdoctor.intake.model import is_valid_tf_name
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.report.model import Finding, Location
 
@@ -42,6 +43,14 @@ class InputSpec:
         if self.shape is None:
             return True
         return len(shape) == len(self.shape) and all(d is None or d == s for d, s in zip(self.shape, shape))
+
+
+def check_input_names(inputs: list[InputSpec]) -> list[Finding]:
+    """Inputs whose names the converter cannot export to a signature (QD405)."""
+    return [catalog.get("QD405").finding(
+        f"Input '{spec.name}' is not a valid TensorFlow name: the converter's export of the model fails on it.",
+        location=Location(input=spec.name), evidence={"name": spec.name})
+        for spec in inputs if not is_valid_tf_name(spec.name)]
 
 
 def check_input_shapes(inputs: list[InputSpec], target: str | None) -> list[Finding]:

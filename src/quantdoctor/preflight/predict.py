@@ -24,7 +24,7 @@ from quantdoctor.report.model import Finding, Location
 VERDICTS = ("will_fail", "converts_with_float_ops", "fully_integer")
 # Calibration findings after which the converter raises (or dies).
 FAILING_DATA_CODES = frozenset({"QD201", "QD204", "QD205", "QD301", "QD303", "QD304", "QD305", "QD306", "QD310",
-                                "QD312", "QD313"})
+                                "QD312", "QD313", "QD405"})
 _IO_TYPES = ("float32", "int8", "uint8", "int16")
 _FLOAT_COMPUTE = {"float64": "QD202", "float16": "QD207", "half": "QD207"}
 
