@@ -88,3 +88,18 @@ def int8_converter(model: keras.Model, dataset=None, *, strict: bool = False, in
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     return converter
+
+
+class Projection(tf.Module):
+    """Two functions of one weight matrix: a SavedModel with two signatures."""
+
+    def __init__(self):
+        self.weights = tf.Variable(tf.random.normal((4, 2), seed=1))
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 4), tf.float32, name="x")])
+    def encode(self, x):
+        return tf.matmul(x, self.weights)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 4), tf.float32, name="x")])
+    def decode(self, x):
+        return tf.matmul(x, self.weights) * 2.0

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import tensorflow as tf
 
 import quantdoctor as qd
 from helpers import assert_finding, only, root
-from models import dataset_from, image_model, int8_converter, smooth_images, two_input_model
+from models import Projection, dataset_from, image_model, int8_converter, smooth_images, two_input_model
 
 
 def generator(samples):
@@ -141,3 +142,30 @@ def test_inference_data_outside_the_calibrated_range_is_measured():
     assert "normalised twice" in only(twice, "QD314").message
     same = qd.diagnose(image_model(), calibration, eval_data=smooth_images(60, seed=7), convert=False)
     assert not [f for f in same.findings if f.code == "QD314"]
+
+
+def test_signatures_without_samples_stay_float(tmp_path):
+    """Two signatures, list samples: the calibrator feeds one, the other converts and stays float, silently."""
+    module = Projection()
+    path = tmp_path / "model"
+    tf.saved_model.save(module, str(path), signatures={"encode": module.encode, "decode": module.decode})
+    rows = np.random.default_rng(0).normal(size=(120, 4)).astype(np.float32)
+
+    report = qd.diagnose(path, generator([[row[None]] for row in rows]))
+    assert report.conversion["outcome"] == "ok" and not report.audit["fully_integer"]
+    finding = root(report)
+    assert_finding(finding, "QD315", "calibration", "error")
+    assert finding.evidence["without_samples"] == ["encode", "decode"]
+    assert "QD105" in [f.code for f in report.findings]  # the float op the audit sees: the consequence
+
+    encode_only = qd.diagnose(path, generator([("encode", {"x": row[None]}) for row in rows]))
+    assert not encode_only.audit["fully_integer"]
+    assert only(encode_only, "QD315").evidence["without_samples"] == ["decode"]
+
+    dicts = qd.diagnose(path, generator([{"x": row[None]} for row in rows]))  # refused, not silently float
+    assert dicts.conversion["outcome"] == "error" and "signature_key is None" in dicts.conversion["error_excerpt"]
+    assert_finding(root(dicts), "QD315", "calibration", "error")
+    assert "QD904" not in [f.code for f in dicts.findings]
+
+    both = qd.diagnose(path, generator([(key, {"x": row[None]}) for row in rows for key in ("encode", "decode")]))
+    assert both.audit["fully_integer"] and "QD315" not in [f.code for f in both.findings]  # the catalog's fix

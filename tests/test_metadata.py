@@ -10,19 +10,7 @@ import tensorflow as tf
 import quantdoctor as qd
 from quantdoctor.errors import ModelLoadError
 from helpers import assert_finding, root
-
-
-class Projection(tf.Module):
-    def __init__(self):
-        self.weights = tf.Variable(tf.random.normal((4, 2), seed=1))
-
-    @tf.function(input_signature=[tf.TensorSpec((None, 4), tf.float32, name="x")])
-    def encode(self, x):
-        return tf.matmul(x, self.weights)
-
-    @tf.function(input_signature=[tf.TensorSpec((None, 4), tf.float32, name="x")])
-    def decode(self, x):
-        return tf.matmul(x, self.weights) * 2.0
+from models import Projection
 
 
 def features() -> np.ndarray:

@@ -22,7 +22,8 @@ from quantdoctor.intake import model as model_intake
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.preflight.calibration_checks import (InputSpec, check_against_inference, check_calibration,
-                                                     check_input_names, check_input_shapes)
+                                                     check_input_names, check_input_shapes,
+                                                     check_signature_coverage)
 from quantdoctor.preflight.predict import actual_verdict, predict
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
 
@@ -146,8 +147,9 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
     layers = source.layers or model_info.get("layers", [])
     layer_names = [layer["name"] for layer in layers]
     inputs = [InputSpec.from_dict(spec) for spec in model_info.get("inputs", [])]
+    signature_keys = source.signature_keys or model_info.get("signature_keys") or []
     data_findings = (check_input_names(inputs) + check_calibration(calibration, inputs, recipe)
-                     + check_input_shapes(inputs, target))
+                     + check_signature_coverage(calibration, signature_keys) + check_input_shapes(inputs, target))
     if evaluation is not None:
         data_findings += check_against_inference(calibration, evaluation, inputs)
     inventory = run.response.get("preflight")

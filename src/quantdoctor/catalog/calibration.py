@@ -164,4 +164,21 @@ CHECKS = (
             "from the data the model will see.",
         fix_code="def preprocess(image):\n    return (image / 255.0).astype(np.float32)   # the one function both use",
     ),
+    Check(
+        code="QD315", name="signature-without-samples", severity="error", precedence=10,
+        title="A converted signature gets no calibration samples and stays float",
+        detects="The model converts several signatures, and some receive no sample: the samples are lists "
+                "(which the calibrator feeds to one signature only), or `(signature_key, dict)` tuples that "
+                "leave a signature out. Dicts without a signature key are refused outright "
+                "(`SignatureDef signature_key is None and model has 2 Signatures`).",
+        why="Except for dicts, the conversion succeeds, and the signatures without samples keep float kernels, "
+            "with DEQUANTIZE around them: nothing warns, and the model is not the integer model you asked for.",
+        example="converter = tf.lite.TFLiteConverter.from_saved_model(path)   # signatures 'encode' and 'decode'\n"
+                "converter.representative_dataset = lambda: ([x] for x in samples)",
+        fix="Yield `(signature_key, {input name: array})` tuples, samples for every signature.",
+        fix_code="def representative_dataset():\n"
+                 "    for x in samples:\n"
+                 "        for key in ('encode', 'decode'):          # every signature you convert\n"
+                 "            yield key, {'x': x[None].astype(np.float32)}",
+    ),
 )

@@ -45,6 +45,30 @@ class InputSpec:
         return len(shape) == len(self.shape) and all(d is None or d == s for d, s in zip(self.shape, shape))
 
 
+def check_signature_coverage(calibration: CalibrationSet | None, signature_keys: list[str]) -> list[Finding]:
+    """Converted signatures that no sample is meant for (QD315): they stay float, or the samples are refused."""
+    if calibration is None or not calibration.samples or len(signature_keys) < 2:
+        return []
+    named = {sample.signature_key for sample in calibration.samples if sample.kind == "signature"}
+    left_out = [key for key in signature_keys if key not in named]
+    if not left_out:
+        return []
+    if named:
+        message = f"The samples name signature(s) {_quoted(sorted(named))}; {_quoted(left_out)} get none and stay float."
+    elif any(sample.kind == "dict" for sample in calibration.samples):
+        message = (f"The model converts {len(signature_keys)} signatures ({_quoted(signature_keys)}) and the samples "
+                   "are dicts that name none: the converter refuses them (`signature_key is None`).")
+    else:
+        message = (f"The model converts {len(signature_keys)} signatures ({_quoted(signature_keys)}) and the samples "
+                   f"name none: the calibrator feeds them all to one, and the other {len(signature_keys) - 1} stay "
+                   "float.")
+    return [catalog.get("QD315").finding(message, evidence={"signatures": signature_keys, "without_samples": left_out})]
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join(f"'{name}'" for name in names)
+
+
 def check_input_names(inputs: list[InputSpec]) -> list[Finding]:
     """Inputs whose names the converter cannot export to a signature (QD405)."""
     return [catalog.get("QD405").finding(
