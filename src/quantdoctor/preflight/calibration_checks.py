@@ -54,7 +54,8 @@ def check_signature_coverage(calibration: CalibrationSet | None, signature_keys:
     if not left_out:
         return []
     if named:
-        message = f"The samples name signature(s) {_quoted(sorted(named))}; {_quoted(left_out)} get none and stay float."
+        message = (f"The samples name signature(s) {_quoted(sorted(named))}; {_quoted(left_out)} get none and "
+                   "stay float.")
     elif any(sample.kind == "dict" for sample in calibration.samples):
         message = (f"The model converts {len(signature_keys)} signatures ({_quoted(signature_keys)}) and the samples "
                    "are dicts that name none: the converter refuses them (`signature_key is None`).")
