@@ -83,7 +83,7 @@ def _floor(models: list[bytes], evaluation: np.ndarray, side_by_side: bool) -> f
 def main() -> None:
     import keras
 
-    import quantdoctor as qd
+    from quantdoctor.diagnose import diagnose_with_float_twin
 
     model_path, good, _ = prepare()
     images = np.load(good)["image"]
@@ -97,7 +97,8 @@ def main() -> None:
     debugger, report = rounds[-1][1], rounds[-1][2]
     timing = {key: statistics.median(r[0][key] for r in rounds) for key in rounds[0][0]}
 
-    models = [qd.diagnose(model_path, mode="float").tflite_model, report.tflite_model]
+    floor_report, float_model = diagnose_with_float_twin(model_path, calibration)  # compare's own two models
+    models = [float_model, floor_report.tflite_model]
     floors = {side_by_side: statistics.median(_floor(models, evaluation, side_by_side) for _ in range(ROUNDS))
               for side_by_side in (False, True)}
 

@@ -56,9 +56,10 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
 def diagnose_with_float_twin(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
                              max_samples: int = DEFAULT_MAX_SAMPLES,
                              timeout: float = DEFAULT_TIMEOUT) -> tuple[Report, bytes | None]:
-    """`diagnose`, and when the conversion succeeds, the model converted again without quantization
-    in the same worker (compare's float reference: TensorFlow starts and the model loads once).
-    The float model is None when that second conversion failed."""
+    """`diagnose`, and when the conversion succeeds, compare's float reference from the same worker:
+    the float model the converter handed its quantizer, or, for settings that do not calibrate, the
+    model converted again without quantization (TensorFlow starts and the model loads once). The
+    float model is None when that second conversion failed."""
     return _diagnose(model, data, mode=mode, io=io, max_samples=max_samples, timeout=timeout, float_twin=True)
 
 
