@@ -37,7 +37,7 @@ def main(request_path: str) -> int:
     first = Lane(request["float_model"], request["quant_model"])
     pairs = first.pairs
     lanes = [first] + [Lane(request["float_model"], request["quant_model"], pairs)
-                       for _ in range(min(len(os.sched_getaffinity(0)), _MAX_LANES, len(samples)) - 1)]
+                       for _ in range(min(_usable_cores(), _MAX_LANES, len(samples)) - 1)]
     shares = np.array_split(np.arange(len(samples)), len(lanes))
     gc.freeze()  # set-up is done: a full collection over Numba's and LiteRT's objects cost 50 ms mid-run
     started = time.perf_counter()
@@ -62,6 +62,13 @@ def main(request_path: str) -> int:
         "ops": op_links(first.quant_model, pairs),
     })
     return 0
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the system has one, as on Linux)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _stacked(prefix: str, samples: list[list[np.ndarray]]) -> dict[str, np.ndarray]:
