@@ -9,7 +9,7 @@ kept tensors (every tensor is kept) and was measured slower, as the lanes then c
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +36,6 @@ class Lane:
         self.output_stats = [_new_stats(self.quant_model, d["index"]) for d in self.quant_model.get_output_details()]
         self._tracked = [(self.stats[name], self.float_model.tensor(f), self.quant_model.tensor(q))
                          for name, (f, q, _) in pairs.items()]
-        self._dequantize = [_dequantizer(self.quant_model, d["index"]) for d in self.quant_model.get_output_details()]
         self.float_outputs: list[list[np.ndarray]] = []  # per sample, per output
         self.quant_outputs: list[list[np.ndarray]] = []  # dequantized
         self.done = 0
@@ -57,7 +56,7 @@ class Lane:
             for stats, reference, stored in zip(self.output_stats, float_out, quant_out):
                 stats.add(reference, stored)
             self.float_outputs.append(float_out)
-            self.quant_outputs.append([dequantize(value) for dequantize, value in zip(self._dequantize, quant_out)])
+            self.quant_outputs.append([stats.dequantize(value) for stats, value in zip(self.output_stats, quant_out)])
             self.done += 1
 
 
@@ -97,12 +96,3 @@ def _as_input(detail: dict[str, Any], array: np.ndarray) -> np.ndarray:
         info = np.iinfo(dtype)
         return np.clip(np.round(array / scale) + zero_point, info.min, info.max).astype(dtype)
     return array.astype(dtype)
-
-
-def _dequantizer(interpreter: Any, index: int) -> Callable[[np.ndarray], np.ndarray]:
-    """Integer values of tensor `index` back to real numbers (float tensors pass through)."""
-    detail = interpreter._get_tensor_details(index, subgraph_index=0)
-    scale, zero_point = detail["quantization"]
-    if scale and np.issubdtype(np.dtype(detail["dtype"]), np.integer):
-        return lambda value: (value.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
-    return lambda value: value.astype(np.float32)

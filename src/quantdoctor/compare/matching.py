@@ -20,7 +20,7 @@ def matched_tensors(float_model: Any, quant_model: Any) -> Pairs:
     DEQUANTIZE with the float output.
     """
     float_index = {d["name"]: d["index"] for d in float_model.get_tensor_details()}
-    producer_of = {int(i): op for op in quant_model._get_ops_details() for i in op["outputs"]}
+    producer_of = _producers(quant_model)
     matched = {}
     for op in quant_model._get_ops_details():
         if op["op_name"] in BOUNDARY_OPS:
@@ -48,18 +48,21 @@ def matched_tensors(float_model: Any, quant_model: Any) -> Pairs:
 def op_links(quant_model: Any, pairs: Pairs) -> list[dict[str, Any]]:
     """For each compared tensor, the compared tensors feeding the op that made it (error accumulation)."""
     by_index = {quant: name for name, (_, quant, _) in pairs.items()}
-    producer_of = {}
-    for op in quant_model._get_ops_details():
-        for index in op["outputs"]:
-            producer_of[int(index)] = op
+    producer_of = _producers(quant_model)
     links = []
     for name, (_, quant_index, _) in pairs.items():
         op = producer_of.get(quant_index)
         if op is None:  # a model input: nothing feeds it
             continue
-        feeding = [by_index.get(int(i)) or _through_quantize(int(i), producer_of, by_index) for i in op["inputs"] if i >= 0]
+        feeding = [by_index.get(int(i)) or _through_quantize(int(i), producer_of, by_index)
+                   for i in op["inputs"] if i >= 0]
         links.append({"tensor": name, "inputs": [f for f in feeding if f]})
     return links
+
+
+def _producers(model: Any) -> dict[int, dict[str, Any]]:
+    """Tensor index -> the op (details) that writes it."""
+    return {int(i): op for op in model._get_ops_details() for i in op["outputs"]}
 
 
 def _through_quantize(index: int, producer_of: dict[int, Any], by_index: dict[int, str]) -> str | None:

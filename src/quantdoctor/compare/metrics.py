@@ -128,6 +128,12 @@ class ErrorStats:
                 merged.sums[row] = _EXTREMES.get(row, np.add)(merged.sums[row], part.sums[row])
         return merged
 
+    def dequantize(self, stored: np.ndarray) -> np.ndarray:
+        """Stored values of this tensor as real numbers (float32)."""
+        if not self.scale:
+            return stored.astype(np.float32)
+        return (stored.astype(np.float32) - np.float32(self.zero_point)) * np.float32(self.scale)
+
     def histogram(self, bins: int = 40) -> dict[str, list] | None:
         """Counts and bin edges of the float values kept in the reservoir (None before any)."""
         if not self.reservoir:

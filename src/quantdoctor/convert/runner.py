@@ -47,8 +47,9 @@ def run_worker(request: dict[str, Any], workdir: Path, timeout: float = DEFAULT_
     """Run one conversion request in a child process and collect its outcome."""
     request = {**request, "response": str(workdir / "response.json"), "output": str(workdir / "model.tflite")}
     run = run_isolated("quantdoctor.convert.worker", request, workdir, timeout, memory_limit_mb)
-    # A crash or timeout while converting compare's float twin leaves the finished conversion as it was.
-    if run.outcome == "done" or run.response.get("float_twin") == "converting":
+    # A response that reached "done" stands, even if the process died or hung afterwards (say while
+    # converting compare's float twin, which then is missing from the response).
+    if run.outcome == "done" or run.response.get("stage") == "done":
         run.outcome = run.response.get("outcome") if run.response.get("stage") == "done" else "crash"
     if run.outcome == "ok":
         run.tflite_path = Path(request["output"])

@@ -61,12 +61,9 @@ def main(request_path: str) -> int:
         response.update(outcome="ok", seconds=time.perf_counter() - started, model_bytes=len(tflite_model))
     response["stage"] = "done"
     write_json(response_path, response)
-    if response["outcome"] == "ok" and twin and twin.exists():
-        response["float_twin"] = "ok"
-    elif response["outcome"] == "ok" and twin:
-        write_json(response_path, {**response, "float_twin": "converting"})  # if it dies now, the rest stands
-        response["float_twin"] = _convert_float_twin(make_converter, twin)
-    write_json(response_path, response)
+    if response["outcome"] == "ok" and twin:
+        response["float_twin"] = "ok" if twin.exists() else _convert_float_twin(make_converter, twin)
+        write_json(response_path, response)
     return 0
 
 
