@@ -1,6 +1,6 @@
 """Regenerate src/quantdoctor/preflight/op_support.json by probing the installed TFLite converter.
 
-For every TensorFlow op type in `quantdoctor.preflight.op_probe.PROBES`, a one-op graph is
+For every TensorFlow op type in `quantdoctor.devtools.op_probe.PROBES`, a one-op graph is
 converted to full INT8 (Optimize.DEFAULT, TFLITE_BUILTINS, a representative dataset) and the
 outcome recorded: a builtin kernel (and whether it runs in int8), a flex op, a custom op, or an
 error. It takes well under a minute on two cores.
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import tensorflow as tf
 
-    from quantdoctor.preflight.op_probe import probe_all
+    from quantdoctor.devtools.op_probe import probe_all
 
     ops = probe_all()
     table = {

@@ -8,7 +8,7 @@ from importlib import resources
 import pytest
 import tensorflow as tf
 
-from quantdoctor.preflight import op_probe
+from quantdoctor.devtools import op_probe
 
 REGENERATE = "regenerate it: python scripts/probe_op_support.py"
 

@@ -13,7 +13,7 @@ import numpy as np
 from quantdoctor import catalog
 from quantdoctor.audit.checks import audit_findings, check_target, summarize
 from quantdoctor.audit.tflite_model import read_tflite
-from quantdoctor.catalog.signatures import FailureContext, classify_failure, excerpt
+from quantdoctor.catalog.classify_failure import FailureContext, classify_failure, excerpt
 from quantdoctor.convert.crash import crash_frames, crash_stage, native_errors, out_of_memory
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, run_worker
 from quantdoctor.errors import ModelLoadError, UsageError
@@ -21,7 +21,7 @@ from quantdoctor.intake import data as data_intake
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
 from quantdoctor.intake.recipe import Recipe
-from quantdoctor.preflight.calibration_checks import (InputSpec, check_against_inference, check_calibration,
+from quantdoctor.preflight.data_checks import (InputSpec, check_against_inference, check_calibration,
                                                      check_input_names, check_input_shapes,
                                                      check_signature_coverage)
 from quantdoctor.preflight.predict import actual_verdict, predict

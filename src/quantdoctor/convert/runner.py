@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import quantdoctor
 from quantdoctor.convert.protocol import read_json, write_json
 
 DEFAULT_TIMEOUT = 900.0
@@ -66,12 +67,11 @@ def run_isolated(module: str, request: dict[str, Any], workdir: Path, timeout: f
     request_path = workdir / "request.json"
     write_json(request_path, request)
     stderr_path = workdir / "stderr.txt"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1"),
-           "PYTHONFAULTHANDLER": "1"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1")}
     started = time.perf_counter()
     with open(stderr_path, "wb") as stderr:
         child = subprocess.Popen(
-            [sys.executable, "-m", module, str(request_path)],
+            isolated_command(module, str(request_path)),
             stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=env, start_new_session=True,
             preexec_fn=_memory_limiter(memory_limit_mb),
         )
@@ -86,6 +86,20 @@ def run_isolated(module: str, request: dict[str, Any], workdir: Path, timeout: f
     if not timed_out and child.returncode != 0:
         run.outcome = "crash"
     return run
+
+
+def isolated_command(module: str, *args: str) -> list[str]:
+    """The command line that runs `module` as `__main__` in a child Python that imports nothing it
+    was not meant to.
+
+    `-I` keeps the working directory, the user's site directory and every PYTHON* variable out of
+    the child's imports (a `json.py` next to the user's model is never run). The child then imports
+    quantdoctor from the very directory the parent did, and nothing else is added to its path.
+    """
+    package_root = str(Path(quantdoctor.__file__).resolve().parent.parent)
+    bootstrap = ("import sys, runpy; sys.path.insert(0, sys.argv.pop(1)); "
+                 "runpy.run_module(sys.argv.pop(1), run_name='__main__', alter_sys=True)")
+    return [sys.executable, "-I", "-X", "faulthandler", "-c", bootstrap, package_root, module, *args]
 
 
 def _wait(child: subprocess.Popen, timeout: float, on_poll: Callable[[], None] | None) -> bool:

@@ -137,7 +137,7 @@ def _inventory(function: Any, loaded_at: float) -> dict[str, Any]:
     (so it includes tracing a Keras model). Empty without a single serving function."""
     if function is None:
         return {}
-    from quantdoctor.preflight.graph_inventory import inventory
+    from quantdoctor.convert.graph_inventory import inventory
 
     result = inventory(function)
     result["seconds"] = round(time.perf_counter() - loaded_at, 3)

@@ -18,7 +18,7 @@ from typing import Any
 from quantdoctor import catalog
 from quantdoctor.catalog.locations import name_for_path
 from quantdoctor.intake.recipe import Recipe
-from quantdoctor.preflight.calibration_checks import InputSpec
+from quantdoctor.preflight.data_checks import InputSpec
 from quantdoctor.report.model import Finding, Location
 
 VERDICTS = ("will_fail", "converts_with_float_ops", "fully_integer")

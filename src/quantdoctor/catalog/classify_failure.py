@@ -15,7 +15,7 @@ from quantdoctor.catalog.locations import layer_for_location, op_paths, scope_fo
 from quantdoctor.catalog.mlir import Diagnostic, op_name, parse_diagnostics
 from quantdoctor.convert.crash import OUT_OF_MEMORY_MARKERS
 from quantdoctor.intake.data import CalibrationSet
-from quantdoctor.preflight.calibration_checks import LIST_ORDER_HINT
+from quantdoctor.preflight.data_checks import LIST_ORDER_HINT
 from quantdoctor.report.model import Finding, Location
 
 _EXCERPT_LINES = 12
