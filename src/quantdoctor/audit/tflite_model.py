@@ -22,10 +22,16 @@ class TensorInfo:
     scale: float | None = None
     zero_point: int | None = None
     is_constant: bool = False
+    shape_signature: tuple[int, ...] | None = None  # -1 where the size is free; None: as `shape`
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype.lower(), "shape": list(self.shape),
-                "scale": self.scale, "zero_point": self.zero_point}
+                "shape_signature": list(self.signature), "scale": self.scale, "zero_point": self.zero_point}
+
+    @property
+    def signature(self) -> tuple[int, ...]:
+        """The shape with -1 where the model leaves the size free."""
+        return self.shape if self.shape_signature is None else self.shape_signature
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class OpInfo:
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     custom_name: str | None = None
+    subgraph: int = 0
 
     @property
     def is_flex(self) -> bool:
@@ -54,20 +61,60 @@ class OpInfo:
         return any(t.dtype in FLOAT_TYPES for t in tensors)
 
 
-@dataclass
-class TFLiteModel:
-    """The main subgraph of a .tflite model, plus the ops of any other subgraphs."""
+@dataclass(frozen=True)
+class Subgraph:
+    """One subgraph: the main one (0), another signature's, or a while/if body."""
 
+    index: int
     ops: list[OpInfo]
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
-    subgraphs: int = 1
-    extra_ops: list[OpInfo] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Signature:
+    """An entry point of the model: its key, its subgraph, its inputs and outputs by name."""
+
+    key: str
+    subgraph: int
+    inputs: dict[str, TensorInfo]
+    outputs: dict[str, TensorInfo]
+
+
+@dataclass
+class TFLiteModel:
+    """Every subgraph of a .tflite model (the first is the main one) and its signatures."""
+
+    graphs: list[Subgraph]
+    signatures: list[Signature] = field(default_factory=list)
+
+    @property
+    def ops(self) -> list[OpInfo]:
+        """Ops of the main subgraph."""
+        return self.graphs[0].ops
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        """Inputs of the main subgraph."""
+        return self.graphs[0].inputs
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        """Outputs of the main subgraph."""
+        return self.graphs[0].outputs
+
+    @property
+    def subgraphs(self) -> int:
+        return len(self.graphs)
 
     @property
     def all_ops(self) -> list[OpInfo]:
         """Ops of every subgraph (signatures, while/if bodies)."""
-        return self.ops + self.extra_ops
+        return [op for graph in self.graphs for op in graph.ops]
+
+    def signature_of(self, subgraph: int) -> Signature | None:
+        """The signature whose entry point is `subgraph`, if any."""
+        return next((s for s in self.signatures if s.subgraph == subgraph), None)
 
 
 def read_tflite_file(path: str | Path) -> TFLiteModel:
@@ -97,9 +144,9 @@ def read_tflite(content: bytes) -> TFLiteModel:
         raise UsageError(f"corrupt .tflite model: {type(exc).__name__}: {exc}") from exc
     op_names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
     type_names = {value: name for name, value in vars(schema.TensorType).items() if not name.startswith("_")}
-    subgraphs = []
-    for subgraph in model.subgraphs:
-        tensors = [_tensor(i, t, model.buffers, type_names) for i, t in enumerate(subgraph.tensors)]
+    graphs, tensors_of = [], []
+    for number, subgraph in enumerate(model.subgraphs):
+        tensors = [_tensor(i, t, model.buffers, type_names) for i, t in enumerate(subgraph.tensors or [])]
         ops = []
         for index, op in enumerate(subgraph.operators or []):
             code = model.operatorCodes[op.opcodeIndex]
@@ -107,12 +154,19 @@ def read_tflite(content: bytes) -> TFLiteModel:
             custom = code.customCode.decode() if code.customCode else None
             ops.append(OpInfo(index, custom if builtin == "CUSTOM" and custom else builtin,
                               tuple(tensors[i] for i in _indices(op.inputs)),
-                              tuple(tensors[i] for i in _indices(op.outputs)), custom_name=custom))
-        subgraphs.append((ops, [tensors[i] for i in _indices(subgraph.inputs)],
-                          [tensors[i] for i in _indices(subgraph.outputs)]))
-    main_ops, inputs, outputs = subgraphs[0]
-    extra = [op for ops, _, _ in subgraphs[1:] for op in ops]
-    return TFLiteModel(main_ops, inputs, outputs, subgraphs=len(subgraphs), extra_ops=extra)
+                              tuple(tensors[i] for i in _indices(op.outputs)), custom_name=custom, subgraph=number))
+        graphs.append(Subgraph(number, ops, [tensors[i] for i in _indices(subgraph.inputs)],
+                               [tensors[i] for i in _indices(subgraph.outputs)]))
+        tensors_of.append(tensors)
+    signatures = [Signature(_text(sig.signatureKey), int(sig.subgraphIndex),
+                            {_text(m.name): tensors_of[sig.subgraphIndex][m.tensorIndex] for m in sig.inputs or []},
+                            {_text(m.name): tensors_of[sig.subgraphIndex][m.tensorIndex] for m in sig.outputs or []})
+                  for sig in model.signatureDefs or []]
+    return TFLiteModel(graphs, signatures)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _indices(values: Any) -> list[int]:
@@ -127,6 +181,10 @@ def _tensor(index: int, tensor: Any, buffers: list[Any], type_names: dict[int, s
         zero_point = int(quant.zeroPoint[0]) if quant.zeroPoint is not None and len(quant.zeroPoint) else 0
     buffer = buffers[tensor.buffer] if tensor.buffer < len(buffers) else None
     constant = buffer is not None and (buffer.data is not None and len(buffer.data) > 0 or bool(buffer.size))
-    name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+    name = _text(tensor.name)
     shape = tuple(int(d) for d in (tensor.shape if tensor.shape is not None else []))
-    return TensorInfo(index, name, type_names.get(tensor.type, str(tensor.type)), shape, scale, zero_point, constant)
+    signature = None
+    if tensor.shapeSignature is not None and len(tensor.shapeSignature):
+        signature = tuple(int(d) for d in tensor.shapeSignature)
+    return TensorInfo(index, name, type_names.get(tensor.type, str(tensor.type)), shape, scale, zero_point, constant,
+                      signature)

@@ -81,12 +81,14 @@ class ErrorStats:
 
     `scale`/`zero_point` are the quantized tensor's (None: it is stored as real numbers); `qmin`/`qmax`
     bound its stored integers, which gives the calibrated range that `clipped_fraction` measures.
+    With `per_channel` False the whole tensor is one channel (its last axis changes between samples).
     """
 
     scale: float | None = None
     zero_point: int = 0
     qmin: int = -128
     qmax: int = 127
+    per_channel: bool = True
     count: int = 0
     sums: np.ndarray | None = None
     reservoir: list = field(default_factory=list)
@@ -97,7 +99,7 @@ class ErrorStats:
         and positions; the last axis holds the channels."""
         if not reference.size:
             return
-        channels = reference.shape[-1] if reference.ndim else 1
+        channels = reference.shape[-1] if reference.ndim and self.per_channel else 1
         if self.sums is None:
             self.sums = np.zeros((10, channels))
             self.sums[_LOW], self.sums[_HIGH] = np.inf, -np.inf

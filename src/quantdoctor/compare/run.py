@@ -12,14 +12,16 @@ import numpy as np
 
 from quantdoctor import catalog
 from quantdoctor.audit.report import audit
+from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows
 from quantdoctor.convert.protocol import read_json
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, run_isolated
 from quantdoctor.diagnose import calibration_set, diagnose, diagnose_with_float_twin
 from quantdoctor.errors import QuantizationError, UsageError
 from quantdoctor.intake import model as model_intake
-from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
+from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet, Sample
 from quantdoctor.report.model import Location, Report, rank_findings
+from quantdoctor.runtime.feed import fitted_rows, tflite_inputs
 
 Progress = Callable[[int, int], None]
 
@@ -49,6 +51,7 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     else:
         report = audit(tflite)  # what the user's model is: islands, I/O types, Flex ops
         report.tflite_model = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
+    evaluation = _eval_rows(evaluation, report.tflite_model)
     float_info = report.model
     if float_model is None:  # a .tflite of the user's, or the float twin failed: convert and report on its own
         float_report = diagnose(_float_model(model), mode="float", timeout=timeout)
@@ -75,6 +78,16 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
 
         write_html(report, Path(html))
     return report
+
+
+def _eval_rows(evaluation: CalibrationSet, quant_model: bytes) -> CalibrationSet:
+    """The eval samples as the rows the models run on, one array per model input (batches split);
+    a UsageError names the first sample that does not fit the model."""
+    inputs = tflite_inputs(read_tflite(quant_model))
+    samples = [Sample(sample.kind, row, sample.signature_key)
+               for number, sample in enumerate(evaluation.samples)
+               for row in fitted_rows(inputs, sample.values, f"eval sample #{number}")]
+    return CalibrationSet(samples, source=evaluation.source)
 
 
 def _float_model(model: Any) -> Any:
