@@ -26,6 +26,7 @@ from quantdoctor.preflight.data_checks import (InputSpec, check_against_inferenc
                                                      check_signature_coverage)
 from quantdoctor.preflight.predict import actual_verdict, predict
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
+from quantdoctor.runtime.findings import run_check_findings
 
 
 def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
@@ -84,6 +85,8 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
             request["data"] = str(workdir / "calibration.npz")
         if float_twin:
             request["float_twin_output"] = str(workdir / "float_twin.tflite")
+        if convert:  # after converting, the worker runs the produced model once (runtime/check)
+            request["run_check"] = {"float_model": str(workdir / "float_reference.tflite")}
         run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
         if target is None and recipe.mode == "int8-strict":
             target = "int8-accelerator"
@@ -164,7 +167,12 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         produced = read_tflite(tflite_bytes)
         conversion["model_bytes"] = len(tflite_bytes)
         audit = summarize(produced, layer_names)
-        outcome_findings = audit_findings(produced, layer_names, recipe, target)
+        outcome_findings = audit_findings(produced, layer_names, recipe, target,
+                                          source.output_layers or model_info.get("output_layers", []))
+        check = run.response.get("run_check")
+        audit["run_check"] = check
+        outcome_findings += run_check_findings(check, run.signal_name, run.stderr, tflite_bytes, produced,
+                                               layer_names, recipe, calibration)
     elif run.outcome == "error":
         conversion["error_excerpt"] = excerpt(run.error_text)
         outcome_findings = classify_failure(FailureContext(

@@ -9,7 +9,9 @@ from typing import Any
 
 from quantdoctor import catalog
 from quantdoctor.audit.islands import BOUNDARY_OPS, float_islands, integer_partitions, needs_cpu
+from quantdoctor.audit.merges import CrushedInput, crushed_merge_inputs
 from quantdoctor.audit.tflite_model import OpInfo, TFLiteModel
+from quantdoctor.catalog.accuracy import keep_float_code
 from quantdoctor.catalog.locations import layers_in_tensor_name
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.recipe import Recipe
@@ -48,11 +50,13 @@ def float_ops(model: TFLiteModel) -> list[OpInfo]:
 
 
 def audit_findings(model: TFLiteModel, layer_names: list[str], recipe: Recipe | None = None,
-                   target: str | None = None) -> list[Finding]:
-    """Findings where the model is not what the settings asked for, or not what the target runs.
+                   target: str | None = None, output_layers: list[str | None] | None = None) -> list[Finding]:
+    """Findings where the model is not what the settings asked for, or not what the target runs,
+    or where its quantization parameters alone show an input crushed by a merge.
 
     Without a recipe (a .tflite audited on its own) float ops are reported when the model is
-    partly quantized, since then they are what kept it from being integer.
+    partly quantized, since then they are what kept it from being integer. `output_layers` are
+    the Keras layers producing the model's outputs, in order (output tensors carry no scope).
     """
     findings = _io_type_findings(model, recipe) if recipe else []
     meant_integer = recipe.wants_full_integer if recipe else _partly_quantized(model)
@@ -72,6 +76,8 @@ def audit_findings(model: TFLiteModel, layer_names: list[str], recipe: Recipe | 
         findings.append(catalog.get("QD403").finding(
             f"{len(unquantized)} integer tensor(s) carry no scale/zero point, e.g. '{unquantized[0].name}'.",
             location=Location(tensor=unquantized[0].name), evidence={"tensors": [t.name for t in unquantized][:20]}))
+    findings += [_crushed_merge_finding(crushed, model, layer_names, output_layers or [])
+                 for crushed in crushed_merge_inputs(model)]
     if target == "int8-accelerator":
         findings += _accelerator_findings(model, layer_names)
     if target == "microcontroller":
@@ -125,6 +131,37 @@ def _float_op_findings(model: TFLiteModel, layer_names: list[str], severity: str
             evidence={"op_index": op.index, "tensor_types": sorted({t.dtype.lower() for t in op.inputs + op.outputs})},
             severity=severity))
     return findings
+
+
+def _crushed_merge_finding(crushed: CrushedInput, model: TFLiteModel, layer_names: list[str],
+                           output_layers: list[str | None]) -> Finding:
+    """QD506: the merge, the input it crushes, by how much, and what is lost."""
+    merge, output = crushed.merge, crushed.merge.outputs[0]
+    layer = op_layer(merge, layer_names) or _output_layer(model, merge, output_layers)
+    source_layer = op_layer(crushed.source_op, layer_names) if crushed.source_op else None
+    where = f"layer '{layer}'" if layer else f"op #{merge.index}"
+    source = f"layer '{source_layer}'" if source_layer else f"tensor '{crushed.source.name}'"
+    channels = crushed.input.shape[-1] if crushed.input.shape else 1
+    return catalog.get("QD506").finding(
+        f"{merge.name} in {where} puts its inputs on one output scale ({output.scale:.4g} per step): the input "
+        f"from {source} (calibrated range {crushed.span:.4g}) spans {crushed.output_steps:.2g} output step(s), so its "
+        f"{channels} channel(s) ({crushed.values_per_sample} values per sample) keep at most "
+        f"{int(crushed.output_steps) + 1} level(s).",
+        location=Location(layer=layer, op=merge.name, tensor=output.name),
+        evidence={"input_tensor": crushed.input.name, "input_range": crushed.span, "output_scale": output.scale,
+                  "output_steps": round(crushed.output_steps, 4), "channels": channels,
+                  "values_per_sample": crushed.values_per_sample, "subgraph": merge.subgraph},
+        severity="warning" if merge.name == "ADD" else None, fix_code=keep_float_code([output.name]))
+
+
+def _output_layer(model: TFLiteModel, op: OpInfo, output_layers: list[str | None]) -> str | None:
+    """The Keras layer of a model output that `op` writes, directly or through its DEQUANTIZE."""
+    if op.subgraph != 0:
+        return None
+    written = {t.index for t in op.outputs}
+    written |= {t.index for other in model.ops if other.name == "DEQUANTIZE" and other.inputs[0].index in written
+                for t in other.outputs}
+    return next((layer for tensor, layer in zip(model.outputs, output_layers) if tensor.index in written), None)
 
 
 def _accelerator_findings(model: TFLiteModel, layer_names: list[str]) -> list[Finding]:

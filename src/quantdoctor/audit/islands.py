@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from quantdoctor.audit.tflite_model import OpInfo, TFLiteModel
 
 BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
+SHAPE_ONLY_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE")  # move values, keep their scale
 
 
 @dataclass(frozen=True)

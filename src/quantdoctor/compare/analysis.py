@@ -10,6 +10,7 @@ import numpy as np
 from quantdoctor import catalog
 from quantdoctor.catalog.accuracy import keep_float_code
 from quantdoctor.catalog.locations import layers_in_tensor_name
+from quantdoctor.compare.measures import MAX_SQNR_DB
 from quantdoctor.report.model import Finding, Location
 
 OWN_DROP_DB = 15.0           # a layer losing this much on its own (30x the noise power) beyond its inputs' error
@@ -17,7 +18,6 @@ OUTLIER_DB = 15.0            # ... and this much more than the median layer
 LOW_SQNR_DB = 10.0           # ... whose worst channel is crushed (noise within 3x of the signal) stands out
 TENSOR_SQNR_DB = 20.0        # ... and whose whole tensor is poor too (a crushed slice alone: see the ranking, QD503)
 MAX_OUTLIERS = 3             # the worst few: the ranked table has the rest
-MAX_SQNR_DB = 120.0          # what an exact tensor scores
 CLIPPED_FRACTION = 0.01
 MERGE_RANGE_RATIO = 50.0
 _MERGE_OPS = ("CONCATENATION", "ADD", "PACK")
@@ -118,14 +118,19 @@ def _merge_findings(rows: list[dict[str, Any]], tensors: dict[str, dict[str, Any
             continue
         small_span, large_span = min(span for _, span in spans), max(span for _, span in spans)
         if large_span / small_span >= MERGE_RANGE_RATIO:
+            lost = row.get("lost_channels", [])
+            crushed = f"the small one is crushed (worst channel {row['worst_channel_sqnr_db']:.1f} dB)"
+            if lost:
+                per_sample = round(len(lost) * row["values_per_sample"] / row["channels"])
+                crushed = (f"{len(lost)} of its {row['channels']} channels ({per_sample} values per sample) quantize "
+                           f"to a constant and carry nothing")
             findings.append(catalog.get("QD503").finding(
                 f"{_name(row)} ({row['op']}) merges inputs spanning {large_span:.4g} and {small_span:.4g} "
-                f"({large_span / small_span:.0f}x) under one scale: the small one is crushed "
-                f"(worst channel {row['worst_channel_sqnr_db']:.1f} dB).",
+                f"({large_span / small_span:.0f}x) under one scale: {crushed}.",
                 location=Location(layer=row["layer"], op=row["op"], tensor=row["tensor"]),
                 evidence={"input_spans": {name: span for name, span in spans},
-                          "worst_channel_sqnr_db": row["worst_channel_sqnr_db"]},
-                fix_code=keep_float_code([row["tensor"]])))
+                          "worst_channel_sqnr_db": row["worst_channel_sqnr_db"], "lost_channels": lost},
+                fix_code=keep_float_code([row["tensor"]]), severity="error" if lost else None))
     return findings
 
 

@@ -20,7 +20,7 @@ from quantdoctor.diagnose import calibration_set, diagnose, diagnose_with_float_
 from quantdoctor.errors import QuantizationError, UsageError
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet, Sample
-from quantdoctor.report.model import Location, Report, rank_findings
+from quantdoctor.report.model import Finding, Location, Report, rank_findings
 from quantdoctor.runtime.feed import fitted_rows, tflite_inputs
 
 Progress = Callable[[int, int], None]
@@ -72,7 +72,7 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
                          "layers": rows, "histograms": _histograms(response, rows)}
     findings = comparison_findings(rows, response["outputs"], response["tensors"], response["ops"])
     findings += _integer_input_findings(report, evaluation)
-    report.findings = rank_findings(report.findings + findings)
+    report.findings = rank_findings(_unconfirmed_static(report.findings, findings) + findings)
     if html:
         from quantdoctor.report.html import write_html
 
@@ -88,6 +88,13 @@ def _eval_rows(evaluation: CalibrationSet, quant_model: bytes) -> CalibrationSet
                for number, sample in enumerate(evaluation.samples)
                for row in fitted_rows(inputs, sample.values, f"eval sample #{number}")]
     return CalibrationSet(samples, source=evaluation.source)
+
+
+def _unconfirmed_static(static: list[Finding], measured: list[Finding]) -> list[Finding]:
+    """The diagnose findings, less the crushed merges (QD506) that a measured one (QD503) confirms at
+    the same layer and op: the merge is reported once, with what the eval data showed."""
+    confirmed = {(f.location.layer, f.location.op) for f in measured if f.code == "QD503" and f.severity == "error"}
+    return [f for f in static if not (f.code == "QD506" and (f.location.layer, f.location.op) in confirmed)]
 
 
 def _float_model(model: Any) -> Any:

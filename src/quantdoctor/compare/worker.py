@@ -56,8 +56,8 @@ def main(request_path: str) -> int:
              **_stacked("quant", [s for lane in lanes for s in lane.quant_outputs]))
     write_json(Path(request["response"]), {
         "samples": len(samples), "lanes": len(lanes), "analysis_seconds": round(seconds, 3),
-        "tensors": [_describe(name, pairs[name][2], stats[name]) for name in pairs],
-        "outputs": [_describe(d["name"], "OUTPUT", stat)
+        "tensors": [_describe(name, pairs[name][2], stats[name], len(samples)) for name in pairs],
+        "outputs": [_describe(d["name"], "OUTPUT", stat, len(samples))
                     for d, stat in zip(first.quant_model.get_output_details(), output_stats)],
         "ops": op_links(first.quant_model, pairs),
     })
@@ -76,7 +76,7 @@ def _stacked(prefix: str, samples: list[list[np.ndarray]]) -> dict[str, np.ndarr
     return {f"{prefix}_{i}": np.concatenate([sample[i] for sample in samples]) for i in range(len(samples[0]))}
 
 
-def _describe(name: str, op: str, stats: ErrorStats) -> dict[str, Any]:
+def _describe(name: str, op: str, stats: ErrorStats, samples: int) -> dict[str, Any]:
     return {
         "tensor": name, "op": op, "sqnr_db": round(stats.sqnr_db, 3),
         "worst_channel_sqnr_db": round(stats.worst_channel_sqnr_db, 3), "cosine": round(stats.cosine, 6),
@@ -85,6 +85,8 @@ def _describe(name: str, op: str, stats: ErrorStats) -> dict[str, Any]:
         "float_range": [stats.low, stats.high],
         "quantized_range": list(stats.quantized_range) if stats.quantized_range else None,
         "collapsed": stats.collapsed, "histogram": stats.histogram(),
+        "channels": 0 if stats.sums is None else stats.sums.shape[1], "lost_channels": stats.lost_channels,
+        "values_per_sample": round(stats.count / max(samples, 1), 1),
     }
 
 

@@ -45,13 +45,17 @@ def main(request_path: str) -> int:
 
     started = time.perf_counter()
     twin = Path(request["float_twin_output"]) if request.get("float_twin_output") else None
+    check = request.get("run_check")
+    # The float model the quantizer starts from: compare's reference, and the run check's.
+    before_quantization = twin or (Path(check["float_model"]) if check else None)
+    calibration = CalibrationSet.load(Path(request["data"])) if request.get("data") else None
     try:
         converter = make_converter()
         Recipe.from_dict(request["recipe"]).apply(converter)
-        if request.get("data"):
-            converter.representative_dataset = _replay(Path(request["data"]))
-            if twin:
-                _keep_model_before_quantization(converter, twin)
+        if calibration is not None:
+            converter.representative_dataset = calibration.replay
+            if before_quantization:
+                _keep_model_before_quantization(converter, before_quantization)
         tflite_model = converter.convert()
     except Exception as exc:
         response.update(outcome="error", seconds=time.perf_counter() - started,
@@ -64,6 +68,15 @@ def main(request_path: str) -> int:
     if response["outcome"] == "ok" and twin:
         response["float_twin"] = "ok" if twin.exists() else _convert_float_twin(make_converter, twin)
         write_json(response_path, response)
+    if response["outcome"] == "ok" and check:
+        from quantdoctor.runtime.check import run_check
+
+        def record(state: dict[str, Any]) -> None:
+            response["run_check"] = state
+            write_json(response_path, response)
+
+        run_check(Path(request["output"]), before_quantization if calibration else None,
+                  calibration.samples if calibration else [], record)
     return 0
 
 
@@ -147,12 +160,6 @@ def _inventory(function: Any, loaded_at: float) -> dict[str, Any]:
 def _spec(name: str, shape: Any, dtype: Any) -> dict[str, Any]:
     dims = shape.as_list() if hasattr(shape, "as_list") else list(shape)
     return {"name": name, "shape": dims, "dtype": getattr(dtype, "name", str(dtype))}
-
-
-def _replay(data_path: Path) -> Any:
-    """A representative_dataset that yields the recorded samples exactly as the user's did."""
-    calibration = CalibrationSet.load(data_path)
-    return calibration.replay
 
 
 if __name__ == "__main__":

@@ -1,0 +1,96 @@
+"""Findings from the run check: the model does not run (QD112), or its outputs are useless (QD504, QD507)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from quantdoctor import catalog
+from quantdoctor.audit.checks import op_layer
+from quantdoctor.audit.tflite_model import TFLiteModel
+from quantdoctor.catalog.accuracy import keep_float_code
+from quantdoctor.compare.measures import LOST_SQNR_DB
+from quantdoctor.convert.crash import native_errors
+from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.intake.recipe import Recipe
+from quantdoctor.report.model import Finding, Location
+from quantdoctor.runtime import locate
+from quantdoctor.runtime.check import check_rows
+from quantdoctor.runtime.feed import tflite_inputs
+
+_NODE = re.compile(r"Node number (\d+) \((\w+)\) failed to (prepare|invoke)")
+_STAGE_WORDS = {"loading": "loading the model", "allocating": "allocating its tensors (preparing every op)",
+                "invoking": "running it"}
+INT8_INSTEAD = ("# or quantize to int8 instead of 16x8:\n"
+                "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]")
+
+
+def run_check_findings(check: dict[str, Any] | None, signal_name: str | None, stderr: str, tflite: bytes,
+                       produced: TFLiteModel, layer_names: list[str], recipe: Recipe,
+                       calibration: CalibrationSet | None) -> list[Finding]:
+    """What the run check found; nothing when it did not run (or was skipped) and found nothing."""
+    if not check or check.get("outcome") in ("ok", "skipped"):
+        return _output_findings((check or {}).get("outputs", []), (check or {}).get("rows", 0))
+    stage = check.get("stage", "loading")
+    if check.get("outcome") == "error":
+        node = _NODE.search(check.get("error", ""))
+        index = int(node.group(1)) if node else None
+        how = f"fails to {node.group(3)}" if node else f"fails while {_STAGE_WORDS.get(stage, stage)}"
+        detail = check["error"].split("Node number")[0].strip().removeprefix("RuntimeError: ").rstrip(".")
+        return [_not_running(produced, index, how, detail, check, signal_name, layer_names, recipe)]
+    # The process died during `stage`: find the op with probes on the row it died on.
+    rows, _ = check_rows(tflite_inputs(produced), calibration.samples if calibration else [])
+    row = rows[min(check.get("row", 0), len(rows) - 1)] if rows else None
+    index = locate.failing_op(tflite, row, invoke=stage == "invoking") if row is not None and stage != "loading" else None
+    killed = f"was killed by {signal_name}" if signal_name else "died"
+    detail = "; ".join(native_errors(stderr))
+    return [_not_running(produced, index, f"{killed} while {_STAGE_WORDS.get(stage, stage)}", detail, check,
+                         signal_name, layer_names, recipe)]
+
+
+def _not_running(produced: TFLiteModel, index: int | None, how: str, detail: str, check: dict[str, Any],
+                 signal_name: str | None, layer_names: list[str], recipe: Recipe) -> Finding:
+    """QD112 for the op at `index` of the main subgraph (None: not pinned to one op)."""
+    op = produced.ops[index] if index is not None and index < len(produced.ops) else None
+    layer = op_layer(op, layer_names) if op else None
+    tensor = op.outputs[0].name if op and op.outputs else None
+    types = sorted({t.dtype.lower() for t in op.inputs + op.outputs}) if op else []
+    sample = "zeros" if check.get("sample") == "zeros" else "a calibration sample"
+    what = f"on op #{index} {op.name}" + (f" in layer '{layer}'" if layer else "") + f" ({', '.join(types)})" if op else ""
+    int16 = recipe.mode == "int16x8"
+    if op:
+        fix = f"Keep {op.name} in float (selective quantization, code below)"
+        fix += ", or quantize to int8 instead of 16x8." if int16 else "."
+        fix_code = keep_float_code([tensor]) + ("\n" + INT8_INSTEAD if int16 else "")
+    else:
+        fix = "Quantize to int8 instead of 16x8." if int16 else None
+        fix_code = INT8_INSTEAD if int16 else None
+    return catalog.get("QD112").finding(
+        f"The converted model does not run in LiteRT: the interpreter {how} {what} on {sample}"
+        + (f": {detail}." if detail else "."),
+        location=Location(layer=layer, op=op.name if op else None, tensor=tensor),
+        evidence={"stage": check.get("stage"), "op_index": index, "tensor_types": types, "signal": signal_name,
+                  "error": check.get("error"), "sample": check.get("sample")},
+        fix=fix, fix_code=fix_code)
+
+
+def _output_findings(outputs: list[dict[str, Any]], rows: int) -> list[Finding]:
+    """QD504 for an output that collapses on the calibration rows, QD507 for one that no longer
+    follows the float model (noise as large as the signal)."""
+    findings = []
+    for output in outputs:
+        where = Location(tensor=output["name"])
+        evidence = {key: output[key] for key in ("sqnr_db", "scale", "levels", "float_range", "quantized_range")}
+        evidence["calibration_rows"] = rows
+        if output["collapsed"]:
+            findings.append(catalog.get("QD504").finding(
+                f"On {rows} calibration sample(s), quantized output '{output['name']}' takes {output['levels']} "
+                f"level(s) (scale {output['scale']:.4g}) while the float output spans "
+                f"[{output['float_range'][0]:.4g}, {output['float_range'][1]:.4g}].",
+                location=where, evidence=evidence))
+        elif output["sqnr_db"] <= LOST_SQNR_DB:
+            findings.append(catalog.get("QD507").finding(
+                f"On {rows} calibration sample(s), quantized output '{output['name']}' differs from the float "
+                f"output as much as the float output itself measures (SQNR {output['sqnr_db']:.1f} dB).",
+                location=where, evidence=evidence))
+    return findings
