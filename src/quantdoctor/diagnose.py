@@ -167,12 +167,12 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         produced = read_tflite(tflite_bytes)
         conversion["model_bytes"] = len(tflite_bytes)
         audit = summarize(produced, layer_names)
-        outcome_findings = audit_findings(produced, layer_names, recipe, target,
-                                          source.output_layers or model_info.get("output_layers", []))
+        output_layers = source.output_layers or model_info.get("output_layers", [])
+        outcome_findings = audit_findings(produced, layer_names, recipe, target, output_layers)
         check = run.response.get("run_check")
         audit["run_check"] = check
         outcome_findings += run_check_findings(check, run.signal_name, run.stderr, tflite_bytes, produced,
-                                               layer_names, recipe, calibration)
+                                               layer_names, output_layers, recipe, calibration)
     elif run.outcome == "error":
         conversion["error_excerpt"] = excerpt(run.error_text)
         outcome_findings = classify_failure(FailureContext(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -161,7 +162,29 @@ def _output_layer(model: TFLiteModel, op: OpInfo, output_layers: list[str | None
     written = {t.index for t in op.outputs}
     written |= {t.index for other in model.ops if other.name == "DEQUANTIZE" and other.inputs[0].index in written
                 for t in other.outputs}
-    return next((layer for tensor, layer in zip(model.outputs, output_layers) if tensor.index in written), None)
+    layers = output_layer_names(model, output_layers)
+    return next((layers[t.name] for t in model.outputs if t.index in written and layers.get(t.name)), None)
+
+
+def output_layer_names(model: TFLiteModel, output_layers: list[str | None]) -> dict[str, str | None]:
+    """Output tensor name -> the Keras layer producing it (`output_layers` in the Keras model's order).
+
+    The main subgraph may list its outputs in another order than the Keras model: the signature says
+    which is which, naming them `output_N` (N in the Keras order) or after their layers.
+    """
+    signature = model.signature_of(0)
+    names = {tensor.index: name for name, tensor in signature.outputs.items()} if signature else {}
+    found = {}
+    for position, tensor in enumerate(model.outputs):
+        name = names.get(tensor.index, "")
+        number = re.fullmatch(r"output_(\d+)", name)
+        if number and int(number.group(1)) < len(output_layers):
+            found[tensor.name] = output_layers[int(number.group(1))]
+        elif name in output_layers:
+            found[tensor.name] = name
+        elif len(model.outputs) == len(output_layers) == 1 or not names:
+            found[tensor.name] = output_layers[position] if position < len(output_layers) else None
+    return found
 
 
 def _accelerator_findings(model: TFLiteModel, layer_names: list[str]) -> list[Finding]:

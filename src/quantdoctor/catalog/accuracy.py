@@ -52,7 +52,7 @@ CHECKS = (
         fix_code=keep_float_code(["<tensor>"]),
     ),
     Check(
-        code="QD506", name="merge-crushes-input", severity="error", precedence=35,
+        code="QD506", name="merge-crushes-input", severity="error", precedence=18,
         title="A merge's output scale is too coarse for one of its inputs",
         detects="Read from the quantization parameters of any integer model, no data needed: an input of "
                 "CONCATENATION or PACK (ADD: a warning) whose calibrated range (its own scale times its "
@@ -98,10 +98,12 @@ CHECKS = (
         title="A quantized output no longer follows the float output",
         detects="Run on the first few calibration samples (every diagnose with calibration data) or on the "
                 "eval samples (compare), a model output of the quantized model differs from the float model's "
-                "as much as the float output itself measures: SQNR at or under 1 dB.",
+                "about as much as the float output itself measures: SQNR at or under 3 dB (the error's power at "
+                "least half the signal's), while the output still moves (else QD504).",
         why="Quantization noise as large as the signal: the outputs are noise, whatever an accuracy number on "
             "a few easy inputs says.",
-        example="an output whose scale was set by a calibration range far from the real one",
+        example="keras.layers.Lambda(lambda x: x[:, 1:] - x[:, :1])   # two pixel positions, 0..640, a step of 2.5\n"
+                "# their difference (about +-1) is lost in the inputs' quantization",
         fix="Compare the model layer by layer (`quantdoctor compare`) to find where the signal is lost, then "
             "recalibrate on representative data or keep that layer in float.",
     ),

@@ -10,7 +10,7 @@ import numpy as np
 from quantdoctor import catalog
 from quantdoctor.catalog.accuracy import keep_float_code
 from quantdoctor.catalog.locations import layers_in_tensor_name
-from quantdoctor.compare.measures import MAX_SQNR_DB
+from quantdoctor.compare.measures import DESTROYED_SQNR_DB, MAX_SQNR_DB
 from quantdoctor.report.model import Finding, Location
 
 OWN_DROP_DB = 15.0           # a layer losing this much on its own (30x the noise power) beyond its inputs' error
@@ -23,7 +23,7 @@ MERGE_RANGE_RATIO = 50.0
 _MERGE_OPS = ("CONCATENATION", "ADD", "PACK")
 
 
-def layer_rows(response: dict[str, Any], layer_names: list[str], output_layers: list[str | None]) -> list[dict[str, Any]]:
+def layer_rows(response: dict[str, Any], layer_names: list[str], output_layers: dict[str, str | None]) -> list[dict[str, Any]]:
     """Per compared tensor, its metrics plus the Keras layer, ranked by the error it adds on its own.
 
     `own_sqnr_drop_db` is how much worst-channel SQNR the op loses against the worst of the
@@ -31,9 +31,9 @@ def layer_rows(response: dict[str, Any], layer_names: list[str], output_layers: 
     inherits its inputs' error hardly at all. Rows are ranked by that drop, largest first, so the
     first row is the layer to act on; absolute SQNR stays in each row. Model outputs carry no
     scope in their names (`StatefulPartitionedCall_1:0`): they are named by the layer producing
-    each output.
+    each output (`output_layers`: output tensor name -> layer).
     """
-    by_output = {o["tensor"]: layer for o, layer in zip(response["outputs"], output_layers)}
+    by_output = output_layers
     worst = {t["tensor"]: t["worst_channel_sqnr_db"] for t in response["tensors"]}
     inputs_of = {link["tensor"]: link["inputs"] for link in response["ops"]}
     rows = []
@@ -102,6 +102,12 @@ def comparison_findings(rows: list[dict[str, Any]], output_stats: list[dict[str,
                 f"Quantized output '{output['tensor']}' barely moves over the eval samples (under 1% of the float "
                 f"output's spread) while the float output spans {_range(output['float_range'])}.",
                 location=Location(tensor=output["tensor"]), evidence={"float_range": output["float_range"]}))
+        elif output["sqnr_db"] <= DESTROYED_SQNR_DB:
+            findings.append(catalog.get("QD507").finding(
+                f"Quantized output '{output['tensor']}' keeps an SQNR of {output['sqnr_db']:.1f} dB against the float "
+                f"model over the eval samples: its error is about as large as its values.",
+                location=Location(tensor=output["tensor"]),
+                evidence={"sqnr_db": output["sqnr_db"], "float_range": output["float_range"]}))
     return findings
 
 

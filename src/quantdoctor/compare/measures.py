@@ -13,6 +13,7 @@ EPS = 1e-30
 MAX_SQNR_DB = 120.0  # what an exact tensor scores
 LOST_SQNR_DB = 1.0  # a channel whose quantization noise is as large as its signal (a constant 0 scores 0 dB)
 COLLAPSED_STD_RATIO = 0.01  # a quantized tensor moving under 1% of the float one's spread
+DESTROYED_SQNR_DB = 3.0  # an output whose quantization noise is half as strong as its signal or more
 
 
 def db(signal: float, noise: float) -> float:

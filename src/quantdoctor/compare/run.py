@@ -12,7 +12,8 @@ import numpy as np
 
 from quantdoctor import catalog
 from quantdoctor.audit.report import audit
-from quantdoctor.audit.tflite_model import read_tflite
+from quantdoctor.audit.checks import output_layer_names
+from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows
 from quantdoctor.convert.protocol import read_json
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, run_isolated
@@ -51,7 +52,8 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     else:
         report = audit(tflite)  # what the user's model is: islands, I/O types, Flex ops
         report.tflite_model = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
-    evaluation = _eval_rows(evaluation, report.tflite_model)
+    produced = read_tflite(report.tflite_model)
+    evaluation = _eval_rows(evaluation, produced)
     float_info = report.model
     if float_model is None:  # a .tflite of the user's, or the float twin failed: convert and report on its own
         float_report = diagnose(_float_model(model), mode="float", timeout=timeout)
@@ -64,7 +66,8 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
                                                   progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    rows = layer_rows(response, float_info.get("layers", []), float_info.get("output_layers", []))
+    rows = layer_rows(response, float_info.get("layers", []),
+                      output_layer_names(produced, float_info.get("output_layers", [])))
     truth = _labels(labels, len(evaluation))
     report.comparison = {"samples": response["samples"], "seconds": round(seconds, 3),
                          "analysis_seconds": response["analysis_seconds"],
@@ -80,10 +83,10 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     return report
 
 
-def _eval_rows(evaluation: CalibrationSet, quant_model: bytes) -> CalibrationSet:
+def _eval_rows(evaluation: CalibrationSet, quant_model: TFLiteModel) -> CalibrationSet:
     """The eval samples as the rows the models run on, one array per model input (batches split);
     a UsageError names the first sample that does not fit the model."""
-    inputs = tflite_inputs(read_tflite(quant_model))
+    inputs = tflite_inputs(quant_model)
     samples = [Sample(sample.kind, row, sample.signature_key)
                for number, sample in enumerate(evaluation.samples)
                for row in fitted_rows(inputs, sample.values, f"eval sample #{number}")]

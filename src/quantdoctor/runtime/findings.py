@@ -6,10 +6,10 @@ import re
 from typing import Any
 
 from quantdoctor import catalog
-from quantdoctor.audit.checks import op_layer
+from quantdoctor.audit.checks import op_layer, output_layer_names
 from quantdoctor.audit.tflite_model import TFLiteModel
 from quantdoctor.catalog.accuracy import keep_float_code
-from quantdoctor.compare.measures import LOST_SQNR_DB
+from quantdoctor.compare.measures import DESTROYED_SQNR_DB
 from quantdoctor.convert.crash import native_errors
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.recipe import Recipe
@@ -26,11 +26,13 @@ INT8_INSTEAD = ("# or quantize to int8 instead of 16x8:\n"
 
 
 def run_check_findings(check: dict[str, Any] | None, signal_name: str | None, stderr: str, tflite: bytes,
-                       produced: TFLiteModel, layer_names: list[str], recipe: Recipe,
-                       calibration: CalibrationSet | None) -> list[Finding]:
-    """What the run check found; nothing when it did not run (or was skipped) and found nothing."""
+                       produced: TFLiteModel, layer_names: list[str], output_layers: list[str | None],
+                       recipe: Recipe, calibration: CalibrationSet | None) -> list[Finding]:
+    """What the run check found; nothing when it did not run (or was skipped) and found nothing.
+    `output_layers` are the Keras layers producing the model's outputs, in order."""
     if not check or check.get("outcome") in ("ok", "skipped"):
-        return _output_findings((check or {}).get("outputs", []), (check or {}).get("rows", 0))
+        return _output_findings((check or {}).get("outputs", []), (check or {}).get("rows", 0), produced,
+                                output_layers)
     stage = check.get("stage", "loading")
     if check.get("outcome") == "error":
         node = _NODE.search(check.get("error", ""))
@@ -74,23 +76,43 @@ def _not_running(produced: TFLiteModel, index: int | None, how: str, detail: str
         fix=fix, fix_code=fix_code)
 
 
-def _output_findings(outputs: list[dict[str, Any]], rows: int) -> list[Finding]:
+def _output_findings(outputs: list[dict[str, Any]], rows: int, produced: TFLiteModel,
+                     output_layers: list[str | None]) -> list[Finding]:
     """QD504 for an output that collapses on the calibration rows, QD507 for one that no longer
-    follows the float model (noise as large as the signal)."""
+    follows the float model (noise at least half as strong as the signal)."""
     findings = []
-    for output in outputs:
-        where = Location(tensor=output["name"])
-        evidence = {key: output[key] for key in ("sqnr_db", "scale", "levels", "float_range", "quantized_range")}
-        evidence["calibration_rows"] = rows
+    layers = output_layer_names(produced, output_layers)
+    for position, output in enumerate(outputs):
+        layer = layers.get(output["name"])
+        name = f"output '{output['name']}'" + (f" (layer '{layer}')" if layer else "")
+        scale = _integer_scale(produced, position) or output["scale"]
+        evidence = {key: output[key] for key in ("sqnr_db", "levels", "float_range", "quantized_range")}
+        evidence.update(calibration_rows=rows, scale=scale)
+        where = Location(layer=layer, tensor=output["name"])
         if output["collapsed"]:
             findings.append(catalog.get("QD504").finding(
-                f"On {rows} calibration sample(s), quantized output '{output['name']}' takes {output['levels']} "
-                f"level(s) (scale {output['scale']:.4g}) while the float output spans "
+                f"On {rows} calibration sample(s), quantized {name} takes {output['levels']} value(s)"
+                + (f" (scale {scale:.4g})" if scale else "") + " while the float output spans "
                 f"[{output['float_range'][0]:.4g}, {output['float_range'][1]:.4g}].",
                 location=where, evidence=evidence))
-        elif output["sqnr_db"] <= LOST_SQNR_DB:
+        elif output["sqnr_db"] <= DESTROYED_SQNR_DB:
             findings.append(catalog.get("QD507").finding(
-                f"On {rows} calibration sample(s), quantized output '{output['name']}' differs from the float "
-                f"output as much as the float output itself measures (SQNR {output['sqnr_db']:.1f} dB).",
+                f"On {rows} calibration sample(s), quantized {name} keeps an SQNR of {output['sqnr_db']:.1f} dB "
+                f"against the float model: its error is about as large as its values "
+                f"(float [{output['float_range'][0]:.4g}, {output['float_range'][1]:.4g}], "
+                f"{output['levels']} distinct quantized value(s)).",
                 location=where, evidence=evidence))
     return findings
+
+
+def _integer_scale(produced: TFLiteModel, position: int) -> float | None:
+    """The scale of model output `position` as the model computes it: its own, or that of the integer
+    tensor its final DEQUANTIZE reads (float I/O)."""
+    if position >= len(produced.outputs):
+        return None
+    output = produced.outputs[position]
+    if output.scale:
+        return output.scale
+    dequantize = next((op for op in produced.ops if op.name == "DEQUANTIZE" and op.outputs[0].index == output.index),
+                      None)
+    return dequantize.inputs[0].scale if dequantize else None
