@@ -19,6 +19,8 @@ from quantdoctor.intake.recipe import Recipe
 from quantdoctor.report.model import Finding, Location
 
 TARGETS = ("int8-accelerator", "microcontroller")
+SIGNATURE_FIX = ("Give every signature calibration samples: yield (signature_key, {input name: array}) tuples "
+                 "that cover each signature.")
 _INTEGER_TYPES = ("INT8", "UINT8", "INT16")
 
 
@@ -42,6 +44,11 @@ def summarize(model: TFLiteModel, layer_names: list[str]) -> dict[str, Any]:
         "input_types": [t.to_dict() for t in model.inputs],
         "output_types": [t.to_dict() for t in model.outputs],
         "op_count": len(model.all_ops),
+        "signatures": [{"key": s.key, "subgraph": s.subgraph,
+                        "inputs": [{**t.to_dict(), "signature_name": name} for name, t in s.inputs.items()],
+                        "outputs": [{**t.to_dict(), "signature_name": name} for name, t in s.outputs.items()],
+                        "float_ops": len([op for op in floats if op.subgraph == s.subgraph])}
+                       for s in model.signatures],
     }
 
 
@@ -120,18 +127,54 @@ def _partly_quantized(model: TFLiteModel) -> bool:
 
 
 def _float_op_findings(model: TFLiteModel, layer_names: list[str], severity: str) -> list[Finding]:
+    """QD105 per float op; a signature that stays float as a whole (its ops never saw calibration data,
+    while another signature's are integer) is one finding."""
     findings = []
-    for op in float_ops(model):
-        if op.is_flex:
-            continue  # reported once by QD106
+    floats = [op for op in float_ops(model) if not op.is_flex]  # Flex ops: reported once by QD106
+    integer_signatures = [s.key for s in model.signatures if _integer_ops(model, s.subgraph)]
+    for signature in model.signatures:
+        ops = [op for op in floats if op.subgraph == signature.subgraph]
+        if not ops or _integer_ops(model, signature.subgraph) or not integer_signatures:
+            continue
+        floats = [op for op in floats if op.subgraph != signature.subgraph]
+        names = sorted({op.name for op in ops})
+        findings.append(catalog.get("QD105").finding(
+            f"Signature '{signature.key}' stays float: its {len(ops)} op(s) ({', '.join(names)}) compute in float "
+            f"while signature(s) {', '.join(repr(k) for k in integer_signatures)} are integer: no calibration "
+            f"sample reached it.",
+            location=Location(op=names[0], tensor=ops[0].outputs[0].name if ops[0].outputs else None),
+            evidence={"signature": signature.key, "subgraph": signature.subgraph, "ops": names},
+            severity=severity, fix=SIGNATURE_FIX, fix_code=_every_signature_dataset(model)))
+    several = len(model.signatures) > 1
+    for op in floats:
         layer = op_layer(op, layer_names)
         where = f"layer '{layer}'" if layer else f"op #{op.index}"
+        signature = model.signature_of(op.subgraph)
+        if several or op.subgraph:
+            where += f" of signature '{signature.key}'" if signature else f" of subgraph {op.subgraph}"
         findings.append(catalog.get("QD105").finding(
             f"{op.name} in {where} computes in float between DEQUANTIZE/QUANTIZE in a model meant to be integer.",
             location=Location(layer=layer, op=op.name, tensor=op.outputs[0].name if op.outputs else None),
-            evidence={"op_index": op.index, "tensor_types": sorted({t.dtype.lower() for t in op.inputs + op.outputs})},
+            evidence={"op_index": op.index, "subgraph": op.subgraph,
+                      "tensor_types": sorted({t.dtype.lower() for t in op.inputs + op.outputs})},
             severity=severity))
     return findings
+
+
+def _every_signature_dataset(model: TFLiteModel) -> str:
+    """A representative_dataset that feeds every signature of the model, by its input names."""
+    lines = ["def representative_dataset():", "    for sample in samples:   # real inputs by name, batch axis kept"]
+    for signature in model.signatures:
+        values = ", ".join(f"{name!r}: sample[{name!r}]" for name in signature.inputs)
+        lines.append(f"        yield {signature.key!r}, {{{values}}}")
+    return "\n".join(lines)
+
+
+def _integer_ops(model: TFLiteModel, subgraph: int) -> bool:
+    """True when an op of the subgraph computes on quantized integer tensors."""
+    return any(op.name not in BOUNDARY_OPS and not op.computes_in_float and
+               any(t.scale is not None for t in op.inputs + op.outputs if t.dtype in _INTEGER_TYPES)
+               for op in model.graphs[subgraph].ops)
 
 
 def _crushed_merge_finding(crushed: CrushedInput, model: TFLiteModel, layer_names: list[str],
@@ -210,7 +253,7 @@ def _microcontroller_findings(model: TFLiteModel) -> list[Finding]:
 
 
 def _island_dict(island: Any, layer_names: list[str]) -> dict[str, Any]:
-    return {"ops": [op.name for op in island.ops],
+    return {"ops": [op.name for op in island.ops], "subgraph": island.subgraph,
             "layers": sorted({layer for op in island.ops if (layer := op_layer(op, layer_names))}),
             "dequantize_in": len(island.dequantize_in), "quantize_out": len(island.quantize_out)}
 
@@ -225,13 +268,19 @@ def _unquantized_tensors(model: TFLiteModel) -> list[Any]:
 
 
 def _io_type_findings(model: TFLiteModel, recipe: Recipe) -> list[Finding]:
+    """QD206 for every input and output, of every signature, whose type is not the one asked for."""
     findings = []
-    for role, tensors, asked in (("input", model.inputs, recipe.inference_input_type),
-                                 ("output", model.outputs, recipe.inference_output_type)):
-        for tensor in tensors:
-            got = tensor.dtype.lower()
-            if got != asked and got in ("float32", "int8", "uint8", "int16"):
-                findings.append(catalog.get("QD206").finding(
-                    f"Model {role} '{tensor.name}' is {got}; {asked} was requested.",
-                    location=Location(tensor=tensor.name), evidence={"requested": asked, "produced": got}))
+    entries = [(s.key, list(s.inputs.values()), list(s.outputs.values())) for s in model.signatures]
+    several = len(entries) > 1
+    for key, inputs, outputs in entries or [(None, model.inputs, model.outputs)]:
+        for role, tensors, asked in (("input", inputs, recipe.inference_input_type),
+                                     ("output", outputs, recipe.inference_output_type)):
+            for tensor in tensors:
+                got = tensor.dtype.lower()
+                if got != asked and got in ("float32", "int8", "uint8", "int16"):
+                    of = f" of signature '{key}'" if several else ""
+                    findings.append(catalog.get("QD206").finding(
+                        f"Model {role} '{tensor.name}'{of} is {got}; {asked} was requested.",
+                        location=Location(tensor=tensor.name),
+                        evidence={"requested": asked, "produced": got, "signature": key}))
     return findings
