@@ -47,8 +47,8 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     if tflite is None:
         report, float_model = diagnose_with_float_twin(model, data, mode=mode, io=io, max_samples=max_samples,
                                                        timeout=timeout)
-        if report.tflite_model is None:
-            raise QuantizationError(report)
+        if report.tflite_model is None or any(f.code == "QD112" for f in report.findings):
+            raise QuantizationError(report)  # nothing to compare: no model, or one LiteRT cannot run
     else:
         report = audit(tflite)  # what the user's model is: islands, I/O types, Flex ops
         report.tflite_model = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
