@@ -70,19 +70,29 @@ def test_batches_of_several_samples_are_split_into_rows_with_one_label_each():
     assert 0 <= report.comparison["end_to_end"]["accuracy_float"] <= 1
 
 
-def test_a_sample_missing_an_input_is_refused_not_filled_in():
+def test_a_sample_missing_an_input_or_naming_others_is_refused_not_filled_in():
     images, meta = smooth_images(30, size=8), vectors(30, features=4)
 
     def calibration():
         for image, row in zip(images, meta):
             yield {"image": image[None], "meta": row[None]}
 
+    model = two_input_model()
+    quantized = qd.diagnose(model, calibration).tflite_model
+
     def image_only():
         for image in images[:5]:
             yield [image[None]]
 
+    def misnamed():
+        for image, row in zip(images[:5], meta):
+            yield {"picture": image[None], "meta": row[None]}
+
     with pytest.raises(UsageError, match=r"^eval sample #0 holds 1 array\(s\) for a model with 2 input\(s\)"):
-        qd.compare(two_input_model(), calibration, eval_data=image_only)
+        qd.compare(model, eval_data=image_only, tflite=quantized)
+    with pytest.raises(UsageError, match=r"^eval sample #0 names its arrays \['meta', 'picture'\]; the model's "
+                                         r"inputs are named \['image', 'meta'\]$"):
+        qd.compare(model, eval_data=misnamed, tflite=quantized)
 
 
 def test_a_sample_without_its_batch_axis_is_refused_with_the_fix():

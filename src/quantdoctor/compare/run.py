@@ -89,7 +89,8 @@ def _eval_rows(evaluation: CalibrationSet, quant_model: TFLiteModel) -> Calibrat
     inputs = tflite_inputs(quant_model)
     samples = [Sample(sample.kind, row, sample.signature_key)
                for number, sample in enumerate(evaluation.samples)
-               for row in fitted_rows(inputs, sample.values, f"eval sample #{number}")]
+               for row in fitted_rows(inputs, sample.values, f"eval sample #{number}",
+                                      by_name=sample.kind in ("dict", "signature"))]
     return CalibrationSet(samples, source=evaluation.source)
 
 

@@ -38,7 +38,8 @@ def check_rows(inputs: list[ModelInput], samples: list[Sample]) -> tuple[list[di
     rows: list[dict] = []
     for number, sample in enumerate(samples):
         try:
-            rows += fitted_rows(inputs, sample.values, f"calibration sample #{number}")
+            rows += fitted_rows(inputs, sample.values, f"calibration sample #{number}",
+                                by_name=sample.kind in ("dict", "signature"))
         except UsageError:
             continue
         if len(rows) >= ROWS:
@@ -46,7 +47,7 @@ def check_rows(inputs: list[ModelInput], samples: list[Sample]) -> tuple[list[di
     if rows:
         return rows, "calibration"
     if all(-1 not in model_input.shape_signature[1:] for model_input in inputs):
-        return [{i.name: np.zeros([1, *i.shape_signature[1:]] if i.shape_signature else [], i.dtype)
+        return [{i.name: np.zeros([1 if size == -1 else size for size in i.shape_signature], i.dtype)
                  for i in inputs}], "zeros"
     return [], "none"
 
@@ -93,7 +94,7 @@ def run_check(model_path: Path, float_path: Path | None, samples: list[Sample], 
             record(state)
             return
         quantized = run_rows(interpreter, feeder, rows, state, record)
-    except Exception as exc:  # the interpreter refused the model: the parent reports it
+    except (RuntimeError, ValueError) as exc:  # LiteRT refused the model: the parent reports it
         state.update(outcome="error", error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - started, 3))
         record(state)
         return
@@ -102,7 +103,7 @@ def run_check(model_path: Path, float_path: Path | None, samples: list[Sample], 
         record(state)
         try:
             state["outputs"] = _compared_outputs(float_path, rows, quantized, interpreter.get_output_details())
-        except Exception as exc:  # the float reference is quantdoctor's own: no finding on the user's model
+        except (RuntimeError, ValueError) as exc:  # the float reference is quantdoctor's: no finding on the model
             state["float_error"] = f"{type(exc).__name__}: {exc}"
     state.update(stage="done", outcome="ok", seconds=round(time.perf_counter() - started, 3))
     record(state)
@@ -110,12 +111,17 @@ def run_check(model_path: Path, float_path: Path | None, samples: list[Sample], 
 
 def _compared_outputs(float_path: Path, rows: list[dict], quantized: list[list[np.ndarray]],
                       details: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per model output, the quantized model against the float one over the rows."""
+    """Per model output, the quantized model against the float one over the rows (outputs paired by
+    name: the two models may list them in different orders)."""
     interpreter = open_interpreter(str(float_path))
     reference = run_rows(interpreter, Feeder(interpreter), rows, {}, lambda _: None)
-    return [_output_numbers(detail, np.concatenate([r[i].ravel() for r in reference]).astype(np.float64),
-                            np.concatenate([q[i].ravel() for q in quantized]))
-            for i, detail in enumerate(details)]
+    names = [d["name"] for d in interpreter.get_output_details()]
+    numbers = []
+    for i, detail in enumerate(details):
+        twin = names.index(detail["name"]) if detail["name"] in names else i
+        numbers.append(_output_numbers(detail, np.concatenate([r[twin].ravel() for r in reference]).astype(np.float64),
+                                       np.concatenate([q[i].ravel() for q in quantized])))
+    return numbers
 
 
 def _output_numbers(detail: dict[str, Any], reference: np.ndarray, stored: np.ndarray) -> dict[str, Any]:

@@ -75,21 +75,27 @@ def tflite_inputs(model: TFLiteModel) -> list[ModelInput]:
                        t.scale or None, t.zero_point or 0) for t in model.inputs]
 
 
-def arrays_for(inputs: list[ModelInput], values: dict[str, np.ndarray], what: str = "a sample") -> list[np.ndarray]:
+def arrays_for(inputs: list[ModelInput], values: dict[str, np.ndarray], what: str = "a sample",
+               by_name: bool = False) -> list[np.ndarray]:
     """The sample's arrays in the model's input order: by name when the sample names every input,
-    in the order given otherwise. A sample with more or fewer arrays than inputs is refused."""
+    in the order given otherwise. A sample with more or fewer arrays than inputs is refused, and so
+    is one `by_name` (a dict) whose names are not the inputs'."""
     if len(values) != len(inputs):
         raise UsageError(f"{what} holds {len(values)} array(s) for a model with {len(inputs)} input(s) "
                          f"({', '.join(i.describe() for i in inputs)}): give one array per input")
     if all(model_input.name in values for model_input in inputs):
         return [values[model_input.name] for model_input in inputs]
+    if by_name:
+        raise UsageError(f"{what} names its arrays {sorted(values)}; the model's inputs are named "
+                         f"{[i.name for i in inputs]}")
     return list(values.values())
 
 
-def rows(inputs: list[ModelInput], values: dict[str, np.ndarray], what: str = "a sample") -> list[dict[str, np.ndarray]]:
+def rows(inputs: list[ModelInput], values: dict[str, np.ndarray], what: str = "a sample",
+         by_name: bool = False) -> list[dict[str, np.ndarray]]:
     """The sample as batch-of-1 rows when it stacks several along the batch axis of a model that
     takes a batch of 1 or a free batch; the sample itself otherwise."""
-    arrays = arrays_for(inputs, values, what)
+    arrays = arrays_for(inputs, values, what, by_name)
     leading = {a.shape[0] if a.ndim else 0 for a in arrays}
     one_at_a_time = all(i.shape_signature[:1] in ((-1,), (1,)) and a.ndim == len(i.shape_signature)
                         for i, a in zip(inputs, arrays))
@@ -99,9 +105,10 @@ def rows(inputs: list[ModelInput], values: dict[str, np.ndarray], what: str = "a
     return [{key: array[row:row + 1] for key, array in values.items()} for row in range(count)]
 
 
-def fitted_rows(inputs: list[ModelInput], values: dict[str, np.ndarray], what: str) -> list[dict[str, np.ndarray]]:
+def fitted_rows(inputs: list[ModelInput], values: dict[str, np.ndarray], what: str,
+                by_name: bool = False) -> list[dict[str, np.ndarray]]:
     """The sample as rows (`rows`) that fit the model; a UsageError says how `what` does not."""
-    found = rows(inputs, values, what)
+    found = rows(inputs, values, what, by_name)
     for row in found:
         for model_input, array in zip(inputs, arrays_for(inputs, row)):
             if not model_input.fits(array.shape):

@@ -9,7 +9,7 @@ from quantdoctor import catalog
 from quantdoctor.audit.checks import op_layer, output_layer_names
 from quantdoctor.audit.tflite_model import TFLiteModel
 from quantdoctor.catalog.accuracy import keep_float_code
-from quantdoctor.compare.measures import DESTROYED_SQNR_DB
+from quantdoctor.compare.measures import DESTROYED_SQNR_DB, varies
 from quantdoctor.convert.crash import native_errors
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.recipe import Recipe
@@ -34,17 +34,25 @@ def run_check_findings(check: dict[str, Any] | None, signal_name: str | None, st
         return _output_findings((check or {}).get("outputs", []), (check or {}).get("rows", 0), produced,
                                 output_layers)
     stage = check.get("stage", "loading")
+    if stage == "comparing":  # the quantized model ran; quantdoctor's float reference died after it
+        return []
     if check.get("outcome") == "error":
         node = _NODE.search(check.get("error", ""))
         index = int(node.group(1)) if node else None
         how = f"fails to {node.group(3)}" if node else f"fails while {_STAGE_WORDS.get(stage, stage)}"
         detail = check["error"].split("Node number")[0].strip().removeprefix("RuntimeError: ").rstrip(".")
         return [_not_running(produced, index, how, detail, check, signal_name, layer_names, recipe)]
-    # The process died during `stage`: find the op with probes on the row it died on.
+    if signal_name is None:  # the worker raised instead of LiteRT dying: quantdoctor's own bug
+        last = [line for line in stderr.splitlines() if line.strip()][-1:] or ["no output"]
+        raise RuntimeError(f"the run check stopped while {stage} without a signal: {last[0]}")
+    # The process died during `stage`: find the op with probes on the row it died on. A SIGKILL is
+    # the memory or time limit: probes would only meet it again.
     rows, _ = check_rows(tflite_inputs(produced), calibration.samples if calibration else [])
     row = rows[min(check.get("row", 0), len(rows) - 1)] if rows else None
-    index = locate.failing_op(tflite, row, invoke=stage == "invoking") if row is not None and stage != "loading" else None
-    killed = f"was killed by {signal_name}" if signal_name else "died"
+    index = None
+    if row is not None and stage != "loading" and signal_name != "SIGKILL":
+        index = locate.failing_op(tflite, row, invoke=stage == "invoking")
+    killed = f"was killed by {signal_name}"
     detail = "; ".join(native_errors(stderr))
     return [_not_running(produced, index, f"{killed} while {_STAGE_WORDS.get(stage, stage)}", detail, check,
                          signal_name, layer_names, recipe)]
@@ -58,7 +66,9 @@ def _not_running(produced: TFLiteModel, index: int | None, how: str, detail: str
     tensor = op.outputs[0].name if op and op.outputs else None
     types = sorted({t.dtype.lower() for t in op.inputs + op.outputs}) if op else []
     sample = "zeros" if check.get("sample") == "zeros" else "a calibration sample"
-    what = f"on op #{index} {op.name}" + (f" in layer '{layer}'" if layer else "") + f" ({', '.join(types)})" if op else ""
+    what = ""
+    if op:
+        what = f" on op #{index} {op.name}" + (f" in layer '{layer}'" if layer else "") + f" ({', '.join(types)})"
     int16 = recipe.mode == "int16x8"
     if op:
         fix = f"Keep {op.name} in float (selective quantization, code below)"
@@ -68,7 +78,7 @@ def _not_running(produced: TFLiteModel, index: int | None, how: str, detail: str
         fix = "Quantize to int8 instead of 16x8." if int16 else None
         fix_code = INT8_INSTEAD if int16 else None
     return catalog.get("QD112").finding(
-        f"The converted model does not run in LiteRT: the interpreter {how} {what} on {sample}"
+        f"The converted model does not run in LiteRT: the interpreter {how}{what} on {sample}"
         + (f": {detail}." if detail else "."),
         location=Location(layer=layer, op=op.name if op else None, tensor=tensor),
         evidence={"stage": check.get("stage"), "op_index": index, "tensor_types": types, "signal": signal_name,
@@ -79,10 +89,13 @@ def _not_running(produced: TFLiteModel, index: int | None, how: str, detail: str
 def _output_findings(outputs: list[dict[str, Any]], rows: int, produced: TFLiteModel,
                      output_layers: list[str | None]) -> list[Finding]:
     """QD504 for an output that collapses on the calibration rows, QD507 for one that no longer
-    follows the float model (noise at least half as strong as the signal)."""
+    follows the float model (noise at least half as strong as the signal). An output the float
+    model holds (nearly) constant over the rows is left alone: there was nothing to lose."""
     findings = []
     layers = output_layer_names(produced, output_layers)
     for position, output in enumerate(outputs):
+        if not varies(*output["float_range"]):
+            continue
         layer = layers.get(output["name"])
         name = f"output '{output['name']}'" + (f" (layer '{layer}')" if layer else "")
         scale = _integer_scale(produced, position) or output["scale"]

@@ -31,7 +31,7 @@ def main(request_path: str) -> int:
         interpreter = open_interpreter(request["model"])
         run_rows(interpreter, Feeder(interpreter), [row], state, lambda s: write_json(response_path, s),
                  invoke=request["invoke"])
-    except Exception as exc:
+    except (RuntimeError, ValueError) as exc:  # LiteRT refused the model
         state.update(outcome="error", error=f"{type(exc).__name__}: {exc}")
     else:
         state.update(stage="done", outcome="ok")
