@@ -87,7 +87,7 @@ def arrays_for(inputs: list[ModelInput], values: dict[str, np.ndarray], what: st
         return [values[model_input.name] for model_input in inputs]
     if by_name:
         raise UsageError(f"{what} names its arrays {sorted(values)}; the model's inputs are named "
-                         f"{[i.name for i in inputs]}")
+                         f"{sorted(i.name for i in inputs)}")
     return list(values.values())
 
 

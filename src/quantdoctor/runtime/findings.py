@@ -33,6 +33,8 @@ def run_check_findings(check: dict[str, Any] | None, signal_name: str | None, st
     if not check or check.get("outcome") in ("ok", "skipped"):
         return _output_findings((check or {}).get("outputs", []), (check or {}).get("rows", 0), produced,
                                 output_layers)
+    if any(op.is_flex or op.is_custom for op in produced.all_ops):
+        return []  # the interpreter has no Flex delegate and none of the user's kernels: QD106/QD107 say so
     stage = check.get("stage", "loading")
     if stage == "comparing":  # the quantized model ran; quantdoctor's float reference died after it
         return []
