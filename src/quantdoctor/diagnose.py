@@ -72,7 +72,7 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-"))
     try:
         source, recipe, calibration = _intake(model, data, mode, io, select_tf_ops, max_samples, workdir)
-        evaluation = calibration_set(eval_data, max_samples)  # read before the long conversion: fail early
+        evaluation = calibration_set(eval_data, max_samples, "eval data")  # read before the long conversion: fail early
         if signature_keys:
             if source.loader != "saved_model" or source.format == "converter":
                 raise UsageError("signature keys apply to SavedModel directories only")
@@ -124,12 +124,16 @@ def _model_source(model: Any, workdir: Path) -> model_intake.ModelSource:
                      "concrete functions or a tf.lite.TFLiteConverter")
 
 
-def calibration_set(data: Any, max_samples: int = DEFAULT_MAX_SAMPLES) -> CalibrationSet | None:
-    """Calibration (or eval) data in any accepted form, as a CalibrationSet; None stays None."""
+def calibration_set(data: Any, max_samples: int = DEFAULT_MAX_SAMPLES,
+                    what: str = "calibration data") -> CalibrationSet | None:
+    """Calibration (or eval) data in any accepted form, as a CalibrationSet; None stays None.
+
+    `what` names the data in error messages ("eval data", ...).
+    """
     if data is None or isinstance(data, CalibrationSet):
         return data
     if isinstance(data, (str, Path)):
-        return data_intake.from_file(data, max_samples)
+        return data_intake.from_file(data, max_samples, what)
     if isinstance(data, np.ndarray):
         return data_intake.from_arrays({"arr_0": data}, max_samples=max_samples)
     if isinstance(data, dict) and all(isinstance(v, np.ndarray) for v in data.values()):

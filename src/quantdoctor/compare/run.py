@@ -37,7 +37,7 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     diagnose report with a `comparison` object (layers ranked worst first) and QD5xx findings;
     `html` also writes the self-contained HTML report.
     """
-    evaluation = calibration_set(eval_data, max_samples)
+    evaluation = calibration_set(eval_data, max_samples, "eval data")
     if evaluation is None or not evaluation.samples:
         raise UsageError("compare needs eval data with at least one sample")
     float_model = None
