@@ -13,14 +13,21 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from quantdoctor.errors import UsageError
+from quantdoctor.errors import QuantizationError, UsageError
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
+from quantdoctor.intake.paths import check_output
 from quantdoctor.report.model import SEVERITIES
+
+try:  # typer 0.29 carries its own copy of click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # older typer depends on click itself
+    from click.exceptions import ClickException, NoArgsIsHelpError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Why does my TensorFlow model fail to quantize for LiteRT, and how do I fix it?")
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)  # lines are never cut or re-wrapped: code stays copyable
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 FAIL_ON = (*SEVERITIES, "never")
 
@@ -48,8 +55,12 @@ def diagnose(
     from quantdoctor.diagnose import diagnose as run_diagnose
 
     _check_fail_on(fail_on)
+    if no_convert and output is not None:
+        raise UsageError("--output needs a converted model, and --no-convert runs the preflight only: drop one")
     _refuse_overwrite(inputs=(model, data, eval_data), outputs=(json_path, output))
-    with err.status(f"Converting {model} in an isolated process…"):
+    _check_outputs(("--json", json_path), ("--output", output))
+    doing = "Checking (preflight only)" if no_convert else "Converting"
+    with err.status(f"{doing} {escape(str(model))} in an isolated process…"):
         report = run_diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
                               max_samples=max_samples, timeout=timeout, memory_limit_mb=memory_limit,
                               target=target, convert=not no_convert, eval_data=eval_data,
@@ -71,16 +82,19 @@ def audit(
 
     _check_fail_on(fail_on)
     _refuse_overwrite(inputs=(model,), outputs=(json_path,))
+    _check_outputs(("--json", json_path))
     _finish(run_audit(model, target=target), json_path, fail_on)
 
 
-def _finish(report, json_path: Optional[Path], fail_on: str) -> None:
-    """Render, write the JSON, and exit 1 when findings reach --fail-on."""
+def _finish(report, json_path: Optional[Path], fail_on: str, failed: bool = False) -> None:
+    """Render, write the JSON, and exit 1 when findings reach --fail-on (or the command `failed` its job)."""
     from quantdoctor.report.terminal import render
 
     render(report, out)
     if json_path:
         json_path.write_text(json.dumps(report.to_dict(), indent=2))
+    if failed:
+        raise typer.Exit(1)
     worst = report.worst_severity()
     if fail_on != "never" and worst is not None and SEVERITIES.index(worst) <= SEVERITIES.index(fail_on):
         raise typer.Exit(1)
@@ -112,16 +126,21 @@ def compare(
 
     _check_fail_on(fail_on)
     _refuse_overwrite(inputs=(model, data, eval_data, labels, tflite), outputs=(json_path, html_path))
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
-                  transient=True) as bar:
-        task = bar.add_task("Converting (float and quantized)…", total=None)
+    _check_outputs(("--json", json_path), ("--html", html_path))
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
+                      transient=True) as bar:
+            task = bar.add_task("Converting (float and quantized)…", total=None)
 
-        def progress(done: int, total: int) -> None:
-            bar.update(task, description="Running both models on the eval data", completed=done, total=total)
+            def progress(done: int, total: int) -> None:
+                bar.update(task, description="Running both models on the eval data", completed=done, total=total)
 
-        report = run_compare(model, data, eval_data=eval_data, labels=labels, tflite=tflite, html=html_path,
-                             mode=mode, io=io, max_samples=max_samples, progress=progress)
-    _finish(report, json_path, fail_on)
+            report = run_compare(model, data, eval_data=eval_data, labels=labels, tflite=tflite, html=html_path,
+                                 mode=mode, io=io, max_samples=max_samples, progress=progress)
+    except QuantizationError as failure:  # nothing to compare: the diagnosis of the conversion is the answer
+        _finish(failure.report, json_path, fail_on, failed=True)
+    else:
+        _finish(report, json_path, fail_on)
 
 
 @app.command()
@@ -157,14 +176,38 @@ def _refuse_overwrite(inputs: tuple[Optional[Path], ...], outputs: tuple[Optiona
             raise UsageError(f"refusing to overwrite your input {path}: choose another output path")
 
 
+def _check_outputs(*outputs: tuple[str, Optional[Path]]) -> None:
+    """Every output path can be written, checked before the long work starts."""
+    for option, path in outputs:
+        if path is not None:
+            check_output(path, option)
+
+
 def main() -> None:
     """Console entry point: user errors are one line and exit 2, quantdoctor's own bugs exit 3."""
     try:
-        app()  # handles its own option errors (exit 2) and typer.Exit
+        code = app(standalone_mode=False)  # option errors are raised here, not printed as boxes
+    except NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ClickException as exc:  # a bad option, a missing argument, an unknown command
+        err.print(f"quantdoctor: error: {_usage_line(exc)}", markup=False)
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(1)
     except UsageError as exc:
         err.print(f"quantdoctor: error: {exc}", markup=False)
         sys.exit(2)
     except Exception:
         traceback.print_exc()
-        err.print("quantdoctor: internal error (a bug in quantdoctor): please report it with the traceback above")
+        err.print("quantdoctor: internal error (a bug in quantdoctor): please report it with the traceback above",
+                  markup=False)
         sys.exit(3)
+    sys.exit(code or 0)
+
+
+def _usage_line(exc: ClickException) -> str:
+    """Click's message on one line, with where to read the usage."""
+    message = " ".join(exc.format_message().split())
+    context = getattr(exc, "ctx", None)
+    return f"{message} (see `{context.command_path} --help`)" if context is not None else message

@@ -16,14 +16,15 @@ from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.catalog.classify_failure import FailureContext, classify_failure, excerpt
 from quantdoctor.convert.crash import crash_frames, crash_stage, native_errors, out_of_memory
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, run_worker
-from quantdoctor.errors import ModelLoadError, UsageError
+from quantdoctor.errors import UsageError
 from quantdoctor.intake import data as data_intake
 from quantdoctor.intake import model as model_intake
+from quantdoctor.intake import options
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.preflight.data_checks import (InputSpec, check_against_inference, check_calibration,
                                                      check_input_names, check_input_shapes,
-                                                     check_signature_coverage)
+                                                     check_signature_coverage, check_unused_data, data_is_used)
 from quantdoctor.preflight.predict import actual_verdict, predict
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
 
@@ -69,9 +70,16 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
               eval_data: Any = None, keep_workdir: str | Path | None = None,
               float_twin: bool = False) -> tuple[Report, bytes | None]:
     check_target(target)
+    max_samples, timeout = options.count(max_samples, "max_samples"), options.seconds(timeout, "timeout")
+    memory_limit_mb = options.memory_limit(memory_limit_mb)
+    convert = options.flag(convert, "convert")
+    select_tf_ops = options.flag(select_tf_ops, "select_tf_ops")
+    signature_keys = options.names(signature_keys, "signature_keys")
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-"))
     try:
         source, recipe, calibration = _intake(model, data, mode, io, select_tf_ops, max_samples, workdir)
+        unused = check_unused_data(calibration, recipe, mode_requested=not model_intake.is_converter(model))
+        calibration = calibration if data_is_used(recipe) else None
         evaluation = calibration_set(eval_data, max_samples, "eval data")  # read before the long conversion: fail early
         if signature_keys:
             if source.loader != "saved_model" or source.format == "converter":
@@ -79,7 +87,7 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
             source.signature_keys = list(signature_keys)
         request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None,
                                    "convert": convert}
-        if calibration is not None and recipe.calibrate:
+        if calibration is not None:
             calibration.save(workdir / "calibration.npz")
             request["data"] = str(workdir / "calibration.npz")
         if float_twin:
@@ -87,7 +95,7 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
         run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
         if target is None and recipe.mode == "int8-strict":
             target = "int8-accelerator"
-        report = _build_report(source, recipe, calibration if recipe.calibrate else None, run, target, evaluation)
+        report = _build_report(source, recipe, calibration, run, target, evaluation, unused)
         twin = workdir / "float_twin.tflite"
         return report, twin.read_bytes() if run.response.get("float_twin") == "ok" else None
     finally:
@@ -145,15 +153,16 @@ def calibration_set(data: Any, max_samples: int = DEFAULT_MAX_SAMPLES,
 
 
 def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration: CalibrationSet | None,
-                  run: WorkerRun, target: str | None, evaluation: CalibrationSet | None) -> Report:
+                  run: WorkerRun, target: str | None, evaluation: CalibrationSet | None,
+                  settings_findings: list[Finding]) -> Report:
     if run.outcome == "load_error":
-        raise ModelLoadError(f"cannot load {source.source}: {run.response.get('error_message')}")
+        raise model_intake.load_error(source.source, run.response.get("error_message", ""))
     model_info = run.response.get("model", {})
     layers = source.layers or model_info.get("layers", [])
     layer_names = [layer["name"] for layer in layers]
     inputs = [InputSpec.from_dict(spec) for spec in model_info.get("inputs", [])]
     signature_keys = source.signature_keys or model_info.get("signature_keys") or []
-    data_findings = (check_input_names(inputs) + check_calibration(calibration, inputs, recipe)
+    data_findings = (settings_findings + check_input_names(inputs) + check_calibration(calibration, inputs, recipe)
                      + check_signature_coverage(calibration, signature_keys) + check_input_shapes(inputs, target))
     if evaluation is not None:
         data_findings += check_against_inference(calibration, evaluation, inputs)

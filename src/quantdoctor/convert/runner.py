@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import quantdoctor
 from quantdoctor.convert.protocol import read_json, write_json
+from quantdoctor.errors import InternalError
 
 DEFAULT_TIMEOUT = 900.0
 _STDERR_KEEP = 20_000
@@ -62,7 +63,8 @@ def run_isolated(module: str, request: dict[str, Any], workdir: Path, timeout: f
     """Run `python -m MODULE request.json` in its own session; `on_poll` is called while it runs.
 
     The outcome is "timeout", "crash" (killed by a signal or exited non-zero) or "done"; the
-    response is whatever the child wrote to `request["response"]`.
+    response is whatever the child wrote to `request["response"]`. A bug the child reported
+    (see `protocol.serve`) raises InternalError.
     """
     request_path = workdir / "request.json"
     write_json(request_path, request)
@@ -78,8 +80,11 @@ def run_isolated(module: str, request: dict[str, Any], workdir: Path, timeout: f
         timed_out = not _wait(child, timeout, on_poll)
         if timed_out:
             _kill_group(child)
+    response = read_json(Path(request["response"]))
+    if "internal_error" in response:
+        raise InternalError(f"the {module} process failed:\n{response['internal_error']}")
     run = WorkerRun(outcome="timeout" if timed_out else "done", seconds=time.perf_counter() - started,
-                    response=read_json(Path(request["response"])), returncode=child.returncode,
+                    response=response, returncode=child.returncode,
                     stderr=_tail(stderr_path.read_text(errors="replace")))
     if child.returncode is not None and child.returncode < 0:
         run.signal_name = signal.Signals(-child.returncode).name

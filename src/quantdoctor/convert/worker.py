@@ -12,14 +12,18 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from quantdoctor.convert.protocol import read_json, write_json
+from quantdoctor.convert.protocol import serve, write_json
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.recipe import Recipe
 
 
-def main(request_path: str) -> int:
-    """Serve one conversion request; the exit code is 0 whether or not the conversion failed."""
-    request = read_json(Path(request_path))
+def main(request: dict[str, Any]) -> int:
+    """Serve one conversion request; the exit code is 0 whether or not the conversion failed.
+
+    Only the calls into the user's model and converter are guarded: what they raise is the
+    model's or the converter's outcome. An exception from quantdoctor's own code escapes to
+    `protocol.serve`, which reports it as the bug it is.
+    """
     response_path = Path(request["response"])
     response: dict[str, Any] = {"stage": "loading"}
     write_json(response_path, response)
@@ -28,13 +32,15 @@ def main(request_path: str) -> int:
 
     convert = request.get("convert", True)
     try:
-        make_converter, response["model"], function, loaded_at = _load(tf, request["model"])
+        loaded = _load(tf, request["model"])
     except MemoryError:
         raise  # the runner reports the process's death as out of memory
     except Exception as exc:  # the user's model, not quantdoctor, failed to load
         response.update(stage="done", outcome="load_error", error_message=f"{type(exc).__name__}: {exc}")
         write_json(response_path, response)
         return 0
+    loaded_at = time.perf_counter()
+    make_converter, response["model"], function = _describe(tf, request["model"], loaded)
     response["preflight"] = _inventory(function, loaded_at)
     if not convert:
         response.update(stage="done", outcome="skipped")
@@ -45,15 +51,11 @@ def main(request_path: str) -> int:
 
     started = time.perf_counter()
     twin = Path(request["float_twin_output"]) if request.get("float_twin_output") else None
+    recipe = Recipe.from_dict(request["recipe"])
     try:
-        converter = make_converter()
-        Recipe.from_dict(request["recipe"]).apply(converter)
-        if request.get("data"):
-            converter.representative_dataset = _replay(Path(request["data"]))
-            if twin:
-                _keep_model_before_quantization(converter, twin)
-        tflite_model = converter.convert()
-    except Exception as exc:
+        tflite_model = _convert(make_converter, recipe, request.get("data"), twin)
+    except _ConverterFailed as failed:
+        exc = failed.__cause__
         response.update(outcome="error", seconds=time.perf_counter() - started,
                         exception_type=type(exc).__name__, error_message=str(exc))
     else:
@@ -65,6 +67,27 @@ def main(request_path: str) -> int:
         response["float_twin"] = "ok" if twin.exists() else _convert_float_twin(make_converter, twin)
         write_json(response_path, response)
     return 0
+
+
+class _ConverterFailed(Exception):
+    """The user's converter raised (its exception is the __cause__)."""
+
+
+def _convert(make_converter: Callable[[], Any], recipe: Recipe, data: str | None, twin: Path | None) -> bytes:
+    """Build the converter, apply the settings and convert; the converter's own errors become _ConverterFailed."""
+    try:
+        converter = make_converter()
+    except Exception as exc:  # a bad signature key, say: the user's conversion error to diagnose
+        raise _ConverterFailed() from exc
+    recipe.apply(converter)
+    if data:
+        converter.representative_dataset = _replay(Path(data))
+        if twin:
+            _keep_model_before_quantization(converter, twin)
+    try:
+        return converter.convert()
+    except Exception as exc:
+        raise _ConverterFailed() from exc
 
 
 def _keep_model_before_quantization(converter: Any, output: Path) -> None:
@@ -87,39 +110,40 @@ def _convert_float_twin(make_converter: Callable[[], Any], output: Path) -> str:
     """Convert the model again without quantization (compare's reference, for settings that do not
     calibrate) into `output`: "ok", or the error. Same process: TensorFlow and the model load once."""
     try:
-        converter = make_converter()
-        Recipe.for_mode("float").apply(converter)
-        output.write_bytes(converter.convert())
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
+        output.write_bytes(_convert(make_converter, Recipe.for_mode("float"), None, None))
+    except _ConverterFailed as failed:
+        return f"{type(failed.__cause__).__name__}: {failed.__cause__}"
     return "ok"
 
 
-def _load(tf: Any, model: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any], Any, float]:
-    """A factory for the model's converter, a description of its inputs and layers, its serving
-    function, and the time loading ended (preflight time counts from there).
+def _load(tf: Any, model: dict[str, Any]) -> Any:
+    """The user's model, loaded: a Keras model, or the SavedModel object (nothing else happens here, so
+    what this raises is the model's problem)."""
+    if model["loader"] == "keras_file":
+        import keras
+
+        return keras.saving.load_model(model["path"], compile=False, safe_mode=False)
+    return tf.saved_model.load(model["path"])
+
+
+def _describe(tf: Any, model: dict[str, Any], loaded: Any) -> tuple[Callable[[], Any], dict[str, Any], Any]:
+    """A factory for the model's converter, a description of its inputs and layers, and its serving function.
 
     Creating the converter is left to the conversion step: a bad signature key is the user's
     conversion error to diagnose, not a model that failed to load. A Keras file converts through
     `from_keras_model`, exactly as the user's own code would.
     """
     if model["loader"] == "keras_file":
-        import keras
-
         from quantdoctor.intake.model import export_keras, keras_layers, keras_output_layers
 
-        keras_model = keras.saving.load_model(model["path"], compile=False, safe_mode=False)
-        loaded_at = time.perf_counter()
-        info = {"inputs": [_spec(x.name, x.shape, x.dtype) for x in keras_model.inputs],
-                "layers": keras_layers(keras_model), "output_layers": keras_output_layers(keras_model)}
+        info = {"inputs": [_spec(x.name, x.shape, x.dtype) for x in loaded.inputs],
+                "layers": keras_layers(loaded), "output_layers": keras_output_layers(loaded)}
         try:
-            function = export_keras(keras_model, None)  # traced for the preflight, not written
+            function = export_keras(loaded, None)  # traced for the preflight, not written
         except Exception:  # the converter falls back to freezing such a model: preflight has no graph
             function = None
-        return lambda: tf.lite.TFLiteConverter.from_keras_model(keras_model), info, function, loaded_at
+        return lambda: tf.lite.TFLiteConverter.from_keras_model(loaded), info, function
     signature_keys = model.get("signature_keys")
-    loaded = tf.saved_model.load(model["path"])
-    loaded_at = time.perf_counter()
     available = list(loaded.signatures.keys())
     info = {"inputs": [], "layers": [], "signature_keys": available}
     keys = signature_keys or available
@@ -129,7 +153,7 @@ def _load(tf: Any, model: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, 
         _, kwargs = function.structured_input_signature
         info["inputs"] = [_spec(name, spec.shape, spec.dtype) for name, spec in kwargs.items()]
     converter = lambda: tf.lite.TFLiteConverter.from_saved_model(model["path"], signature_keys=signature_keys)  # noqa: E731
-    return converter, info, function, loaded_at
+    return converter, info, function
 
 
 def _inventory(function: Any, loaded_at: float) -> dict[str, Any]:
@@ -156,4 +180,4 @@ def _replay(data_path: Path) -> Any:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(serve(main, sys.argv[1]))

@@ -8,7 +8,6 @@ the converter, so the converter and the checks see the same samples.
 
 from __future__ import annotations
 
-import itertools
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,19 +144,41 @@ def from_generator(dataset: Callable[[], Iterable[Any]] | Any, max_samples: int 
             f"TypeError: representative_dataset is a {type(dataset).__name__} object, not a function; the "
             "converter calls it, so pass the generator function itself (gen, not gen()), or wrap it: "
             "lambda: iter(dataset)"))
+    source = f"representative_dataset {name}()"
     try:
         iterator = iter(dataset())
-        for item in itertools.islice(iterator, max_samples):
+    except Exception as exc:  # the user's function failing is a finding, not a crash
+        return CalibrationSet([], source=source, generator_error=_generator_error(exc, 0))
+    while True:
+        try:
+            item = next(iterator, _END)
+        except Exception as exc:  # the user's generator failing is a finding, not a crash
+            error = _generator_error(exc, len(samples))
+            break
+        if item is _END:
+            break
+        if len(samples) == max_samples:
+            truncated = True
+            break
+        try:
             samples.append(_package(item))
-        truncated = len(samples) == max_samples and next(iterator, _END) is not _END
-    except Exception as exc:  # the user's generator failing is a finding, not a crash
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
-        error = f"{type(exc).__name__}: {exc} (at {Path(frame.filename).name}:{frame.lineno}, sample {len(samples)})"
-    return CalibrationSet(samples, source=f"representative_dataset {name}()", truncated=truncated,
-                          generator_error=error)
+        except _UnreadableSample as exc:
+            error = f"{exc} (sample {len(samples)})"
+            break
+    return CalibrationSet(samples, source=source, truncated=truncated, generator_error=error)
 
 
 _END = object()
+
+
+class _UnreadableSample(Exception):
+    """A sample value that is not an array (ragged nesting, an object NumPy cannot convert)."""
+
+
+def _generator_error(exc: Exception, position: int) -> str:
+    """The user's exception, with where their generator raised it."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1]
+    return f"{type(exc).__name__}: {exc} (at {Path(frame.filename).name}:{frame.lineno}, sample {position})"
 
 
 def from_file(path: str | Path, max_samples: int = DEFAULT_MAX_SAMPLES, what: str = "calibration data") -> CalibrationSet:
@@ -235,6 +256,9 @@ def _package(item: Any) -> Sample:
 
 
 def _to_array(value: Any) -> np.ndarray:
-    if hasattr(value, "numpy"):
-        value = value.numpy()
-    return np.asarray(value)
+    try:
+        if hasattr(value, "numpy"):
+            value = value.numpy()
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise _UnreadableSample(f"{type(exc).__name__}: a sample value is not an array: {exc}") from exc

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import functools
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from quantdoctor.errors import ModelLoadError, UsageError
+from quantdoctor.intake.paths import input_kind
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 # TensorFlow's node-name pattern (tensorflow/python/framework/ops.py): SavedModel signature
@@ -45,19 +47,65 @@ class ModelSource:
 
 
 def from_path(path: str | Path) -> ModelSource:
-    """A `.keras`/`.h5` file or a SavedModel directory."""
+    """A `.keras`/`.h5` file or a SavedModel directory, checked to be one before anything loads it."""
     path = Path(path)
-    if not path.exists():
-        raise ModelLoadError(f"model not found: {path}")
-    if path.is_dir():
-        if not (path / "saved_model.pb").exists():
+    if input_kind(path, "model", ModelLoadError) == "directory":
+        if not (path / "saved_model.pb").is_file():
             raise ModelLoadError(f"{path} is a directory without saved_model.pb: not a SavedModel")
         return ModelSource("savedmodel", str(path), str(path.resolve()), "saved_model")
-    if path.suffix.lower() in KERAS_SUFFIXES:
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        _check_keras_archive(path)
         return ModelSource("keras", str(path), str(path.resolve()), "keras_file")
-    if path.suffix.lower() == ".tflite":
+    if suffix in KERAS_SUFFIXES:
+        _check_hdf5(path)
+        return ModelSource("keras", str(path), str(path.resolve()), "keras_file")
+    if suffix == ".tflite":
         raise ModelLoadError(f"{path.name} is already a .tflite model: use `quantdoctor audit {path}`")
     raise ModelLoadError(f"unsupported model file '{path.name}': use .keras, .h5 or a SavedModel directory")
+
+
+def load_error(source: str, error_message: str) -> ModelLoadError:
+    """The one-line error for a model Keras or TensorFlow could not load (`error_message` is theirs)."""
+    custom = _UNREGISTERED.search(error_message)
+    if custom:
+        return ModelLoadError(
+            f"cannot load {source}: it uses the custom {custom.group(1)} '{custom.group(2)}', which is not "
+            "registered here. Register it with @keras.saving.register_keras_serializable() where you define it, "
+            "and pass a converter built in your own code: qd.diagnose(tf.lite.TFLiteConverter.from_keras_model(model))")
+    first = next((line.strip() for line in error_message.splitlines() if line.strip()), "unknown error")
+    return ModelLoadError(f"cannot load {source}: {first[:300]}")
+
+
+_UNREGISTERED = re.compile(r"Could not locate (class|function) '([^']+)'")
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _check_keras_archive(path: Path) -> None:
+    """A .keras file is the zip archive `model.save` writes, with the model's config.json inside."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise ModelLoadError(f"{path} is not a valid .keras file (not a zip archive); a .keras file is what "
+                             "model.save('model.keras') writes") from exc
+    if "config.json" not in names:
+        raise ModelLoadError(f"{path} is not a valid .keras file: the archive has no config.json; a .keras file "
+                             "is what model.save('model.keras') writes")
+
+
+def _check_hdf5(path: Path) -> None:
+    """HDF5 files start with the HDF5 signature (at 0, or after a user block of 512, 1024, 2048... bytes)."""
+    try:
+        with open(path, "rb") as stream:
+            for offset in (0, 512, 1024, 2048, 4096):
+                stream.seek(offset)
+                if stream.read(8) == _HDF5_SIGNATURE:
+                    return
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc.strerror}") from exc
+    raise ModelLoadError(f"{path} is not a valid .h5 file (no HDF5 signature); an .h5 model is what "
+                         "model.save('model.h5') writes")
 
 
 def from_keras_model(model: Any, workdir: Path) -> ModelSource:

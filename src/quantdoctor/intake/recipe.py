@@ -99,6 +99,17 @@ class Recipe:
         return "dynamic"
 
     @property
+    def reads_calibration_data(self) -> bool:
+        """True when the converter calls the representative dataset under these settings: an optimization
+        is enabled, and int8 (the default) or int16x8 is the target rather than float16 (TF 2.21's
+        QuantizationMode)."""
+        if not {"DEFAULT", "OPTIMIZE_FOR_SIZE", "OPTIMIZE_FOR_LATENCY"} & set(self.optimizations):
+            return False
+        if "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8" in self.supported_ops:
+            return True
+        return not self.supported_types or "int8" in self.supported_types
+
+    @property
     def int8_only_ops(self) -> bool:
         """True when the user asked for integer-only builtin ops (TFLITE_BUILTINS_INT8 alone)."""
         return "TFLITE_BUILTINS_INT8" in self.supported_ops and "TFLITE_BUILTINS" not in self.supported_ops
@@ -108,7 +119,7 @@ class Recipe:
         """True when these settings cannot convert without a representative dataset."""
         integer_io = {self.inference_input_type, self.inference_output_type} & {"int8", "uint8", "int16"}
         int16_ops = "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8" in self.supported_ops
-        return self.calibrate or self.int8_only_ops or int16_ops or bool(integer_io)
+        return (self.calibrate and self.reads_calibration_data) or self.int8_only_ops or int16_ops or bool(integer_io)
 
     @property
     def wants_full_integer(self) -> bool:

@@ -90,6 +90,28 @@ def check_input_shapes(inputs: list[InputSpec], target: str | None) -> list[Find
     return findings
 
 
+def data_is_used(recipe: Recipe) -> bool:
+    """True when the converter reads calibration data under these settings."""
+    return recipe.calibrate and recipe.reads_calibration_data
+
+
+def check_unused_data(calibration: CalibrationSet | None, recipe: Recipe, mode_requested: bool) -> list[Finding]:
+    """QD908: data given for settings that never read it. A mode the user asked for by name (`--mode
+    dynamic --data ...`) makes it a note; a converter set up with a dataset it then ignores, a warning."""
+    if calibration is None or data_is_used(recipe):
+        return []
+    if "float16" in recipe.supported_types:
+        why = "float16 quantization converts the weights to float16 and never calibrates"
+    elif recipe.optimizations:
+        why = "dynamic range quantization quantizes the weights only and never calibrates"
+    else:
+        why = ("no optimization is enabled (converter.optimizations is empty), so the converter does not "
+               "quantize and the model stays float")
+    return [catalog.get("QD908").finding(
+        f"{calibration.source} is not used: {why}.", evidence={"mode": recipe.mode, "samples": len(calibration)},
+        severity="info" if mode_requested else None)]
+
+
 def check_calibration(calibration: CalibrationSet | None, inputs: list[InputSpec], recipe: Recipe) -> list[Finding]:
     """All calibration findings for these samples, model inputs and settings."""
     if calibration is None:
