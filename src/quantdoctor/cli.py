@@ -196,7 +196,7 @@ def main() -> None:
     except typer.Abort:
         sys.exit(1)
     except UsageError as exc:
-        err.print(f"quantdoctor: error: {exc}", markup=False)
+        err.print(f"quantdoctor: error: {' '.join(str(exc).split())}", markup=False)  # one line, whatever it quotes
         sys.exit(2)
     except Exception:
         traceback.print_exc()

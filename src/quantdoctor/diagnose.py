@@ -201,11 +201,10 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
 def _merge_confirmed(data_findings: list[Finding], outcome_findings: list[Finding]) -> list[Finding]:
     """Data findings the converter's error confirms absorb it, so the root cause is reported once.
 
-    A converter error quantdoctor cannot classify (QD904) adds nothing when the data checks already
-    found an error: its raw text stays in the report's conversion excerpt.
+    A converter error no matcher recognises stays as QD904 next to the data findings, even when
+    they already explain the failure: a reworded converter message shows up instead of hiding
+    behind them.
     """
-    if any(f.severity == "error" for f in data_findings) and [f.code for f in outcome_findings] == ["QD904"]:
-        return list(data_findings)
     by_code = {f.code: f for f in data_findings}
     merged = list(data_findings)
     for finding in outcome_findings:

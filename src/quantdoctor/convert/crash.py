@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import re
 
+from quantdoctor.catalog.matcher import Matcher
+
 _FRAME = re.compile(r'File "(?:[^"]*/)?([^"/]+)", line (\d+) in (\w+)')
-_STAGES = (
-    (("_feed_tensors", "calibrate"), "calibrating (running the representative dataset)"),
-    (("mlir_quantize", "wrapped_experimental_mlir_quantize", "_quantize"), "quantizing"),
-    (("load_model", "_load", "load"), "loading the model"),
+# Functions of the converter's Python layer, innermost first: the stage within the worker's
+# "converting" (a crash while loading needs no marker: the worker reports that stage itself).
+STAGE_MARKERS = (
+    (Matcher.of("stage-calibrating", r"^(?:_feed_tensors|calibrate)$"),
+     "calibrating (running the representative dataset)"),
+    (Matcher.of("stage-quantizing", r"^(?:mlir_quantize|wrapped_experimental_mlir_quantize|_quantize)$"),
+     "quantizing"),
 )
 
 
@@ -29,15 +34,17 @@ def crash_stage(stderr: str, reported_stage: str) -> str:
     frames = crash_frames(stderr, count=8)
     for frame in frames:
         function = frame.rsplit(" in ", 1)[-1]
-        for markers, stage in _STAGES:
-            if function in markers:
+        for marker, stage in STAGE_MARKERS:
+            if marker.search(function):
                 return stage
     return reported_stage
 
 
 _NATIVE_ERROR = re.compile(r"^(?:error: (.*)|F\d{4} [^\]]*\] (.*))$")
-OUT_OF_MEMORY_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "failed to map segment",
-                         "pthread_create() failed", "Resource exhausted: OOM", "failed to allocate memory")
+# Every form an allocation failure takes in the converter's output: heap, mapping or thread stack.
+OUT_OF_MEMORY = Matcher.of("out-of-memory", "|".join(re.escape(marker) for marker in (
+    "MemoryError", "std::bad_alloc", "Cannot allocate memory", "failed to map segment", "pthread_create() failed",
+    "Resource exhausted: OOM", "failed to allocate memory")))
 
 
 def native_errors(stderr: str) -> list[str]:
@@ -52,4 +59,4 @@ def native_errors(stderr: str) -> list[str]:
 
 def out_of_memory(stderr: str) -> bool:
     """True when the stderr shows an allocation failure (heap, mapping or thread stack)."""
-    return any(marker in stderr for marker in OUT_OF_MEMORY_MARKERS)
+    return OUT_OF_MEMORY.search(stderr) is not None

@@ -86,7 +86,7 @@ class NpzArchive:
             if info.is_dir():
                 continue
             if not info.filename.endswith(".npy"):
-                raise DataLoadError(f"{path.name}: member '{info.filename}' is not a .npy array; save the data "
+                raise DataLoadError(f"{path.name}: member {info.filename!r} is not a .npy array; save the data "
                                     "with np.savez")
             self._members[info.filename[:-len(".npy")]] = info
         self._headers: dict[str, ArrayHeader] = {}
@@ -107,7 +107,7 @@ class NpzArchive:
         if name not in self._headers:
             info = self._info(name)
             with self._open(info) as stream:
-                self._headers[name] = _read_header(stream, f"{self.path.name}:{name}", info.file_size, self._text)
+                self._headers[name] = _read_header(stream, f"{self.path.name}:{name!r}", info.file_size, self._text)
         return self._headers[name]
 
     def read(self, name: str, rows: int | None = None) -> np.ndarray:
@@ -120,8 +120,8 @@ class NpzArchive:
             wanted = header.nbytes  # rows of a Fortran-ordered array are spread over all of it
         info = self._info(name)
         with self._open(info) as stream:
-            _skip(stream, header.data_offset, f"{self.path.name}:{name}")
-            data = _read_exactly(stream, wanted, f"{self.path.name}:{name}")
+            _skip(stream, header.data_offset, f"{self.path.name}:{name!r}")
+            data = _read_exactly(stream, wanted, f"{self.path.name}:{name!r}")
         if header.fortran_order:
             array = np.frombuffer(data, header.dtype, count=math.prod(header.shape)).reshape(header.shape, order="F")
             return np.array(array[:count] if header.shape else array)
@@ -129,14 +129,14 @@ class NpzArchive:
 
     def _info(self, name: str) -> zipfile.ZipInfo:
         if name not in self._members:
-            raise DataLoadError(f"{self.path.name} has no array '{name}'")
+            raise DataLoadError(f"{self.path.name} has no array {name!r}")
         return self._members[name]
 
     def _open(self, info: zipfile.ZipInfo) -> IO[bytes]:
         try:
             return self._zip.open(info)
         except (*_ZIP_ERRORS, RuntimeError) as exc:  # RuntimeError: an encrypted member
-            raise DataLoadError(f"{self.path.name}: cannot read member '{info.filename}': {_reason(exc)}") from exc
+            raise DataLoadError(f"{self.path.name}: cannot read member {info.filename!r}: {_reason(exc)}") from exc
 
 
 def _read_header(stream: IO[bytes], name: str, size: int, text: bool) -> ArrayHeader:

@@ -116,7 +116,10 @@ class CalibrationSet:
                     continue
                 sample = samples[int(index)]
                 if part == "v":
-                    sample.values[rest[0]] = npz.read(key)
+                    value = npz.read(key)
+                    if value.dtype.kind not in NUMERIC_KINDS:
+                        raise DataLoadError(f"sample {index} holds {describe_dtype(value.dtype)}")
+                    sample.values[rest[0]] = value
                 elif part == "signature":
                     sample.signature_key = str(npz.read(key))
                 elif part == "note":
@@ -125,7 +128,7 @@ class CalibrationSet:
             truncated = bool(npz.read("__truncated__")) or count < len(kinds)
             return cls(samples, source=str(npz.read("__source__")), truncated=truncated, generator_error=error,
                        available=len(kinds))
-        except (ValueError, IndexError, DataLoadError) as exc:  # a member missing, a key not written by `save`
+        except (ValueError, IndexError, TypeError, DataLoadError) as exc:  # a member missing, a key `save` never writes
             raise DataLoadError(f"{npz.path.name} is not a valid quantdoctor calibration file: {exc}") from exc
 
 
@@ -201,7 +204,7 @@ def from_file(path: str | Path, max_samples: int = DEFAULT_MAX_SAMPLES, what: st
         for name in npz.names:
             header = npz.header(name)
             if header.dtype.kind not in NUMERIC_KINDS:
-                raise DataLoadError(f"{path.name}: array '{name}' holds {describe_dtype(header.dtype)}: data must "
+                raise DataLoadError(f"{path.name}: array {name!r} holds {describe_dtype(header.dtype)}: data must "
                                     "be numeric arrays")
             counts[name] = header.rows
         _check_counts(counts, str(path))
@@ -233,7 +236,7 @@ def _stacked(arrays: dict[str, np.ndarray], counts: dict[str, int | None], sourc
 def _check_counts(counts: dict[str, int | None], source: str) -> None:
     scalars = [key for key, count in counts.items() if count is None]
     if scalars:
-        which = "holds a scalar" if len(counts) == 1 else f"array '{scalars[0]}' is a scalar"
+        which = "holds a scalar" if len(counts) == 1 else f"array {scalars[0]!r} is a scalar"
         raise DataLoadError(f"{source} {which}, not samples: stack the samples of each input along axis 0, "
                             "shape (samples, ...)")
     if len(set(counts.values())) > 1:
