@@ -3,6 +3,7 @@ the API), found before any long work; quantdoctor's own bugs are exit 3 and say 
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import os
@@ -59,7 +60,7 @@ def user_files(tmp_path_factory) -> dict[str, Path]:
 
 def write_npz_streaming(path: Path, name: str, shape: tuple[int, ...], dtype: str = "<f4") -> None:
     """A large stored .npz written member by member, without holding the array in memory."""
-    with zipfile.ZipFile(path, "w", allow_zip64=True) as archive, archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+    with zipfile.ZipFile(path, "w") as archive, archive.open(f"{name}.npy", "w", force_zip64=True) as member:
         np.lib.format.write_array_header_2_0(member, {"descr": dtype, "fortran_order": False, "shape": shape})
         row = np.arange(np.prod(shape[1:]), dtype=dtype).reshape(shape[1:])
         for index in range(shape[0]):
@@ -251,14 +252,11 @@ def test_an_unregistered_custom_layer_is_one_line_that_says_what_to_do(tmp_path)
 @pytest.fixture
 def no_conversion(monkeypatch):
     """Fails the test if quantdoctor gets as far as converting or comparing."""
-    import quantdoctor.compare.run
-    import quantdoctor.diagnose
-
     def converting(*args, **kwargs):
         pytest.fail("the output path was checked only after starting the work")
 
-    monkeypatch.setattr(quantdoctor.diagnose, "_diagnose", converting)
-    monkeypatch.setattr(quantdoctor.compare.run, "calibration_set", converting)
+    monkeypatch.setattr(importlib.import_module("quantdoctor.diagnose"), "_diagnose", converting)
+    monkeypatch.setattr(importlib.import_module("quantdoctor.compare.run"), "calibration_set", converting)
 
 
 def cli(*args: str) -> int:
@@ -408,12 +406,10 @@ def test_the_interpreters_own_errors_are_told_apart_from_quantdoctors():
 
 
 def test_the_command_line_says_a_bug_is_a_bug(user_files, monkeypatch, capsys):
-    import quantdoctor.diagnose
-
     def broken(*args, **kwargs):
         raise InternalError("the quantdoctor.convert.worker process failed:\nTraceback ...\nKeyError: 'x'")
 
-    monkeypatch.setattr(quantdoctor.diagnose, "_diagnose", broken)
+    monkeypatch.setattr(importlib.import_module("quantdoctor.diagnose"), "_diagnose", broken)
     assert cli("diagnose", str(user_files["keras"])) == 3
     assert "internal error (a bug in quantdoctor)" in capsys.readouterr().err
 
@@ -447,9 +443,8 @@ def test_usage_errors_are_one_line(args, message):
     ({"target": "gpu"}, "unknown target 'gpu'"),
 ])
 def test_diagnose_refuses_bad_options_before_any_work(user_files, options, message, monkeypatch):
-    import quantdoctor.diagnose
-
-    monkeypatch.setattr(quantdoctor.diagnose, "run_worker", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr(importlib.import_module("quantdoctor.diagnose"), "run_worker",
+                        lambda *a, **k: pytest.fail("work started"))
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
         qd.diagnose(user_files["keras"], user_files["npz"], **options)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -37,6 +39,8 @@ def test_infinite_sample_crashes_the_quantizer_and_the_data_is_named_as_the_caus
     assert_finding(root(report), "QD307", "calibration", "error", input="image")
     crash = only(report, "QD901")
     assert crash.evidence["signal"] == "SIGSEGV"
+    assert crash.evidence["stage"] == "quantizing"  # read from the innermost converter frame of the crash
+    assert crash.evidence["last_frames"][0].endswith("in wrapped_experimental_mlir_quantize")
     assert "scale out of expressed type range" in crash.evidence["native_errors"][0]
 
 
@@ -58,7 +62,10 @@ def test_conversion_over_the_memory_limit_is_out_of_memory():
     # Where the allocation fails decides the form: a native abort (pthread_create, bad_alloc) or a
     # Python MemoryError raised by the converter. Both are out of memory.
     assert report.conversion["outcome"] in ("crash", "error")
-    assert_finding(root(report), "QD903", "environment", "error")
+    finding = root(report)
+    assert_finding(finding, "QD903", "environment", "error")
+    assert re.search(r"MemoryError|bad_alloc|Cannot allocate memory|failed to map segment|pthread_create|OOM",
+                     finding.evidence.get("converter_message", "")) or finding.evidence.get("signal") == "SIGKILL"
 
 
 @pytest.mark.code("QD904")

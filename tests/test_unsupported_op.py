@@ -44,6 +44,8 @@ def test_lstm_with_dynamic_batch_explains_static_batch_and_select_tf_ops():
     report = qd.diagnose(int8_converter(lstm_model(batch_size=None), dataset_from(vectors(20, 40).reshape(20, 10, 4))))
     finding = root(report)
     assert_finding(finding, "QD103", "unsupported_op", "error", layer="my_lstm")
+    assert finding.evidence["converter_message"] == ("'tf.TensorListReserve' op requires element_shape to be static "
+                                                      "during TF Lite transformation pass")
     assert "batch_size=1" in finding.fix.code and "_experimental_lower_tensor_list_ops = False" in finding.fix.code
 
 

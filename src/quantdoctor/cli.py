@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from quantdoctor.errors import QuantizationError, UsageError
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
-from quantdoctor.intake.paths import check_output
+from quantdoctor.intake.paths import check_output, input_kind
 from quantdoctor.report.model import SEVERITIES
 
 try:  # typer 0.29 carries its own copy of click
@@ -57,8 +57,9 @@ def diagnose(
     _check_fail_on(fail_on)
     if no_convert and output is not None:
         raise UsageError("--output needs a converted model, and --no-convert runs the preflight only: drop one")
-    _refuse_overwrite(inputs=(model, data, eval_data), outputs=(json_path, output))
+    _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data))
     _check_outputs(("--json", json_path), ("--output", output))
+    _refuse_overwrite(inputs=(model, data, eval_data), outputs=(json_path, output))
     doing = "Checking (preflight only)" if no_convert else "Converting"
     with err.status(f"{doing} {escape(str(model))} in an isolated process…"):
         report = run_diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
@@ -81,8 +82,9 @@ def audit(
     from quantdoctor.audit.report import audit as run_audit
 
     _check_fail_on(fail_on)
-    _refuse_overwrite(inputs=(model,), outputs=(json_path,))
+    _check_inputs(("model", model))
     _check_outputs(("--json", json_path))
+    _refuse_overwrite(inputs=(model,), outputs=(json_path,))
     _finish(run_audit(model, target=target), json_path, fail_on)
 
 
@@ -125,8 +127,10 @@ def compare(
     from quantdoctor.compare.run import compare as run_compare
 
     _check_fail_on(fail_on)
-    _refuse_overwrite(inputs=(model, data, eval_data, labels, tflite), outputs=(json_path, html_path))
+    _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels),
+                  ("--tflite model", tflite))
     _check_outputs(("--json", json_path), ("--html", html_path))
+    _refuse_overwrite(inputs=(model, data, eval_data, labels, tflite), outputs=(json_path, html_path))
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
                       transient=True) as bar:
@@ -174,6 +178,13 @@ def _refuse_overwrite(inputs: tuple[Optional[Path], ...], outputs: tuple[Optiona
     for path in outputs:
         if path is not None and path.resolve() in protected:
             raise UsageError(f"refusing to overwrite your input {path}: choose another output path")
+
+
+def _check_inputs(*inputs: tuple[str, Optional[Path]]) -> None:
+    """Every input path names a file or directory (not a link loop, a FIFO, a device), checked first."""
+    for what, path in inputs:
+        if path is not None:
+            input_kind(path, what)
 
 
 def _check_outputs(*outputs: tuple[str, Optional[Path]]) -> None:

@@ -44,7 +44,7 @@ _NATIVE_ERROR = re.compile(r"^(?:error: (.*)|F\d{4} [^\]]*\] (.*))$")
 # Every form an allocation failure takes in the converter's output: heap, mapping or thread stack.
 OUT_OF_MEMORY = Matcher.of("out-of-memory", "|".join(re.escape(marker) for marker in (
     "MemoryError", "std::bad_alloc", "Cannot allocate memory", "failed to map segment", "pthread_create() failed",
-    "Resource exhausted: OOM", "failed to allocate memory")))
+    "Resource exhausted: OOM", "OOM when allocating", "failed to allocate memory")))
 
 
 def native_errors(stderr: str) -> list[str]:
@@ -57,6 +57,11 @@ def native_errors(stderr: str) -> list[str]:
     return found[-3:]
 
 
-def out_of_memory(stderr: str) -> bool:
-    """True when the stderr shows an allocation failure (heap, mapping or thread stack)."""
-    return OUT_OF_MEMORY.search(stderr) is not None
+def out_of_memory(stderr: str) -> str | None:
+    """The stderr line that shows an allocation failure (heap, mapping or thread stack), or None."""
+    found = OUT_OF_MEMORY.search(stderr)
+    if found is None:
+        return None
+    start = stderr.rfind("\n", 0, found.start()) + 1
+    end = stderr.find("\n", found.end())
+    return stderr[start:end if end >= 0 else len(stderr)].strip()

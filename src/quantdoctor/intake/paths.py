@@ -53,13 +53,16 @@ def check_output(path: Path, option: str) -> None:
     """
     parent = path.parent
     try:
-        if path.is_dir():
-            raise UsageError(f"{option} {path} is a directory: give a file name")
-        if not parent.is_dir():
-            raise UsageError(f"{option} {path}: the directory {parent} does not exist")
-    except OSError as exc:  # a link loop on the way, a name too long
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None  # a new file: fine when its directory exists
+    except OSError as exc:  # a link loop, a name too long, a file where a directory should be
         raise UsageError(f"{option} {path}: {exc.strerror or exc}") from exc
-    if path.exists() and not os.access(path, os.W_OK):
+    if mode is not None and stat.S_ISDIR(mode):
+        raise UsageError(f"{option} {path} is a directory: give a file name")
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: the directory {parent} does not exist")
+    if mode is not None and not os.access(path, os.W_OK):
         raise UsageError(f"{option} {path} cannot be written (read-only)")
     try:
         with tempfile.NamedTemporaryFile(dir=parent, prefix=".quantdoctor-probe-"):
