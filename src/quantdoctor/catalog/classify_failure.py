@@ -140,7 +140,7 @@ _TEXT_MATCHERS = (
                    lambda m, c: catalog.get("QD104").finding(
                        f"The quantizer has no integer version of {m.group(1)}, and only integer ops were allowed.",
                        location=Location(op=m.group(1)), evidence={"converter_message": m.group(0)})),
-    _regex_matcher("|".join(re.escape(marker) for marker in OUT_OF_MEMORY_MARKERS),
+    _regex_matcher("(?i)" + "|".join(re.escape(marker) for marker in OUT_OF_MEMORY_MARKERS),
                    lambda m, c: catalog.get("QD903").finding(
                        "The converter could not allocate memory.", evidence={"converter_message": m.group(0)})),
     _regex_matcher(r"Only support at least one signature key\.?",

@@ -7,6 +7,7 @@ recorded: a segfault or abort in the converter is a finding, never quantdoctor's
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import signal
@@ -19,8 +20,13 @@ from typing import Any, Callable
 
 import quantdoctor
 from quantdoctor.convert.protocol import read_json, write_json
+from quantdoctor.errors import UsageError
 
 DEFAULT_TIMEOUT = 900.0
+# Below this, a memory limit is a slip (TensorFlow alone maps about 1 GB); above this (the user
+# address space of a 64-bit process, 128 TiB), it is not a limit.
+MIN_MEMORY_LIMIT_MB = 256
+MAX_MEMORY_LIMIT_MB = 1 << 27
 _STDERR_KEEP = 20_000
 _POLL_SECONDS = 0.25
 
@@ -41,6 +47,22 @@ class WorkerRun:
     def error_text(self) -> str:
         """The converter's error message followed by its stderr: what the catalog matches against."""
         return "\n".join(part for part in (self.response.get("error_message", ""), self.stderr) if part)
+
+
+def check_limits(timeout: float, memory_limit_mb: int | None) -> None:
+    """Refuse a timeout or memory limit no process can be run with (a UsageError, before any work)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+        raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if memory_limit_mb is None:
+        return
+    ceiling = MAX_MEMORY_LIMIT_MB
+    hard_limit = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if hard_limit != resource.RLIM_INFINITY:
+        ceiling = min(ceiling, hard_limit // 2**20)
+    if isinstance(memory_limit_mb, bool) or not isinstance(memory_limit_mb, int) \
+            or not MIN_MEMORY_LIMIT_MB <= memory_limit_mb <= ceiling:
+        raise UsageError(f"memory limit {memory_limit_mb!r} MB is out of range: give a whole number of MB "
+                         f"from {MIN_MEMORY_LIMIT_MB} to {ceiling}")
 
 
 def run_worker(request: dict[str, Any], workdir: Path, timeout: float = DEFAULT_TIMEOUT,
@@ -75,7 +97,11 @@ def run_isolated(module: str, request: dict[str, Any], workdir: Path, timeout: f
             stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=env, start_new_session=True,
             preexec_fn=_memory_limiter(memory_limit_mb),
         )
-        timed_out = not _wait(child, timeout, on_poll)
+        try:
+            timed_out = not _wait(child, timeout, on_poll)
+        except BaseException:  # Ctrl-C, SIGTERM (see convert/cleanup.py), a failing on_poll: the child ends too
+            _kill_group(child)
+            raise
         if timed_out:
             _kill_group(child)
     run = WorkerRun(outcome="timeout" if timed_out else "done", seconds=time.perf_counter() - started,

@@ -16,6 +16,10 @@ from quantdoctor.convert.protocol import read_json, write_json
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.recipe import Recipe
 
+# Every refusal of Keras's safe mode (a Lambda's stored bytecode, a TFSMLayer, an outside vocabulary
+# file) tells how to override it with these words.
+KERAS_SAFE_MODE_REFUSAL = "safe_mode=False"
+
 
 def main(request_path: str) -> int:
     """Serve one conversion request; the exit code is 0 whether or not the conversion failed."""
@@ -27,12 +31,15 @@ def main(request_path: str) -> int:
     import tensorflow as tf
 
     convert = request.get("convert", True)
+    out_of_memory = (MemoryError, tf.errors.ResourceExhaustedError)
+    trust_model = request.get("trust_model", False)
     try:
-        make_converter, response["model"], function, loaded_at = _load(tf, request["model"])
-    except MemoryError:
+        make_converter, response["model"], function, loaded_at = _load(tf, request["model"], trust_model)
+    except out_of_memory:
         raise  # the runner reports the process's death as out of memory
     except Exception as exc:  # the user's model, not quantdoctor, failed to load
-        response.update(stage="done", outcome="load_error", error_message=f"{type(exc).__name__}: {exc}")
+        response.update(stage="done", outcome="load_error", error_message=f"{type(exc).__name__}: {exc}",
+                        refused_unsafe=not trust_model and KERAS_SAFE_MODE_REFUSAL in str(exc))
         write_json(response_path, response)
         return 0
     response["preflight"] = _inventory(function, loaded_at)
@@ -53,6 +60,8 @@ def main(request_path: str) -> int:
             if twin:
                 _keep_model_before_quantization(converter, twin)
         tflite_model = converter.convert()
+    except out_of_memory:
+        raise
     except Exception as exc:
         response.update(outcome="error", seconds=time.perf_counter() - started,
                         exception_type=type(exc).__name__, error_message=str(exc))
@@ -95,20 +104,21 @@ def _convert_float_twin(make_converter: Callable[[], Any], output: Path) -> str:
     return "ok"
 
 
-def _load(tf: Any, model: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any], Any, float]:
+def _load(tf: Any, model: dict[str, Any], trust_model: bool) -> tuple[Callable[[], Any], dict[str, Any], Any, float]:
     """A factory for the model's converter, a description of its inputs and layers, its serving
     function, and the time loading ended (preflight time counts from there).
 
     Creating the converter is left to the conversion step: a bad signature key is the user's
     conversion error to diagnose, not a model that failed to load. A Keras file converts through
-    `from_keras_model`, exactly as the user's own code would.
+    `from_keras_model`, exactly as the user's own code would. Keras files load in Keras's safe mode,
+    which refuses to run code stored in the file, unless the user trusts the model.
     """
     if model["loader"] == "keras_file":
         import keras
 
         from quantdoctor.intake.model import export_keras, keras_layers, keras_output_layers
 
-        keras_model = keras.saving.load_model(model["path"], compile=False, safe_mode=False)
+        keras_model = keras.saving.load_model(model["path"], compile=False, safe_mode=not trust_model)
         loaded_at = time.perf_counter()
         info = {"inputs": [_spec(x.name, x.shape, x.dtype) for x in keras_model.inputs],
                 "layers": keras_layers(keras_model), "output_layers": keras_output_layers(keras_model)}
