@@ -236,8 +236,13 @@ def _process_finding(run: WorkerRun, layers: list[dict[str, str]], calibration: 
     if run.outcome == "timeout":
         return catalog.get("QD902").finding(
             f"The converter was stopped after {run.seconds:.0f} s while {stage}.", evidence=evidence)
-    if run.signal_name == "SIGKILL" or out_of_memory(run.stderr):
-        return catalog.get("QD903").finding(f"The converter ran out of memory while {stage}.", evidence=evidence)
+    allocation_failure = out_of_memory(run.stderr)
+    if run.signal_name == "SIGKILL" or allocation_failure or run.at_memory_limit:
+        limit = f", under the {run.memory_limit_mb} MB memory limit" if run.memory_limit_mb else ""
+        return catalog.get("QD903").finding(
+            f"The converter ran out of memory while {stage}{limit}.",
+            evidence={**evidence, "converter_message": allocation_failure or None,
+                      "memory_limit_mb": run.memory_limit_mb, "peak_memory_mb": run.peak_memory_mb})
     how = f"was killed by {run.signal_name}" if run.signal_name else f"exited with code {run.returncode}"
     rnn_layers = [layer["name"] for layer in layers if layer["class"] in RNN_LAYER_CLASSES]
     if rnn_layers and stage.startswith("calibrating"):

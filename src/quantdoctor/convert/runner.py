@@ -28,7 +28,11 @@ DEFAULT_TIMEOUT = 900.0
 MIN_MEMORY_LIMIT_MB = 256
 MAX_MEMORY_LIMIT_MB = 1 << 27
 _STDERR_KEEP = 20_000
-_POLL_SECONDS = 0.25
+_POLL_SECONDS = 0.1
+# A process whose address space came this close to its limit (a share of the limit) has run out of
+# memory, whatever form its death takes: a failed allocation inside TensorFlow's native code can end
+# in a segfault that prints nothing about memory.
+_NEAR_LIMIT = 0.1
 
 
 @dataclass
@@ -42,6 +46,14 @@ class WorkerRun:
     signal_name: str | None = None
     stderr: str = ""
     tflite_path: Path | None = None
+    memory_limit_mb: int | None = None
+    peak_memory_mb: int | None = None  # the largest address space seen while it ran (Linux)
+
+    @property
+    def at_memory_limit(self) -> bool:
+        """True when the process was seen at (within a tenth of) its memory limit."""
+        return bool(self.memory_limit_mb and self.peak_memory_mb
+                    and self.peak_memory_mb >= self.memory_limit_mb * (1 - _NEAR_LIMIT))
 
     @property
     def error_text(self) -> str:
@@ -91,14 +103,22 @@ def run_isolated(module: str, request: dict[str, Any], workdir: Path, timeout: f
     stderr_path = workdir / "stderr.txt"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1")}
     started = time.perf_counter()
+    peak = 0
     with open(stderr_path, "wb") as stderr:
         child = subprocess.Popen(
             isolated_command(module, str(request_path)),
             stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=env, start_new_session=True,
             preexec_fn=_memory_limiter(memory_limit_mb),
         )
+
+        def poll() -> None:
+            nonlocal peak
+            peak = max(peak, _peak_memory_mb(child.pid))
+            if on_poll:
+                on_poll()
+
         try:
-            timed_out = not _wait(child, timeout, on_poll)
+            timed_out = not _wait(child, timeout, poll)
         except BaseException:  # Ctrl-C, SIGTERM (see convert/cleanup.py), a failing on_poll: the child ends too
             _kill_group(child)
             raise
@@ -106,7 +126,8 @@ def run_isolated(module: str, request: dict[str, Any], workdir: Path, timeout: f
             _kill_group(child)
     run = WorkerRun(outcome="timeout" if timed_out else "done", seconds=time.perf_counter() - started,
                     response=read_json(Path(request["response"])), returncode=child.returncode,
-                    stderr=_tail(stderr_path.read_text(errors="replace")))
+                    stderr=_tail(stderr_path.read_text(errors="replace")), memory_limit_mb=memory_limit_mb,
+                    peak_memory_mb=peak or None)
     if child.returncode is not None and child.returncode < 0:
         run.signal_name = signal.Signals(-child.returncode).name
     if not timed_out and child.returncode != 0:
@@ -128,7 +149,19 @@ def isolated_command(module: str, *args: str) -> list[str]:
     return [sys.executable, "-I", "-X", "faulthandler", "-c", bootstrap, package_root, module, *args]
 
 
-def _wait(child: subprocess.Popen, timeout: float, on_poll: Callable[[], None] | None) -> bool:
+def _peak_memory_mb(pid: int) -> int:
+    """The peak address space (VmPeak) of a running process in MB; 0 where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmPeak:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _wait(child: subprocess.Popen, timeout: float, on_poll: Callable[[], None]) -> bool:
     """Wait for the child; False when it outlives `timeout`."""
     deadline = time.perf_counter() + timeout
     while True:
@@ -138,8 +171,7 @@ def _wait(child: subprocess.Popen, timeout: float, on_poll: Callable[[], None] |
         except subprocess.TimeoutExpired:
             if time.perf_counter() >= deadline:
                 return False
-            if on_poll:
-                on_poll()
+            on_poll()
 
 
 def _memory_limiter(limit_mb: int | None):

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from quantdoctor.convert.crash import out_of_memory
 from quantdoctor.convert.protocol import read_json, write_json
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.recipe import Recipe
@@ -31,13 +32,11 @@ def main(request_path: str) -> int:
     import tensorflow as tf
 
     convert = request.get("convert", True)
-    out_of_memory = (MemoryError, tf.errors.ResourceExhaustedError)
     trust_model = request.get("trust_model", False)
     try:
         make_converter, response["model"], function, loaded_at = _load(tf, request["model"], trust_model)
-    except out_of_memory:
-        raise  # the runner reports the process's death as out of memory
     except Exception as exc:  # the user's model, not quantdoctor, failed to load
+        _die_if_out_of_memory(exc)
         response.update(stage="done", outcome="load_error", error_message=f"{type(exc).__name__}: {exc}",
                         refused_unsafe=not trust_model and KERAS_SAFE_MODE_REFUSAL in str(exc))
         write_json(response_path, response)
@@ -60,9 +59,8 @@ def main(request_path: str) -> int:
             if twin:
                 _keep_model_before_quantization(converter, twin)
         tflite_model = converter.convert()
-    except out_of_memory:
-        raise
     except Exception as exc:
+        _die_if_out_of_memory(exc)
         response.update(outcome="error", seconds=time.perf_counter() - started,
                         exception_type=type(exc).__name__, error_message=str(exc))
     else:
@@ -74,6 +72,13 @@ def main(request_path: str) -> int:
         response["float_twin"] = "ok" if twin.exists() else _convert_float_twin(make_converter, twin)
         write_json(response_path, response)
     return 0
+
+
+def _die_if_out_of_memory(exc: Exception) -> None:
+    """Re-raise an allocation failure (MemoryError, ResourceExhaustedError, or one wrapped by Keras)
+    so that it ends the process: the runner reports every out-of-memory death the same way (QD903)."""
+    if out_of_memory(f"{type(exc).__name__}: {exc}"):
+        raise exc
 
 
 def _keep_model_before_quantization(converter: Any, output: Path) -> None:
