@@ -16,11 +16,13 @@ from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.catalog.classify_failure import FailureContext, classify_failure, excerpt
 from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.convert.crash import crash_frames, crash_stage, native_errors, out_of_memory
-from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, run_worker
+from quantdoctor.convert.cleanup import run_interruptible
+from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, check_limits, run_worker
 from quantdoctor.errors import ModelLoadError, UsageError
 from quantdoctor.intake import data as data_intake
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
+from quantdoctor.intake.paths import check_outputs, copy_into, prepare_keep_workdir
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.preflight.data_checks import (InputSpec, check_against_inference, check_calibration,
                                                check_input_names, check_input_shapes, check_list_order,
@@ -29,12 +31,13 @@ from quantdoctor.preflight.predict import actual_verdict, predict
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
 
 
+@run_interruptible
 def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
              select_tf_ops: bool = False, signature_keys: list[str] | None = None,
              max_samples: int = DEFAULT_MAX_SAMPLES,
              timeout: float = DEFAULT_TIMEOUT, memory_limit_mb: int | None = None,
              target: str | None = None, convert: bool = True, eval_data: Any = None,
-             keep_workdir: str | Path | None = None) -> Report:
+             keep_workdir: str | Path | None = None, trust_model: bool = False) -> Report:
     """Convert `model` with the real TFLite converter in an isolated process and explain the outcome.
 
     `model` is a path (`.keras`, `.h5`, SavedModel directory), a Keras model, a list of concrete
@@ -47,29 +50,39 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
     for; integer-only settings (`int8-strict`) imply "int8-accelerator". With `convert=False`
     only the preflight runs: the graph and the data are checked and the outcome predicted.
     `eval_data` (same forms as `data`) is inference data: calibration ranges are checked against it.
+    `keep_workdir` (a new or empty directory) receives the worker's request, samples and logs.
+    A `.keras`/`.h5` file that would run code stored in it when loaded (Lambda layers) is refused
+    with an `UnsafeModelError` unless `trust_model=True`.
     Returns the report, root cause first.
     """
     return _diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature_keys,
                      max_samples=max_samples, timeout=timeout, memory_limit_mb=memory_limit_mb, target=target,
-                     convert=convert, eval_data=eval_data, keep_workdir=keep_workdir)[0]
+                     convert=convert, eval_data=eval_data, keep_workdir=keep_workdir, trust_model=trust_model)[0]
 
 
+@run_interruptible
 def diagnose_with_float_twin(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
-                             max_samples: int = DEFAULT_MAX_SAMPLES,
-                             timeout: float = DEFAULT_TIMEOUT) -> tuple[Report, bytes | None]:
+                             max_samples: int = DEFAULT_MAX_SAMPLES, timeout: float = DEFAULT_TIMEOUT,
+                             trust_model: bool = False) -> tuple[Report, bytes | None]:
     """`diagnose`, and when the conversion succeeds, compare's float reference from the same worker:
     the float model the converter handed its quantizer, or, for settings that do not calibrate, the
     model converted again without quantization (TensorFlow starts and the model loads once). The
     float model is None when that second conversion failed."""
-    return _diagnose(model, data, mode=mode, io=io, max_samples=max_samples, timeout=timeout, float_twin=True)
+    return _diagnose(model, data, mode=mode, io=io, max_samples=max_samples, timeout=timeout, float_twin=True,
+                     trust_model=trust_model)
 
 
 def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_samples: int, timeout: float,
               select_tf_ops: bool = False, signature_keys: list[str] | None = None,
               memory_limit_mb: int | None = None, target: str | None = None, convert: bool = True,
               eval_data: Any = None, keep_workdir: str | Path | None = None,
-              float_twin: bool = False) -> tuple[Report, bytes | None]:
+              float_twin: bool = False, trust_model: bool = False) -> tuple[Report, bytes | None]:
     check_target(target)
+    check_limits(timeout, memory_limit_mb)
+    keep = None
+    if keep_workdir is not None:
+        check_outputs(inputs=(model, data, eval_data), outputs={"--keep-workdir": keep_workdir})
+        keep = prepare_keep_workdir(keep_workdir)
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-"))
     try:
         source, recipe, calibration = _intake(model, data, mode, io, select_tf_ops, max_samples, workdir)
@@ -79,7 +92,7 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
                 raise UsageError("signature keys apply to SavedModel directories only")
             source.signature_keys = list(signature_keys)
         request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None,
-                                   "convert": convert}
+                                   "convert": convert, "trust_model": trust_model}
         if calibration is not None and recipe.calibrate:
             calibration.save(workdir / "calibration.npz")
             request["data"] = str(workdir / "calibration.npz")
@@ -92,9 +105,11 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
         twin = workdir / "float_twin.tflite"
         return report, twin.read_bytes() if run.response.get("float_twin") == "ok" else None
     finally:
-        if keep_workdir:
-            shutil.copytree(workdir, Path(keep_workdir), dirs_exist_ok=True)
-        shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            if keep is not None:
+                copy_into(workdir, keep)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_ops: bool,
@@ -150,6 +165,8 @@ def calibration_set(data: Any, max_samples: int = DEFAULT_MAX_SAMPLES) -> Calibr
 def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration: CalibrationSet | None,
                   run: WorkerRun, target: str | None, evaluation: CalibrationSet | None) -> Report:
     if run.outcome == "load_error":
+        if run.response.get("refused_unsafe"):
+            raise model_intake.unsafe_model_error(source, run.response.get("error_message", ""))
         raise ModelLoadError(f"cannot load {source.source}: {run.response.get('error_message')}")
     model_info = run.response.get("model", {})
     layers = source.layers or model_info.get("layers", [])
@@ -264,8 +281,13 @@ def _process_finding(run: WorkerRun, layers: list[dict[str, str]], calibration: 
     if run.outcome == "timeout":
         return catalog.get("QD902").finding(
             f"The converter was stopped after {run.seconds:.0f} s while {stage}.", evidence=evidence)
-    if run.signal_name == "SIGKILL" or out_of_memory(run.stderr):
-        return catalog.get("QD903").finding(f"The converter ran out of memory while {stage}.", evidence=evidence)
+    allocation_failure = out_of_memory(run.stderr)
+    if run.signal_name == "SIGKILL" or allocation_failure or run.at_memory_limit:
+        limit = f", under the {run.memory_limit_mb} MB memory limit" if run.memory_limit_mb else ""
+        return catalog.get("QD903").finding(
+            f"The converter ran out of memory while {stage}{limit}.",
+            evidence={**evidence, "converter_message": allocation_failure or None,
+                      "memory_limit_mb": run.memory_limit_mb, "peak_memory_mb": run.peak_memory_mb})
     how = f"was killed by {run.signal_name}" if run.signal_name else f"exited with code {run.returncode}"
     rnn_layers = [layer["name"] for layer in layers if layer["class"] in RNN_LAYER_CLASSES]
     if rnn_layers and stage.startswith("calibrating"):

@@ -13,7 +13,6 @@ from typing import Callable
 from quantdoctor import catalog
 from quantdoctor.catalog.locations import layer_for_location, op_paths, scope_for_path
 from quantdoctor.catalog.mlir import Diagnostic, op_name, parse_diagnostics
-from quantdoctor.convert.crash import OUT_OF_MEMORY_MARKERS
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.preflight.data_checks import LIST_ORDER_HINT
 from quantdoctor.report.model import Finding, Location
@@ -140,9 +139,6 @@ _TEXT_MATCHERS = (
                    lambda m, c: catalog.get("QD104").finding(
                        f"The quantizer has no integer version of {m.group(1)}, and only integer ops were allowed.",
                        location=Location(op=m.group(1)), evidence={"converter_message": m.group(0)})),
-    _regex_matcher("|".join(re.escape(marker) for marker in OUT_OF_MEMORY_MARKERS),
-                   lambda m, c: catalog.get("QD903").finding(
-                       "The converter could not allocate memory.", evidence={"converter_message": m.group(0)})),
     _regex_matcher(r"Only support at least one signature key\.?",
                    _simple("QD401", "The SavedModel offers no signature the converter can use.")),
     _regex_matcher(r"Invalid signature key '([^']*)' found\. Valid keys are '([^']*)'\.?",

@@ -15,36 +15,41 @@ from quantdoctor.audit.report import audit
 from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows
 from quantdoctor.convert.protocol import read_json
-from quantdoctor.convert.runner import DEFAULT_TIMEOUT, run_isolated
+from quantdoctor.convert.cleanup import run_interruptible
+from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits, run_isolated
 from quantdoctor.diagnose import calibration_set, diagnose, diagnose_with_float_twin
 from quantdoctor.errors import QuantizationError, UsageError
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
+from quantdoctor.intake.paths import check_outputs
 from quantdoctor.report.model import Location, Report, rank_findings
 
 Progress = Callable[[int, int], None]
 
 
+@run_interruptible
 def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
             metric: Callable[[Any, np.ndarray], float] | None = None, tflite: str | Path | bytes | None = None,
             html: str | Path | None = None, mode: str | None = None, io: str | None = None,
             max_samples: int = DEFAULT_MAX_SAMPLES, timeout: float = DEFAULT_TIMEOUT,
-            progress: Progress | None = None) -> Report:
+            progress: Progress | None = None, trust_model: bool = False) -> Report:
     """Float vs quantized, end to end and layer by layer, on `eval_data`.
 
     `model` and `data` are as for `diagnose` (the quantized model is converted from them), or
     pass the quantized `.tflite` you already have as `tflite`. `labels` (one class per sample)
     add accuracies; `metric(labels, outputs)` adds your own number for both models. Returns the
     diagnose report with a `comparison` object (layers ranked worst first) and QD5xx findings;
-    `html` also writes the self-contained HTML report.
+    `html` also writes the self-contained HTML report. `trust_model` is as for `diagnose`.
     """
+    check_limits(timeout, None)
+    check_outputs(inputs=(model, data, eval_data, labels, tflite), outputs={"html": html})
     evaluation = calibration_set(eval_data, max_samples)
     if evaluation is None or not evaluation.samples:
         raise UsageError("compare needs eval data with at least one sample")
     float_model = None
     if tflite is None:
         report, float_model = diagnose_with_float_twin(model, data, mode=mode, io=io, max_samples=max_samples,
-                                                       timeout=timeout)
+                                                       timeout=timeout, trust_model=trust_model)
         if report.tflite_model is None:
             raise QuantizationError(report)
     else:
@@ -52,7 +57,7 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
         report.tflite_model = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
     float_info = report.model
     if float_model is None:  # a .tflite of the user's, or the float twin failed: convert and report on its own
-        float_report = diagnose(_float_model(model), mode="float", timeout=timeout)
+        float_report = diagnose(_float_model(model), mode="float", timeout=timeout, trust_model=trust_model)
         if float_report.tflite_model is None:
             raise QuantizationError(float_report)
         float_model, float_info = float_report.tflite_model, float_report.model

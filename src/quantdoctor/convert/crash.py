@@ -36,8 +36,14 @@ def crash_stage(stderr: str, reported_stage: str) -> str:
 
 
 _NATIVE_ERROR = re.compile(r"^(?:error: (.*)|F\d{4} [^\]]*\] (.*))$")
+# Every form an allocation failure takes in the converter process, matched case-insensitively: Python's
+# MemoryError (NumPy's _ArrayMemoryError and its "Unable to allocate", which Keras rewraps as a ValueError), C++'s bad_alloc, TensorFlow's ResourceExhaustedError and
+# allocator messages, mmap/dlopen failures (TensorFlow's own libraries failing to load under the limit),
+# thread stacks, and OpenBLAS's buffers (NumPy failing to import).
 OUT_OF_MEMORY_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "failed to map segment",
-                         "pthread_create() failed", "Resource exhausted: OOM", "failed to allocate memory")
+                         "pthread_create() failed", "Resource exhausted: OOM", "ResourceExhaustedError",
+                         "OOM when allocating", "failed to allocate memory", "ran out of memory trying to allocate",
+                         "Unable to allocate", "Memory allocation still failed")
 
 
 def native_errors(stderr: str) -> list[str]:
@@ -50,6 +56,8 @@ def native_errors(stderr: str) -> list[str]:
     return found[-3:]
 
 
-def out_of_memory(stderr: str) -> bool:
-    """True when the stderr shows an allocation failure (heap, mapping or thread stack)."""
-    return any(marker in stderr for marker in OUT_OF_MEMORY_MARKERS)
+def out_of_memory(text: str) -> str:
+    """The first line of `text` (a stderr, an error message) that shows an allocation failure (heap,
+    mapping, thread stack), or "" when none does."""
+    markers = [marker.lower() for marker in OUT_OF_MEMORY_MARKERS]
+    return next((line.strip() for line in text.splitlines() if any(m in line.lower() for m in markers)), "")

@@ -13,9 +13,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from quantdoctor import tf_private
+from quantdoctor.convert.crash import out_of_memory
 from quantdoctor.convert.protocol import read_json, write_json
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.recipe import Recipe
+
+# Every refusal of Keras's safe mode (a Lambda's stored bytecode, a TFSMLayer, an outside vocabulary
+# file) tells how to override it with these words.
+KERAS_SAFE_MODE_REFUSAL = "safe_mode=False"
 
 
 def main(request_path: str) -> int:
@@ -28,12 +33,13 @@ def main(request_path: str) -> int:
     import tensorflow as tf
 
     convert = request.get("convert", True)
+    trust_model = request.get("trust_model", False)
     try:
-        make_converter, response["model"], function, loaded_at = _load(tf, request["model"])
-    except MemoryError:
-        raise  # the runner reports the process's death as out of memory
+        make_converter, response["model"], function, loaded_at = _load(tf, request["model"], trust_model)
     except Exception as exc:  # the user's model, not quantdoctor, failed to load
-        response.update(stage="done", outcome="load_error", error_message=f"{type(exc).__name__}: {exc}")
+        _die_if_out_of_memory(exc)
+        response.update(stage="done", outcome="load_error", error_message=f"{type(exc).__name__}: {exc}",
+                        refused_unsafe=not trust_model and KERAS_SAFE_MODE_REFUSAL in str(exc))
         write_json(response_path, response)
         return 0
     response["preflight"] = _inventory(function, loaded_at)
@@ -55,6 +61,7 @@ def main(request_path: str) -> int:
                 _keep_model_before_quantization(converter, twin)
         tflite_model = converter.convert()
     except Exception as exc:
+        _die_if_out_of_memory(exc)
         response.update(outcome="error", seconds=time.perf_counter() - started,
                         exception_type=type(exc).__name__, error_message=str(exc))
     else:
@@ -66,6 +73,13 @@ def main(request_path: str) -> int:
         response["float_twin"] = "ok" if twin.exists() else _convert_float_twin(make_converter, twin)
         write_json(response_path, response)
     return 0
+
+
+def _die_if_out_of_memory(exc: Exception) -> None:
+    """Re-raise an allocation failure (MemoryError, ResourceExhaustedError, or one wrapped by Keras)
+    so that it ends the process: the runner reports every out-of-memory death the same way (QD903)."""
+    if out_of_memory(f"{type(exc).__name__}: {exc}"):
+        raise exc
 
 
 def _keep_model_before_quantization(converter: Any, output: Path) -> None:
@@ -86,7 +100,7 @@ def _convert_float_twin(make_converter: Callable[[], Any], output: Path) -> str:
     return "ok"
 
 
-def _load(tf: Any, model: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any], Any, float]:
+def _load(tf: Any, model: dict[str, Any], trust_model: bool) -> tuple[Callable[[], Any], dict[str, Any], Any, float]:
     """A factory for the model's converter, a description of its inputs and layers, its serving
     function, and the time loading ended (preflight time counts from there).
 
@@ -94,20 +108,22 @@ def _load(tf: Any, model: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, 
     SavedModel through `from_saved_model`, whose own choice of signatures is reported
     (`converted_signature_keys`); a frozen graph through `from_concrete_functions` without a
     trackable object, the converter's frozen-graph path.
+    Keras files load in Keras's safe mode, which refuses to run code stored in the file, unless
+    the user trusts the model.
     """
     if model["loader"] == "keras_file":
-        return _load_keras_file(tf, model)
+        return _load_keras_file(tf, model, trust_model)
     if model["loader"] == "frozen_graph":
         return _load_frozen_graph(tf, model)
     return _load_saved_model(tf, model)
 
 
-def _load_keras_file(tf: Any, model: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any], Any, float]:
+def _load_keras_file(tf: Any, model: dict[str, Any], trust_model: bool) -> tuple[Callable[[], Any], dict[str, Any], Any, float]:
     import keras
 
     from quantdoctor.intake.model import keras_layers, keras_output_layers, trace_keras
 
-    keras_model = keras.saving.load_model(model["path"], compile=False, safe_mode=False)
+    keras_model = keras.saving.load_model(model["path"], compile=False, safe_mode=not trust_model)
     loaded_at = time.perf_counter()
     info = {"inputs": [_spec(x.name, x.shape, x.dtype) for x in keras_model.inputs],
             "layers": keras_layers(keras_model), "output_layers": keras_output_layers(keras_model)}

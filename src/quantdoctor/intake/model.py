@@ -11,14 +11,17 @@ converter converts. The user's files and objects are only ever read.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from quantdoctor import tf_private
-from quantdoctor.errors import ModelLoadError, UsageError
+from quantdoctor.errors import ModelLoadError, UnsafeModelError, UsageError
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 # TensorFlow's node-name pattern (tensorflow/python/framework/ops.py): SavedModel signature
@@ -85,6 +88,46 @@ def is_keras_model(model: Any) -> bool:
         if isinstance(model_class, type) and isinstance(model, model_class):
             return True
     return False
+
+
+def unsafe_model_error(source: ModelSource, keras_message: str) -> UnsafeModelError:
+    """The one-line refusal of a Keras file that Keras's safe mode would not load, naming its Lambda layers."""
+    names = lambda_layer_names(Path(source.path))
+    if names:
+        what = f"contains Lambda layers ({', '.join(map(repr, names))}): loading them runs Python code stored in the file"
+    else:
+        what = f"cannot be loaded safely ({keras_message.split('. ')[0].removeprefix('ValueError: ')})"
+    return UnsafeModelError(f"{source.source} {what}. If you trust this file, pass --trust-model "
+                            "(trust_model=True in Python)")
+
+
+def lambda_layer_names(path: Path) -> list[str]:
+    """The Lambda layers a `.keras`/`.h5` file's model config names, read without deserializing anything."""
+    try:
+        if zipfile.is_zipfile(path):
+            config = json.loads(zipfile.ZipFile(path).read("config.json"))
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as file:
+                config = json.loads(file.attrs["model_config"])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return []
+    return [layer["config"].get("name", "?") for layer in _config_objects(config) if layer.get("class_name") == "Lambda"]
+
+
+def _config_objects(node: Any) -> list[dict[str, Any]]:
+    """Every serialized object (a dict with "class_name") in a Keras config, nested ones included."""
+    found = []
+    if isinstance(node, dict):
+        if "class_name" in node and isinstance(node.get("config"), dict):
+            found.append(node)
+        for value in node.values():
+            found += _config_objects(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _config_objects(value)
+    return found
 
 
 def from_keras_model(model: Any, workdir: Path, like: Any = None) -> ModelSource:
@@ -222,8 +265,6 @@ def keras_layers(model: Any) -> list[dict[str, str]]:
 def trace_keras(model: Any) -> Any:
     """The serving function `from_keras_model` exports a Keras 3 model with (training=False),
     traced but not written: the worker's preflight reads its graph."""
-    import functools
-
     import keras
 
     archive = keras.export.ExportArchive()
