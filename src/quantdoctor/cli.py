@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from quantdoctor.errors import QuantizationError, UsageError
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
-from quantdoctor.intake.paths import check_output, input_kind
+from quantdoctor.intake.paths import check_outputs, input_kind
 from quantdoctor.report.model import SEVERITIES
 
 try:  # typer 0.29 carries its own copy of click
@@ -30,6 +30,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 out = Console(highlight=False, soft_wrap=True)  # lines are never cut or re-wrapped: code stays copyable
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 FAIL_ON = (*SEVERITIES, "never")
+TRUST_MODEL_HELP = ("Load a .keras/.h5 file even if that runs code stored in it (Lambda layers). "
+                    "Only for files you trust.")
 
 
 @app.command()
@@ -42,14 +44,16 @@ def diagnose(
     select_tf_ops: bool = typer.Option(False, "--select-tf-ops", help="Allow Select TF ops (Flex)."),
     signature: Optional[list[str]] = typer.Option(None, help="SavedModel signature key to convert (repeatable)."),
     max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Use at most this many calibration samples."),
-    timeout: float = typer.Option(900.0, min=1, help="Seconds before the conversion is stopped."),
-    memory_limit: Optional[int] = typer.Option(None, min=64, help="Memory limit for the converter process, in MB."),
+    timeout: float = typer.Option(900.0, help="Seconds before the conversion is stopped."),
+    memory_limit: Optional[int] = typer.Option(None, help="Memory limit for the converter process, in MB (256 or more)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the converted .tflite here."),
     target: Optional[str] = typer.Option(None, help="Audit the result for: int8-accelerator | microcontroller"),
     no_convert: bool = typer.Option(False, "--no-convert", help="Preflight only: check graph and data, predict."),
     fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
-    keep_workdir: Optional[Path] = typer.Option(None, help="Keep the worker's request, data and logs here."),
+    keep_workdir: Optional[Path] = typer.Option(None, help="Keep the worker's request, data and logs in this new "
+                                                            "(or empty) directory."),
+    trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
 ) -> None:
     """Convert MODEL with the real converter, in an isolated process, and explain what went wrong."""
     from quantdoctor.diagnose import diagnose as run_diagnose
@@ -58,14 +62,14 @@ def diagnose(
     if no_convert and output is not None:
         raise UsageError("--output needs a converted model, and --no-convert runs the preflight only: drop one")
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data))
-    _check_outputs(("--json", json_path), ("--output", output))
-    _refuse_overwrite(inputs=(model, data, eval_data), outputs=(json_path, output))
+    check_outputs(inputs=(model, data, eval_data),
+                  outputs={"--json": json_path, "--output": output, "--keep-workdir": keep_workdir})
     doing = "Checking (preflight only)" if no_convert else "Converting"
     with err.status(f"{doing} {escape(str(model))} in an isolated process…"):
         report = run_diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
                               max_samples=max_samples, timeout=timeout, memory_limit_mb=memory_limit,
                               target=target, convert=not no_convert, eval_data=eval_data,
-                              keep_workdir=keep_workdir)
+                              keep_workdir=keep_workdir, trust_model=trust_model)
     if output and report.tflite_model is not None:
         output.write_bytes(report.tflite_model)
     _finish(report, json_path, fail_on)
@@ -83,8 +87,7 @@ def audit(
 
     _check_fail_on(fail_on)
     _check_inputs(("model", model))
-    _check_outputs(("--json", json_path))
-    _refuse_overwrite(inputs=(model,), outputs=(json_path,))
+    check_outputs(inputs=(model,), outputs={"--json": json_path})
     _finish(run_audit(model, target=target), json_path, fail_on)
 
 
@@ -120,6 +123,7 @@ def compare(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
     max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Use at most this many samples of each data set."),
     fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
+    trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
 ) -> None:
     """Float vs quantized MODEL on eval data: end to end and layer by layer, worst layers first."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -129,8 +133,7 @@ def compare(
     _check_fail_on(fail_on)
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels),
                   ("--tflite model", tflite))
-    _check_outputs(("--json", json_path), ("--html", html_path))
-    _refuse_overwrite(inputs=(model, data, eval_data, labels, tflite), outputs=(json_path, html_path))
+    check_outputs(inputs=(model, data, eval_data, labels, tflite), outputs={"--json": json_path, "--html": html_path})
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
                       transient=True) as bar:
@@ -140,7 +143,8 @@ def compare(
                 bar.update(task, description="Running both models on the eval data", completed=done, total=total)
 
             report = run_compare(model, data, eval_data=eval_data, labels=labels, tflite=tflite, html=html_path,
-                                 mode=mode, io=io, max_samples=max_samples, progress=progress)
+                                 mode=mode, io=io, max_samples=max_samples, progress=progress,
+                                 trust_model=trust_model)
     except QuantizationError as failure:  # nothing to compare: the diagnosis of the conversion is the answer
         _finish(failure.report, json_path, fail_on, failed=True)
     else:
@@ -172,30 +176,22 @@ def demo() -> None:
     run_demo(out, err)
 
 
-def _refuse_overwrite(inputs: tuple[Optional[Path], ...], outputs: tuple[Optional[Path], ...]) -> None:
-    """The user's files are only read: an output path naming one of them is an error."""
-    protected = {path.resolve() for path in inputs if path is not None}
-    for path in outputs:
-        if path is not None and path.resolve() in protected:
-            raise UsageError(f"refusing to overwrite your input {path}: choose another output path")
-
-
-def _check_inputs(*inputs: tuple[str, Optional[Path]]) -> None:
-    """Every input path names a file or directory (not a link loop, a FIFO, a device), checked first."""
-    for what, path in inputs:
-        if path is not None:
-            input_kind(path, what)
-
-
-def _check_outputs(*outputs: tuple[str, Optional[Path]]) -> None:
-    """Every output path can be written, checked before the long work starts."""
-    for option, path in outputs:
-        if path is not None:
-            check_output(path, option)
-
-
 def main() -> None:
-    """Console entry point: user errors are one line and exit 2, quantdoctor's own bugs exit 3."""
+    """Console entry point: user errors are one line and exit 2, quantdoctor's own bugs exit 3.
+
+    Ctrl-C and SIGTERM stop the converter and remove the temporary files, then exit 128 + the signal.
+    """
+    from quantdoctor.convert.cleanup import Interrupted, interruptible
+
+    with interruptible():
+        try:
+            _run()
+        except Interrupted as exc:
+            err.print("quantdoctor: interrupted", markup=False)
+            sys.exit(128 + exc.signum)
+
+
+def _run() -> None:
     try:
         code = app(standalone_mode=False)  # option errors are raised here, not printed as boxes
     except NoArgsIsHelpError as exc:
@@ -215,6 +211,13 @@ def main() -> None:
                   markup=False)
         sys.exit(3)
     sys.exit(code or 0)
+
+
+def _check_inputs(*inputs: tuple[str, Optional[Path]]) -> None:
+    """Every input path names a file or directory (not a link loop, a FIFO, a device), checked first."""
+    for what, path in inputs:
+        if path is not None:
+            input_kind(path, what)
 
 
 def _usage_line(exc: ClickException) -> str:

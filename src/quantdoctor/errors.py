@@ -26,6 +26,10 @@ class ModelLoadError(UsageError):
     """The model file or object cannot be loaded or exported."""
 
 
+class UnsafeModelError(ModelLoadError):
+    """Loading the model file would run code stored in it (Lambda layers): refused unless the user trusts it."""
+
+
 class DataLoadError(UsageError):
     """The calibration data cannot be read."""
 

@@ -41,10 +41,15 @@ def crash_stage(stderr: str, reported_stage: str) -> str:
 
 
 _NATIVE_ERROR = re.compile(r"^(?:error: (.*)|F\d{4} [^\]]*\] (.*))$")
-# Every form an allocation failure takes in the converter's output: heap, mapping or thread stack.
+# Every form an allocation failure takes in the converter process, matched case-insensitively: Python's
+# MemoryError (NumPy's _ArrayMemoryError and its "Unable to allocate", which Keras rewraps as a
+# ValueError), C++'s bad_alloc, TensorFlow's ResourceExhaustedError and allocator messages, mmap/dlopen
+# failures (TensorFlow's own libraries failing to load under the limit), thread stacks, and OpenBLAS's
+# buffers (NumPy failing to import).
 OUT_OF_MEMORY = Matcher.of("out-of-memory", "|".join(re.escape(marker) for marker in (
     "MemoryError", "std::bad_alloc", "Cannot allocate memory", "failed to map segment", "pthread_create() failed",
-    "Resource exhausted: OOM", "OOM when allocating", "failed to allocate memory")))
+    "Resource exhausted: OOM", "ResourceExhaustedError", "OOM when allocating", "failed to allocate memory",
+    "ran out of memory trying to allocate", "Unable to allocate", "Memory allocation still failed")), re.IGNORECASE)
 
 
 def native_errors(stderr: str) -> list[str]:
@@ -57,11 +62,12 @@ def native_errors(stderr: str) -> list[str]:
     return found[-3:]
 
 
-def out_of_memory(stderr: str) -> str | None:
-    """The stderr line that shows an allocation failure (heap, mapping or thread stack), or None."""
-    found = OUT_OF_MEMORY.search(stderr)
+def out_of_memory(text: str) -> str:
+    """The first line of `text` (a stderr, an error message) that shows an allocation failure (heap,
+    mapping, thread stack), or "" when none does."""
+    found = OUT_OF_MEMORY.search(text)
     if found is None:
-        return None
-    start = stderr.rfind("\n", 0, found.start()) + 1
-    end = stderr.find("\n", found.end())
-    return stderr[start:end if end >= 0 else len(stderr)].strip()
+        return ""
+    start = text.rfind("\n", 0, found.start()) + 1
+    end = text.find("\n", found.end())
+    return text[start:end if end >= 0 else len(text)].strip()

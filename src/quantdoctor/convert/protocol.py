@@ -9,6 +9,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from quantdoctor.convert.crash import out_of_memory
+
 INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE
 
 
@@ -17,15 +19,16 @@ def serve(main: Callable[[dict[str, Any]], int], request_path: str) -> int:
 
     The worker's own code catches what the user's model, data and converter raise. Whatever
     else escapes is written to the response as `internal_error` (with the traceback), and the
-    process exits with INTERNAL_ERROR_EXIT. A MemoryError is left to kill the process: running
-    out of memory is the converter's finding (QD903), not a bug.
+    process exits with INTERNAL_ERROR_EXIT. An allocation failure (MemoryError,
+    ResourceExhaustedError, ...) is left to kill the process: running out of memory is the
+    converter's finding (QD903), not a bug.
     """
     request = read_json(Path(request_path))
     try:
         return main(request)
-    except MemoryError:
-        raise
-    except Exception:
+    except Exception as exc:
+        if out_of_memory(f"{type(exc).__name__}: {exc}"):
+            raise
         response_path = Path(request["response"])
         write_json(response_path, {**read_json(response_path), "internal_error": traceback.format_exc()})
         traceback.print_exc()
