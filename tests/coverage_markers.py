@@ -127,8 +127,11 @@ class CoverageCheck:
                      option.collectonly)
         if any(narrowing) or self.deselected:
             return False
+        if self.config.args_source == pytest.Config.ArgsSource.TESTPATHS:
+            return True  # no path given: the configured testpaths, the whole suite
         roots = {self.suite_root, self.suite_root.parent}
-        return all("::" not in arg and Path(arg).resolve() in roots for arg in self.config.args)
+        here = self.config.invocation_params.dir
+        return all("::" not in arg and (here / arg).resolve() in roots for arg in self.config.args)
 
     def uncovered(self) -> list[str]:
         """One line per code or matcher without a passing marked test that produced it."""

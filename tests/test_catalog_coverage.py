@@ -99,6 +99,14 @@ def test_the_whole_suite_directory_given_explicitly_is_judged(fake_catalog):
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
+def test_a_plain_run_of_the_configured_testpaths_is_judged(fake_catalog):
+    """What `make test` does: `pytest` with no path, the suite's testpaths from the configuration."""
+    fake_catalog.makeini("[pytest]\ntestpaths = .\n")
+    result = fake_catalog.runpytest_inprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "code QD202" in result.stdout.str()
+
+
 def test_a_marker_naming_an_unknown_code_is_an_error_even_in_a_narrowed_run(fake_catalog):
     fake_catalog.makepyfile(test_typo="""
 import pytest
