@@ -75,7 +75,7 @@ def test_unreadable_model_file_is_a_clear_error(tmp_path):
     broken.write_bytes(b"not a zip archive")
     result = run("diagnose", str(broken))
     assert result.returncode == 2
-    assert result.stderr.startswith("quantdoctor: error: cannot load")
+    assert result.stderr.startswith(f"quantdoctor: error: {broken} is not a valid .keras file (not a zip archive)")
     assert "Traceback" not in result.stderr
 
 
