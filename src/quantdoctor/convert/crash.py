@@ -37,9 +37,10 @@ def crash_stage(stderr: str, reported_stage: str) -> str:
 
 _NATIVE_ERROR = re.compile(r"^(?:error: (.*)|F\d{4} [^\]]*\] (.*))$")
 # Every form an allocation failure takes in the converter process, matched case-insensitively: Python's
-# MemoryError (NumPy's _ArrayMemoryError and its "Unable to allocate", which Keras rewraps as a ValueError), C++'s bad_alloc, TensorFlow's ResourceExhaustedError and
-# allocator messages, mmap/dlopen failures (TensorFlow's own libraries failing to load under the limit),
-# thread stacks, and OpenBLAS's buffers (NumPy failing to import).
+# MemoryError (NumPy's _ArrayMemoryError too, whose "Unable to allocate" Keras rewraps in a ValueError),
+# C++'s bad_alloc, TensorFlow's ResourceExhaustedError and allocator messages, mmap/dlopen failures
+# (TensorFlow's own libraries failing to load under the limit), thread stacks, and OpenBLAS's buffers
+# (NumPy failing to import).
 OUT_OF_MEMORY_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "failed to map segment",
                          "pthread_create() failed", "Resource exhausted: OOM", "ResourceExhaustedError",
                          "OOM when allocating", "failed to allocate memory", "ran out of memory trying to allocate",
