@@ -155,12 +155,14 @@ def test_signatures_without_samples_stay_float(tmp_path):
     assert report.conversion["outcome"] == "ok" and not report.audit["fully_integer"]
     finding = root(report)
     assert_finding(finding, "QD315", "calibration", "error")
-    assert finding.evidence["without_samples"] == ["encode", "decode"]
+    assert finding.evidence["without_samples"] == ["decode", "encode"]  # in the produced model's order
+    assert finding.evidence["float_signatures"] == ["encode"]  # read from the produced model: 'decode' got them all
     assert "QD105" in [f.code for f in report.findings]  # the float op the audit sees: the consequence
 
     encode_only = qd.diagnose(path, generator([("encode", {"x": row[None]}) for row in rows]))
     assert not encode_only.audit["fully_integer"]
     assert only(encode_only, "QD315").evidence["without_samples"] == ["decode"]
+    assert only(encode_only, "QD315").evidence["float_signatures"] == ["decode"]
 
     dicts = qd.diagnose(path, generator([{"x": row[None]} for row in rows]))  # refused, not silently float
     assert dicts.conversion["outcome"] == "error" and "signature_key is None" in dicts.conversion["error_excerpt"]

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from quantdoctor import catalog
-from quantdoctor.audit.checks import audit_findings, check_target, summarize
-from quantdoctor.audit.tflite_model import read_tflite
+from quantdoctor.audit.checks import audit_findings, check_target, float_ops, summarize
+from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.catalog.classify_failure import FailureContext, classify_failure, excerpt
+from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.convert.crash import crash_frames, crash_stage, native_errors, out_of_memory
 from quantdoctor.convert.cleanup import run_interruptible
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, check_limits, run_worker
@@ -24,8 +25,8 @@ from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
 from quantdoctor.intake.paths import check_outputs, copy_into, prepare_keep_workdir
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.preflight.data_checks import (InputSpec, check_against_inference, check_calibration,
-                                                     check_input_names, check_input_shapes,
-                                                     check_signature_coverage)
+                                               check_input_names, check_input_shapes, check_list_order,
+                                               check_signature_coverage)
 from quantdoctor.preflight.predict import actual_verdict, predict
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
 
@@ -87,7 +88,7 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
         source, recipe, calibration = _intake(model, data, mode, io, select_tf_ops, max_samples, workdir)
         evaluation = calibration_set(eval_data, max_samples)  # read before the long conversion: fail early
         if signature_keys:
-            if source.loader != "saved_model" or source.format == "converter":
+            if source.format != "savedmodel":
                 raise UsageError("signature keys apply to SavedModel directories only")
             source.signature_keys = list(signature_keys)
         request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None,
@@ -127,16 +128,22 @@ def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_o
 
 
 def _model_source(model: Any, workdir: Path) -> model_intake.ModelSource:
+    """Models given without a converter convert as the matching `TFLiteConverter.from_*` would:
+    concrete functions as `from_concrete_functions(functions)` (no trackable object: frozen)."""
     if isinstance(model, (str, Path)):
         return model_intake.from_path(model)
-    if isinstance(model, (list, tuple)) and model and all(hasattr(f, "graph") for f in model):
+    if isinstance(model, (list, tuple)) and model and all(_is_concrete_function(f) for f in model):
         return model_intake.from_concrete_functions(list(model), None, workdir)
-    if hasattr(model, "graph") and hasattr(model, "structured_input_signature"):
+    if _is_concrete_function(model):
         return model_intake.from_concrete_functions([model], None, workdir)
-    if hasattr(model, "layers") and hasattr(model, "inputs"):
+    if model_intake.is_keras_model(model):
         return model_intake.from_keras_model(model, workdir)
     raise UsageError(f"cannot diagnose a {type(model).__name__}: pass a model path, a Keras model, "
                      "concrete functions or a tf.lite.TFLiteConverter")
+
+
+def _is_concrete_function(value: Any) -> bool:
+    return hasattr(value, "graph") and hasattr(value, "structured_input_signature")
 
 
 def calibration_set(data: Any, max_samples: int = DEFAULT_MAX_SAMPLES) -> CalibrationSet | None:
@@ -163,22 +170,26 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         raise ModelLoadError(f"cannot load {source.source}: {run.response.get('error_message')}")
     model_info = run.response.get("model", {})
     layers = source.layers or model_info.get("layers", [])
-    layer_names = [layer["name"] for layer in layers]
-    inputs = [InputSpec.from_dict(spec) for spec in model_info.get("inputs", [])]
-    signature_keys = source.signature_keys or model_info.get("signature_keys") or []
+    layer_names = LayerNames([layer["name"] for layer in layers], source.layer_scopes or model_info.get("layer_scopes"))
+    tflite_bytes = run.tflite_path.read_bytes() if run.outcome == "ok" else None
+    produced = read_tflite(tflite_bytes) if tflite_bytes is not None else None
+    input_specs = _in_converter_order(model_info.get("inputs", []), produced)
+    inputs = [InputSpec.from_dict(spec) for spec in input_specs]
+    signature_keys, float_signatures = _converted_signatures(source, model_info, produced)
     data_findings = (check_input_names(inputs) + check_calibration(calibration, inputs, recipe)
-                     + check_signature_coverage(calibration, signature_keys) + check_input_shapes(inputs, target))
+                     + check_list_order(calibration, inputs, produced.input_names if produced else None,
+                                        _declared_order(source, model_info))
+                     + check_signature_coverage(calibration, signature_keys, float_signatures)
+                     + check_input_shapes(inputs, target))
     if evaluation is not None:
         data_findings += check_against_inference(calibration, evaluation, inputs)
     inventory = run.response.get("preflight")
     prediction = predict(inventory, recipe, layer_names, inputs, data_findings) if inventory else None
     conversion = {"attempted": run.outcome != "skipped", "outcome": run.outcome, "seconds": round(run.seconds, 3),
                   "error_excerpt": None, "model_bytes": None}
-    audit = tflite_bytes = None
+    audit = None
     outcome_findings: list[Finding] = []
-    if run.outcome == "ok":
-        tflite_bytes = run.tflite_path.read_bytes()
-        produced = read_tflite(tflite_bytes)
+    if produced is not None:
         conversion["model_bytes"] = len(tflite_bytes)
         audit = summarize(produced, layer_names)
         outcome_findings = audit_findings(produced, layer_names, recipe, target)
@@ -192,14 +203,48 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
     if prediction and run.outcome not in ("ok", "error"):
         outcome_findings += prediction.findings  # no converter verdict to stand on: the prediction explains
     findings = rank_findings(_merge_confirmed(data_findings, outcome_findings))
-    model = {"source": source.source, "format": source.format, "inputs": model_info.get("inputs", []),
-             "layers": layer_names, "output_layers": source.output_layers or model_info.get("output_layers", [])}
+    model = {"source": source.source, "format": source.format, "inputs": input_specs,
+             "layers": list(layer_names), "layer_scopes": layer_names.scopes,
+             "output_layers": source.output_layers or model_info.get("output_layers", []),
+             "signatures": signature_keys}
     preflight = None
     if prediction is not None:
         preflight = {**prediction.to_dict(), "seconds": inventory.get("seconds"),
                      "actual": actual_verdict(conversion, audit, recipe)}
     return Report(model=model, settings={**recipe.to_dict(), "target": target}, findings=findings,
                   conversion=conversion, audit=audit, preflight=preflight, tflite_model=tflite_bytes)
+
+
+def _in_converter_order(specs: list[dict[str, Any]], produced: TFLiteModel | None) -> list[dict[str, Any]]:
+    """The model's inputs in the order of the produced model, which is the order the calibrator
+    paired list samples with; as the worker described them when nothing was produced."""
+    by_name = {spec["name"]: spec for spec in specs}
+    order = produced.input_names if produced is not None else []
+    return [by_name[name] for name in order] if order and set(order) == set(by_name) else specs
+
+
+def _declared_order(source: model_intake.ModelSource, model_info: dict[str, Any]) -> list[str] | None:
+    """The Keras model's own input order (`model.inputs`); None for a SavedModel or functions, which declare none."""
+    if source.input_order:
+        return source.input_order
+    return [spec["name"] for spec in model_info.get("inputs", [])] if source.loader == "keras_file" else None
+
+
+def _converted_signatures(source: model_intake.ModelSource, model_info: dict[str, Any],
+                          produced: TFLiteModel | None) -> tuple[list[str], list[str] | None]:
+    """The signatures the conversion has, and those of them that compute in float.
+
+    The produced model is the truth when there is one. Before that, the converter's own choice as
+    the worker read it back, else what was asked for; which of them stay float is then unknown (None).
+    """
+    if produced is not None:
+        float_subgraphs = {op.subgraph for op in float_ops(produced)}
+        return ([s.key for s in produced.signatures],
+                [s.key for s in produced.signatures if s.subgraph in float_subgraphs])
+    converted = model_info.get("converted_signature_keys")
+    if converted is not None:
+        return list(converted), None
+    return list(source.signature_keys or model_info.get("signature_keys") or []), None
 
 
 def _merge_confirmed(data_findings: list[Finding], outcome_findings: list[Finding]) -> list[Finding]:

@@ -37,6 +37,7 @@ class OpInfo:
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     custom_name: str | None = None
+    subgraph: int = 0
 
     @property
     def is_flex(self) -> bool:
@@ -54,20 +55,43 @@ class OpInfo:
         return any(t.dtype in FLOAT_TYPES for t in tensors)
 
 
+@dataclass(frozen=True)
+class SignatureInfo:
+    """One signature of the model: its key, its subgraph, and its input names with their tensor indices."""
+
+    key: str
+    subgraph: int
+    inputs: tuple[tuple[str, int], ...] = ()
+
+
 @dataclass
 class TFLiteModel:
-    """The main subgraph of a .tflite model, plus the ops of any other subgraphs."""
+    """The main subgraph of a .tflite model, plus the ops of any other subgraphs, and the signatures."""
 
     ops: list[OpInfo]
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
     subgraphs: int = 1
     extra_ops: list[OpInfo] = field(default_factory=list)
+    signatures: list[SignatureInfo] = field(default_factory=list)
 
     @property
     def all_ops(self) -> list[OpInfo]:
         """Ops of every subgraph (signatures, while/if bodies)."""
         return self.ops + self.extra_ops
+
+    @property
+    def input_names(self) -> list[str]:
+        """The main subgraph's inputs in the order the model (and its calibrator) takes them: by the
+        name its signature gives each one, else by tensor name."""
+        by_index = {index: name for signature in self.signatures if signature.subgraph == 0
+                    for name, index in signature.inputs}
+        return [by_index.get(tensor.index, tensor.name) for tensor in self.inputs]
+
+    def signature_ops(self, key: str) -> list[OpInfo]:
+        """The ops of the subgraph a signature runs (empty for an unknown key)."""
+        subgraphs = [s.subgraph for s in self.signatures if s.key == key]
+        return [op for op in self.all_ops if subgraphs and op.subgraph == subgraphs[0]]
 
 
 def read_tflite_file(path: str | Path) -> TFLiteModel:
@@ -98,7 +122,7 @@ def read_tflite(content: bytes) -> TFLiteModel:
     op_names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
     type_names = {value: name for name, value in vars(schema.TensorType).items() if not name.startswith("_")}
     subgraphs = []
-    for subgraph in model.subgraphs:
+    for number, subgraph in enumerate(model.subgraphs):
         tensors = [_tensor(i, t, model.buffers, type_names) for i, t in enumerate(subgraph.tensors)]
         ops = []
         for index, op in enumerate(subgraph.operators or []):
@@ -107,12 +131,22 @@ def read_tflite(content: bytes) -> TFLiteModel:
             custom = code.customCode.decode() if code.customCode else None
             ops.append(OpInfo(index, custom if builtin == "CUSTOM" and custom else builtin,
                               tuple(tensors[i] for i in _indices(op.inputs)),
-                              tuple(tensors[i] for i in _indices(op.outputs)), custom_name=custom))
+                              tuple(tensors[i] for i in _indices(op.outputs)), custom_name=custom, subgraph=number))
         subgraphs.append((ops, [tensors[i] for i in _indices(subgraph.inputs)],
                           [tensors[i] for i in _indices(subgraph.outputs)]))
     main_ops, inputs, outputs = subgraphs[0]
     extra = [op for ops, _, _ in subgraphs[1:] for op in ops]
-    return TFLiteModel(main_ops, inputs, outputs, subgraphs=len(subgraphs), extra_ops=extra)
+    return TFLiteModel(main_ops, inputs, outputs, subgraphs=len(subgraphs), extra_ops=extra,
+                       signatures=[_signature(s) for s in model.signatureDefs or []])
+
+
+def _signature(signature: Any) -> SignatureInfo:
+    inputs = tuple((_text(item.name), int(item.tensorIndex)) for item in signature.inputs or [])
+    return SignatureInfo(_text(signature.signatureKey), int(signature.subgraphIndex), inputs)
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _indices(values: Any) -> list[int]:

@@ -12,6 +12,7 @@ import numpy as np
 
 from quantdoctor import catalog
 from quantdoctor.audit.report import audit
+from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows
 from quantdoctor.convert.protocol import read_json
 from quantdoctor.convert.cleanup import run_interruptible
@@ -66,7 +67,7 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
                                                   progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    rows = layer_rows(response, float_info.get("layers", []), float_info.get("output_layers", []))
+    rows = layer_rows(response, LayerNames.from_model(float_info), float_info.get("output_layers", []))
     truth = _labels(labels, len(evaluation))
     report.comparison = {"samples": response["samples"], "seconds": round(seconds, 3),
                          "analysis_seconds": response["analysis_seconds"],

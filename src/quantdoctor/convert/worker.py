@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from quantdoctor import tf_private
 from quantdoctor.convert.crash import out_of_memory
 from quantdoctor.convert.protocol import read_json, write_json
 from quantdoctor.intake.data import CalibrationSet
@@ -83,18 +84,8 @@ def _die_if_out_of_memory(exc: Exception) -> None:
 
 def _keep_model_before_quantization(converter: Any, output: Path) -> None:
     """Write the float model the converter hands to its quantizer to `output`: compare's float
-    reference, from the very conversion it is compared with (the quantizer keeps its tensor names).
-
-    TF 2.21 passes it to `_optimize_tflite_model` after the float conversion and before calibration;
-    an instance attribute shadows that method for this converter only.
-    """
-    optimize = converter._optimize_tflite_model
-
-    def keep_then_optimize(model: bytes, *args: Any, **kwargs: Any) -> Any:
-        output.write_bytes(bytes(model))
-        return optimize(model, *args, **kwargs)
-
-    converter._optimize_tflite_model = keep_then_optimize
+    reference, from the very conversion it is compared with (the quantizer keeps its tensor names)."""
+    tf_private.shadow_optimize_tflite_model(converter, output.write_bytes)
 
 
 def _convert_float_twin(make_converter: Callable[[], Any], output: Path) -> str:
@@ -113,38 +104,83 @@ def _load(tf: Any, model: dict[str, Any], trust_model: bool) -> tuple[Callable[[
     """A factory for the model's converter, a description of its inputs and layers, its serving
     function, and the time loading ended (preflight time counts from there).
 
-    Creating the converter is left to the conversion step: a bad signature key is the user's
-    conversion error to diagnose, not a model that failed to load. A Keras file converts through
-    `from_keras_model`, exactly as the user's own code would. Keras files load in Keras's safe mode,
-    which refuses to run code stored in the file, unless the user trusts the model.
+    A Keras file converts through `from_keras_model`, exactly as the user's own code would; a
+    SavedModel through `from_saved_model`, whose own choice of signatures is reported
+    (`converted_signature_keys`); a frozen graph through `from_concrete_functions` without a
+    trackable object, the converter's frozen-graph path.
+    Keras files load in Keras's safe mode, which refuses to run code stored in the file, unless
+    the user trusts the model.
     """
     if model["loader"] == "keras_file":
-        import keras
+        return _load_keras_file(tf, model, trust_model)
+    if model["loader"] == "frozen_graph":
+        return _load_frozen_graph(tf, model)
+    return _load_saved_model(tf, model)
 
-        from quantdoctor.intake.model import export_keras, keras_layers, keras_output_layers
 
-        keras_model = keras.saving.load_model(model["path"], compile=False, safe_mode=not trust_model)
-        loaded_at = time.perf_counter()
-        info = {"inputs": [_spec(x.name, x.shape, x.dtype) for x in keras_model.inputs],
-                "layers": keras_layers(keras_model), "output_layers": keras_output_layers(keras_model)}
+def _load_keras_file(tf: Any, model: dict[str, Any], trust_model: bool) -> tuple[Callable[[], Any], dict[str, Any], Any, float]:
+    import keras
+
+    from quantdoctor.intake.model import keras_layers, keras_output_layers, trace_keras
+
+    keras_model = keras.saving.load_model(model["path"], compile=False, safe_mode=not trust_model)
+    loaded_at = time.perf_counter()
+    info = {"inputs": [_spec(x.name, x.shape, x.dtype) for x in keras_model.inputs],
+            "layers": keras_layers(keras_model), "output_layers": keras_output_layers(keras_model)}
+    with tf_private.recorded_layer_scopes(keras_model) as scopes:
         try:
-            function = export_keras(keras_model, None)  # traced for the preflight, not written
+            function = trace_keras(keras_model)  # traced as the converter traces it, for the preflight
         except Exception:  # the converter falls back to freezing such a model: preflight has no graph
             function = None
-        return lambda: tf.lite.TFLiteConverter.from_keras_model(keras_model), info, function, loaded_at
+    info["layer_scopes"] = dict(scopes)
+    return lambda: tf.lite.TFLiteConverter.from_keras_model(keras_model), info, function, loaded_at
+
+
+def _load_saved_model(tf: Any, model: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any], Any, float]:
+    """Build the converter now: which signatures it converts is its own choice (a Keras 3
+    `model.export()` directory converts 'serving_default' only). A converter that cannot be built
+    (an unknown signature key) is the conversion step's error to report, not a load error."""
     signature_keys = model.get("signature_keys")
+
+    def make_converter() -> Any:
+        return tf.lite.TFLiteConverter.from_saved_model(model["path"], signature_keys=signature_keys)
+
     loaded = tf.saved_model.load(model["path"])
     loaded_at = time.perf_counter()
-    available = list(loaded.signatures.keys())
-    info = {"inputs": [], "layers": [], "signature_keys": available}
-    keys = signature_keys or available
+    info: dict[str, Any] = {"inputs": [], "layers": [], "signature_keys": list(loaded.signatures.keys())}
+    try:
+        first = make_converter()
+    except Exception:
+        first = None
+    else:
+        info["converted_signature_keys"] = tf_private.converter_signature_keys(first)
+    keys = info.get("converted_signature_keys") or signature_keys or info["signature_keys"]
     function = None
     if len(keys) == 1 and keys[0] in loaded.signatures:
         function = loaded.signatures[keys[0]]
         _, kwargs = function.structured_input_signature
         info["inputs"] = [_spec(name, spec.shape, spec.dtype) for name, spec in kwargs.items()]
-    converter = lambda: tf.lite.TFLiteConverter.from_saved_model(model["path"], signature_keys=signature_keys)  # noqa: E731
-    return converter, info, function, loaded_at
+    pending = [first] if first is not None else []
+    return (lambda: pending.pop() if pending else make_converter()), info, function, loaded_at
+
+
+def _load_frozen_graph(tf: Any, model: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any], Any, float]:
+    """The frozen graph the user's converter converts, as a concrete function again: its node
+    names, inputs and outputs are the originals, so the converter produces the same model."""
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(Path(model["path"]).read_bytes())
+
+    def import_graph() -> None:
+        tf.compat.v1.import_graph_def(graph_def, name="")
+
+    wrapped = tf.compat.v1.wrap_function(import_graph, [])
+    function = wrapped.prune(feeds=[wrapped.graph.get_tensor_by_name(name) for name in model["graph_inputs"]],
+                             fetches=[wrapped.graph.get_tensor_by_name(name) for name in model["graph_outputs"]])
+    loaded_at = time.perf_counter()
+    info = {"inputs": [_spec(t.name.rsplit(":", 1)[0], t.shape, t.dtype) for t in function.inputs
+                       if t.dtype != tf.resource],
+            "layers": [], "signature_keys": [], "converted_signature_keys": []}
+    return lambda: tf.lite.TFLiteConverter.from_concrete_functions([function]), info, function, loaded_at
 
 
 def _inventory(function: Any, loaded_at: float) -> dict[str, Any]:

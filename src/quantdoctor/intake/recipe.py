@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from quantdoctor import tf_private
 from quantdoctor.errors import UsageError
 
 MODES = ("int8", "int8-strict", "int16x8", "dynamic", "float16", "float")
@@ -30,6 +31,8 @@ CONVERTER_FLAGS = (
 )
 
 _IO_DTYPES = {"float": "float32", "int8": "int8", "uint8": "uint8"}
+# The `tf.lite.Optimize` values that turn quantization on; the last two are deprecated aliases of DEFAULT.
+OPTIMIZATIONS = ("DEFAULT", "OPTIMIZE_FOR_SIZE", "OPTIMIZE_FOR_LATENCY")
 
 
 @dataclass
@@ -80,13 +83,19 @@ class Recipe:
             inference_input_type=_dtype_name(converter.inference_input_type),
             inference_output_type=_dtype_name(converter.inference_output_type),
             calibrate=converter.representative_dataset is not None,
-            flags={name: getattr(converter, name) for name in CONVERTER_FLAGS if hasattr(converter, name)},
+            flags={name: tf_private.converter_flag(converter, name) for name in CONVERTER_FLAGS},
         )
+
+    @property
+    def optimizing(self) -> bool:
+        """True when the converter optimizes at all: `OPTIMIZE_FOR_SIZE` and `OPTIMIZE_FOR_LATENCY` are
+        deprecated aliases of `DEFAULT` (TF's `QuantizationMode.is_any_optimization_enabled`)."""
+        return bool(set(self.optimizations) & set(OPTIMIZATIONS))
 
     @property
     def mode(self) -> str:
         """The quantdoctor mode these settings amount to."""
-        if "DEFAULT" not in self.optimizations and not self.supported_types:
+        if not self.optimizing:
             return "float"
         if "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8" in self.supported_ops:
             return "int16x8"
@@ -134,7 +143,7 @@ class Recipe:
         converter.inference_input_type = tf.as_dtype(self.inference_input_type)
         converter.inference_output_type = tf.as_dtype(self.inference_output_type)
         for name, value in self.flags.items():
-            setattr(converter, name, value)
+            tf_private.set_converter_flag(converter, name, value)
 
 
 def _enum_name(value: Any) -> str:
