@@ -100,7 +100,12 @@ def _convert_float_twin(make_converter: Callable[[], Any], output: Path) -> str:
     return "ok"
 
 
-def _load(tf: Any, model: dict[str, Any], trust_model: bool) -> tuple[Callable[[], Any], dict[str, Any], Any, float]:
+# What loading a model gives: a converter factory, the model description, its serving function, the time
+# loading ended.
+Loaded = tuple[Callable[[], Any], dict[str, Any], Any, float]
+
+
+def _load(tf: Any, model: dict[str, Any], trust_model: bool) -> Loaded:
     """A factory for the model's converter, a description of its inputs and layers, its serving
     function, and the time loading ended (preflight time counts from there).
 
@@ -118,7 +123,7 @@ def _load(tf: Any, model: dict[str, Any], trust_model: bool) -> tuple[Callable[[
     return _load_saved_model(tf, model)
 
 
-def _load_keras_file(tf: Any, model: dict[str, Any], trust_model: bool) -> tuple[Callable[[], Any], dict[str, Any], Any, float]:
+def _load_keras_file(tf: Any, model: dict[str, Any], trust_model: bool) -> Loaded:
     import keras
 
     from quantdoctor.intake.model import keras_layers, keras_output_layers, trace_keras
@@ -136,7 +141,7 @@ def _load_keras_file(tf: Any, model: dict[str, Any], trust_model: bool) -> tuple
     return lambda: tf.lite.TFLiteConverter.from_keras_model(keras_model), info, function, loaded_at
 
 
-def _load_saved_model(tf: Any, model: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any], Any, float]:
+def _load_saved_model(tf: Any, model: dict[str, Any]) -> Loaded:
     """Build the converter now: which signatures it converts is its own choice (a Keras 3
     `model.export()` directory converts 'serving_default' only). A converter that cannot be built
     (an unknown signature key) is the conversion step's error to report, not a load error."""
@@ -164,7 +169,7 @@ def _load_saved_model(tf: Any, model: dict[str, Any]) -> tuple[Callable[[], Any]
     return (lambda: pending.pop() if pending else make_converter()), info, function, loaded_at
 
 
-def _load_frozen_graph(tf: Any, model: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any], Any, float]:
+def _load_frozen_graph(tf: Any, model: dict[str, Any]) -> Loaded:
     """The frozen graph the user's converter converts, as a concrete function again: its node
     names, inputs and outputs are the originals, so the converter produces the same model."""
     graph_def = tf.compat.v1.GraphDef()
