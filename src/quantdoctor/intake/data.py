@@ -132,7 +132,8 @@ class CalibrationSet:
             raise DataLoadError(f"{npz.path.name} is not a valid quantdoctor calibration file: {exc}") from exc
 
 
-def from_generator(dataset: Callable[[], Iterable[Any]] | Any, max_samples: int = DEFAULT_MAX_SAMPLES) -> CalibrationSet:
+def from_generator(dataset: Callable[[], Iterable[Any]] | Any,
+                   max_samples: int = DEFAULT_MAX_SAMPLES) -> CalibrationSet:
     """Consume a representative_dataset callable once, keeping at most `max_samples` samples.
 
     An exception raised by the generator is recorded, not raised: the samples before it are kept.
