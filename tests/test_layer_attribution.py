@@ -18,20 +18,23 @@ from quantdoctor.catalog.locations import LayerNames, layer_for_path
 
 
 def widths_model() -> keras.Model:
-    """Dense layers `dense` (3 units) and `dense_1` (5 units): the width tells their ops apart."""
+    """Dense layers `dense` (3 units), `dense_1` (5 units), `dense_2` (2 units): widths tell their ops apart."""
     keras.backend.clear_session()  # default names count per session: these are a fresh session's
     inputs = keras.Input((8,))
-    hidden = keras.layers.Dense(3)(inputs)
-    model = keras.Model(inputs, keras.layers.Dense(5)(hidden))
-    assert [layer.name for layer in model.layers[1:]] == ["dense", "dense_1"]
+    narrow = keras.layers.Dense(3)(inputs)
+    wide = keras.layers.Dense(5)(narrow)
+    model = keras.Model(inputs, keras.layers.Dense(2)(wide))
+    assert [layer.name for layer in model.layers[1:]] == ["dense", "dense_1", "dense_2"]
     return model
 
 
 def layer_by_width(report: qd.Report) -> dict[int, str]:
-    """Output width of each float op of the produced model -> the layer quantdoctor names for it."""
+    """Output width of each hidden float op of the produced model -> the layer quantdoctor names for it
+    (the output op's tensor is named after the signature, not a scope)."""
     model = read_tflite(report.tflite_model)
     ops = {op.index: op for op in model.ops}
-    return {ops[entry["index"]].outputs[0].shape[-1]: entry["layer"] for entry in report.audit["float_ops"]}
+    widths = {ops[entry["index"]].outputs[0].shape[-1]: entry["layer"] for entry in report.audit["float_ops"]}
+    return {width: layer for width, layer in widths.items() if width != 2}
 
 
 def test_recorded_scopes_decide_and_the_text_is_only_a_fallback():
