@@ -9,6 +9,7 @@ from typing import Any
 from quantdoctor.errors import UsageError
 
 FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16")
+VARIABLE_OPS = ("VAR_HANDLE", "READ_VARIABLE")  # resource variables: their values come from an ASSIGN_VARIABLE
 
 
 @dataclass(frozen=True)
