@@ -190,6 +190,7 @@ def test_every_form_and_style_converts_clean_data_like_the_users_converter(style
 @pytest.mark.parametrize("style, name", [pytest.param(*case, id="-".join(case),
                                                       marks=() if case[0] == "nested" else pytest.mark.slow)
                                          for case in sorted(WEIGHTS_LEFT_AS_VARIABLES)])
+@pytest.mark.code("QD406")
 def test_a_keras_model_as_trackable_keeps_its_weights_as_variables(style, name, tmp_path):
     """The converter's own SavedModel keeps a Keras 3 model's weights as variables: calibration fails
     on READ_VARIABLE. quantdoctor says why, instead of blaming the first sample's shape."""
@@ -204,6 +205,7 @@ def test_a_keras_model_as_trackable_keeps_its_weights_as_variables(style, name, 
     assert "QD310" not in [f.code for f in report.findings]
 
 
+@pytest.mark.code("QD406")
 def test_weights_left_as_variables_run_garbage_without_calibration(tmp_path):
     """`tf.saved_model.save` of a Keras 3 model converts "fine" in float: the model then computes
     with uninitialised variables. The audit of the produced model catches it."""
