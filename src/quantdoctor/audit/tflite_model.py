@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from quantdoctor.errors import UsageError
+from quantdoctor.intake.paths import input_kind
 
 FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16")
+VARIABLE_OPS = ("VAR_HANDLE", "READ_VARIABLE")  # resource variables: their values come from an ASSIGN_VARIABLE
 
 
 @dataclass(frozen=True)
@@ -72,13 +75,13 @@ class Subgraph:
 
 
 @dataclass(frozen=True)
-class Signature:
-    """An entry point of the model: its key, its subgraph, its inputs and outputs by name."""
+class SignatureInfo:
+    """One signature of the model: its key, its subgraph, its inputs and outputs by name."""
 
     key: str
     subgraph: int
-    inputs: dict[str, TensorInfo]
-    outputs: dict[str, TensorInfo]
+    inputs: dict[str, TensorInfo] = field(default_factory=dict)
+    outputs: dict[str, TensorInfo] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,7 +89,7 @@ class TFLiteModel:
     """Every subgraph of a .tflite model (the first is the main one) and its signatures."""
 
     graphs: list[Subgraph]
-    signatures: list[Signature] = field(default_factory=list)
+    signatures: list[SignatureInfo] = field(default_factory=list)
 
     @property
     def ops(self) -> list[OpInfo]:
@@ -112,16 +115,30 @@ class TFLiteModel:
         """Ops of every subgraph (signatures, while/if bodies)."""
         return [op for graph in self.graphs for op in graph.ops]
 
-    def signature_of(self, subgraph: int) -> Signature | None:
+    @property
+    def input_names(self) -> list[str]:
+        """The main subgraph's inputs in the order the model (and its calibrator) takes them: by the
+        name its signature gives each one, else by tensor name."""
+        signature = self.signature_of(0)
+        by_index = {tensor.index: name for name, tensor in signature.inputs.items()} if signature else {}
+        return [by_index.get(tensor.index, tensor.name) for tensor in self.inputs]
+
+    def signature_of(self, subgraph: int) -> SignatureInfo | None:
         """The signature whose entry point is `subgraph`, if any."""
         return next((s for s in self.signatures if s.subgraph == subgraph), None)
+
+    def signature_ops(self, key: str) -> list[OpInfo]:
+        """The ops of the subgraph a signature runs (empty for an unknown key)."""
+        subgraphs = [s.subgraph for s in self.signatures if s.key == key]
+        return self.graphs[subgraphs[0]].ops if subgraphs and subgraphs[0] < len(self.graphs) else []
 
 
 def read_tflite_file(path: str | Path) -> TFLiteModel:
     """Read a .tflite file; missing, unreadable or non-TFLite files raise a UsageError."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"model not found: {path}")
+    if input_kind(path, "model") == "directory":
+        raise UsageError(f"{path} is a directory: audit reads a .tflite file (for a SavedModel, run "
+                         f"`quantdoctor diagnose {path}`)")
     try:
         content = path.read_bytes()
     except OSError as exc:
@@ -132,45 +149,77 @@ def read_tflite_file(path: str | Path) -> TFLiteModel:
         raise UsageError(f"{path.name}: {exc}") from exc
 
 
+# What the flatbuffers runtime raises on bytes that are not a well-formed buffer: offsets past the
+# end (struct.error, ValueError), out-of-range numbers (TypeError), deep or huge nonsense.
+_FLATBUFFER_ERRORS = (ValueError, TypeError, struct.error, IndexError, RecursionError, MemoryError)
+
+
 def read_tflite(content: bytes) -> TFLiteModel:
-    """Parse a .tflite flatbuffer; a UsageError says so when `content` is not one."""
+    """Parse a .tflite flatbuffer; a UsageError of one line says so when `content` is not a valid one."""
     from ai_edge_litert import schema_py_generated as schema
 
     if len(content) < 8 or content[4:8] != b"TFL3":
         raise UsageError("not a .tflite model (the file lacks the TFL3 flatbuffer identifier)")
     try:
         model = schema.ModelT.InitFromPackedBuf(content, 0)
-    except Exception as exc:
-        raise UsageError(f"corrupt .tflite model: {type(exc).__name__}: {exc}") from exc
+    except _FLATBUFFER_ERRORS as exc:
+        raise UsageError(f"corrupt .tflite model: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from exc
+    if not model.subgraphs:
+        raise UsageError("corrupt .tflite model: it has no subgraph")
     op_names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
     type_names = {value: name for name, value in vars(schema.TensorType).items() if not name.startswith("_")}
+    codes = model.operatorCodes or []
+    buffers = model.buffers or []
     graphs, tensors_of = [], []
     for number, subgraph in enumerate(model.subgraphs):
-        tensors = [_tensor(i, t, model.buffers, type_names) for i, t in enumerate(subgraph.tensors or [])]
+        tensors = [_tensor(i, t, buffers, type_names) for i, t in enumerate(subgraph.tensors or [])]
+        where = f"subgraph {number}"
         ops = []
         for index, op in enumerate(subgraph.operators or []):
-            code = model.operatorCodes[op.opcodeIndex]
+            if not 0 <= op.opcodeIndex < len(codes):
+                raise UsageError(f"corrupt .tflite model: op {index} of {where} names operator code "
+                                 f"{op.opcodeIndex}, but the model has {len(codes)}")
+            code = codes[op.opcodeIndex]
             builtin = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "UNKNOWN")
-            custom = code.customCode.decode() if code.customCode else None
+            custom = _text(code.customCode) if code.customCode else None
             ops.append(OpInfo(index, custom if builtin == "CUSTOM" and custom else builtin,
-                              tuple(tensors[i] for i in _indices(op.inputs)),
-                              tuple(tensors[i] for i in _indices(op.outputs)), custom_name=custom, subgraph=number))
-        graphs.append(Subgraph(number, ops, [tensors[i] for i in _indices(subgraph.inputs)],
-                               [tensors[i] for i in _indices(subgraph.outputs)]))
+                              _pick(tensors, op.inputs, f"op {index} of {where}"),
+                              _pick(tensors, op.outputs, f"op {index} of {where}"), custom_name=custom,
+                              subgraph=number))
+        graphs.append(Subgraph(number, ops, list(_pick(tensors, subgraph.inputs, f"the inputs of {where}")),
+                               list(_pick(tensors, subgraph.outputs, f"the outputs of {where}"))))
         tensors_of.append(tensors)
-    signatures = [Signature(_text(sig.signatureKey), int(sig.subgraphIndex),
-                            {_text(m.name): tensors_of[sig.subgraphIndex][m.tensorIndex] for m in sig.inputs or []},
-                            {_text(m.name): tensors_of[sig.subgraphIndex][m.tensorIndex] for m in sig.outputs or []})
-                  for sig in model.signatureDefs or []]
-    return TFLiteModel(graphs, signatures)
+    return TFLiteModel(graphs, [_signature(s, tensors_of) for s in model.signatureDefs or []])
+
+
+def _signature(signature: Any, tensors_of: list[list[TensorInfo]]) -> SignatureInfo:
+    number = int(signature.subgraphIndex)
+    if not 0 <= number < len(tensors_of):
+        raise UsageError(f"corrupt .tflite model: a signature names subgraph {number}, but the model has "
+                         f"{len(tensors_of)}")
+    where = f"signature '{_text(signature.signatureKey)}'"
+    inputs = _pick(tensors_of[number], [item.tensorIndex for item in signature.inputs or []], where)
+    outputs = _pick(tensors_of[number], [item.tensorIndex for item in signature.outputs or []], where)
+    return SignatureInfo(_text(signature.signatureKey), number,
+                         {_text(item.name): t for item, t in zip(signature.inputs or [], inputs)},
+                         {_text(item.name): t for item, t in zip(signature.outputs or [], outputs)})
+
+
+def _pick(tensors: list[TensorInfo], indices: Any, owner: str) -> tuple[TensorInfo, ...]:
+    """The tensors at `indices` (-1 marks an optional input left out); out-of-range indices are corrupt."""
+    picked = []
+    for i in (indices if indices is not None else []):
+        if i < 0:
+            continue
+        if i >= len(tensors):
+            raise UsageError(f"corrupt .tflite model: {owner} uses tensor {i}, but the subgraph has {len(tensors)}")
+        picked.append(tensors[int(i)])
+    return tuple(picked)
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _indices(values: Any) -> list[int]:
-    return [int(i) for i in (values if values is not None else []) if i >= 0]
+    """A flatbuffer string; bytes that are not UTF-8 (a damaged name) are kept escaped, not fatal."""
+    return value.decode("utf-8", errors="backslashreplace") if isinstance(value, bytes) else str(value)
 
 
 def _tensor(index: int, tensor: Any, buffers: list[Any], type_names: dict[int, str]) -> TensorInfo:
@@ -181,10 +230,9 @@ def _tensor(index: int, tensor: Any, buffers: list[Any], type_names: dict[int, s
         zero_point = int(quant.zeroPoint[0]) if quant.zeroPoint is not None and len(quant.zeroPoint) else 0
     buffer = buffers[tensor.buffer] if tensor.buffer < len(buffers) else None
     constant = buffer is not None and (buffer.data is not None and len(buffer.data) > 0 or bool(buffer.size))
-    name = _text(tensor.name)
     shape = tuple(int(d) for d in (tensor.shape if tensor.shape is not None else []))
     signature = None
     if tensor.shapeSignature is not None and len(tensor.shapeSignature):
         signature = tuple(int(d) for d in tensor.shapeSignature)
-    return TensorInfo(index, name, type_names.get(tensor.type, str(tensor.type)), shape, scale, zero_point, constant,
-                      signature)
+    return TensorInfo(index, _text(tensor.name), type_names.get(tensor.type, str(tensor.type)), shape, scale,
+                      zero_point, constant, signature)

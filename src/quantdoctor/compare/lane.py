@@ -16,6 +16,7 @@ import numpy as np
 from quantdoctor.compare.matching import Pairs, matched_tensors
 from quantdoctor.compare.metrics import ErrorStats
 from quantdoctor.runtime.feed import Feeder
+from quantdoctor.tf_private import interpreter_tensor
 
 
 class Lane:
@@ -67,7 +68,7 @@ def _new_stats(interpreter: Any, index: int) -> ErrorStats:
 
     Channels are the last axis, unless the model leaves its size free (a sequence's length after a
     transpose, say): samples then disagree on it, and the tensor counts as one channel."""
-    detail = interpreter._get_tensor_details(index, subgraph_index=0)
+    detail = interpreter_tensor(interpreter, index)
     scale, zero_point = detail["quantization"]
     dtype = np.dtype(detail["dtype"])
     info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None

@@ -23,16 +23,31 @@ import numpy as np
 from quantdoctor.compare.lane import Lane
 from quantdoctor.compare.matching import op_links
 from quantdoctor.compare.metrics import ErrorStats
-from quantdoctor.convert.protocol import read_json, write_json
+from quantdoctor.convert.protocol import LITERT_PACKAGE, raised_in, serve, write_json
 from quantdoctor.intake.data import CalibrationSet
 
 _PROGRESS_SECONDS = 0.25
 _MAX_LANES = 4  # one per usable core, up to this: each lane keeps every tensor of both models
 
 
-def main(request_path: str) -> int:
-    """Compare the two models on every eval sample and write the statistics and outputs."""
-    request = read_json(Path(request_path))
+def main(request: dict[str, Any]) -> int:
+    """Compare the two models on every eval sample and write the statistics and outputs.
+
+    What LiteRT raises while running the user's models (a kernel that fails to prepare, a sample
+    it refuses) is written to the response as `model_error`; anything else is a bug (`serve`).
+    """
+    try:
+        return _compare(request)
+    except Exception as exc:
+        if not raised_in(exc, LITERT_PACKAGE):
+            raise
+        write_json(Path(request["response"]), {"model_error": f"{type(exc).__name__}: {exc}"})
+        return 0
+
+
+
+
+def _compare(request: dict[str, Any]) -> int:
     samples = CalibrationSet.load(Path(request["data"])).samples
     first = Lane(request["float_model"], request["quant_model"])
     pairs = first.pairs
@@ -91,4 +106,4 @@ def _describe(name: str, op: str, stats: ErrorStats, samples: int) -> dict[str, 
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(serve(main, sys.argv[1]))

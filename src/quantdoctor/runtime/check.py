@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from quantdoctor.compare.measures import collapsed, db
+from quantdoctor.convert.protocol import LITERT_PACKAGE, raised_in
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import Sample
 from quantdoctor.runtime.feed import Feeder, ModelInput, fitted_rows
@@ -94,7 +95,9 @@ def run_check(model_path: Path, float_path: Path | None, samples: list[Sample], 
             record(state)
             return
         quantized = run_rows(interpreter, feeder, rows, state, record)
-    except (RuntimeError, ValueError) as exc:  # LiteRT refused the model: the parent reports it
+    except Exception as exc:
+        if not raised_in(exc, LITERT_PACKAGE):
+            raise  # quantdoctor's own bug: the worker reports it as one
         state.update(outcome="error", error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - started, 3))
         record(state)
         return
@@ -103,7 +106,9 @@ def run_check(model_path: Path, float_path: Path | None, samples: list[Sample], 
         record(state)
         try:
             state["outputs"] = _compared_outputs(float_path, rows, quantized, interpreter.get_output_details())
-        except (RuntimeError, ValueError) as exc:  # the float reference is quantdoctor's: no finding on the model
+        except Exception as exc:  # the float reference is quantdoctor's: no finding on the user's model
+            if not raised_in(exc, LITERT_PACKAGE):
+                raise
             state["float_error"] = f"{type(exc).__name__}: {exc}"
     state.update(stage="done", outcome="ok", seconds=round(time.perf_counter() - started, 3))
     record(state)

@@ -96,13 +96,19 @@ def rows(inputs: list[ModelInput], values: dict[str, np.ndarray], what: str = "a
     """The sample as batch-of-1 rows when it stacks several along the batch axis of a model that
     takes a batch of 1 or a free batch; the sample itself otherwise."""
     arrays = arrays_for(inputs, values, what, by_name)
-    leading = {a.shape[0] if a.ndim else 0 for a in arrays}
     one_at_a_time = all(i.shape_signature[:1] in ((-1,), (1,)) and a.ndim == len(i.shape_signature)
                         for i, a in zip(inputs, arrays))
-    count = leading.pop() if len(leading) == 1 else 1
+    count = batch_size(values)
     if not one_at_a_time or count <= 1:
         return [values]
     return [{key: array[row:row + 1] for key, array in values.items()} for row in range(count)]
+
+
+def batch_size(values: dict[str, np.ndarray]) -> int:
+    """How many rows the sample stacks along axis 0: the arrays' common leading size (1 when they
+    disagree, or for scalars)."""
+    leading = {a.shape[0] if a.ndim else 1 for a in values.values()}
+    return leading.pop() if len(leading) == 1 else 1
 
 
 def fitted_rows(inputs: list[ModelInput], values: dict[str, np.ndarray], what: str,

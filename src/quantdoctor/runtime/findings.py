@@ -11,6 +11,7 @@ from quantdoctor.audit.tflite_model import TFLiteModel
 from quantdoctor.catalog.accuracy import keep_float_code
 from quantdoctor.compare.measures import DESTROYED_SQNR_DB, varies
 from quantdoctor.convert.crash import native_errors
+from quantdoctor.errors import InternalError
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.report.model import Finding, Location
@@ -44,9 +45,9 @@ def run_check_findings(check: dict[str, Any] | None, signal_name: str | None, st
         how = f"fails to {node.group(3)}" if node else f"fails while {_STAGE_WORDS.get(stage, stage)}"
         detail = check["error"].split("Node number")[0].strip().removeprefix("RuntimeError: ").rstrip(".")
         return [_not_running(produced, index, how, detail, check, signal_name, layer_names, recipe)]
-    if signal_name is None:  # the worker raised instead of LiteRT dying: quantdoctor's own bug
+    if signal_name is None:  # the worker exited instead of LiteRT killing it: quantdoctor's own bug
         last = [line for line in stderr.splitlines() if line.strip()][-1:] or ["no output"]
-        raise RuntimeError(f"the run check stopped while {stage} without a signal: {last[0]}")
+        raise InternalError(f"the run check stopped while {stage} without a signal: {last[0]}")
     # The process died during `stage`: find the op with probes on the row it died on. A SIGKILL is
     # the memory or time limit: probes would only meet it again.
     rows, _ = check_rows(tflite_inputs(produced), calibration.samples if calibration else [])

@@ -13,15 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from quantdoctor.convert.protocol import read_json, write_json
+from quantdoctor.convert.protocol import LITERT_PACKAGE, raised_in, serve, write_json
 from quantdoctor.runtime.check import open_interpreter, run_rows
 from quantdoctor.runtime.feed import Feeder
 
 
-def main(request_path: str) -> int:
+def main(request: dict[str, Any]) -> int:
     """Load the request's model, allocate it for its sample and, if asked, invoke it; exit 0 unless
     the process dies."""
-    request = read_json(Path(request_path))
     response_path = Path(request["response"])
     state: dict[str, Any] = {"stage": "loading"}
     write_json(response_path, state)
@@ -31,7 +30,9 @@ def main(request_path: str) -> int:
         interpreter = open_interpreter(request["model"])
         run_rows(interpreter, Feeder(interpreter), [row], state, lambda s: write_json(response_path, s),
                  invoke=request["invoke"])
-    except (RuntimeError, ValueError) as exc:  # LiteRT refused the model
+    except Exception as exc:
+        if not raised_in(exc, LITERT_PACKAGE):
+            raise  # quantdoctor's own bug: `serve` reports it as one
         state.update(outcome="error", error=f"{type(exc).__name__}: {exc}")
     else:
         state.update(stage="done", outcome="ok")
@@ -40,4 +41,4 @@ def main(request_path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(serve(main, sys.argv[1]))
