@@ -5,6 +5,8 @@
     print(report)                        # root cause first
     tflite = qd.convert(converter)       # raises qd.QuantizationError with the report
     qd.audit("model.tflite", target="int8-accelerator")   # is it really fully integer?
+    with qd.watch():                     # your own conversion and inference code, diagnosed as it runs
+        tflite = converter.convert()
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from quantdoctor.compare.run import compare
 from quantdoctor.diagnose import diagnose
 from quantdoctor.errors import QuantdoctorError, QuantizationError, UsageError
 from quantdoctor.report.model import Finding, Report
+from quantdoctor.watch import watch
 
 __version__ = "0.1.0"
 __all__ = ["diagnose", "convert", "audit", "compare", "Report", "Finding", "QuantizationError", "QuantdoctorError", "UsageError",
-           "__version__"]
+           "__version__", "watch"]
 
 
 def convert(model: Any, data: Any = None, **options: Any) -> bytes:

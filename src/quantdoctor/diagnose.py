@@ -167,6 +167,7 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         outcome_findings = audit_findings(produced, layer_names, recipe, target)
     elif run.outcome == "error":
         conversion["error_excerpt"] = excerpt(run.error_text)
+        conversion["exception"] = run.response.get("exception_class")  # module:qualname, what convert() raised
         outcome_findings = classify_failure(FailureContext(
             run.error_text, run.response.get("exception_type", ""), layer_names, calibration))
     elif run.outcome != "skipped":

@@ -46,6 +46,11 @@ def render(report: Report, console: Console) -> None:
         console.print(Text("No problems found.", "green"))
 
 
+def render_finding(finding: Finding, console: Console, with_fix_code: bool = True) -> None:
+    """Print one finding on its own: code, title, message, fix (and the fix's code)."""
+    console.print(Padding(_finding(finding, with_fix_code), (0, 0, 0, 2)))
+
+
 def render_plain(report: Report) -> str:
     """The terminal report as plain text (what `str(report)` returns)."""
     console = Console(width=100, record=True, color_system=None, force_terminal=False, file=_NullFile())

@@ -1,0 +1,3 @@
+"""The tfmot side of run/watch (quantization-aware training): filled in below."""
+
+MODULES: dict = {}
