@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 import ai_edge_litert.interpreter as litert
+import pytest
 import tensorflow as tf
 
 from models import dataset_from, image_model, int8_converter, smooth_images
@@ -42,3 +43,17 @@ def test_interpreter_classes_of_litert_and_of_tensorflow():
     for cls in (interpreter, litert.Interpreter):
         assert {"set_tensor", "get_tensor", "invoke", "resize_tensor_input", "allocate_tensors"} <= set(vars(cls))
     assert "__call__" in vars(runner) and "get_input_details" in vars(runner)
+
+
+def test_tfmot_entry_points_live_in_both_modules_and_its_registry_answers():
+    pytest.importorskip("tensorflow_model_optimization")
+    tf_keras = pytest.importorskip("tf_keras")
+    modules = [importlib.import_module(name) for name in tf_private.TFMOT_QUANTIZE_MODULES]
+    functions = [tf_private.tfmot_quantize_functions(module) for module in modules]
+    assert set(functions[0]) == set(functions[1]) == set(tf_private.TFMOT_ENTRY_POINTS)
+    assert functions[0] == functions[1]  # the public API re-exports the very functions
+    import tensorflow_model_optimization as tfmot
+
+    assert tfmot.quantization.keras.quantize_model is functions[1]["quantize_model"]
+    assert tf_private.tfmot_supports(tf_keras.layers.Dense(2)) is True
+    assert tf_private.tfmot_supports(tf_keras.layers.LayerNormalization()) is False

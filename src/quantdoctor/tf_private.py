@@ -14,9 +14,11 @@ from typing import Any
 CONVERTER_MODULE = "tensorflow.lite.python.lite"
 # TensorFlow's own interpreter (`tf.lite.Interpreter`): a class of its own, not LiteRT's.
 TF_INTERPRETER_MODULE = "tensorflow.lite.python.interpreter"
-# Where tfmot defines quantize_model / quantize_apply (its public API re-exports them by reference).
-TFMOT_QUANTIZE_MODULE = "tensorflow_model_optimization.python.core.quantization.keras.quantize"
-TFMOT_PACKAGE = "tensorflow_model_optimization"
+# Where tfmot defines quantize_model, quantize_apply, ... and its public API module
+# (`tfmot.quantization.keras`), which re-exports them by reference.
+TFMOT_QUANTIZE_MODULES = ("tensorflow_model_optimization.python.core.quantization.keras.quantize",
+                          "tensorflow_model_optimization.python.core.api.quantization.keras")
+TFMOT_ENTRY_POINTS = ("quantize_model", "quantize_apply", "quantize_annotate_model", "quantize_annotate_layer")
 
 _CONVERTER_CLASSES = ("TFLiteConverterV2", "TFLiteKerasModelConverterV2", "TFLiteSavedModelConverterV2")
 
@@ -50,6 +52,14 @@ def interpreter_classes(interpreter_module: ModuleType) -> tuple[type, type]:
     return interpreter_module.Interpreter, interpreter_module.SignatureRunner
 
 
-def tfmot_quantize_functions(quantize: ModuleType) -> dict[str, Any]:
-    """tfmot's entry points that annotate and quantize a Keras model, by name."""
-    return {name: getattr(quantize, name) for name in ("quantize_model", "quantize_apply", "quantize_annotate_model")}
+def tfmot_quantize_functions(module: ModuleType) -> dict[str, Any]:
+    """tfmot's entry points that annotate and quantize a Keras model, by name, as `module` holds them."""
+    return {name: vars(module)[name] for name in TFMOT_ENTRY_POINTS if name in vars(module)}
+
+
+def tfmot_supports(layer: Any) -> bool:
+    """Whether tfmot's default 8-bit scheme has a QuantizeConfig for this (tf_keras) layer."""
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry)
+
+    return default_8bit_quantize_registry.Default8BitQuantizeRegistry().supports(layer)

@@ -53,6 +53,46 @@ CHECKS = (
         fix_code=DEQUANTIZE_CODE,
     ),
     Check(
+        code="QD216", name="keras3-model-to-tfmot", severity="error", precedence=10,
+        title="A Keras 3 model or layer was given to tfmot, which needs tf_keras",
+        detects="tfmot's quantize_model, quantize_apply or quantize_annotate_* receives a Keras 3 object "
+                "(`import keras`, or `tf.keras` under TensorFlow 2.16+). tfmot 0.8 checks for tf_keras (Keras 2) "
+                "classes and raises \"`model` can only be a `keras.Model` instance. You passed an instance of "
+                "type: Sequential.\"",
+        why="The message names the class the model has; it does not say that two Keras packages are involved, "
+            "nor that the model must be built with the other one.",
+        example="import keras\n"
+                "model = keras.Sequential([...])\n"
+                "tfmot.quantization.keras.quantize_model(model)",
+        fix="Build the model with tf_keras (`pip install tf_keras`, then `import tf_keras as keras`), or set "
+            "TF_USE_LEGACY_KERAS=1 before TensorFlow is imported so that tf.keras is tf_keras. Load saved weights "
+            "into the tf_keras model.",
+        fix_code="import tf_keras as keras   # Keras 2, what tfmot quantizes\n"
+                 "model = keras.Sequential([...])   # the same layers\n"
+                 "q_aware_model = tfmot.quantization.keras.quantize_model(model)",
+    ),
+    Check(
+        code="QD415", name="tfmot-unsupported-layer", severity="error", precedence=10,
+        title="tfmot has no QuantizeConfig for a layer of the model",
+        detects="quantize_model or quantize_apply raises \"Layer layer_normalization:<class ...LayerNormalization'> "
+                "is not supported\": the default 8-bit scheme has no QuantizeConfig for that layer type, and tfmot "
+                "refuses the whole model because of it.",
+        why="tfmot stops at the first such layer; fixing it one layer at a time takes as many runs as there are "
+            "unsupported layers. quantdoctor lists them all.",
+        example="model = tf_keras.Sequential([..., tf_keras.layers.LayerNormalization(), ...])\n"
+                "tfmot.quantization.keras.quantize_model(model)",
+        fix="Annotate only the layers tfmot supports and quantize_apply the result (code below): the others stay "
+            "float. Or annotate the layer with a QuantizeConfig of your own: one whose methods return no "
+            "quantizers (a no-op config) keeps it float inside the quantized model, under quantize_scope.",
+        fix_code="def annotate(layer):\n"
+                 "    if isinstance(layer, tf_keras.layers.LayerNormalization):\n"
+                 "        return layer\n"
+                 "    return tfmot.quantization.keras.quantize_annotate_layer(layer)\n"
+                 "\n"
+                 "annotated = tf_keras.models.clone_model(model, clone_function=annotate)\n"
+                 "q_aware_model = tfmot.quantization.keras.quantize_apply(annotated)",
+    ),
+    Check(
         code="QD516", name="resized-input-not-allocated", severity="error", precedence=10,
         title="An input was resized without allocate_tensors()",
         detects="`resize_tensor_input` changed an input's shape, and the script then set the input or invoked "
