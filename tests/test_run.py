@@ -15,11 +15,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from helpers import assert_finding
-from models import image_model, int8_converter, dataset_from, smooth_images
+from models import dataset_from, image_model, int8_converter, smooth_images
 from quantdoctor.report.model import Finding, Fix, Location
 
 QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))

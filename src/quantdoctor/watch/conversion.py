@@ -45,7 +45,7 @@ def install(lite: Any, patches: PatchSet) -> None:
     """Patch the TF2 converter classes of `tensorflow.lite.python.lite`: constructors record their
     caller's line, `convert()` is diagnosed."""
     base = tf_private.converter_base(lite)
-    patches.replace(base, "__init__", _recording_init(base.__init__))
+    patches.replace(base, "__init__", _recording_init(vars(base)["__init__"]))
     for cls in tf_private.converter_classes(lite):
         patches.replace(cls, "convert", _watched_convert(vars(cls)["convert"]))
 
@@ -137,18 +137,23 @@ def _diagnosed_convert(converter: Any, original: Callable[[], bytes], watching: 
         session.report_bug("diagnosing a conversion", exc)
         return original()
     call_site.yields = recorder.lines if recorder else []
-    report.findings = [_located(finding, call_site) for finding in report.findings]
     if report.conversion["outcome"] != "ok":
-        session.record_conversion(report, call_site)
+        _record(report, call_site)
         return _fail_like_the_converter(report, original, watching)
     try:
         model = _convert_in_process(converter, original, recorder, report)
     except BaseException:
-        session.record_conversion(report, call_site)
+        _record(report, call_site)
         session.note("quantdoctor's isolated conversion succeeded, but your converter then failed in your process")
         raise
-    session.record_conversion(report, call_site)
+    _record(report, call_site)
     return model
+
+
+def _record(report: Report, call_site: CallSite) -> None:
+    """Point the findings at the script's lines, then print and record the report."""
+    report.findings = [_located(finding, call_site) for finding in report.findings]
+    session.guarded("reporting a conversion", session.record_conversion)(report, call_site)
 
 
 def _convert_in_process(converter: Any, original: Callable[[], bytes], recorder: RecordingDataset | None,
@@ -198,7 +203,9 @@ def _fail_like_the_converter(report: Report, original: Callable[[], bytes], watc
             return original()
         raise error
     process = next((f.evidence for f in report.findings if "exit_code" in f.evidence), {})
-    if outcome == "crash" and watching.on_crash == "exit":
+    if outcome == "crash" and watching.on_crash == "exit" and process.get("signal") != "SIGKILL":
+        # The script would have died the same way. A SIGKILL is the out-of-memory killer or the
+        # converter's memory limit, which the script's own process need not have hit: it raises.
         sys.stderr.flush()
         if process.get("signal"):
             number = signal.Signals[process["signal"]]

@@ -133,13 +133,12 @@ def _set_tensor(original: Callable[..., Any]) -> Callable[..., Any]:
 @_watched
 def _check_set_tensor(interpreter: Any, tensor_index: int, value: Any) -> None:
     state = _state(interpreter)
-    where = caller_line()
     if tensor_index in state.resized:
-        _report_unallocated(state.inputs[tensor_index], where, "set")
+        _report_unallocated(state.inputs[tensor_index], caller_line(), "set")
     info = state.inputs.get(tensor_index)
     if info is None or not info.quantized:
         return
-    state.set_at[tensor_index] = where
+    where = state.set_at[tensor_index] = caller_line()
     dtype = np.dtype(value.dtype) if isinstance(value, np.ndarray) else np.asarray(value).dtype
     if np.issubdtype(dtype, np.floating):
         _report_float_input(info, dtype, where)

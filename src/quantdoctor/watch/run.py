@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Mapping
 
 from quantdoctor.errors import UsageError
 from quantdoctor.watch.session import RUN_OPTIONS_VARIABLE, write_document
@@ -40,7 +41,7 @@ def run_command(command: list[str], *, json_path: Path | None = None, timeout: f
     os.execve(executable, command, watched_environment(os.environ, options))
 
 
-def watched_environment(environment: os._Environ[str] | dict[str, str], options: dict[str, object]) -> dict[str, str]:
+def watched_environment(environment: Mapping[str, str], options: dict[str, object]) -> dict[str, str]:
     """`environment` with the bootstrap first on PYTHONPATH and the run's options."""
     paths = [str(BOOTSTRAP)] + [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p]
     return {**environment, "PYTHONPATH": os.pathsep.join(paths),
