@@ -4,8 +4,10 @@
     1000 rows: `python script.py` against `quantdoctor run python script.py`. With TensorFlow
     imported, the converter and interpreter patches are installed (quantdoctor is loaded), but
     nothing is diagnosed. Target: ratio <= 1.05.
-(b) A script that imports nothing: the fixed cost of the `quantdoctor` command itself (it starts,
-    then execs the script) and of the bootstrap, in seconds.
+(b) The same script started directly with the environment `quantdoctor run` gives it (bootstrap
+    first on PYTHONPATH), without the `quantdoctor` command: the cost inside the script's process.
+(c) A script that imports nothing: the fixed cost of the `quantdoctor` command itself (it starts,
+    then execs the script), in seconds.
 
 Each side runs as a fresh process, alternating, and each figure is the median of --repeats runs.
 Results go to bench/results/run_overhead.json.
@@ -39,25 +41,28 @@ print(model.predict(rows, verbose=0).shape)
 NOTHING = "print('ok')\n"
 
 
-def timed(command: list[str], folder: str) -> float:
+def timed(command: list[str], folder: str, environment: dict[str, str] | None = None) -> float:
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, cwd=folder,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                            env={**(environment or os.environ), "TF_CPP_MIN_LOG_LEVEL": "2"})
     seconds = time.perf_counter() - started
     if result.returncode != 0 or "quantdoctor" in result.stderr:
         raise SystemExit(f"unexpected result from {command}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     return seconds
 
 
-def measure(name: str, script: str, repeats: int) -> dict:
+def measure(name: str, script: str, repeats: int, through_cli: bool = True) -> dict:
+    from quantdoctor.watch.run import watched_environment
+
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, "script.py").write_text(script)
         plain_command = [sys.executable, "script.py"]
-        watched_command = [QUANTDOCTOR, "run", sys.executable, "script.py"]
+        watched_command = [QUANTDOCTOR, "run", *plain_command] if through_cli else plain_command
+        environment = None if through_cli else watched_environment(os.environ, {})
         plain, watched = [], []
         for _ in range(repeats):
             plain.append(timed(plain_command, folder))
-            watched.append(timed(watched_command, folder))
+            watched.append(timed(watched_command, folder, environment))
     result = {"case": name, "plain_median_s": round(statistics.median(plain), 3),
               "run_median_s": round(statistics.median(watched), 3),
               "plain_runs_s": [round(t, 3) for t in plain], "run_runs_s": [round(t, 3) for t in watched]}
@@ -72,7 +77,9 @@ def main() -> None:
     args = parser.parse_args()
     results = [measure("(a) import TensorFlow, Keras predict on 1000 rows", KERAS_PREDICT, args.repeats)
                | {"target_ratio": 1.05},
-               measure("(b) a script that imports nothing", NOTHING, args.repeats)]
+               measure("(b) the same, the bootstrap alone (no quantdoctor command)", KERAS_PREDICT, args.repeats,
+                       through_cli=False),
+               measure("(c) a script that imports nothing", NOTHING, args.repeats)]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "run_overhead.json").write_text(json.dumps(results, indent=2))
     for r in results:

@@ -241,33 +241,53 @@ def test_failing_conversion_prints_the_diagnosis_and_raises_the_converters_excep
         "representative_dataset": line_of(script, "DATASET")}
 
 
-def test_successful_conversion_returns_the_bytes_the_script_gets_without_quantdoctor(tmp_path):
+@pytest.mark.slow
+def test_successful_conversions_return_the_bytes_the_script_gets_without_quantdoctor_for_every_constructor(tmp_path):
     script = write_script(tmp_path, "convert.py", CONVERT_PRELUDE, """
         def representative_dataset():  # DATASET
             for image in images:
                 yield [image[None]]
 
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)  # KERAS
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative_dataset
         converter.inference_input_type = converter.inference_output_type = tf.int8
-        tflite = converter.convert()
-        with open(sys.argv[1], "wb") as f:
-            f.write(tflite)
-        print(f"wrote {len(tflite)} bytes")
+        models = [converter.convert()]
+
+        class Projection(tf.Module):
+            def __init__(self):
+                self.weights = tf.Variable([[1.0, 2.0], [3.0, 4.0]])
+
+            @tf.function(input_signature=[tf.TensorSpec((1, 2), tf.float32, name="x")])
+            def serve(self, x):
+                return tf.matmul(x, self.weights)
+
+        projection = Projection()
+        tf.saved_model.save(projection, sys.argv[1] + "_saved", signatures={"serving_default": projection.serve})
+        models.append(tf.lite.TFLiteConverter.from_saved_model(sys.argv[1] + "_saved").convert())  # SAVED
+        function = projection.serve.get_concrete_function()
+        models.append(tf.lite.TFLiteConverter.from_concrete_functions([function], projection).convert())  # FUNCTIONS
+        for number, tflite in enumerate(models):
+            with open(f"{sys.argv[1]}{number}.tflite", "wb") as f:
+                f.write(tflite)
+        print("wrote", [len(tflite) for tflite in models])
     """)
-    plain = subprocess.run([PYTHON, "convert.py", "plain.tflite"], capture_output=True, text=True, cwd=tmp_path,
-                           timeout=600)
-    watched = quantdoctor_run(tmp_path, "--json", "run.json", "--", PYTHON, "convert.py", "watched.tflite")
+    plain = subprocess.run([PYTHON, "convert.py", "plain"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    watched = quantdoctor_run(tmp_path, "--json", "run.json", "--", PYTHON, "convert.py", "watched")
     assert watched.returncode == plain.returncode == 0, watched.stderr
     assert _without_temporary_names(watched.stdout) == _without_temporary_names(plain.stdout)  # TF prints its export
-    assert watched.stdout.endswith(f"wrote {(tmp_path / 'plain.tflite').stat().st_size} bytes\n")
-    assert (tmp_path / "watched.tflite").read_bytes() == (tmp_path / "plain.tflite").read_bytes()
-    [conversion] = json.loads((tmp_path / "run.json").read_text())["conversions"]
-    assert conversion["conversion"]["model_bytes"] == (tmp_path / "plain.tflite").stat().st_size
-    assert conversion["audit"]["fully_integer"] is True
-    few = next(f for f in conversion["findings"] if f["code"] == "QD308")
+    assert watched.stdout.splitlines()[-1].startswith("wrote [")
+    for number in range(3):
+        assert (tmp_path / f"watched{number}.tflite").read_bytes() == (tmp_path / f"plain{number}.tflite").read_bytes()
+    conversions = json.loads((tmp_path / "run.json").read_text())["conversions"]
+    assert [c["call_site"]["converter"]["line"] for c in conversions] == [
+        line_of(script, marker) for marker in ("KERAS", "SAVED", "FUNCTIONS")]
+    keras_conversion = conversions[0]
+    assert keras_conversion["conversion"]["model_bytes"] == (tmp_path / "plain0.tflite").stat().st_size
+    assert keras_conversion["audit"]["fully_integer"] is True
+    few = next(f for f in keras_conversion["findings"] if f["code"] == "QD308")
     assert few["evidence"]["source"]["where"] == f"convert.py:{line_of(script, 'DATASET')}"
+    assert [c["verdict"] for c in conversions[1:]] == ["ok", "ok"]
     assert "CONVERTED WITH PROBLEMS" in watched.stderr and "QD308" in watched.stderr
 
 
