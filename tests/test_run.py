@@ -335,7 +335,8 @@ def test_a_script_that_never_imports_tensorflow_runs_without_quantdoctor_and_kee
 @pytest.mark.parametrize("args, message", [
     ([], "nothing to run"),
     (["no-such-command-quantdoctor"], "command not found: no-such-command-quantdoctor"),
-    (["--json", "plain.py", PYTHON, "plain.py"], "refusing to overwrite plain.py"),
+    (["--json", "plain.py", PYTHON, "plain.py"], "refusing to write --json plain.py: it is your input plain.py"),
+    (["--timeout", "0", PYTHON, "plain.py"], "timeout must be a positive number of seconds"),
 ])
 def test_run_usage_errors_exit_2_in_one_line(tmp_path, args, message):
     (tmp_path / "plain.py").write_text("print('never')\n")

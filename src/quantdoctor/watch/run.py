@@ -17,23 +17,29 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
+from quantdoctor.convert.runner import DEFAULT_TIMEOUT
 from quantdoctor.errors import UsageError
-from quantdoctor.watch.session import RUN_OPTIONS_VARIABLE, write_document
+from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
+from quantdoctor.intake.paths import check_outputs
+from quantdoctor.watch.session import RUN_OPTIONS_VARIABLE, check_options, write_document
 
 BOOTSTRAP = Path(__file__).resolve().parent / "bootstrap"
 
 
-def run_command(command: list[str], *, json_path: Path | None = None, timeout: float | None = None,
-                memory_limit_mb: int | None = None, max_samples: int | None = None) -> None:
+def run_command(command: list[str], *, json_path: Path | None = None, timeout: float = DEFAULT_TIMEOUT,
+                memory_limit_mb: int | None = None, max_samples: int = DEFAULT_MAX_SAMPLES) -> None:
     """Execute `command` watched; never returns (the command takes over the process)."""
     if not command:
         raise UsageError("nothing to run: give the command after the options, e.g. `quantdoctor run python convert.py`")
     executable = shutil.which(command[0])
     if executable is None:
         raise UsageError(f"command not found: {command[0]}")
+    check_options(timeout, memory_limit_mb, max_samples)
     options: dict[str, object] = {"timeout": timeout, "memory_limit_mb": memory_limit_mb, "max_samples": max_samples}
     if json_path is not None:
-        _refuse_overwrite(json_path, command)
+        # The command's own files (the script, its data) are never an output of quantdoctor's.
+        check_outputs(inputs=[argument for argument in command if Path(argument).exists()],
+                      outputs={"--json": json_path})
         write_document(json_path, command)
         options["json"] = str(json_path.resolve())
     sys.stdout.flush()
@@ -46,12 +52,3 @@ def watched_environment(environment: Mapping[str, str], options: dict[str, objec
     paths = [str(BOOTSTRAP)] + [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p]
     return {**environment, "PYTHONPATH": os.pathsep.join(paths),
             RUN_OPTIONS_VARIABLE: json.dumps({k: v for k, v in options.items() if v is not None})}
-
-
-def _refuse_overwrite(json_path: Path, command: list[str]) -> None:
-    """The command's own files (the script, its data) are never an output of quantdoctor's."""
-    target = json_path.resolve()
-    for argument in command:
-        path = Path(argument)
-        if path.exists() and path.resolve() == target:
-            raise UsageError(f"refusing to overwrite {argument}, which your command uses: choose another --json path")

@@ -18,8 +18,9 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.text import Text
 
-from quantdoctor.convert.runner import DEFAULT_TIMEOUT
+from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits
 from quantdoctor.errors import UsageError
+from quantdoctor.intake import options
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
 from quantdoctor.report.model import SCHEMA_VERSION, Finding, Report
 from quantdoctor.watch.patches import ImportHook, PatchSet
@@ -46,6 +47,7 @@ class WatchSession:
                  on_crash: str = "raise", echo: bool = True, command: list[str] | None = None) -> None:
         if on_crash not in ON_CRASH:
             raise UsageError(f"unknown on_crash '{on_crash}': choose one of {', '.join(ON_CRASH)}")
+        check_options(timeout, memory_limit_mb, max_samples)
         self.json_path = Path(json_path) if json_path is not None else None
         self.diagnose_options = {"timeout": timeout, "memory_limit_mb": memory_limit_mb, "max_samples": max_samples}
         self.on_crash = on_crash
@@ -76,6 +78,12 @@ class WatchSession:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.stop()
+
+
+def check_options(timeout: float, memory_limit_mb: int | None, max_samples: int) -> None:
+    """The diagnose options every conversion will get, refused at once rather than at the first conversion."""
+    check_limits(timeout, memory_limit_mb)
+    options.count(max_samples, "max_samples")
 
 
 def active() -> WatchSession | None:
@@ -174,7 +182,7 @@ def _append(session: WatchSession, key: str, entry: dict[str, Any]) -> None:
 
 
 def _console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)  # like the CLI: code stays copyable
 
 
 def _install_hooks() -> None:
