@@ -12,8 +12,30 @@ import pytest
 pytest.importorskip("tensorflow_model_optimization")
 pytest.importorskip("tf_keras")
 
+import quantdoctor as qd  # noqa: E402
 from helpers import assert_finding  # noqa: E402
 from test_run import PYTHON, findings_in, line_of, quantdoctor_run, write_script  # noqa: E402
+
+
+@pytest.mark.code("QD216", "QD415")
+def test_tfmot_errors_are_explained_in_process_and_reach_the_script_unchanged():
+    import keras
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+
+    quantize_model = tfmot.quantization.keras.quantize_model
+    unsupported = tf_keras.Sequential([tf_keras.Input((8,)), tf_keras.layers.Dense(4),
+                                       tf_keras.layers.LayerNormalization()])
+    with qd.watch(echo=False) as session:
+        with pytest.raises(RuntimeError, match="Layer layer_normalization:<class"):
+            tfmot.quantization.keras.quantize_model(unsupported)
+        with pytest.raises(ValueError, match="can only be a `keras.Model` instance"):
+            tfmot.quantization.keras.quantize_apply(keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)]))
+    layer, keras3 = session.findings
+    assert_finding(layer, "QD415", "metadata", "error", layer="layer_normalization")
+    assert_finding(keras3, "QD216", "dtype_mismatch", "error")
+    assert keras3.evidence["function"] == "quantize_apply"
+    assert tfmot.quantization.keras.quantize_model is quantize_model  # the patch is undone
 
 
 def test_an_unsupported_layer_is_named_with_every_other_one_and_the_annotation_that_works(tmp_path):
