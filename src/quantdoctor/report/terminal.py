@@ -48,8 +48,9 @@ def report_lines(report: Report) -> list[Text]:
 
 
 def render_finding(finding: Finding, console: Console, with_fix_code: bool = True) -> None:
-    """Print one finding on its own: code, title, message, fix (and the fix's code)."""
-    console.print(Padding(_finding(finding, with_fix_code), (0, 0, 0, 2)))
+    """Print one finding on its own: code, title, message, fix (and the fix's code), each line whole."""
+    for line in _finding(finding, with_fix_code):
+        console.print(line, soft_wrap=True)
 
 
 def render_plain(report: Report) -> str:

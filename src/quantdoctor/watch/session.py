@@ -15,9 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from rich.console import Console
-from rich.text import Text
-
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits
 from quantdoctor.errors import UsageError
 from quantdoctor.intake import options
@@ -96,6 +93,8 @@ def record_conversion(report: Report, call_site: Any) -> None:
     if any(session.echo for session in _sessions):
         from quantdoctor.report.terminal import render
 
+        from rich.text import Text
+
         console = _console()
         where = call_site.describe()
         console.print(Text(f"quantdoctor: converter.convert(){' — ' + where if where else ''}", "bold"))
@@ -110,6 +109,8 @@ def record_conversion(report: Report, call_site: Any) -> None:
 def record_finding(finding: Finding) -> None:
     """A finding about the script itself (inference, tfmot): printed, and given to every active session."""
     if any(session.echo for session in _sessions):
+        from rich.text import Text
+
         from quantdoctor.report.terminal import render_finding
 
         console = _console()
@@ -181,7 +182,9 @@ def _append(session: WatchSession, key: str, entry: dict[str, Any]) -> None:
         handle.write(json.dumps(document, indent=2))
 
 
-def _console() -> Console:
+def _console() -> Any:
+    from rich.console import Console  # only when there is something to say: `import quantdoctor` stays light
+
     return Console(stderr=True, highlight=False, soft_wrap=True)  # like the CLI: code stays copyable
 
 
