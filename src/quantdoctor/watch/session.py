@@ -160,10 +160,10 @@ def write_document(path: Path, command: list[str] | None) -> None:
 def start_run_session() -> WatchSession:
     """The session of a process started by `quantdoctor run` (options from the environment); it
     lasts as long as the process, and so do its patches."""
-    options = json.loads(os.environ.get(RUN_OPTIONS_VARIABLE) or "{}")
-    session = WatchSession(options.get("json"), timeout=options.get("timeout", DEFAULT_TIMEOUT),
-                           memory_limit_mb=options.get("memory_limit_mb"),
-                           max_samples=options.get("max_samples", DEFAULT_MAX_SAMPLES), on_crash="exit")
+    settings = json.loads(os.environ.get(RUN_OPTIONS_VARIABLE) or "{}")
+    session = WatchSession(settings.get("json"), timeout=settings.get("timeout", DEFAULT_TIMEOUT),
+                           memory_limit_mb=settings.get("memory_limit_mb"),
+                           max_samples=settings.get("max_samples", DEFAULT_MAX_SAMPLES), on_crash="exit")
     return session.start(create_json=False)  # `quantdoctor run` wrote the file; every process appends
 
 
