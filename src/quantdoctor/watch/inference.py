@@ -31,7 +31,7 @@ from quantdoctor.watch.sources import SourceLine, caller_line
 
 # A calibrated range this narrow (a normalised input) collapses to a few integers when cast.
 RAW_CAST_MAX_SPAN = 16.0
-# Invocations per interpreter whose integer inputs are checked for raw casts.
+# Invocations per interpreter (or signature runner) whose integer inputs are checked for raw casts.
 CHECKED_INVOCATIONS = 3
 
 
@@ -101,6 +101,7 @@ class _State:
 
 
 _states: weakref.WeakKeyDictionary[Any, _State] = weakref.WeakKeyDictionary()
+_runner_calls_checked: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 def _state(interpreter: Any) -> _State:
@@ -232,6 +233,8 @@ def _check_runner_inputs(runner: Any, kwargs: dict[str, Any]) -> None:
     missing = sorted(set(inputs) - set(kwargs))
     if unknown or missing:
         _report_runner_keys(inputs, unknown, missing, where)
+    checked = _runner_calls_checked.get(runner, 0)
+    _runner_calls_checked[runner] = checked + 1
     for name, value in kwargs.items():
         info = inputs.get(name)
         if info is None or not info.quantized:
@@ -239,7 +242,7 @@ def _check_runner_inputs(runner: Any, kwargs: dict[str, Any]) -> None:
         array = np.asarray(value)
         if np.issubdtype(array.dtype, np.floating):
             _report_float_input(info, array.dtype, where)
-        else:
+        elif checked < CHECKED_INVOCATIONS:
             _check_raw_cast(info, array, where)
 
 
