@@ -93,7 +93,6 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
     try:
         source, recipe, calibration = _intake(model, data, mode, io, select_tf_ops, max_samples, workdir)
         unused = check_unused_data(calibration, recipe, mode_requested=not model_intake.is_converter(model))
-        calibration = calibration if data_is_used(recipe) else None
         evaluation = calibration_set(eval_data, max_samples, "eval data")  # read before the long conversion: fail early
         if signature_keys:
             if source.format != "savedmodel":
@@ -101,7 +100,7 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
             source.signature_keys = list(signature_keys)
         request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None,
                                    "convert": convert, "trust_model": trust_model}
-        if calibration is not None:
+        if calibration is not None and recipe.calibrate:  # a converter's dataset goes along even when unused
             calibration.save(workdir / "calibration.npz")
             request["data"] = str(workdir / "calibration.npz")
         if float_twin:
@@ -109,7 +108,8 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
         run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
         if target is None and recipe.mode == "int8-strict":
             target = "int8-accelerator"
-        report = _build_report(source, recipe, calibration, run, target, evaluation, unused)
+        checked = calibration if data_is_used(recipe) else None  # data the converter never reads is not judged
+        report = _build_report(source, recipe, checked, run, target, evaluation, unused)
         twin = workdir / "float_twin.tflite"
         return report, twin.read_bytes() if run.response.get("float_twin") == "ok" else None
     finally:
