@@ -152,7 +152,8 @@ def compare(
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
-                                "allow_interspersed_args": False})
+                                "allow_interspersed_args": False},
+             options_metavar="[OPTIONS] [--] COMMAND [ARGS]...")
 def run(
     ctx: typer.Context,
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write each conversion's report and each "
@@ -163,8 +164,9 @@ def run(
 ) -> None:
     """Run COMMAND (e.g. `python convert.py --epochs 3`) with its conversions and inference diagnosed.
 
-    Put quantdoctor's options before the command (or end them with --). The command's exit code,
-    stdout and files stay its own; quantdoctor writes to stderr and --json.
+    Put quantdoctor's options before the command, or end them with --.
+
+    The command's exit code, stdout and files stay its own: quantdoctor writes to stderr and --json.
     """
     from quantdoctor.watch.run import run_command
 
