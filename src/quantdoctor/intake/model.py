@@ -277,7 +277,8 @@ def from_converter(converter: Any, workdir: Path) -> ModelSource:
         source.signature_keys = tf_private.converter_signature_keys(converter) or None
     else:
         raise ModelLoadError(f"cannot tell which model {type(converter).__name__} converts; "
-                             "build it with TFLiteConverter.from_keras_model, from_saved_model or from_concrete_functions")
+                             "build it with TFLiteConverter.from_keras_model, from_saved_model or "
+                             "from_concrete_functions")
     source.format = "converter"
     return source
 
