@@ -30,6 +30,7 @@ from quantdoctor.preflight.data_checks import (InputSpec, check_against_inferenc
                                                check_signature_coverage, check_unused_data, data_is_used)
 from quantdoctor.preflight.predict import actual_verdict, predict
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
+from quantdoctor.runtime.findings import run_check_findings
 
 
 @run_interruptible
@@ -105,6 +106,8 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
             request["data"] = str(workdir / "calibration.npz")
         if float_twin:
             request["float_twin_output"] = str(workdir / "float_twin.tflite")
+        if convert:  # after converting, the worker runs the produced model once (runtime/check)
+            request["run_check"] = {"float_model": str(workdir / "float_reference.tflite")}
         run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
         if target is None and recipe.mode == "int8-strict":
             target = "int8-accelerator"
@@ -213,7 +216,12 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
     if produced is not None:
         conversion["model_bytes"] = len(tflite_bytes)
         audit = summarize(produced, layer_names)
-        outcome_findings = audit_findings(produced, layer_names, recipe, target)
+        output_layers = source.output_layers or model_info.get("output_layers", [])
+        outcome_findings = audit_findings(produced, layer_names, recipe, target, output_layers)
+        check = run.response.get("run_check")
+        audit["run_check"] = check
+        outcome_findings += run_check_findings(check, run.signal_name, run.stderr, tflite_bytes, produced,
+                                               layer_names, output_layers, recipe, calibration)
     elif run.outcome == "error":
         conversion["error_excerpt"] = excerpt(run.error_text)
         outcome_findings = classify_failure(FailureContext(
