@@ -61,7 +61,8 @@ def test_float_island_is_named_with_its_converters_and_partitions(tflite_files):
     finding = only(report, "QD105")
     assert_finding(finding, "QD105", "unsupported_op", "warning", layer="my_cumsum", op="CUMSUM")
     (island,) = report.audit["float_islands"]
-    assert island == {"ops": ["CUMSUM"], "layers": ["my_cumsum"], "dequantize_in": 1, "quantize_out": 1}
+    assert island == {"ops": ["CUMSUM"], "subgraph": 0, "layers": ["my_cumsum"], "dequantize_in": 1,
+                      "quantize_out": 1}
 
     strict = qd.audit(tflite_files["island"], target="int8-accelerator")
     assert only(strict, "QD105").severity == "error"

@@ -25,7 +25,7 @@ from helpers import assert_finding, only
 from models import dataset_from, image_model, smooth_images, with_layer
 from quantdoctor.catalog.check import Check
 from quantdoctor.compare.labels import check_classes, read_labels
-from quantdoctor.compare.worker import raised_in
+from quantdoctor.convert.protocol import raised_in
 from quantdoctor.convert.runner import run_isolated, run_worker
 from quantdoctor.errors import DataLoadError, InternalError, UsageError
 from quantdoctor.intake import data as data_intake

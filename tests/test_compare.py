@@ -49,7 +49,10 @@ def test_concat_of_mismatched_ranges_is_ranked_first_though_its_tensor_sqnr_look
     # Per-tensor SQNR would miss it: the merged tensor scores better than some healthy layers.
     assert worst["sqnr_db"] > min(row["sqnr_db"] for row in others) and worst["worst_channel_sqnr_db"] < 5
     finding = only(report, "QD503")
-    assert_finding(finding, "QD503", "accuracy", "warning", layer="detections", op="CONCATENATION")
+    # the scores are crushed to a constant (worst channel 0 dB): an error, counting what is lost
+    assert_finding(finding, "QD503", "accuracy", "error", layer="detections", op="CONCATENATION")
+    assert finding.message.endswith("2 of its 6 channels (2 values per sample) quantize to a constant and carry "
+                                    "nothing.")
     assert "denylisted_nodes=['StatefulPartitionedCall_1:0']" in finding.fix.code
 
 

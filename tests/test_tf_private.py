@@ -49,7 +49,8 @@ def test_converter_keras_model_is_the_model_given(tmp_path):
     model = dense_pair()
     assert tf_private.converter_keras_model(tf.lite.TFLiteConverter.from_keras_model(model)) is model
     model.export(str(tmp_path / "exported"), verbose=False)
-    assert tf_private.converter_keras_model(tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "exported"))) is None
+    from_saved_model = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "exported"))
+    assert tf_private.converter_keras_model(from_saved_model) is None
 
 
 def test_converter_signature_keys_are_from_saved_models_own_choice(tmp_path):

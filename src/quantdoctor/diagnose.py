@@ -30,6 +30,7 @@ from quantdoctor.preflight.data_checks import (InputSpec, check_against_inferenc
                                                check_signature_coverage, check_unused_data, data_is_used)
 from quantdoctor.preflight.predict import actual_verdict, predict
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
+from quantdoctor.runtime.findings import run_check_findings
 
 
 @run_interruptible
@@ -105,6 +106,8 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
             request["data"] = str(workdir / "calibration.npz")
         if float_twin:
             request["float_twin_output"] = str(workdir / "float_twin.tflite")
+        if convert:  # after converting, the worker runs the produced model once (runtime/check)
+            request["run_check"] = {"float_model": str(workdir / "float_reference.tflite")}
         run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
         if target is None and recipe.mode == "int8-strict":
             target = "int8-accelerator"
@@ -127,12 +130,20 @@ def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_o
             raise UsageError("mode, io and select_tf_ops come from the converter itself: set them on the converter")
         recipe = Recipe.from_converter(model)
         source = model_intake.from_converter(model, workdir)
-        data = data if data is not None else model.representative_dataset
+        data = data if data is not None else _dataset_function(model.representative_dataset)
         recipe.calibrate = data is not None  # data given here acts as the converter's representative_dataset
     else:
         recipe = Recipe.for_mode(mode or "int8", io or "float", select_tf_ops)
         source = _model_source(model, workdir)
     return source, recipe, calibration_set(data, max_samples)
+
+
+def _dataset_function(dataset: Any) -> Any:
+    """A converter's representative_dataset as the user's function: `convert()` wraps it in a
+    `tf.lite.RepresentativeDataset`, whose `input_gen` is that function."""
+    import tensorflow as tf
+
+    return dataset.input_gen if isinstance(dataset, tf.lite.RepresentativeDataset) else dataset
 
 
 def _model_source(model: Any, workdir: Path) -> model_intake.ModelSource:
@@ -205,7 +216,12 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
     if produced is not None:
         conversion["model_bytes"] = len(tflite_bytes)
         audit = summarize(produced, layer_names)
-        outcome_findings = audit_findings(produced, layer_names, recipe, target)
+        output_layers = source.output_layers or model_info.get("output_layers", [])
+        outcome_findings = audit_findings(produced, layer_names, recipe, target, output_layers)
+        check = run.response.get("run_check")
+        audit["run_check"] = check
+        outcome_findings += run_check_findings(check, run.signal_name, run.stderr, tflite_bytes, produced,
+                                               layer_names, output_layers, recipe, calibration)
     elif run.outcome == "error":
         conversion["error_excerpt"] = excerpt(run.error_text)
         conversion["exception"] = run.response.get("exception_class")  # module:qualname, what convert() raised

@@ -106,10 +106,15 @@ def _audit_section(audit: dict) -> list[Text]:
         layers = f" in {', '.join(island['layers'])}" if island["layers"] else ""
         lines.append(Text(f"  float island {number}: {', '.join(island['ops'])}{layers} "
                           f"({island['dequantize_in']} DEQUANTIZE in, {island['quantize_out']} QUANTIZE out)"))
-    for role in ("input", "output"):
-        for tensor in audit[f"{role}_types"]:
-            quant = f", scale {tensor['scale']:.6g}, zero point {tensor['zero_point']}" if tensor["scale"] else ""
-            lines.append(Text(f"  {role} '{tensor['name']}': {tensor['dtype']} {tensor['shape']}{quant}", "dim"))
+    signatures = audit.get("signatures") or []
+    entries = [(f"signature '{s['key']}' ", s["inputs"], s["outputs"]) for s in signatures] if len(signatures) > 1 \
+        else [("", audit["input_types"], audit["output_types"])]
+    for prefix, inputs, outputs in entries:
+        for role, tensors in (("input", inputs), ("output", outputs)):
+            for tensor in tensors:
+                quant = f", scale {tensor['scale']:.6g}, zero point {tensor['zero_point']}" if tensor["scale"] else ""
+                lines.append(Text(f"  {prefix}{role} '{tensor['name']}': {tensor['dtype']} {tensor['shape']}{quant}",
+                                  "dim"))
     return lines
 
 
