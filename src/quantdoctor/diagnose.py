@@ -12,6 +12,7 @@ import numpy as np
 
 from quantdoctor import catalog
 from quantdoctor.audit.checks import audit_findings, check_target, summarize
+from quantdoctor.audit.quantizers import input_ranges
 from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.catalog.classify_failure import FailureContext, classify_failure, excerpt
 from quantdoctor.convert.crash import crash_frames, crash_stage, native_errors, out_of_memory
@@ -21,10 +22,12 @@ from quantdoctor.intake import data as data_intake
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
 from quantdoctor.intake.recipe import Recipe
-from quantdoctor.preflight.data_checks import (InputSpec, check_against_inference, check_calibration,
-                                                     check_input_names, check_input_shapes,
+from quantdoctor.preflight.data_checks import (InputSpec, check_against_inference, check_against_qat_ranges,
+                                                     check_calibration, check_input_names, check_input_shapes,
                                                      check_signature_coverage)
 from quantdoctor.preflight.predict import actual_verdict, predict
+from quantdoctor.preflight.qat import is_qat_model, qat_aware
+from quantdoctor.preflight.settings_checks import check_settings
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
 
 
@@ -149,11 +152,14 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
     layer_names = [layer["name"] for layer in layers]
     inputs = [InputSpec.from_dict(spec) for spec in model_info.get("inputs", [])]
     signature_keys = source.signature_keys or model_info.get("signature_keys") or []
+    inventory = run.response.get("preflight")
+    recipe.qat_model = is_qat_model(inventory, layers)
     data_findings = (check_input_names(inputs) + check_calibration(calibration, inputs, recipe)
                      + check_signature_coverage(calibration, signature_keys) + check_input_shapes(inputs, target))
     if evaluation is not None:
         data_findings += check_against_inference(calibration, evaluation, inputs)
-    inventory = run.response.get("preflight")
+    data_findings = qat_aware(data_findings) if recipe.qat_model else data_findings
+    data_findings += check_settings(recipe)
     prediction = predict(inventory, recipe, layer_names, inputs, data_findings) if inventory else None
     conversion = {"attempted": run.outcome != "skipped", "outcome": run.outcome, "seconds": round(run.seconds, 3),
                   "error_excerpt": None, "model_bytes": None}
@@ -165,6 +171,9 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         conversion["model_bytes"] = len(tflite_bytes)
         audit = summarize(produced, layer_names)
         outcome_findings = audit_findings(produced, layer_names, recipe, target)
+        if recipe.qat_model:
+            outcome_findings += check_against_qat_ranges(input_ranges(produced), inputs, {
+                "calibration data": calibration, "eval data": evaluation})
     elif run.outcome == "error":
         conversion["error_excerpt"] = excerpt(run.error_text)
         outcome_findings = classify_failure(FailureContext(

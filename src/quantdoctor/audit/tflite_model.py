@@ -63,6 +63,8 @@ class TFLiteModel:
     outputs: list[TensorInfo]
     subgraphs: int = 1
     extra_ops: list[OpInfo] = field(default_factory=list)
+    # The signature's name for each input of `inputs` (the tensor's name where no signature names it).
+    input_names: list[str] = field(default_factory=list)
 
     @property
     def all_ops(self) -> list[OpInfo]:
@@ -112,7 +114,14 @@ def read_tflite(content: bytes) -> TFLiteModel:
                           [tensors[i] for i in _indices(subgraph.outputs)]))
     main_ops, inputs, outputs = subgraphs[0]
     extra = [op for ops, _, _ in subgraphs[1:] for op in ops]
-    return TFLiteModel(main_ops, inputs, outputs, subgraphs=len(subgraphs), extra_ops=extra)
+    signature_names = {entry.tensorIndex: _text(entry.name) for signature in model.signatureDefs or []
+                       if signature.subgraphIndex == 0 for entry in signature.inputs or []}
+    return TFLiteModel(main_ops, inputs, outputs, subgraphs=len(subgraphs), extra_ops=extra,
+                       input_names=[signature_names.get(t.index, t.name) for t in inputs])
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _indices(values: Any) -> list[int]:
@@ -127,6 +136,6 @@ def _tensor(index: int, tensor: Any, buffers: list[Any], type_names: dict[int, s
         zero_point = int(quant.zeroPoint[0]) if quant.zeroPoint is not None and len(quant.zeroPoint) else 0
     buffer = buffers[tensor.buffer] if tensor.buffer < len(buffers) else None
     constant = buffer is not None and (buffer.data is not None and len(buffer.data) > 0 or bool(buffer.size))
-    name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+    name = _text(tensor.name)
     shape = tuple(int(d) for d in (tensor.shape if tensor.shape is not None else []))
     return TensorInfo(index, name, type_names.get(tensor.type, str(tensor.type)), shape, scale, zero_point, constant)
