@@ -70,10 +70,13 @@ CHECKS = (
                 "its range into an integer op.",
         why="The ops around it compute in float with the quantization noise added: slower and larger than "
             "either the float or the integer model, and not what the training prepared.",
-        example="a QAT model whose FakeQuant sits next to an op the quantizer cannot make integer",
-        fix="Convert with optimizations=[tf.lite.Optimize.DEFAULT]; if the pair stays, the op next to it has no "
-            "integer kernel (see the float op findings): keep it out of the quantized region when training.",
-        fix_code="converter.optimizations = [tf.lite.Optimize.DEFAULT]",
+        example="quantize_apply() on a model whose annotated Dense follows an unannotated custom layer, "
+                "converted without a representative dataset",
+        fix="Give a representative dataset: a model that is only partly quantization-aware trained needs one for "
+            "the tensors the training left without a range (next to the round trip), and the quantizer then folds "
+            "it into integer ops. The trained ranges stay as they are.",
+        fix_code="converter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+                 "converter.representative_dataset = representative_dataset   # ranges for the tensors QAT left out",
     ),
     Check(
         code="QD411", name="qat-model-without-optimizations", severity="error", precedence=12,
