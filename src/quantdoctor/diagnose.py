@@ -194,26 +194,51 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
                   conversion=conversion, audit=audit, preflight=preflight, tflite_model=tflite_bytes)
 
 
-def _merge_confirmed(data_findings: list[Finding], outcome_findings: list[Finding]) -> list[Finding]:
-    """Data findings the converter's error confirms absorb it, so the root cause is reported once.
+# Outcome findings that confirm a data finding of another code: a kernel that failed to prepare on
+# the first sample confirms what the data checks found wrong with that sample's shape or pairing.
+CONFIRMS = {"QD310": ("QD306", "QD304", "QD313")}
+CONFIRMED_PRECEDENCE = 0  # the data finding the converter's own error confirms is the root cause
 
-    A converter error quantdoctor cannot classify (QD904) adds nothing when the data checks already
-    found an error: its raw text stays in the report's conversion excerpt.
+
+def _merge_confirmed(data_findings: list[Finding], outcome_findings: list[Finding]) -> list[Finding]:
+    """Data findings the converter's error confirms absorb it, and come first.
+
+    A data finding with the converter's own error (same code, or one in CONFIRMS about the sample the
+    converter failed on) takes the converter's message and ranks before every other finding; data
+    errors the converter never reached (it stopped at the first) rank after it. A confirming finding
+    of another code stays, right after the one it confirms. A converter error quantdoctor cannot
+    classify (QD904) adds nothing when the data checks already found an error: its raw text stays in
+    the report's conversion excerpt.
     """
     if any(f.severity == "error" for f in data_findings) and [f.code for f in outcome_findings] == ["QD904"]:
         return list(data_findings)
-    by_code = {f.code: f for f in data_findings}
     merged = list(data_findings)
     for finding in outcome_findings:
-        known = by_code.get(finding.code)
-        if known is None:
-            merged.append(finding)
-        elif "converter_message" in finding.evidence:
-            index = merged.index(known)
-            merged[index] = replace(known, evidence={**known.evidence,
-                                                     "converter_message": finding.evidence["converter_message"]})
-            by_code[finding.code] = merged[index]
+        same = next((i for i, known in enumerate(merged[:len(data_findings)]) if known.code == finding.code), None)
+        if same is not None:
+            if "converter_message" in finding.evidence:
+                merged[same] = _confirmed(merged[same], finding)
+            continue
+        confirmed = [i for i, known in enumerate(merged[:len(data_findings)]) if _confirms(finding, known)]
+        for index in confirmed:
+            merged[index] = _confirmed(merged[index], finding)
+        merged.append(replace(finding, precedence=CONFIRMED_PRECEDENCE + 1) if confirmed else finding)
     return merged
+
+
+def _confirms(outcome: Finding, data: Finding) -> bool:
+    """True when `outcome` (the converter's error) is about the problem `data` found in the samples."""
+    if data.code not in CONFIRMS.get(outcome.code, ()):
+        return False
+    return data.code == "QD313" or 0 in data.evidence.get("first_samples", [])  # the converter stops at sample 0
+
+
+def _confirmed(data: Finding, outcome: Finding) -> Finding:
+    message = outcome.evidence.get("converter_message")
+    evidence = {**data.evidence, "confirmed_by_converter": outcome.code}
+    if message:
+        evidence["converter_message"] = message
+    return replace(data, evidence=evidence, precedence=CONFIRMED_PRECEDENCE)
 
 
 RNN_LAYER_CLASSES = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")

@@ -95,7 +95,8 @@ def _prepare_failed(match: re.Match, context: FailureContext) -> Finding:
         f"The {op} kernel (node {match.group(2)}) failed to prepare on the first sample, "
         f"shaped {shapes}: {check_text}.{hint}",
         location=Location(op=op),
-        evidence={"kernel_check": check_text, "node": int(match.group(2)), "sample_shapes": shapes})
+        evidence={"kernel_check": check_text, "node": int(match.group(2)), "sample_shapes": shapes,
+                  "converter_message": _TF_SOURCE_PATH.sub("", match.group(0)).strip()})
 
 
 def _first_sample_shapes(calibration: CalibrationSet | None) -> str:
