@@ -6,9 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from quantdoctor.errors import UsageError
 
 FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16")
+SMALL_CONSTANT = 64
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,8 @@ class TensorInfo:
     scale: float | None = None
     zero_point: int | None = None
     is_constant: bool = False
+    # The values of a small float32 constant (at most SMALL_CONSTANT elements): scales, offsets, means.
+    values: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype.lower(), "shape": list(self.shape),
@@ -138,4 +143,8 @@ def _tensor(index: int, tensor: Any, buffers: list[Any], type_names: dict[int, s
     constant = buffer is not None and (buffer.data is not None and len(buffer.data) > 0 or bool(buffer.size))
     name = _text(tensor.name)
     shape = tuple(int(d) for d in (tensor.shape if tensor.shape is not None else []))
-    return TensorInfo(index, name, type_names.get(tensor.type, str(tensor.type)), shape, scale, zero_point, constant)
+    dtype = type_names.get(tensor.type, str(tensor.type))
+    values = None
+    if constant and dtype == "FLOAT32" and buffer.data is not None and 0 < len(buffer.data) <= 4 * SMALL_CONSTANT:
+        values = tuple(float(v) for v in np.frombuffer(bytes(buffer.data), dtype="<f4"))
+    return TensorInfo(index, name, dtype, shape, scale, zero_point, constant, values)

@@ -13,6 +13,7 @@ import numpy as np
 from quantdoctor import catalog
 from quantdoctor.audit.report import audit
 from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows
+from quantdoctor.compare.preprocessing import float_failure_findings
 from quantdoctor.convert.protocol import read_json
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, run_isolated
 from quantdoctor.diagnose import calibration_set, diagnose, diagnose_with_float_twin
@@ -69,6 +70,7 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
                          "layers": rows, "histograms": _histograms(response, rows)}
     findings = comparison_findings(rows, response["outputs"], response["tensors"], response["ops"])
     findings += _integer_input_findings(report, evaluation)
+    findings += float_failure_findings(outputs, truth, float_model, evaluation, timeout)
     report.findings = rank_findings(report.findings + findings)
     if html:
         from quantdoctor.report.html import write_html
