@@ -58,6 +58,7 @@ def test_fully_integer_model(tflite_files):
     assert image["scale"] == pytest.approx(1 / 255, rel=0.01) and image["zero_point"] == -128
 
 
+@pytest.mark.code("QD105", "QD110")
 def test_float_island_is_named_with_its_converters_and_partitions(tflite_files):
     report = qd.audit(tflite_files["island"])
     finding = only(report, "QD105")
@@ -101,6 +102,7 @@ def test_plain_float_model_is_not_called_integer_but_is_not_an_error_without_a_t
     assert accelerator.root_cause is not None
 
 
+@pytest.mark.code("QD111")
 def test_microcontroller_target_names_ops_without_int8_kernels(tflite_files):
     assert qd.audit(tflite_files["integer"], target="microcontroller").findings == []
     finding = only(qd.audit(tflite_files["island"], target="microcontroller"), "QD111")
@@ -108,6 +110,7 @@ def test_microcontroller_target_names_ops_without_int8_kernels(tflite_files):
     assert "CUMSUM" in finding.evidence["ops"]
 
 
+@pytest.mark.code("QD403")
 def test_integer_tensors_without_quantization_parameters(tflite_files, tmp_path):
     from ai_edge_litert import schema_py_generated as schema
     import flatbuffers
@@ -148,18 +151,21 @@ def test_cli_audit_exit_codes_follow_the_target(tflite_files):
     assert bad.returncode == 2 and "unknown target 'gpu'" in bad.stderr
 
 
+@pytest.mark.code("QD209")
 def test_float16_model_on_a_microcontroller_is_not_integer_at_all(tflite_files):
     report = qd.audit(tflite_files["float16"], target="microcontroller")
     finding = report.root_cause
     assert_finding(finding, "QD209", "dtype_mismatch", "error")
-    assert finding.evidence["kind"] == "float16" and finding.evidence["float16_dequantize_ops"] >= 2
+    assert finding.evidence["model_kind"] == "float with float16 weights"
+    assert finding.evidence["float16_dequantize_ops"] >= 2
     assert "LiteRT for Microcontrollers cannot dequantize float16" in finding.message
     assert "TFLITE_BUILTINS_INT8" in finding.fix.code and "tf.int8" in finding.fix.code
     assert "QD111" not in [f.code for f in report.findings]  # CONV_2D and co. do have INT8 kernels
     plain = only(qd.audit(tflite_files["float"], target="microcontroller"), "QD209")
-    assert plain.evidence["kind"] == "float" and plain.evidence["float_ops"] == ["CONV_2D", "FULLY_CONNECTED", "MEAN"]
+    assert plain.evidence["model_kind"] == "float" and plain.evidence["float_ops"] == ["CONV_2D", "FULLY_CONNECTED", "MEAN"]
 
 
+@pytest.mark.code("QD210")
 def test_uint8_io_on_a_microcontroller_is_flagged_with_the_int8_fix(tflite_files):
     report = qd.audit(tflite_files["uint8_io"], target="microcontroller")
     findings = [f for f in report.findings if f.code == "QD210"]

@@ -51,6 +51,8 @@ def qat_converter(model, *, optimize: bool = True, int8_only: bool = False, io: 
     return converter
 
 
+@pytest.mark.code("QD301")
+@pytest.mark.matcher("dataset-required")
 def test_int8_only_qat_model_without_dataset_names_the_converters_blind_check_and_both_fixes_work(qat_model):
     report = qd.diagnose(qat_converter(qat_model, int8_only=True))
     finding = root(report)
@@ -76,6 +78,7 @@ def test_int8_io_without_dataset_is_no_error_for_a_qat_model(qat_model):
     assert report.audit["fully_integer"] is True
 
 
+@pytest.mark.code("QD411")
 def test_qat_model_without_optimizations_stays_float_with_fake_quant_round_trips(qat_model):
     report = qd.diagnose(qat_converter(qat_model, optimize=False))
     assert_finding(root(report), "QD411", "metadata", "error")
@@ -86,6 +89,8 @@ def test_qat_model_without_optimizations_stays_float_with_fake_quant_round_trips
     assert only(report, "QD411").fix.code == "converter.optimizations = [tf.lite.Optimize.DEFAULT]"
 
 
+@pytest.mark.code("QD205")
+@pytest.mark.matcher("io-types-must-be-float")
 def test_int8_io_on_an_unoptimized_qat_model_is_refused_and_the_fix_is_optimizations(qat_model):
     report = qd.diagnose(qat_converter(qat_model, optimize=False, io=tf.int8))
     finding = root(report)
@@ -95,6 +100,7 @@ def test_int8_io_on_an_unoptimized_qat_model_is_refused_and_the_fix_is_optimizat
     assert "QD411" not in [f.code for f in report.findings]
 
 
+@pytest.mark.code("QD410")
 def test_partly_qat_model_keeps_a_fake_quant_round_trip_without_dataset():
     """quantize_apply on a functional model: the Dense after an unannotated layer has no trained input range."""
     tf_keras.backend.clear_session()  # Keras' default layer names: dense, dense_1
@@ -112,6 +118,7 @@ def test_partly_qat_model_keeps_a_fake_quant_round_trip_without_dataset():
     assert "representative_dataset" in finding.fix.code
 
 
+@pytest.mark.code("QD412", "QD308", "QD314")
 def test_eval_data_outside_the_trained_input_range(qat_model):
     calibration = vectors(20)
     report = qd.diagnose(qat_converter(qat_model, dataset=dataset_from(calibration)), eval_data=calibration * 100)

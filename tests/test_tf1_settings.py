@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import tensorflow as tf
 
 import quantdoctor as qd
@@ -16,6 +17,7 @@ def test_every_setting_tensorflow_keeps_for_tf1_is_explained():
     assert [name for name in tf_private.tf1_only_converter_attributes() if not explained(name)] == []
 
 
+@pytest.mark.code("QD208")
 def test_each_tf1_setting_is_reported_and_the_model_is_what_tf2_made_of_it():
     converter = int8_converter(image_model(), dataset_from(smooth_images(8)))
     converter.inference_type = tf.uint8
@@ -39,6 +41,7 @@ def test_each_tf1_setting_is_reported_and_the_model_is_what_tf2_made_of_it():
     assert [t["dtype"] for t in report.audit["input_types"] + report.audit["output_types"]] == ["float32", "float32"]
 
 
+@pytest.mark.code("QD208")
 def test_post_training_quantize_on_a_tf2_converter_quantizes_nothing():
     converter = tf.lite.TFLiteConverter.from_keras_model(image_model())
     converter.post_training_quantize = True

@@ -31,6 +31,7 @@ def summarize(model: TFLiteModel, layer_names: list[str]) -> dict[str, Any]:
     floats = float_ops(model)
     return {
         "fully_integer": not floats,
+        "model_kind": model_kind(model),
         "float_ops": [{"op": op.name, "index": op.index, "layer": op_layer(op, layer_names)} for op in floats],
         "float_islands": [_island_dict(island, layer_names) for island in float_islands(model)],
         "integer_partitions": integer_partitions(model),
@@ -41,6 +42,29 @@ def summarize(model: TFLiteModel, layer_names: list[str]) -> dict[str, Any]:
         "output_types": [t.to_dict() for t in model.outputs],
         "op_count": len(model.all_ops),
     }
+
+
+def model_kind(model: TFLiteModel) -> str:
+    """What the model computes in, in a few words: "fully integer", "integer with 2 float op(s)",
+    "float with int8 weights (dynamic range)", "float with float16 weights" or "float"."""
+    floats = float_ops(model)
+    if not floats:
+        return "fully integer"
+    if _partly_quantized(model):
+        return f"integer with {len(floats)} float op(s)"
+    constants = {t.dtype for op in model.all_ops for t in op.inputs if t.is_constant}
+    if "INT8" in constants:
+        return "float with int8 weights (dynamic range)"
+    if "FLOAT16" in constants:
+        return "float with float16 weights"
+    return "float"
+
+
+_FULL_INTEGER_CODE = """converter.optimizations = [tf.lite.Optimize.DEFAULT]
+converter.representative_dataset = representative_dataset   # 100-500 real samples
+converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+converter.inference_input_type = tf.int8
+converter.inference_output_type = tf.int8"""
 
 
 def float_ops(model: TFLiteModel) -> list[OpInfo]:
@@ -60,7 +84,7 @@ def audit_findings(model: TFLiteModel, layer_names: list[str], recipe: Recipe | 
     strict = target == "int8-accelerator" or bool(recipe and recipe.int8_only_ops)
     if meant_integer or target == "int8-accelerator":
         findings += _float_op_findings(model, layer_names, "error" if strict else "warning")
-    if not (recipe and recipe.qat_model and not recipe.optimized):  # then QD411 names the cause
+    if not (recipe and recipe.qat_model and not recipe.optimizing):  # then QD411 names the cause
         findings += _fake_quant_findings(model, layer_names, "error" if strict else "warning")
     flex = sorted({op.name for op in model.all_ops if op.is_flex})
     if flex:
@@ -162,7 +186,7 @@ def _accelerator_findings(model: TFLiteModel, layer_names: list[str]) -> list[Fi
 def _microcontroller_findings(model: TFLiteModel) -> list[Finding]:
     findings = _uint8_io_findings(model)
     integer = _partly_quantized(model)
-    if not integer:
+    if float_ops(model) and not integer:  # the ops are fine: the model is not integer at all
         findings.append(_not_integer_finding(model))
     int8_ops, _ = _tflm_table()
     # In a float model, ops that have an INT8 kernel are not the problem: the missing integer activations are.
@@ -175,26 +199,23 @@ def _microcontroller_findings(model: TFLiteModel) -> list[Finding]:
 
 
 def _not_integer_finding(model: TFLiteModel) -> Finding:
-    """QD209, naming what the model is instead: float16, dynamic range or plain float."""
+    """QD209, in terms of what the model is: float16 weights, dynamic range, or plain float."""
+    kind = model_kind(model)
     compute = sorted({op.name for op in float_ops(model)})
     float16 = [op for op in model.all_ops if op.name == "DEQUANTIZE" and op.inputs and op.inputs[0].dtype == "FLOAT16"]
-    hybrid = [op for op in float_ops(model) if any(t.is_constant and t.dtype == "INT8" for t in op.inputs)]
     if float16:
-        kind = "float16"
-        what = (f"its float16 weights are dequantized to float32 ({len(float16)} DEQUANTIZE op(s)) in front of float "
-                f"ops ({', '.join(compute)}), and LiteRT for Microcontrollers cannot dequantize float16: its "
-                "DEQUANTIZE takes int8 and int16 only")
-    elif hybrid:
-        kind = "dynamic_range"
-        what = (f"its weights are int8 but its activations float ({', '.join(sorted({op.name for op in hybrid}))} "
-                "run as hybrid kernels), and LiteRT for Microcontrollers has no hybrid kernels")
+        detail = (f"Its float16 weights are dequantized to float32 ({len(float16)} DEQUANTIZE op(s)) in front of float "
+                  f"ops ({', '.join(compute)}), and LiteRT for Microcontrollers cannot dequantize float16: its "
+                  "DEQUANTIZE takes int8 and int16 only")
+    elif "dynamic range" in kind:
+        detail = f"{', '.join(compute)} would run as hybrid kernels, which LiteRT for Microcontrollers does not have"
     else:
-        kind = "float"
-        what = f"it was not quantized: {', '.join(compute) or 'every op'} compute(s) in float32"
+        detail = f"{', '.join(compute)} compute(s) in float32"
     return catalog.get("QD209").finding(
-        f"The model is not integer at all: {what}. Its ops are not missing INT8 kernels; the settings never "
-        "asked for integer activations.",
-        evidence={"kind": kind, "float_ops": compute, "float16_dequantize_ops": len(float16)})
+        f"The model is not integer at all ({kind}): LiteRT for Microcontrollers runs integer models. {detail}. "
+        "The ops are not missing INT8 kernels: the settings never asked for integer activations.",
+        evidence={"model_kind": kind, "float_ops": compute, "float16_dequantize_ops": len(float16)},
+        fix_code=_FULL_INTEGER_CODE)
 
 
 def _uint8_io_findings(model: TFLiteModel) -> list[Finding]:

@@ -15,15 +15,14 @@ from typing import Any
 import numpy as np
 
 from quantdoctor.compare.lane import _inputs_for, _invoke
-from quantdoctor.convert.protocol import read_json, write_json
+from quantdoctor.convert.protocol import serve, write_json
 from quantdoctor.intake.data import CalibrationSet
 
 
-def main(request_path: str) -> int:
+def main(request: dict[str, Any]) -> int:
     """Predict a class for every eval sample under every variant; write them to `outputs` (.npz)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    request = read_json(Path(request_path))
     samples = CalibrationSet.load(Path(request["data"])).samples
     interpreter = Interpreter(model_path=request["model"])
     interpreter.allocate_tensors()
@@ -53,4 +52,4 @@ def transformed(array: np.ndarray, variant: dict[str, Any]) -> np.ndarray:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(serve(main, sys.argv[1]))

@@ -31,7 +31,7 @@ def _tf1_settings(recipe: Recipe) -> list[Finding]:
 
 
 def _qat_without_optimizations(recipe: Recipe) -> list[Finding]:
-    if not recipe.qat_model or recipe.optimized or recipe.integer_io:
+    if not recipe.qat_model or recipe.optimizing or recipe.integer_io:
         return []  # integer I/O: the converter refuses, and QD205 says so with the same fix
     return [catalog.get("QD411").finding(
         "The model is quantization-aware trained, but converter.optimizations is empty: the converter keeps its "
