@@ -204,13 +204,13 @@ def _not_integer_finding(model: TFLiteModel) -> Finding:
     compute = sorted({op.name for op in float_ops(model)})
     float16 = [op for op in model.all_ops if op.name == "DEQUANTIZE" and op.inputs and op.inputs[0].dtype == "FLOAT16"]
     if float16:
-        detail = (f"Its float16 weights are dequantized to float32 ({len(float16)} DEQUANTIZE op(s)) in front of float "
-                  f"ops ({', '.join(compute)}), and LiteRT for Microcontrollers cannot dequantize float16: its "
+        detail = (f"Its float16 weights are dequantized to float32 ({len(float16)} DEQUANTIZE op(s)) in front of "
+                  f"{len(compute)} float op type(s), and LiteRT for Microcontrollers cannot dequantize float16: its "
                   "DEQUANTIZE takes int8 and int16 only")
     elif "dynamic range" in kind:
-        detail = f"{', '.join(compute)} would run as hybrid kernels, which LiteRT for Microcontrollers does not have"
+        detail = "Its int8 weights feed float activations (hybrid kernels), which LiteRT for Microcontrollers lacks"
     else:
-        detail = f"{', '.join(compute)} compute(s) in float32"
+        detail = "It was not quantized: every op computes in float32"
     return catalog.get("QD209").finding(
         f"The model is not integer at all ({kind}): LiteRT for Microcontrollers runs integer models. {detail}. "
         "The ops are not missing INT8 kernels: the settings never asked for integer activations.",
