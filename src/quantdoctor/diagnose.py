@@ -131,12 +131,20 @@ def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_o
             raise UsageError("mode, io and select_tf_ops come from the converter itself: set them on the converter")
         recipe = Recipe.from_converter(model)
         source = model_intake.from_converter(model, workdir)
-        data = data if data is not None else model.representative_dataset
+        data = data if data is not None else _dataset_function(model.representative_dataset)
         recipe.calibrate = data is not None  # data given here acts as the converter's representative_dataset
     else:
         recipe = Recipe.for_mode(mode or "int8", io or "float", select_tf_ops)
         source = _model_source(model, workdir)
     return source, recipe, calibration_set(data, max_samples)
+
+
+def _dataset_function(dataset: Any) -> Any:
+    """A converter's representative_dataset as the user's function: `convert()` wraps it in a
+    `tf.lite.RepresentativeDataset`, whose `input_gen` is that function."""
+    import tensorflow as tf
+
+    return dataset.input_gen if isinstance(dataset, tf.lite.RepresentativeDataset) else dataset
 
 
 def _model_source(model: Any, workdir: Path) -> model_intake.ModelSource:

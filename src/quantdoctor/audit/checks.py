@@ -80,6 +80,7 @@ def audit_findings(model: TFLiteModel, layer_names: list[str], recipe: Recipe | 
     partly quantized, since then they are what kept it from being integer.
     """
     findings = _io_type_findings(model, recipe) if recipe else []
+    findings += _variable_findings(model)
     meant_integer = recipe.wants_full_integer if recipe else _partly_quantized(model)
     strict = target == "int8-accelerator" or bool(recipe and recipe.int8_only_ops)
     if meant_integer or target == "int8-accelerator":
@@ -243,6 +244,19 @@ def _island_dict(island: Any, layer_names: list[str]) -> dict[str, Any]:
     return {"ops": [op.name for op in island.ops],
             "layers": sorted({layer for op in island.ops if (layer := op_layer(op, layer_names))}),
             "dequantize_in": len(island.dequantize_in), "quantize_out": len(island.quantize_out)}
+
+
+def _variable_findings(model: TFLiteModel) -> list[Finding]:
+    """Variables the model reads and never assigns (QD406): LiteRT hands it uninitialised memory."""
+    ops = [op.name for op in model.all_ops]
+    reads = ops.count("READ_VARIABLE")
+    if not reads or "ASSIGN_VARIABLE" in ops:
+        return []
+    return [catalog.get("QD406").finding(
+        f"The model reads {ops.count('VAR_HANDLE')} variable(s) ({reads} READ_VARIABLE ops) that no op assigns: "
+        "its weights were not folded into constants, and it computes with uninitialised memory.",
+        location=Location(op="READ_VARIABLE"),
+        evidence={"var_handle_ops": ops.count("VAR_HANDLE"), "read_variable_ops": reads})]
 
 
 def _unquantized_tensors(model: TFLiteModel) -> list[Any]:

@@ -14,6 +14,7 @@ from quantdoctor.intake.paths import input_kind
 
 FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16")
 SMALL_CONSTANT = 64
+VARIABLE_OPS = ("VAR_HANDLE", "READ_VARIABLE")  # resource variables: their values come from an ASSIGN_VARIABLE
 
 
 @dataclass(frozen=True)

@@ -266,6 +266,10 @@ def from_converter(converter: Any, workdir: Path) -> ModelSource:
     functions = tf_private.converter_functions(converter)
     if keras_model is not None:
         source = from_keras_model(keras_model, workdir, like=converter)
+    elif functions and getattr(converter, "saved_model_dir", None):
+        raise UsageError("this converter has already run convert(): TensorFlow then swapped its trackable object for "
+                         "a reloaded copy, which does not convert the same way. Pass a converter that has not "
+                         "converted yet: build it again with TFLiteConverter.from_concrete_functions")
     elif functions:
         source = from_concrete_functions(functions, tf_private.converter_trackable(converter), workdir, like=converter)
     elif getattr(converter, "saved_model_dir", None):
