@@ -18,6 +18,7 @@ from quantdoctor.catalog.classify_failure import first_line
 from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows
 from quantdoctor.compare.labels import check_classes, read_labels
+from quantdoctor.compare.preprocessing import float_failure_findings
 from quantdoctor.convert.protocol import read_json
 from quantdoctor.convert.cleanup import run_interruptible
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits, run_isolated
@@ -96,6 +97,7 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
                          "layers": rows, "histograms": _histograms(response, rows)}
     findings = comparison_findings(rows, response["outputs"], response["tensors"], response["ops"])
     findings += _integer_input_findings(report, evaluation)
+    findings += float_failure_findings(outputs, truth.classes if truth else None, float_model, evaluation, timeout)
     report.findings = rank_findings(_unconfirmed_static(report.findings, findings) + findings)
     if html:
         from quantdoctor.report.html import write_html
