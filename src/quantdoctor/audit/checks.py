@@ -15,7 +15,7 @@ from quantdoctor.errors import UsageError
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.report.model import Finding, Location
 
-TARGETS = ("int8-accelerator", "microcontroller")
+TARGETS = ("cpu", "gpu", "int8-accelerator", "microcontroller")  # cpu and gpu run float ops
 _INTEGER_TYPES = ("INT8", "UINT8", "INT16")
 
 

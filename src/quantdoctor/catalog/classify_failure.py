@@ -140,6 +140,10 @@ _TEXT_MATCHERS = (
                    lambda m, c: catalog.get("QD104").finding(
                        f"The quantizer has no integer version of {m.group(1)}, and only integer ops were allowed.",
                        location=Location(op=m.group(1)), evidence={"converter_message": m.group(0)})),
+    _regex_matcher(r"Quantization to 16x8-bit not yet supported for op: '(\w+)'",
+                   lambda m, c: catalog.get("QD325").finding(
+                       f"{m.group(1)} has no kernel with 16-bit activations, and only 16x8 ops were allowed.",
+                       location=Location(op=m.group(1)), evidence={"converter_message": m.group(0)})),
     _regex_matcher("|".join(re.escape(marker) for marker in OUT_OF_MEMORY_MARKERS),
                    lambda m, c: catalog.get("QD903").finding(
                        "The converter could not allocate memory.", evidence={"converter_message": m.group(0)})),

@@ -109,6 +109,10 @@ def _load(tf: Any, model: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, 
         from quantdoctor.intake.model import export_keras, keras_layers, keras_output_layers
 
         keras_model = keras.saving.load_model(model["path"], compile=False, safe_mode=False)
+        if model.get("edits"):
+            from quantdoctor.fix.plan import edit_model
+
+            keras_model = edit_model(keras_model, model["edits"])  # fix's changes, on the loaded copy only
         loaded_at = time.perf_counter()
         info = {"inputs": [_spec(x.name, x.shape, x.dtype) for x in keras_model.inputs],
                 "layers": keras_layers(keras_model), "output_layers": keras_output_layers(keras_model)}
@@ -121,13 +125,13 @@ def _load(tf: Any, model: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, 
     loaded = tf.saved_model.load(model["path"])
     loaded_at = time.perf_counter()
     available = list(loaded.signatures.keys())
-    info = {"inputs": [], "layers": [], "signature_keys": available}
+    info = {"inputs": [], "layers": [], "signature_keys": available,
+            "signature_inputs": {key: _signature_specs(loaded.signatures[key]) for key in available}}
     keys = signature_keys or available
     function = None
     if len(keys) == 1 and keys[0] in loaded.signatures:
         function = loaded.signatures[keys[0]]
-        _, kwargs = function.structured_input_signature
-        info["inputs"] = [_spec(name, spec.shape, spec.dtype) for name, spec in kwargs.items()]
+        info["inputs"] = _signature_specs(function)
     converter = lambda: tf.lite.TFLiteConverter.from_saved_model(model["path"], signature_keys=signature_keys)  # noqa: E731
     return converter, info, function, loaded_at
 
@@ -142,6 +146,12 @@ def _inventory(function: Any, loaded_at: float) -> dict[str, Any]:
     result = inventory(function)
     result["seconds"] = round(time.perf_counter() - loaded_at, 3)
     return result
+
+
+def _signature_specs(function: Any) -> list[dict[str, Any]]:
+    """The inputs of a signature function, by name."""
+    _, kwargs = function.structured_input_signature
+    return [_spec(name, spec.shape, spec.dtype) for name, spec in kwargs.items()]
 
 
 def _spec(name: str, shape: Any, dtype: Any) -> dict[str, Any]:

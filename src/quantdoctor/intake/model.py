@@ -38,10 +38,11 @@ class ModelSource:
     signature_keys: list[str] | None = None
     layers: list[dict[str, str]] = field(default_factory=list)
     output_layers: list[str | None] = field(default_factory=list)
+    edits: list[dict[str, Any]] = field(default_factory=list)  # fix's model steps, run on a loaded Keras file
 
     def request(self) -> dict[str, Any]:
         """The part of the worker request that says how to load the model."""
-        return {"loader": self.loader, "path": self.path, "signature_keys": self.signature_keys}
+        return {"loader": self.loader, "path": self.path, "signature_keys": self.signature_keys, "edits": self.edits}
 
 
 def from_path(path: str | Path) -> ModelSource:

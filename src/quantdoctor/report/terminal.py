@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from rich.console import Console, Group
 from rich.padding import Padding
@@ -48,8 +48,13 @@ def render(report: Report, console: Console) -> None:
 
 def render_plain(report: Report) -> str:
     """The terminal report as plain text (what `str(report)` returns)."""
+    return render_plain_with(lambda console: render(report, console))
+
+
+def render_plain_with(draw: Callable[[Console], None]) -> str:
+    """What `draw` prints to a console, as plain text."""
     console = Console(width=100, record=True, color_system=None, force_terminal=False, file=_NullFile())
-    render(report, console)
+    draw(console)
     return "\n".join(line.rstrip() for line in console.export_text().splitlines()).rstrip()
 
 
