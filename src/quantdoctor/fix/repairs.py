@@ -68,8 +68,11 @@ class Bench:
 
     @property
     def inputs(self) -> list[InputSpec]:
-        """The model's inputs, as the latest report describes them."""
-        return [InputSpec.from_dict(spec) for spec in self.report.model.get("inputs", [])]
+        """The model's inputs, as the latest report describes them, under the names the plan gives them."""
+        names = {old: new for step in self.plan.model_steps if step.function == "with_input_names"
+                 for old, new in step.args[0].items()}
+        specs = [InputSpec.from_dict(spec) for spec in self.report.model.get("inputs", [])]
+        return [replace(spec, name=names.get(spec.name, spec.name)) for spec in specs]
 
     def has_data(self) -> bool:
         return self.original_data is not None and bool(self.original_data.samples)
