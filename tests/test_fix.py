@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 import quantdoctor as qd
+from helpers import assert_finding
 from models import (Float64Scale, Projection, dataset_from, image_model, int8_converter, lambda_layer, lstm_model,
                     smooth_images, two_input_model, vectors, with_layer)
 
@@ -132,7 +133,7 @@ def test_int8_only_falls_back_to_float_builtins_where_the_target_runs_float_ops(
 def test_16x8_switches_to_int8_where_an_op_has_no_16x8_kernel(cumsum_model):
     result = qd.fix(cumsum_model, vectors(120), mode="int16x8")
     root = result.before.root_cause
-    assert root.code == "QD325" and root.location.op == "CUMSUM"
+    assert_finding(root, "QD325", "calibration", "error", op="CUMSUM")
     assert "Quantization to 16x8-bit not yet supported for op: 'CUMSUM'" in root.evidence["converter_message"]
     assert codes(result) == ["QD325"] and result.verified and result.after.settings["mode"] == "int8"
 

@@ -39,7 +39,8 @@ def diagnose(
     memory_limit: Optional[int] = typer.Option(None, min=64, help="Memory limit for the converter process, in MB."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the converted .tflite here."),
-    target: Optional[str] = typer.Option(None, help="Audit the result for: int8-accelerator | microcontroller"),
+    target: Optional[str] = typer.Option(None, help="Audit the result for: int8-accelerator | microcontroller "
+                                         "(cpu | gpu: no audit of their own)"),
     no_convert: bool = typer.Option(False, "--no-convert", help="Preflight only: check graph and data, predict."),
     fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
     keep_workdir: Optional[Path] = typer.Option(None, help="Keep the worker's request, data and logs here."),
