@@ -159,13 +159,13 @@ def fix(
     render_fix(result, out)
     if output and result.model is not None:
         output.write_bytes(result.model)
-        out.print(f"Model written to {output} ({len(result.model)} bytes)", markup=False)
+        out.print(f"Model written to {output} ({len(result.model)} bytes)", markup=False, soft_wrap=True)
     elif output:
-        out.print(f"No model written to {output}: it is not verified", markup=False)
+        out.print(f"No model written to {output}: it is not verified", markup=False, soft_wrap=True)
     if script:
         script.write_text(result.script)
         out.print(f"Script written to {script}" + ("" if result.verified else " (its repairs are not verified)"),
-                  markup=False)
+                  markup=False, soft_wrap=True)
     if json_path:
         json_path.write_text(json.dumps(result.to_dict(), indent=2))
     if not result.verified:

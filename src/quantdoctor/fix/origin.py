@@ -24,32 +24,30 @@ class ModelOrigin:
 
     model: Any
     keras_object: Any = None
-    keras_path: Path | None = None
+    path: Path | None = None  # the model's file or SavedModel directory, when it has one
     signature_keys: list[str] | None = None
 
     @classmethod
     def of(cls, model: Any, signature_keys: list[str] | None = None) -> ModelOrigin:
         """Classify what the user passed (a converter stands for the model it was built from)."""
-        inner = model_intake.converted_model(model) if model_intake.is_converter(model) and not getattr(
-            model, "_funcs", None) else model
+        inner = model
+        if model_intake.is_converter(model):
+            inner = None if getattr(model, "_funcs", None) else model_intake.converted_model(model)
+            signature_keys = list(getattr(model, "_saved_model_exported_names", None) or []) or signature_keys
         if hasattr(inner, "layers") and hasattr(inner, "inputs"):
             return cls(model, keras_object=inner)
-        if isinstance(inner, (str, Path)) and Path(inner).suffix.lower() in model_intake.KERAS_SUFFIXES:
-            return cls(model, keras_path=Path(inner))
-        return cls(model, signature_keys=signature_keys)
+        path = Path(inner) if isinstance(inner, (str, Path)) else None
+        return cls(model, path=path, signature_keys=signature_keys)
+
+    @property
+    def keras_path(self) -> Path | None:
+        """The Keras file, when the model is one."""
+        return self.path if self.path and self.path.suffix.lower() in model_intake.KERAS_SUFFIXES else None
 
     @property
     def editable(self) -> bool:
         """Whether model repairs apply: a Keras model, as a file or an object."""
         return self.keras_object is not None or self.keras_path is not None
-
-    @property
-    def path(self) -> Path | None:
-        """The model's file or directory on disk, when it has one (for the script)."""
-        if self.keras_path is not None:
-            return self.keras_path
-        inner = model_intake.converted_model(self.model) if model_intake.is_converter(self.model) else self.model
-        return Path(inner) if isinstance(inner, (str, Path)) else None
 
     def invalid_input_names(self, steps: list[Step]) -> list[Any]:
         """The Keras object's inputs the converter's export would fail on, before the model steps rename them."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from quantdoctor.fix.plan import Plan, Step, apply_data_steps
+from quantdoctor.fix.transforms import is_finite
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.preflight.data_checks import InputSpec
 from quantdoctor.report.model import Finding, Fix, Report
@@ -60,11 +61,14 @@ class Bench:
     report: Report
     original_data: CalibrationSet | None
     keras: bool
+    _samples: tuple[int, CalibrationSet | None] = (-1, None)
 
     @property
     def calibration(self) -> CalibrationSet | None:
-        """The user's samples through the plan's data steps."""
-        return apply_data_steps(self.original_data, self.plan.data_steps)
+        """The user's samples through the plan's data steps (steps are only ever added)."""
+        if self._samples[0] != len(self.plan.data_steps):
+            self._samples = (len(self.plan.data_steps), apply_data_steps(self.original_data, self.plan.data_steps))
+        return self._samples[1]
 
     @property
     def inputs(self) -> list[InputSpec]:
@@ -78,7 +82,6 @@ class Bench:
         return self.original_data is not None and bool(self.original_data.samples)
 
 
-Outcome = "Repair | Blocked | None"
 RepairFunction = Callable[[Finding, Bench], Any]
 
 
@@ -263,8 +266,6 @@ def assign_inputs(shapes: dict[Any, tuple], inputs: list[InputSpec]) -> dict[Any
 
 
 def _finite(sample: Any) -> bool:
-    from quantdoctor.fix.transforms import is_finite
-
     return is_finite(sample.replay())
 
 

@@ -25,6 +25,8 @@ from quantdoctor.preflight.data_checks import InputSpec, check_calibration, chec
 from quantdoctor.report.model import Finding, Report, rank_findings
 
 DEFAULT_MAX_ROUNDS = 4
+_UNVERIFIED = ("the model converted but did not pass verification: no repair answers this; the script (--script) "
+               "reproduces it for you to run where the check can pass")
 _MAX_DATA_PASSES = 8
 
 
@@ -78,6 +80,8 @@ def run_rounds(origin: ModelOrigin, plan: Plan, data: CalibrationSet | None, wor
         if not repairs or last:
             break
         applied += repairs
+    if not blocked:
+        blocked = [Blocked("verify", "; ".join(verification.details), _UNVERIFIED)]
     return Rounds(before, report, plan, calibration, verification, applied, blocked, conversions)
 
 

@@ -81,7 +81,8 @@ def check_runs(tflite_model: bytes, calibration: CalibrationSet | None, flex_ops
         return
     bad = [o["name"] for o in response["outputs"] if not o["finite"]]
     verification.runs = not bad
-    verification.details.append(f"LiteRT ran it on {response['samples']} sample(s)" + (
+    what = "zero-filled inputs (no calibration data)" if response["zeros"] else f"{response['samples']} sample(s)"
+    verification.details.append(f"LiteRT ran it on {what}" + (
         f", but output(s) {', '.join(bad)} hold NaN or Inf" if bad else ""))
 
 
@@ -104,22 +105,24 @@ def _run(model_path: str, samples: list[Any]) -> dict[str, Any]:
 
     interpreter = Interpreter(model_path=model_path)
     signatures = list(interpreter.get_signature_list())
+    if not signatures:
+        raise ValueError("the model has no signature to run")
     outputs: dict[str, np.ndarray] = {}
     count = 0
     for sample in samples or [None]:
-        for key in signatures or [None]:
-            if sample is not None and sample.kind == "signature" and key is not None and sample.signature_key != key:
+        for key in signatures:
+            if sample is not None and sample.kind == "signature" and sample.signature_key != key:
                 continue
-            runner = interpreter.get_signature_runner(key) if key else None
-            details = runner.get_input_details() if runner else {}
+            runner = interpreter.get_signature_runner(key)
+            details = runner.get_input_details()
             values = sample.values if sample is not None else {}
             arrays = list(values.values())
             feed = {name: as_input(detail, values.get(name, arrays[i] if i < len(arrays) else _zeros(detail)))
                     for i, (name, detail) in enumerate(details.items())}
-            results = runner(**feed) if runner else {}
+            results = runner(**feed)
             outputs.update({f"{key}/{name}": value for name, value in results.items()})
             count += 1
-    return {"samples": count, "outputs": [{"name": name, "shape": list(value.shape),
+    return {"samples": count, "zeros": not samples, "outputs": [{"name": name, "shape": list(value.shape),
                                            "finite": bool(np.isfinite(value).all()) if value.dtype.kind == "f" else True}
                                           for name, value in outputs.items()]}
 
