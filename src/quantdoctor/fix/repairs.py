@@ -370,10 +370,23 @@ def int16x8_to_int8(finding: Finding, bench: Bench) -> Repair | None:
         return None
     integer = "TFLITE_BUILTINS_INT8" if not allows_float_ops(plan.target) else "TFLITE_BUILTINS"
     ops = [op for op in recipe.supported_ops if op != _INT16X8]
-    change = f"16x8 quantization switched to int8: {finding.location.op} has no 16x8 kernel"
+    change = f"16x8 quantization switched to int8: {finding.location.op or 'an op'} has no working 16x8 kernel"
     plan.change_settings(finding.code, change, supported_ops=ops if integer in ops else [integer, *ops])
     return Repair(finding.code, change, finding.title,
                   "activations in 8 bits instead of 16: less precision; measure the accuracy with --eval-data")
+
+
+def keep_failing_op_float(finding: Finding, bench: Bench) -> Repair | Blocked | None:
+    """An op whose quantized kernel fails when LiteRT runs the model. The runtime checks' finding
+    (location.op: the TFLite op) registers it with one entry, `REPAIRS[code] = keep_failing_op_float`.
+    In 16x8 the model quantizes to int8 instead; keeping one op float in an int8 model needs the
+    selective quantizer, so fix says how."""
+    if _INT16X8 in bench.plan.recipe.supported_ops:
+        return int16x8_to_int8(finding, bench)
+    op = finding.location.op or "the op"
+    return Blocked(finding.code, finding.message, f"keep {op} float when quantizing: "
+                   f"tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=['{op}']) with "
+                   "QuantizationDebugger.get_nondebug_quantized_model()")
 
 
 # --- the model (Keras only) ----------------------------------------------------------------------

@@ -27,8 +27,9 @@ class FixResult:
     """What fix did: the verified model (None when no repair reached one), the script, the repairs in
     order, the reports before and after, the verification, and what is left for the user.
 
-    `plan` and `calibration` (the settings, model and data steps, and the samples the model was
-    calibrated on) are where further work on the model starts, such as an accuracy budget.
+    `origin`, `plan` and `calibration` are where further work on the model starts, such as an
+    accuracy budget: `origin.source(plan.model_steps, workdir)` is the fixed model for the worker,
+    `plan.recipe` its converter settings, `calibration` the samples it was calibrated on.
     """
 
     model: bytes | None
@@ -42,6 +43,7 @@ class FixResult:
     seconds: float = 0.0
     plan: Plan | None = field(default=None, repr=False)
     calibration: CalibrationSet | None = field(default=None, repr=False)
+    origin: ModelOrigin | None = field(default=None, repr=False)
 
     @property
     def verified(self) -> bool:
@@ -102,7 +104,7 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
         script=_script(rounds, origin, data, max_samples, output_name), applied=rounds.applied,
         before=rounds.before, after=rounds.after, verification=rounds.verification, blocked=rounds.blocked,
         conversions=rounds.conversions, seconds=time.perf_counter() - started, plan=rounds.plan,
-        calibration=rounds.calibration)
+        calibration=rounds.calibration, origin=origin)
 
 
 def _script(rounds: Rounds, origin: ModelOrigin, data: Any, max_samples: int, output_name: str) -> str:
