@@ -20,7 +20,8 @@ from quantdoctor.fix.run import FixResult, fix
 from quantdoctor.report.model import Finding, Report
 
 __version__ = "0.1.0"
-__all__ = ["diagnose", "convert", "audit", "compare", "fix", "FixResult", "Report", "Finding", "QuantizationError", "QuantdoctorError", "UsageError",
+__all__ = ["diagnose", "convert", "audit", "compare", "fix", "FixResult",
+           "Report", "Finding", "QuantizationError", "QuantdoctorError", "UsageError",
            "__version__"]
 
 

@@ -168,7 +168,8 @@ def add_batch_axis(finding: Finding, bench: Bench) -> Repair | Blocked | None:
     shape = tuple(finding.evidence.get("sample_shape", ()))
     if spec is None or spec.shape is None or len(shape) != len(spec.shape) - 1 or not spec.accepts_shape((1, *shape)):
         return Blocked(finding.code, finding.message,
-                       f"feed samples for input '{name}' in the input's own shape {_dims(spec.shape if spec else None)} "
+                       f"feed samples for input '{name}' in the input's own shape "
+                       f"{_dims(spec.shape if spec else None)} "
                        "(resize or crop them where you preprocess them)")
     key = _key(bench, name)
     change = f"samples for input '{name}' given their missing batch axis: {_dims(shape)} -> {_dims((1, *shape))}"
@@ -218,7 +219,8 @@ def drop_non_finite(finding: Finding, bench: Bench) -> Repair | Blocked | None:
                        "fix the preprocessing that produces NaN/Inf (log of 0, division by 0), then calibrate again")
     change = f"{dropped} of {len(samples)} samples dropped for holding NaN or Inf"
     bench.plan.add_data_step(Step(finding.code, "filter", "is_finite", (), change))
-    return Repair(finding.code, change, "NaN or Inf makes the calibrated ranges meaningless (an Inf crashes the quantizer)",
+    return Repair(finding.code, change,
+                  "NaN or Inf makes the calibrated ranges meaningless (an Inf crashes the quantizer)",
                   f"calibration on {len(samples) - dropped} samples; the preprocessing that made NaN/Inf still does")
 
 
@@ -285,7 +287,8 @@ def resolve_float16_with_int8(finding: Finding, bench: Bench) -> Repair | None:
                              inference_output_type="float32", calibrate=False)
         return Repair(finding.code, change, finding.title,
                       "a float16 model: float16 weights, float computation, about twice the size of an int8 model")
-    change = f"float16 dropped: full integer quantization, as the integer-only settings ask (target {plan.target or 'cpu'})"
+    change = ("float16 dropped: full integer quantization, as the integer-only settings ask "
+              f"(target {plan.target or 'cpu'})")
     plan.change_settings(finding.code, change, supported_types=[])
     return Repair(finding.code, change, finding.title,
                   "activations in int8 instead of float16: accuracy can drop more; measure it with --eval-data")
@@ -447,7 +450,8 @@ def rename_inputs(finding: Finding, bench: Bench) -> Repair | Blocked | None:
                           f"the converted model's input is named {', '.join(repr(n) for n in names.values())}")
     if isinstance(outcome, Repair) and not _by_position(bench):
         keys = {key: names.get(key, key) for key in bench.calibration.samples[0].values}
-        bench.plan.add_data_step(Step(finding.code, "map", "keyed_by_input", (keys,), f"sample keys renamed: {renamed}"))
+        note = f"sample keys renamed: {renamed}"
+        bench.plan.add_data_step(Step(finding.code, "map", "keyed_by_input", (keys,), note))
     return outcome
 
 

@@ -36,8 +36,8 @@ def write_script(plan: Plan, applied: list[Repair], *, model_path: Path | None, 
     fills in); `keras_model` says whether the model is Keras (else a SavedModel directory)."""
     costs = {(r.code, r.change): r.cost for r in applied}
     steps = plan.model_steps + (plan.data_steps if plan.recipe.calibrate else [])
-    parts = [_header(applied), "import numpy as np\nimport tensorflow as tf" + ("\nimport keras" if keras_model else ""),
-             _constants(model_path, keras_model, data_path, output, max_samples)]
+    imports = "import numpy as np\nimport tensorflow as tf" + ("\nimport keras" if keras_model else "")
+    parts = [_header(applied), imports, _constants(model_path, keras_model, data_path, output, max_samples)]
     helpers = _helper_source(steps)
     if helpers:
         parts.append("# The changes, exactly as quantdoctor made them.\n" + helpers + "\n")
@@ -45,8 +45,9 @@ def write_script(plan: Plan, applied: list[Repair], *, model_path: Path | None, 
         parts.append(_model_block(plan.model_steps, lambda_layers, costs))
     if plan.recipe.calibrate:
         parts.append(_data_block(plan.data_steps, data_path, costs))
+    keys = f", signature_keys={signature_keys!r}" if signature_keys else ""
     opening = "tf.lite.TFLiteConverter.from_keras_model(model)" if keras_model else \
-        f"tf.lite.TFLiteConverter.from_saved_model(MODEL_PATH{f', signature_keys={signature_keys!r}' if signature_keys else ''})"
+        f"tf.lite.TFLiteConverter.from_saved_model(MODEL_PATH{keys})"
     parts.append(f"converter = {opening}\n" + _converter_block(plan.recipe, plan.settings_changes, costs))
     return "\n\n".join(parts) + "\n"
 
@@ -118,8 +119,9 @@ def _data_block(steps: list[Step], data_path: Path | None, costs: dict) -> str:
 
 def _user_samples(data_path: Path | None) -> str:
     if data_path is None:
-        return ('def user_samples():\n    """Your calibration samples, one batch of 1 each, as your representative_dataset '
-                'yields them."""\n    raise NotImplementedError("fix got the samples from Python: yield them here")')
+        return ('def user_samples():\n    """Your calibration samples, one batch of 1 each, as your '
+                'representative_dataset yields them."""\n'
+                '    raise NotImplementedError("fix got the samples from Python: yield them here")')
     load = ("arrays = {'arr_0': np.load(DATA_PATH)}" if data_path.suffix == ".npy" else
             "with np.load(DATA_PATH) as data:\n        arrays = {key: data[key] for key in data.files}")
     return f'''def user_samples():
@@ -142,7 +144,8 @@ def _converter_block(recipe: Recipe, changes: list[SettingsChange], costs: dict)
                 lines += [*_comment(change, costs), f"#   was: {was}"]
         lines.append(line)
     return "\n".join(lines + ["", "tflite_model = converter.convert()", 'with open(OUTPUT_PATH, "wb") as output:',
-                              "    output.write(tflite_model)", 'print(f"wrote {OUTPUT_PATH}: {len(tflite_model)} bytes")'])
+                              "    output.write(tflite_model)",
+                              'print(f"wrote {OUTPUT_PATH}: {len(tflite_model)} bytes")'])
 
 
 def _recipe_lines(recipe: Recipe) -> list[tuple[str, str]]:

@@ -122,9 +122,10 @@ def _run(model_path: str, samples: list[Any]) -> dict[str, Any]:
             results = runner(**feed)
             outputs.update({f"{key}/{name}": value for name, value in results.items()})
             count += 1
-    return {"samples": count, "zeros": not samples, "outputs": [{"name": name, "shape": list(value.shape),
-                                           "finite": bool(np.isfinite(value).all()) if value.dtype.kind == "f" else True}
-                                          for name, value in outputs.items()]}
+    return {"samples": count, "zeros": not samples,
+            "outputs": [{"name": name, "shape": list(value.shape),
+                         "finite": bool(np.isfinite(value).all()) if value.dtype.kind == "f" else True}
+                        for name, value in outputs.items()]}
 
 
 def _zeros(detail: dict[str, Any]) -> np.ndarray:
