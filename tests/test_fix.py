@@ -40,16 +40,18 @@ def test_seed_example_3_random_float64_samples_are_cast_and_the_noise_still_warn
     assert "cast_to(sample, {0: 'float32'})" in result.script
 
 
-def test_several_data_mistakes_are_repaired_in_one_round():
+def test_several_data_mistakes_are_repaired_in_one_round_and_the_model_is_compared_on_eval_data():
     """Bare float64 arrays without a batch axis, one holding a NaN: four repairs, one conversion after the first."""
     images = smooth_images(120).astype(np.float64)
     images[7, 3, 3, 0] = np.nan
-    result = qd.fix(int8_converter(image_model(), generator(list(images))))
+    result = qd.fix(int8_converter(image_model(), generator(list(images))), eval_data=smooth_images(40, seed=3))
     assert result.before.root_cause.code == "QD303"
     assert codes(result) == ["QD303", "QD201", "QD306", "QD307"]
     assert result.applied[3].change == "1 of 120 samples dropped for holding NaN or Inf"
     assert result.conversions == 2 and result.verified
     assert len(result.calibration) == 119 and result.calibration.samples[0].arrays[0].shape == (1, 16, 16, 3)
+    assert result.verification.compared and result.after.comparison["samples"] == 40
+    assert "compare on the eval data: no accuracy error" in result.verification.details
 
 
 def test_list_samples_for_two_inputs_become_dicts_by_input_name():

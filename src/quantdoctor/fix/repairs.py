@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from quantdoctor.fix.plan import Plan, Step, apply_data_steps
@@ -61,7 +61,7 @@ class Bench:
     report: Report
     original_data: CalibrationSet | None
     keras: bool
-    _samples: tuple[int, CalibrationSet | None] = (-1, None)
+    _samples: tuple[int, CalibrationSet | None] = field(default=(-1, None), init=False, repr=False)
 
     @property
     def calibration(self) -> CalibrationSet | None:
