@@ -211,10 +211,14 @@ def test_invalid_input_name_gets_a_validly_named_input_in_front():
     assert result.after.model["inputs"][0]["name"] == "my_features"
 
 
-def test_no_data_at_all_stops_with_the_instruction():
-    result = qd.fix(image_model(), mode="int8-strict")
-    assert result.model is None and result.blocked[0].code == "QD301"
-    assert "--data calib.npz" in result.blocked[0].instruction
+def test_missing_full_integer_pieces_are_supplied():
+    """int8 I/O and a representative dataset, but no optimization: the converter refuses the int8 I/O."""
+    converter = int8_converter(image_model(), dataset_from(smooth_images(120)), int8_io=True)
+    converter.optimizations = []
+    result = qd.fix(converter)
+    assert result.before.root_cause.code == "QD205"
+    assert codes(result) == ["QD205"] and result.verified
+    assert [t["dtype"] for t in result.after.audit["input_types"]] == ["int8"]
 
 
 def test_errors_in_the_models_own_code_stop_with_the_diagnosis():

@@ -75,3 +75,16 @@ def test_fix_writes_a_verified_model_and_a_script_that_reproduces_it(tmp_path):
     quantized = {name: (value * 20).astype(np.int8) for name, value in samples.items()}
     for a, b in zip(outputs(ours, quantized), outputs(theirs, quantized)):
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_fix_without_any_data_exits_1_with_what_to_change(tmp_path):
+    from models import image_model
+
+    image_model().save(tmp_path / "model.keras")
+    result = subprocess.run([QUANTDOCTOR, "fix", str(tmp_path / "model.keras"), "--mode", "int8-strict",
+                             "--output", str(tmp_path / "fixed.tflite")], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.startswith("NOT FIXED")
+    assert "QD301  There is no calibration data at all." in result.stdout
+    assert "do: pass a few hundred real, preprocessed inputs: --data calib.npz" in result.stdout
+    assert "No model written to" in result.stdout and not (tmp_path / "fixed.tflite").exists()
