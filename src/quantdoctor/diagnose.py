@@ -11,30 +11,35 @@ from typing import Any
 import numpy as np
 
 from quantdoctor import catalog
-from quantdoctor.audit.checks import audit_findings, check_target, summarize
-from quantdoctor.audit.tflite_model import read_tflite
+from quantdoctor.audit.checks import audit_findings, check_target, float_ops, summarize
+from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.catalog.classify_failure import FailureContext, classify_failure, excerpt
+from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.convert.crash import crash_frames, crash_stage, native_errors, out_of_memory
-from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, run_worker
+from quantdoctor.convert.cleanup import run_interruptible
+from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, check_limits, run_worker
 from quantdoctor.errors import ModelLoadError, UsageError
 from quantdoctor.fix.repairs import mark_automatic
 from quantdoctor.intake import data as data_intake
 from quantdoctor.intake import model as model_intake
+from quantdoctor.intake import options
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
+from quantdoctor.intake.paths import check_outputs, copy_into, prepare_keep_workdir
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.preflight.data_checks import (InputSpec, check_against_inference, check_calibration,
-                                                     check_input_names, check_input_shapes,
-                                                     check_signature_coverage)
+                                               check_input_names, check_input_shapes, check_list_order,
+                                               check_signature_coverage, check_unused_data, data_is_used)
 from quantdoctor.preflight.predict import actual_verdict, predict
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
 
 
+@run_interruptible
 def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
              select_tf_ops: bool = False, signature_keys: list[str] | None = None,
              max_samples: int = DEFAULT_MAX_SAMPLES,
              timeout: float = DEFAULT_TIMEOUT, memory_limit_mb: int | None = None,
              target: str | None = None, convert: bool = True, eval_data: Any = None,
-             keep_workdir: str | Path | None = None) -> Report:
+             keep_workdir: str | Path | None = None, trust_model: bool = False) -> Report:
     """Convert `model` with the real TFLite converter in an isolated process and explain the outcome.
 
     `model` is a path (`.keras`, `.h5`, SavedModel directory), a Keras model, a list of concrete
@@ -47,55 +52,76 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
     for; integer-only settings (`int8-strict`) imply "int8-accelerator". With `convert=False`
     only the preflight runs: the graph and the data are checked and the outcome predicted.
     `eval_data` (same forms as `data`) is inference data: calibration ranges are checked against it.
+    `keep_workdir` (a new or empty directory) receives the worker's request, samples and logs.
+    A `.keras`/`.h5` file that would run code stored in it when loaded (Lambda layers) is refused
+    with an `UnsafeModelError` unless `trust_model=True`.
     Returns the report, root cause first.
     """
     return _diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature_keys,
                      max_samples=max_samples, timeout=timeout, memory_limit_mb=memory_limit_mb, target=target,
-                     convert=convert, eval_data=eval_data, keep_workdir=keep_workdir)[0]
+                     convert=convert, eval_data=eval_data, keep_workdir=keep_workdir, trust_model=trust_model)[0]
 
 
+@run_interruptible
 def diagnose_with_float_twin(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
-                             max_samples: int = DEFAULT_MAX_SAMPLES,
-                             timeout: float = DEFAULT_TIMEOUT) -> tuple[Report, bytes | None]:
+                             max_samples: int = DEFAULT_MAX_SAMPLES, timeout: float = DEFAULT_TIMEOUT,
+                             trust_model: bool = False) -> tuple[Report, bytes | None]:
     """`diagnose`, and when the conversion succeeds, compare's float reference from the same worker:
     the float model the converter handed its quantizer, or, for settings that do not calibrate, the
     model converted again without quantization (TensorFlow starts and the model loads once). The
     float model is None when that second conversion failed."""
-    return _diagnose(model, data, mode=mode, io=io, max_samples=max_samples, timeout=timeout, float_twin=True)
+    return _diagnose(model, data, mode=mode, io=io, max_samples=max_samples, timeout=timeout, float_twin=True,
+                     trust_model=trust_model)
 
 
 def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_samples: int, timeout: float,
               select_tf_ops: bool = False, signature_keys: list[str] | None = None,
               memory_limit_mb: int | None = None, target: str | None = None, convert: bool = True,
               eval_data: Any = None, keep_workdir: str | Path | None = None,
-              float_twin: bool = False) -> tuple[Report, bytes | None]:
+              float_twin: bool = False, trust_model: bool = False) -> tuple[Report, bytes | None]:
     check_target(target)
+    check_limits(timeout, memory_limit_mb)
+    max_samples = options.count(max_samples, "max_samples")
+    convert = options.flag(convert, "convert")
+    select_tf_ops = options.flag(select_tf_ops, "select_tf_ops")
+    trust_model = options.flag(trust_model, "trust_model")
+    signature_keys = options.names(signature_keys, "signature_keys")
+    keep = None
+    if keep_workdir is not None:
+        check_outputs(inputs=(model, data, eval_data), outputs={"--keep-workdir": keep_workdir})
+        keep = prepare_keep_workdir(keep_workdir)
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-"))
     try:
         source, recipe, calibration = _intake(model, data, mode, io, select_tf_ops, max_samples, workdir)
-        evaluation = calibration_set(eval_data, max_samples)  # read before the long conversion: fail early
+        unused = check_unused_data(calibration, recipe, mode_requested=not model_intake.is_converter(model))
+        calibration = calibration if data_is_used(recipe) else None
+        evaluation = calibration_set(eval_data, max_samples, "eval data")  # read before the long conversion: fail early
         if signature_keys:
-            if source.loader != "saved_model" or source.format == "converter":
+            if source.format != "savedmodel":
                 raise UsageError("signature keys apply to SavedModel directories only")
             source.signature_keys = list(signature_keys)
         return diagnose_prepared(source, recipe, calibration, workdir, target=target, evaluation=evaluation,
                                  convert=convert, float_twin=float_twin, timeout=timeout,
-                                 memory_limit_mb=memory_limit_mb)
+                                 memory_limit_mb=memory_limit_mb, trust_model=trust_model, settings_findings=unused)
     finally:
-        if keep_workdir:
-            shutil.copytree(workdir, Path(keep_workdir), dirs_exist_ok=True)
-        shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            if keep is not None:
+                copy_into(workdir, keep)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibration: CalibrationSet | None,
                       workdir: Path, *, target: str | None = None, evaluation: CalibrationSet | None = None,
                       convert: bool = True, float_twin: bool = False, timeout: float = DEFAULT_TIMEOUT,
-                      memory_limit_mb: int | None = None) -> tuple[Report, bytes | None]:
+                      memory_limit_mb: int | None = None, trust_model: bool = False,
+                      settings_findings: list[Finding] | None = None) -> tuple[Report, bytes | None]:
     """One diagnosis of a model already taken in, in `workdir`: the report, and with `float_twin`
-    compare's float reference (see `diagnose_with_float_twin`). `fix` runs its rounds through it."""
+    compare's float reference (see `diagnose_with_float_twin`). `calibration` is what the converter
+    reads (None when the settings read no data). `fix` runs its rounds through it."""
     request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None,
-                               "convert": convert}
-    if calibration is not None and recipe.calibrate:
+                               "convert": convert, "trust_model": trust_model}
+    if calibration is not None:
         calibration.save(workdir / "calibration.npz")
         request["data"] = str(workdir / "calibration.npz")
     if float_twin:
@@ -103,7 +129,7 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
     run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
     if target is None and recipe.mode == "int8-strict":
         target = "int8-accelerator"
-    report = _build_report(source, recipe, calibration if recipe.calibrate else None, run, target, evaluation)
+    report = _build_report(source, recipe, calibration, run, target, evaluation, settings_findings or [])
     twin = workdir / "float_twin.tflite"
     return report, twin.read_bytes() if run.response.get("float_twin") == "ok" else None
 
@@ -131,25 +157,34 @@ def recipe_and_data(model: Any, data: Any, mode: str | None, io: str | None, sel
 
 
 def model_source(model: Any, workdir: Path) -> model_intake.ModelSource:
-    """A path, concrete functions or a Keras model, as something the worker can load."""
+    """Models given without a converter convert as the matching `TFLiteConverter.from_*` would:
+    concrete functions as `from_concrete_functions(functions)` (no trackable object: frozen)."""
     if isinstance(model, (str, Path)):
         return model_intake.from_path(model)
-    if isinstance(model, (list, tuple)) and model and all(hasattr(f, "graph") for f in model):
+    if isinstance(model, (list, tuple)) and model and all(_is_concrete_function(f) for f in model):
         return model_intake.from_concrete_functions(list(model), None, workdir)
-    if hasattr(model, "graph") and hasattr(model, "structured_input_signature"):
+    if _is_concrete_function(model):
         return model_intake.from_concrete_functions([model], None, workdir)
-    if hasattr(model, "layers") and hasattr(model, "inputs"):
+    if model_intake.is_keras_model(model):
         return model_intake.from_keras_model(model, workdir)
     raise UsageError(f"cannot diagnose a {type(model).__name__}: pass a model path, a Keras model, "
                      "concrete functions or a tf.lite.TFLiteConverter")
 
 
-def calibration_set(data: Any, max_samples: int = DEFAULT_MAX_SAMPLES) -> CalibrationSet | None:
-    """Calibration (or eval) data in any accepted form, as a CalibrationSet; None stays None."""
+def _is_concrete_function(value: Any) -> bool:
+    return hasattr(value, "graph") and hasattr(value, "structured_input_signature")
+
+
+def calibration_set(data: Any, max_samples: int = DEFAULT_MAX_SAMPLES,
+                    what: str = "calibration data") -> CalibrationSet | None:
+    """Calibration (or eval) data in any accepted form, as a CalibrationSet; None stays None.
+
+    `what` names the data in error messages ("eval data", ...).
+    """
     if data is None or isinstance(data, CalibrationSet):
         return data
     if isinstance(data, (str, Path)):
-        return data_intake.from_file(data, max_samples)
+        return data_intake.from_file(data, max_samples, what)
     if isinstance(data, np.ndarray):
         return data_intake.from_arrays({"arr_0": data}, max_samples=max_samples)
     if isinstance(data, dict) and all(isinstance(v, np.ndarray) for v in data.values()):
@@ -161,27 +196,34 @@ def calibration_set(data: Any, max_samples: int = DEFAULT_MAX_SAMPLES) -> Calibr
 
 
 def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration: CalibrationSet | None,
-                  run: WorkerRun, target: str | None, evaluation: CalibrationSet | None) -> Report:
+                  run: WorkerRun, target: str | None, evaluation: CalibrationSet | None,
+                  settings_findings: list[Finding]) -> Report:
     if run.outcome == "load_error":
-        raise ModelLoadError(f"cannot load {source.source}: {run.response.get('error_message')}")
+        if run.response.get("refused_unsafe"):
+            raise model_intake.unsafe_model_error(source, run.response.get("error_message", ""))
+        raise model_intake.load_error(source.source, run.response.get("error_message", ""))
     model_info = run.response.get("model", {})
     layers = source.layers or model_info.get("layers", [])
-    layer_names = [layer["name"] for layer in layers]
-    inputs = [InputSpec.from_dict(spec) for spec in model_info.get("inputs", [])]
-    signature_keys = source.signature_keys or model_info.get("signature_keys") or []
-    data_findings = (check_input_names(inputs) + check_calibration(calibration, inputs, recipe)
-                     + check_signature_coverage(calibration, signature_keys) + check_input_shapes(inputs, target))
+    layer_names = LayerNames([layer["name"] for layer in layers], source.layer_scopes or model_info.get("layer_scopes"))
+    tflite_bytes = run.tflite_path.read_bytes() if run.outcome == "ok" else None
+    produced = read_tflite(tflite_bytes) if tflite_bytes is not None else None
+    input_specs = _in_converter_order(model_info.get("inputs", []), produced)
+    inputs = [InputSpec.from_dict(spec) for spec in input_specs]
+    signature_keys, float_signatures = _converted_signatures(source, model_info, produced)
+    data_findings = (settings_findings + check_input_names(inputs) + check_calibration(calibration, inputs, recipe)
+                     + check_list_order(calibration, inputs, produced.input_names if produced else None,
+                                        _declared_order(source, model_info))
+                     + check_signature_coverage(calibration, signature_keys, float_signatures)
+                     + check_input_shapes(inputs, target))
     if evaluation is not None:
         data_findings += check_against_inference(calibration, evaluation, inputs)
     inventory = run.response.get("preflight")
     prediction = predict(inventory, recipe, layer_names, inputs, data_findings) if inventory else None
     conversion = {"attempted": run.outcome != "skipped", "outcome": run.outcome, "seconds": round(run.seconds, 3),
                   "error_excerpt": None, "model_bytes": None}
-    audit = tflite_bytes = None
+    audit = None
     outcome_findings: list[Finding] = []
-    if run.outcome == "ok":
-        tflite_bytes = run.tflite_path.read_bytes()
-        produced = read_tflite(tflite_bytes)
+    if produced is not None:
         conversion["model_bytes"] = len(tflite_bytes)
         audit = summarize(produced, layer_names)
         outcome_findings = audit_findings(produced, layer_names, recipe, target)
@@ -195,10 +237,11 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
     if prediction and run.outcome not in ("ok", "error"):
         outcome_findings += prediction.findings  # no converter verdict to stand on: the prediction explains
     findings = mark_automatic(rank_findings(_merge_confirmed(data_findings, outcome_findings)))
-    model = {"source": source.source, "format": source.format, "inputs": model_info.get("inputs", []),
-             "layers": layer_names, "output_layers": source.output_layers or model_info.get("output_layers", []),
-             "layer_classes": {layer["name"]: layer["class"] for layer in layers},
-             "signature_keys": signature_keys, "signature_inputs": model_info.get("signature_inputs", {})}
+    model = {"source": source.source, "format": source.format, "inputs": input_specs,
+             "layers": list(layer_names), "layer_scopes": layer_names.scopes,
+             "output_layers": source.output_layers or model_info.get("output_layers", []),
+             "signatures": signature_keys, "signature_inputs": model_info.get("signature_inputs", {}),
+             "layer_classes": {layer["name"]: layer["class"] for layer in layers}}
     preflight = None
     if prediction is not None:
         preflight = {**prediction.to_dict(), "seconds": inventory.get("seconds"),
@@ -207,14 +250,45 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
                   conversion=conversion, audit=audit, preflight=preflight, tflite_model=tflite_bytes)
 
 
+def _in_converter_order(specs: list[dict[str, Any]], produced: TFLiteModel | None) -> list[dict[str, Any]]:
+    """The model's inputs in the order of the produced model, which is the order the calibrator
+    paired list samples with; as the worker described them when nothing was produced."""
+    by_name = {spec["name"]: spec for spec in specs}
+    order = produced.input_names if produced is not None else []
+    return [by_name[name] for name in order] if order and set(order) == set(by_name) else specs
+
+
+def _declared_order(source: model_intake.ModelSource, model_info: dict[str, Any]) -> list[str] | None:
+    """The Keras model's own input order (`model.inputs`); None for a SavedModel or functions, which declare none."""
+    if source.input_order:
+        return source.input_order
+    return [spec["name"] for spec in model_info.get("inputs", [])] if source.loader == "keras_file" else None
+
+
+def _converted_signatures(source: model_intake.ModelSource, model_info: dict[str, Any],
+                          produced: TFLiteModel | None) -> tuple[list[str], list[str] | None]:
+    """The signatures the conversion has, and those of them that compute in float.
+
+    The produced model is the truth when there is one. Before that, the converter's own choice as
+    the worker read it back, else what was asked for; which of them stay float is then unknown (None).
+    """
+    if produced is not None:
+        float_subgraphs = {op.subgraph for op in float_ops(produced)}
+        return ([s.key for s in produced.signatures],
+                [s.key for s in produced.signatures if s.subgraph in float_subgraphs])
+    converted = model_info.get("converted_signature_keys")
+    if converted is not None:
+        return list(converted), None
+    return list(source.signature_keys or model_info.get("signature_keys") or []), None
+
+
 def _merge_confirmed(data_findings: list[Finding], outcome_findings: list[Finding]) -> list[Finding]:
     """Data findings the converter's error confirms absorb it, so the root cause is reported once.
 
-    A converter error quantdoctor cannot classify (QD904) adds nothing when the data checks already
-    found an error: its raw text stays in the report's conversion excerpt.
+    A converter error no matcher recognises stays as QD904 next to the data findings, even when
+    they already explain the failure: a reworded converter message shows up instead of hiding
+    behind them.
     """
-    if any(f.severity == "error" for f in data_findings) and [f.code for f in outcome_findings] == ["QD904"]:
-        return list(data_findings)
     by_code = {f.code: f for f in data_findings}
     merged = list(data_findings)
     for finding in outcome_findings:
@@ -241,8 +315,13 @@ def _process_finding(run: WorkerRun, layers: list[dict[str, str]], calibration: 
     if run.outcome == "timeout":
         return catalog.get("QD902").finding(
             f"The converter was stopped after {run.seconds:.0f} s while {stage}.", evidence=evidence)
-    if run.signal_name == "SIGKILL" or out_of_memory(run.stderr):
-        return catalog.get("QD903").finding(f"The converter ran out of memory while {stage}.", evidence=evidence)
+    allocation_failure = out_of_memory(run.stderr)
+    if run.signal_name == "SIGKILL" or allocation_failure or run.at_memory_limit:
+        limit = f", under the {run.memory_limit_mb} MB memory limit" if run.memory_limit_mb else ""
+        return catalog.get("QD903").finding(
+            f"The converter ran out of memory while {stage}{limit}.",
+            evidence={**evidence, "converter_message": allocation_failure or None,
+                      "memory_limit_mb": run.memory_limit_mb, "peak_memory_mb": run.peak_memory_mb})
     how = f"was killed by {run.signal_name}" if run.signal_name else f"exited with code {run.returncode}"
     rnn_layers = [layer["name"] for layer in layers if layer["class"] in RNN_LAYER_CLASSES]
     if rnn_layers and stage.startswith("calibrating"):

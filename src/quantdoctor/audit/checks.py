@@ -30,6 +30,7 @@ def summarize(model: TFLiteModel, layer_names: list[str]) -> dict[str, Any]:
     floats = float_ops(model)
     return {
         "fully_integer": not floats,
+        "model_kind": model_kind(model),
         "float_ops": [{"op": op.name, "index": op.index, "layer": op_layer(op, layer_names)} for op in floats],
         "float_islands": [_island_dict(island, layer_names) for island in float_islands(model)],
         "integer_partitions": integer_partitions(model),
@@ -40,6 +41,29 @@ def summarize(model: TFLiteModel, layer_names: list[str]) -> dict[str, Any]:
         "output_types": [t.to_dict() for t in model.outputs],
         "op_count": len(model.all_ops),
     }
+
+
+def model_kind(model: TFLiteModel) -> str:
+    """What the model computes in, in a few words: "fully integer", "integer with 2 float op(s)",
+    "float with int8 weights (dynamic range)", "float with float16 weights" or "float"."""
+    floats = float_ops(model)
+    if not floats:
+        return "fully integer"
+    if _partly_quantized(model):
+        return f"integer with {len(floats)} float op(s)"
+    constants = {t.dtype for op in model.all_ops for t in op.inputs if t.is_constant}
+    if "INT8" in constants:
+        return "float with int8 weights (dynamic range)"
+    if "FLOAT16" in constants:
+        return "float with float16 weights"
+    return "float"
+
+
+_FULL_INTEGER_CODE = """converter.optimizations = [tf.lite.Optimize.DEFAULT]
+converter.representative_dataset = representative_dataset   # 100-500 real samples
+converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+converter.inference_input_type = tf.int8
+converter.inference_output_type = tf.int8"""
 
 
 def float_ops(model: TFLiteModel) -> list[OpInfo]:
@@ -141,6 +165,13 @@ def _accelerator_findings(model: TFLiteModel, layer_names: list[str]) -> list[Fi
 
 
 def _microcontroller_findings(model: TFLiteModel) -> list[Finding]:
+    if float_ops(model) and not _partly_quantized(model):  # the ops are fine: the model is not integer at all
+        kind = model_kind(model)
+        return [catalog.get("QD111").finding(
+            f"The model is {kind}: LiteRT for Microcontrollers runs integer models, and this one computes in "
+            "float.", evidence={"ops": [], "model_kind": kind},
+            fix="Convert with full integer quantization (int8 ops and int8 input/output).",
+            fix_code=_FULL_INTEGER_CODE)]
     missing = sorted({op.name for op in model.all_ops if not microcontroller_runs(op)})
     if not missing:
         return []

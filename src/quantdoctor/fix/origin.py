@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from quantdoctor import tf_private
 from quantdoctor.diagnose import model_source
 from quantdoctor.fix.plan import Step, edit_model
 from quantdoctor.intake import model as model_intake
@@ -30,14 +31,16 @@ class ModelOrigin:
     @classmethod
     def of(cls, model: Any, signature_keys: list[str] | None = None) -> ModelOrigin:
         """Classify what the user passed (a converter stands for the model it was built from)."""
-        inner = model
         if model_intake.is_converter(model):
-            inner = None if getattr(model, "_funcs", None) else model_intake.converted_model(model)
-            signature_keys = list(getattr(model, "_saved_model_exported_names", None) or []) or signature_keys
-        if hasattr(inner, "layers") and hasattr(inner, "inputs"):
-            return cls(model, keras_object=inner)
-        path = Path(inner) if isinstance(inner, (str, Path)) else None
-        return cls(model, path=path, signature_keys=signature_keys)
+            keras_model = tf_private.converter_keras_model(model)
+            if keras_model is not None:
+                return cls(model, keras_object=keras_model)
+            saved_model = None if tf_private.converter_functions(model) else getattr(model, "saved_model_dir", None)
+            return cls(model, path=Path(saved_model) if saved_model else None,
+                       signature_keys=tf_private.converter_signature_keys(model) or None)
+        if model_intake.is_keras_model(model):
+            return cls(model, keras_object=model)
+        return cls(model, path=Path(model) if isinstance(model, (str, Path)) else None, signature_keys=signature_keys)
 
     @property
     def keras_path(self) -> Path | None:
@@ -59,7 +62,8 @@ class ModelOrigin:
         """The model for one round, with the model steps applied (the user's file is never written)."""
         if self.keras_object is not None:
             edited = edit_model(self.keras_object, steps)
-            return model_intake.from_keras_model(edited, workdir)
+            like = self.model if model_intake.is_converter(self.model) else None
+            return model_intake.from_keras_model(edited, workdir, like=like)
         if self.keras_path is not None:
             source = model_intake.from_path(self.keras_path)
             source.edits = [step.to_dict() for step in steps]

@@ -21,7 +21,8 @@ from quantdoctor.fix.plan import Plan, apply_data_steps
 from quantdoctor.fix.repairs import REPAIRS, Bench, Blocked, Repair, blocked_without_repair, mark_automatic
 from quantdoctor.fix.verify import Verification, check_report, check_runs
 from quantdoctor.intake.data import CalibrationSet
-from quantdoctor.preflight.data_checks import InputSpec, check_calibration, check_input_names, check_signature_coverage
+from quantdoctor.preflight.data_checks import (InputSpec, check_calibration, check_input_names,
+                                               check_signature_coverage, check_unused_data, data_is_used)
 from quantdoctor.report.model import Finding, Report, rank_findings
 
 DEFAULT_MAX_ROUNDS = 4
@@ -53,6 +54,8 @@ class Settings:
     max_rounds: int = DEFAULT_MAX_ROUNDS
     timeout: float = DEFAULT_TIMEOUT
     memory_limit_mb: int | None = None
+    trust_model: bool = False
+    mode_requested: bool = True  # the settings came from --mode, not from the user's converter
 
 
 def run_rounds(origin: ModelOrigin, plan: Plan, data: CalibrationSet | None, workdir: Path,
@@ -92,15 +95,18 @@ def _convert(origin: ModelOrigin, plan: Plan, data: CalibrationSet | None, round
     if invalid:
         return _unexportable(origin, plan, invalid), None
     calibration = apply_data_steps(data, plan.data_steps)
+    unused = check_unused_data(calibration, plan.recipe, mode_requested=settings.mode_requested)
     try:
         source = origin.source(plan.model_steps, round_dir)
+        return diagnose_prepared(source, plan.recipe, calibration if data_is_used(plan.recipe) else None, round_dir,
+                                 target=plan.target, evaluation=settings.evaluation,
+                                 float_twin=settings.evaluation is not None, timeout=settings.timeout,
+                                 memory_limit_mb=settings.memory_limit_mb, trust_model=settings.trust_model,
+                                 settings_findings=unused)
     except ModelLoadError as exc:
         if not plan.model_steps:
             raise
         raise UsageError(f"fix's model edits failed on this model: {exc}") from exc
-    return diagnose_prepared(source, plan.recipe, calibration, round_dir, target=plan.target,
-                             evaluation=settings.evaluation, float_twin=settings.evaluation is not None,
-                             timeout=settings.timeout, memory_limit_mb=settings.memory_limit_mb)
 
 
 def _unexportable(origin: ModelOrigin, plan: Plan, invalid: list[Any]) -> Report:
@@ -180,11 +186,11 @@ def _attempt(finding: Finding, bench: Bench, repairs: list[Repair], blocked: dic
 def data_findings(bench: Bench) -> list[Finding]:
     """The data checks on the samples as the plan now feeds them."""
     recipe = bench.plan.recipe
-    if not recipe.calibrate and not recipe.needs_calibration:
+    calibration = bench.calibration if data_is_used(recipe) else None
+    if calibration is None and not recipe.needs_calibration:
         return []
-    calibration = bench.calibration if recipe.calibrate else None
     inputs = bench.inputs
-    signature_keys = bench.report.model.get("signature_keys") or []
+    signature_keys = bench.report.model.get("signatures") or []
     return rank_findings(check_calibration(calibration, inputs, recipe)
                          + check_signature_coverage(calibration, signature_keys))
 
@@ -195,4 +201,4 @@ def _errors(findings: list[Finding]) -> list[Finding]:
 
 # Codes the data checks report: repaired in the data passes, on the samples as they are by then.
 _DATA_CODES = frozenset({"QD201", "QD204", "QD301", "QD302", "QD303", "QD304", "QD305", "QD306", "QD307",
-                         "QD312", "QD313", "QD315"})
+                         "QD312", "QD315"})

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from quantdoctor.audit.checks import check_target
-from quantdoctor.convert.runner import DEFAULT_TIMEOUT
+from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits
 from quantdoctor.diagnose import calibration_set, recipe_and_data
 from quantdoctor.fix.origin import ModelOrigin
 from quantdoctor.fix.plan import Plan
@@ -18,7 +18,9 @@ from quantdoctor.fix.repairs import Blocked, Repair
 from quantdoctor.fix.rounds import DEFAULT_MAX_ROUNDS, Rounds, Settings, run_rounds
 from quantdoctor.fix.script import write_script
 from quantdoctor.fix.verify import Verification
+from quantdoctor.intake import options
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
+from quantdoctor.intake.model import is_converter
 from quantdoctor.report.model import SCHEMA_VERSION, Report
 
 
@@ -73,27 +75,30 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
         select_tf_ops: bool = False, signature_keys: list[str] | None = None, target: str | None = None,
         eval_data: Any = None, labels: Any = None, max_samples: int = DEFAULT_MAX_SAMPLES,
         max_rounds: int = DEFAULT_MAX_ROUNDS, timeout: float = DEFAULT_TIMEOUT, memory_limit_mb: int | None = None,
-        output_name: str = "model_int8.tflite") -> FixResult:
+        trust_model: bool = False, output_name: str = "model_int8.tflite") -> FixResult:
     """Diagnose `model`, apply the automatic repairs, convert again, and verify, in rounds.
 
     Takes what `diagnose` takes (a converter keeps its own settings). `target` ("cpu", "gpu",
     "int8-accelerator", "microcontroller") decides repairs that depend on it: Select TF ops and
     float fallback only where float ops run; integer-only settings imply "int8-accelerator". With
     `eval_data` the model is also compared with the float model and any QD5xx error blocks it.
-    The user's files are only read. Returns a `FixResult`; `result.model` is None unless verified.
+    The user's files are only read; Keras files with Lambda layers load only with `trust_model=True`.
+    Returns a `FixResult`; `result.model` is None unless verified.
     """
     check_target(target)
-    if max_rounds < 1:
-        from quantdoctor.errors import UsageError
-
-        raise UsageError("max_rounds must be at least 1")
+    check_limits(timeout, memory_limit_mb)
+    max_samples = options.count(max_samples, "max_samples")
+    max_rounds = options.count(max_rounds, "max_rounds")
     started = time.perf_counter()
-    recipe, calibration = recipe_and_data(model, data, mode, io, select_tf_ops, max_samples)
-    settings = Settings(evaluation=calibration_set(eval_data, max_samples), labels=labels, max_rounds=max_rounds,
-                        timeout=timeout, memory_limit_mb=memory_limit_mb)
+    recipe, calibration = recipe_and_data(model, data, mode, io, options.flag(select_tf_ops, "select_tf_ops"),
+                                          max_samples)
+    settings = Settings(evaluation=calibration_set(eval_data, max_samples, "eval data"), labels=labels,
+                        max_rounds=max_rounds, timeout=timeout, memory_limit_mb=memory_limit_mb,
+                        trust_model=options.flag(trust_model, "trust_model"),
+                        mode_requested=not is_converter(model))
     if target is None and recipe.mode == "int8-strict":
         target = "int8-accelerator"
-    origin = ModelOrigin.of(model, signature_keys)
+    origin = ModelOrigin.of(model, options.names(signature_keys, "signature_keys"))
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-fix-"))
     try:
         rounds = run_rounds(origin, Plan(recipe, target), calibration, workdir, settings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from quantdoctor import tf_private
 from quantdoctor.errors import UsageError
 
 MODES = ("int8", "int8-strict", "int16x8", "dynamic", "float16", "float")
@@ -30,6 +31,8 @@ CONVERTER_FLAGS = (
 )
 
 _IO_DTYPES = {"float": "float32", "int8": "int8", "uint8": "uint8"}
+# The `tf.lite.Optimize` values that turn quantization on; the last two are deprecated aliases of DEFAULT.
+OPTIMIZATIONS = ("DEFAULT", "OPTIMIZE_FOR_SIZE", "OPTIMIZE_FOR_LATENCY")
 
 
 @dataclass
@@ -80,13 +83,19 @@ class Recipe:
             inference_input_type=_dtype_name(converter.inference_input_type),
             inference_output_type=_dtype_name(converter.inference_output_type),
             calibrate=converter.representative_dataset is not None,
-            flags={name: getattr(converter, name) for name in CONVERTER_FLAGS if hasattr(converter, name)},
+            flags={name: tf_private.converter_flag(converter, name) for name in CONVERTER_FLAGS},
         )
+
+    @property
+    def optimizing(self) -> bool:
+        """True when the converter optimizes at all: `OPTIMIZE_FOR_SIZE` and `OPTIMIZE_FOR_LATENCY` are
+        deprecated aliases of `DEFAULT` (TF's `QuantizationMode.is_any_optimization_enabled`)."""
+        return bool(set(self.optimizations) & set(OPTIMIZATIONS))
 
     @property
     def mode(self) -> str:
         """The quantdoctor mode these settings amount to."""
-        if "DEFAULT" not in self.optimizations and not self.supported_types:
+        if not self.optimizing:
             return "float"
         if "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8" in self.supported_ops:
             return "int16x8"
@@ -99,6 +108,17 @@ class Recipe:
         return "dynamic"
 
     @property
+    def reads_calibration_data(self) -> bool:
+        """True when the converter calls the representative dataset under these settings: an optimization
+        is enabled, and int8 (the default) or int16x8 is the target rather than float16 (TF 2.21's
+        QuantizationMode)."""
+        if not {"DEFAULT", "OPTIMIZE_FOR_SIZE", "OPTIMIZE_FOR_LATENCY"} & set(self.optimizations):
+            return False
+        if "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8" in self.supported_ops:
+            return True
+        return not self.supported_types or "int8" in self.supported_types
+
+    @property
     def int8_only_ops(self) -> bool:
         """True when the user asked for integer-only builtin ops (TFLITE_BUILTINS_INT8 alone)."""
         return "TFLITE_BUILTINS_INT8" in self.supported_ops and "TFLITE_BUILTINS" not in self.supported_ops
@@ -108,7 +128,7 @@ class Recipe:
         """True when these settings cannot convert without a representative dataset."""
         integer_io = {self.inference_input_type, self.inference_output_type} & {"int8", "uint8", "int16"}
         int16_ops = "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8" in self.supported_ops
-        return self.calibrate or self.int8_only_ops or int16_ops or bool(integer_io)
+        return (self.calibrate and self.reads_calibration_data) or self.int8_only_ops or int16_ops or bool(integer_io)
 
     @property
     def wants_full_integer(self) -> bool:
@@ -134,7 +154,7 @@ class Recipe:
         converter.inference_input_type = tf.as_dtype(self.inference_input_type)
         converter.inference_output_type = tf.as_dtype(self.inference_output_type)
         for name, value in self.flags.items():
-            setattr(converter, name, value)
+            tf_private.set_converter_flag(converter, name, value)
 
 
 def _enum_name(value: Any) -> str:
