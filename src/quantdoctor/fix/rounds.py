@@ -50,7 +50,7 @@ class Settings:
     """How fix runs each round."""
 
     evaluation: CalibrationSet | None = None
-    labels: Any = None
+    truth: Any = None  # the eval labels, as compare reads them
     max_rounds: int = DEFAULT_MAX_ROUNDS
     timeout: float = DEFAULT_TIMEOUT
     memory_limit_mb: int | None = None
@@ -138,7 +138,7 @@ def _compare(report: Report, float_model: bytes | None, verification: Verificati
         verification.details.append("compare had no float reference: the float conversion failed")
         return
     try:
-        add_comparison(report, float_model, report.model, settings.evaluation, labels=settings.labels,
+        add_comparison(report, float_model, report.model, settings.evaluation, truth=settings.truth,
                        timeout=settings.timeout)
     except UsageError as exc:
         verification.compared = False

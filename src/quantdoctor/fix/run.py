@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from quantdoctor.audit.checks import check_target
+from quantdoctor.compare.labels import read_labels
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits
 from quantdoctor.diagnose import calibration_set, recipe_and_data
+from quantdoctor.errors import UsageError
 from quantdoctor.fix.origin import ModelOrigin
 from quantdoctor.fix.plan import Plan
 from quantdoctor.fix.repairs import Blocked, Repair
@@ -92,7 +94,10 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     started = time.perf_counter()
     recipe, calibration = recipe_and_data(model, data, mode, io, options.flag(select_tf_ops, "select_tf_ops"),
                                           max_samples)
-    settings = Settings(evaluation=calibration_set(eval_data, max_samples, "eval data"), labels=labels,
+    evaluation = calibration_set(eval_data, max_samples, "eval data")
+    if labels is not None and evaluation is None:
+        raise UsageError("labels go with eval data: pass eval_data too")
+    settings = Settings(evaluation=evaluation, truth=read_labels(labels, evaluation) if labels is not None else None,
                         max_rounds=max_rounds, timeout=timeout, memory_limit_mb=memory_limit_mb,
                         trust_model=options.flag(trust_model, "trust_model"),
                         mode_requested=not is_converter(model))
