@@ -90,9 +90,9 @@ def allows_float_ops(target: str | None) -> bool:
     return target not in STRICT_TARGETS
 
 
-def blocked_without_repair(finding: Finding) -> Blocked:
+def blocked_without_repair(finding: Finding, bench: Bench | None = None) -> Blocked:
     """What fix says about an error no repair answers: the diagnosis, and what the user must change."""
-    if finding.code in ("QD301", "QD302"):
+    if finding.code in ("QD301", "QD302") and not (bench and bench.has_data()):
         return _no_data(finding)
     where = finding.location.describe()
     if finding.code in _REWRITE:
@@ -153,7 +153,7 @@ def wrap_bare_arrays(finding: Finding, bench: Bench) -> Repair | Blocked | None:
     """QD303: a bare array (or a tuple of arrays) becomes a list."""
     kinds = {s.kind for s in bench.calibration.samples}
     if "other" in kinds:
-        return blocked_without_repair(finding)
+        return blocked_without_repair(finding, bench)
     if not kinds & {"array", "tuple"}:
         return None
     change = "each bare array sample wrapped in a list" if "array" in kinds else "each tuple sample turned into a list"
@@ -182,7 +182,7 @@ def map_dict_keys(finding: Finding, bench: Bench) -> Repair | Blocked | None:
     sample = next((s for s in bench.calibration.samples if s.kind == "dict"
                    and set(s.values) != {spec.name for spec in bench.inputs}), None)
     if sample is None:
-        return blocked_without_repair(finding)
+        return blocked_without_repair(finding, bench)
     pairing = assign_inputs({key: value.shape for key, value in sample.values.items()}, bench.inputs)
     if pairing is None:
         return Blocked(finding.code, finding.message, "name each sample's arrays by the model's inputs "
@@ -341,7 +341,7 @@ def drop_calibration(finding: Finding, bench: Bench) -> Repair | Blocked | None:
     """QD109: a Flex or custom op cannot be calibrated: dynamic range, where the target runs float ops."""
     plan, recipe = bench.plan, bench.plan.recipe
     if not allows_float_ops(plan.target) or {recipe.inference_input_type, recipe.inference_output_type} - {"float32"}:
-        return blocked_without_repair(finding)
+        return blocked_without_repair(finding, bench)
     if not recipe.calibrate:
         return None
     change = f"representative dataset dropped: {finding.location.op or 'a Flex op'} cannot run in the calibrator"

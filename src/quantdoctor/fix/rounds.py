@@ -173,7 +173,7 @@ def plan_repairs(bench: Bench) -> tuple[list[Repair], list[Blocked]]:
 
 def _attempt(finding: Finding, bench: Bench, repairs: list[Repair], blocked: dict[str, Blocked]) -> bool:
     repair = REPAIRS.get(finding.code)
-    outcome = repair(finding, bench) if repair else blocked_without_repair(finding)
+    outcome = repair(finding, bench) if repair else blocked_without_repair(finding, bench)
     if isinstance(outcome, Repair):
         repairs.append(outcome)
         blocked.pop(finding.code, None)
