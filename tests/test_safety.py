@@ -8,6 +8,9 @@ import os
 import signal
 import stat
 import subprocess
+import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -206,17 +209,17 @@ def test_keep_workdir_creates_a_private_directory(user_files, tmp_path):
 
 # 6. A signal ends the worker and removes the temporary files.
 
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is `pid`, read from /proc."""
+def _workers(pid: int) -> list[int]:
+    """The converter workers whose parent is `pid`, read from /proc."""
     found = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_text()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == pid and "quantdoctor.convert.worker" in command:
+            found.append(int(entry.name))
     return found
 
 
@@ -242,36 +245,63 @@ def long_conversion(tmp_path_factory) -> dict[str, Path]:
     return {"keras": folder / "model.keras", "npz": folder / "calib.npz"}
 
 
+CLI_RUN = [QUANTDOCTOR, "diagnose", "{keras}", "--data", "{npz}", "--timeout", "3600"]
+API_RUN = [sys.executable, "-c", "import sys, quantdoctor; quantdoctor.diagnose(*sys.argv[1:], timeout=3600)",
+           "{keras}", "{npz}"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_ends_the_worker_and_removes_the_temporary_files(long_conversion, tmp_path, signum):
+@pytest.mark.parametrize("command, signum, returncode", [
+    (CLI_RUN, signal.SIGINT, 130),
+    (CLI_RUN, signal.SIGTERM, 143),
+    (API_RUN, signal.SIGTERM, -signal.SIGTERM),  # SIGTERM's default effect, after the cleanup
+], ids=["cli-SIGINT", "cli-SIGTERM", "api-SIGTERM"])
+def test_a_signal_ends_the_worker_and_removes_the_temporary_files(long_conversion, tmp_path, command, signum,
+                                                                  returncode):
     private_tmp = tmp_path / "tmp"
     private_tmp.mkdir()
-    cli = subprocess.Popen([QUANTDOCTOR, "diagnose", str(long_conversion["keras"]), "--data",
-                            str(long_conversion["npz"]), "--timeout", "3600"],
-                           env={**os.environ, "TMPDIR": str(private_tmp)}, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True,
-                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen([arg.format(**long_conversion) for arg in command],
+                               env={**os.environ, "TMPDIR": str(private_tmp)}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     worker = None
     try:
-        worker = _wait_for(lambda: _children(cli.pid), "the worker process")[0]
-        assert "quantdoctor.convert.worker" in Path(f"/proc/{worker}/cmdline").read_text()
+        worker = _wait_for(lambda: _workers(process.pid), "the worker process")[0]
 
         def converting() -> bool:
             responses = list(private_tmp.glob("quantdoctor-*/response.json"))
             return bool(responses) and '"converting"' in responses[0].read_text()
 
         _wait_for(converting, "the conversion start")
-        cli.send_signal(signum)
-        stdout, stderr = cli.communicate(timeout=120)
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=120)
     finally:
-        cli.kill()
+        process.kill()
         if worker is not None and Path(f"/proc/{worker}").exists():
             os.killpg(worker, signal.SIGKILL)  # the test failed: leave nothing running
-    assert cli.returncode == 128 + signum, stdout + stderr
-    assert stderr.strip() == "quantdoctor: interrupted"
+    assert process.returncode == returncode, stdout + stderr
+    if command is CLI_RUN:
+        assert stderr.strip() == "quantdoctor: interrupted"
     assert not Path(f"/proc/{worker}").exists()
     assert list(private_tmp.iterdir()) == []
+
+
+def test_ctrl_c_in_the_python_api_ends_the_worker_then_raises_keyboard_interrupt(user_files, tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    workers: list[int] = []
+
+    def interrupt_once_the_worker_runs() -> None:
+        workers.extend(_wait_for(lambda: _workers(os.getpid()), "the worker process"))
+        os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    threading.Thread(target=interrupt_once_the_worker_runs, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        qd.diagnose(user_files["keras"], user_files["npz"], timeout=3600)
+    assert workers and not Path(f"/proc/{workers[0]}").exists()
+    assert list(tmp_path.iterdir()) == []
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
 def test_signal_handlers_come_back_after_a_run(user_files):

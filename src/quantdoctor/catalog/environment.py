@@ -28,8 +28,9 @@ CHECKS = (
     Check(
         code="QD903", name="converter-out-of-memory", severity="error", precedence=90,
         title="The converter ran out of memory",
-        detects="The conversion process failed to allocate memory (MemoryError, std::bad_alloc) or was "
-                "killed by the system's out-of-memory killer.",
+        detects="The conversion process failed to allocate memory (MemoryError, std::bad_alloc, "
+                "ResourceExhaustedError), was killed by the system's out-of-memory killer, or crashed at its "
+                "--memory-limit.",
         why="Constant folding and calibration of large models can need several times the model's size.",
         example="quantdoctor diagnose model.keras --memory-limit 2000",
         fix="Convert on a machine with more memory, lower --max-samples, or raise --memory-limit.",

@@ -48,7 +48,9 @@ def interruptible() -> Iterator[None]:
         yield
     except Interrupted as exc:
         _restore(previous)
-        signal.raise_signal(exc.signum)  # the caller's own reaction: KeyboardInterrupt, or death by SIGTERM
+        if exc.signum == signal.SIGINT:
+            raise KeyboardInterrupt from None  # what Python's default SIGINT handler raises
+        signal.raise_signal(exc.signum)  # SIGTERM's default: the process ends, by SIGTERM
         raise
     finally:
         _active = False

@@ -142,7 +142,8 @@ def unsafe_model_error(source: ModelSource, keras_message: str) -> UnsafeModelEr
     """The one-line refusal of a Keras file that Keras's safe mode would not load, naming its Lambda layers."""
     names = lambda_layer_names(Path(source.path))
     if names:
-        what = f"contains Lambda layers ({', '.join(map(repr, names))}): loading them runs Python code stored in the file"
+        what = (f"contains Lambda layers ({', '.join(map(repr, names))}): loading them runs Python code stored "
+                "in the file")
     else:
         what = f"cannot be loaded safely ({keras_message.split('. ')[0].removeprefix('ValueError: ')})"
     return UnsafeModelError(f"{source.source} {what}. If you trust this file, pass --trust-model "
@@ -161,7 +162,7 @@ def lambda_layer_names(path: Path) -> list[str]:
                 config = json.loads(file.attrs["model_config"])
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return []
-    return [layer["config"].get("name", "?") for layer in _config_objects(config) if layer.get("class_name") == "Lambda"]
+    return [item["config"].get("name", "?") for item in _config_objects(config) if item.get("class_name") == "Lambda"]
 
 
 def _config_objects(node: Any) -> list[dict[str, Any]]:
