@@ -11,6 +11,7 @@ from typing import Any
 
 from quantdoctor.audit.checks import check_target
 from quantdoctor.compare.labels import read_labels
+from quantdoctor.convert.cleanup import run_interruptible
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits
 from quantdoctor.diagnose import calibration_set, recipe_and_data
 from quantdoctor.errors import UsageError
@@ -73,6 +74,7 @@ class FixResult:
         return render_fix_plain(self)
 
 
+@run_interruptible
 def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
         select_tf_ops: bool = False, signature_keys: list[str] | None = None, target: str | None = None,
         eval_data: Any = None, labels: Any = None, max_samples: int = DEFAULT_MAX_SAMPLES,
