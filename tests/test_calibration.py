@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
 
 import quantdoctor as qd
 from helpers import assert_finding, only, root
@@ -210,3 +212,51 @@ def test_signatures_without_samples_stay_float(tmp_path):
 
     both = qd.diagnose(path, generator([(key, {"x": row[None]}) for row in rows for key in ("encode", "decode")]))
     assert both.audit["fully_integer"] and "QD315" not in [f.code for f in both.findings]  # the catalog's fix
+
+
+def same_shape_inputs(*names: str):
+    """A Keras model whose inputs, declared in this order, all take (None, 4)."""
+    inputs = [keras.Input((4,), name=name) for name in names]
+    merged = keras.layers.Concatenate()([keras.layers.Dense(3)(x) for x in inputs])
+    return keras.Model(inputs, keras.layers.Dense(2)(merged))
+
+
+def scales_by_input(tflite: bytes) -> dict[str, float]:
+    signature = Interpreter(model_content=tflite).get_signature_runner()
+    return {name: detail["quantization"][0] for name, detail in signature.get_input_details().items()}
+
+
+def test_list_samples_for_same_shape_inputs_reaching_the_wrong_input_are_an_error():
+    """Lists in model.inputs order [alpha, beta]; the converter takes [beta, alpha]. Every array
+    fits every input, so nothing fails: alpha's 0..1 data calibrates beta, beta's 0..100 alpha."""
+    rng = np.random.default_rng(3)
+    samples = [[rng.uniform(0, 1, (1, 4)).astype(np.float32), rng.uniform(0, 100, (1, 4)).astype(np.float32)]
+               for _ in range(120)]
+    report = qd.diagnose(int8_converter(same_shape_inputs("alpha", "beta"), generator(samples), int8_io=True))
+    assert report.conversion["outcome"] == "ok"
+    finding = only(report, "QD313")
+    assert_finding(finding, "QD313", "calibration", "error", input="beta")
+    assert finding.evidence["converter_order"] == ["beta", "alpha"]
+    assert finding.evidence["declared_order"] == ["alpha", "beta"]
+    assert "calibrated input 'beta' with the arrays meant for 'alpha'" in finding.message
+    scales = scales_by_input(report.tflite_model)  # the produced model proves the mispairing happened
+    assert scales["beta"] < 0.01 < 0.3 < scales["alpha"]
+    assert root(report) is finding
+
+
+def test_list_samples_for_same_shape_inputs_in_the_converters_order_warn_with_that_order():
+    rng = np.random.default_rng(3)
+    samples = [[rng.uniform(0, 1, (1, 4)).astype(np.float32), rng.uniform(0, 100, (1, 4)).astype(np.float32)]
+               for _ in range(120)]
+    report = qd.diagnose(int8_converter(same_shape_inputs("zeta", "alpha"), generator(samples), int8_io=True))
+    finding = only(report, "QD313")
+    assert_finding(finding, "QD313", "calibration", "warning")
+    assert "in the converter's order: 'zeta', 'alpha'" in finding.message
+    scales = scales_by_input(report.tflite_model)
+    assert scales["zeta"] < 0.01 < 0.3 < scales["alpha"]  # paired as meant, this time
+    preflight = qd.diagnose(same_shape_inputs("zeta", "alpha"), generator(samples), convert=False)
+    assert_finding(only(preflight, "QD313"), "QD313", "calibration", "warning")
+    assert "the model declares 'zeta', 'alpha'" in only(preflight, "QD313").message
+    named = [{"zeta": z, "alpha": a} for z, a in samples]  # the fix: dicts pair by name
+    assert "QD313" not in [f.code for f in qd.diagnose(same_shape_inputs("zeta", "alpha"), generator(named),
+                                                        convert=False).findings]

@@ -94,7 +94,6 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
     try:
         source, recipe, calibration = _intake(model, data, mode, io, select_tf_ops, max_samples, workdir)
         unused = check_unused_data(calibration, recipe, mode_requested=not model_intake.is_converter(model))
-        calibration = calibration if data_is_used(recipe) else None
         evaluation = calibration_set(eval_data, max_samples, "eval data")  # read before the long conversion: fail early
         if signature_keys:
             if source.format != "savedmodel":
@@ -117,11 +116,11 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
                       memory_limit_mb: int | None = None, trust_model: bool = False,
                       settings_findings: list[Finding] | None = None) -> tuple[Report, bytes | None]:
     """One diagnosis of a model already taken in, in `workdir`: the report, and with `float_twin`
-    compare's float reference (see `diagnose_with_float_twin`). `calibration` is what the converter
-    reads (None when the settings read no data). `fix` runs its rounds through it."""
+    compare's float reference (see `diagnose_with_float_twin`). `settings_findings` are findings about
+    the settings made before (unused data). `fix` runs its rounds through it."""
     request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None,
                                "convert": convert, "trust_model": trust_model}
-    if calibration is not None:
+    if calibration is not None and recipe.calibrate:  # a converter's dataset goes along even when unused
         calibration.save(workdir / "calibration.npz")
         request["data"] = str(workdir / "calibration.npz")
     if float_twin:
@@ -129,7 +128,8 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
     run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
     if target is None and recipe.mode == "int8-strict":
         target = "int8-accelerator"
-    report = _build_report(source, recipe, calibration, run, target, evaluation, settings_findings or [])
+    checked = calibration if data_is_used(recipe) else None  # data the converter never reads is not judged
+    report = _build_report(source, recipe, checked, run, target, evaluation, settings_findings or [])
     twin = workdir / "float_twin.tflite"
     return report, twin.read_bytes() if run.response.get("float_twin") == "ok" else None
 

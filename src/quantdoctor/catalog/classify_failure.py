@@ -126,20 +126,25 @@ _NOT_CONVERTIBLE = Matcher.of("op-neither-custom-nor-flex", r"is neither a custo
 _TENSOR_LIST = Matcher.of("tensor-list-lowering", r"TensorList|Lowering tensor list ops is failed")
 
 _RULES = (
-    _Rule(Matcher.of("set-tensor-type", r"Got value of type (\w+) but expected type (\w+) for input (\d+), name: (\S+)"),
+    _Rule(Matcher.of("set-tensor-type",
+                     r"Got value of type (\w+) but expected type (\w+) for input (\d+), name: (\S+)"),
           _set_tensor_type),
     _Rule(Matcher.of("kernel-failed-to-prepare", r"([^\n]*?)Node number (\d+) \((\w+)\) failed to (?:prepare|invoke)"),
           _prepare_failed),
-    _Rule(Matcher.of("float16-with-int8-only", r"As full integer quantization has been enabled[^\n]*supported_types[^\n]*"),
+    _Rule(Matcher.of("float16-with-int8-only",
+                     r"As full integer quantization has been enabled[^\n]*supported_types[^\n]*"),
           _simple("QD203", "supported_types asks for float16 while supported_ops asks for integer-only "
                            "(TFLITE_BUILTINS_INT8) kernels.")),
-    _Rule(Matcher.of("dataset-required", r"For full integer quantization, a `representative_dataset` must be specified\.?"),
+    _Rule(Matcher.of("dataset-required",
+                     r"For full integer quantization, a `representative_dataset` must be specified\.?"),
           _simple("QD301", "Integer-only ops or integer input/output were requested without a representative "
                            "dataset.")),
-    _Rule(Matcher.of("io-types-must-be-float", r"The inference_input_type and inference_output_type must be tf.float32\.?"),
+    _Rule(Matcher.of("io-types-must-be-float",
+                     r"The inference_input_type and inference_output_type must be tf.float32\.?"),
           _simple("QD205", "Integer input/output types were requested, but the settings do not produce a fully "
                            "integer model.")),
-    _Rule(Matcher.of("unsupported-sample-value", r"You need to provide either a dictionary with input names and values"),
+    _Rule(Matcher.of("unsupported-sample-value",
+                     r"You need to provide either a dictionary with input names and values"),
           _simple("QD303", "The representative dataset yielded something other than a list, dict or "
                            "(signature_key, dict) tuple.")),
     _Rule(Matcher.of("invalid-sample-signature-key", r"Invalid signature_key provided: \"?([^\".]+)\"?"),
@@ -159,7 +164,8 @@ _RULES = (
           lambda m, c: catalog.get("QD304").finding(
               f"The calibrator expected {m.group(1)} array(s) per sample and got {m.group(2)}.",
               evidence={"converter_message": m.group(0)})),
-    _Rule(Matcher.of("resize-input", r"Attempting to resize dimension (\d+) of tensor (\d+) with value (\d+) to (\d+)[^\n]*"),
+    _Rule(Matcher.of("resize-input",
+                     r"Attempting to resize dimension (\d+) of tensor (\d+) with value (\d+) to (\d+)[^\n]*"),
           lambda m, c: catalog.get("QD306").finding(
               f"Input {m.group(2)} has size {m.group(3)} in dimension {m.group(1)}; a sample has {m.group(4)}.",
               evidence={"converter_message": m.group(0)})),

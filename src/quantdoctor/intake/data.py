@@ -132,7 +132,8 @@ class CalibrationSet:
             raise DataLoadError(f"{npz.path.name} is not a valid quantdoctor calibration file: {exc}") from exc
 
 
-def from_generator(dataset: Callable[[], Iterable[Any]] | Any, max_samples: int = DEFAULT_MAX_SAMPLES) -> CalibrationSet:
+def from_generator(dataset: Callable[[], Iterable[Any]] | Any,
+                   max_samples: int = DEFAULT_MAX_SAMPLES) -> CalibrationSet:
     """Consume a representative_dataset callable once, keeping at most `max_samples` samples.
 
     An exception raised by the generator is recorded, not raised: the samples before it are kept.
@@ -184,7 +185,8 @@ def _generator_error(exc: Exception, position: int) -> str:
     return f"{type(exc).__name__}: {exc} (at {Path(frame.filename).name}:{frame.lineno}, sample {position})"
 
 
-def from_file(path: str | Path, max_samples: int = DEFAULT_MAX_SAMPLES, what: str = "calibration data") -> CalibrationSet:
+def from_file(path: str | Path, max_samples: int = DEFAULT_MAX_SAMPLES,
+              what: str = "calibration data") -> CalibrationSet:
     """Read calibration data from `.npz` (one array per input, samples along axis 0) or `.npy`.
 
     `.npz` keys are input names, or `arr_0`, `arr_1`, ... for inputs in order (a single array feeds
@@ -207,7 +209,7 @@ def from_file(path: str | Path, max_samples: int = DEFAULT_MAX_SAMPLES, what: st
                 raise DataLoadError(f"{path.name}: array {name!r} holds {describe_dtype(header.dtype)}: data must "
                                     "be numeric arrays")
             counts[name] = header.rows
-        _check_counts(counts, str(path))
+        _check_counts(counts, str(path))  # before reading any row
         arrays = {name: npz.read(name, max_samples) for name in npz.names}
     return _stacked(arrays, counts, str(path), max_samples)
 

@@ -109,13 +109,14 @@ class Recipe:
 
     @property
     def reads_calibration_data(self) -> bool:
-        """True when the converter calls the representative dataset under these settings: an optimization
-        is enabled, and int8 (the default) or int16x8 is the target rather than float16 (TF 2.21's
-        QuantizationMode)."""
+        """False only where the converter plainly ignores a representative dataset (TF 2.21's
+        QuantizationMode): no optimization enabled, or float16 the smallest supported type, with no
+        integer ops or integer input/output asked for. Settings that ask for an integer model take
+        the data, contradictions included: those are the converter's own errors to report."""
+        if self._integer_target:
+            return True
         if not {"DEFAULT", "OPTIMIZE_FOR_SIZE", "OPTIMIZE_FOR_LATENCY"} & set(self.optimizations):
             return False
-        if "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8" in self.supported_ops:
-            return True
         return not self.supported_types or "int8" in self.supported_types
 
     @property
@@ -126,9 +127,14 @@ class Recipe:
     @property
     def needs_calibration(self) -> bool:
         """True when these settings cannot convert without a representative dataset."""
+        return (self.calibrate and self.reads_calibration_data) or self._integer_target
+
+    @property
+    def _integer_target(self) -> bool:
+        """Integer-only ops, int16x8 ops, or integer input/output asked for."""
         integer_io = {self.inference_input_type, self.inference_output_type} & {"int8", "uint8", "int16"}
         int16_ops = "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8" in self.supported_ops
-        return (self.calibrate and self.reads_calibration_data) or self.int8_only_ops or int16_ops or bool(integer_io)
+        return self.int8_only_ops or int16_ops or bool(integer_io)
 
     @property
     def wants_full_integer(self) -> bool:
