@@ -20,6 +20,7 @@ from quantdoctor.convert.crash import crash_frames, crash_stage, native_errors, 
 from quantdoctor.convert.cleanup import run_interruptible
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, check_limits, run_worker
 from quantdoctor.errors import ModelLoadError, UsageError
+from quantdoctor.fix.repairs import mark_automatic
 from quantdoctor.intake import data as data_intake
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake import options
@@ -103,22 +104,9 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
             if source.format != "savedmodel":
                 raise UsageError("signature keys apply to SavedModel directories only")
             source.signature_keys = list(signature_keys)
-        request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None,
-                                   "convert": convert, "trust_model": trust_model}
-        if calibration is not None and recipe.calibrate:  # a converter's dataset goes along even when unused
-            calibration.save(workdir / "calibration.npz")
-            request["data"] = str(workdir / "calibration.npz")
-        if float_twin:
-            request["float_twin_output"] = str(workdir / "float_twin.tflite")
-        if convert:  # after converting, the worker runs the produced model once (runtime/check)
-            request["run_check"] = {"float_model": str(workdir / "float_reference.tflite")}
-        run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
-        if target is None and recipe.mode == "int8-strict":
-            target = "int8-accelerator"
-        checked = calibration if data_is_used(recipe) else None  # data the converter never reads is not judged
-        report = _build_report(source, recipe, checked, run, target, evaluation, unused)
-        twin = workdir / "float_twin.tflite"
-        return report, twin.read_bytes() if run.response.get("float_twin") == "ok" else None
+        return diagnose_prepared(source, recipe, calibration, workdir, target=target, evaluation=evaluation,
+                                 convert=convert, float_twin=float_twin, timeout=timeout,
+                                 memory_limit_mb=memory_limit_mb, trust_model=trust_model, settings_findings=unused)
     finally:
         try:
             if keep is not None:
@@ -127,19 +115,52 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibration: CalibrationSet | None,
+                      workdir: Path, *, target: str | None = None, evaluation: CalibrationSet | None = None,
+                      convert: bool = True, float_twin: bool = False, timeout: float = DEFAULT_TIMEOUT,
+                      memory_limit_mb: int | None = None, trust_model: bool = False,
+                      settings_findings: list[Finding] | None = None) -> tuple[Report, bytes | None]:
+    """One diagnosis of a model already taken in, in `workdir`: the report, and with `float_twin`
+    compare's float reference (see `diagnose_with_float_twin`). `settings_findings` are findings about
+    the settings made before (unused data). `fix` runs its rounds through it."""
+    request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None,
+                               "convert": convert, "trust_model": trust_model}
+    if calibration is not None and recipe.calibrate:  # a converter's dataset goes along even when unused
+        calibration.save(workdir / "calibration.npz")
+        request["data"] = str(workdir / "calibration.npz")
+    if float_twin:
+        request["float_twin_output"] = str(workdir / "float_twin.tflite")
+    if convert:  # after converting, the worker runs the produced model once (runtime/check)
+        request["run_check"] = {"float_model": str(workdir / "float_reference.tflite")}
+    run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
+    if target is None and recipe.mode == "int8-strict":
+        target = "int8-accelerator"
+    checked = calibration if data_is_used(recipe) else None  # data the converter never reads is not judged
+    report = _build_report(source, recipe, checked, run, target, evaluation, settings_findings or [])
+    twin = workdir / "float_twin.tflite"
+    return report, twin.read_bytes() if run.response.get("float_twin") == "ok" else None
+
+
 def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_ops: bool,
             max_samples: int, workdir: Path) -> tuple[model_intake.ModelSource, Recipe, CalibrationSet | None]:
+    recipe, calibration = recipe_and_data(model, data, mode, io, select_tf_ops, max_samples)
+    if model_intake.is_converter(model):
+        return model_intake.from_converter(model, workdir), recipe, calibration
+    return model_source(model, workdir), recipe, calibration
+
+
+def recipe_and_data(model: Any, data: Any, mode: str | None, io: str | None, select_tf_ops: bool,
+                    max_samples: int) -> tuple[Recipe, CalibrationSet | None]:
+    """The settings (a converter's own, or those of `mode`, `io`, `select_tf_ops`) and the calibration data."""
     if model_intake.is_converter(model):
         if mode or io or select_tf_ops:
             raise UsageError("mode, io and select_tf_ops come from the converter itself: set them on the converter")
         recipe = Recipe.from_converter(model)
-        source = model_intake.from_converter(model, workdir)
         data = data if data is not None else _dataset_function(model.representative_dataset)
         recipe.calibrate = data is not None  # data given here acts as the converter's representative_dataset
     else:
         recipe = Recipe.for_mode(mode or "int8", io or "float", select_tf_ops)
-        source = _model_source(model, workdir)
-    return source, recipe, calibration_set(data, max_samples)
+    return recipe, calibration_set(data, max_samples)
 
 
 def _dataset_function(dataset: Any) -> Any:
@@ -150,7 +171,7 @@ def _dataset_function(dataset: Any) -> Any:
     return dataset.input_gen if isinstance(dataset, tf.lite.RepresentativeDataset) else dataset
 
 
-def _model_source(model: Any, workdir: Path) -> model_intake.ModelSource:
+def model_source(model: Any, workdir: Path) -> model_intake.ModelSource:
     """Models given without a converter convert as the matching `TFLiteConverter.from_*` would:
     concrete functions as `from_concrete_functions(functions)` (no trackable object: frozen)."""
     if isinstance(model, (str, Path)):
@@ -241,11 +262,12 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         outcome_findings = [_process_finding(run, layers, calibration)]
     if prediction and run.outcome not in ("ok", "error"):
         outcome_findings += prediction.findings  # no converter verdict to stand on: the prediction explains
-    findings = rank_findings(_merge_confirmed(data_findings, outcome_findings))
+    findings = mark_automatic(rank_findings(_merge_confirmed(data_findings, outcome_findings)))
     model = {"source": source.source, "format": source.format, "inputs": input_specs,
              "layers": list(layer_names), "layer_scopes": layer_names.scopes,
              "output_layers": source.output_layers or model_info.get("output_layers", []),
-             "signatures": signature_keys}
+             "signatures": signature_keys, "signature_inputs": model_info.get("signature_inputs", {}),
+             "layer_classes": {layer["name"]: layer["class"] for layer in layers}}
     preflight = None
     if prediction is not None:
         preflight = {**prediction.to_dict(), "seconds": inventory.get("seconds"),

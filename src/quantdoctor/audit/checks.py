@@ -19,7 +19,7 @@ from quantdoctor.errors import UsageError
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.report.model import Finding, Location
 
-TARGETS = ("int8-accelerator", "microcontroller")
+TARGETS = ("cpu", "gpu", "int8-accelerator", "microcontroller")  # cpu and gpu run float ops
 SIGNATURE_FIX = ("Give every signature calibration samples: yield (signature_key, {input name: array}) tuples "
                  "that cover each signature.")
 _INTEGER_TYPES = ("INT8", "UINT8", "INT16")

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from quantdoctor.compare.lane import _inputs_for, _invoke
 from quantdoctor.convert.protocol import serve, write_json
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.runtime.feed import Feeder
 
 
 def main(request: dict[str, Any]) -> int:
@@ -25,14 +25,15 @@ def main(request: dict[str, Any]) -> int:
 
     samples = CalibrationSet.load(Path(request["data"])).samples
     interpreter = Interpreter(model_path=request["model"])
-    interpreter.allocate_tensors()
+    feed = Feeder(interpreter)
     output = interpreter.get_output_details()[0]["index"]
     predictions = {}
     for number, variant in enumerate(request["variants"]):
         classes = []
         for sample in samples:
             values = {name: transformed(array, variant) for name, array in sample.values.items()}
-            _invoke(interpreter, _inputs_for(interpreter, values))
+            feed(values)
+            interpreter.invoke()
             scores = interpreter.get_tensor(output)
             classes.append(scores.reshape(-1, scores.shape[-1]).argmax(-1))
         predictions[f"variant_{number}"] = np.concatenate(classes)
