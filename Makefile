@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/compare.py
 	$(BIN)/python bench/testbed.py
 	$(BIN)/python bench/fix.py
+	$(BIN)/python bench/run_overhead.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

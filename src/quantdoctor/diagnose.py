@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from quantdoctor import catalog
+from quantdoctor import catalog, tf_private
 from quantdoctor.audit.checks import audit_findings, check_target, float_ops, summarize
 from quantdoctor.audit.quantizers import input_ranges
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
@@ -156,19 +156,11 @@ def recipe_and_data(model: Any, data: Any, mode: str | None, io: str | None, sel
         if mode or io or select_tf_ops:
             raise UsageError("mode, io and select_tf_ops come from the converter itself: set them on the converter")
         recipe = Recipe.from_converter(model)
-        data = data if data is not None else _dataset_function(model.representative_dataset)
+        data = data if data is not None else tf_private.representative_dataset_function(model.representative_dataset)
         recipe.calibrate = data is not None  # data given here acts as the converter's representative_dataset
     else:
         recipe = Recipe.for_mode(mode or "int8", io or "float", select_tf_ops)
     return recipe, calibration_set(data, max_samples)
-
-
-def _dataset_function(dataset: Any) -> Any:
-    """A converter's representative_dataset as the user's function: `convert()` wraps it in a
-    `tf.lite.RepresentativeDataset`, whose `input_gen` is that function."""
-    import tensorflow as tf
-
-    return dataset.input_gen if isinstance(dataset, tf.lite.RepresentativeDataset) else dataset
 
 
 def model_source(model: Any, workdir: Path) -> model_intake.ModelSource:
@@ -255,6 +247,7 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
                 "calibration data": calibration, "eval data": evaluation})
     elif run.outcome == "error":
         conversion["error_excerpt"] = excerpt(run.error_text)
+        conversion["exception"] = run.response.get("exception_class")  # module:qualname, what convert() raised
         outcome_findings = classify_failure(FailureContext(
             run.error_text, run.response.get("exception_type", ""), layer_names, calibration))
     elif run.outcome != "skipped":

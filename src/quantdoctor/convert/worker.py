@@ -69,7 +69,8 @@ def main(request: dict[str, Any]) -> int:
         exc = failed.__cause__
         _die_if_out_of_memory(exc)
         response.update(outcome="error", seconds=time.perf_counter() - started,
-                        exception_type=type(exc).__name__, error_message=str(exc))
+                        exception_type=type(exc).__name__, error_message=str(exc),
+                        exception_class=f"{type(exc).__module__}:{type(exc).__qualname__}")
     else:
         Path(request["output"]).write_bytes(tflite_model)
         response.update(outcome="ok", seconds=time.perf_counter() - started, model_bytes=len(tflite_model))

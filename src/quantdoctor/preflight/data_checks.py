@@ -426,11 +426,10 @@ def _bare_sample(sample: Sample, index: int) -> Finding:
 
 
 def _with_sample_count(finding: Finding, indices: list[int]) -> Finding:
+    finding.evidence["samples_affected"] = len(indices)
     finding.evidence["first_samples"] = indices[:5]
     if len(indices) > 1:
-        finding.evidence["samples_affected"] = len(indices)
         return replace(finding, message=f"{finding.message} ({len(indices)} samples affected)")
-    finding.evidence["samples_affected"] = 1
     return finding
 
 
