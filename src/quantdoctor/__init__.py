@@ -6,6 +6,8 @@
     tflite = qd.convert(converter)       # raises qd.QuantizationError with the report
     qd.audit("model.tflite", target="int8-accelerator")   # is it really fully integer?
     result = qd.fix(converter)           # repaired, converted again, verified: result.model, result.script
+    with qd.watch():                     # your own conversion and inference code, diagnosed as it runs
+        tflite = converter.convert()
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from quantdoctor.diagnose import diagnose
 from quantdoctor.errors import QuantdoctorError, QuantizationError, UsageError
 from quantdoctor.fix.run import FixResult, fix
 from quantdoctor.report.model import Finding, Report
+from quantdoctor.watch import watch
 
 __version__ = "0.1.0"
-__all__ = ["diagnose", "convert", "audit", "compare", "fix", "FixResult",
+__all__ = ["diagnose", "convert", "audit", "compare", "fix", "FixResult", "watch",
            "Report", "Finding", "QuantizationError", "QuantdoctorError", "UsageError",
            "__version__"]
 

@@ -152,6 +152,29 @@ def compare(
         _finish(report, json_path, fail_on)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                "allow_interspersed_args": False},
+             options_metavar="[OPTIONS] [--] COMMAND [ARGS]...")
+def run(
+    ctx: typer.Context,
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write each conversion's report and each "
+                                             "finding, in order, to this file."),
+    timeout: float = typer.Option(900.0, help="Seconds before a diagnosed conversion is stopped."),
+    memory_limit: Optional[int] = typer.Option(None, help="Memory limit for the converter process, in MB (>= 256)."),
+    max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Calibration samples kept per conversion."),
+) -> None:
+    """Run COMMAND (e.g. `python convert.py --epochs 3`) with its conversions and inference diagnosed.
+
+    Put quantdoctor's options before the command, or end them with --.
+
+    The command's exit code, stdout and files stay its own: quantdoctor writes to stderr and --json.
+    """
+    from quantdoctor.watch.run import run_command
+
+    run_command(list(ctx.args), json_path=json_path, timeout=timeout, memory_limit_mb=memory_limit,
+                max_samples=max_samples)
+
+
 @app.command()
 def fix(
     model: Path = typer.Argument(..., help="A .keras/.h5 file or a SavedModel directory."),

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from quantdoctor import catalog
+from quantdoctor.audit.tflite_model import VARIABLE_OPS
 from quantdoctor.catalog.locations import layer_for_location, op_paths, scope_for_path
 from quantdoctor.catalog.matcher import Matcher
 from quantdoctor.catalog.mlir import Diagnostic, op_name, parse_diagnostics
@@ -91,6 +92,11 @@ def _set_tensor_type(match: re.Match, context: FailureContext) -> Finding:
 def _prepare_failed(match: re.Match, context: FailureContext) -> Finding:
     op = match.group(3)
     custom = _UNRESOLVED_CUSTOM_OP.search(context.error_text)
+    if op in VARIABLE_OPS:
+        return catalog.get("QD406").finding(
+            f"The calibrator ran the model and its {op} (node {match.group(2)}) found no value: the weights "
+            "stayed variables that nothing initialises.",
+            location=Location(op=op), evidence={"node": int(match.group(2)), "converter_message": match.group(0)})
     if op.startswith("Flex") or custom:
         kind = "a Select TF (Flex) op" if op.startswith("Flex") else "a custom op"
         converter_message = custom.group(0) if custom and not op.startswith("Flex") else match.group(0)

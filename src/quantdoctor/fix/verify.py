@@ -101,7 +101,7 @@ def main(request_path: str) -> int:
 def _run(model_path: str, samples: list[Any]) -> dict[str, Any]:
     from ai_edge_litert.interpreter import Interpreter
 
-    from quantdoctor.compare.lane import as_input
+    from quantdoctor.runtime.feed import as_input, detailed_input
 
     interpreter = Interpreter(model_path=model_path)
     signatures = list(interpreter.get_signature_list())
@@ -117,7 +117,8 @@ def _run(model_path: str, samples: list[Any]) -> dict[str, Any]:
             details = runner.get_input_details()
             values = sample.values if sample is not None else {}
             arrays = list(values.values())
-            feed = {name: as_input(detail, values.get(name, arrays[i] if i < len(arrays) else _zeros(detail)))
+            feed = {name: as_input(detailed_input(name, detail),
+                                   values.get(name, arrays[i] if i < len(arrays) else _zeros(detail)))
                     for i, (name, detail) in enumerate(details.items())}
             results = runner(**feed)
             outputs.update({f"{key}/{name}": value for name, value in results.items()})

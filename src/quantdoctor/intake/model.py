@@ -267,6 +267,10 @@ def from_converter(converter: Any, workdir: Path) -> ModelSource:
     functions = tf_private.converter_functions(converter)
     if keras_model is not None:
         source = from_keras_model(keras_model, workdir, like=converter)
+    elif functions and getattr(converter, "saved_model_dir", None):
+        raise UsageError("this converter has already run convert(): TensorFlow then swapped its trackable object for "
+                         "a reloaded copy, which does not convert the same way. Pass a converter that has not "
+                         "converted yet: build it again with TFLiteConverter.from_concrete_functions")
     elif functions:
         source = from_concrete_functions(functions, tf_private.converter_trackable(converter), workdir, like=converter)
     elif getattr(converter, "saved_model_dir", None):
@@ -274,7 +278,8 @@ def from_converter(converter: Any, workdir: Path) -> ModelSource:
         source.signature_keys = tf_private.converter_signature_keys(converter) or None
     else:
         raise ModelLoadError(f"cannot tell which model {type(converter).__name__} converts; "
-                             "build it with TFLiteConverter.from_keras_model, from_saved_model or from_concrete_functions")
+                             "build it with TFLiteConverter.from_keras_model, from_saved_model or "
+                             "from_concrete_functions")
     source.format = "converter"
     return source
 
