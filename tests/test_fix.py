@@ -9,8 +9,6 @@ import tensorflow as tf
 
 import quantdoctor as qd
 from helpers import assert_finding
-from quantdoctor.fix.repairs import Bench, keep_failing_op_float
-from quantdoctor.report.model import Finding, Fix, Location
 from models import (Float64Scale, Projection, dataset_from, image_model, int8_converter, lambda_layer, lstm_model,
                     smooth_images, two_input_model, vectors, with_layer)
 
@@ -147,19 +145,16 @@ def test_16x8_switches_to_int8_where_an_op_has_no_16x8_kernel(cumsum_model):
     assert codes(result) == ["QD325"] and result.verified and result.after.settings["mode"] == "int8"
 
 
-def test_a_model_litert_cannot_run_is_not_returned_and_the_runtime_hook_switches_16x8_to_int8():
-    """SQUARED_DIFFERENCE converts in 16x8, and its int16 kernel refuses to run."""
+def test_a_16x8_kernel_litert_refuses_at_run_time_is_repaired_by_quantizing_to_int8():
+    """SQUARED_DIFFERENCE converts in 16x8, and LiteRT's int16 kernel refuses to run it (QD112)."""
     model = with_layer(lambda_layer(lambda x: tf.math.squared_difference(x, 1.0), "my_sqdiff"))
     result = qd.fix(model, vectors(120), mode="int16x8")
-    assert result.verification.audit and result.verification.runs is False and result.model is None
-    assert "Node number 2 (SQUARED_DIFFERENCE) failed to invoke" in result.verification.details[0]
-    assert result.blocked[0].code == "verify"
-    failure = Finding("QD1xx", "unsupported_op", "error", "runtime failure", "fails in LiteRT", Fix("keep it float"),
-                      Location(op="SQUARED_DIFFERENCE"))
-    bench = Bench(result.plan, result.after, result.calibration, keras=True)
-    repair = keep_failing_op_float(failure, bench)
-    assert repair.change == "16x8 quantization switched to int8: SQUARED_DIFFERENCE has no working 16x8 kernel"
-    assert result.plan.recipe.mode == "int8"
+    failure = result.before.root_cause
+    assert failure.code == "QD112" and failure.location.op == "SQUARED_DIFFERENCE"
+    assert result.before.tflite_model is not None  # it converted: only running it shows the problem
+    assert codes(result) == ["QD112"]
+    assert result.applied[0].change == "16x8 quantization switched to int8: SQUARED_DIFFERENCE has no working 16x8 kernel"
+    assert result.verified and result.verification.runs and result.after.settings["mode"] == "int8"
 
 
 def test_lstm_with_a_dynamic_batch_is_unrolled_for_int8():

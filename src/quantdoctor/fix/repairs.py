@@ -380,9 +380,8 @@ def int16x8_to_int8(finding: Finding, bench: Bench) -> Repair | None:
 
 
 def keep_failing_op_float(finding: Finding, bench: Bench) -> Repair | Blocked | None:
-    """An op whose quantized kernel fails when LiteRT runs the model. The runtime checks' finding
-    (location.op: the TFLite op) registers it with one entry, `REPAIRS[code] = keep_failing_op_float`.
-    In 16x8 the model quantizes to int8 instead; keeping one op float in an int8 model needs the
+    """QD112: an op whose quantized kernel fails when LiteRT runs the model (location.op: the TFLite
+    op). In 16x8 the model quantizes to int8 instead; keeping one op float in an int8 model needs the
     selective quantizer, so fix says how."""
     if _INT16X8 in bench.plan.recipe.supported_ops:
         return int16x8_to_int8(finding, bench)
@@ -481,6 +480,7 @@ REPAIRS: dict[str, RepairFunction] = {
     "QD105": allow_float_fallback,
     "QD108": unroll_recurrence,
     "QD109": drop_calibration,
+    "QD112": keep_failing_op_float,
     "QD201": cast_samples,
     "QD203": resolve_float16_with_int8,
     "QD204": cast_samples,

@@ -84,7 +84,7 @@ def run_rounds(origin: ModelOrigin, plan: Plan, data: CalibrationSet | None, wor
             break
         applied += repairs
     if not blocked:
-        blocked = [Blocked("verify", "; ".join(verification.details), _UNVERIFIED)]
+        blocked = [Blocked("verify", "The converted model did not pass verification (see above).", _UNVERIFIED)]
     return Rounds(before, report, plan, calibration, verification, applied, blocked, conversions)
 
 

@@ -63,7 +63,7 @@ def check_runs(tflite_model: bytes, calibration: CalibrationSet | None, flex_ops
     if flex_ops:
         verification.runs = False
         verification.details.append(
-            f"LiteRT cannot run it here: {', '.join(flex_ops)} need the Flex delegate, which the LiteRT Python "
+            f"LiteRT cannot run it here: {', '.join(flex_ops)} needs the Flex delegate, which the LiteRT Python "
             "package does not carry; run it where your app links the Flex delegate")
         return
     (workdir / "verify.tflite").write_bytes(tflite_model)
