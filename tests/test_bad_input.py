@@ -456,7 +456,7 @@ def test_usage_errors_are_one_line(args, message):
     ({"trust_model": "yes"}, "trust_model must be True or False"),
     ({"convert": "no"}, "convert must be True or False"),
     ({"signature_keys": "serving_default"}, "signature_keys must be a list of strings"),
-    ({"target": "gpu"}, "unknown target 'gpu'"),
+    ({"target": "npu"}, "unknown target 'npu'"),
 ])
 def test_diagnose_refuses_bad_options_before_any_work(user_files, options, message, monkeypatch):
     monkeypatch.setattr(importlib.import_module("quantdoctor.diagnose"), "run_worker",
@@ -516,8 +516,10 @@ def test_data_for_settings_that_never_calibrate_is_said_to_be_unused():
 def test_microcontroller_target_on_a_float_model_says_the_model_is_float():
     float_model = tf.lite.TFLiteConverter.from_keras_model(with_layer(keras.layers.ReLU(name="relu"))).convert()
     report = qd.audit(float_model, target="microcontroller")
-    finding = only(report, "QD111")
-    assert finding.message.startswith("The model is float: LiteRT for Microcontrollers runs integer models")
+    finding = only(report, "QD209")
+    assert finding.message.startswith("The model is not integer at all (float): LiteRT for Microcontrollers runs "
+                                      "integer models")
+    assert "QD111" not in [f.code for f in report.findings]
     assert "FULLY_CONNECTED" not in finding.message and "TFLITE_BUILTINS_INT8" in finding.fix.code
     assert str(report).splitlines()[0] == "FAILED  <bytes>  model: float"
 

@@ -107,7 +107,8 @@ def serving_function(model: Any) -> Any:
     """The model's serving tf.function: a tf.Module's own, a Keras model called for inference."""
     if isinstance(model, tf.Module) and not hasattr(model, "layers"):
         return model.__call__
-    return tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec((None, FEATURES), tf.float32)])
+    return tf.function(lambda x: model(x, training=False),
+                       input_signature=[tf.TensorSpec((None, FEATURES), tf.float32)])
 
 
 def save(model: Any, path: Path) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from quantdoctor import catalog
 from quantdoctor.audit.islands import BOUNDARY_OPS, float_islands, integer_partitions, needs_cpu
 from quantdoctor.audit.merges import CrushedInput, crushed_merge_inputs
+from quantdoctor.audit.quantizers import fake_quant_round_trips
 from quantdoctor.audit.tflite_model import OpInfo, TFLiteModel
 from quantdoctor.catalog.accuracy import keep_float_code
 from quantdoctor.catalog.locations import layers_in_tensor_name
@@ -18,7 +19,7 @@ from quantdoctor.errors import UsageError
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.report.model import Finding, Location
 
-TARGETS = ("int8-accelerator", "microcontroller")
+TARGETS = ("cpu", "gpu", "int8-accelerator", "microcontroller")  # cpu and gpu run float ops
 SIGNATURE_FIX = ("Give every signature calibration samples: yield (signature_key, {input name: array}) tuples "
                  "that cover each signature.")
 _INTEGER_TYPES = ("INT8", "UINT8", "INT16")
@@ -93,9 +94,11 @@ def audit_findings(model: TFLiteModel, layer_names: list[str], recipe: Recipe | 
     findings = _io_type_findings(model, recipe) if recipe else []
     findings += _variable_findings(model)
     meant_integer = recipe.wants_full_integer if recipe else _partly_quantized(model)
+    strict = target == "int8-accelerator" or bool(recipe and recipe.int8_only_ops)
     if meant_integer or target == "int8-accelerator":
-        strict = target == "int8-accelerator" or bool(recipe and recipe.int8_only_ops)
         findings += _float_op_findings(model, layer_names, "error" if strict else "warning")
+    if not (recipe and recipe.qat_model and not recipe.optimizing):  # then QD411 names the cause
+        findings += _fake_quant_findings(model, layer_names, "error" if strict else "warning")
     flex = sorted({op.name for op in model.all_ops if op.is_flex})
     if flex:
         findings.append(catalog.get("QD106").finding(
@@ -115,6 +118,22 @@ def audit_findings(model: TFLiteModel, layer_names: list[str], recipe: Recipe | 
         findings += _accelerator_findings(model, layer_names)
     if target == "microcontroller":
         findings += _microcontroller_findings(model)
+    return findings
+
+
+def _fake_quant_findings(model: TFLiteModel, layer_names: list[str], severity: str) -> list[Finding]:
+    findings = []
+    for quantize, dequantize in fake_quant_round_trips(model):
+        layer = op_layer(quantize, layer_names)
+        where = f"layer '{layer}'" if layer else f"op #{quantize.index}"
+        findings.append(catalog.get("QD410").finding(
+            f"At {where}, QUANTIZE (op #{quantize.index}) and DEQUANTIZE (op #{dequantize.index}) quantize a float "
+            "tensor and turn it straight back into float: a FakeQuant of the training was kept instead of being "
+            "folded into an integer op.",
+            location=Location(layer=layer, op="QUANTIZE", tensor=quantize.outputs[0].name),
+            evidence={"quantize_op": quantize.index, "dequantize_op": dequantize.index,
+                      "scale": quantize.outputs[0].scale, "zero_point": quantize.outputs[0].zero_point},
+            severity=severity))
     return findings
 
 
@@ -269,19 +288,59 @@ def _accelerator_findings(model: TFLiteModel, layer_names: list[str]) -> list[Fi
 
 
 def _microcontroller_findings(model: TFLiteModel) -> list[Finding]:
-    if float_ops(model) and not _partly_quantized(model):  # the ops are fine: the model is not integer at all
-        kind = model_kind(model)
-        return [catalog.get("QD111").finding(
-            f"The model is {kind}: LiteRT for Microcontrollers runs integer models, and this one computes in "
-            "float.", evidence={"ops": [], "model_kind": kind},
-            fix="Convert with full integer quantization (int8 ops and int8 input/output).",
-            fix_code=_FULL_INTEGER_CODE)]
-    missing = sorted({op.name for op in model.all_ops if not microcontroller_runs(op)})
-    if not missing:
-        return []
-    return [catalog.get("QD111").finding(
-        f"LiteRT for Microcontrollers has no INT8 kernel for: {', '.join(missing)}.",
-        evidence={"ops": missing})]
+    findings = _uint8_io_findings(model)
+    integer = _partly_quantized(model)
+    if float_ops(model) and not integer:  # the ops are fine: the model is not integer at all
+        findings.append(_not_integer_finding(model))
+    int8_ops, _ = _tflm_table()
+    # In a float model, ops that have an INT8 kernel are not the problem: the missing integer activations are.
+    missing = sorted({op.name for op in model.all_ops if not microcontroller_runs(op)
+                      and (integer or op.name not in int8_ops or op.is_flex or op.is_custom)})
+    if missing:
+        findings.append(catalog.get("QD111").finding(
+            f"LiteRT for Microcontrollers has no INT8 kernel for: {', '.join(missing)}.", evidence={"ops": missing}))
+    return findings
+
+
+def _not_integer_finding(model: TFLiteModel) -> Finding:
+    """QD209, in terms of what the model is: float16 weights, dynamic range, or plain float."""
+    kind = model_kind(model)
+    compute = sorted({op.name for op in float_ops(model)})
+    float16 = [op for op in model.all_ops if op.name == "DEQUANTIZE" and op.inputs and op.inputs[0].dtype == "FLOAT16"]
+    if float16:
+        detail = (f"Its float16 weights are dequantized to float32 ({len(float16)} DEQUANTIZE op(s)) in front of "
+                  f"{len(compute)} float op type(s), and LiteRT for Microcontrollers cannot dequantize float16: its "
+                  "DEQUANTIZE takes int8 and int16 only")
+    elif "dynamic range" in kind:
+        detail = "Its int8 weights feed float activations (hybrid kernels), which LiteRT for Microcontrollers lacks"
+    else:
+        detail = "It was not quantized: every op computes in float32"
+    return catalog.get("QD209").finding(
+        f"The model is not integer at all ({kind}): LiteRT for Microcontrollers runs integer models. {detail}. "
+        "The ops are not missing INT8 kernels: the settings never asked for integer activations.",
+        evidence={"model_kind": kind, "float_ops": compute, "float16_dequantize_ops": len(float16)},
+        fix_code=_FULL_INTEGER_CODE)
+
+
+def _uint8_io_findings(model: TFLiteModel) -> list[Finding]:
+    """QD210 for each uint8 input or output; an error when an op other than QUANTIZE touches it."""
+    findings = []
+    for role, tensors in (("input", model.inputs), ("output", model.outputs)):
+        for tensor in tensors:
+            if tensor.dtype != "UINT8":
+                continue
+            touching = sorted({op.name for op in model.all_ops if tensor.index in
+                               {t.index for t in (op.inputs if role == "input" else op.outputs)}})
+            others = [name for name in touching if name != "QUANTIZE"]
+            edge = (f"{', '.join(others)} take(s) it directly, and no LiteRT for Microcontrollers kernel but "
+                    "QUANTIZE accepts uint8" if others else
+                    "only a QUANTIZE requantizes it, which LiteRT for Microcontrollers releases before mid-2022 "
+                    "refuse for uint8")
+            findings.append(catalog.get("QD210").finding(
+                f"Model {role} '{tensor.name}' is uint8: {edge}.",
+                location=Location(tensor=tensor.name), severity="error" if others else None,
+                evidence={"role": role, "boundary_ops": touching}))
+    return findings
 
 
 def _island_dict(island: Any, layer_names: list[str]) -> dict[str, Any]:

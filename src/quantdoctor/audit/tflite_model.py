@@ -7,10 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.paths import input_kind
 
 FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16")
+SMALL_CONSTANT = 64
 VARIABLE_OPS = ("VAR_HANDLE", "READ_VARIABLE")  # resource variables: their values come from an ASSIGN_VARIABLE
 
 
@@ -26,6 +29,8 @@ class TensorInfo:
     zero_point: int | None = None
     is_constant: bool = False
     shape_signature: tuple[int, ...] | None = None  # -1 where the size is free; None: as `shape`
+    # The values of a small float32 constant (at most SMALL_CONSTANT elements): scales, offsets, means.
+    values: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype.lower(), "shape": list(self.shape),
@@ -234,5 +239,10 @@ def _tensor(index: int, tensor: Any, buffers: list[Any], type_names: dict[int, s
     signature = None
     if tensor.shapeSignature is not None and len(tensor.shapeSignature):
         signature = tuple(int(d) for d in tensor.shapeSignature)
-    return TensorInfo(index, _text(tensor.name), type_names.get(tensor.type, str(tensor.type)), shape, scale,
-                      zero_point, constant, signature)
+    dtype = type_names.get(tensor.type, str(tensor.type))
+    values = None
+    if constant and dtype == "FLOAT32" and buffer.data is not None and 0 < len(buffer.data) <= 4 * SMALL_CONSTANT \
+            and len(buffer.data) % 4 == 0:
+        values = tuple(float(v) for v in np.frombuffer(bytes(buffer.data), dtype="<f4"))
+    return TensorInfo(index, _text(tensor.name), dtype, shape, scale, zero_point, constant,
+                      shape_signature=signature, values=values)

@@ -107,4 +107,27 @@ CHECKS = (
         fix="Compare the model layer by layer (`quantdoctor compare`) to find where the signal is lost, then "
             "recalibrate on representative data or keep that layer in float.",
     ),
+    Check(
+        code="QD510", name="float-model-wrong-on-eval-data", severity="error", precedence=6,
+        title="The float model is already wrong on the eval data: quantization is not the problem",
+        detects="On the eval data, the float model and the quantized model both score at chance on the labels, "
+                "or both predict one class for every input.",
+        why="The quantized model cannot be better than its float reference. When the float model fails too, "
+            "the eval data does not match what the model was trained on: look at the preprocessing, not at "
+            "quantization.",
+        example="eval_data = raw_images            # the model was trained on raw_images / 255.0",
+        fix="Preprocess the eval data exactly as the training data (the check for the classic mistakes is "
+            "reported with it), then compare again.",
+    ),
+    Check(
+        code="QD511", name="preprocessing-mismatch", severity="error", precedence=5,
+        title="The eval data is preprocessed differently from what the model expects",
+        detects="When the float model fails on the eval data, quantdoctor runs it again on the data with one "
+                "classic preprocessing mistake undone: channels reversed (RGB/BGR), values scaled by 255 or "
+                "1/255, or the model's own normalisation (Rescaling, Normalization, Sub/Div by constants at its "
+                "input) applied a second time. A variant that brings the float model back is the cause.",
+        why="The model is fine; the data fed to it is not the data it was trained on.",
+        example="x = (image - mean) / std       # and the model starts with its own Normalization layer",
+        fix="Feed the data as the variant that worked (shown with its accuracy), in calibration and inference.",
+    ),
 )

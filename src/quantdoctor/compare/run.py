@@ -18,6 +18,7 @@ from quantdoctor.catalog.classify_failure import first_line
 from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows
 from quantdoctor.compare.labels import check_classes, read_labels
+from quantdoctor.compare.preprocessing import float_failure_findings
 from quantdoctor.convert.protocol import read_json
 from quantdoctor.convert.cleanup import run_interruptible
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits, run_isolated
@@ -79,6 +80,23 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
         if float_report.tflite_model is None:
             raise QuantizationError(float_report)
         float_model, float_info = float_report.tflite_model, float_report.model
+    add_comparison(report, float_model, float_info, evaluation, truth=truth, metric=metric, timeout=timeout,
+                   progress=progress)
+    if html:
+        from quantdoctor.report.html import write_html
+
+        write_html(report, Path(html))
+    return report
+
+
+def add_comparison(report: Report, float_model: bytes, float_info: dict[str, Any], evaluation: Any, *,
+                   truth: Any = None, metric: Callable[[Any, np.ndarray], float] | None = None,
+                   timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None) -> None:
+    """Run `report`'s quantized model and `float_model` side by side on `evaluation` (a CalibrationSet):
+    the report gains its `comparison` and the QD5xx findings. `float_info` is the float model's report
+    `model` object (its layer names); `truth` the labels as `read_labels` read them."""
+    produced = read_tflite(report.tflite_model)
+    evaluation = _eval_rows(evaluation, produced)  # the rows the models run on (already so when compare calls)
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-compare-"))
     try:
         response, outputs, seconds = _run_compare(float_model, report.tflite_model, evaluation, workdir, timeout,
@@ -96,12 +114,8 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
                          "layers": rows, "histograms": _histograms(response, rows)}
     findings = comparison_findings(rows, response["outputs"], response["tensors"], response["ops"])
     findings += _integer_input_findings(report, evaluation)
+    findings += float_failure_findings(outputs, truth.classes if truth else None, float_model, evaluation, timeout)
     report.findings = rank_findings(_unconfirmed_static(report.findings, findings) + findings)
-    if html:
-        from quantdoctor.report.html import write_html
-
-        write_html(report, Path(html))
-    return report
 
 
 def _batches_split(evaluation: CalibrationSet) -> CalibrationSet:

@@ -69,7 +69,8 @@ def main(request: dict[str, Any]) -> int:
         exc = failed.__cause__
         _die_if_out_of_memory(exc)
         response.update(outcome="error", seconds=time.perf_counter() - started,
-                        exception_type=type(exc).__name__, error_message=str(exc))
+                        exception_type=type(exc).__name__, error_message=str(exc),
+                        exception_class=f"{type(exc).__module__}:{type(exc).__qualname__}")
     else:
         Path(request["output"]).write_bytes(tflite_model)
         response.update(outcome="ok", seconds=time.perf_counter() - started, model_bytes=len(tflite_model))
@@ -143,7 +144,8 @@ def _load(tf: Any, model: dict[str, Any], trust_model: bool) -> Any:
     if model["loader"] == "keras_file":
         import keras
 
-        return keras.saving.load_model(model["path"], compile=False, safe_mode=not trust_model)
+        loaded = keras.saving.load_model(model["path"], compile=False, safe_mode=not trust_model)
+        return _edited(loaded, model.get("edits"))
     if model["loader"] == "frozen_graph":
         return _import_frozen_graph(tf, model)
     return tf.saved_model.load(model["path"])
@@ -188,7 +190,9 @@ def _describe_saved_model(tf: Any, model: dict[str, Any], loaded: Any) -> tuple[
     def make_converter() -> Any:
         return tf.lite.TFLiteConverter.from_saved_model(model["path"], signature_keys=signature_keys)
 
-    info: dict[str, Any] = {"inputs": [], "layers": [], "signature_keys": list(loaded.signatures.keys())}
+    info: dict[str, Any] = {"inputs": [], "layers": [], "signature_keys": list(loaded.signatures.keys()),
+                            "signature_inputs": {key: _signature_specs(function)
+                                                 for key, function in loaded.signatures.items()}}
     try:
         first = make_converter()
     except Exception:
@@ -199,10 +203,24 @@ def _describe_saved_model(tf: Any, model: dict[str, Any], loaded: Any) -> tuple[
     function = None
     if len(keys) == 1 and keys[0] in loaded.signatures:
         function = loaded.signatures[keys[0]]
-        _, kwargs = function.structured_input_signature
-        info["inputs"] = [_spec(name, spec.shape, spec.dtype) for name, spec in kwargs.items()]
+        info["inputs"] = _signature_specs(function)
     pending = [first] if first is not None else []
     return (lambda: pending.pop() if pending else make_converter()), info, function
+
+
+def _edited(keras_model: Any, edits: list[dict[str, Any]] | None) -> Any:
+    """fix's model steps applied to the loaded copy (the user's file is never written)."""
+    if not edits:
+        return keras_model
+    from quantdoctor.fix.plan import edit_model
+
+    return edit_model(keras_model, edits)
+
+
+def _signature_specs(function: Any) -> list[dict[str, Any]]:
+    """The inputs of a signature function, by name."""
+    _, kwargs = function.structured_input_signature
+    return [_spec(name, spec.shape, spec.dtype) for name, spec in kwargs.items()]
 
 
 def _import_frozen_graph(tf: Any, model: dict[str, Any]) -> Any:

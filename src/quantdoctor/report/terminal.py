@@ -47,6 +47,12 @@ def report_lines(report: Report) -> list[Text]:
     return lines
 
 
+def render_finding(finding: Finding, console: Console, with_fix_code: bool = True) -> None:
+    """Print one finding on its own: code, title, message, fix (and the fix's code), each line whole."""
+    for line in _finding(finding, with_fix_code):
+        console.print(line, soft_wrap=True)
+
+
 def render_plain(report: Report) -> str:
     """The terminal report as plain text (what `str(report)` returns)."""
     return "\n".join(line.plain.rstrip() for line in report_lines(report)).rstrip()

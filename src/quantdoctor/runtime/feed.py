@@ -58,13 +58,14 @@ def input_name(tensor_name: str, signature_keys: list[str]) -> str:
 def interpreter_inputs(interpreter: Any) -> list[ModelInput]:
     """The inputs of a LiteRT interpreter's main subgraph."""
     keys = list(interpreter.get_signature_list())
-    inputs = []
-    for detail in interpreter.get_input_details():
-        scale, zero_point = detail["quantization"]
-        inputs.append(ModelInput(input_name(detail["name"], keys), int(detail["index"]),
-                                 tuple(int(d) for d in detail["shape_signature"]), np.dtype(detail["dtype"]).name,
-                                 float(scale) or None, int(zero_point)))
-    return inputs
+    return [detailed_input(input_name(detail["name"], keys), detail) for detail in interpreter.get_input_details()]
+
+
+def detailed_input(name: str, detail: dict[str, Any]) -> ModelInput:
+    """The input an interpreter's (or a signature runner's) input detail describes, named `name`."""
+    scale, zero_point = detail["quantization"]
+    return ModelInput(name, int(detail["index"]), tuple(int(d) for d in detail["shape_signature"]),
+                      np.dtype(detail["dtype"]).name, float(scale) or None, int(zero_point))
 
 
 def tflite_inputs(model: TFLiteModel) -> list[ModelInput]:
