@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Every test converts for real; the conversion cache's own tests turn it on in a temporary directory.
+os.environ["QUANTDOCTOR_NO_CACHE"] = "1"
 
 import numpy as np
 import pytest

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,9 @@ from quantdoctor import catalog
 from quantdoctor.audit.checks import audit_findings, check_target, summarize
 from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.catalog.classify_failure import FailureContext, classify_failure, excerpt
+from quantdoctor.convert import cache as conversion_cache
 from quantdoctor.convert.crash import crash_frames, crash_stage, native_errors, out_of_memory
+from quantdoctor.convert.protocol import read_json
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, run_worker
 from quantdoctor.errors import ModelLoadError, UsageError
 from quantdoctor.intake import data as data_intake
@@ -60,14 +62,45 @@ def diagnose_with_float_twin(model: Any, data: Any = None, *, mode: str | None =
     the float model the converter handed its quantizer, or, for settings that do not calibrate, the
     model converted again without quantization (TensorFlow starts and the model loads once). The
     float model is None when that second conversion failed."""
-    return _diagnose(model, data, mode=mode, io=io, max_samples=max_samples, timeout=timeout, float_twin=True)
+    report, artifacts = _diagnose(model, data, mode=mode, io=io, max_samples=max_samples, timeout=timeout,
+                                  float_twin=True)
+    return report, artifacts.float_twin
+
+
+def diagnose_with_calibration(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
+                              max_samples: int = DEFAULT_MAX_SAMPLES,
+                              timeout: float = DEFAULT_TIMEOUT) -> tuple[Report, ConversionArtifacts]:
+    """`diagnose`, and from the same calibrating conversion (or the conversion cache): compare's float
+    reference, the calibrated float model and the quantizer's arguments, from which accuracy budgets
+    make their variants without calibrating again."""
+    return _diagnose(model, data, mode=mode, io=io, max_samples=max_samples, timeout=timeout, float_twin=True,
+                     keep_calibration=True)
+
+
+@dataclass
+class ConversionArtifacts:
+    """What a conversion leaves besides the report: compare's float reference, and for calibrating
+    settings the calibrated float model and the quantizer's arguments (JSON)."""
+
+    float_twin: bytes | None = None
+    calibrated: bytes | None = None
+    quantizer: dict[str, Any] | None = None
+
+    @classmethod
+    def read(cls, directory: Path, twin_written: bool) -> ConversionArtifacts:
+        """The artifacts a worker (or a cache entry) left in `directory`."""
+        twin, calibrated = directory / conversion_cache.FLOAT_TWIN, directory / conversion_cache.CALIBRATED
+        quantizer = directory / conversion_cache.QUANTIZER
+        return cls(float_twin=twin.read_bytes() if twin_written and twin.is_file() else None,
+                   calibrated=calibrated.read_bytes() if calibrated.is_file() else None,
+                   quantizer=read_json(quantizer) if quantizer.is_file() else None)
 
 
 def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_samples: int, timeout: float,
               select_tf_ops: bool = False, signature_keys: list[str] | None = None,
               memory_limit_mb: int | None = None, target: str | None = None, convert: bool = True,
               eval_data: Any = None, keep_workdir: str | Path | None = None,
-              float_twin: bool = False) -> tuple[Report, bytes | None]:
+              float_twin: bool = False, keep_calibration: bool = False) -> tuple[Report, ConversionArtifacts]:
     check_target(target)
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-"))
     try:
@@ -82,14 +115,32 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
         if calibration is not None and recipe.calibrate:
             calibration.save(workdir / "calibration.npz")
             request["data"] = str(workdir / "calibration.npz")
-        if float_twin:
-            request["float_twin_output"] = str(workdir / "float_twin.tflite")
-        run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
+        calibrating = convert and request["data"] is not None
+        key = None
+        if calibrating and not keep_workdir and memory_limit_mb is None:  # a limit is a question to ask anew
+            key = conversion_cache.conversion_key(source, recipe, calibration, workdir)
+        cached = conversion_cache.lookup(key) if key else None
+        if cached is not None:
+            response = cached.response
+            run = WorkerRun(outcome="ok", seconds=response.get("worker_seconds", 0.0), response=response,
+                            tflite_path=cached.path(conversion_cache.MODEL))
+            artifacts = ConversionArtifacts.read(cached.directory, twin_written=True)
+        else:
+            keep = calibrating and (keep_calibration or key is not None)
+            if float_twin or keep:  # free when calibrating: the model handed to the quantizer
+                request["float_twin_output"] = str(workdir / conversion_cache.FLOAT_TWIN)
+            if keep:
+                request["calibration_output"] = str(workdir)
+            run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
+            if key is not None and run.outcome == "ok":
+                conversion_cache.store(key, workdir, {**run.response, "worker_seconds": round(run.seconds, 3)})
+            artifacts = ConversionArtifacts.read(workdir, twin_written=run.response.get("float_twin") == "ok")
         if target is None and recipe.mode == "int8-strict":
             target = "int8-accelerator"
         report = _build_report(source, recipe, calibration if recipe.calibrate else None, run, target, evaluation)
-        twin = workdir / "float_twin.tflite"
-        return report, twin.read_bytes() if run.response.get("float_twin") == "ok" else None
+        if cached is not None:
+            report.conversion["cached"] = True
+        return report, artifacts
     finally:
         if keep_workdir:
             shutil.copytree(workdir, Path(keep_workdir), dirs_exist_ok=True)

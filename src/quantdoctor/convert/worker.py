@@ -7,8 +7,10 @@ far it got and what the model looks like.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,7 +54,8 @@ def main(request_path: str) -> int:
             converter.representative_dataset = _replay(Path(request["data"]))
             if twin:
                 _keep_model_before_quantization(converter, twin)
-        tflite_model = converter.convert()
+        with _kept_calibration(request.get("calibration_output")):
+            tflite_model = converter.convert()
     except Exception as exc:
         response.update(outcome="error", seconds=time.perf_counter() - started,
                         exception_type=type(exc).__name__, error_message=str(exc))
@@ -81,6 +84,23 @@ def _keep_model_before_quantization(converter: Any, output: Path) -> None:
         return optimize(model, *args, **kwargs)
 
     converter._optimize_tflite_model = keep_then_optimize
+
+
+@contextlib.contextmanager
+def _kept_calibration(directory: str | None) -> Iterator[None]:
+    """Within the block, keep what the quantizer is handed in `directory` (when given): the calibrated
+    float model (`calibrated.tflite`) and the quantizer's arguments (`quantizer.json`), from which
+    accuracy budgets make their variants without calibrating again."""
+    if not directory:
+        yield
+        return
+    from quantdoctor.tf_private import capture_quantizer_calls
+
+    with capture_quantizer_calls() as calls:
+        yield
+    if calls:
+        Path(directory, "calibrated.tflite").write_bytes(calls[-1].calibrated)
+        write_json(Path(directory, "quantizer.json"), calls[-1].arguments)
 
 
 def _convert_float_twin(make_converter: Callable[[], Any], output: Path) -> str:
