@@ -5,6 +5,8 @@
     print(report)                        # root cause first
     tflite = qd.convert(converter)       # raises qd.QuantizationError with the report
     qd.audit("model.tflite", target="int8-accelerator")   # is it really fully integer?
+    result = qd.fix_accuracy(model, calib, eval_data=x_val, labels=y_val, max_drop=0.01)
+    result.kept_float                    # the fewest ops kept in float that meet the budget
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 from typing import Any
 
 from quantdoctor.audit.report import audit
+from quantdoctor.budget.run import BudgetResult, fix_accuracy
 from quantdoctor.compare.run import compare
 from quantdoctor.diagnose import diagnose
 from quantdoctor.errors import QuantdoctorError, QuantizationError, UsageError
 from quantdoctor.report.model import Finding, Report
 
 __version__ = "0.1.0"
-__all__ = ["diagnose", "convert", "audit", "compare", "Report", "Finding", "QuantizationError", "QuantdoctorError", "UsageError",
+__all__ = ["diagnose", "convert", "audit", "compare", "fix_accuracy", "BudgetResult", "Report", "Finding", "QuantizationError", "QuantdoctorError", "UsageError",
            "__version__"]
 
 

@@ -85,15 +85,16 @@ class ConversionArtifacts:
     float_twin: bytes | None = None
     calibrated: bytes | None = None
     quantizer: dict[str, Any] | None = None
+    calibration: CalibrationSet | None = None  # the samples the converter calibrated on
 
     @classmethod
-    def read(cls, directory: Path, twin_written: bool) -> ConversionArtifacts:
+    def read(cls, directory: Path, twin_written: bool, calibration: CalibrationSet | None) -> ConversionArtifacts:
         """The artifacts a worker (or a cache entry) left in `directory`."""
         twin, calibrated = directory / conversion_cache.FLOAT_TWIN, directory / conversion_cache.CALIBRATED
         quantizer = directory / conversion_cache.QUANTIZER
         return cls(float_twin=twin.read_bytes() if twin_written and twin.is_file() else None,
                    calibrated=calibrated.read_bytes() if calibrated.is_file() else None,
-                   quantizer=read_json(quantizer) if quantizer.is_file() else None)
+                   quantizer=read_json(quantizer) if quantizer.is_file() else None, calibration=calibration)
 
 
 def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_samples: int, timeout: float,
@@ -124,7 +125,7 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
             response = cached.response
             run = WorkerRun(outcome="ok", seconds=response.get("worker_seconds", 0.0), response=response,
                             tflite_path=cached.path(conversion_cache.MODEL))
-            artifacts = ConversionArtifacts.read(cached.directory, twin_written=True)
+            artifacts = ConversionArtifacts.read(cached.directory, twin_written=True, calibration=calibration)
         else:
             keep = calibrating and (keep_calibration or key is not None)
             if float_twin or keep:  # free when calibrating: the model handed to the quantizer
@@ -134,7 +135,8 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
             run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
             if key is not None and run.outcome == "ok":
                 conversion_cache.store(key, workdir, {**run.response, "worker_seconds": round(run.seconds, 3)})
-            artifacts = ConversionArtifacts.read(workdir, twin_written=run.response.get("float_twin") == "ok")
+            artifacts = ConversionArtifacts.read(workdir, twin_written=run.response.get("float_twin") == "ok",
+                                                 calibration=calibration if recipe.calibrate else None)
         if target is None and recipe.mode == "int8-strict":
             target = "int8-accelerator"
         report = _build_report(source, recipe, calibration if recipe.calibrate else None, run, target, evaluation)

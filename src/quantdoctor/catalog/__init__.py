@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from quantdoctor.catalog import accuracy, calibration, dtype_mismatch, environment, metadata, unsupported_op
+from quantdoctor.catalog import (accuracy, accuracy_budget, calibration, dtype_mismatch, environment, metadata,
+                                 unsupported_op)
 from quantdoctor.catalog.check import Check
 from quantdoctor.errors import UsageError
 
 CHECKS: dict[str, Check] = {
     check.code: check
-    for module in (unsupported_op, dtype_mismatch, calibration, metadata, accuracy, environment)
+    for module in (unsupported_op, dtype_mismatch, calibration, metadata, accuracy, accuracy_budget, environment)
     for check in module.CHECKS
 }
 

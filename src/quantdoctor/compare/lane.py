@@ -45,7 +45,7 @@ class Lane:
         float_outputs = [d["index"] for d in self.float_model.get_output_details()]
         quant_outputs = [d["index"] for d in self.quant_model.get_output_details()]
         for sample in samples:
-            arrays = _inputs_for(self.float_model, sample.values)
+            arrays = inputs_for(self.float_model, sample.values)
             _invoke(self.float_model, arrays)
             _invoke(self.quant_model, arrays)
             # Read in place; no view may outlive this loop: the interpreter refuses to run while one is alive.
@@ -71,7 +71,7 @@ def _new_stats(interpreter: Any, index: int) -> ErrorStats:
     return ErrorStats(scale=float(scale), zero_point=int(zero_point), qmin=int(info.min), qmax=int(info.max))
 
 
-def _inputs_for(interpreter: Any, values: dict[str, np.ndarray]) -> list[np.ndarray]:
+def inputs_for(interpreter: Any, values: dict[str, np.ndarray]) -> list[np.ndarray]:
     """The sample's arrays in the interpreter's input order (by name when the sample names them)."""
     details = interpreter.get_input_details()
     arrays = list(values.values())
@@ -84,11 +84,11 @@ def _inputs_for(interpreter: Any, values: dict[str, np.ndarray]) -> list[np.ndar
 
 def _invoke(interpreter: Any, arrays: list[np.ndarray]) -> None:
     for detail, array in zip(interpreter.get_input_details(), arrays):
-        interpreter.set_tensor(detail["index"], _as_input(detail, array))
+        interpreter.set_tensor(detail["index"], as_input(detail, array))
     interpreter.invoke()
 
 
-def _as_input(detail: dict[str, Any], array: np.ndarray) -> np.ndarray:
+def as_input(detail: dict[str, Any], array: np.ndarray) -> np.ndarray:
     """Float samples quantized for an integer input with its scale and zero point; cast otherwise."""
     dtype = np.dtype(detail["dtype"])
     scale, zero_point = detail["quantization"]

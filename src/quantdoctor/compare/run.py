@@ -62,7 +62,7 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     rows = layer_rows(response, float_info.get("layers", []), float_info.get("output_layers", []))
-    truth = _labels(labels, len(evaluation))
+    truth = read_labels(labels, len(evaluation))
     report.comparison = {"samples": response["samples"], "seconds": round(seconds, 3),
                          "analysis_seconds": response["analysis_seconds"],
                          "end_to_end": end_to_end(outputs, response["outputs"], truth, metric),
@@ -107,7 +107,8 @@ def _run_compare(float_model: bytes, quant_model: bytes, evaluation: Any, workdi
         return run.response, {key: outputs[key] for key in outputs.files}, run.seconds
 
 
-def _labels(labels: Any, count: int) -> np.ndarray | None:
+def read_labels(labels: Any, count: int) -> np.ndarray | None:
+    """Class labels (a .npy path or an array) for the first `count` eval samples; None stays None."""
     if labels is None:
         return None
     values = np.load(labels) if isinstance(labels, (str, Path)) else np.asarray(labels)

@@ -100,6 +100,7 @@ class Report:
     audit: dict[str, Any] | None = None
     preflight: dict[str, Any] | None = None
     comparison: dict[str, Any] | None = None
+    budget: dict[str, Any] | None = None  # from fix-accuracy: the float fallback that meets an accuracy budget
     tflite_model: bytes | None = field(default=None, repr=False)
 
     @property
@@ -139,6 +140,7 @@ class Report:
             "audit": self.audit,
             "preflight": self.preflight,
             **({"comparison": self.comparison} if self.comparison is not None else {}),
+            **({"budget": self.budget} if self.budget is not None else {}),
         }
 
     def __str__(self) -> str:

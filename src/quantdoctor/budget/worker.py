@@ -1,0 +1,120 @@
+"""The variant worker: quantizes the calibrated model again and again and runs each variant.
+
+Run as `python -m quantdoctor.budget.worker REQUEST.json REPLY_FD`, isolated like the converter
+(LiteRT has aborted on some quantized models). TensorFlow starts once; every variant is the
+quantizer's own call replayed with a denylist (`tf_private.quantize_calibrated`, about 0.1 s), so
+nothing is calibrated again. Commands arrive as JSON lines on stdin and each gets one JSON line on
+the reply pipe (the converter prints to stdout, so stdout is left to the log):
+
+- `{"op": "float"}`: the float model's outputs on the eval samples;
+- `{"op": "variant", "id": N, "nodes": [...]}`: the model with the ops writing `nodes` in float,
+  and its outputs;
+- `{"op": "profile", "model": PATH, "samples": K}`: compare's per-tensor statistics of a variant
+  against the float model on the first K samples (`compare.worker.analyse`).
+
+Files go to the request's work directory; the reply names them. End of stdin ends the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantdoctor.compare.lane import as_input, inputs_for
+from quantdoctor.convert.protocol import read_json, write_json
+from quantdoctor.intake.data import CalibrationSet, Sample
+
+
+def main(request_path: str, reply_fd: str) -> int:
+    """Serve commands until stdin closes."""
+    request = read_json(Path(request_path))
+    workdir = Path(request["workdir"])
+    samples = CalibrationSet.load(Path(request["data"])).samples
+    calibrated = Path(request["calibrated"]).read_bytes()
+    with os.fdopen(int(reply_fd), "w", buffering=1) as reply:
+        for line in sys.stdin:
+            command = json.loads(line)
+            if command["op"] == "exit":
+                break
+            try:
+                answer = _serve(command, request, calibrated, samples, workdir)
+            except Exception as exc:  # one variant the quantizer or the interpreter refuses: say so, carry on
+                answer = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=4)}
+            reply.write(json.dumps(answer) + "\n")
+    return 0
+
+
+def _serve(command: dict[str, Any], request: dict[str, Any], calibrated: bytes, samples: list[Sample],
+           workdir: Path) -> dict[str, Any]:
+    if command["op"] == "float":
+        path = workdir / "float_outputs.npz"
+        np.savez(path, *model_outputs(Path(request["float_model"]).read_bytes(), samples))
+        return {"outputs": str(path)}
+    if command["op"] == "variant":
+        from quantdoctor.tf_private import quantize_calibrated
+
+        started = time.perf_counter()
+        model = quantize_calibrated(calibrated, request["quantizer"], command["nodes"])
+        quantized = time.perf_counter()
+        model_path, outputs_path = workdir / f"variant_{command['id']}.tflite", workdir / f"variant_{command['id']}.npz"
+        model_path.write_bytes(model)
+        np.savez(outputs_path, *model_outputs(model, samples))
+        return {"model": str(model_path), "outputs": str(outputs_path),
+                "quantize_seconds": round(quantized - started, 4),
+                "run_seconds": round(time.perf_counter() - quantized, 4)}
+    if command["op"] == "profile":
+        from quantdoctor.compare.worker import analyse
+
+        response, _ = analyse(request["float_model"], command["model"], samples[: command["samples"]])
+        path = workdir / "profile.json"
+        write_json(path, response)
+        return {"response": str(path)}
+    raise ValueError(f"unknown command {command['op']!r}")
+
+
+def model_outputs(model: bytes, samples: list[Sample]) -> list[np.ndarray]:
+    """The model's outputs on all samples (dequantized when integer), samples along axis 0.
+
+    The samples run as one batch where the model's batch dimension can be resized, one by one
+    otherwise.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_content=model,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    details = interpreter.get_input_details()
+    per_sample = [inputs_for(interpreter, sample.values) for sample in samples]
+    if all(len(d["shape_signature"]) and d["shape_signature"][0] == -1 for d in details):
+        batches = [np.concatenate([arrays[i] for arrays in per_sample]) for i in range(len(details))]
+        for detail, batch in zip(details, batches):
+            interpreter.resize_tensor_input(detail["index"], list(batch.shape))
+        interpreter.allocate_tensors()
+        return _invoke(interpreter, batches)
+    interpreter.allocate_tensors()
+    runs = [_invoke(interpreter, arrays) for arrays in per_sample]
+    return [np.concatenate([run[i] for run in runs]) for i in range(len(runs[0]))]
+
+
+def _invoke(interpreter: Any, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    for detail, array in zip(interpreter.get_input_details(), arrays):
+        interpreter.set_tensor(detail["index"], as_input(detail, array))
+    interpreter.invoke()
+    outputs = []
+    for detail in interpreter.get_output_details():
+        value = interpreter.get_tensor(detail["index"])
+        scale, zero_point = detail["quantization"]
+        if scale and np.issubdtype(value.dtype, np.integer):
+            value = (value.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+        outputs.append(value.astype(np.float32))
+    return outputs
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))
