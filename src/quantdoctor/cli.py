@@ -124,6 +124,43 @@ def compare(
     _finish(report, json_path, fail_on)
 
 
+@app.command("fix-accuracy")
+def fix_accuracy(
+    model: Path = typer.Argument(..., help="A .keras/.h5 file or a SavedModel directory."),
+    data: Path = typer.Option(..., "--data", help="Calibration data (.npz/.npy)."),
+    eval_data: Path = typer.Option(..., "--eval-data", help="Eval data (.npz/.npy): what the budget is measured on."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Class labels (.npy): judge top-1 accuracy."),
+    max_drop: Optional[float] = typer.Option(None, "--max-drop", min=0,
+                                             help="Budget: largest drop of top-1 accuracy (or agreement) vs float."),
+    min_sqnr: Optional[float] = typer.Option(None, "--min-sqnr", help="Budget: SQNR floor in dB on every output."),
+    target: Optional[str] = typer.Option(None, help="int8-accelerator: fewer integer partitions first."),
+    io: str = typer.Option("float", help="Model input/output type: float | int8 | uint8"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the chosen .tflite here."),
+    script: Optional[Path] = typer.Option(None, "--script", help="Write the standalone script that makes it again."),
+    html_path: Optional[Path] = typer.Option(None, "--html", help="Write the HTML report with the Pareto plot."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
+    max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Use at most this many samples of each data set."),
+    timeout: float = typer.Option(900.0, min=1, help="Seconds before the conversion (or one variant) is stopped."),
+    fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
+) -> None:
+    """The INT8 model with the fewest ops kept in float that meets an accuracy budget on eval data."""
+    from quantdoctor.budget.run import fix_accuracy as run_fix_accuracy
+
+    _check_fail_on(fail_on)
+    _refuse_overwrite(inputs=(model, data, eval_data, labels), outputs=(output, script, html_path, json_path))
+    with err.status("Converting, then searching the float fallback…") as status:
+        def progress(step: str, variants: int) -> None:
+            status.update(f"Searching the float fallback: {variants} variant(s) tried ({step})…")
+
+        result = run_fix_accuracy(model, data, eval_data=eval_data, labels=labels, max_drop=max_drop,
+                                  min_sqnr=min_sqnr, target=target, io=io, max_samples=max_samples, timeout=timeout,
+                                  html=html_path, script=script, output_name=str(output or "model_int8.tflite"),
+                                  progress=progress)
+    if output:
+        output.write_bytes(result.model)
+    _finish(result.report, json_path, fail_on)
+
+
 @app.command()
 def explain(code: str = typer.Argument(..., help="A finding code such as QD201.")) -> None:
     """Print the documentation of one finding code."""

@@ -42,6 +42,8 @@ def render(report: Report, console: Console) -> None:
         console.print(_audit_section(report.audit))
     if report.comparison:
         console.print(_comparison_section(report.comparison))
+    if report.budget:
+        console.print(_budget_section(report.budget))
     if not report.findings:
         console.print(Text("No problems found.", "green"))
 
@@ -94,6 +96,28 @@ def _comparison_section(comparison: dict, rows: int = 8) -> Group:
         lines.append(Text(f"  {name:<32.32} {row['op']:<18.18} {row['worst_channel_sqnr_db']:7.1f} "
                           f"{row['sqnr_db']:7.1f} {row['own_sqnr_drop_db']:7.1f} {row['clipped_fraction']:7.2%}"))
     return Group(*lines)
+
+
+def _budget_section(budget: dict) -> Group:
+    chosen = budget["chosen"]
+    verdict = ("MET", "bold green") if budget["met_budget"] else ("MISSED: best effort returned", "bold red")
+    lines = [Text.assemble(("Accuracy budget: ", "bold"), budget["objective"]["description"], "  ", verdict),
+             Text(f"  float {_number(budget['objective']['float_value'])} · full INT8 {_number(budget['int8_value'])} · "
+                  f"chosen {_number(chosen['metric'])} with {chosen['float_ops']} float op(s), "
+                  f"{chosen['integer_partitions']} integer partition(s), {chosen['model_bytes'] / 1024:.1f} kB")]
+    if budget["kept_float"]:
+        lines.append(Text("  kept in float (gain: the metric lost when it alone is quantized again):", "dim"))
+        for row in budget["kept_float"]:
+            gain = "" if row["gain"] is None else f"{row['gain']:+.4f}"
+            lines.append(Text(f"    {(row['layer'] or row['node']):<32.32} {row['op']:<18.18} {gain}"))
+    lines.append(Text(f"  {budget['evaluations']} variant(s) of {budget['candidate_ops']} candidate op(s) tried; "
+                      f"search {budget['seconds']['search']:.1f} s; Pareto front: {len(budget['pareto'])} variant(s)",
+                      "dim"))
+    return Group(*lines)
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 class _NullFile:
