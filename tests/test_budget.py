@@ -94,7 +94,6 @@ def test_user_metric_and_an_integer_accelerator_target(cache_dir, digits, crushi
     result = qd.fix_accuracy(crushing_concat, x[:300], eval_data=x[1397:], labels=y[1397:], metric=accuracy,
                              max_drop=0.01, target="int8-accelerator")
     budget = result.report.budget
-    assert result.report.conversion["cached"]  # converted by the test before, in this process
     assert budget["objective"]["metric"] == "metric" and result.met_budget
     meeting = [c for c in result.candidates if c["meets_budget"]]
     assert budget["chosen"]["integer_partitions"] == min(c["integer_partitions"] for c in meeting)
@@ -199,3 +198,28 @@ def _outputs(model: bytes, x: np.ndarray) -> np.ndarray:
         interpreter.invoke()
         rows.append(interpreter.get_tensor(out).copy())
     return np.concatenate(rows)
+
+
+def test_grid_sqnr_measures_a_tensor_on_its_own_int8_grid_against_its_variation():
+    """What the ranking reads: rounding and clipping the float values to the tensor's own scale and
+    range, against their variation around each channel's mean (plain NumPy on the same values)."""
+    from quantdoctor.compare.metrics import ErrorStats
+
+    rng = np.random.default_rng(0)
+    real = np.stack([rng.normal(0, 1, 400), 300 + rng.normal(0, 1, 400)], axis=-1).astype(np.float32)
+    scale, zero_point = 305 / 255, -128  # one int8 scale spanning 0..305: the offset channel's detail is lost
+    stored = np.clip(np.round(real / scale) + zero_point, -128, 127).astype(np.int8)
+    stats = ErrorStats(scale=scale, zero_point=zero_point)
+    stats.add(real[:150], stored[:150])
+    stats.add(real[150:], stored[150:])
+    grid = np.clip(np.round(real.astype(np.float64) / scale) * scale, scale * (-128 - zero_point),
+                   scale * (127 - zero_point))
+    noise = np.sum((grid - real) ** 2, axis=0)
+    variation = np.sum((real - real.mean(axis=0)) ** 2, axis=0)
+    expected = 10 * np.log10(variation / noise)
+    assert stats.worst_channel_grid_sqnr_db == pytest.approx(min(expected), abs=0.05)
+    assert min(expected) < 5 < stats.sqnr_db  # energy-based SQNR hides it: the offset counts as signal
+
+    as_floats = ErrorStats()
+    as_floats.add(real, real)
+    assert as_floats.worst_channel_grid_sqnr_db == 120.0

@@ -1,7 +1,9 @@
 """Which ops a float fallback can keep, and which must go together.
 
 An op is named by its output tensor in the calibrated model: that is the name the quantizer's
-`denylisted_nodes` takes. Candidates are the ops the full quantization makes integer.
+`denylisted_nodes` takes. Candidates are the ops the full quantization makes integer. Keeping an op float helps when its
+own int8 kernel loses precision; when its output tensor is what int8 cannot hold, the ops reading
+that tensor must stay float too, or they quantize it all the same.
 
 Scale sharing: an int8 CONCATENATION (or PACK) gives its inputs the output's scale, so the
 quantizer crushes a small-range producer's own output, and the consumer requantizes from the merged
@@ -19,6 +21,7 @@ from quantdoctor.catalog.locations import layers_in_tensor_name
 
 SCALE_SHARING_OPS = ("CONCATENATION", "PACK")
 SCALE_PASSING_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+QUANTIZED_TYPES = ("INT8", "UINT8", "INT16")
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class CandidateOp:
 
 @dataclass(frozen=True)
 class Unit:
-    """Ops kept in float together, ranked by `score` (the worst own SQNR drop of its ops, in dB)."""
+    """Ops kept in float together, ranked by `score` (the sensitivity of its worst op)."""
 
     nodes: frozenset[str]
     score: float
@@ -64,16 +67,21 @@ class OpGraph:
         """The candidate op named `node`."""
         return next(c for c in self.candidates if c.node == node)
 
-    def units(self, own_drop: dict[str, float]) -> list[Unit]:
-        """Every candidate op on its own and every scale-sharing group, most sensitive first.
+    def units(self, scores: dict[str, float]) -> list[Unit]:
+        """What can stay float, most sensitive first: for each candidate op, it and the ops reading its
+        output (an int8 consumer would quantize that output all the same), and each scale-sharing group.
 
-        `own_drop` maps node names to compare's own SQNR drop; a group scores its worst op and, on
-        a tie, comes before its ops alone (which restore nothing without it).
+        `scores` rates each op's sensitivity (higher is worse); a group scores its worst op and, on a
+        tie, larger units come first.
         """
-        units = {frozenset([node]): Unit(frozenset([node]), own_drop.get(node, 0.0))
-                 for node in self._candidate_nodes}
+        units = {}
+        for node in self._candidate_nodes:
+            op = self._by_node[node]
+            readers = set().union(*(self._downstream(t.name) for t in op.outputs))
+            members = frozenset({node} | (readers & self._candidate_nodes))
+            units[members] = Unit(members, scores.get(node, 0.0))
         for group in self.scale_groups():
-            units[group] = Unit(group, max(own_drop.get(node, 0.0) for node in group), shares_scale=True)
+            units[group] = Unit(group, max(scores.get(node, 0.0) for node in group), shares_scale=True)
         return sorted(units.values(), key=lambda u: (-u.score, -len(u.nodes), sorted(u.nodes)))
 
     def scale_groups(self) -> list[frozenset[str]]:
@@ -139,9 +147,11 @@ class OpGraph:
 
 
 def _integer_node_names(quantized: TFLiteModel) -> set[str]:
-    """Output names of the ops the quantized model computes in integer; an integer op feeding the final
-    DEQUANTIZE is named, as in the calibrated model, by that DEQUANTIZE's output."""
-    integer = {op.index: op for op in quantized.ops if op.name not in BOUNDARY_OPS and not op.computes_in_float}
+    """Output names of the ops the quantized model computes on quantized tensors (shape arithmetic on
+    int32 is not quantization); an op feeding the final DEQUANTIZE is named, as in the calibrated
+    model, by that DEQUANTIZE's output."""
+    integer = {op.index: op for op in quantized.ops if op.name not in BOUNDARY_OPS and not op.computes_in_float
+               and any(t.dtype in QUANTIZED_TYPES and t.scale for t in op.outputs)}
     names = {t.name for op in integer.values() for t in op.outputs}
     producer = {t.index: op for op in quantized.ops for t in op.outputs}
     for op in quantized.ops:

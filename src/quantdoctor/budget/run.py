@@ -17,7 +17,7 @@ from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.budget.graph import SCALE_SHARING_OPS, OpGraph
 from quantdoctor.budget.objective import Metric, Objective
 from quantdoctor.budget.script import ScriptSource, render_script
-from quantdoctor.budget.search import Evaluator, Progress, SearchOutcome, pareto, search
+from quantdoctor.budget.search import Evaluator, Progress, SearchOutcome, Strategy, pareto, search
 from quantdoctor.budget.session import VariantSession
 from quantdoctor.catalog.accuracy import keep_float_code
 from quantdoctor.compare.run import read_labels
@@ -107,8 +107,10 @@ def fix_accuracy(model: Any, data: Any = None, *, eval_data: Any, labels: Any = 
         "candidates": [c.to_dict(graph) for c in outcome.candidates],
         "pareto": [c.to_dict(graph) for c in pareto(outcome.candidates)],
         "evaluations": len(outcome.candidates), "candidate_ops": len(graph.candidates),
-        "seconds": {"conversion": round(converted - started, 3), "ranking": round(outcome.ranking_seconds, 3),
-                    "search": round(finished - converted, 3), "total": round(finished - started, 3)},
+        "seconds": {"conversion": round(converted - started, 3), "variant_worker": round(
+                        finished - converted - outcome.search_seconds, 3),
+                    "ranking": round(outcome.ranking_seconds, 3), "search": round(outcome.search_seconds, 3),
+                    "total": round(finished - started, 3)},
     }
     report.findings = rank_findings(report.findings + budget_findings(outcome, graph, objective, kept))
     source, data_path = _script_inputs(Path(script) if script else None, model, data, artifacts.calibration)
@@ -127,21 +129,24 @@ def fix_accuracy(model: Any, data: Any = None, *, eval_data: Any, labels: Any = 
 
 def budget_search(float_model: bytes, calibrated: bytes, quantizer: dict[str, Any], evaluation: CalibrationSet,
                   objective: Objective, layer_names: list[str], output_layers: list[str | None],
-                  target: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                  progress: Progress | None = None) -> tuple[SearchOutcome, OpGraph, bytes]:
+                  target: str | None = None, timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None,
+                  strategy: Strategy = search) -> tuple[SearchOutcome, OpGraph, bytes]:
     """The search on its own, from a calibrating conversion's artifacts: the outcome, the op graph
-    (names of the candidates), and the chosen model's bytes. Runs the variant worker."""
+    (names of the candidates), and the chosen model's bytes. Runs the variant worker; `strategy`
+    is the search run in it (benchmarks pass others)."""
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-budget-"))
     try:
         with VariantSession(workdir, float_model, calibrated, quantizer, evaluation, timeout) as session:
             objective.set_reference(session.float_outputs())
+            started = time.perf_counter()
             evaluate = Evaluator(session, objective, progress)
             quantized = evaluate(frozenset(), "int8")
             if quantized.model_path is None:
                 raise UsageError(f"the fully quantized model cannot run on the eval data: {quantized.error}")
             graph = OpGraph(read_tflite(calibrated), read_tflite(quantized.model_path.read_bytes()), layer_names,
                             output_layers)
-            outcome = search(evaluate, graph, layer_names, output_layers, accelerator=target == "int8-accelerator")
+            outcome = strategy(evaluate, graph, layer_names, output_layers, target == "int8-accelerator")
+            outcome.search_seconds = time.perf_counter() - started
             return outcome, graph, outcome.chosen.model_path.read_bytes()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -1,10 +1,13 @@
 """The search for the fewest float ops that meet an accuracy budget.
 
 1. The fully quantized model is scored; if it meets the budget, nothing stays float.
-2. One instrumented pass ranks the candidates: compare's own SQNR drop of every op, on the fully
-   quantized model. Candidates are ops and scale-sharing groups (`graph.OpGraph.units`).
-3. Bisection finds how many of the top-ranked units must stay float: the sets grow by rank, the
-   largest (everything float) must meet the budget, the empty one does not. log2(units) variants.
+2. One instrumented pass ranks the candidates (`rank`): compare's own SQNR drop of every op and
+   how well its output fits its int8 grid, on the fully quantized model. Candidates are each op
+   with the ops reading its output, and scale-sharing groups (`graph.OpGraph.units`).
+3. A galloping search finds how many of the top-ranked units must stay float: the sets grow by
+   rank; the top 1, 2, 4, 8, ... units until one set meets the budget, then bisection below it.
+   About 2 log2(k) variants for the k units needed; when even everything float misses the
+   budget, the best effort is returned.
 4. Pruning quantizes each kept op again, least sensitive first, and keeps it quantized when the
    budget still holds. Each op that stays float gets its gain: the metric lost without it.
 5. For an integer-only accelerator (`accelerator=True`) pruning never adds an integer partition,
@@ -30,8 +33,10 @@ from quantdoctor.budget.objective import Objective
 from quantdoctor.budget.session import VariantError, VariantSession
 from quantdoctor.compare.analysis import layer_rows
 
-PROFILE_SAMPLES = 256  # the ranking pass runs on at most this many eval samples
+PROFILE_SAMPLES = 64  # the ranking pass runs on at most this many eval samples
+HEALTHY_GRID_DB = 40.0  # grid SQNR of a tensor filling its int8 range (a normal spread over +-4 sigma: 41 dB)
 Progress = Callable[[str, int], None]
+Strategy = Callable[["Evaluator", OpGraph, list[str], list["str | None"], bool], "SearchOutcome"]
 
 
 @dataclass
@@ -39,7 +44,7 @@ class Candidate:
     """One variant: the ops kept float (`nodes`), how it scored, and what it costs."""
 
     nodes: frozenset[str]
-    step: str  # int8 | all | bisect | prune | join | (the baseline's own steps)
+    step: str  # int8 | grow | all | bisect | prune | join | (a benchmark strategy's own steps)
     metric: float | None
     meets: bool
     float_ops: int = 0
@@ -99,6 +104,7 @@ class SearchOutcome:
     gains: dict[str, float] = field(default_factory=dict)
     units: list[Unit] = field(default_factory=list)
     ranking_seconds: float = 0.0
+    search_seconds: float = 0.0  # from the first variant to the answer (the worker's start-up not counted)
 
     @property
     def met_budget(self) -> bool:
@@ -113,30 +119,51 @@ def search(evaluate: Evaluator, graph: OpGraph, layer_names: list[str], output_l
     if quantized.meets or quantized.model_path is None:
         return _outcome(evaluate, accelerator)
     started = time.perf_counter()
-    own_drop = rank(evaluate.session, quantized.model_path, layer_names, output_layers)
-    units = graph.units(own_drop)
+    sensitivity = rank(evaluate.session, quantized.model_path, layer_names, output_layers)
+    units = graph.units(sensitivity)
     ranking_seconds = time.perf_counter() - started
     prefixes = growing_sets(units)
-    if not prefixes or not evaluate(prefixes[-1], "all").meets:
+    meeting = _first_meeting(evaluate, prefixes)
+    if meeting is None:
         return _outcome(evaluate, accelerator, units=units, ranking_seconds=ranking_seconds)
-    failing, meeting = -1, len(prefixes) - 1  # the empty set fails, everything float meets
+    chosen, gains = prune(evaluate, evaluate.tried[prefixes[meeting]], sensitivity, accelerator)
+    if accelerator:
+        chosen = join_islands(evaluate, graph, chosen)
+    return _outcome(evaluate, accelerator, gains, units, ranking_seconds)
+
+
+def _first_meeting(evaluate: Evaluator, prefixes: list[frozenset[str]]) -> int | None:
+    """The index of the smallest prefix that meets the budget (taken as monotonic), or None when even
+    the last (everything float) does not: prefixes 1, 2, 4, 8, ... until one meets, then bisection
+    between it and the last that failed. A good ranking needs a short prefix, found in few steps."""
+    failing, size = -1, 1
+    while True:
+        index = min(size, len(prefixes)) - 1
+        step = "all" if index == len(prefixes) - 1 else "grow"
+        if evaluate(prefixes[index], step).meets:
+            meeting = index
+            break
+        if index == len(prefixes) - 1:
+            return None
+        failing, size = index, size * 2
     while meeting - failing > 1:
         middle = (failing + meeting) // 2
         if evaluate(prefixes[middle], "bisect").meets:
             meeting = middle
         else:
             failing = middle
-    chosen, gains = prune(evaluate, evaluate.tried[prefixes[meeting]], own_drop, accelerator)
-    if accelerator:
-        chosen = join_islands(evaluate, graph, chosen)
-    return _outcome(evaluate, accelerator, gains, units, ranking_seconds)
+    return meeting
 
 
 def rank(session: VariantSession, quantized: Path, layer_names: list[str],
          output_layers: list[str | None]) -> dict[str, float]:
-    """Own SQNR drop (dB) of every op of the fully quantized model, from one instrumented pass."""
+    """How sensitive every op of the fully quantized model is, in dB, from one instrumented pass:
+    the larger of compare's own SQNR drop (what the op's int8 kernel loses) and how far its output
+    falls short of a healthy int8 grid (`worst_channel_grid_sqnr_db` under `HEALTHY_GRID_DB`: what
+    int8 cannot hold of that tensor, whatever feeds it)."""
     response = session.profile(quantized, min(session.samples, PROFILE_SAMPLES))
-    return {row["tensor"]: row["own_sqnr_drop_db"] for row in layer_rows(response, layer_names, output_layers)}
+    return {row["tensor"]: max(row["own_sqnr_drop_db"], HEALTHY_GRID_DB - row["worst_channel_grid_sqnr_db"])
+            for row in layer_rows(response, layer_names, output_layers)}
 
 
 def growing_sets(units: list[Unit]) -> list[frozenset[str]]:
@@ -150,12 +177,12 @@ def growing_sets(units: list[Unit]) -> list[frozenset[str]]:
     return sets
 
 
-def prune(evaluate: Evaluator, chosen: Candidate, own_drop: dict[str, float],
+def prune(evaluate: Evaluator, chosen: Candidate, sensitivity: dict[str, float],
           accelerator: bool) -> tuple[Candidate, dict[str, float]]:
     """Quantize each kept op again, least sensitive first, where the budget still holds (and, for an
     accelerator, no integer partition is added). Returns the result and each kept op's gain."""
     gains = {}
-    for node in sorted(chosen.nodes, key=lambda n: (own_drop.get(n, 0.0), n)):
+    for node in sorted(chosen.nodes, key=lambda n: (sensitivity.get(n, 0.0), n)):
         trial = evaluate(chosen.nodes - {node}, "prune")
         if trial.meets and (not accelerator or trial.partitions <= chosen.partitions):
             chosen = trial

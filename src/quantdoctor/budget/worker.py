@@ -23,7 +23,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -38,13 +38,17 @@ def main(request_path: str, reply_fd: str) -> int:
     workdir = Path(request["workdir"])
     samples = CalibrationSet.load(Path(request["data"])).samples
     calibrated = Path(request["calibrated"]).read_bytes()
+    import tensorflow  # noqa: F401  (starts here, before the first variant: not counted in the search)
+
+    from quantdoctor.tf_private import quantize_calibrated
+
     with os.fdopen(int(reply_fd), "w", buffering=1) as reply:
         for line in sys.stdin:
             command = json.loads(line)
             if command["op"] == "exit":
                 break
             try:
-                answer = _serve(command, request, calibrated, samples, workdir)
+                answer = _serve(command, request, calibrated, samples, workdir, quantize_calibrated)
             except Exception as exc:  # one variant the quantizer or the interpreter refuses: say so, carry on
                 answer = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=4)}
             reply.write(json.dumps(answer) + "\n")
@@ -52,16 +56,14 @@ def main(request_path: str, reply_fd: str) -> int:
 
 
 def _serve(command: dict[str, Any], request: dict[str, Any], calibrated: bytes, samples: list[Sample],
-           workdir: Path) -> dict[str, Any]:
+           workdir: Path, quantize: Callable[[bytes, dict[str, Any], list[str]], bytes]) -> dict[str, Any]:
     if command["op"] == "float":
         path = workdir / "float_outputs.npz"
         np.savez(path, *model_outputs(Path(request["float_model"]).read_bytes(), samples))
         return {"outputs": str(path)}
     if command["op"] == "variant":
-        from quantdoctor.tf_private import quantize_calibrated
-
         started = time.perf_counter()
-        model = quantize_calibrated(calibrated, request["quantizer"], command["nodes"])
+        model = quantize(calibrated, request["quantizer"], command["nodes"])
         quantized = time.perf_counter()
         model_path, outputs_path = workdir / f"variant_{command['id']}.tflite", workdir / f"variant_{command['id']}.npz"
         model_path.write_bytes(model)

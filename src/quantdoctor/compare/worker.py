@@ -92,6 +92,7 @@ def _describe(name: str, op: str, stats: ErrorStats) -> dict[str, Any]:
     return {
         "tensor": name, "op": op, "sqnr_db": round(stats.sqnr_db, 3),
         "worst_channel_sqnr_db": round(stats.worst_channel_sqnr_db, 3), "cosine": round(stats.cosine, 6),
+        "worst_channel_grid_sqnr_db": round(stats.worst_channel_grid_sqnr_db, 3),
         "rmse_over_scale": None if stats.rmse_over_scale is None else round(stats.rmse_over_scale, 4),
         "max_abs_error": round(stats.max_abs_error, 6), "clipped_fraction": round(stats.clipped_fraction, 6),
         "float_range": [stats.low, stats.high],
