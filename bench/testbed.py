@@ -10,11 +10,12 @@ Built by this script, trained weights cached in bench/.cache/testbed (nothing is
 On those four, plain INT8 loses nothing. On the next three it loses far more than 5 points, each
 for a different reason (`HURTING`, used by bench/budget.py):
 
-- detector: a detection-style head, boxes in pixels (0..640) concatenated with the class scores
-  (0..1) into one output: the concatenation's one int8 scale crushes the scores. Judged by the
-  top-1 accuracy of the score columns (`score_accuracy`).
-- outliers: Dense -> exp(6x): an activation with heavy outliers, whose int8 scale leaves the
-  typical values a few levels.
+- detector: a small CNN (six convolutions) on 16x16 digits with a detection-style head: boxes in
+  pixels (0..640) concatenated with the class scores (0..1) into one output, whose one int8 scale
+  crushes the scores. Judged by the top-1 accuracy of the score columns (`score_accuracy`).
+- outliers: the same CNN, then a feature layer with two outlier channels, 200 (1 + x), next to 62
+  of order 1 (the "massive activations" of large transformers): the tensor's one int8 scale
+  leaves the other channels a few levels.
 - attention: an attention block whose residual stream carries a large common offset (a "massive
   activation"); LayerNormalization removes it in float, but int8 must span it, so the deviations
   LayerNormalization then amplifies get a few levels.
@@ -39,7 +40,7 @@ from run import RESULTS  # noqa: E402
 
 
 HURTING = ("detector", "outliers", "attention")
-BOX_SCALE = 80.0  # an 8x8 digit's box in the pixels of a 640x640 image
+OUTLIER = 200.0  # the outliers model's two outlier channels: 200 (1 + x), next to the other 62
 
 
 def digits() -> tuple[np.ndarray, np.ndarray]:
@@ -52,18 +53,20 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 def views(images: np.ndarray) -> dict[str, np.ndarray]:
     """The input each test-bed model takes, from the same 8x8 digits."""
     big = np.repeat(np.repeat(images, 6, axis=1), 6, axis=2)[..., None]
+    small = np.repeat(np.repeat(images, 2, axis=1), 2, axis=2)[..., None]
     return {"mobilenet_v2": np.repeat(big, 3, axis=-1) * 2 - 1,
-            "resnet": np.repeat(np.repeat(images, 2, axis=1), 2, axis=2)[..., None],
-            "transformer": images, "sequence": images, **{name: images for name in HURTING}}
+            "resnet": small,
+            "transformer": images, "sequence": images, "detector": small, "outliers": small,
+            "attention": images}
 
 
 def boxes(images: np.ndarray) -> np.ndarray:
     """Each digit's bounding box (ymin, xmin, ymax, xmax) in the pixels of a 640x640 image."""
     rows = []
-    for image in images:
+    for image in images.reshape(len(images), images.shape[1], images.shape[2]):
         ys, xs = np.nonzero(image > 0.3)
         rows.append([ys.min(), xs.min(), ys.max() + 1, xs.max() + 1])
-    return np.asarray(rows, np.float32) * BOX_SCALE
+    return np.asarray(rows, np.float32) * (640.0 / images.shape[1])
 
 
 def score_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
@@ -130,16 +133,25 @@ def build(name: str):
 def _hurting(name: str):
     import keras
 
+    if name in ("detector", "outliers"):  # a small convolutional backbone, then the head
+        inputs = keras.Input((16, 16, 1), name="image")
+        x = inputs
+        for stage, (filters, stride) in enumerate(((16, 1), (32, 2), (64, 2)), 1):
+            x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", activation="relu",
+                                    name=f"conv{stage}a")(x)
+            x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{stage}b")(x)
+        features = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     if name == "detector":
-        inputs = keras.Input((8, 8), name="image")
-        trunk = keras.layers.Dense(64, activation="relu", name="trunk")(keras.layers.Flatten(name="flatten")(inputs))
+        trunk = keras.layers.Dense(64, activation="relu", name="trunk")(features)
         box = keras.layers.Dense(4, name="box_head")(trunk)
         scores = keras.layers.Dense(10, activation="softmax", name="class_head")(trunk)
         return keras.Model(inputs, keras.layers.Concatenate(name="detections")([box, scores]), name=name)
     if name == "outliers":
-        inputs = keras.Input((8, 8), name="image")
-        x = keras.layers.Dense(32, name="expand")(keras.layers.Flatten(name="flatten")(inputs))
-        x = keras.layers.Activation("exponential", name="exp")(keras.layers.Rescaling(6.0, name="gain")(x))
+        x = keras.layers.Dense(64, activation="relu", name="features")(features)
+        outliers = np.array([OUTLIER] * 2 + [0.0] * 62, np.float32)  # two channels ~200x the others
+        x = keras.layers.Rescaling(np.where(outliers > 0, OUTLIER, 1.0), offset=outliers, name="outlier_channels")(x)
+        x = keras.layers.ReLU(name="activation")(x)  # the activation carrying them (no affine op to fold away)
+        x = keras.layers.Dense(32, activation="relu", name="hidden")(x)
         return keras.Model(inputs, keras.layers.Dense(10, name="classifier")(x), name=name)
     inputs = keras.Input((8, 8), name="tokens")
     x = _position_layer()(name="position")(keras.layers.Dense(32, name="embed")(inputs))
