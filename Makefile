@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/preflight.py
 	$(BIN)/python bench/compare.py
 	$(BIN)/python bench/testbed.py
+	$(BIN)/python bench/budget.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

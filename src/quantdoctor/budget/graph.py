@@ -39,7 +39,6 @@ class Unit:
 
     nodes: frozenset[str]
     score: float
-    shares_scale: bool = False
 
 
 class OpGraph:
@@ -81,7 +80,7 @@ class OpGraph:
             members = frozenset({node} | (readers & self._candidate_nodes))
             units[members] = Unit(members, scores.get(node, 0.0))
         for group in self.scale_groups():
-            units[group] = Unit(group, max(scores.get(node, 0.0) for node in group), shares_scale=True)
+            units[group] = Unit(group, max(scores.get(node, 0.0) for node in group))
         return sorted(units.values(), key=lambda u: (-u.score, -len(u.nodes), sorted(u.nodes)))
 
     def scale_groups(self) -> list[frozenset[str]]:

@@ -102,7 +102,6 @@ class SearchOutcome:
     chosen: Candidate
     candidates: list[Candidate]
     gains: dict[str, float] = field(default_factory=dict)
-    units: list[Unit] = field(default_factory=list)
     ranking_seconds: float = 0.0
     search_seconds: float = 0.0  # from the first variant to the answer (the worker's start-up not counted)
 
@@ -125,11 +124,11 @@ def search(evaluate: Evaluator, graph: OpGraph, layer_names: list[str], output_l
     prefixes = growing_sets(units)
     meeting = _first_meeting(evaluate, prefixes)
     if meeting is None:
-        return _outcome(evaluate, accelerator, units=units, ranking_seconds=ranking_seconds)
+        return _outcome(evaluate, accelerator, ranking_seconds=ranking_seconds)
     chosen, gains = prune(evaluate, evaluate.tried[prefixes[meeting]], sensitivity, accelerator)
     if accelerator:
-        chosen = join_islands(evaluate, graph, chosen)
-    return _outcome(evaluate, accelerator, gains, units, ranking_seconds)
+        join_islands(evaluate, graph, chosen)  # one more candidate; `best` takes it if it has fewer partitions
+    return _outcome(evaluate, accelerator, gains, ranking_seconds)
 
 
 def _first_meeting(evaluate: Evaluator, prefixes: list[frozenset[str]]) -> int | None:
@@ -221,6 +220,6 @@ def pareto(candidates: list[Candidate]) -> list[Candidate]:
 
 
 def _outcome(evaluate: Evaluator, accelerator: bool, gains: dict[str, float] | None = None,
-             units: list[Unit] | None = None, ranking_seconds: float = 0.0) -> SearchOutcome:
+             ranking_seconds: float = 0.0) -> SearchOutcome:
     candidates = evaluate.candidates
-    return SearchOutcome(best(candidates, accelerator), candidates, gains or {}, units or [], ranking_seconds)
+    return SearchOutcome(best(candidates, accelerator), candidates, gains or {}, ranking_seconds)
