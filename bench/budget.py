@@ -60,6 +60,7 @@ def nncf_strategy(evaluate, graph, layer_names, output_layers, accelerator):
 def run_both(name: str, model, x: np.ndarray, labels: np.ndarray) -> dict:
     """Convert once (through the cache), then both strategies in their own variant workers."""
     from quantdoctor.budget.objective import Objective
+    from quantdoctor.catalog.locations import LayerNames
     from quantdoctor.budget.run import budget_search, kept_float
     from quantdoctor.budget.search import search
     from quantdoctor.diagnose import calibration_set, diagnose_with_calibration
@@ -75,8 +76,8 @@ def run_both(name: str, model, x: np.ndarray, labels: np.ndarray) -> dict:
         objective = Objective.create(max_drop=MAX_DROP, min_sqnr=None, labels=labels[held_out], metric=metric)
         started = time.perf_counter()
         outcome, graph, _ = budget_search(artifacts.float_twin, artifacts.calibrated, artifacts.quantizer, evaluation,
-                                          objective, report.model["layers"], report.model["output_layers"],
-                                          strategy=strategy)
+                                          objective, LayerNames.from_model(report.model),
+                                          report.model["output_layers"], strategy=strategy)
         chosen = outcome.chosen
         row["candidate_ops"] = len(graph.candidates)
         row["float"] = round(objective.reference, 4)

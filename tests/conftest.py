@@ -1,8 +1,11 @@
-"""Shared fixtures: tiny real models (built per test, seconds each) and a diagnose helper."""
+"""Shared fixtures: tiny real models (built per test, seconds each) and a diagnose helper; the
+catalog coverage check (every code and matcher proven by a passing real-model test, see
+coverage_markers.py)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Every test converts for real; the conversion cache's own tests turn it on in a temporary directory.
@@ -10,6 +13,12 @@ os.environ["QUANTDOCTOR_NO_CACHE"] = "1"
 
 import numpy as np
 import pytest
+
+import coverage_markers
+
+
+def pytest_configure(config):
+    coverage_markers.install(config, suite_root=Path(__file__).parent)
 
 
 @pytest.fixture(scope="session")

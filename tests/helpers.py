@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
 from quantdoctor.report.model import Finding, Report
+
+QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
+
+
+def run(*args: str, **popen: Any) -> subprocess.CompletedProcess:
+    """The `quantdoctor` command run as a user runs it; `popen` goes to subprocess.run (cwd, env)."""
+    return subprocess.run([QUANTDOCTOR, *args], capture_output=True, text=True, timeout=600, **popen)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def only(report: Report, code: str) -> Finding:

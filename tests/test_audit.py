@@ -55,6 +55,7 @@ def test_fully_integer_model(tflite_files):
     assert image["scale"] == pytest.approx(1 / 255, rel=0.01) and image["zero_point"] == -128
 
 
+@pytest.mark.code("QD105", "QD110")
 def test_float_island_is_named_with_its_converters_and_partitions(tflite_files):
     report = qd.audit(tflite_files["island"])
     finding = only(report, "QD105")
@@ -98,6 +99,7 @@ def test_plain_float_model_is_not_called_integer_but_is_not_an_error_without_a_t
     assert accelerator.root_cause is not None
 
 
+@pytest.mark.code("QD111")
 def test_microcontroller_target_names_ops_without_int8_kernels(tflite_files):
     assert qd.audit(tflite_files["integer"], target="microcontroller").findings == []
     finding = only(qd.audit(tflite_files["island"], target="microcontroller"), "QD111")
@@ -105,6 +107,7 @@ def test_microcontroller_target_names_ops_without_int8_kernels(tflite_files):
     assert "CUMSUM" in finding.evidence["ops"]
 
 
+@pytest.mark.code("QD403")
 def test_integer_tensors_without_quantization_parameters(tflite_files, tmp_path):
     from ai_edge_litert import schema_py_generated as schema
     import flatbuffers

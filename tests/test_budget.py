@@ -61,6 +61,7 @@ def crushing_concat(digits):
     return model
 
 
+@pytest.mark.code("QD514")
 def test_crushing_concatenation_is_restored_with_its_producer_and_consumer(cache_dir, digits, crushing_concat, tmp_path):
     x, y = digits
     script = tmp_path / "convert_fixed.py"
@@ -100,6 +101,7 @@ def test_user_metric_and_an_integer_accelerator_target(cache_dir, digits, crushi
     assert all(isinstance(c["integer_partitions"], int) for c in result.candidates)
 
 
+@pytest.mark.code("QD513")
 def test_budget_out_of_reach_returns_the_best_effort(cache_dir, digits):
     """int8 input and output bound a regression output's SQNR whatever stays float."""
     x, y = digits

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
+import keras
 import numpy as np
+import pytest
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
 
 import quantdoctor as qd
 from helpers import assert_finding, only, root
@@ -17,6 +22,8 @@ def generator(samples):
     return representative_dataset
 
 
+@pytest.mark.code("QD301")
+@pytest.mark.matcher("dataset-required")
 def test_missing_dataset_for_integer_only_ops():
     report = qd.diagnose(int8_converter(image_model(), None, strict=True))
     finding = root(report)
@@ -24,14 +31,19 @@ def test_missing_dataset_for_integer_only_ops():
     assert "representative_dataset" in finding.evidence["converter_message"]
 
 
+@pytest.mark.code("QD303")
+@pytest.mark.matcher("unsupported-sample-value")
 def test_bare_array_instead_of_list():
     samples = [row[None] for row in smooth_images(120)]
     finding = root(qd.diagnose(int8_converter(image_model(), generator(samples))))
     assert_finding(finding, "QD303", "calibration", "error")
     assert finding.fix.code == "yield [sample.astype(np.float32)]"
     assert finding.evidence["samples_affected"] == 120
+    assert finding.evidence["converter_message"] == "You need to provide either a dictionary with input names and values"
 
 
+@pytest.mark.code("QD304")
+@pytest.mark.matcher("input-count")
 def test_wrong_number_of_arrays_per_sample():
     samples = [[row[None], row[None]] for row in smooth_images(120)]
     finding = root(qd.diagnose(int8_converter(image_model(), generator(samples))))
@@ -40,12 +52,25 @@ def test_wrong_number_of_arrays_per_sample():
     assert "expected 1 items got 2" in finding.evidence["converter_message"]
 
 
+@pytest.mark.code("QD305")
+@pytest.mark.matcher("invalid-sample-signature-key")
+def test_samples_naming_a_signature_the_model_does_not_have():
+    samples = [("serve", {"image": row[None]}) for row in smooth_images(120)]
+    finding = root(qd.diagnose(int8_converter(image_model(), generator(samples))))
+    assert_finding(finding, "QD305", "calibration", "error")
+    assert "'serve'" in finding.message
+    assert finding.evidence["converter_message"] == 'Invalid signature_key provided: "serve"'
+
+
+@pytest.mark.code("QD305")
+@pytest.mark.matcher("sample-dict-key-missing")
 def test_dict_keys_that_do_not_match_the_input_names():
     images, meta = smooth_images(120, size=8), np.random.default_rng(1).normal(size=(120, 4)).astype(np.float32)
     samples = [{"img": i[None], "metadata": m[None]} for i, m in zip(images, meta)]
     finding = root(qd.diagnose(int8_converter(two_input_model(), generator(samples))))
     assert_finding(finding, "QD305", "calibration", "error", input="image, meta")
     assert sorted(finding.evidence["input_names"]) == ["image", "meta"]
+    assert finding.evidence["converter_message"] in ("KeyError: 'image'", "KeyError: 'meta'")
 
 
 def test_dict_samples_with_the_right_names_convert_cleanly():
@@ -55,6 +80,7 @@ def test_dict_samples_with_the_right_names_convert_cleanly():
     assert report.conversion["outcome"] == "ok" and report.findings == []
 
 
+@pytest.mark.code("QD313")
 def test_list_samples_for_two_inputs_are_flagged_whatever_order_the_converter_picks():
     images, meta = smooth_images(120, size=8), np.random.default_rng(1).normal(size=(120, 4)).astype(np.float32)
     samples = [[i[None], m[None]] for i, m in zip(images, meta)]
@@ -68,6 +94,8 @@ def test_list_samples_for_two_inputs_are_flagged_whatever_order_the_converter_pi
         assert mispaired and "yield a dict by input name" in mispaired[0].message
 
 
+@pytest.mark.code("QD306")
+@pytest.mark.matcher("resize-input")
 def test_sample_of_another_image_size():
     samples = [[row[None]] for row in smooth_images(120, size=32)]
     finding = root(qd.diagnose(int8_converter(image_model(size=16), generator(samples))))
@@ -76,6 +104,8 @@ def test_sample_of_another_image_size():
     assert "ResizeInputTensorStrict" in finding.evidence["converter_message"]
 
 
+@pytest.mark.code("QD306", "QD310")
+@pytest.mark.matcher("kernel-failed-to-prepare")
 def test_missing_batch_axis_fails_a_kernel_and_is_mapped_to_the_sample_shape():
     samples = [[row] for row in smooth_images(120)]
     report = qd.diagnose(int8_converter(image_model(), generator(samples)))
@@ -83,9 +113,11 @@ def test_missing_batch_axis_fails_a_kernel_and_is_mapped_to_the_sample_shape():
     prepare = only(report, "QD310")
     assert_finding(prepare, "QD310", "calibration", "error", op="CONV_2D")
     assert prepare.evidence["sample_shapes"] == "(16, 16, 3)"
+    assert re.search(r"Node number \d+ \(CONV_2D\) failed to prepare", prepare.evidence["converter_message"])
     assert "tensorflow/lite" not in prepare.message  # no TF source paths in the report
 
 
+@pytest.mark.code("QD307")
 def test_nan_samples_are_accepted_by_the_converter_but_not_by_quantdoctor():
     images = smooth_images(120)
     images[3, 0, 0, 0] = np.nan
@@ -97,18 +129,22 @@ def test_nan_samples_are_accepted_by_the_converter_but_not_by_quantdoctor():
     assert report.verdict == "converted_with_problems"
 
 
+@pytest.mark.code("QD308")
 def test_too_few_samples_warns():
     finding = only(qd.diagnose(int8_converter(image_model(), dataset_from(smooth_images(20)))), "QD308")
     assert_finding(finding, "QD308", "calibration", "warning")
     assert finding.evidence["samples"] == 20
 
 
+@pytest.mark.code("QD311")
 def test_constant_input_warns():
     zeros = np.zeros((120, 16, 16, 3), np.float32)
     finding = only(qd.diagnose(int8_converter(image_model(), dataset_from(zeros))), "QD311")
     assert_finding(finding, "QD311", "calibration", "warning", input="image")
 
 
+@pytest.mark.code("QD312")
+@pytest.mark.matcher("dataset-raised")
 def test_generator_that_raises_is_reported_with_its_position():
     def representative_dataset():
         for index, row in enumerate(smooth_images(120)):
@@ -121,6 +157,7 @@ def test_generator_that_raises_is_reported_with_its_position():
     assert_finding(finding, "QD312", "calibration", "error")
     assert "KeyError" in finding.message and "sample 7" in finding.message
     assert finding.evidence["samples_before_error"] == 7
+    assert finding.evidence["converter_message"].startswith("the representative dataset raised KeyError: 'missing_file.png'")
 
 
 def test_real_images_do_not_look_like_noise():
@@ -129,6 +166,7 @@ def test_real_images_do_not_look_like_noise():
     assert report.audit["fully_integer"] is True
 
 
+@pytest.mark.code("QD314")
 def test_inference_data_outside_the_calibrated_range_is_measured():
     calibration = smooth_images(120)  # normalised to [0, 1]
     raw_pixels = smooth_images(60, seed=5) * 255.0  # inference forgot to normalise
@@ -144,6 +182,8 @@ def test_inference_data_outside_the_calibrated_range_is_measured():
     assert not [f for f in same.findings if f.code == "QD314"]
 
 
+@pytest.mark.code("QD315")
+@pytest.mark.matcher("signature-key-none")
 def test_signatures_without_samples_stay_float(tmp_path):
     """Two signatures, list samples: the calibrator feeds one, the other converts and stays float, silently."""
     module = Projection()
@@ -155,17 +195,68 @@ def test_signatures_without_samples_stay_float(tmp_path):
     assert report.conversion["outcome"] == "ok" and not report.audit["fully_integer"]
     finding = root(report)
     assert_finding(finding, "QD315", "calibration", "error")
-    assert finding.evidence["without_samples"] == ["encode", "decode"]
+    assert finding.evidence["without_samples"] == ["decode", "encode"]  # in the produced model's order
+    assert finding.evidence["float_signatures"] == ["encode"]  # read from the produced model: 'decode' got them all
     assert "QD105" in [f.code for f in report.findings]  # the float op the audit sees: the consequence
 
     encode_only = qd.diagnose(path, generator([("encode", {"x": row[None]}) for row in rows]))
     assert not encode_only.audit["fully_integer"]
     assert only(encode_only, "QD315").evidence["without_samples"] == ["decode"]
+    assert only(encode_only, "QD315").evidence["float_signatures"] == ["decode"]
 
     dicts = qd.diagnose(path, generator([{"x": row[None]} for row in rows]))  # refused, not silently float
     assert dicts.conversion["outcome"] == "error" and "signature_key is None" in dicts.conversion["error_excerpt"]
     assert_finding(root(dicts), "QD315", "calibration", "error")
+    assert root(dicts).evidence["converter_message"] == "SignatureDef signature_key is None and model has 2 Signatures"
     assert "QD904" not in [f.code for f in dicts.findings]
 
     both = qd.diagnose(path, generator([(key, {"x": row[None]}) for row in rows for key in ("encode", "decode")]))
     assert both.audit["fully_integer"] and "QD315" not in [f.code for f in both.findings]  # the catalog's fix
+
+
+def same_shape_inputs(*names: str):
+    """A Keras model whose inputs, declared in this order, all take (None, 4)."""
+    inputs = [keras.Input((4,), name=name) for name in names]
+    merged = keras.layers.Concatenate()([keras.layers.Dense(3)(x) for x in inputs])
+    return keras.Model(inputs, keras.layers.Dense(2)(merged))
+
+
+def scales_by_input(tflite: bytes) -> dict[str, float]:
+    signature = Interpreter(model_content=tflite).get_signature_runner()
+    return {name: detail["quantization"][0] for name, detail in signature.get_input_details().items()}
+
+
+def test_list_samples_for_same_shape_inputs_reaching_the_wrong_input_are_an_error():
+    """Lists in model.inputs order [alpha, beta]; the converter takes [beta, alpha]. Every array
+    fits every input, so nothing fails: alpha's 0..1 data calibrates beta, beta's 0..100 alpha."""
+    rng = np.random.default_rng(3)
+    samples = [[rng.uniform(0, 1, (1, 4)).astype(np.float32), rng.uniform(0, 100, (1, 4)).astype(np.float32)]
+               for _ in range(120)]
+    report = qd.diagnose(int8_converter(same_shape_inputs("alpha", "beta"), generator(samples), int8_io=True))
+    assert report.conversion["outcome"] == "ok"
+    finding = only(report, "QD313")
+    assert_finding(finding, "QD313", "calibration", "error", input="beta")
+    assert finding.evidence["converter_order"] == ["beta", "alpha"]
+    assert finding.evidence["declared_order"] == ["alpha", "beta"]
+    assert "calibrated input 'beta' with the arrays meant for 'alpha'" in finding.message
+    scales = scales_by_input(report.tflite_model)  # the produced model proves the mispairing happened
+    assert scales["beta"] < 0.01 < 0.3 < scales["alpha"]
+    assert root(report) is finding
+
+
+def test_list_samples_for_same_shape_inputs_in_the_converters_order_warn_with_that_order():
+    rng = np.random.default_rng(3)
+    samples = [[rng.uniform(0, 1, (1, 4)).astype(np.float32), rng.uniform(0, 100, (1, 4)).astype(np.float32)]
+               for _ in range(120)]
+    report = qd.diagnose(int8_converter(same_shape_inputs("zeta", "alpha"), generator(samples), int8_io=True))
+    finding = only(report, "QD313")
+    assert_finding(finding, "QD313", "calibration", "warning")
+    assert "in the converter's order: 'zeta', 'alpha'" in finding.message
+    scales = scales_by_input(report.tflite_model)
+    assert scales["zeta"] < 0.01 < 0.3 < scales["alpha"]  # paired as meant, this time
+    preflight = qd.diagnose(same_shape_inputs("zeta", "alpha"), generator(samples), convert=False)
+    assert_finding(only(preflight, "QD313"), "QD313", "calibration", "warning")
+    assert "the model declares 'zeta', 'alpha'" in only(preflight, "QD313").message
+    named = [{"zeta": z, "alpha": a} for z, a in samples]  # the fix: dicts pair by name
+    assert "QD313" not in [f.code for f in qd.diagnose(same_shape_inputs("zeta", "alpha"), generator(named),
+                                                        convert=False).findings]

@@ -41,6 +41,7 @@ def exploding() -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(4, name="head")(hidden), name="exploding")
 
 
+@pytest.mark.code("QD503")
 def test_concat_of_mismatched_ranges_is_ranked_first_though_its_tensor_sqnr_looks_healthy():
     report = qd.compare(detector(), vectors(200), eval_data=vectors(100, seed=3))
     worst, *others = report.comparison["layers"]
@@ -52,6 +53,7 @@ def test_concat_of_mismatched_ranges_is_ranked_first_though_its_tensor_sqnr_look
     assert "denylisted_nodes=['StatefulPartitionedCall_1:0']" in finding.fix.code
 
 
+@pytest.mark.code("QD501")
 def test_layer_with_its_own_range_explosion_is_ranked_first_and_later_layers_only_inherit():
     report = qd.compare(exploding(), vectors(200), eval_data=vectors(100, seed=3))
     rows = report.comparison["layers"]
@@ -62,6 +64,7 @@ def test_layer_with_its_own_range_explosion_is_ranked_first_and_later_layers_onl
     assert after["own_sqnr_drop_db"] < finding.evidence["own_sqnr_drop_db"]
 
 
+@pytest.mark.code("QD502")
 def test_activations_beyond_the_calibrated_range_are_measured():
     report = qd.compare(detector(), vectors(200) * 0.2, eval_data=vectors(100, seed=3))
     finding = next(f for f in report.findings if f.code == "QD502")
@@ -69,6 +72,7 @@ def test_activations_beyond_the_calibrated_range_are_measured():
     assert finding.evidence["clipped_fraction"] > 0.01
 
 
+@pytest.mark.code("QD504")
 def test_output_that_collapses_to_a_constant():
     model = keras.Sequential([keras.Input((8,), name="features"), keras.layers.Dense(1, name="regressor")],
                              name="regression")
@@ -86,6 +90,7 @@ def test_float_reference_comes_from_the_worker_that_quantized_the_model(mode):
     assert {op["layer"] for op in dense} >= {"trunk", "box_head", "scores"}  # every Dense layer, in float
 
 
+@pytest.mark.code("QD505")
 def test_integer_input_model_and_a_user_provided_tflite(tmp_path):
     model = image_model()
     tflite = tmp_path / "int8.tflite"

@@ -12,6 +12,8 @@ from helpers import assert_finding, root
 from models import Float64Scale, dataset_from, image_model, int8_converter, smooth_images, vectors, with_layer
 
 
+@pytest.mark.code("QD201", "QD308", "QD309")
+@pytest.mark.matcher("set-tensor-type")
 def test_seed_example_3_float64_random_samples_root_cause_is_the_dtype():
     def representative_dataset_gen():
         for _ in range(10):
@@ -28,6 +30,7 @@ def test_seed_example_3_float64_random_samples_root_cause_is_the_dtype():
     assert [f.code for f in report.findings] == ["QD201", "QD309", "QD308"]
 
 
+@pytest.mark.code("QD202")
 def test_float64_inside_the_graph_is_a_dtype_problem_not_an_unsupported_mul():
     report = qd.diagnose(int8_converter(with_layer(Float64Scale(name="to_f64")), dataset_from(vectors(120))))
     finding = root(report)
@@ -36,12 +39,18 @@ def test_float64_inside_the_graph_is_a_dtype_problem_not_an_unsupported_mul():
     assert not [f for f in report.findings if f.code == "QD101"]
 
 
+@pytest.mark.code("QD203")
+@pytest.mark.matcher("float16-with-int8-only")
 def test_seed_example_2_float16_with_int8_only_ops():
     converter = int8_converter(image_model(), dataset_from(smooth_images(120)), strict=True)
     converter.target_spec.supported_types = [tf.float16]
-    assert_finding(root(qd.diagnose(converter)), "QD203", "dtype_mismatch", "error")
+    finding = root(qd.diagnose(converter))
+    assert_finding(finding, "QD203", "dtype_mismatch", "error")
+    assert finding.evidence["converter_message"].startswith("As full integer quantization has been enabled")
 
 
+@pytest.mark.code("QD204")
+@pytest.mark.matcher("set-tensor-type")
 def test_integer_samples_for_a_float_input():
     images = (smooth_images(120) * 255).astype(np.int32)
     finding = root(qd.diagnose(int8_converter(image_model(), dataset_from(images))))
@@ -50,6 +59,8 @@ def test_integer_samples_for_a_float_input():
     assert "INT32" in finding.evidence["converter_message"]
 
 
+@pytest.mark.code("QD205")
+@pytest.mark.matcher("io-types-must-be-float")
 def test_int8_io_without_representative_dataset():
     converter = int8_converter(image_model(), None, int8_io=True)
     report = qd.diagnose(converter)
@@ -59,6 +70,7 @@ def test_int8_io_without_representative_dataset():
     assert len(report.findings) == 1
 
 
+@pytest.mark.code("QD206", "QD302")
 def test_empty_dataset_silently_drops_int8_io_and_integer_ops():
     def empty():
         return iter([])
@@ -79,6 +91,7 @@ def mixed_precision():
     keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.code("QD207")
 def test_mixed_float16_policy_layers(mixed_precision):
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, name="dense_fp16"),
                               keras.layers.Dense(2, name="head", dtype="float32")], name="mixed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import quantdoctor as qd
@@ -11,6 +12,8 @@ from helpers import assert_finding, only, root
 from models import dataset_from, image_model, int8_converter, smooth_images, vectors
 
 
+@pytest.mark.code("QD901")
+@pytest.mark.matcher("stage-calibrating")
 def test_native_crash_during_calibration_is_a_finding_not_a_dead_process():
     model = keras.Sequential([keras.Input((None, None, 3), name="image"), keras.layers.Conv2D(4, 3, name="conv"),
                               keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)], name="any_size")
@@ -25,6 +28,8 @@ def test_native_crash_during_calibration_is_a_finding_not_a_dead_process():
     assert "calibrator.py:" in finding.evidence["last_frames"][0]
 
 
+@pytest.mark.code("QD307")
+@pytest.mark.matcher("stage-quantizing")
 def test_infinite_sample_crashes_the_quantizer_and_the_data_is_named_as_the_cause():
     images = smooth_images(120)
     images[5, 1, 1, 1] = np.inf
@@ -32,9 +37,12 @@ def test_infinite_sample_crashes_the_quantizer_and_the_data_is_named_as_the_caus
     assert_finding(root(report), "QD307", "calibration", "error", input="image")
     crash = only(report, "QD901")
     assert crash.evidence["signal"] == "SIGSEGV"
+    assert crash.evidence["stage"] == "quantizing"  # read from the innermost converter frame of the crash
+    assert crash.evidence["last_frames"][0].endswith("in wrapped_experimental_mlir_quantize")
     assert "scale out of expressed type range" in crash.evidence["native_errors"][0]
 
 
+@pytest.mark.code("QD902")
 def test_conversion_past_the_timeout_is_stopped():
     report = qd.diagnose(image_model(), smooth_images(120), timeout=1.0)
     assert report.conversion["outcome"] == "timeout"
@@ -43,6 +51,7 @@ def test_conversion_past_the_timeout_is_stopped():
     assert 1.0 <= finding.evidence["seconds"] < 30
 
 
+@pytest.mark.code("QD903")
 def test_conversion_over_the_memory_limit_is_out_of_memory():
     model = keras.Sequential([keras.Input((512,), name="features"), keras.layers.Dense(4096, name="wide"),
                               keras.layers.Dense(4096, name="wider"), keras.layers.Dense(2)], name="wide_model")
@@ -53,6 +62,7 @@ def test_conversion_over_the_memory_limit_is_out_of_memory():
     assert_finding(root(report), "QD903", "environment", "error")
 
 
+@pytest.mark.code("QD904")
 def test_unrecognised_converter_error_keeps_the_raw_message():
     converter = int8_converter(image_model(), dataset_from(smooth_images(120)))
     converter.inference_input_type = tf.float16

@@ -99,15 +99,35 @@ def test_model_paths_are_checked_before_anything_runs(tmp_path):
 
 def test_concrete_functions_converter_is_diagnosed():
     module = tf.Module()
-    module.weights = tf.Variable(tf.ones((4, 2)))
+    module.weights = tf.Variable(tf.random.normal((4, 2), seed=4))
     function = tf.function(lambda x: tf.matmul(x, module.weights),
                            input_signature=[tf.TensorSpec((1, 4), tf.float32)]).get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([np.random.rand(1, 4)] for _ in range(3))
+    rows = np.random.default_rng(0).normal(size=(120, 4))
+
+    def converter_with(samples):
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([row[None]] for row in samples)
+        return converter
+
+    clean = qd.diagnose(converter_with(rows.astype(np.float32)))
+    assert clean.model["format"] == "converter" and clean.model["signatures"] == ["serving_default"]
+    assert clean.conversion["outcome"] == "ok" and clean.verdict == "ok" and clean.audit["fully_integer"]
+    float64 = qd.diagnose(converter_with(rows))
+    assert root(float64).code == "QD201" and float64.conversion["outcome"] == "error"
+
+
+@pytest.mark.parametrize("optimization", ["OPTIMIZE_FOR_SIZE", "OPTIMIZE_FOR_LATENCY"])
+def test_deprecated_optimizations_quantize_like_default(optimization):
+    """TF treats OPTIMIZE_FOR_SIZE/LATENCY as DEFAULT: with a dataset the model comes out integer."""
+    converter = int8_converter(image_model(), dataset_from(smooth_images(120)))
+    converter.optimizations = [getattr(tf.lite.Optimize, optimization)]
+    recipe = Recipe.from_converter(converter)
+    assert recipe.mode == "int8" and recipe.wants_full_integer
+    assert Recipe(optimizations=[optimization]).mode == "dynamic"
     report = qd.diagnose(converter)
-    assert report.model["format"] == "converter"
-    assert root(report).code == "QD201"
+    assert report.settings["mode"] == "int8" and report.verdict == "ok" and report.audit["fully_integer"]
+    assert Recipe(supported_types=["float16"]).mode == "float"  # no optimization: TF ignores the types
 
 
 def test_convert_returns_bytes_or_raises_with_the_report():

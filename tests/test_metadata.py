@@ -17,20 +17,26 @@ def features() -> np.ndarray:
     return np.random.default_rng(0).normal(size=(120, 4)).astype(np.float32)
 
 
+@pytest.mark.code("QD401")
+@pytest.mark.matcher("no-signature")
 def test_savedmodel_without_signatures(tmp_path):
     tf.saved_model.save(Projection(), str(tmp_path / "model"))
     report = qd.diagnose(tmp_path / "model", features())
     finding = root(report)
     assert_finding(finding, "QD401", "metadata", "error")
+    assert finding.evidence["converter_message"] == "Only support at least one signature key."
     assert report.model["format"] == "savedmodel"
 
 
+@pytest.mark.code("QD402")
+@pytest.mark.matcher("unknown-signature-key")
 def test_unknown_signature_key_lists_the_valid_ones(tmp_path):
     module = Projection()
     tf.saved_model.save(module, str(tmp_path / "model"), signatures={"encode": module.encode, "decode": module.decode})
     finding = root(qd.diagnose(tmp_path / "model", features(), signature_keys=["serve"]))
     assert_finding(finding, "QD402", "metadata", "error")
     assert sorted(finding.evidence["valid_keys"]) == ["decode", "encode"]
+    assert finding.evidence["converter_message"].startswith("Invalid signature key 'serve' found.")
 
 
 def test_savedmodel_with_a_signature_converts_from_its_directory(tmp_path):
@@ -43,6 +49,8 @@ def test_savedmodel_with_a_signature_converts_from_its_directory(tmp_path):
     assert [t["dtype"] for t in report.audit["input_types"]] == ["int8"]
 
 
+@pytest.mark.code("QD405")
+@pytest.mark.matcher("keras-export-none-callable")
 def test_input_name_that_is_not_a_valid_tensorflow_name(tmp_path):
     """A space in a Keras input name: the converter says only "'NoneType' object is not callable"."""
     inputs = keras.Input((4,), name="my features")
@@ -52,7 +60,8 @@ def test_input_name_that_is_not_a_valid_tensorflow_name(tmp_path):
     report = qd.diagnose(path, features())
     assert report.conversion["outcome"] == "error" and "NoneType" in report.conversion["error_excerpt"]
     assert_finding(root(report), "QD405", "metadata", "error", input="my features")
-    assert "QD904" not in [f.code for f in report.findings]  # the unexplained TypeError is absorbed
+    assert root(report).evidence["converter_message"] == "TypeError: 'NoneType' object is not callable"
+    assert "QD904" not in [f.code for f in report.findings]  # the bare TypeError is recognised, not unexplained
     assert qd.diagnose(path, features(), convert=False).preflight["verdict"] == "will_fail"
 
     with pytest.raises(ModelLoadError, match="QD405"):  # a Keras object fails at its export, before converting

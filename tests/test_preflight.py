@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import quantdoctor as qd
@@ -31,12 +32,14 @@ def test_clean_model_is_predicted_fully_integer_with_every_op_classified():
     assert conv["layers"] == ["conv"]
 
 
+@pytest.mark.code("QD101")
 def test_flex_op_is_predicted_to_fail_and_named():
     report = preflight(with_layer(det_layer()), vectors(120))
     assert report.preflight["verdict"] == "will_fail"
     assert_finding(root(report), "QD101", "unsupported_op", "error", layer="my_det", op="tf.MatrixDeterminant")
 
 
+@pytest.mark.code("QD109")
 def test_flex_op_with_select_tf_ops_and_calibration_is_predicted_to_fail_calibration():
     report = preflight(with_layer(det_layer()), vectors(120), select_tf_ops=True)
     assert_finding(root(report), "QD109", "unsupported_op", "error", layer="my_det")
@@ -48,6 +51,7 @@ def test_op_without_kernel_is_predicted():
                    layer="my_igamma", op="tf.Igamma")
 
 
+@pytest.mark.code("QD105")
 def test_op_without_int8_kernel_is_predicted_to_stay_float():
     cumsum = lambda_layer(lambda x: tf.math.cumsum(x, axis=-1), "my_cumsum")
     report = preflight(with_layer(cumsum), vectors(120), mode="int8-strict")
@@ -55,6 +59,7 @@ def test_op_without_int8_kernel_is_predicted_to_stay_float():
     assert_finding(only(report, "QD105"), "QD105", "unsupported_op", "error", layer="my_cumsum", op="tf.Cumsum")
 
 
+@pytest.mark.code("QD202")
 def test_float64_math_is_predicted_as_a_dtype_problem():
     report = preflight(with_layer(Float64Scale(name="to_f64")), vectors(120))
     assert_finding(root(report), "QD202", "dtype_mismatch", "error", layer="to_f64")
@@ -84,6 +89,7 @@ def test_every_diagnose_records_the_prediction_next_to_the_outcome():
     assert 0 <= converted.preflight["seconds"] < 5
 
 
+@pytest.mark.code("QD404")
 def test_unknown_spatial_dimensions_are_flagged_for_integer_targets():
     import keras
 

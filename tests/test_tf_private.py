@@ -1,56 +1,186 @@
-"""One test per private TensorFlow hook in `quantdoctor.tf_private`: each fails first when a TF upgrade
-moves what it relies on."""
+"""One test per hook of `quantdoctor.tf_private`: each fails on the first TensorFlow, Keras or
+LiteRT release that renames, drops or changes the private attribute behind it."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from quantdoctor.audit.checks import float_ops
+from models import Projection, dataset_from, image_model, smooth_images, vectors
+from quantdoctor import tf_private
 from quantdoctor.audit.tflite_model import read_tflite
-from quantdoctor.tf_private import capture_quantizer_calls, quantize_calibrated
-from models import dataset_from, int8_converter, vectors, with_layer
+from quantdoctor.intake.recipe import CONVERTER_FLAGS
 
 
-@pytest.fixture(scope="module")
-def captured():
-    """A Dense -> ReLU -> Dense model converted once in full INT8, with its quantizer call recorded."""
-    import keras
-
-    model = with_layer(keras.layers.ReLU(name="relu"))
-    converter = int8_converter(model, dataset_from(vectors(40)))
-    with capture_quantizer_calls() as calls:
-        converted = converter.convert()
-    return converted, calls
+def dense_pair() -> keras.Model:
+    """Two Dense layers with Keras' default names, `dense` and `dense_1` (as in a fresh session)."""
+    keras.backend.clear_session()  # default names count per session
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(3)(inputs)
+    return keras.Model(inputs, keras.layers.Dense(2)(hidden))
 
 
-def test_the_quantizer_call_of_a_conversion_is_captured_and_tensorflow_restored(captured):
-    from tensorflow.lite.python import lite
+def serving_function(model: keras.Model):
+    return tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec((1, 4), tf.float32)])
 
-    converted, calls = captured
-    assert len(calls) == 1
-    call = calls[0]
+
+# --- TFLiteConverter: what it was built from ------------------------------------------------------------
+
+def test_converter_functions_are_the_functions_given():
+    function = serving_function(dense_pair()).get_concrete_function()
+    assert tf_private.converter_functions(tf.lite.TFLiteConverter.from_concrete_functions([function])) == [function]
+    assert tf_private.converter_functions(tf.lite.TFLiteConverter.from_keras_model(dense_pair())) is None
+
+
+def test_converter_trackable_is_the_object_given():
+    model = dense_pair()
+    function = serving_function(model)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], function)
+    assert tf_private.converter_trackable(converter) is function
+
+
+def test_converter_keras_model_is_the_model_given(tmp_path):
+    model = dense_pair()
+    assert tf_private.converter_keras_model(tf.lite.TFLiteConverter.from_keras_model(model)) is model
+    model.export(str(tmp_path / "exported"), verbose=False)
+    assert tf_private.converter_keras_model(tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "exported"))) is None
+
+
+def test_converter_signature_keys_are_from_saved_models_own_choice(tmp_path):
+    model = dense_pair()
+    model.export(str(tmp_path / "exported"), verbose=False)  # signatures 'serve' and 'serving_default'
+    assert sorted(tf.saved_model.load(str(tmp_path / "exported")).signatures) == ["serve", "serving_default"]
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "exported"))
+    assert tf_private.converter_signature_keys(converter) == ["serving_default"]
+    produced = Interpreter(model_content=converter.convert()).get_signature_list()
+    assert list(produced) == ["serving_default"]  # what the hook says is what the converter converts
+
+    module = Projection()
+    tf.saved_model.save(module, str(tmp_path / "two"), signatures={"encode": module.encode, "decode": module.decode})
+    two = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "two"))
+    assert sorted(tf_private.converter_signature_keys(two)) == ["decode", "encode"]
+
+
+# --- TFLiteConverter: settings --------------------------------------------------------------------------
+
+def test_every_recipe_flag_exists_and_reads_back():
+    converter = tf.lite.TFLiteConverter.from_keras_model(dense_pair())
+    for name in CONVERTER_FLAGS:
+        assert tf_private.converter_flag(converter, name) == getattr(converter, name)
+
+
+def test_set_converter_flag_takes_effect_and_refuses_a_dropped_flag():
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3)])
+    scales = {}
+    for disabled in (False, True):
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = dataset_from(smooth_images(8, size=8))
+        tf_private.set_converter_flag(converter, "_experimental_disable_per_channel", disabled)
+        interpreter = Interpreter(model_content=converter.convert())
+        weights = [d for d in interpreter.get_tensor_details() if len(d["shape"]) == 4 and d["shape"][0] == 4]
+        scales[disabled] = len(weights[0]["quantization_parameters"]["scales"])
+    assert scales == {False: 4, True: 1}  # per-channel scales, then one scale: the flag reached the quantizer
+    with pytest.raises(tf_private.TensorFlowChanged, match="_experimental_no_such_flag"):
+        tf_private.set_converter_flag(converter, "_experimental_no_such_flag", True)
+
+
+# --- TFLiteConverter: its own preparation steps -----------------------------------------------------------
+
+def test_lower_keras_to_saved_model_writes_the_serving_signature(tmp_path):
+    converter = tf.lite.TFLiteConverter.from_keras_model(dense_pair())
+    assert tf_private.lower_keras_to_saved_model(converter, tmp_path / "export") is True
+    assert tf_private.converter_signature_keys(converter) == ["serving_default"]
+    loaded = tf.saved_model.load(str(tmp_path / "export"))
+    assert "serving_default" in loaded.signatures
+
+
+def test_freeze_keras_model_is_the_converters_keras_2_fallback():
+    """The fallback traces a Keras 2 model; on a Keras 3 model it fails as the converter fails
+    (QD405's `TypeError`), on a tf_keras model it folds the variables into constants."""
+    with pytest.raises(TypeError, match="'NoneType' object is not callable"):
+        tf_private.freeze_keras_model(tf.lite.TFLiteConverter.from_keras_model(dense_pair()))
+    tf_keras = pytest.importorskip("tf_keras")
+    model = tf_keras.Sequential([tf_keras.layers.Dense(3, input_shape=(4,)), tf_keras.layers.Dense(2)])
+    frozen = tf_private.freeze_keras_model(tf.lite.TFLiteConverter.from_keras_model(model))
+    ops = {node.op for node in tf.compat.v1.GraphDef.FromString(frozen.graph_def).node}
+    assert "MatMul" in ops and not ops & {"VarHandleOp", "ReadVariableOp"}
+    assert len(frozen.inputs) == 1 and frozen.inputs[0].endswith(":0") and len(frozen.outputs) == 1
+
+
+def test_lower_functions_to_saved_model_only_with_a_trackable_that_saves(tmp_path):
+    module = Projection()
+    function = module.encode.get_concrete_function()
+    saved = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
+    assert tf_private.lower_functions_to_saved_model(saved, tmp_path / "module") is True
+    assert tf_private.converter_signature_keys(saved) == ["serving_default"]
+    for trackable in (None, module.encode):  # the converter's frozen-graph path
+        frozen = tf.lite.TFLiteConverter.from_concrete_functions([function], trackable)
+        assert tf_private.lower_functions_to_saved_model(frozen, tmp_path / "none") is False
+
+
+def test_freeze_concrete_function_is_the_frozen_graph_path():
+    module = Projection()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.encode.get_concrete_function()])
+    frozen = tf_private.freeze_concrete_function(converter)
+    ops = {node.op for node in tf.compat.v1.GraphDef.FromString(frozen.graph_def).node}
+    assert "MatMul" in ops and "ReadVariableOp" not in ops
+    assert frozen.inputs == ["x:0"]
+    both = tf.lite.TFLiteConverter.from_concrete_functions([module.encode.get_concrete_function(),
+                                                            module.decode.get_concrete_function()])
+    with pytest.raises(ValueError, match="can only convert a single ConcreteFunction"):
+        tf_private.freeze_concrete_function(both)
+
+
+def test_shadow_optimize_tflite_model_sees_the_float_model_before_quantization():
+    converter = tf.lite.TFLiteConverter.from_keras_model(dense_pair())
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = dataset_from(vectors(8, features=4))
+    seen = []
+    tf_private.shadow_optimize_tflite_model(converter, seen.append)
+    quantized = read_tflite(converter.convert())
+    assert len(seen) == 1
+    float_model = read_tflite(seen[0])
+    assert [op.name for op in float_model.ops] == ["FULLY_CONNECTED", "FULLY_CONNECTED"]
+    assert all(op.computes_in_float for op in float_model.ops)
+    assert not any(op.computes_in_float for op in quantized.ops if op.name == "FULLY_CONNECTED")
+
+
+# --- tf.lite: the MLIR quantizer, replayed ------------------------------------------------------------------
+
+def test_capture_quantizer_calls_records_the_calibrated_model_and_arguments_and_restores_tensorflow():
+    from tensorflow.lite.python import convert, lite
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(dense_pair())
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = dataset_from(vectors(8, features=4))
+    with tf_private.capture_quantizer_calls() as calls:
+        quantized = converter.convert()
+    assert lite._mlir_quantize is convert.mlir_quantize  # restored
+    call, = calls
     calibrated = read_tflite(call.calibrated)
     assert [op.name for op in calibrated.ops] == ["FULLY_CONNECTED", "FULLY_CONNECTED"]
-    assert all(op.computes_in_float for op in calibrated.ops)  # the float model, carrying the calibrated ranges
-    assert call.arguments["input_data_type"] == "float32" and call.arguments["output_data_type"] == "float32"
+    assert all(op.computes_in_float for op in calibrated.ops)  # the float model carrying calibrated ranges
+    assert call.arguments["input_data_type"] == call.arguments["output_data_type"] == "float32"
     assert call.arguments["disable_per_channel"] is False
-    from tensorflow.lite.python.convert import mlir_quantize
+    replayed = tf_private.quantize_calibrated(call.calibrated, call.arguments, [])
+    samples = vectors(6, features=4, seed=3)
+    assert np.array_equal(_outputs(replayed, samples), _outputs(quantized, samples))  # the very conversion
 
-    assert lite._mlir_quantize is mlir_quantize  # restored after the block
-    assert not float_ops(read_tflite(converted))
 
-
-def test_replaying_the_quantizer_makes_the_converted_model_and_keeps_denylisted_ops_float(captured):
-    converted, calls = captured
-    call = calls[0]
-    replayed = quantize_calibrated(call.calibrated, call.arguments, [])
-    samples = vectors(16, seed=5)
-    assert np.array_equal(_outputs(replayed, samples), _outputs(converted, samples))
-    dense = next(op.outputs[0].name for op in read_tflite(call.calibrated).ops if "dense" in op.outputs[0].name)
-    partly = read_tflite(quantize_calibrated(call.calibrated, call.arguments, [dense]))
-    assert [(op.name, op.outputs[0].name) for op in float_ops(partly)] == [("FULLY_CONNECTED", dense)]
+def test_quantize_calibrated_keeps_the_denylisted_ops_float():
+    converter = tf.lite.TFLiteConverter.from_keras_model(dense_pair())
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = dataset_from(vectors(8, features=4))
+    with tf_private.capture_quantizer_calls() as calls:
+        converter.convert()
+    first = read_tflite(calls[0].calibrated).ops[0].outputs[0].name
+    partly = read_tflite(tf_private.quantize_calibrated(calls[0].calibrated, calls[0].arguments, [first]))
+    floats = [op for op in partly.ops if op.name not in ("QUANTIZE", "DEQUANTIZE") and op.computes_in_float]
+    assert [(op.name, op.outputs[0].name) for op in floats] == [("FULLY_CONNECTED", first)]
 
 
 def _outputs(model: bytes, samples: np.ndarray) -> np.ndarray:
@@ -60,5 +190,65 @@ def _outputs(model: bytes, samples: np.ndarray) -> np.ndarray:
     for row in samples:
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], row[None])
         interpreter.invoke()
-        rows.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
+        rows.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy())
     return np.concatenate(rows)
+
+
+# --- Keras -------------------------------------------------------------------------------------------------
+
+def test_keras_history_layer_is_the_producing_layer():
+    model = dense_pair()
+    assert tf_private.keras_history_layer(model.outputs[0]) is model.layers[-1]
+    assert tf_private.keras_history_layer(tf.zeros(1)) is None
+
+
+def test_recorded_layer_scopes_are_the_scopes_of_the_traced_ops():
+    model = dense_pair()
+    assert [layer.name for layer in model.layers[1:]] == ["dense", "dense_1"]
+    with tf_private.recorded_layer_scopes(model) as scopes:
+        graph = serving_function(model).get_concrete_function().graph
+    matmuls = [op.name for op in graph.get_operations() if op.type == "MatMul"]
+    owners = {name: scopes[name.rsplit("/", 1)[0]] for name in matmuls}
+    assert sorted(owners.values()) == ["dense", "dense_1"]
+    # The first Dense is traced under the scope named like the second one: only the record tells them apart.
+    assert owners["functional_1/dense_1/MatMul"] == "dense"
+    assert owners["functional_1/dense_1_2/MatMul"] == "dense_1"
+    assert keras.src.backend.tensorflow.core.name_scope.__enter__.__name__ == "__enter__"  # restored
+
+
+def test_keras_input_signature_is_the_converters():
+    functional = tf_private.keras_input_signature(dense_pair())
+    assert [tuple(s.shape) for s in functional] == [(None, 4)]
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    model = Subclassed()
+    with pytest.raises(ValueError, match="never been called"):
+        tf_private.keras_input_signature(model)
+    model(np.zeros((1, 4), np.float32))
+    assert [tuple(s.shape) for s in tf_private.keras_input_signature(model)] == [(None, 4)]
+
+
+# --- LiteRT Interpreter ------------------------------------------------------------------------------------
+
+def test_interpreter_ops_lists_every_op_with_its_tensors():
+    interpreter = Interpreter(model_content=tf.lite.TFLiteConverter.from_keras_model(image_model()).convert())
+    ops = tf_private.interpreter_ops(interpreter)
+    assert [op["op_name"] for op in ops][:1] == ["CONV_2D"]
+    assert all({"index", "op_name", "inputs", "outputs"} <= set(op) for op in ops)
+
+
+def test_interpreter_tensor_describes_intermediate_tensors():
+    converter = tf.lite.TFLiteConverter.from_keras_model(dense_pair())
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = dataset_from(vectors(8, features=4))
+    interpreter = Interpreter(model_content=converter.convert())
+    hidden = tf_private.interpreter_ops(interpreter)[1]["outputs"][0]
+    detail = tf_private.interpreter_tensor(interpreter, hidden)
+    assert detail["index"] == hidden and detail["dtype"] == np.int8 and detail["quantization"][0] > 0

@@ -33,6 +33,8 @@ def convert(model: Any, data: Any = None, **options: Any) -> bytes:
     silently dropped). The error carries the report (`error.report`) and says the root cause and
     its fix in its message instead of MLIR text.
     """
+    if options.get("convert") is False:
+        raise UsageError("convert() converts: for the preflight alone, call diagnose(..., convert=False)")
     report = diagnose(model, data, **options)
     if report.tflite_model is None or report.root_cause is not None:
         raise QuantizationError(report)

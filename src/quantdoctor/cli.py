@@ -13,16 +13,25 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from quantdoctor.errors import UsageError
+from quantdoctor.errors import QuantizationError, UsageError
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
+from quantdoctor.intake.paths import check_outputs, input_kind
 from quantdoctor.report.model import SEVERITIES
+
+try:  # typer 0.29 carries its own copy of click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # older typer depends on click itself
+    from click.exceptions import ClickException, NoArgsIsHelpError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Why does my TensorFlow model fail to quantize for LiteRT, and how do I fix it?")
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)  # lines are never cut or re-wrapped: code stays copyable
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 FAIL_ON = (*SEVERITIES, "never")
+TRUST_MODEL_HELP = ("Load a .keras/.h5 file even if that runs code stored in it (Lambda layers). "
+                    "Only for files you trust.")
 
 
 @app.command()
@@ -35,25 +44,32 @@ def diagnose(
     select_tf_ops: bool = typer.Option(False, "--select-tf-ops", help="Allow Select TF ops (Flex)."),
     signature: Optional[list[str]] = typer.Option(None, help="SavedModel signature key to convert (repeatable)."),
     max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Use at most this many calibration samples."),
-    timeout: float = typer.Option(900.0, min=1, help="Seconds before the conversion is stopped."),
-    memory_limit: Optional[int] = typer.Option(None, min=64, help="Memory limit for the converter process, in MB."),
+    timeout: float = typer.Option(900.0, help="Seconds before the conversion is stopped."),
+    memory_limit: Optional[int] = typer.Option(None, help="Memory limit for the converter process, in MB (>= 256)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the converted .tflite here."),
     target: Optional[str] = typer.Option(None, help="Audit the result for: int8-accelerator | microcontroller"),
     no_convert: bool = typer.Option(False, "--no-convert", help="Preflight only: check graph and data, predict."),
     fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
-    keep_workdir: Optional[Path] = typer.Option(None, help="Keep the worker's request, data and logs here."),
+    keep_workdir: Optional[Path] = typer.Option(None, help="Keep the worker's request, data and logs in this new "
+                                                            "(or empty) directory."),
+    trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
 ) -> None:
     """Convert MODEL with the real converter, in an isolated process, and explain what went wrong."""
     from quantdoctor.diagnose import diagnose as run_diagnose
 
     _check_fail_on(fail_on)
-    _refuse_overwrite(inputs=(model, data, eval_data), outputs=(json_path, output))
-    with err.status(f"Converting {model} in an isolated process…"):
+    if no_convert and output is not None:
+        raise UsageError("--output needs a converted model, and --no-convert runs the preflight only: drop one")
+    _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data))
+    check_outputs(inputs=(model, data, eval_data),
+                  outputs={"--json": json_path, "--output": output, "--keep-workdir": keep_workdir})
+    doing = "Checking (preflight only)" if no_convert else "Converting"
+    with err.status(f"{doing} {escape(str(model))} in an isolated process…"):
         report = run_diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
                               max_samples=max_samples, timeout=timeout, memory_limit_mb=memory_limit,
                               target=target, convert=not no_convert, eval_data=eval_data,
-                              keep_workdir=keep_workdir)
+                              keep_workdir=keep_workdir, trust_model=trust_model)
     if output and report.tflite_model is not None:
         output.write_bytes(report.tflite_model)
     _finish(report, json_path, fail_on)
@@ -70,17 +86,20 @@ def audit(
     from quantdoctor.audit.report import audit as run_audit
 
     _check_fail_on(fail_on)
-    _refuse_overwrite(inputs=(model,), outputs=(json_path,))
+    _check_inputs(("model", model))
+    check_outputs(inputs=(model,), outputs={"--json": json_path})
     _finish(run_audit(model, target=target), json_path, fail_on)
 
 
-def _finish(report, json_path: Optional[Path], fail_on: str) -> None:
-    """Render, write the JSON, and exit 1 when findings reach --fail-on."""
+def _finish(report, json_path: Optional[Path], fail_on: str, failed: bool = False) -> None:
+    """Render, write the JSON, and exit 1 when findings reach --fail-on (or the command `failed` its job)."""
     from quantdoctor.report.terminal import render
 
     render(report, out)
     if json_path:
         json_path.write_text(json.dumps(report.to_dict(), indent=2))
+    if failed:
+        raise typer.Exit(1)
     worst = report.worst_severity()
     if fail_on != "never" and worst is not None and SEVERITIES.index(worst) <= SEVERITIES.index(fail_on):
         raise typer.Exit(1)
@@ -104,6 +123,7 @@ def compare(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
     max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Use at most this many samples of each data set."),
     fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
+    trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
 ) -> None:
     """Float vs quantized MODEL on eval data: end to end and layer by layer, worst layers first."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -111,17 +131,24 @@ def compare(
     from quantdoctor.compare.run import compare as run_compare
 
     _check_fail_on(fail_on)
-    _refuse_overwrite(inputs=(model, data, eval_data, labels, tflite), outputs=(json_path, html_path))
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
-                  transient=True) as bar:
-        task = bar.add_task("Converting (float and quantized)…", total=None)
+    _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels),
+                  ("--tflite model", tflite))
+    check_outputs(inputs=(model, data, eval_data, labels, tflite), outputs={"--json": json_path, "--html": html_path})
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
+                      transient=True) as bar:
+            task = bar.add_task("Converting (float and quantized)…", total=None)
 
-        def progress(done: int, total: int) -> None:
-            bar.update(task, description="Running both models on the eval data", completed=done, total=total)
+            def progress(done: int, total: int) -> None:
+                bar.update(task, description="Running both models on the eval data", completed=done, total=total)
 
-        report = run_compare(model, data, eval_data=eval_data, labels=labels, tflite=tflite, html=html_path,
-                             mode=mode, io=io, max_samples=max_samples, progress=progress)
-    _finish(report, json_path, fail_on)
+            report = run_compare(model, data, eval_data=eval_data, labels=labels, tflite=tflite, html=html_path,
+                                 mode=mode, io=io, max_samples=max_samples, progress=progress,
+                                 trust_model=trust_model)
+    except QuantizationError as failure:  # nothing to compare: the diagnosis of the conversion is the answer
+        _finish(failure.report, json_path, fail_on, failed=True)
+    else:
+        _finish(report, json_path, fail_on)
 
 
 @app.command("fix-accuracy")
@@ -140,25 +167,33 @@ def fix_accuracy(
     html_path: Optional[Path] = typer.Option(None, "--html", help="Write the HTML report with the Pareto plot."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
     max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Use at most this many samples of each data set."),
-    timeout: float = typer.Option(900.0, min=1, help="Seconds before the conversion (or one variant) is stopped."),
+    timeout: float = typer.Option(900.0, help="Seconds before the conversion (or one variant) is stopped."),
     fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
+    trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
 ) -> None:
     """The INT8 model with the fewest ops kept in float that meets an accuracy budget on eval data."""
     from quantdoctor.budget.run import fix_accuracy as run_fix_accuracy
 
     _check_fail_on(fail_on)
-    _refuse_overwrite(inputs=(model, data, eval_data, labels), outputs=(output, script, html_path, json_path))
-    with err.status("Converting, then searching the float fallback…") as status:
-        def progress(step: str, variants: int) -> None:
-            status.update(f"Searching the float fallback: {variants} variant(s) tried ({step})…")
+    _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels))
+    check_outputs(inputs=(model, data, eval_data, labels),
+                  outputs={"--output": output, "--script": script, "--html": html_path, "--json": json_path})
+    try:
+        with err.status("Converting, then searching the float fallback…") as status:
+            def progress(step: str, variants: int) -> None:
+                status.update(f"Searching the float fallback: {variants} variant(s) tried ({step})…")
 
-        result = run_fix_accuracy(model, data, eval_data=eval_data, labels=labels, max_drop=max_drop,
-                                  min_sqnr=min_sqnr, target=target, io=io, max_samples=max_samples, timeout=timeout,
-                                  html=html_path, script=script, output_name=str(output or "model_int8.tflite"),
-                                  progress=progress)
-    if output:
-        output.write_bytes(result.model)
-    _finish(result.report, json_path, fail_on)
+            result = run_fix_accuracy(model, data, eval_data=eval_data, labels=labels, max_drop=max_drop,
+                                      min_sqnr=min_sqnr, target=target, io=io, max_samples=max_samples,
+                                      timeout=timeout, html=html_path, script=script,
+                                      output_name=str(output or "model_int8.tflite"), progress=progress,
+                                      trust_model=trust_model)
+    except QuantizationError as failure:  # nothing to search: the diagnosis of the conversion is the answer
+        _finish(failure.report, json_path, fail_on, failed=True)
+    else:
+        if output:
+            output.write_bytes(result.model)
+        _finish(result.report, json_path, fail_on)
 
 
 @app.command()
@@ -186,22 +221,52 @@ def demo() -> None:
     run_demo(out, err)
 
 
-def _refuse_overwrite(inputs: tuple[Optional[Path], ...], outputs: tuple[Optional[Path], ...]) -> None:
-    """The user's files are only read: an output path naming one of them is an error."""
-    protected = {path.resolve() for path in inputs if path is not None}
-    for path in outputs:
-        if path is not None and path.resolve() in protected:
-            raise UsageError(f"refusing to overwrite your input {path}: choose another output path")
-
-
 def main() -> None:
-    """Console entry point: user errors are one line and exit 2, quantdoctor's own bugs exit 3."""
+    """Console entry point: user errors are one line and exit 2, quantdoctor's own bugs exit 3.
+
+    Ctrl-C and SIGTERM stop the converter and remove the temporary files, then exit 128 + the signal.
+    """
+    from quantdoctor.convert.cleanup import Interrupted, interruptible
+
+    with interruptible():
+        try:
+            _run()
+        except Interrupted as exc:
+            err.print("quantdoctor: interrupted", markup=False)
+            sys.exit(128 + exc.signum)
+
+
+def _run() -> None:
     try:
-        app()  # handles its own option errors (exit 2) and typer.Exit
+        code = app(standalone_mode=False)  # option errors are raised here, not printed as boxes
+    except NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ClickException as exc:  # a bad option, a missing argument, an unknown command
+        err.print(f"quantdoctor: error: {_usage_line(exc)}", markup=False)
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(1)
     except UsageError as exc:
-        err.print(f"quantdoctor: error: {exc}", markup=False)
+        err.print(f"quantdoctor: error: {' '.join(str(exc).split())}", markup=False)  # one line, whatever it quotes
         sys.exit(2)
     except Exception:
         traceback.print_exc()
-        err.print("quantdoctor: internal error (a bug in quantdoctor): please report it with the traceback above")
+        err.print("quantdoctor: internal error (a bug in quantdoctor): please report it with the traceback above",
+                  markup=False)
         sys.exit(3)
+    sys.exit(code or 0)
+
+
+def _check_inputs(*inputs: tuple[str, Optional[Path]]) -> None:
+    """Every input path names a file or directory (not a link loop, a FIFO, a device), checked first."""
+    for what, path in inputs:
+        if path is not None:
+            input_kind(path, what)
+
+
+def _usage_line(exc: ClickException) -> str:
+    """Click's message on one line, with where to read the usage."""
+    message = " ".join(exc.format_message().split())
+    context = getattr(exc, "ctx", None)
+    return f"{message} (see `{context.command_path} --help`)" if context is not None else message

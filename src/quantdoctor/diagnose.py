@@ -11,31 +11,36 @@ from typing import Any
 import numpy as np
 
 from quantdoctor import catalog
-from quantdoctor.audit.checks import audit_findings, check_target, summarize
-from quantdoctor.audit.tflite_model import read_tflite
+from quantdoctor.audit.checks import audit_findings, check_target, float_ops, summarize
+from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.catalog.classify_failure import FailureContext, classify_failure, excerpt
+from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.convert import cache as conversion_cache
 from quantdoctor.convert.crash import crash_frames, crash_stage, native_errors, out_of_memory
+from quantdoctor.convert.cleanup import run_interruptible
 from quantdoctor.convert.protocol import read_json
-from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, run_worker
+from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, check_limits, run_worker
 from quantdoctor.errors import ModelLoadError, UsageError
 from quantdoctor.intake import data as data_intake
 from quantdoctor.intake import model as model_intake
+from quantdoctor.intake import options
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
+from quantdoctor.intake.paths import check_outputs, copy_into, prepare_keep_workdir
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.preflight.data_checks import (InputSpec, check_against_inference, check_calibration,
-                                                     check_input_names, check_input_shapes,
-                                                     check_signature_coverage)
+                                               check_input_names, check_input_shapes, check_list_order,
+                                               check_signature_coverage, check_unused_data, data_is_used)
 from quantdoctor.preflight.predict import actual_verdict, predict
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
 
 
+@run_interruptible
 def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
              select_tf_ops: bool = False, signature_keys: list[str] | None = None,
              max_samples: int = DEFAULT_MAX_SAMPLES,
              timeout: float = DEFAULT_TIMEOUT, memory_limit_mb: int | None = None,
              target: str | None = None, convert: bool = True, eval_data: Any = None,
-             keep_workdir: str | Path | None = None) -> Report:
+             keep_workdir: str | Path | None = None, trust_model: bool = False) -> Report:
     """Convert `model` with the real TFLite converter in an isolated process and explain the outcome.
 
     `model` is a path (`.keras`, `.h5`, SavedModel directory), a Keras model, a list of concrete
@@ -48,33 +53,38 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
     for; integer-only settings (`int8-strict`) imply "int8-accelerator". With `convert=False`
     only the preflight runs: the graph and the data are checked and the outcome predicted.
     `eval_data` (same forms as `data`) is inference data: calibration ranges are checked against it.
+    `keep_workdir` (a new or empty directory) receives the worker's request, samples and logs.
+    A `.keras`/`.h5` file that would run code stored in it when loaded (Lambda layers) is refused
+    with an `UnsafeModelError` unless `trust_model=True`.
     Returns the report, root cause first.
     """
     return _diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature_keys,
                      max_samples=max_samples, timeout=timeout, memory_limit_mb=memory_limit_mb, target=target,
-                     convert=convert, eval_data=eval_data, keep_workdir=keep_workdir)[0]
+                     convert=convert, eval_data=eval_data, keep_workdir=keep_workdir, trust_model=trust_model)[0]
 
 
+@run_interruptible
 def diagnose_with_float_twin(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
-                             max_samples: int = DEFAULT_MAX_SAMPLES,
-                             timeout: float = DEFAULT_TIMEOUT) -> tuple[Report, bytes | None]:
+                             max_samples: int = DEFAULT_MAX_SAMPLES, timeout: float = DEFAULT_TIMEOUT,
+                             trust_model: bool = False) -> tuple[Report, bytes | None]:
     """`diagnose`, and when the conversion succeeds, compare's float reference from the same worker:
     the float model the converter handed its quantizer, or, for settings that do not calibrate, the
     model converted again without quantization (TensorFlow starts and the model loads once). The
     float model is None when that second conversion failed."""
     report, artifacts = _diagnose(model, data, mode=mode, io=io, max_samples=max_samples, timeout=timeout,
-                                  float_twin=True)
+                                  float_twin=True, trust_model=trust_model)
     return report, artifacts.float_twin
 
 
+@run_interruptible
 def diagnose_with_calibration(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
-                              max_samples: int = DEFAULT_MAX_SAMPLES,
-                              timeout: float = DEFAULT_TIMEOUT) -> tuple[Report, ConversionArtifacts]:
+                              max_samples: int = DEFAULT_MAX_SAMPLES, timeout: float = DEFAULT_TIMEOUT,
+                              trust_model: bool = False) -> tuple[Report, ConversionArtifacts]:
     """`diagnose`, and from the same calibrating conversion (or the conversion cache): compare's float
     reference, the calibrated float model and the quantizer's arguments, from which accuracy budgets
     make their variants without calibrating again."""
     return _diagnose(model, data, mode=mode, io=io, max_samples=max_samples, timeout=timeout, float_twin=True,
-                     keep_calibration=True)
+                     keep_calibration=True, trust_model=trust_model)
 
 
 @dataclass
@@ -101,25 +111,37 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
               select_tf_ops: bool = False, signature_keys: list[str] | None = None,
               memory_limit_mb: int | None = None, target: str | None = None, convert: bool = True,
               eval_data: Any = None, keep_workdir: str | Path | None = None,
-              float_twin: bool = False, keep_calibration: bool = False) -> tuple[Report, ConversionArtifacts]:
+              float_twin: bool = False, keep_calibration: bool = False,
+              trust_model: bool = False) -> tuple[Report, ConversionArtifacts]:
     check_target(target)
+    check_limits(timeout, memory_limit_mb)
+    max_samples = options.count(max_samples, "max_samples")
+    convert = options.flag(convert, "convert")
+    select_tf_ops = options.flag(select_tf_ops, "select_tf_ops")
+    trust_model = options.flag(trust_model, "trust_model")
+    signature_keys = options.names(signature_keys, "signature_keys")
+    keep = None
+    if keep_workdir is not None:
+        check_outputs(inputs=(model, data, eval_data), outputs={"--keep-workdir": keep_workdir})
+        keep = prepare_keep_workdir(keep_workdir)
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-"))
     try:
         source, recipe, calibration = _intake(model, data, mode, io, select_tf_ops, max_samples, workdir)
-        evaluation = calibration_set(eval_data, max_samples)  # read before the long conversion: fail early
+        unused = check_unused_data(calibration, recipe, mode_requested=not model_intake.is_converter(model))
+        evaluation = calibration_set(eval_data, max_samples, "eval data")  # read before the long conversion: fail early
         if signature_keys:
-            if source.loader != "saved_model" or source.format == "converter":
+            if source.format != "savedmodel":
                 raise UsageError("signature keys apply to SavedModel directories only")
             source.signature_keys = list(signature_keys)
         request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None,
-                                   "convert": convert}
-        if calibration is not None and recipe.calibrate:
+                                   "convert": convert, "trust_model": trust_model}
+        if calibration is not None and recipe.calibrate:  # a converter's dataset goes along even when unused
             calibration.save(workdir / "calibration.npz")
             request["data"] = str(workdir / "calibration.npz")
-        calibrating = convert and request["data"] is not None
+        calibrating = convert and request["data"] is not None and data_is_used(recipe)
         key = None
-        if calibrating and not keep_workdir and memory_limit_mb is None:  # a limit is a question to ask anew
-            key = conversion_cache.conversion_key(source, recipe, calibration, workdir)
+        if calibrating and keep is None and memory_limit_mb is None:  # a limit is a question to ask anew
+            key = conversion_cache.conversion_key(source, recipe, calibration, workdir, trust_model)
         cached = conversion_cache.lookup(key) if key else None
         if cached is not None:
             response = cached.response
@@ -127,26 +149,29 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
                             tflite_path=cached.path(conversion_cache.MODEL))
             artifacts = ConversionArtifacts.read(cached.directory, twin_written=True, calibration=calibration)
         else:
-            keep = calibrating and (keep_calibration or key is not None)
-            if float_twin or keep:  # free when calibrating: the model handed to the quantizer
+            kept = calibrating and (keep_calibration or key is not None)
+            if float_twin or kept:  # free when calibrating: the model handed to the quantizer
                 request["float_twin_output"] = str(workdir / conversion_cache.FLOAT_TWIN)
-            if keep:
+            if kept:
                 request["calibration_output"] = str(workdir)
             run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
             if key is not None and run.outcome == "ok":
                 conversion_cache.store(key, workdir, {**run.response, "worker_seconds": round(run.seconds, 3)})
             artifacts = ConversionArtifacts.read(workdir, twin_written=run.response.get("float_twin") == "ok",
-                                                 calibration=calibration if recipe.calibrate else None)
+                                                 calibration=calibration if calibrating else None)
         if target is None and recipe.mode == "int8-strict":
             target = "int8-accelerator"
-        report = _build_report(source, recipe, calibration if recipe.calibrate else None, run, target, evaluation)
+        checked = calibration if data_is_used(recipe) else None  # data the converter never reads is not judged
+        report = _build_report(source, recipe, checked, run, target, evaluation, unused)
         if cached is not None:
             report.conversion["cached"] = True
         return report, artifacts
     finally:
-        if keep_workdir:
-            shutil.copytree(workdir, Path(keep_workdir), dirs_exist_ok=True)
-        shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            if keep is not None:
+                copy_into(workdir, keep)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_ops: bool,
@@ -156,7 +181,7 @@ def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_o
             raise UsageError("mode, io and select_tf_ops come from the converter itself: set them on the converter")
         recipe = Recipe.from_converter(model)
         source = model_intake.from_converter(model, workdir)
-        data = data if data is not None else model.representative_dataset
+        data = data if data is not None else _dataset_function(model.representative_dataset)
         recipe.calibrate = data is not None  # data given here acts as the converter's representative_dataset
     else:
         recipe = Recipe.for_mode(mode or "int8", io or "float", select_tf_ops)
@@ -164,25 +189,43 @@ def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_o
     return source, recipe, calibration_set(data, max_samples)
 
 
+def _dataset_function(dataset: Any) -> Any:
+    """A converter's representative_dataset as the user's function: `convert()` wraps it in a
+    `tf.lite.RepresentativeDataset`, whose `input_gen` is that function."""
+    import tensorflow as tf
+
+    return dataset.input_gen if isinstance(dataset, tf.lite.RepresentativeDataset) else dataset
+
+
 def _model_source(model: Any, workdir: Path) -> model_intake.ModelSource:
+    """Models given without a converter convert as the matching `TFLiteConverter.from_*` would:
+    concrete functions as `from_concrete_functions(functions)` (no trackable object: frozen)."""
     if isinstance(model, (str, Path)):
         return model_intake.from_path(model)
-    if isinstance(model, (list, tuple)) and model and all(hasattr(f, "graph") for f in model):
+    if isinstance(model, (list, tuple)) and model and all(_is_concrete_function(f) for f in model):
         return model_intake.from_concrete_functions(list(model), None, workdir)
-    if hasattr(model, "graph") and hasattr(model, "structured_input_signature"):
+    if _is_concrete_function(model):
         return model_intake.from_concrete_functions([model], None, workdir)
-    if hasattr(model, "layers") and hasattr(model, "inputs"):
+    if model_intake.is_keras_model(model):
         return model_intake.from_keras_model(model, workdir)
     raise UsageError(f"cannot diagnose a {type(model).__name__}: pass a model path, a Keras model, "
                      "concrete functions or a tf.lite.TFLiteConverter")
 
 
-def calibration_set(data: Any, max_samples: int = DEFAULT_MAX_SAMPLES) -> CalibrationSet | None:
-    """Calibration (or eval) data in any accepted form, as a CalibrationSet; None stays None."""
+def _is_concrete_function(value: Any) -> bool:
+    return hasattr(value, "graph") and hasattr(value, "structured_input_signature")
+
+
+def calibration_set(data: Any, max_samples: int = DEFAULT_MAX_SAMPLES,
+                    what: str = "calibration data") -> CalibrationSet | None:
+    """Calibration (or eval) data in any accepted form, as a CalibrationSet; None stays None.
+
+    `what` names the data in error messages ("eval data", ...).
+    """
     if data is None or isinstance(data, CalibrationSet):
         return data
     if isinstance(data, (str, Path)):
-        return data_intake.from_file(data, max_samples)
+        return data_intake.from_file(data, max_samples, what)
     if isinstance(data, np.ndarray):
         return data_intake.from_arrays({"arr_0": data}, max_samples=max_samples)
     if isinstance(data, dict) and all(isinstance(v, np.ndarray) for v in data.values()):
@@ -194,27 +237,34 @@ def calibration_set(data: Any, max_samples: int = DEFAULT_MAX_SAMPLES) -> Calibr
 
 
 def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration: CalibrationSet | None,
-                  run: WorkerRun, target: str | None, evaluation: CalibrationSet | None) -> Report:
+                  run: WorkerRun, target: str | None, evaluation: CalibrationSet | None,
+                  settings_findings: list[Finding]) -> Report:
     if run.outcome == "load_error":
-        raise ModelLoadError(f"cannot load {source.source}: {run.response.get('error_message')}")
+        if run.response.get("refused_unsafe"):
+            raise model_intake.unsafe_model_error(source, run.response.get("error_message", ""))
+        raise model_intake.load_error(source.source, run.response.get("error_message", ""))
     model_info = run.response.get("model", {})
     layers = source.layers or model_info.get("layers", [])
-    layer_names = [layer["name"] for layer in layers]
-    inputs = [InputSpec.from_dict(spec) for spec in model_info.get("inputs", [])]
-    signature_keys = source.signature_keys or model_info.get("signature_keys") or []
-    data_findings = (check_input_names(inputs) + check_calibration(calibration, inputs, recipe)
-                     + check_signature_coverage(calibration, signature_keys) + check_input_shapes(inputs, target))
+    layer_names = LayerNames([layer["name"] for layer in layers], source.layer_scopes or model_info.get("layer_scopes"))
+    tflite_bytes = run.tflite_path.read_bytes() if run.outcome == "ok" else None
+    produced = read_tflite(tflite_bytes) if tflite_bytes is not None else None
+    input_specs = _in_converter_order(model_info.get("inputs", []), produced)
+    inputs = [InputSpec.from_dict(spec) for spec in input_specs]
+    signature_keys, float_signatures = _converted_signatures(source, model_info, produced)
+    data_findings = (settings_findings + check_input_names(inputs) + check_calibration(calibration, inputs, recipe)
+                     + check_list_order(calibration, inputs, produced.input_names if produced else None,
+                                        _declared_order(source, model_info))
+                     + check_signature_coverage(calibration, signature_keys, float_signatures)
+                     + check_input_shapes(inputs, target))
     if evaluation is not None:
         data_findings += check_against_inference(calibration, evaluation, inputs)
     inventory = run.response.get("preflight")
     prediction = predict(inventory, recipe, layer_names, inputs, data_findings) if inventory else None
     conversion = {"attempted": run.outcome != "skipped", "outcome": run.outcome, "seconds": round(run.seconds, 3),
                   "error_excerpt": None, "model_bytes": None}
-    audit = tflite_bytes = None
+    audit = None
     outcome_findings: list[Finding] = []
-    if run.outcome == "ok":
-        tflite_bytes = run.tflite_path.read_bytes()
-        produced = read_tflite(tflite_bytes)
+    if produced is not None:
         conversion["model_bytes"] = len(tflite_bytes)
         audit = summarize(produced, layer_names)
         outcome_findings = audit_findings(produced, layer_names, recipe, target)
@@ -228,8 +278,10 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
     if prediction and run.outcome not in ("ok", "error"):
         outcome_findings += prediction.findings  # no converter verdict to stand on: the prediction explains
     findings = rank_findings(_merge_confirmed(data_findings, outcome_findings))
-    model = {"source": source.source, "format": source.format, "inputs": model_info.get("inputs", []),
-             "layers": layer_names, "output_layers": source.output_layers or model_info.get("output_layers", [])}
+    model = {"source": source.source, "format": source.format, "inputs": input_specs,
+             "layers": list(layer_names), "layer_scopes": layer_names.scopes,
+             "output_layers": source.output_layers or model_info.get("output_layers", []),
+             "signatures": signature_keys}
     preflight = None
     if prediction is not None:
         preflight = {**prediction.to_dict(), "seconds": inventory.get("seconds"),
@@ -238,14 +290,45 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
                   conversion=conversion, audit=audit, preflight=preflight, tflite_model=tflite_bytes)
 
 
+def _in_converter_order(specs: list[dict[str, Any]], produced: TFLiteModel | None) -> list[dict[str, Any]]:
+    """The model's inputs in the order of the produced model, which is the order the calibrator
+    paired list samples with; as the worker described them when nothing was produced."""
+    by_name = {spec["name"]: spec for spec in specs}
+    order = produced.input_names if produced is not None else []
+    return [by_name[name] for name in order] if order and set(order) == set(by_name) else specs
+
+
+def _declared_order(source: model_intake.ModelSource, model_info: dict[str, Any]) -> list[str] | None:
+    """The Keras model's own input order (`model.inputs`); None for a SavedModel or functions, which declare none."""
+    if source.input_order:
+        return source.input_order
+    return [spec["name"] for spec in model_info.get("inputs", [])] if source.loader == "keras_file" else None
+
+
+def _converted_signatures(source: model_intake.ModelSource, model_info: dict[str, Any],
+                          produced: TFLiteModel | None) -> tuple[list[str], list[str] | None]:
+    """The signatures the conversion has, and those of them that compute in float.
+
+    The produced model is the truth when there is one. Before that, the converter's own choice as
+    the worker read it back, else what was asked for; which of them stay float is then unknown (None).
+    """
+    if produced is not None:
+        float_subgraphs = {op.subgraph for op in float_ops(produced)}
+        return ([s.key for s in produced.signatures],
+                [s.key for s in produced.signatures if s.subgraph in float_subgraphs])
+    converted = model_info.get("converted_signature_keys")
+    if converted is not None:
+        return list(converted), None
+    return list(source.signature_keys or model_info.get("signature_keys") or []), None
+
+
 def _merge_confirmed(data_findings: list[Finding], outcome_findings: list[Finding]) -> list[Finding]:
     """Data findings the converter's error confirms absorb it, so the root cause is reported once.
 
-    A converter error quantdoctor cannot classify (QD904) adds nothing when the data checks already
-    found an error: its raw text stays in the report's conversion excerpt.
+    A converter error no matcher recognises stays as QD904 next to the data findings, even when
+    they already explain the failure: a reworded converter message shows up instead of hiding
+    behind them.
     """
-    if any(f.severity == "error" for f in data_findings) and [f.code for f in outcome_findings] == ["QD904"]:
-        return list(data_findings)
     by_code = {f.code: f for f in data_findings}
     merged = list(data_findings)
     for finding in outcome_findings:
@@ -272,8 +355,13 @@ def _process_finding(run: WorkerRun, layers: list[dict[str, str]], calibration: 
     if run.outcome == "timeout":
         return catalog.get("QD902").finding(
             f"The converter was stopped after {run.seconds:.0f} s while {stage}.", evidence=evidence)
-    if run.signal_name == "SIGKILL" or out_of_memory(run.stderr):
-        return catalog.get("QD903").finding(f"The converter ran out of memory while {stage}.", evidence=evidence)
+    allocation_failure = out_of_memory(run.stderr)
+    if run.signal_name == "SIGKILL" or allocation_failure or run.at_memory_limit:
+        limit = f", under the {run.memory_limit_mb} MB memory limit" if run.memory_limit_mb else ""
+        return catalog.get("QD903").finding(
+            f"The converter ran out of memory while {stage}{limit}.",
+            evidence={**evidence, "converter_message": allocation_failure or None,
+                      "memory_limit_mb": run.memory_limit_mb, "peak_memory_mb": run.peak_memory_mb})
     how = f"was killed by {run.signal_name}" if run.signal_name else f"exited with code {run.returncode}"
     rnn_layers = [layer["name"] for layer in layers if layer["class"] in RNN_LAYER_CLASSES]
     if rnn_layers and stage.startswith("calibrating"):

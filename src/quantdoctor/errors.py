@@ -3,7 +3,7 @@
 `UsageError` and its subclasses are the user's mistakes (a missing file, an unreadable model, a
 bad option): the CLI prints them as one line and exits 2. `QuantizationError` is what
 `quantdoctor.convert` raises when a conversion fails; it carries the full report. Anything else
-escaping quantdoctor is a bug in quantdoctor.
+escaping quantdoctor is a bug in quantdoctor (`InternalError` when a worker process found it).
 """
 
 from __future__ import annotations
@@ -26,8 +26,19 @@ class ModelLoadError(UsageError):
     """The model file or object cannot be loaded or exported."""
 
 
+class UnsafeModelError(ModelLoadError):
+    """Loading the model file would run code stored in it (Lambda layers): refused unless the user trusts it."""
+
+
 class DataLoadError(UsageError):
     """The calibration data cannot be read."""
+
+
+class InternalError(Exception):
+    """A bug in quantdoctor, found in one of its worker processes; the message carries its traceback.
+
+    Deliberately not a QuantdoctorError: it is never the user's mistake or the converter's.
+    """
 
 
 class QuantizationError(QuantdoctorError):

@@ -1,30 +1,140 @@
-"""Every private TensorFlow hook quantdoctor relies on, in one place.
+"""The one place where quantdoctor touches private TensorFlow, Keras and LiteRT attributes.
 
-TensorFlow does not promise that these names survive a release. Each hook below is guarded by a
-test in `tests/test_tf_private.py` that fails loudly when the pinned TensorFlow changes, so an
-upgrade breaks here, named, and not somewhere deep in a diagnosis.
+quantdoctor reuses the converter's own logic instead of re-deriving it (which signatures it
+converts, how it exports a Keras model, when it freezes concrete functions), and that logic lives
+behind underscores. Every such use is one small function here, grouped by library, each with a
+test in `tests/test_tf_private.py` that fails on the first TensorFlow release that changes it.
+A hook that finds its attribute gone raises `TensorFlowChanged` instead of silently doing
+nothing. Add new hooks here, one function each, next to those of the same library.
 
-Accuracy budgets (`quantdoctor.budget`) calibrate once and quantize many times:
-
-- `capture_quantizer_calls`: during a normal conversion, records the model the converter hands
-  its MLIR quantizer (the float model carrying the calibrated ranges) and the exact arguments of
-  that call. TF 2.21's `TFLiteConverterBase._quantize` calls the module-level name
-  `tensorflow.lite.python.lite._mlir_quantize` once calibration is done.
-- `quantize_calibrated`: replays that call with `denylisted_nodes` (ops, named by their output
-  tensor, that stay float), through `tensorflow.lite.python.convert.mlir_quantize`: about 0.1 s
-  per variant instead of a whole conversion, with the tensor names of the full conversion. It is
-  what `tf.lite.experimental.QuantizationDebugger.get_nondebug_quantized_model()` runs.
+Pinned against tensorflow-cpu 2.21.0, keras 3 and ai-edge-litert 2.3.0.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import inspect
-from collections.abc import Iterator
+import io
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+
+class TensorFlowChanged(RuntimeError):
+    """A private attribute quantdoctor relies on is missing or behaves differently: not the user's error."""
+
+
+def _require(owner: Any, name: str) -> Any:
+    """`owner.name`, or TensorFlowChanged naming what the installed release lacks."""
+    try:
+        return getattr(owner, name)
+    except AttributeError:
+        raise TensorFlowChanged(f"{type(owner).__name__} has no attribute '{name}' in the installed TensorFlow/Keras/"
+                                "LiteRT: quantdoctor supports tensorflow-cpu 2.21.0") from None
+
+
+# --- tf.lite.TFLiteConverter: what the converter was built from ---------------------------------
+
+def converter_functions(converter: Any) -> list[Any] | None:
+    """The concrete functions a `from_concrete_functions` converter converts (`_funcs`); None for the others."""
+    return getattr(converter, "_funcs", None) or None
+
+
+def converter_trackable(converter: Any) -> Any:
+    """The trackable object given to `from_concrete_functions` (`_trackable_obj`)."""
+    return _require(converter, "_trackable_obj")
+
+
+def converter_keras_model(converter: Any) -> Any:
+    """The Keras model of a `from_keras_model` converter (`_keras_model`); None for the others."""
+    return getattr(converter, "_keras_model", None)
+
+
+def converter_signature_keys(converter: Any) -> list[str]:
+    """The SavedModel signatures the converter converts (`_saved_model_exported_names`).
+
+    `from_saved_model` sets them after its own choices: a Keras 3 `model.export()` artifact
+    (signatures 'serve' and 'serving_default') converts as `['serving_default']` alone.
+    """
+    return list(_require(converter, "_saved_model_exported_names") or [])
+
+
+# --- tf.lite.TFLiteConverter: settings --------------------------------------------------------------
+
+def converter_flag(converter: Any, name: str) -> Any:
+    """The value of a converter setting, public or `_experimental_*`; missing ones raise TensorFlowChanged."""
+    return _require(converter, name)
+
+
+def set_converter_flag(converter: Any, name: str, value: Any) -> None:
+    """Set a converter setting. The converter ignores attributes it does not know, so a setting
+    the installed release dropped raises TensorFlowChanged instead of being set for nothing."""
+    _require(converter, name)
+    setattr(converter, name, value)
+
+
+# --- tf.lite.TFLiteConverter: the converter's own preparation steps -----------------------------------
+
+@dataclass(frozen=True)
+class FrozenGraph:
+    """A graph with its variables folded into constants, as the converter's frozen-graph path converts it."""
+
+    graph_def: bytes
+    inputs: list[str]   # tensor names, in the converter's order ("x:0")
+    outputs: list[str]
+
+
+def lower_keras_to_saved_model(converter: Any, export_dir: Path) -> bool:
+    """Run a `from_keras_model` converter's own export (`_convert_keras_to_saved_model`) into
+    `export_dir`: True when the converter then converts that SavedModel, False when it falls back
+    to freezing the model (`freeze_keras_model`). Keras' "Saved artifact" printout is swallowed."""
+    export = _require(converter, "_convert_keras_to_saved_model")
+    with contextlib.redirect_stdout(io.StringIO()):
+        export(str(export_dir))
+    return bool(_require(converter, "saved_model_dir"))
+
+
+def freeze_keras_model(converter: Any) -> FrozenGraph:
+    """A `from_keras_model` converter's fallback when its export fails (`_freeze_keras_model`)."""
+    return _frozen(_require(converter, "_freeze_keras_model")())
+
+
+def lower_functions_to_saved_model(converter: Any, export_dir: Path) -> bool:
+    """Run a `from_concrete_functions` converter's own choice (`_convert_concrete_functions_to_saved_model`):
+    with a trackable object that saves, it saves the functions as signatures into `export_dir` and
+    returns True; with no trackable, a `tf.function` as trackable, or a failed save, it returns
+    False and the converter freezes the function instead (`freeze_concrete_function`)."""
+    _require(converter, "_convert_concrete_functions_to_saved_model")(str(export_dir))
+    return bool(_require(converter, "saved_model_dir"))
+
+
+def freeze_concrete_function(converter: Any) -> FrozenGraph:
+    """A `from_concrete_functions` converter's frozen-graph path (`_freeze_concrete_function`): it
+    raises, as the converter does, for other than exactly one function."""
+    return _frozen(_require(converter, "_freeze_concrete_function")())
+
+
+def _frozen(result: tuple[Any, ...]) -> FrozenGraph:
+    graph_def, input_tensors, output_tensors = result[:3]
+    return FrozenGraph(graph_def.SerializeToString(), [t.name for t in input_tensors], [t.name for t in output_tensors])
+
+
+def shadow_optimize_tflite_model(converter: Any, before: Callable[[bytes], None]) -> None:
+    """Call `before(float_model)` with the float model the converter hands its quantizer.
+
+    TF 2.21 passes it to `_optimize_tflite_model` after the float conversion and before calibration;
+    an instance attribute shadows that method for this converter only.
+    """
+    optimize = _require(converter, "_optimize_tflite_model")
+
+    def observe_then_optimize(model: bytes, *args: Any, **kwargs: Any) -> Any:
+        before(bytes(model))
+        return optimize(model, *args, **kwargs)
+
+    converter._optimize_tflite_model = observe_then_optimize
+
+
+# --- tf.lite: the MLIR quantizer, replayed (accuracy budgets calibrate once) -------------------------
 
 @dataclass(frozen=True)
 class QuantizerCall:
@@ -37,16 +147,24 @@ class QuantizerCall:
 @contextlib.contextmanager
 def capture_quantizer_calls() -> Iterator[list[QuantizerCall]]:
     """Within the block, every conversion that quantizes appends its `QuantizerCall` to the list
-    yielded (the conversion itself is unchanged). Restores TensorFlow's function on exit."""
+    yielded: the float model carrying the calibrated ranges, and the exact arguments. The
+    conversion itself is unchanged.
+
+    TF 2.21's `TFLiteConverterBase._quantize` calls the module-level name
+    `tensorflow.lite.python.lite._mlir_quantize` once calibration is done; it is wrapped for the
+    duration of the block.
+    """
+    import inspect
+
     from tensorflow.lite.python import lite
 
-    original = lite._mlir_quantize
+    original = _require(lite, "_mlir_quantize")
     calls: list[QuantizerCall] = []
 
     def recording(*args: Any, **kwargs: Any) -> bytes:
         bound = inspect.signature(original).bind(*args, **kwargs)
         data = bound.arguments.pop("input_data_str")
-        calls.append(QuantizerCall(bytes(data), _to_json(bound.arguments)))
+        calls.append(QuantizerCall(bytes(data), _quantizer_arguments_to_json(bound.arguments)))
         return original(*args, **kwargs)
 
     lite._mlir_quantize = recording
@@ -57,17 +175,23 @@ def capture_quantizer_calls() -> Iterator[list[QuantizerCall]]:
 
 
 def quantize_calibrated(calibrated: bytes, arguments: dict[str, Any], denylisted_nodes: list[str]) -> bytes:
-    """The quantized model the captured call makes, with the ops writing `denylisted_nodes` left in float."""
-    from tensorflow.lite.python.convert import mlir_quantize
+    """The model a captured quantizer call makes, with the ops writing `denylisted_nodes` (their output
+    tensors) left in float: `tensorflow.lite.python.convert.mlir_quantize`, what
+    `QuantizationDebugger.get_nondebug_quantized_model()` runs, with the tensor names of the full
+    conversion and none of its cost (no calibration)."""
+    from tensorflow.lite.python import convert
 
-    return mlir_quantize(calibrated, **_from_json(arguments), denylisted_nodes=list(denylisted_nodes) or None)
+    return _require(convert, "mlir_quantize")(calibrated, **_quantizer_arguments_from_json(arguments),
+                                              denylisted_nodes=list(denylisted_nodes) or None)
 
 
 _DTYPE_ARGUMENTS = ("input_data_type", "output_data_type")
 
 
-def _to_json(arguments: dict[str, Any]) -> dict[str, Any]:
-    """The quantizer's arguments as JSON: dtypes by name, the serialized debug options in base64."""
+def _quantizer_arguments_to_json(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The quantizer's arguments as JSON: dtypes by name, bytes (serialized debug options) in base64."""
+    import base64
+
     result = {}
     for name, value in arguments.items():
         if name in _DTYPE_ARGUMENTS:
@@ -80,7 +204,9 @@ def _to_json(arguments: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _from_json(arguments: dict[str, Any]) -> dict[str, Any]:
+def _quantizer_arguments_from_json(arguments: dict[str, Any]) -> dict[str, Any]:
+    import base64
+
     import tensorflow as tf
 
     result = {}
@@ -91,3 +217,86 @@ def _from_json(arguments: dict[str, Any]) -> dict[str, Any]:
             value = base64.b64decode(value["base64"])
         result[name] = value
     return result
+
+
+# --- Keras --------------------------------------------------------------------------------------------
+
+def keras_history_layer(tensor: Any) -> Any:
+    """The layer that produced a functional model's symbolic tensor (`_keras_history[0]`), or None."""
+    history = getattr(tensor, "_keras_history", None)
+    return history[0] if history else None
+
+
+@contextlib.contextmanager
+def recorded_layer_scopes(model: Any) -> Iterator[dict[str, str]]:
+    """While the block runs, record the TF name scope each Keras 3 layer of `model` is traced
+    under: {"functional_1/dense_1": "dense"}. Tracing renames scopes (`dense` becomes `dense_1`,
+    `dense_1` becomes `dense_1_2`), so only the record says which layer an op belongs to.
+
+    Keras 3 opens every layer call with its TensorFlow backend's `name_scope`; its `__enter__` is
+    wrapped for the duration. Other Keras versions record nothing (an empty dict).
+    """
+    try:
+        from keras.src.backend.tensorflow import core
+    except ImportError:
+        yield {}
+        return
+    import tensorflow as tf
+
+    layers = {id(layer): layer.name for layer in _nested_layers(model)}
+    scopes: dict[str, str] = {}
+    original = core.name_scope.__enter__
+
+    def entering(scope: Any) -> Any:
+        result = original(scope)
+        name = layers.get(id(getattr(scope, "caller", None)))
+        if name is not None:
+            scopes.setdefault(tf.get_current_name_scope(), name)
+        return result
+
+    core.name_scope.__enter__ = entering
+    try:
+        yield scopes
+    finally:
+        core.name_scope.__enter__ = original
+
+
+def _nested_layers(model: Any) -> list[Any]:
+    found = []
+    for layer in getattr(model, "layers", None) or []:
+        found.append(layer)
+        found.extend(_nested_layers(layer))
+    return found
+
+
+def keras_input_signature(model: Any) -> list[Any]:
+    """The input signature a `from_keras_model` converter exports a Keras 3 model with.
+
+    Mirrors `_convert_keras_to_saved_model`: a functional or Sequential model uses its inputs (a
+    list of several wrapped in one more list), any other model the spec Keras saved when it was
+    first called (`tensorflow.lite.python.util.get_save_spec`). Raises ValueError, as the converter
+    does, for a model never called.
+    """
+    import tensorflow as tf
+    from keras.src import models
+    from tensorflow.lite.python.util import get_save_spec
+
+    if isinstance(model, (models.Functional, models.Sequential)):
+        specs = tf.nest.map_structure(lambda x: tf.TensorSpec(x.shape, dtype=x.dtype, name=x.name), model.inputs)
+        return [specs] if isinstance(specs, list) and len(specs) > 1 else specs
+    save_spec = get_save_spec(model)
+    if not save_spec:
+        raise ValueError("The model provided has never been called. It must be called at least once before export.")
+    return [save_spec]
+
+
+# --- LiteRT Interpreter -------------------------------------------------------------------------------
+
+def interpreter_ops(interpreter: Any) -> list[dict[str, Any]]:
+    """Every op of the interpreter's first subgraph: {"index", "op_name", "inputs", "outputs"} (`_get_ops_details`)."""
+    return _require(interpreter, "_get_ops_details")()
+
+
+def interpreter_tensor(interpreter: Any, index: int, subgraph: int = 0) -> dict[str, Any]:
+    """Details of any tensor, intermediate ones included (`_get_tensor_details`), as `get_tensor_details` gives them."""
+    return _require(interpreter, "_get_tensor_details")(index, subgraph_index=subgraph)

@@ -30,6 +30,7 @@ def summarize(model: TFLiteModel, layer_names: list[str]) -> dict[str, Any]:
     floats = float_ops(model)
     return {
         "fully_integer": not floats,
+        "model_kind": model_kind(model),
         "float_ops": [{"op": op.name, "index": op.index, "layer": op_layer(op, layer_names)} for op in floats],
         "float_islands": [_island_dict(island, layer_names) for island in float_islands(model)],
         "integer_partitions": integer_partitions(model),
@@ -40,6 +41,29 @@ def summarize(model: TFLiteModel, layer_names: list[str]) -> dict[str, Any]:
         "output_types": [t.to_dict() for t in model.outputs],
         "op_count": len(model.all_ops),
     }
+
+
+def model_kind(model: TFLiteModel) -> str:
+    """What the model computes in, in a few words: "fully integer", "integer with 2 float op(s)",
+    "float with int8 weights (dynamic range)", "float with float16 weights" or "float"."""
+    floats = float_ops(model)
+    if not floats:
+        return "fully integer"
+    if _partly_quantized(model):
+        return f"integer with {len(floats)} float op(s)"
+    constants = {t.dtype for op in model.all_ops for t in op.inputs if t.is_constant}
+    if "INT8" in constants:
+        return "float with int8 weights (dynamic range)"
+    if "FLOAT16" in constants:
+        return "float with float16 weights"
+    return "float"
+
+
+_FULL_INTEGER_CODE = """converter.optimizations = [tf.lite.Optimize.DEFAULT]
+converter.representative_dataset = representative_dataset   # 100-500 real samples
+converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+converter.inference_input_type = tf.int8
+converter.inference_output_type = tf.int8"""
 
 
 def float_ops(model: TFLiteModel) -> list[OpInfo]:
@@ -55,6 +79,7 @@ def audit_findings(model: TFLiteModel, layer_names: list[str], recipe: Recipe | 
     partly quantized, since then they are what kept it from being integer.
     """
     findings = _io_type_findings(model, recipe) if recipe else []
+    findings += _variable_findings(model)
     meant_integer = recipe.wants_full_integer if recipe else _partly_quantized(model)
     if meant_integer or target == "int8-accelerator":
         strict = target == "int8-accelerator" or bool(recipe and recipe.int8_only_ops)
@@ -141,6 +166,13 @@ def _accelerator_findings(model: TFLiteModel, layer_names: list[str]) -> list[Fi
 
 
 def _microcontroller_findings(model: TFLiteModel) -> list[Finding]:
+    if float_ops(model) and not _partly_quantized(model):  # the ops are fine: the model is not integer at all
+        kind = model_kind(model)
+        return [catalog.get("QD111").finding(
+            f"The model is {kind}: LiteRT for Microcontrollers runs integer models, and this one computes in "
+            "float.", evidence={"ops": [], "model_kind": kind},
+            fix="Convert with full integer quantization (int8 ops and int8 input/output).",
+            fix_code=_FULL_INTEGER_CODE)]
     missing = sorted({op.name for op in model.all_ops if not microcontroller_runs(op)})
     if not missing:
         return []
@@ -153,6 +185,19 @@ def _island_dict(island: Any, layer_names: list[str]) -> dict[str, Any]:
     return {"ops": [op.name for op in island.ops],
             "layers": sorted({layer for op in island.ops if (layer := op_layer(op, layer_names))}),
             "dequantize_in": len(island.dequantize_in), "quantize_out": len(island.quantize_out)}
+
+
+def _variable_findings(model: TFLiteModel) -> list[Finding]:
+    """Variables the model reads and never assigns (QD406): LiteRT hands it uninitialised memory."""
+    ops = [op.name for op in model.all_ops]
+    reads = ops.count("READ_VARIABLE")
+    if not reads or "ASSIGN_VARIABLE" in ops:
+        return []
+    return [catalog.get("QD406").finding(
+        f"The model reads {ops.count('VAR_HANDLE')} variable(s) ({reads} READ_VARIABLE ops) that no op assigns: "
+        "its weights were not folded into constants, and it computes with uninitialised memory.",
+        location=Location(op="READ_VARIABLE"),
+        evidence={"var_handle_ops": ops.count("VAR_HANDLE"), "read_variable_ops": reads})]
 
 
 def _unquantized_tensors(model: TFLiteModel) -> list[Any]:

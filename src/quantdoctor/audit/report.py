@@ -6,6 +6,7 @@ from pathlib import Path
 
 from quantdoctor.audit.checks import audit_findings, check_target, summarize
 from quantdoctor.audit.tflite_model import read_tflite, read_tflite_file
+from quantdoctor.errors import UsageError
 from quantdoctor.report.model import Report, rank_findings
 
 
@@ -16,6 +17,9 @@ def audit(model: str | Path | bytes, target: str | None = None) -> Report:
     Nothing is executed: the flatbuffer is read with LiteRT's schema.
     """
     check_target(target)
+    if not isinstance(model, (str, Path, bytes, bytearray)):
+        raise UsageError(f"audit takes a .tflite path or its bytes, not {type(model).__name__}")
+    model = bytes(model) if isinstance(model, bytearray) else model
     produced = read_tflite(model) if isinstance(model, bytes) else read_tflite_file(model)
     source = "<bytes>" if isinstance(model, bytes) else str(model)
     findings = rank_findings(audit_findings(produced, [], target=target))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from quantdoctor.errors import UsageError
+from quantdoctor.intake.paths import input_kind
 
 FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16")
+VARIABLE_OPS = ("VAR_HANDLE", "READ_VARIABLE")  # resource variables: their values come from an ASSIGN_VARIABLE
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class OpInfo:
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     custom_name: str | None = None
+    subgraph: int = 0
 
     @property
     def is_flex(self) -> bool:
@@ -54,27 +58,51 @@ class OpInfo:
         return any(t.dtype in FLOAT_TYPES for t in tensors)
 
 
+@dataclass(frozen=True)
+class SignatureInfo:
+    """One signature of the model: its key, its subgraph, and its input names with their tensor indices."""
+
+    key: str
+    subgraph: int
+    inputs: tuple[tuple[str, int], ...] = ()
+
+
 @dataclass
 class TFLiteModel:
-    """The main subgraph of a .tflite model, plus the ops of any other subgraphs."""
+    """The main subgraph of a .tflite model, plus the ops of any other subgraphs, and the signatures."""
 
     ops: list[OpInfo]
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
     subgraphs: int = 1
     extra_ops: list[OpInfo] = field(default_factory=list)
+    signatures: list[SignatureInfo] = field(default_factory=list)
 
     @property
     def all_ops(self) -> list[OpInfo]:
         """Ops of every subgraph (signatures, while/if bodies)."""
         return self.ops + self.extra_ops
 
+    @property
+    def input_names(self) -> list[str]:
+        """The main subgraph's inputs in the order the model (and its calibrator) takes them: by the
+        name its signature gives each one, else by tensor name."""
+        by_index = {index: name for signature in self.signatures if signature.subgraph == 0
+                    for name, index in signature.inputs}
+        return [by_index.get(tensor.index, tensor.name) for tensor in self.inputs]
+
+    def signature_ops(self, key: str) -> list[OpInfo]:
+        """The ops of the subgraph a signature runs (empty for an unknown key)."""
+        subgraphs = [s.subgraph for s in self.signatures if s.key == key]
+        return [op for op in self.all_ops if subgraphs and op.subgraph == subgraphs[0]]
+
 
 def read_tflite_file(path: str | Path) -> TFLiteModel:
     """Read a .tflite file; missing, unreadable or non-TFLite files raise a UsageError."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"model not found: {path}")
+    if input_kind(path, "model") == "directory":
+        raise UsageError(f"{path} is a directory: audit reads a .tflite file (for a SavedModel, run "
+                         f"`quantdoctor diagnose {path}`)")
     try:
         content = path.read_bytes()
     except OSError as exc:
@@ -85,38 +113,71 @@ def read_tflite_file(path: str | Path) -> TFLiteModel:
         raise UsageError(f"{path.name}: {exc}") from exc
 
 
+# What the flatbuffers runtime raises on bytes that are not a well-formed buffer: offsets past the
+# end (struct.error, ValueError), out-of-range numbers (TypeError), deep or huge nonsense.
+_FLATBUFFER_ERRORS = (ValueError, TypeError, struct.error, IndexError, RecursionError, MemoryError)
+
+
 def read_tflite(content: bytes) -> TFLiteModel:
-    """Parse a .tflite flatbuffer; a UsageError says so when `content` is not one."""
+    """Parse a .tflite flatbuffer; a UsageError of one line says so when `content` is not a valid one."""
     from ai_edge_litert import schema_py_generated as schema
 
     if len(content) < 8 or content[4:8] != b"TFL3":
         raise UsageError("not a .tflite model (the file lacks the TFL3 flatbuffer identifier)")
     try:
         model = schema.ModelT.InitFromPackedBuf(content, 0)
-    except Exception as exc:
-        raise UsageError(f"corrupt .tflite model: {type(exc).__name__}: {exc}") from exc
+    except _FLATBUFFER_ERRORS as exc:
+        raise UsageError(f"corrupt .tflite model: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from exc
+    if not model.subgraphs:
+        raise UsageError("corrupt .tflite model: it has no subgraph")
     op_names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
     type_names = {value: name for name, value in vars(schema.TensorType).items() if not name.startswith("_")}
+    codes = model.operatorCodes or []
+    buffers = model.buffers or []
     subgraphs = []
-    for subgraph in model.subgraphs:
-        tensors = [_tensor(i, t, model.buffers, type_names) for i, t in enumerate(subgraph.tensors)]
+    for number, subgraph in enumerate(model.subgraphs):
+        tensors = [_tensor(i, t, buffers, type_names) for i, t in enumerate(subgraph.tensors or [])]
+        where = f"subgraph {number}"
         ops = []
         for index, op in enumerate(subgraph.operators or []):
-            code = model.operatorCodes[op.opcodeIndex]
+            if not 0 <= op.opcodeIndex < len(codes):
+                raise UsageError(f"corrupt .tflite model: op {index} of {where} names operator code "
+                                 f"{op.opcodeIndex}, but the model has {len(codes)}")
+            code = codes[op.opcodeIndex]
             builtin = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "UNKNOWN")
-            custom = code.customCode.decode() if code.customCode else None
+            custom = _text(code.customCode) if code.customCode else None
             ops.append(OpInfo(index, custom if builtin == "CUSTOM" and custom else builtin,
-                              tuple(tensors[i] for i in _indices(op.inputs)),
-                              tuple(tensors[i] for i in _indices(op.outputs)), custom_name=custom))
-        subgraphs.append((ops, [tensors[i] for i in _indices(subgraph.inputs)],
-                          [tensors[i] for i in _indices(subgraph.outputs)]))
+                              _pick(tensors, op.inputs, f"op {index} of {where}"),
+                              _pick(tensors, op.outputs, f"op {index} of {where}"), custom_name=custom,
+                              subgraph=number))
+        subgraphs.append((ops, list(_pick(tensors, subgraph.inputs, f"the inputs of {where}")),
+                          list(_pick(tensors, subgraph.outputs, f"the outputs of {where}"))))
     main_ops, inputs, outputs = subgraphs[0]
     extra = [op for ops, _, _ in subgraphs[1:] for op in ops]
-    return TFLiteModel(main_ops, inputs, outputs, subgraphs=len(subgraphs), extra_ops=extra)
+    return TFLiteModel(main_ops, inputs, outputs, subgraphs=len(subgraphs), extra_ops=extra,
+                       signatures=[_signature(s) for s in model.signatureDefs or []])
 
 
-def _indices(values: Any) -> list[int]:
-    return [int(i) for i in (values if values is not None else []) if i >= 0]
+def _signature(signature: Any) -> SignatureInfo:
+    inputs = tuple((_text(item.name), int(item.tensorIndex)) for item in signature.inputs or [])
+    return SignatureInfo(_text(signature.signatureKey), int(signature.subgraphIndex), inputs)
+
+
+def _pick(tensors: list[TensorInfo], indices: Any, owner: str) -> tuple[TensorInfo, ...]:
+    """The tensors at `indices` (-1 marks an optional input left out); out-of-range indices are corrupt."""
+    picked = []
+    for i in (indices if indices is not None else []):
+        if i < 0:
+            continue
+        if i >= len(tensors):
+            raise UsageError(f"corrupt .tflite model: {owner} uses tensor {i}, but the subgraph has {len(tensors)}")
+        picked.append(tensors[int(i)])
+    return tuple(picked)
+
+
+def _text(value: Any) -> str:
+    """A flatbuffer string; bytes that are not UTF-8 (a damaged name) are kept escaped, not fatal."""
+    return value.decode("utf-8", errors="backslashreplace") if isinstance(value, bytes) else str(value)
 
 
 def _tensor(index: int, tensor: Any, buffers: list[Any], type_names: dict[int, str]) -> TensorInfo:
@@ -127,6 +188,6 @@ def _tensor(index: int, tensor: Any, buffers: list[Any], type_names: dict[int, s
         zero_point = int(quant.zeroPoint[0]) if quant.zeroPoint is not None and len(quant.zeroPoint) else 0
     buffer = buffers[tensor.buffer] if tensor.buffer < len(buffers) else None
     constant = buffer is not None and (buffer.data is not None and len(buffer.data) > 0 or bool(buffer.size))
-    name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
     shape = tuple(int(d) for d in (tensor.shape if tensor.shape is not None else []))
-    return TensorInfo(index, name, type_names.get(tensor.type, str(tensor.type)), shape, scale, zero_point, constant)
+    return TensorInfo(index, _text(tensor.name), type_names.get(tensor.type, str(tensor.type)), shape, scale,
+                      zero_point, constant)

@@ -20,12 +20,16 @@ from quantdoctor.budget.script import ScriptSource, render_script
 from quantdoctor.budget.search import Evaluator, Progress, SearchOutcome, Strategy, pareto, search
 from quantdoctor.budget.session import VariantSession
 from quantdoctor.catalog.accuracy import keep_float_code
-from quantdoctor.compare.run import read_labels
-from quantdoctor.convert.runner import DEFAULT_TIMEOUT
+from quantdoctor.catalog.locations import LayerNames
+from quantdoctor.compare.labels import check_classes, read_labels
+from quantdoctor.convert.cleanup import run_interruptible
+from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits
 from quantdoctor.diagnose import calibration_set, diagnose_with_calibration
 from quantdoctor.errors import QuantizationError, UsageError
 from quantdoctor.intake import model as model_intake
+from quantdoctor.intake import options
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
+from quantdoctor.intake.paths import check_outputs
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
 
@@ -55,11 +59,13 @@ class BudgetResult:
         return self.report.to_dict()
 
 
+@run_interruptible
 def fix_accuracy(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None, metric: Metric | None = None,
                  max_drop: float | None = None, min_sqnr: float | None = None, target: str | None = None,
                  mode: str | None = None, io: str | None = None, max_samples: int = DEFAULT_MAX_SAMPLES,
                  timeout: float = DEFAULT_TIMEOUT, html: str | Path | None = None, script: str | Path | None = None,
-                 output_name: str = "model_int8.tflite", progress: Progress | None = None) -> BudgetResult:
+                 output_name: str = "model_int8.tflite", progress: Progress | None = None,
+                 trust_model: bool = False) -> BudgetResult:
     """The INT8 model with the fewest ops kept in float that meets an accuracy budget on `eval_data`.
 
     `model` and `data` are as for `diagnose`, quantized in full integer with float fallback (mode
@@ -71,29 +77,35 @@ def fix_accuracy(model: Any, data: Any = None, *, eval_data: Any, labels: Any = 
     Calibration runs once (or not at all, from the conversion cache); each variant replays the
     quantizer with a denylist. `html` writes the HTML report with the Pareto plot; `script` writes
     the standalone script that makes the model again as `output_name` (and, beside the script, the
-    calibration data and the model when they are not files already). Raises QuantizationError when
-    the model does not convert at all.
+    calibration data and the model when they are not files already). `trust_model` is as for
+    `diagnose`. Raises QuantizationError when the model does not convert at all.
     """
     started = time.perf_counter()
     check_target(target)
+    check_limits(timeout, None)
+    max_samples = options.count(max_samples, "max_samples")
+    check_outputs(inputs=(model, data, eval_data, labels), outputs={"html": html, "script": script})
     mode_asked = _mode(model, data, mode)
     if mode_asked != "int8":
         raise UsageError(f"an accuracy budget keeps ops in float inside an INT8 model, which mode {mode_asked} does "
                          "not allow: use mode int8 (float fallback), with target int8-accelerator to put fewer "
                          "integer partitions first")
-    evaluation = calibration_set(eval_data, max_samples)
+    evaluation = calibration_set(eval_data, max_samples, "eval data")
     if evaluation is None or not evaluation.samples:
         raise UsageError("an accuracy budget needs eval data with at least one sample")
-    objective = Objective.create(max_drop=max_drop, min_sqnr=min_sqnr, labels=read_labels(labels, len(evaluation)),
+    truth = read_labels(labels, evaluation)
+    objective = Objective.create(max_drop=max_drop, min_sqnr=min_sqnr, labels=truth.classes if truth else None,
                                  metric=metric)
     report, artifacts = diagnose_with_calibration(model, data, mode=mode, io=io, max_samples=max_samples,
-                                                  timeout=timeout)
+                                                  timeout=timeout, trust_model=trust_model)
     if report.tflite_model is None:
         raise QuantizationError(report)
+    if objective.name == "accuracy":
+        check_classes(truth, report.audit["output_types"][0]["shape"] if report.audit["output_types"] else [])
     if artifacts.calibrated is None or artifacts.float_twin is None:
         raise UsageError("the conversion did not calibrate, so no op can be kept float: give calibration data")
     converted = time.perf_counter()
-    layer_names, output_layers = report.model.get("layers", []), report.model.get("output_layers", [])
+    layer_names, output_layers = LayerNames.from_model(report.model), report.model.get("output_layers", [])
     outcome, graph, chosen_model = budget_search(artifacts.float_twin, artifacts.calibrated, artifacts.quantizer,
                                                  evaluation, objective, layer_names, output_layers, target, timeout,
                                                  progress)
@@ -113,7 +125,8 @@ def fix_accuracy(model: Any, data: Any = None, *, eval_data: Any, labels: Any = 
                     "total": round(finished - started, 3)},
     }
     report.findings = rank_findings(report.findings + budget_findings(outcome, graph, objective, kept))
-    source, data_path = _script_inputs(Path(script) if script else None, model, data, artifacts.calibration)
+    source, data_path = _script_inputs(Path(script) if script else None, model, data, artifacts.calibration,
+                                       trust_model)
     script_text = render_script(source, _recipe(report), data_path, max_samples,
                                 [(row["node"], f"{row['layer'] or 'op'} ({row['op']})") for row in kept],
                                 output_name, objective.describe())
@@ -206,21 +219,25 @@ def _recipe(report: Report) -> Recipe:
     return Recipe.from_dict({key: value for key, value in report.settings.items() if key != "target"})
 
 
-def _script_inputs(script: Path | None, model: Any, data: Any,
-                   calibration: CalibrationSet | None) -> tuple[ScriptSource, str]:
+def _script_inputs(script: Path | None, model: Any, data: Any, calibration: CalibrationSet | None,
+                   trusted: bool) -> tuple[ScriptSource, str]:
     """Where the script reads the model and the calibration data. Files the user gave are read in
     place; a Keras object and samples given in Python are written beside the script (when it is
     written), else the script names placeholders to fill in."""
-    keras_model = model_intake.converted_model(model) if model_intake.is_converter(model) else model
+    try:
+        keras_model = model_intake.converted_model(model) if model_intake.is_converter(model) else model
+    except UsageError:  # concrete functions: no model file to name
+        keras_model = None
     if isinstance(keras_model, (str, Path)):
         path = Path(keras_model).resolve()
-        source = ScriptSource(str(path), "saved_model" if path.is_dir() else "keras_file")
-    elif script is not None and hasattr(keras_model, "save"):
+        source = ScriptSource(str(path), "saved_model" if path.is_dir() else "keras_file", trusted=trusted)
+    elif script is not None and model_intake.is_keras_model(keras_model):
         path = script.with_name(f"{script.stem}_model.keras")
         keras_model.save(path)
-        source = ScriptSource(str(path.resolve()), "keras_file")
+        source = ScriptSource(str(path.resolve()), "keras_file", trusted=trusted)
     else:
-        source = ScriptSource("model.keras", "keras_file", note="save your model here: model.save('model.keras')")
+        source = ScriptSource("model.keras", "keras_file", note="save your model here: model.save('model.keras')",
+                              trusted=trusted)
     if isinstance(data, (str, Path)) and Path(data).suffix in (".npz", ".npy") and not _quantdoctor_format(Path(data)):
         return source, str(Path(data).resolve())
     stacked = _stacked(calibration)

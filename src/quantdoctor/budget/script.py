@@ -60,13 +60,15 @@ class ScriptSource:
     loader: str  # keras_file | saved_model
     signature_keys: list[str] | None = None
     note: str = ""  # said next to the path, e.g. how to save an in-memory model there
+    trusted: bool = False  # the user trusted the file to run code stored in it (Lambda layers)
 
 
 def render_script(source: ScriptSource, recipe: Recipe, data_path: str, max_samples: int, nodes: list[tuple[str, str]],
                   output: str, budget: str) -> str:
     """The script's text; `nodes` are (node name, what it is) pairs, e.g. the Keras layer and op."""
     if source.loader == "keras_file":
-        converter = ("model = tf.keras.models.load_model(MODEL, compile=False)\n"
+        unsafe = ", safe_mode=False)  # you trusted this file to run the code stored in it" if source.trusted else ")"
+        converter = (f"model = tf.keras.models.load_model(MODEL, compile=False{unsafe}\n"
                      "converter = tf.lite.TFLiteConverter.from_keras_model(model)")
     else:
         keys = f", signature_keys={source.signature_keys!r}" if source.signature_keys else ""

@@ -21,7 +21,7 @@ import numpy as np
 
 from quantdoctor.convert.protocol import read_json, write_json
 from quantdoctor.convert.runner import kill_group, start_isolated, tail
-from quantdoctor.errors import UsageError
+from quantdoctor.errors import InternalError, UsageError
 from quantdoctor.intake.data import CalibrationSet
 
 _EXIT_SECONDS = 5.0
@@ -96,6 +96,8 @@ class VariantSession:
         except OSError:
             self._died()
         answer = json.loads(self._reply_line())
+        if "internal_error" in answer:
+            raise InternalError(f"the variant worker failed:\n{answer['internal_error']}")
         if "error" in answer:
             raise VariantError(answer["error"])
         return answer

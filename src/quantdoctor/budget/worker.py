@@ -28,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from quantdoctor.compare.lane import as_input, inputs_for
+from quantdoctor.compare.worker import raised_in
 from quantdoctor.convert.protocol import read_json, write_json
 from quantdoctor.intake.data import CalibrationSet, Sample
 
@@ -49,8 +50,11 @@ def main(request_path: str, reply_fd: str) -> int:
                 break
             try:
                 answer = _serve(command, request, calibrated, samples, workdir, quantize_calibrated)
-            except Exception as exc:  # one variant the quantizer or the interpreter refuses: say so, carry on
-                answer = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=4)}
+            except Exception as exc:
+                if raised_in(exc, "tensorflow") or raised_in(exc, "ai_edge_litert"):
+                    answer = {"error": f"{type(exc).__name__}: {exc}"}  # a variant refused: say so, carry on
+                else:
+                    answer = {"internal_error": traceback.format_exc()}  # a bug of quantdoctor's
             reply.write(json.dumps(answer) + "\n")
     return 0
 

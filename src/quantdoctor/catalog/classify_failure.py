@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from quantdoctor import catalog
+from quantdoctor.audit.tflite_model import VARIABLE_OPS
 from quantdoctor.catalog.locations import layer_for_location, op_paths, scope_for_path
+from quantdoctor.catalog.matcher import Matcher
 from quantdoctor.catalog.mlir import Diagnostic, op_name, parse_diagnostics
-from quantdoctor.convert.crash import OUT_OF_MEMORY_MARKERS
+from quantdoctor.convert.crash import OUT_OF_MEMORY, STAGE_MARKERS
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.preflight.data_checks import LIST_ORDER_HINT
 from quantdoctor.report.model import Finding, Location
@@ -31,12 +33,19 @@ class FailureContext:
     layer_names: list[str] = field(default_factory=list)
     calibration: CalibrationSet | None = None
 
+    @property
+    def headline(self) -> str:
+        """The exception as Python prints its last line: `KeyError: 'image'`."""
+        return f"{self.exception_type}: {first_line(self.error_text)}"
+
 
 def classify_failure(context: FailureContext) -> list[Finding]:
-    """Findings explaining a conversion that raised an error; QD904 when nothing matches."""
+    """Findings explaining a conversion that raised an error; QD904 when no matcher recognises it."""
     findings: list[Finding] = []
-    for matcher in _TEXT_MATCHERS:
-        findings += matcher(context)
+    for rule in _RULES:
+        found = rule.matcher.search(context.headline if rule.on_exception else context.error_text)
+        if found:
+            findings.append(rule.build(found, context))
     findings += _diagnostic_findings(context)
     if not findings:
         findings.append(catalog.get("QD904").finding(
@@ -57,14 +66,14 @@ def excerpt(text: str) -> str:
     return "\n".join(lines[:_EXCERPT_LINES])
 
 
-def _regex_matcher(pattern: str, build: Callable[[re.Match, FailureContext], Finding]):
-    compiled = re.compile(pattern)
+@dataclass(frozen=True)
+class _Rule:
+    """A matcher and the finding its match builds. With `on_exception`, it reads the exception headline
+    (`KeyError: 'image'`) rather than the whole error text."""
 
-    def match(context: FailureContext) -> list[Finding]:
-        found = compiled.search(context.error_text)
-        return [build(found, context)] if found else []
-
-    return match
+    matcher: Matcher
+    build: Callable[[re.Match, FailureContext], Finding]
+    on_exception: bool = False
 
 
 def _tensor_input_name(tensor: str) -> str:
@@ -82,11 +91,19 @@ def _set_tensor_type(match: re.Match, context: FailureContext) -> Finding:
 
 def _prepare_failed(match: re.Match, context: FailureContext) -> Finding:
     op = match.group(3)
-    if op.startswith("Flex") or "unresolved custom op" in context.error_text:
+    custom = _UNRESOLVED_CUSTOM_OP.search(context.error_text)
+    if op in VARIABLE_OPS:
+        return catalog.get("QD406").finding(
+            f"The calibrator ran the model and its {op} (node {match.group(2)}) found no value: the weights "
+            "stayed variables that nothing initialises.",
+            location=Location(op=op), evidence={"node": int(match.group(2)), "converter_message": match.group(0)})
+    if op.startswith("Flex") or custom:
         kind = "a Select TF (Flex) op" if op.startswith("Flex") else "a custom op"
+        converter_message = custom.group(0) if custom and not op.startswith("Flex") else match.group(0)
         return catalog.get("QD109").finding(
             f"Calibration runs the model in the TFLite interpreter, which has no kernel for {op}, {kind}.",
-            location=Location(op=op), evidence={"node": int(match.group(2))})
+            location=Location(op=op),
+            evidence={"node": int(match.group(2)), "converter_message": converter_message.strip()})
     check_text = _TF_SOURCE_PATH.sub("", match.group(1)).strip()
     shapes = _first_sample_shapes(context.calibration)
     several = context.calibration and context.calibration.samples and len(context.calibration.samples[0].values) > 1
@@ -95,7 +112,8 @@ def _prepare_failed(match: re.Match, context: FailureContext) -> Finding:
         f"The {op} kernel (node {match.group(2)}) failed to prepare on the first sample, "
         f"shaped {shapes}: {check_text}.{hint}",
         location=Location(op=op),
-        evidence={"kernel_check": check_text, "node": int(match.group(2)), "sample_shapes": shapes})
+        evidence={"kernel_check": check_text, "node": int(match.group(2)), "sample_shapes": shapes,
+                  "converter_message": _TF_SOURCE_PATH.sub("", match.group(0)).strip()})
 
 
 def _first_sample_shapes(calibration: CalibrationSet | None) -> str:
@@ -109,47 +127,80 @@ def _simple(code: str, message: str) -> Callable[[re.Match, FailureContext], Fin
         message, evidence={"converter_message": match.group(0).strip()})
 
 
-_TEXT_MATCHERS = (
-    _regex_matcher(r"Got value of type (\w+) but expected type (\w+) for input (\d+), name: (\S+)", _set_tensor_type),
-    _regex_matcher(r"([^\n]*?)Node number (\d+) \((\w+)\) failed to (?:prepare|invoke)", _prepare_failed),
-    _regex_matcher(r"As full integer quantization has been enabled[^\n]*supported_types[^\n]*",
-                   _simple("QD203", "supported_types asks for float16 while supported_ops asks for integer-only "
-                                    "(TFLITE_BUILTINS_INT8) kernels.")),
-    _regex_matcher(r"For full integer quantization, a `representative_dataset` must be specified\.?",
-                   _simple("QD301", "Integer-only ops or integer input/output were requested without a "
-                                    "representative dataset.")),
-    _regex_matcher(r"The inference_input_type and inference_output_type must be tf.float32\.?",
-                   _simple("QD205", "Integer input/output types were requested, but the settings do not "
-                                    "produce a fully integer model.")),
-    _regex_matcher(r"You need to provide either a dictionary with input names and values",
-                   _simple("QD303", "The representative dataset yielded something other than a list, dict or "
-                                    "(signature_key, dict) tuple.")),
-    _regex_matcher(r"Invalid signature_key provided: \"?([^\".]+)\"?",
-                   lambda m, c: catalog.get("QD305").finding(
-                       f"Samples are (signature_key, dict) tuples naming signature '{m.group(1)}', which the "
-                       "model does not have.", evidence={"converter_message": m.group(0)})),
-    _regex_matcher(r"Invalid input shapes: expected (\d+) items got (\d+) items\.?",
-                   lambda m, c: catalog.get("QD304").finding(
-                       f"The calibrator expected {m.group(1)} array(s) per sample and got {m.group(2)}.",
-                       evidence={"converter_message": m.group(0)})),
-    _regex_matcher(r"Attempting to resize dimension (\d+) of tensor (\d+) with value (\d+) to (\d+)[^\n]*",
-                   lambda m, c: catalog.get("QD306").finding(
-                       f"Input {m.group(2)} has size {m.group(3)} in dimension {m.group(1)}; a sample has "
-                       f"{m.group(4)}.", evidence={"converter_message": m.group(0)})),
-    _regex_matcher(r"Quantization not yet supported for op: '(\w+)'",
-                   lambda m, c: catalog.get("QD104").finding(
-                       f"The quantizer has no integer version of {m.group(1)}, and only integer ops were allowed.",
-                       location=Location(op=m.group(1)), evidence={"converter_message": m.group(0)})),
-    _regex_matcher("|".join(re.escape(marker) for marker in OUT_OF_MEMORY_MARKERS),
-                   lambda m, c: catalog.get("QD903").finding(
-                       "The converter could not allocate memory.", evidence={"converter_message": m.group(0)})),
-    _regex_matcher(r"Only support at least one signature key\.?",
-                   _simple("QD401", "The SavedModel offers no signature the converter can use.")),
-    _regex_matcher(r"Invalid signature key '([^']*)' found\. Valid keys are '([^']*)'\.?",
-                   lambda m, c: catalog.get("QD402").finding(
-                       f"Signature '{m.group(1)}' was requested; the SavedModel has {m.group(2).split(',')}.",
-                       evidence={"converter_message": m.group(0), "valid_keys": m.group(2).split(",")})),
+_UNRESOLVED_CUSTOM_OP = Matcher.of("unresolved-custom-op", r"Encountered unresolved custom op: [^\n.]+")
+_NOT_CONVERTIBLE = Matcher.of("op-neither-custom-nor-flex", r"is neither a custom op nor a flex op")
+_TENSOR_LIST = Matcher.of("tensor-list-lowering", r"TensorList|Lowering tensor list ops is failed")
+
+_RULES = (
+    _Rule(Matcher.of("set-tensor-type",
+                     r"Got value of type (\w+) but expected type (\w+) for input (\d+), name: (\S+)"),
+          _set_tensor_type),
+    _Rule(Matcher.of("kernel-failed-to-prepare", r"([^\n]*?)Node number (\d+) \((\w+)\) failed to (?:prepare|invoke)"),
+          _prepare_failed),
+    _Rule(Matcher.of("float16-with-int8-only",
+                     r"As full integer quantization has been enabled[^\n]*supported_types[^\n]*"),
+          _simple("QD203", "supported_types asks for float16 while supported_ops asks for integer-only "
+                           "(TFLITE_BUILTINS_INT8) kernels.")),
+    _Rule(Matcher.of("dataset-required",
+                     r"For full integer quantization, a `representative_dataset` must be specified\.?"),
+          _simple("QD301", "Integer-only ops or integer input/output were requested without a representative "
+                           "dataset.")),
+    _Rule(Matcher.of("io-types-must-be-float",
+                     r"The inference_input_type and inference_output_type must be tf.float32\.?"),
+          _simple("QD205", "Integer input/output types were requested, but the settings do not produce a fully "
+                           "integer model.")),
+    _Rule(Matcher.of("unsupported-sample-value",
+                     r"You need to provide either a dictionary with input names and values"),
+          _simple("QD303", "The representative dataset yielded something other than a list, dict or "
+                           "(signature_key, dict) tuple.")),
+    _Rule(Matcher.of("invalid-sample-signature-key", r"Invalid signature_key provided: \"?([^\".]+)\"?"),
+          lambda m, c: catalog.get("QD305").finding(
+              f"Samples are (signature_key, dict) tuples naming signature '{m.group(1)}', which the model does "
+              "not have.", evidence={"converter_message": m.group(0)})),
+    _Rule(Matcher.of("sample-dict-key-missing", r"^KeyError: '([^'\n]+)'$"),
+          lambda m, c: catalog.get("QD305").finding(
+              f"The calibrator looked up input '{m.group(1)}' in a sample dict that has no such key.",
+              location=Location(input=m.group(1)), evidence={"converter_message": m.group(0)}),
+          on_exception=True),
+    _Rule(Matcher.of("signature-key-none", r"SignatureDef signature_key is None and model has (\d+) Signatures"),
+          lambda m, c: catalog.get("QD315").finding(
+              f"The samples name no signature, and the model has {m.group(1)}: the calibrator refuses them.",
+              evidence={"converter_message": m.group(0)})),
+    _Rule(Matcher.of("input-count", r"Invalid input shapes: expected (\d+) items got (\d+) items\.?"),
+          lambda m, c: catalog.get("QD304").finding(
+              f"The calibrator expected {m.group(1)} array(s) per sample and got {m.group(2)}.",
+              evidence={"converter_message": m.group(0)})),
+    _Rule(Matcher.of("resize-input",
+                     r"Attempting to resize dimension (\d+) of tensor (\d+) with value (\d+) to (\d+)[^\n]*"),
+          lambda m, c: catalog.get("QD306").finding(
+              f"Input {m.group(2)} has size {m.group(3)} in dimension {m.group(1)}; a sample has {m.group(4)}.",
+              evidence={"converter_message": m.group(0)})),
+    _Rule(Matcher.of("dataset-raised", r"the representative dataset raised [^\n]+"),
+          lambda m, c: catalog.get("QD312").finding(
+              "The representative dataset raised while the calibrator consumed it.",
+              evidence={"converter_message": m.group(0)})),
+    _Rule(Matcher.of("legacy-quantizer-no-int8", r"Quantization not yet supported for op: '(\w+)'"),
+          lambda m, c: catalog.get("QD104").finding(
+              f"The quantizer has no integer version of {m.group(1)}, and only integer ops were allowed.",
+              location=Location(op=m.group(1)), evidence={"converter_message": m.group(0)})),
+    _Rule(Matcher.of("no-signature", r"Only support at least one signature key\.?"),
+          _simple("QD401", "The SavedModel offers no signature the converter can use.")),
+    _Rule(Matcher.of("unknown-signature-key", r"Invalid signature key '([^']*)' found\. Valid keys are '([^']*)'\.?"),
+          lambda m, c: catalog.get("QD402").finding(
+              f"Signature '{m.group(1)}' was requested; the SavedModel has {m.group(2).split(',')}.",
+              evidence={"converter_message": m.group(0), "valid_keys": m.group(2).split(",")})),
+    _Rule(Matcher.of("keras-export-none-callable", r"^TypeError: 'NoneType' object is not callable$"),
+          lambda m, c: catalog.get("QD405").finding(
+              "The converter's export of the Keras model failed with nothing but this TypeError, the symptom of a "
+              "model input named outside TensorFlow's node-name pattern.",
+              evidence={"converter_message": m.group(0)}),
+          on_exception=True),
 )
+
+# Every matcher quantdoctor has, for the meta-test: each needs a real-model test marked with its name. An
+# allocation failure ends the worker (QD903 from its stderr, convert/crash.py), so it has no rule here.
+MATCHERS: tuple[Matcher, ...] = (*(rule.matcher for rule in _RULES), _UNRESOLVED_CUSTOM_OP, _NOT_CONVERTIBLE,
+                                 _TENSOR_LIST, *(marker for marker, _ in STAGE_MARKERS), OUT_OF_MEMORY)
 
 
 def _diagnostic_findings(context: FailureContext) -> list[Finding]:
@@ -173,7 +224,7 @@ def _classify_diagnostic(diagnostic: Diagnostic, context: FailureContext) -> Fin
     evidence = {k: v for k, v in evidence.items() if v}
     where = f"layer '{layer}'" if layer else "the model"
     message = diagnostic.message
-    if "is neither a custom op nor a flex op" in message:
+    if _NOT_CONVERTIBLE.search(message):
         if _has_type(diagnostic, "f64"):
             return catalog.get("QD202").finding(
                 f"{where} computes {op} in float64; TFLite has no float64 kernels. The op is fine, its dtype "
@@ -189,7 +240,7 @@ def _classify_diagnostic(diagnostic: Diagnostic, context: FailureContext) -> Fin
         return catalog.get("QD101").finding(
             f"{op} in {where} has no TFLite builtin kernel; it converts with Select TF ops (as a float op).",
             location=location, evidence=evidence)
-    if "TensorList" in message or "Lowering tensor list ops is failed" in message:
+    if _TENSOR_LIST.search(message):
         return catalog.get("QD103").finding(
             f"{where} loops over a TensorList whose element shape is not static (dynamic batch size).",
             location=Location(layer=layer), evidence=evidence) if layer or not context.layer_names else None

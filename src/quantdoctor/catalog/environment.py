@@ -1,4 +1,5 @@
-"""QD9xx: the converter process itself crashed, hung, ran out of memory, or failed unexplained."""
+"""QD9xx: the converter process itself crashed, hung, ran out of memory, or failed unexplained; and
+settings under which the converter silently ignores what it was given (QD908)."""
 
 from quantdoctor.catalog.check import Check
 
@@ -27,8 +28,9 @@ CHECKS = (
     Check(
         code="QD903", name="converter-out-of-memory", severity="error", precedence=90,
         title="The converter ran out of memory",
-        detects="The conversion process failed to allocate memory (MemoryError, std::bad_alloc) or was "
-                "killed by the system's out-of-memory killer.",
+        detects="The conversion process failed to allocate memory (MemoryError, std::bad_alloc, "
+                "ResourceExhaustedError), was killed by the system's out-of-memory killer, or crashed at its "
+                "--memory-limit.",
         why="Constant folding and calibration of large models can need several times the model's size.",
         example="quantdoctor diagnose model.keras --memory-limit 2000",
         fix="Convert on a machine with more memory, lower --max-samples, or raise --memory-limit.",
@@ -41,5 +43,19 @@ CHECKS = (
         example="any converter error not yet in the catalog",
         fix="Read the converter's message below; if it names an op or layer, try Select TF ops or replacing "
             "that layer.",
+    ),
+    Check(
+        code="QD908", name="calibration-data-unused", severity="warning", precedence=70,
+        title="Calibration data was given, but these settings never read it",
+        detects="A representative dataset or --data came with settings that do not calibrate: no optimization "
+                "enabled (the model stays float), dynamic range, or float16 quantization.",
+        why="The converter quietly ignores the samples. A user who set a dataset expects quantized "
+            "activations and gets a model whose activations stay float; a user who chose dynamic range on "
+            "purpose should know the data plays no part.",
+        example="converter.representative_dataset = gen   # but converter.optimizations was never set",
+        fix="For integer activations, enable Optimize.DEFAULT and leave float16 out of supported_types "
+            "(quantdoctor --mode int8); for dynamic range or float16, drop the data.",
+        fix_code="converter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+                 "converter.representative_dataset = representative_dataset",
     ),
 )

@@ -62,4 +62,23 @@ CHECKS = (
                  "renamed = keras.Model(inputs, model(inputs))\n"
                  "converter = tf.lite.TFLiteConverter.from_keras_model(renamed)",
     ),
+    Check(
+        code="QD406", name="weights-left-as-variables", severity="error", precedence=8,
+        title="The converted model keeps its weights as variables that nothing initialises",
+        detects="The .tflite holds the weights as resource variables (VAR_HANDLE / READ_VARIABLE ops) and no "
+                "op assigns them: the converter did not fold them into constants. Under TF 2.21 a Keras 3 model "
+                "saved with `tf.saved_model.save`, or given as the trackable object of `from_concrete_functions`, "
+                "converts this way. Calibration then fails with `variable != nullptr ... (READ_VARIABLE) failed to "
+                "invoke`; without calibration the conversion succeeds.",
+        why="LiteRT starts such variables empty: the model reads uninitialised memory, so the calibrator stops, "
+            "and a model converted without calibration runs and returns garbage with no error at all.",
+        example="tf.saved_model.save(model, path, signatures=serve)      # model is a Keras 3 model\n"
+                "converter = tf.lite.TFLiteConverter.from_saved_model(path)\n"
+                "# or: tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)",
+        fix="Export the Keras model with `model.export()` (or convert it with `from_keras_model`); for concrete "
+            "functions, pass the tf.function itself as the trackable object: the converter then freezes the weights.",
+        fix_code="model.export('exported')\n"
+                 "converter = tf.lite.TFLiteConverter.from_saved_model('exported')\n"
+                 "# or: tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], serve)",
+    ),
 )

@@ -15,6 +15,7 @@ import numpy as np
 
 from quantdoctor.compare.matching import Pairs, matched_tensors
 from quantdoctor.compare.metrics import ErrorStats
+from quantdoctor.tf_private import interpreter_tensor
 
 
 class Lane:
@@ -62,7 +63,7 @@ class Lane:
 
 def _new_stats(interpreter: Any, index: int) -> ErrorStats:
     """Empty statistics for the quantized model's tensor `index`, with its scale and integer range."""
-    detail = interpreter._get_tensor_details(index, subgraph_index=0)
+    detail = interpreter_tensor(interpreter, index)
     scale, zero_point = detail["quantization"]
     dtype = np.dtype(detail["dtype"])
     info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from quantdoctor.audit.islands import BOUNDARY_OPS
+from quantdoctor.tf_private import interpreter_ops, interpreter_tensor
 
 Pairs = dict[str, tuple[int, int, str]]  # tensor name -> (float index, quantized index, producing op)
 
@@ -22,14 +23,14 @@ def matched_tensors(float_model: Any, quant_model: Any) -> Pairs:
     float_index = {d["name"]: d["index"] for d in float_model.get_tensor_details()}
     producer_of = _producers(quant_model)
     matched = {}
-    for op in quant_model._get_ops_details():
+    for op in interpreter_ops(quant_model):
         if op["op_name"] in BOUNDARY_OPS:
             continue
         for index in op["outputs"]:
-            name = quant_model._get_tensor_details(index, subgraph_index=0)["name"]
+            name = interpreter_tensor(quant_model, index)["name"]
             if name in float_index:
                 matched[name] = (float_index[name], int(index), op["op_name"])
-    consumers = {int(i): op for op in quant_model._get_ops_details() for i in op["inputs"] if i >= 0}
+    consumers = {int(i): op for op in interpreter_ops(quant_model) for i in op["inputs"] if i >= 0}
     for float_in, quant_in in zip(float_model.get_input_details(), quant_model.get_input_details()):
         quantize = consumers.get(quant_in["index"])
         if np.issubdtype(np.dtype(quant_in["dtype"]), np.integer) and quant_in["quantization"][0]:
@@ -62,7 +63,7 @@ def op_links(quant_model: Any, pairs: Pairs) -> list[dict[str, Any]]:
 
 def _producers(model: Any) -> dict[int, dict[str, Any]]:
     """Tensor index -> the op (details) that writes it."""
-    return {int(i): op for op in model._get_ops_details() for i in op["outputs"]}
+    return {int(i): op for op in interpreter_ops(model) for i in op["outputs"]}
 
 
 def _through_quantize(index: int, producer_of: dict[int, Any], by_index: dict[int, str]) -> str | None:

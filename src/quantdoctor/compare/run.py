@@ -12,46 +12,62 @@ import numpy as np
 
 from quantdoctor import catalog
 from quantdoctor.audit.report import audit
+from quantdoctor.catalog.classify_failure import first_line
+from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows
+from quantdoctor.compare.labels import check_classes, read_labels
 from quantdoctor.convert.protocol import read_json
-from quantdoctor.convert.runner import DEFAULT_TIMEOUT, run_isolated
+from quantdoctor.convert.cleanup import run_interruptible
+from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits, run_isolated
 from quantdoctor.diagnose import calibration_set, diagnose, diagnose_with_float_twin
 from quantdoctor.errors import QuantizationError, UsageError
 from quantdoctor.intake import model as model_intake
+from quantdoctor.intake import options
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
+from quantdoctor.intake.paths import check_outputs
 from quantdoctor.report.model import Location, Report, rank_findings
 
 Progress = Callable[[int, int], None]
 
 
+@run_interruptible
 def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
             metric: Callable[[Any, np.ndarray], float] | None = None, tflite: str | Path | bytes | None = None,
             html: str | Path | None = None, mode: str | None = None, io: str | None = None,
             max_samples: int = DEFAULT_MAX_SAMPLES, timeout: float = DEFAULT_TIMEOUT,
-            progress: Progress | None = None) -> Report:
+            progress: Progress | None = None, trust_model: bool = False) -> Report:
     """Float vs quantized, end to end and layer by layer, on `eval_data`.
 
     `model` and `data` are as for `diagnose` (the quantized model is converted from them), or
     pass the quantized `.tflite` you already have as `tflite`. `labels` (one class per sample)
     add accuracies; `metric(labels, outputs)` adds your own number for both models. Returns the
     diagnose report with a `comparison` object (layers ranked worst first) and QD5xx findings;
-    `html` also writes the self-contained HTML report.
+    `html` also writes the self-contained HTML report. `trust_model` is as for `diagnose`.
     """
-    evaluation = calibration_set(eval_data, max_samples)
+    check_limits(timeout, None)
+    max_samples = options.count(max_samples, "max_samples")
+    if metric is not None and not callable(metric):
+        raise UsageError(f"metric must be a function metric(labels, outputs), not {type(metric).__name__}")
+    if tflite is not None and not isinstance(tflite, (str, Path, bytes)):
+        raise UsageError(f"tflite must be a .tflite path or its bytes, not {type(tflite).__name__}")
+    check_outputs(inputs=(model, data, eval_data, labels, tflite), outputs={"html": html})
+    evaluation = calibration_set(eval_data, max_samples, "eval data")
     if evaluation is None or not evaluation.samples:
         raise UsageError("compare needs eval data with at least one sample")
+    truth = read_labels(labels, evaluation)
     float_model = None
     if tflite is None:
         report, float_model = diagnose_with_float_twin(model, data, mode=mode, io=io, max_samples=max_samples,
-                                                       timeout=timeout)
+                                                       timeout=timeout, trust_model=trust_model)
         if report.tflite_model is None:
             raise QuantizationError(report)
     else:
         report = audit(tflite)  # what the user's model is: islands, I/O types, Flex ops
         report.tflite_model = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
+    check_classes(truth, report.audit["output_types"][0]["shape"] if report.audit["output_types"] else [])
     float_info = report.model
     if float_model is None:  # a .tflite of the user's, or the float twin failed: convert and report on its own
-        float_report = diagnose(_float_model(model), mode="float", timeout=timeout)
+        float_report = diagnose(_float_model(model), mode="float", timeout=timeout, trust_model=trust_model)
         if float_report.tflite_model is None:
             raise QuantizationError(float_report)
         float_model, float_info = float_report.tflite_model, float_report.model
@@ -61,11 +77,13 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
                                                   progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    rows = layer_rows(response, float_info.get("layers", []), float_info.get("output_layers", []))
-    truth = read_labels(labels, len(evaluation))
+    rows = layer_rows(response, LayerNames.from_model(float_info), float_info.get("output_layers", []))
+    summary = end_to_end(outputs, response["outputs"], truth.classes if truth else None, metric)
+    if truth is not None and truth.given_as == "one-hot":
+        summary["labels"] = "one-hot, read by argmax"
     report.comparison = {"samples": response["samples"], "seconds": round(seconds, 3),
                          "analysis_seconds": response["analysis_seconds"],
-                         "end_to_end": end_to_end(outputs, response["outputs"], truth, metric),
+                         "end_to_end": summary,
                          "layers": rows, "histograms": _histograms(response, rows)}
     findings = comparison_findings(rows, response["outputs"], response["tensors"], response["ops"])
     findings += _integer_input_findings(report, evaluation)
@@ -98,6 +116,8 @@ def _run_compare(float_model: bytes, quant_model: bytes, evaluation: Any, workdi
             progress(state["done"], state["total"])
 
     run = run_isolated("quantdoctor.compare.worker", request, workdir, timeout, on_poll=poll)
+    if "model_error" in run.response:
+        raise UsageError(f"running the models on the eval data failed: {first_line(run.response['model_error'])}")
     if run.outcome != "done":
         how = f"was killed by {run.signal_name}" if run.signal_name else f"ended: {run.outcome}"
         last = [line for line in run.stderr.splitlines() if line.strip()][-1:] or [""]
@@ -105,16 +125,6 @@ def _run_compare(float_model: bytes, quant_model: bytes, evaluation: Any, workdi
     poll()
     with np.load(request["outputs"]) as outputs:
         return run.response, {key: outputs[key] for key in outputs.files}, run.seconds
-
-
-def read_labels(labels: Any, count: int) -> np.ndarray | None:
-    """Class labels (a .npy path or an array) for the first `count` eval samples; None stays None."""
-    if labels is None:
-        return None
-    values = np.load(labels) if isinstance(labels, (str, Path)) else np.asarray(labels)
-    if len(values) < count:
-        raise UsageError(f"{len(values)} labels for {count} eval samples")
-    return values[:count]
 
 
 def _histograms(response: dict[str, Any], rows: list[dict[str, Any]], count: int = 4) -> list[dict[str, Any]]:

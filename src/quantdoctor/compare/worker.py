@@ -14,6 +14,7 @@ import gc
 import os
 import sys
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -23,16 +24,42 @@ import numpy as np
 from quantdoctor.compare.lane import Lane
 from quantdoctor.compare.matching import op_links
 from quantdoctor.compare.metrics import ErrorStats
-from quantdoctor.convert.protocol import read_json, write_json
+from quantdoctor.convert.protocol import serve, write_json
 from quantdoctor.intake.data import CalibrationSet
 
 _PROGRESS_SECONDS = 0.25
 _MAX_LANES = 4  # one per usable core, up to this: each lane keeps every tensor of both models
 
 
-def main(request_path: str) -> int:
-    """Compare the two models on every eval sample and write the statistics and outputs."""
-    request = read_json(Path(request_path))
+def main(request: dict[str, Any]) -> int:
+    """Compare the two models on every eval sample and write the statistics and outputs.
+
+    What LiteRT raises while running the user's models (a kernel that fails to prepare, a sample
+    it refuses) is written to the response as `model_error`; anything else is a bug (`serve`).
+    """
+    try:
+        return _compare(request)
+    except Exception as exc:
+        if not raised_in(exc, _LITERT_PACKAGE):
+            raise
+        write_json(Path(request["response"]), {"model_error": f"{type(exc).__name__}: {exc}"})
+        return 0
+
+
+def raised_in(exc: BaseException, package: str) -> bool:
+    """True when the innermost Python frame that raised `exc` is in `package` (a dotted module prefix)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return False
+    module = sys.modules.get(package)
+    root = Path(module.__file__).parent if module and module.__file__ else None
+    return root is not None and Path(frames[-1].filename).is_relative_to(root)
+
+
+_LITERT_PACKAGE = "ai_edge_litert"
+
+
+def _compare(request: dict[str, Any]) -> int:
     samples = CalibrationSet.load(Path(request["data"])).samples
     response, outputs = analyse(request["float_model"], request["quant_model"], samples, Path(request["progress"]))
     np.savez(request["outputs"], **outputs)
@@ -102,4 +129,4 @@ def _describe(name: str, op: str, stats: ErrorStats) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(serve(main, sys.argv[1]))

@@ -81,15 +81,17 @@ def cache_root() -> Path | None:
     return root
 
 
-def conversion_key(source: ModelSource, recipe: Recipe, calibration: CalibrationSet | None,
-                   workdir: Path) -> str | None:
+def conversion_key(source: ModelSource, recipe: Recipe, calibration: CalibrationSet | None, workdir: Path,
+                   trust_model: bool) -> str | None:
     """The entry key for converting `source` with `recipe` on `calibration`; None when the model
-    cannot be identified (then nothing is cached). Exports of Python objects lie in `workdir`."""
+    cannot be identified (then nothing is cached). Exports of Python objects lie in `workdir`.
+    `trust_model` is part of the key: a model refused without it is never served from the cache."""
     model_digest = _model_digest(source, workdir)
     if model_digest is None:
         return None
-    parts = {"format": _FORMAT, "model": model_digest, "loader": source.loader,
-             "signature_keys": source.signature_keys, "recipe": recipe.to_dict(),
+    loading = {key: value for key, value in source.request().items() if key != "path"}
+    parts = {"format": _FORMAT, "model": model_digest, "loading": loading, "trust_model": trust_model,
+             "recipe": recipe.to_dict(),
              "data": data_digest(calibration) if calibration is not None else None,
              "tensorflow": _tensorflow_version(), "quantdoctor": _code_digest()}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
@@ -144,8 +146,8 @@ def data_digest(calibration: CalibrationSet) -> str:
 
 def _model_digest(source: ModelSource, workdir: Path) -> str | None:
     path = Path(source.path)
-    if workdir.resolve() in path.resolve().parents:
-        return _export_digest(path)  # exported here from a Python object
+    if workdir.resolve() in path.resolve().parents:  # exported here from a Python object
+        return _export_digest(path) if path.is_dir() else None
     return _files_digest(path)
 
 

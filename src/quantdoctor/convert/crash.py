@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import re
 
+from quantdoctor.catalog.matcher import Matcher
+
 _FRAME = re.compile(r'File "(?:[^"]*/)?([^"/]+)", line (\d+) in (\w+)')
-_STAGES = (
-    (("_feed_tensors", "calibrate"), "calibrating (running the representative dataset)"),
-    (("mlir_quantize", "wrapped_experimental_mlir_quantize", "_quantize"), "quantizing"),
-    (("load_model", "_load", "load"), "loading the model"),
+# Functions of the converter's Python layer, innermost first: the stage within the worker's
+# "converting" (a crash while loading needs no marker: the worker reports that stage itself).
+STAGE_MARKERS = (
+    (Matcher.of("stage-calibrating", r"^(?:_feed_tensors|calibrate)$"),
+     "calibrating (running the representative dataset)"),
+    (Matcher.of("stage-quantizing", r"^(?:mlir_quantize|wrapped_experimental_mlir_quantize|_quantize)$"),
+     "quantizing"),
 )
 
 
@@ -29,15 +34,22 @@ def crash_stage(stderr: str, reported_stage: str) -> str:
     frames = crash_frames(stderr, count=8)
     for frame in frames:
         function = frame.rsplit(" in ", 1)[-1]
-        for markers, stage in _STAGES:
-            if function in markers:
+        for marker, stage in STAGE_MARKERS:
+            if marker.search(function):
                 return stage
     return reported_stage
 
 
 _NATIVE_ERROR = re.compile(r"^(?:error: (.*)|F\d{4} [^\]]*\] (.*))$")
-OUT_OF_MEMORY_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "failed to map segment",
-                         "pthread_create() failed", "Resource exhausted: OOM", "failed to allocate memory")
+# Every form an allocation failure takes in the converter process, matched case-insensitively: Python's
+# MemoryError (NumPy's _ArrayMemoryError and its "Unable to allocate", which Keras rewraps as a
+# ValueError), C++'s bad_alloc, TensorFlow's ResourceExhaustedError and allocator messages, mmap/dlopen
+# failures (TensorFlow's own libraries failing to load under the limit), thread stacks, and OpenBLAS's
+# buffers (NumPy failing to import).
+OUT_OF_MEMORY = Matcher.of("out-of-memory", "|".join(re.escape(marker) for marker in (
+    "MemoryError", "std::bad_alloc", "Cannot allocate memory", "failed to map segment", "pthread_create() failed",
+    "Resource exhausted: OOM", "ResourceExhaustedError", "OOM when allocating", "failed to allocate memory",
+    "ran out of memory trying to allocate", "Unable to allocate", "Memory allocation still failed")), re.IGNORECASE)
 
 
 def native_errors(stderr: str) -> list[str]:
@@ -50,6 +62,12 @@ def native_errors(stderr: str) -> list[str]:
     return found[-3:]
 
 
-def out_of_memory(stderr: str) -> bool:
-    """True when the stderr shows an allocation failure (heap, mapping or thread stack)."""
-    return any(marker in stderr for marker in OUT_OF_MEMORY_MARKERS)
+def out_of_memory(text: str) -> str:
+    """The first line of `text` (a stderr, an error message) that shows an allocation failure (heap,
+    mapping, thread stack), or "" when none does."""
+    found = OUT_OF_MEMORY.search(text)
+    if found is None:
+        return ""
+    start = text.rfind("\n", 0, found.start()) + 1
+    end = text.find("\n", found.end())
+    return text[start:end if end >= 0 else len(text)].strip()

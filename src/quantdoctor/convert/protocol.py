@@ -1,11 +1,38 @@
-"""The worker's request and response files: JSON on disk, written atomically."""
+"""The worker's request and response files: JSON on disk, written atomically; and how a worker
+reports a bug of its own, so the parent never mistakes it for the converter's or the user's doing."""
 
 from __future__ import annotations
 
 import json
 import os
+import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from quantdoctor.convert.crash import out_of_memory
+
+INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE
+
+
+def serve(main: Callable[[dict[str, Any]], int], request_path: str) -> int:
+    """Run a worker's `main(request)`; an exception escaping it is a bug in quantdoctor.
+
+    The worker's own code catches what the user's model, data and converter raise. Whatever
+    else escapes is written to the response as `internal_error` (with the traceback), and the
+    process exits with INTERNAL_ERROR_EXIT. An allocation failure (MemoryError,
+    ResourceExhaustedError, ...) is left to kill the process: running out of memory is the
+    converter's finding (QD903), not a bug.
+    """
+    request = read_json(Path(request_path))
+    try:
+        return main(request)
+    except Exception as exc:
+        if out_of_memory(f"{type(exc).__name__}: {exc}"):
+            raise
+        response_path = Path(request["response"])
+        write_json(response_path, {**read_json(response_path), "internal_error": traceback.format_exc()})
+        traceback.print_exc()
+        return INTERNAL_ERROR_EXIT
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ recorded: a segfault or abort in the converter is a finding, never quantdoctor's
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import signal
@@ -19,10 +20,19 @@ from typing import IO, Any, Callable
 
 import quantdoctor
 from quantdoctor.convert.protocol import read_json, write_json
+from quantdoctor.errors import InternalError, UsageError
 
 DEFAULT_TIMEOUT = 900.0
+# Below this, a memory limit is a slip (TensorFlow alone maps about 1 GB); above this (the user
+# address space of a 64-bit process, 128 TiB), it is not a limit.
+MIN_MEMORY_LIMIT_MB = 256
+MAX_MEMORY_LIMIT_MB = 1 << 27
 _STDERR_KEEP = 20_000
-_POLL_SECONDS = 0.25
+_POLL_SECONDS = 0.1
+# A process whose address space came this close to its limit (a share of the limit) has run out of
+# memory, whatever form its death takes: a failed allocation inside TensorFlow's native code can end
+# in a segfault that prints nothing about memory.
+_NEAR_LIMIT = 0.1
 
 
 @dataclass
@@ -36,11 +46,35 @@ class WorkerRun:
     signal_name: str | None = None
     stderr: str = ""
     tflite_path: Path | None = None
+    memory_limit_mb: int | None = None
+    peak_memory_mb: int | None = None  # the largest address space seen while it ran (Linux)
+
+    @property
+    def at_memory_limit(self) -> bool:
+        """True when the process was seen at (within a tenth of) its memory limit."""
+        return bool(self.memory_limit_mb and self.peak_memory_mb
+                    and self.peak_memory_mb >= self.memory_limit_mb * (1 - _NEAR_LIMIT))
 
     @property
     def error_text(self) -> str:
         """The converter's error message followed by its stderr: what the catalog matches against."""
         return "\n".join(part for part in (self.response.get("error_message", ""), self.stderr) if part)
+
+
+def check_limits(timeout: float, memory_limit_mb: int | None) -> None:
+    """Refuse a timeout or memory limit no process can be run with (a UsageError, before any work)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+        raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if memory_limit_mb is None:
+        return
+    ceiling = MAX_MEMORY_LIMIT_MB
+    hard_limit = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if hard_limit != resource.RLIM_INFINITY:
+        ceiling = min(ceiling, hard_limit // 2**20)
+    if isinstance(memory_limit_mb, bool) or not isinstance(memory_limit_mb, int) \
+            or not MIN_MEMORY_LIMIT_MB <= memory_limit_mb <= ceiling:
+        raise UsageError(f"memory limit {memory_limit_mb!r} MB is out of range: give a whole number of MB "
+                         f"from {MIN_MEMORY_LIMIT_MB} to {ceiling}")
 
 
 def run_worker(request: dict[str, Any], workdir: Path, timeout: float = DEFAULT_TIMEOUT,
@@ -62,20 +96,37 @@ def run_isolated(module: str, request: dict[str, Any], workdir: Path, timeout: f
     """Run `python -m MODULE request.json` in its own session; `on_poll` is called while it runs.
 
     The outcome is "timeout", "crash" (killed by a signal or exited non-zero) or "done"; the
-    response is whatever the child wrote to `request["response"]`.
+    response is whatever the child wrote to `request["response"]`. A bug the child reported
+    (see `protocol.serve`) raises InternalError.
     """
     request_path = workdir / "request.json"
     write_json(request_path, request)
     stderr_path = workdir / "stderr.txt"
     started = time.perf_counter()
+    peak = 0
     with open(stderr_path, "wb") as stderr:
         child = start_isolated(module, [str(request_path)], stderr, memory_limit_mb, stdin=subprocess.DEVNULL)
-        timed_out = not _wait(child, timeout, on_poll)
+
+        def poll() -> None:
+            nonlocal peak
+            peak = max(peak, _peak_memory_mb(child.pid))
+            if on_poll:
+                on_poll()
+
+        try:
+            timed_out = not _wait(child, timeout, poll)
+        except BaseException:  # Ctrl-C, SIGTERM (see convert/cleanup.py), a failing on_poll: the child ends too
+            kill_group(child)
+            raise
         if timed_out:
             kill_group(child)
+    response = read_json(Path(request["response"]))
+    if "internal_error" in response:
+        raise InternalError(f"the {module} process failed:\n{response['internal_error']}")
     run = WorkerRun(outcome="timeout" if timed_out else "done", seconds=time.perf_counter() - started,
-                    response=read_json(Path(request["response"])), returncode=child.returncode,
-                    stderr=tail(stderr_path.read_text(errors="replace")))
+                    response=response, returncode=child.returncode,
+                    stderr=tail(stderr_path.read_text(errors="replace")), memory_limit_mb=memory_limit_mb,
+                    peak_memory_mb=peak or None)
     if child.returncode is not None and child.returncode < 0:
         run.signal_name = signal.Signals(-child.returncode).name
     if not timed_out and child.returncode != 0:
@@ -106,7 +157,19 @@ def isolated_command(module: str, *args: str) -> list[str]:
     return [sys.executable, "-I", "-X", "faulthandler", "-c", bootstrap, package_root, module, *args]
 
 
-def _wait(child: subprocess.Popen, timeout: float, on_poll: Callable[[], None] | None) -> bool:
+def _peak_memory_mb(pid: int) -> int:
+    """The peak address space (VmPeak) of a running process in MB; 0 where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmPeak:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _wait(child: subprocess.Popen, timeout: float, on_poll: Callable[[], None]) -> bool:
     """Wait for the child; False when it outlives `timeout`."""
     deadline = time.perf_counter() + timeout
     while True:
@@ -116,8 +179,7 @@ def _wait(child: subprocess.Popen, timeout: float, on_poll: Callable[[], None] |
         except subprocess.TimeoutExpired:
             if time.perf_counter() >= deadline:
                 return False
-            if on_poll:
-                on_poll()
+            on_poll()
 
 
 def _memory_limiter(limit_mb: int | None):

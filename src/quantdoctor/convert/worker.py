@@ -14,14 +14,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
-from quantdoctor.convert.protocol import read_json, write_json
+from quantdoctor import tf_private
+from quantdoctor.convert.crash import out_of_memory
+from quantdoctor.convert.protocol import serve, write_json
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.recipe import Recipe
 
+# Every refusal of Keras's safe mode (a Lambda's stored bytecode, a TFSMLayer, an outside vocabulary
+# file) tells how to override it with these words.
+KERAS_SAFE_MODE_REFUSAL = "safe_mode=False"
 
-def main(request_path: str) -> int:
-    """Serve one conversion request; the exit code is 0 whether or not the conversion failed."""
-    request = read_json(Path(request_path))
+
+def main(request: dict[str, Any]) -> int:
+    """Serve one conversion request; the exit code is 0 whether or not the conversion failed.
+
+    Only the calls into the user's model and converter are guarded: what they raise is the
+    model's or the converter's outcome. An exception from quantdoctor's own code escapes to
+    `protocol.serve`, which reports it as the bug it is.
+    """
     response_path = Path(request["response"])
     response: dict[str, Any] = {"stage": "loading"}
     write_json(response_path, response)
@@ -29,14 +39,17 @@ def main(request_path: str) -> int:
     import tensorflow as tf
 
     convert = request.get("convert", True)
+    trust_model = request.get("trust_model", False)
     try:
-        make_converter, response["model"], function, loaded_at = _load(tf, request["model"])
-    except MemoryError:
-        raise  # the runner reports the process's death as out of memory
+        loaded = _load(tf, request["model"], trust_model)
     except Exception as exc:  # the user's model, not quantdoctor, failed to load
-        response.update(stage="done", outcome="load_error", error_message=f"{type(exc).__name__}: {exc}")
+        _die_if_out_of_memory(exc)
+        response.update(stage="done", outcome="load_error", error_message=f"{type(exc).__name__}: {exc}",
+                        refused_unsafe=not trust_model and KERAS_SAFE_MODE_REFUSAL in str(exc))
         write_json(response_path, response)
         return 0
+    loaded_at = time.perf_counter()
+    make_converter, response["model"], function = _describe(tf, request["model"], loaded)
     response["preflight"] = _inventory(function, loaded_at)
     if not convert:
         response.update(stage="done", outcome="skipped")
@@ -47,16 +60,13 @@ def main(request_path: str) -> int:
 
     started = time.perf_counter()
     twin = Path(request["float_twin_output"]) if request.get("float_twin_output") else None
+    recipe = Recipe.from_dict(request["recipe"])
     try:
-        converter = make_converter()
-        Recipe.from_dict(request["recipe"]).apply(converter)
-        if request.get("data"):
-            converter.representative_dataset = _replay(Path(request["data"]))
-            if twin:
-                _keep_model_before_quantization(converter, twin)
         with _kept_calibration(request.get("calibration_output")):
-            tflite_model = converter.convert()
-    except Exception as exc:
+            tflite_model = _convert(make_converter, recipe, request.get("data"), twin)
+    except _ConverterFailed as failed:
+        exc = failed.__cause__
+        _die_if_out_of_memory(exc)
         response.update(outcome="error", seconds=time.perf_counter() - started,
                         exception_type=type(exc).__name__, error_message=str(exc))
     else:
@@ -70,20 +80,38 @@ def main(request_path: str) -> int:
     return 0
 
 
+class _ConverterFailed(Exception):
+    """The user's converter raised (its exception is the __cause__)."""
+
+
+def _convert(make_converter: Callable[[], Any], recipe: Recipe, data: str | None, twin: Path | None) -> bytes:
+    """Build the converter, apply the settings and convert; the converter's own errors become _ConverterFailed."""
+    try:
+        converter = make_converter()
+    except Exception as exc:  # a bad signature key, say: the user's conversion error to diagnose
+        raise _ConverterFailed() from exc
+    recipe.apply(converter)
+    if data:
+        converter.representative_dataset = _replay(Path(data))
+        if twin:
+            _keep_model_before_quantization(converter, twin)
+    try:
+        return converter.convert()
+    except Exception as exc:
+        raise _ConverterFailed() from exc
+
+
+def _die_if_out_of_memory(exc: Exception) -> None:
+    """Re-raise an allocation failure (MemoryError, ResourceExhaustedError, or one wrapped by Keras)
+    so that it ends the process: the runner reports every out-of-memory death the same way (QD903)."""
+    if out_of_memory(f"{type(exc).__name__}: {exc}"):
+        raise exc
+
+
 def _keep_model_before_quantization(converter: Any, output: Path) -> None:
     """Write the float model the converter hands to its quantizer to `output`: compare's float
-    reference, from the very conversion it is compared with (the quantizer keeps its tensor names).
-
-    TF 2.21 passes it to `_optimize_tflite_model` after the float conversion and before calibration;
-    an instance attribute shadows that method for this converter only.
-    """
-    optimize = converter._optimize_tflite_model
-
-    def keep_then_optimize(model: bytes, *args: Any, **kwargs: Any) -> Any:
-        output.write_bytes(bytes(model))
-        return optimize(model, *args, **kwargs)
-
-    converter._optimize_tflite_model = keep_then_optimize
+    reference, from the very conversion it is compared with (the quantizer keeps its tensor names)."""
+    tf_private.shadow_optimize_tflite_model(converter, output.write_bytes)
 
 
 @contextlib.contextmanager
@@ -94,9 +122,7 @@ def _kept_calibration(directory: str | None) -> Iterator[None]:
     if not directory:
         yield
         return
-    from quantdoctor.tf_private import capture_quantizer_calls
-
-    with capture_quantizer_calls() as calls:
+    with tf_private.capture_quantizer_calls() as calls:
         yield
     if calls:
         Path(directory, "calibrated.tflite").write_bytes(calls[-1].calibrated)
@@ -107,49 +133,100 @@ def _convert_float_twin(make_converter: Callable[[], Any], output: Path) -> str:
     """Convert the model again without quantization (compare's reference, for settings that do not
     calibrate) into `output`: "ok", or the error. Same process: TensorFlow and the model load once."""
     try:
-        converter = make_converter()
-        Recipe.for_mode("float").apply(converter)
-        output.write_bytes(converter.convert())
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
+        output.write_bytes(_convert(make_converter, Recipe.for_mode("float"), None, None))
+    except _ConverterFailed as failed:
+        return f"{type(failed.__cause__).__name__}: {failed.__cause__}"
     return "ok"
 
 
-def _load(tf: Any, model: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any], Any, float]:
-    """A factory for the model's converter, a description of its inputs and layers, its serving
-    function, and the time loading ended (preflight time counts from there).
-
-    Creating the converter is left to the conversion step: a bad signature key is the user's
-    conversion error to diagnose, not a model that failed to load. A Keras file converts through
-    `from_keras_model`, exactly as the user's own code would.
-    """
+def _load(tf: Any, model: dict[str, Any], trust_model: bool) -> Any:
+    """The user's model, loaded, and nothing else (so what this raises is the model's problem): a Keras
+    model, a SavedModel object, or a frozen graph's concrete function. Keras files load in Keras's safe
+    mode, which refuses to run code stored in the file, unless the user trusts the model."""
     if model["loader"] == "keras_file":
         import keras
 
-        from quantdoctor.intake.model import export_keras, keras_layers, keras_output_layers
+        return keras.saving.load_model(model["path"], compile=False, safe_mode=not trust_model)
+    if model["loader"] == "frozen_graph":
+        return _import_frozen_graph(tf, model)
+    return tf.saved_model.load(model["path"])
 
-        keras_model = keras.saving.load_model(model["path"], compile=False, safe_mode=False)
-        loaded_at = time.perf_counter()
-        info = {"inputs": [_spec(x.name, x.shape, x.dtype) for x in keras_model.inputs],
-                "layers": keras_layers(keras_model), "output_layers": keras_output_layers(keras_model)}
+
+def _describe(tf: Any, model: dict[str, Any], loaded: Any) -> tuple[Callable[[], Any], dict[str, Any], Any]:
+    """A factory for the loaded model's converter, a description of its inputs and layers, and its
+    serving function.
+
+    A Keras file converts through `from_keras_model`, exactly as the user's own code would; a
+    SavedModel through `from_saved_model`, whose own choice of signatures is reported
+    (`converted_signature_keys`); a frozen graph through `from_concrete_functions` without a
+    trackable object, the converter's frozen-graph path.
+    """
+    if model["loader"] == "keras_file":
+        return _describe_keras_model(tf, loaded)
+    if model["loader"] == "frozen_graph":
+        return _describe_frozen_graph(tf, loaded)
+    return _describe_saved_model(tf, model, loaded)
+
+
+def _describe_keras_model(tf: Any, keras_model: Any) -> tuple[Callable[[], Any], dict[str, Any], Any]:
+    from quantdoctor.intake.model import keras_layers, keras_output_layers, trace_keras
+
+    info = {"inputs": [_spec(x.name, x.shape, x.dtype) for x in keras_model.inputs],
+            "layers": keras_layers(keras_model), "output_layers": keras_output_layers(keras_model)}
+    with tf_private.recorded_layer_scopes(keras_model) as scopes:
         try:
-            function = export_keras(keras_model, None)  # traced for the preflight, not written
+            function = trace_keras(keras_model)  # traced as the converter traces it, for the preflight
         except Exception:  # the converter falls back to freezing such a model: preflight has no graph
             function = None
-        return lambda: tf.lite.TFLiteConverter.from_keras_model(keras_model), info, function, loaded_at
+    info["layer_scopes"] = dict(scopes)
+    return lambda: tf.lite.TFLiteConverter.from_keras_model(keras_model), info, function
+
+
+def _describe_saved_model(tf: Any, model: dict[str, Any], loaded: Any) -> tuple[Callable[[], Any], dict[str, Any], Any]:
+    """Build the converter now: which signatures it converts is its own choice (a Keras 3
+    `model.export()` directory converts 'serving_default' only). A converter that cannot be built
+    (an unknown signature key) is the conversion step's error to report, not a load error."""
     signature_keys = model.get("signature_keys")
-    loaded = tf.saved_model.load(model["path"])
-    loaded_at = time.perf_counter()
-    available = list(loaded.signatures.keys())
-    info = {"inputs": [], "layers": [], "signature_keys": available}
-    keys = signature_keys or available
+
+    def make_converter() -> Any:
+        return tf.lite.TFLiteConverter.from_saved_model(model["path"], signature_keys=signature_keys)
+
+    info: dict[str, Any] = {"inputs": [], "layers": [], "signature_keys": list(loaded.signatures.keys())}
+    try:
+        first = make_converter()
+    except Exception:
+        first = None
+    else:
+        info["converted_signature_keys"] = tf_private.converter_signature_keys(first)
+    keys = info.get("converted_signature_keys") or signature_keys or info["signature_keys"]
     function = None
     if len(keys) == 1 and keys[0] in loaded.signatures:
         function = loaded.signatures[keys[0]]
         _, kwargs = function.structured_input_signature
         info["inputs"] = [_spec(name, spec.shape, spec.dtype) for name, spec in kwargs.items()]
-    converter = lambda: tf.lite.TFLiteConverter.from_saved_model(model["path"], signature_keys=signature_keys)  # noqa: E731
-    return converter, info, function, loaded_at
+    pending = [first] if first is not None else []
+    return (lambda: pending.pop() if pending else make_converter()), info, function
+
+
+def _import_frozen_graph(tf: Any, model: dict[str, Any]) -> Any:
+    """The frozen graph the user's converter converts, as a concrete function again: its node
+    names, inputs and outputs are the originals, so the converter produces the same model."""
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(Path(model["path"]).read_bytes())
+
+    def import_graph() -> None:
+        tf.compat.v1.import_graph_def(graph_def, name="")
+
+    wrapped = tf.compat.v1.wrap_function(import_graph, [])
+    return wrapped.prune(feeds=[wrapped.graph.get_tensor_by_name(name) for name in model["graph_inputs"]],
+                         fetches=[wrapped.graph.get_tensor_by_name(name) for name in model["graph_outputs"]])
+
+
+def _describe_frozen_graph(tf: Any, function: Any) -> tuple[Callable[[], Any], dict[str, Any], Any]:
+    info = {"inputs": [_spec(t.name.rsplit(":", 1)[0], t.shape, t.dtype) for t in function.inputs
+                       if t.dtype != tf.resource],
+            "layers": [], "signature_keys": [], "converted_signature_keys": []}
+    return lambda: tf.lite.TFLiteConverter.from_concrete_functions([function]), info, function
 
 
 def _inventory(function: Any, loaded_at: float) -> dict[str, Any]:
@@ -176,4 +253,4 @@ def _replay(data_path: Path) -> Any:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(serve(main, sys.argv[1]))

@@ -8,7 +8,6 @@ the converter, so the converter and the checks see the same samples.
 
 from __future__ import annotations
 
-import itertools
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from quantdoctor.errors import DataLoadError
+from quantdoctor.intake.array_files import NUMERIC_KINDS, NpzArchive, describe_dtype, read_npy
+from quantdoctor.intake.paths import regular_file
 
 DEFAULT_MAX_SAMPLES = 500
 _FORMAT = "quantdoctor-calibration-1"
@@ -64,6 +65,7 @@ class CalibrationSet:
     source: str
     truncated: bool = False
     generator_error: str | None = None
+    available: int | None = None  # samples the source holds, when it can tell (files and arrays)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -95,28 +97,43 @@ class CalibrationSet:
         np.savez(path, **arrays)
 
     @classmethod
-    def load(cls, path: Path) -> CalibrationSet:
-        """Read a set written by `save`."""
-        with np.load(path, allow_pickle=False) as npz:
-            kinds = [str(k) for k in npz["__kinds__"]]
-            samples = [Sample(kind=kind) for kind in kinds]
-            for key in npz.files:
+    def load(cls, path: Path, max_samples: int | None = None) -> CalibrationSet:
+        """Read a set written by `save` (its first `max_samples` samples with a limit)."""
+        with NpzArchive(Path(path), text=True) as npz:
+            return cls._from_archive(npz, max_samples)
+
+    @classmethod
+    def _from_archive(cls, npz: NpzArchive, max_samples: int | None) -> CalibrationSet:
+        try:
+            kinds = [str(k) for k in npz.read("__kinds__")]
+            count = len(kinds) if max_samples is None else min(len(kinds), max_samples)
+            samples = [Sample(kind=kind) for kind in kinds[:count]]
+            for key in npz.names:
                 if key.startswith("__"):
                     continue
                 index, part, *rest = key.split("/", 2)
+                if int(index) >= count:
+                    continue
                 sample = samples[int(index)]
                 if part == "v":
-                    sample.values[rest[0]] = npz[key]
+                    value = npz.read(key)
+                    if value.dtype.kind not in NUMERIC_KINDS:
+                        raise DataLoadError(f"sample {index} holds {describe_dtype(value.dtype)}")
+                    sample.values[rest[0]] = value
                 elif part == "signature":
-                    sample.signature_key = str(npz[key])
+                    sample.signature_key = str(npz.read(key))
                 elif part == "note":
-                    sample.note = str(npz[key])
-            error = str(npz["__generator_error__"]) if "__generator_error__" in npz.files else None
-            return cls(samples, source=str(npz["__source__"]), truncated=bool(npz["__truncated__"]),
-                       generator_error=error)
+                    sample.note = str(npz.read(key))
+            error = str(npz.read("__generator_error__")) if "__generator_error__" in npz.names else None
+            truncated = bool(npz.read("__truncated__")) or count < len(kinds)
+            return cls(samples, source=str(npz.read("__source__")), truncated=truncated, generator_error=error,
+                       available=len(kinds))
+        except (ValueError, IndexError, TypeError, DataLoadError) as exc:  # a member missing, a key `save` never writes
+            raise DataLoadError(f"{npz.path.name} is not a valid quantdoctor calibration file: {exc}") from exc
 
 
-def from_generator(dataset: Callable[[], Iterable[Any]] | Any, max_samples: int = DEFAULT_MAX_SAMPLES) -> CalibrationSet:
+def from_generator(dataset: Callable[[], Iterable[Any]] | Any,
+                   max_samples: int = DEFAULT_MAX_SAMPLES) -> CalibrationSet:
     """Consume a representative_dataset callable once, keeping at most `max_samples` samples.
 
     An exception raised by the generator is recorded, not raised: the samples before it are kept.
@@ -131,61 +148,102 @@ def from_generator(dataset: Callable[[], Iterable[Any]] | Any, max_samples: int 
             f"TypeError: representative_dataset is a {type(dataset).__name__} object, not a function; the "
             "converter calls it, so pass the generator function itself (gen, not gen()), or wrap it: "
             "lambda: iter(dataset)"))
+    source = f"representative_dataset {name}()"
     try:
         iterator = iter(dataset())
-        for item in itertools.islice(iterator, max_samples):
+    except Exception as exc:  # the user's function failing is a finding, not a crash
+        return CalibrationSet([], source=source, generator_error=_generator_error(exc, 0))
+    while True:
+        try:
+            item = next(iterator, _END)
+        except Exception as exc:  # the user's generator failing is a finding, not a crash
+            error = _generator_error(exc, len(samples))
+            break
+        if item is _END:
+            break
+        if len(samples) == max_samples:
+            truncated = True
+            break
+        try:
             samples.append(_package(item))
-        truncated = len(samples) == max_samples and next(iterator, _END) is not _END
-    except Exception as exc:  # the user's generator failing is a finding, not a crash
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
-        error = f"{type(exc).__name__}: {exc} (at {Path(frame.filename).name}:{frame.lineno}, sample {len(samples)})"
-    return CalibrationSet(samples, source=f"representative_dataset {name}()", truncated=truncated,
-                          generator_error=error)
+        except _UnreadableSample as exc:
+            error = f"{exc} (sample {len(samples)})"
+            break
+    return CalibrationSet(samples, source=source, truncated=truncated, generator_error=error)
 
 
 _END = object()
 
 
-def from_file(path: str | Path, max_samples: int = DEFAULT_MAX_SAMPLES) -> CalibrationSet:
+class _UnreadableSample(Exception):
+    """A sample value that is not an array (ragged nesting, an object NumPy cannot convert)."""
+
+
+def _generator_error(exc: Exception, position: int) -> str:
+    """The user's exception, with where their generator raised it."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1]
+    return f"{type(exc).__name__}: {exc} (at {Path(frame.filename).name}:{frame.lineno}, sample {position})"
+
+
+def from_file(path: str | Path, max_samples: int = DEFAULT_MAX_SAMPLES,
+              what: str = "calibration data") -> CalibrationSet:
     """Read calibration data from `.npz` (one array per input, samples along axis 0) or `.npy`.
 
     `.npz` keys are input names, or `arr_0`, `arr_1`, ... for inputs in order (a single array feeds
-    the single input whatever its key). Each sample is one
-    row with its batch axis kept (shape `(1, ...)`), as a representative dataset yields it.
+    the single input whatever its key). Each sample is one row with its batch axis kept (shape
+    `(1, ...)`), as a representative dataset yields it. Only the first `max_samples` rows are read.
     """
-    path = Path(path)
-    if not path.exists():
-        raise DataLoadError(f"calibration data not found: {path}")
-    try:
-        if path.suffix == ".npy":
-            arrays = {"arr_0": np.load(path, allow_pickle=False)}
-        elif path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as npz:
-                if "__format__" in npz.files:
-                    return CalibrationSet.load(path)
-                arrays = {key: npz[key] for key in npz.files}
-        else:
-            raise DataLoadError(f"unsupported data file '{path.name}': use .npz (one array per input) or .npy")
-    except (OSError, ValueError) as exc:
-        raise DataLoadError(f"cannot read calibration data {path}: {exc}") from exc
-    return from_arrays(arrays, source=str(path), max_samples=max_samples)
+    path = regular_file(Path(path), what, DataLoadError)
+    if path.suffix == ".npy":
+        array, header = read_npy(path, max_samples)
+        return _stacked({"arr_0": array}, {"arr_0": header.rows}, str(path), max_samples)
+    if path.suffix != ".npz":
+        raise DataLoadError(f"unsupported data file '{path.name}': use .npz (one array per input) or .npy")
+    with NpzArchive(path, text=True) as npz:
+        if "__format__" in npz.names:
+            return CalibrationSet._from_archive(npz, max_samples)
+        counts = {}
+        for name in npz.names:
+            header = npz.header(name)
+            if header.dtype.kind not in NUMERIC_KINDS:
+                raise DataLoadError(f"{path.name}: array {name!r} holds {describe_dtype(header.dtype)}: data must "
+                                    "be numeric arrays")
+            counts[name] = header.rows
+        _check_counts(counts, str(path))  # before reading any row
+        arrays = {name: npz.read(name, max_samples) for name in npz.names}
+    return _stacked(arrays, counts, str(path), max_samples)
 
 
 def from_arrays(arrays: dict[str, np.ndarray], source: str = "arrays",
                 max_samples: int = DEFAULT_MAX_SAMPLES) -> CalibrationSet:
     """Split stacked arrays (one per input, samples along axis 0) into batch-of-1 samples."""
+    counts = {key: (len(a) if a.ndim else None) for key, a in arrays.items()}
+    return _stacked(arrays, counts, source, max_samples)
+
+
+def _stacked(arrays: dict[str, np.ndarray], counts: dict[str, int | None], source: str,
+             max_samples: int) -> CalibrationSet:
+    """Samples from arrays holding (at least) their first `max_samples` rows; `counts` are the full row counts."""
     if not arrays:
-        return CalibrationSet([], source=source)
-    counts = {key: (len(a) if a.ndim else 0) for key, a in arrays.items()}
-    if len(set(counts.values())) != 1:
-        raise DataLoadError(f"{source}: arrays hold different sample counts {counts}; "
-                            "each array must stack the samples of one input along axis 0")
-    count = next(iter(counts.values()))
+        return CalibrationSet([], source=source, available=0)
+    _check_counts(counts, source)
+    count = next(iter(counts.values())) or 0
     positional = len(arrays) == 1 or all(key == f"arr_{i}" for i, key in enumerate(arrays))
     kind = "list" if positional else "dict"
     samples = [Sample(kind=kind, values={key: a[i:i + 1] for key, a in arrays.items()})
                for i in range(min(count, max_samples))]
-    return CalibrationSet(samples, source=source, truncated=count > max_samples)
+    return CalibrationSet(samples, source=source, truncated=count > max_samples, available=count)
+
+
+def _check_counts(counts: dict[str, int | None], source: str) -> None:
+    scalars = [key for key, count in counts.items() if count is None]
+    if scalars:
+        which = "holds a scalar" if len(counts) == 1 else f"array {scalars[0]!r} is a scalar"
+        raise DataLoadError(f"{source} {which}, not samples: stack the samples of each input along axis 0, "
+                            "shape (samples, ...)")
+    if len(set(counts.values())) > 1:
+        raise DataLoadError(f"{source}: arrays hold different sample counts {counts}; "
+                            "each array must stack the samples of one input along axis 0")
 
 
 def _package(item: Any) -> Sample:
@@ -203,6 +261,9 @@ def _package(item: Any) -> Sample:
 
 
 def _to_array(value: Any) -> np.ndarray:
-    if hasattr(value, "numpy"):
-        value = value.numpy()
-    return np.asarray(value)
+    try:
+        if hasattr(value, "numpy"):
+            value = value.numpy()
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise _UnreadableSample(f"{type(exc).__name__}: a sample value is not an array: {exc}") from exc

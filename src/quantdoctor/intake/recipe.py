@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from quantdoctor import tf_private
 from quantdoctor.errors import UsageError
 
 MODES = ("int8", "int8-strict", "int16x8", "dynamic", "float16", "float")
@@ -30,6 +31,8 @@ CONVERTER_FLAGS = (
 )
 
 _IO_DTYPES = {"float": "float32", "int8": "int8", "uint8": "uint8"}
+# The `tf.lite.Optimize` values that turn quantization on; the last two are deprecated aliases of DEFAULT.
+OPTIMIZATIONS = ("DEFAULT", "OPTIMIZE_FOR_SIZE", "OPTIMIZE_FOR_LATENCY")
 
 
 @dataclass
@@ -80,13 +83,19 @@ class Recipe:
             inference_input_type=_dtype_name(converter.inference_input_type),
             inference_output_type=_dtype_name(converter.inference_output_type),
             calibrate=converter.representative_dataset is not None,
-            flags={name: getattr(converter, name) for name in CONVERTER_FLAGS if hasattr(converter, name)},
+            flags={name: tf_private.converter_flag(converter, name) for name in CONVERTER_FLAGS},
         )
+
+    @property
+    def optimizing(self) -> bool:
+        """True when the converter optimizes at all: `OPTIMIZE_FOR_SIZE` and `OPTIMIZE_FOR_LATENCY` are
+        deprecated aliases of `DEFAULT` (TF's `QuantizationMode.is_any_optimization_enabled`)."""
+        return bool(set(self.optimizations) & set(OPTIMIZATIONS))
 
     @property
     def mode(self) -> str:
         """The quantdoctor mode these settings amount to."""
-        if "DEFAULT" not in self.optimizations and not self.supported_types:
+        if not self.optimizing:
             return "float"
         if "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8" in self.supported_ops:
             return "int16x8"
@@ -99,6 +108,18 @@ class Recipe:
         return "dynamic"
 
     @property
+    def reads_calibration_data(self) -> bool:
+        """False only where the converter plainly ignores a representative dataset (TF 2.21's
+        QuantizationMode): no optimization enabled, or float16 the smallest supported type, with no
+        integer ops or integer input/output asked for. Settings that ask for an integer model take
+        the data, contradictions included: those are the converter's own errors to report."""
+        if self._integer_target:
+            return True
+        if not {"DEFAULT", "OPTIMIZE_FOR_SIZE", "OPTIMIZE_FOR_LATENCY"} & set(self.optimizations):
+            return False
+        return not self.supported_types or "int8" in self.supported_types
+
+    @property
     def int8_only_ops(self) -> bool:
         """True when the user asked for integer-only builtin ops (TFLITE_BUILTINS_INT8 alone)."""
         return "TFLITE_BUILTINS_INT8" in self.supported_ops and "TFLITE_BUILTINS" not in self.supported_ops
@@ -106,9 +127,14 @@ class Recipe:
     @property
     def needs_calibration(self) -> bool:
         """True when these settings cannot convert without a representative dataset."""
+        return (self.calibrate and self.reads_calibration_data) or self._integer_target
+
+    @property
+    def _integer_target(self) -> bool:
+        """Integer-only ops, int16x8 ops, or integer input/output asked for."""
         integer_io = {self.inference_input_type, self.inference_output_type} & {"int8", "uint8", "int16"}
         int16_ops = "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8" in self.supported_ops
-        return self.calibrate or self.int8_only_ops or int16_ops or bool(integer_io)
+        return self.int8_only_ops or int16_ops or bool(integer_io)
 
     @property
     def wants_full_integer(self) -> bool:
@@ -134,7 +160,7 @@ class Recipe:
         converter.inference_input_type = tf.as_dtype(self.inference_input_type)
         converter.inference_output_type = tf.as_dtype(self.inference_output_type)
         for name, value in self.flags.items():
-            setattr(converter, name, value)
+            tf_private.set_converter_flag(converter, name, value)
 
 
 def _enum_name(value: Any) -> str:

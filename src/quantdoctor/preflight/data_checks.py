@@ -45,25 +45,69 @@ class InputSpec:
         return len(shape) == len(self.shape) and all(d is None or d == s for d, s in zip(self.shape, shape))
 
 
-def check_signature_coverage(calibration: CalibrationSet | None, signature_keys: list[str]) -> list[Finding]:
-    """Converted signatures that no sample is meant for (QD315): they stay float, or the samples are refused."""
+def check_signature_coverage(calibration: CalibrationSet | None, signature_keys: list[str],
+                             float_signatures: list[str] | None = None) -> list[Finding]:
+    """Converted signatures that no sample is meant for (QD315): they stay float, or the samples are refused.
+
+    `signature_keys` are the signatures the conversion has (the produced model's, or the
+    converter's own choice before it ran); `float_signatures`, when a model was produced, those of
+    them that compute in float there: a signature without samples that came out integer is no finding.
+    """
     if calibration is None or not calibration.samples or len(signature_keys) < 2:
         return []
     named = {sample.signature_key for sample in calibration.samples if sample.kind == "signature"}
     left_out = [key for key in signature_keys if key not in named]
-    if not left_out:
+    staying_float = left_out if float_signatures is None else [key for key in left_out if key in float_signatures]
+    if not staying_float:
         return []
+    evidence: dict[str, Any] = {"signatures": signature_keys, "without_samples": left_out}
+    if float_signatures is not None:
+        evidence["float_signatures"] = float_signatures
     if named:
-        message = (f"The samples name signature(s) {_quoted(sorted(named))}; {_quoted(left_out)} get none and "
+        message = (f"The samples name signature(s) {_quoted(sorted(named))}; {_quoted(staying_float)} get none and "
                    "stay float.")
     elif any(sample.kind == "dict" for sample in calibration.samples):
         message = (f"The model converts {len(signature_keys)} signatures ({_quoted(signature_keys)}) and the samples "
                    "are dicts that name none: the converter refuses them (`signature_key is None`).")
+    elif float_signatures is not None:
+        message = (f"The model has {len(signature_keys)} signatures ({_quoted(signature_keys)}) and the samples name "
+                   f"none: the calibrator fed them all to one, and {_quoted(staying_float)} stayed float.")
     else:
         message = (f"The model converts {len(signature_keys)} signatures ({_quoted(signature_keys)}) and the samples "
                    f"name none: the calibrator feeds them all to one, and the other {len(signature_keys) - 1} stay "
                    "float.")
-    return [catalog.get("QD315").finding(message, evidence={"signatures": signature_keys, "without_samples": left_out})]
+    return [catalog.get("QD315").finding(message, evidence=evidence)]
+
+
+def check_list_order(calibration: CalibrationSet | None, inputs: list[InputSpec], converter_order: list[str] | None,
+                     declared_order: list[str] | None) -> list[Finding]:
+    """List samples for several inputs of one shape (QD313): a list item that reaches the wrong input
+    fails nowhere, since every input accepts it. The calibrator pairs items with inputs in the
+    converter's order (`converter_order`, read from the produced model; None before it exists),
+    which the model's own order (`declared_order`, None when it declares none) need not be."""
+    shapes = {spec.shape for spec in inputs}
+    if (calibration is None or len(inputs) < 2 or len(shapes) != 1
+            or not any(sample.kind == "list" for sample in calibration.samples)):
+        return []
+    shape = _shape(next(iter(shapes))) if next(iter(shapes)) is not None else "of unknown shape"
+    evidence = {"input_names": [spec.name for spec in inputs], "converter_order": converter_order,
+                "declared_order": declared_order}
+    lead = f"Samples are lists for {len(inputs)} inputs that all take {shape}"
+    if converter_order and declared_order and converter_order != declared_order:
+        swapped = next(i for i, (a, b) in enumerate(zip(converter_order, declared_order)) if a != b)
+        return [catalog.get("QD313").finding(
+            f"{lead}. The converter paired list items with its inputs in the order {_quoted(converter_order)}, "
+            f"the model declares {_quoted(declared_order)}: lists in the model's order calibrated input "
+            f"'{converter_order[swapped]}' with the arrays meant for '{declared_order[swapped]}', and nothing failed.",
+            location=Location(input=converter_order[swapped]), evidence=evidence)]
+    if converter_order:
+        order = f"in the converter's order: {_quoted(converter_order)}"
+    else:
+        order = ("in the converter's order, known once it has produced a model"
+                 + (f" (the model declares {_quoted(declared_order)})" if declared_order else ""))
+    return [catalog.get("QD313").finding(
+        f"{lead}: list items are paired with inputs {order}. Nothing checks that pairing: arrays in "
+        "another order calibrate the wrong inputs without an error.", evidence=evidence, severity="warning")]
 
 
 def _quoted(names: list[str]) -> str:
@@ -88,6 +132,28 @@ def check_input_shapes(inputs: list[InputSpec], target: str | None) -> list[Find
                 location=Location(input=spec.name), evidence={"shape": list(spec.shape or [])},
                 severity="warning" if target in ("int8-accelerator", "microcontroller") else None))
     return findings
+
+
+def data_is_used(recipe: Recipe) -> bool:
+    """True when the converter reads calibration data under these settings."""
+    return recipe.calibrate and recipe.reads_calibration_data
+
+
+def check_unused_data(calibration: CalibrationSet | None, recipe: Recipe, mode_requested: bool) -> list[Finding]:
+    """QD908: data given for settings that never read it. A mode the user asked for by name (`--mode
+    dynamic --data ...`) makes it a note; a converter set up with a dataset it then ignores, a warning."""
+    if calibration is None or data_is_used(recipe):
+        return []
+    if "float16" in recipe.supported_types:
+        why = "float16 quantization converts the weights to float16 and never calibrates"
+    elif recipe.optimizations:
+        why = "dynamic range quantization quantizes the weights only and never calibrates"
+    else:
+        why = ("no optimization is enabled (converter.optimizations is empty), so the converter does not "
+               "quantize and the model stays float")
+    return [catalog.get("QD908").finding(
+        f"{calibration.source} is not used: {why}.", evidence={"mode": recipe.mode, "samples": len(calibration)},
+        severity="info" if mode_requested else None)]
 
 
 def check_calibration(calibration: CalibrationSet | None, inputs: list[InputSpec], recipe: Recipe) -> list[Finding]:

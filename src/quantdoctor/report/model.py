@@ -110,7 +110,10 @@ class Report:
 
     @property
     def verdict(self) -> str:
-        """`failed` (no model produced), `converted_with_problems` (warnings or errors), or `ok`."""
+        """`failed` (no model produced), `converted_with_problems` (warnings or errors), `ok`, or
+        `not_converted` for a preflight-only run (its predicted outcome is `preflight.verdict`)."""
+        if self.conversion.get("outcome") == "skipped":
+            return "not_converted"
         attempted = self.conversion.get("attempted", False)
         if attempted and self.conversion.get("outcome") != "ok":
             return "failed"

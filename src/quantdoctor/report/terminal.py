@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.console import Console, Group
-from rich.padding import Padding
+from rich.console import Console
 from rich.syntax import Syntax
 from rich.text import Text
 
@@ -14,48 +13,72 @@ if TYPE_CHECKING:
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 _VERDICT = {"ok": ("OK", "bold green"), "converted_with_problems": ("CONVERTED WITH PROBLEMS", "bold yellow"),
-            "failed": ("FAILED", "bold red")}
+            "failed": ("FAILED", "bold red"), "not_converted": ("PREFLIGHT ONLY", "bold cyan")}
 
 
 def render(report: Report, console: Console) -> None:
-    """Print the report: verdict line, root cause with its fix, other findings, produced model."""
-    label, style = _VERDICT[report.verdict]
-    settings = report.settings
-    head = Text.assemble((f"{label}", style), "  ", (report.model["source"], "bold"),
-                         f"  mode={settings['mode']}")
-    conversion = report.conversion
-    if conversion.get("attempted"):
-        head.append(f"  conversion: {conversion['outcome']} in {conversion['seconds']:.1f} s", "dim")
-    if report.preflight:
-        head.append(f"  preflight: {report.preflight['verdict'].replace('_', ' ')}", "dim")
-    console.print(head)
+    """Print the report: verdict line, root cause with its fix, other findings, produced model.
+
+    Every line is printed whole (soft wrap): nothing is cropped at the console's width, so code
+    and table rows survive a pipe or a narrow terminal intact and can be copied as they are.
+    """
+    for line in report_lines(report):
+        console.print(line, soft_wrap=True)
+
+
+def report_lines(report: Report) -> list[Text]:
+    """The report's lines, styled, in print order."""
+    lines = [_headline(report)]
     root = report.root_cause
     if root:
-        console.print(Text("Root cause", "bold"))
-        console.print(Padding(_finding(root, with_fix_code=True), (0, 0, 0, 2)))
+        lines.append(Text("Root cause", "bold"))
+        lines += _finding(root, with_fix_code=True)
     others = [f for f in report.findings if f is not root]
     if others:
-        console.print(Text("Also found" if root else "Findings", "bold"))
+        lines.append(Text("Also found" if root else "Findings", "bold"))
         for finding in others:
-            console.print(Padding(_finding(finding, with_fix_code=root is None and finding is others[0]), (0, 0, 0, 2)))
+            lines += _finding(finding, with_fix_code=root is None and finding is others[0])
     if report.audit:
-        console.print(_audit_section(report.audit))
+        lines += _audit_section(report.audit)
     if report.comparison:
-        console.print(_comparison_section(report.comparison))
+        lines += _comparison_section(report.comparison)
     if report.budget:
-        console.print(_budget_section(report.budget))
+        lines += _budget_section(report.budget)
     if not report.findings:
-        console.print(Text("No problems found.", "green"))
+        lines.append(Text("No problems found.", "green"))
+    return lines
 
 
 def render_plain(report: Report) -> str:
     """The terminal report as plain text (what `str(report)` returns)."""
-    console = Console(width=100, record=True, color_system=None, force_terminal=False, file=_NullFile())
-    render(report, console)
-    return "\n".join(line.rstrip() for line in console.export_text().splitlines()).rstrip()
+    return "\n".join(line.plain.rstrip() for line in report_lines(report)).rstrip()
 
 
-def _finding(finding: Finding, with_fix_code: bool) -> Group:
+def _headline(report: Report) -> Text:
+    label, style = _VERDICT[report.verdict]
+    settings = report.settings
+    head = Text.assemble((f"{label}", style), "  ", (report.model["source"], "bold"))
+    if settings.get("mode") is not None:
+        head.append(f"  mode={settings['mode']}")
+    elif report.audit:  # a .tflite audited on its own: what it is, not what was asked
+        head.append(f"  model: {report.audit['model_kind']}")
+    conversion = report.conversion
+    if conversion.get("attempted"):
+        head.append(f"  conversion: {conversion['outcome']} in {conversion['seconds']:.1f} s", "dim")
+    if report.preflight:
+        predicted = report.preflight["verdict"].replace("_", " ")
+        if report.verdict == "not_converted":
+            head.append(f"  predicted: {predicted}", "bold")
+        else:
+            head.append(f"  preflight: {predicted}", "dim")
+    return head
+
+
+def _indented(text: Text, spaces: int = 2) -> Text:
+    return Text(" " * spaces) + text
+
+
+def _finding(finding: Finding, with_fix_code: bool) -> list[Text]:
     title = Text.assemble((f"{finding.code} ", _STYLE[finding.severity]), (finding.severity, _STYLE[finding.severity]),
                           "  ", (finding.title, "bold"))
     where = finding.location.describe()
@@ -64,13 +87,14 @@ def _finding(finding: Finding, with_fix_code: bool) -> Group:
     if converter_message:
         parts.append(Text(f"converter said: {converter_message[:200]}", "dim"))
     parts.append(Text.assemble(("fix: ", "bold green"), finding.fix.summary))
+    lines = [_indented(part) for part in parts]
     if with_fix_code and finding.fix.code:
-        parts.append(Padding(Syntax(finding.fix.code, "python", theme="ansi_dark", background_color="default"),
-                             (0, 0, 0, 2)))
-    return Group(*parts)
+        code = Syntax(finding.fix.code, "python", theme="ansi_dark", background_color="default")
+        lines += [_indented(line, 4) for line in code.highlight(finding.fix.code).split("\n")]
+    return lines
 
 
-def _audit_section(audit: dict) -> Group:
+def _audit_section(audit: dict) -> list[Text]:
     verdict = "fully integer" if audit["fully_integer"] else f"{len(audit['float_ops'])} float op(s)"
     lines = [Text(f"Model: {audit['op_count']} ops, {verdict}, {audit['integer_partitions']} integer "
                   f"partition(s)", "bold")]
@@ -82,23 +106,10 @@ def _audit_section(audit: dict) -> Group:
         for tensor in audit[f"{role}_types"]:
             quant = f", scale {tensor['scale']:.6g}, zero point {tensor['zero_point']}" if tensor["scale"] else ""
             lines.append(Text(f"  {role} '{tensor['name']}': {tensor['dtype']} {tensor['shape']}{quant}", "dim"))
-    return Group(*lines)
+    return lines
 
 
-def _comparison_section(comparison: dict, rows: int = 8) -> Group:
-    e2e = comparison["end_to_end"]
-    headline = ", ".join(f"{key.replace('_', ' ')} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
-                         for key, value in e2e.items())
-    lines = [Text(f"Compared on {comparison['samples']} samples: {headline}", "bold"),
-             Text("  worst layers (worst-channel SQNR dB / whole tensor / own drop / clipped):", "dim")]
-    for row in comparison["layers"][:rows]:
-        name = row["layer"] or row["tensor"]
-        lines.append(Text(f"  {name:<32.32} {row['op']:<18.18} {row['worst_channel_sqnr_db']:7.1f} "
-                          f"{row['sqnr_db']:7.1f} {row['own_sqnr_drop_db']:7.1f} {row['clipped_fraction']:7.2%}"))
-    return Group(*lines)
-
-
-def _budget_section(budget: dict) -> Group:
+def _budget_section(budget: dict) -> list[Text]:
     chosen = budget["chosen"]
     verdict = ("MET", "bold green") if budget["met_budget"] else ("MISSED: best effort returned", "bold red")
     lines = [Text.assemble(("Accuracy budget: ", "bold"), budget["objective"]["description"], "  ", verdict),
@@ -113,16 +124,21 @@ def _budget_section(budget: dict) -> Group:
     lines.append(Text(f"  {budget['evaluations']} variant(s) of {budget['candidate_ops']} candidate op(s) tried; "
                       f"search {budget['seconds']['search']:.1f} s; Pareto front: {len(budget['pareto'])} variant(s)",
                       "dim"))
-    return Group(*lines)
+    return lines
 
 
 def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-class _NullFile:
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass
+def _comparison_section(comparison: dict, rows: int = 8) -> list[Text]:
+    e2e = comparison["end_to_end"]
+    headline = ", ".join(f"{key.replace('_', ' ')} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+                         for key, value in e2e.items())
+    lines = [Text(f"Compared on {comparison['samples']} samples: {headline}", "bold"),
+             Text("  worst layers (worst-channel SQNR dB / whole tensor / own drop / clipped):", "dim")]
+    for row in comparison["layers"][:rows]:
+        name = row["layer"] or row["tensor"]
+        lines.append(Text(f"  {name:<32.32} {row['op']:<18.18} {row['worst_channel_sqnr_db']:7.1f} "
+                          f"{row['sqnr_db']:7.1f} {row['own_sqnr_drop_db']:7.1f} {row['clipped_fraction']:7.2%}"))
+    return lines

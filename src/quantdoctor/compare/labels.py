@@ -1,0 +1,92 @@
+"""Class labels for compare's accuracy: one class index per eval sample, checked before any work.
+
+Accepted: integer indices (shape `(n,)` or `(n, 1)`), floats that are whole numbers, and one-hot
+rows (shape `(n, classes)`, each row a single 1), which are read by argmax and reported as such.
+Everything else is a UsageError of one line: a scalar, other 2-D arrays, text, pickled objects,
+fractional or negative values, and a count that differs from the eval samples' (extra labels
+are an error, not silently cut).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantdoctor.errors import UsageError
+from quantdoctor.intake.array_files import NUMERIC_KINDS, describe_dtype, read_npy
+from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.intake.paths import regular_file
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Class indices, one per eval sample used, and how they were given ("indices" or "one-hot")."""
+
+    classes: np.ndarray
+    given_as: str
+
+
+def read_labels(labels: Any, evaluation: CalibrationSet) -> Labels | None:
+    """The labels for the eval samples compare runs on; None stays None."""
+    if labels is None:
+        return None
+    if isinstance(labels, (str, Path)):
+        path = regular_file(Path(labels), "labels")
+        if path.suffix != ".npy":
+            raise UsageError(f"labels {path.name}: give a .npy file with one class index per eval sample")
+        values, _ = read_npy(path)
+    else:
+        values = np.asarray(labels)
+        if values.dtype.kind not in NUMERIC_KINDS:
+            raise UsageError(f"labels hold {describe_dtype(values.dtype)}: give one class index per eval sample")
+    classes, given_as = _class_indices(values)
+    expected = evaluation.available if evaluation.available is not None else len(evaluation)
+    too_few = len(classes) < len(evaluation)
+    if too_few or (len(classes) != expected and not (evaluation.truncated and evaluation.available is None)):
+        raise UsageError(f"{len(classes)} labels for {expected} eval samples: give exactly one label per sample")
+    return Labels(classes[:len(evaluation)], given_as)
+
+
+def check_classes(labels: Labels | None, output_shape: list[int]) -> None:
+    """Labels need a first output of shape (samples, classes), and must name classes it has."""
+    if labels is None:
+        return
+    if len(output_shape) != 2 or output_shape[-1] < 2:
+        raise UsageError(f"labels need a model whose first output is (samples, classes) scores; this one's is "
+                         f"shaped {tuple(output_shape)}: pass a metric instead")
+    largest = int(labels.classes.max())
+    if largest >= output_shape[-1]:
+        raise UsageError(f"label {largest} names a class the model does not have: its first output has "
+                         f"{output_shape[-1]} classes (0 to {output_shape[-1] - 1})")
+
+
+def _class_indices(values: np.ndarray) -> tuple[np.ndarray, str]:
+    if values.ndim == 0:
+        raise UsageError("labels are a scalar: give one class index per eval sample, shape (samples,)")
+    if values.dtype.kind not in "iuf":
+        raise UsageError(f"labels hold {describe_dtype(values.dtype)}: give integer class indices")
+    given_as = "indices"
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    elif values.ndim == 2 and _one_hot(values):
+        values, given_as = values.argmax(axis=1), "one-hot"
+    elif values.ndim != 1:
+        raise UsageError(f"labels have shape {values.shape}: give one class index per eval sample, shape "
+                         "(samples,), or one-hot rows")
+    if values.dtype.kind == "f":
+        whole = np.isfinite(values) & (values == np.round(values))
+        if not whole.all():
+            bad = values[~whole][0]
+            raise UsageError(f"labels hold fractional values such as {bad:g}: give integer class indices "
+                             "(probabilities are not labels)")
+    if len(values) and values.min() < 0:
+        raise UsageError(f"labels hold a negative class index ({values.min():g}): class indices start at 0")
+    return values.astype(np.int64), given_as
+
+
+def _one_hot(values: np.ndarray) -> bool:
+    """Every row a single 1 among 0s."""
+    return values.shape[1] > 1 and bool(np.isin(values, (0, 1)).all()) and bool((values.sum(axis=1) == 1).all())
