@@ -15,6 +15,8 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 import quantdoctor as qd
+from quantdoctor.budget.worker import model_outputs
+from quantdoctor.diagnose import calibration_set
 from quantdoctor.errors import UsageError
 from helpers import assert_finding, only
 
@@ -102,20 +104,27 @@ def test_user_metric_and_an_integer_accelerator_target(cache_dir, digits, crushi
 
 
 @pytest.mark.code("QD513")
-def test_budget_out_of_reach_returns_the_best_effort(cache_dir, digits):
-    """int8 input and output bound a regression output's SQNR whatever stays float."""
+def test_budget_out_of_reach_returns_the_best_effort(cache_dir, digits, tmp_path):
+    """int8 input and output bound a regression output's SQNR whatever stays float; the script makes
+    the same int8-I/O model."""
     x, y = digits
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((64,), name="pixels"), keras.layers.Dense(16, activation="relu", name="dense"),
                               keras.layers.Dense(1, name="value")], name="regression")
     model.compile("adam", "mse")
     model.fit(x[:1000], y[:1000].astype(np.float32), epochs=3, verbose=0)
-    result = qd.fix_accuracy(model, x[:200], eval_data=x[1397:1597], min_sqnr=60, io="int8")
+    script = tmp_path / "remake.py"
+    result = qd.fix_accuracy(model, x[:200], eval_data=x[1397:1597], min_sqnr=60, io="int8", script=script)
     assert not result.met_budget
     finding = only(result.report, "QD513")
     assert_finding(finding, "QD513", "accuracy", "error")
     assert finding.evidence["all_float_value"] < 60 and result.report.budget["chosen"]["metric"] < 60
     assert result.report.budget["audit"]["input_types"][0]["dtype"] == "int8"
+    completed = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    samples = calibration_set(x[1397:1497]).samples
+    remade, chosen = (model_outputs(m, samples)[0] for m in ((tmp_path / "model_int8.tflite").read_bytes(), result.model))
+    assert np.array_equal(remade, chosen)
 
 
 def test_diagnose_compare_and_fix_calibrate_once_in_a_private_bounded_cache(cache_dir, digits, crushing_concat,

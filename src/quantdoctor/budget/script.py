@@ -42,10 +42,13 @@ converter.optimizations = [{optimizations}]
 converter.target_spec.supported_ops = {{{supported_ops}}}
 {flags}converter.representative_dataset = representative_dataset
 
-debugger = tf.lite.experimental.QuantizationDebugger(
-    converter=converter, debug_dataset=representative_dataset,
-    debug_options=tf.lite.experimental.QuantizationDebugOptions(
-        denylisted_nodes=KEEP_FLOAT, fully_quantize={fully_quantize}))  # fully_quantize: integer input/output
+# The debugger calibrates once; its options then say which ops get quantized (fully_quantize: integer I/O).
+debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative_dataset)
+try:
+    debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_nodes=KEEP_FLOAT, fully_quantize={fully_quantize})
+except ValueError:  # every quantizable op kept float: nothing left for the debugger to instrument, options set
+    pass
 with open(OUTPUT, "wb") as f:
     f.write(debugger.get_nondebug_quantized_model())
 print(f"wrote {{OUTPUT}}")
