@@ -63,6 +63,17 @@ def crushing_concat(digits):
     return model
 
 
+@pytest.fixture(scope="module")
+def saved(digits, crushing_concat, tmp_path_factory):
+    """The crushing model and its data as the files a command-line user has."""
+    x, y = digits
+    folder = tmp_path_factory.mktemp("files")
+    crushing_concat.save(folder / "crushed.keras")
+    for name, array in (("calib", x[:300]), ("eval", x[1397:]), ("labels", y[1397:])):
+        np.save(folder / f"{name}.npy", array)
+    return folder
+
+
 @pytest.mark.code("QD514")
 def test_crushing_concatenation_is_restored_with_its_producer_and_consumer(cache_dir, digits, crushing_concat, tmp_path):
     x, y = digits
@@ -127,13 +138,13 @@ def test_budget_out_of_reach_returns_the_best_effort(cache_dir, digits, tmp_path
     assert np.array_equal(remade, chosen)
 
 
-def test_diagnose_compare_and_fix_calibrate_once_in_a_private_bounded_cache(cache_dir, digits, crushing_concat,
-                                                                              tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_diagnose_compare_and_fix_calibrate_once_in_a_private_bounded_cache(cache_dir, digits, saved, tmp_path,
+                                                                              monkeypatch):
     x, y = digits
-    model_path, calibration = tmp_path / "crushed.keras", tmp_path / "calib.npy"
-    crushing_concat.save(model_path)
-    np.save(calibration, x[:300])
-    before = set(cache_dir.iterdir())
+    model_path, calibration = saved / "crushed.keras", tmp_path / "calib.npy"
+    np.save(calibration, x[:280])
+    before = set(cache_dir.iterdir()) if cache_dir.exists() else set()  # the cache creates its directory
     assert not qd.diagnose(model_path, calibration).conversion.get("cached")
     entry, = set(cache_dir.iterdir()) - before
     compared = qd.compare(model_path, calibration, eval_data=x[1397:1497])
@@ -149,21 +160,16 @@ def test_diagnose_compare_and_fix_calibrate_once_in_a_private_bounded_cache(cach
     assert entry not in set(cache_dir.iterdir()) and len([e for e in cache_dir.iterdir() if e.is_dir()]) == 1
 
 
-def test_cli_writes_model_script_json_and_an_html_pareto_plot_a_browser_renders(cache_dir, digits, crushing_concat,
-                                                                                tmp_path):
+@pytest.mark.slow
+def test_cli_writes_model_script_json_and_an_html_pareto_plot_a_browser_renders(cache_dir, saved, tmp_path):
     from PIL import Image
 
     from quantdoctor.report.html import CHOSEN_COLOR, PARETO_COLOR
 
-    x, y = digits
-    crushing_concat.save(tmp_path / "crushed.keras")
-    np.save(tmp_path / "calib.npy", x[:300])
-    np.save(tmp_path / "eval.npy", x[1397:])
-    np.save(tmp_path / "labels.npy", y[1397:])
     paths = {name: tmp_path / name for name in ("fixed.tflite", "convert_fixed.py", "fix.html", "fix.json")}
     completed = subprocess.run(
-        [QUANTDOCTOR, "fix-accuracy", str(tmp_path / "crushed.keras"), "--data", str(tmp_path / "calib.npy"),
-         "--eval-data", str(tmp_path / "eval.npy"), "--labels", str(tmp_path / "labels.npy"), "--max-drop", "0.01",
+        [QUANTDOCTOR, "fix-accuracy", str(saved / "crushed.keras"), "--data", str(saved / "calib.npy"),
+         "--eval-data", str(saved / "eval.npy"), "--labels", str(saved / "labels.npy"), "--max-drop", "0.01",
          "--output", str(paths["fixed.tflite"]), "--script", str(paths["convert_fixed.py"]),
          "--html", str(paths["fix.html"]), "--json", str(paths["fix.json"])],
         capture_output=True, text=True, timeout=900)
