@@ -89,6 +89,11 @@ class Evaluator:
             self.progress(step, len(self.tried))
         return candidate
 
+    def failed_superset(self, nodes: frozenset[str]) -> Candidate | None:
+        """A variant already scored that keeps at least `nodes` float and still misses the budget."""
+        failed = [c for c in self.tried.values() if not c.meets and c.metric is not None and nodes <= c.nodes]
+        return max(failed, key=lambda c: c.metric) if failed else None
+
     @property
     def candidates(self) -> list[Candidate]:
         """Every variant scored so far, in order."""
@@ -179,10 +184,13 @@ def growing_sets(units: list[Unit]) -> list[frozenset[str]]:
 def prune(evaluate: Evaluator, chosen: Candidate, sensitivity: dict[str, float],
           accelerator: bool) -> tuple[Candidate, dict[str, float]]:
     """Quantize each kept op again, least sensitive first, where the budget still holds (and, for an
-    accelerator, no integer partition is added). Returns the result and each kept op's gain."""
+    accelerator, no integer partition is added). Returns the result and each kept op's gain.
+
+    A set contained in one that already failed fails too (the same monotony bisection takes), so it
+    is not run again: the op's gain is then measured against that larger set, a lower bound."""
     gains = {}
     for node in sorted(chosen.nodes, key=lambda n: (sensitivity.get(n, 0.0), n)):
-        trial = evaluate(chosen.nodes - {node}, "prune")
+        trial = evaluate.failed_superset(chosen.nodes - {node}) or evaluate(chosen.nodes - {node}, "prune")
         if trial.meets and (not accelerator or trial.partitions <= chosen.partitions):
             chosen = trial
         else:
