@@ -7,10 +7,14 @@ STAMP := $(VENV)/.quantdoctor-installed
 
 .PHONY: demo test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements-qat.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,examples]'
+	# tf-keras requires `tensorflow`, a second TensorFlow next to tensorflow-cpu: --no-deps.
+	# Their real dependencies come with the [test] extra; tests/test_install.py checks
+	# that exactly one TensorFlow distribution is installed.
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-qat.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -30,6 +34,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/preflight.py
 	$(BIN)/python bench/compare.py
 	$(BIN)/python bench/testbed.py
+	$(BIN)/python bench/fix.py
+	$(BIN)/python bench/run_overhead.py
 	$(BIN)/python bench/budget.py
 
 clean:

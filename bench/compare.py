@@ -61,22 +61,22 @@ def _floor(models: list[bytes], evaluation: np.ndarray, side_by_side: bool) -> f
     """Seconds for one forward pass of each model per sample on fresh interpreters, recording nothing."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    from quantdoctor.runtime.feed import Feeder
+
     options = {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
     interpreters = [Interpreter(model_content=m, **options) for m in models]
-    for interpreter in interpreters:
-        interpreter.allocate_tensors()
+    feeders = [Feeder(interpreter) for interpreter in interpreters]
+    for feed in feeders:
+        feed({"image": evaluation[:1]})  # allocated before the clock starts
 
-    def run(interpreter) -> None:
-        detail = interpreter.get_input_details()[0]
-        scale, zero = detail["quantization"]
+    def run(interpreter, feed) -> None:
         for row in evaluation:
-            value = row[None] if not scale else np.clip(np.round(row[None] / scale) + zero, -128, 127)
-            interpreter.set_tensor(detail["index"], value.astype(detail["dtype"]))
+            feed({"image": row[None]})  # quantized for an integer input, as compare's lanes do
             interpreter.invoke()
 
     started = time.perf_counter()
     with ThreadPoolExecutor(2 if side_by_side else 1) as pool:
-        list(pool.map(run, interpreters))
+        list(pool.map(run, interpreters, feeders))
     return time.perf_counter() - started
 
 

@@ -34,6 +34,9 @@ def tflite_files(tmp_path_factory) -> dict[str, Path]:
     }
     converters["uint8_io"].inference_input_type = tf.uint8
     converters["uint8_io"].inference_output_type = tf.uint8
+    converters["float16"] = tf.lite.TFLiteConverter.from_keras_model(image_model())
+    converters["float16"].optimizations = [tf.lite.Optimize.DEFAULT]
+    converters["float16"].target_spec.supported_types = [tf.float16]
     flex = tf.lite.TFLiteConverter.from_keras_model(with_layer(lambda_layer(
         lambda x: tf.reshape(tf.linalg.det(tf.reshape(x, (-1, 2, 2, 2))), (-1, 2)), "my_det")))
     flex.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
@@ -61,7 +64,8 @@ def test_float_island_is_named_with_its_converters_and_partitions(tflite_files):
     finding = only(report, "QD105")
     assert_finding(finding, "QD105", "unsupported_op", "warning", layer="my_cumsum", op="CUMSUM")
     (island,) = report.audit["float_islands"]
-    assert island == {"ops": ["CUMSUM"], "layers": ["my_cumsum"], "dequantize_in": 1, "quantize_out": 1}
+    assert island == {"ops": ["CUMSUM"], "subgraph": 0, "layers": ["my_cumsum"], "dequantize_in": 1,
+                      "quantize_out": 1}
 
     strict = qd.audit(tflite_files["island"], target="int8-accelerator")
     assert only(strict, "QD105").severity == "error"
@@ -146,6 +150,33 @@ def test_cli_audit_exit_codes_follow_the_target(tflite_files):
     bad = subprocess.run([QUANTDOCTOR, "audit", str(tflite_files["island"]), "--target", "gpu"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown target 'gpu'" in bad.stderr
+
+
+@pytest.mark.code("QD209")
+def test_float16_model_on_a_microcontroller_is_not_integer_at_all(tflite_files):
+    report = qd.audit(tflite_files["float16"], target="microcontroller")
+    finding = report.root_cause
+    assert_finding(finding, "QD209", "dtype_mismatch", "error")
+    assert finding.evidence["model_kind"] == "float with float16 weights"
+    assert finding.evidence["float16_dequantize_ops"] >= 2
+    assert "LiteRT for Microcontrollers cannot dequantize float16" in finding.message
+    assert "TFLITE_BUILTINS_INT8" in finding.fix.code and "tf.int8" in finding.fix.code
+    assert "QD111" not in [f.code for f in report.findings]  # CONV_2D and co. do have INT8 kernels
+    plain = only(qd.audit(tflite_files["float"], target="microcontroller"), "QD209")
+    assert plain.evidence["model_kind"] == "float" and plain.evidence["float_ops"] == ["CONV_2D", "FULLY_CONNECTED", "MEAN"]
+
+
+@pytest.mark.code("QD210")
+def test_uint8_io_on_a_microcontroller_is_flagged_with_the_int8_fix(tflite_files):
+    report = qd.audit(tflite_files["uint8_io"], target="microcontroller")
+    findings = [f for f in report.findings if f.code == "QD210"]
+    assert [f.evidence["role"] for f in findings] == ["input", "output"]
+    for finding in findings:
+        assert_finding(finding, "QD210", "dtype_mismatch", "warning")
+        assert finding.evidence["boundary_ops"] == ["QUANTIZE"]
+        assert "converter.inference_input_type = tf.int8" in finding.fix.code
+    assert findings[0].location.tensor == report.audit["input_types"][0]["name"]
+    assert qd.audit(tflite_files["uint8_io"]).findings == []  # uint8 I/O is fine for LiteRT itself
 
 
 def test_microcontroller_kernel_table_names_real_builtin_ops():

@@ -25,7 +25,7 @@ from helpers import assert_finding, only
 from models import dataset_from, image_model, smooth_images, with_layer
 from quantdoctor.catalog.check import Check
 from quantdoctor.compare.labels import check_classes, read_labels
-from quantdoctor.compare.worker import raised_in
+from quantdoctor.convert.protocol import raised_in
 from quantdoctor.convert.runner import run_isolated, run_worker
 from quantdoctor.errors import DataLoadError, InternalError, UsageError
 from quantdoctor.intake import data as data_intake
@@ -516,8 +516,10 @@ def test_data_for_settings_that_never_calibrate_is_said_to_be_unused():
 def test_microcontroller_target_on_a_float_model_says_the_model_is_float():
     float_model = tf.lite.TFLiteConverter.from_keras_model(with_layer(keras.layers.ReLU(name="relu"))).convert()
     report = qd.audit(float_model, target="microcontroller")
-    finding = only(report, "QD111")
-    assert finding.message.startswith("The model is float: LiteRT for Microcontrollers runs integer models")
+    finding = only(report, "QD209")
+    assert finding.message.startswith("The model is not integer at all (float): LiteRT for Microcontrollers runs "
+                                      "integer models")
+    assert "QD111" not in [f.code for f in report.findings]
     assert "FULLY_CONNECTED" not in finding.message and "TFLITE_BUILTINS_INT8" in finding.fix.code
     assert str(report).splitlines()[0] == "FAILED  <bytes>  model: float"
 

@@ -260,3 +260,24 @@ def test_list_samples_for_same_shape_inputs_in_the_converters_order_warn_with_th
     named = [{"zeta": z, "alpha": a} for z, a in samples]  # the fix: dicts pair by name
     assert "QD313" not in [f.code for f in qd.diagnose(same_shape_inputs("zeta", "alpha"), generator(named),
                                                         convert=False).findings]
+
+
+@pytest.mark.code("QD306", "QD310", "QD201")
+@pytest.mark.matcher("kernel-failed-to-prepare")
+def test_the_data_finding_the_converter_confirms_is_the_root_cause_before_errors_it_never_reached():
+    """Samples without a batch axis AND float64: TRANSPOSE fails to prepare on the first sample's shape,
+    before the calibrator ever looks at the dtype. The shape finding is the root cause."""
+    inputs = keras.Input((8, 8, 3))
+    transposed = keras.layers.Permute((2, 1, 3))(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(transposed))
+    model = keras.Model(inputs, keras.layers.Dense(2)(pooled))
+    samples = [[row.astype(np.float64)] for row in smooth_images(120, size=8)]
+    report = qd.diagnose(int8_converter(model, generator(samples)))
+    codes = [f.code for f in report.findings if f.severity == "error"]
+    assert codes[:3] == ["QD306", "QD310", "QD201"], codes
+    shape = root(report)
+    assert_finding(shape, "QD306", "calibration", "error", input=model.inputs[0].name)
+    assert shape.evidence["confirmed_by_converter"] == "QD310"
+    assert "(TRANSPOSE) failed to prepare" in shape.evidence["converter_message"]
+    assert_finding(only(report, "QD310"), "QD310", "calibration", "error", op="TRANSPOSE")
+    assert "confirmed_by_converter" not in only(report, "QD201").evidence

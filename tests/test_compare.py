@@ -14,7 +14,7 @@ import tensorflow as tf
 import quantdoctor as qd
 from quantdoctor.compare.metrics import ErrorStats
 from quantdoctor.diagnose import diagnose_with_float_twin
-from helpers import assert_finding, only
+from helpers import assert_finding, only, root
 from models import image_model, int8_converter, dataset_from, smooth_images, vectors
 
 QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
@@ -49,7 +49,10 @@ def test_concat_of_mismatched_ranges_is_ranked_first_though_its_tensor_sqnr_look
     # Per-tensor SQNR would miss it: the merged tensor scores better than some healthy layers.
     assert worst["sqnr_db"] > min(row["sqnr_db"] for row in others) and worst["worst_channel_sqnr_db"] < 5
     finding = only(report, "QD503")
-    assert_finding(finding, "QD503", "accuracy", "warning", layer="detections", op="CONCATENATION")
+    # the scores are crushed to a constant (worst channel 0 dB): an error, counting what is lost
+    assert_finding(finding, "QD503", "accuracy", "error", layer="detections", op="CONCATENATION")
+    assert finding.message.endswith("2 of its 6 channels (2 values per sample) quantize to a constant and carry "
+                                    "nothing.")
     assert "denylisted_nodes=['StatefulPartitionedCall_1:0']" in finding.fix.code
 
 
@@ -131,6 +134,7 @@ def test_accuracy_on_real_digits_and_a_user_metric(digits_model):
     assert e2e["top1_agreement"] > 0.9
     assert e2e["metric_float"] == pytest.approx(e2e["metric_quant"], abs=0.5)
     assert {row["layer"] for row in report.comparison["layers"]} >= {"conv", "classifier"}
+    assert not [f.code for f in report.findings if f.code in ("QD510", "QD511")]  # the float model works
 
 
 def test_cli_compare_writes_html_that_a_real_browser_renders_with_charts(tmp_path, digits_model):
@@ -205,3 +209,86 @@ def test_error_statistics_match_a_direct_computation_over_all_samples():
     as_floats.add(real.astype(np.float32), got.astype(np.float32))
     assert as_floats.sqnr_db == pytest.approx(stats.sqnr_db, rel=1e-4)
     assert as_floats.rmse_over_scale is None and as_floats.clipped_fraction == 0
+
+
+@pytest.fixture(scope="module")
+def rgb_digits():
+    """sklearn digits as raw 0..255 RGB images (digit, half digit, inverted digit), and a model that starts with
+    its own Normalization layer, adapted and trained on the raw images."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    raw = digits.images / 16.0 * 255.0
+    images = np.stack([raw, raw / 2, 255.0 - raw], axis=-1).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    normalization = keras.layers.Normalization()
+    normalization.adapt(images[:1400])
+    model = keras.Sequential([keras.Input((8, 8, 3)), normalization,
+                              keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(images[:1400], digits.target[:1400], epochs=4, batch_size=64, verbose=0)
+    normalised = (images - images[:1400].mean((0, 1, 2))) / images[:1400].std((0, 1, 2))
+    return model, images, normalised.astype(np.float32), digits.target
+
+
+@pytest.mark.code("QD510", "QD511")
+@pytest.mark.slow
+def test_float_model_at_chance_on_data_normalised_twice(rgb_digits):
+    model, images, normalised, labels = rgb_digits
+    report = qd.compare(model, images[:100], eval_data=normalised[1400:1500], labels=labels[1400:1500])
+    cause = report.root_cause
+    assert_finding(cause, "QD511", "accuracy", "error")
+    assert cause.evidence["cause"] == "normalised_twice" and cause.evidence["score"] > 0.7
+    assert abs(cause.evidence["data_mean"]) < 0.1 and cause.evidence["model_scale"][0] == pytest.approx(
+        1 / images[:1400, ..., 0].std(), rel=0.01)
+    assert "normalised twice" in cause.message
+    failure = only(report, "QD510")
+    assert_finding(failure, "QD510", "accuracy", "error")
+    assert failure.evidence["float_accuracy"] < 0.2 and failure.evidence["quant_accuracy"] < 0.2
+    assert "quantization is not the problem" in failure.message
+    assert report.findings[:2] == [cause, failure]
+
+
+@pytest.mark.code("QD510", "QD511")
+@pytest.mark.slow
+def test_float_model_predicting_one_class_without_labels(rgb_digits):
+    model, images, normalised, _ = rgb_digits
+    report = qd.compare(model, images[:100], eval_data=normalised[1400:1500])
+    failure = only(report, "QD510")
+    assert failure.evidence["one_class"] is not None and failure.evidence["float_accuracy"] is None
+    assert "predict class" in failure.message
+    assert only(report, "QD511").evidence["cause"] == "normalised_twice"
+
+
+@pytest.mark.code("QD510", "QD511")
+@pytest.mark.slow
+def test_swapped_channel_order_is_found(rgb_digits):
+    model, images, _, labels = rgb_digits
+    report = qd.compare(model, images[:100], eval_data=images[1400:1500, ..., ::-1], labels=labels[1400:1500])
+    cause = only(report, "QD511")
+    assert cause.evidence["cause"] == "channels_swapped" and cause.evidence["score"] > 0.7
+    assert cause.fix.code.startswith("x = x[..., ::-1]")
+    assert only(report, "QD510").evidence["variants_checked"]["channels_swapped"] == cause.evidence["score"]
+
+
+@pytest.mark.code("QD510", "QD511")
+@pytest.mark.slow
+def test_eval_data_in_0_1_for_a_model_trained_on_0_255():
+    """A model without its own normalisation, trained on raw pixels: fed 0..1, its BatchNormalization subtracts
+    the mean of activations 255 times larger, and every input looks the same."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    raw = (digits.images / 16.0 * 255.0).astype(np.float32)[..., None]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3),
+                              keras.layers.BatchNormalization(momentum=0.9), keras.layers.ReLU(),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(raw[:1400], digits.target[:1400], epochs=6, batch_size=64, verbose=0)
+    report = qd.compare(model, raw[:100], eval_data=raw[1400:1500] / 255.0, labels=digits.target[1400:1500])
+    cause = root(report)
+    assert_finding(cause, "QD511", "accuracy", "error")
+    assert cause.evidence["cause"] == "range_0_1" and "x = x * 255.0" in cause.fix.code
+    assert only(report, "QD510").evidence["float_accuracy"] < 0.25

@@ -107,7 +107,8 @@ def serving_function(model: Any) -> Any:
     """The model's serving tf.function: a tf.Module's own, a Keras model called for inference."""
     if isinstance(model, tf.Module) and not hasattr(model, "layers"):
         return model.__call__
-    return tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec((None, FEATURES), tf.float32)])
+    return tf.function(lambda x: model(x, training=False),
+                       input_signature=[tf.TensorSpec((None, FEATURES), tf.float32)])
 
 
 def save(model: Any, path: Path) -> str:
@@ -206,20 +207,19 @@ def test_a_keras_model_as_trackable_keeps_its_weights_as_variables(style, name, 
 
 
 @pytest.mark.code("QD406")
-def test_weights_left_as_variables_run_garbage_without_calibration(tmp_path):
+def test_weights_left_as_variables_convert_silently_without_calibration(tmp_path):
     """`tf.saved_model.save` of a Keras 3 model converts "fine" in float: the model then computes
-    with uninitialised variables. The audit of the produced model catches it."""
+    with variables nothing assigns (what it reads is whatever memory holds: no test can pin that
+    down). The audit of the produced model catches it."""
     model = functional()
     tf.saved_model.save(model, str(tmp_path / "saved"), signatures=serving_function(model).get_concrete_function())
     report = qd.diagnose(tmp_path / "saved", mode="float")
     assert report.conversion["outcome"] == "ok"
-    assert_finding(root(report), "QD406", "metadata", "error", op="READ_VARIABLE")
-    interpreter = Interpreter(model_content=report.tflite_model)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], CLEAN[:1])
-    interpreter.invoke()
-    produced = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    assert not np.allclose(produced, model(CLEAN[:1]).numpy(), atol=1e-3)  # what QD406 warns about
+    finding = root(report)
+    assert_finding(finding, "QD406", "metadata", "error", op="READ_VARIABLE")
+    ops = [op.name for op in read_tflite(report.tflite_model).all_ops]
+    assert finding.evidence == {"var_handle_ops": ops.count("VAR_HANDLE"), "read_variable_ops": 4}
+    assert ops.count("VAR_HANDLE") == 4 and "ASSIGN_VARIABLE" not in ops  # two kernels, two biases
     exported = qd.diagnose(save(model, tmp_path / "exported"), mode="float")  # the catalog's fix
     assert exported.verdict == "ok"
 

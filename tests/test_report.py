@@ -60,7 +60,7 @@ def test_json_contract_fields():
     assert data["tool"]["name"] == "quantdoctor"
     entry = data["findings"][0]
     assert set(entry) == {"code", "category", "severity", "title", "message", "location", "evidence", "fix"}
-    assert set(entry["location"]) == {"layer", "op", "tensor", "input"}
+    assert set(entry["location"]) == {"layer", "op", "tensor", "input", "setting"}
     assert set(entry["fix"]) == {"summary", "code", "automatic"}
     assert (entry["code"], entry["category"], entry["severity"]) == ("QD201", "dtype_mismatch", "error")
 

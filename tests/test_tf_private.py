@@ -3,13 +3,16 @@ LiteRT release that renames, drops or changes the private attribute behind it.""
 
 from __future__ import annotations
 
+import importlib
+
+import ai_edge_litert.interpreter as litert
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from models import Projection, dataset_from, image_model, smooth_images, vectors
+from models import Projection, dataset_from, image_model, int8_converter, smooth_images, vectors
 from quantdoctor import tf_private
 from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.intake.recipe import CONVERTER_FLAGS
@@ -46,7 +49,8 @@ def test_converter_keras_model_is_the_model_given(tmp_path):
     model = dense_pair()
     assert tf_private.converter_keras_model(tf.lite.TFLiteConverter.from_keras_model(model)) is model
     model.export(str(tmp_path / "exported"), verbose=False)
-    assert tf_private.converter_keras_model(tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "exported"))) is None
+    from_saved_model = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "exported"))
+    assert tf_private.converter_keras_model(from_saved_model) is None
 
 
 def test_converter_signature_keys_are_from_saved_models_own_choice(tmp_path):
@@ -252,3 +256,86 @@ def test_interpreter_tensor_describes_intermediate_tensors():
     hidden = tf_private.interpreter_ops(interpreter)[1]["outputs"][0]
     detail = tf_private.interpreter_tensor(interpreter, hidden)
     assert detail["index"] == hidden and detail["dtype"] == np.int8 and detail["quantization"][0] > 0
+
+
+# --- quantization-aware graphs and TF1 settings ---
+
+def test_quantization_aware_graph_is_the_converters_own_check():
+    plain = tf.function(lambda x: x * 2.0).get_concrete_function(tf.TensorSpec([1, 4], tf.float32))
+    fake_quant = tf.function(lambda x: tf.quantization.fake_quant_with_min_max_args(x, -1.0, 1.0)) \
+        .get_concrete_function(tf.TensorSpec([1, 4], tf.float32))
+    assert tf_private.is_quantization_aware_graph(plain.graph.as_graph_def()) is False
+    assert tf_private.is_quantization_aware_graph(fake_quant.graph.as_graph_def()) is True
+
+
+def test_tf2_converter_is_told_from_the_tf1_one():
+    function = tf.function(lambda x: x * 2.0).get_concrete_function(tf.TensorSpec([1, 4], tf.float32))
+    assert tf_private.is_tf2_converter(tf.lite.TFLiteConverter.from_concrete_functions([function], None))
+    with tf.Graph().as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4])
+        with tf.compat.v1.Session() as session:
+            tf1 = tf.compat.v1.lite.TFLiteConverter.from_session(session, [x], [x * 2.0])
+    assert not tf_private.is_tf2_converter(tf1)
+
+
+def test_tf1_only_converter_attributes_are_read_from_tensorflows_classes():
+    names = tf_private.tf1_only_converter_attributes()
+    assert {"inference_type", "quantized_input_stats", "default_ranges_stats", "change_concat_input_ranges",
+            "reorder_across_fake_quant", "post_training_quantize", "target_ops"} <= set(names)
+    assert not {"inference_input_type", "optimizations", "representative_dataset"} & set(names)
+    # The two aliases are what the TF1 converter maps onto TF2-style settings.
+    with tf.Graph().as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4])
+        with tf.compat.v1.Session() as session:
+            tf1 = tf.compat.v1.lite.TFLiteConverter.from_session(session, [x], [x * 2.0])
+    tf1.post_training_quantize = True
+    assert tf1.optimizations == [tf.lite.Optimize.DEFAULT]
+
+
+# --- run/watch: what is patched while the user's script runs ------------------------------------------
+
+def test_converter_classes_are_what_the_public_constructors_return_and_define_convert():
+    lite = importlib.import_module(tf_private.CONVERTER_MODULE)
+    classes = tf_private.converter_classes(lite)
+    model = dense_pair()
+    built = [tf.lite.TFLiteConverter.from_keras_model(model),
+             tf.lite.TFLiteConverter.from_concrete_functions([tf.function(lambda x: x + 1.0).get_concrete_function(
+                 tf.TensorSpec((1, 2), tf.float32))])]
+    assert tf.lite.TFLiteConverter in classes
+    assert all(type(converter) in classes for converter in built)
+    assert all("convert" in vars(cls) for cls in classes)
+    assert all(isinstance(converter, tf_private.converter_base(lite)) for converter in built)
+    assert lite.TFLiteSavedModelConverterV2 in classes  # what from_saved_model returns in TF 2.21
+
+
+def test_representative_dataset_function_unwraps_what_convert_leaves_behind():
+    dataset = dataset_from(smooth_images(3))
+    converter = int8_converter(image_model(), dataset)
+    converter.convert()
+    assert type(converter.representative_dataset).__name__ == "RepresentativeDataset"  # convert() wrapped it
+    assert tf_private.representative_dataset_function(converter.representative_dataset) is dataset
+    assert tf_private.representative_dataset_function(dataset) is dataset
+
+
+def test_interpreter_classes_of_litert_and_of_tensorflow():
+    assert tf_private.interpreter_classes(litert) == (litert.Interpreter, litert.SignatureRunner)
+    tf_module = importlib.import_module(tf_private.TF_INTERPRETER_MODULE)
+    interpreter, runner = tf_private.interpreter_classes(tf_module)
+    assert interpreter is tf.lite.Interpreter
+    for cls in (interpreter, litert.Interpreter):
+        assert {"set_tensor", "get_tensor", "invoke", "resize_tensor_input", "allocate_tensors"} <= set(vars(cls))
+    assert "__call__" in vars(runner) and "get_input_details" in vars(runner)
+
+
+def test_tfmot_entry_points_live_in_both_modules_and_its_registry_answers():
+    pytest.importorskip("tensorflow_model_optimization")
+    tf_keras = pytest.importorskip("tf_keras")
+    modules = [importlib.import_module(name) for name in tf_private.TFMOT_QUANTIZE_MODULES]
+    functions = [tf_private.tfmot_quantize_functions(module) for module in modules]
+    assert set(functions[0]) == set(functions[1]) == set(tf_private.TFMOT_ENTRY_POINTS)
+    assert functions[0] == functions[1]  # the public API re-exports the very functions
+    import tensorflow_model_optimization as tfmot
+
+    assert tfmot.quantization.keras.quantize_model is functions[1]["quantize_model"]
+    assert tf_private.tfmot_supports(tf_keras.layers.Dense(2)) is True
+    assert tf_private.tfmot_supports(tf_keras.layers.LayerNormalization()) is False

@@ -5,8 +5,9 @@
     print(report)                        # root cause first
     tflite = qd.convert(converter)       # raises qd.QuantizationError with the report
     qd.audit("model.tflite", target="int8-accelerator")   # is it really fully integer?
-    result = qd.fix_accuracy(model, calib, eval_data=x_val, labels=y_val, max_drop=0.01)
-    result.kept_float                    # the fewest ops kept in float that meet the budget
+    result = qd.fix(converter)           # repaired, converted again, verified: result.model, result.script
+    with qd.watch():                     # your own conversion and inference code, diagnosed as it runs
+        tflite = converter.convert()
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from __future__ import annotations
 from typing import Any
 
 from quantdoctor.audit.report import audit
-from quantdoctor.budget.run import BudgetResult, fix_accuracy
 from quantdoctor.compare.run import compare
 from quantdoctor.diagnose import diagnose
 from quantdoctor.errors import QuantdoctorError, QuantizationError, UsageError
+from quantdoctor.fix.run import FixResult, fix
 from quantdoctor.report.model import Finding, Report
+from quantdoctor.watch import watch
 
 __version__ = "0.1.0"
-__all__ = ["diagnose", "convert", "audit", "compare", "fix_accuracy", "BudgetResult", "Report", "Finding", "QuantizationError", "QuantdoctorError", "UsageError",
+__all__ = ["diagnose", "convert", "audit", "compare", "fix", "FixResult", "watch",
+           "Report", "Finding", "QuantizationError", "QuantdoctorError", "UsageError",
            "__version__"]
 
 

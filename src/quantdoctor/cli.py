@@ -48,7 +48,8 @@ def diagnose(
     memory_limit: Optional[int] = typer.Option(None, help="Memory limit for the converter process, in MB (>= 256)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the converted .tflite here."),
-    target: Optional[str] = typer.Option(None, help="Audit the result for: int8-accelerator | microcontroller"),
+    target: Optional[str] = typer.Option(None, help="Audit the result for: int8-accelerator | microcontroller "
+                                         "(cpu | gpu: no audit of their own)"),
     no_convert: bool = typer.Option(False, "--no-convert", help="Preflight only: check graph and data, predict."),
     fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
     keep_workdir: Optional[Path] = typer.Option(None, help="Keep the worker's request, data and logs in this new "
@@ -151,49 +152,77 @@ def compare(
         _finish(report, json_path, fail_on)
 
 
-@app.command("fix-accuracy")
-def fix_accuracy(
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                "allow_interspersed_args": False},
+             options_metavar="[OPTIONS] [--] COMMAND [ARGS]...")
+def run(
+    ctx: typer.Context,
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write each conversion's report and each "
+                                             "finding, in order, to this file."),
+    timeout: float = typer.Option(900.0, help="Seconds before a diagnosed conversion is stopped."),
+    memory_limit: Optional[int] = typer.Option(None, help="Memory limit for the converter process, in MB (>= 256)."),
+    max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Calibration samples kept per conversion."),
+) -> None:
+    """Run COMMAND (e.g. `python convert.py --epochs 3`) with its conversions and inference diagnosed.
+
+    Put quantdoctor's options before the command, or end them with --.
+
+    The command's exit code, stdout and files stay its own: quantdoctor writes to stderr and --json.
+    """
+    from quantdoctor.watch.run import run_command
+
+    run_command(list(ctx.args), json_path=json_path, timeout=timeout, memory_limit_mb=memory_limit,
+                max_samples=max_samples)
+
+
+@app.command()
+def fix(
     model: Path = typer.Argument(..., help="A .keras/.h5 file or a SavedModel directory."),
-    data: Path = typer.Option(..., "--data", help="Calibration data (.npz/.npy)."),
-    eval_data: Path = typer.Option(..., "--eval-data", help="Eval data (.npz/.npy): what the budget is measured on."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="Class labels (.npy): judge top-1 accuracy."),
-    max_drop: Optional[float] = typer.Option(None, "--max-drop", min=0,
-                                             help="Budget: largest drop of top-1 accuracy (or agreement) vs float."),
-    min_sqnr: Optional[float] = typer.Option(None, "--min-sqnr", help="Budget: SQNR floor in dB on every output."),
-    target: Optional[str] = typer.Option(None, help="int8-accelerator: fewer integer partitions first."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Calibration data: .npz (one array per input) or .npy."),
+    eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Eval data: the fixed model is compared "
+                                             "with the float model on it, and an accuracy error blocks it."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Class labels (.npy), one per eval sample."),
+    mode: str = typer.Option("int8", help="int8 | int8-strict | int16x8 | dynamic | float16"),
     io: str = typer.Option("float", help="Model input/output type: float | int8 | uint8"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the chosen .tflite here."),
-    script: Optional[Path] = typer.Option(None, "--script", help="Write the standalone script that makes it again."),
-    html_path: Optional[Path] = typer.Option(None, "--html", help="Write the HTML report with the Pareto plot."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
-    max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Use at most this many samples of each data set."),
-    timeout: float = typer.Option(900.0, help="Seconds before the conversion (or one variant) is stopped."),
-    fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
+    select_tf_ops: bool = typer.Option(False, "--select-tf-ops", help="Allow Select TF ops (Flex)."),
+    signature: Optional[list[str]] = typer.Option(None, help="SavedModel signature key to convert (repeatable)."),
+    target: Optional[str] = typer.Option(None, help="Where the model runs: cpu | gpu | int8-accelerator | "
+                                         "microcontroller (decides the repairs that depend on it)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the verified .tflite here."),
+    script: Optional[Path] = typer.Option(None, "--script", help="Write the standalone conversion script here."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the repairs and both reports (JSON) here."),
+    max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Use at most this many calibration samples."),
+    max_rounds: int = typer.Option(4, min=1, help="Conversions at most: diagnose, repair, convert again."),
+    timeout: float = typer.Option(900.0, help="Seconds before one conversion is stopped."),
+    memory_limit: Optional[int] = typer.Option(None, help="Memory limit for the converter process, in MB (256 or more)."),
     trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
 ) -> None:
-    """The INT8 model with the fewest ops kept in float that meets an accuracy budget on eval data."""
-    from quantdoctor.budget.run import fix_accuracy as run_fix_accuracy
+    """Repair MODEL's conversion, convert again, verify; write the verified model and the script."""
+    from quantdoctor.fix.render import render_fix
+    from quantdoctor.fix.run import fix as run_fix
 
-    _check_fail_on(fail_on)
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels))
     check_outputs(inputs=(model, data, eval_data, labels),
-                  outputs={"--output": output, "--script": script, "--html": html_path, "--json": json_path})
-    try:
-        with err.status("Converting, then searching the float fallback…") as status:
-            def progress(step: str, variants: int) -> None:
-                status.update(f"Searching the float fallback: {variants} variant(s) tried ({step})…")
-
-            result = run_fix_accuracy(model, data, eval_data=eval_data, labels=labels, max_drop=max_drop,
-                                      min_sqnr=min_sqnr, target=target, io=io, max_samples=max_samples,
-                                      timeout=timeout, html=html_path, script=script,
-                                      output_name=str(output or "model_int8.tflite"), progress=progress,
-                                      trust_model=trust_model)
-    except QuantizationError as failure:  # nothing to search: the diagnosis of the conversion is the answer
-        _finish(failure.report, json_path, fail_on, failed=True)
-    else:
-        if output:
-            output.write_bytes(result.model)
-        _finish(result.report, json_path, fail_on)
+                  outputs={"--output": output, "--script": script, "--json": json_path})
+    with err.status(f"Fixing {escape(str(model))}: converting in an isolated process, in rounds…"):
+        result = run_fix(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
+                         target=target, eval_data=eval_data, labels=labels, max_samples=max_samples,
+                         max_rounds=max_rounds, timeout=timeout, memory_limit_mb=memory_limit,
+                         trust_model=trust_model, output_name=str(output) if output else "model_int8.tflite")
+    render_fix(result, out)
+    if output and result.model is not None:
+        output.write_bytes(result.model)
+        out.print(f"Model written to {output} ({len(result.model)} bytes)", markup=False, soft_wrap=True)
+    elif output:
+        out.print(f"No model written to {output}: it is not verified", markup=False, soft_wrap=True)
+    if script:
+        script.write_text(result.script)
+        out.print(f"Script written to {script}" + ("" if result.verified else " (its repairs are not verified)"),
+                  markup=False, soft_wrap=True)
+    if json_path:
+        json_path.write_text(json.dumps(result.to_dict(), indent=2))
+    if not result.verified:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """`quantdoctor demo`: the three classic failures from real-world reports, plus one clean model.
 
 Each example is built here, small enough to convert in seconds, configured the way users write
-it, and diagnosed by the real converter in an isolated process.
+it, and diagnosed by the real converter in an isolated process. The failing ones are then fixed:
+repaired, converted again and verified, for each reading of the user's intent (the target).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from rich.syntax import Syntax
 
 from quantdoctor.diagnose import diagnose
 from quantdoctor.errors import UsageError
+from quantdoctor.fix.render import render_fix
+from quantdoctor.fix.run import fix
 from quantdoctor.report.terminal import render
 
 
@@ -25,6 +28,7 @@ class Example:
     title: str
     user_code: str
     build: Callable[[], Any]
+    fix_targets: tuple[str | None, ...] = ()  # fix it for these deployment targets (None: the settings' own)
 
 
 def run_demo(out: Console, err: Console) -> None:
@@ -37,10 +41,19 @@ def run_demo(out: Console, err: Console) -> None:
         out.print(Rule(f"Example {number}/{len(examples)}: {example.title}"))
         out.print(Syntax(example.user_code, "python", theme="ansi_dark", background_color="default"))
         converter = example.build()
-        with err.status("Diagnosing in an isolated converter process…"):
-            report = diagnose(converter)
-        render(report, out)
-        out.print()
+        if not example.fix_targets:
+            with err.status("Diagnosing in an isolated converter process…"):
+                report = diagnose(converter)
+            render(report, out)
+            out.print()
+        for number_of_fix, target in enumerate(example.fix_targets):
+            with err.status(f"Fixing for target {target or 'as configured'}: repair, convert again, verify…"):
+                result = fix(converter, target=target)
+            if number_of_fix == 0:
+                render(result.before, out)
+            out.print(Rule(f"quantdoctor fix{f' --target {target}' if target else ''}", style="dim"))
+            render_fix(result, out)
+            out.print()
 
 
 def _examples(np: Any, tf: Any) -> list[Example]:
@@ -100,12 +113,13 @@ def _examples(np: Any, tf: Any) -> list[Example]:
     return [
         Example("a layer whose op has no TFLite kernel", "class CovarianceDeterminant(keras.layers.Layer):\n"
                 "    def call(self, x):\n        return tf.linalg.det(tf.reshape(x, (-1, 4, 2, 2)))\n"
-                "converter.optimizations = [tf.lite.Optimize.DEFAULT]", custom_op_model),
+                "converter.optimizations = [tf.lite.Optimize.DEFAULT]", custom_op_model, (None, "int8-accelerator")),
         Example("float16 requested together with INT8-only ops",
                 "converter.target_spec.supported_types = [tf.float16]\n"
-                "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]", float16_with_int8),
+                "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]", float16_with_int8,
+                (None, "gpu")),
         Example("ten random samples for calibration", "def representative_dataset_gen():\n"
-                "    for _ in range(10):\n        yield [np.random.rand(1, 224, 224, 3)]", random_calibration),
+                "    for _ in range(10):\n        yield [np.random.rand(1, 224, 224, 3)]", random_calibration, (None,)),
         Example("a digits classifier calibrated on real digits (clean)",
                 "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\n"
                 "converter.inference_input_type = tf.int8\n"

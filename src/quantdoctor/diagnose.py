@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from quantdoctor import catalog
+from quantdoctor import catalog, tf_private
 from quantdoctor.audit.checks import audit_findings, check_target, float_ops, summarize
+from quantdoctor.audit.quantizers import input_ranges
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.catalog.classify_failure import FailureContext, classify_failure, excerpt
 from quantdoctor.catalog.locations import LayerNames
@@ -21,17 +22,22 @@ from quantdoctor.convert.cleanup import run_interruptible
 from quantdoctor.convert.protocol import read_json
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, check_limits, run_worker
 from quantdoctor.errors import ModelLoadError, UsageError
+from quantdoctor.fix.repairs import mark_automatic
 from quantdoctor.intake import data as data_intake
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake import options
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
 from quantdoctor.intake.paths import check_outputs, copy_into, prepare_keep_workdir
 from quantdoctor.intake.recipe import Recipe
-from quantdoctor.preflight.data_checks import (InputSpec, check_against_inference, check_calibration,
-                                               check_input_names, check_input_shapes, check_list_order,
-                                               check_signature_coverage, check_unused_data, data_is_used)
+from quantdoctor.preflight.data_checks import (InputSpec, check_against_inference, check_against_qat_ranges,
+                                               check_calibration, check_input_names, check_input_shapes,
+                                               check_list_order, check_signature_coverage, check_unused_data,
+                                               data_is_used)
 from quantdoctor.preflight.predict import actual_verdict, predict
+from quantdoctor.preflight.qat import is_qat_model, qat_aware
+from quantdoctor.preflight.settings_checks import check_settings
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
+from quantdoctor.runtime.findings import run_check_findings
 
 
 @run_interruptible
@@ -133,39 +139,10 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
             if source.format != "savedmodel":
                 raise UsageError("signature keys apply to SavedModel directories only")
             source.signature_keys = list(signature_keys)
-        request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None,
-                                   "convert": convert, "trust_model": trust_model}
-        if calibration is not None and recipe.calibrate:  # a converter's dataset goes along even when unused
-            calibration.save(workdir / "calibration.npz")
-            request["data"] = str(workdir / "calibration.npz")
-        calibrating = convert and request["data"] is not None and data_is_used(recipe)
-        key = None
-        if calibrating and keep is None and memory_limit_mb is None:  # a limit is a question to ask anew
-            key = conversion_cache.conversion_key(source, recipe, calibration, workdir, trust_model)
-        cached = conversion_cache.lookup(key) if key else None
-        if cached is not None:
-            response = cached.response
-            run = WorkerRun(outcome="ok", seconds=response.get("worker_seconds", 0.0), response=response,
-                            tflite_path=cached.path(conversion_cache.MODEL))
-            artifacts = ConversionArtifacts.read(cached.directory, twin_written=True, calibration=calibration)
-        else:
-            kept = calibrating and (keep_calibration or key is not None)
-            if float_twin or kept:  # free when calibrating: the model handed to the quantizer
-                request["float_twin_output"] = str(workdir / conversion_cache.FLOAT_TWIN)
-            if kept:
-                request["calibration_output"] = str(workdir)
-            run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
-            if key is not None and run.outcome == "ok":
-                conversion_cache.store(key, workdir, {**run.response, "worker_seconds": round(run.seconds, 3)})
-            artifacts = ConversionArtifacts.read(workdir, twin_written=run.response.get("float_twin") == "ok",
-                                                 calibration=calibration if calibrating else None)
-        if target is None and recipe.mode == "int8-strict":
-            target = "int8-accelerator"
-        checked = calibration if data_is_used(recipe) else None  # data the converter never reads is not judged
-        report = _build_report(source, recipe, checked, run, target, evaluation, unused)
-        if cached is not None:
-            report.conversion["cached"] = True
-        return report, artifacts
+        return diagnose_prepared(source, recipe, calibration, workdir, target=target, evaluation=evaluation,
+                                 convert=convert, float_twin=float_twin, keep_calibration=keep_calibration,
+                                 timeout=timeout, memory_limit_mb=memory_limit_mb, trust_model=trust_model,
+                                 settings_findings=unused, cache=keep is None)
     finally:
         try:
             if keep is not None:
@@ -174,30 +151,78 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibration: CalibrationSet | None,
+                      workdir: Path, *, target: str | None = None, evaluation: CalibrationSet | None = None,
+                      convert: bool = True, float_twin: bool = False, keep_calibration: bool = False,
+                      timeout: float = DEFAULT_TIMEOUT, memory_limit_mb: int | None = None,
+                      trust_model: bool = False, settings_findings: list[Finding] | None = None,
+                      cache: bool = True) -> tuple[Report, ConversionArtifacts]:
+    """One diagnosis of a model already taken in, in `workdir`: the report, and its artifacts: with
+    `float_twin` compare's float reference (see `diagnose_with_float_twin`), with `keep_calibration`
+    the calibrated model and quantizer arguments (see `diagnose_with_calibration`).
+    `settings_findings` are findings about the settings made before (unused data). A successful
+    calibrating conversion is kept in the conversion cache (`convert/cache.py`) and taken from it
+    the next time, unless `cache` is False or a memory limit is set. `fix` runs its rounds through it."""
+    request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None,
+                               "convert": convert, "trust_model": trust_model}
+    if calibration is not None and recipe.calibrate:  # a converter's dataset goes along even when unused
+        calibration.save(workdir / "calibration.npz")
+        request["data"] = str(workdir / "calibration.npz")
+    calibrating = convert and request["data"] is not None and data_is_used(recipe)
+    key = None
+    if calibrating and cache and memory_limit_mb is None:  # a memory limit is a question to ask anew
+        key = conversion_cache.conversion_key(source, recipe, calibration, workdir, trust_model)
+    cached = conversion_cache.lookup(key) if key else None
+    if cached is not None:
+        response = cached.response
+        run = WorkerRun(outcome="ok", seconds=response.get("worker_seconds", 0.0), response=response,
+                        tflite_path=cached.path(conversion_cache.MODEL))
+        artifacts = ConversionArtifacts.read(cached.directory, twin_written=True, calibration=calibration)
+    else:
+        kept = calibrating and (keep_calibration or key is not None)
+        if float_twin or kept:  # free when calibrating: the model handed to the quantizer
+            request["float_twin_output"] = str(workdir / conversion_cache.FLOAT_TWIN)
+        if kept:
+            request["calibration_output"] = str(workdir)
+        if convert:  # after converting, the worker runs the produced model once (runtime/check)
+            request["run_check"] = {"float_model": str(workdir / "float_reference.tflite")}
+        run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
+        if key is not None and run.outcome == "ok":
+            conversion_cache.store(key, workdir, {**run.response, "worker_seconds": round(run.seconds, 3)})
+        artifacts = ConversionArtifacts.read(workdir, twin_written=run.response.get("float_twin") == "ok",
+                                             calibration=calibration if calibrating else None)
+    if target is None and recipe.mode == "int8-strict":
+        target = "int8-accelerator"
+    checked = calibration if data_is_used(recipe) else None  # data the converter never reads is not judged
+    report = _build_report(source, recipe, checked, run, target, evaluation, settings_findings or [])
+    if cached is not None:
+        report.conversion["cached"] = True
+    return report, artifacts
+
+
 def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_ops: bool,
             max_samples: int, workdir: Path) -> tuple[model_intake.ModelSource, Recipe, CalibrationSet | None]:
+    recipe, calibration = recipe_and_data(model, data, mode, io, select_tf_ops, max_samples)
+    if model_intake.is_converter(model):
+        return model_intake.from_converter(model, workdir), recipe, calibration
+    return model_source(model, workdir), recipe, calibration
+
+
+def recipe_and_data(model: Any, data: Any, mode: str | None, io: str | None, select_tf_ops: bool,
+                    max_samples: int) -> tuple[Recipe, CalibrationSet | None]:
+    """The settings (a converter's own, or those of `mode`, `io`, `select_tf_ops`) and the calibration data."""
     if model_intake.is_converter(model):
         if mode or io or select_tf_ops:
             raise UsageError("mode, io and select_tf_ops come from the converter itself: set them on the converter")
         recipe = Recipe.from_converter(model)
-        source = model_intake.from_converter(model, workdir)
-        data = data if data is not None else _dataset_function(model.representative_dataset)
+        data = data if data is not None else tf_private.representative_dataset_function(model.representative_dataset)
         recipe.calibrate = data is not None  # data given here acts as the converter's representative_dataset
     else:
         recipe = Recipe.for_mode(mode or "int8", io or "float", select_tf_ops)
-        source = _model_source(model, workdir)
-    return source, recipe, calibration_set(data, max_samples)
+    return recipe, calibration_set(data, max_samples)
 
 
-def _dataset_function(dataset: Any) -> Any:
-    """A converter's representative_dataset as the user's function: `convert()` wraps it in a
-    `tf.lite.RepresentativeDataset`, whose `input_gen` is that function."""
-    import tensorflow as tf
-
-    return dataset.input_gen if isinstance(dataset, tf.lite.RepresentativeDataset) else dataset
-
-
-def _model_source(model: Any, workdir: Path) -> model_intake.ModelSource:
+def model_source(model: Any, workdir: Path) -> model_intake.ModelSource:
     """Models given without a converter convert as the matching `TFLiteConverter.from_*` would:
     concrete functions as `from_concrete_functions(functions)` (no trackable object: frozen)."""
     if isinstance(model, (str, Path)):
@@ -251,6 +276,8 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
     input_specs = _in_converter_order(model_info.get("inputs", []), produced)
     inputs = [InputSpec.from_dict(spec) for spec in input_specs]
     signature_keys, float_signatures = _converted_signatures(source, model_info, produced)
+    inventory = run.response.get("preflight")
+    recipe.qat_model = is_qat_model(inventory, layers)
     data_findings = (settings_findings + check_input_names(inputs) + check_calibration(calibration, inputs, recipe)
                      + check_list_order(calibration, inputs, produced.input_names if produced else None,
                                         _declared_order(source, model_info))
@@ -258,7 +285,8 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
                      + check_input_shapes(inputs, target))
     if evaluation is not None:
         data_findings += check_against_inference(calibration, evaluation, inputs)
-    inventory = run.response.get("preflight")
+    data_findings = qat_aware(data_findings) if recipe.qat_model else data_findings
+    data_findings += check_settings(recipe)
     prediction = predict(inventory, recipe, layer_names, inputs, data_findings) if inventory else None
     conversion = {"attempted": run.outcome != "skipped", "outcome": run.outcome, "seconds": round(run.seconds, 3),
                   "error_excerpt": None, "model_bytes": None}
@@ -267,9 +295,18 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
     if produced is not None:
         conversion["model_bytes"] = len(tflite_bytes)
         audit = summarize(produced, layer_names)
-        outcome_findings = audit_findings(produced, layer_names, recipe, target)
+        output_layers = source.output_layers or model_info.get("output_layers", [])
+        outcome_findings = audit_findings(produced, layer_names, recipe, target, output_layers)
+        check = run.response.get("run_check")
+        audit["run_check"] = check
+        outcome_findings += run_check_findings(check, run.signal_name, run.stderr, tflite_bytes, produced,
+                                               layer_names, output_layers, recipe, calibration)
+        if recipe.qat_model:
+            outcome_findings += check_against_qat_ranges(input_ranges(produced), inputs, {
+                "calibration data": calibration, "eval data": evaluation})
     elif run.outcome == "error":
         conversion["error_excerpt"] = excerpt(run.error_text)
+        conversion["exception"] = run.response.get("exception_class")  # module:qualname, what convert() raised
         outcome_findings = classify_failure(FailureContext(
             run.error_text, run.response.get("exception_type", ""), layer_names, calibration))
     elif run.outcome != "skipped":
@@ -277,11 +314,12 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         outcome_findings = [_process_finding(run, layers, calibration)]
     if prediction and run.outcome not in ("ok", "error"):
         outcome_findings += prediction.findings  # no converter verdict to stand on: the prediction explains
-    findings = rank_findings(_merge_confirmed(data_findings, outcome_findings))
+    findings = mark_automatic(rank_findings(_merge_confirmed(data_findings, outcome_findings)))
     model = {"source": source.source, "format": source.format, "inputs": input_specs,
              "layers": list(layer_names), "layer_scopes": layer_names.scopes,
              "output_layers": source.output_layers or model_info.get("output_layers", []),
-             "signatures": signature_keys}
+             "signatures": signature_keys, "signature_inputs": model_info.get("signature_inputs", {}),
+             "layer_classes": {layer["name"]: layer["class"] for layer in layers}}
     preflight = None
     if prediction is not None:
         preflight = {**prediction.to_dict(), "seconds": inventory.get("seconds"),
@@ -322,25 +360,49 @@ def _converted_signatures(source: model_intake.ModelSource, model_info: dict[str
     return list(source.signature_keys or model_info.get("signature_keys") or []), None
 
 
-def _merge_confirmed(data_findings: list[Finding], outcome_findings: list[Finding]) -> list[Finding]:
-    """Data findings the converter's error confirms absorb it, so the root cause is reported once.
+# Outcome findings that confirm a data finding of another code: a kernel that failed to prepare on
+# the first sample confirms what the data checks found wrong with that sample's shape or pairing.
+CONFIRMS = {"QD310": ("QD306", "QD304", "QD313")}
+CONFIRMED_PRECEDENCE = 0  # the data finding the converter's own error confirms is the root cause
 
-    A converter error no matcher recognises stays as QD904 next to the data findings, even when
-    they already explain the failure: a reworded converter message shows up instead of hiding
-    behind them.
+
+def _merge_confirmed(data_findings: list[Finding], outcome_findings: list[Finding]) -> list[Finding]:
+    """Data findings the converter's error confirms absorb it, and come first.
+
+    A data finding with the converter's own error (same code, or one in CONFIRMS about the sample the
+    converter failed on) takes the converter's message and ranks before every other finding; data
+    errors the converter never reached (it stopped at the first) rank after it. A confirming finding
+    of another code stays, right after the one it confirms. A converter error no matcher recognises
+    stays as QD904 next to the data findings, even when they already explain the failure: a reworded
+    converter message shows up instead of hiding behind them.
     """
-    by_code = {f.code: f for f in data_findings}
     merged = list(data_findings)
     for finding in outcome_findings:
-        known = by_code.get(finding.code)
-        if known is None:
-            merged.append(finding)
-        elif "converter_message" in finding.evidence:
-            index = merged.index(known)
-            merged[index] = replace(known, evidence={**known.evidence,
-                                                     "converter_message": finding.evidence["converter_message"]})
-            by_code[finding.code] = merged[index]
+        same = next((i for i, known in enumerate(merged[:len(data_findings)]) if known.code == finding.code), None)
+        if same is not None:
+            if "converter_message" in finding.evidence:
+                merged[same] = _confirmed(merged[same], finding)
+            continue
+        confirmed = [i for i, known in enumerate(merged[:len(data_findings)]) if _confirms(finding, known)]
+        for index in confirmed:
+            merged[index] = _confirmed(merged[index], finding)
+        merged.append(replace(finding, precedence=CONFIRMED_PRECEDENCE + 1) if confirmed else finding)
     return merged
+
+
+def _confirms(outcome: Finding, data: Finding) -> bool:
+    """True when `outcome` (the converter's error) is about the problem `data` found in the samples."""
+    if data.code not in CONFIRMS.get(outcome.code, ()):
+        return False
+    return data.code == "QD313" or 0 in data.evidence.get("first_samples", [])  # the converter stops at sample 0
+
+
+def _confirmed(data: Finding, outcome: Finding) -> Finding:
+    message = outcome.evidence.get("converter_message")
+    evidence = {**data.evidence, "confirmed_by_converter": outcome.code}
+    if message:
+        evidence["converter_message"] = message
+    return replace(data, evidence=evidence, precedence=CONFIRMED_PRECEDENCE)
 
 
 RNN_LAYER_CLASSES = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")

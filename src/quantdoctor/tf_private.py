@@ -7,7 +7,8 @@ test in `tests/test_tf_private.py` that fails on the first TensorFlow release th
 A hook that finds its attribute gone raises `TensorFlowChanged` instead of silently doing
 nothing. Add new hooks here, one function each, next to those of the same library.
 
-Pinned against tensorflow-cpu 2.21.0, keras 3 and ai-edge-litert 2.3.0.
+Pinned against tensorflow-cpu 2.21.0, keras 3 and ai-edge-litert 2.3.0 (and, for `quantdoctor
+run`, tensorflow-model-optimization 0.8.1 on tf_keras 2.21).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import contextlib
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 
@@ -132,6 +135,43 @@ def shadow_optimize_tflite_model(converter: Any, before: Callable[[bytes], None]
         return optimize(model, *args, **kwargs)
 
     converter._optimize_tflite_model = observe_then_optimize
+
+
+# --- tf.lite.TFLiteConverter: quantization-aware graphs and TF1 settings ------------------------------
+
+# TFLiteConverterBaseV1.__setattr__ maps these two deprecated names onto TF2-style settings;
+# on a TF2 converter they are plain attributes that nothing reads.
+TF1_ALIASES = ("post_training_quantize", "target_ops")
+
+
+def is_quantization_aware_graph(graph_def: Any) -> bool:
+    """The converter's own test for a quantization-aware trained graph (FakeQuant or
+    QuantizeAndDequantize ops, nested function bodies included): `QuantizationMode
+    .is_quantization_aware_trained_model` in `tensorflow/lite/python/lite.py`."""
+    from tensorflow.lite.python import lite
+
+    mode = _require(lite, "QuantizationMode")([], lite.TargetSpec(), None, graph_def)
+    return bool(_require(mode, "is_quantization_aware_trained_model")())
+
+
+def is_tf2_converter(converter: Any) -> bool:
+    """True for a TF2 `tf.lite.TFLiteConverter` (any of its from_* forms), False for
+    `tf.compat.v1.lite.TFLiteConverter`, which honours the TF1 settings."""
+    from tensorflow.lite.python import lite
+
+    return isinstance(converter, _require(lite, "TFLiteConverterBaseV2"))
+
+
+@lru_cache(maxsize=1)
+def tf1_only_converter_attributes() -> tuple[str, ...]:
+    """The public settings a TF1 converter has and a TF2 converter does not (`inference_type`,
+    `quantized_input_stats`, ...), plus the deprecated aliases the TF1 converter maps: read
+    from TensorFlow's own converter classes (`TFLiteConverterBaseV1`/`V2`), sorted."""
+    from tensorflow.lite.python import lite
+
+    tf1 = set(vars(_require(lite, "TFLiteConverterBaseV1")(experimental_debug_info_func=None)))
+    tf2 = set(vars(_require(lite, "TFLiteConverterBaseV2")()))
+    return tuple(sorted({name for name in tf1 - tf2 if not name.startswith("_")} | set(TF1_ALIASES)))
 
 
 # --- tf.lite: the MLIR quantizer, replayed (accuracy budgets calibrate once) -------------------------
@@ -300,3 +340,60 @@ def interpreter_ops(interpreter: Any) -> list[dict[str, Any]]:
 def interpreter_tensor(interpreter: Any, index: int, subgraph: int = 0) -> dict[str, Any]:
     """Details of any tensor, intermediate ones included (`_get_tensor_details`), as `get_tensor_details` gives them."""
     return _require(interpreter, "_get_tensor_details")(index, subgraph_index=subgraph)
+
+
+# --- run/watch: what is patched while the user's own script runs -------------------------------------
+# Module names are hooked on import; the classes and functions come from the module the hook hands in.
+
+# The module defining the TF2 converter classes (`tf.lite.TFLiteConverter` is its TFLiteConverterV2).
+CONVERTER_MODULE = "tensorflow.lite.python.lite"
+# TensorFlow's own interpreter (`tf.lite.Interpreter`): a class of its own, not LiteRT's.
+TF_INTERPRETER_MODULE = "tensorflow.lite.python.interpreter"
+# Where tfmot defines quantize_model, quantize_apply, ... and its public API module
+# (`tfmot.quantization.keras`), which re-exports them by reference.
+TFMOT_QUANTIZE_MODULES = ("tensorflow_model_optimization.python.core.quantization.keras.quantize",
+                          "tensorflow_model_optimization.python.core.api.quantization.keras")
+TFMOT_ENTRY_POINTS = ("quantize_model", "quantize_apply", "quantize_annotate_model", "quantize_annotate_layer")
+_CONVERTER_CLASSES = ("TFLiteConverterV2", "TFLiteKerasModelConverterV2", "TFLiteSavedModelConverterV2")
+
+
+def converter_classes(lite: ModuleType) -> list[type]:
+    """The TF2 converter classes a user gets from `tf.lite.TFLiteConverter` and its `from_*` constructors.
+
+    Each defines its own `convert`: `from_keras_model` returns a TFLiteKerasModelConverterV2,
+    `from_saved_model` a TFLiteSavedModelConverterV2, `from_concrete_functions` (and the class
+    itself) a TFLiteConverterV2.
+    """
+    return [_require(lite, name) for name in _CONVERTER_CLASSES]
+
+
+def converter_base(lite: ModuleType) -> type:
+    """The base class whose `__init__` every TF2 converter runs when it is built."""
+    return _require(lite, "TFLiteConverterBaseV2")
+
+
+def representative_dataset_function(dataset: Any) -> Any:
+    """The generator function behind `converter.representative_dataset`.
+
+    `convert()` replaces a plain function by a `tf.lite.RepresentativeDataset` wrapping it (and
+    users may set one themselves): its `input_gen` is the function.
+    """
+    return _require(dataset, "input_gen") if type(dataset).__name__ == "RepresentativeDataset" else dataset
+
+
+def interpreter_classes(interpreter_module: ModuleType) -> tuple[type, type]:
+    """The Interpreter and SignatureRunner classes of `ai_edge_litert.interpreter` or of TF's own module."""
+    return _require(interpreter_module, "Interpreter"), _require(interpreter_module, "SignatureRunner")
+
+
+def tfmot_quantize_functions(module: ModuleType) -> dict[str, Any]:
+    """tfmot's entry points that annotate and quantize a Keras model, by name, as `module` holds them."""
+    return {name: vars(module)[name] for name in TFMOT_ENTRY_POINTS if name in vars(module)}
+
+
+def tfmot_supports(layer: Any) -> bool:
+    """Whether tfmot's default 8-bit scheme has a QuantizeConfig for this (tf_keras) layer."""
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry)
+
+    return default_8bit_quantize_registry.Default8BitQuantizeRegistry().supports(layer)

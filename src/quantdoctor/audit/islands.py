@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from quantdoctor.audit.tflite_model import OpInfo, TFLiteModel
 
 BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
+SHAPE_ONLY_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE")  # move values, keep their scale
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,10 @@ class Island:
     dequantize_in: tuple[OpInfo, ...]
     quantize_out: tuple[OpInfo, ...]
 
+    @property
+    def subgraph(self) -> int:
+        return self.ops[0].subgraph
+
 
 def needs_cpu(op: OpInfo) -> bool:
     """True when an integer-only target cannot run the op."""
@@ -30,24 +35,23 @@ def needs_cpu(op: OpInfo) -> bool:
 
 
 def float_islands(model: TFLiteModel) -> list[Island]:
-    """The islands of the main subgraph, in graph order."""
-    cpu_ops = [op for op in model.ops if needs_cpu(op)]
-    groups = _components(cpu_ops)
-    producers, consumers = _tensor_links(model.ops)
+    """The islands of every subgraph (each signature's, each loop body's), subgraph by subgraph, in
+    graph order."""
     islands = []
-    for group in groups:
-        inputs = {t.index for op in group for t in op.inputs}
-        outputs = {t.index for op in group for t in op.outputs}
-        dequantize = {p.index: p for i in inputs for p in producers.get(i, []) if p.name == "DEQUANTIZE"}
-        quantize = {c.index: c for o in outputs for c in consumers.get(o, []) if c.name == "QUANTIZE"}
-        islands.append(Island(tuple(group), tuple(dequantize.values()), tuple(quantize.values())))
+    for graph in model.graphs:
+        producers, consumers = _tensor_links(graph.ops)
+        for group in _components([op for op in graph.ops if needs_cpu(op)]):
+            inputs = {t.index for op in group for t in op.inputs}
+            outputs = {t.index for op in group for t in op.outputs}
+            dequantize = {p.index: p for i in inputs for p in producers.get(i, []) if p.name == "DEQUANTIZE"}
+            quantize = {c.index: c for o in outputs for c in consumers.get(o, []) if c.name == "QUANTIZE"}
+            islands.append(Island(tuple(group), tuple(dequantize.values()), tuple(quantize.values())))
     return islands
 
 
 def integer_partitions(model: TFLiteModel) -> int:
-    """How many connected groups the ops an integer-only target can run fall into."""
-    runnable = [op for op in model.ops if not needs_cpu(op)]
-    return len(_components(runnable))
+    """How many connected groups the ops an integer-only target can run fall into, over every subgraph."""
+    return sum(len(_components([op for op in graph.ops if not needs_cpu(op)])) for graph in model.graphs)
 
 
 def _components(ops: list[OpInfo]) -> list[list[OpInfo]]:

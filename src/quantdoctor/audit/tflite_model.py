@@ -7,10 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.paths import input_kind
 
 FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16")
+SMALL_CONSTANT = 64
 VARIABLE_OPS = ("VAR_HANDLE", "READ_VARIABLE")  # resource variables: their values come from an ASSIGN_VARIABLE
 
 
@@ -25,10 +28,18 @@ class TensorInfo:
     scale: float | None = None
     zero_point: int | None = None
     is_constant: bool = False
+    shape_signature: tuple[int, ...] | None = None  # -1 where the size is free; None: as `shape`
+    # The values of a small float32 constant (at most SMALL_CONSTANT elements): scales, offsets, means.
+    values: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype.lower(), "shape": list(self.shape),
-                "scale": self.scale, "zero_point": self.zero_point}
+                "shape_signature": list(self.signature), "scale": self.scale, "zero_point": self.zero_point}
+
+    @property
+    def signature(self) -> tuple[int, ...]:
+        """The shape with -1 where the model leaves the size free."""
+        return self.shape if self.shape_signature is None else self.shape_signature
 
 
 @dataclass(frozen=True)
@@ -59,42 +70,72 @@ class OpInfo:
 
 
 @dataclass(frozen=True)
+class Subgraph:
+    """One subgraph: the main one (0), another signature's, or a while/if body."""
+
+    index: int
+    ops: list[OpInfo]
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+
+
+@dataclass(frozen=True)
 class SignatureInfo:
-    """One signature of the model: its key, its subgraph, and its input names with their tensor indices."""
+    """One signature of the model: its key, its subgraph, its inputs and outputs by name."""
 
     key: str
     subgraph: int
-    inputs: tuple[tuple[str, int], ...] = ()
+    inputs: dict[str, TensorInfo] = field(default_factory=dict)
+    outputs: dict[str, TensorInfo] = field(default_factory=dict)
 
 
 @dataclass
 class TFLiteModel:
-    """The main subgraph of a .tflite model, plus the ops of any other subgraphs, and the signatures."""
+    """Every subgraph of a .tflite model (the first is the main one) and its signatures."""
 
-    ops: list[OpInfo]
-    inputs: list[TensorInfo]
-    outputs: list[TensorInfo]
-    subgraphs: int = 1
-    extra_ops: list[OpInfo] = field(default_factory=list)
+    graphs: list[Subgraph]
     signatures: list[SignatureInfo] = field(default_factory=list)
+
+    @property
+    def ops(self) -> list[OpInfo]:
+        """Ops of the main subgraph."""
+        return self.graphs[0].ops
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        """Inputs of the main subgraph."""
+        return self.graphs[0].inputs
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        """Outputs of the main subgraph."""
+        return self.graphs[0].outputs
+
+    @property
+    def subgraphs(self) -> int:
+        return len(self.graphs)
 
     @property
     def all_ops(self) -> list[OpInfo]:
         """Ops of every subgraph (signatures, while/if bodies)."""
-        return self.ops + self.extra_ops
+        return [op for graph in self.graphs for op in graph.ops]
 
     @property
     def input_names(self) -> list[str]:
         """The main subgraph's inputs in the order the model (and its calibrator) takes them: by the
         name its signature gives each one, else by tensor name."""
-        by_index = {index: name for signature in self.signatures if signature.subgraph == 0
-                    for name, index in signature.inputs}
+        signature = self.signature_of(0)
+        by_index = {tensor.index: name for name, tensor in signature.inputs.items()} if signature else {}
         return [by_index.get(tensor.index, tensor.name) for tensor in self.inputs]
+
+    def signature_of(self, subgraph: int) -> SignatureInfo | None:
+        """The signature whose entry point is `subgraph`, if any."""
+        return next((s for s in self.signatures if s.subgraph == subgraph), None)
 
     def signature_ops(self, key: str) -> list[OpInfo]:
         """The ops of the subgraph a signature runs (empty for an unknown key)."""
         subgraphs = [s.subgraph for s in self.signatures if s.key == key]
-        return [op for op in self.all_ops if subgraphs and op.subgraph == subgraphs[0]]
+        return self.graphs[subgraphs[0]].ops if subgraphs and subgraphs[0] < len(self.graphs) else []
 
 
 def read_tflite_file(path: str | Path) -> TFLiteModel:
@@ -134,7 +175,7 @@ def read_tflite(content: bytes) -> TFLiteModel:
     type_names = {value: name for name, value in vars(schema.TensorType).items() if not name.startswith("_")}
     codes = model.operatorCodes or []
     buffers = model.buffers or []
-    subgraphs = []
+    graphs, tensors_of = [], []
     for number, subgraph in enumerate(model.subgraphs):
         tensors = [_tensor(i, t, buffers, type_names) for i, t in enumerate(subgraph.tensors or [])]
         where = f"subgraph {number}"
@@ -150,17 +191,23 @@ def read_tflite(content: bytes) -> TFLiteModel:
                               _pick(tensors, op.inputs, f"op {index} of {where}"),
                               _pick(tensors, op.outputs, f"op {index} of {where}"), custom_name=custom,
                               subgraph=number))
-        subgraphs.append((ops, list(_pick(tensors, subgraph.inputs, f"the inputs of {where}")),
-                          list(_pick(tensors, subgraph.outputs, f"the outputs of {where}"))))
-    main_ops, inputs, outputs = subgraphs[0]
-    extra = [op for ops, _, _ in subgraphs[1:] for op in ops]
-    return TFLiteModel(main_ops, inputs, outputs, subgraphs=len(subgraphs), extra_ops=extra,
-                       signatures=[_signature(s) for s in model.signatureDefs or []])
+        graphs.append(Subgraph(number, ops, list(_pick(tensors, subgraph.inputs, f"the inputs of {where}")),
+                               list(_pick(tensors, subgraph.outputs, f"the outputs of {where}"))))
+        tensors_of.append(tensors)
+    return TFLiteModel(graphs, [_signature(s, tensors_of) for s in model.signatureDefs or []])
 
 
-def _signature(signature: Any) -> SignatureInfo:
-    inputs = tuple((_text(item.name), int(item.tensorIndex)) for item in signature.inputs or [])
-    return SignatureInfo(_text(signature.signatureKey), int(signature.subgraphIndex), inputs)
+def _signature(signature: Any, tensors_of: list[list[TensorInfo]]) -> SignatureInfo:
+    number = int(signature.subgraphIndex)
+    if not 0 <= number < len(tensors_of):
+        raise UsageError(f"corrupt .tflite model: a signature names subgraph {number}, but the model has "
+                         f"{len(tensors_of)}")
+    where = f"signature '{_text(signature.signatureKey)}'"
+    inputs = _pick(tensors_of[number], [item.tensorIndex for item in signature.inputs or []], where)
+    outputs = _pick(tensors_of[number], [item.tensorIndex for item in signature.outputs or []], where)
+    return SignatureInfo(_text(signature.signatureKey), number,
+                         {_text(item.name): t for item, t in zip(signature.inputs or [], inputs)},
+                         {_text(item.name): t for item, t in zip(signature.outputs or [], outputs)})
 
 
 def _pick(tensors: list[TensorInfo], indices: Any, owner: str) -> tuple[TensorInfo, ...]:
@@ -189,5 +236,13 @@ def _tensor(index: int, tensor: Any, buffers: list[Any], type_names: dict[int, s
     buffer = buffers[tensor.buffer] if tensor.buffer < len(buffers) else None
     constant = buffer is not None and (buffer.data is not None and len(buffer.data) > 0 or bool(buffer.size))
     shape = tuple(int(d) for d in (tensor.shape if tensor.shape is not None else []))
-    return TensorInfo(index, _text(tensor.name), type_names.get(tensor.type, str(tensor.type)), shape, scale,
-                      zero_point, constant)
+    signature = None
+    if tensor.shapeSignature is not None and len(tensor.shapeSignature):
+        signature = tuple(int(d) for d in tensor.shapeSignature)
+    dtype = type_names.get(tensor.type, str(tensor.type))
+    values = None
+    if constant and dtype == "FLOAT32" and buffer.data is not None and 0 < len(buffer.data) <= 4 * SMALL_CONSTANT \
+            and len(buffer.data) % 4 == 0:
+        values = tuple(float(v) for v in np.frombuffer(bytes(buffer.data), dtype="<f4"))
+    return TensorInfo(index, _text(tensor.name), dtype, shape, scale, zero_point, constant,
+                      shape_signature=signature, values=values)

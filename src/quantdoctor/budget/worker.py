@@ -27,10 +27,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from quantdoctor.compare.lane import as_input, inputs_for
 from quantdoctor.compare.worker import raised_in
 from quantdoctor.convert.protocol import read_json, write_json
 from quantdoctor.intake.data import CalibrationSet, Sample
+from quantdoctor.runtime.feed import Feeder
 
 
 def main(request_path: str, reply_fd: str) -> int:
@@ -88,38 +88,31 @@ def _serve(command: dict[str, Any], request: dict[str, Any], calibrated: bytes, 
 def model_outputs(model: bytes, samples: list[Sample]) -> list[np.ndarray]:
     """The model's outputs on all samples (dequantized when integer), samples along axis 0.
 
-    The samples run as one batch where the model's batch dimension can be resized, one by one
-    otherwise.
+    The samples run as one batch where the model's batch dimension is free, one by one otherwise.
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     interpreter = Interpreter(model_content=model,
                               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    details = interpreter.get_input_details()
-    per_sample = [inputs_for(interpreter, sample.values) for sample in samples]
-    if all(len(d["shape_signature"]) and d["shape_signature"][0] == -1 for d in details):
-        batches = [np.concatenate([arrays[i] for arrays in per_sample]) for i in range(len(details))]
-        for detail, batch in zip(details, batches):
-            interpreter.resize_tensor_input(detail["index"], list(batch.shape))
-        interpreter.allocate_tensors()
-        return _invoke(interpreter, batches)
-    interpreter.allocate_tensors()
-    runs = [_invoke(interpreter, arrays) for arrays in per_sample]
+    feed = Feeder(interpreter)
+    if all(model_input.shape_signature[:1] == (-1,) for model_input in feed.inputs):
+        batches = [{key: np.concatenate([s.values[key] for s in samples]) for key in samples[0].values}]
+    else:
+        batches = [sample.values for sample in samples]
+    runs = []
+    for values in batches:
+        feed(values)
+        interpreter.invoke()
+        runs.append([_dequantized(interpreter, detail) for detail in interpreter.get_output_details()])
     return [np.concatenate([run[i] for run in runs]) for i in range(len(runs[0]))]
 
 
-def _invoke(interpreter: Any, arrays: list[np.ndarray]) -> list[np.ndarray]:
-    for detail, array in zip(interpreter.get_input_details(), arrays):
-        interpreter.set_tensor(detail["index"], as_input(detail, array))
-    interpreter.invoke()
-    outputs = []
-    for detail in interpreter.get_output_details():
-        value = interpreter.get_tensor(detail["index"])
-        scale, zero_point = detail["quantization"]
-        if scale and np.issubdtype(value.dtype, np.integer):
-            value = (value.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
-        outputs.append(value.astype(np.float32))
-    return outputs
+def _dequantized(interpreter: Any, detail: dict[str, Any]) -> np.ndarray:
+    value = interpreter.get_tensor(detail["index"])
+    scale, zero_point = detail["quantization"]
+    if scale and np.issubdtype(value.dtype, np.integer):
+        value = (value.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+    return value.astype(np.float32)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,11 @@ CHECKS = (
     Check(
         code="QD503", name="mixed-range-merge", severity="warning", precedence=40,
         title="A concatenation or add forces one scale on inputs of very different ranges",
-        detects="CONCATENATION/ADD/PACK takes inputs whose float ranges differ by 50x or more; INT8 gives the "
-                "result a single scale, so the small-range input keeps a handful of levels.",
+        detects="Comparing float and quantized activations on eval data: CONCATENATION/ADD/PACK takes inputs "
+                "whose float ranges differ by 50x or more; INT8 gives the result a single scale, so the "
+                "small-range input keeps a handful of levels. The inputs are found behind ops that only move "
+                "or requantize values (a Dense on a rank-3 tensor ends in a RESHAPE). An error when channels of "
+                "the result keep no signal at all (quantized to a constant: 0 dB); the message counts them.",
         why="The classic cause of all-zero scores in detectors: box coordinates in 0..640 concatenated with "
             "scores in 0..1 leave the scores one or two quantization steps.",
         example="keras.layers.Concatenate()([boxes_in_pixels, scores])",
@@ -49,10 +52,29 @@ CHECKS = (
         fix_code=keep_float_code(["<tensor>"]),
     ),
     Check(
+        code="QD506", name="merge-crushes-input", severity="error", precedence=18,
+        title="A merge's output scale is too coarse for one of its inputs",
+        detects="Read from the quantization parameters of any integer model, no data needed: an input of "
+                "CONCATENATION or PACK (ADD: a warning) whose calibrated range (its own scale times its "
+                "integer levels, found behind RESHAPE and requantizing QUANTIZE ops) spans fewer than two steps "
+                "of the merge's output scale.",
+        why="The input's values all land on one or two levels of the result: detector scores next to box "
+            "coordinates in pixels all read 0 while the output's overall SQNR still looks healthy. For an ADD "
+            "the small addend is below the sum's resolution.",
+        example="boxes = keras.layers.Rescaling(640.0)(keras.layers.Dense(4)(features))   # [1, anchors, 4]\n"
+                "scores = keras.layers.Dense(80, activation='sigmoid')(features)          # [1, anchors, 80]\n"
+                "outputs = keras.layers.Concatenate()([boxes, scores])",
+        fix="Bring the inputs to similar ranges before merging (divide boxes by the image size), output them "
+            "separately, or keep the merge in float (code below).",
+        fix_code=keep_float_code(["<tensor>"]),
+    ),
+    Check(
         code="QD504", name="output-collapse", severity="error", precedence=20,
-        title="A quantized output collapses to a (near) constant on the eval data",
-        detects="A model output of the quantized model barely moves over the eval samples (its spread is under "
-                "1% of the float output's): stuck at one value, or squeezed into a sliver of the real range.",
+        title="A quantized output collapses to a (near) constant",
+        detects="A model output of the quantized model barely moves (its spread is under 1% of the float "
+                "output's): stuck at one value, or squeezed into a sliver of the real range. compare measures it "
+                "on the eval samples; every diagnose with calibration data measures it on the first few "
+                "calibration samples, against the float model the converter quantized.",
         why="The quantized model answers the same thing whatever the input: its scale is far too coarse for "
             "the output's real range, or an upstream layer saturates completely.",
         example="a regression head calibrated on samples whose outputs span a tiny range",
@@ -70,5 +92,42 @@ CHECKS = (
         fix="Quantize inputs with the model's own parameters (and dequantize int8 outputs the same way).",
         fix_code="scale, zero_point = input_details['quantization']\n"
                  "q = np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8)",
+    ),
+    Check(
+        code="QD507", name="output-destroyed", severity="error", precedence=22,
+        title="A quantized output no longer follows the float output",
+        detects="Run on the first few calibration samples (every diagnose with calibration data) or on the "
+                "eval samples (compare), a model output of the quantized model differs from the float model's "
+                "about as much as the float output itself measures: SQNR at or under 3 dB (the error's power at "
+                "least half the signal's), while the output still moves (else QD504).",
+        why="Quantization noise as large as the signal: the outputs are noise, whatever an accuracy number on "
+            "a few easy inputs says.",
+        example="keras.layers.Lambda(lambda x: x[:, 1:] - x[:, :1])   # two pixel positions, 0..640, a step of 2.5\n"
+                "# their difference (about +-1) is lost in the inputs' quantization",
+        fix="Compare the model layer by layer (`quantdoctor compare`) to find where the signal is lost, then "
+            "recalibrate on representative data or keep that layer in float.",
+    ),
+    Check(
+        code="QD510", name="float-model-wrong-on-eval-data", severity="error", precedence=6,
+        title="The float model is already wrong on the eval data: quantization is not the problem",
+        detects="On the eval data, the float model and the quantized model both score at chance on the labels, "
+                "or both predict one class for every input.",
+        why="The quantized model cannot be better than its float reference. When the float model fails too, "
+            "the eval data does not match what the model was trained on: look at the preprocessing, not at "
+            "quantization.",
+        example="eval_data = raw_images            # the model was trained on raw_images / 255.0",
+        fix="Preprocess the eval data exactly as the training data (the check for the classic mistakes is "
+            "reported with it), then compare again.",
+    ),
+    Check(
+        code="QD511", name="preprocessing-mismatch", severity="error", precedence=5,
+        title="The eval data is preprocessed differently from what the model expects",
+        detects="When the float model fails on the eval data, quantdoctor runs it again on the data with one "
+                "classic preprocessing mistake undone: channels reversed (RGB/BGR), values scaled by 255 or "
+                "1/255, or the model's own normalisation (Rescaling, Normalization, Sub/Div by constants at its "
+                "input) applied a second time. A variant that brings the float model back is the cause.",
+        why="The model is fine; the data fed to it is not the data it was trained on.",
+        example="x = (image - mean) / std       # and the model starts with its own Normalization layer",
+        fix="Feed the data as the variant that worked (shown with its accuracy), in calibration and inference.",
     ),
 )

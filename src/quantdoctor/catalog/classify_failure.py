@@ -183,6 +183,10 @@ _RULES = (
           lambda m, c: catalog.get("QD104").finding(
               f"The quantizer has no integer version of {m.group(1)}, and only integer ops were allowed.",
               location=Location(op=m.group(1)), evidence={"converter_message": m.group(0)})),
+    _Rule(Matcher.of("16x8-not-supported", r"Quantization to 16x8-bit not yet supported for op: '(\w+)'"),
+          lambda m, c: catalog.get("QD325").finding(
+              f"{m.group(1)} has no kernel with 16-bit activations, and only 16x8 ops were allowed.",
+              location=Location(op=m.group(1)), evidence={"converter_message": m.group(0)})),
     _Rule(Matcher.of("no-signature", r"Only support at least one signature key\.?"),
           _simple("QD401", "The SavedModel offers no signature the converter can use.")),
     _Rule(Matcher.of("unknown-signature-key", r"Invalid signature key '([^']*)' found\. Valid keys are '([^']*)'\.?"),

@@ -106,4 +106,53 @@ CHECKS = (
                  "export_model.set_weights(trained_model.get_weights())\n"
                  "converter = tf.lite.TFLiteConverter.from_keras_model(export_model)",
     ),
+    Check(
+        code="QD208", name="tf1-setting-ignored", severity="warning", precedence=30,
+        title="A TF1 converter setting on a TF2 converter: silently ignored",
+        detects="A setting only the TF1 converter (`tf.compat.v1.lite.TFLiteConverter`) reads is set on a TF2 "
+                "`tf.lite.TFLiteConverter`: `inference_type`, `quantized_input_stats`, `default_ranges_stats`, "
+                "`change_concat_input_ranges`, `reorder_across_fake_quant`, `drop_control_dependency`, "
+                "`output_format`, `dump_graphviz_dir`, `dump_graphviz_video`, `conversion_summary_dir`, "
+                "`post_training_quantize`, `target_ops`. The list is read from TensorFlow's own converter classes.",
+        why="The TF2 converter has no such settings, so the assignment makes a plain attribute nothing reads: no "
+            "error, no warning. `inference_type = tf.uint8` gives no uint8 model (the graph is int8, the I/O "
+            "follow `inference_input_type`), `post_training_quantize = True` no quantization at all.",
+        example="converter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+                "converter.inference_type = tf.uint8\n"
+                "converter.quantized_input_stats = {'image': (128.0, 127.0)}",
+        fix="Remove the TF1 setting and write the TF2 way given for it (each finding names one setting).",
+    ),
+    Check(
+        code="QD209", name="not-integer-for-microcontroller", severity="error", precedence=55,
+        title="The model is not integer: LiteRT for Microcontrollers cannot run it as an INT8 model",
+        detects="With `--target microcontroller`, the produced model computes in float: float16 weights "
+                "dequantized to float32 in front of float ops (float16 quantization), int8 weights with float "
+                "activations (dynamic range quantization), or no quantization at all.",
+        why="LiteRT for Microcontrollers runs int8 models: its DEQUANTIZE kernel takes int8/int16 only, so a "
+            "float16 model does not even load, and it has no hybrid (dynamic range) kernels. The float ops are "
+            "not missing INT8 kernels: the settings never asked for integer activations.",
+        example="converter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+                "converter.target_spec.supported_types = [tf.float16]",
+        fix="Convert with full integer settings: a representative dataset, integer-only ops and int8 I/O.",
+        fix_code="converter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+                 "converter.representative_dataset = representative_dataset\n"
+                 "converter.target_spec.supported_types = []\n"
+                 "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\n"
+                 "converter.inference_input_type = tf.int8\n"
+                 "converter.inference_output_type = tf.int8",
+    ),
+    Check(
+        code="QD210", name="uint8-io-for-microcontroller", severity="warning", precedence=64,
+        title="uint8 input/output on a microcontroller: int8 is the supported boundary type",
+        detects="With `--target microcontroller`, a model input or output is uint8.",
+        why="LiteRT for Microcontrollers dropped uint8 quantization: only its QUANTIZE kernel still takes uint8, to "
+            "requantize to int8 at the model's edge, and releases before mid-2022 (and ports built from them) "
+            "reject a uint8 input in that kernel too. Any other op touching a uint8 tensor fails to prepare. "
+            "int8 I/O runs everywhere and saves the requantize ops.",
+        example="converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8",
+        fix="Use int8 input and output; shift uint8 data by 128 on the device (same scale, zero point - 128).",
+        fix_code="converter.inference_input_type = tf.int8\n"
+                 "converter.inference_output_type = tf.int8\n"
+                 "# on the device: int8_value = uint8_value - 128",
+    ),
 )

@@ -81,4 +81,46 @@ CHECKS = (
                  "converter = tf.lite.TFLiteConverter.from_saved_model('exported')\n"
                  "# or: tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], serve)",
     ),
+    Check(
+        code="QD410", name="fake-quant-left-in-model", severity="warning", precedence=58,
+        title="A training-time FakeQuant survived into the .tflite as a QUANTIZE/DEQUANTIZE round trip",
+        detects="The .tflite has a QUANTIZE whose result goes straight into a DEQUANTIZE: a FakeQuant op of a "
+                "quantization-aware trained graph that the converter kept as a round trip instead of folding "
+                "its range into an integer op.",
+        why="The ops around it compute in float with the quantization noise added: slower and larger than "
+            "either the float or the integer model, and not what the training prepared.",
+        example="quantize_apply() on a model whose annotated Dense follows an unannotated custom layer, "
+                "converted without a representative dataset",
+        fix="Give a representative dataset: a model that is only partly quantization-aware trained needs one for "
+            "the tensors the training left without a range (next to the round trip), and the quantizer then folds "
+            "it into integer ops. The trained ranges stay as they are.",
+        fix_code="converter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+                 "converter.representative_dataset = representative_dataset   # ranges for the tensors QAT left out",
+    ),
+    Check(
+        code="QD411", name="qat-model-without-optimizations", severity="error", precedence=12,
+        title="A quantization-aware trained model converted without optimizations stays float",
+        detects="The graph carries FakeQuant ranges from quantization-aware training (tfmot's QuantizeWrapper "
+                "layers), and `converter.optimizations` is empty.",
+        why="Without optimizations the converter does not quantize: it keeps every FakeQuant as a QUANTIZE/"
+            "DEQUANTIZE round trip around float ops. The trained ranges go unused and the model is float, "
+            "with extra ops.",
+        example="converter = tf.lite.TFLiteConverter.from_keras_model(quantize_model(model))\n"
+                "tflite_model = converter.convert()",
+        fix="Enable optimizations. A QAT model needs no representative dataset: its ranges are trained.",
+        fix_code="converter.optimizations = [tf.lite.Optimize.DEFAULT]",
+    ),
+    Check(
+        code="QD412", name="qat-range-mismatch", severity="warning", precedence=60,
+        title="The data falls outside the input range the QAT model was trained with",
+        detects="The input range a quantization-aware trained model learned (its first FakeQuant, the input "
+                "quantizer of the .tflite) does not cover the calibration or eval data: a share of the values "
+                "is clipped, or the data uses a sliver of the range.",
+        why="A QAT model keeps its trained ranges; calibration data does not change them. Data preprocessed "
+            "differently from training (0..255 against 0..1, another normalisation) is clipped at the input "
+            "or squeezed into a few integer levels, and the model's answers degrade.",
+        example="training on image / 255.0, deployment on raw pixels",
+        fix="Feed the model data preprocessed exactly as during training (the trained range is shown); if the "
+            "deployment data really differs, fine-tune the QAT model on it.",
+    ),
 )

@@ -158,4 +158,26 @@ CHECKS = (
         fix="Replace the ops listed with ones the microcontroller runtime supports in INT8, and make sure the "
             "model is fully integer (no float islands).",
     ),
+    Check(
+        code="QD112", name="model-fails-at-runtime", severity="error", precedence=15,
+        title="The converted model does not run in LiteRT",
+        detects="After every successful conversion quantdoctor runs the produced model once, in an isolated "
+                "process, on a calibration sample (zeros when there is none and the input sizes are fixed). "
+                "The LiteRT interpreter refused an op (`Node number N (OP) failed to prepare`, `failed to "
+                "invoke`), or aborted the whole process while allocating tensors; then quantdoctor finds the op "
+                "by running ever shorter prefixes of the model in probe processes.",
+        why="The converter does not check that the runtime has a kernel for each op at the types it chose. "
+            "int16x8 quantization in particular leaves int16 ops that LiteRT refuses (SQUARED_DIFFERENCE from "
+            "a Keras LayerNormalization) or aborts on (the SUB of a tf_keras LayerNormalization): in an app "
+            "the abort kills the process without a message.",
+        example="x = tf_keras.layers.LayerNormalization()(x)\n"
+                "converter.target_spec.supported_ops = [\n"
+                "    tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]",
+        fix="Keep the op named in float (selective quantization, code below), or quantize to int8 instead of "
+            "16x8.",
+        fix_code="debug_options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=['<tensor>'])\n"
+                 "debugger = tf.lite.experimental.QuantizationDebugger(\n"
+                 "    converter=converter, debug_dataset=representative_dataset, debug_options=debug_options)\n"
+                 "tflite_model = debugger.get_nondebug_quantized_model()",
+    ),
 )

@@ -10,6 +10,7 @@ import numpy as np
 from quantdoctor import catalog
 from quantdoctor.catalog.accuracy import keep_float_code
 from quantdoctor.catalog.locations import layers_in_tensor_name
+from quantdoctor.compare.measures import DESTROYED_SQNR_DB, MAX_SQNR_DB
 from quantdoctor.report.model import Finding, Location
 
 OWN_DROP_DB = 15.0           # a layer losing this much on its own (30x the noise power) beyond its inputs' error
@@ -17,13 +18,12 @@ OUTLIER_DB = 15.0            # ... and this much more than the median layer
 LOW_SQNR_DB = 10.0           # ... whose worst channel is crushed (noise within 3x of the signal) stands out
 TENSOR_SQNR_DB = 20.0        # ... and whose whole tensor is poor too (a crushed slice alone: see the ranking, QD503)
 MAX_OUTLIERS = 3             # the worst few: the ranked table has the rest
-MAX_SQNR_DB = 120.0          # what an exact tensor scores
 CLIPPED_FRACTION = 0.01
 MERGE_RANGE_RATIO = 50.0
 _MERGE_OPS = ("CONCATENATION", "ADD", "PACK")
 
 
-def layer_rows(response: dict[str, Any], layer_names: list[str], output_layers: list[str | None]) -> list[dict[str, Any]]:
+def layer_rows(response: dict[str, Any], layer_names: list[str], output_layers: dict[str, str | None]) -> list[dict[str, Any]]:
     """Per compared tensor, its metrics plus the Keras layer, ranked by the error it adds on its own.
 
     `own_sqnr_drop_db` is how much worst-channel SQNR the op loses against the worst of the
@@ -31,9 +31,9 @@ def layer_rows(response: dict[str, Any], layer_names: list[str], output_layers: 
     inherits its inputs' error hardly at all. Rows are ranked by that drop, largest first, so the
     first row is the layer to act on; absolute SQNR stays in each row. Model outputs carry no
     scope in their names (`StatefulPartitionedCall_1:0`): they are named by the layer producing
-    each output.
+    each output (`output_layers`: output tensor name -> layer).
     """
-    by_output = {o["tensor"]: layer for o, layer in zip(response["outputs"], output_layers)}
+    by_output = output_layers
     worst = {t["tensor"]: t["worst_channel_sqnr_db"] for t in response["tensors"]}
     inputs_of = {link["tensor"]: link["inputs"] for link in response["ops"]}
     rows = []
@@ -102,6 +102,12 @@ def comparison_findings(rows: list[dict[str, Any]], output_stats: list[dict[str,
                 f"Quantized output '{output['tensor']}' barely moves over the eval samples (under 1% of the float "
                 f"output's spread) while the float output spans {_range(output['float_range'])}.",
                 location=Location(tensor=output["tensor"]), evidence={"float_range": output["float_range"]}))
+        elif output["sqnr_db"] <= DESTROYED_SQNR_DB:
+            findings.append(catalog.get("QD507").finding(
+                f"Quantized output '{output['tensor']}' keeps an SQNR of {output['sqnr_db']:.1f} dB against the float "
+                f"model over the eval samples: its error is about as large as its values.",
+                location=Location(tensor=output["tensor"]),
+                evidence={"sqnr_db": output["sqnr_db"], "float_range": output["float_range"]}))
     return findings
 
 
@@ -118,14 +124,19 @@ def _merge_findings(rows: list[dict[str, Any]], tensors: dict[str, dict[str, Any
             continue
         small_span, large_span = min(span for _, span in spans), max(span for _, span in spans)
         if large_span / small_span >= MERGE_RANGE_RATIO:
+            lost = row.get("lost_channels", [])
+            crushed = f"the small one is crushed (worst channel {row['worst_channel_sqnr_db']:.1f} dB)"
+            if lost:
+                per_sample = round(len(lost) * row["values_per_sample"] / row["channels"])
+                crushed = (f"{len(lost)} of its {row['channels']} channels ({per_sample} values per sample) quantize "
+                           f"to a constant and carry nothing")
             findings.append(catalog.get("QD503").finding(
                 f"{_name(row)} ({row['op']}) merges inputs spanning {large_span:.4g} and {small_span:.4g} "
-                f"({large_span / small_span:.0f}x) under one scale: the small one is crushed "
-                f"(worst channel {row['worst_channel_sqnr_db']:.1f} dB).",
+                f"({large_span / small_span:.0f}x) under one scale: {crushed}.",
                 location=Location(layer=row["layer"], op=row["op"], tensor=row["tensor"]),
                 evidence={"input_spans": {name: span for name, span in spans},
-                          "worst_channel_sqnr_db": row["worst_channel_sqnr_db"]},
-                fix_code=keep_float_code([row["tensor"]])))
+                          "worst_channel_sqnr_db": row["worst_channel_sqnr_db"], "lost_channels": lost},
+                fix_code=keep_float_code([row["tensor"]]), severity="error" if lost else None))
     return findings
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from quantdoctor.compare.matching import Pairs, matched_tensors
 from quantdoctor.compare.metrics import ErrorStats
+from quantdoctor.runtime.feed import Feeder
 from quantdoctor.tf_private import interpreter_tensor
 
 
@@ -31,8 +32,8 @@ class Lane:
         self.float_model = Interpreter(model_path=float_path, **options)
         self.quant_model = Interpreter(model_path=quant_path, **options)
         self.pairs = pairs = pairs or matched_tensors(self.float_model, self.quant_model)
-        self.float_model.allocate_tensors()
-        self.quant_model.allocate_tensors()
+        # Tensors are allocated by the first sample: a size the model leaves free takes the sample's.
+        self.feed_float, self.feed_quant = Feeder(self.float_model), Feeder(self.quant_model)
         self.stats = {name: _new_stats(self.quant_model, index) for name, (_, index, _) in pairs.items()}
         self.output_stats = [_new_stats(self.quant_model, d["index"]) for d in self.quant_model.get_output_details()]
         self._tracked = [(self.stats[name], self.float_model.tensor(f), self.quant_model.tensor(q))
@@ -46,9 +47,10 @@ class Lane:
         float_outputs = [d["index"] for d in self.float_model.get_output_details()]
         quant_outputs = [d["index"] for d in self.quant_model.get_output_details()]
         for sample in samples:
-            arrays = inputs_for(self.float_model, sample.values)
-            _invoke(self.float_model, arrays)
-            _invoke(self.quant_model, arrays)
+            self.feed_float(sample.values)
+            self.float_model.invoke()
+            self.feed_quant(sample.values)
+            self.quant_model.invoke()
             # Read in place; no view may outlive this loop: the interpreter refuses to run while one is alive.
             for stats, float_tensor, quant_tensor in self._tracked:
                 stats.add(float_tensor(), quant_tensor())
@@ -62,38 +64,16 @@ class Lane:
 
 
 def _new_stats(interpreter: Any, index: int) -> ErrorStats:
-    """Empty statistics for the quantized model's tensor `index`, with its scale and integer range."""
+    """Empty statistics for the quantized model's tensor `index`, with its scale and integer range.
+
+    Channels are the last axis, unless the model leaves its size free (a sequence's length after a
+    transpose, say): samples then disagree on it, and the tensor counts as one channel."""
     detail = interpreter_tensor(interpreter, index)
     scale, zero_point = detail["quantization"]
     dtype = np.dtype(detail["dtype"])
     info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
+    per_channel = not len(detail["shape_signature"]) or detail["shape_signature"][-1] != -1
     if not scale or info is None:
-        return ErrorStats()
-    return ErrorStats(scale=float(scale), zero_point=int(zero_point), qmin=int(info.min), qmax=int(info.max))
-
-
-def inputs_for(interpreter: Any, values: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """The sample's arrays in the interpreter's input order (by name when the sample names them)."""
-    details = interpreter.get_input_details()
-    arrays = list(values.values())
-    ordered = []
-    for position, detail in enumerate(details):
-        name = detail["name"].removeprefix("serving_default_").rsplit(":", 1)[0]
-        ordered.append(values.get(name, arrays[position] if position < len(arrays) else arrays[-1]))
-    return ordered
-
-
-def _invoke(interpreter: Any, arrays: list[np.ndarray]) -> None:
-    for detail, array in zip(interpreter.get_input_details(), arrays):
-        interpreter.set_tensor(detail["index"], as_input(detail, array))
-    interpreter.invoke()
-
-
-def as_input(detail: dict[str, Any], array: np.ndarray) -> np.ndarray:
-    """Float samples quantized for an integer input with its scale and zero point; cast otherwise."""
-    dtype = np.dtype(detail["dtype"])
-    scale, zero_point = detail["quantization"]
-    if np.issubdtype(dtype, np.integer) and scale and np.issubdtype(array.dtype, np.floating):
-        info = np.iinfo(dtype)
-        return np.clip(np.round(array / scale) + zero_point, info.min, info.max).astype(dtype)
-    return array.astype(dtype)
+        return ErrorStats(per_channel=per_channel)
+    return ErrorStats(scale=float(scale), zero_point=int(zero_point), qmin=int(info.min), qmax=int(info.max),
+                      per_channel=per_channel)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from quantdoctor.audit.islands import BOUNDARY_OPS
+from quantdoctor.audit.islands import BOUNDARY_OPS, SHAPE_ONLY_OPS
 from quantdoctor.tf_private import interpreter_ops, interpreter_tensor
 
 Pairs = dict[str, tuple[int, int, str]]  # tensor name -> (float index, quantized index, producing op)
@@ -55,8 +55,7 @@ def op_links(quant_model: Any, pairs: Pairs) -> list[dict[str, Any]]:
         op = producer_of.get(quant_index)
         if op is None:  # a model input: nothing feeds it
             continue
-        feeding = [by_index.get(int(i)) or _through_quantize(int(i), producer_of, by_index)
-                   for i in op["inputs"] if i >= 0]
+        feeding = [_compared_source(int(i), producer_of, by_index) for i in op["inputs"] if i >= 0]
         links.append({"tensor": name, "inputs": [f for f in feeding if f]})
     return links
 
@@ -66,8 +65,13 @@ def _producers(model: Any) -> dict[int, dict[str, Any]]:
     return {int(i): op for op in interpreter_ops(model) for i in op["outputs"]}
 
 
-def _through_quantize(index: int, producer_of: dict[int, Any], by_index: dict[int, str]) -> str | None:
-    op = producer_of.get(index)
-    if op is not None and op["op_name"] in BOUNDARY_OPS:
-        return next((by_index[int(i)] for i in op["inputs"] if int(i) in by_index), None)
-    return None
+def _compared_source(index: int, producer_of: dict[int, Any], by_index: dict[int, str]) -> str | None:
+    """The compared tensor behind input `index`: itself, or the one a chain of ops that only move or
+    requantize values (RESHAPE, QUANTIZE, ...) starts from. A Dense on a rank-3 tensor ends in a
+    RESHAPE, and a merge's inputs are often requantized to its scale first."""
+    while index not in by_index:
+        op = producer_of.get(index)
+        if op is None or (op["op_name"] not in BOUNDARY_OPS and op["op_name"] not in SHAPE_ONLY_OPS):
+            return None
+        index = int(op["inputs"][0])
+    return by_index[index]

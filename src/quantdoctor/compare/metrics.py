@@ -17,12 +17,11 @@ from dataclasses import dataclass, field, replace
 import numba
 import numpy as np
 
-_EPS = 1e-30
+from quantdoctor.compare.measures import EPS as _EPS
+from quantdoctor.compare.measures import LOST_SQNR_DB, MAX_SQNR_DB, collapsed, db
 _RESERVOIR = 2000  # float values kept for the histogram ...
 _RESERVOIR_PER_SAMPLE = 64  # ... evenly strided over each sample's tensor
-_COLLAPSED_STD_RATIO = 0.01
 _BLOCK_ROWS = 256  # rows summed in float32 before they join the float64 totals
-_MAX_DB = 120.0  # what an exact tensor scores
 _VARIES = 1e-6  # a channel whose variation is under this share of its energy counts as constant
 
 # Rows of the per-channel sums array: sums, except the extremes.
@@ -93,12 +92,14 @@ class ErrorStats:
 
     `scale`/`zero_point` are the quantized tensor's (None: it is stored as real numbers); `qmin`/`qmax`
     bound its stored integers, which gives the calibrated range that `clipped_fraction` measures.
+    With `per_channel` False the whole tensor is one channel (its last axis changes between samples).
     """
 
     scale: float | None = None
     zero_point: int = 0
     qmin: int = -128
     qmax: int = 127
+    per_channel: bool = True
     count: int = 0
     sums: np.ndarray | None = None
     reservoir: list = field(default_factory=list)
@@ -109,7 +110,7 @@ class ErrorStats:
         and positions; the last axis holds the channels."""
         if not reference.size:
             return
-        channels = reference.shape[-1] if reference.ndim else 1
+        channels = reference.shape[-1] if reference.ndim and self.per_channel else 1
         if self.sums is None:
             self.sums = np.zeros((_ROWS, channels))
             self.sums[_LOW], self.sums[_HIGH] = np.inf, -np.inf
@@ -166,7 +167,7 @@ class ErrorStats:
     @property
     def sqnr_db(self) -> float:
         """Signal-to-quantization-noise ratio over the whole tensor, in dB."""
-        return _db(self._total(_SIGNAL), self._total(_NOISE))
+        return db(self._total(_SIGNAL), self._total(_NOISE))
 
     @property
     def worst_channel_sqnr_db(self) -> float:
@@ -176,7 +177,23 @@ class ErrorStats:
         live = self.sums[_SIGNAL] > _EPS
         if not np.any(live):
             return self.sqnr_db
-        return float(min(_db(s, n) for s, n in zip(self.sums[_SIGNAL][live], self.sums[_NOISE][live])))
+        return float(min(self.channel_sqnr_db[live]))
+
+    @property
+    def channel_sqnr_db(self) -> np.ndarray:
+        """The SQNR of every channel (last axis), in dB."""
+        if self.sums is None:
+            return np.zeros(0)
+        return np.array([db(s, n) for s, n in zip(self.sums[_SIGNAL], self.sums[_NOISE])])
+
+    @property
+    def lost_channels(self) -> list[int]:
+        """Channels that carry signal in float and none once quantized (noise as large as the signal:
+        a channel crushed to a constant)."""
+        if self.sums is None:
+            return []
+        live = self.sums[_SIGNAL] > _EPS
+        return [int(c) for c in np.flatnonzero(live & (self.channel_sqnr_db <= LOST_SQNR_DB))]
 
     @property
     def worst_channel_grid_sqnr_db(self) -> float:
@@ -186,13 +203,13 @@ class ErrorStats:
         counts as noise, not signal). The lowest over the channels that vary; 120 for a tensor stored
         as floats, or one that does not vary."""
         if self.sums is None or not self.scale or not self.count:
-            return _MAX_DB
+            return MAX_SQNR_DB
         rows = self.count / self.sums.shape[1]
         variation = self.sums[_SIGNAL] - self.sums[_FLOAT_SUM] ** 2 / rows
         live = variation > _VARIES * np.maximum(self.sums[_SIGNAL], _EPS)
         if not np.any(live):
-            return _MAX_DB
-        return float(min(_db(v, n) for v, n in zip(variation[live], self.sums[_GRID_NOISE][live])))
+            return MAX_SQNR_DB
+        return float(min(db(v, n) for v, n in zip(variation[live], self.sums[_GRID_NOISE][live])))
 
     @property
     def cosine(self) -> float:
@@ -234,7 +251,7 @@ class ErrorStats:
             return False
         float_var = self._total(_SIGNAL) / self.count - (self._total(_FLOAT_SUM) / self.count) ** 2
         quant_var = self._total(_QUANT_ENERGY) / self.count - (self._total(_QUANT_SUM) / self.count) ** 2
-        return float_var > _EPS and quant_var < _COLLAPSED_STD_RATIO ** 2 * float_var
+        return collapsed(float_var, quant_var)
 
 
 def _stored_type(values: np.ndarray) -> type:
@@ -245,9 +262,3 @@ def _as(values: np.ndarray, dtype: type, channels: int) -> np.ndarray:
     """`values` as a C-ordered (rows, channels) array of `dtype`: a view of interpreter tensors
     (contiguous, and float32 or a stored type), a converted copy of anything else."""
     return np.ascontiguousarray(values.reshape(-1, channels), dtype=dtype)
-
-
-def _db(signal: float, noise: float) -> float:
-    if noise <= _EPS:
-        return _MAX_DB
-    return float(10.0 * np.log10(max(signal, _EPS) / noise))

@@ -11,11 +11,14 @@ from typing import Any
 import numpy as np
 
 from quantdoctor import catalog
+from quantdoctor.audit.checks import output_layer_names
 from quantdoctor.audit.report import audit
+from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.catalog.classify_failure import first_line
 from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows
 from quantdoctor.compare.labels import check_classes, read_labels
+from quantdoctor.compare.preprocessing import float_failure_findings
 from quantdoctor.convert.protocol import read_json
 from quantdoctor.convert.cleanup import run_interruptible
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits, run_isolated
@@ -23,9 +26,10 @@ from quantdoctor.diagnose import calibration_set, diagnose, diagnose_with_float_
 from quantdoctor.errors import QuantizationError, UsageError
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake import options
-from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
+from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet, Sample
 from quantdoctor.intake.paths import check_outputs
-from quantdoctor.report.model import Location, Report, rank_findings
+from quantdoctor.report.model import Finding, Location, Report, rank_findings
+from quantdoctor.runtime.feed import batch_size, fitted_rows, tflite_inputs
 
 Progress = Callable[[int, int], None]
 
@@ -54,30 +58,51 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     evaluation = calibration_set(eval_data, max_samples, "eval data")
     if evaluation is None or not evaluation.samples:
         raise UsageError("compare needs eval data with at least one sample")
-    truth = read_labels(labels, evaluation)
+    truth = read_labels(labels, _batches_split(evaluation))  # one label per row of a batch
     float_model = None
     if tflite is None:
         report, float_model = diagnose_with_float_twin(model, data, mode=mode, io=io, max_samples=max_samples,
                                                        timeout=timeout, trust_model=trust_model)
-        if report.tflite_model is None:
-            raise QuantizationError(report)
+        if report.tflite_model is None or any(f.code == "QD112" for f in report.findings):
+            raise QuantizationError(report)  # nothing to compare: no model, or one LiteRT cannot run
     else:
         report = audit(tflite)  # what the user's model is: islands, I/O types, Flex ops
         report.tflite_model = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
     check_classes(truth, report.audit["output_types"][0]["shape"] if report.audit["output_types"] else [])
+    produced = read_tflite(report.tflite_model)
+    evaluation = _eval_rows(evaluation, produced)
+    if truth is not None and len(truth.classes) != len(evaluation):
+        raise UsageError(f"{len(truth.classes)} labels for {len(evaluation)} eval rows: give exactly one label per "
+                         "row the model runs")
     float_info = report.model
     if float_model is None:  # a .tflite of the user's, or the float twin failed: convert and report on its own
         float_report = diagnose(_float_model(model), mode="float", timeout=timeout, trust_model=trust_model)
         if float_report.tflite_model is None:
             raise QuantizationError(float_report)
         float_model, float_info = float_report.tflite_model, float_report.model
+    add_comparison(report, float_model, float_info, evaluation, truth=truth, metric=metric, timeout=timeout,
+                   progress=progress)
+    if html:
+        from quantdoctor.report.html import write_html
+
+        write_html(report, Path(html))
+    return report
+
+
+def add_comparison(report: Report, float_model: bytes, float_info: dict[str, Any], evaluation: Any, *,
+                   truth: Any = None, metric: Callable[[Any, np.ndarray], float] | None = None,
+                   timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None) -> None:
+    """Run `report`'s quantized model and `float_model` side by side on `evaluation` (a CalibrationSet):
+    the report gains its `comparison` and the QD5xx findings. `float_info` is the float model's report
+    `model` object (its layer names); `truth` the labels as `read_labels` read them."""
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-compare-"))
     try:
         response, outputs, seconds = _run_compare(float_model, report.tflite_model, evaluation, workdir, timeout,
                                                   progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    rows = layer_rows(response, LayerNames.from_model(float_info), float_info.get("output_layers", []))
+    rows = layer_rows(response, LayerNames.from_model(float_info),
+                      output_layer_names(produced, float_info.get("output_layers", [])))
     summary = end_to_end(outputs, response["outputs"], truth.classes if truth else None, metric)
     if truth is not None and truth.given_as == "one-hot":
         summary["labels"] = "one-hot, read by argmax"
@@ -87,12 +112,37 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
                          "layers": rows, "histograms": _histograms(response, rows)}
     findings = comparison_findings(rows, response["outputs"], response["tensors"], response["ops"])
     findings += _integer_input_findings(report, evaluation)
-    report.findings = rank_findings(report.findings + findings)
-    if html:
-        from quantdoctor.report.html import write_html
+    findings += float_failure_findings(outputs, truth.classes if truth else None, float_model, evaluation, timeout)
+    report.findings = rank_findings(_unconfirmed_static(report.findings, findings) + findings)
 
-        write_html(report, Path(html))
-    return report
+
+def _batches_split(evaluation: CalibrationSet) -> CalibrationSet:
+    """The eval samples with every stack of rows along axis 0 split into rows: what compare runs for
+    a model taking one row at a time or a free batch (before the model's own inputs are known)."""
+    if all(batch_size(sample.values) == 1 for sample in evaluation.samples):
+        return evaluation
+    samples = [Sample(sample.kind, {key: array[row:row + 1] for key, array in sample.values.items()},
+                      sample.signature_key)
+               for sample in evaluation.samples for row in range(batch_size(sample.values))]
+    return CalibrationSet(samples, source=evaluation.source, truncated=evaluation.truncated)
+
+
+def _eval_rows(evaluation: CalibrationSet, quant_model: TFLiteModel) -> CalibrationSet:
+    """The eval samples as the rows the models run on, one array per model input (batches split);
+    a UsageError names the first sample that does not fit the model."""
+    inputs = tflite_inputs(quant_model)
+    samples = [Sample(sample.kind, row, sample.signature_key)
+               for number, sample in enumerate(evaluation.samples)
+               for row in fitted_rows(inputs, sample.values, f"eval sample #{number}",
+                                      by_name=sample.kind in ("dict", "signature"))]
+    return CalibrationSet(samples, source=evaluation.source)
+
+
+def _unconfirmed_static(static: list[Finding], measured: list[Finding]) -> list[Finding]:
+    """The diagnose findings, less the crushed merges (QD506) that a measured one (QD503) confirms at
+    the same layer and op: the merge is reported once, with what the eval data showed."""
+    confirmed = {(f.location.layer, f.location.op) for f in measured if f.code == "QD503" and f.severity == "error"}
+    return [f for f in static if not (f.code == "QD506" and (f.location.layer, f.location.op) in confirmed)]
 
 
 def _float_model(model: Any) -> Any:

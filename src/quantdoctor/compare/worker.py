@@ -14,7 +14,6 @@ import gc
 import os
 import sys
 import time
-import traceback
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import numpy as np
 from quantdoctor.compare.lane import Lane
 from quantdoctor.compare.matching import op_links
 from quantdoctor.compare.metrics import ErrorStats
-from quantdoctor.convert.protocol import serve, write_json
+from quantdoctor.convert.protocol import LITERT_PACKAGE, raised_in, serve, write_json
 from quantdoctor.intake.data import CalibrationSet
 
 _PROGRESS_SECONDS = 0.25
@@ -40,23 +39,12 @@ def main(request: dict[str, Any]) -> int:
     try:
         return _compare(request)
     except Exception as exc:
-        if not raised_in(exc, _LITERT_PACKAGE):
+        if not raised_in(exc, LITERT_PACKAGE):
             raise
         write_json(Path(request["response"]), {"model_error": f"{type(exc).__name__}: {exc}"})
         return 0
 
 
-def raised_in(exc: BaseException, package: str) -> bool:
-    """True when the innermost Python frame that raised `exc` is in `package` (a dotted module prefix)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return False
-    module = sys.modules.get(package)
-    root = Path(module.__file__).parent if module and module.__file__ else None
-    return root is not None and Path(frames[-1].filename).is_relative_to(root)
-
-
-_LITERT_PACKAGE = "ai_edge_litert"
 
 
 def _compare(request: dict[str, Any]) -> int:
@@ -95,8 +83,8 @@ def analyse(float_model: str, quant_model: str, samples: list[Any],
                **_stacked("quant", [s for lane in lanes for s in lane.quant_outputs])}
     response = {
         "samples": len(samples), "lanes": len(lanes), "analysis_seconds": round(seconds, 3),
-        "tensors": [_describe(name, pairs[name][2], stats[name]) for name in pairs],
-        "outputs": [_describe(d["name"], "OUTPUT", stat)
+        "tensors": [_describe(name, pairs[name][2], stats[name], len(samples)) for name in pairs],
+        "outputs": [_describe(d["name"], "OUTPUT", stat, len(samples))
                     for d, stat in zip(first.quant_model.get_output_details(), output_stats)],
         "ops": op_links(first.quant_model, pairs),
     }
@@ -115,7 +103,7 @@ def _stacked(prefix: str, samples: list[list[np.ndarray]]) -> dict[str, np.ndarr
     return {f"{prefix}_{i}": np.concatenate([sample[i] for sample in samples]) for i in range(len(samples[0]))}
 
 
-def _describe(name: str, op: str, stats: ErrorStats) -> dict[str, Any]:
+def _describe(name: str, op: str, stats: ErrorStats, samples: int) -> dict[str, Any]:
     return {
         "tensor": name, "op": op, "sqnr_db": round(stats.sqnr_db, 3),
         "worst_channel_sqnr_db": round(stats.worst_channel_sqnr_db, 3), "cosine": round(stats.cosine, 6),
@@ -125,6 +113,8 @@ def _describe(name: str, op: str, stats: ErrorStats) -> dict[str, Any]:
         "float_range": [stats.low, stats.high],
         "quantized_range": list(stats.quantized_range) if stats.quantized_range else None,
         "collapsed": stats.collapsed, "histogram": stats.histogram(),
+        "channels": 0 if stats.sums is None else stats.sums.shape[1], "lost_channels": stats.lost_channels,
+        "values_per_sample": round(stats.count / max(samples, 1), 1),
     }
 
 

@@ -18,8 +18,12 @@ _TYPE_ATTRS = ("T", "dtype", "DstT", "SrcT")
 
 
 def inventory(function: Any) -> dict[str, Any]:
-    """`{"nodes": [{"op", "name", "dtypes"}]}` for every non-structural node of the function's graph."""
+    """`{"nodes": [{"op", "name", "dtypes"}], "qat": bool}` for every non-structural node of the
+    function's graph; `qat` is the converter's own verdict on whether the graph is quantization-aware
+    trained (it then takes its ranges from the FakeQuant ops, not from calibration)."""
     import tensorflow as tf
+
+    from quantdoctor.tf_private import is_quantization_aware_graph
 
     graph_def = function.graph.as_graph_def()
     nodes = list(graph_def.node) + [node for fn in graph_def.library.function for node in fn.node_def]
@@ -30,4 +34,4 @@ def inventory(function: Any) -> dict[str, Any]:
         dtypes = sorted({tf.dtypes.as_dtype(node.attr[key].type).name for key in _TYPE_ATTRS
                          if key in node.attr and node.attr[key].type})
         described.append({"op": node.op, "name": node.name, "dtypes": dtypes})
-    return {"nodes": described}
+    return {"nodes": described, "qat": is_quantization_aware_graph(graph_def)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import traceback
 from pathlib import Path
 from typing import Any, Callable
@@ -12,6 +13,7 @@ from typing import Any, Callable
 from quantdoctor.convert.crash import out_of_memory
 
 INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE
+LITERT_PACKAGE = "ai_edge_litert"
 
 
 def serve(main: Callable[[dict[str, Any]], int], request_path: str) -> int:
@@ -33,6 +35,17 @@ def serve(main: Callable[[dict[str, Any]], int], request_path: str) -> int:
         write_json(response_path, {**read_json(response_path), "internal_error": traceback.format_exc()})
         traceback.print_exc()
         return INTERNAL_ERROR_EXIT
+
+
+def raised_in(exc: BaseException, package: str) -> bool:
+    """True when the innermost Python frame that raised `exc` is in `package` (a dotted module prefix):
+    what LiteRT raises running the user's model is the model's outcome, anything else a bug."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return False
+    module = sys.modules.get(package)
+    root = Path(module.__file__).parent if module and module.__file__ else None
+    return root is not None and Path(frames[-1].filename).is_relative_to(root)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

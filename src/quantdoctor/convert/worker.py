@@ -60,15 +60,20 @@ def main(request: dict[str, Any]) -> int:
 
     started = time.perf_counter()
     twin = Path(request["float_twin_output"]) if request.get("float_twin_output") else None
+    check = request.get("run_check")
+    # The float model the quantizer starts from: compare's reference, and the run check's.
+    before_quantization = twin or (Path(check["float_model"]) if check else None)
+    calibration = CalibrationSet.load(Path(request["data"])) if request.get("data") else None
     recipe = Recipe.from_dict(request["recipe"])
     try:
         with _kept_calibration(request.get("calibration_output")):
-            tflite_model = _convert(make_converter, recipe, request.get("data"), twin)
+            tflite_model = _convert(make_converter, recipe, calibration, before_quantization)
     except _ConverterFailed as failed:
         exc = failed.__cause__
         _die_if_out_of_memory(exc)
         response.update(outcome="error", seconds=time.perf_counter() - started,
-                        exception_type=type(exc).__name__, error_message=str(exc))
+                        exception_type=type(exc).__name__, error_message=str(exc),
+                        exception_class=f"{type(exc).__module__}:{type(exc).__qualname__}")
     else:
         Path(request["output"]).write_bytes(tflite_model)
         response.update(outcome="ok", seconds=time.perf_counter() - started, model_bytes=len(tflite_model))
@@ -77,6 +82,15 @@ def main(request: dict[str, Any]) -> int:
     if response["outcome"] == "ok" and twin:
         response["float_twin"] = "ok" if twin.exists() else _convert_float_twin(make_converter, twin)
         write_json(response_path, response)
+    if response["outcome"] == "ok" and check:
+        from quantdoctor.runtime.check import run_check
+
+        def record(state: dict[str, Any]) -> None:
+            response["run_check"] = state
+            write_json(response_path, response)
+
+        run_check(Path(request["output"]), before_quantization if calibration else None,
+                  calibration.samples if calibration else [], record)
     return 0
 
 
@@ -84,17 +98,19 @@ class _ConverterFailed(Exception):
     """The user's converter raised (its exception is the __cause__)."""
 
 
-def _convert(make_converter: Callable[[], Any], recipe: Recipe, data: str | None, twin: Path | None) -> bytes:
-    """Build the converter, apply the settings and convert; the converter's own errors become _ConverterFailed."""
+def _convert(make_converter: Callable[[], Any], recipe: Recipe, calibration: CalibrationSet | None,
+             before_quantization: Path | None) -> bytes:
+    """Build the converter, apply the settings and convert; the converter's own errors become _ConverterFailed.
+    When it calibrates, the float model it hands its quantizer is written to `before_quantization`."""
     try:
         converter = make_converter()
     except Exception as exc:  # a bad signature key, say: the user's conversion error to diagnose
         raise _ConverterFailed() from exc
     recipe.apply(converter)
-    if data:
-        converter.representative_dataset = _replay(Path(data))
-        if twin:
-            _keep_model_before_quantization(converter, twin)
+    if calibration is not None:
+        converter.representative_dataset = calibration.replay  # the samples exactly as the user's yielded them
+        if before_quantization:
+            _keep_model_before_quantization(converter, before_quantization)
     try:
         return converter.convert()
     except Exception as exc:
@@ -146,7 +162,8 @@ def _load(tf: Any, model: dict[str, Any], trust_model: bool) -> Any:
     if model["loader"] == "keras_file":
         import keras
 
-        return keras.saving.load_model(model["path"], compile=False, safe_mode=not trust_model)
+        loaded = keras.saving.load_model(model["path"], compile=False, safe_mode=not trust_model)
+        return _edited(loaded, model.get("edits"))
     if model["loader"] == "frozen_graph":
         return _import_frozen_graph(tf, model)
     return tf.saved_model.load(model["path"])
@@ -191,7 +208,9 @@ def _describe_saved_model(tf: Any, model: dict[str, Any], loaded: Any) -> tuple[
     def make_converter() -> Any:
         return tf.lite.TFLiteConverter.from_saved_model(model["path"], signature_keys=signature_keys)
 
-    info: dict[str, Any] = {"inputs": [], "layers": [], "signature_keys": list(loaded.signatures.keys())}
+    info: dict[str, Any] = {"inputs": [], "layers": [], "signature_keys": list(loaded.signatures.keys()),
+                            "signature_inputs": {key: _signature_specs(function)
+                                                 for key, function in loaded.signatures.items()}}
     try:
         first = make_converter()
     except Exception:
@@ -202,10 +221,24 @@ def _describe_saved_model(tf: Any, model: dict[str, Any], loaded: Any) -> tuple[
     function = None
     if len(keys) == 1 and keys[0] in loaded.signatures:
         function = loaded.signatures[keys[0]]
-        _, kwargs = function.structured_input_signature
-        info["inputs"] = [_spec(name, spec.shape, spec.dtype) for name, spec in kwargs.items()]
+        info["inputs"] = _signature_specs(function)
     pending = [first] if first is not None else []
     return (lambda: pending.pop() if pending else make_converter()), info, function
+
+
+def _edited(keras_model: Any, edits: list[dict[str, Any]] | None) -> Any:
+    """fix's model steps applied to the loaded copy (the user's file is never written)."""
+    if not edits:
+        return keras_model
+    from quantdoctor.fix.plan import edit_model
+
+    return edit_model(keras_model, edits)
+
+
+def _signature_specs(function: Any) -> list[dict[str, Any]]:
+    """The inputs of a signature function, by name."""
+    _, kwargs = function.structured_input_signature
+    return [_spec(name, spec.shape, spec.dtype) for name, spec in kwargs.items()]
 
 
 def _import_frozen_graph(tf: Any, model: dict[str, Any]) -> Any:
@@ -244,12 +277,6 @@ def _inventory(function: Any, loaded_at: float) -> dict[str, Any]:
 def _spec(name: str, shape: Any, dtype: Any) -> dict[str, Any]:
     dims = shape.as_list() if hasattr(shape, "as_list") else list(shape)
     return {"name": name, "shape": dims, "dtype": getattr(dtype, "name", str(dtype))}
-
-
-def _replay(data_path: Path) -> Any:
-    """A representative_dataset that yields the recorded samples exactly as the user's did."""
-    calibration = CalibrationSet.load(data_path)
-    return calibration.replay
 
 
 if __name__ == "__main__":

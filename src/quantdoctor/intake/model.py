@@ -58,11 +58,12 @@ class ModelSource:
     input_order: list[str] | None = None
     graph_inputs: list[str] = field(default_factory=list)
     graph_outputs: list[str] = field(default_factory=list)
+    edits: list[dict[str, Any]] = field(default_factory=list)  # fix's model steps, run on a loaded Keras file
 
     def request(self) -> dict[str, Any]:
         """The part of the worker request that says how to load the model."""
         return {"loader": self.loader, "path": self.path, "signature_keys": self.signature_keys,
-                "graph_inputs": self.graph_inputs, "graph_outputs": self.graph_outputs}
+                "graph_inputs": self.graph_inputs, "graph_outputs": self.graph_outputs, "edits": self.edits}
 
 
 def from_path(path: str | Path) -> ModelSource:
@@ -277,7 +278,8 @@ def from_converter(converter: Any, workdir: Path) -> ModelSource:
         source.signature_keys = tf_private.converter_signature_keys(converter) or None
     else:
         raise ModelLoadError(f"cannot tell which model {type(converter).__name__} converts; "
-                             "build it with TFLiteConverter.from_keras_model, from_saved_model or from_concrete_functions")
+                             "build it with TFLiteConverter.from_keras_model, from_saved_model or "
+                             "from_concrete_functions")
     source.format = "converter"
     return source
 

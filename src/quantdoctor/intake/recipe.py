@@ -46,6 +46,11 @@ class Recipe:
     inference_output_type: str = "float32"
     calibrate: bool = False
     flags: dict[str, Any] = field(default_factory=dict)
+    # TF1 converter settings set on a TF2 converter, which ignores them: name -> value as set.
+    tf1_settings: dict[str, Any] = field(default_factory=dict)
+    # The model is quantization-aware trained: its graph carries FakeQuant ranges. Known once the
+    # worker has read the graph (diagnose sets it); the converter then needs no calibration.
+    qat_model: bool = False
 
     @classmethod
     def for_mode(cls, mode: str = "int8", io: str = "float", select_tf_ops: bool = False) -> Recipe:
@@ -76,6 +81,9 @@ class Recipe:
     def from_converter(cls, converter: Any) -> Recipe:
         """Read back every quantization-relevant setting of a configured `tf.lite.TFLiteConverter`."""
         spec = converter.target_spec
+        set_here = vars(converter)
+        tf1_settings = {name: _jsonable(set_here[name]) for name in tf_private.tf1_only_converter_attributes()
+                        if name in set_here} if tf_private.is_tf2_converter(converter) else {}
         return cls(
             optimizations=[_enum_name(o) for o in (converter.optimizations or [])],
             supported_ops=[_enum_name(o) for o in (spec.supported_ops or [])],
@@ -84,6 +92,7 @@ class Recipe:
             inference_output_type=_dtype_name(converter.inference_output_type),
             calibrate=converter.representative_dataset is not None,
             flags={name: tf_private.converter_flag(converter, name) for name in CONVERTER_FLAGS},
+            tf1_settings=tf1_settings,
         )
 
     @property
@@ -101,7 +110,7 @@ class Recipe:
             return "int16x8"
         if self.int8_only_ops:
             return "int8-strict"
-        if self.calibrate and "float16" not in self.supported_types:
+        if (self.calibrate or self.qat_model) and "float16" not in self.supported_types:
             return "int8"
         if "float16" in self.supported_types:
             return "float16"
@@ -125,16 +134,26 @@ class Recipe:
         return "TFLITE_BUILTINS_INT8" in self.supported_ops and "TFLITE_BUILTINS" not in self.supported_ops
 
     @property
+    def integer_io(self) -> bool:
+        """True when the input or output type asked for is an integer type."""
+        return bool({self.inference_input_type, self.inference_output_type} & {"int8", "uint8", "int16"})
+
+    @property
     def needs_calibration(self) -> bool:
-        """True when these settings cannot convert without a representative dataset."""
+        """True when these settings cannot convert without a representative dataset.
+
+        A QAT model brings its own ranges, but the converter checks TFLITE_BUILTINS_INT8 against
+        the dataset before it reads the graph, so that setting still needs one.
+        """
+        if self.qat_model and self.optimizing:
+            return self.int8_only_ops
         return (self.calibrate and self.reads_calibration_data) or self._integer_target
 
     @property
     def _integer_target(self) -> bool:
         """Integer-only ops, int16x8 ops, or integer input/output asked for."""
-        integer_io = {self.inference_input_type, self.inference_output_type} & {"int8", "uint8", "int16"}
         int16_ops = "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8" in self.supported_ops
-        return self.int8_only_ops or int16_ops or bool(integer_io)
+        return self.int8_only_ops or int16_ops or self.integer_io
 
     @property
     def wants_full_integer(self) -> bool:
@@ -161,6 +180,18 @@ class Recipe:
         converter.inference_output_type = tf.as_dtype(self.inference_output_type)
         for name, value in self.flags.items():
             tf_private.set_converter_flag(converter, name, value)
+
+
+def _jsonable(value: Any) -> Any:
+    """A converter setting as JSON data: dtypes and enums by name, sets and tuples as lists."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_jsonable(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return getattr(value, "name", str(value))
 
 
 def _enum_name(value: Any) -> str:

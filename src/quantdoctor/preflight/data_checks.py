@@ -175,18 +175,41 @@ def check_calibration(calibration: CalibrationSet | None, inputs: list[InputSpec
     return findings
 
 
+QAT_INT8_ONLY_FIX = ("Drop TFLITE_BUILTINS_INT8: the QAT ranges are used and inference_input_type/"
+                     "inference_output_type still apply. Or keep it and pass any small dataset: a few samples "
+                     "satisfy the check, and their values do not replace the trained ranges.")
+QAT_INT8_ONLY_CODE = ("converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]   # QAT ranges used\n"
+                      "# or keep TFLITE_BUILTINS_INT8 and give any few samples:\n"
+                      "converter.representative_dataset = lambda: ([x[None].astype(np.float32)] for x in samples[:8])")
+
+
 def _missing_dataset(recipe: Recipe) -> list[Finding]:
     if not recipe.needs_calibration:
         return []
+    evidence = {"mode": recipe.mode, "qat_model": recipe.qat_model}
+    if recipe.qat_model and recipe.optimizing:  # only the INT8-only check is left to need a dataset
+        return [catalog.get("QD301").finding(
+            "The model is quantization-aware trained: its FakeQuant ops carry the ranges, so it needs no "
+            "calibration data. The converter refuses anyway, because its check for TFLITE_BUILTINS_INT8 runs before "
+            "it reads the model's graph and does not see the QAT ranges.",
+            evidence=evidence, fix=QAT_INT8_ONLY_FIX, fix_code=QAT_INT8_ONLY_CODE)]
     if recipe.int8_only_ops or recipe.calibrate or recipe.mode == "int16x8":
         return [catalog.get("QD301").finding(
             f"The settings ask for integer activations (mode {recipe.mode}) but no representative dataset "
-            "was given.", evidence={"mode": recipe.mode})]
+            "was given.", evidence=evidence)]
+    io = {"inference_input_type": recipe.inference_input_type, "inference_output_type": recipe.inference_output_type}
+    if recipe.qat_model:  # not optimized: the QAT ranges need nothing but optimizations
+        return [catalog.get("QD205").finding(
+            f"inference_input_type={recipe.inference_input_type} and inference_output_type="
+            f"{recipe.inference_output_type} need a fully integer model. The model is quantization-aware trained, "
+            "so its ranges are there, but converter.optimizations is empty: nothing is quantized.",
+            evidence={**io, "qat_model": True},
+            fix="Enable optimizations; a QAT model needs no representative dataset for integer I/O.",
+            fix_code="converter.optimizations = [tf.lite.Optimize.DEFAULT]")]
     return [catalog.get("QD205").finding(
         f"inference_input_type={recipe.inference_input_type} and inference_output_type="
         f"{recipe.inference_output_type} need a fully integer model, which needs a representative dataset.",
-        evidence={"inference_input_type": recipe.inference_input_type,
-                  "inference_output_type": recipe.inference_output_type})]
+        evidence=io)]
 
 
 def _check_packaging(calibration: CalibrationSet, inputs: list[InputSpec]) -> list[Finding]:
@@ -312,6 +335,42 @@ def check_against_inference(calibration: CalibrationSet | None, evaluation: Cali
     return findings
 
 
+QAT_CLIPPED_ERROR = 0.5  # past this share of clipped values the model sees mostly the edge of its range
+
+
+def check_against_qat_ranges(ranges: dict[str, tuple[float, float]], inputs: list[InputSpec],
+                             datasets: dict[str, CalibrationSet | None]) -> list[Finding]:
+    """Per input of a QAT model: data (`{"calibration data": ..., "eval data": ...}`) outside the input
+    range the training learned (`ranges`, read from the produced model's input quantizer)."""
+    if len(ranges) == 1 and len(inputs) == 1:  # one input: no name to match
+        ranges = {inputs[0].name: next(iter(ranges.values()))}
+    findings = []
+    for name, (low, high) in ranges.items():
+        disagreements = {}
+        for label, data in datasets.items():
+            arrays = [a for a in _arrays_by_input(data, inputs).get(name, []) if np.issubdtype(a.dtype, np.number)] \
+                if data is not None and data.samples else []
+            if not arrays:
+                continue
+            values = np.concatenate([a.ravel() for a in arrays]).astype(np.float64)
+            clipped = float(np.mean((values < low) | (values > high)))
+            span = float(values.max() - values.min())
+            if clipped > MAX_CLIPPED or (span and span * RANGE_RATIO < high - low):
+                disagreements[label] = {"range": [float(values.min()), float(values.max())],
+                                        "clipped_fraction": round(clipped, 4)}
+        if not disagreements:
+            continue
+        parts = [f"the {label} spans [{d['range'][0]:.4g}, {d['range'][1]:.4g}] ({d['clipped_fraction']:.1%} clipped)"
+                 for label, d in disagreements.items()]
+        worst = max(d["clipped_fraction"] for d in disagreements.values())
+        findings.append(catalog.get("QD412").finding(
+            f"Input '{name}' was trained (QAT) with the range [{low:.4g}, {high:.4g}], but {' and '.join(parts)}. "
+            "Calibration data does not change a QAT model's ranges.",
+            location=Location(input=name), severity="error" if worst > QAT_CLIPPED_ERROR else None,
+            evidence={"qat_range": [low, high], **{label.replace(" ", "_"): d for label, d in disagreements.items()}}))
+    return findings
+
+
 def _range_message(name: str | None, calib: tuple[float, float], inference: tuple[float, float], clipped: float) -> str:
     text = (f"Input '{name}' was calibrated on [{calib[0]:.4g}, {calib[1]:.4g}] but inference data spans "
             f"[{inference[0]:.4g}, {inference[1]:.4g}]: {clipped:.1%} of inference values would be clipped.")
@@ -367,11 +426,10 @@ def _bare_sample(sample: Sample, index: int) -> Finding:
 
 
 def _with_sample_count(finding: Finding, indices: list[int]) -> Finding:
+    finding.evidence["samples_affected"] = len(indices)
+    finding.evidence["first_samples"] = indices[:5]
     if len(indices) > 1:
-        finding.evidence["samples_affected"] = len(indices)
-        finding.evidence["first_samples"] = indices[:5]
         return replace(finding, message=f"{finding.message} ({len(indices)} samples affected)")
-    finding.evidence["samples_affected"] = 1
     return finding
 
 

@@ -63,7 +63,8 @@ def predict(inventory: dict[str, Any], recipe: Recipe, layer_names: list[str], i
     """What the converter will do with this graph, these settings and these samples."""
     nodes = inventory.get("nodes", [])
     findings: dict[tuple, Finding] = {}
-    fails = any((f.code in FAILING_DATA_CODES and f.severity == "error") or (f.code == "QD307" and f.evidence.get("inf"))
+    fails = any((f.code in FAILING_DATA_CODES and f.severity == "error")
+                or (f.code == "QD307" and f.evidence.get("inf"))
                 for f in data_findings) or _settings_fail(recipe, findings)
     has_float = any(f.code == "QD302" for f in data_findings)
     summary: dict[str, dict[str, Any]] = {}

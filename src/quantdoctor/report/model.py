@@ -15,15 +15,17 @@ SEVERITIES = ("error", "warning", "info")
 
 @dataclass(frozen=True)
 class Location:
-    """Where a finding points, in the user's terms: Keras layer, op, tensor, model input."""
+    """Where a finding points, in the user's terms: Keras layer, op, tensor, model input, converter setting."""
 
     layer: str | None = None
     op: str | None = None
     tensor: str | None = None
     input: str | None = None
+    setting: str | None = None
 
     def to_dict(self) -> dict[str, str | None]:
-        return {"layer": self.layer, "op": self.op, "tensor": self.tensor, "input": self.input}
+        return {"layer": self.layer, "op": self.op, "tensor": self.tensor, "input": self.input,
+                "setting": self.setting}
 
     def describe(self) -> str:
         """A short human description such as `layer 'lstm' (op tf.TensorListReserve)`."""
@@ -36,6 +38,8 @@ class Location:
             parts.append(f"op {self.op}")
         if self.tensor and not self.layer:
             parts.append(f"tensor '{self.tensor}'")
+        if self.setting:
+            parts.append(f"setting converter.{self.setting}")
         return ", ".join(parts)
 
 

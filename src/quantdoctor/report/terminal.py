@@ -49,6 +49,12 @@ def report_lines(report: Report) -> list[Text]:
     return lines
 
 
+def render_finding(finding: Finding, console: Console, with_fix_code: bool = True) -> None:
+    """Print one finding on its own: code, title, message, fix (and the fix's code), each line whole."""
+    for line in _finding(finding, with_fix_code):
+        console.print(line, soft_wrap=True)
+
+
 def render_plain(report: Report) -> str:
     """The terminal report as plain text (what `str(report)` returns)."""
     return "\n".join(line.plain.rstrip() for line in report_lines(report)).rstrip()
@@ -102,10 +108,15 @@ def _audit_section(audit: dict) -> list[Text]:
         layers = f" in {', '.join(island['layers'])}" if island["layers"] else ""
         lines.append(Text(f"  float island {number}: {', '.join(island['ops'])}{layers} "
                           f"({island['dequantize_in']} DEQUANTIZE in, {island['quantize_out']} QUANTIZE out)"))
-    for role in ("input", "output"):
-        for tensor in audit[f"{role}_types"]:
-            quant = f", scale {tensor['scale']:.6g}, zero point {tensor['zero_point']}" if tensor["scale"] else ""
-            lines.append(Text(f"  {role} '{tensor['name']}': {tensor['dtype']} {tensor['shape']}{quant}", "dim"))
+    signatures = audit.get("signatures") or []
+    entries = [(f"signature '{s['key']}' ", s["inputs"], s["outputs"]) for s in signatures] if len(signatures) > 1 \
+        else [("", audit["input_types"], audit["output_types"])]
+    for prefix, inputs, outputs in entries:
+        for role, tensors in (("input", inputs), ("output", outputs)):
+            for tensor in tensors:
+                quant = f", scale {tensor['scale']:.6g}, zero point {tensor['zero_point']}" if tensor["scale"] else ""
+                lines.append(Text(f"  {prefix}{role} '{tensor['name']}': {tensor['dtype']} {tensor['shape']}{quant}",
+                                  "dim"))
     return lines
 
 

@@ -1,0 +1,56 @@
+"""The float probe worker: runs the float .tflite on variants of the eval data (channels reversed,
+rescaled) and records the class each variant predicts per sample.
+
+Run as `python -m quantdoctor.compare.float_probe REQUEST.json`, isolated like every run of a
+.tflite. Used when the float model already fails on the eval data, to find which classic
+preprocessing mistake, undone, brings it back (see `compare.preprocessing`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantdoctor.convert.protocol import serve, write_json
+from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.runtime.feed import Feeder
+
+
+def main(request: dict[str, Any]) -> int:
+    """Predict a class for every eval sample under every variant; write them to `outputs` (.npz)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    samples = CalibrationSet.load(Path(request["data"])).samples
+    interpreter = Interpreter(model_path=request["model"])
+    feed = Feeder(interpreter)
+    output = interpreter.get_output_details()[0]["index"]
+    predictions = {}
+    for number, variant in enumerate(request["variants"]):
+        classes = []
+        for sample in samples:
+            values = {name: transformed(array, variant) for name, array in sample.values.items()}
+            feed(values)
+            interpreter.invoke()
+            scores = interpreter.get_tensor(output)
+            classes.append(scores.reshape(-1, scores.shape[-1]).argmax(-1))
+        predictions[f"variant_{number}"] = np.concatenate(classes)
+    np.savez(request["outputs"], **predictions)
+    write_json(Path(request["response"]), {"variants": len(request["variants"])})
+    return 0
+
+
+def transformed(array: np.ndarray, variant: dict[str, Any]) -> np.ndarray:
+    """`array` with the variant applied: channels (last axis) reversed, then `x * scale + offset`."""
+    values = np.asarray(array, dtype=np.float32)
+    if variant.get("reverse_channels"):
+        values = values[..., ::-1]
+    if variant.get("scale") is not None:
+        values = values * np.asarray(variant["scale"], np.float32) + np.asarray(variant["offset"], np.float32)
+    return values.astype(np.float32)
+
+
+if __name__ == "__main__":
+    sys.exit(serve(main, sys.argv[1]))

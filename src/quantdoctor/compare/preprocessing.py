@@ -1,0 +1,235 @@
+"""When the float model already fails on the eval data: say so, and find the preprocessing mistake.
+
+A quantized model is never better than its float reference. When both score at chance on the
+labels, or both predict one class for every input, quantization is not the problem (QD510).
+The float model is then run again on the eval data with one classic mistake undone at a time
+(QD511): the model's own normalisation applied a second time (the graph starts with Rescaling,
+Normalization or Sub/Div by constants and the data is already normalised), 0..255 against 0..1,
+and swapped channels (RGB/BGR).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantdoctor import catalog
+from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
+from quantdoctor.convert.runner import run_isolated
+from quantdoctor.errors import UsageError
+from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.report.model import Finding
+
+MIN_SAMPLES = 10          # fewer eval samples say nothing about chance
+CHANCE_SIGMAS = 3.0       # an accuracy within this many binomial standard deviations of chance is chance
+RECOVERY = 0.2            # a variant explains the failure when it adds this much accuracy, above chance
+ONE_CLASS_SHARE = 0.8     # without labels: a variant is sound when no class takes more than this share
+_AFFINE_OPS = ("MUL", "DIV", "ADD", "SUB")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How the float model fails on the eval data."""
+
+    samples: int
+    classes: int
+    float_accuracy: float | None
+    quant_accuracy: float | None
+    chance: float | None
+    one_class: int | None  # the class both models predict for every input
+
+    def sound(self, predictions: np.ndarray, labels: np.ndarray | None) -> bool:
+        """True when `predictions` are what a working model gives: above chance, or varied without labels."""
+        if labels is not None and self.float_accuracy is not None:
+            accuracy = float(np.mean(predictions == labels))
+            return accuracy > self.chance_bound() and accuracy >= self.float_accuracy + RECOVERY
+        share = np.bincount(predictions).max() / len(predictions)
+        return share <= ONE_CLASS_SHARE
+
+    def chance_bound(self) -> float:
+        chance = self.chance or 1.0 / self.classes
+        return chance + CHANCE_SIGMAS * float(np.sqrt(chance * (1 - chance) / self.samples))
+
+
+def float_failure(outputs: dict[str, np.ndarray], labels: np.ndarray | None) -> Failure | None:
+    """How the float and quantized models both fail on the eval data, or None when the float model works."""
+    reference, quantized = outputs["float_0"], outputs["quant_0"]
+    if reference.ndim < 2 or reference.shape[-1] < 2 or len(reference) < MIN_SAMPLES:
+        return None  # not a classifier's scores, or too few samples
+    top_float = reference.reshape(-1, reference.shape[-1]).argmax(-1)
+    top_quant = quantized.reshape(-1, quantized.shape[-1]).argmax(-1)
+    classes = reference.shape[-1]
+    one_class = int(top_float[0]) if len(set(top_float)) == 1 and len(set(top_quant)) == 1 else None
+    if labels is not None:
+        truth = np.asarray(labels).reshape(top_float.shape)
+        chance = max(1.0 / classes, float(np.bincount(truth.astype(int)).max() / len(truth)))
+        failure = Failure(len(truth), classes, float(np.mean(top_float == truth)), float(np.mean(top_quant == truth)),
+                          chance, one_class)
+        at_chance = max(failure.float_accuracy, failure.quant_accuracy) <= failure.chance_bound()
+        return failure if at_chance or one_class is not None else None
+    return Failure(len(top_float), classes, None, None, None, one_class) if one_class is not None else None
+
+
+def input_normalisation(model: TFLiteModel) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per model input, the affine map `x * scale + offset` the graph applies first (Rescaling,
+    Normalization, Sub/Div by constants), read from the float model; inputs without one are left out."""
+    consumers: dict[int, list[Any]] = {}
+    for op in model.ops:
+        for tensor in op.inputs:
+            consumers.setdefault(tensor.index, []).append(op)
+    found = {}
+    for name, tensor in zip(model.input_names, model.inputs):
+        scale, offset, current, steps = np.ones(1), np.zeros(1), tensor.index, 0
+        while len(consumers.get(current, [])) == 1 and consumers[current][0].name in _AFFINE_OPS:
+            op = consumers[current][0]
+            step = _affine_step(op, current)
+            if step is None:
+                break
+            scale, offset = step(scale, offset)
+            current, steps = op.outputs[0].index, steps + 1
+        if steps and not (np.allclose(scale, 1) and np.allclose(offset, 0)):
+            found[name] = (scale, offset)
+    return found
+
+
+def _affine_step(op: Any, chained: int) -> Any:
+    """The update of (scale, offset) for one elementwise op with a constant operand, or None."""
+    others = [t for t in op.inputs if t.index != chained]
+    if len(others) != 1 or others[0].values is None:
+        return None
+    constant = np.asarray(others[0].values, dtype=np.float64)
+    chained_first = op.inputs[0].index == chained
+    if op.name == "MUL":
+        return lambda a, b: (a * constant, b * constant)
+    if op.name == "ADD":
+        return lambda a, b: (a, b + constant)
+    if op.name == "SUB":
+        return (lambda a, b: (a, b - constant)) if chained_first else (lambda a, b: (-a, constant - b))
+    if op.name == "DIV" and chained_first:
+        return lambda a, b: (a / constant, b / constant)
+    return None
+
+
+def variants(evaluation: CalibrationSet, normalisation: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[dict]:
+    """The preprocessing mistakes worth undoing on this data, as variants for the float probe."""
+    arrays = [a for sample in evaluation.samples for a in sample.arrays if np.issubdtype(a.dtype, np.number)]
+    if not arrays:
+        return []
+    low, high = min(float(a.min()) for a in arrays), max(float(a.max()) for a in arrays)
+    found = []
+    if len(normalisation) == 1:  # the model normalises its input itself: feed the data back un-normalised
+        scale, offset = next(iter(normalisation.values()))
+        if np.all(scale != 0):
+            found.append({"cause": "normalised_twice", "scale": (1 / scale).tolist(), "offset": (-offset / scale).tolist()})
+    if all(a.ndim >= 3 and a.shape[-1] == 3 for a in arrays):
+        found.append({"cause": "channels_swapped", "reverse_channels": True})
+    if high > 2.0:
+        found.append({"cause": "range_0_255", "scale": 1 / 255.0, "offset": 0.0})
+    if -1.5 <= low and high <= 1.5:
+        found.append({"cause": "range_0_1", "scale": 255.0, "offset": 0.0})
+    return found
+
+
+def probe(float_model: bytes, evaluation: CalibrationSet, candidates: list[dict], timeout: float) -> list[np.ndarray]:
+    """The float model's predicted classes on the eval data under each variant (an isolated process)."""
+    workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-probe-"))
+    try:
+        (workdir / "float.tflite").write_bytes(float_model)
+        evaluation.save(workdir / "eval.npz")
+        request = {"model": str(workdir / "float.tflite"), "data": str(workdir / "eval.npz"), "variants": candidates,
+                   "response": str(workdir / "response.json"), "outputs": str(workdir / "outputs.npz")}
+        run = run_isolated("quantdoctor.compare.float_probe", request, workdir, timeout)
+        if run.outcome != "done":
+            raise UsageError(f"running the float model on variants of the eval data failed ({run.outcome})")
+        with np.load(request["outputs"]) as outputs:
+            return [outputs[f"variant_{i}"] for i in range(len(candidates))]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def float_failure_findings(outputs: dict[str, np.ndarray], labels: np.ndarray | None, float_model: bytes,
+                           evaluation: CalibrationSet, timeout: float) -> list[Finding]:
+    """QD510 when the float model already fails on the eval data, and QD511 for the mistake that explains it."""
+    failure = float_failure(outputs, labels)
+    if failure is None:
+        return []
+    truth = None if labels is None else np.asarray(labels).reshape(-1)
+    normalisation = input_normalisation(read_tflite(float_model))
+    candidates = variants(evaluation, normalisation)
+    predictions = probe(float_model, evaluation, candidates, timeout) if candidates else []
+    results = [_result(candidate, found, truth) for candidate, found in zip(candidates, predictions)]
+    explaining = next((r for r in sorted(results, key=lambda r: -r["score"]) if failure.sound(r["predictions"], truth)),
+                      None)
+    findings = [_failure_finding(failure, results)]
+    if explaining is not None:
+        findings.append(_cause_finding(explaining, failure, evaluation, normalisation))
+    return findings
+
+
+def _result(candidate: dict, predictions: np.ndarray, truth: np.ndarray | None) -> dict[str, Any]:
+    score = float(np.mean(predictions == truth)) if truth is not None else \
+        float(1.0 - np.bincount(predictions).max() / len(predictions))
+    return {**candidate, "predictions": predictions, "score": round(score, 4)}
+
+
+def _failure_finding(failure: Failure, results: list[dict[str, Any]]) -> Finding:
+    if failure.float_accuracy is not None:
+        how = (f"the float model scores {failure.float_accuracy:.2f} and the quantized model "
+               f"{failure.quant_accuracy:.2f} on the labels, where chance is {failure.chance:.2f} "
+               f"({failure.classes} classes, {failure.samples} samples)")
+    else:
+        how = f"the float and the quantized model both predict class {failure.one_class} for all {failure.samples} inputs"
+    checked = ", ".join(f"{_CAUSES[r['cause']][0]} ({r['score']:.2f})" for r in results) or "none applied to this data"
+    evidence = {"float_accuracy": failure.float_accuracy, "quant_accuracy": failure.quant_accuracy,
+                "chance": failure.chance, "one_class": failure.one_class, "samples": failure.samples,
+                "variants_checked": {r["cause"]: r["score"] for r in results}}
+    return catalog.get("QD510").finding(
+        f"On the eval data {how}: quantization is not the problem. Preprocessing checked: {checked}.",
+        evidence=evidence)
+
+
+_CAUSES = {  # cause -> (what the variant does, what it means, the code to write)
+    "normalised_twice": ("un-normalised (as raw data)",
+                         "the graph starts with its own normalisation and the eval data is already normalised: it is "
+                         "normalised twice",
+                         "x = raw_data   # the model normalises its input itself: feed it un-normalised data"),
+    "channels_swapped": ("channels reversed",
+                         "the eval data's channels are in the other order (RGB vs BGR) than the training data's",
+                         "x = x[..., ::-1]   # the channel order of the training data, for calibration and eval alike"),
+    "range_0_255": ("divided by 255",
+                    "the eval data is in 0..255 and the model was trained on 0..1",
+                    "x = x / 255.0   # as in training, for calibration and eval alike"),
+    "range_0_1": ("multiplied by 255",
+                  "the eval data is in 0..1 and the model takes 0..255 (it may normalise its input itself)",
+                  "x = x * 255.0   # as in training, for calibration and eval alike"),
+}
+
+
+def _cause_finding(result: dict[str, Any], failure: Failure, evaluation: CalibrationSet,
+                   normalisation: dict[str, tuple[np.ndarray, np.ndarray]]) -> Finding:
+    action, meaning, code = _CAUSES[result["cause"]]
+    if failure.float_accuracy is not None:
+        gain = f"scores {result['score']:.2f} instead of {failure.float_accuracy:.2f}"
+    else:
+        gain = f"predicts {len(set(result['predictions'].tolist()))} different classes instead of one"
+    evidence: dict[str, Any] = {"cause": result["cause"], "score": result["score"]}
+    detail = ""
+    if result["cause"] == "normalised_twice":
+        scale, offset = next(iter(normalisation.values()))
+        values = np.concatenate([a.ravel() for s in evaluation.samples for a in s.arrays]).astype(np.float64)
+        evidence.update(model_scale=scale.tolist(), model_offset=offset.tolist(),
+                        data_mean=round(float(values.mean()), 4), data_std=round(float(values.std()), 4))
+        detail = (f" (the model computes x * {_vector(scale)} + {_vector(offset)} first; the data has mean "
+                  f"{values.mean():.3g} and standard deviation {values.std():.3g})")
+    return catalog.get("QD511").finding(
+        f"With the eval data {action}, the float model {gain}: {meaning}{detail}.",
+        evidence=evidence, fix_code=code)
+
+
+def _vector(values: np.ndarray) -> str:
+    return f"{values[0]:.4g}" if values.size == 1 else "[" + ", ".join(f"{v:.4g}" for v in values) + "]"

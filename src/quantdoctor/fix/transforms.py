@@ -1,0 +1,114 @@
+"""The changes `fix` makes to the data and to Keras models, as plain functions.
+
+quantdoctor applies them, and `fix --script` copies their source verbatim into the standalone
+script, so the script and quantdoctor run the very same code. They therefore use only NumPy and
+Keras (imported inside the Keras ones) and nothing from quantdoctor.
+
+A sample is one item of a representative dataset: a list of arrays, a dict of input name ->
+array, or a `(signature_key, dict)` tuple; a bare array or a tuple only before `as_list`.
+"""
+
+import numpy as np
+
+
+def map_arrays(sample, change):
+    """`change(key, array)` applied to every array of a sample (key: list position or input name)."""
+    if isinstance(sample, tuple):
+        return sample[0], map_arrays(sample[1], change)
+    if isinstance(sample, dict):
+        return {key: change(key, value) for key, value in sample.items()}
+    return [change(position, value) for position, value in enumerate(sample)]
+
+
+def as_list(sample):
+    """A bare array, or a tuple of arrays, becomes the documented list of arrays."""
+    if isinstance(sample, tuple) and not (len(sample) == 2 and isinstance(sample[1], dict)):
+        return list(sample)
+    if isinstance(sample, (list, dict, tuple)):
+        return sample
+    return [sample]
+
+
+def cast_to(sample, dtypes):
+    """Each array cast to its input's dtype; `dtypes` by list position or input name."""
+    return map_arrays(sample, lambda key, value: np.asarray(value).astype(dtypes[key]) if key in dtypes else value)
+
+
+def with_batch_axis(sample, keys):
+    """The arrays at `keys` (list positions or input names) gain a leading batch axis of 1."""
+    return map_arrays(sample, lambda key, value: np.expand_dims(value, 0) if key in keys else value)
+
+
+def keyed_by_input(sample, names):
+    """A dict by input name; `names` maps each list position (or each dict key) to its input."""
+    items = sample.items() if isinstance(sample, dict) else enumerate(sample)
+    return {names[key]: value for key, value in items}
+
+
+def is_finite(sample):
+    """False when any float array of the sample holds a NaN or an Inf."""
+    values = sample[1] if isinstance(sample, tuple) else sample
+    arrays = [np.asarray(v) for v in (values.values() if isinstance(values, dict) else values)]
+    return all(np.isfinite(a).all() for a in arrays if np.issubdtype(a.dtype, np.floating))
+
+
+def for_each_signature(sample, signatures):
+    """One `(signature_key, dict)` sample per signature; `signatures` maps each key to its input
+    names, in the order of the sample's list items (dict samples keep their keys)."""
+    if isinstance(sample, dict):
+        return [(key, dict(sample)) for key in signatures]
+    return [(key, dict(zip(names, sample))) for key, names in signatures.items()]
+
+
+def _same_weights(clone, model):
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def with_static_batch(model, batch_size):
+    """The same layers and weights behind inputs with a fixed batch size."""
+    import keras
+
+    inputs = [keras.Input(x.shape[1:], batch_size=batch_size, dtype=x.dtype, name=x.name) for x in model.inputs]
+    return _same_weights(keras.models.clone_model(model, input_tensors=inputs if len(inputs) > 1 else inputs[0]),
+                         model)
+
+
+def with_unrolled_recurrence(model):
+    """Every recurrent layer with unroll=True: its loop becomes one copy of the cell per time step."""
+    import keras
+
+    def unroll(config):
+        if isinstance(config, dict):
+            if "unroll" in config:
+                config["unroll"] = True
+            for value in config.values():
+                unroll(value)
+        return config
+
+    def clone(layer):
+        return layer.__class__.from_config(unroll(layer.get_config()))
+
+    return _same_weights(keras.models.clone_model(model, clone_function=clone), model)
+
+
+def in_float32(model):
+    """Every layer rebuilt with the float32 dtype policy (no mixed precision), same weights."""
+    import keras
+
+    def clone(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    return _same_weights(keras.models.clone_model(model, clone_function=clone), model)
+
+
+def with_input_names(model, names):
+    """A validly named Input in front of each input renamed in `names` (old -> new): the layers and
+    weights are the model's own, shared, not copied."""
+    import keras
+
+    inputs = [keras.Input(x.shape[1:], batch_size=x.shape[0], dtype=x.dtype, name=names.get(x.name, x.name))
+              for x in model.inputs]
+    return keras.Model(inputs, model(inputs if len(inputs) > 1 else inputs[0]), name=model.name)

@@ -1,0 +1,141 @@
+"""The run check: after every successful conversion, the produced model runs once in LiteRT.
+
+It runs in the conversion worker once the conversion's result is on disk (TensorFlow is loaded
+already, the interpreter adds a fraction of a second), on the first rows of the calibration
+samples, or on zeros when there are none and the input sizes are fixed. Each stage is recorded
+before it starts, so when the interpreter aborts the process (it does, in `allocate_tensors`, on
+some int16 models) the parent knows where. With the float model the converter handed its
+quantizer, the same rows also run through it, and the outputs of both are measured: a model whose
+outputs collapse is reported even without eval data.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantdoctor.compare.measures import collapsed, db
+from quantdoctor.convert.protocol import LITERT_PACKAGE, raised_in
+from quantdoctor.errors import UsageError
+from quantdoctor.intake.data import Sample
+from quantdoctor.runtime.feed import Feeder, ModelInput, fitted_rows
+
+ROWS = 8  # calibration rows the check runs: enough to see an output collapse, cheap on any model
+
+Record = Callable[[dict[str, Any]], None]
+
+
+def check_rows(inputs: list[ModelInput], samples: list[Sample]) -> tuple[list[dict], str]:
+    """The rows the check runs and where they come from ("calibration" or "zeros"; none: "none").
+
+    Calibration samples that do not fit the main signature (meant for another one, say) are passed over.
+    Zeros stand in only when every size but the batch is fixed: a free size allocated as 1 can fail
+    to prepare (a 3x3 convolution on a 1x1 image) where the real model runs.
+    """
+    rows: list[dict] = []
+    for number, sample in enumerate(samples):
+        try:
+            rows += fitted_rows(inputs, sample.values, f"calibration sample #{number}",
+                                by_name=sample.kind in ("dict", "signature"))
+        except UsageError:
+            continue
+        if len(rows) >= ROWS:
+            return rows[:ROWS], "calibration"
+    if rows:
+        return rows, "calibration"
+    if all(-1 not in model_input.shape_signature[1:] for model_input in inputs):
+        return [{i.name: np.zeros([1 if size == -1 else size for size in i.shape_signature], i.dtype)
+                 for i in inputs}], "zeros"
+    return [], "none"
+
+
+def run_rows(interpreter: Any, feeder: Feeder, rows: list[dict], state: dict[str, Any], record: Record,
+             invoke: bool = True) -> list[list[np.ndarray]]:
+    """Run each row through the interpreter, recording the stage before each native step; the
+    outputs per row, as stored. With `invoke` False the rows are only fed (tensors allocated)."""
+    outputs = []
+    details = interpreter.get_output_details()
+    for number, row in enumerate(rows):
+        state.update(stage="allocating", row=number)
+        record(state)
+        feeder(row)
+        if not invoke:
+            continue
+        state["stage"] = "invoking"
+        record(state)
+        interpreter.invoke()
+        outputs.append([interpreter.get_tensor(d["index"]) for d in details])
+    return outputs
+
+
+def open_interpreter(model_path: str) -> Any:
+    """LiteRT's interpreter with its default op resolver and delegates: what a user's app runs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_path=model_path)
+
+
+def run_check(model_path: Path, float_path: Path | None, samples: list[Sample], record: Record) -> None:
+    """Run the model on up to ROWS calibration rows (and the float model beside it); `record` gets
+    the check's state before every stage and once at the end."""
+    started = time.perf_counter()
+    state: dict[str, Any] = {"stage": "loading"}
+    record(state)
+    try:
+        interpreter = open_interpreter(str(model_path))
+        feeder = Feeder(interpreter)
+        rows, origin = check_rows(feeder.inputs, samples)
+        state["sample"] = origin
+        if not rows:
+            state.update(stage="done", outcome="skipped", seconds=round(time.perf_counter() - started, 3))
+            record(state)
+            return
+        quantized = run_rows(interpreter, feeder, rows, state, record)
+    except Exception as exc:
+        if not raised_in(exc, LITERT_PACKAGE):
+            raise  # quantdoctor's own bug: the worker reports it as one
+        state.update(outcome="error", error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - started, 3))
+        record(state)
+        return
+    state.update(stage="comparing", rows=len(rows))
+    if float_path is not None and float_path.exists() and origin == "calibration":
+        record(state)
+        try:
+            state["outputs"] = _compared_outputs(float_path, rows, quantized, interpreter.get_output_details())
+        except Exception as exc:  # the float reference is quantdoctor's: no finding on the user's model
+            if not raised_in(exc, LITERT_PACKAGE):
+                raise
+            state["float_error"] = f"{type(exc).__name__}: {exc}"
+    state.update(stage="done", outcome="ok", seconds=round(time.perf_counter() - started, 3))
+    record(state)
+
+
+def _compared_outputs(float_path: Path, rows: list[dict], quantized: list[list[np.ndarray]],
+                      details: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model output, the quantized model against the float one over the rows (outputs paired by
+    name: the two models may list them in different orders)."""
+    interpreter = open_interpreter(str(float_path))
+    reference = run_rows(interpreter, Feeder(interpreter), rows, {}, lambda _: None)
+    names = [d["name"] for d in interpreter.get_output_details()]
+    numbers = []
+    for i, detail in enumerate(details):
+        twin = names.index(detail["name"]) if detail["name"] in names else i
+        numbers.append(_output_numbers(detail, np.concatenate([r[twin].ravel() for r in reference]).astype(np.float64),
+                                       np.concatenate([q[i].ravel() for q in quantized])))
+    return numbers
+
+
+def _output_numbers(detail: dict[str, Any], reference: np.ndarray, stored: np.ndarray) -> dict[str, Any]:
+    scale, zero_point = detail["quantization"]
+    values = (stored.astype(np.float64) - zero_point) * scale if scale else stored.astype(np.float64)
+    noise = float(np.sum((values - reference) ** 2))
+    return {"name": detail["name"], "dtype": np.dtype(detail["dtype"]).name, "scale": float(scale),
+            "zero_point": int(zero_point), "sqnr_db": round(db(float(np.sum(reference ** 2)), noise), 3),
+            "collapsed": collapsed(float(np.var(reference)), float(np.var(values))),
+            "levels": int(np.unique(stored).size), "values": int(stored.size),
+            "float_range": [float(reference.min()), float(reference.max())],
+            "quantized_range": [float(values.min()), float(values.max())]}

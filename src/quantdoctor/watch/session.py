@@ -1,0 +1,216 @@
+"""Watch sessions: what a `qd.watch()` block or a `quantdoctor run` saw, printed and recorded.
+
+The hooks (converter, interpreter, tfmot) are installed when the first session starts and undone
+when the last one ends. Whatever they find goes to every active session, is printed once to
+stderr, and is appended to each session's JSON file as it happens, so the file is complete even
+when the script dies right after.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits
+from quantdoctor.errors import UsageError
+from quantdoctor.intake import options
+from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
+from quantdoctor.report.model import SCHEMA_VERSION, Finding, Report
+from quantdoctor.watch.patches import ImportHook, PatchSet
+
+RUN_OPTIONS_VARIABLE = "QUANTDOCTOR_RUN_OPTIONS"
+ON_CRASH = ("raise", "exit")
+
+_sessions: list[WatchSession] = []
+_hooks: tuple[PatchSet, ImportHook] | None = None
+_reported_bugs: set[str] = set()
+
+
+class WatchSession:
+    """Conversions and script findings seen while the session is active (a context manager).
+
+    `conversions` holds each conversion's report in order, `findings` the inference and tfmot
+    findings. `on_crash="exit"` makes a converter crash end the process by the same signal, as
+    the script would have ended without quantdoctor (`quantdoctor run`); "raise" raises
+    QuantizationError instead (`qd.watch()`: a notebook should not die).
+    """
+
+    def __init__(self, json_path: str | Path | None = None, *, timeout: float = DEFAULT_TIMEOUT,
+                 memory_limit_mb: int | None = None, max_samples: int = DEFAULT_MAX_SAMPLES,
+                 on_crash: str = "raise", echo: bool = True, command: list[str] | None = None) -> None:
+        if on_crash not in ON_CRASH:
+            raise UsageError(f"unknown on_crash '{on_crash}': choose one of {', '.join(ON_CRASH)}")
+        check_options(timeout, memory_limit_mb, max_samples)
+        self.json_path = Path(json_path) if json_path is not None else None
+        self.diagnose_options = {"timeout": timeout, "memory_limit_mb": memory_limit_mb, "max_samples": max_samples}
+        self.on_crash = on_crash
+        self.echo = echo
+        self.command = command
+        self.conversions: list[Report] = []
+        self.call_sites: list[Any] = []  # conversion.CallSite, one per conversion
+        self.findings: list[Finding] = []
+        self.reported: set[tuple[str, ...]] = set()  # (code, tensor, line) already reported
+
+    def start(self, create_json: bool = True) -> WatchSession:
+        """Become active (installing the hooks if this is the first session)."""
+        if self.json_path is not None and create_json:
+            write_document(self.json_path, self.command)
+        _sessions.append(self)
+        _install_hooks()
+        return self
+
+    def stop(self) -> None:
+        """Stop receiving events; the last session to stop undoes every patch."""
+        if self in _sessions:
+            _sessions.remove(self)
+        if not _sessions:
+            _uninstall_hooks()
+
+    def __enter__(self) -> WatchSession:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+
+def check_options(timeout: float, memory_limit_mb: int | None, max_samples: int) -> None:
+    """The diagnose options every conversion will get, refused at once rather than at the first conversion."""
+    check_limits(timeout, memory_limit_mb)
+    options.count(max_samples, "max_samples")
+
+
+def active() -> WatchSession | None:
+    """The innermost active session, or None when nothing is watched."""
+    return _sessions[-1] if _sessions else None
+
+
+def record_conversion(report: Report, call_site: Any) -> None:
+    """A diagnosed conversion (`call_site` a conversion.CallSite): printed, and given to every active session."""
+    if any(session.echo for session in _sessions):
+        from quantdoctor.report.terminal import render
+
+        from rich.text import Text
+
+        console = _console()
+        where = call_site.describe()
+        console.print(Text(f"quantdoctor: converter.convert(){' — ' + where if where else ''}", "bold"))
+        render(report, console)
+    entry = {"call_site": call_site.to_dict(), **report.to_dict()}
+    for session in list(_sessions):
+        session.conversions.append(report)
+        session.call_sites.append(call_site)
+        _append(session, "conversions", entry)
+
+
+def record_finding(finding: Finding) -> None:
+    """A finding about the script itself (inference, tfmot): printed, and given to every active session."""
+    if any(session.echo for session in _sessions):
+        from rich.text import Text
+
+        from quantdoctor.report.terminal import render_finding
+
+        console = _console()
+        source = finding.evidence.get("source", {}).get("where")
+        console.print(Text(f"quantdoctor: {finding.code} {finding.severity}{' at ' + source if source else ''}",
+                           "bold red" if finding.severity == "error" else "bold"))
+        render_finding(finding, console)
+    for session in list(_sessions):
+        session.findings.append(finding)
+        _append(session, "findings", finding.to_dict())
+
+
+def note(text: str) -> None:
+    """One line on stderr about what quantdoctor did or could not do."""
+    if any(session.echo for session in _sessions):
+        _console().print(f"quantdoctor: {text}", markup=False)
+
+
+def report_bug(where: str, exc: BaseException) -> None:
+    """A bug in quantdoctor's hooks: said once on stderr; the user's script carries on unwatched there."""
+    if where not in _reported_bugs:
+        _reported_bugs.add(where)
+        print(f"quantdoctor: internal error in {where} (a bug in quantdoctor; please report it): "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def guarded(where: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """`function`, with its exceptions reported as quantdoctor bugs instead of reaching the user."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except Exception as exc:  # never break the user's script over a bug of ours
+            report_bug(where, exc)
+            return None
+    return call
+
+
+def write_document(path: Path, command: list[str] | None) -> None:
+    """Start the JSON file of a run: no conversion and no finding yet."""
+    from quantdoctor import __version__
+
+    document = {"schema_version": SCHEMA_VERSION, "tool": {"name": "quantdoctor", "version": __version__},
+                "command": command, "conversions": [], "findings": []}
+    path.write_text(json.dumps(document, indent=2))
+
+
+def start_run_session() -> WatchSession:
+    """The session of a process started by `quantdoctor run` (options from the environment); it
+    lasts as long as the process, and so do its patches."""
+    settings = json.loads(os.environ.get(RUN_OPTIONS_VARIABLE) or "{}")
+    session = WatchSession(settings.get("json"), timeout=settings.get("timeout", DEFAULT_TIMEOUT),
+                           memory_limit_mb=settings.get("memory_limit_mb"),
+                           max_samples=settings.get("max_samples", DEFAULT_MAX_SAMPLES), on_crash="exit")
+    return session.start(create_json=False)  # `quantdoctor run` wrote the file; every process appends
+
+
+def _append(session: WatchSession, key: str, entry: dict[str, Any]) -> None:
+    """Append to the session's JSON file under an exclusive lock (processes of one run share it)."""
+    if session.json_path is None:
+        return
+    with open(session.json_path, "a+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        text = handle.read()
+        document = json.loads(text) if text.strip() else {"conversions": [], "findings": []}
+        document.setdefault(key, []).append(entry)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(document, indent=2))
+
+
+def _console() -> Any:
+    from rich.console import Console  # only when there is something to say: `import quantdoctor` stays light
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)  # like the CLI: code stays copyable
+
+
+def _install_hooks() -> None:
+    global _hooks
+    if _hooks is not None:
+        return
+    from quantdoctor.watch import conversion, inference, tfmot
+
+    patches = PatchSet()
+    installers = {**conversion.MODULES, **inference.MODULES, **tfmot.MODULES}
+    hook = ImportHook({name: guarded(f"patching {name}", _bind(install, patches))
+                       for name, install in installers.items()})
+    _hooks = (patches, hook)
+    hook.install()
+
+
+def _uninstall_hooks() -> None:
+    global _hooks
+    if _hooks is None:
+        return
+    patches, hook = _hooks
+    hook.uninstall()
+    patches.undo()
+    _hooks = None
+
+
+def _bind(install: Callable[[Any, PatchSet], None], patches: PatchSet) -> Callable[[Any], None]:
+    return lambda module: install(module, patches)
