@@ -75,28 +75,29 @@ def saved(digits, crushing_concat, tmp_path_factory):
 
 
 @pytest.mark.code("QD514")
-def test_crushing_concatenation_is_restored_with_its_producer_and_consumer(cache_dir, digits, crushing_concat, tmp_path):
-    x, y = digits
-    script = tmp_path / "convert_fixed.py"
-    result = qd.fix_accuracy(crushing_concat, x[:300], eval_data=x[1397:], labels=y[1397:], max_drop=0.01,
-                             script=script)
-    budget = result.report.budget
+def test_crushing_concatenation_is_restored_with_its_producer_and_consumer(cache_dir, digits, saved, tmp_path):
+    x, _ = digits
+    result = qd.fix(saved / "crushed.keras", saved / "calib.npy", eval_data=saved / "eval.npy",
+                    labels=saved / "labels.npy", max_drop=0.01)
+    budget = result.budget
     float_accuracy = budget["objective"]["float_value"]
     assert budget["int8_value"] <= float_accuracy - 0.05  # plain INT8 really loses
-    assert result.met_budget and budget["chosen_value"] >= float_accuracy - 0.01
+    assert result.verified and result.met_budget and budget["chosen_value"] >= float_accuracy - 0.01
     assert {(row["layer"], row["op"]) for row in result.kept_float} == {
         ("features", "FULLY_CONNECTED"), ("merge", "CONCATENATION"), ("classifier", "FULLY_CONNECTED")}
     assert all(row["gain"] > 0 for row in result.kept_float)  # each one is needed: quantized again, the budget fails
-    everything = next(c for c in result.candidates if c["step"] == "all")
-    assert budget["chosen"]["float_ops"] == 3 < everything["float_ops"]
+    assert budget["chosen"]["float_ops"] == 3 < budget["candidate_ops"]
     assert {c["float_ops"] for c in result.pareto} >= {0, 3}
-    assert_finding(only(result.report, "QD514"), "QD514", "accuracy", "info", layer="merge", op="CONCATENATION")
+    assert_finding(only(result.after, "QD514"), "QD514", "accuracy", "info", layer="merge", op="CONCATENATION")
+    assert not any(f.code == "QD506" for f in result.after.findings)  # the plain model's crushed merge: answered
 
+    script = tmp_path / "convert_fixed.py"
+    script.write_text(result.script)
     completed = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-2000:]
     remade = (tmp_path / "model_int8.tflite").read_bytes()
     assert np.array_equal(_outputs(remade, x[1397:]), _outputs(result.model, x[1397:]))
-    assert "import quantdoctor" not in script.read_text()
+    assert "import quantdoctor" not in result.script and "denylisted_nodes=KEEP_FLOAT" in result.script
 
 
 def test_user_metric_and_an_integer_accelerator_target(cache_dir, digits, crushing_concat):
@@ -105,13 +106,12 @@ def test_user_metric_and_an_integer_accelerator_target(cache_dir, digits, crushi
     def accuracy(outputs, labels):
         return float(np.mean(outputs.argmax(-1) == labels))
 
-    result = qd.fix_accuracy(crushing_concat, x[:300], eval_data=x[1397:], labels=y[1397:], metric=accuracy,
-                             max_drop=0.01, target="int8-accelerator")
-    budget = result.report.budget
-    assert budget["objective"]["metric"] == "metric" and result.met_budget
-    meeting = [c for c in result.candidates if c["meets_budget"]]
-    assert budget["chosen"]["integer_partitions"] == min(c["integer_partitions"] for c in meeting)
-    assert all(isinstance(c["integer_partitions"], int) for c in result.candidates)
+    result = qd.fix(crushing_concat, x[:300], eval_data=x[1397:], labels=y[1397:], metric=accuracy, max_drop=0.01,
+                    target="int8-accelerator")
+    assert result.budget["objective"]["metric"] == "metric" and result.met_budget and result.verified
+    meeting = [c for c in result.budget["candidates"] if c["meets_budget"]]
+    assert result.budget["chosen"]["integer_partitions"] == min(c["integer_partitions"] for c in meeting)
+    assert all(isinstance(c["integer_partitions"], int) for c in result.budget["candidates"])
 
 
 @pytest.mark.code("QD513")
@@ -124,13 +124,18 @@ def test_budget_out_of_reach_returns_the_best_effort(cache_dir, digits, tmp_path
                               keras.layers.Dense(1, name="value")], name="regression")
     model.compile("adam", "mse")
     model.fit(x[:1000], y[:1000].astype(np.float32), epochs=3, verbose=0)
-    script = tmp_path / "remake.py"
-    result = qd.fix_accuracy(model, x[:200], eval_data=x[1397:1597], min_sqnr=60, io="int8", script=script)
-    assert not result.met_budget
-    finding = only(result.report, "QD513")
+    model.save(tmp_path / "regression.keras")
+    np.save(tmp_path / "calib.npy", x[:200])
+    result = qd.fix(tmp_path / "regression.keras", tmp_path / "calib.npy", eval_data=x[1397:1597], min_sqnr=60,
+                    io="int8")
+    assert result.met_budget is False and not result.verified and result.model is not None  # the best effort
+    finding = only(result.after, "QD513")
     assert_finding(finding, "QD513", "accuracy", "error")
-    assert finding.evidence["all_float_value"] < 60 and result.report.budget["chosen"]["metric"] < 60
-    assert result.report.budget["audit"]["input_types"][0]["dtype"] == "int8"
+    assert finding.evidence["all_float_value"] < 60 and result.budget["chosen"]["metric"] < 60
+    assert result.budget["audit"]["input_types"][0]["dtype"] == "int8"
+    assert [b.code for b in result.blocked] == ["QD513"]
+    script = tmp_path / "remake.py"
+    script.write_text(result.script)
     completed = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-2000:]
     samples = calibration_set(x[1397:1497]).samples
@@ -148,8 +153,8 @@ def test_diagnose_compare_and_fix_calibrate_once_in_a_private_bounded_cache(cach
     assert not qd.diagnose(model_path, calibration).conversion.get("cached")
     entry, = set(cache_dir.iterdir()) - before
     compared = qd.compare(model_path, calibration, eval_data=x[1397:1497])
-    fixed = qd.fix_accuracy(model_path, calibration, eval_data=x[1397:], labels=y[1397:], max_drop=0.01)
-    assert compared.conversion["cached"] and fixed.report.conversion["cached"]
+    fixed = qd.fix(model_path, calibration, eval_data=x[1397:], labels=y[1397:], max_drop=0.01)
+    assert compared.conversion["cached"] and fixed.before.conversion["cached"] and fixed.budget["conversion_cached"]
     assert set(cache_dir.iterdir()) - before == {entry}
     assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o700 and stat.S_IMODE(entry.stat().st_mode) == 0o700
     assert {stat.S_IMODE(f.stat().st_mode) for f in entry.iterdir()} == {0o600}
@@ -161,30 +166,32 @@ def test_diagnose_compare_and_fix_calibrate_once_in_a_private_bounded_cache(cach
 
 
 @pytest.mark.slow
-def test_cli_writes_model_script_json_and_an_html_pareto_plot_a_browser_renders(cache_dir, saved, tmp_path):
+def test_cli_fix_with_a_budget_writes_model_script_json_and_an_html_pareto_plot_a_browser_renders(
+        cache_dir, saved, tmp_path):
     from PIL import Image
 
     from quantdoctor.report.html import CHOSEN_COLOR, PARETO_COLOR
 
     paths = {name: tmp_path / name for name in ("fixed.tflite", "convert_fixed.py", "fix.html", "fix.json")}
     completed = subprocess.run(
-        [QUANTDOCTOR, "fix-accuracy", str(saved / "crushed.keras"), "--data", str(saved / "calib.npy"),
+        [QUANTDOCTOR, "fix", str(saved / "crushed.keras"), "--data", str(saved / "calib.npy"),
          "--eval-data", str(saved / "eval.npy"), "--labels", str(saved / "labels.npy"), "--max-drop", "0.01",
          "--output", str(paths["fixed.tflite"]), "--script", str(paths["convert_fixed.py"]),
          "--html", str(paths["fix.html"]), "--json", str(paths["fix.json"])],
         capture_output=True, text=True, timeout=900)
-    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
     assert "Accuracy budget:" in completed.stdout and "MET" in completed.stdout
     report = json.loads(paths["fix.json"].read_text())
-    assert report["budget"]["met_budget"] and report["budget"]["chosen"]["float_ops"] == 3
-    assert qd.audit(paths["fixed.tflite"]).audit["float_ops"]
+    assert report["verified"] and report["budget"]["met_budget"] and report["budget"]["chosen"]["float_ops"] == 3
+    assert report["after"]["budget"] == report["budget"]
+    assert len(qd.audit(paths["fixed.tflite"]).audit["float_ops"]) == 3
     assert "denylisted_nodes=KEEP_FLOAT" in paths["convert_fixed.py"].read_text()
     page = paths["fix.html"].read_text()
     assert "http" not in page.replace("http://www.w3.org/2000/svg", "")
     shot = tmp_path / "shot.png"
     subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--no-first-run",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1100,1400",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1100,2400",
                     paths["fix.html"].as_uri()], capture_output=True, timeout=120, check=True)
     pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
     for color in (PARETO_COLOR, CHOSEN_COLOR):
@@ -195,26 +202,17 @@ def test_cli_writes_model_script_json_and_an_html_pareto_plot_a_browser_renders(
 @pytest.mark.parametrize("options, message", [
     ({"max_drop": 0.01, "mode": "int8-strict"}, "mode int8-strict does not allow"),
     ({"max_drop": 0.01, "min_sqnr": 30.0}, "give one accuracy budget"),
-    ({}, "give one accuracy budget"),
+    ({"metric": np.mean}, "a metric judges an accuracy budget"),
     ({"max_drop": 0.01, "labels": np.zeros(3)}, "3 labels for 10 eval samples"),
-    ({"max_drop": 0.01, "target": "gpu"}, "unknown target 'gpu'"),
+    ({"max_drop": -0.5}, "max_drop must be a non-negative drop"),
 ])
-def test_usage_errors_come_before_any_conversion(options, message, digits):
+def test_usage_errors_come_before_any_conversion(options, message, digits, tmp_path):
     x, _ = digits
+    never_read = tmp_path / "never-read.keras"
     with pytest.raises(UsageError, match=message):
-        qd.fix_accuracy("never-read.keras", x[:10], eval_data=x[:10], **options)
-
-
-def _outputs(model: bytes, x: np.ndarray) -> np.ndarray:
-    interpreter = Interpreter(model_content=model)
-    interpreter.allocate_tensors()
-    index, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
-    rows = []
-    for row in x:
-        interpreter.set_tensor(index, row[None])
-        interpreter.invoke()
-        rows.append(interpreter.get_tensor(out).copy())
-    return np.concatenate(rows)
+        qd.fix(never_read, x[:10], eval_data=x[:10], **options)
+    with pytest.raises(UsageError, match="measured on eval data"):
+        qd.fix(never_read, x[:10], max_drop=0.01)
 
 
 def test_grid_sqnr_measures_a_tensor_on_its_own_int8_grid_against_its_variation():

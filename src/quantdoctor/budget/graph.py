@@ -45,11 +45,11 @@ class OpGraph:
     """The calibrated model's ops, with what the full quantization made integer."""
 
     def __init__(self, calibrated: TFLiteModel, quantized: TFLiteModel, layer_names: list[str],
-                 output_layers: list[str | None]) -> None:
+                 output_layers: dict[str, str | None]) -> None:
         """`layer_names` name the Keras layers; model outputs carry no layer scope in their names, so
-        `output_layers` names the layer making each output, in the model's output order."""
+        `output_layers` maps each output tensor to the layer making it (`audit.checks.output_layer_names`)."""
         self.ops = [op for op in calibrated.ops if op.outputs]
-        by_output = {tensor.name: layer for tensor, layer in zip(calibrated.outputs, output_layers)}
+        by_output = output_layers
         self._by_node = {op.outputs[0].name: op for op in self.ops}
         self._producer = {t.name: op for op in self.ops for t in op.outputs}
         self._consumers: dict[str, list[OpInfo]] = {}

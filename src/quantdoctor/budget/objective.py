@@ -87,7 +87,8 @@ class Objective:
         """The budget in words, e.g. "accuracy at most 0.01 below the float model's 0.9500"."""
         if self.min_sqnr is not None:
             return f"output SQNR at least {self.min_sqnr:g} dB"
-        return f"{self.name.replace('_', ' ')} at most {self.max_drop:g} below the float model's {self.reference:.4f}"
+        what = f"{self.name.replace('_', ' ')} at most {self.max_drop:g} below the float model's"
+        return f"{what} {self.reference:.4f}" if self.reference is not None else what
 
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.name, "max_drop": self.max_drop, "min_sqnr_db": self.min_sqnr,

@@ -1,4 +1,10 @@
-"""`fix_accuracy`: the INT8 model with the fewest float ops that meets an accuracy budget."""
+"""Accuracy budgets for `fix`: the INT8 model with the fewest float ops that meets a metric budget.
+
+`fix(..., max_drop=...)` (or `min_sqnr=`) checks the budget before any conversion
+(`budget_objective`, `check_budget_settings`), runs its repair rounds, and then searches the float
+fallback on the repaired model (`search_budget`): one calibrating conversion (usually taken from
+the conversion cache, which the last round filled), then `budget_search` in the variant worker.
+"""
 
 from __future__ import annotations
 
@@ -9,101 +15,82 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from quantdoctor import catalog
-from quantdoctor.audit.checks import check_target, summarize
+from quantdoctor.audit.checks import audit_findings, output_layer_names, summarize
 from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.budget.graph import SCALE_SHARING_OPS, OpGraph
 from quantdoctor.budget.objective import Metric, Objective
-from quantdoctor.budget.script import ScriptSource, render_script
 from quantdoctor.budget.search import Evaluator, Progress, SearchOutcome, Strategy, pareto, search
 from quantdoctor.budget.session import VariantSession
 from quantdoctor.catalog.accuracy import keep_float_code
 from quantdoctor.catalog.locations import LayerNames
-from quantdoctor.compare.labels import check_classes, read_labels
-from quantdoctor.convert.cleanup import run_interruptible
-from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits
-from quantdoctor.diagnose import calibration_set, diagnose_with_calibration
-from quantdoctor.errors import QuantizationError, UsageError
-from quantdoctor.intake import model as model_intake
-from quantdoctor.intake import options
-from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
-from quantdoctor.intake.paths import check_outputs
+from quantdoctor.compare.labels import Labels
+from quantdoctor.convert.runner import DEFAULT_TIMEOUT
+from quantdoctor.errors import UsageError
+from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.intake.model import ModelSource
 from quantdoctor.intake.recipe import Recipe
-from quantdoctor.report.model import Finding, Location, Report, rank_findings
+from quantdoctor.report.model import Finding, Location
+
+
+# The audit's findings about float ops: in the budget's model they are the ops it keeps float on purpose
+# (reported with their partitions), not errors.
+KEPT_FLOAT_CODES = ("QD105", "QD110")
 
 
 @dataclass
-class BudgetResult:
-    """What `fix_accuracy` found.
-
-    `model` is the chosen .tflite; `met_budget` says whether it meets the budget (else it is the
-    best effort); `kept_float` lists the ops kept in float (Keras layer, op, node name, and gain:
-    the metric lost when that op alone is quantized again); `pareto` holds the variants no other
-    beats on both float ops and metric, `candidates` every variant tried; `script` is the
-    standalone script that makes the model again; `report` is the diagnosis of the plain
-    conversion, with all of this in `report.budget`.
-    """
+class BudgetOutcome:
+    """What the search on a repaired model found: the chosen model (meeting the budget, or the best
+    effort), the report's `budget` object, its findings (QD513, QD514), and the ops kept float as
+    (node name, what it is) for the script."""
 
     model: bytes
-    met_budget: bool
-    kept_float: list[dict[str, Any]]
-    pareto: list[dict[str, Any]]
-    candidates: list[dict[str, Any]]
-    script: str
-    report: Report
+    budget: dict[str, Any]
+    findings: list[Finding]
+    keep_float: list[tuple[str, str]]
+    audit_errors: list[Finding]
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON report, with its `budget` object."""
-        return self.report.to_dict()
+    @property
+    def met(self) -> bool:
+        return bool(self.budget["met_budget"])
 
 
-@run_interruptible
-def fix_accuracy(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None, metric: Metric | None = None,
-                 max_drop: float | None = None, min_sqnr: float | None = None, target: str | None = None,
-                 mode: str | None = None, io: str | None = None, max_samples: int = DEFAULT_MAX_SAMPLES,
-                 timeout: float = DEFAULT_TIMEOUT, html: str | Path | None = None, script: str | Path | None = None,
-                 output_name: str = "model_int8.tflite", progress: Progress | None = None,
-                 trust_model: bool = False) -> BudgetResult:
-    """The INT8 model with the fewest ops kept in float that meets an accuracy budget on `eval_data`.
+def budget_objective(max_drop: float | None, min_sqnr: float | None, metric: Metric | None, truth: Labels | None,
+                     evaluation: CalibrationSet | None) -> Objective | None:
+    """The accuracy budget asked for, checked before any work (a UsageError when it is not one);
+    None when none was asked for."""
+    if max_drop is None and min_sqnr is None:
+        if metric is not None:
+            raise UsageError("a metric judges an accuracy budget: give max_drop (or min_sqnr) with it")
+        return None
+    if evaluation is None:
+        raise UsageError("an accuracy budget is measured on eval data: pass eval_data")
+    return Objective.create(max_drop=max_drop, min_sqnr=min_sqnr, labels=truth.classes if truth else None,
+                            metric=metric)
 
-    `model` and `data` are as for `diagnose`, quantized in full integer with float fallback (mode
-    "int8"). The budget is `max_drop`, an absolute drop of the metric against the float model, or
-    `min_sqnr`, an SQNR floor in dB on every output. The metric is top-1 accuracy with `labels`,
-    top-1 agreement with the float model without them, or `metric(outputs, labels) -> float`
-    (higher is better). `target="int8-accelerator"` puts fewer integer partitions first.
 
-    Calibration runs once (or not at all, from the conversion cache); each variant replays the
-    quantizer with a denylist. `html` writes the HTML report with the Pareto plot; `script` writes
-    the standalone script that makes the model again as `output_name` (and, beside the script, the
-    calibration data and the model when they are not files already). `trust_model` is as for
-    `diagnose`. Raises QuantizationError when the model does not convert at all.
-    """
-    started = time.perf_counter()
-    check_target(target)
-    check_limits(timeout, None)
-    max_samples = options.count(max_samples, "max_samples")
-    check_outputs(inputs=(model, data, eval_data, labels), outputs={"html": html, "script": script})
-    mode_asked = _mode(model, data, mode)
-    if mode_asked != "int8":
-        raise UsageError(f"an accuracy budget keeps ops in float inside an INT8 model, which mode {mode_asked} does "
+def check_budget_settings(recipe: Recipe) -> None:
+    """An accuracy budget keeps ops float inside an INT8 model: only full integer with float fallback allows it."""
+    if recipe.mode != "int8":
+        raise UsageError(f"an accuracy budget keeps ops in float inside an INT8 model, which mode {recipe.mode} does "
                          "not allow: use mode int8 (float fallback), with target int8-accelerator to put fewer "
                          "integer partitions first")
-    evaluation = calibration_set(eval_data, max_samples, "eval data")
-    if evaluation is None or not evaluation.samples:
-        raise UsageError("an accuracy budget needs eval data with at least one sample")
-    truth = read_labels(labels, evaluation)
-    objective = Objective.create(max_drop=max_drop, min_sqnr=min_sqnr, labels=truth.classes if truth else None,
-                                 metric=metric)
-    report, artifacts = diagnose_with_calibration(model, data, mode=mode, io=io, max_samples=max_samples,
-                                                  timeout=timeout, trust_model=trust_model)
-    if report.tflite_model is None:
-        raise QuantizationError(report)
-    if objective.name == "accuracy":
-        check_classes(truth, report.audit["output_types"][0]["shape"] if report.audit["output_types"] else [])
-    if artifacts.calibrated is None or artifacts.float_twin is None:
-        raise UsageError("the conversion did not calibrate, so no op can be kept float: give calibration data")
+
+
+def search_budget(source: ModelSource, recipe: Recipe, calibration: CalibrationSet | None, workdir: Path,
+                  evaluation: CalibrationSet, objective: Objective, *, target: str | None,
+                  timeout: float = DEFAULT_TIMEOUT, trust_model: bool = False,
+                  progress: Progress | None = None) -> BudgetOutcome:
+    """Convert `source` once through the calibrating quantizer (or take it from the cache), then search
+    the fewest float ops that meet the budget on `evaluation`."""
+    from quantdoctor.diagnose import diagnose_prepared
+
+    started = time.perf_counter()
+    report, artifacts = diagnose_prepared(source, recipe, calibration, workdir, target=target, float_twin=True,
+                                          keep_calibration=True, timeout=timeout, trust_model=trust_model)
+    if report.tflite_model is None or artifacts.calibrated is None or artifacts.float_twin is None:
+        raise UsageError("the repaired model did not convert through the calibrating quantizer, so no op can be "
+                         "kept float: give calibration data")
     converted = time.perf_counter()
     layer_names, output_layers = LayerNames.from_model(report.model), report.model.get("output_layers", [])
     outcome, graph, chosen_model = budget_search(artifacts.float_twin, artifacts.calibrated, artifacts.quantizer,
@@ -111,33 +98,24 @@ def fix_accuracy(model: Any, data: Any = None, *, eval_data: Any, labels: Any = 
                                                  progress)
     kept = kept_float(outcome, graph)
     finished = time.perf_counter()
-    report.budget = {
+    produced = read_tflite(chosen_model)
+    budget = {
         "objective": objective.to_dict(), "met_budget": outcome.met_budget, "target": target,
         "int8_value": outcome.candidates[0].metric, "chosen_value": outcome.chosen.metric,
-        "kept_float": kept, "chosen": outcome.chosen.to_dict(graph),
-        "audit": summarize(read_tflite(chosen_model), layer_names),
+        "kept_float": kept, "chosen": outcome.chosen.to_dict(graph), "audit": summarize(produced, layer_names),
         "candidates": [c.to_dict(graph) for c in outcome.candidates],
         "pareto": [c.to_dict(graph) for c in pareto(outcome.candidates)],
         "evaluations": len(outcome.candidates), "candidate_ops": len(graph.candidates),
-        "seconds": {"conversion": round(converted - started, 3), "variant_worker": round(
-                        finished - converted - outcome.search_seconds, 3),
+        "conversion_cached": bool(report.conversion.get("cached")),
+        "seconds": {"conversion": round(converted - started, 3),
+                    "variant_worker": round(finished - converted - outcome.search_seconds, 3),
                     "ranking": round(outcome.ranking_seconds, 3), "search": round(outcome.search_seconds, 3),
                     "total": round(finished - started, 3)},
     }
-    report.findings = rank_findings(report.findings + budget_findings(outcome, graph, objective, kept))
-    source, data_path = _script_inputs(Path(script) if script else None, model, data, artifacts.calibration,
-                                       trust_model)
-    script_text = render_script(source, _recipe(report), data_path, max_samples,
-                                [(row["node"], f"{row['layer'] or 'op'} ({row['op']})") for row in kept],
-                                output_name, objective.describe())
-    if script:
-        Path(script).write_text(script_text)
-    if html:
-        from quantdoctor.report.html import write_html
-
-        write_html(report, Path(html))
-    return BudgetResult(chosen_model, outcome.met_budget, kept, report.budget["pareto"], report.budget["candidates"],
-                        script_text, report)
+    errors = [f for f in audit_findings(produced, layer_names, recipe, target)
+              if f.severity == "error" and f.code not in KEPT_FLOAT_CODES]
+    return BudgetOutcome(chosen_model, budget, budget_findings(outcome, graph, objective, kept),
+                         [(row["node"], f"{row['layer'] or 'op'} ({row['op']})") for row in kept], errors)
 
 
 def budget_search(float_model: bytes, calibrated: bytes, quantizer: dict[str, Any], evaluation: CalibrationSet,
@@ -145,8 +123,9 @@ def budget_search(float_model: bytes, calibrated: bytes, quantizer: dict[str, An
                   target: str | None = None, timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None,
                   strategy: Strategy = search) -> tuple[SearchOutcome, OpGraph, bytes]:
     """The search on its own, from a calibrating conversion's artifacts: the outcome, the op graph
-    (names of the candidates), and the chosen model's bytes. Runs the variant worker; `strategy`
-    is the search run in it (benchmarks pass others)."""
+    (names of the candidates), and the chosen model's bytes. `output_layers` names the layer making
+    each output, in the Keras model's order. Runs the variant worker; `strategy` is the search run
+    in it (benchmarks pass others)."""
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-budget-"))
     try:
         with VariantSession(workdir, float_model, calibrated, quantizer, evaluation, timeout) as session:
@@ -156,9 +135,10 @@ def budget_search(float_model: bytes, calibrated: bytes, quantizer: dict[str, An
             quantized = evaluate(frozenset(), "int8")
             if quantized.model_path is None:
                 raise UsageError(f"the fully quantized model cannot run on the eval data: {quantized.error}")
-            graph = OpGraph(read_tflite(calibrated), read_tflite(quantized.model_path.read_bytes()), layer_names,
-                            output_layers)
-            outcome = strategy(evaluate, graph, layer_names, output_layers, target == "int8-accelerator")
+            float_graph = read_tflite(calibrated)
+            outputs = output_layer_names(float_graph, output_layers)
+            graph = OpGraph(float_graph, read_tflite(quantized.model_path.read_bytes()), layer_names, outputs)
+            outcome = strategy(evaluate, graph, layer_names, outputs, target == "int8-accelerator")
             outcome.search_seconds = time.perf_counter() - started
             return outcome, graph, outcome.chosen.model_path.read_bytes()
     finally:
@@ -204,69 +184,6 @@ def budget_findings(outcome: SearchOutcome, graph: OpGraph, objective: Objective
             location=Location(layer=row["layer"], op=row["op"], tensor=merge),
             evidence={"kept_together": together}, fix_code=keep_float_code(together)))
     return findings
-
-
-def _mode(model: Any, data: Any, mode: str | None) -> str:
-    """The mode the conversion will run in, read before converting."""
-    if model_intake.is_converter(model):
-        recipe = Recipe.from_converter(model)
-        recipe.calibrate = recipe.calibrate or data is not None
-        return recipe.mode
-    return Recipe.for_mode(mode or "int8").mode
-
-
-def _recipe(report: Report) -> Recipe:
-    return Recipe.from_dict({key: value for key, value in report.settings.items() if key != "target"})
-
-
-def _script_inputs(script: Path | None, model: Any, data: Any, calibration: CalibrationSet | None,
-                   trusted: bool) -> tuple[ScriptSource, str]:
-    """Where the script reads the model and the calibration data. Files the user gave are read in
-    place; a Keras object and samples given in Python are written beside the script (when it is
-    written), else the script names placeholders to fill in."""
-    try:
-        keras_model = model_intake.converted_model(model) if model_intake.is_converter(model) else model
-    except UsageError:  # concrete functions: no model file to name
-        keras_model = None
-    if isinstance(keras_model, (str, Path)):
-        path = Path(keras_model).resolve()
-        source = ScriptSource(str(path), "saved_model" if path.is_dir() else "keras_file", trusted=trusted)
-    elif script is not None and model_intake.is_keras_model(keras_model):
-        path = script.with_name(f"{script.stem}_model.keras")
-        keras_model.save(path)
-        source = ScriptSource(str(path.resolve()), "keras_file", trusted=trusted)
-    else:
-        source = ScriptSource("model.keras", "keras_file", note="save your model here: model.save('model.keras')",
-                              trusted=trusted)
-    if isinstance(data, (str, Path)) and Path(data).suffix in (".npz", ".npy") and not _quantdoctor_format(Path(data)):
-        return source, str(Path(data).resolve())
-    stacked = _stacked(calibration)
-    if script is not None and stacked is not None:
-        path = script.with_name(f"{script.stem}_calibration.npz")
-        np.savez(path, **stacked)
-        return source, str(path.resolve())
-    return source, "calibration.npz"
-
-
-def _stacked(calibration: CalibrationSet | None) -> dict[str, np.ndarray] | None:
-    """The samples stacked per input along axis 0 (the --data format), when they stack."""
-    if calibration is None or not calibration.samples or calibration.generator_error:
-        return None
-    first = calibration.samples[0]
-    if first.kind not in ("list", "dict", "array"):
-        return None
-    try:
-        stacked = {name: np.concatenate([s.values[name] for s in calibration.samples]) for name in first.values}
-    except (KeyError, ValueError):
-        return None
-    return stacked if first.kind == "dict" else {f"arr_{i}": a for i, a in enumerate(stacked.values())}
-
-
-def _quantdoctor_format(path: Path) -> bool:
-    if path.suffix != ".npz":
-        return False
-    with np.load(path, allow_pickle=False) as npz:
-        return "__format__" in npz.files
 
 
 def _value(value: float | None) -> str:

@@ -36,7 +36,7 @@ from quantdoctor.compare.analysis import layer_rows
 PROFILE_SAMPLES = 64  # the ranking pass runs on at most this many eval samples
 HEALTHY_GRID_DB = 40.0  # grid SQNR of a tensor filling its int8 range (a normal spread over +-4 sigma: 41 dB)
 Progress = Callable[[str, int], None]
-Strategy = Callable[["Evaluator", OpGraph, list[str], list["str | None"], bool], "SearchOutcome"]
+Strategy = Callable[["Evaluator", OpGraph, list[str], dict[str, "str | None"], bool], "SearchOutcome"]
 
 
 @dataclass
@@ -115,7 +115,7 @@ class SearchOutcome:
         return self.chosen.meets
 
 
-def search(evaluate: Evaluator, graph: OpGraph, layer_names: list[str], output_layers: list[str | None],
+def search(evaluate: Evaluator, graph: OpGraph, layer_names: list[str], output_layers: dict[str, str | None],
            accelerator: bool = False) -> SearchOutcome:
     """The variant with the fewest float ops (for an accelerator: the fewest integer partitions, then
     float ops) that meets the budget, or the best effort when none does."""
@@ -160,7 +160,7 @@ def _first_meeting(evaluate: Evaluator, prefixes: list[frozenset[str]]) -> int |
 
 
 def rank(session: VariantSession, quantized: Path, layer_names: list[str],
-         output_layers: list[str | None]) -> dict[str, float]:
+         output_layers: dict[str, str | None]) -> dict[str, float]:
     """How sensitive every op of the fully quantized model is, in dB, from one instrumented pass:
     the larger of compare's own SQNR drop (what the op's int8 kernel loses) and how far its output
     falls short of a healthy int8 grid (`worst_channel_grid_sqnr_db` under `HEALTHY_GRID_DB`: what

@@ -95,6 +95,8 @@ def add_comparison(report: Report, float_model: bytes, float_info: dict[str, Any
     """Run `report`'s quantized model and `float_model` side by side on `evaluation` (a CalibrationSet):
     the report gains its `comparison` and the QD5xx findings. `float_info` is the float model's report
     `model` object (its layer names); `truth` the labels as `read_labels` read them."""
+    produced = read_tflite(report.tflite_model)
+    evaluation = _eval_rows(evaluation, produced)  # the rows the models run on (already so when compare calls)
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-compare-"))
     try:
         response, outputs, seconds = _run_compare(float_model, report.tflite_model, evaluation, workdir, timeout,

@@ -43,7 +43,7 @@ def report_lines(report: Report) -> list[Text]:
     if report.comparison:
         lines += _comparison_section(report.comparison)
     if report.budget:
-        lines += _budget_section(report.budget)
+        lines += budget_lines(report.budget)
     if not report.findings:
         lines.append(Text("No problems found.", "green"))
     return lines
@@ -120,7 +120,8 @@ def _audit_section(audit: dict) -> list[Text]:
     return lines
 
 
-def _budget_section(budget: dict) -> list[Text]:
+def budget_lines(budget: dict) -> list[Text]:
+    """An accuracy budget's outcome: met or missed, the metrics, the ops kept float with their gains."""
     chosen = budget["chosen"]
     verdict = ("MET", "bold green") if budget["met_budget"] else ("MISSED: best effort returned", "bold red")
     lines = [Text.assemble(("Accuracy budget: ", "bold"), budget["objective"]["description"], "  ", verdict),
