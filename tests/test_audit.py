@@ -147,9 +147,9 @@ def test_cli_audit_exit_codes_follow_the_target(tflite_files):
     strict = subprocess.run([QUANTDOCTOR, "audit", str(tflite_files["island"]), "--target", "int8-accelerator"],
                             capture_output=True, text=True)
     assert strict.returncode == 1 and "QD110" in strict.stdout
-    bad = subprocess.run([QUANTDOCTOR, "audit", str(tflite_files["island"]), "--target", "gpu"],
+    bad = subprocess.run([QUANTDOCTOR, "audit", str(tflite_files["island"]), "--target", "npu"],
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and "unknown target 'gpu'" in bad.stderr
+    assert bad.returncode == 2 and "unknown target 'npu'" in bad.stderr
 
 
 @pytest.mark.code("QD209")

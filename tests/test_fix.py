@@ -118,7 +118,7 @@ def test_seed_example_1_flex_only_op_converts_through_select_tf_ops_where_float_
     assert result.after.audit["flex_ops"] == ["FlexMatrixDeterminant"]
     # LiteRT's Python package has no Flex delegate: the run check cannot pass, so no model is returned
     assert result.verification.runs is False and result.model is None
-    assert "need the Flex delegate" in result.verification.details[0]
+    assert "needs the Flex delegate" in result.verification.details[0]
 
 
 @pytest.fixture
