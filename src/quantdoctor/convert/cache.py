@@ -1,4 +1,4 @@
-"""Calibrated conversions kept on disk, so `diagnose`, `compare` and `fix-accuracy` calibrate once.
+"""Calibrated conversions kept on disk, so `diagnose`, `compare` and `fix` calibrate once.
 
 An entry is one successful calibrating conversion: the worker's response, the quantized model,
 compare's float reference from the same conversion, and the calibrated float model with the

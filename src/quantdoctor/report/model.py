@@ -104,7 +104,7 @@ class Report:
     audit: dict[str, Any] | None = None
     preflight: dict[str, Any] | None = None
     comparison: dict[str, Any] | None = None
-    budget: dict[str, Any] | None = None  # from fix-accuracy: the float fallback that meets an accuracy budget
+    budget: dict[str, Any] | None = None  # from fix with an accuracy budget: the float fallback that meets it
     tflite_model: bytes | None = field(default=None, repr=False)
 
     @property
