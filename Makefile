@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/testbed.py
 	$(BIN)/python bench/fix.py
 	$(BIN)/python bench/run_overhead.py
+	$(BIN)/python bench/budget.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Every test converts for real; the conversion cache's own tests turn it on in a temporary directory.
+os.environ["QUANTDOCTOR_NO_CACHE"] = "1"
 
 import numpy as np
 import pytest

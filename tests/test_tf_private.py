@@ -153,6 +153,51 @@ def test_shadow_optimize_tflite_model_sees_the_float_model_before_quantization()
     assert not any(op.computes_in_float for op in quantized.ops if op.name == "FULLY_CONNECTED")
 
 
+# --- tf.lite: the MLIR quantizer, replayed ------------------------------------------------------------------
+
+def test_capture_quantizer_calls_records_the_calibrated_model_and_arguments_and_restores_tensorflow():
+    from tensorflow.lite.python import convert, lite
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(dense_pair())
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = dataset_from(vectors(8, features=4))
+    with tf_private.capture_quantizer_calls() as calls:
+        quantized = converter.convert()
+    assert lite._mlir_quantize is convert.mlir_quantize  # restored
+    call, = calls
+    calibrated = read_tflite(call.calibrated)
+    assert [op.name for op in calibrated.ops] == ["FULLY_CONNECTED", "FULLY_CONNECTED"]
+    assert all(op.computes_in_float for op in calibrated.ops)  # the float model carrying calibrated ranges
+    assert call.arguments["input_data_type"] == call.arguments["output_data_type"] == "float32"
+    assert call.arguments["disable_per_channel"] is False
+    replayed = tf_private.quantize_calibrated(call.calibrated, call.arguments, [])
+    samples = vectors(6, features=4, seed=3)
+    assert np.array_equal(_outputs(replayed, samples), _outputs(quantized, samples))  # the very conversion
+
+
+def test_quantize_calibrated_keeps_the_denylisted_ops_float():
+    converter = tf.lite.TFLiteConverter.from_keras_model(dense_pair())
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = dataset_from(vectors(8, features=4))
+    with tf_private.capture_quantizer_calls() as calls:
+        converter.convert()
+    first = read_tflite(calls[0].calibrated).ops[0].outputs[0].name
+    partly = read_tflite(tf_private.quantize_calibrated(calls[0].calibrated, calls[0].arguments, [first]))
+    floats = [op for op in partly.ops if op.name not in ("QUANTIZE", "DEQUANTIZE") and op.computes_in_float]
+    assert [(op.name, op.outputs[0].name) for op in floats] == [("FULLY_CONNECTED", first)]
+
+
+def _outputs(model: bytes, samples: np.ndarray) -> np.ndarray:
+    interpreter = Interpreter(model_content=model)
+    interpreter.allocate_tensors()
+    rows = []
+    for row in samples:
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], row[None])
+        interpreter.invoke()
+        rows.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy())
+    return np.concatenate(rows)
+
+
 # --- Keras -------------------------------------------------------------------------------------------------
 
 def test_keras_history_layer_is_the_producing_layer():

@@ -196,21 +196,37 @@ def fix(
     timeout: float = typer.Option(900.0, help="Seconds before one conversion is stopped."),
     memory_limit: Optional[int] = typer.Option(None, help="Memory limit for the converter process, in MB (256 or more)."),
     trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
+    max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Accuracy budget on --eval-data: the largest "
+                                             "drop of top-1 accuracy (with --labels) or agreement vs float."),
+    min_sqnr: Optional[float] = typer.Option(None, "--min-sqnr", help="Accuracy budget: an SQNR floor in dB on "
+                                             "every output (regression-style models)."),
+    html_path: Optional[Path] = typer.Option(None, "--html", help="Write the HTML report (with a budget: the "
+                                             "Pareto plot of the variants tried) here."),
 ) -> None:
-    """Repair MODEL's conversion, convert again, verify; write the verified model and the script."""
+    """Repair MODEL's conversion, convert again, verify; write the verified model and the script.
+
+    With --max-drop or --min-sqnr, the fewest ops kept float that meet that accuracy budget."""
     from quantdoctor.fix.render import render_fix
     from quantdoctor.fix.run import fix as run_fix
 
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels))
     check_outputs(inputs=(model, data, eval_data, labels),
-                  outputs={"--output": output, "--script": script, "--json": json_path})
-    with err.status(f"Fixing {escape(str(model))}: converting in an isolated process, in rounds…"):
+                  outputs={"--output": output, "--script": script, "--json": json_path, "--html": html_path})
+    with err.status(f"Fixing {escape(str(model))}: converting in an isolated process, in rounds…") as status:
+        def progress(step: str, variants: int) -> None:
+            status.update(f"Searching the float fallback for the accuracy budget: {variants} variant(s) tried…")
+
         result = run_fix(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
                          target=target, eval_data=eval_data, labels=labels, max_samples=max_samples,
                          max_rounds=max_rounds, timeout=timeout, memory_limit_mb=memory_limit,
-                         trust_model=trust_model, output_name=str(output) if output else "model_int8.tflite")
+                         trust_model=trust_model, output_name=str(output) if output else "model_int8.tflite",
+                         max_drop=max_drop, min_sqnr=min_sqnr, html=html_path, progress=progress)
     render_fix(result, out)
-    if output and result.model is not None:
+    if output and result.model is not None and result.met_budget is False:
+        output.write_bytes(result.model)
+        out.print(f"Best effort written to {output} ({len(result.model)} bytes): it misses the accuracy budget",
+                  markup=False, soft_wrap=True)
+    elif output and result.model is not None:
         output.write_bytes(result.model)
         out.print(f"Model written to {output} ({len(result.model)} bytes)", markup=False, soft_wrap=True)
     elif output:

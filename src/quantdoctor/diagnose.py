@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,10 @@ from quantdoctor.audit.quantizers import input_ranges
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.catalog.classify_failure import FailureContext, classify_failure, excerpt
 from quantdoctor.catalog.locations import LayerNames
+from quantdoctor.convert import cache as conversion_cache
 from quantdoctor.convert.crash import crash_frames, crash_stage, native_errors, out_of_memory
 from quantdoctor.convert.cleanup import run_interruptible
+from quantdoctor.convert.protocol import read_json
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, check_limits, run_worker
 from quantdoctor.errors import ModelLoadError, UsageError
 from quantdoctor.fix.repairs import mark_automatic
@@ -75,15 +77,48 @@ def diagnose_with_float_twin(model: Any, data: Any = None, *, mode: str | None =
     the float model the converter handed its quantizer, or, for settings that do not calibrate, the
     model converted again without quantization (TensorFlow starts and the model loads once). The
     float model is None when that second conversion failed."""
+    report, artifacts = _diagnose(model, data, mode=mode, io=io, max_samples=max_samples, timeout=timeout,
+                                  float_twin=True, trust_model=trust_model)
+    return report, artifacts.float_twin
+
+
+@run_interruptible
+def diagnose_with_calibration(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
+                              max_samples: int = DEFAULT_MAX_SAMPLES, timeout: float = DEFAULT_TIMEOUT,
+                              trust_model: bool = False) -> tuple[Report, ConversionArtifacts]:
+    """`diagnose`, and from the same calibrating conversion (or the conversion cache): compare's float
+    reference, the calibrated float model and the quantizer's arguments, from which accuracy budgets
+    make their variants without calibrating again."""
     return _diagnose(model, data, mode=mode, io=io, max_samples=max_samples, timeout=timeout, float_twin=True,
-                     trust_model=trust_model)
+                     keep_calibration=True, trust_model=trust_model)
+
+
+@dataclass
+class ConversionArtifacts:
+    """What a conversion leaves besides the report: compare's float reference, and for calibrating
+    settings the calibrated float model and the quantizer's arguments (JSON)."""
+
+    float_twin: bytes | None = None
+    calibrated: bytes | None = None
+    quantizer: dict[str, Any] | None = None
+    calibration: CalibrationSet | None = None  # the samples the converter calibrated on
+
+    @classmethod
+    def read(cls, directory: Path, twin_written: bool, calibration: CalibrationSet | None) -> ConversionArtifacts:
+        """The artifacts a worker (or a cache entry) left in `directory`."""
+        twin, calibrated = directory / conversion_cache.FLOAT_TWIN, directory / conversion_cache.CALIBRATED
+        quantizer = directory / conversion_cache.QUANTIZER
+        return cls(float_twin=twin.read_bytes() if twin_written and twin.is_file() else None,
+                   calibrated=calibrated.read_bytes() if calibrated.is_file() else None,
+                   quantizer=read_json(quantizer) if quantizer.is_file() else None, calibration=calibration)
 
 
 def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_samples: int, timeout: float,
               select_tf_ops: bool = False, signature_keys: list[str] | None = None,
               memory_limit_mb: int | None = None, target: str | None = None, convert: bool = True,
               eval_data: Any = None, keep_workdir: str | Path | None = None,
-              float_twin: bool = False, trust_model: bool = False) -> tuple[Report, bytes | None]:
+              float_twin: bool = False, keep_calibration: bool = False,
+              trust_model: bool = False) -> tuple[Report, ConversionArtifacts]:
     check_target(target)
     check_limits(timeout, memory_limit_mb)
     max_samples = options.count(max_samples, "max_samples")
@@ -105,8 +140,9 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
                 raise UsageError("signature keys apply to SavedModel directories only")
             source.signature_keys = list(signature_keys)
         return diagnose_prepared(source, recipe, calibration, workdir, target=target, evaluation=evaluation,
-                                 convert=convert, float_twin=float_twin, timeout=timeout,
-                                 memory_limit_mb=memory_limit_mb, trust_model=trust_model, settings_findings=unused)
+                                 convert=convert, float_twin=float_twin, keep_calibration=keep_calibration,
+                                 timeout=timeout, memory_limit_mb=memory_limit_mb, trust_model=trust_model,
+                                 settings_findings=unused, cache=keep is None)
     finally:
         try:
             if keep is not None:
@@ -117,28 +153,51 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
 
 def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibration: CalibrationSet | None,
                       workdir: Path, *, target: str | None = None, evaluation: CalibrationSet | None = None,
-                      convert: bool = True, float_twin: bool = False, timeout: float = DEFAULT_TIMEOUT,
-                      memory_limit_mb: int | None = None, trust_model: bool = False,
-                      settings_findings: list[Finding] | None = None) -> tuple[Report, bytes | None]:
-    """One diagnosis of a model already taken in, in `workdir`: the report, and with `float_twin`
-    compare's float reference (see `diagnose_with_float_twin`). `settings_findings` are findings about
-    the settings made before (unused data). `fix` runs its rounds through it."""
+                      convert: bool = True, float_twin: bool = False, keep_calibration: bool = False,
+                      timeout: float = DEFAULT_TIMEOUT, memory_limit_mb: int | None = None,
+                      trust_model: bool = False, settings_findings: list[Finding] | None = None,
+                      cache: bool = True) -> tuple[Report, ConversionArtifacts]:
+    """One diagnosis of a model already taken in, in `workdir`: the report, and its artifacts: with
+    `float_twin` compare's float reference (see `diagnose_with_float_twin`), with `keep_calibration`
+    the calibrated model and quantizer arguments (see `diagnose_with_calibration`).
+    `settings_findings` are findings about the settings made before (unused data). A successful
+    calibrating conversion is kept in the conversion cache (`convert/cache.py`) and taken from it
+    the next time, unless `cache` is False or a memory limit is set. `fix` runs its rounds through it."""
     request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None,
                                "convert": convert, "trust_model": trust_model}
     if calibration is not None and recipe.calibrate:  # a converter's dataset goes along even when unused
         calibration.save(workdir / "calibration.npz")
         request["data"] = str(workdir / "calibration.npz")
-    if float_twin:
-        request["float_twin_output"] = str(workdir / "float_twin.tflite")
-    if convert:  # after converting, the worker runs the produced model once (runtime/check)
-        request["run_check"] = {"float_model": str(workdir / "float_reference.tflite")}
-    run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
+    calibrating = convert and request["data"] is not None and data_is_used(recipe)
+    key = None
+    if calibrating and cache and memory_limit_mb is None:  # a memory limit is a question to ask anew
+        key = conversion_cache.conversion_key(source, recipe, calibration, workdir, trust_model)
+    cached = conversion_cache.lookup(key) if key else None
+    if cached is not None:
+        response = cached.response
+        run = WorkerRun(outcome="ok", seconds=response.get("worker_seconds", 0.0), response=response,
+                        tflite_path=cached.path(conversion_cache.MODEL))
+        artifacts = ConversionArtifacts.read(cached.directory, twin_written=True, calibration=calibration)
+    else:
+        kept = calibrating and (keep_calibration or key is not None)
+        if float_twin or kept:  # free when calibrating: the model handed to the quantizer
+            request["float_twin_output"] = str(workdir / conversion_cache.FLOAT_TWIN)
+        if kept:
+            request["calibration_output"] = str(workdir)
+        if convert:  # after converting, the worker runs the produced model once (runtime/check)
+            request["run_check"] = {"float_model": str(workdir / "float_reference.tflite")}
+        run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
+        if key is not None and run.outcome == "ok":
+            conversion_cache.store(key, workdir, {**run.response, "worker_seconds": round(run.seconds, 3)})
+        artifacts = ConversionArtifacts.read(workdir, twin_written=run.response.get("float_twin") == "ok",
+                                             calibration=calibration if calibrating else None)
     if target is None and recipe.mode == "int8-strict":
         target = "int8-accelerator"
     checked = calibration if data_is_used(recipe) else None  # data the converter never reads is not judged
     report = _build_report(source, recipe, checked, run, target, evaluation, settings_findings or [])
-    twin = workdir / "float_twin.tflite"
-    return report, twin.read_bytes() if run.response.get("float_twin") == "ok" else None
+    if cached is not None:
+        report.conversion["cached"] = True
+    return report, artifacts
 
 
 def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_ops: bool,

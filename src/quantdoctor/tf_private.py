@@ -174,6 +174,91 @@ def tf1_only_converter_attributes() -> tuple[str, ...]:
     return tuple(sorted({name for name in tf1 - tf2 if not name.startswith("_")} | set(TF1_ALIASES)))
 
 
+# --- tf.lite: the MLIR quantizer, replayed (accuracy budgets calibrate once) -------------------------
+
+@dataclass(frozen=True)
+class QuantizerCall:
+    """One call of the converter's quantizer: the calibrated float model and the arguments, as JSON."""
+
+    calibrated: bytes
+    arguments: dict[str, Any]
+
+
+@contextlib.contextmanager
+def capture_quantizer_calls() -> Iterator[list[QuantizerCall]]:
+    """Within the block, every conversion that quantizes appends its `QuantizerCall` to the list
+    yielded: the float model carrying the calibrated ranges, and the exact arguments. The
+    conversion itself is unchanged.
+
+    TF 2.21's `TFLiteConverterBase._quantize` calls the module-level name
+    `tensorflow.lite.python.lite._mlir_quantize` once calibration is done; it is wrapped for the
+    duration of the block.
+    """
+    import inspect
+
+    from tensorflow.lite.python import lite
+
+    original = _require(lite, "_mlir_quantize")
+    calls: list[QuantizerCall] = []
+
+    def recording(*args: Any, **kwargs: Any) -> bytes:
+        bound = inspect.signature(original).bind(*args, **kwargs)
+        data = bound.arguments.pop("input_data_str")
+        calls.append(QuantizerCall(bytes(data), _quantizer_arguments_to_json(bound.arguments)))
+        return original(*args, **kwargs)
+
+    lite._mlir_quantize = recording
+    try:
+        yield calls
+    finally:
+        lite._mlir_quantize = original
+
+
+def quantize_calibrated(calibrated: bytes, arguments: dict[str, Any], denylisted_nodes: list[str]) -> bytes:
+    """The model a captured quantizer call makes, with the ops writing `denylisted_nodes` (their output
+    tensors) left in float: `tensorflow.lite.python.convert.mlir_quantize`, what
+    `QuantizationDebugger.get_nondebug_quantized_model()` runs, with the tensor names of the full
+    conversion and none of its cost (no calibration)."""
+    from tensorflow.lite.python import convert
+
+    return _require(convert, "mlir_quantize")(calibrated, **_quantizer_arguments_from_json(arguments),
+                                              denylisted_nodes=list(denylisted_nodes) or None)
+
+
+_DTYPE_ARGUMENTS = ("input_data_type", "output_data_type")
+
+
+def _quantizer_arguments_to_json(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The quantizer's arguments as JSON: dtypes by name, bytes (serialized debug options) in base64."""
+    import base64
+
+    result = {}
+    for name, value in arguments.items():
+        if name in _DTYPE_ARGUMENTS:
+            value = value.name
+        elif isinstance(value, bytes):
+            value = {"base64": base64.b64encode(value).decode()}
+        elif hasattr(value, "__int__") and not isinstance(value, bool):
+            value = int(value)  # proto enums such as inference_type
+        result[name] = value
+    return result
+
+
+def _quantizer_arguments_from_json(arguments: dict[str, Any]) -> dict[str, Any]:
+    import base64
+
+    import tensorflow as tf
+
+    result = {}
+    for name, value in arguments.items():
+        if name in _DTYPE_ARGUMENTS:
+            value = tf.as_dtype(value)
+        elif isinstance(value, dict) and "base64" in value:
+            value = base64.b64decode(value["base64"])
+        result[name] = value
+    return result
+
+
 # --- Keras --------------------------------------------------------------------------------------------
 
 def keras_history_layer(tensor: Any) -> Any:

@@ -18,13 +18,16 @@ import numba
 import numpy as np
 
 from quantdoctor.compare.measures import EPS as _EPS
-from quantdoctor.compare.measures import LOST_SQNR_DB, collapsed, db
+from quantdoctor.compare.measures import LOST_SQNR_DB, MAX_SQNR_DB, collapsed, db
 _RESERVOIR = 2000  # float values kept for the histogram ...
 _RESERVOIR_PER_SAMPLE = 64  # ... evenly strided over each sample's tensor
 _BLOCK_ROWS = 256  # rows summed in float32 before they join the float64 totals
+_VARIES = 1e-6  # a channel whose variation is under this share of its energy counts as constant
 
 # Rows of the per-channel sums array: sums, except the extremes.
-_SIGNAL, _NOISE, _DOT, _QUANT_ENERGY, _MAX_ABS_ERROR, _LOW, _HIGH, _CLIPPED, _FLOAT_SUM, _QUANT_SUM = range(10)
+(_SIGNAL, _NOISE, _DOT, _QUANT_ENERGY, _MAX_ABS_ERROR, _LOW, _HIGH, _CLIPPED, _FLOAT_SUM, _QUANT_SUM,
+ _GRID_NOISE) = range(11)
+_ROWS = 11
 _EXTREMES = {_MAX_ABS_ERROR: np.maximum, _LOW: np.minimum, _HIGH: np.maximum}
 
 
@@ -39,7 +42,9 @@ _SIGNATURES = [numba.void(numba.float32[:, ::1], numba.from_dtype(np.dtype(t))[:
 def _accumulate(reference, stored, scale, zero_point, low_limit, high_limit, sums):  # pragma: no cover - compiled
     """Add one (rows, channels) pair into `sums`: the float values and the stored quantized ones,
     dequantized as (stored - zero_point) * scale. Values outside [low_limit, high_limit] count as
-    clipped.
+    clipped. Each float value is also put on the tensor's own grid (rounded to a multiple of the
+    scale, clipped to the calibrated range) and that error summed (`_GRID_NOISE`; zero for a tensor
+    stored as floats, whose limits are infinite).
 
     Element arithmetic is float32, like the tensors, so that it runs on SIMD lanes (3 to 4x
     faster than float64 here); partial sums over `_BLOCK_ROWS` rows are added into the float64
@@ -48,7 +53,10 @@ def _accumulate(reference, stored, scale, zero_point, low_limit, high_limit, sum
     rows, channels = reference.shape
     scale32, zero32 = np.float32(scale), np.float32(zero_point)
     low32, high32 = np.float32(low_limit), np.float32(high_limit)
-    block = np.empty((10, channels), np.float32)
+    gridded = np.float32(1.0 if np.isfinite(low_limit) else 0.0)
+    grid_low = np.float32(low_limit + scale / 2 if gridded else 0.0)
+    grid_high = np.float32(high_limit - scale / 2 if gridded else 0.0)
+    block = np.empty((_ROWS, channels), np.float32)
     for first in range(0, rows, _BLOCK_ROWS):
         block[:] = 0
         block[_LOW], block[_HIGH] = np.inf, -np.inf
@@ -67,8 +75,11 @@ def _accumulate(reference, stored, scale, zero_point, low_limit, high_limit, sum
                 block[_CLIPPED, channel] += (real < low32) + (real > high32)
                 block[_FLOAT_SUM, channel] += real
                 block[_QUANT_SUM, channel] += got
+                on_grid = min(max(np.float32(np.round(real / scale32)) * scale32, grid_low), grid_high)
+                grid_error = (on_grid - real) * gridded
+                block[_GRID_NOISE, channel] += grid_error * grid_error
         for channel in range(channels):
-            for total in (_SIGNAL, _NOISE, _DOT, _QUANT_ENERGY, _CLIPPED, _FLOAT_SUM, _QUANT_SUM):
+            for total in (_SIGNAL, _NOISE, _DOT, _QUANT_ENERGY, _CLIPPED, _FLOAT_SUM, _QUANT_SUM, _GRID_NOISE):
                 sums[total, channel] += block[total, channel]
             sums[_MAX_ABS_ERROR, channel] = max(sums[_MAX_ABS_ERROR, channel], block[_MAX_ABS_ERROR, channel])
             sums[_LOW, channel] = min(sums[_LOW, channel], block[_LOW, channel])
@@ -101,7 +112,7 @@ class ErrorStats:
             return
         channels = reference.shape[-1] if reference.ndim and self.per_channel else 1
         if self.sums is None:
-            self.sums = np.zeros((10, channels))
+            self.sums = np.zeros((_ROWS, channels))
             self.sums[_LOW], self.sums[_HIGH] = np.inf, -np.inf
         low, high = self.quantized_range or (-np.inf, np.inf)
         margin = self.scale / 2 if self.scale else 0.0
@@ -183,6 +194,22 @@ class ErrorStats:
             return []
         live = self.sums[_SIGNAL] > _EPS
         return [int(c) for c in np.flatnonzero(live & (self.channel_sqnr_db <= LOST_SQNR_DB))]
+
+    @property
+    def worst_channel_grid_sqnr_db(self) -> float:
+        """How well the tensor's own int8 grid holds its float values, whatever the error feeding it:
+        each value rounded to a multiple of the scale and clipped to the calibrated range, against the
+        values' variation around their channel's mean (a large common offset the grid must span then
+        counts as noise, not signal). The lowest over the channels that vary; 120 for a tensor stored
+        as floats, or one that does not vary."""
+        if self.sums is None or not self.scale or not self.count:
+            return MAX_SQNR_DB
+        rows = self.count / self.sums.shape[1]
+        variation = self.sums[_SIGNAL] - self.sums[_FLOAT_SUM] ** 2 / rows
+        live = variation > _VARIES * np.maximum(self.sums[_SIGNAL], _EPS)
+        if not np.any(live):
+            return MAX_SQNR_DB
+        return float(min(db(v, n) for v, n in zip(variation[live], self.sums[_GRID_NOISE][live])))
 
     @property
     def cosine(self) -> float:

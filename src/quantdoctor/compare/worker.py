@@ -49,9 +49,20 @@ def main(request: dict[str, Any]) -> int:
 
 def _compare(request: dict[str, Any]) -> int:
     samples = CalibrationSet.load(Path(request["data"])).samples
-    first = Lane(request["float_model"], request["quant_model"])
+    response, outputs = analyse(request["float_model"], request["quant_model"], samples, Path(request["progress"]))
+    np.savez(request["outputs"], **outputs)
+    write_json(Path(request["response"]), response)
+    return 0
+
+
+def analyse(float_model: str, quant_model: str, samples: list[Any],
+            progress: Path | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Both .tflite models side by side on `samples`, one lane per usable core: the statistics of
+    every compared tensor and output (the worker's response), and the outputs (`float_N`, `quant_N`,
+    dequantized). `progress` is rewritten while the lanes run."""
+    first = Lane(float_model, quant_model)
     pairs = first.pairs
-    lanes = [first] + [Lane(request["float_model"], request["quant_model"], pairs)
+    lanes = [first] + [Lane(float_model, quant_model, pairs)
                        for _ in range(min(_usable_cores(), _MAX_LANES, len(samples)) - 1)]
     shares = np.array_split(np.arange(len(samples)), len(lanes))
     gc.freeze()  # set-up is done: a full collection over Numba's and LiteRT's objects cost 50 ms mid-run
@@ -61,22 +72,23 @@ def _compare(request: dict[str, Any]) -> int:
         running = set(futures)
         while running:
             _, running = wait(running, timeout=_PROGRESS_SECONDS)
-            write_json(Path(request["progress"]), {"done": sum(lane.done for lane in lanes), "total": len(samples)})
+            if progress is not None:
+                write_json(progress, {"done": sum(lane.done for lane in lanes), "total": len(samples)})
     seconds = time.perf_counter() - started
     for future in futures:
         future.result()  # a lane's error, raised here
     stats = {name: ErrorStats.merged([lane.stats[name] for lane in lanes]) for name in pairs}
     output_stats = [ErrorStats.merged(parts) for parts in zip(*(lane.output_stats for lane in lanes))]
-    np.savez(request["outputs"], **_stacked("float", [s for lane in lanes for s in lane.float_outputs]),
-             **_stacked("quant", [s for lane in lanes for s in lane.quant_outputs]))
-    write_json(Path(request["response"]), {
+    outputs = {**_stacked("float", [s for lane in lanes for s in lane.float_outputs]),
+               **_stacked("quant", [s for lane in lanes for s in lane.quant_outputs])}
+    response = {
         "samples": len(samples), "lanes": len(lanes), "analysis_seconds": round(seconds, 3),
         "tensors": [_describe(name, pairs[name][2], stats[name], len(samples)) for name in pairs],
         "outputs": [_describe(d["name"], "OUTPUT", stat, len(samples))
                     for d, stat in zip(first.quant_model.get_output_details(), output_stats)],
         "ops": op_links(first.quant_model, pairs),
-    })
-    return 0
+    }
+    return response, outputs
 
 
 def _usable_cores() -> int:
@@ -95,6 +107,7 @@ def _describe(name: str, op: str, stats: ErrorStats, samples: int) -> dict[str, 
     return {
         "tensor": name, "op": op, "sqnr_db": round(stats.sqnr_db, 3),
         "worst_channel_sqnr_db": round(stats.worst_channel_sqnr_db, 3), "cosine": round(stats.cosine, 6),
+        "worst_channel_grid_sqnr_db": round(stats.worst_channel_grid_sqnr_db, 3),
         "rmse_over_scale": None if stats.rmse_over_scale is None else round(stats.rmse_over_scale, 4),
         "max_abs_error": round(stats.max_abs_error, 6), "clipped_fraction": round(stats.clipped_fraction, 6),
         "float_range": [stats.low, stats.high],

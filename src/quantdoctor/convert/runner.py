@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 import quantdoctor
 from quantdoctor.convert.protocol import read_json, write_json
@@ -102,15 +102,10 @@ def run_isolated(module: str, request: dict[str, Any], workdir: Path, timeout: f
     request_path = workdir / "request.json"
     write_json(request_path, request)
     stderr_path = workdir / "stderr.txt"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1")}
     started = time.perf_counter()
     peak = 0
     with open(stderr_path, "wb") as stderr:
-        child = subprocess.Popen(
-            isolated_command(module, str(request_path)),
-            stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=env, start_new_session=True,
-            preexec_fn=_memory_limiter(memory_limit_mb),
-        )
+        child = start_isolated(module, [str(request_path)], stderr, memory_limit_mb, stdin=subprocess.DEVNULL)
 
         def poll() -> None:
             nonlocal peak
@@ -121,22 +116,31 @@ def run_isolated(module: str, request: dict[str, Any], workdir: Path, timeout: f
         try:
             timed_out = not _wait(child, timeout, poll)
         except BaseException:  # Ctrl-C, SIGTERM (see convert/cleanup.py), a failing on_poll: the child ends too
-            _kill_group(child)
+            kill_group(child)
             raise
         if timed_out:
-            _kill_group(child)
+            kill_group(child)
     response = read_json(Path(request["response"]))
     if "internal_error" in response:
         raise InternalError(f"the {module} process failed:\n{response['internal_error']}")
     run = WorkerRun(outcome="timeout" if timed_out else "done", seconds=time.perf_counter() - started,
                     response=response, returncode=child.returncode,
-                    stderr=_tail(stderr_path.read_text(errors="replace")), memory_limit_mb=memory_limit_mb,
+                    stderr=tail(stderr_path.read_text(errors="replace")), memory_limit_mb=memory_limit_mb,
                     peak_memory_mb=peak or None)
     if child.returncode is not None and child.returncode < 0:
         run.signal_name = signal.Signals(-child.returncode).name
     if not timed_out and child.returncode != 0:
         run.outcome = "crash"
     return run
+
+
+def start_isolated(module: str, args: list[str], log: IO[bytes], memory_limit_mb: int | None = None,
+                   **popen: Any) -> subprocess.Popen:
+    """Start `module` as a worker: isolated imports (`isolated_command`), its own session (so a kill
+    takes whatever it started), stdout and stderr to `log`. `popen` adds Popen arguments (stdin, pass_fds)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1")}
+    return subprocess.Popen(isolated_command(module, *args), stdout=log, stderr=log, env=env, start_new_session=True,
+                            preexec_fn=_memory_limiter(memory_limit_mb), **popen)
 
 
 def isolated_command(module: str, *args: str) -> list[str]:
@@ -189,7 +193,8 @@ def _memory_limiter(limit_mb: int | None):
     return apply_limit
 
 
-def _kill_group(child: subprocess.Popen) -> None:
+def kill_group(child: subprocess.Popen) -> None:
+    """Kill a worker started by `start_isolated` and everything it started, and reap it."""
     try:
         os.killpg(child.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -197,5 +202,6 @@ def _kill_group(child: subprocess.Popen) -> None:
     child.wait()
 
 
-def _tail(text: str) -> str:
+def tail(text: str) -> str:
+    """The end of a worker's log, as much as a report keeps."""
     return text if len(text) <= _STDERR_KEEP else "…" + text[-_STDERR_KEEP:]

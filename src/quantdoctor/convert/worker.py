@@ -7,8 +7,10 @@ far it got and what the model looks like.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -64,7 +66,8 @@ def main(request: dict[str, Any]) -> int:
     calibration = CalibrationSet.load(Path(request["data"])) if request.get("data") else None
     recipe = Recipe.from_dict(request["recipe"])
     try:
-        tflite_model = _convert(make_converter, recipe, calibration, before_quantization)
+        with _kept_calibration(request.get("calibration_output")):
+            tflite_model = _convert(make_converter, recipe, calibration, before_quantization)
     except _ConverterFailed as failed:
         exc = failed.__cause__
         _die_if_out_of_memory(exc)
@@ -125,6 +128,21 @@ def _keep_model_before_quantization(converter: Any, output: Path) -> None:
     """Write the float model the converter hands to its quantizer to `output`: compare's float
     reference, from the very conversion it is compared with (the quantizer keeps its tensor names)."""
     tf_private.shadow_optimize_tflite_model(converter, output.write_bytes)
+
+
+@contextlib.contextmanager
+def _kept_calibration(directory: str | None) -> Iterator[None]:
+    """Within the block, keep what the quantizer is handed in `directory` (when given): the calibrated
+    float model (`calibrated.tflite`) and the quantizer's arguments (`quantizer.json`), from which
+    accuracy budgets make their variants without calibrating again."""
+    if not directory:
+        yield
+        return
+    with tf_private.capture_quantizer_calls() as calls:
+        yield
+    if calls:
+        Path(directory, "calibrated.tflite").write_bytes(calls[-1].calibrated)
+        write_json(Path(directory, "quantizer.json"), calls[-1].arguments)
 
 
 def _convert_float_twin(make_converter: Callable[[], Any], output: Path) -> str:

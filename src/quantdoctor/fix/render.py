@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.text import Text
 
+from quantdoctor.report.terminal import budget_lines
+
 if TYPE_CHECKING:
     from quantdoctor.fix.run import FixResult
 
@@ -49,6 +51,8 @@ def fix_lines(result: FixResult) -> list[Text]:
         mark, mark_style = _MARK[value]
         lines.append(Text.assemble("  ", (mark, mark_style), f"  {text}"))
     lines += [Text(f"        {detail}", "dim") for detail in verification.details]
+    if result.budget:
+        lines += budget_lines(result.budget)
     if result.blocked:
         lines.append(Text("What you must change", "bold red"))
         for blocked in result.blocked:

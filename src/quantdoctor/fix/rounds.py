@@ -98,11 +98,12 @@ def _convert(origin: ModelOrigin, plan: Plan, data: CalibrationSet | None, round
     unused = check_unused_data(calibration, plan.recipe, mode_requested=settings.mode_requested)
     try:
         source = origin.source(plan.model_steps, round_dir)
-        return diagnose_prepared(source, plan.recipe, calibration, round_dir,
-                                 target=plan.target, evaluation=settings.evaluation,
-                                 float_twin=settings.evaluation is not None, timeout=settings.timeout,
-                                 memory_limit_mb=settings.memory_limit_mb, trust_model=settings.trust_model,
-                                 settings_findings=unused)
+        report, artifacts = diagnose_prepared(source, plan.recipe, calibration, round_dir,
+                                              target=plan.target, evaluation=settings.evaluation,
+                                              float_twin=settings.evaluation is not None, timeout=settings.timeout,
+                                              memory_limit_mb=settings.memory_limit_mb,
+                                              trust_model=settings.trust_model, settings_findings=unused)
+        return report, artifacts.float_twin
     except ModelLoadError as exc:
         if not plan.model_steps:
             raise

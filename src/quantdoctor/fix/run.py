@@ -9,7 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quantdoctor import catalog
 from quantdoctor.audit.checks import check_target
+from quantdoctor.budget.objective import Metric, Objective
+from quantdoctor.budget.run import BudgetOutcome, budget_objective, check_budget_settings, search_budget
+from quantdoctor.budget.search import Progress
 from quantdoctor.compare.labels import read_labels
 from quantdoctor.convert.cleanup import run_interruptible
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits
@@ -24,13 +28,18 @@ from quantdoctor.fix.verify import Verification
 from quantdoctor.intake import options
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
 from quantdoctor.intake.model import is_converter
-from quantdoctor.report.model import SCHEMA_VERSION, Report
+from quantdoctor.intake.paths import check_outputs
+from quantdoctor.report.model import SCHEMA_VERSION, Report, rank_findings
 
 
 @dataclass
 class FixResult:
     """What fix did: the verified model (None when no repair reached one), the script, the repairs in
     order, the reports before and after, the verification, and what is left for the user.
+
+    With an accuracy budget, `budget` is the report's `budget` object (also in `after.budget`) and
+    `model` the variant with the fewest float ops that meets it, or, when none does, the best
+    effort (then not verified: `met_budget` is False and QD513 says so).
 
     `origin`, `plan` and `calibration` are where further work on the model starts, such as an
     accuracy budget: `origin.source(plan.model_steps, workdir)` is the fixed model for the worker,
@@ -49,11 +58,28 @@ class FixResult:
     plan: Plan | None = field(default=None, repr=False)
     calibration: CalibrationSet | None = field(default=None, repr=False)
     origin: ModelOrigin | None = field(default=None, repr=False)
+    budget: dict[str, Any] | None = None
 
     @property
     def verified(self) -> bool:
-        """True when `model` passed every check."""
-        return self.model is not None
+        """True when `model` passed every check (an accuracy budget's included)."""
+        return self.model is not None and self.verification.verified
+
+    @property
+    def met_budget(self) -> bool | None:
+        """Whether `model` meets the accuracy budget (None without one, or when no search ran)."""
+        return self.budget["met_budget"] if self.budget else None
+
+    @property
+    def kept_float(self) -> list[dict[str, Any]]:
+        """The ops the accuracy budget keeps float: layer, op, node name, and gain (the metric lost
+        when that op alone is quantized again)."""
+        return self.budget["kept_float"] if self.budget else []
+
+    @property
+    def pareto(self) -> list[dict[str, Any]]:
+        """The variants no other beats on both float ops and metric (`budget["candidates"]`: all tried)."""
+        return self.budget["pareto"] if self.budget else []
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: the repairs, the verification, what is left, and both reports."""
@@ -66,6 +92,7 @@ class FixResult:
                 "settings": self.plan.recipe.to_dict() if self.plan else None,
                 "target": self.plan.target if self.plan else None,
                 "model_bytes": len(self.model) if self.model else None,
+                **({"budget": self.budget} if self.budget is not None else {}),
                 "before": self.before.to_dict(), "after": self.after.to_dict()}
 
     def __str__(self) -> str:
@@ -79,7 +106,9 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
         select_tf_ops: bool = False, signature_keys: list[str] | None = None, target: str | None = None,
         eval_data: Any = None, labels: Any = None, max_samples: int = DEFAULT_MAX_SAMPLES,
         max_rounds: int = DEFAULT_MAX_ROUNDS, timeout: float = DEFAULT_TIMEOUT, memory_limit_mb: int | None = None,
-        trust_model: bool = False, output_name: str = "model_int8.tflite") -> FixResult:
+        trust_model: bool = False, output_name: str = "model_int8.tflite", max_drop: float | None = None,
+        min_sqnr: float | None = None, metric: Metric | None = None, html: str | Path | None = None,
+        progress: Progress | None = None) -> FixResult:
     """Diagnose `model`, apply the automatic repairs, convert again, and verify, in rounds.
 
     Takes what `diagnose` takes (a converter keeps its own settings). `target` ("cpu", "gpu",
@@ -87,7 +116,15 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     float fallback only where float ops run; integer-only settings imply "int8-accelerator". With
     `eval_data` the model is also compared with the float model and any QD5xx error blocks it.
     The user's files are only read; Keras files with Lambda layers load only with `trust_model=True`.
-    Returns a `FixResult`; `result.model` is None unless verified.
+
+    An accuracy budget on `eval_data` (full integer with float fallback, mode "int8"): `max_drop`,
+    an absolute drop against the float model of top-1 accuracy with `labels`, of top-1 agreement
+    without, or of `metric(outputs, labels) -> float` (higher is better); or `min_sqnr`, an SQNR
+    floor in dB on every output. Once the rounds have a model that converts and runs, the fewest
+    ops kept float that meet it are searched (`quantdoctor.budget`); "int8-accelerator" then puts
+    fewer integer partitions first. `html` writes the after report with the budget's Pareto plot;
+    `progress(step, variants)` is called as variants are tried.
+    Returns a `FixResult`; `result.model` is None unless verified (with a budget: the best effort).
     """
     check_target(target)
     check_limits(timeout, memory_limit_mb)
@@ -103,25 +140,75 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
                         max_rounds=max_rounds, timeout=timeout, memory_limit_mb=memory_limit_mb,
                         trust_model=options.flag(trust_model, "trust_model"),
                         mode_requested=not is_converter(model))
+    objective = budget_objective(max_drop, min_sqnr, metric, settings.truth, evaluation)
+    if objective is not None:
+        check_budget_settings(recipe)
+    check_outputs(inputs=(model, data, eval_data, labels), outputs={"html": html})
     if target is None and recipe.mode == "int8-strict":
         target = "int8-accelerator"
     origin = ModelOrigin.of(model, options.names(signature_keys, "signature_keys"))
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-fix-"))
     try:
         rounds = run_rounds(origin, Plan(recipe, target), calibration, workdir, settings)
+        budget = None
+        if objective is not None and _searchable(rounds):
+            budget_dir = workdir / "budget"
+            budget_dir.mkdir()
+            budget = search_budget(origin.source(rounds.plan.model_steps, budget_dir), rounds.plan.recipe,
+                                   rounds.calibration, budget_dir, evaluation, objective, target=rounds.plan.target,
+                                   timeout=timeout, trust_model=settings.trust_model, progress=progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return FixResult(
+    result = FixResult(
         model=rounds.after.tflite_model if rounds.verification.verified else None,
-        script=_script(rounds, origin, data, max_samples, output_name), applied=rounds.applied,
+        script=_script(rounds, origin, data, max_samples, output_name, budget, objective), applied=rounds.applied,
         before=rounds.before, after=rounds.after, verification=rounds.verification, blocked=rounds.blocked,
         conversions=rounds.conversions, seconds=time.perf_counter() - started, plan=rounds.plan,
         calibration=rounds.calibration, origin=origin)
+    if budget is not None:
+        _take_budget(result, budget)
+    if html:
+        from quantdoctor.report.html import write_html
+
+        write_html(result.after, Path(html))
+    return result
 
 
-def _script(rounds: Rounds, origin: ModelOrigin, data: Any, max_samples: int, output_name: str) -> str:
+def _searchable(rounds: Rounds) -> bool:
+    """The rounds' model converts and runs, and only accuracy findings (QD5xx) block it: what a float
+    fallback can answer."""
+    errors = [f for f in rounds.after.findings if f.severity == "error" and f.category != "accuracy"]
+    return (rounds.after.tflite_model is not None and not errors and rounds.verification.runs is not False
+            and rounds.plan.recipe.mode == "int8")
+
+
+def _take_budget(result: FixResult, budget: BudgetOutcome) -> None:
+    """The budget's model replaces the plain one: verified by its own run on the eval data (every
+    variant ran there in LiteRT), its audit, and the budget."""
+    result.model, result.budget = budget.model, budget.budget
+    result.after.budget = budget.budget
+    accuracy_errors = [f for f in result.after.findings if f.category == "accuracy" and f.severity == "error"]
+    result.after.findings = rank_findings([f for f in result.after.findings if f not in accuracy_errors]
+                                          + budget.findings + budget.audit_errors)
+    objective = budget.budget["objective"]
+    details = [f"accuracy budget ({objective['description']}): {'met' if budget.met else 'missed'}, "
+               f"{budget.budget['chosen_value']:.4f} with {budget.budget['chosen']['float_ops']} op(s) kept float"]
+    if accuracy_errors:
+        details.append("the plain INT8 model's " + ", ".join(sorted({f.code for f in accuracy_errors}))
+                       + " answered by keeping ops float")
+    result.verification = Verification(converted=True, audit=not budget.audit_errors, runs=True,
+                                       compared=budget.met, details=details)
+    result.blocked = [] if budget.met else [Blocked(
+        "QD513", "No float fallback meets the accuracy budget; the model is the best effort.",
+        catalog.get("QD513").fix)]
+
+
+def _script(rounds: Rounds, origin: ModelOrigin, data: Any, max_samples: int, output_name: str,
+            budget: BudgetOutcome | None, objective: Objective | None) -> str:
     data_path = Path(data) if isinstance(data, (str, Path)) else None
     classes = rounds.after.model.get("layer_classes") or rounds.before.model.get("layer_classes") or {}
     return write_script(rounds.plan, rounds.applied, model_path=origin.path, keras_model=origin.editable,
                         data_path=data_path, output=output_name, max_samples=max_samples,
-                        lambda_layers="Lambda" in classes.values(), signature_keys=origin.signature_keys)
+                        lambda_layers="Lambda" in classes.values(), signature_keys=origin.signature_keys,
+                        keep_float=budget.keep_float if budget else None,
+                        budget=objective.describe() if objective else "")

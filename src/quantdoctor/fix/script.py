@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from quantdoctor import catalog
+from quantdoctor.budget.script import keep_float_block
 from quantdoctor.fix import transforms
 from quantdoctor.fix.plan import Plan, SettingsChange, Step
 from quantdoctor.fix.repairs import Repair
@@ -31,9 +32,12 @@ _HELPERS = {"cast_to": ["map_arrays"], "with_batch_axis": ["map_arrays"], "with_
 
 def write_script(plan: Plan, applied: list[Repair], *, model_path: Path | None, keras_model: bool,
                  data_path: Path | None, output: str, max_samples: int, lambda_layers: bool = False,
-                 signature_keys: list[str] | None = None) -> str:
+                 signature_keys: list[str] | None = None, keep_float: list[tuple[str, str]] | None = None,
+                 budget: str = "") -> str:
     """The script's source. `model_path`/`data_path` are the user's files (None: a placeholder the user
-    fills in); `keras_model` says whether the model is Keras (else a SavedModel directory)."""
+    fills in); `keras_model` says whether the model is Keras (else a SavedModel directory).
+    `keep_float` ((node name, what it is) pairs) are the ops an accuracy budget (`budget`, in words)
+    keeps float: the script then makes the model through TensorFlow's QuantizationDebugger."""
     costs = {(r.code, r.change): r.cost for r in applied}
     steps = plan.model_steps + (plan.data_steps if plan.recipe.calibrate else [])
     imports = "import numpy as np\nimport tensorflow as tf" + ("\nimport keras" if keras_model else "")
@@ -48,7 +52,10 @@ def write_script(plan: Plan, applied: list[Repair], *, model_path: Path | None, 
     keys = f", signature_keys={signature_keys!r}" if signature_keys else ""
     opening = "tf.lite.TFLiteConverter.from_keras_model(model)" if keras_model else \
         f"tf.lite.TFLiteConverter.from_saved_model(MODEL_PATH{keys})"
-    parts.append(f"converter = {opening}\n" + _converter_block(plan.recipe, plan.settings_changes, costs))
+    produce = "tflite_model = converter.convert()"
+    if keep_float is not None:
+        produce = keep_float_block(keep_float, plan.recipe.inference_input_type in ("int8", "uint8"), budget)
+    parts.append(f"converter = {opening}\n" + _converter_block(plan.recipe, plan.settings_changes, costs, produce))
     return "\n\n".join(parts) + "\n"
 
 
@@ -133,7 +140,7 @@ def _user_samples(data_path: Path | None) -> str:
         yield list(sample.values()) if by_position else sample'''
 
 
-def _converter_block(recipe: Recipe, changes: list[SettingsChange], costs: dict) -> str:
+def _converter_block(recipe: Recipe, changes: list[SettingsChange], costs: dict, produce: str) -> str:
     lines: list[str] = []
     commented: set[int] = set()
     for field, line in _recipe_lines(recipe):
@@ -143,7 +150,7 @@ def _converter_block(recipe: Recipe, changes: list[SettingsChange], costs: dict)
                 was = ", ".join(f"{name} = {value!r}" for name, value in change.before.items())
                 lines += [*_comment(change, costs), f"#   was: {was}"]
         lines.append(line)
-    return "\n".join(lines + ["", "tflite_model = converter.convert()", 'with open(OUTPUT_PATH, "wb") as output:',
+    return "\n".join(lines + ["", produce, 'with open(OUTPUT_PATH, "wb") as output:',
                               "    output.write(tflite_model)",
                               'print(f"wrote {OUTPUT_PATH}: {len(tflite_model)} bytes")'])
 

@@ -13,6 +13,10 @@ from quantdoctor.report.model import Report
 BAR_COLOR = "#d9480f"
 HIST_COLOR = "#1c7ed6"
 RANGE_COLOR = "#2b8a3e"
+CANDIDATE_COLOR = "#868e96"
+PARETO_COLOR = "#7048e8"
+CHOSEN_COLOR = "#0ca678"
+BUDGET_COLOR = "#c92a2a"
 _CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1000px; color: #212529; }
 h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 28px; border-bottom: 1px solid #dee2e6; }
@@ -37,6 +41,8 @@ def render_html(report: Report) -> str:
                   _layer_chart(report.comparison["layers"]),
                   "<h2>Activations of the worst layers (calibrated range in green)</h2>",
                   "".join(_histogram(h) for h in report.comparison.get("histograms", []))]
+    if report.budget:
+        parts += _budget(report.budget)
     body = "\n".join(parts)
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>quantdoctor report</title>"
             f"<style>{_CSS}</style></head><body>{body}</body></html>")
@@ -109,6 +115,72 @@ def _histogram(hist: dict[str, Any]) -> str:
     return (f"<figure><svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>{bars}{marks}"
             f"<text x='10' y='{height - 4}' font-size='11'>{low:.3g}</text><text x='{width - 10}' y='{height - 4}' "
             f"font-size='11' text-anchor='end'>{high:.3g}</text></svg><figcaption>{caption}</figcaption></figure>")
+
+
+def _budget(budget: dict[str, Any]) -> list[str]:
+    """The accuracy budget: verdict, the ops kept float with their gains, and the Pareto plot."""
+    chosen = budget["chosen"]
+    verdict = "met" if budget["met_budget"] else "<b>missed</b>: the best effort is returned"
+    summary = {"budget": budget["objective"]["description"], "float model": budget["objective"]["float_value"],
+               "full INT8": budget["int8_value"], "chosen": chosen["metric"], "float ops": chosen["float_ops"],
+               "integer partitions": chosen["integer_partitions"], "model bytes": chosen["model_bytes"],
+               "variants tried": budget["evaluations"]}
+    rows = "".join(f"<tr><td>{_e(row['layer'] or row['node'])}</td><td>{_e(row['op'])}</td>"
+                   f"<td>{_gain(row['gain'])}</td></tr>" for row in budget["kept_float"])
+    kept = (f"<table><tr><th>kept in float</th><th>op</th><th>gain</th></tr>{rows}</table>" if rows
+            else "<p>Nothing needs to stay float.</p>")
+    return [f"<h2>Accuracy budget: {verdict}</h2>", _end_to_end(summary), kept,
+            "<h2>Variants tried: metric against float ops (Pareto front in violet, the chosen model in green, "
+            "the budget dashed red)</h2>", _pareto_plot(budget)]
+
+
+def _gain(gain: float | None) -> str:
+    return "" if gain is None else f"{gain:+.4f}"
+
+
+def _pareto_plot(budget: dict[str, Any]) -> str:
+    candidates = [c for c in budget["candidates"] if c["metric"] is not None]
+    objective = budget["objective"]
+    floor = (objective["min_sqnr_db"] if objective["min_sqnr_db"] is not None
+             else objective["float_value"] - objective["max_drop"])
+    values = [c["metric"] for c in candidates] + [floor, objective["float_value"] or floor]
+    low, high = min(values), max(values)
+    margin = (high - low) * 0.08 or 0.01
+    low, high = low - margin, high + margin
+    most = max([c["float_ops"] for c in candidates] + [1])
+    width, height, left, bottom = 760, 340, 60, 40
+
+    def x(ops: float) -> float:
+        return left + (width - left - 20) * ops / most
+
+    def y(value: float) -> float:
+        return 10 + (height - bottom - 10) * (high - value) / (high - low)
+
+    points = "".join(
+        f"<circle cx='{x(c['float_ops']):.1f}' cy='{y(c['metric']):.1f}' r='5' fill='{CANDIDATE_COLOR}'>"
+        f"<title>{_e(c['step'])}: {c['metric']:.4g} with {c['float_ops']} float op(s): "
+        f"{_e(', '.join(c['layers']))}</title></circle>" for c in candidates)
+    front = budget["pareto"]
+    line = " ".join(f"{x(c['float_ops']):.1f},{y(c['metric']):.1f}" for c in front)
+    front_marks = "".join(f"<circle cx='{x(c['float_ops']):.1f}' cy='{y(c['metric']):.1f}' r='6' "
+                          f"fill='{PARETO_COLOR}'/>" for c in front)
+    chosen = budget["chosen"]
+    chosen_mark = (f"<circle cx='{x(chosen['float_ops']):.1f}' cy='{y(chosen['metric']):.1f}' r='10' "
+                   f"fill='{CHOSEN_COLOR}'/>" if chosen["metric"] is not None else "")
+    axes = (f"<line x1='{left}' y1='{height - bottom}' x2='{width - 10}' y2='{height - bottom}' stroke='#495057'/>"
+            f"<line x1='{left}' y1='10' x2='{left}' y2='{height - bottom}' stroke='#495057'/>"
+            f"<line x1='{left}' y1='{y(floor):.1f}' x2='{width - 10}' y2='{y(floor):.1f}' stroke='{BUDGET_COLOR}' "
+            f"stroke-dasharray='6 4' stroke-width='2'/>"
+            f"<text x='{left - 6}' y='{y(high - margin) + 4:.1f}' text-anchor='end' font-size='11'>{high - margin:.4g}</text>"
+            f"<text x='{left - 6}' y='{y(low + margin) + 4:.1f}' text-anchor='end' font-size='11'>{low + margin:.4g}</text>"
+            f"<text x='{left}' y='{height - bottom + 16}' font-size='11'>0</text>"
+            f"<text x='{x(most):.1f}' y='{height - bottom + 16}' font-size='11' text-anchor='end'>{most}</text>"
+            f"<text x='{(width + left) / 2:.0f}' y='{height - 6}' font-size='12' text-anchor='middle'>ops in float</text>"
+            f"<text x='14' y='{(height - bottom) / 2:.0f}' font-size='12' text-anchor='middle' "
+            f"transform='rotate(-90 14 {(height - bottom) / 2:.0f})'>{_e(objective['metric'].replace('_', ' '))}</text>")
+    return (f"<svg role='img' width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>{axes}"
+            f"<polyline points='{line}' fill='none' stroke='{PARETO_COLOR}' stroke-width='2'/>{points}{front_marks}"
+            f"{chosen_mark}</svg>")
 
 
 def _fmt(value: Any) -> str:

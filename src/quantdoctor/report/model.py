@@ -104,6 +104,7 @@ class Report:
     audit: dict[str, Any] | None = None
     preflight: dict[str, Any] | None = None
     comparison: dict[str, Any] | None = None
+    budget: dict[str, Any] | None = None  # from fix with an accuracy budget: the float fallback that meets it
     tflite_model: bytes | None = field(default=None, repr=False)
 
     @property
@@ -146,6 +147,7 @@ class Report:
             "audit": self.audit,
             "preflight": self.preflight,
             **({"comparison": self.comparison} if self.comparison is not None else {}),
+            **({"budget": self.budget} if self.budget is not None else {}),
         }
 
     def __str__(self) -> str:

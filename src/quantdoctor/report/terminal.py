@@ -42,6 +42,8 @@ def report_lines(report: Report) -> list[Text]:
         lines += _audit_section(report.audit)
     if report.comparison:
         lines += _comparison_section(report.comparison)
+    if report.budget:
+        lines += budget_lines(report.budget)
     if not report.findings:
         lines.append(Text("No problems found.", "green"))
     return lines
@@ -116,6 +118,29 @@ def _audit_section(audit: dict) -> list[Text]:
                 lines.append(Text(f"  {prefix}{role} '{tensor['name']}': {tensor['dtype']} {tensor['shape']}{quant}",
                                   "dim"))
     return lines
+
+
+def budget_lines(budget: dict) -> list[Text]:
+    """An accuracy budget's outcome: met or missed, the metrics, the ops kept float with their gains."""
+    chosen = budget["chosen"]
+    verdict = ("MET", "bold green") if budget["met_budget"] else ("MISSED: best effort returned", "bold red")
+    lines = [Text.assemble(("Accuracy budget: ", "bold"), budget["objective"]["description"], "  ", verdict),
+             Text(f"  float {_number(budget['objective']['float_value'])} · full INT8 {_number(budget['int8_value'])} · "
+                  f"chosen {_number(chosen['metric'])} with {chosen['float_ops']} float op(s), "
+                  f"{chosen['integer_partitions']} integer partition(s), {chosen['model_bytes'] / 1024:.1f} kB")]
+    if budget["kept_float"]:
+        lines.append(Text("  kept in float (gain: the metric lost when it alone is quantized again):", "dim"))
+        for row in budget["kept_float"]:
+            gain = "" if row["gain"] is None else f"{row['gain']:+.4f}"
+            lines.append(Text(f"    {(row['layer'] or row['node']):<32.32} {row['op']:<18.18} {gain}"))
+    lines.append(Text(f"  {budget['evaluations']} variant(s) of {budget['candidate_ops']} candidate op(s) tried; "
+                      f"search {budget['seconds']['search']:.1f} s; Pareto front: {len(budget['pareto'])} variant(s)",
+                      "dim"))
+    return lines
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _comparison_section(comparison: dict, rows: int = 8) -> list[Text]:
