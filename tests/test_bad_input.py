@@ -456,7 +456,7 @@ def test_usage_errors_are_one_line(args, message):
     ({"trust_model": "yes"}, "trust_model must be True or False"),
     ({"convert": "no"}, "convert must be True or False"),
     ({"signature_keys": "serving_default"}, "signature_keys must be a list of strings"),
-    ({"target": "gpu"}, "unknown target 'gpu'"),
+    ({"target": "npu"}, "unknown target 'npu'"),
 ])
 def test_diagnose_refuses_bad_options_before_any_work(user_files, options, message, monkeypatch):
     monkeypatch.setattr(importlib.import_module("quantdoctor.diagnose"), "run_worker",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 
 import quantdoctor as qd
 from helpers import assert_finding, only, root
@@ -32,6 +33,7 @@ def yolo_head() -> keras.Model:
     return keras.Model(inputs, keras.layers.Concatenate()([boxes, scores]))
 
 
+@pytest.mark.code("QD503")
 def test_compare_finds_the_crushed_scores_of_a_yolo_head_and_counts_what_is_lost():
     report = qd.compare(yolo_head(), smooth_images(60), eval_data=smooth_images(30, seed=3))
     assert report.comparison["end_to_end"]["sqnr_db"] > 30  # the whole output looks healthy
@@ -44,6 +46,7 @@ def test_compare_finds_the_crushed_scores_of_a_yolo_head_and_counts_what_is_lost
     assert report.root_cause is finding
 
 
+@pytest.mark.code("QD506")
 def test_the_crushed_merge_is_found_without_data_in_any_integer_tflite(tmp_path):
     report = qd.diagnose(yolo_head(), smooth_images(60), mode="int8-strict", io="int8")
     finding = root(report)

@@ -337,11 +337,23 @@ def test_a_script_that_never_imports_tensorflow_runs_without_quantdoctor_and_kee
     (["no-such-command-quantdoctor"], "command not found: no-such-command-quantdoctor"),
     (["--json", "plain.py", PYTHON, "plain.py"], "refusing to write --json plain.py: it is your input plain.py"),
     (["--timeout", "0", PYTHON, "plain.py"], "timeout must be a positive number of seconds"),
+    (["--json", "model.keras", PYTHON, "plain.py"],  # a file the script may read, not named on its command line
+     "refusing to replace model.keras: it exists and is not a quantdoctor run report"),
 ])
 def test_run_usage_errors_exit_2_in_one_line(tmp_path, args, message):
     (tmp_path / "plain.py").write_text("print('never')\n")
+    (tmp_path / "model.keras").write_bytes(b"PK\x03\x04 the user's only copy")
     result = quantdoctor_run(tmp_path, *args)
     assert result.returncode == 2 and result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("quantdoctor: error: ")
     assert message in result.stderr
     assert (tmp_path / "plain.py").read_text() == "print('never')\n"
+    assert (tmp_path / "model.keras").read_bytes() == b"PK\x03\x04 the user's only copy"
+
+
+def test_run_json_replaces_an_earlier_run_report(tmp_path):
+    (tmp_path / "plain.py").write_text("print('ran')\n")
+    for _ in range(2):  # the second run finds the first one's report and replaces it
+        result = quantdoctor_run(tmp_path, "--json", "run.json", PYTHON, "plain.py")
+        assert (result.returncode, result.stdout) == (0, "ran\n")
+    assert json.loads((tmp_path / "run.json").read_text())["conversions"] == []

@@ -47,6 +47,7 @@ def runs_in_litert(tflite: bytes, row: np.ndarray, tmp_path) -> bool:
     return run.outcome == "done" and run.response["outcome"] == "ok"
 
 
+@pytest.mark.code("QD112")
 def test_int16_layer_norm_that_aborts_the_interpreter_is_pinned_to_its_op_and_the_fix_runs(tmp_path):
     data = vectors(30, features=16)
     model = layer_norm_model(lambda: keras.layers.Lambda(fused_layer_norm))
@@ -86,6 +87,7 @@ def test_tf_keras_layer_norm_under_int16x8():
     assert finding.evidence["signal"] == "SIGABRT"
 
 
+@pytest.mark.code("QD112")
 def test_keras_layer_norm_under_int16x8_with_float_fallback_fails_to_invoke():
     converter = tf.lite.TFLiteConverter.from_keras_model(layer_norm_model(keras.layers.LayerNormalization))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -125,6 +127,7 @@ def detector_with_split_outputs() -> keras.Model:
                                 keras.layers.Lambda(lambda t: t[:, 4:])(merged)])
 
 
+@pytest.mark.code("QD504", "QD506")
 def test_probabilities_that_all_quantize_to_one_value_are_an_error_without_eval_data():
     report = qd.diagnose(detector_with_split_outputs(), vectors(50), mode="int8-strict", io="int8")
     collapsed = only(report, "QD504")
@@ -137,6 +140,7 @@ def test_probabilities_that_all_quantize_to_one_value_are_an_error_without_eval_
     assert report.verdict == "converted_with_problems"
 
 
+@pytest.mark.code("QD507")
 def test_a_difference_lost_in_its_inputs_quantization_is_an_output_destroyed():
     fresh_names()
     inputs = keras.Input((2,))

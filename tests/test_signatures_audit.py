@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import quantdoctor as qd
@@ -10,6 +11,7 @@ from helpers import assert_finding, only
 from models import Projection
 
 
+@pytest.mark.code("QD105", "QD206")
 def test_a_second_signature_that_stays_float_is_reported_with_its_io_types(tmp_path):
     module = Projection()
     tf.saved_model.save(module, str(tmp_path / "model"), signatures={"encode": module.encode, "decode": module.decode})

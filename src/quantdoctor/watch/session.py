@@ -149,12 +149,30 @@ def guarded(where: str, function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def write_document(path: Path, command: list[str] | None) -> None:
-    """Start the JSON file of a run: no conversion and no finding yet."""
+    """Start the JSON file of a run: no conversion and no finding yet.
+
+    The script may read any file, so an existing file is replaced only when it is an earlier run's
+    JSON report: a model, a dataset or anything else of the user's is refused (UsageError).
+    """
     from quantdoctor import __version__
 
+    if path.exists() and not _is_run_document(path):
+        raise UsageError(f"refusing to replace {path}: it exists and is not a quantdoctor run report; "
+                         "give --json a new file")
     document = {"schema_version": SCHEMA_VERSION, "tool": {"name": "quantdoctor", "version": __version__},
                 "command": command, "conversions": [], "findings": []}
     path.write_text(json.dumps(document, indent=2))
+
+
+def _is_run_document(path: Path) -> bool:
+    """True for a JSON file that a quantdoctor run or watch wrote."""
+    try:
+        with open(path, "rb") as handle:
+            document = json.loads(handle.read(1_000_000))
+    except (OSError, ValueError):
+        return False
+    tool = document.get("tool") if isinstance(document, dict) else None
+    return isinstance(tool, dict) and tool.get("name") == "quantdoctor" and "conversions" in document
 
 
 def start_run_session() -> WatchSession:
