@@ -95,7 +95,8 @@ def test_crushing_concatenation_is_restored_with_its_producer_and_consumer(cache
     completed = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-2000:]
     samples = calibration_set(x[1397:]).samples
-    remade, chosen = (model_outputs(m, samples)[0] for m in ((tmp_path / "model_int8.tflite").read_bytes(), result.model))
+    remade = model_outputs((tmp_path / "model_int8.tflite").read_bytes(), samples)[0]
+    chosen = model_outputs(result.model, samples)[0]
     assert np.array_equal(remade, chosen)
     assert "import quantdoctor" not in result.script and "denylisted_nodes=KEEP_FLOAT" in result.script
 
@@ -120,7 +121,8 @@ def test_budget_out_of_reach_returns_the_best_effort(cache_dir, digits, tmp_path
     the same int8-I/O model."""
     x, y = digits
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((64,), name="pixels"), keras.layers.Dense(16, activation="relu", name="dense"),
+    model = keras.Sequential([keras.Input((64,), name="pixels"),
+                              keras.layers.Dense(16, activation="relu", name="dense"),
                               keras.layers.Dense(1, name="value")], name="regression")
     model.compile("adam", "mse")
     model.fit(x[:1000], y[:1000].astype(np.float32), epochs=3, verbose=0)
@@ -139,7 +141,8 @@ def test_budget_out_of_reach_returns_the_best_effort(cache_dir, digits, tmp_path
     completed = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-2000:]
     samples = calibration_set(x[1397:1497]).samples
-    remade, chosen = (model_outputs(m, samples)[0] for m in ((tmp_path / "model_int8.tflite").read_bytes(), result.model))
+    remade = model_outputs((tmp_path / "model_int8.tflite").read_bytes(), samples)[0]
+    chosen = model_outputs(result.model, samples)[0]
     assert np.array_equal(remade, chosen)
 
 

@@ -54,8 +54,9 @@ class VariantSession:
         read_end, write_end = os.pipe()
         self._log = open(self.workdir / "worker.log", "wb")
         try:
-            self._child = start_isolated("quantdoctor.budget.worker", [str(self.workdir / "request.json"), str(write_end)],
-                                         self._log, stdin=subprocess.PIPE, pass_fds=(write_end,))
+            arguments = [str(self.workdir / "request.json"), str(write_end)]
+            self._child = start_isolated("quantdoctor.budget.worker", arguments, self._log, stdin=subprocess.PIPE,
+                                         pass_fds=(write_end,))
         finally:
             os.close(write_end)
         self._read_end = read_end

@@ -171,13 +171,15 @@ def _pareto_plot(budget: dict[str, Any]) -> str:
             f"<line x1='{left}' y1='10' x2='{left}' y2='{height - bottom}' stroke='#495057'/>"
             f"<line x1='{left}' y1='{y(floor):.1f}' x2='{width - 10}' y2='{y(floor):.1f}' stroke='{BUDGET_COLOR}' "
             f"stroke-dasharray='6 4' stroke-width='2'/>"
-            f"<text x='{left - 6}' y='{y(high - margin) + 4:.1f}' text-anchor='end' font-size='11'>{high - margin:.4g}</text>"
-            f"<text x='{left - 6}' y='{y(low + margin) + 4:.1f}' text-anchor='end' font-size='11'>{low + margin:.4g}</text>"
-            f"<text x='{left}' y='{height - bottom + 16}' font-size='11'>0</text>"
+            + "".join(f"<text x='{left - 6}' y='{y(value) + 4:.1f}' text-anchor='end' font-size='11'>{value:.4g}</text>"
+                      for value in (high - margin, low + margin))
+            + f"<text x='{left}' y='{height - bottom + 16}' font-size='11'>0</text>"
             f"<text x='{x(most):.1f}' y='{height - bottom + 16}' font-size='11' text-anchor='end'>{most}</text>"
-            f"<text x='{(width + left) / 2:.0f}' y='{height - 6}' font-size='12' text-anchor='middle'>ops in float</text>"
+            f"<text x='{(width + left) / 2:.0f}' y='{height - 6}' font-size='12' text-anchor='middle'>"
+            "ops in float</text>"
             f"<text x='14' y='{(height - bottom) / 2:.0f}' font-size='12' text-anchor='middle' "
-            f"transform='rotate(-90 14 {(height - bottom) / 2:.0f})'>{_e(objective['metric'].replace('_', ' '))}</text>")
+            f"transform='rotate(-90 14 {(height - bottom) / 2:.0f})'>{_e(objective['metric'].replace('_', ' '))}"
+            "</text>")
     return (f"<svg role='img' width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>{axes}"
             f"<polyline points='{line}' fill='none' stroke='{PARETO_COLOR}' stroke-width='2'/>{points}{front_marks}"
             f"{chosen_mark}</svg>")

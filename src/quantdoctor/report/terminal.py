@@ -125,7 +125,8 @@ def budget_lines(budget: dict) -> list[Text]:
     chosen = budget["chosen"]
     verdict = ("MET", "bold green") if budget["met_budget"] else ("MISSED: best effort returned", "bold red")
     lines = [Text.assemble(("Accuracy budget: ", "bold"), budget["objective"]["description"], "  ", verdict),
-             Text(f"  float {_number(budget['objective']['float_value'])} · full INT8 {_number(budget['int8_value'])} · "
+             Text(f"  float {_number(budget['objective']['float_value'])} · "
+                  f"full INT8 {_number(budget['int8_value'])} · "
                   f"chosen {_number(chosen['metric'])} with {chosen['float_ops']} float op(s), "
                   f"{chosen['integer_partitions']} integer partition(s), {chosen['model_bytes'] / 1024:.1f} kB")]
     if budget["kept_float"]:
