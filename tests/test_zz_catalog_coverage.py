@@ -1,6 +1,9 @@
 """The catalog coverage check itself (coverage_markers.py): every catalog code and every matcher must
 be proven by a passing real-model test that produced it. These tests run small fake suites with
-pytester, so the check is shown to fail where it should, and to stay quiet on narrowed runs."""
+pytester, so the check is shown to fail where it should, and to stay quiet on narrowed runs.
+
+The file is named to run last: pytester's in-process runs restore `sys.modules` afterwards, and
+modules first imported inside them would be imported again as new objects by later tests."""
 
 from __future__ import annotations
 
