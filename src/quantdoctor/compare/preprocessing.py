@@ -188,9 +188,11 @@ def _failure_finding(failure: Failure, results: list[dict[str, Any]]) -> Finding
     evidence = {"float_accuracy": failure.float_accuracy, "quant_accuracy": failure.quant_accuracy,
                 "chance": failure.chance, "one_class": failure.one_class, "samples": failure.samples,
                 "variants_checked": {r["cause"]: r["score"] for r in results}}
+    # Without labels, one class for every input may be the eval data's own (one class, or a regression
+    # output): a warning. Labels prove the float model wrong: an error.
     return catalog.get("QD510").finding(
         f"On the eval data {how}: quantization is not the problem. Preprocessing checked: {checked}.",
-        evidence=evidence)
+        evidence=evidence, severity=None if failure.float_accuracy is not None else "warning")
 
 
 _CAUSES = {  # cause -> (what the variant does, what it means, the code to write)
@@ -228,7 +230,7 @@ def _cause_finding(result: dict[str, Any], failure: Failure, evaluation: Calibra
                   f"{values.mean():.3g} and standard deviation {values.std():.3g})")
     return catalog.get("QD511").finding(
         f"With the eval data {action}, the float model {gain}: {meaning}{detail}.",
-        evidence=evidence, fix_code=code)
+        evidence=evidence, fix_code=code, severity=None if failure.float_accuracy is not None else "warning")
 
 
 def _vector(values: np.ndarray) -> str:
