@@ -69,7 +69,7 @@ def boxes(images: np.ndarray) -> np.ndarray:
     return np.asarray(rows, np.float32) * (640.0 / images.shape[1])
 
 
-def score_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
+def score_accuracy(labels: np.ndarray, outputs: np.ndarray) -> float:
     """The detector's metric: top-1 accuracy of the class scores (the columns after the 4 box columns)."""
     return float(np.mean(np.asarray(outputs)[:, 4:].argmax(-1) == np.asarray(labels)))
 
@@ -197,7 +197,7 @@ def main() -> None:
     rows = []
     for name, x in views(images).items():
         model = trained(name, x[train], labels[train])
-        metric = (lambda truth, outputs: score_accuracy(outputs, truth)) if name == "detector" else None
+        metric = score_accuracy if name == "detector" else None
         report = qd.compare(model, x[:300], eval_data=x[held_out], labels=labels[held_out], metric=metric)
         e2e = report.comparison["end_to_end"]
         worst = report.comparison["layers"][0] if report.comparison["layers"] else {}

@@ -21,6 +21,20 @@ def pytest_configure(config):
     coverage_markers.install(config, suite_root=Path(__file__).parent)
 
 
+# tfmot sets TF_USE_LEGACY_KERAS=1 when it is imported, and the QAT tests import it at collection: every
+# worker child would then resolve tf.keras to tf_keras (a Keras 3 model with an invalid input name even
+# converts there). Each test starts from the environment the suite was started with.
+_LEGACY_KERAS = os.environ.get("TF_USE_LEGACY_KERAS")
+
+
+@pytest.fixture(autouse=True)
+def keras_environment_as_started():
+    if _LEGACY_KERAS is None:
+        os.environ.pop("TF_USE_LEGACY_KERAS", None)
+    else:
+        os.environ["TF_USE_LEGACY_KERAS"] = _LEGACY_KERAS
+
+
 @pytest.fixture(scope="session")
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -7,7 +7,8 @@ Mark the real-model test that triggers a code or a matcher:
 
 A mark counts only when its test PASSED in this run and, while it ran (fixtures included), the
 code's finding was really created (`Check.finding`) or the matcher really matched
-(`Matcher.search`) in the pytest process. So a mark on a test whose assertion is never reached,
+(`Matcher.search`) in the pytest process (a pytest-xdist worker's reports carry it to the
+controller). So a mark on a test whose assertion is never reached,
 or on a test that does not trigger what it claims, covers nothing. Findings made in a child
 process (a `quantdoctor` CLI run) are invisible here: mark an in-process test (`qd.diagnose`,
 `qd.audit`, `qd.compare`).
@@ -28,6 +29,10 @@ from typing import Any
 
 import pytest
 
+# User properties that carry a test's marks and what it produced in its reports: under pytest-xdist
+# the tests run in worker processes, and the controller judges the run from their reports.
+MARKED = "quantdoctor-marked"
+PRODUCED = "quantdoctor-produced"
 KINDS = {"code": "a catalog code such as QD201", "matcher": "a matcher name from classify_failure.MATCHERS"}
 
 
@@ -56,7 +61,7 @@ class CoverageCheck:
         self.produced: dict[str, set[tuple[str, str]]] = defaultdict(set)
         self.passed: set[str] = set()
         self.deselected = 0
-        self.current: str | None = None
+        self.current: pytest.Item | None = None
         self.missing: list[str] = []
         self._restore: list[tuple[type, str, Any]] = []
 
@@ -87,7 +92,8 @@ class CoverageCheck:
 
     def record(self, kind: str, name: str) -> None:
         if self.current is not None:
-            self.produced[self.current].add((kind, name))
+            self.produced[self.current.nodeid].add((kind, name))
+            self.current.user_properties.append((PRODUCED, (kind, name)))
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -103,12 +109,14 @@ class CoverageCheck:
                                             f"{KINDS[mark.name]}; unknown: {unknown or 'none given'}")
                 marks |= {(mark.name, name) for name in mark.args}
             self.marks[item.nodeid] = marks
+            item.user_properties.extend((MARKED, mark) for mark in sorted(marks))
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         self.deselected += len(items)
 
-    def pytest_runtest_logstart(self, nodeid: str) -> None:
-        self.current = nodeid
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> None:
+        self.current = item
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         self.current = None
@@ -116,6 +124,11 @@ class CoverageCheck:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call" and report.passed:
             self.passed.add(report.nodeid)
+        for key, value in report.user_properties:  # what a pytest-xdist worker saw, for the controller
+            if key == MARKED:
+                self.marks.setdefault(report.nodeid, set()).add(tuple(value))
+            elif key == PRODUCED:
+                self.produced[report.nodeid].add(tuple(value))
 
     # -- judging -----------------------------------------------------------------------------
     def whole_suite(self) -> bool:

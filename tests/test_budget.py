@@ -104,7 +104,7 @@ def test_crushing_concatenation_is_restored_with_its_producer_and_consumer(cache
 def test_user_metric_and_an_integer_accelerator_target(cache_dir, digits, crushing_concat):
     x, y = digits
 
-    def accuracy(outputs, labels):
+    def accuracy(labels, outputs):  # compare's order
         return float(np.mean(outputs.argmax(-1) == labels))
 
     result = qd.fix(crushing_concat, x[:300], eval_data=x[1397:], labels=y[1397:], metric=accuracy, max_drop=0.01,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import keras
 import numpy as np
 import pytest
 
 import quantdoctor as qd
 from quantdoctor.errors import UsageError
+from quantdoctor.report.terminal import render_plain
 from models import dataset_from, smooth_images, two_input_model, vectors
 
 
@@ -44,6 +47,7 @@ def test_images_of_any_size_compare_end_to_end():
     assert report.comparison["samples"] == 10
     assert report.comparison["end_to_end"]["cosine"] > 0.98
     assert {row["op"] for row in report.comparison["layers"]} >= {"CONV_2D", "FULLY_CONNECTED"}
+    assert re.search(r"input '[\w:]+': float32 \[\?, \?, \?, 3\]", render_plain(report))  # free sizes shown free
 
 
 def test_variable_length_sequences_compare_end_to_end():

@@ -45,15 +45,15 @@ def test_fix_writes_a_verified_model_and_a_script_that_reproduces_it(tmp_path):
     inputs = {name: tmp_path / name for name in ("model.keras", "calib.npz")}
     before = {name: digest(path) for name, path in inputs.items()}
 
-    result = subprocess.run([QUANTDOCTOR, "fix", str(inputs["model.keras"]), "--data", str(inputs["calib.npz"]),
-                             "--mode", "int8-strict", "--io", "int8", "--output", str(tmp_path / "fixed.tflite"),
-                             "--script", str(tmp_path / "convert_fixed.py"), "--json", str(tmp_path / "fix.json")],
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run([QUANTDOCTOR, "fix", "model.keras", "--data", "calib.npz",  # paths relative to fix's cwd
+                             "--mode", "int8-strict", "--io", "int8", "--output", "fixed.tflite",
+                             "--script", "convert_fixed.py", "--json", "fix.json"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("VERIFIED")
     assert "  QD405  input 'my image' -> 'my_image' by a new Input in front" in result.stdout
-    assert f"Model written to {tmp_path / 'fixed.tflite'}" in result.stdout
+    assert "Model written to fixed.tflite" in result.stdout
     report = json.loads((tmp_path / "fix.json").read_text())
     assert report["verified"] and [r["code"] for r in report["applied"]] == ["QD405", "QD201"]
     assert report["before"]["findings"][0]["code"] == "QD405" and report["before"]["findings"][0]["fix"]["automatic"]
@@ -63,10 +63,14 @@ def test_fix_writes_a_verified_model_and_a_script_that_reproduces_it(tmp_path):
     script = (tmp_path / "convert_fixed.py").read_text()
     assert "import quantdoctor" not in script and "from quantdoctor" not in script
     assert "# QD405 (A model input's name is not a valid TensorFlow name)" in script
-    script = script.replace(f"OUTPUT_PATH = {str(tmp_path / 'fixed.tflite')!r}", "OUTPUT_PATH = 'by_script.tflite'")
+    assert f"MODEL_PATH = {str(tmp_path / 'model.keras')!r}" in script
+    assert f"OUTPUT_PATH = {str(tmp_path / 'fixed.tflite')!r}" in script
+    script = script.replace(f"OUTPUT_PATH = {str(tmp_path / 'fixed.tflite')!r}",
+                            f"OUTPUT_PATH = {str(tmp_path / 'by_script.tflite')!r}")
     (tmp_path / "convert_fixed.py").write_text(script)
-    ran = subprocess.run([sys.executable, "-I", "convert_fixed.py"], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=600)
+    (tmp_path / "elsewhere").mkdir()  # the script's paths are absolute: it runs from any directory
+    ran = subprocess.run([sys.executable, "-I", str(tmp_path / "convert_fixed.py")], cwd=tmp_path / "elsewhere",
+                         capture_output=True, text=True, timeout=600)
     assert ran.returncode == 0, ran.stderr[-3000:]
 
     ours, theirs = tmp_path / "fixed.tflite", tmp_path / "by_script.tflite"

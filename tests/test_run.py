@@ -335,6 +335,7 @@ def test_a_script_that_never_imports_tensorflow_runs_without_quantdoctor_and_kee
 @pytest.mark.parametrize("args, message", [
     ([], "nothing to run"),
     (["no-such-command-quantdoctor"], "command not found: no-such-command-quantdoctor"),
+    (["./plain.py"], "./plain.py is not executable (run it with its interpreter: `quantdoctor run python ./plain.py`)"),
     (["--json", "plain.py", PYTHON, "plain.py"], "refusing to write --json plain.py: it is your input plain.py"),
     (["--timeout", "0", PYTHON, "plain.py"], "timeout must be a positive number of seconds"),
     (["--json", "model.keras", PYTHON, "plain.py"],  # a file the script may read, not named on its command line

@@ -4,6 +4,8 @@ LiteRT release that renames, drops or changes the private attribute behind it.""
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 
 import ai_edge_litert.interpreter as litert
 import keras
@@ -102,11 +104,23 @@ def test_lower_keras_to_saved_model_writes_the_serving_signature(tmp_path):
     assert "serving_default" in loaded.signatures
 
 
+FREEZE_KERAS_3 = """
+import keras, tensorflow as tf
+from quantdoctor import tf_private
+inputs = keras.Input((4,))
+try:
+    tf_private.freeze_keras_model(tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, keras.layers.Dense(2)(inputs))))
+except TypeError as exc:
+    print(f"TypeError: {exc}")
+"""
+
+
 def test_freeze_keras_model_is_the_converters_keras_2_fallback():
     """The fallback traces a Keras 2 model; on a Keras 3 model it fails as the converter fails
-    (QD405's `TypeError`), on a tf_keras model it folds the variables into constants."""
-    with pytest.raises(TypeError, match="'NoneType' object is not callable"):
-        tf_private.freeze_keras_model(tf.lite.TFLiteConverter.from_keras_model(dense_pair()))
+    (QD405's `TypeError`), on a tf_keras model it folds the variables into constants. The Keras 3 case
+    runs in a fresh process: once tf_keras is imported (other tests do), the fallback traces Keras 3 too."""
+    fresh = subprocess.run([sys.executable, "-I", "-c", FREEZE_KERAS_3], capture_output=True, text=True, timeout=300)
+    assert fresh.stdout.splitlines()[-1:] == ["TypeError: 'NoneType' object is not callable"], fresh.stderr[-2000:]
     tf_keras = pytest.importorskip("tf_keras")
     model = tf_keras.Sequential([tf_keras.layers.Dense(3, input_shape=(4,)), tf_keras.layers.Dense(2)])
     frozen = tf_private.freeze_keras_model(tf.lite.TFLiteConverter.from_keras_model(model))

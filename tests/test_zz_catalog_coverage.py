@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import importlib
 import pkgutil
+from pathlib import Path
 
 import pytest
 
@@ -69,6 +70,19 @@ def test_a_marked_test_that_does_not_produce_its_code_fails_the_whole_run(fake_c
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*catalog coverage*",
                                  "*code QD202: marked tests passed without producing it or did not pass: "
+                                 "test_suite.py::test_claims_qd202_but_never_produces_it"])
+    assert "QD201" not in result.stdout.str().split("catalog coverage")[1]
+
+
+def test_under_xdist_the_controller_judges_the_marks_and_findings_the_workers_report(fake_catalog):
+    """What `make test` runs: two pytest-xdist workers. Marks and findings live in the workers; the
+    controller, which judges the run, learns them from the tests' reports."""
+    here = str(Path(coverage_markers.__file__).parent)  # the workers import the plugin from here
+    fake_catalog.makeconftest(f"import sys\nsys.path.insert(0, {here!r})\n" + CONFTEST)
+    result = fake_catalog.runpytest_inprocess("-p", "no:cacheprovider", "-n", "2")
+    result.assert_outcomes(passed=3)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*code QD202: marked tests passed without producing it or did not pass: "
                                  "test_suite.py::test_claims_qd202_but_never_produces_it"])
     assert "QD201" not in result.stdout.str().split("catalog coverage")[1]
 

@@ -212,6 +212,7 @@ def fix(
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels))
     check_outputs(inputs=(model, data, eval_data, labels),
                   outputs={"--output": output, "--script": script, "--json": json_path, "--html": html_path})
+    script_output = str(Path(output).absolute()) if output else "model_int8.tflite"  # the script runs anywhere
     with err.status(f"Fixing {escape(str(model))}: converting in an isolated process, in rounds…") as status:
         def progress(step: str, variants: int) -> None:
             status.update(f"Searching the float fallback for the accuracy budget: {variants} variant(s) tried…")
@@ -219,7 +220,7 @@ def fix(
         result = run_fix(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
                          target=target, eval_data=eval_data, labels=labels, max_samples=max_samples,
                          max_rounds=max_rounds, timeout=timeout, memory_limit_mb=memory_limit,
-                         trust_model=trust_model, output_name=str(output) if output else "model_int8.tflite",
+                         trust_model=trust_model, output_name=script_output,
                          max_drop=max_drop, min_sqnr=min_sqnr, html=html_path, progress=progress)
     render_fix(result, out)
     if output and result.model is not None and result.met_budget is False:

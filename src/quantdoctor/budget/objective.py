@@ -2,9 +2,9 @@
 
 - With labels: top-1 accuracy of the first output, at most `max_drop` below the float model's.
 - Without: top-1 agreement with the float model (the float model scores 1), at most `max_drop` below.
-- With a metric `metric(outputs, labels) -> float` (higher is better; `outputs` is the array of a
-  single-output model, else the list of output arrays in the model's order): at most `max_drop`
-  below the float model's score.
+- With a metric `metric(labels, outputs) -> float`, called as compare calls it (higher is better;
+  `outputs` is the array of a single-output model, else the list of output arrays in the model's
+  order): at most `max_drop` below the float model's score.
 - With `min_sqnr` (dB): every output keeps at least that SQNR against the float outputs
   (regression-style models, where no top-1 applies).
 """
@@ -44,7 +44,7 @@ class Objective:
         if max_drop is not None and not (0 <= max_drop < 1e6):
             raise UsageError(f"max_drop must be a non-negative drop of the metric, not {max_drop}")
         if metric is not None and not callable(metric):
-            raise UsageError(f"metric must be a function (outputs, labels) -> float, not {type(metric).__name__}")
+            raise UsageError(f"metric must be a function (labels, outputs) -> float, not {type(metric).__name__}")
         if min_sqnr is not None and metric is not None:
             raise UsageError("min_sqnr judges the outputs' SQNR: it takes no metric")
         if min_sqnr is not None:
@@ -68,7 +68,7 @@ class Objective:
         if self.name == "sqnr_db":
             return min(_sqnr_db(reference, value) for reference, value in zip(self.float_outputs, outputs))
         if self.name == "metric":
-            value = self.metric(outputs[0] if len(outputs) == 1 else outputs, self.labels)
+            value = self.metric(self.labels, outputs[0] if len(outputs) == 1 else outputs)
             try:
                 return float(value)
             except (TypeError, ValueError):

@@ -55,7 +55,8 @@ class VariantSession:
         self._log = open(self.workdir / "worker.log", "wb")
         try:
             arguments = [str(self.workdir / "request.json"), str(write_end)]
-            self._child = start_isolated("quantdoctor.budget.worker", arguments, self._log, stdin=subprocess.PIPE,
+            self._child = start_isolated("quantdoctor.budget.worker", arguments, self._log, self.workdir,
+                                         stdin=subprocess.PIPE,
                                          pass_fds=(write_end,))
         finally:
             os.close(write_end)

@@ -1,6 +1,7 @@
 """QD5xx: the model converted, but the quantized model is wrong or too lossy (found by `compare`)."""
 
 from quantdoctor.catalog.check import Check
+from quantdoctor.report.model import Finding
 
 
 def keep_float_code(tensors: list[str]) -> str:
@@ -11,6 +12,25 @@ def keep_float_code(tensors: list[str]) -> str:
             "debugger = tf.lite.experimental.QuantizationDebugger(\n"
             "    converter=converter, debug_dataset=representative_dataset, debug_options=debug_options)\n"
             "tflite_model = debugger.get_nondebug_quantized_model()   # those ops stay float")
+
+
+def lost_channels_text(output: str, lost: list[int], sqnr_db: float, where: str) -> str:
+    """QD507's message for an output whose small channels are crushed while its whole SQNR looks fine."""
+    shown = ", ".join(str(c) for c in lost[:8]) + (f" and {len(lost) - 8} more" if len(lost) > 8 else "")
+    return (f"{where}, quantized {output} loses channel(s) {shown} (last axis): their quantization error is as "
+            f"large as their values, while the whole output keeps {sqnr_db:.1f} dB because larger channels set "
+            "its scale.")
+
+
+CRUSHING_MERGES = frozenset({"QD503", "QD506"})
+
+
+def without_explained_channel_losses(findings: list[Finding]) -> list[Finding]:
+    """The findings without QD507 for lost output channels when a crushing merge (QD503, QD506) is
+    found: the lost channels are the merge's symptom, and the merge is what to fix."""
+    if not any(f.code in CRUSHING_MERGES for f in findings):
+        return findings
+    return [f for f in findings if not (f.code == "QD507" and "lost_channels" in f.evidence)]
 
 
 CHECKS = (
@@ -99,7 +119,9 @@ CHECKS = (
         detects="Run on the first few calibration samples (every diagnose with calibration data) or on the "
                 "eval samples (compare), a model output of the quantized model differs from the float model's "
                 "about as much as the float output itself measures: SQNR at or under 3 dB (the error's power at "
-                "least half the signal's), while the output still moves (else QD504).",
+                "least half the signal's), while the output still moves (else QD504). Or, for an output that is "
+                "not a probability in [0, 1], some of its channels (last axis) are lost (SQNR at or under 1 dB) "
+                "while the whole output looks healthy.",
         why="Quantization noise as large as the signal: the outputs are noise, whatever an accuracy number on "
             "a few easy inputs says.",
         example="keras.layers.Lambda(lambda x: x[:, 1:] - x[:, :1])   # two pixel positions, 0..640, a step of 2.5\n"

@@ -1,4 +1,4 @@
-"""QD513-QD515: accuracy budgets (`fix --max-drop`): what the search for a float fallback found."""
+"""QD513, QD514: accuracy budgets (`fix --max-drop`): what the search for a float fallback found."""
 
 from quantdoctor.catalog.accuracy import keep_float_code
 from quantdoctor.catalog.check import Check

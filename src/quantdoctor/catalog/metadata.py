@@ -54,7 +54,9 @@ CHECKS = (
                 "with `TypeError: 'NoneType' object is not callable`, in every mode, float included.",
         why="Keras 3 accepts any input name, but the converter first exports the model to a SavedModel "
             "signature, whose arguments must be valid node names. That export error is swallowed, and the "
-            "converter falls back to a Keras 2 code path that fails for an unrelated reason.",
+            "converter falls back to a Keras 2 code path that fails for an unrelated reason: it needs functions "
+            "that only tf_keras provides. In a process that has imported tf_keras (tfmot imports it) the fallback "
+            "traces the model instead, and the same conversion succeeds there.",
         example="inputs = keras.Input((8,), name='my features')",
         fix="Rename the input. For a trained model, put a validly named Input in front of it: the layers "
             "and weights are shared, nothing is retrained.",

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from quantdoctor import catalog
-from quantdoctor.catalog.accuracy import keep_float_code
+from quantdoctor.catalog.accuracy import keep_float_code, lost_channels_text
 from quantdoctor.catalog.locations import layers_in_tensor_name
-from quantdoctor.compare.measures import DESTROYED_SQNR_DB, MAX_SQNR_DB
+from quantdoctor.compare.measures import DESTROYED_SQNR_DB, MAX_SQNR_DB, holds_probabilities
 from quantdoctor.report.model import Finding, Location
 
 OWN_DROP_DB = 15.0           # a layer losing this much on its own (30x the noise power) beyond its inputs' error
@@ -108,6 +108,13 @@ def comparison_findings(rows: list[dict[str, Any]], output_stats: list[dict[str,
                 f"model over the eval samples: its error is about as large as its values.",
                 location=Location(tensor=output["tensor"]),
                 evidence={"sqnr_db": output["sqnr_db"], "float_range": output["float_range"]}))
+        elif output.get("lost_channels") and not holds_probabilities(*output["float_range"]):
+            findings.append(catalog.get("QD507").finding(
+                lost_channels_text(f"output '{output['tensor']}'", output["lost_channels"], output["sqnr_db"],
+                                   "Over the eval samples"),
+                location=Location(tensor=output["tensor"]),
+                evidence={"sqnr_db": output["sqnr_db"], "float_range": output["float_range"],
+                          "lost_channels": output["lost_channels"]}))
     return findings
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 EPS = 1e-30
 MAX_SQNR_DB = 120.0  # what an exact tensor scores
 LOST_SQNR_DB = 1.0  # a channel whose quantization noise is as large as its signal (a constant 0 scores 0 dB)
@@ -28,6 +30,18 @@ def varies(low: float, high: float) -> bool:
     """True when float values from `low` to `high` move by more than a sliver of their magnitude (a
     model whose output is the same for every input has nothing for quantization to lose)."""
     return high - low > MIN_RELATIVE_SPREAD * max(abs(low), abs(high))
+
+
+def holds_probabilities(low: float, high: float) -> bool:
+    """True when every float value of an output lies in [0, 1] (softmax or sigmoid scores): a class
+    that no sample predicts has a channel of near-zero values, and quantizing those to 0 loses nothing."""
+    return low >= 0.0 and high <= 1.0
+
+
+def lost_channel_indices(signal: np.ndarray, noise: np.ndarray) -> list[int]:
+    """The channels (last axis) that carry signal in float and none once quantized, from their
+    energies: quantization noise as large as the signal (a channel crushed to a constant scores 0 dB)."""
+    return [int(c) for c, (s, n) in enumerate(zip(signal, noise)) if s > EPS and db(s, n) <= LOST_SQNR_DB]
 
 
 def collapsed(float_variance: float, quant_variance: float) -> bool:

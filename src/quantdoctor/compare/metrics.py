@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from quantdoctor.compare.measures import EPS as _EPS
-from quantdoctor.compare.measures import LOST_SQNR_DB, MAX_SQNR_DB, collapsed, db
+from quantdoctor.compare.measures import MAX_SQNR_DB, collapsed, db, lost_channel_indices
 _RESERVOIR = 2000  # float values kept for the histogram ...
 _RESERVOIR_PER_SAMPLE = 64  # ... evenly strided over each sample's tensor
 _BLOCK_ROWS = 256  # rows summed in float32 before they join the float64 totals
@@ -192,8 +192,7 @@ class ErrorStats:
         a channel crushed to a constant)."""
         if self.sums is None:
             return []
-        live = self.sums[_SIGNAL] > _EPS
-        return [int(c) for c in np.flatnonzero(live & (self.channel_sqnr_db <= LOST_SQNR_DB))]
+        return lost_channel_indices(self.sums[_SIGNAL], self.sums[_NOISE])
 
     @property
     def worst_channel_grid_sqnr_db(self) -> float:

@@ -14,6 +14,7 @@ from quantdoctor import catalog
 from quantdoctor.audit.checks import output_layer_names
 from quantdoctor.audit.report import audit
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
+from quantdoctor.catalog.accuracy import without_explained_channel_losses
 from quantdoctor.catalog.classify_failure import first_line
 from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows
@@ -115,7 +116,8 @@ def add_comparison(report: Report, float_model: bytes, float_info: dict[str, Any
     findings = comparison_findings(rows, response["outputs"], response["tensors"], response["ops"])
     findings += _integer_input_findings(report, evaluation)
     findings += float_failure_findings(outputs, truth.classes if truth else None, float_model, evaluation, timeout)
-    report.findings = rank_findings(_unconfirmed_static(report.findings, findings) + findings)
+    report.findings = rank_findings(without_explained_channel_losses(_unconfirmed_static(report.findings, findings)
+                                                                     + findings))
 
 
 def _batches_split(evaluation: CalibrationSet) -> CalibrationSet:
@@ -140,11 +142,18 @@ def _eval_rows(evaluation: CalibrationSet, quant_model: TFLiteModel) -> Calibrat
     return CalibrationSet(samples, source=evaluation.source)
 
 
+_USELESS_OUTPUT = ("QD504", "QD507")
+
+
 def _unconfirmed_static(static: list[Finding], measured: list[Finding]) -> list[Finding]:
-    """The diagnose findings, less the crushed merges (QD506) that a measured one (QD503) confirms at
-    the same layer and op: the merge is reported once, with what the eval data showed."""
+    """The diagnose findings, less those the eval data measured again: the crushed merges (QD506) that
+    a measured one (QD503) confirms at the same layer and op, and the run check's useless outputs
+    (QD504, QD507 on a few calibration rows) that compare found on the same output. Each is reported
+    once, with what the eval data showed."""
     confirmed = {(f.location.layer, f.location.op) for f in measured if f.code == "QD503" and f.severity == "error"}
-    return [f for f in static if not (f.code == "QD506" and (f.location.layer, f.location.op) in confirmed)]
+    outputs = {f.location.tensor for f in measured if f.code in _USELESS_OUTPUT}
+    return [f for f in static if not (f.code == "QD506" and (f.location.layer, f.location.op) in confirmed)
+            and not (f.code in _USELESS_OUTPUT and f.location.tensor in outputs)]
 
 
 def _float_model(model: Any) -> Any:

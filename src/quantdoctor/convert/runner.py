@@ -105,7 +105,7 @@ def run_isolated(module: str, request: dict[str, Any], workdir: Path, timeout: f
     started = time.perf_counter()
     peak = 0
     with open(stderr_path, "wb") as stderr:
-        child = start_isolated(module, [str(request_path)], stderr, memory_limit_mb, stdin=subprocess.DEVNULL)
+        child = start_isolated(module, [str(request_path)], stderr, workdir, memory_limit_mb, stdin=subprocess.DEVNULL)
 
         def poll() -> None:
             nonlocal peak
@@ -134,11 +134,17 @@ def run_isolated(module: str, request: dict[str, Any], workdir: Path, timeout: f
     return run
 
 
-def start_isolated(module: str, args: list[str], log: IO[bytes], memory_limit_mb: int | None = None,
+def start_isolated(module: str, args: list[str], log: IO[bytes], workdir: Path, memory_limit_mb: int | None = None,
                    **popen: Any) -> subprocess.Popen:
     """Start `module` as a worker: isolated imports (`isolated_command`), its own session (so a kill
-    takes whatever it started), stdout and stderr to `log`. `popen` adds Popen arguments (stdin, pass_fds)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1")}
+    takes whatever it started), stdout and stderr to `log`. `popen` adds Popen arguments (stdin, pass_fds).
+
+    The worker's temporary files (TensorFlow's SavedModel exports, Keras's own) go under `workdir`, which
+    quantdoctor removes however the run ends: a worker killed mid-export leaves nothing behind."""
+    private_tmp = workdir / "tmp"
+    private_tmp.mkdir(exist_ok=True)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1"),
+           "TMPDIR": str(private_tmp)}
     return subprocess.Popen(isolated_command(module, *args), stdout=log, stderr=log, env=env, start_new_session=True,
                             preexec_fn=_memory_limiter(memory_limit_mb), **popen)
 

@@ -119,7 +119,7 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
 
     An accuracy budget on `eval_data` (full integer with float fallback, mode "int8"): `max_drop`,
     an absolute drop against the float model of top-1 accuracy with `labels`, of top-1 agreement
-    without, or of `metric(outputs, labels) -> float` (higher is better); or `min_sqnr`, an SQNR
+    without, or of `metric(labels, outputs) -> float` (higher is better, as compare calls it); or `min_sqnr`, an SQNR
     floor in dB on every output. Once the rounds have a model that converts and runs, the fewest
     ops kept float that meet it are searched (`quantdoctor.budget`); "int8-accelerator" then puts
     fewer integer partitions first. `html` writes the after report with the budget's Pareto plot;

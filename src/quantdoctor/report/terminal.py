@@ -115,9 +115,15 @@ def _audit_section(audit: dict) -> list[Text]:
         for role, tensors in (("input", inputs), ("output", outputs)):
             for tensor in tensors:
                 quant = f", scale {tensor['scale']:.6g}, zero point {tensor['zero_point']}" if tensor["scale"] else ""
-                lines.append(Text(f"  {prefix}{role} '{tensor['name']}': {tensor['dtype']} {tensor['shape']}{quant}",
+                lines.append(Text(f"  {prefix}{role} '{tensor['name']}': {tensor['dtype']} {_shape(tensor)}{quant}",
                                   "dim"))
     return lines
+
+
+def _shape(tensor: dict) -> str:
+    """A tensor's shape with `?` where the model leaves the size free (resized when it runs)."""
+    sizes = tensor.get("shape_signature") or tensor["shape"]
+    return "[" + ", ".join("?" if size == -1 else str(size) for size in sizes) + "]"
 
 
 def budget_lines(budget: dict) -> list[Text]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from quantdoctor.compare.measures import collapsed, db
+from quantdoctor.compare.measures import collapsed, db, lost_channel_indices
 from quantdoctor.convert.protocol import LITERT_PACKAGE, raised_in
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import Sample
@@ -124,18 +124,34 @@ def _compared_outputs(float_path: Path, rows: list[dict], quantized: list[list[n
     numbers = []
     for i, detail in enumerate(details):
         twin = names.index(detail["name"]) if detail["name"] in names else i
-        numbers.append(_output_numbers(detail, np.concatenate([r[twin].ravel() for r in reference]).astype(np.float64),
-                                       np.concatenate([q[i].ravel() for q in quantized])))
+        numbers.append(_output_numbers(detail, [r[twin].astype(np.float64) for r in reference],
+                                       [q[i] for q in quantized]))
     return numbers
 
 
-def _output_numbers(detail: dict[str, Any], reference: np.ndarray, stored: np.ndarray) -> dict[str, Any]:
+def _output_numbers(detail: dict[str, Any], reference_rows: list[np.ndarray],
+                    stored_rows: list[np.ndarray]) -> dict[str, Any]:
     scale, zero_point = detail["quantization"]
-    values = (stored.astype(np.float64) - zero_point) * scale if scale else stored.astype(np.float64)
+    value_rows = [(s.astype(np.float64) - zero_point) * scale if scale else s.astype(np.float64)
+                  for s in stored_rows]
+    reference, values = (np.concatenate([row.ravel() for row in rows]) for rows in (reference_rows, value_rows))
     noise = float(np.sum((values - reference) ** 2))
     return {"name": detail["name"], "dtype": np.dtype(detail["dtype"]).name, "scale": float(scale),
             "zero_point": int(zero_point), "sqnr_db": round(db(float(np.sum(reference ** 2)), noise), 3),
             "collapsed": collapsed(float(np.var(reference)), float(np.var(values))),
-            "levels": int(np.unique(stored).size), "values": int(stored.size),
+            "lost_channels": _lost_channels(reference_rows, value_rows),
+            "levels": int(np.unique(np.concatenate([s.ravel() for s in stored_rows])).size),
+            "values": int(values.size),
             "float_range": [float(reference.min()), float(reference.max())],
             "quantized_range": [float(values.min()), float(values.max())]}
+
+
+def _lost_channels(reference_rows: list[np.ndarray], value_rows: list[np.ndarray]) -> list[int]:
+    """The output's channels (last axis) that quantization crushed; none for an output without channels."""
+    widths = {row.shape[-1] if row.ndim >= 2 else 1 for row in reference_rows + value_rows}
+    if len(widths) != 1 or widths == {1}:
+        return []
+    width = widths.pop()
+    reference = np.concatenate([row.reshape(-1, width) for row in reference_rows])
+    values = np.concatenate([row.reshape(-1, width) for row in value_rows])
+    return lost_channel_indices(np.sum(reference ** 2, axis=0), np.sum((values - reference) ** 2, axis=0))

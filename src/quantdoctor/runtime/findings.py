@@ -8,8 +8,8 @@ from typing import Any
 from quantdoctor import catalog
 from quantdoctor.audit.checks import op_layer, output_layer_names
 from quantdoctor.audit.tflite_model import TFLiteModel
-from quantdoctor.catalog.accuracy import keep_float_code
-from quantdoctor.compare.measures import DESTROYED_SQNR_DB, varies
+from quantdoctor.catalog.accuracy import keep_float_code, lost_channels_text
+from quantdoctor.compare.measures import DESTROYED_SQNR_DB, holds_probabilities, varies
 from quantdoctor.convert.crash import native_errors
 from quantdoctor.errors import InternalError
 from quantdoctor.intake.data import CalibrationSet
@@ -117,6 +117,11 @@ def _output_findings(outputs: list[dict[str, Any]], rows: int, produced: TFLiteM
                 f"against the float model: its error is about as large as its values "
                 f"(float [{output['float_range'][0]:.4g}, {output['float_range'][1]:.4g}], "
                 f"{output['levels']} distinct quantized value(s)).",
+                location=where, evidence=evidence))
+        elif output.get("lost_channels") and not holds_probabilities(*output["float_range"]):
+            evidence["lost_channels"] = output["lost_channels"]
+            findings.append(catalog.get("QD507").finding(
+                lost_channels_text(name, output["lost_channels"], output["sqnr_db"], f"On {rows} calibration sample(s)"),
                 location=where, evidence=evidence))
     return findings
 

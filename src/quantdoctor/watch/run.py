@@ -33,7 +33,7 @@ def run_command(command: list[str], *, json_path: Path | None = None, timeout: f
         raise UsageError("nothing to run: give the command after the options, e.g. `quantdoctor run python convert.py`")
     executable = shutil.which(command[0])
     if executable is None:
-        raise UsageError(f"command not found: {command[0]}")
+        raise UsageError(_not_runnable(command[0]))
     check_options(timeout, memory_limit_mb, max_samples)
     options: dict[str, object] = {"timeout": timeout, "memory_limit_mb": memory_limit_mb, "max_samples": max_samples}
     if json_path is not None:
@@ -45,6 +45,17 @@ def run_command(command: list[str], *, json_path: Path | None = None, timeout: f
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(executable, command, watched_environment(os.environ, options))
+
+
+def _not_runnable(name: str) -> str:
+    """Why `name` cannot be executed, in the user's words: a script without its interpreter is the common case."""
+    path = Path(name)
+    if os.sep not in name or not path.exists():
+        return f"command not found: {name}"
+    if path.is_dir():
+        return f"{name} is a directory, not a command"
+    hint = f" (run it with its interpreter: `quantdoctor run python {name}`)" if path.suffix == ".py" else ""
+    return f"{name} is not executable{hint}"
 
 
 def watched_environment(environment: Mapping[str, str], options: dict[str, object]) -> dict[str, str]:
