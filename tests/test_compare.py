@@ -14,6 +14,7 @@ import tensorflow as tf
 import quantdoctor as qd
 from quantdoctor.compare.metrics import ErrorStats
 from quantdoctor.diagnose import diagnose_with_float_twin
+from quantdoctor.errors import UsageError
 from helpers import assert_finding, only, root
 from models import image_model, int8_converter, dataset_from, smooth_images, vectors
 
@@ -135,6 +136,39 @@ def test_accuracy_on_real_digits_and_a_user_metric(digits_model):
     assert e2e["metric_float"] == pytest.approx(e2e["metric_quant"], abs=0.5)
     assert {row["layer"] for row in report.comparison["layers"]} >= {"conv", "classifier"}
     assert not [f.code for f in report.findings if f.code in ("QD510", "QD511")]  # the float model works
+
+
+def test_a_metric_gets_regression_targets_as_given_and_must_return_a_number(digits_model):
+    """A regression head (Dense(3), default names: a value near 300 next to two near 0) judged by the
+    user's negative MSE on float targets. The targets are no class labels: no accuracy is made up from
+    them, and the head's constant argmax is no "one class for every input" (QD510)."""
+    _, images, _ = digits_model
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    head = keras.layers.Dense(3)
+    model = keras.Model(inputs, head(keras.layers.Flatten()(inputs)))
+    kernel, _ = head.get_weights()
+    head.set_weights([kernel, np.array([300.0, 0.0, 0.0], np.float32)])
+    targets = model.predict(images[1400:1500], verbose=0) + 0.01  # (100, 3) floats
+    received = []
+
+    def negative_mse(truth, outputs):
+        received.append(truth)
+        return -float(np.mean((outputs - truth) ** 2))
+
+    report = qd.compare(model, images[:100], eval_data=images[1400:1500], labels=targets, metric=negative_mse)
+    e2e = report.comparison["end_to_end"]
+    assert received[0].shape == (100, 3) and np.array_equal(received[0], targets)
+    assert e2e["metric_float"] == pytest.approx(-1e-4, rel=0.05)  # the targets are the float outputs + 0.01
+    assert e2e["metric_quant"] < e2e["metric_float"] and "accuracy_float" not in e2e
+    codes = [f.code for f in report.findings]
+    assert "QD510" not in codes  # the head's constant argmax (channel 0, near 300) is no class
+    assert set(only(report, "QD518").evidence["lost_channels"]) <= {1, 2}  # the small ones, under one scale
+    with pytest.raises(UsageError, match="the metric returned ndarray, not a number"):
+        qd.compare(model, images[:100], eval_data=images[1400:1500], labels=targets,
+                   metric=lambda truth, outputs: outputs - truth)
+    with pytest.raises(UsageError, match="labels have shape \\(100, 3\\)"):  # without a metric: class labels only
+        qd.compare(model, images[:100], eval_data=images[1400:1500], labels=targets)
 
 
 def test_cli_compare_writes_html_that_a_real_browser_renders_with_charts(tmp_path, digits_model):

@@ -352,6 +352,18 @@ def test_run_usage_errors_exit_2_in_one_line(tmp_path, args, message):
     assert (tmp_path / "model.keras").read_bytes() == b"PK\x03\x04 the user's only copy"
 
 
+@pytest.mark.parametrize("first_line, message", [
+    ("print(1)", "cannot execute ./tool: Exec format error"),  # executable, no shebang
+    ("#!/nonexistent/python", "cannot execute ./tool: No such file or directory"),  # its interpreter is missing
+])
+def test_an_executable_the_system_cannot_start_is_one_line_exit_2(tmp_path, first_line, message):
+    (tmp_path / "tool").write_text(first_line + "\n")
+    (tmp_path / "tool").chmod(0o755)
+    result = quantdoctor_run(tmp_path, "./tool")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.strip() == f"quantdoctor: error: {message}"
+
+
 def test_run_json_replaces_an_earlier_run_report(tmp_path):
     (tmp_path / "plain.py").write_text("print('ran')\n")
     for _ in range(2):  # the second run finds the first one's report and replaces it

@@ -131,3 +131,17 @@ def test_a_failing_conversion_raises_the_converters_own_class_carrying_the_diagn
     assert conversion["conversion"]["exception"] == "tensorflow.lite.python.convert_phase:ConverterError"
     assert conversion["call_site"]["converter"]["file"].endswith("models.py")  # built in int8_converter
     assert conversion["call_site"]["convert"]["file"] == __file__
+
+
+def test_the_run_bootstrap_imported_by_its_package_name_does_nothing():
+    """Only Python's start-up import (as `sitecustomize`, in a process `quantdoctor run` started) may
+    install the trigger: a tool importing every module of the package must not start a run session."""
+    import importlib
+    from pathlib import Path
+
+    from quantdoctor.watch import session
+
+    before = list(sys.meta_path)
+    module = importlib.import_module("quantdoctor.watch.bootstrap.sitecustomize")
+    assert sys.meta_path == before and session.active() is None  # no import trigger, no session
+    assert f'"{session.RUN_OPTIONS_VARIABLE}"' in Path(module.__file__).read_text()  # the same variable

@@ -6,6 +6,7 @@ Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage or input error, 3
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -212,7 +213,7 @@ def fix(
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels))
     check_outputs(inputs=(model, data, eval_data, labels),
                   outputs={"--output": output, "--script": script, "--json": json_path, "--html": html_path})
-    script_output = str(Path(output).absolute()) if output else "model_int8.tflite"  # the script runs anywhere
+    script_output = os.path.abspath(output) if output else "model_int8.tflite"  # the script runs anywhere
     with err.status(f"Fixing {escape(str(model))}: converting in an isolated process, in rounds…") as status:
         def progress(step: str, variants: int) -> None:
             status.update(f"Searching the float fallback for the accuracy budget: {variants} variant(s) tried…")

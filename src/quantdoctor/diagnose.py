@@ -14,7 +14,6 @@ from quantdoctor import catalog, tf_private
 from quantdoctor.audit.checks import audit_findings, check_target, float_ops, summarize
 from quantdoctor.audit.quantizers import input_ranges
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
-from quantdoctor.catalog.accuracy import without_explained_channel_losses
 from quantdoctor.catalog.classify_failure import FailureContext, classify_failure, excerpt
 from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.convert import cache as conversion_cache
@@ -315,7 +314,6 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         outcome_findings = [_process_finding(run, layers, calibration)]
     if prediction and run.outcome not in ("ok", "error"):
         outcome_findings += prediction.findings  # no converter verdict to stand on: the prediction explains
-    outcome_findings = without_explained_channel_losses(outcome_findings)
     findings = mark_automatic(rank_findings(_merge_confirmed(data_findings, outcome_findings)))
     model = {"source": source.source, "format": source.format, "inputs": input_specs,
              "layers": list(layer_names), "layer_scopes": layer_names.scopes,

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from quantdoctor.compare.labels import metric_number
 from quantdoctor.errors import UsageError
 
 Metric = Callable[[Any, Any], float]
@@ -68,11 +69,7 @@ class Objective:
         if self.name == "sqnr_db":
             return min(_sqnr_db(reference, value) for reference, value in zip(self.float_outputs, outputs))
         if self.name == "metric":
-            value = self.metric(self.labels, outputs[0] if len(outputs) == 1 else outputs)
-            try:
-                return float(value)
-            except (TypeError, ValueError):
-                raise UsageError(f"the metric returned {type(value).__name__}, not a number") from None
+            return metric_number(self.metric(self.labels, outputs[0] if len(outputs) == 1 else outputs))
         top1 = outputs[0].reshape(len(outputs[0]), -1).argmax(-1)
         truth = self.labels if self.name == "accuracy" else self.float_outputs[0].reshape(len(top1), -1).argmax(-1)
         return float(np.mean(top1 == np.asarray(truth).reshape(top1.shape)))

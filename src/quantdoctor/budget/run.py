@@ -65,8 +65,8 @@ def budget_objective(max_drop: float | None, min_sqnr: float | None, metric: Met
         return None
     if evaluation is None:
         raise UsageError("an accuracy budget is measured on eval data: pass eval_data")
-    return Objective.create(max_drop=max_drop, min_sqnr=min_sqnr, labels=truth.classes if truth else None,
-                            metric=metric)
+    labels = None if truth is None else truth.values if metric is not None else truth.classes
+    return Objective.create(max_drop=max_drop, min_sqnr=min_sqnr, labels=labels, metric=metric)
 
 
 def check_budget_settings(recipe: Recipe) -> None:

@@ -1,7 +1,6 @@
 """QD5xx: the model converted, but the quantized model is wrong or too lossy (found by `compare`)."""
 
 from quantdoctor.catalog.check import Check
-from quantdoctor.report.model import Finding
 
 
 def keep_float_code(tensors: list[str]) -> str:
@@ -15,22 +14,11 @@ def keep_float_code(tensors: list[str]) -> str:
 
 
 def lost_channels_text(output: str, lost: list[int], sqnr_db: float, where: str) -> str:
-    """QD507's message for an output whose small channels are crushed while its whole SQNR looks fine."""
+    """QD518's message: an output whose small channels are crushed while its whole SQNR looks fine."""
     shown = ", ".join(str(c) for c in lost[:8]) + (f" and {len(lost) - 8} more" if len(lost) > 8 else "")
     return (f"{where}, quantized {output} loses channel(s) {shown} (last axis): their quantization error is as "
             f"large as their values, while the whole output keeps {sqnr_db:.1f} dB because larger channels set "
             "its scale.")
-
-
-CRUSHING_MERGES = frozenset({"QD503", "QD506"})
-
-
-def without_explained_channel_losses(findings: list[Finding]) -> list[Finding]:
-    """The findings without QD507 for lost output channels when a crushing merge (QD503, QD506) is
-    found: the lost channels are the merge's symptom, and the merge is what to fix."""
-    if not any(f.code in CRUSHING_MERGES for f in findings):
-        return findings
-    return [f for f in findings if not (f.code == "QD507" and "lost_channels" in f.evidence)]
 
 
 CHECKS = (
@@ -119,9 +107,7 @@ CHECKS = (
         detects="Run on the first few calibration samples (every diagnose with calibration data) or on the "
                 "eval samples (compare), a model output of the quantized model differs from the float model's "
                 "about as much as the float output itself measures: SQNR at or under 3 dB (the error's power at "
-                "least half the signal's), while the output still moves (else QD504). Or, for an output that is "
-                "not a probability in [0, 1], some of its channels (last axis) are lost (SQNR at or under 1 dB) "
-                "while the whole output looks healthy.",
+                "least half the signal's), while the output still moves (else QD504).",
         why="Quantization noise as large as the signal: the outputs are noise, whatever an accuracy number on "
             "a few easy inputs says.",
         example="keras.layers.Lambda(lambda x: x[:, 1:] - x[:, :1])   # two pixel positions, 0..640, a step of 2.5\n"
@@ -151,5 +137,22 @@ CHECKS = (
         why="The model is fine; the data fed to it is not the data it was trained on.",
         example="x = (image - mean) / std       # and the model starts with its own Normalization layer",
         fix="Feed the data as the variant that worked (shown with its accuracy), in calibration and inference.",
+    ),
+    Check(
+        code="QD518", name="output-channels-lost", severity="warning", precedence=45,
+        title="Some channels of a quantized output are lost while the whole output looks fine",
+        detects="Run on the first few calibration samples (every diagnose with calibration data) or on the "
+                "eval samples (compare), some channels (last axis) of a model output keep an SQNR of 1 dB or "
+                "less against the float model (rounded to a constant) while the output as a whole scores well. "
+                "Outputs whose float values all lie in [0, 1] (probabilities) are left out.",
+        why="One int8 scale serves the whole output, and the largest channel sets it: a regression head "
+            "with one target in the hundreds and one around 0.1 rounds the small one to a constant. A "
+            "warning, not an error: a channel the model predicts as noise around 0 (an autoencoder's blank "
+            "border pixels) loses nothing real.",
+        example="outputs = keras.layers.Dense(2)(features)   # targets: a price in the hundreds, a rate near 0.1",
+        fix="If those channels matter, give them a range of their own: scale the targets so the channels "
+            "share a range (and undo it after inference), split them into a second output, or keep the "
+            "output layer float (code below).",
+        fix_code=keep_float_code(["<output tensor>"]),
     ),
 )

@@ -10,6 +10,7 @@ import numpy as np
 from quantdoctor import catalog
 from quantdoctor.catalog.accuracy import keep_float_code, lost_channels_text
 from quantdoctor.catalog.locations import layers_in_tensor_name
+from quantdoctor.compare.labels import Labels, metric_number
 from quantdoctor.compare.measures import DESTROYED_SQNR_DB, MAX_SQNR_DB, holds_probabilities
 from quantdoctor.report.model import Finding, Location
 
@@ -48,9 +49,10 @@ def layer_rows(response: dict[str, Any], layer_names: list[str], output_layers: 
     return sorted(rows, key=lambda row: -row["own_sqnr_drop_db"])
 
 
-def end_to_end(outputs: dict[str, np.ndarray], output_stats: list[dict[str, Any]], labels: np.ndarray | None,
-               metric: Callable[[np.ndarray, np.ndarray], float] | None) -> dict[str, Any]:
-    """Float vs quantized model outputs (the first output for agreement, accuracy and the metric)."""
+def end_to_end(outputs: dict[str, np.ndarray], output_stats: list[dict[str, Any]], labels: Labels | None,
+               metric: Callable[[Any, Any], float] | None) -> dict[str, Any]:
+    """Float vs quantized model outputs: the first output's agreement, accuracy (class labels) and
+    numbers; the metric of the labels as given and the output (the list of outputs, for several)."""
     reference, quantized = outputs["float_0"], outputs["quant_0"]
     first = output_stats[0]
     result: dict[str, Any] = {"sqnr_db": first["sqnr_db"], "worst_channel_sqnr_db": first["worst_channel_sqnr_db"],
@@ -58,13 +60,15 @@ def end_to_end(outputs: dict[str, np.ndarray], output_stats: list[dict[str, Any]
     if reference.ndim >= 2 and reference.shape[-1] > 1:
         top_float, top_quant = reference.argmax(-1), quantized.argmax(-1)
         result["top1_agreement"] = round(float(np.mean(top_float == top_quant)), 4)
-        if labels is not None:
-            truth = np.asarray(labels).reshape(top_float.shape)
+        if labels is not None and labels.classes is not None:
+            truth = labels.classes.reshape(top_float.shape)
             result["accuracy_float"] = round(float(np.mean(top_float == truth)), 4)
             result["accuracy_quant"] = round(float(np.mean(top_quant == truth)), 4)
     if metric is not None:
-        result["metric_float"] = float(metric(labels, reference))
-        result["metric_quant"] = float(metric(labels, quantized))
+        given = labels.values if labels is not None else None
+        for model in ("float", "quant"):
+            found = [outputs[f"{model}_{i}"] for i in range(len(output_stats))]
+            result[f"metric_{model}"] = metric_number(metric(given, found[0] if len(found) == 1 else found))
     return result
 
 
@@ -109,12 +113,13 @@ def comparison_findings(rows: list[dict[str, Any]], output_stats: list[dict[str,
                 location=Location(tensor=output["tensor"]),
                 evidence={"sqnr_db": output["sqnr_db"], "float_range": output["float_range"]}))
         elif output.get("lost_channels") and not holds_probabilities(*output["float_range"]):
-            findings.append(catalog.get("QD507").finding(
+            findings.append(catalog.get("QD518").finding(
                 lost_channels_text(f"output '{output['tensor']}'", output["lost_channels"], output["sqnr_db"],
                                    "Over the eval samples"),
                 location=Location(tensor=output["tensor"]),
                 evidence={"sqnr_db": output["sqnr_db"], "float_range": output["float_range"],
-                          "lost_channels": output["lost_channels"]}))
+                          "lost_channels": output["lost_channels"]},
+                fix_code=keep_float_code([output["tensor"]])))
     return findings
 
 

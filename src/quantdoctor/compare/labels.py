@@ -1,10 +1,12 @@
-"""Class labels for compare's accuracy: one class index per eval sample, checked before any work.
+"""Labels for compare's accuracy, and for a metric of the user's: checked before any work.
 
+For accuracy, one class index per eval sample.
 Accepted: integer indices (shape `(n,)` or `(n, 1)`), floats that are whole numbers, and one-hot
 rows (shape `(n, classes)`, each row a single 1), which are read by argmax and reported as such.
 Everything else is a UsageError of one line: a scalar, other 2-D arrays, text, pickled objects,
 fractional or negative values, and a count that differs from the eval samples' (extra labels
-are an error, not silently cut).
+are an error, not silently cut). With a metric, labels that are not class indices (regression
+targets, one row of numbers per sample) are handed to it as given; the count is checked all the same.
 """
 
 from __future__ import annotations
@@ -23,14 +25,18 @@ from quantdoctor.intake.paths import regular_file
 
 @dataclass(frozen=True)
 class Labels:
-    """Class indices, one per eval sample used, and how they were given ("indices" or "one-hot")."""
+    """The labels of the eval samples used: `values` as given (for a metric), `classes` one class index
+    each (for accuracy; None when they are not class labels), and how they were given ("indices",
+    "one-hot", or "values" for a metric's own targets)."""
 
-    classes: np.ndarray
+    values: np.ndarray
+    classes: np.ndarray | None
     given_as: str
 
 
-def read_labels(labels: Any, evaluation: CalibrationSet) -> Labels | None:
-    """The labels for the eval samples compare runs on; None stays None."""
+def read_labels(labels: Any, evaluation: CalibrationSet, for_metric: bool = False) -> Labels | None:
+    """The labels for the eval samples compare runs on; None stays None. `for_metric`: a metric of the
+    user's reads them, so labels that are not class indices are kept as given rather than refused."""
     if labels is None:
         return None
     if isinstance(labels, (str, Path)):
@@ -42,17 +48,35 @@ def read_labels(labels: Any, evaluation: CalibrationSet) -> Labels | None:
         values = np.asarray(labels)
         if values.dtype.kind not in NUMERIC_KINDS:
             raise UsageError(f"labels hold {describe_dtype(values.dtype)}: give one class index per eval sample")
-    classes, given_as = _class_indices(values)
+    try:
+        classes, given_as = _class_indices(values)
+    except UsageError:
+        if not for_metric or values.ndim == 0:
+            raise
+        classes, given_as = None, "values"
     expected = evaluation.available if evaluation.available is not None else len(evaluation)
-    too_few = len(classes) < len(evaluation)
-    if too_few or (len(classes) != expected and not (evaluation.truncated and evaluation.available is None)):
-        raise UsageError(f"{len(classes)} labels for {expected} eval samples: give exactly one label per sample")
-    return Labels(classes[:len(evaluation)], given_as)
+    too_few = len(values) < len(evaluation)
+    if too_few or (len(values) != expected and not (evaluation.truncated and evaluation.available is None)):
+        raise UsageError(f"{len(values)} labels for {expected} eval samples: give exactly one label per sample")
+    used = len(evaluation)
+    return Labels(values[:used], None if classes is None else classes[:used], given_as)
+
+
+def metric_number(value: Any) -> float:
+    """What a metric of the user's returned, as a number; a UsageError when it is none (an array, NaN)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"the metric returned {type(value).__name__}, not a number: reduce it to one "
+                         "(np.mean(...))") from None
+    if np.isnan(number):
+        raise UsageError("the metric returned NaN: check it on the float model's outputs")
+    return number
 
 
 def check_classes(labels: Labels | None, output_shape: list[int]) -> None:
     """Labels need a first output of shape (samples, classes), and must name classes it has."""
-    if labels is None:
+    if labels is None or labels.classes is None:
         return
     if len(output_shape) != 2 or output_shape[-1] < 2:
         raise UsageError(f"labels need a model whose first output is (samples, classes) scores; this one's is "

@@ -29,6 +29,7 @@ MIN_SAMPLES = 10          # fewer eval samples say nothing about chance
 CHANCE_SIGMAS = 3.0       # an accuracy within this many binomial standard deviations of chance is chance
 RECOVERY = 0.2            # a variant explains the failure when it adds this much accuracy, above chance
 ONE_CLASS_SHARE = 0.8     # without labels: a variant is sound when no class takes more than this share
+UNLABELLED_MIN_CLASSES = 5  # without labels: a narrower output of unbounded values may be regression targets
 _AFFINE_OPS = ("MUL", "DIV", "ADD", "SUB")
 
 
@@ -72,7 +73,16 @@ def float_failure(outputs: dict[str, np.ndarray], labels: np.ndarray | None) -> 
                           chance, one_class)
         at_chance = max(failure.float_accuracy, failure.quant_accuracy) <= failure.chance_bound()
         return failure if at_chance or one_class is not None else None
-    return Failure(len(top_float), classes, None, None, None, one_class) if one_class is not None else None
+    if one_class is None or not _reads_as_class_scores(reference):
+        return None
+    return Failure(len(top_float), classes, None, None, None, one_class)
+
+
+def _reads_as_class_scores(reference: np.ndarray) -> bool:
+    """Without labels, whether an output's argmax means a class: probabilities (every value in [0, 1]),
+    or at least UNLABELLED_MIN_CLASSES scores. A narrower output may be regression targets (a box, a
+    price next to a rate), whose largest channel is the same for every input by its units alone."""
+    return (reference.min() >= 0.0 and reference.max() <= 1.0) or reference.shape[-1] >= UNLABELLED_MIN_CLASSES
 
 
 def input_normalisation(model: TFLiteModel) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -14,7 +14,6 @@ from quantdoctor import catalog
 from quantdoctor.audit.checks import output_layer_names
 from quantdoctor.audit.report import audit
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
-from quantdoctor.catalog.accuracy import without_explained_channel_losses
 from quantdoctor.catalog.classify_failure import first_line
 from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows
@@ -59,7 +58,7 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     evaluation = calibration_set(eval_data, max_samples, "eval data")
     if evaluation is None or not evaluation.samples:
         raise UsageError("compare needs eval data with at least one sample")
-    truth = read_labels(labels, _batches_split(evaluation))  # one label per row of a batch
+    truth = read_labels(labels, _batches_split(evaluation), for_metric=metric is not None)  # one per row
     float_model = None
     if tflite is None:
         report, float_model = diagnose_with_float_twin(model, data, mode=mode, io=io, max_samples=max_samples,
@@ -72,8 +71,8 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     check_classes(truth, report.audit["output_types"][0]["shape"] if report.audit["output_types"] else [])
     produced = read_tflite(report.tflite_model)
     evaluation = _eval_rows(evaluation, produced)
-    if truth is not None and len(truth.classes) != len(evaluation):
-        raise UsageError(f"{len(truth.classes)} labels for {len(evaluation)} eval rows: give exactly one label per "
+    if truth is not None and len(truth.values) != len(evaluation):
+        raise UsageError(f"{len(truth.values)} labels for {len(evaluation)} eval rows: give exactly one label per "
                          "row the model runs")
     float_info = report.model
     if float_model is None:  # a .tflite of the user's, or the float twin failed: convert and report on its own
@@ -106,7 +105,7 @@ def add_comparison(report: Report, float_model: bytes, float_info: dict[str, Any
         shutil.rmtree(workdir, ignore_errors=True)
     rows = layer_rows(response, LayerNames.from_model(float_info),
                       output_layer_names(produced, float_info.get("output_layers", [])))
-    summary = end_to_end(outputs, response["outputs"], truth.classes if truth else None, metric)
+    summary = end_to_end(outputs, response["outputs"], truth, metric)
     if truth is not None and truth.given_as == "one-hot":
         summary["labels"] = "one-hot, read by argmax"
     report.comparison = {"samples": response["samples"], "seconds": round(seconds, 3),
@@ -116,8 +115,7 @@ def add_comparison(report: Report, float_model: bytes, float_info: dict[str, Any
     findings = comparison_findings(rows, response["outputs"], response["tensors"], response["ops"])
     findings += _integer_input_findings(report, evaluation)
     findings += float_failure_findings(outputs, truth.classes if truth else None, float_model, evaluation, timeout)
-    report.findings = rank_findings(without_explained_channel_losses(_unconfirmed_static(report.findings, findings)
-                                                                     + findings))
+    report.findings = rank_findings(_unconfirmed_static(report.findings, findings) + findings)
 
 
 def _batches_split(evaluation: CalibrationSet) -> CalibrationSet:
@@ -142,13 +140,13 @@ def _eval_rows(evaluation: CalibrationSet, quant_model: TFLiteModel) -> Calibrat
     return CalibrationSet(samples, source=evaluation.source)
 
 
-_USELESS_OUTPUT = ("QD504", "QD507")
+_USELESS_OUTPUT = ("QD504", "QD507", "QD518")
 
 
 def _unconfirmed_static(static: list[Finding], measured: list[Finding]) -> list[Finding]:
     """The diagnose findings, less those the eval data measured again: the crushed merges (QD506) that
-    a measured one (QD503) confirms at the same layer and op, and the run check's useless outputs
-    (QD504, QD507 on a few calibration rows) that compare found on the same output. Each is reported
+    a measured one (QD503) confirms at the same layer and op, and the run check's output findings
+    (QD504, QD507, QD518 on a few calibration rows) that compare found on the same output. Each is reported
     once, with what the eval data showed."""
     confirmed = {(f.location.layer, f.location.op) for f in measured if f.code == "QD503" and f.severity == "error"}
     outputs = {f.location.tensor for f in measured if f.code in _USELESS_OUTPUT}

@@ -136,7 +136,8 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     evaluation = calibration_set(eval_data, max_samples, "eval data")
     if labels is not None and evaluation is None:
         raise UsageError("labels go with eval data: pass eval_data too")
-    settings = Settings(evaluation=evaluation, truth=read_labels(labels, evaluation) if labels is not None else None,
+    truth = read_labels(labels, evaluation, for_metric=metric is not None) if labels is not None else None
+    settings = Settings(evaluation=evaluation, truth=truth,
                         max_rounds=max_rounds, timeout=timeout, memory_limit_mb=memory_limit_mb,
                         trust_model=options.flag(trust_model, "trust_model"),
                         mode_requested=not is_converter(model))

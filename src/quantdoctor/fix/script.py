@@ -8,6 +8,7 @@ writes the model. Each repair is a commented block naming the finding code it an
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +70,10 @@ def _header(applied: list[Repair]) -> str:
 def _constants(model_path: Path | None, keras_model: bool, data_path: Path | None, output: str,
                max_samples: int) -> str:
     placeholder = "model.keras" if keras_model else "saved_model_dir"
-    model = repr(str(model_path.absolute())) if model_path else (
+    model = repr(os.path.abspath(model_path)) if model_path else (
         f"{placeholder!r}  # yours: fix was given the model in Python" +
         (" (save it: model.save('model.keras'))" if keras_model else ""))
-    data = repr(str(data_path.absolute())) if data_path else "None  # fix was given the samples in Python: see user_samples()"
+    data = repr(os.path.abspath(data_path)) if data_path else "None  # fix was given the samples in Python: see user_samples()"
     return (f"MODEL_PATH = {model}\nDATA_PATH = {data}\nOUTPUT_PATH = {output!r}\n"
             f"MAX_SAMPLES = {max_samples}  # quantdoctor calibrated on at most this many samples")
 

@@ -81,7 +81,7 @@ def check_runs(tflite_model: bytes, calibration: CalibrationSet | None, flex_ops
         return
     bad = [o["name"] for o in response["outputs"] if not o["finite"]]
     verification.runs = not bad
-    what = "zero-filled inputs (no calibration data)" if response["zeros"] else f"{response['samples']} sample(s)"
+    what = "zero-filled inputs (no calibration data)" if response["zeros"] else f"{response['samples']} row(s)"
     verification.details.append(f"LiteRT ran it on {what}" + (
         f", but output(s) {', '.join(bad)} hold NaN or Inf" if bad else ""))
 
@@ -99,38 +99,35 @@ def main(request_path: str) -> int:
 
 
 def _run(model_path: str, samples: list[Any]) -> dict[str, Any]:
+    """Every signature on its calibration rows, fitted as the run check fits them (`check_rows`:
+    by name or in order, never filled in; zeros only without samples and with fixed sizes)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from quantdoctor.runtime.feed import as_input, detailed_input
+    from quantdoctor.runtime.check import check_rows
+    from quantdoctor.runtime.feed import arrays_for, as_input, detailed_input
 
     interpreter = Interpreter(model_path=model_path)
     signatures = list(interpreter.get_signature_list())
     if not signatures:
         raise ValueError("the model has no signature to run")
     outputs: dict[str, np.ndarray] = {}
-    count = 0
-    for sample in samples or [None]:
-        for key in signatures:
-            if sample is not None and sample.kind == "signature" and sample.signature_key != key:
-                continue
-            runner = interpreter.get_signature_runner(key)
-            details = runner.get_input_details()
-            values = sample.values if sample is not None else {}
-            arrays = list(values.values())
-            feed = {name: as_input(detailed_input(name, detail),
-                                   values.get(name, arrays[i] if i < len(arrays) else _zeros(detail)))
-                    for i, (name, detail) in enumerate(details.items())}
-            results = runner(**feed)
+    count, origins = 0, set()
+    for key in signatures:
+        runner = interpreter.get_signature_runner(key)
+        inputs = [detailed_input(name, detail) for name, detail in runner.get_input_details().items()]
+        mine = [s for s in samples if s.kind != "signature" or s.signature_key == key]
+        rows, origin = check_rows(inputs, mine)
+        origins.add(origin)
+        for row in rows:
+            results = runner(**{i.name: as_input(i, a) for i, a in zip(inputs, arrays_for(inputs, row))})
             outputs.update({f"{key}/{name}": value for name, value in results.items()})
             count += 1
-    return {"samples": count, "zeros": not samples,
+    if not count:
+        raise ValueError("no calibration sample fits the model, and its free input sizes rule out zeros")
+    return {"samples": count, "zeros": origins == {"zeros"},
             "outputs": [{"name": name, "shape": list(value.shape),
                          "finite": bool(np.isfinite(value).all()) if value.dtype.kind == "f" else True}
                         for name, value in outputs.items()]}
-
-
-def _zeros(detail: dict[str, Any]) -> np.ndarray:
-    return np.zeros(detail["shape"], dtype=detail["dtype"])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Findings from the run check: the model does not run (QD112), or its outputs are useless (QD504, QD507)."""
+"""Findings from the run check: the model does not run (QD112), its outputs are useless (QD504,
+QD507), or some of their channels are lost (QD518)."""
 
 from __future__ import annotations
 
@@ -120,9 +121,9 @@ def _output_findings(outputs: list[dict[str, Any]], rows: int, produced: TFLiteM
                 location=where, evidence=evidence))
         elif output.get("lost_channels") and not holds_probabilities(*output["float_range"]):
             evidence["lost_channels"] = output["lost_channels"]
-            findings.append(catalog.get("QD507").finding(
+            findings.append(catalog.get("QD518").finding(
                 lost_channels_text(name, output["lost_channels"], output["sqnr_db"], f"On {rows} calibration sample(s)"),
-                location=where, evidence=evidence))
+                location=where, evidence=evidence, fix_code=keep_float_code([output["name"]])))
     return findings
 
 

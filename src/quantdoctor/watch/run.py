@@ -44,18 +44,26 @@ def run_command(command: list[str], *, json_path: Path | None = None, timeout: f
         options["json"] = str(json_path.resolve())
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(executable, command, watched_environment(os.environ, options))
+    try:
+        os.execve(executable, command, watched_environment(os.environ, options))
+    except OSError as exc:  # a file without a shebang, a shebang naming a missing interpreter
+        raise UsageError(f"cannot execute {command[0]}: {exc.strerror}" + _interpreter_hint(command[0])) from None
 
 
 def _not_runnable(name: str) -> str:
     """Why `name` cannot be executed, in the user's words: a script without its interpreter is the common case."""
     path = Path(name)
-    if os.sep not in name or not path.exists():
+    if not path.exists():
         return f"command not found: {name}"
+    if os.sep not in name and not path.is_dir():  # a file here, which the shell would not run either
+        return f"command not found: {name}" + _interpreter_hint(name)
     if path.is_dir():
         return f"{name} is a directory, not a command"
-    hint = f" (run it with its interpreter: `quantdoctor run python {name}`)" if path.suffix == ".py" else ""
-    return f"{name} is not executable{hint}"
+    return f"{name} is not executable" + _interpreter_hint(name)
+
+
+def _interpreter_hint(name: str) -> str:
+    return f" (run it with its interpreter: `quantdoctor run python {name}`)" if name.endswith(".py") else ""
 
 
 def watched_environment(environment: Mapping[str, str], options: dict[str, object]) -> dict[str, str]:

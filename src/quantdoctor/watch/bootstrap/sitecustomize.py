@@ -7,6 +7,10 @@ PYTHONPATH). It must cost nothing when the script never touches TensorFlow:
   the script's sys.path) and starts the run's watch session;
 - then it hands over to the environment's own sitecustomize, if there is one, as if it had not
   been there.
+
+It acts only as Python's start-up `sitecustomize`, and watches only a process `quantdoctor run`
+started (its options in the environment): imported under its package name (a tool walking the
+package), it does nothing.
 """
 
 import importlib.util
@@ -59,5 +63,7 @@ def _chain_to_the_environments_sitecustomize():
             sys.modules["sitecustomize"] = this
 
 
-sys.meta_path.insert(0, _Trigger())
-_chain_to_the_environments_sitecustomize()
+if __name__ == "sitecustomize":
+    if os.environ.get("QUANTDOCTOR_RUN_OPTIONS") is not None:  # watch/session.py's RUN_OPTIONS_VARIABLE
+        sys.meta_path.insert(0, _Trigger())
+    _chain_to_the_environments_sitecustomize()
