@@ -2,8 +2,9 @@
 be proven by a passing real-model test that produced it. These tests run small fake suites with
 pytester, so the check is shown to fail where it should, and to stay quiet on narrowed runs.
 
-The file is named to run last: pytester's in-process runs restore `sys.modules` afterwards, and
-modules first imported inside them would be imported again as new objects by later tests."""
+The file is named to run last (`make test` keeps pytest-xdist from reordering files by size):
+pytester's in-process runs restore `sys.modules` afterwards, and modules first imported inside them
+would be imported again as new objects by later tests."""
 
 from __future__ import annotations
 
