@@ -185,8 +185,11 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
         if kept:
             request["calibration_output"] = str(workdir)
         if convert:  # after converting, the worker runs the produced model once (runtime/check)
-            request["run_check"] = {"float_model": str(workdir / "float_reference.tflite")}
+            request["run_check"] = {"float_model": str(workdir / "float_reference.tflite"),
+                                    "state": str(workdir / RUN_CHECK_STATE)}
         run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
+        if convert and not run.response.get("run_check"):  # the worker died in the check: where it was
+            run.response["run_check"] = read_json(workdir / RUN_CHECK_STATE) or None
         if key is not None and run.outcome == "ok":
             conversion_cache.store(key, workdir, {**run.response, "worker_seconds": round(run.seconds, 3)})
         artifacts = ConversionArtifacts.read(workdir, twin_written=run.response.get("float_twin") == "ok",
@@ -362,6 +365,7 @@ def _converted_signatures(source: model_intake.ModelSource, model_info: dict[str
 
 # Outcome findings that confirm a data finding of another code: a kernel that failed to prepare on
 # the first sample confirms what the data checks found wrong with that sample's shape or pairing.
+RUN_CHECK_STATE = "run_check.json"  # the worker's run check records each stage here before it starts
 CONFIRMS = {"QD310": ("QD306", "QD304", "QD313")}
 CONFIRMED_PRECEDENCE = 0  # the data finding the converter's own error confirms is the root cause
 

@@ -85,12 +85,18 @@ def main(request: dict[str, Any]) -> int:
     if response["outcome"] == "ok" and check:
         from quantdoctor.runtime.check import run_check
 
+        # Each stage goes to a small file of its own before it starts (the whole response is large),
+        # so a parent whose worker the interpreter killed still knows where; the end joins the response.
+        states: list[dict[str, Any]] = []
+
         def record(state: dict[str, Any]) -> None:
-            response["run_check"] = state
-            write_json(response_path, response)
+            states[:] = [state]
+            write_json(Path(check["state"]), state)
 
         run_check(Path(request["output"]), before_quantization if calibration else None,
                   calibration.samples if calibration else [], record)
+        response["run_check"] = states[0] if states else None
+        write_json(response_path, response)
     return 0
 
 
