@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 import quantdoctor as qd
+from quantdoctor.compare.labels import metric_number
 from quantdoctor.compare.metrics import ErrorStats
 from quantdoctor.diagnose import diagnose_with_float_twin
 from quantdoctor.errors import UsageError
@@ -164,11 +165,43 @@ def test_a_metric_gets_regression_targets_as_given_and_must_return_a_number(digi
     codes = [f.code for f in report.findings]
     assert "QD510" not in codes  # the head's constant argmax (channel 0, near 300) is no class
     assert set(only(report, "QD518").evidence["lost_channels"]) <= {1, 2}  # the small ones, under one scale
+    counts = np.arange(100) % 10  # whole numbers, yet no classes of this head: the metric's own targets
+    whole = qd.compare(model, images[:100], eval_data=images[1400:1500], labels=counts,
+                       metric=lambda truth, outputs: -float(np.mean((outputs[:, 1] - truth) ** 2)))
+    assert whole.comparison["end_to_end"]["metric_float"] < 0 and "QD510" not in [f.code for f in whole.findings]
     with pytest.raises(UsageError, match="the metric returned ndarray, not a number"):
         qd.compare(model, images[:100], eval_data=images[1400:1500], labels=targets,
                    metric=lambda truth, outputs: outputs - truth)
     with pytest.raises(UsageError, match="labels have shape \\(100, 3\\)"):  # without a metric: class labels only
         qd.compare(model, images[:100], eval_data=images[1400:1500], labels=targets)
+
+
+@pytest.mark.parametrize("value", ["0.5", float("inf"), float("nan"), np.array([0.5, 0.5]), None])
+def test_a_metric_result_must_be_one_finite_number(value):
+    with pytest.raises(UsageError, match="the metric returned"):
+        metric_number(value)
+    assert metric_number(np.float32(0.25)) == 0.25 and metric_number(np.array(1.5)) == 1.5
+
+
+def test_a_multi_output_model_is_compared_in_its_own_output_order(digits_model):
+    """Keras outputs [class scores (10), a 2-value head]: LiteRT lists the tensors the other way round.
+    Accuracy reads the first *model* output, and the metric gets the outputs in the model's order."""
+    _, images, labels = digits_model
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    hidden = keras.layers.Dense(8, activation="relu")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, [keras.layers.Dense(10, activation="softmax")(hidden), keras.layers.Dense(2)(hidden)])
+    shapes = []
+
+    def first_output_mean(truth, outputs):
+        shapes.extend(output.shape[1:] for output in outputs)
+        return float(np.mean(outputs[0]))
+
+    report = qd.compare(model, images[:100], eval_data=images[1400:1500], labels=labels[1400:1500],
+                        metric=first_output_mean)
+    assert shapes[:2] == [(10,), (2,)]
+    e2e = report.comparison["end_to_end"]
+    assert 0 <= e2e["accuracy_float"] <= 1 and e2e["metric_float"] == pytest.approx(0.1, abs=1e-3)  # softmax rows
 
 
 def test_cli_compare_writes_html_that_a_real_browser_renders_with_charts(tmp_path, digits_model):

@@ -354,7 +354,9 @@ def test_run_usage_errors_exit_2_in_one_line(tmp_path, args, message):
 
 @pytest.mark.parametrize("first_line, message", [
     ("print(1)", "cannot execute ./tool: Exec format error"),  # executable, no shebang
-    ("#!/nonexistent/python", "cannot execute ./tool: No such file or directory"),  # its interpreter is missing
+    ("#!/nonexistent/python",  # its interpreter is missing
+     "cannot execute ./tool: its interpreter line `#!/nonexistent/python` names nothing that runs "
+     "(No such file or directory)"),
 ])
 def test_an_executable_the_system_cannot_start_is_one_line_exit_2(tmp_path, first_line, message):
     (tmp_path / "tool").write_text(first_line + "\n")

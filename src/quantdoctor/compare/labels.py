@@ -63,14 +63,17 @@ def read_labels(labels: Any, evaluation: CalibrationSet, for_metric: bool = Fals
 
 
 def metric_number(value: Any) -> float:
-    """What a metric of the user's returned, as a number; a UsageError when it is none (an array, NaN)."""
+    """What a metric of the user's returned, as a number; a UsageError when it is none (an array, a
+    string) or not a finite one (NaN, infinity)."""
     try:
-        number = float(value)
+        number = float(value) if not isinstance(value, (str, bytes)) else None
     except (TypeError, ValueError):
+        number = None
+    if number is None:
         raise UsageError(f"the metric returned {type(value).__name__}, not a number: reduce it to one "
-                         "(np.mean(...))") from None
-    if np.isnan(number):
-        raise UsageError("the metric returned NaN: check it on the float model's outputs")
+                         "(np.mean(...))")
+    if not np.isfinite(number):
+        raise UsageError(f"the metric returned {number}: check it on the float model's outputs")
     return number
 
 

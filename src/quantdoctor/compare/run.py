@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from quantdoctor.intake import options
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet, Sample
 from quantdoctor.intake.paths import check_outputs
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
-from quantdoctor.runtime.feed import batch_size, fitted_rows, tflite_inputs
+from quantdoctor.runtime.feed import batch_size, fitted_rows, natural_key, tflite_inputs
 
 Progress = Callable[[int, int], None]
 
@@ -68,7 +69,12 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     else:
         report = audit(tflite)  # what the user's model is: islands, I/O types, Flex ops
         report.tflite_model = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
-    check_classes(truth, report.audit["output_types"][0]["shape"] if report.audit["output_types"] else [])
+    try:
+        check_classes(truth, _first_output_shape(report.audit))
+    except UsageError:
+        if metric is None:
+            raise
+        truth = replace(truth, classes=None, given_as="values")  # whole numbers, but no classes: the metric's
     produced = read_tflite(report.tflite_model)
     evaluation = _eval_rows(evaluation, produced)
     if truth is not None and len(truth.values) != len(evaluation):
@@ -114,7 +120,9 @@ def add_comparison(report: Report, float_model: bytes, float_info: dict[str, Any
                          "layers": rows, "histograms": _histograms(response, rows)}
     findings = comparison_findings(rows, response["outputs"], response["tensors"], response["ops"])
     findings += _integer_input_findings(report, evaluation)
-    findings += float_failure_findings(outputs, truth.classes if truth else None, float_model, evaluation, timeout)
+    if truth is None or truth.classes is not None:  # labels that are a metric's own values say: no classes
+        findings += float_failure_findings(outputs, truth.classes if truth else None, float_model, evaluation,
+                                           timeout)
     report.findings = rank_findings(_unconfirmed_static(report.findings, findings) + findings)
 
 
@@ -141,6 +149,14 @@ def _eval_rows(evaluation: CalibrationSet, quant_model: TFLiteModel) -> Calibrat
 
 
 _USELESS_OUTPUT = ("QD504", "QD507", "QD518")
+
+
+def _first_output_shape(audit: dict[str, Any]) -> list[int]:
+    """The shape of the model's first output, in its signature's order (a Keras model's first output)."""
+    signatures = audit.get("signatures") or []
+    if len(signatures) == 1 and signatures[0]["outputs"]:
+        return min(signatures[0]["outputs"], key=lambda t: natural_key(t["signature_name"]))["shape"]
+    return audit["output_types"][0]["shape"] if audit["output_types"] else []
 
 
 def _unconfirmed_static(static: list[Finding], measured: list[Finding]) -> list[Finding]:

@@ -14,6 +14,7 @@ the parent before any long work.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,27 @@ def interpreter_inputs(interpreter: Any) -> list[ModelInput]:
     """The inputs of a LiteRT interpreter's main subgraph."""
     keys = list(interpreter.get_signature_list())
     return [detailed_input(input_name(detail["name"], keys), detail) for detail in interpreter.get_input_details()]
+
+
+def model_outputs(interpreter: Any) -> list[dict[str, Any]]:
+    """The interpreter's output details in the model's own output order: its only signature's
+    (`output_0`, `output_1`, ... follow a Keras model's outputs; numbered names sort by number).
+    The interpreter lists tensors in its own order, which can put a Keras model's second output
+    first, and a float and a quantized model in different orders."""
+    details = interpreter.get_output_details()
+    signatures = interpreter.get_signature_list()
+    if len(signatures) != 1:
+        return details
+    by_index = {d["index"]: d for d in details}
+    named = interpreter.get_signature_runner(next(iter(signatures))).get_output_details()
+    ordered = [by_index[named[name]["index"]] for name in sorted(named, key=natural_key)
+               if named[name]["index"] in by_index]
+    return ordered + [d for d in details if d not in ordered]
+
+
+def natural_key(name: str) -> list[Any]:
+    """A sort key that puts `output_10` after `output_2`: how a signature numbers its outputs."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def detailed_input(name: str, detail: dict[str, Any]) -> ModelInput:

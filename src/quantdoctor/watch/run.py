@@ -29,7 +29,7 @@ BOOTSTRAP = Path(__file__).resolve().parent / "bootstrap"
 def run_command(command: list[str], *, json_path: Path | None = None, timeout: float = DEFAULT_TIMEOUT,
                 memory_limit_mb: int | None = None, max_samples: int = DEFAULT_MAX_SAMPLES) -> None:
     """Execute `command` watched; never returns (the command takes over the process)."""
-    if not command:
+    if not command or not command[0]:
         raise UsageError("nothing to run: give the command after the options, e.g. `quantdoctor run python convert.py`")
     executable = shutil.which(command[0])
     if executable is None:
@@ -47,7 +47,8 @@ def run_command(command: list[str], *, json_path: Path | None = None, timeout: f
     try:
         os.execve(executable, command, watched_environment(os.environ, options))
     except OSError as exc:  # a file without a shebang, a shebang naming a missing interpreter
-        raise UsageError(f"cannot execute {command[0]}: {exc.strerror}" + _interpreter_hint(command[0])) from None
+        raise UsageError(f"cannot execute {command[0]}: {_exec_failure(executable, exc)}"
+                         + _interpreter_hint(command[0])) from None
 
 
 def _not_runnable(name: str) -> str:
@@ -60,6 +61,19 @@ def _not_runnable(name: str) -> str:
     if path.is_dir():
         return f"{name} is a directory, not a command"
     return f"{name} is not executable" + _interpreter_hint(name)
+
+
+def _exec_failure(executable: str, exc: OSError) -> str:
+    """Why the system refused to start `executable`: its `#!` interpreter, when it names one."""
+    try:
+        with open(executable, "rb") as script:
+            first = script.readline(256)
+    except OSError:
+        first = b""
+    if first.startswith(b"#!"):
+        interpreter = first[2:].decode(errors="replace").strip()
+        return f"its interpreter line `#!{interpreter}` names nothing that runs ({exc.strerror})"
+    return exc.strerror or str(exc)
 
 
 def _interpreter_hint(name: str) -> str:
