@@ -139,6 +139,18 @@ def test_accuracy_on_real_digits_and_a_user_metric(digits_model):
     assert not [f.code for f in report.findings if f.code in ("QD510", "QD511")]  # the float model works
 
 
+def test_a_confident_softmax_is_not_clipped_activations(digits_model):
+    """INT8 SOFTMAX outputs have LiteRT's fixed scale 1/256: a probability of 1.0 reads 0.996. That is
+    the op's grid, not a calibrated range the eval data exceeds (no QD502)."""
+    model, images, labels = digits_model
+    sharpened = keras.layers.Rescaling(5.0)(model.outputs[0])  # confident: many rows reach 1.0
+    probabilities = keras.Model(model.inputs, keras.layers.Softmax()(sharpened))
+    report = qd.compare(probabilities, images[:300], eval_data=images[1400:1600], labels=labels[1400:1600])
+    softmax = next(row for row in report.comparison["layers"] if row["op"] == "SOFTMAX")
+    assert softmax["float_range"][1] > softmax["quantized_range"][1]  # confident rows reach past 255/256
+    assert "QD502" not in [f.code for f in report.findings]
+
+
 def test_a_metric_gets_regression_targets_as_given_and_must_return_a_number(digits_model):
     """A regression head (Dense(3), default names: a value near 300 next to two near 0) judged by the
     user's negative MSE on float targets. The targets are no class labels: no accuracy is made up from

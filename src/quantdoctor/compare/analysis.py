@@ -14,6 +14,9 @@ from quantdoctor.compare.labels import Labels, metric_number
 from quantdoctor.compare.measures import DESTROYED_SQNR_DB, MAX_SQNR_DB, holds_probabilities
 from quantdoctor.report.model import Finding, Location
 
+# Ops whose int8 output scale LiteRT fixes, not calibration: SOFTMAX and LOGISTIC hold [0, 255/256],
+# TANH [-1, 127/128]. A probability of 1.0 "outside" 0.996 is their grid, not a range to recalibrate.
+FIXED_RANGE_OPS = ("SOFTMAX", "LOGISTIC", "TANH")
 OWN_DROP_DB = 15.0           # a layer losing this much on its own (30x the noise power) beyond its inputs' error
 OUTLIER_DB = 15.0            # ... and this much more than the median layer
 LOW_SQNR_DB = 10.0           # ... whose worst channel is crushed (noise within 3x of the signal) stands out
@@ -93,7 +96,7 @@ def comparison_findings(rows: list[dict[str, Any]], output_stats: list[dict[str,
                     evidence={"worst_channel_sqnr_db": worst, "sqnr_db": row["sqnr_db"], "own_sqnr_drop_db": own,
                               "median_own_sqnr_drop_db": median},
                     fix_code=keep_float_code([row["tensor"]])))
-            if row["clipped_fraction"] > CLIPPED_FRACTION:
+            if row["clipped_fraction"] > CLIPPED_FRACTION and row["op"] not in FIXED_RANGE_OPS:
                 findings.append(catalog.get("QD502").finding(
                     f"{row['clipped_fraction']:.1%} of the values of {_name(row)} on the eval data fall outside its "
                     f"calibrated range {_range(row['quantized_range'])} (eval range {_range(row['float_range'])}).",
