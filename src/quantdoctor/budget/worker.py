@@ -30,7 +30,7 @@ import numpy as np
 from quantdoctor.compare.worker import raised_in
 from quantdoctor.convert.protocol import read_json, write_json
 from quantdoctor.intake.data import CalibrationSet, Sample
-from quantdoctor.runtime.feed import Feeder, model_outputs
+from quantdoctor.runtime.feed import Feeder, ordered_output_details
 
 
 def main(request_path: str, reply_fd: str) -> int:
@@ -103,7 +103,7 @@ def model_outputs(model: bytes, samples: list[Sample]) -> list[np.ndarray]:
     for values in batches:
         feed(values)
         interpreter.invoke()
-        runs.append([_dequantized(interpreter, detail) for detail in model_outputs(interpreter)])
+        runs.append([_dequantized(interpreter, detail) for detail in ordered_output_details(interpreter)])
     return [np.concatenate([run[i] for run in runs]) for i in range(len(runs[0]))]
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from quantdoctor.convert.protocol import serve, write_json
 from quantdoctor.intake.data import CalibrationSet
-from quantdoctor.runtime.feed import Feeder, model_outputs
+from quantdoctor.runtime.feed import Feeder, ordered_output_details
 
 
 def main(request: dict[str, Any]) -> int:
@@ -26,7 +26,7 @@ def main(request: dict[str, Any]) -> int:
     samples = CalibrationSet.load(Path(request["data"])).samples
     interpreter = Interpreter(model_path=request["model"])
     feed = Feeder(interpreter)
-    output = model_outputs(interpreter)[0]["index"]
+    output = ordered_output_details(interpreter)[0]["index"]
     predictions = {}
     for number, variant in enumerate(request["variants"]):
         classes = []

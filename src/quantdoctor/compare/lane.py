@@ -15,7 +15,7 @@ import numpy as np
 
 from quantdoctor.compare.matching import Pairs, matched_tensors
 from quantdoctor.compare.metrics import ErrorStats
-from quantdoctor.runtime.feed import Feeder, model_outputs
+from quantdoctor.runtime.feed import Feeder, ordered_output_details
 from quantdoctor.tf_private import interpreter_tensor
 
 
@@ -35,7 +35,8 @@ class Lane:
         # Tensors are allocated by the first sample: a size the model leaves free takes the sample's.
         self.feed_float, self.feed_quant = Feeder(self.float_model), Feeder(self.quant_model)
         self.stats = {name: _new_stats(self.quant_model, index) for name, (_, index, _) in pairs.items()}
-        self.output_stats = [_new_stats(self.quant_model, d["index"]) for d in model_outputs(self.quant_model)]
+        self.output_stats = [_new_stats(self.quant_model, d["index"])
+                             for d in ordered_output_details(self.quant_model)]
         self._tracked = [(self.stats[name], self.float_model.tensor(f), self.quant_model.tensor(q))
                          for name, (f, q, _) in pairs.items()]
         self.float_outputs: list[list[np.ndarray]] = []  # per sample, per output
@@ -44,8 +45,8 @@ class Lane:
 
     def run(self, samples: list[Any]) -> None:
         """Run both models on each of `samples` and fold the sample into the statistics."""
-        float_outputs = [d["index"] for d in model_outputs(self.float_model)]
-        quant_outputs = [d["index"] for d in model_outputs(self.quant_model)]
+        float_outputs = [d["index"] for d in ordered_output_details(self.float_model)]
+        quant_outputs = [d["index"] for d in ordered_output_details(self.quant_model)]
         for sample in samples:
             self.feed_float(sample.values)
             self.float_model.invoke()

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from quantdoctor.audit.islands import BOUNDARY_OPS, SHAPE_ONLY_OPS
-from quantdoctor.runtime.feed import model_outputs
+from quantdoctor.runtime.feed import ordered_output_details
 from quantdoctor.tf_private import interpreter_ops, interpreter_tensor
 
 Pairs = dict[str, tuple[int, int, str]]  # tensor name -> (float index, quantized index, producing op)
@@ -38,7 +38,7 @@ def matched_tensors(float_model: Any, quant_model: Any) -> Pairs:
             matched[float_in["name"]] = (float_in["index"], quant_in["index"], "INPUT")
         elif quantize is not None and quantize["op_name"] == "QUANTIZE":
             matched[float_in["name"]] = (float_in["index"], int(quantize["outputs"][0]), "INPUT")
-    for float_out, quant_out in zip(model_outputs(float_model), model_outputs(quant_model)):
+    for float_out, quant_out in zip(ordered_output_details(float_model), ordered_output_details(quant_model)):
         dequantize = producer_of.get(quant_out["index"])
         if dequantize is not None and dequantize["op_name"] == "DEQUANTIZE":
             integer = int(dequantize["inputs"][0])

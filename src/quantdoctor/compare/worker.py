@@ -25,7 +25,7 @@ from quantdoctor.compare.matching import op_links
 from quantdoctor.compare.metrics import ErrorStats
 from quantdoctor.convert.protocol import LITERT_PACKAGE, raised_in, serve, write_json
 from quantdoctor.intake.data import CalibrationSet
-from quantdoctor.runtime.feed import model_outputs
+from quantdoctor.runtime.feed import ordered_output_details
 
 _PROGRESS_SECONDS = 0.25
 _MAX_LANES = 4  # one per usable core, up to this: each lane keeps every tensor of both models
@@ -86,7 +86,7 @@ def analyse(float_model: str, quant_model: str, samples: list[Any],
         "samples": len(samples), "lanes": len(lanes), "analysis_seconds": round(seconds, 3),
         "tensors": [_describe(name, pairs[name][2], stats[name], len(samples)) for name in pairs],
         "outputs": [_describe(d["name"], "OUTPUT", stat, len(samples))
-                    for d, stat in zip(model_outputs(first.quant_model), output_stats)],
+                    for d, stat in zip(ordered_output_details(first.quant_model), output_stats)],
         "ops": op_links(first.quant_model, pairs),
     }
     return response, outputs

@@ -62,7 +62,7 @@ def interpreter_inputs(interpreter: Any) -> list[ModelInput]:
     return [detailed_input(input_name(detail["name"], keys), detail) for detail in interpreter.get_input_details()]
 
 
-def model_outputs(interpreter: Any) -> list[dict[str, Any]]:
+def ordered_output_details(interpreter: Any) -> list[dict[str, Any]]:
     """The interpreter's output details in the model's own output order: its only signature's
     (`output_0`, `output_1`, ... follow a Keras model's outputs; numbered names sort by number).
     The interpreter lists tensors in its own order, which can put a Keras model's second output
