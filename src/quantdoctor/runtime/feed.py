@@ -73,9 +73,8 @@ def ordered_output_details(interpreter: Any) -> list[dict[str, Any]]:
         return details
     by_index = {d["index"]: d for d in details}
     named = interpreter.get_signature_runner(next(iter(signatures))).get_output_details()
-    ordered = [by_index[named[name]["index"]] for name in sorted(named, key=natural_key)
-               if named[name]["index"] in by_index]
-    return ordered + [d for d in details if d not in ordered]
+    indices = [named[name]["index"] for name in sorted(named, key=natural_key) if named[name]["index"] in by_index]
+    return [by_index[i] for i in indices] + [d for d in details if d["index"] not in indices]
 
 
 def natural_key(name: str) -> list[Any]:
