@@ -11,7 +11,7 @@ targets, one row of numbers per sample) are handed to it as given; the count is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,17 +77,24 @@ def metric_number(value: Any) -> float:
     return number
 
 
-def check_classes(labels: Labels | None, output_shape: list[int]) -> None:
-    """Labels need a first output of shape (samples, classes), and must name classes it has."""
+def check_classes(labels: Labels | None, output_shape: list[int], for_metric: bool = False) -> Labels | None:
+    """The labels, checked against the first output: class labels need one of shape (samples, classes)
+    and must name classes it has. With a metric, whole numbers that name no classes of the output are
+    the metric's own values (no classes), not an error."""
     if labels is None or labels.classes is None:
-        return
+        return labels
+    problem = None
     if len(output_shape) != 2 or output_shape[-1] < 2:
-        raise UsageError(f"labels need a model whose first output is (samples, classes) scores; this one's is "
-                         f"shaped {tuple(output_shape)}: pass a metric instead")
-    largest = int(labels.classes.max())
-    if largest >= output_shape[-1]:
-        raise UsageError(f"label {largest} names a class the model does not have: its first output has "
-                         f"{output_shape[-1]} classes (0 to {output_shape[-1] - 1})")
+        problem = (f"labels need a model whose first output is (samples, classes) scores; this one's is "
+                   f"shaped {tuple(output_shape)}: pass a metric instead")
+    elif int(labels.classes.max()) >= output_shape[-1]:
+        problem = (f"label {int(labels.classes.max())} names a class the model does not have: its first output "
+                   f"has {output_shape[-1]} classes (0 to {output_shape[-1] - 1})")
+    if problem is None:
+        return labels
+    if for_metric:
+        return replace(labels, classes=None, given_as="values")
+    raise UsageError(problem)
 
 
 def _class_indices(values: np.ndarray) -> tuple[np.ndarray, str]:

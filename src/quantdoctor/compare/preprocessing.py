@@ -20,6 +20,7 @@ import numpy as np
 
 from quantdoctor import catalog
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
+from quantdoctor.compare.measures import holds_probabilities
 from quantdoctor.convert.runner import run_isolated
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import CalibrationSet
@@ -82,7 +83,8 @@ def _reads_as_class_scores(reference: np.ndarray) -> bool:
     """Without labels, whether an output's argmax means a class: probabilities (every value in [0, 1]),
     or at least UNLABELLED_MIN_CLASSES scores. A narrower output may be regression targets (a box, a
     price next to a rate), whose largest channel is the same for every input by its units alone."""
-    return (reference.min() >= 0.0 and reference.max() <= 1.0) or reference.shape[-1] >= UNLABELLED_MIN_CLASSES
+    return holds_probabilities(float(reference.min()), float(reference.max())) or \
+        reference.shape[-1] >= UNLABELLED_MIN_CLASSES
 
 
 def input_normalisation(model: TFLiteModel) -> dict[str, tuple[np.ndarray, np.ndarray]]:

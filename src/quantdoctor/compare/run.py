@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +68,7 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     else:
         report = audit(tflite)  # what the user's model is: islands, I/O types, Flex ops
         report.tflite_model = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
-    try:
-        check_classes(truth, _first_output_shape(report.audit))
-    except UsageError:
-        if metric is None:
-            raise
-        truth = replace(truth, classes=None, given_as="values")  # whole numbers, but no classes: the metric's
+    truth = check_classes(truth, _first_output_shape(report.audit), for_metric=metric is not None)
     produced = read_tflite(report.tflite_model)
     evaluation = _eval_rows(evaluation, produced)
     if truth is not None and len(truth.values) != len(evaluation):
