@@ -372,3 +372,54 @@ def test_run_json_replaces_an_earlier_run_report(tmp_path):
         result = quantdoctor_run(tmp_path, "--json", "run.json", PYTHON, "plain.py")
         assert (result.returncode, result.stdout) == (0, "ran\n")
     assert json.loads((tmp_path / "run.json").read_text())["conversions"] == []
+
+
+@pytest.mark.slow
+def test_two_threads_converting_lose_no_line_a_third_thread_prints(tmp_path):
+    """quantdoctor never swaps the process's stdout: every line the script's threads print arrives,
+    while two other threads convert (each diagnosed) at the same time."""
+    write_script(tmp_path, "convert.py", CONVERT_PRELUDE, """
+        import threading
+        import time
+
+        models = [model, keras.models.clone_model(model)]
+        stop = threading.Event()
+
+        def representative_dataset():
+            for image in images[:4]:
+                yield [image[None]]
+
+        def convert(number, results):
+            converter = tf.lite.TFLiteConverter.from_keras_model(models[number])
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = representative_dataset
+            results[number] = len(converter.convert())
+
+        def printer():
+            number = 0
+            while not stop.is_set():
+                sys.stdout.write(f"line {number}\\n")
+                number += 1
+                time.sleep(0.005)
+            sys.stdout.write(f"printed {number}\\n")
+
+        printing = threading.Thread(target=printer)
+        printing.start()
+        results = {}
+        converting = [threading.Thread(target=convert, args=(number, results)) for number in range(2)]
+        for thread in converting:
+            thread.start()
+        for thread in converting:
+            thread.join()
+        stop.set()
+        printing.join()
+        print("converted", sorted(results))
+    """)
+    result = quantdoctor_run(tmp_path, "--json", "run.json", PYTHON, "convert.py")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "converted [0, 1]"
+    [printed] = re.findall(r"^printed (\d+)$", result.stdout, re.M)
+    numbers = [int(n) for n in re.findall(r"^line (\d+)$", result.stdout, re.M)]
+    assert numbers == list(range(int(printed))) and len(numbers) > 100  # the printer outlived both conversions
+    assert [c["verdict"] for c in json.loads((tmp_path / "run.json").read_text())["conversions"]] == [
+        "converted_with_problems"] * 2  # four samples: QD308

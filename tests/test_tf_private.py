@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+import threading
 
 import ai_edge_litert.interpreter as litert
 import keras
@@ -96,12 +97,31 @@ def test_set_converter_flag_takes_effect_and_refuses_a_dropped_flag():
 
 # --- TFLiteConverter: its own preparation steps -----------------------------------------------------------
 
-def test_lower_keras_to_saved_model_writes_the_serving_signature(tmp_path):
+def test_lower_keras_to_saved_model_writes_the_serving_signature(tmp_path, capsys):
     converter = tf.lite.TFLiteConverter.from_keras_model(dense_pair())
     assert tf_private.lower_keras_to_saved_model(converter, tmp_path / "export") is True
+    assert capsys.readouterr().out == ""  # Keras' "Saved artifact at ..." went to absl logging
     assert tf_private.converter_signature_keys(converter) == ["serving_default"]
     loaded = tf.saved_model.load(str(tmp_path / "export"))
     assert "serving_default" in loaded.signatures
+
+
+def test_keras_printouts_are_off_in_this_thread_only():
+    other_thread = []
+    with tf_private.keras_printouts_off_in_this_thread():
+        assert not keras.config.is_interactive_logging_enabled()
+        thread = threading.Thread(target=lambda: other_thread.append(keras.config.is_interactive_logging_enabled()))
+        thread.start()
+        thread.join()
+    assert other_thread == [True]  # a per-thread setting: the script's other threads still print
+    assert keras.config.is_interactive_logging_enabled()
+    keras.config.disable_interactive_logging()  # a script that turned it off itself keeps it off
+    try:
+        with tf_private.keras_printouts_off_in_this_thread():
+            pass
+        assert not keras.config.is_interactive_logging_enabled()
+    finally:
+        keras.config.enable_interactive_logging()
 
 
 FREEZE_KERAS_3 = """

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import re
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -145,3 +149,57 @@ def test_the_run_bootstrap_imported_by_its_package_name_does_nothing():
     module = importlib.import_module("quantdoctor.watch.bootstrap.sitecustomize")
     assert sys.meta_path == before and session.active() is None  # no import trigger, no session
     assert f'"{session.RUN_OPTIONS_VARIABLE}"' in Path(module.__file__).read_text()  # the same variable
+
+
+def test_a_thread_printing_while_the_block_converts_loses_no_line(capsys):
+    """The diagnosis never swaps the process's stdout: the script's other threads print as usual."""
+    stop = threading.Event()
+    printed = []
+
+    def printer() -> None:
+        number = 0
+        while not stop.is_set():
+            sys.stdout.write(f"line {number}\n")
+            number += 1
+            time.sleep(0.002)
+        printed.append(number)
+
+    thread = threading.Thread(target=printer)
+    thread.start()
+    try:
+        with qd.watch(echo=False) as session:
+            int8_converter(image_model(), dataset_from(smooth_images(4))).convert()
+    finally:
+        stop.set()
+        thread.join()
+    numbers = [int(n) for n in re.findall(r"^line (\d+)$", capsys.readouterr().out, re.M)]
+    assert numbers == list(range(printed[0])) and printed[0] > 100
+    assert [f.code for f in session.conversions[0].findings] == ["QD308"]  # four samples: too few
+
+
+def test_the_json_path_is_resolved_once_when_the_session_starts(interpreter, tmp_path, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    users_own = tmp_path / "sub" / "outer.json"
+    users_own.write_text('{"tool": {"name": "quantdoctor"}, "conversions": []}')  # even one that looks like ours
+    monkeypatch.chdir(tmp_path)
+    details = interpreter.get_input_details()[0]
+    with qd.watch("outer.json", echo=False):
+        os.chdir("sub")
+        with pytest.raises(ValueError, match="Cannot set tensor"):
+            interpreter.set_tensor(details["index"], smooth_images(1))
+    assert users_own.read_text() == '{"tool": {"name": "quantdoctor"}, "conversions": []}'
+    [finding] = json.loads((tmp_path / "outer.json").read_text())["findings"]
+    assert finding["code"] == "QD213"
+
+
+@pytest.mark.parametrize("name, message", [
+    ("nodir/x.json", "json_path {path}: the directory {parent} does not exist"),
+    (".", "json_path {path} is a directory: give a file name"),
+])
+def test_a_json_path_that_cannot_be_written_is_a_usage_error_before_the_block(tmp_path, monkeypatch, name, message):
+    monkeypatch.chdir(tmp_path)
+    path = (tmp_path / name).absolute()
+    with pytest.raises(qd.UsageError) as raised:
+        qd.watch(name)
+    assert str(raised.value) == message.format(path=path, parent=path.parent)
+    assert not any(isinstance(finder, ImportHook) for finder in sys.meta_path)

@@ -14,7 +14,6 @@ run`, tensorflow-model-optimization 0.8.1 on tf_keras 2.21).
 from __future__ import annotations
 
 import contextlib
-import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -90,11 +89,31 @@ class FrozenGraph:
 def lower_keras_to_saved_model(converter: Any, export_dir: Path) -> bool:
     """Run a `from_keras_model` converter's own export (`_convert_keras_to_saved_model`) into
     `export_dir`: True when the converter then converts that SavedModel, False when it falls back
-    to freezing the model (`freeze_keras_model`). Keras' "Saved artifact" printout is swallowed."""
+    to freezing the model (`freeze_keras_model`).
+
+    Keras' "Saved artifact at ..." printout goes to absl logging instead of stdout, for this thread
+    only (`keras_printouts_off_in_this_thread`): the process's stdout is never swapped, so what the
+    script's other threads print, and what they convert meanwhile, prints as usual."""
     export = _require(converter, "_convert_keras_to_saved_model")
-    with contextlib.redirect_stdout(io.StringIO()):
+    with keras_printouts_off_in_this_thread():
         export(str(export_dir))
     return bool(_require(converter, "saved_model_dir"))
+
+
+@contextlib.contextmanager
+def keras_printouts_off_in_this_thread() -> Iterator[None]:
+    """Keras 3's messages (`io_utils.print_msg`) go to absl logging rather than stdout while the
+    block runs. The switch is Keras' interactive logging, a per-thread setting (its global state is
+    a `threading.local`): other threads, and this one afterwards, print as before."""
+    import keras
+
+    enabled = keras.config.is_interactive_logging_enabled()
+    keras.config.disable_interactive_logging()
+    try:
+        yield
+    finally:
+        if enabled:
+            keras.config.enable_interactive_logging()
 
 
 def freeze_keras_model(converter: Any) -> FrozenGraph:

@@ -19,6 +19,7 @@ from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits
 from quantdoctor.errors import UsageError
 from quantdoctor.intake import options
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
+from quantdoctor.intake.paths import check_writable
 from quantdoctor.report.model import SCHEMA_VERSION, Finding, Report
 from quantdoctor.watch.patches import ImportHook, PatchSet
 
@@ -34,7 +35,8 @@ class WatchSession:
     """Conversions and script findings seen while the session is active (a context manager).
 
     `conversions` holds each conversion's report in order, `findings` the inference and tfmot
-    findings. `on_crash="exit"` makes a converter crash end the process by the same signal, as
+    findings. `json_path` is made absolute when the session is created, and must be a file that can
+    be written there (UsageError otherwise). `on_crash="exit"` makes a converter crash end the process by the same signal, as
     the script would have ended without quantdoctor (`quantdoctor run`); "raise" raises
     QuantizationError instead (`qd.watch()`: a notebook should not die).
     """
@@ -45,7 +47,10 @@ class WatchSession:
         if on_crash not in ON_CRASH:
             raise UsageError(f"unknown on_crash '{on_crash}': choose one of {', '.join(ON_CRASH)}")
         check_options(timeout, memory_limit_mb, max_samples)
-        self.json_path = Path(json_path) if json_path is not None else None
+        # Resolved once, now: an os.chdir in the block must not move the file (nor overwrite one of the user's).
+        self.json_path = Path(json_path).absolute() if json_path is not None else None
+        if self.json_path is not None:
+            check_writable(self.json_path, "json_path")
         self.diagnose_options = {"timeout": timeout, "memory_limit_mb": memory_limit_mb, "max_samples": max_samples}
         self.on_crash = on_crash
         self.echo = echo
