@@ -203,3 +203,87 @@ def test_a_json_path_that_cannot_be_written_is_a_usage_error_before_the_block(tm
         qd.watch(name)
     assert str(raised.value) == message.format(path=path, parent=path.parent)
     assert not any(isinstance(finder, ImportHook) for finder in sys.meta_path)
+
+
+@pytest.fixture(scope="module")
+def normalised_models() -> dict[str, bytes]:
+    """Tiny full-integer models with uint8 and with int8 I/O, calibrated on images normalised to [-1, 1]."""
+    models = {}
+    for dtype in (tf.uint8, tf.int8):
+        converter = int8_converter(image_model(), dataset_from(smooth_images(30) * 2 - 1))
+        converter.inference_input_type = converter.inference_output_type = dtype
+        models[dtype.name] = converter.convert()
+    return models
+
+
+def feed_each(tflite: bytes, batches: list[np.ndarray]) -> tuple[list, dict]:
+    """Set and invoke each batch in turn, watched: the findings and the input's details."""
+    interpreter = Interpreter(model_content=tflite)
+    interpreter.allocate_tensors()
+    details = interpreter.get_input_details()[0]
+    with qd.watch(echo=False) as session:
+        for batch in batches:
+            interpreter.set_tensor(details["index"], batch)  # FEED
+            interpreter.invoke()
+    return session.findings, details
+
+
+def pixels(count: int, low: int = 0, high: int = 255) -> list[np.ndarray]:
+    """8-bit photos as a script loads them (float64 after arithmetic), pixels from `low` to `high`."""
+    return [np.round(low + image[None] / image.max() * (high - low)) for image in smooth_images(count, seed=7)]
+
+
+@pytest.mark.code("QD214")
+@pytest.mark.parametrize("dtype, cast, levels, constant", [
+    # Photos without pure black or white: every pixel casts to 0, on every invocation.
+    ("uint8", lambda: [((p / 127.5) - 1.0).astype(np.uint8) for p in pixels(5, 20, 220)], [0], True),
+    # 0..16 digits on a 0 background: the background (-1.0) wraps to 255, the strokes give 0 and 1.
+    ("uint8", lambda: [(np.round(p / 255 * 16) / 8.0 - 1.0).astype(np.uint8) for p in pixels(1)], [0, 1, 255],
+     False),
+    ("int8", lambda: [((p / 127.5) - 1.0).astype(np.int8) for p in pixels(2)], [-1, 0, 1], False),
+])
+def test_a_raw_cast_of_floats_normalised_to_minus_one_one_is_judged_by_its_levels(normalised_models, dtype, cast,
+                                                                                  levels, constant):
+    findings, details = feed_each(normalised_models[dtype], cast())
+    [finding] = findings
+    assert_finding(finding, "QD214", "dtype_mismatch", "error", input="serving_default_image:0")
+    scale, zero_point = details["quantization"]
+    expected_cast = [255, 0, 1] if dtype == "uint8" else [-1, 0, 1]
+    assert (finding.evidence["fed_levels"], finding.evidence["cast_levels"]) == (levels, sorted(expected_cast))
+    assert finding.evidence["constant_feeds"] is constant
+    assert finding.evidence["source"]["line"] == next(
+        number for number, line in enumerate(open(__file__), 1) if line.rstrip().endswith("# FEED"))
+    low, high = finding.evidence["calibrated_range"]
+    assert low == pytest.approx(-1.0, abs=scale) and high == pytest.approx(1.0, abs=scale)
+    cast_set = "{" + ", ".join(map(str, sorted(expected_cast))) + "}"
+    assert (f"`.astype(np.{dtype})` makes the levels {cast_set} of floats in its calibrated range "
+            f"[{low:.4g}, {high:.4g}] (it truncates toward zero{' and wraps negatives around to 255' * (dtype == 'uint8')})"
+            ) in finding.message
+    fed = "{" + ", ".join(map(str, levels)) + "}"
+    assert (f"is fed a constant (level {fed}) on each of its first 3 invocations at" if constant
+            else f"is fed only the levels {fed} at") in finding.message
+    assert f"np.round(x / scale + zero_point), {np.iinfo(dtype).min}, {np.iinfo(dtype).max}" in finding.fix.code
+
+
+def test_correctly_quantized_inputs_after_a_zero_warm_up_are_not_a_raw_cast(normalised_models):
+    details = Interpreter(model_content=normalised_models["uint8"]).get_input_details()[0]
+    scale, zero_point = details["quantization"]
+    quantized = [np.clip(np.round((p / 127.5 - 1.0) / scale + zero_point), 0, 255).astype(np.uint8)
+                 for p in pixels(4)]
+    black_and_white = np.where(quantized[0] > 127, 255, 0).astype(np.uint8)  # the two ends of the range
+    warm_up = np.zeros((1, 16, 16, 3), np.uint8)
+    for batches in (quantized, [warm_up, *quantized], [warm_up, black_and_white, black_and_white, warm_up]):
+        findings, _ = feed_each(normalised_models["uint8"], batches)
+        assert findings == []
+
+
+@pytest.mark.code("QD214")
+def test_a_signature_runner_fed_a_raw_cast_is_judged_by_its_levels_too(normalised_models):
+    interpreter = Interpreter(model_content=normalised_models["int8"])
+    runner = interpreter.get_signature_runner()
+    with qd.watch(echo=False) as session:
+        for photo in pixels(2):
+            runner(image=((photo / 127.5) - 1.0).astype(np.int8))
+    [finding] = session.findings
+    assert_finding(finding, "QD214", "dtype_mismatch", "error", input="image")
+    assert finding.evidence["fed_levels"] == [-1, 0, 1]

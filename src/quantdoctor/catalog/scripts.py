@@ -29,9 +29,11 @@ CHECKS = (
     Check(
         code="QD214", name="raw-cast-integer-input", severity="error", precedence=10,
         title="Integer input values look like normalised floats cast with astype",
-        detects="The values in an integer input, when the model runs, span a few levels only (such as 0 "
-                "and 1) where the input's calibrated range spans the whole integer range. That is what "
-                "`x.astype(np.int8)` makes of floats in [0, 1]: it truncates them instead of quantizing them.",
+        detects="The values in an integer input, when the model runs, are only levels that a raw cast of the "
+                "input's calibrated float range gives, where quantizing uses the whole integer range. "
+                "`x.astype(np.int8)` truncates floats in [0, 1] to {0, 1}; `x.astype(np.uint8)` turns floats in "
+                "[-1, 1] into {255, 0, 1} (negatives wrap around), and every float strictly between -1 and 1 into 0, "
+                "which counts when each of the first invocations is fed such a constant.",
         why="No error is raised: the model sees an almost constant input and its outputs are garbage, which "
             "reads as a badly quantized model.",
         example="interpreter.set_tensor(input_details['index'], (image / 255.0).astype(np.uint8))",

@@ -5,7 +5,7 @@ patched (and their signature runners). Each mistake is reported once per tensor 
 with the model's own scale and zero point and the lines to write:
 - QD213 floats fed to an integer input (before LiteRT's `Cannot set tensor` error);
 - QD214 integer inputs that hold what `astype` makes of normalised floats, checked on the first
-  invocations against the input's calibrated range;
+  invocations against the levels a raw cast of the input's calibrated range gives (`raw_cast`);
 - QD215 integer outputs compared with floats before dequantization (see `outputs`);
 - QD516 an input resized and then set or invoked without `allocate_tensors()`;
 - QD517 a signature runner called with other keys than its signature's inputs.
@@ -15,7 +15,6 @@ Checks never change what LiteRT does: the call goes through, and fails, exactly 
 from __future__ import annotations
 
 import functools
-import math
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -27,12 +26,8 @@ from quantdoctor.report.model import Finding, Location
 from quantdoctor.watch import session
 from quantdoctor.watch.outputs import track
 from quantdoctor.watch.patches import PatchSet
+from quantdoctor.watch.raw_cast import CHECKED_FEEDS, Feeds, RawCast, examine
 from quantdoctor.watch.sources import SourceLine, caller_line
-
-# A calibrated range this narrow (a normalised input) collapses to a few integers when cast.
-RAW_CAST_MAX_SPAN = 16.0
-# Invocations per interpreter (or signature runner) whose integer inputs are checked for raw casts.
-CHECKED_INVOCATIONS = 3
 
 
 def install(module: Any, patches: PatchSet) -> None:
@@ -97,11 +92,11 @@ class _State:
     outputs: dict[int, TensorInfo]
     resized: set[int] = field(default_factory=set)
     set_at: dict[int, SourceLine | None] = field(default_factory=dict)
-    invocations_checked: int = 0
+    feeds: dict[int, Feeds] = field(default_factory=dict)  # per integer input, for QD214
 
 
 _states: weakref.WeakKeyDictionary[Any, _State] = weakref.WeakKeyDictionary()
-_runner_calls_checked: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+_runner_feeds: weakref.WeakKeyDictionary[Any, dict[str, Feeds]] = weakref.WeakKeyDictionary()
 
 
 def _state(interpreter: Any) -> _State:
@@ -176,12 +171,10 @@ def _check_invoke(interpreter: Any, get_tensor: Callable[[int], np.ndarray]) -> 
     if state.resized:
         _report_unallocated(state.inputs[min(state.resized)], caller_line(), "invoked")
         return
-    if state.invocations_checked >= CHECKED_INVOCATIONS:
-        return
-    state.invocations_checked += 1
     for index, info in state.inputs.items():
-        if info.quantized:
-            _check_raw_cast(info, get_tensor(index), state.set_at.get(index) or caller_line())
+        feeds = state.feeds.setdefault(index, Feeds())
+        if info.quantized and not feeds.done:
+            _check_raw_cast(info, get_tensor(index), state.set_at.get(index) or caller_line(), feeds)
 
 
 def _resize_tensor_input(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -233,8 +226,7 @@ def _check_runner_inputs(runner: Any, kwargs: dict[str, Any]) -> None:
     missing = sorted(set(inputs) - set(kwargs))
     if unknown or missing:
         _report_runner_keys(inputs, unknown, missing, where)
-    checked = _runner_calls_checked.get(runner, 0)
-    _runner_calls_checked[runner] = checked + 1
+    feeds = _runner_feeds.setdefault(runner, {})
     for name, value in kwargs.items():
         info = inputs.get(name)
         if info is None or not info.quantized:
@@ -242,8 +234,8 @@ def _check_runner_inputs(runner: Any, kwargs: dict[str, Any]) -> None:
         array = np.asarray(value)
         if np.issubdtype(array.dtype, np.floating):
             _report_float_input(info, array.dtype, where)
-        elif checked < CHECKED_INVOCATIONS:
-            _check_raw_cast(info, array, where)
+        else:
+            _check_raw_cast(info, array, where, feeds.setdefault(name, Feeds()))
 
 
 @_watched
@@ -255,22 +247,32 @@ def _tracked_runner_outputs(runner: Any, outputs: Any) -> Any:
             and isinstance(value, np.ndarray) else value for name, value in outputs.items()}
 
 
-def _check_raw_cast(info: TensorInfo, value: np.ndarray, where: SourceLine | None) -> None:
-    """QD214: the integers span a few levels, all inside what casting the calibrated floats gives."""
+def _check_raw_cast(info: TensorInfo, value: np.ndarray, where: SourceLine | None, feeds: Feeds) -> None:
+    """QD214: the levels fed are those a raw cast of the calibrated floats gives (`raw_cast.examine`)."""
+    found = examine(value, info.dtype, info.float_range, info.scale, feeds)
+    if found is not None:
+        _report_raw_cast(info, found, where)
+
+
+def _report_raw_cast(info: TensorInfo, found: RawCast, where: SourceLine | None) -> None:
     low, high = info.float_range
-    if value.dtype != info.dtype or value.size < 2 or high - low > RAW_CAST_MAX_SPAN:
-        return
-    smallest, largest = int(value.min()), int(value.max())
-    if smallest == largest or smallest < math.floor(low) or largest > math.ceil(high):
-        return  # a constant input (zeros to warm up) says nothing
     first, last = info.levels
+    fed = (f"is fed a constant ({'level' if len(found.fed) == 1 else 'levels'} {_set(found.fed)}) on each of its "
+           f"first {CHECKED_FEEDS} invocations" if found.constant else f"is fed only the levels {_set(found.fed)}")
+    wrapped = [level for level in found.cast if level > high + info.scale]
+    how = "it truncates toward zero" + (f" and wraps negatives around to {_set(wrapped)[1:-1]}" if wrapped else "")
     _report(catalog.get("QD214").finding(
-        f"Input {info.describe()} is fed integers in [{smallest}, {largest}]{_at(where)}: that is what "
-        f"`.astype(np.{info.dtype.name})` makes of floats in its calibrated range [{low:.4g}, {high:.4g}], "
-        f"which quantizes to [{first}, {last}].",
+        f"Input {info.describe()} {fed}{_at(where)}. `.astype(np.{info.dtype.name})` makes the levels "
+        f"{_set(found.cast)} of floats in its calibrated range [{low:.4g}, {high:.4g}] ({how}), where quantizing "
+        f"them uses all of [{first}, {last}].",
         location=Location(input=info.key or info.name), fix_code=_quantize_code(info),
-        evidence={**info.evidence(), "fed_range": [smallest, largest], "calibrated_range": [low, high],
+        evidence={**info.evidence(), "fed_range": [found.fed[0], found.fed[-1]], "fed_levels": found.fed,
+                  "cast_levels": found.cast, "constant_feeds": found.constant, "calibrated_range": [low, high],
                   **_source(where)}), where)
+
+
+def _set(levels: list[int]) -> str:
+    return "{" + ", ".join(str(level) for level in levels) + "}"
 
 
 def _report_float_input(info: TensorInfo, dtype: np.dtype, where: SourceLine | None) -> None:
