@@ -6,7 +6,7 @@ A raw cast truncates each float toward zero and wraps what falls outside the typ
 handful of levels: {0, 1} for [0, 1], {255, 0, 1} for [-1, 1] in uint8, {-1, 0, 1} in int8.
 A feed is judged by the set of levels it holds, never by its min and max: {0, 1, 255} spans the
 whole uint8 range. A feed of one single such level (all zeros: every float strictly between -1
-and 1 truncates to 0) says nothing on its own, a warm-up is often zeros, so it counts only when
+and 1 truncates to 0) says nothing on its own (a warm-up is often zeros), so it counts only when
 each of the first checked feeds is one.
 """
 
