@@ -83,10 +83,15 @@ def stored(key: cache.ConversionKey, workdir: Path, tag: str = "a") -> Path:
 # --- settings, checked before any work ---------------------------------------------------------
 
 @pytest.mark.parametrize("value", ["inf", "nan", "-5", "lots", "1e400"])
-def test_a_cache_size_that_is_not_one_is_refused_with_one_line_before_any_work(value, tmp_path, monkeypatch):
+def test_a_cache_size_that_is_not_one_is_refused(value, monkeypatch):
     monkeypatch.setenv("QUANTDOCTOR_CACHE_MAX_MB", value)
     with pytest.raises(UsageError, match="QUANTDOCTOR_CACHE_MAX_MB=.* is not a cache size"):
         cache_settings()
+
+
+@pytest.mark.parametrize("value", ["inf", "-5"])
+def test_the_command_refuses_a_cache_size_with_one_line_before_any_work(value, tmp_path, monkeypatch):
+    monkeypatch.setenv("QUANTDOCTOR_CACHE_MAX_MB", value)
     never_read = tmp_path / "model.keras"
     never_read.write_bytes(b"not even a zip archive")  # read at all, it would be a model error instead
     completed = run("diagnose", str(never_read), env={**os.environ, "QUANTDOCTOR_NO_CACHE": "0"})
@@ -398,3 +403,163 @@ def test_concurrent_runs_never_see_half_an_entry_nor_corrupt_one(cache_on, tmp_p
         found = cache.lookup(key_for(model), Path(tmp_path / "check"))
         assert found is None or found.path(cache.MODEL).read_bytes().startswith(found.response["tag"].encode())
     assert not [entry for entry in cache_on.iterdir() if entry.name.startswith(".partial-")]
+
+
+# --- end to end: the real converter, on tiny models ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def user_files(tmp_path_factory) -> Path:
+    """Two small Keras models of the user's, and calibration data."""
+    import keras
+
+    from models import image_model, smooth_images
+
+    folder = tmp_path_factory.mktemp("files")
+    image_model("first").save(folder / "first.keras")
+    keras.Sequential([keras.Input((16, 16, 3), name="image"), keras.layers.Conv2D(2, 3, name="other_conv"),
+                      keras.layers.Flatten(name="flat"), keras.layers.Dense(3, name="other_head")],
+                     name="second").save(folder / "second.keras")
+    np.save(folder / "calib.npy", smooth_images(8))
+    np.save(folder / "calib2.npy", smooth_images(8, seed=1))
+    np.save(folder / "eval.npy", smooth_images(12, seed=2))
+    return folder
+
+
+def only_entry(root: Path) -> Path:
+    entries = [entry for entry in root.iterdir() if len(entry.name) == 64]
+    assert len(entries) == 1, entries
+    return entries[0]
+
+
+def cli_environment(root: Path, **variables: str) -> dict[str, str]:
+    return {**os.environ, "QUANTDOCTOR_NO_CACHE": "0", "QUANTDOCTOR_CACHE_DIR": str(root), **variables}
+
+
+def test_corrupt_and_swapped_entries_are_misses_never_errors(user_files, tmp_path):
+    """Today's failures: a corrupt response.json exited 3, a truncated calibrated.tflite crashed the
+    budget's variant worker, another .tflite in an entry was written out as the user's model."""
+    root = tmp_path / "cache"
+    environment = cli_environment(root)
+    model, calib = str(user_files / "first.keras"), str(user_files / "calib.npy")
+    first = run("diagnose", model, "--data", calib, "--json", str(tmp_path / "first.json"), env=environment)
+    entry = only_entry(root)
+    pristine = {name: (entry / name).read_bytes() for name in ENTRY_FILES}
+    report = json.loads((tmp_path / "first.json").read_text())
+    assert first.returncode in (0, 1) and "cached" not in report["conversion"]
+
+    (entry / cache.RESPONSE).write_text('{"stage": "done", "outc')
+    again = run("diagnose", model, "--data", calib, "--json", str(tmp_path / "again.json"), env=environment)
+    assert again.returncode == first.returncode, again.stderr[-2000:]
+    report_again = json.loads((tmp_path / "again.json").read_text())
+    assert "cached" not in report_again["conversion"] and report_again["verdict"] == report["verdict"]
+    assert [f["code"] for f in report_again["findings"]] == [f["code"] for f in report["findings"]]
+
+    entry = only_entry(root)  # stored again, whole: the next run takes it
+    (entry / cache.MODEL).write_bytes(pristine[cache.FLOAT_TWIN])  # another valid .tflite copied in
+    output = tmp_path / "out.tflite"
+    swapped = run("diagnose", model, "--data", calib, "--output", str(output), "--json", str(tmp_path / "s.json"),
+                  env=environment)
+    assert swapped.returncode == first.returncode and "cached" not in json.loads((tmp_path / "s.json").read_text())[
+        "conversion"]
+    assert output.read_bytes() == pristine[cache.MODEL] != pristine[cache.FLOAT_TWIN]
+
+    entry = only_entry(root)
+    (entry / cache.CALIBRATED).write_bytes(pristine[cache.CALIBRATED][:200])
+    budget = run("fix", model, "--data", calib, "--eval-data", str(user_files / "eval.npy"), "--max-drop", "0.5",
+                 "--json", str(tmp_path / "fix.json"), env=environment)
+    assert budget.returncode == 0, budget.stdout[-2000:] + budget.stderr[-2000:]
+    fixed = json.loads((tmp_path / "fix.json").read_text())
+    assert fixed["verified"] and fixed["budget"]["met_budget"]
+    assert (only_entry(root) / cache.CALIBRATED).read_bytes() == pristine[cache.CALIBRATED]
+
+
+def test_an_entry_is_keyed_on_the_model_the_worker_loaded(user_files, cache_on, tmp_path, monkeypatch):
+    """The issue's poisoning: the checkpoint is overwritten just as the worker loads it, then restored."""
+    import importlib
+
+    import quantdoctor as qd
+
+    diagnose_module = importlib.import_module("quantdoctor.diagnose")  # the package's `diagnose` is the function
+    model = tmp_path / "checkpoint.keras"
+    model.write_bytes((user_files / "first.keras").read_bytes())
+    calib = np.load(user_files / "calib.npy")
+    real_run_worker = diagnose_module.run_worker
+
+    def overwritten_while_it_runs(*args, **kwargs):
+        original = model.read_bytes()
+        model.write_bytes((user_files / "second.keras").read_bytes())
+        try:
+            return real_run_worker(*args, **kwargs)
+        finally:
+            model.write_bytes(original)
+
+    monkeypatch.setattr(diagnose_module, "run_worker", overwritten_while_it_runs)
+    converted = qd.diagnose(model, calib)
+    assert "other_conv" in converted.model["layers"]  # it loaded the other model
+    monkeypatch.setattr(diagnose_module, "run_worker", real_run_worker)
+
+    restored = qd.diagnose(model, calib)
+    assert not restored.conversion.get("cached")
+    assert "conv" in restored.model["layers"]
+    other = qd.diagnose(user_files / "second.keras", calib)  # the entry made was the other model's
+    assert other.conversion.get("cached") and "other_conv" in other.model["layers"]
+
+
+def test_a_model_that_changes_during_the_conversion_is_not_stored(user_files, cache_on, tmp_path, monkeypatch):
+    import tempfile
+
+    import quantdoctor as qd
+
+    model = tmp_path / "model.keras"
+    model.write_bytes((user_files / "first.keras").read_bytes())
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the run's work directory, to watch its stage
+    seen: list[str] = []
+
+    def rewrite_once_converting() -> None:
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            for response in tmp_path.glob("quantdoctor-*/response.json"):
+                try:
+                    stage = json.loads(response.read_text()).get("stage")
+                except (OSError, ValueError):
+                    continue
+                if stage == "converting":
+                    model.write_bytes(model.read_bytes())  # the same bytes, written again mid-run
+                    seen.append(json.loads(response.read_text())["stage"])
+                    return
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=rewrite_once_converting)
+    watcher.start()
+    report = qd.diagnose(model, np.load(user_files / "calib.npy"))
+    watcher.join()
+    assert seen == ["converting"], seen  # rewritten while the worker converted
+    assert report.tflite_model is not None
+    assert not [entry for entry in cache_on.iterdir() if len(entry.name) == 64]
+
+
+def test_concurrent_runs_share_one_entry_beside_the_users_own_folders(user_files, tmp_path):
+    root = tmp_path / "shared-cache"
+    root.mkdir()
+    os.chmod(root, 0o755)
+    for folder in ("huggingface/hub", "pip_cache/wheels"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "data.bin").write_bytes(os.urandom(1000))
+    foreign = tree(root)
+    environment = cli_environment(root)
+    model, calib = str(user_files / "first.keras"), str(user_files / "calib.npy")
+    runs = [subprocess.Popen([sys.executable.replace("python", "quantdoctor"), "diagnose", model, "--data", calib,
+                              "--json", str(tmp_path / f"run{number}.json")], env=environment,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for number in range(2)]
+    outcomes = [(process.wait(timeout=600), process.stderr.read()) for process in runs]
+    assert outcomes[0][0] == outcomes[1][0] in (0, 1), outcomes
+    entry = only_entry(root)
+    third = run("diagnose", model, "--data", calib, "--json", str(tmp_path / "run3.json"), env=environment)
+    assert third.returncode == outcomes[0][0]
+    assert json.loads((tmp_path / "run3.json").read_text())["conversion"]["cached"]
+    assert {name: value for name, value in tree(root).items() if not name.startswith(entry.name)} == foreign
+
+    bounded = cli_environment(root, QUANTDOCTOR_CACHE_MAX_MB="0")  # nothing of quantdoctor's may stay
+    run("diagnose", model, "--data", str(user_files / "calib2.npy"), env=bounded)
+    assert tree(root) == foreign
+    assert stat.S_IMODE(root.stat().st_mode) == 0o755
