@@ -94,10 +94,12 @@ def test_the_command_refuses_a_cache_size_with_one_line_before_any_work(value, t
     monkeypatch.setenv("QUANTDOCTOR_CACHE_MAX_MB", value)
     never_read = tmp_path / "model.keras"
     never_read.write_bytes(b"not even a zip archive")  # read at all, it would be a model error instead
-    completed = run("diagnose", str(never_read), env={**os.environ, "QUANTDOCTOR_NO_CACHE": "0"})
-    assert completed.returncode == 2, completed.stderr
-    assert completed.stderr.count("\n") == 1 and f"QUANTDOCTOR_CACHE_MAX_MB={value!r} is not a cache size" \
-        in completed.stderr
+    for command in (["diagnose", str(never_read)], ["run", "--", "touch", str(tmp_path / "ran")]):
+        completed = run(*command, env={**os.environ, "QUANTDOCTOR_NO_CACHE": "0"})
+        assert completed.returncode == 2, completed.stderr
+        assert completed.stderr.count("\n") == 1 and f"QUANTDOCTOR_CACHE_MAX_MB={value!r} is not a cache size" \
+            in completed.stderr
+    assert not (tmp_path / "ran").exists()
 
 
 @pytest.mark.parametrize("value, megabytes", [("", DEFAULT_MAX_MB), ("0", 0), ("2.5", 2.5)])

@@ -36,8 +36,7 @@ def run_command(command: list[str], *, json_path: Path | None = None, timeout: f
     if executable is None:
         raise UsageError(_not_runnable(command[0]))
     check_options(timeout, memory_limit_mb, max_samples)
-    check_cache_root(inputs=[argument for argument in command if Path(argument).exists()],
-                     outputs={"--json": json_path})
+    check_cache_root(inputs=(), outputs={"--json": json_path})  # the command's arguments are its own, not inputs
     options: dict[str, object] = {"timeout": timeout, "memory_limit_mb": memory_limit_mb, "max_samples": max_samples}
     if json_path is not None:
         # The command's own files (the script, its data) are never an output of quantdoctor's.
