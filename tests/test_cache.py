@@ -238,6 +238,20 @@ def test_least_recently_used_entries_of_ours_go_first(cache_on, tmp_path, monkey
     assert {stat.S_IMODE(f.stat().st_mode) for f in newest.iterdir()} == {0o600}
 
 
+def test_partial_entries_left_by_a_run_that_died_are_removed_once_stale(cache_on, model_file, tmp_path):
+    cache_on.mkdir(mode=0o700)
+    left = {}
+    for name, age in (("old", 2 * 3600), ("writing", 0)):  # a run killed while writing; one writing now
+        partial = cache_on / f".partial-{name}"
+        partial.mkdir()
+        (partial / "quantdoctor-entry").write_bytes(b"quantdoctor conversion cache entry\n")
+        (partial / cache.MODEL).write_bytes(b"half a model")
+        os.utime(partial, (time.time() - age, time.time() - age))
+        left[name] = partial
+    stored(key_for(model_file), tmp_path)
+    assert not left["old"].exists() and left["writing"].is_dir()
+
+
 @pytest.mark.parametrize("kind", ["writable by others", "a link"])
 def test_a_root_others_could_write_is_not_used_and_not_changed(kind, cache_on, model_file, tmp_path):
     if kind == "a link":
@@ -269,6 +283,14 @@ def _replace_with_link(path: Path) -> None:
     path.symlink_to(target)
 
 
+def _rewrite_consistently(entry: Path, name: str, content: bytes) -> None:
+    """Replace a file and its checksum in the manifest: what only parsing can catch."""
+    (entry / name).write_bytes(content)
+    manifest = json.loads((entry / "manifest.json").read_text())
+    manifest["files"][name] = hashlib.sha256(content).hexdigest()
+    (entry / "manifest.json").write_text(json.dumps(manifest))
+
+
 TAMPERING = {
     "corrupt response.json": lambda entry: (entry / cache.RESPONSE).write_text('{"stage": "do'),
     "corrupt quantizer.json": lambda entry: (entry / cache.QUANTIZER).write_text("[1, 2"),
@@ -279,6 +301,12 @@ TAMPERING = {
     "a file missing": lambda entry: (entry / cache.QUANTIZER).unlink(),
     "a file turned into a link": lambda entry: _replace_with_link(entry / cache.CALIBRATED),
     "a corrupt manifest": lambda entry: (entry / "manifest.json").write_text("{]"),
+    "a response nested past the parser, checksum updated": lambda entry: _rewrite_consistently(
+        entry, cache.RESPONSE, b"[" * 100_000),
+    "a failed conversion's response, checksum updated": lambda entry: _rewrite_consistently(
+        entry, cache.RESPONSE, json.dumps({"stage": "done", "outcome": "error", "tag": "a"}).encode()),
+    "quantizer arguments that are not an object, checksum updated": lambda entry: _rewrite_consistently(
+        entry, cache.QUANTIZER, b"[]"),
     "a manifest naming another key": lambda entry: (entry / "manifest.json").write_text(
         (entry / "manifest.json").read_text().replace(entry.name, "0" * 64)),
 }

@@ -119,10 +119,13 @@ def lookup(key: ConversionKey, workdir: Path) -> CachedConversion | None:
     entry = root / key.entry_name(digest.digest)
     if not _is_entry(entry):
         return None
-    copy = Path(tempfile.mkdtemp(prefix="cached-", dir=workdir))
+    try:
+        copy = Path(tempfile.mkdtemp(prefix="cached-", dir=workdir))
+    except OSError:
+        return None
     try:
         response = _copy_checked(entry, copy)
-    except (OSError, ValueError):  # unreadable, truncated, tampered with: a miss, and the entry goes
+    except (OSError, ValueError, RecursionError):  # unreadable, truncated, tampered with: a miss; the entry goes
         _remove_entry(entry)
         _remove_entry(copy)
         return None
