@@ -465,6 +465,7 @@ def cli_environment(root: Path, **variables: str) -> dict[str, str]:
     return {**os.environ, "QUANTDOCTOR_NO_CACHE": "0", "QUANTDOCTOR_CACHE_DIR": str(root), **variables}
 
 
+@pytest.mark.slow
 def test_corrupt_and_swapped_entries_are_misses_never_errors(user_files, tmp_path):
     """Today's failures: a corrupt response.json exited 3, a truncated calibrated.tflite crashed the
     budget's variant worker, another .tflite in an entry was written out as the user's model."""
