@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from quantdoctor.errors import QuantizationError, UsageError
+from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
 from quantdoctor.intake.paths import check_outputs, input_kind
 from quantdoctor.report.model import SEVERITIES
@@ -66,6 +67,8 @@ def diagnose(
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data))
     check_outputs(inputs=(model, data, eval_data),
                   outputs={"--json": json_path, "--output": output, "--keep-workdir": keep_workdir})
+    check_cache_root(inputs=(model, data, eval_data),
+                     outputs={"--json": json_path, "--output": output, "--keep-workdir": keep_workdir})
     doing = "Checking (preflight only)" if no_convert else "Converting"
     with err.status(f"{doing} {escape(str(model))} in an isolated process…"):
         report = run_diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
@@ -136,6 +139,8 @@ def compare(
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels),
                   ("--tflite model", tflite))
     check_outputs(inputs=(model, data, eval_data, labels, tflite), outputs={"--json": json_path, "--html": html_path})
+    check_cache_root(inputs=(model, data, eval_data, labels, tflite),
+                     outputs={"--json": json_path, "--html": html_path})
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
                       transient=True) as bar:
@@ -213,6 +218,8 @@ def fix(
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels))
     check_outputs(inputs=(model, data, eval_data, labels),
                   outputs={"--output": output, "--script": script, "--json": json_path, "--html": html_path})
+    check_cache_root(inputs=(model, data, eval_data, labels),
+                     outputs={"--output": output, "--script": script, "--json": json_path, "--html": html_path})
     script_output = os.path.abspath(output) if output else "model_int8.tflite"  # the script runs anywhere
     with err.status(f"Fixing {escape(str(model))}: converting in an isolated process, in rounds…") as status:
         def progress(step: str, variants: int) -> None:

@@ -26,6 +26,7 @@ from quantdoctor.fix.repairs import mark_automatic
 from quantdoctor.intake import data as data_intake
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake import options
+from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
 from quantdoctor.intake.paths import check_outputs, copy_into, prepare_keep_workdir
 from quantdoctor.intake.recipe import Recipe
@@ -126,6 +127,8 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
     select_tf_ops = options.flag(select_tf_ops, "select_tf_ops")
     trust_model = options.flag(trust_model, "trust_model")
     signature_keys = options.names(signature_keys, "signature_keys")
+    converter_model = getattr(model, "saved_model_dir", None) if model_intake.is_converter(model) else None
+    check_cache_root(inputs=(model, data, eval_data, converter_model), outputs={"--keep-workdir": keep_workdir})
     keep = None
     if keep_workdir is not None:
         check_outputs(inputs=(model, data, eval_data), outputs={"--keep-workdir": keep_workdir})
@@ -172,7 +175,7 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
     key = None
     if calibrating and cache and memory_limit_mb is None:  # a memory limit is a question to ask anew
         key = conversion_cache.conversion_key(source, recipe, calibration, workdir, trust_model)
-    cached = conversion_cache.lookup(key) if key else None
+    cached = conversion_cache.lookup(key, workdir) if key else None
     if cached is not None:
         response = cached.response
         run = WorkerRun(outcome="ok", seconds=response.get("worker_seconds", 0.0), response=response,
@@ -184,6 +187,8 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
             request["float_twin_output"] = str(workdir / conversion_cache.FLOAT_TWIN)
         if kept:
             request["calibration_output"] = str(workdir)
+        if key is not None:  # the worker digests the model bytes it loads: the entry's key
+            request["model_identity"] = key.identity
         if convert:  # after converting, the worker runs the produced model once (runtime/check)
             request["run_check"] = {"float_model": str(workdir / "float_reference.tflite"),
                                     "state": str(workdir / RUN_CHECK_STATE)}
@@ -191,7 +196,8 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
         if convert and not run.response.get("run_check"):  # the worker died in the check: where it was
             run.response["run_check"] = read_json(workdir / RUN_CHECK_STATE) or None
         if key is not None and run.outcome == "ok":
-            conversion_cache.store(key, workdir, {**run.response, "worker_seconds": round(run.seconds, 3)})
+            conversion_cache.store(key, run.response.get("model_digest"), workdir,
+                                   {**run.response, "worker_seconds": round(run.seconds, 3)})
         artifacts = ConversionArtifacts.read(workdir, twin_written=run.response.get("float_twin") == "ok",
                                              calibration=calibration if calibrating else None)
     if target is None and recipe.mode == "int8-strict":

@@ -26,6 +26,7 @@ from quantdoctor.diagnose import calibration_set, diagnose, diagnose_with_float_
 from quantdoctor.errors import QuantizationError, UsageError
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake import options
+from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet, Sample
 from quantdoctor.intake.paths import check_outputs
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
@@ -55,6 +56,7 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     if tflite is not None and not isinstance(tflite, (str, Path, bytes)):
         raise UsageError(f"tflite must be a .tflite path or its bytes, not {type(tflite).__name__}")
     check_outputs(inputs=(model, data, eval_data, labels, tflite), outputs={"html": html})
+    check_cache_root(inputs=(model, data, eval_data, labels, tflite), outputs={"html": html})
     evaluation = calibration_set(eval_data, max_samples, "eval data")
     if evaluation is None or not evaluation.samples:
         raise UsageError("compare needs eval data with at least one sample")

@@ -2,28 +2,40 @@
 
 An entry is one successful calibrating conversion: the worker's response, the quantized model,
 compare's float reference from the same conversion, and the calibrated float model with the
-quantizer's arguments (from which accuracy budgets make their variants). It is keyed by:
+quantizer's arguments (from which accuracy budgets make their variants). Its key digests:
 
-- the model: a file's or SavedModel directory's bytes; for a model handed over as a Python object
-  (exported to a SavedModel first), TensorFlow's own SavedModel fingerprint of that export, which
-  is stable within one Python process;
+- the model: the bytes of the file or SavedModel directory the worker actually loaded, digested
+  by the worker itself (`convert/model_identity.py`; a model that changed during the conversion
+  is not stored); for a model handed over as a Python object (exported to a SavedModel first),
+  TensorFlow's own SavedModel fingerprint of that export, stable within one Python process;
 - the calibration samples, exactly as recorded;
-- the converter settings, the TensorFlow version and quantdoctor's own code.
+- how the model is loaded, the converter settings, the TensorFlow version and quantdoctor's own code.
 
-The cache lives in `$QUANTDOCTOR_CACHE_DIR`, else `$XDG_CACHE_HOME/quantdoctor`, else
-`~/.cache/quantdoctor`. Its directory is private (0700, owned by the user: anything else is not
-used), its files 0600, and it holds at most `$QUANTDOCTOR_CACHE_MAX_MB` (default 1024) megabytes,
-least recently used entries going first. `QUANTDOCTOR_NO_CACHE=1` turns it off.
+Where the cache lives and how large it grows: `intake/cache_settings.py`. The rules:
+
+- Only entries quantdoctor made are read or removed: a directory named by a key (64 hex digits),
+  the user's own and not a link, holding the marker file with its exact text. Anything else under
+  the root is never read, removed or changed, and the root's mode is never changed: a missing root
+  is created private (0700); an existing one is used only when it is the user's own directory and
+  no one else can write in it.
+- An entry is written in a temporary directory beside it and renamed into place, so a reader never
+  sees half of one, and of two runs storing one key the first wins.
+- Every file of an entry has its SHA-256 in the entry's manifest. A lookup copies the entry into the
+  run's private work directory, checking each file as it goes; any read, parse or checksum failure
+  is a miss: the entry is removed and the conversion runs as if uncached.
+- Past the size bound, least recently used entries go first.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
-import shutil
+import re
 import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
@@ -31,105 +43,128 @@ from pathlib import Path
 from typing import Any
 
 import quantdoctor
-from quantdoctor.convert.protocol import read_json, write_json
+from quantdoctor.convert.model_identity import FILES, FINGERPRINT, ModelDigest
+from quantdoctor.intake.cache_settings import cache_settings
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.model import ModelSource
 from quantdoctor.intake.recipe import Recipe
 
-DEFAULT_MAX_MB = 1024
-_FORMAT = 1
+_FORMAT = 2
 # What a worker that kept everything leaves in its work directory, and what an entry holds.
 RESPONSE, MODEL, FLOAT_TWIN, CALIBRATED, QUANTIZER = (
     "response.json", "model.tflite", "float_twin.tflite", "calibrated.tflite", "quantizer.json")
 _ENTRY_FILES = (RESPONSE, MODEL, FLOAT_TWIN, CALIBRATED, QUANTIZER)
+_MARKER, _MANIFEST = "quantdoctor-entry", "manifest.json"
+_MARKER_TEXT = b"quantdoctor conversion cache entry\n"
+_KEY = re.compile(r"[0-9a-f]{64}")
+_PARTIAL = ".partial-"  # an entry being written
+_STALE_PARTIAL_SECONDS = 3600  # a partial entry this old was left by a run that died while writing it
+_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ConversionKey:
+    """Everything that identifies a calibrating conversion but the model's bytes, and where and how to
+    digest those (`model_identity.FILES` or `FINGERPRINT`)."""
+
+    settings: str
+    model_path: Path
+    identity: str
+
+    def entry_name(self, model_digest: str) -> str:
+        """The entry's name for the model whose digest is `model_digest`."""
+        return hashlib.sha256(f"{_FORMAT}\0{self.settings}\0{model_digest}".encode()).hexdigest()
 
 
 @dataclass(frozen=True)
 class CachedConversion:
-    """One entry: the worker's response and the paths of the models it made."""
+    """One entry, checked and copied into a private directory: the worker's response and the models it made."""
 
     directory: Path
-
-    @property
-    def response(self) -> dict[str, Any]:
-        return read_json(self.directory / RESPONSE)
+    response: dict[str, Any]
 
     def path(self, name: str) -> Path:
         """The path of one of the entry's files (`MODEL`, `FLOAT_TWIN`, `CALIBRATED`, `QUANTIZER`)."""
         return self.directory / name
 
 
-def cache_root() -> Path | None:
-    """The private cache directory, created if needed; None when the cache is off or not safe to use."""
-    if os.environ.get("QUANTDOCTOR_NO_CACHE", "") not in ("", "0"):
-        return None
-    configured = os.environ.get("QUANTDOCTOR_CACHE_DIR")
-    if configured:
-        root = Path(configured)
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        root = Path(base) / "quantdoctor"
-    try:
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = root.lstat()
-    except OSError:
-        return None
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-        return None  # a link, or someone else's directory: its models would be run as ours
-    if info.st_mode & 0o077:
-        root.chmod(0o700)
-    return root
-
-
 def conversion_key(source: ModelSource, recipe: Recipe, calibration: CalibrationSet | None, workdir: Path,
-                   trust_model: bool) -> str | None:
-    """The entry key for converting `source` with `recipe` on `calibration`; None when the model
-    cannot be identified (then nothing is cached). Exports of Python objects lie in `workdir`.
+                   trust_model: bool) -> ConversionKey | None:
+    """The key for converting `source` with `recipe` on `calibration`; None when the cache is off or the
+    model cannot be identified (then nothing is cached). Exports of Python objects lie in `workdir`.
     `trust_model` is part of the key: a model refused without it is never served from the cache."""
-    model_digest = _model_digest(source, workdir)
-    if model_digest is None:
+    if cache_settings().root is None:
         return None
+    path = Path(source.path)
+    identity = FILES
+    if workdir.resolve() in path.resolve().parents:  # exported here from a Python object
+        if not path.is_dir():
+            return None  # a frozen graph: its bytes differ from one export to the next, and it has no fingerprint
+        identity = FINGERPRINT
     loading = {key: value for key, value in source.request().items() if key != "path"}
-    parts = {"format": _FORMAT, "model": model_digest, "loading": loading, "trust_model": trust_model,
-             "recipe": recipe.to_dict(),
+    parts = {"loading": loading, "trust_model": trust_model, "recipe": recipe.to_dict(),
              "data": data_digest(calibration) if calibration is not None else None,
              "tensorflow": _tensorflow_version(), "quantdoctor": _code_digest()}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return ConversionKey(hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest(),
+                         path, identity)
 
 
-def lookup(key: str) -> CachedConversion | None:
-    """The entry for `key`, marked as recently used; None when absent or incomplete."""
-    root = cache_root()
-    if root is None:
+def lookup(key: ConversionKey, workdir: Path) -> CachedConversion | None:
+    """The entry for the model as it is now, checked and copied into a new directory in `workdir`, and
+    marked as recently used; None when there is none, or when it fails a check (then it is removed)."""
+    root = _root(create=False)
+    digest = ModelDigest.take(key.model_path, key.identity) if root is not None else None
+    if root is None or digest is None:
         return None
-    entry = root / key
-    if not all((entry / name).is_file() for name in _ENTRY_FILES):
+    entry = root / key.entry_name(digest.digest)
+    if not _is_entry(entry):
+        return None
+    try:
+        copy = Path(tempfile.mkdtemp(prefix="cached-", dir=workdir))
+    except OSError:
+        return None
+    try:
+        response = _copy_checked(entry, copy)
+    except (OSError, ValueError, RecursionError):  # unreadable, truncated, tampered with: a miss; the entry goes
+        _remove_entry(entry)
+        _remove_entry(copy)
         return None
     try:
         os.utime(entry)
     except OSError:
-        return None
-    return CachedConversion(entry)
+        pass
+    return CachedConversion(copy, response)
 
 
-def store(key: str, workdir: Path, response: dict[str, Any]) -> None:
-    """Keep a worker's successful calibrating conversion from `workdir` (skipped when a file is missing)."""
-    root = cache_root()
+def store(key: ConversionKey, model_digest: str | None, workdir: Path, response: dict[str, Any]) -> None:
+    """Keep a worker's successful calibrating conversion from `workdir`, keyed on `model_digest`, the
+    worker's digest of the model it loaded (None when the model changed while it worked: nothing is
+    stored). Skipped when a file is missing or the entry exists."""
+    root = _root(create=True)
     sources = {name: workdir / name for name in _ENTRY_FILES if name != RESPONSE}
-    if root is None or (root / key).exists() or not all(path.is_file() for path in sources.values()):
+    if root is None or model_digest is None or not all(path.is_file() for path in sources.values()):
         return
-    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
+    entry = root / key.entry_name(model_digest)
+    if os.path.lexists(entry):
+        return
     try:
-        write_json(partial / RESPONSE, response)
-        for name, path in sources.items():
-            shutil.copyfile(path, partial / name)
-        for path in partial.iterdir():
-            path.chmod(0o600)
-        os.rename(partial, root / key)  # atomic; fails when another process stored it first
+        partial = Path(tempfile.mkdtemp(prefix=_PARTIAL, dir=root))
     except OSError:
-        shutil.rmtree(partial, ignore_errors=True)
         return
-    _evict(root, _max_bytes())
+    try:
+        _write_new(partial / _MARKER, _MARKER_TEXT)  # first: a partial entry left by a killed run is recognisable
+        checksums = {RESPONSE: _write_new(partial / RESPONSE, json.dumps(response, default=str).encode())}
+        for name, path in sources.items():
+            checksums[name] = _copy_new(path, partial / name)
+        _write_new(partial / _MANIFEST, json.dumps({"format": _FORMAT, "key": entry.name,
+                                                     "files": checksums}).encode())
+        if os.path.lexists(entry):
+            raise FileExistsError(entry)
+        os.rename(partial, entry)  # atomic; refused when another run stored this key first
+    except OSError:
+        _remove_entry(partial)
+        return
+    _evict(root, cache_settings().max_bytes)
 
 
 def data_digest(calibration: CalibrationSet) -> str:
@@ -144,41 +179,151 @@ def data_digest(calibration: CalibrationSet) -> str:
     return digest.hexdigest()
 
 
-def _model_digest(source: ModelSource, workdir: Path) -> str | None:
-    path = Path(source.path)
-    if workdir.resolve() in path.resolve().parents:  # exported here from a Python object
-        return _export_digest(path) if path.is_dir() else None
-    return _files_digest(path)
+def _root(create: bool) -> Path | None:
+    """The cache root when it may be used (created private when missing and `create`); None otherwise."""
+    root = cache_settings().root
+    if root is None:
+        return None
+    try:
+        if create:
+            _make_private_directories(root)
+        info = os.lstat(root)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        return None  # a link, someone else's directory, or one others write in: its models would be trusted
+    return root
 
 
-def _files_digest(path: Path, suffixes: tuple[str, ...] | None = None) -> str:
-    """A digest of a file, or of a directory's files (those with `suffixes` when given) and their
-    relative paths."""
+def _make_private_directories(path: Path) -> None:
+    """Create `path` and the missing directories above it, each 0700 (existing ones stay as they are)."""
+    missing = []
+    while not os.path.lexists(path) and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+
+
+def _is_entry(directory: Path, name: re.Pattern[str] | None = _KEY) -> bool:
+    """True for a directory quantdoctor made: named by a key (when `name` is given), the user's own,
+    not a link, with the marker file holding its exact text."""
+    if name is not None and not name.fullmatch(directory.name):
+        return False
+    try:
+        info = os.lstat(directory)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            return False
+        return _read_small(directory / _MARKER, len(_MARKER_TEXT) + 1) == _MARKER_TEXT
+    except OSError:
+        return False
+
+
+def _copy_checked(entry: Path, copy: Path) -> dict[str, Any]:
+    """Copy the entry's files into `copy`, checking each against the manifest; the parsed response.
+    A ValueError or an OSError when anything is missing, unparsable or not as written."""
+    manifest = json.loads(_read_small(entry / _MANIFEST, 1 << 16))
+    if not isinstance(manifest, dict):
+        raise ValueError("the manifest is not an object")
+    checksums = manifest.get("files")
+    if (manifest.get("format") != _FORMAT or manifest.get("key") != entry.name or not isinstance(checksums, dict)
+            or set(checksums) != set(_ENTRY_FILES)):
+        raise ValueError("not an entry of this format")
+    for name in _ENTRY_FILES:
+        if _copy_new(entry / name, copy / name) != checksums[name]:
+            raise ValueError(f"{name} does not match its checksum")
+    response = json.loads((copy / RESPONSE).read_bytes())
+    quantizer = json.loads((copy / QUANTIZER).read_bytes())
+    if not isinstance(response, dict) or response.get("outcome") != "ok" or not isinstance(quantizer, dict):
+        raise ValueError("not a successful conversion")
+    return response
+
+
+def _read_small(path: Path, limit: int) -> bytes:
+    """At most `limit` bytes of a regular file, never through a link."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return os.read(descriptor, limit)
+    finally:
+        os.close(descriptor)
+
+
+def _copy_new(source: Path, target: Path) -> str:
+    """Copy the regular file `source` (never through a link) to the new private file `target`; the
+    SHA-256 of what was copied."""
     digest = hashlib.sha256()
-    files = [path]
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and (suffixes is None or p.suffix in suffixes)
-                       and "__pycache__" not in p.parts)
-    for file in files:
-        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + b"\0")
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
+    descriptor = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with open(descriptor, "rb") as reader:
+        if not stat.S_ISREG(os.fstat(reader.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(source))
+        with _open_new(target) as writer:
+            for block in iter(lambda: reader.read(_BLOCK), b""):
                 digest.update(block)
+                writer.write(block)
     return digest.hexdigest()
 
 
-def _export_digest(path: Path) -> str | None:
-    """TensorFlow's fingerprint of a SavedModel exported from a Python object: its graph program,
-    signatures, object graph and checkpoint (the export's bytes differ from one export to the next)."""
-    import tensorflow as tf
+def _write_new(target: Path, content: bytes) -> str:
+    """Write `content` to the new private file `target`; its SHA-256."""
+    with _open_new(target) as writer:
+        writer.write(content)
+    return hashlib.sha256(content).hexdigest()
 
+
+def _open_new(path: Path):
+    return open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "wb")
+
+
+def _remove_entry(directory: Path) -> None:
+    """Remove an entry (or a partial one, or a lookup's copy) quantdoctor made: its own files, the
+    marker last, then the directory if nothing else is in it."""
+    for name in (*_ENTRY_FILES, _MANIFEST, _MARKER):
+        try:
+            os.unlink(directory / name)
+        except OSError:
+            pass
     try:
-        fingerprint = tf.saved_model.experimental.read_fingerprint(str(path))
-    except Exception:  # no fingerprint written: not identifiable
-        return None
-    return "savedmodel:" + ":".join(str(value) for value in (
-        fingerprint.graph_def_program_hash, fingerprint.signature_def_hash,
-        fingerprint.saved_object_graph_hash, fingerprint.checkpoint_hash))
+        os.rmdir(directory)
+    except OSError:
+        pass
+
+
+def _evict(root: Path, max_bytes: int) -> None:
+    """Remove partial entries left by runs that died, then least recently used entries until the cache
+    holds at most `max_bytes`. Only quantdoctor's own entries are considered."""
+    entries = []
+    now = time.time()
+    try:
+        children = list(root.iterdir())
+    except OSError:
+        return
+    for child in children:
+        if child.name.startswith(_PARTIAL):
+            try:
+                if now - os.lstat(child).st_mtime > _STALE_PARTIAL_SECONDS and _is_entry(child, name=None):
+                    _remove_entry(child)
+            except OSError:
+                pass
+            continue
+        if not _is_entry(child):
+            continue
+        try:
+            size = sum(os.lstat(child / name).st_size for name in (*_ENTRY_FILES, _MANIFEST, _MARKER)
+                       if os.path.lexists(child / name))
+            entries.append((os.lstat(child).st_mtime, size, child))
+        except OSError:
+            continue
+    total = sum(size for _, size, _ in entries)
+    for _, size, entry in sorted(entries, key=lambda item: item[0]):
+        if total <= max_bytes:
+            break
+        _remove_entry(entry)
+        total -= size
 
 
 def _tensorflow_version() -> str | None:
@@ -193,29 +338,9 @@ def _tensorflow_version() -> str | None:
 @lru_cache(maxsize=1)
 def _code_digest() -> str:
     """A digest of quantdoctor's own code and data: an entry made by other code is not reused."""
-    return _files_digest(Path(quantdoctor.__file__).resolve().parent, (".py", ".json"))
-
-
-def _max_bytes() -> int:
-    try:
-        return int(float(os.environ.get("QUANTDOCTOR_CACHE_MAX_MB", DEFAULT_MAX_MB)) * 1024 * 1024)
-    except ValueError:
-        return DEFAULT_MAX_MB * 1024 * 1024
-
-
-def _evict(root: Path, max_bytes: int) -> None:
-    """Remove least recently used entries until the cache holds at most `max_bytes`."""
-    entries = []
-    for entry in root.iterdir():
-        if entry.name.startswith(".") or not entry.is_dir():
-            continue
-        try:
-            entries.append((entry.stat().st_mtime, sum(f.stat().st_size for f in entry.iterdir()), entry))
-        except OSError:
-            continue
-    total = sum(size for _, size, _ in entries)
-    for _, size, entry in sorted(entries, key=lambda item: item[0]):
-        if total <= max_bytes:
-            break
-        shutil.rmtree(entry, ignore_errors=True)
-        total -= size
+    digest = hashlib.sha256()
+    package = Path(quantdoctor.__file__).resolve().parent
+    for file in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".json") and p.is_file()
+                       and "__pycache__" not in p.parts):
+        digest.update(file.relative_to(package).as_posix().encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from quantdoctor import tf_private
 from quantdoctor.convert.crash import out_of_memory
+from quantdoctor.convert.model_identity import ModelDigest
 from quantdoctor.convert.protocol import serve, write_json
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.recipe import Recipe
@@ -40,6 +41,10 @@ def main(request: dict[str, Any]) -> int:
 
     convert = request.get("convert", True)
     trust_model = request.get("trust_model", False)
+    # For the conversion cache: the digest of the model bytes loaded here, withdrawn if they change before
+    # the conversion ends.
+    identity = request.get("model_identity")
+    loaded_digest = ModelDigest.take(request["model"]["path"], identity) if identity else None
     try:
         loaded = _load(tf, request["model"], trust_model)
     except Exception as exc:  # the user's model, not quantdoctor, failed to load
@@ -81,6 +86,9 @@ def main(request: dict[str, Any]) -> int:
     write_json(response_path, response)
     if response["outcome"] == "ok" and twin:
         response["float_twin"] = "ok" if twin.exists() else _convert_float_twin(make_converter, twin)
+        write_json(response_path, response)
+    if identity:
+        response["model_digest"] = loaded_digest.digest if loaded_digest and loaded_digest.unchanged() else None
         write_json(response_path, response)
     if response["outcome"] == "ok" and check:
         from quantdoctor.runtime.check import run_check

@@ -26,6 +26,7 @@ from quantdoctor.fix.rounds import DEFAULT_MAX_ROUNDS, Rounds, Settings, run_rou
 from quantdoctor.fix.script import write_script
 from quantdoctor.fix.verify import Verification
 from quantdoctor.intake import options
+from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
 from quantdoctor.intake.model import is_converter
 from quantdoctor.intake.paths import check_outputs
@@ -145,6 +146,7 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     if objective is not None:
         check_budget_settings(recipe)
     check_outputs(inputs=(model, data, eval_data, labels), outputs={"html": html})
+    check_cache_root(inputs=(model, data, eval_data, labels), outputs={"html": html})
     if target is None and recipe.mode == "int8-strict":
         target = "int8-accelerator"
     origin = ModelOrigin.of(model, options.names(signature_keys, "signature_keys"))

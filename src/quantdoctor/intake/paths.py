@@ -60,6 +60,17 @@ def identity(path: Path) -> Identity:
     return (status.st_dev, status.st_ino)
 
 
+def placement(path: Path, other: Path) -> str | None:
+    """Where `path` lies on disk relative to `other`: "is", "is inside" or "contains"; None when apart."""
+    if identity(path) == identity(other):
+        return "is"
+    if identity(other) in _identity_chain(path):
+        return "is inside"
+    if identity(path) in _identity_chain(other):
+        return "contains"
+    return None
+
+
 def _identity_chain(path: Path) -> list[Identity]:
     """The identities of `path` and of every directory above it (after resolving symlinks)."""
     return [identity(path)] + [identity(parent) for parent in Path(_resolved(path)).parents]

@@ -19,6 +19,7 @@ from typing import Mapping
 
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT
 from quantdoctor.errors import UsageError
+from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
 from quantdoctor.intake.paths import check_outputs
 from quantdoctor.watch.session import RUN_OPTIONS_VARIABLE, check_options, write_document
@@ -35,6 +36,7 @@ def run_command(command: list[str], *, json_path: Path | None = None, timeout: f
     if executable is None:
         raise UsageError(_not_runnable(command[0]))
     check_options(timeout, memory_limit_mb, max_samples)
+    check_cache_root(inputs=(), outputs={"--json": json_path})  # the command's arguments are its own, not inputs
     options: dict[str, object] = {"timeout": timeout, "memory_limit_mb": memory_limit_mb, "max_samples": max_samples}
     if json_path is not None:
         # The command's own files (the script, its data) are never an output of quantdoctor's.
