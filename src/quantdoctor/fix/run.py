@@ -11,7 +11,7 @@ from typing import Any
 
 from quantdoctor import catalog
 from quantdoctor.audit.checks import check_target
-from quantdoctor.budget.objective import Metric, Objective
+from quantdoctor.budget.objective import Metric, Objective, budget_numbers
 from quantdoctor.budget.run import BudgetOutcome, budget_objective, check_budget_settings, search_budget
 from quantdoctor.budget.search import Progress
 from quantdoctor.compare.labels import read_labels
@@ -128,6 +128,7 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     """
     check_target(target)
     check_limits(timeout, memory_limit_mb)
+    max_drop, min_sqnr = budget_numbers(max_drop, min_sqnr)
     max_samples = options.count(max_samples, "max_samples")
     max_rounds = options.count(max_rounds, "max_rounds")
     started = time.perf_counter()
