@@ -139,7 +139,7 @@ def compare(
     check_outputs(inputs=(model, data, eval_data, labels, tflite), outputs={"--json": json_path, "--html": html_path})
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
-                      transient=True) as bar:
+                      transient=True, disable=not err.is_interactive) as bar:  # piped: no bar, no blank line
             task = bar.add_task("Converting (float and quantized)…", total=None)
 
             def progress(done: int, total: int) -> None:

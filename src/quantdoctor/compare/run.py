@@ -62,7 +62,7 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     float_model = None
     if tflite is None:
         report, float_model = diagnose_with_float_twin(model, data, mode=mode, io=io, max_samples=max_samples,
-                                                       timeout=timeout, trust_model=trust_model)
+                                                       timeout=timeout, trust_model=trust_model, eval_fit=evaluation)
         if report.tflite_model is None or any(f.code == "QD112" for f in report.findings):
             raise QuantizationError(report)  # nothing to compare: no model, or one LiteRT cannot run
     else:
