@@ -122,7 +122,9 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     without, or of `metric(labels, outputs) -> float` (higher is better, as compare calls it); or `min_sqnr`, an SQNR
     floor in dB on every output. Once the rounds have a model that converts and runs, the fewest
     ops kept float that meet it are searched (`quantdoctor.budget`); "int8-accelerator" then puts
-    fewer integer partitions first. `html` writes the after report with the budget's Pareto plot;
+    fewer integer partitions first. When the float model itself is already wrong on the eval data
+    (QD510, QD511), nothing is searched: the result is not verified and says so. Labels naming
+    classes the model lacks are refused as compare refuses them. `html` writes the after report with the budget's Pareto plot;
     `progress(step, variants)` is called as variants are tried.
     Returns a `FixResult`; `result.model` is None unless verified (with a budget: the best effort).
     """
@@ -138,7 +140,7 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     if labels is not None and evaluation is None:
         raise UsageError("labels go with eval data: pass eval_data too")
     truth = read_labels(labels, evaluation, for_metric=metric is not None) if labels is not None else None
-    settings = Settings(evaluation=evaluation, truth=truth,
+    settings = Settings(evaluation=evaluation, truth=truth, labels_for_metric=metric is not None,
                         max_rounds=max_rounds, timeout=timeout, memory_limit_mb=memory_limit_mb,
                         trust_model=options.flag(trust_model, "trust_model"),
                         mode_requested=not is_converter(model))
@@ -153,7 +155,7 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     try:
         rounds = run_rounds(origin, Plan(recipe, target), calibration, workdir, settings)
         budget = None
-        if objective is not None and _searchable(rounds):
+        if objective is not None and _searchable(rounds) and not _float_model_wrong(rounds):
             budget_dir = workdir / "budget"
             budget_dir.mkdir()
             budget = search_budget(origin.source(rounds.plan.model_steps, budget_dir), rounds.plan.recipe,
@@ -169,6 +171,11 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
         calibration=rounds.calibration, origin=origin)
     if budget is not None:
         _take_budget(result, budget)
+    elif objective is not None and _float_model_wrong(rounds):
+        codes = ", ".join(_float_model_wrong(rounds))
+        result.verification.details.append(
+            f"no float fallback searched: the float model is already wrong on the eval data ({codes}), and an "
+            "accuracy budget measured against it means nothing")
     if html:
         from quantdoctor.report.html import write_html
 
@@ -182,6 +189,12 @@ def _searchable(rounds: Rounds) -> bool:
     errors = [f for f in rounds.after.findings if f.severity == "error" and f.category != "accuracy"]
     return (rounds.after.tflite_model is not None and not errors and rounds.verification.runs is not False
             and rounds.plan.recipe.mode == "int8")
+
+
+def _float_model_wrong(rounds: Rounds) -> list[str]:
+    """The codes of the errors saying the float model itself fails on the eval data (QD510, QD511)."""
+    return sorted({f.code for f in rounds.after.findings
+                   if f.severity == "error" and catalog.get(f.code).float_model_fails})
 
 
 def _take_budget(result: FixResult, budget: BudgetOutcome) -> None:
