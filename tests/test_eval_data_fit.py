@@ -95,3 +95,13 @@ def test_named_samples_are_refused_before_converting_and_samples_in_order_on_the
 
     with pytest.raises(UsageError, match=r"^eval sample #0 gives input '[ab]' \[None, [36]\] an array shaped \[1, 6\]"):
         qd.diagnose(model, calibration, eval_data=in_order)
+
+
+def test_compare_prints_its_usage_error_alone_without_a_blank_line_before_it(files, tmp_path):
+    np.save(tmp_path / "labels.npy", np.zeros(5, np.int64))
+    completed = subprocess.run([QUANTDOCTOR, "compare", str(files / "model.keras"), "--data", str(files / "calib.npy"),
+                                "--eval-data", str(files / "eval_ok.npy"), "--labels", str(tmp_path / "labels.npy")],
+                               capture_output=True, text=True, timeout=600)
+    assert (completed.returncode, completed.stdout) == (2, "")
+    assert completed.stderr == ("quantdoctor: error: 5 labels for 12 eval samples: give exactly one label per "
+                                "sample\n")
