@@ -74,7 +74,8 @@ def test_a_full_file_system_is_one_line_naming_the_path_and_leaves_the_old_file(
     script = (f'mount -t tmpfs -o size=64k tmpfs "{full}" && echo old > "{full}/report.json" && '
               f'(dd if=/dev/zero of="{full}/filler" bs=4k 2>/dev/null; true) && '
               f'"{QUANTDOCTOR}" audit "{tflite_model}" --json "{full}/report.json"; code=$?; '
-              f'echo "listing: $(ls -A "{full}" | tr "\\n" " ")"; echo "report: $(cat "{full}/report.json")"; exit $code')
+              f'echo "listing: $(ls -A "{full}" | tr "\\n" " ")"; '
+              f'echo "report: $(cat "{full}/report.json")"; exit $code')
     completed = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
                                capture_output=True, text=True, timeout=120)
     line = one_line(completed, f"cannot write --json {full}/report.json: No space left on device")

@@ -124,8 +124,8 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     ops kept float that meet it are searched (`quantdoctor.budget`); "int8-accelerator" then puts
     fewer integer partitions first. When the float model itself is already wrong on the eval data
     (QD510, QD511), nothing is searched: the result is not verified and says so. Labels naming
-    classes the model lacks are refused as compare refuses them. `html` writes the after report with the budget's Pareto plot;
-    `progress(step, variants)` is called as variants are tried.
+    classes the model lacks are refused as compare refuses them. `html` writes the after report
+    with the budget's Pareto plot; `progress(step, variants)` is called as variants are tried.
     Returns a `FixResult`; `result.model` is None unless verified (with a budget: the best effort).
     """
     check_target(target)
@@ -154,8 +154,9 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-fix-"))
     try:
         rounds = run_rounds(origin, Plan(recipe, target), calibration, workdir, settings)
+        wrong = _float_model_wrong(rounds) if objective is not None else []
         budget = None
-        if objective is not None and _searchable(rounds) and not _float_model_wrong(rounds):
+        if objective is not None and not wrong and _searchable(rounds):
             budget_dir = workdir / "budget"
             budget_dir.mkdir()
             budget = search_budget(origin.source(rounds.plan.model_steps, budget_dir), rounds.plan.recipe,
@@ -171,11 +172,10 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
         calibration=rounds.calibration, origin=origin)
     if budget is not None:
         _take_budget(result, budget)
-    elif objective is not None and _float_model_wrong(rounds):
-        codes = ", ".join(_float_model_wrong(rounds))
+    elif wrong:
         result.verification.details.append(
-            f"no float fallback searched: the float model is already wrong on the eval data ({codes}), and an "
-            "accuracy budget measured against it means nothing")
+            f"no float fallback searched: the float model is already wrong on the eval data ({', '.join(wrong)}), "
+            "and an accuracy budget measured against it means nothing")
     if html:
         from quantdoctor.report.html import write_html
 
