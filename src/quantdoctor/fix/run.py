@@ -14,7 +14,7 @@ from quantdoctor.audit.checks import check_target
 from quantdoctor.budget.objective import Metric, Objective, budget_numbers
 from quantdoctor.budget.run import BudgetOutcome, budget_objective, check_budget_settings, search_budget
 from quantdoctor.budget.search import Progress
-from quantdoctor.compare.labels import read_labels
+from quantdoctor.compare.labels import labels_for_model, read_labels
 from quantdoctor.convert.cleanup import run_interruptible
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits
 from quantdoctor.diagnose import calibration_set, recipe_and_data
@@ -157,6 +157,7 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
         wrong = _float_model_wrong(rounds) if objective is not None else []
         budget = None
         if objective is not None and not wrong and _searchable(rounds):
+            labels_for_model(settings.truth, rounds.after.audit, for_metric=metric is not None)  # as compare
             budget_dir = workdir / "budget"
             budget_dir.mkdir()
             budget = search_budget(origin.source(rounds.plan.model_steps, budget_dir), rounds.plan.recipe,
