@@ -59,11 +59,12 @@ def test_every_command_refuses_misfit_eval_data_with_one_line_before_converting(
     response = json.loads((keep / "response.json").read_text())
     assert response["outcome"] == "eval_data_refused" and response["stage"] == "done"
     assert not (keep / "model.tflite").exists()  # the worker stopped after loading the model
-    assert not [entry for entry in cache.glob("*") if entry.is_dir()]  # no conversion ran to its end
+    assert not list(cache.rglob("*.tflite"))  # no conversion ran to its end: the cache holds no model
 
     # A conversion taken from the cache is checked all the same.
     assert quantdoctor("diagnose", model, "--data", calib, "--eval-data", str(files / "eval_ok.npy"),
                        cache=cache).returncode == 0
+    assert list(cache.rglob("*.tflite"))  # that conversion is in the cache
     refused = quantdoctor("diagnose", model, "--data", calib, "--eval-data", wrong, cache=cache)
     assert (refused.returncode, refused.stderr) == (2, MISFIT)
 
