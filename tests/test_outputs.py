@@ -60,6 +60,16 @@ def test_a_fifo_without_a_reader_is_refused_at_once_not_waited_on(command, optio
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
 
 
+def test_run_refuses_a_fifo_as_its_json_before_starting_the_command(tmp_path):
+    fifo = tmp_path / "run.fifo"
+    os.mkfifo(fifo)
+    marker = tmp_path / "STARTED"
+    completed = subprocess.run([QUANTDOCTOR, "run", "--json", str(fifo), "--", "touch", str(marker)],
+                               capture_output=True, text=True, timeout=60)
+    one_line(completed, f"--json {fifo} is a named pipe (FIFO), not a regular file")
+    assert not marker.exists()
+
+
 def test_dev_full_is_refused_as_a_device_before_any_work(tflite_model):
     one_line(run("audit", str(tflite_model), "--json", "/dev/full"), "--json /dev/full is a device, not a regular file")
 
