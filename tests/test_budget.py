@@ -208,6 +208,13 @@ def test_cli_fix_with_a_budget_writes_model_script_json_and_an_html_pareto_plot_
     ({"metric": np.mean}, "a metric judges an accuracy budget"),
     ({"max_drop": 0.01, "labels": np.zeros(3)}, "3 labels for 10 eval samples"),
     ({"max_drop": -0.5}, "max_drop must be a non-negative drop"),
+    ({"max_drop": "0.1"}, r"max_drop must be a non-negative drop of the metric, a number from 0 to 1e\+06, not '0.1'"),
+    ({"max_drop": True}, "max_drop must be a non-negative drop .* not True"),
+    ({"max_drop": float("nan")}, "max_drop must be .* not nan"),
+    ({"min_sqnr": "30"}, r"min_sqnr must be an SQNR floor in dB \(an exact output scores 120\), a number from "
+                         "-120 to 120, not '30'"),
+    ({"min_sqnr": float("nan")}, "min_sqnr must be an SQNR floor in dB .* not nan"),
+    ({"min_sqnr": float("inf")}, "min_sqnr must be .* not inf"),
 ])
 def test_usage_errors_come_before_any_conversion(options, message, digits, tmp_path):
     x, _ = digits
@@ -216,6 +223,17 @@ def test_usage_errors_come_before_any_conversion(options, message, digits, tmp_p
         qd.fix(never_read, x[:10], eval_data=x[:10], **options)
     with pytest.raises(UsageError, match="measured on eval data"):
         qd.fix(never_read, x[:10], max_drop=0.01)
+
+
+@pytest.mark.parametrize("option", [["--min-sqnr", "nan"], ["--max-drop", "inf"], ["--max-drop", "-1"]])
+def test_cli_refuses_a_budget_that_is_no_number_in_one_line_before_reading_anything(option, tmp_path):
+    (tmp_path / "never-read.keras").write_bytes(b"not read: the budget is refused first")
+    completed = subprocess.run([QUANTDOCTOR, "fix", str(tmp_path / "never-read.keras"), *option],
+                               capture_output=True, text=True, timeout=120)
+    name = option[0][2:].replace("-", "_")
+    assert completed.returncode == 2, completed.stderr
+    assert completed.stderr.startswith(f"quantdoctor: error: {name} must be ") and completed.stderr.count("\n") == 1
+    assert completed.stderr.rstrip().endswith(f"not {float(option[1])!r}") and completed.stdout == ""
 
 
 def test_grid_sqnr_measures_a_tensor_on_its_own_int8_grid_against_its_variation():

@@ -19,6 +19,7 @@ from rich.markup import escape
 from quantdoctor.errors import QuantizationError, UsageError
 from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
+from quantdoctor.intake.output_file import write_output
 from quantdoctor.intake.paths import check_outputs, input_kind
 from quantdoctor.report.model import SEVERITIES
 
@@ -76,7 +77,7 @@ def diagnose(
                               target=target, convert=not no_convert, eval_data=eval_data,
                               keep_workdir=keep_workdir, trust_model=trust_model)
     if output and report.tflite_model is not None:
-        output.write_bytes(report.tflite_model)
+        write_output(output, report.tflite_model, "--output")
     _finish(report, json_path, fail_on)
 
 
@@ -102,7 +103,7 @@ def _finish(report, json_path: Optional[Path], fail_on: str, failed: bool = Fals
 
     render(report, out)
     if json_path:
-        json_path.write_text(json.dumps(report.to_dict(), indent=2))
+        write_output(json_path, json.dumps(report.to_dict(), indent=2), "--json")
     if failed:
         raise typer.Exit(1)
     worst = report.worst_severity()
@@ -143,7 +144,7 @@ def compare(
                      outputs={"--json": json_path, "--html": html_path})
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
-                      transient=True) as bar:
+                      transient=True, disable=not err.is_interactive) as bar:  # piped: no bar, no blank line
             task = bar.add_task("Converting (float and quantized)…", total=None)
 
             def progress(done: int, total: int) -> None:
@@ -232,20 +233,20 @@ def fix(
                          max_drop=max_drop, min_sqnr=min_sqnr, html=html_path, progress=progress)
     render_fix(result, out)
     if output and result.model is not None and result.met_budget is False:
-        output.write_bytes(result.model)
+        write_output(output, result.model, "--output")
         out.print(f"Best effort written to {output} ({len(result.model)} bytes): it misses the accuracy budget",
                   markup=False, soft_wrap=True)
     elif output and result.model is not None:
-        output.write_bytes(result.model)
+        write_output(output, result.model, "--output")
         out.print(f"Model written to {output} ({len(result.model)} bytes)", markup=False, soft_wrap=True)
     elif output:
         out.print(f"No model written to {output}: it is not verified", markup=False, soft_wrap=True)
     if script:
-        script.write_text(result.script)
+        write_output(script, result.script, "--script")
         out.print(f"Script written to {script}" + ("" if result.verified else " (its repairs are not verified)"),
                   markup=False, soft_wrap=True)
     if json_path:
-        json_path.write_text(json.dumps(result.to_dict(), indent=2))
+        write_output(json_path, json.dumps(result.to_dict(), indent=2), "--json")
     if not result.verified:
         raise typer.Exit(1)
 

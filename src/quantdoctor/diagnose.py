@@ -38,6 +38,8 @@ from quantdoctor.preflight.predict import actual_verdict, predict
 from quantdoctor.preflight.qat import is_qat_model, qat_aware
 from quantdoctor.preflight.settings_checks import check_settings
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
+from quantdoctor.runtime.eval_fit import REFUSED, check_eval_shapes, declared_inputs, eval_shapes
+from quantdoctor.runtime.feed import tflite_inputs
 from quantdoctor.runtime.findings import run_check_findings
 
 
@@ -73,13 +75,15 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
 @run_interruptible
 def diagnose_with_float_twin(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
                              max_samples: int = DEFAULT_MAX_SAMPLES, timeout: float = DEFAULT_TIMEOUT,
-                             trust_model: bool = False) -> tuple[Report, bytes | None]:
+                             trust_model: bool = False,
+                             eval_fit: CalibrationSet | None = None) -> tuple[Report, bytes | None]:
     """`diagnose`, and when the conversion succeeds, compare's float reference from the same worker:
     the float model the converter handed its quantizer, or, for settings that do not calibrate, the
     model converted again without quantization (TensorFlow starts and the model loads once). The
-    float model is None when that second conversion failed."""
+    float model is None when that second conversion failed. Eval data in `eval_fit` that does not fit
+    the model is refused before converting (a UsageError), and not otherwise checked."""
     report, artifacts = _diagnose(model, data, mode=mode, io=io, max_samples=max_samples, timeout=timeout,
-                                  float_twin=True, trust_model=trust_model)
+                                  float_twin=True, trust_model=trust_model, eval_fit=eval_fit)
     return report, artifacts.float_twin
 
 
@@ -119,7 +123,7 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
               memory_limit_mb: int | None = None, target: str | None = None, convert: bool = True,
               eval_data: Any = None, keep_workdir: str | Path | None = None,
               float_twin: bool = False, keep_calibration: bool = False,
-              trust_model: bool = False) -> tuple[Report, ConversionArtifacts]:
+              trust_model: bool = False, eval_fit: CalibrationSet | None = None) -> tuple[Report, ConversionArtifacts]:
     check_target(target)
     check_limits(timeout, memory_limit_mb)
     max_samples = options.count(max_samples, "max_samples")
@@ -145,7 +149,7 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
         return diagnose_prepared(source, recipe, calibration, workdir, target=target, evaluation=evaluation,
                                  convert=convert, float_twin=float_twin, keep_calibration=keep_calibration,
                                  timeout=timeout, memory_limit_mb=memory_limit_mb, trust_model=trust_model,
-                                 settings_findings=unused, cache=keep is None)
+                                 settings_findings=unused, cache=keep is None, eval_fit=eval_fit)
     finally:
         try:
             if keep is not None:
@@ -159,15 +163,21 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
                       convert: bool = True, float_twin: bool = False, keep_calibration: bool = False,
                       timeout: float = DEFAULT_TIMEOUT, memory_limit_mb: int | None = None,
                       trust_model: bool = False, settings_findings: list[Finding] | None = None,
-                      cache: bool = True) -> tuple[Report, ConversionArtifacts]:
+                      cache: bool = True, eval_fit: CalibrationSet | None = None) -> tuple[Report, ConversionArtifacts]:
     """One diagnosis of a model already taken in, in `workdir`: the report, and its artifacts: with
     `float_twin` compare's float reference (see `diagnose_with_float_twin`), with `keep_calibration`
     the calibrated model and quantizer arguments (see `diagnose_with_calibration`).
     `settings_findings` are findings about the settings made before (unused data). A successful
     calibrating conversion is kept in the conversion cache (`convert/cache.py`) and taken from it
-    the next time, unless `cache` is False or a memory limit is set. `fix` runs its rounds through it."""
+    the next time, unless `cache` is False or a memory limit is set. `fix` runs its rounds through it.
+    Eval data (`evaluation`, or `eval_fit` to check only that) that does not fit the model's inputs is
+    a UsageError, raised before converting (`runtime/eval_fit.py`)."""
     request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None,
                                "convert": convert, "trust_model": trust_model}
+    fitting = evaluation if evaluation is not None else eval_fit
+    shapes = eval_shapes(fitting) if fitting is not None else []
+    if shapes:  # the worker stops after loading the model when they do not fit
+        request["eval_shapes"] = shapes
     if calibration is not None and recipe.calibrate:  # a converter's dataset goes along even when unused
         calibration.save(workdir / "calibration.npz")
         request["data"] = str(workdir / "calibration.npz")
@@ -178,6 +188,7 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
     cached = conversion_cache.lookup(key, workdir) if key else None
     if cached is not None:
         response = cached.response
+        check_eval_shapes(declared_inputs(response.get("model", {}).get("inputs", [])), shapes, converted=False)
         run = WorkerRun(outcome="ok", seconds=response.get("worker_seconds", 0.0), response=response,
                         tflite_path=cached.path(conversion_cache.MODEL))
         artifacts = ConversionArtifacts.read(cached.directory, twin_written=True, calibration=calibration)
@@ -193,6 +204,8 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
             request["run_check"] = {"float_model": str(workdir / "float_reference.tflite"),
                                     "state": str(workdir / RUN_CHECK_STATE)}
         run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
+        if run.outcome == REFUSED:
+            raise UsageError(run.response["error_message"])
         if convert and not run.response.get("run_check"):  # the worker died in the check: where it was
             run.response["run_check"] = read_json(workdir / RUN_CHECK_STATE) or None
         if key is not None and run.outcome == "ok":
@@ -204,6 +217,10 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
         target = "int8-accelerator"
     checked = calibration if data_is_used(recipe) else None  # data the converter never reads is not judged
     report = _build_report(source, recipe, checked, run, target, evaluation, settings_findings or [])
+    if shapes and report.tflite_model is not None:  # samples paired in order: the converted model's order
+        produced = read_tflite(report.tflite_model)
+        if len(produced.signatures) <= 1:  # compare runs one signature; others' samples are not its inputs'
+            check_eval_shapes(tflite_inputs(produced), shapes, converted=True)
     if cached is not None:
         report.conversion["cached"] = True
     return report, artifacts

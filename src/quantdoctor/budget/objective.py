@@ -19,9 +19,11 @@ import numpy as np
 
 from quantdoctor.compare.labels import metric_number
 from quantdoctor.errors import UsageError
+from quantdoctor.intake import options
 
 Metric = Callable[[Any, Any], float]
 _MAX_SQNR_DB = 120.0  # what an exact output scores (as in compare)
+_MAX_DROP = 1e6
 
 
 @dataclass
@@ -40,10 +42,9 @@ class Objective:
     def create(cls, *, max_drop: float | None, min_sqnr: float | None, labels: np.ndarray | None,
                metric: Metric | None) -> Objective:
         """Check the budget the user asked for (a UsageError when it is not one) before any work."""
+        max_drop, min_sqnr = budget_numbers(max_drop, min_sqnr)
         if (max_drop is None) == (min_sqnr is None):
             raise UsageError("give one accuracy budget: max_drop (a metric drop) or min_sqnr (an SQNR floor in dB)")
-        if max_drop is not None and not (0 <= max_drop < 1e6):
-            raise UsageError(f"max_drop must be a non-negative drop of the metric, not {max_drop}")
         if metric is not None and not callable(metric):
             raise UsageError(f"metric must be a function (labels, outputs) -> float, not {type(metric).__name__}")
         if min_sqnr is not None and metric is not None:
@@ -90,6 +91,17 @@ class Objective:
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.name, "max_drop": self.max_drop, "min_sqnr_db": self.min_sqnr,
                 "float_value": self.reference, "description": self.describe()}
+
+
+def budget_numbers(max_drop: Any, min_sqnr: Any) -> tuple[float | None, float | None]:
+    """`max_drop` and `min_sqnr` as numbers (None stays None), checked: the one check of both, for the
+    Python API and the command line alike (a UsageError names the option)."""
+    if max_drop is not None:
+        max_drop = options.number(max_drop, "max_drop", 0, _MAX_DROP, "a non-negative drop of the metric")
+    if min_sqnr is not None:
+        min_sqnr = options.number(min_sqnr, "min_sqnr", -_MAX_SQNR_DB, _MAX_SQNR_DB,
+                                  f"an SQNR floor in dB (an exact output scores {_MAX_SQNR_DB:g})")
+    return max_drop, min_sqnr
 
 
 def _sqnr_db(reference: np.ndarray, value: np.ndarray) -> float:

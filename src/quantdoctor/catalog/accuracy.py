@@ -116,7 +116,7 @@ CHECKS = (
             "recalibrate on representative data or keep that layer in float.",
     ),
     Check(
-        code="QD510", name="float-model-wrong-on-eval-data", severity="error", precedence=6,
+        code="QD510", name="float-model-wrong-on-eval-data", severity="error", precedence=6, float_model_fails=True,
         title="The float model is already wrong on the eval data: quantization is not the problem",
         detects="On the eval data, the float model and the quantized model both score at chance on the labels, "
                 "or both predict one class for every input.",
@@ -128,7 +128,7 @@ CHECKS = (
             "reported with it), then compare again.",
     ),
     Check(
-        code="QD511", name="preprocessing-mismatch", severity="error", precedence=5,
+        code="QD511", name="preprocessing-mismatch", severity="error", precedence=5, float_model_fails=True,
         title="The eval data is preprocessed differently from what the model expects",
         detects="When the float model fails on the eval data, quantdoctor runs it again on the data with one "
                 "classic preprocessing mistake undone: channels reversed (RGB/BGR), values scaled by 255 or "

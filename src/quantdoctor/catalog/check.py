@@ -24,6 +24,8 @@ class Check:
     `detects` and `why` document the check (`quantdoctor explain`), `example` shows code that
     triggers it, `fix` and `fix_code` say what to write instead. `precedence` orders findings of
     equal severity: root causes (low) come before the symptoms they explain (high).
+    `float_model_fails`: the finding says the float model itself is already wrong on the eval data,
+    so no quantization setting answers it, and an accuracy budget measured against it means nothing.
     """
 
     code: str
@@ -36,6 +38,7 @@ class Check:
     fix: str
     fix_code: str | None = None
     precedence: int = 50
+    float_model_fails: bool = False
 
     @property
     def category(self) -> str:

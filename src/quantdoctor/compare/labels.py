@@ -21,6 +21,7 @@ from quantdoctor.errors import UsageError
 from quantdoctor.intake.array_files import NUMERIC_KINDS, describe_dtype, read_npy
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.paths import regular_file
+from quantdoctor.runtime.feed import natural_key
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,20 @@ def check_classes(labels: Labels | None, output_shape: list[int], for_metric: bo
     if for_metric:
         return replace(labels, classes=None, given_as="values")
     raise UsageError(problem)
+
+
+def labels_for_model(labels: Labels | None, audit: dict[str, Any], for_metric: bool = False) -> Labels | None:
+    """`check_classes` against the first output of the model an audit describes: the one check of
+    labels against a model, for compare and fix alike (a UsageError before any comparison)."""
+    return check_classes(labels, _first_output_shape(audit), for_metric=for_metric)
+
+
+def _first_output_shape(audit: dict[str, Any]) -> list[int]:
+    """The shape of the model's first output, in its signature's order (a Keras model's first output)."""
+    signatures = audit.get("signatures") or []
+    if len(signatures) == 1 and signatures[0]["outputs"]:
+        return min(signatures[0]["outputs"], key=lambda t: natural_key(t["signature_name"]))["shape"]
+    return audit["output_types"][0]["shape"] if audit["output_types"] else []
 
 
 def _class_indices(values: np.ndarray) -> tuple[np.ndarray, str]:

@@ -23,6 +23,7 @@ from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.compare.measures import holds_probabilities
 from quantdoctor.convert.runner import run_isolated
 from quantdoctor.errors import UsageError
+from quantdoctor.intake.array_files import REAL_KINDS
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.report.model import Finding
 
@@ -129,7 +130,7 @@ def _affine_step(op: Any, chained: int) -> Any:
 
 def variants(evaluation: CalibrationSet, normalisation: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[dict]:
     """The preprocessing mistakes worth undoing on this data, as variants for the float probe."""
-    arrays = [a for sample in evaluation.samples for a in sample.arrays if np.issubdtype(a.dtype, np.number)]
+    arrays = [a for sample in evaluation.samples for a in sample.arrays if a.dtype.kind in REAL_KINDS]
     if not arrays:
         return []
     low, high = min(float(a.min()) for a in arrays), max(float(a.max()) for a in arrays)

@@ -17,7 +17,7 @@ from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.catalog.classify_failure import first_line
 from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows
-from quantdoctor.compare.labels import check_classes, read_labels
+from quantdoctor.compare.labels import labels_for_model, read_labels
 from quantdoctor.compare.preprocessing import float_failure_findings
 from quantdoctor.convert.protocol import read_json
 from quantdoctor.convert.cleanup import run_interruptible
@@ -30,7 +30,7 @@ from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet, Sample
 from quantdoctor.intake.paths import check_outputs
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
-from quantdoctor.runtime.feed import batch_size, fitted_rows, natural_key, tflite_inputs
+from quantdoctor.runtime.feed import batch_size, fitted_rows, tflite_inputs
 
 Progress = Callable[[int, int], None]
 
@@ -64,13 +64,13 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     float_model = None
     if tflite is None:
         report, float_model = diagnose_with_float_twin(model, data, mode=mode, io=io, max_samples=max_samples,
-                                                       timeout=timeout, trust_model=trust_model)
+                                                       timeout=timeout, trust_model=trust_model, eval_fit=evaluation)
         if report.tflite_model is None or any(f.code == "QD112" for f in report.findings):
             raise QuantizationError(report)  # nothing to compare: no model, or one LiteRT cannot run
     else:
         report = audit(tflite)  # what the user's model is: islands, I/O types, Flex ops
         report.tflite_model = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
-    truth = check_classes(truth, _first_output_shape(report.audit), for_metric=metric is not None)
+    truth = labels_for_model(truth, report.audit, for_metric=metric is not None)
     produced = read_tflite(report.tflite_model)
     evaluation = _eval_rows(evaluation, produced)
     if truth is not None and len(truth.values) != len(evaluation):
@@ -145,14 +145,6 @@ def _eval_rows(evaluation: CalibrationSet, quant_model: TFLiteModel) -> Calibrat
 
 
 _USELESS_OUTPUT = ("QD504", "QD507", "QD518")
-
-
-def _first_output_shape(audit: dict[str, Any]) -> list[int]:
-    """The shape of the model's first output, in its signature's order (a Keras model's first output)."""
-    signatures = audit.get("signatures") or []
-    if len(signatures) == 1 and signatures[0]["outputs"]:
-        return min(signatures[0]["outputs"], key=lambda t: natural_key(t["signature_name"]))["shape"]
-    return audit["output_types"][0]["shape"] if audit["output_types"] else []
 
 
 def _unconfirmed_static(static: list[Finding], measured: list[Finding]) -> list[Finding]:

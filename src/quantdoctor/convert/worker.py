@@ -18,8 +18,10 @@ from quantdoctor import tf_private
 from quantdoctor.convert.crash import out_of_memory
 from quantdoctor.convert.model_identity import ModelDigest
 from quantdoctor.convert.protocol import serve, write_json
+from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.recipe import Recipe
+from quantdoctor.runtime.eval_fit import REFUSED, check_eval_shapes, declared_inputs
 
 # Every refusal of Keras's safe mode (a Lambda's stored bytecode, a TFSMLayer, an outside vocabulary
 # file) tells how to override it with these words.
@@ -55,6 +57,11 @@ def main(request: dict[str, Any]) -> int:
         return 0
     loaded_at = time.perf_counter()
     make_converter, response["model"], function = _describe(tf, request["model"], loaded)
+    refusal = _eval_data_refusal(response["model"], request.get("eval_shapes"))
+    if refusal:  # the user's data is wrong: nothing to convert for
+        response.update(stage="done", outcome=REFUSED, error_message=refusal)
+        write_json(response_path, response)
+        return 0
     response["preflight"] = _inventory(function, loaded_at)
     if not convert:
         response.update(stage="done", outcome="skipped")
@@ -106,6 +113,17 @@ def main(request: dict[str, Any]) -> int:
         response["run_check"] = states[0] if states else None
         write_json(response_path, response)
     return 0
+
+
+def _eval_data_refusal(model: dict[str, Any], shapes: Any) -> str | None:
+    """Why the eval samples (their `eval_shapes`) do not fit the loaded model's inputs, or None."""
+    if not shapes:
+        return None
+    try:
+        check_eval_shapes(declared_inputs(model.get("inputs", [])), shapes, converted=False)
+    except UsageError as exc:
+        return str(exc)
+    return None
 
 
 class _ConverterFailed(Exception):

@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+import numpy as np
+
 from quantdoctor.fix.plan import Plan, Step, apply_data_steps
 from quantdoctor.fix.transforms import is_finite
 from quantdoctor.intake.data import CalibrationSet
@@ -128,14 +130,19 @@ def _key(bench: Bench, name: str | None) -> Any:
     return name
 
 
-def cast_samples(finding: Finding, bench: Bench) -> Repair | None:
-    """QD201/QD204: cast every sample array to its input's dtype."""
+def cast_samples(finding: Finding, bench: Bench) -> Repair | Blocked | None:
+    """QD201/QD204: cast every sample array to its input's dtype. Complex samples for a real input
+    are cast only when every imaginary part is 0: otherwise what the model should see is the user's call."""
     inputs = bench.inputs
     if not inputs or any(s.function == "cast_to" for s in bench.plan.data_steps):
         return None
+    got, wanted = finding.evidence.get("sample_dtype", "another dtype"), finding.evidence.get("input_dtype")
+    if got.startswith("complex") and _imaginary_parts(bench):
+        return Blocked(finding.code, f"{finding.message} Their imaginary parts are not 0: no cast keeps them.",
+                       "decide what the model sees: the real part (x.real), the magnitude (np.abs(x)), or the real "
+                       f"and imaginary parts as channels, and feed that as {wanted or 'the input dtype'}")
     keys = range(len(inputs)) if _by_position(bench) else [spec.name for spec in inputs]
     dtypes = {key: spec.dtype for key, spec in zip(keys, inputs)}
-    got, wanted = finding.evidence.get("sample_dtype", "another dtype"), finding.evidence.get("input_dtype")
     wanted = wanted or (inputs[0].dtype if len(inputs) == 1 else "the input dtype")
     name = finding.location.input or inputs[0].name
     change = f"samples for input '{name}' cast from {got} to {wanted}"
@@ -143,10 +150,18 @@ def cast_samples(finding: Finding, bench: Bench) -> Repair | None:
         cost = "fractions are truncated: make sure these samples are meant as integers"
     elif got == "float64":
         cost = "none: calibration measures value ranges, which float32 holds"
+    elif got.startswith("complex"):
+        cost = "none: every imaginary part is 0, and the real parts are unchanged"
     else:
         cost = "none: the values are unchanged"
     bench.plan.add_data_step(Step(finding.code, "map", "cast_to", (dtypes,), change))
     return Repair(finding.code, change, f"the converter refuses {got} samples for a {wanted} input", cost)
+
+
+def _imaginary_parts(bench: Bench) -> bool:
+    """True when some complex sample array has an imaginary part other than 0."""
+    samples = bench.calibration.samples if bench.calibration else []
+    return any(np.iscomplexobj(a) and bool(np.any(a.imag != 0)) for sample in samples for a in sample.arrays)
 
 
 def wrap_bare_arrays(finding: Finding, bench: Bench) -> Repair | Blocked | None:

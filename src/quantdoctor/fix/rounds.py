@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quantdoctor.compare.labels import labels_for_model
 from quantdoctor.compare.run import add_comparison
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT
 from quantdoctor.diagnose import diagnose_prepared
@@ -51,6 +52,7 @@ class Settings:
 
     evaluation: CalibrationSet | None = None
     truth: Any = None  # the eval labels, as compare reads them
+    labels_for_metric: bool = False  # a metric of the user's reads the labels (they need not be classes)
     max_rounds: int = DEFAULT_MAX_ROUNDS
     timeout: float = DEFAULT_TIMEOUT
     memory_limit_mb: int | None = None
@@ -138,8 +140,9 @@ def _compare(report: Report, float_model: bytes | None, verification: Verificati
         verification.compared = False
         verification.details.append("compare had no float reference: the float conversion failed")
         return
+    truth = labels_for_model(settings.truth, report.audit, for_metric=settings.labels_for_metric)  # as compare
     try:
-        add_comparison(report, float_model, report.model, settings.evaluation, truth=settings.truth,
+        add_comparison(report, float_model, report.model, settings.evaluation, truth=truth,
                        timeout=settings.timeout)
     except UsageError as exc:
         verification.compared = False

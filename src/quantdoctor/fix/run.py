@@ -11,10 +11,10 @@ from typing import Any
 
 from quantdoctor import catalog
 from quantdoctor.audit.checks import check_target
-from quantdoctor.budget.objective import Metric, Objective
+from quantdoctor.budget.objective import Metric, Objective, budget_numbers
 from quantdoctor.budget.run import BudgetOutcome, budget_objective, check_budget_settings, search_budget
 from quantdoctor.budget.search import Progress
-from quantdoctor.compare.labels import read_labels
+from quantdoctor.compare.labels import labels_for_model, read_labels
 from quantdoctor.convert.cleanup import run_interruptible
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits
 from quantdoctor.diagnose import calibration_set, recipe_and_data
@@ -123,12 +123,15 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     without, or of `metric(labels, outputs) -> float` (higher is better, as compare calls it); or `min_sqnr`, an SQNR
     floor in dB on every output. Once the rounds have a model that converts and runs, the fewest
     ops kept float that meet it are searched (`quantdoctor.budget`); "int8-accelerator" then puts
-    fewer integer partitions first. `html` writes the after report with the budget's Pareto plot;
-    `progress(step, variants)` is called as variants are tried.
+    fewer integer partitions first. When the float model itself is already wrong on the eval data
+    (QD510, QD511), nothing is searched: the result is not verified and says so. Labels naming
+    classes the model lacks are refused as compare refuses them. `html` writes the after report
+    with the budget's Pareto plot; `progress(step, variants)` is called as variants are tried.
     Returns a `FixResult`; `result.model` is None unless verified (with a budget: the best effort).
     """
     check_target(target)
     check_limits(timeout, memory_limit_mb)
+    max_drop, min_sqnr = budget_numbers(max_drop, min_sqnr)
     max_samples = options.count(max_samples, "max_samples")
     max_rounds = options.count(max_rounds, "max_rounds")
     started = time.perf_counter()
@@ -138,7 +141,7 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     if labels is not None and evaluation is None:
         raise UsageError("labels go with eval data: pass eval_data too")
     truth = read_labels(labels, evaluation, for_metric=metric is not None) if labels is not None else None
-    settings = Settings(evaluation=evaluation, truth=truth,
+    settings = Settings(evaluation=evaluation, truth=truth, labels_for_metric=metric is not None,
                         max_rounds=max_rounds, timeout=timeout, memory_limit_mb=memory_limit_mb,
                         trust_model=options.flag(trust_model, "trust_model"),
                         mode_requested=not is_converter(model))
@@ -153,8 +156,10 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-fix-"))
     try:
         rounds = run_rounds(origin, Plan(recipe, target), calibration, workdir, settings)
+        wrong = _float_model_wrong(rounds) if objective is not None else []
         budget = None
-        if objective is not None and _searchable(rounds):
+        if objective is not None and not wrong and _searchable(rounds):
+            labels_for_model(settings.truth, rounds.after.audit, for_metric=metric is not None)  # as compare
             budget_dir = workdir / "budget"
             budget_dir.mkdir()
             budget = search_budget(origin.source(rounds.plan.model_steps, budget_dir), rounds.plan.recipe,
@@ -170,6 +175,10 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
         calibration=rounds.calibration, origin=origin)
     if budget is not None:
         _take_budget(result, budget)
+    elif wrong:
+        result.verification.details.append(
+            f"no float fallback searched: the float model is already wrong on the eval data ({', '.join(wrong)}), "
+            "and an accuracy budget measured against it means nothing")
     if html:
         from quantdoctor.report.html import write_html
 
@@ -183,6 +192,12 @@ def _searchable(rounds: Rounds) -> bool:
     errors = [f for f in rounds.after.findings if f.severity == "error" and f.category != "accuracy"]
     return (rounds.after.tflite_model is not None and not errors and rounds.verification.runs is not False
             and rounds.plan.recipe.mode == "int8")
+
+
+def _float_model_wrong(rounds: Rounds) -> list[str]:
+    """The codes of the errors saying the float model itself fails on the eval data (QD510, QD511)."""
+    return sorted({f.code for f in rounds.after.findings
+                   if f.severity == "error" and catalog.get(f.code).float_model_fails})
 
 
 def _take_budget(result: FixResult, budget: BudgetOutcome) -> None:

@@ -30,8 +30,17 @@ def as_list(sample):
 
 
 def cast_to(sample, dtypes):
-    """Each array cast to its input's dtype; `dtypes` by list position or input name."""
-    return map_arrays(sample, lambda key, value: np.asarray(value).astype(dtypes[key]) if key in dtypes else value)
+    """Each array cast to its input's dtype; `dtypes` by list position or input name. A complex array
+    cast to a real dtype gives its real part (fix casts only those whose imaginary parts are all 0)."""
+    def cast(key, value):
+        if key not in dtypes:
+            return value
+        array = np.asarray(value)
+        if np.iscomplexobj(array) and not np.issubdtype(np.dtype(dtypes[key]), np.complexfloating):
+            array = array.real
+        return array.astype(dtypes[key])
+
+    return map_arrays(sample, cast)
 
 
 def with_batch_axis(sample, keys):

@@ -23,6 +23,7 @@ import numpy as np
 from quantdoctor.errors import DataLoadError
 
 NUMERIC_KINDS = "biufc"
+REAL_KINDS = "iuf"  # what has a range: complex values have none (NumPy would drop their imaginary part)
 _TEXT_KINDS = "US"
 _CHUNK = 16 * 1024 * 1024
 # What the zip module and zlib raise on a damaged archive or member.

@@ -4,6 +4,7 @@ limits are checked by `convert.runner.check_limits`."""
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -31,3 +32,12 @@ def names(value: Any, name: str) -> list[str] | None:
     if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
         raise UsageError(f"{name} must be a list of strings, not {value!r}")
     return list(value)
+
+
+def number(value: Any, name: str, low: float, high: float, meaning: str) -> float:
+    """A real number from `low` to `high` (`max_drop`, `min_sqnr`): a string, a bool, NaN, an infinity
+    or a value out of range is refused; `meaning` says what the number is, for the message."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise UsageError(f"{name} must be {meaning}, a number from {low:g} to {high:g}, not {value!r}")
+    return float(value)

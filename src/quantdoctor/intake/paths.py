@@ -138,9 +138,10 @@ def regular_file(path: Path, what: str, error: type[UsageError] = UsageError) ->
 def check_writable(path: Path, option: str) -> None:
     """Raise a UsageError unless a file can be written at `path` (checked, not written).
 
-    The directory must exist and take new files, and `path` must not be a directory or a file
-    that cannot be written. A probe file is created and removed in the directory, which is the
-    only test that sees read-only file systems, immutable directories and full quotas alike.
+    The directory must exist and take new files, and `path` must not be a directory, a file that
+    cannot be written, or anything but a regular file (a FIFO, a device such as /dev/full). A probe
+    file is created and removed in the directory, which is the only test that sees read-only file
+    systems, immutable directories and full quotas alike.
     """
     parent = path.parent
     try:
@@ -151,6 +152,8 @@ def check_writable(path: Path, option: str) -> None:
         raise UsageError(f"{option} {path}: {exc.strerror or exc}") from exc
     if mode is not None and stat.S_ISDIR(mode):
         raise UsageError(f"{option} {path} is a directory: give a file name")
+    if mode is not None and not stat.S_ISREG(mode):  # a FIFO would block the write, a device swallow it
+        raise UsageError(f"{option} {path} is a {_special_kind(mode)}, not a regular file: give a file name")
     if not parent.is_dir():
         raise UsageError(f"{option} {path}: the directory {parent} does not exist")
     if mode is not None and not os.access(path, os.W_OK):

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from quantdoctor import catalog
+from quantdoctor.intake.array_files import REAL_KINDS
 from quantdoctor.intake.data import CalibrationSet, Sample
 from quantdoctor.intake.model import is_valid_tf_name
 from quantdoctor.intake.recipe import Recipe
@@ -281,7 +282,7 @@ def _check_values(calibration: CalibrationSet, inputs: list[InputSpec]) -> list[
             evidence={"samples": count, "recommended_min": MIN_SAMPLES}))
     for position, (name, arrays) in enumerate(_arrays_by_input(calibration, inputs).items()):
         label = name if name is not None else str(position)
-        numeric = [a for a in arrays if np.issubdtype(a.dtype, np.number)]
+        numeric = [a for a in arrays if a.dtype.kind in REAL_KINDS]
         floats = [a for a in numeric if np.issubdtype(a.dtype, np.floating)]
         bad = [i for i, a in enumerate(floats) if not np.isfinite(a).all()]
         if bad:
@@ -317,8 +318,8 @@ def check_against_inference(calibration: CalibrationSet | None, evaluation: Cali
     calibrated = _arrays_by_input(calibration, inputs)
     findings = []
     for name, eval_arrays in _arrays_by_input(evaluation, inputs).items():
-        calib_arrays = [a for a in calibrated.get(name, []) if np.issubdtype(a.dtype, np.number)]
-        eval_arrays = [a for a in eval_arrays if np.issubdtype(a.dtype, np.number)]
+        calib_arrays = [a for a in calibrated.get(name, []) if a.dtype.kind in REAL_KINDS]
+        eval_arrays = [a for a in eval_arrays if a.dtype.kind in REAL_KINDS]
         if not calib_arrays or not eval_arrays:
             continue
         low, high = min(float(a.min()) for a in calib_arrays), max(float(a.max()) for a in calib_arrays)
@@ -348,7 +349,7 @@ def check_against_qat_ranges(ranges: dict[str, tuple[float, float]], inputs: lis
     for name, (low, high) in ranges.items():
         disagreements = {}
         for label, data in datasets.items():
-            arrays = [a for a in _arrays_by_input(data, inputs).get(name, []) if np.issubdtype(a.dtype, np.number)] \
+            arrays = [a for a in _arrays_by_input(data, inputs).get(name, []) if a.dtype.kind in REAL_KINDS] \
                 if data is not None and data.samples else []
             if not arrays:
                 continue

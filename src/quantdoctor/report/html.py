@@ -8,6 +8,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from quantdoctor.intake.output_file import write_output
 from quantdoctor.report.model import Report
 
 BAR_COLOR = "#d9480f"
@@ -49,8 +50,8 @@ def render_html(report: Report) -> str:
 
 
 def write_html(report: Report, path: Path) -> None:
-    """Write the report to `path`."""
-    path.write_text(render_html(report), encoding="utf-8")
+    """Write the report to `path` (whole or not at all: see `write_output`)."""
+    write_output(path, render_html(report), "--html")
 
 
 def _findings(report: Report) -> str:

@@ -117,32 +117,48 @@ def rows(inputs: list[ModelInput], values: dict[str, np.ndarray], what: str = "a
          by_name: bool = False) -> list[dict[str, np.ndarray]]:
     """The sample as batch-of-1 rows when it stacks several along the batch axis of a model that
     takes a batch of 1 or a free batch; the sample itself otherwise."""
-    arrays = arrays_for(inputs, values, what, by_name)
-    one_at_a_time = all(i.shape_signature[:1] in ((-1,), (1,)) and a.ndim == len(i.shape_signature)
-                        for i, a in zip(inputs, arrays))
-    count = batch_size(values)
-    if not one_at_a_time or count <= 1:
+    count = _row_count(inputs, {key: array.shape for key, array in values.items()}, what, by_name)
+    if count == 1:
         return [values]
     return [{key: array[row:row + 1] for key, array in values.items()} for row in range(count)]
+
+
+def _row_count(inputs: list[ModelInput], shapes: dict[str, tuple[int, ...]], what: str, by_name: bool) -> int:
+    """How many rows `rows` makes of a sample of arrays with these shapes (1: the sample as it is)."""
+    ordered = arrays_for(inputs, shapes, what, by_name)
+    one_at_a_time = all(i.shape_signature[:1] in ((-1,), (1,)) and len(shape) == len(i.shape_signature)
+                        for i, shape in zip(inputs, ordered))
+    count = _leading_size(shapes.values())
+    return count if one_at_a_time and count > 1 else 1
 
 
 def batch_size(values: dict[str, np.ndarray]) -> int:
     """How many rows the sample stacks along axis 0: the arrays' common leading size (1 when they
     disagree, or for scalars)."""
-    leading = {a.shape[0] if a.ndim else 1 for a in values.values()}
+    return _leading_size(a.shape for a in values.values())
+
+
+def _leading_size(shapes: Any) -> int:
+    leading = {shape[0] if len(shape) else 1 for shape in shapes}
     return leading.pop() if len(leading) == 1 else 1
 
 
 def fitted_rows(inputs: list[ModelInput], values: dict[str, np.ndarray], what: str,
                 by_name: bool = False) -> list[dict[str, np.ndarray]]:
     """The sample as rows (`rows`) that fit the model; a UsageError says how `what` does not."""
-    found = rows(inputs, values, what, by_name)
-    for row in found:
-        for model_input, array in zip(inputs, arrays_for(inputs, row)):
-            if not model_input.fits(array.shape):
-                raise UsageError(f"{what} gives input {model_input.describe()} an array shaped "
-                                 f"{_shape(array.shape)}: {_mismatch(model_input, array.shape)}")
-    return found
+    check_fits(inputs, {key: array.shape for key, array in values.items()}, what, by_name)
+    return rows(inputs, values, what, by_name)
+
+
+def check_fits(inputs: list[ModelInput], shapes: dict[str, tuple[int, ...]], what: str, by_name: bool = False) -> None:
+    """`fitted_rows`'s check on the arrays' shapes alone (by key, as the sample holds them): a
+    UsageError says how `what` does not fit the model."""
+    split = _row_count(inputs, shapes, what, by_name) > 1
+    row = {key: (1, *shape[1:]) if split else tuple(shape) for key, shape in shapes.items()}
+    for model_input, shape in zip(inputs, arrays_for(inputs, row)):
+        if not model_input.fits(shape):
+            raise UsageError(f"{what} gives input {model_input.describe()} an array shaped "
+                             f"{_shape(shape)}: {_mismatch(model_input, shape)}")
 
 
 class Feeder:
