@@ -1,0 +1,207 @@
+"""Names from the user's files are data: the hostile-name corpus through `fix --script`, the HTML
+report in a real browser, the terminal report and the JSON report.
+
+A name reaches the generated script only as a `repr()` literal or, in a comment, on one line made
+printable; the HTML only escaped; the terminal only literally (no rich markup read, control
+characters shown as escapes); the JSON exactly as it is.
+"""
+
+from __future__ import annotations
+
+import ast
+import html
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from rich.console import Console
+
+from hostile_names import (CORPUS, FILE_NAMES, PAYLOAD_FILE, PAYLOAD_TITLE, comments,
+                           injected_calls, string_constants)
+from quantdoctor import catalog
+from quantdoctor.fix.plan import Plan, SettingsChange, Step
+from quantdoctor.fix.repairs import Repair, valid_tf_name
+from quantdoctor.fix.script import write_script
+from quantdoctor.intake.recipe import Recipe
+from quantdoctor.report.literal import printable
+from quantdoctor.report.model import Location, Report
+from quantdoctor.report.terminal import render
+from models import smooth_images, vectors
+
+QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
+DOCSTRING = "Converts the model with the repairs `quantdoctor fix` verified. Needs TensorFlow and NumPy only."
+
+
+def script_naming(name: str, keras_model: bool) -> str:
+    """The script for a plan whose every step, setting change, repair, path and kept-float op names `name`."""
+    plan = Plan(Recipe.for_mode("int8-strict"), target=None)
+    if keras_model:
+        plan.model_steps.append(Step("QD405", "model", "with_input_names", ({name: "input_1"},),
+                                     f"input '{name}' -> 'input_1' by a new Input in front"))
+    plan.data_steps.append(Step("QD305", "map", "keyed_by_input", ({name: "image"},),
+                                f"sample keys renamed to the model's inputs: '{name}' -> 'image'"))
+    plan.change_settings("QD105", f"float fallback allowed: CUMSUM in layer '{name}' runs in float",
+                         supported_ops=["TFLITE_BUILTINS_INT8", "TFLITE_BUILTINS"])
+    applied = [Repair(step.code, step.note, f"why {name}", f"cost {name}")
+               for step in plan.model_steps + plan.data_steps]
+    applied.append(Repair("QD105", plan.settings_changes[0].note, "why", f"CUMSUM in '{name}' computes in float"))
+    return write_script(plan, applied, model_path=Path(f"/models/{name}.keras"), keras_model=keras_model,
+                        data_path=Path(f"/data/{name}.npz"), output=f"{name}.tflite", max_samples=8,
+                        signature_keys=[name], keep_float=[(name, f"CUMSUM in layer '{name}'")],
+                        budget=f"top-1 drop at most 0.01 on {name}")
+
+
+@pytest.mark.parametrize("keras_model", [True, False], ids=["keras", "saved_model"])
+@pytest.mark.parametrize("what", list(CORPUS))
+def test_the_script_holds_every_hostile_name_as_data(what, keras_model):
+    name = CORPUS[what]
+    source = script_naming(name, keras_model)
+    tree = ast.parse(source)
+    compile(source, "convert_fixed.py", "exec")
+    assert ast.get_docstring(tree) == DOCSTRING  # no name closes the docstring or lands in it
+    assert injected_calls(source) == set()  # nothing pasted runs: the script's own code calls no payload function
+    constants = string_constants(source)
+    paths = {os.path.abspath(f"/data/{name}.npz"), os.path.abspath(f"/models/{name}.keras")}  # as the script holds them
+    assert {f"{name}.tflite", name, *paths} <= set(constants)  # names are literals, value intact
+    notes = [c for c in comments(source) if "QD305" in c or "QD105" in c or "CUMSUM in" in c or "cost" in c]
+    assert len(notes) >= 5 and all(printable(name) in c for c in notes)  # each note whole, on its own line
+    if not keras_model:
+        assert f"signature_keys={[name]!r}" in source
+
+
+@pytest.mark.code("QD305")
+def test_fix_script_for_hostile_npz_keys_runs_nothing_injected(tmp_path):
+    """A `.npz` whose member names carry payloads, for a two-input model (QD305): the keys reach the script
+    as literals, the terminal literally, the JSON exactly; running the script creates no file."""
+    keys = [CORPUS["triple double quote"] + CORPUS["newline"] + CORPUS["hash"],
+            CORPUS["ansi escapes"] + CORPUS["rich markup"] + CORPUS["triple single quote"]]
+    wide, narrow = keras.Input((6,), name="wide"), keras.Input((3,), name="narrow")
+    merged = keras.layers.Concatenate()([keras.layers.Dense(4)(wide), keras.layers.Dense(4)(narrow)])
+    keras.Model([wide, narrow], keras.layers.Dense(2)(merged)).save(tmp_path / "model.keras")
+    np.savez(tmp_path / "calib.npz", **{keys[0]: vectors(40, 6), keys[1]: vectors(40, 3, seed=1)})
+
+    result = subprocess.run([QUANTDOCTOR, "fix", "model.keras", "--data", "calib.npz", "--output", "fixed.tflite",
+                             "--script", "convert_fixed.py", "--json", "fix.json"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("VERIFIED")
+    assert "\x1b" not in result.stdout and "\r" not in result.stdout  # no escape sequence passes through
+    repair = next(line for line in result.stdout.splitlines() if line.startswith("  QD305"))
+    assert f"'{printable(keys[0])}' -> " in repair and f"'{printable(keys[1])}' -> " in repair
+    assert "[/red][bold red]loud[/bold red][link=file:///etc/passwd]" in repair  # markup printed, not read
+    report = json.loads((tmp_path / "fix.json").read_text())
+    qd305 = next(f for f in report["before"]["findings"] if f["code"] == "QD305")
+    assert qd305["evidence"]["sample_keys"] == sorted(keys)  # the JSON round-trips the names exactly
+
+    assert_script_runs_nothing_injected(tmp_path, tmp_path / "convert_fixed.py", keys)
+
+
+@pytest.mark.code("QD405")
+def test_fix_script_for_a_hostile_input_name_in_keras_config_runs_nothing_injected(tmp_path):
+    """A `.keras` file whose input name in config.json holds a payload (QD405, the name is no valid
+    TensorFlow name): the renaming reaches the script as literals and comments, and nothing runs."""
+    name = CORPUS["triple double quote"] + CORPUS["newline"] + "\x1b[31m[red]x"
+    placeholder = "placeholder_input_name"
+    inputs = keras.Input((8,), name=placeholder)
+    keras.Model(inputs, keras.layers.Dense(2, name="head")(keras.layers.Dense(8)(inputs))).save(tmp_path / "m.keras")
+    with_payload(tmp_path / "m.keras", tmp_path / "model.keras", placeholder, name)
+    np.save(tmp_path / "calib.npy", vectors(40, 8))
+
+    result = subprocess.run([QUANTDOCTOR, "fix", "model.keras", "--data", "calib.npy", "--script", "convert_fixed.py",
+                             "--json", "fix.json"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "\x1b" not in result.stdout and "[red]x" in result.stdout
+    assert f"  QD405  input '{printable(name)}' -> '{valid_tf_name(name, set())}' by a new Input" in result.stdout
+    report = json.loads((tmp_path / "fix.json").read_text())
+    assert report["before"]["model"]["inputs"][0]["name"] == name
+    assert report["before"]["findings"][0]["code"] == "QD405"
+
+    assert_script_runs_nothing_injected(tmp_path, tmp_path / "convert_fixed.py", [name])
+
+
+def with_payload(saved: Path, target: Path, placeholder: str, name: str) -> None:
+    """A copy of the `.keras` archive `saved` with `placeholder` in its config.json replaced by `name`."""
+    with zipfile.ZipFile(saved) as original, zipfile.ZipFile(target, "w") as changed:
+        for item in original.infolist():
+            content = original.read(item)
+            if item.filename == "config.json":
+                content = content.replace(placeholder.encode(), json.dumps(name)[1:-1].encode())
+            changed.writestr(item, content)
+
+
+def assert_script_runs_nothing_injected(tmp_path: Path, script: Path, names: list[str]) -> None:
+    source = script.read_text(encoding="utf-8")
+    assert ast.get_docstring(ast.parse(source)) == DOCSTRING and injected_calls(source) == set()
+    constants = string_constants(source)
+    assert all(any(name in constant for constant in constants) for name in names)  # as literals, intact
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    ran = subprocess.run([sys.executable, "-I", str(script)], cwd=elsewhere, capture_output=True, text=True,
+                         timeout=600)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert "wrote " in ran.stdout
+    assert not (elsewhere / PAYLOAD_FILE).exists() and not (tmp_path / PAYLOAD_FILE).exists()
+
+
+def test_compare_html_terminal_and_json_show_hostile_names_literally(tmp_path):
+    """A model file in a folder whose name holds HTML, markup and escape sequences: Chromium runs nothing
+    injected and shows the name; the terminal prints it literally; the JSON holds it exactly. (Layer names
+    cannot carry these: TF 2.21 fails to export a Keras model whose layer names are no TensorFlow names.)"""
+    folder = tmp_path / (FILE_NAMES["html attributes"] + "\x1b[31mred\x1b[0m" + "[bold red]x "
+                         + FILE_NAMES["unicode"])
+    folder.mkdir()
+    model_path = folder / (FILE_NAMES["quotes"] + ".keras")
+    inputs = keras.Input((8, 8, 1), name="image")
+    hidden = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    outputs = keras.layers.Dense(3)(keras.layers.Dense(8, activation="relu")(keras.layers.Flatten()(hidden)))
+    keras.Model(inputs, outputs).save(model_path)
+    images = smooth_images(60, size=8)[..., :1]
+    np.save(tmp_path / "calib.npy", images[:40])
+    np.save(tmp_path / "eval.npy", images[40:])
+    page = tmp_path / "report.html"
+
+    result = subprocess.run([QUANTDOCTOR, "compare", str(model_path), "--data", "calib.npy", "--eval-data", "eval.npy",
+                             "--html", str(page), "--json", "report.json", "--fail-on", "never"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    headline = result.stdout.splitlines()[0]
+    assert printable(str(model_path)) in headline and "[bold red]x" in headline  # literal, markup unread
+    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout  # escapes and overrides shown as \x1b, \u202e
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["model"]["source"] == str(model_path)
+    assert report["comparison"]["layers"]
+
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000", "--dump-dom",
+                          page.as_uri()], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "<title>quantdoctor report</title>" in dom and PAYLOAD_TITLE not in dom.split("</title>")[0]
+    assert "<img" not in dom and "<svg onload" not in dom  # no element made from a name
+    assert "<h1>quantdoctor: " + html.escape(str(model_path), quote=False) + "</h1>" in dom  # shown as text
+
+
+def test_terminal_and_json_reports_keep_every_hostile_name_literal():
+    """Every corpus name in every place a report carries one: printed literally, round-tripped exactly."""
+    findings = [catalog.get("QD305").finding(f"Sample #0 has keys [{name}]; the inputs are named ['image'].",
+                                             location=Location(input=name, layer=name, tensor=name),
+                                             evidence={"sample_keys": [name], "converter_message": name},
+                                             fix=f"rename {name}", fix_code=f"x = 1  # {name}\ny = 2")
+                for name in CORPUS.values()]
+    report = Report(model={"source": "".join(CORPUS.values()), "inputs": [{"name": n} for n in CORPUS.values()]},
+                    settings={"mode": "int8"}, findings=findings, conversion={"attempted": False})
+    stream = io.StringIO()
+    render(report, Console(file=stream, width=100, force_terminal=False, highlight=False))
+    shown = stream.getvalue()
+    assert all(printable(name) in shown for name in CORPUS.values())
+    assert "[/red][bold red]loud[/bold red][link=file:///etc/passwd]link[/link]" in shown  # markup not read
+    assert not any(ord(char) < 32 and char != "\n" or 0x7f <= ord(char) < 0xa0 or char in "\u202e\u202c"
+                   for char in shown)  # no control character or override passes through
+    assert json.loads(json.dumps(report.to_dict())) == report.to_dict()
+    assert [f["location"]["input"] for f in json.loads(json.dumps(report.to_dict()))["findings"]] == list(CORPUS.values())
