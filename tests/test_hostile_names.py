@@ -94,7 +94,7 @@ def test_fix_script_for_hostile_npz_keys_runs_nothing_injected(tmp_path):
     assert result.stdout.startswith("VERIFIED")
     assert "\x1b" not in result.stdout and "\r" not in result.stdout  # no escape sequence passes through
     repair = next(line for line in result.stdout.splitlines() if line.startswith("  QD305"))
-    assert f"'{printable(keys[0])}' -> " in repair and f"'{printable(keys[1])}' -> " in repair
+    assert f"{keys[0]!r} -> " in repair and f"{keys[1]!r} -> " in repair  # quoted with repr(): one line, escaped
     assert "[/red][bold red]loud[/bold red][link=file:///etc/passwd]" in repair  # markup printed, not read
     report = json.loads((tmp_path / "fix.json").read_text())
     qd305 = next(f for f in report["before"]["findings"] if f["code"] == "QD305")
@@ -118,7 +118,7 @@ def test_fix_script_for_a_hostile_input_name_in_keras_config_runs_nothing_inject
                              "--json", "fix.json"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "\x1b" not in result.stdout and "[red]x" in result.stdout
-    assert f"  QD405  input '{printable(name)}' -> '{valid_tf_name(name, set())}' by a new Input" in result.stdout
+    assert f"  QD405  input {name!r} -> {valid_tf_name(name, set())!r} by a new Input" in result.stdout
     report = json.loads((tmp_path / "fix.json").read_text())
     assert report["before"]["model"]["inputs"][0]["name"] == name
     assert report["before"]["findings"][0]["code"] == "QD405"
@@ -203,5 +203,6 @@ def test_terminal_and_json_reports_keep_every_hostile_name_literal():
     assert "[/red][bold red]loud[/bold red][link=file:///etc/passwd]link[/link]" in shown  # markup not read
     assert not any(ord(char) < 32 and char != "\n" or 0x7f <= ord(char) < 0xa0 or char in "\u202e\u202c"
                    for char in shown)  # no control character or override passes through
-    assert json.loads(json.dumps(report.to_dict())) == report.to_dict()
-    assert [f["location"]["input"] for f in json.loads(json.dumps(report.to_dict()))["findings"]] == list(CORPUS.values())
+    document = json.loads(json.dumps(report.to_dict(), indent=2))
+    assert document == report.to_dict()
+    assert [f["location"]["input"] for f in document["findings"]] == list(CORPUS.values())
