@@ -26,8 +26,9 @@ from rich.console import Console
 from hostile_names import (CORPUS, FILE_NAMES, PAYLOAD_FILE, PAYLOAD_TITLE, comments,
                            injected_calls, string_constants)
 from quantdoctor import catalog
-from quantdoctor.fix.plan import Plan, SettingsChange, Step
-from quantdoctor.fix.repairs import Repair, valid_tf_name
+from quantdoctor.fix.plan import Plan
+from quantdoctor.intake.data import from_arrays
+from quantdoctor.fix.repairs import REPAIRS, Bench, Repair, valid_tf_name
 from quantdoctor.fix.script import write_script
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.report.literal import printable
@@ -40,19 +41,23 @@ DOCSTRING = "Converts the model with the repairs `quantdoctor fix` verified. Nee
 
 
 def script_naming(name: str, keras_model: bool) -> str:
-    """The script for a plan whose every step, setting change, repair, path and kept-float op names `name`."""
-    plan = Plan(Recipe.for_mode("int8-strict"), target=None)
-    if keras_model:
-        plan.model_steps.append(Step("QD405", "model", "with_input_names", ({name: "input_1"},),
-                                     f"input '{name}' -> 'input_1' by a new Input in front"))
-    plan.data_steps.append(Step("QD305", "map", "keyed_by_input", ({name: "image"},),
-                                f"sample keys renamed to the model's inputs: '{name}' -> 'image'"))
-    plan.change_settings("QD105", f"float fallback allowed: CUMSUM in layer '{name}' runs in float",
-                         supported_ops=["TFLITE_BUILTINS_INT8", "TFLITE_BUILTINS"])
-    applied = [Repair(step.code, step.note, f"why {name}", f"cost {name}")
-               for step in plan.model_steps + plan.data_steps]
-    applied.append(Repair("QD105", plan.settings_changes[0].note, "why", f"CUMSUM in '{name}' computes in float"))
-    return write_script(plan, applied, model_path=Path(f"/models/{name}.keras"), keras_model=keras_model,
+    """The script after the real repairs ran on findings and samples that all name `name` (an input, its
+    `.npz` key, a layer), with `name` in the paths, the signature key and an op kept float by a budget."""
+    report = Report(model={"source": "model", "inputs": [{"name": name, "shape": [None, 4, 8], "dtype": "float32"},
+                                                         {"name": "other", "shape": [None, 3], "dtype": "float32"}]},
+                    settings={}, findings=[], conversion={})
+    samples = from_arrays({f"{name}.": vectors(2, 32).reshape(2, 4, 8), "another": vectors(2, 3)})
+    bench = Bench(Plan(Recipe.for_mode("int8-strict"), target=None), report, samples, keras=keras_model)
+    findings = [catalog.get("QD305").finding("keys", location=Location(input=name)),
+                catalog.get("QD105").finding("float op", location=Location(layer=name, op=f"CUMSUM {name}"),
+                                                severity="error"),
+                catalog.get("QD108").finding("crash", location=Location(layer=name)),
+                catalog.get("QD405").finding("name", location=Location(input=name))]
+    applied = [REPAIRS[finding.code](finding, bench) for finding in findings]
+    assert all(isinstance(repair, Repair) for repair in applied[:2])
+    applied = [repair for repair in applied if isinstance(repair, Repair)]
+    assert len(applied) == (4 if keras_model else 2)  # the model edits need a Keras model
+    return write_script(bench.plan, applied, model_path=Path(f"/models/{name}.keras"), keras_model=keras_model,
                         data_path=Path(f"/data/{name}.npz"), output=f"{name}.tflite", max_samples=8,
                         signature_keys=[name], keep_float=[(name, f"CUMSUM in layer '{name}'")],
                         budget=f"top-1 drop at most 0.01 on {name}")
@@ -70,8 +75,10 @@ def test_the_script_holds_every_hostile_name_as_data(what, keras_model):
     constants = string_constants(source)
     paths = {os.path.abspath(f"/data/{name}.npz"), os.path.abspath(f"/models/{name}.keras")}  # as the script holds them
     assert {f"{name}.tflite", name, *paths} <= set(constants)  # names are literals, value intact
-    notes = [c for c in comments(source) if "QD305" in c or "QD105" in c or "CUMSUM in" in c or "cost" in c]
-    assert len(notes) >= 5 and all(printable(name) in c for c in notes)  # each note whole, on its own line
+    notes = [c for c in comments(source) if c.startswith(("#   QD", "# QD", "#   cost", "# Accuracy budget"))
+             or "CUMSUM in" in c]
+    assert len(notes) >= 6 and all(repr(name) in c or printable(name) in c for c in notes if "cost" not in c)
+    assert all("\n" not in c and "\r" not in c for c in notes)  # each note whole, on its own line
     if not keras_model:
         assert f"signature_keys={[name]!r}" in source
 
