@@ -32,6 +32,7 @@ CORPUS: dict[str, str] = {
             f"onerror=\"document.title='{PAYLOAD_TITLE}'\">",
     "html attributes": f"<img src=x onerror=\"document.title='{PAYLOAD_TITLE}'\"><svg onload=\"window.pwned=1\">",
     "null and controls": "nul\x00bell\x07tab\tff\x0cdel\x7f",
+    "undecodable file name": "caf\udce9",  # how Python names the bytes b"caf\xe9" (Latin-1) on a UTF-8 system
 }
 
 # What a file name can hold: everything but "/" and NUL.

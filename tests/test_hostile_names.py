@@ -31,6 +31,7 @@ from quantdoctor.intake.data import from_arrays
 from quantdoctor.fix.repairs import REPAIRS, Bench, Repair, valid_tf_name
 from quantdoctor.fix.script import write_script
 from quantdoctor.intake.recipe import Recipe
+from quantdoctor.report.html import write_html
 from quantdoctor.report.literal import printable
 from quantdoctor.report.model import Location, Report
 from quantdoctor.report.terminal import render
@@ -70,6 +71,7 @@ def test_the_script_holds_every_hostile_name_as_data(what, keras_model):
     source = script_naming(name, keras_model)
     tree = ast.parse(source)
     compile(source, "convert_fixed.py", "exec")
+    source.encode("utf-8")  # the script can be written as UTF-8 whatever the name holds
     assert ast.get_docstring(tree) == DOCSTRING  # no name closes the docstring or lands in it
     assert injected_calls(source) == set()  # nothing pasted runs: the script's own code calls no payload function
     constants = string_constants(source)
@@ -213,3 +215,32 @@ def test_terminal_and_json_reports_keep_every_hostile_name_literal():
     document = json.loads(json.dumps(report.to_dict(), indent=2))
     assert document == report.to_dict()
     assert [f["location"]["input"] for f in document["findings"]] == list(CORPUS.values())
+
+
+def test_html_report_escapes_every_hostile_name(tmp_path):
+    """Every corpus name, in the model source, a finding, its fix code and a layer row: escaped text only."""
+    names = list(CORPUS.values())
+    findings = [catalog.get("QD501").finding(f"layer {name} lost accuracy", location=Location(layer=name),
+                                             fix=f"keep {name} float", fix_code=f"nodes = [{name!r}]")
+                for name in names]
+    rows = [{"layer": name, "tensor": name, "op": "FULLY_CONNECTED", "worst_channel_sqnr_db": 10.0} for name in names]
+    report = Report(model={"source": "".join(names), "inputs": []}, settings={"mode": "int8"}, findings=findings,
+                    conversion={"attempted": True}, comparison={"end_to_end": {"sqnr_db": 1.0}, "layers": rows})
+    write_html(report, tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    body = page.split("<body>", 1)[1]
+    assert "<script" not in body and "<img" not in body and "<svg onload" not in body
+    assert html.escape(CORPUS["html"]) in body and "caf\\udce9" in body  # shown as text; the stray byte escaped
+
+
+def test_a_usage_error_prints_a_hostile_path_literally_on_one_line(tmp_path):
+    """A path is user input too: the one-line error shows it with its controls escaped and its markup unread."""
+    name = CORPUS["ansi escapes"].replace("/", "") + CORPUS["newline"] + "[bold red]x"
+    result = subprocess.run([QUANTDOCTOR, "diagnose", name + ".keras"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    one_line = printable(" ".join(name.split()))  # the error is one line: its whitespace runs become one space
+    assert result.stderr == f"quantdoctor: error: model not found: {one_line}.keras\n"
+    option = subprocess.run([QUANTDOCTOR, "diagnose", "m.keras", "--da\x1b[2Jta"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert option.returncode == 2 and option.stderr.startswith("quantdoctor: error: No such option: --da\\x1b[2Jta")

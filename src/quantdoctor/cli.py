@@ -291,7 +291,7 @@ def _run() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except ClickException as exc:  # a bad option, a missing argument, an unknown command
-        err.print(f"quantdoctor: error: {_usage_line(exc)}", markup=False)
+        err.print(f"quantdoctor: error: {printable(_usage_line(exc))}", markup=False)
         sys.exit(2)
     except typer.Abort:
         sys.exit(1)

@@ -49,8 +49,9 @@ def render_html(report: Report) -> str:
 
 
 def write_html(report: Report, path: Path) -> None:
-    """Write the report to `path`."""
-    path.write_text(render_html(report), encoding="utf-8")
+    """Write the report to `path`. A name UTF-8 cannot hold (a file name's undecodable byte) is written
+    as its escape."""
+    path.write_text(render_html(report), encoding="utf-8", errors="backslashreplace")
 
 
 def _findings(report: Report) -> str:
