@@ -244,3 +244,22 @@ def test_a_usage_error_prints_a_hostile_path_literally_on_one_line(tmp_path):
     option = subprocess.run([QUANTDOCTOR, "diagnose", "m.keras", "--da\x1b[2Jta"], cwd=tmp_path, capture_output=True,
                             text=True, timeout=120)
     assert option.returncode == 2 and option.stderr.startswith("quantdoctor: error: No such option: --da\\x1b[2Jta")
+
+
+def test_the_signature_runner_fix_code_holds_hostile_input_names_as_data(monkeypatch):
+    """QD517's fix code (`outputs = runner(...)`) names the model's signature inputs: a name that is not an
+    identifier is passed as `**{repr: ...}`, and the code still parses and calls nothing injected."""
+    from types import SimpleNamespace
+
+    from quantdoctor.watch import inference
+
+    reported = []
+    monkeypatch.setattr(inference, "_report", lambda finding, where: reported.append(finding))
+    names = ["image", *CORPUS.values()]
+    inference._report_runner_keys({name: SimpleNamespace(name=f"serving_{name}") for name in names}, ["wrong"], [],
+                                  None)
+    code = reported[0].fix.code
+    assert code.startswith("outputs = runner(image=..., **{") and injected_calls(code) == set()
+    call = ast.parse(code).body[0].value
+    assert [keyword.arg for keyword in call.keywords] == ["image"] + [None] * len(CORPUS)
+    assert [ast.literal_eval(keyword.value.keys[0]) for keyword in call.keywords[1:]] == list(CORPUS.values())
