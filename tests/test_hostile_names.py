@@ -85,7 +85,6 @@ def test_the_script_holds_every_hostile_name_as_data(what, keras_model):
         assert f"signature_keys={[name]!r}" in source
 
 
-@pytest.mark.code("QD305")
 def test_fix_script_for_hostile_npz_keys_runs_nothing_injected(tmp_path):
     """A `.npz` whose member names carry payloads, for a two-input model (QD305): the keys reach the script
     as literals, the terminal literally, the JSON exactly; running the script creates no file."""
@@ -112,7 +111,6 @@ def test_fix_script_for_hostile_npz_keys_runs_nothing_injected(tmp_path):
     assert_script_runs_nothing_injected(tmp_path, tmp_path / "convert_fixed.py", keys)
 
 
-@pytest.mark.code("QD405")
 def test_fix_script_for_a_hostile_input_name_in_keras_config_runs_nothing_injected(tmp_path):
     """A `.keras` file whose input name in config.json holds a payload (QD405, the name is no valid
     TensorFlow name): the renaming reaches the script as literals and comments, and nothing runs."""
