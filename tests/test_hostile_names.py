@@ -261,3 +261,24 @@ def test_the_signature_runner_fix_code_holds_hostile_input_names_as_data(monkeyp
     call = ast.parse(code).body[0].value
     assert [keyword.arg for keyword in call.keywords] == ["image"] + [None] * len(CORPUS)
     assert [ast.literal_eval(keyword.value.keys[0]) for keyword in call.keywords[1:]] == list(CORPUS.values())
+
+
+def test_names_written_as_code_must_be_identifiers():
+    """What the script writes as code, not as a literal (converter settings, the transforms it calls), is
+    refused unless it is a plain identifier: a recipe or a step carrying a name from a file cannot become code."""
+    from quantdoctor.errors import InternalError
+    from quantdoctor.fix.plan import Step
+    from quantdoctor.fix.script import identifier
+
+    assert identifier("TFLITE_BUILTINS_INT8") == "TFLITE_BUILTINS_INT8"
+    for name in [*CORPUS.values(), "int8; import os", "名前"]:
+        with pytest.raises(InternalError, match="not an identifier"):
+            identifier(name)
+    recipe = Recipe.for_mode("int8")
+    recipe.inference_input_type = CORPUS["newline"]
+    with pytest.raises(InternalError, match="not an identifier"):
+        write_script(Plan(recipe, target=None), [], model_path=None, keras_model=True, data_path=None,
+                     output="m.tflite", max_samples=8)
+    with pytest.raises(InternalError, match="not a transforms function"):
+        Step("QD201", "map", CORPUS["newline"]).source("sample")
+    assert Step("QD201", "map", "cast_to", ({0: "float32"},)).source("sample") == "cast_to(sample, {0: 'float32'})"
