@@ -21,6 +21,7 @@ from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
 from quantdoctor.intake.output_file import write_output
 from quantdoctor.intake.paths import check_outputs, input_kind
+from quantdoctor.report.literal import printable
 from quantdoctor.report.model import SEVERITIES
 
 try:  # typer 0.29 carries its own copy of click
@@ -71,7 +72,7 @@ def diagnose(
     check_cache_root(inputs=(model, data, eval_data),
                      outputs={"--json": json_path, "--output": output, "--keep-workdir": keep_workdir})
     doing = "Checking (preflight only)" if no_convert else "Converting"
-    with err.status(f"{doing} {escape(str(model))} in an isolated process…"):
+    with err.status(f"{doing} {escape(printable(model))} in an isolated process…"):
         report = run_diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
                               max_samples=max_samples, timeout=timeout, memory_limit_mb=memory_limit,
                               target=target, convert=not no_convert, eval_data=eval_data,
@@ -222,7 +223,7 @@ def fix(
     check_cache_root(inputs=(model, data, eval_data, labels),
                      outputs={"--output": output, "--script": script, "--json": json_path, "--html": html_path})
     script_output = os.path.abspath(output) if output else "model_int8.tflite"  # the script runs anywhere
-    with err.status(f"Fixing {escape(str(model))}: converting in an isolated process, in rounds…") as status:
+    with err.status(f"Fixing {escape(printable(model))}: converting in an isolated process, in rounds…") as status:
         def progress(step: str, variants: int) -> None:
             status.update(f"Searching the float fallback for the accuracy budget: {variants} variant(s) tried…")
 
@@ -234,17 +235,17 @@ def fix(
     render_fix(result, out)
     if output and result.model is not None and result.met_budget is False:
         write_output(output, result.model, "--output")
-        out.print(f"Best effort written to {output} ({len(result.model)} bytes): it misses the accuracy budget",
-                  markup=False, soft_wrap=True)
+        out.print(printable(f"Best effort written to {output} ({len(result.model)} bytes): it misses the accuracy "
+                            "budget"), markup=False, soft_wrap=True)
     elif output and result.model is not None:
         write_output(output, result.model, "--output")
-        out.print(f"Model written to {output} ({len(result.model)} bytes)", markup=False, soft_wrap=True)
+        out.print(printable(f"Model written to {output} ({len(result.model)} bytes)"), markup=False, soft_wrap=True)
     elif output:
-        out.print(f"No model written to {output}: it is not verified", markup=False, soft_wrap=True)
+        out.print(printable(f"No model written to {output}: it is not verified"), markup=False, soft_wrap=True)
     if script:
         write_output(script, result.script, "--script")
-        out.print(f"Script written to {script}" + ("" if result.verified else " (its repairs are not verified)"),
-                  markup=False, soft_wrap=True)
+        unverified = "" if result.verified else " (its repairs are not verified)"
+        out.print(printable(f"Script written to {script}{unverified}"), markup=False, soft_wrap=True)
     if json_path:
         write_output(json_path, json.dumps(result.to_dict(), indent=2), "--json")
     if not result.verified:
@@ -298,12 +299,13 @@ def _run() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except ClickException as exc:  # a bad option, a missing argument, an unknown command
-        err.print(f"quantdoctor: error: {_usage_line(exc)}", markup=False)
+        err.print(f"quantdoctor: error: {printable(_usage_line(exc))}", markup=False)
         sys.exit(2)
     except typer.Abort:
         sys.exit(1)
     except UsageError as exc:
-        err.print(f"quantdoctor: error: {' '.join(str(exc).split())}", markup=False)  # one line, whatever it quotes
+        one_line = printable(" ".join(str(exc).split()))  # one line, whatever it quotes, shown literally
+        err.print(f"quantdoctor: error: {one_line}", markup=False)
         sys.exit(2)
     except Exception:
         traceback.print_exc()

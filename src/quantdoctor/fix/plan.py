@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator
 
+from quantdoctor.errors import InternalError
 from quantdoctor.fix import transforms
 from quantdoctor.intake import data as data_intake
 from quantdoctor.intake.data import CalibrationSet
@@ -38,7 +39,10 @@ class Step:
         return getattr(transforms, self.function)(subject, *self.args)
 
     def source(self, subject: str) -> str:
-        """The call as Python source, e.g. `cast_to(sample, {0: 'float32'})`."""
+        """The call as Python source, e.g. `cast_to(sample, {0: 'float32'})`: the arguments (which hold
+        names from the user's files) as `repr()` literals, the function a `transforms` function's name."""
+        if not (self.function.isidentifier() and callable(getattr(transforms, self.function, None))):
+            raise InternalError(f"not a transforms function, so not written as code: {self.function!r}")
         return f"{self.function}({', '.join([subject, *map(repr, self.args)])})"
 
     def to_dict(self) -> dict[str, Any]:

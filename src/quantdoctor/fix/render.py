@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.text import Text
 
+from quantdoctor.report.literal import literal_assemble, literal_text
 from quantdoctor.report.terminal import budget_lines
 
 if TYPE_CHECKING:
@@ -32,36 +33,36 @@ def fix_lines(result: FixResult) -> list[Text]:
     label, style = ("VERIFIED", "bold green") if result.verified else ("NOT FIXED", "bold red")
     after = result.after
     target = after.settings.get("target") or "cpu"
-    lines = [Text.assemble((label, style), "  ", (after.model["source"], "bold"),
-                           f"  mode={after.settings['mode']}  target={target}",
-                           (f"  {result.conversions} conversion(s) in {result.seconds:.1f} s", "dim"))]
+    lines = [literal_assemble((label, style), "  ", (after.model["source"], "bold"),
+                              f"  mode={after.settings['mode']}  target={target}",
+                              (f"  {result.conversions} conversion(s) in {result.seconds:.1f} s", "dim"))]
     if result.applied:
-        lines.append(Text("Repairs", "bold"))
+        lines.append(literal_text("Repairs", "bold"))
         for repair in result.applied:
-            lines.append(Text.assemble("  ", (repair.code, "cyan"), f"  {repair.change}"))
-            lines.append(Text(f"         cost: {repair.cost}", "dim"))
+            lines.append(literal_assemble("  ", (repair.code, "cyan"), f"  {repair.change}"))
+            lines.append(literal_text(f"         cost: {repair.cost}", "dim"))
     elif not result.blocked:
-        lines.append(Text("No repair was needed.", "green"))
-    lines.append(Text("Verification", "bold"))
+        lines.append(literal_text("No repair was needed.", "green"))
+    lines.append(literal_text("Verification", "bold"))
     verification = result.verification
     for value, text in ((verification.converted, "converted by the real converter, in the isolated worker"),
                         (verification.audit, f"no error finding; the audit passes for target {target}"),
                         (verification.runs, "LiteRT runs it on calibration samples, isolated"),
                         (verification.compared, "compare against the float model finds no accuracy error")):
         mark, mark_style = _MARK[value]
-        lines.append(Text.assemble("  ", (mark, mark_style), f"  {text}"))
-    lines += [Text(f"        {detail}", "dim") for detail in verification.details]
+        lines.append(literal_assemble("  ", (mark, mark_style), f"  {text}"))
+    lines += [literal_text(f"        {detail}", "dim") for detail in verification.details]
     if result.budget:
         lines += budget_lines(result.budget)
     if result.blocked:
-        lines.append(Text("What you must change", "bold red"))
+        lines.append(literal_text("What you must change", "bold red"))
         for blocked in result.blocked:
-            lines.append(Text.assemble("  ", (blocked.code, "bold red"), f"  {blocked.reason}"))
-            lines.append(Text.assemble("         ", ("do: ", "bold"), blocked.instruction))
+            lines.append(literal_assemble("  ", (blocked.code, "bold red"), f"  {blocked.reason}"))
+            lines.append(literal_assemble("         ", ("do: ", "bold"), blocked.instruction))
     left = [f for f in after.findings if f.severity != "info" or not result.verified]
     if left:
-        lines.append(Text("Still reported" if result.verified else "The last diagnosis", "bold"))
+        lines.append(literal_text("Still reported" if result.verified else "The last diagnosis", "bold"))
         for finding in left:
-            lines.append(Text.assemble("  ", (finding.code, "red" if finding.severity == "error" else "yellow"),
-                                       f"  {finding.severity}  {finding.title}: {finding.message}"))
+            lines.append(literal_assemble("  ", (finding.code, "red" if finding.severity == "error" else "yellow"),
+                                          f"  {finding.severity}  {finding.title}: {finding.message}"))
     return lines

@@ -6,7 +6,8 @@ and what it costs; or returns `Blocked` when it cannot apply here (with the reas
 user must change); or None when there is nothing left for it to do. A finding whose code has an
 entry in `REPAIRS` is marked `fix.automatic` in every report.
 
-A repair never hides a problem: a semantic change or a degraded target is said in `cost`.
+A repair never hides a problem: a semantic change or a degraded target is said in `cost`. Names from
+the user's files (inputs, keys, layers, signatures, ops) are quoted with `repr()` in what it says.
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ def cast_samples(finding: Finding, bench: Bench) -> Repair | Blocked | None:
     dtypes = {key: spec.dtype for key, spec in zip(keys, inputs)}
     wanted = wanted or (inputs[0].dtype if len(inputs) == 1 else "the input dtype")
     name = finding.location.input or inputs[0].name
-    change = f"samples for input '{name}' cast from {got} to {wanted}"
+    change = f"samples for input {name!r} cast from {got} to {wanted}"
     if got.startswith("float") and wanted.startswith(("int", "uint")):
         cost = "fractions are truncated: make sure these samples are meant as integers"
     elif got == "float64":
@@ -183,11 +184,11 @@ def add_batch_axis(finding: Finding, bench: Bench) -> Repair | Blocked | None:
     shape = tuple(finding.evidence.get("sample_shape", ()))
     if spec is None or spec.shape is None or len(shape) != len(spec.shape) - 1 or not spec.accepts_shape((1, *shape)):
         return Blocked(finding.code, finding.message,
-                       f"feed samples for input '{name}' in the input's own shape "
+                       f"feed samples for input {name!r} in the input's own shape "
                        f"{_dims(spec.shape if spec else None)} "
                        "(resize or crop them where you preprocess them)")
     key = _key(bench, name)
-    change = f"samples for input '{name}' given their missing batch axis: {_dims(shape)} -> {_dims((1, *shape))}"
+    change = f"samples for input {name!r} given their missing batch axis: {_dims(shape)} -> {_dims((1, *shape))}"
     bench.plan.add_data_step(Step(finding.code, "map", "with_batch_axis", ((key,),), change))
     return Repair(finding.code, change, "each sample is one batch of the input, batch axis first", "none")
 
@@ -203,7 +204,7 @@ def map_dict_keys(finding: Finding, bench: Bench) -> Repair | Blocked | None:
         return Blocked(finding.code, finding.message, "name each sample's arrays by the model's inputs "
                        f"({', '.join(spec.name for spec in bench.inputs)}): their shapes leave the pairing open")
     renamed = {key: name for key, name in pairing.items() if key != name}
-    change = "sample keys renamed to the model's inputs: " + ", ".join(f"'{k}' -> '{v}'" for k, v in renamed.items())
+    change = "sample keys renamed to the model's inputs: " + ", ".join(f"{k!r} -> {v!r}" for k, v in renamed.items())
     bench.plan.add_data_step(Step(finding.code, "map", "keyed_by_input", (pairing,), change))
     return Repair(finding.code, change, "the calibrator matches dict samples to inputs by name",
                   "none, if each array is what its shape says: the pairing was decided by shape")
@@ -217,7 +218,7 @@ def pair_list_items(finding: Finding, bench: Bench) -> Repair | Blocked | None:
     pairing = assign_inputs(dict(enumerate(a.shape for a in sample.arrays)), bench.inputs)
     if pairing is None:
         return Blocked(finding.code, finding.message, finding.fix.summary)
-    change = "list items yielded as dicts by input name: " + ", ".join(f"item {k} -> '{v}'" for k, v in pairing.items())
+    change = "list items yielded as dicts by input name: " + ", ".join(f"item {k} -> {v!r}" for k, v in pairing.items())
     bench.plan.add_data_step(Step(finding.code, "map", "keyed_by_input", (pairing,), change))
     return Repair(finding.code, change, "the calibrator pairs list items with inputs in its own order, not yours",
                   "none: the pairing was decided by shape, which only one order fits")
@@ -259,7 +260,7 @@ def key_by_signature(finding: Finding, bench: Bench) -> Repair | Blocked | None:
             pairing = assign_inputs(dict(enumerate(a.shape for a in first.arrays)), inputs) if inputs else None
             names = [pairing[position] for position in range(len(pairing))] if pairing else None
         if names is None:
-            return Blocked(finding.code, f"The samples do not fit the inputs of signature '{key}'.",
+            return Blocked(finding.code, f"The samples do not fit the inputs of signature {key!r}.",
                            "yield (signature_key, {input name: array}) samples for every signature you convert")
         signatures[key] = names
     change = f"each sample calibrates every converted signature ({', '.join(signatures)})"
@@ -402,7 +403,7 @@ def keep_failing_op_float(finding: Finding, bench: Bench) -> Repair | Blocked | 
         return int16x8_to_int8(finding, bench)
     op = finding.location.op or "the op"
     return Blocked(finding.code, finding.message, f"keep {op} float when quantizing: "
-                   f"tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=['{op}']) with "
+                   f"tf.lite.experimental.QuantizationDebugOptions(denylisted_ops={[op]!r}) with "
                    "QuantizationDebugger.get_nondebug_quantized_model()")
 
 
@@ -457,7 +458,7 @@ def rename_inputs(finding: Finding, bench: Bench) -> Repair | Blocked | None:
              for spec in bench.inputs if spec.name == finding.location.input}
     if not names:
         return None
-    renamed = ", ".join(f"'{old}' -> '{new}'" for old, new in names.items())
+    renamed = ", ".join(f"{old!r} -> {new!r}" for old, new in names.items())
     step = Step(finding.code, "model", "with_input_names", (names,),
                 f"input {renamed} by a new Input in front (the model's own layers and weights, shared)")
     outcome = _model_step(finding, bench, step, "SavedModel signature arguments must be valid TensorFlow names",
@@ -481,7 +482,7 @@ def valid_tf_name(name: str, taken: set[str]) -> str:
 
 
 def _where(finding: Finding) -> str:
-    return f"layer '{finding.location.layer}'" if finding.location.layer else "the model"
+    return f"layer {finding.location.layer!r}" if finding.location.layer else "the model"
 
 
 def _dims(shape: Any) -> str:

@@ -3,6 +3,10 @@
 It loads the user's model and data files, applies the plan's model and data steps as plain code
 (the `transforms` functions, copied verbatim), configures the converter from the recipe, and
 writes the model. Each repair is a commented block naming the finding code it answers.
+
+Names from the user's files (inputs, layers, `.npz` keys, paths, converter messages) are data: they
+reach the code only as `repr()` literals, and the comments only through `python_comment`, which
+keeps each on its own line. A name pasted into code without `repr` passes an identifier check.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ from typing import Any
 
 from quantdoctor import catalog
 from quantdoctor.budget.script import keep_float_block
+from quantdoctor.errors import InternalError
 from quantdoctor.fix import transforms
 from quantdoctor.fix.plan import Plan, SettingsChange, Step
 from quantdoctor.fix.repairs import Repair
 from quantdoctor.intake.recipe import Recipe
+from quantdoctor.report.literal import python_comment
 
 # What a new TFLiteConverter holds (TF 2.21): only settings that differ are written.
 CONVERTER_DEFAULTS: dict[str, Any] = {
@@ -61,10 +67,11 @@ def write_script(plan: Plan, applied: list[Repair], *, model_path: Path | None, 
 
 
 def _header(applied: list[Repair]) -> str:
-    lines = ['"""Converts the model with the repairs `quantdoctor fix` verified. Needs TensorFlow and NumPy only.',
-             "", "Repairs (each is a commented block below, named by its finding code):"]
-    lines += [f"  {r.code}  {r.change}" for r in applied] or ["  none"]
-    return "\n".join(lines) + '\n"""'
+    """The docstring (fixed text) and the repairs, one comment line each: what they change names the user's things."""
+    lines = ['"""Converts the model with the repairs `quantdoctor fix` verified. Needs TensorFlow and NumPy only."""',
+             "", "# Repairs (each is a commented block below, named by its finding code):"]
+    lines += [python_comment(f"  {r.code}  {r.change}") for r in applied] or ["#   none"]
+    return "\n".join(lines)
 
 
 def _constants(model_path: Path | None, keras_model: bool, data_path: Path | None, output: str,
@@ -90,10 +97,10 @@ def _helper_source(steps: list[Step]) -> str:
 def _comment(step_or_change: Any, costs: dict[tuple[str, str], str]) -> list[str]:
     code, note = step_or_change.code, step_or_change.note
     title = catalog.get(code).title if code in catalog.CHECKS else code
-    lines = [f"# {code} ({title}): {note}"]
+    lines = [python_comment(f"{code} ({title}): {note}")]
     cost = costs.get((code, note))
     if cost:
-        lines.append(f"#   cost: {cost}")
+        lines.append(python_comment(f"  cost: {cost}"))
     return lines
 
 
@@ -149,7 +156,7 @@ def _converter_block(recipe: Recipe, changes: list[SettingsChange], costs: dict,
             if field in change.before and number not in commented:
                 commented.add(number)
                 was = ", ".join(f"{name} = {value!r}" for name, value in change.before.items())
-                lines += [*_comment(change, costs), f"#   was: {was}"]
+                lines += [*_comment(change, costs), python_comment(f"  was: {was}")]
         lines.append(line)
     return "\n".join(lines + ["", produce, 'with open(OUTPUT_PATH, "wb") as output:',
                               "    output.write(tflite_model)",
@@ -159,15 +166,22 @@ def _converter_block(recipe: Recipe, changes: list[SettingsChange], costs: dict,
 def _recipe_lines(recipe: Recipe) -> list[tuple[str, str]]:
     """(recipe field, converter line) for every setting that differs from a new converter's."""
     lines = [("optimizations", "converter.optimizations = ["
-              + ", ".join(f"tf.lite.Optimize.{name}" for name in recipe.optimizations) + "]")]
+              + ", ".join(f"tf.lite.Optimize.{identifier(name)}" for name in recipe.optimizations) + "]")]
     lines.append(("supported_ops", "converter.target_spec.supported_ops = ["
-                  + ", ".join(f"tf.lite.OpsSet.{name}" for name in recipe.supported_ops) + "]"))
+                  + ", ".join(f"tf.lite.OpsSet.{identifier(name)}" for name in recipe.supported_ops) + "]"))
     lines.append(("supported_types", "converter.target_spec.supported_types = ["
-                  + ", ".join(f"tf.{name}" for name in recipe.supported_types) + "]"))
-    lines.append(("inference_input_type", f"converter.inference_input_type = tf.{recipe.inference_input_type}"))
-    lines.append(("inference_output_type", f"converter.inference_output_type = tf.{recipe.inference_output_type}"))
+                  + ", ".join(f"tf.{identifier(name)}" for name in recipe.supported_types) + "]"))
+    for field in ("inference_input_type", "inference_output_type"):
+        lines.append((field, f"converter.{field} = tf.{identifier(getattr(recipe, field))}"))
     lines.append(("calibrate", "converter.representative_dataset = representative_dataset" if recipe.calibrate
                   else "converter.representative_dataset = None"))
-    lines += [(name, f"converter.{name} = {value!r}") for name, value in recipe.flags.items()
+    lines += [(name, f"converter.{identifier(name)} = {value!r}") for name, value in recipe.flags.items()
               if CONVERTER_DEFAULTS.get(name, not value) != value]
     return lines
+
+
+def identifier(name: str) -> str:
+    """`name`, checked to be a plain Python identifier before it is written into the script as code."""
+    if not (isinstance(name, str) and name.isidentifier() and name.isascii()):
+        raise InternalError(f"not an identifier, so not written into the script as code: {name!r}")
+    return name

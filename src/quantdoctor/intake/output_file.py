@@ -20,8 +20,11 @@ from quantdoctor.errors import UsageError
 
 
 def write_output(path: str | Path, content: bytes | str, option: str) -> None:
-    """Write `content` (text is UTF-8) to `path`, which `option` (`--json`, ...) named, atomically."""
-    data = content.encode("utf-8") if isinstance(content, str) else content
+    """Write `content` to `path`, which `option` (`--json`, ...) named, atomically.
+
+    Text is UTF-8; a character UTF-8 cannot hold (a file name's undecodable byte) is written as its escape.
+    """
+    data = content.encode("utf-8", errors="backslashreplace") if isinstance(content, str) else content
     target = Path(os.path.realpath(path))
     try:
         mode: int | None = os.stat(target).st_mode

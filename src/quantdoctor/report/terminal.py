@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.text import Text
 
+from quantdoctor.report.literal import literal_assemble, literal_text, printable
+
 if TYPE_CHECKING:
     from quantdoctor.report.model import Finding, Report
 
@@ -31,11 +33,11 @@ def report_lines(report: Report) -> list[Text]:
     lines = [_headline(report)]
     root = report.root_cause
     if root:
-        lines.append(Text("Root cause", "bold"))
+        lines.append(literal_text("Root cause", "bold"))
         lines += _finding(root, with_fix_code=True)
     others = [f for f in report.findings if f is not root]
     if others:
-        lines.append(Text("Also found" if root else "Findings", "bold"))
+        lines.append(literal_text("Also found" if root else "Findings", "bold"))
         for finding in others:
             lines += _finding(finding, with_fix_code=root is None and finding is others[0])
     if report.audit:
@@ -45,7 +47,7 @@ def report_lines(report: Report) -> list[Text]:
     if report.budget:
         lines += budget_lines(report.budget)
     if not report.findings:
-        lines.append(Text("No problems found.", "green"))
+        lines.append(literal_text("No problems found.", "green"))
     return lines
 
 
@@ -63,7 +65,7 @@ def render_plain(report: Report) -> str:
 def _headline(report: Report) -> Text:
     label, style = _VERDICT[report.verdict]
     settings = report.settings
-    head = Text.assemble((f"{label}", style), "  ", (report.model["source"], "bold"))
+    head = literal_assemble((f"{label}", style), "  ", (report.model["source"], "bold"))
     if settings.get("mode") is not None:
         head.append(f"  mode={settings['mode']}")
     elif report.audit:  # a .tflite audited on its own: what it is, not what was asked
@@ -85,29 +87,30 @@ def _indented(text: Text, spaces: int = 2) -> Text:
 
 
 def _finding(finding: Finding, with_fix_code: bool) -> list[Text]:
-    title = Text.assemble((f"{finding.code} ", _STYLE[finding.severity]), (finding.severity, _STYLE[finding.severity]),
-                          "  ", (finding.title, "bold"))
+    style = _STYLE[finding.severity]
+    title = literal_assemble((f"{finding.code} ", style), (finding.severity, style), "  ", (finding.title, "bold"))
     where = finding.location.describe()
-    parts = [title, Text(finding.message + (f"  [{where}]" if where else ""))]
+    parts = [title, literal_text(finding.message + (f"  [{where}]" if where else ""))]
     converter_message = finding.evidence.get("converter_message")
     if converter_message:
-        parts.append(Text(f"converter said: {converter_message[:200]}", "dim"))
-    parts.append(Text.assemble(("fix: ", "bold green"), finding.fix.summary))
+        parts.append(literal_text(f"converter said: {converter_message[:200]}", "dim"))
+    parts.append(literal_assemble(("fix: ", "bold green"), finding.fix.summary))
     lines = [_indented(part) for part in parts]
     if with_fix_code and finding.fix.code:
-        code = Syntax(finding.fix.code, "python", theme="ansi_dark", background_color="default")
-        lines += [_indented(line, 4) for line in code.highlight(finding.fix.code).split("\n")]
+        source = "\n".join(printable(line) for line in finding.fix.code.split("\n"))
+        code = Syntax(source, "python", theme="ansi_dark", background_color="default")
+        lines += [_indented(line, 4) for line in code.highlight(source).split("\n")]
     return lines
 
 
 def _audit_section(audit: dict) -> list[Text]:
     verdict = "fully integer" if audit["fully_integer"] else f"{len(audit['float_ops'])} float op(s)"
-    lines = [Text(f"Model: {audit['op_count']} ops, {verdict}, {audit['integer_partitions']} integer "
-                  f"partition(s)", "bold")]
+    lines = [literal_text(f"Model: {audit['op_count']} ops, {verdict}, {audit['integer_partitions']} integer "
+                          f"partition(s)", "bold")]
     for number, island in enumerate(audit["float_islands"], 1):
         layers = f" in {', '.join(island['layers'])}" if island["layers"] else ""
-        lines.append(Text(f"  float island {number}: {', '.join(island['ops'])}{layers} "
-                          f"({island['dequantize_in']} DEQUANTIZE in, {island['quantize_out']} QUANTIZE out)"))
+        lines.append(literal_text(f"  float island {number}: {', '.join(island['ops'])}{layers} "
+                                  f"({island['dequantize_in']} DEQUANTIZE in, {island['quantize_out']} QUANTIZE out)"))
     signatures = audit.get("signatures") or []
     entries = [(f"signature '{s['key']}' ", s["inputs"], s["outputs"]) for s in signatures] if len(signatures) > 1 \
         else [("", audit["input_types"], audit["output_types"])]
@@ -115,8 +118,8 @@ def _audit_section(audit: dict) -> list[Text]:
         for role, tensors in (("input", inputs), ("output", outputs)):
             for tensor in tensors:
                 quant = f", scale {tensor['scale']:.6g}, zero point {tensor['zero_point']}" if tensor["scale"] else ""
-                lines.append(Text(f"  {prefix}{role} '{tensor['name']}': {tensor['dtype']} {_shape(tensor)}{quant}",
-                                  "dim"))
+                lines.append(literal_text(f"  {prefix}{role} '{tensor['name']}': {tensor['dtype']} "
+                                          f"{_shape(tensor)}{quant}", "dim"))
     return lines
 
 
@@ -130,19 +133,21 @@ def budget_lines(budget: dict) -> list[Text]:
     """An accuracy budget's outcome: met or missed, the metrics, the ops kept float with their gains."""
     chosen = budget["chosen"]
     verdict = ("MET", "bold green") if budget["met_budget"] else ("MISSED: best effort returned", "bold red")
-    lines = [Text.assemble(("Accuracy budget: ", "bold"), budget["objective"]["description"], "  ", verdict),
-             Text(f"  float {_number(budget['objective']['float_value'])} · "
-                  f"full INT8 {_number(budget['int8_value'])} · "
-                  f"chosen {_number(chosen['metric'])} with {chosen['float_ops']} float op(s), "
-                  f"{chosen['integer_partitions']} integer partition(s), {chosen['model_bytes'] / 1024:.1f} kB")]
+    lines = [literal_assemble(("Accuracy budget: ", "bold"), budget["objective"]["description"], "  ", verdict),
+             literal_text(f"  float {_number(budget['objective']['float_value'])} · "
+                          f"full INT8 {_number(budget['int8_value'])} · "
+                          f"chosen {_number(chosen['metric'])} with {chosen['float_ops']} float op(s), "
+                          f"{chosen['integer_partitions']} integer partition(s), "
+                          f"{chosen['model_bytes'] / 1024:.1f} kB")]
     if budget["kept_float"]:
-        lines.append(Text("  kept in float (gain: the metric lost when it alone is quantized again):", "dim"))
+        lines.append(literal_text("  kept in float (gain: the metric lost when it alone is quantized again):", "dim"))
         for row in budget["kept_float"]:
             gain = "" if row["gain"] is None else f"{row['gain']:+.4f}"
-            lines.append(Text(f"    {(row['layer'] or row['node']):<32.32} {row['op']:<18.18} {gain}"))
-    lines.append(Text(f"  {budget['evaluations']} variant(s) of {budget['candidate_ops']} candidate op(s) tried; "
-                      f"search {budget['seconds']['search']:.1f} s; Pareto front: {len(budget['pareto'])} variant(s)",
-                      "dim"))
+            name = printable(row["layer"] or row["node"])
+            lines.append(literal_text(f"    {name:<32.32} {row['op']:<18.18} {gain}"))
+    lines.append(literal_text(f"  {budget['evaluations']} variant(s) of {budget['candidate_ops']} candidate op(s) "
+                              f"tried; search {budget['seconds']['search']:.1f} s; Pareto front: "
+                              f"{len(budget['pareto'])} variant(s)", "dim"))
     return lines
 
 
@@ -154,10 +159,11 @@ def _comparison_section(comparison: dict, rows: int = 8) -> list[Text]:
     e2e = comparison["end_to_end"]
     headline = ", ".join(f"{key.replace('_', ' ')} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
                          for key, value in e2e.items())
-    lines = [Text(f"Compared on {comparison['samples']} samples: {headline}", "bold"),
-             Text("  worst layers (worst-channel SQNR dB / whole tensor / own drop / clipped):", "dim")]
+    lines = [literal_text(f"Compared on {comparison['samples']} samples: {headline}", "bold"),
+             literal_text("  worst layers (worst-channel SQNR dB / whole tensor / own drop / clipped):", "dim")]
     for row in comparison["layers"][:rows]:
-        name = row["layer"] or row["tensor"]
-        lines.append(Text(f"  {name:<32.32} {row['op']:<18.18} {row['worst_channel_sqnr_db']:7.1f} "
-                          f"{row['sqnr_db']:7.1f} {row['own_sqnr_drop_db']:7.1f} {row['clipped_fraction']:7.2%}"))
+        name = printable(row["layer"] or row["tensor"])
+        lines.append(literal_text(f"  {name:<32.32} {row['op']:<18.18} {row['worst_channel_sqnr_db']:7.1f} "
+                                  f"{row['sqnr_db']:7.1f} {row['own_sqnr_drop_db']:7.1f} "
+                                  f"{row['clipped_fraction']:7.2%}"))
     return lines

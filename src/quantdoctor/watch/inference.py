@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from quantdoctor import catalog, tf_private
+from quantdoctor.report.literal import python_comment
 from quantdoctor.report.model import Finding, Location
 from quantdoctor.watch import session
 from quantdoctor.watch.outputs import track
@@ -298,7 +299,7 @@ def _report_runner_keys(inputs: dict[str, TensorInfo], unknown: list[str], missi
     if missing:
         parts.append(f"without {', '.join(repr(k) for k in missing)}")
     expected = ", ".join(f"'{key}' (tensor '{info.name}')" for key, info in inputs.items())
-    keys = ", ".join(f"{name}=..." for name in inputs)
+    keys = ", ".join(f"{name}=..." if name.isidentifier() else f"**{{{name!r}: ...}}" for name in inputs)
     _report(catalog.get("QD517").finding(
         f"The signature runner is called{_at(where)} {' and '.join(parts)}. Its inputs are {expected}.",
         location=Location(input=", ".join(unknown + missing)), fix_code=f"outputs = runner({keys})",
@@ -349,14 +350,14 @@ def _report(finding: Finding, where: SourceLine | None) -> None:
 
 def _quantize_code(info: TensorInfo) -> str:
     first, last = info.levels
-    return (f"# '{info.name}': scale {info.scale:.8g}, zero point {info.zero_point}\n"
+    return (python_comment(f"'{info.name}': scale {info.scale:.8g}, zero point {info.zero_point}") + "\n"
             "scale, zero_point = input_details['quantization']\n"
             f"x_q = np.clip(np.round(x / scale + zero_point), {first}, {last}).astype(np.{info.dtype.name})\n"
             "interpreter.set_tensor(input_details['index'], x_q)")
 
 
 def _dequantize_code(info: TensorInfo) -> str:
-    return (f"# '{info.name}': scale {info.scale:.8g}, zero point {info.zero_point}\n"
+    return (python_comment(f"'{info.name}': scale {info.scale:.8g}, zero point {info.zero_point}") + "\n"
             "scale, zero_point = output_details['quantization']\n"
             "y = (output.astype(np.float32) - zero_point) * scale   # output: what get_tensor returned")
 

@@ -96,13 +96,12 @@ def active() -> WatchSession | None:
 def record_conversion(report: Report, call_site: Any) -> None:
     """A diagnosed conversion (`call_site` a conversion.CallSite): printed, and given to every active session."""
     if any(session.echo for session in _sessions):
+        from quantdoctor.report.literal import literal_text
         from quantdoctor.report.terminal import render
-
-        from rich.text import Text
 
         console = _console()
         where = call_site.describe()
-        console.print(Text(f"quantdoctor: converter.convert(){' — ' + where if where else ''}", "bold"))
+        console.print(literal_text(f"quantdoctor: converter.convert(){' — ' + where if where else ''}", "bold"))
         render(report, console)
     entry = {"call_site": call_site.to_dict(), **report.to_dict()}
     for session in list(_sessions):
@@ -114,14 +113,13 @@ def record_conversion(report: Report, call_site: Any) -> None:
 def record_finding(finding: Finding) -> None:
     """A finding about the script itself (inference, tfmot): printed, and given to every active session."""
     if any(session.echo for session in _sessions):
-        from rich.text import Text
-
+        from quantdoctor.report.literal import literal_text
         from quantdoctor.report.terminal import render_finding
 
         console = _console()
         source = finding.evidence.get("source", {}).get("where")
-        console.print(Text(f"quantdoctor: {finding.code} {finding.severity}{' at ' + source if source else ''}",
-                           "bold red" if finding.severity == "error" else "bold"))
+        console.print(literal_text(f"quantdoctor: {finding.code} {finding.severity}{' at ' + source if source else ''}",
+                                   "bold red" if finding.severity == "error" else "bold"))
         render_finding(finding, console)
     for session in list(_sessions):
         session.findings.append(finding)
@@ -131,15 +129,19 @@ def record_finding(finding: Finding) -> None:
 def note(text: str) -> None:
     """One line on stderr about what quantdoctor did or could not do."""
     if any(session.echo for session in _sessions):
-        _console().print(f"quantdoctor: {text}", markup=False)
+        from quantdoctor.report.literal import literal_text
+
+        _console().print(literal_text(f"quantdoctor: {text}"))
 
 
 def report_bug(where: str, exc: BaseException) -> None:
     """A bug in quantdoctor's hooks: said once on stderr; the user's script carries on unwatched there."""
     if where not in _reported_bugs:
+        from quantdoctor.report.literal import printable
+
         _reported_bugs.add(where)
-        print(f"quantdoctor: internal error in {where} (a bug in quantdoctor; please report it): "
-              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        print(printable(f"quantdoctor: internal error in {where} (a bug in quantdoctor; please report it): "
+                        f"{type(exc).__name__}: {exc}"), file=sys.stderr)
 
 
 def guarded(where: str, function: Callable[..., Any]) -> Callable[..., Any]:
