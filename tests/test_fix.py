@@ -135,14 +135,14 @@ def test_int8_only_falls_back_to_float_builtins_where_the_target_runs_float_ops(
     assert result.after.settings["supported_ops"] == ["TFLITE_BUILTINS_INT8", "TFLITE_BUILTINS"]
 
 
-@pytest.mark.code("QD325")
+@pytest.mark.code("QD113")
 @pytest.mark.matcher("16x8-not-supported")
 def test_16x8_switches_to_int8_where_an_op_has_no_16x8_kernel(cumsum_model):
     result = qd.fix(cumsum_model, vectors(120), mode="int16x8")
     root = result.before.root_cause
-    assert_finding(root, "QD325", "calibration", "error", op="CUMSUM")
+    assert_finding(root, "QD113", "unsupported_op", "error", op="CUMSUM")
     assert "Quantization to 16x8-bit not yet supported for op: 'CUMSUM'" in root.evidence["converter_message"]
-    assert codes(result) == ["QD325"] and result.verified and result.after.settings["mode"] == "int8"
+    assert codes(result) == ["QD113"] and result.verified and result.after.settings["mode"] == "int8"
 
 
 def test_a_16x8_kernel_litert_refuses_at_run_time_is_repaired_by_quantizing_to_int8():

@@ -183,19 +183,4 @@ CHECKS = (
                  "        for key in ('encode', 'decode'):          # every signature you convert\n"
                  "            yield key, {'x': x[None].astype(np.float32)}",
     ),
-    Check(
-        code="QD325", name="op-without-16x8-kernel", severity="error", precedence=40,
-        title="An op has no 16x8 quantized kernel",
-        detects="16x8 quantization (`EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8`) stops with "
-                "`Quantization to 16x8-bit not yet supported for op: 'CUMSUM'`: the op has no version with int16 "
-                "activations, and no float fallback was allowed.",
-        why="Nothing converts. Far fewer ops have 16x8 kernels than int8 ones (CUMSUM, DIV, SIN, "
-            "L2_NORMALIZATION, FLOOR_MOD and others have none in TF 2.21).",
-        example="keras.layers.Lambda(lambda x: tf.math.cumsum(x, axis=-1))\n"
-                "converter.target_spec.supported_ops = [\n"
-                "    tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]",
-        fix="Quantize to int8 instead (`quantdoctor fix` does), or allow float fallback for the op "
-            "(TFLITE_BUILTINS next to the 16x8 ops), or replace the op.",
-        fix_code="converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]   # int8, float fallback",
-    ),
 )

@@ -180,4 +180,20 @@ CHECKS = (
                  "    converter=converter, debug_dataset=representative_dataset, debug_options=debug_options)\n"
                  "tflite_model = debugger.get_nondebug_quantized_model()",
     ),
+    Check(
+        code="QD113", name="op-without-16x8-kernel", severity="error", precedence=40,
+        title="An op has no 16x8 quantized kernel",
+        detects="16x8 quantization (`EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8`) stops with "
+                "`Quantization to 16x8-bit not yet supported for op: 'CUMSUM'`: the op has no version with int16 "
+                "activations, and no float fallback was allowed. Earlier releases filed this as QD325, a calibration "
+                "finding: it is about the op's kernels, not the data.",
+        why="Nothing converts. Far fewer ops have 16x8 kernels than int8 ones (CUMSUM, DIV, SIN, "
+            "L2_NORMALIZATION, FLOOR_MOD and others have none in TF 2.21).",
+        example="keras.layers.Lambda(lambda x: tf.math.cumsum(x, axis=-1))\n"
+                "converter.target_spec.supported_ops = [\n"
+                "    tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]",
+        fix="Quantize to int8 instead (`quantdoctor fix` does), or allow float fallback for the op "
+            "(TFLITE_BUILTINS next to the 16x8 ops), or replace the op.",
+        fix_code="converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]   # int8, float fallback",
+    ),
 )

@@ -227,7 +227,10 @@ def _check_packaging(calibration: CalibrationSet, inputs: list[InputSpec]) -> li
 def _sample_problems(index: int, sample: Sample, inputs: list[InputSpec]) -> list[tuple[tuple, Finding]]:
     """(key, finding) for what is wrong with one sample; equal keys are the same problem."""
     names = [spec.name for spec in inputs]
-    if sample.kind in ("array", "tuple", "other"):
+    if sample.holds_non_arrays:
+        found = _non_array_problems(index, sample, inputs)
+        return found + ([(("QD303",), _bare_sample(sample, index))] if sample.kind == "tuple" else [])
+    if sample.kind in ("array", "tuple"):
         return [(("QD303",), _bare_sample(sample, index))]
     found = []
     if sample.kind == "list" and len({spec.shape for spec in inputs}) > 1:
@@ -248,6 +251,50 @@ def _sample_problems(index: int, sample: Sample, inputs: list[InputSpec]) -> lis
     for spec, array in _pair(sample, inputs):
         found += _array_problems(index, spec, array, several_in_list)
     return found
+
+
+# What to do instead, by the kind of value yielded (`_value_kind` of its description).
+_NON_ARRAY_FIXES = {
+    "function": "Call the function and yield what it returns, an array; not the function object itself.",
+    "None": "Something that makes the samples returned None (a load that failed quietly?): yield arrays only, "
+            "and repair or skip the samples that come back None.",
+    "text": "Load what the text names (an image, a file) and yield its array, not the text.",
+    "bytes": "Decode the bytes into an array of numbers (np.frombuffer, an image decoder) and yield that.",
+    "class": "Yield arrays, not a class: call what makes the sample and yield its array.",
+    "generator": "Yield the generator's arrays (`yield from` it), not the generator object.",
+    "list": "The items have different lengths, or are not numbers: pad or crop them to the input's shape and "
+            "yield np.asarray(items, np.float32).",
+    "tuple": "The items have different lengths, or are not numbers: pad or crop them to the input's shape and "
+             "yield np.asarray(items, np.float32).",
+}
+
+
+def _non_array_problems(index: int, sample: Sample, inputs: list[InputSpec]) -> list[tuple[tuple, Finding]]:
+    """QD211 for a sample, or the items of one, that are not numeric arrays."""
+    check = catalog.get("QD211")
+    if sample.kind == "other":
+        what = str(sample.note)
+        return [(("QD211", None, _value_kind(what)), check.finding(
+            f"Sample #{index} is {what}, not a list of arrays.",
+            evidence={"yielded": what}, fix=_NON_ARRAY_FIXES.get(_value_kind(what))))]
+    found = []
+    for key, what in sample.not_arrays.items():
+        if sample.kind in ("list", "tuple"):
+            name = inputs[int(key)].name if int(key) < len(inputs) else None
+            where = f"item {key}" + (f" (input '{name}')" if name else "")
+        else:
+            name = key
+            where = f"key '{key}'"
+        found.append((("QD211", key, _value_kind(what)), check.finding(
+            f"Sample #{index} holds {what} at {where}, not an array.", location=Location(input=name),
+            evidence={"yielded": what, "item": key}, fix=_NON_ARRAY_FIXES.get(_value_kind(what)))))
+    return found
+
+
+def _value_kind(description: str) -> str:
+    """"function" for "the function 'load' (...)": the word after the article of `describe_value`."""
+    words = description.split(" ")
+    return words[1] if words[0] in ("the", "a", "an") and len(words) > 1 else words[0]
 
 
 def _array_problems(index: int, spec: InputSpec | None, array: np.ndarray,
@@ -405,7 +452,7 @@ def _pair(sample: Sample, inputs: list[InputSpec]) -> list[tuple[InputSpec | Non
 def _arrays_by_input(calibration: CalibrationSet, inputs: list[InputSpec]) -> dict[str | None, list[np.ndarray]]:
     grouped: dict[str | None, list[np.ndarray]] = {}
     for sample in calibration.samples:
-        if sample.kind in ("array", "tuple", "other"):
+        if sample.kind in ("array", "tuple") or sample.holds_non_arrays:
             continue
         for position, (spec, array) in enumerate(_pair(sample, inputs)):
             key = spec.name if spec else (f"#{position}" if not inputs else None)
@@ -417,10 +464,9 @@ def _arrays_by_input(calibration: CalibrationSet, inputs: list[InputSpec]) -> di
 def _bare_sample(sample: Sample, index: int) -> Finding:
     if sample.kind == "array":
         what = f"a bare {sample.arrays[0].dtype.name} array of shape {_shape(sample.arrays[0].shape)}"
-    elif sample.kind == "tuple":
-        what = f"a tuple of {len(sample.values)} array(s) (a tuple must be (signature_key, dict))"
     else:
-        what = str(sample.note)
+        count = len(sample.values) + len(sample.not_arrays)
+        what = f"a tuple of {count} item(s) (a tuple must be (signature_key, dict))"
     return catalog.get("QD303").finding(f"Sample #{index} is {what}, not a list of arrays.",
                                         evidence={"yielded": sample.kind})
 
