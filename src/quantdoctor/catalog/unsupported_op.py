@@ -196,4 +196,19 @@ CHECKS = (
             "(TFLITE_BUILTINS next to the 16x8 ops), or replace the op.",
         fix_code="converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]   # int8, float fallback",
     ),
+    Check(
+        code="QD114", name="per-channel-dense-for-microcontroller", severity="warning", precedence=63,
+        title="Dense weights quantized per channel, which microcontroller kernels long refused or misread",
+        detects="Auditing for `--target microcontroller`: the produced model's FULLY_CONNECTED ops carry int8 "
+                "weights with a scale per output channel (per-axis quantization parameters), which the converter "
+                "writes by default (TF 2.21 does).",
+        why="LiteRT for Microcontrollers refused per-channel FULLY_CONNECTED weights until late 2024, and vendor "
+            "kernel libraries (CMSIS-NN ports, NPU SDKs) built from older releases read one scale and gave wrong "
+            "results into 2025: the model loads, or runs and answers wrongly, depending on the runtime.",
+        example="converter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+                "converter.representative_dataset = representative_dataset   # Dense layers: one scale per unit",
+        fix="Unless your runtime is known to take per-channel FULLY_CONNECTED weights, quantize Dense layers per "
+            "tensor (one scale for each weight matrix); convolutions stay per channel.",
+        fix_code="converter._experimental_disable_per_channel_quantization_for_dense_layers = True",
+    ),
 )
