@@ -53,10 +53,11 @@ def test_several_data_mistakes_are_repaired_in_one_round_and_the_model_is_compar
 
 
 def test_list_samples_for_two_inputs_become_dicts_by_input_name():
+    """Lists in model.inputs order; the converter pairs list items with [meta, image] and fails on them."""
     images, meta = smooth_images(120, size=8), vectors(120, 4)
-    result = qd.fix(int8_converter(two_input_model(), generator([[m[None], i[None]] for i, m in zip(images, meta)])))
+    result = qd.fix(int8_converter(two_input_model(), generator([[i[None], m[None]] for i, m in zip(images, meta)])))
     assert result.before.root_cause.code == "QD313"
-    assert codes(result)[0] == "QD313" and "item 0 -> 'meta', item 1 -> 'image'" in result.applied[0].change
+    assert codes(result)[0] == "QD313" and "item 0 -> 'image', item 1 -> 'meta'" in result.applied[0].change
     assert result.verified and result.after.audit["fully_integer"]
     assert {s.kind for s in result.calibration.samples} == {"dict"}
 

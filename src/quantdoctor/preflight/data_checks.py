@@ -6,6 +6,7 @@ complain: NaN samples, for one, are accepted by it without a word.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,6 +23,7 @@ MAX_CLIPPED = 0.01
 RANGE_RATIO = 50.0
 LIST_ORDER_HINT = " List items are paired with inputs in the converter's order: yield a dict by input name."
 NOISE_CORRELATION = 0.1
+_MAX_PAIRED_INPUTS = 6  # list items matched to inputs by trying every order
 _NOISE_SAMPLES = 32
 
 
@@ -234,9 +236,7 @@ def _sample_problems(index: int, sample: Sample, inputs: list[InputSpec]) -> lis
         return [(("QD303",), _bare_sample(sample, index))]
     found = []
     if sample.kind == "list" and len({spec.shape for spec in inputs}) > 1:
-        found.append((("QD313",), catalog.get("QD313").finding(
-            f"Samples are lists for a model with {len(inputs)} inputs ({', '.join(names)}).",
-            evidence={"input_names": names})))
+        found += _list_pairing_problems(index, sample, inputs)
     if sample.kind == "list" and inputs and len(sample.values) != len(inputs):
         return found + [(("QD304", len(sample.values)), catalog.get("QD304").finding(
             f"Sample #{index} holds {len(sample.values)} arrays; the model has {len(inputs)} input(s): "
@@ -251,6 +251,46 @@ def _sample_problems(index: int, sample: Sample, inputs: list[InputSpec]) -> lis
     for spec, array in _pair(sample, inputs):
         found += _array_problems(index, spec, array, several_in_list)
     return found
+
+
+def _list_pairing_problems(index: int, sample: Sample, inputs: list[InputSpec]) -> list[tuple[tuple, Finding]]:
+    """QD313 for a list sample for inputs of different shapes, judged by its items' shapes: a warning.
+
+    The calibrator pairs list items with inputs by position, in the converter's order, which is
+    neither the model's nor known before the converter has run. When the items' shapes fit one
+    pairing only, they show where each belongs, and a converter whose order differs fails on them
+    (its error then confirms this finding, an error from there on). When several pairings fit, the
+    shapes cannot tell. When none fits, the shapes are wrong, which QD306 says.
+    """
+    arrays = sample.arrays
+    if len(arrays) != len(inputs):
+        return []  # QD304
+    names = [spec.name for spec in inputs]
+    fitting = _fitting_orders(arrays, inputs)
+    if not fitting:
+        return []
+    shapes = ", ".join(_shape(a.shape) for a in arrays)
+    evidence = {"input_names": names, "sample_shapes": [list(a.shape) for a in arrays]}
+    if len(fitting) > 1:
+        return [(("QD313", "ambiguous"), catalog.get("QD313").finding(
+            f"Sample #{index} is a list of arrays shaped {shapes} for inputs {_quoted(names)}: the shapes fit more "
+            "than one pairing of items with inputs, so nothing shows which input each item reaches.",
+            evidence=evidence, severity="warning"))]
+    belongs = [names[target] for target in fitting[0]]
+    return [(("QD313", "by shape"), catalog.get("QD313").finding(
+        f"Sample #{index} is a list of arrays shaped {shapes}: by shape they belong to inputs {_quoted(belongs)}, "
+        "in this order. The calibrator pairs list items with inputs in the converter's order, which is not the "
+        "model's own: a converter with another order fails on these samples, a dict by input name never does.",
+        location=Location(input=belongs[0]), evidence={**evidence, "items_belong_to": belongs}, severity="warning"))]
+
+
+def _fitting_orders(arrays: list[np.ndarray], inputs: list[InputSpec]) -> list[tuple[int, ...]]:
+    """Every assignment of the arrays to distinct inputs that their shapes fit (order[i]: array i's input);
+    past _MAX_PAIRED_INPUTS inputs only the positional one is tried."""
+    orders = (itertools.permutations(range(len(inputs))) if len(inputs) <= _MAX_PAIRED_INPUTS
+              else [tuple(range(len(inputs)))])
+    return [order for order in orders
+            if all(inputs[target].accepts_shape(array.shape) for array, target in zip(arrays, order))]
 
 
 # What to do instead, by the kind of value yielded (`_value_kind` of its description).
