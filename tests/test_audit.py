@@ -131,7 +131,8 @@ def test_per_channel_dense_weights_warn_on_a_microcontroller_only_when_the_model
     assert finding.evidence["channels"] == [2] and len(finding.evidence["layers"]) == 1
     assert finding.fix.code == "converter._experimental_disable_per_channel_quantization_for_dense_layers = True"
     assert fully_connected_weight_scales(tflite_files["per_tensor_dense"]) == [1]
-    assert "QD114" not in [f.code for f in qd.audit(tflite_files["per_tensor_dense"], target="microcontroller").findings]
+    per_tensor = qd.audit(tflite_files["per_tensor_dense"], target="microcontroller")
+    assert "QD114" not in [f.code for f in per_tensor.findings]
     assert "QD114" not in [f.code for f in qd.audit(tflite_files["integer"], target="int8-accelerator").findings]
 
 

@@ -11,6 +11,7 @@ import quantdoctor as qd
 from helpers import assert_finding
 from models import (Float64Scale, Projection, dataset_from, image_model, int8_converter, lambda_layer, lstm_model,
                     smooth_images, two_input_model, vectors, with_layer)
+from quantdoctor import catalog
 
 
 def generator(samples):
@@ -144,6 +145,7 @@ def test_16x8_switches_to_int8_where_an_op_has_no_16x8_kernel(cumsum_model):
     assert_finding(root, "QD113", "unsupported_op", "error", op="CUMSUM")
     assert "Quantization to 16x8-bit not yet supported for op: 'CUMSUM'" in root.evidence["converter_message"]
     assert codes(result) == ["QD113"] and result.verified and result.after.settings["mode"] == "int8"
+    assert catalog.get("QD325") is catalog.get("QD113")  # its code before it moved to the kernel findings
 
 
 def test_a_16x8_kernel_litert_refuses_at_run_time_is_repaired_by_quantizing_to_int8():

@@ -145,7 +145,9 @@ CHECKS = (
                 "under TF 2.21 is not `model.inputs` order and not even the same from one process to the "
                 "next (a Keras model with inputs [image, meta] is calibrated as [meta, image] in some runs). "
                 "When the inputs share one shape nothing fails: the order is read from the produced model, and "
-                "an order other than `model.inputs` is an error, the same order a warning that names it.",
+                "an order other than `model.inputs` is an error, the same order a warning that names it. When "
+                "their shapes differ, the items' shapes show which input each belongs to: a warning that names "
+                "them, an error once the converter fails on the pairing.",
         why="Arrays go to the wrong inputs: a kernel fails to prepare, or, when shapes happen to fit, "
             "calibration silently measures the wrong ranges. A conversion that works today may fail on the next "
             "run: the pairing is luck.",
