@@ -157,3 +157,13 @@ def test_quantdoctor_run_names_the_non_array_sample_at_its_yield(tmp_path):
     assert finding["code"] == "QD211" and finding["evidence"]["source"]["where"] == f"convert.py:{line}"
     assert "the function 'load'" in finding["message"]
     assert "QD211" in result.stderr
+
+
+def test_a_non_array_item_changes_the_conversion_cache_key():
+    from quantdoctor.convert.cache import data_digest
+
+    arrays = [np.ones((1, 4), np.float32)]
+    clean = data_intake.from_generator(lambda: iter([arrays]))
+    with_none = data_intake.from_generator(lambda: iter([arrays + [None]]))
+    assert clean.samples[0].values.keys() == with_none.samples[0].values.keys()  # the same arrays
+    assert data_digest(clean) != data_digest(with_none)  # a clean set's cached model never answers for it
