@@ -53,3 +53,25 @@ def test_lists_in_another_order_are_the_root_cause_the_converter_confirms(recurr
     assert pairing.evidence["items_belong_to"] == ["extra", "sequence"]
     assert pairing.evidence["confirmed_by_converter"] == "QD310"
     assert "failed to prepare" in only(report, "QD310").message
+
+
+@pytest.mark.parametrize("shapes, expected", [
+    ([(1, 5, 3), (1, 10, 4)], ("warning", ["extra", "sequence"])),  # the shapes show where each item belongs
+    ([(1, 10, 4), (1, 10, 4)], ("warning", None)),                   # both items fit both inputs: no telling
+    ([(1, 5), (1, 5)], None),                                         # no input takes these: QD306's to say
+])
+def test_list_items_are_judged_by_which_inputs_their_shapes_fit(shapes, expected):
+    from quantdoctor.intake.data import from_generator
+    from quantdoctor.intake.recipe import Recipe
+    from quantdoctor.preflight.data_checks import InputSpec, check_calibration
+
+    inputs = [InputSpec("sequence", (1, None, 4), "float32"), InputSpec("extra", (1, None, None), "float32")]
+    samples = [[np.zeros(shape, np.float32) for shape in shapes]] * 120
+    findings = [f for f in check_calibration(from_generator(lambda: iter(samples)), inputs, Recipe.for_mode("int8"))
+                if f.code == "QD313"]
+    if expected is None:
+        assert findings == []
+        return
+    [finding] = findings
+    assert (finding.severity, finding.evidence.get("items_belong_to")) == expected
+    assert finding.evidence["samples_affected"] == 120
