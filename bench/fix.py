@@ -112,7 +112,7 @@ def _cases() -> dict[str, Callable[[Path], tuple[Any, Any, dict[str, Any]]]]:
         "QD101 seed example 1, cpu (Flex)": det(None),
         "QD101 seed example 1, int8-accelerator": det("int8-accelerator"),
         "QD105 CUMSUM int8-strict on cpu": cumsum("int8-strict", "cpu"),
-        "QD325 CUMSUM in 16x8": cumsum("int16x8"),
+        "QD113 CUMSUM in 16x8": cumsum("int16x8"),
         "QD103 LSTM dynamic batch": lstm(None),
         "QD108 LSTM calibration crash": lstm(1),
         "QD207 mixed_float16": mixed,

@@ -32,6 +32,8 @@ def tflite_files(tmp_path_factory) -> dict[str, Path]:
         "island": int8_converter(cumsum_model(), dataset_from(vectors(120)), strict=True, int8_io=True),
         "float": tf.lite.TFLiteConverter.from_keras_model(image_model()),
     }
+    converters["per_tensor_dense"] = int8_converter(image_model(), images, strict=True, int8_io=True)
+    converters["per_tensor_dense"]._experimental_disable_per_channel_quantization_for_dense_layers = True
     converters["uint8_io"].inference_input_type = tf.uint8
     converters["uint8_io"].inference_output_type = tf.uint8
     converters["float16"] = tf.lite.TFLiteConverter.from_keras_model(image_model())
@@ -105,10 +107,33 @@ def test_plain_float_model_is_not_called_integer_but_is_not_an_error_without_a_t
 
 @pytest.mark.code("QD111")
 def test_microcontroller_target_names_ops_without_int8_kernels(tflite_files):
-    assert qd.audit(tflite_files["integer"], target="microcontroller").findings == []
+    assert qd.audit(tflite_files["per_tensor_dense"], target="microcontroller").findings == []
     finding = only(qd.audit(tflite_files["island"], target="microcontroller"), "QD111")
     assert_finding(finding, "QD111", "unsupported_op", "error")
     assert "CUMSUM" in finding.evidence["ops"]
+
+
+def fully_connected_weight_scales(path: Path) -> list[int]:
+    """The number of scales of each FULLY_CONNECTED weight tensor, read with LiteRT's own schema."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
+    graph = model.subgraphs[0]
+    return [len(graph.tensors[op.inputs[1]].quantization.scale) for op in graph.operators
+            if model.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.FULLY_CONNECTED]
+
+
+@pytest.mark.code("QD114")
+def test_per_channel_dense_weights_warn_on_a_microcontroller_only_when_the_model_has_them(tflite_files):
+    assert fully_connected_weight_scales(tflite_files["integer"]) == [2]  # the converter's default: per channel
+    finding = only(qd.audit(tflite_files["integer"], target="microcontroller"), "QD114")
+    assert_finding(finding, "QD114", "unsupported_op", "warning", op="FULLY_CONNECTED")
+    assert finding.evidence["channels"] == [2] and len(finding.evidence["layers"]) == 1
+    assert finding.fix.code == "converter._experimental_disable_per_channel_quantization_for_dense_layers = True"
+    assert fully_connected_weight_scales(tflite_files["per_tensor_dense"]) == [1]
+    per_tensor = qd.audit(tflite_files["per_tensor_dense"], target="microcontroller")
+    assert "QD114" not in [f.code for f in per_tensor.findings]
+    assert "QD114" not in [f.code for f in qd.audit(tflite_files["integer"], target="int8-accelerator").findings]
 
 
 @pytest.mark.code("QD403")

@@ -85,13 +85,16 @@ def test_list_samples_for_two_inputs_are_flagged_whatever_order_the_converter_pi
     images, meta = smooth_images(120, size=8), np.random.default_rng(1).normal(size=(120, 4)).astype(np.float32)
     samples = [[i[None], m[None]] for i, m in zip(images, meta)]
     report = qd.diagnose(int8_converter(two_input_model(), generator(samples)))
-    assert_finding(only(report, "QD313"), "QD313", "calibration", "error")
-    assert report.preflight["verdict"] == "will_fail"
-    # The converter's input order varies between processes: the list either happens to fit, or
-    # the mispairing is caught (by the shape check, or by the kernel that fails on it).
-    if report.conversion["outcome"] != "ok":
-        mispaired = [f for f in report.findings if f.code in ("QD306", "QD310")]
-        assert mispaired and "yield a dict by input name" in mispaired[0].message
+    finding = only(report, "QD313")
+    assert finding.evidence["items_belong_to"] == ["image", "meta"]  # the shapes say so
+    # The converter's input order varies between processes: the list either happens to fit (a
+    # warning: it rests on the converter's order), or the kernel that fails on the mispairing
+    # confirms it (the root cause).
+    if report.conversion["outcome"] == "ok":
+        assert_finding(finding, "QD313", "calibration", "warning")
+    else:
+        assert_finding(finding, "QD313", "calibration", "error")
+        assert root(report) is finding and finding.evidence["confirmed_by_converter"] == "QD310"
 
 
 @pytest.mark.code("QD306")

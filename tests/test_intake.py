@@ -56,7 +56,7 @@ def test_samples_keep_their_packaging_and_dtype_through_the_npz(tmp_path):
     assert [s.kind for s in loaded.samples] == ["list", "dict", "signature", "array", "tuple", "other"]
     assert loaded.samples[0].arrays[0].dtype == np.float64
     assert loaded.samples[2].replay()[0] == "serving_default"
-    assert loaded.samples[5].replay() == "None"
+    assert repr(loaded.samples[5].replay()) == "None"  # a stand-in for the None yielded
 
 
 def test_generator_is_bounded_by_max_samples():

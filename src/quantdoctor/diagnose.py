@@ -337,7 +337,9 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
             run.error_text, run.response.get("exception_type", ""), layer_names, calibration))
     elif run.outcome != "skipped":
         conversion["error_excerpt"] = "\n".join(native_errors(run.stderr) + crash_frames(run.stderr)) or None
-        outcome_findings = [_process_finding(run, layers, calibration)]
+        # What the process did (crashed, hung, ran out of memory) was seen, not inferred: it ranks before
+        # the data errors it does not confirm.
+        outcome_findings = [replace(_process_finding(run, layers, calibration), precedence=CONFIRMED_PRECEDENCE + 1)]
     if prediction and run.outcome not in ("ok", "error"):
         outcome_findings += prediction.findings  # no converter verdict to stand on: the prediction explains
     findings = mark_automatic(rank_findings(_merge_confirmed(data_findings, outcome_findings)))
@@ -387,9 +389,11 @@ def _converted_signatures(source: model_intake.ModelSource, model_info: dict[str
 
 
 # Outcome findings that confirm a data finding of another code: a kernel that failed to prepare on
-# the first sample confirms what the data checks found wrong with that sample's shape or pairing.
+# the first sample confirms what the data checks found wrong with that sample's shape or pairing; a
+# converter that died while calibrating or quantizing confirms what they found wrong with any sample.
 RUN_CHECK_STATE = "run_check.json"  # the worker's run check records each stage here before it starts
 CONFIRMS = {"QD310": ("QD306", "QD304", "QD313")}
+CRASH_CONFIRMS = {"QD108": ("QD304", "QD306", "QD307", "QD313"), "QD901": ("QD304", "QD306", "QD307", "QD313")}
 CONFIRMED_PRECEDENCE = 0  # the data finding the converter's own error confirms is the root cause
 
 
@@ -401,7 +405,8 @@ def _merge_confirmed(data_findings: list[Finding], outcome_findings: list[Findin
     errors the converter never reached (it stopped at the first) rank after it. A confirming finding
     of another code stays, right after the one it confirms. A converter error no matcher recognises
     stays as QD904 next to the data findings, even when they already explain the failure: a reworded
-    converter message shows up instead of hiding behind them.
+    converter message shows up instead of hiding behind them. A converter process that crashed, hung
+    or ran out of memory comes in ranked before the data errors it does not confirm (`_build_report`).
     """
     merged = list(data_findings)
     for finding in outcome_findings:
@@ -419,17 +424,21 @@ def _merge_confirmed(data_findings: list[Finding], outcome_findings: list[Findin
 
 def _confirms(outcome: Finding, data: Finding) -> bool:
     """True when `outcome` (the converter's error) is about the problem `data` found in the samples."""
+    if data.code in CRASH_CONFIRMS.get(outcome.code, ()):
+        return data.severity == "error" and outcome.evidence.get("stage", "").startswith(("calibrating", "quantizing"))
     if data.code not in CONFIRMS.get(outcome.code, ()):
         return False
     return data.code == "QD313" or 0 in data.evidence.get("first_samples", [])  # the converter stops at sample 0
 
 
 def _confirmed(data: Finding, outcome: Finding) -> Finding:
+    """The data finding, with the converter's confirmation: first, and an error when the converter failed on it."""
     message = outcome.evidence.get("converter_message")
     evidence = {**data.evidence, "confirmed_by_converter": outcome.code}
     if message:
         evidence["converter_message"] = message
-    return replace(data, evidence=evidence, precedence=CONFIRMED_PRECEDENCE)
+    return replace(data, evidence=evidence, precedence=CONFIRMED_PRECEDENCE,
+                   severity="error" if outcome.severity == "error" else data.severity)
 
 
 RNN_LAYER_CLASSES = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")

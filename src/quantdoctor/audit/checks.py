@@ -118,6 +118,7 @@ def audit_findings(model: TFLiteModel, layer_names: list[str], recipe: Recipe | 
         findings += _accelerator_findings(model, layer_names)
     if target == "microcontroller":
         findings += _microcontroller_findings(model)
+        findings += _per_channel_dense_findings(model, layer_names)
     return findings
 
 
@@ -300,6 +301,26 @@ def _microcontroller_findings(model: TFLiteModel) -> list[Finding]:
         findings.append(catalog.get("QD111").finding(
             f"LiteRT for Microcontrollers has no INT8 kernel for: {', '.join(missing)}.", evidence={"ops": missing}))
     return findings
+
+
+def _per_channel_dense_findings(model: TFLiteModel, layer_names: list[str]) -> list[Finding]:
+    """QD114: FULLY_CONNECTED ops of the produced model whose int8 weights carry a scale per output
+    channel, which LiteRT for Microcontrollers' and vendors' kernels long took for one scale."""
+    dense = [op for op in model.all_ops if op.name == "FULLY_CONNECTED" and len(op.inputs) > 1
+             and op.inputs[0].dtype in _INTEGER_TYPES  # in a float model QD209 says what matters
+             and op.inputs[1].is_constant and op.inputs[1].dtype == "INT8" and op.inputs[1].per_channel]
+    if not dense:
+        return []
+    names = [next(iter(layers_in_tensor_name(op.inputs[1].name, layer_names)), None)  # the weights' layer scope
+             or op_layer(op, layer_names) or op.inputs[1].name for op in dense]
+    unique = list(dict.fromkeys(names))
+    return [catalog.get("QD114").finding(
+        f"The FULLY_CONNECTED weights of {', '.join(repr(name) for name in unique)} are quantized per channel "
+        f"({', '.join(str(op.inputs[1].scale_count) for op in dense)} scales, one per output unit), not per tensor.",
+        location=Location(layer=unique[0] if unique[0] in layer_names else None, op="FULLY_CONNECTED",
+                          tensor=dense[0].inputs[1].name),
+        evidence={"layers": unique, "weights": [op.inputs[1].name for op in dense],
+                  "channels": [op.inputs[1].scale_count for op in dense]})]
 
 
 def _not_integer_finding(model: TFLiteModel) -> Finding:

@@ -31,10 +31,19 @@ class TensorInfo:
     shape_signature: tuple[int, ...] | None = None  # -1 where the size is free; None: as `shape`
     # The values of a small float32 constant (at most SMALL_CONSTANT elements): scales, offsets, means.
     values: tuple[float, ...] | None = None
+    # How many scales its quantization parameters hold: 1 per tensor, one per channel when quantized
+    # per axis (along `quantized_dimension`); 0 without parameters.
+    scale_count: int = 0
+    quantized_dimension: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype.lower(), "shape": list(self.shape),
                 "shape_signature": list(self.signature), "scale": self.scale, "zero_point": self.zero_point}
+
+    @property
+    def per_channel(self) -> bool:
+        """True when the tensor is quantized per channel (per axis), with a scale for each."""
+        return self.scale_count > 1
 
     @property
     def signature(self) -> tuple[int, ...]:
@@ -230,9 +239,11 @@ def _text(value: Any) -> str:
 def _tensor(index: int, tensor: Any, buffers: list[Any], type_names: dict[int, str]) -> TensorInfo:
     quant = tensor.quantization
     scale = zero_point = None
+    scale_count = dimension = 0
     if quant is not None and quant.scale is not None and len(quant.scale):
         scale = float(quant.scale[0])
         zero_point = int(quant.zeroPoint[0]) if quant.zeroPoint is not None and len(quant.zeroPoint) else 0
+        scale_count, dimension = len(quant.scale), int(quant.quantizedDimension)
     buffer = buffers[tensor.buffer] if tensor.buffer < len(buffers) else None
     constant = buffer is not None and (buffer.data is not None and len(buffer.data) > 0 or bool(buffer.size))
     shape = tuple(int(d) for d in (tensor.shape if tensor.shape is not None else []))
@@ -245,4 +256,5 @@ def _tensor(index: int, tensor: Any, buffers: list[Any], type_names: dict[int, s
             and len(buffer.data) % 4 == 0:
         values = tuple(float(v) for v in np.frombuffer(bytes(buffer.data), dtype="<f4"))
     return TensorInfo(index, _text(tensor.name), dtype, shape, scale, zero_point, constant,
-                      shape_signature=signature, values=values)
+                      shape_signature=signature, values=values, scale_count=scale_count,
+                      quantized_dimension=dimension)

@@ -145,7 +145,9 @@ CHECKS = (
                 "under TF 2.21 is not `model.inputs` order and not even the same from one process to the "
                 "next (a Keras model with inputs [image, meta] is calibrated as [meta, image] in some runs). "
                 "When the inputs share one shape nothing fails: the order is read from the produced model, and "
-                "an order other than `model.inputs` is an error, the same order a warning that names it.",
+                "an order other than `model.inputs` is an error, the same order a warning that names it. When "
+                "their shapes differ, the items' shapes show which input each belongs to: a warning that names "
+                "them, an error once the converter fails on the pairing.",
         why="Arrays go to the wrong inputs: a kernel fails to prepare, or, when shapes happen to fit, "
             "calibration silently measures the wrong ranges. A conversion that works today may fail on the next "
             "run: the pairing is luck.",
@@ -182,20 +184,5 @@ CHECKS = (
                  "    for x in samples:\n"
                  "        for key in ('encode', 'decode'):          # every signature you convert\n"
                  "            yield key, {'x': x[None].astype(np.float32)}",
-    ),
-    Check(
-        code="QD325", name="op-without-16x8-kernel", severity="error", precedence=40,
-        title="An op has no 16x8 quantized kernel",
-        detects="16x8 quantization (`EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8`) stops with "
-                "`Quantization to 16x8-bit not yet supported for op: 'CUMSUM'`: the op has no version with int16 "
-                "activations, and no float fallback was allowed.",
-        why="Nothing converts. Far fewer ops have 16x8 kernels than int8 ones (CUMSUM, DIV, SIN, "
-            "L2_NORMALIZATION, FLOOR_MOD and others have none in TF 2.21).",
-        example="keras.layers.Lambda(lambda x: tf.math.cumsum(x, axis=-1))\n"
-                "converter.target_spec.supported_ops = [\n"
-                "    tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]",
-        fix="Quantize to int8 instead (`quantdoctor fix` does), or allow float fallback for the op "
-            "(TFLITE_BUILTINS next to the 16x8 ops), or replace the op.",
-        fix_code="converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]   # int8, float fallback",
     ),
 )

@@ -83,10 +83,37 @@ def _tensor_input_name(tensor: str) -> str:
 
 def _set_tensor_type(match: re.Match, context: FailureContext) -> Finding:
     got, expected, name = match.group(1), match.group(2), _tensor_input_name(match.group(4))
+    if got == "STRING" and _first_non_array(context) is not None:  # NumPy made an object array of it
+        return _non_array_finding(match, context)
     code = "QD201" if got == "FLOAT64" and expected == "FLOAT32" else "QD204"
     return catalog.get(code).finding(
         f"The calibrator refused a {got.lower()} sample for input '{name}' (expects {expected.lower()}).",
         location=Location(input=name), evidence={"converter_message": match.group(0).strip()})
+
+
+def _first_non_array(context: FailureContext) -> int | None:
+    """The index of the first sample that is, or holds, something other than a numeric array."""
+    samples = context.calibration.samples if context.calibration else []
+    return next((index for index, sample in enumerate(samples) if sample.holds_non_arrays), None)
+
+
+def _non_array_finding(match: re.Match, context: FailureContext) -> Finding:
+    index = _first_non_array(context)
+    return catalog.get("QD211").finding(
+        f"The calibrator stopped on sample #{index}, which is not an array of numbers.",
+        evidence={"converter_message": match.group(0).strip()})
+
+
+def _unsupported_sample(match: re.Match, context: FailureContext) -> Finding:
+    """The calibrator's refusal of a sample that is not a list, dict or tuple: a bare array (QD303),
+    or something that is no array at all (QD211), whichever comes first."""
+    samples = context.calibration.samples if context.calibration else []
+    first = next((s for s in samples if s.kind not in ("list", "dict", "signature")), None)
+    if first is not None and first.holds_non_arrays:
+        return _non_array_finding(match, context)
+    return catalog.get("QD303").finding(
+        "The representative dataset yielded something other than a list, dict or (signature_key, dict) tuple.",
+        evidence={"converter_message": match.group(0).strip()})
 
 
 def _prepare_failed(match: re.Match, context: FailureContext) -> Finding:
@@ -151,8 +178,7 @@ _RULES = (
                            "integer model.")),
     _Rule(Matcher.of("unsupported-sample-value",
                      r"You need to provide either a dictionary with input names and values"),
-          _simple("QD303", "The representative dataset yielded something other than a list, dict or "
-                           "(signature_key, dict) tuple.")),
+          _unsupported_sample),
     _Rule(Matcher.of("invalid-sample-signature-key", r"Invalid signature_key provided: \"?([^\".]+)\"?"),
           lambda m, c: catalog.get("QD305").finding(
               f"Samples are (signature_key, dict) tuples naming signature '{m.group(1)}', which the model does "
@@ -175,6 +201,8 @@ _RULES = (
           lambda m, c: catalog.get("QD306").finding(
               f"Input {m.group(2)} has size {m.group(3)} in dimension {m.group(1)}; a sample has {m.group(4)}.",
               evidence={"converter_message": m.group(0)})),
+    _Rule(Matcher.of("sample-not-an-array", r"the representative dataset yielded [^\n]+? where an array belongs[^\n]*"),
+          _non_array_finding),
     _Rule(Matcher.of("dataset-raised", r"the representative dataset raised [^\n]+"),
           lambda m, c: catalog.get("QD312").finding(
               "The representative dataset raised while the calibrator consumed it.",
@@ -184,7 +212,7 @@ _RULES = (
               f"The quantizer has no integer version of {m.group(1)}, and only integer ops were allowed.",
               location=Location(op=m.group(1)), evidence={"converter_message": m.group(0)})),
     _Rule(Matcher.of("16x8-not-supported", r"Quantization to 16x8-bit not yet supported for op: '(\w+)'"),
-          lambda m, c: catalog.get("QD325").finding(
+          lambda m, c: catalog.get("QD113").finding(
               f"{m.group(1)} has no kernel with 16-bit activations, and only 16x8 ops were allowed.",
               location=Location(op=m.group(1)), evidence={"converter_message": m.group(0)})),
     _Rule(Matcher.of("no-signature", r"Only support at least one signature key\.?"),

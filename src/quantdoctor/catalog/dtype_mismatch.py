@@ -155,4 +155,23 @@ CHECKS = (
                  "converter.inference_output_type = tf.int8\n"
                  "# on the device: int8_value = uint8_value - 128",
     ),
+    Check(
+        code="QD211", name="sample-not-an-array", severity="error", precedence=10,
+        title="A calibration sample holds something that is not an array of numbers",
+        detects="The representative dataset yields, as a sample or as an item of one, something other than a "
+                "numeric array or tensor: a function object (a placeholder left in a copied snippet, or `load` "
+                "where `load(path)` was meant), None (a loader that failed quietly), a file name, text, a "
+                "ragged list. The converter stops on it with `AttributeError: 'function' object has no attribute "
+                "'shape'`.",
+        why="Calibration stops at that sample, and the converter's message names neither the sample nor where "
+            "the value came from.",
+        example="def representative_dataset():\n"
+                "    for path in paths:\n"
+                "        yield [load_image]          # the function, not load_image(path)",
+        fix="Yield NumPy arrays (or tensors) of numbers, one per model input, shaped like the input with a "
+            "batch of 1.",
+        fix_code="def representative_dataset():\n"
+                 "    for path in paths:\n"
+                 "        yield [load_image(path)[None].astype(np.float32)]",
+    ),
 )

@@ -180,4 +180,35 @@ CHECKS = (
                  "    converter=converter, debug_dataset=representative_dataset, debug_options=debug_options)\n"
                  "tflite_model = debugger.get_nondebug_quantized_model()",
     ),
+    Check(
+        code="QD113", name="op-without-16x8-kernel", severity="error", precedence=40,
+        title="An op has no 16x8 quantized kernel",
+        detects="16x8 quantization (`EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8`) stops with "
+                "`Quantization to 16x8-bit not yet supported for op: 'CUMSUM'`: the op has no version with int16 "
+                "activations, and no float fallback was allowed. Earlier releases filed this as QD325, a calibration "
+                "finding: it is about the op's kernels, not the data.",
+        why="Nothing converts. Far fewer ops have 16x8 kernels than int8 ones (CUMSUM, DIV, SIN, "
+            "L2_NORMALIZATION, FLOOR_MOD and others have none in TF 2.21).",
+        example="keras.layers.Lambda(lambda x: tf.math.cumsum(x, axis=-1))\n"
+                "converter.target_spec.supported_ops = [\n"
+                "    tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]",
+        fix="Quantize to int8 instead (`quantdoctor fix` does), or allow float fallback for the op "
+            "(TFLITE_BUILTINS next to the 16x8 ops), or replace the op.",
+        fix_code="converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]   # int8, float fallback",
+    ),
+    Check(
+        code="QD114", name="per-channel-dense-for-microcontroller", severity="warning", precedence=63,
+        title="Dense weights quantized per channel, which microcontroller kernels long refused or misread",
+        detects="Auditing for `--target microcontroller`: the produced model's FULLY_CONNECTED ops carry int8 "
+                "weights with a scale per output channel (per-axis quantization parameters), which the converter "
+                "writes by default (TF 2.21 does).",
+        why="LiteRT for Microcontrollers refused per-channel FULLY_CONNECTED weights until late 2024, and vendor "
+            "kernel libraries (CMSIS-NN ports, NPU SDKs) built from older releases read one scale and gave wrong "
+            "results into 2025: the model loads, or runs and answers wrongly, depending on the runtime.",
+        example="converter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+                "converter.representative_dataset = representative_dataset   # Dense layers: one scale per unit",
+        fix="Unless your runtime is known to take per-channel FULLY_CONNECTED weights, quantize Dense layers per "
+            "tensor (one scale for each weight matrix); convolutions stay per channel.",
+        fix_code="converter._experimental_disable_per_channel_quantization_for_dense_layers = True",
+    ),
 )

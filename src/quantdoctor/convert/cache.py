@@ -171,7 +171,7 @@ def data_digest(calibration: CalibrationSet) -> str:
     """A digest of the samples exactly as recorded: packaging, names, dtypes, shapes and values."""
     digest = hashlib.sha256()
     for sample in calibration.samples:
-        digest.update(json.dumps([sample.kind, sample.signature_key, sample.note]).encode())
+        digest.update(json.dumps([sample.kind, sample.signature_key, sample.note, sample.not_arrays]).encode())
         for name, array in sample.values.items():
             digest.update(json.dumps([name, array.dtype.str, list(array.shape)]).encode())
             digest.update(array.tobytes())

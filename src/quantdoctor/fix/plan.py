@@ -115,10 +115,15 @@ def apply_data_steps(calibration: CalibrationSet | None, steps: list[Step]) -> C
     """The calibration set the plan feeds the converter: the user's samples through the data steps."""
     if calibration is None or not steps:
         return calibration
-    originals = [sample.replay() for sample in calibration.samples]
-    changed = data_intake.from_generator(lambda: samples_through(originals, steps), max_samples=2 ** 31)
-    return replace(changed, source=calibration.source, truncated=calibration.truncated,
-                   generator_error=calibration.generator_error)
+    samples = []
+    for sample in calibration.samples:
+        if sample.holds_non_arrays:  # no step changes what is not an array (QD211): kept as the user made it
+            samples.append(sample)
+            continue
+        changed = data_intake.from_generator(lambda original=sample.replay(): samples_through([original], steps),
+                                             max_samples=2 ** 31)
+        samples += changed.samples
+    return replace(calibration, samples=samples, available=None)
 
 
 def edit_model(model: Any, steps: list[dict[str, Any]] | list[Step]) -> Any:

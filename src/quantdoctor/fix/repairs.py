@@ -383,7 +383,7 @@ def allow_float_fallback(finding: Finding, bench: Bench) -> Repair | Blocked | N
 
 
 def int16x8_to_int8(finding: Finding, bench: Bench) -> Repair | None:
-    """QD325: an op without a 16x8 kernel: the model quantizes to int8 instead."""
+    """QD113: an op without a 16x8 kernel: the model quantizes to int8 instead."""
     plan, recipe = bench.plan, bench.plan.recipe
     if _INT16X8 not in recipe.supported_ops:
         return None
@@ -497,6 +497,7 @@ REPAIRS: dict[str, RepairFunction] = {
     "QD108": unroll_recurrence,
     "QD109": drop_calibration,
     "QD112": keep_failing_op_float,
+    "QD113": int16x8_to_int8,
     "QD201": cast_samples,
     "QD203": resolve_float16_with_int8,
     "QD204": cast_samples,
@@ -508,6 +509,5 @@ REPAIRS: dict[str, RepairFunction] = {
     "QD307": drop_non_finite,
     "QD313": pair_list_items,
     "QD315": key_by_signature,
-    "QD325": int16x8_to_int8,
     "QD405": rename_inputs,
 }

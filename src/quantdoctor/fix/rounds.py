@@ -204,5 +204,5 @@ def _errors(findings: list[Finding]) -> list[Finding]:
 
 
 # Codes the data checks report: repaired in the data passes, on the samples as they are by then.
-_DATA_CODES = frozenset({"QD201", "QD204", "QD301", "QD302", "QD303", "QD304", "QD305", "QD306", "QD307",
+_DATA_CODES = frozenset({"QD201", "QD204", "QD211", "QD301", "QD302", "QD303", "QD304", "QD305", "QD306", "QD307",
                          "QD312", "QD315"})

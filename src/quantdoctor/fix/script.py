@@ -33,8 +33,10 @@ CONVERTER_DEFAULTS: dict[str, Any] = {
     "_experimental_disable_per_channel_quantization_for_dense_layers": False, "unfold_batchmatmul": False,
     "legalize_custom_tensor_list_ops": False, "exclude_conversion_metadata": False,
 }
-_HELPERS = {"cast_to": ["map_arrays"], "with_batch_axis": ["map_arrays"], "with_static_batch": ["_same_weights"],
-            "with_unrolled_recurrence": ["_same_weights"], "in_float32": ["_same_weights"]}
+_HELPERS = {"cast_to": ["map_arrays"], "with_batch_axis": ["map_arrays"],
+            "with_static_batch": ["_same_weights", "_keras_of"],
+            "with_unrolled_recurrence": ["_same_weights", "_keras_of"], "in_float32": ["_same_weights", "_keras_of"],
+            "with_input_names": ["_keras_of"]}
 
 
 def write_script(plan: Plan, applied: list[Repair], *, model_path: Path | None, keras_model: bool,

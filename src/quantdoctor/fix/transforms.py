@@ -2,7 +2,8 @@
 
 quantdoctor applies them, and `fix --script` copies their source verbatim into the standalone
 script, so the script and quantdoctor run the very same code. They therefore use only NumPy and
-Keras (imported inside the Keras ones) and nothing from quantdoctor.
+Keras (imported inside the Keras ones: the Keras that built the model, Keras 3 or tf_keras) and
+nothing from quantdoctor.
 
 A sample is one item of a representative dataset: a list of arrays, a dict of input name ->
 array, or a `(signature_key, dict)` tuple; a bare array or a tuple only before `as_list`.
@@ -74,9 +75,21 @@ def _same_weights(clone, model):
     return clone
 
 
+def _keras_of(model):
+    """The Keras that built `model`: tf_keras (Keras 2) for its models, Keras 3 otherwise. A model is
+    edited with its own Keras: the other one's clone_model and Input do not take it."""
+    import importlib
+
+    for cls in type(model).__mro__:
+        package = cls.__module__.split(".")[0]
+        if package in ("keras", "tf_keras"):
+            return importlib.import_module(package)
+    return importlib.import_module("keras")
+
+
 def with_static_batch(model, batch_size):
     """The same layers and weights behind inputs with a fixed batch size."""
-    import keras
+    keras = _keras_of(model)
 
     inputs = [keras.Input(x.shape[1:], batch_size=batch_size, dtype=x.dtype, name=x.name) for x in model.inputs]
     return _same_weights(keras.models.clone_model(model, input_tensors=inputs if len(inputs) > 1 else inputs[0]),
@@ -85,7 +98,7 @@ def with_static_batch(model, batch_size):
 
 def with_unrolled_recurrence(model):
     """Every recurrent layer with unroll=True: its loop becomes one copy of the cell per time step."""
-    import keras
+    keras = _keras_of(model)
 
     def unroll(config):
         if isinstance(config, dict):
@@ -103,7 +116,7 @@ def with_unrolled_recurrence(model):
 
 def in_float32(model):
     """Every layer rebuilt with the float32 dtype policy (no mixed precision), same weights."""
-    import keras
+    keras = _keras_of(model)
 
     def clone(layer):
         config = layer.get_config()
@@ -116,7 +129,7 @@ def in_float32(model):
 def with_input_names(model, names):
     """A validly named Input in front of each input renamed in `names` (old -> new): the layers and
     weights are the model's own, shared, not copied."""
-    import keras
+    keras = _keras_of(model)
 
     inputs = [keras.Input(x.shape[1:], batch_size=x.shape[0], dtype=x.dtype, name=names.get(x.name, x.name))
               for x in model.inputs]

@@ -8,6 +8,7 @@ the converter, so the converter and the checks see the same samples.
 
 from __future__ import annotations
 
+import inspect
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,25 +37,53 @@ class Sample:
     values: dict[str, np.ndarray] = field(default_factory=dict)
     signature_key: str | None = None
     note: str | None = None
+    # Items that are not numeric arrays (a function, None, text, a ragged list), by list position or
+    # dict key: what was yielded, described (`describe_value`), since the object itself cannot be kept.
+    not_arrays: dict[str, str] = field(default_factory=dict)
 
     @property
     def arrays(self) -> list[np.ndarray]:
         """The sample's arrays in the order they were given."""
         return list(self.values.values())
 
+    @property
+    def holds_non_arrays(self) -> bool:
+        """True when the sample, or an item of it, is not a numeric array."""
+        return self.kind == "other" or bool(self.not_arrays)
+
     def replay(self) -> Any:
-        """The sample packaged as the user packaged it, for the converter."""
-        if self.kind == "list":
-            return self.arrays
-        if self.kind == "tuple":
-            return tuple(self.arrays)
+        """The sample packaged as the user packaged it, for the converter. An item that was not an
+        array comes back as a `NotAnArray` standing in for it."""
+        items: dict[str, Any] = {**self.values, **{key: NotAnArray(what) for key, what in self.not_arrays.items()}}
+        if self.kind in ("list", "tuple"):
+            ordered = [items[key] for key in sorted(items, key=int)] if self.not_arrays else self.arrays
+            return ordered if self.kind == "list" else tuple(ordered)
         if self.kind == "dict":
-            return dict(self.values)
+            return items
         if self.kind == "signature":
-            return (self.signature_key, dict(self.values))
+            return (self.signature_key, items)
         if self.kind == "array":
             return self.arrays[0]
-        return self.note
+        return NotAnArray(str(self.note))
+
+
+class NotAnArray:
+    """Stands in, when samples are replayed, for something a representative dataset yielded that is
+    not a numeric array and cannot be stored (a function object, None, text). The converter fails
+    on it where it fails on the original, which has no `shape` either: reading an attribute raises
+    an AttributeError that names what was yielded."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "description":  # not set yet (a copy made without __init__)
+            raise AttributeError(name)
+        raise AttributeError(f"the representative dataset yielded {self.description} where an array belongs: "
+                             f"it has no attribute {name!r}")
+
+    def __repr__(self) -> str:
+        return self.description
 
 
 @dataclass
@@ -90,6 +119,8 @@ class CalibrationSet:
         for i, sample in enumerate(self.samples):
             for name, value in sample.values.items():
                 arrays[f"{i}/v/{name}"] = value
+            for name, what in sample.not_arrays.items():
+                arrays[f"{i}/x/{name}"] = np.array(what)
             if sample.signature_key is not None:
                 arrays[f"{i}/signature"] = np.array(sample.signature_key)
             if sample.note is not None:
@@ -120,6 +151,8 @@ class CalibrationSet:
                     if value.dtype.kind not in NUMERIC_KINDS:
                         raise DataLoadError(f"sample {index} holds {describe_dtype(value.dtype)}")
                     sample.values[rest[0]] = value
+                elif part == "x":
+                    sample.not_arrays[rest[0]] = str(npz.read(key))
                 elif part == "signature":
                     sample.signature_key = str(npz.read(key))
                 elif part == "note":
@@ -164,19 +197,11 @@ def from_generator(dataset: Callable[[], Iterable[Any]] | Any,
         if len(samples) == max_samples:
             truncated = True
             break
-        try:
-            samples.append(_package(item))
-        except _UnreadableSample as exc:
-            error = f"{exc} (sample {len(samples)})"
-            break
+        samples.append(_package(item))
     return CalibrationSet(samples, source=source, truncated=truncated, generator_error=error)
 
 
 _END = object()
-
-
-class _UnreadableSample(Exception):
-    """A sample value that is not an array (ragged nesting, an object NumPy cannot convert)."""
 
 
 def _generator_error(exc: Exception, position: int) -> str:
@@ -248,22 +273,61 @@ def _check_counts(counts: dict[str, int | None], source: str) -> None:
 
 def _package(item: Any) -> Sample:
     if isinstance(item, dict):
-        return Sample("dict", values={str(k): _to_array(v) for k, v in item.items()})
+        return _packaged("dict", item.items())
     if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], dict):
-        return Sample("signature", values={str(k): _to_array(v) for k, v in item[1].items()},
-                      signature_key=str(item[0]))
+        sample = _packaged("signature", item[1].items())
+        sample.signature_key = str(item[0])
+        return sample
     if isinstance(item, (list, tuple)):
-        kind = "list" if isinstance(item, list) else "tuple"
-        return Sample(kind, values={str(i): _to_array(v) for i, v in enumerate(item)})
+        return _packaged("list" if isinstance(item, list) else "tuple", enumerate(item))
     if isinstance(item, np.ndarray) or hasattr(item, "numpy"):
-        return Sample("array", values={"0": _to_array(item)})
-    return Sample("other", note=repr(item)[:200])
+        sample = _packaged("array", [("0", item)])
+        return sample if sample.values else Sample("other", note=sample.not_arrays["0"])
+    return Sample("other", note=describe_value(item))
 
 
-def _to_array(value: Any) -> np.ndarray:
+def _packaged(kind: str, items: Iterable[tuple[Any, Any]]) -> Sample:
+    """A sample of this packaging: its numeric arrays, and a description of every other item."""
+    sample = Sample(kind)
+    for key, value in items:
+        array = _numeric_array(value)
+        if array is None:
+            sample.not_arrays[str(key)] = describe_value(value)
+        else:
+            sample.values[str(key)] = array
+    return sample
+
+
+def _numeric_array(value: Any) -> np.ndarray | None:
+    """The value as a NumPy array of numbers (or booleans); None when it is not one."""
     try:
         if hasattr(value, "numpy"):
             value = value.numpy()
-        return np.asarray(value)
-    except (ValueError, TypeError) as exc:
-        raise _UnreadableSample(f"{type(exc).__name__}: a sample value is not an array: {exc}") from exc
+        array = np.asarray(value)
+    except (ValueError, TypeError):  # ragged nesting, an object NumPy cannot convert
+        return None
+    return array if array.dtype.kind in NUMERIC_KINDS else None
+
+
+def describe_value(value: Any) -> str:
+    """What a yielded value that is not an array is, for messages: "the function 'load_image' (...)",
+    "None", "the text 'cat.png'", "a list of 2 items that ...". After its article, the first word
+    says what kind of value it is."""
+    if value is None:
+        return "None"
+    if inspect.isfunction(value) or inspect.ismethod(value) or inspect.isbuiltin(value):
+        return f"the function '{getattr(value, '__qualname__', value.__name__)}' (a function object, not its result)"
+    if inspect.isclass(value):
+        return f"the class '{value.__qualname__}' (a class, not an instance)"
+    if inspect.isgenerator(value):
+        return f"a generator object '{value.__qualname__}' (the generator, not its items)"
+    if isinstance(value, (str, bytes)):
+        text = repr(value)
+        return f"the {'text' if isinstance(value, str) else 'bytes'} {text[:60] + '...' if len(text) > 60 else text}"
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} of {len(value)} items that do not form an array of numbers"
+    if hasattr(value, "numpy") or isinstance(value, np.ndarray):
+        dtype = getattr(value, "dtype", None)
+        return f"a {type(value).__name__} of {getattr(dtype, 'name', dtype)} values, not numbers"
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name} object"

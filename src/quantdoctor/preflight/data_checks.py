@@ -6,6 +6,7 @@ complain: NaN samples, for one, are accepted by it without a word.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,6 +24,7 @@ MAX_CLIPPED = 0.01
 RANGE_RATIO = 50.0
 LIST_ORDER_HINT = " List items are paired with inputs in the converter's order: yield a dict by input name."
 NOISE_CORRELATION = 0.1
+_MAX_PAIRED_INPUTS = 6  # list items matched to inputs by trying every order
 _NOISE_SAMPLES = 32
 
 
@@ -228,13 +230,14 @@ def _check_packaging(calibration: CalibrationSet, inputs: list[InputSpec]) -> li
 def _sample_problems(index: int, sample: Sample, inputs: list[InputSpec]) -> list[tuple[tuple, Finding]]:
     """(key, finding) for what is wrong with one sample; equal keys are the same problem."""
     names = [spec.name for spec in inputs]
-    if sample.kind in ("array", "tuple", "other"):
+    if sample.holds_non_arrays:
+        found = _non_array_problems(index, sample, inputs)
+        return found + ([(("QD303",), _bare_sample(sample, index))] if sample.kind == "tuple" else [])
+    if sample.kind in ("array", "tuple"):
         return [(("QD303",), _bare_sample(sample, index))]
     found = []
     if sample.kind == "list" and len({spec.shape for spec in inputs}) > 1:
-        found.append((("QD313",), catalog.get("QD313").finding(
-            f"Samples are lists for a model with {len(inputs)} inputs ({', '.join(names)}).",
-            evidence={"input_names": names})))
+        found += _list_pairing_problems(index, sample, inputs)
     if sample.kind == "list" and inputs and len(sample.values) != len(inputs):
         return found + [(("QD304", len(sample.values)), catalog.get("QD304").finding(
             f"Sample #{index} holds {len(sample.values)} arrays; the model has {len(inputs)} input(s): "
@@ -249,6 +252,90 @@ def _sample_problems(index: int, sample: Sample, inputs: list[InputSpec]) -> lis
     for spec, array in _pair(sample, inputs):
         found += _array_problems(index, spec, array, several_in_list)
     return found
+
+
+def _list_pairing_problems(index: int, sample: Sample, inputs: list[InputSpec]) -> list[tuple[tuple, Finding]]:
+    """QD313 for a list sample for inputs of different shapes, judged by its items' shapes: a warning.
+
+    The calibrator pairs list items with inputs by position, in the converter's order, which is
+    neither the model's nor known before the converter has run. When the items' shapes fit one
+    pairing only, they show where each belongs, and a converter whose order differs fails on them
+    (its error then confirms this finding, an error from there on). When several pairings fit, the
+    shapes cannot tell. When none fits, the shapes are wrong, which QD306 says.
+    """
+    arrays = sample.arrays
+    if len(arrays) != len(inputs):
+        return []  # QD304
+    names = [spec.name for spec in inputs]
+    fitting = _fitting_orders(arrays, inputs)
+    if not fitting:
+        return []
+    shapes = ", ".join(_shape(a.shape) for a in arrays)
+    evidence = {"input_names": names, "sample_shapes": [list(a.shape) for a in arrays]}
+    if len(fitting) > 1:
+        return [(("QD313", "ambiguous"), catalog.get("QD313").finding(
+            f"Sample #{index} is a list of arrays shaped {shapes} for inputs {_quoted(names)}: the shapes fit more "
+            "than one pairing of items with inputs, so nothing shows which input each item reaches.",
+            evidence=evidence, severity="warning"))]
+    belongs = [names[target] for target in fitting[0]]
+    return [(("QD313", "by shape"), catalog.get("QD313").finding(
+        f"Sample #{index} is a list of arrays shaped {shapes}: by shape they belong to inputs {_quoted(belongs)}, "
+        "in this order. The calibrator pairs list items with inputs in the converter's order, which is not the "
+        "model's own: a converter with another order fails on these samples, a dict by input name never does.",
+        location=Location(input=belongs[0]), evidence={**evidence, "items_belong_to": belongs}, severity="warning"))]
+
+
+def _fitting_orders(arrays: list[np.ndarray], inputs: list[InputSpec]) -> list[tuple[int, ...]]:
+    """Every assignment of the arrays to distinct inputs that their shapes fit (order[i]: array i's input);
+    past _MAX_PAIRED_INPUTS inputs only the positional one is tried."""
+    orders = (itertools.permutations(range(len(inputs))) if len(inputs) <= _MAX_PAIRED_INPUTS
+              else [tuple(range(len(inputs)))])
+    return [order for order in orders
+            if all(inputs[target].accepts_shape(array.shape) for array, target in zip(arrays, order))]
+
+
+# What to do instead, by the kind of value yielded (`_value_kind` of its description).
+_NON_ARRAY_FIXES = {
+    "function": "Call the function and yield what it returns, an array; not the function object itself.",
+    "None": "Something that makes the samples returned None (a load that failed quietly?): yield arrays only, "
+            "and repair or skip the samples that come back None.",
+    "text": "Load what the text names (an image, a file) and yield its array, not the text.",
+    "bytes": "Decode the bytes into an array of numbers (np.frombuffer, an image decoder) and yield that.",
+    "class": "Yield arrays, not a class: call what makes the sample and yield its array.",
+    "generator": "Yield the generator's arrays (`yield from` it), not the generator object.",
+    "list": "The items have different lengths, or are not numbers: pad or crop them to the input's shape and "
+            "yield np.asarray(items, np.float32).",
+    "tuple": "The items have different lengths, or are not numbers: pad or crop them to the input's shape and "
+             "yield np.asarray(items, np.float32).",
+}
+
+
+def _non_array_problems(index: int, sample: Sample, inputs: list[InputSpec]) -> list[tuple[tuple, Finding]]:
+    """QD211 for a sample, or the items of one, that are not numeric arrays."""
+    check = catalog.get("QD211")
+    if sample.kind == "other":
+        what = str(sample.note)
+        return [(("QD211", None, _value_kind(what)), check.finding(
+            f"Sample #{index} is {what}, not a list of arrays.",
+            evidence={"yielded": what}, fix=_NON_ARRAY_FIXES.get(_value_kind(what))))]
+    found = []
+    for key, what in sample.not_arrays.items():
+        if sample.kind in ("list", "tuple"):
+            name = inputs[int(key)].name if int(key) < len(inputs) else None
+            where = f"item {key}" + (f" (input '{name}')" if name else "")
+        else:
+            name = key
+            where = f"key '{key}'"
+        found.append((("QD211", key, _value_kind(what)), check.finding(
+            f"Sample #{index} holds {what} at {where}, not an array.", location=Location(input=name),
+            evidence={"yielded": what, "item": key}, fix=_NON_ARRAY_FIXES.get(_value_kind(what)))))
+    return found
+
+
+def _value_kind(description: str) -> str:
+    """"function" for "the function 'load' (...)": the word after the article of `describe_value`."""
+    words = description.split(" ")
+    return words[1] if words[0] in ("the", "a", "an") and len(words) > 1 else words[0]
 
 
 def _array_problems(index: int, spec: InputSpec | None, array: np.ndarray,
@@ -406,7 +493,7 @@ def _pair(sample: Sample, inputs: list[InputSpec]) -> list[tuple[InputSpec | Non
 def _arrays_by_input(calibration: CalibrationSet, inputs: list[InputSpec]) -> dict[str | None, list[np.ndarray]]:
     grouped: dict[str | None, list[np.ndarray]] = {}
     for sample in calibration.samples:
-        if sample.kind in ("array", "tuple", "other"):
+        if sample.kind in ("array", "tuple") or sample.holds_non_arrays:
             continue
         for position, (spec, array) in enumerate(_pair(sample, inputs)):
             key = spec.name if spec else (f"#{position}" if not inputs else None)
@@ -418,10 +505,9 @@ def _arrays_by_input(calibration: CalibrationSet, inputs: list[InputSpec]) -> di
 def _bare_sample(sample: Sample, index: int) -> Finding:
     if sample.kind == "array":
         what = f"a bare {sample.arrays[0].dtype.name} array of shape {_shape(sample.arrays[0].shape)}"
-    elif sample.kind == "tuple":
-        what = f"a tuple of {len(sample.values)} array(s) (a tuple must be (signature_key, dict))"
     else:
-        what = str(sample.note)
+        count = len(sample.values) + len(sample.not_arrays)
+        what = f"a tuple of {count} item(s) (a tuple must be (signature_key, dict))"
     return catalog.get("QD303").finding(f"Sample #{index} is {what}, not a list of arrays.",
                                         evidence={"yielded": sample.kind})
 
