@@ -12,6 +12,7 @@ import numpy as np
 
 from quantdoctor import catalog, tf_private
 from quantdoctor.audit.checks import audit_findings, check_target, float_ops, summarize
+from quantdoctor.audit.normalisation import double_normalisation_findings
 from quantdoctor.audit.quantizers import input_ranges
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.catalog.classify_failure import FailureContext, classify_failure, excerpt
@@ -37,7 +38,7 @@ from quantdoctor.preflight.predict import actual_verdict, predict
 from quantdoctor.preflight.qat import is_qat_model, qat_aware
 from quantdoctor.preflight.settings_checks import check_settings
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
-from quantdoctor.runtime.findings import run_check_findings
+from quantdoctor.runtime.findings import run_check_findings, settle_crushed_merges
 
 
 @run_interruptible
@@ -185,7 +186,7 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
         if kept:
             request["calibration_output"] = str(workdir)
         if convert:  # after converting, the worker runs the produced model once (runtime/check)
-            request["run_check"] = {"float_model": str(workdir / "float_reference.tflite"),
+            request["run_check"] = {"float_model": str(workdir / FLOAT_REFERENCE),
                                     "state": str(workdir / RUN_CHECK_STATE)}
         run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
         if convert and not run.response.get("run_check"):  # the worker died in the check: where it was
@@ -198,6 +199,12 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
         target = "int8-accelerator"
     checked = calibration if data_is_used(recipe) else None  # data the converter never reads is not judged
     report = _build_report(source, recipe, checked, run, target, evaluation, settings_findings or [])
+    float_path = next((path for path in (cached.path(conversion_cache.FLOAT_TWIN) if cached else None,
+                                         workdir / conversion_cache.FLOAT_TWIN, workdir / FLOAT_REFERENCE)
+                       if path is not None and path.is_file()), None)
+    if float_path is not None:  # the float model the converter quantized: its own input normalisation
+        report.findings = rank_findings(report.findings + double_normalisation_findings(
+            read_tflite(float_path.read_bytes()), {"calibration data": calibration, "eval data": evaluation}))
     if cached is not None:
         report.conversion["cached"] = True
     return report, artifacts
@@ -304,6 +311,7 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         audit["run_check"] = check
         outcome_findings += run_check_findings(check, run.signal_name, run.stderr, tflite_bytes, produced,
                                                layer_names, output_layers, recipe, calibration)
+        outcome_findings = settle_crushed_merges(outcome_findings, check)
         if recipe.qat_model:
             outcome_findings += check_against_qat_ranges(input_ranges(produced), inputs, {
                 "calibration data": calibration, "eval data": evaluation})
@@ -365,6 +373,7 @@ def _converted_signatures(source: model_intake.ModelSource, model_info: dict[str
 
 # Outcome findings that confirm a data finding of another code: a kernel that failed to prepare on
 # the first sample confirms what the data checks found wrong with that sample's shape or pairing.
+FLOAT_REFERENCE = "float_reference.tflite"  # the run check's float model, when compare asked for no twin
 RUN_CHECK_STATE = "run_check.json"  # the worker's run check records each stage here before it starts
 CONFIRMS = {"QD310": ("QD306", "QD304", "QD313")}
 CONFIRMED_PRECEDENCE = 0  # the data finding the converter's own error confirms is the root cause
