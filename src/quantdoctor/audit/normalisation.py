@@ -104,4 +104,6 @@ def double_normalisation_findings(float_model: TFLiteModel, data: dict[str, Cali
 
 
 def _vector(values: np.ndarray) -> str:
-    return f"{values[0]:.4g}" if values.size == 1 else "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+    if np.all(values == values.flat[0]):
+        return f"{values.flat[0]:.4g}"
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"

@@ -51,7 +51,7 @@ def probability_grid_note(low: float, high: float) -> str:
     its steps (a head over many classes); empty otherwise."""
     if low < 0.0 or high > FEW_STEPS * SOFTMAX_STEP:
         return ""
-    return (f" Its probabilities stay under {high:.3g}, {high / SOFTMAX_STEP:.0f} steps of the fixed 1/256 grid "
+    return (f" Its probabilities stay under {high:.3g}, {high / SOFTMAX_STEP:.2g} step(s) of the fixed 1/256 grid "
             "of an int8 softmax: probabilities under about 0.004 all read 0 (keep the softmax in float, or "
             "compare the logits before it).")
 
@@ -69,6 +69,7 @@ def collapse_fix(*, in_compare: bool, layer_findings: bool = False) -> str:
             "quantization), or quantize it with int16 activations (int16x8).")
 
 
+NEGLIGIBLE_ADDEND = 1e-3  # an ADD input spanning under this share of the other moves the sum by under 1/4 step
 BOX_SPAN = 32.0  # a merge input spanning more than this next to one within [0, 1]: coordinates in pixels
 
 
@@ -81,7 +82,8 @@ def merge_fix(op: str, small_span: float, large_span: float) -> str:
                 f"{keep}; a residual branch this small may also be dropped if it barely contributes.")
     if large_span > BOX_SPAN and small_span <= 1.0:
         return f"Divide the boxes by the image size before merging, output them separately, {keep}."
-    return f"Bring the inputs to similar ranges before merging (a scale on the larger one), output them separately, {keep}."
+    return ("Bring the inputs to similar ranges before merging (a scale on the larger one), output them "
+            f"separately, {keep}.")
 
 
 CHECKS = (
@@ -188,8 +190,9 @@ CHECKS = (
                 "eval samples (compare), a model output that the float model varies keeps an SQNR under 12 dB "
                 "against the float model (its noise over 6% of the signal's power), or, for class scores, its "
                 "top-1 class changes on more than 1 input in 10 (2 inputs at least). An error when the top-1 "
-                "class changes on half the inputs or more with the SQNR under 12 dB too: the classifier's "
-                "predictions collapse.",
+                "class changes on more than half the inputs, whatever the SQNR (an offset common to every class "
+                "raises it without telling the classes apart): the classifier's predictions collapse. Class "
+                "scores are probabilities over 2 channels or more, or at least 5 channels.",
         why="Between an output destroyed (QD507, 3 dB) and one that follows the float model there is a range "
             "where every layer looks acceptable and the answers still change: a clean verdict must mean the "
             "quantized outputs follow the float ones.",
@@ -201,7 +204,7 @@ CHECKS = (
     ),
     Check(
         code="QD510", name="float-model-wrong-on-eval-data", severity="error", precedence=6,
-        title="The float model is already wrong on the eval data: quantization is not the problem",
+        title="The float model is already wrong on the eval data",
         detects="On the eval data, the float model and the quantized model both score at chance on the labels, "
                 "or both predict one class for every input.",
         why="The quantized model cannot be better than its float reference. When the float model fails too, "

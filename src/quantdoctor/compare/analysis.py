@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from quantdoctor import catalog
-from quantdoctor.catalog.accuracy import (collapse_fix, drift_text, keep_float_code, lost_channels_text, merge_fix,
-                                          outputs_degrade, probability_grid_note)
+from quantdoctor.catalog.accuracy import (NEGLIGIBLE_ADDEND, collapse_fix, drift_text, keep_float_code,
+                                          lost_channels_text, merge_fix, outputs_degrade, probability_grid_note)
 from quantdoctor.catalog.locations import layers_in_tensor_name
 from quantdoctor.compare.labels import Labels, metric_number
 from quantdoctor.compare.measures import (MAX_SQNR_DB, holds_probabilities, output_state, reads_as_class_scores,
@@ -28,7 +28,6 @@ MAX_OUTLIERS = 3             # the worst few: the ranked table has the rest
 CLIPPED_FRACTION = 0.01
 MERGE_RANGE_RATIO = 50.0
 _MERGE_OPS = ("CONCATENATION", "ADD", "PACK")
-NEGLIGIBLE_ADDEND = 1e-3     # an ADD input spanning under this share of the other moves the sum by under 1/4 step
 TINY_ACTIVATION = 1e-6       # activations within this magnitude sit below any range worth bounding
 
 
@@ -87,8 +86,9 @@ def output_agreements(outputs: dict[str, np.ndarray], output_stats: list[dict[st
     for i, stats in enumerate(output_stats):
         reference, quantized = outputs[f"float_{i}"], outputs[f"quant_{i}"]
         classes = reference.shape[-1] if reference.ndim >= 2 else 1
-        found.append(top1_agreement(reference, quantized) if reads_as_class_scores(*stats["float_range"], classes)
-                     else None)
+        agreement = top1_agreement(reference, quantized) if reads_as_class_scores(*stats["float_range"], classes) \
+            else None
+        found.append(None if agreement is None else round(agreement, 4))
     return found
 
 
@@ -99,7 +99,7 @@ def comparison_findings(rows: list[dict[str, Any]], output_stats: list[dict[str,
     rule the run check applies too (`measures.output_state`; `agreements` per output, over `samples` rows).
     A merge that crushes channels (QD503) is an error only when an output degrades."""
     layer_findings = _merge_findings(rows, {t["tensor"]: t for t in tensors}, links)
-    explained = {f.location.tensor for f in layer_findings}
+    explained = {f.location.tensor for f in layer_findings} | _negligible_addends(rows, tensors, links)
     if rows:
         median = float(np.median([row["own_sqnr_drop_db"] for row in rows]))
         outliers = 0
@@ -116,7 +116,8 @@ def comparison_findings(rows: list[dict[str, Any]], output_stats: list[dict[str,
                     evidence={"worst_channel_sqnr_db": worst, "sqnr_db": row["sqnr_db"], "own_sqnr_drop_db": own,
                               "median_own_sqnr_drop_db": median},
                     fix=_outlier_fix(row), fix_code=keep_float_code([row["tensor"]])))
-            if row["clipped_fraction"] > CLIPPED_FRACTION and row["op"] not in FIXED_RANGE_OPS:
+            if row["clipped_fraction"] > CLIPPED_FRACTION and row["op"] not in FIXED_RANGE_OPS and \
+                    row["tensor"] not in explained:
                 layer_findings.append(catalog.get("QD502").finding(
                     f"{row['clipped_fraction']:.1%} of the values of {_name(row)} on the eval data fall outside its "
                     f"calibrated range {_range(row['quantized_range'])} (eval range {_range(row['float_range'])}).",
@@ -141,7 +142,7 @@ def _output_findings(output_stats: list[dict[str, Any]], agreements: list[float 
         if state == "collapsed":
             findings.append(catalog.get("QD504").finding(
                 f"Quantized output '{output['tensor']}' barely moves over the eval samples (under 1% of the float "
-                f"output's spread) while the float output spans {_range(output['float_range'])}.",
+                f"output's spread) while the float output spans {_range(output['float_range'])}." + note,
                 location=where, evidence={"float_range": output["float_range"]},
                 fix=collapse_fix(in_compare=True, layer_findings=layer_findings)))
         elif state == "destroyed":
@@ -220,6 +221,25 @@ def _merge_findings(rows: list[dict[str, Any]], tensors: dict[str, dict[str, Any
                           "worst_channel_sqnr_db": row["worst_channel_sqnr_db"], "lost_channels": lost},
                 fix=merge_fix(row["op"], small_span, large_span), fix_code=keep_float_code([row["tensor"]])))
     return findings
+
+
+def _negligible_addends(rows: list[dict[str, Any]], tensors: list[dict[str, Any]],
+                        links: list[dict[str, Any]]) -> set[str]:
+    """The tensors whose every use is as the negligible input of an ADD (spanning under NEGLIGIBLE_ADDEND of the
+    other): whatever quantization does to them cannot reach the sum, so no layer finding is made on them."""
+    spans = {t["tensor"]: _span(t["float_range"]) for t in tensors}
+    ops = {row["tensor"]: row["op"] for row in rows}
+    negligible: set[str] = set()
+    used_otherwise: set[str] = set()
+    for link in links:
+        inputs = [name for name in link["inputs"] if name in spans]
+        largest = max((spans[name] for name in inputs), default=0.0)
+        for name in inputs:
+            if ops.get(link["tensor"]) == "ADD" and spans[name] < NEGLIGIBLE_ADDEND * largest:
+                negligible.add(name)
+            else:
+                used_otherwise.add(name)
+    return negligible - used_otherwise
 
 
 def _layer(tensor: str, layer_names: list[str]) -> str | None:

@@ -54,7 +54,7 @@ def collapsed(float_variance: float, quant_variance: float) -> bool:
 FOLLOWS_SQNR_DB = 12.0  # under this the output drifts: its noise is over 6% of the signal's power
 FOLLOWS_TOP1 = 0.9  # a classifier whose top class changes on more than 1 input in 10 drifts ...
 MIN_TOP1_CHANGES = 2  # ... once at least this many inputs changed class (one flip in 8 rows proves nothing)
-COLLAPSED_TOP1 = 0.5  # ... and its predictions collapse (an error) when half of them change, with the SQNR low too
+COLLAPSED_TOP1 = 0.5  # ... and its predictions collapse (an error) when more than half of them change
 MIN_CLASSES = 5  # an output of unbounded values narrower than this may be regression targets, not class scores
 
 
@@ -80,7 +80,8 @@ def output_state(float_range: list[float], sqnr_db: float, is_collapsed: bool, a
 
     - `constant`: the float output does not vary over the rows; there is nothing for quantization to lose;
     - `collapsed` (QD504), `destroyed` (QD507: SQNR at or under DESTROYED_SQNR_DB);
-    - `top1_collapsed` (QD519 error): under COLLAPSED_TOP1 agreement and under FOLLOWS_SQNR_DB;
+    - `top1_collapsed` (QD519 error): under COLLAPSED_TOP1 agreement, whatever the SQNR (a constant offset
+      common to every class raises the SQNR and means nothing to the argmax);
     - `drifts` (QD519 warning): under FOLLOWS_SQNR_DB, or under FOLLOWS_TOP1 agreement with at least
       MIN_TOP1_CHANGES rows changing class;
     - `follows`: what an OK verdict means.
@@ -92,9 +93,9 @@ def output_state(float_range: list[float], sqnr_db: float, is_collapsed: bool, a
     if sqnr_db <= DESTROYED_SQNR_DB:
         return "destroyed"
     changed = 0 if agreement is None else round((1.0 - agreement) * rows)
-    if agreement is not None and agreement < COLLAPSED_TOP1 and sqnr_db < FOLLOWS_SQNR_DB:
+    if agreement is not None and changed >= MIN_TOP1_CHANGES and agreement < COLLAPSED_TOP1:
         return "top1_collapsed"
-    if sqnr_db < FOLLOWS_SQNR_DB or (agreement is not None and agreement < FOLLOWS_TOP1
-                                     and changed >= MIN_TOP1_CHANGES):
+    if sqnr_db < FOLLOWS_SQNR_DB or (agreement is not None and changed >= MIN_TOP1_CHANGES
+                                     and agreement < FOLLOWS_TOP1):
         return "drifts"
     return "follows"

@@ -10,8 +10,8 @@ from typing import Any
 from quantdoctor import catalog
 from quantdoctor.audit.checks import op_layer, output_layer_names
 from quantdoctor.audit.tflite_model import TFLiteModel
-from quantdoctor.catalog.accuracy import (collapse_fix, drift_text, keep_float_code, lost_channels_text, outputs_degrade,
-                                        probability_grid_note)
+from quantdoctor.catalog.accuracy import (collapse_fix, drift_text, keep_float_code, lost_channels_text,
+                                          outputs_degrade, probability_grid_note)
 from quantdoctor.compare.measures import holds_probabilities, output_state
 from quantdoctor.convert.crash import native_errors
 from quantdoctor.errors import InternalError
@@ -115,7 +115,8 @@ def _output_findings(outputs: list[dict[str, Any]], rows: int, produced: TFLiteM
             findings.append(catalog.get("QD504").finding(
                 f"On {rows} calibration sample(s), quantized {name} takes {output['levels']} value(s)"
                 + (f" (scale {scale:.4g})" if scale else "") + " while the float output spans "
-                f"[{output['float_range'][0]:.4g}, {output['float_range'][1]:.4g}].",
+                f"[{output['float_range'][0]:.4g}, {output['float_range'][1]:.4g}]."
+                + probability_grid_note(*output["float_range"]),
                 location=where, evidence=evidence, fix=collapse_fix(in_compare=False)))
         elif state == "destroyed":
             findings.append(catalog.get("QD507").finding(
@@ -135,7 +136,8 @@ def _output_findings(outputs: list[dict[str, Any]], rows: int, produced: TFLiteM
                 not holds_probabilities(*output["float_range"]):
             evidence["lost_channels"] = output["lost_channels"]
             findings.append(catalog.get("QD518").finding(
-                lost_channels_text(name, output["lost_channels"], output["sqnr_db"], f"On {rows} calibration sample(s)"),
+                lost_channels_text(name, output["lost_channels"], output["sqnr_db"],
+                                   f"On {rows} calibration sample(s)"),
                 location=where, evidence=evidence, fix_code=keep_float_code([output["name"]])))
     return findings
 
