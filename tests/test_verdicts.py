@@ -235,3 +235,17 @@ def test_data_normalised_before_a_model_that_normalises_itself_is_found_without_
     causes = {v["cause"] for v in variants(from_arrays({"image": raw}), normalisation)}
     assert "normalised_twice" not in causes and "range_0_255" in causes
     assert "normalised_twice" in {v["cause"] for v in variants(from_arrays({"image": normalised}), normalisation)}
+
+
+@pytest.mark.code("QD504")
+def test_fix_on_a_target_running_float_ops_keeps_the_head_float_when_an_output_collapses():
+    from quantdoctor.fix.run import fix
+
+    result = fix(thousand_class_head(), normal(100), target="cpu")
+    assert "the plain INT8 model's QD504 answered by keeping ops float" in result.verification.details
+    assert result.budget is not None and result.budget["met_budget"], result.budget
+    assert result.budget["objective"]["min_sqnr_db"] == 12.0  # what OK means
+    kept = {row["op"] for row in result.budget["kept_float"]}
+    assert "SOFTMAX" in kept, result.budget["kept_float"]
+    assert result.model is not None
+    assert not [f for f in result.after.findings if f.severity == "error"], result.after.findings

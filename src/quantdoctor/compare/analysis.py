@@ -81,11 +81,12 @@ def end_to_end(outputs: dict[str, np.ndarray], output_stats: list[dict[str, Any]
 
 def output_agreements(outputs: dict[str, np.ndarray], output_stats: list[dict[str, Any]]) -> list[float | None]:
     """Per model output, the share of eval rows whose top-1 class is the float model's; None for an output
-    that does not read as class scores (`measures.reads_as_class_scores`)."""
+    that does not read as class scores (`measures.reads_as_class_scores`) or holds more than one vector per
+    row (a feature map's channels are no classes)."""
     found = []
     for i, stats in enumerate(output_stats):
         reference, quantized = outputs[f"float_{i}"], outputs[f"quant_{i}"]
-        classes = reference.shape[-1] if reference.ndim >= 2 else 1
+        classes = reference.shape[-1] if reference.ndim == 2 else 1
         agreement = top1_agreement(reference, quantized) if reads_as_class_scores(*stats["float_range"], classes) \
             else None
         found.append(None if agreement is None else round(agreement, 4))

@@ -139,7 +139,8 @@ def _output_numbers(detail: dict[str, Any], reference_rows: list[np.ndarray],
     low, high = float(reference.min()), float(reference.max())
     by_channel = _channel_energies(reference_rows, value_rows)
     agreement = None
-    if by_channel is not None and reads_as_class_scores(low, high, len(by_channel[0])):
+    if by_channel is not None and all(row.ndim == 2 and len(row) == 1 for row in reference_rows) and \
+            reads_as_class_scores(low, high, len(by_channel[0])):
         agreement = top1_agreement(np.concatenate([r.reshape(-1, r.shape[-1]) for r in reference_rows]),
                                    np.concatenate([v.reshape(-1, v.shape[-1]) for v in value_rows]))
     return {"name": detail["name"], "dtype": np.dtype(detail["dtype"]).name, "scale": float(scale),
