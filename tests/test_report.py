@@ -55,8 +55,8 @@ def test_verdicts():
 
 def test_json_contract_fields():
     data = json.loads(json.dumps(report_with([finding("QD201", input="image")], outcome="error").to_dict()))
-    assert set(data) == {"schema_version", "tool", "model", "settings", "verdict", "findings", "conversion", "audit",
-                         "preflight"}
+    assert set(data) == {"schema_version", "tool", "model", "settings", "verdict", "findings", "finding_groups",
+                         "conversion", "audit", "preflight"}
     assert data["tool"]["name"] == "quantdoctor"
     entry = data["findings"][0]
     assert set(entry) == {"code", "category", "severity", "title", "message", "location", "evidence", "fix"}
@@ -77,3 +77,14 @@ def test_every_check_is_documented_and_in_its_range():
         assert check.category == catalog.check.CATEGORIES[code[2]]
         assert all([check.title, check.detects, check.why, check.example, check.fix])
     assert len(catalog.CHECKS) >= 25
+
+
+def test_a_prediction_the_conversion_contradicted_is_explained_under_the_headline():
+    report = report_with([finding("QD308")])
+    report.preflight = {"verdict": "will_fail", "ops": [], "actual": "fully_integer"}
+    lines = str(report).splitlines()
+    assert "preflight: will fail" in lines[0]
+    assert lines[1].strip().startswith("The preflight judged the ops one by one from its table and predicted a "
+                                       "failure; the converter got through")
+    report.preflight["verdict"] = "fully_integer"
+    assert "The preflight judged" not in str(report)

@@ -12,6 +12,7 @@ import numpy as np
 
 from quantdoctor import catalog, tf_private
 from quantdoctor.audit.checks import audit_findings, check_target, float_ops, summarize
+from quantdoctor.audit.normalisation import double_normalisation_findings
 from quantdoctor.audit.quantizers import input_ranges
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.catalog.classify_failure import FailureContext, classify_failure, excerpt
@@ -40,7 +41,7 @@ from quantdoctor.preflight.settings_checks import check_settings
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
 from quantdoctor.runtime.eval_fit import REFUSED, check_eval_shapes, declared_inputs, eval_shapes
 from quantdoctor.runtime.feed import tflite_inputs
-from quantdoctor.runtime.findings import run_check_findings
+from quantdoctor.runtime.findings import run_check_findings, settle_crushed_merges
 
 
 @run_interruptible
@@ -201,7 +202,7 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
         if key is not None:  # the worker digests the model bytes it loads: the entry's key
             request["model_identity"] = key.identity
         if convert:  # after converting, the worker runs the produced model once (runtime/check)
-            request["run_check"] = {"float_model": str(workdir / "float_reference.tflite"),
+            request["run_check"] = {"float_model": str(workdir / FLOAT_REFERENCE),
                                     "state": str(workdir / RUN_CHECK_STATE)}
         run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
         if run.outcome == REFUSED:
@@ -221,6 +222,12 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
         produced = read_tflite(report.tflite_model)
         if len(produced.signatures) <= 1:  # compare runs one signature; others' samples are not its inputs'
             check_eval_shapes(tflite_inputs(produced), shapes, converted=True)
+    float_path = next((path for path in (cached.path(conversion_cache.FLOAT_TWIN) if cached else None,
+                                         workdir / conversion_cache.FLOAT_TWIN, workdir / FLOAT_REFERENCE)
+                       if path is not None and path.is_file()), None)
+    if float_path is not None:  # the float model the converter quantized: its own input normalisation
+        report.findings = rank_findings(report.findings + double_normalisation_findings(
+            read_tflite(float_path.read_bytes()), {"calibration data": calibration, "eval data": evaluation}))
     if cached is not None:
         report.conversion["cached"] = True
     return report, artifacts
@@ -327,6 +334,7 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         audit["run_check"] = check
         outcome_findings += run_check_findings(check, run.signal_name, run.stderr, tflite_bytes, produced,
                                                layer_names, output_layers, recipe, calibration)
+        outcome_findings = settle_crushed_merges(outcome_findings, check)
         if recipe.qat_model:
             outcome_findings += check_against_qat_ranges(input_ranges(produced), inputs, {
                 "calibration data": calibration, "eval data": evaluation})
@@ -391,6 +399,7 @@ def _converted_signatures(source: model_intake.ModelSource, model_info: dict[str
 # Outcome findings that confirm a data finding of another code: a kernel that failed to prepare on
 # the first sample confirms what the data checks found wrong with that sample's shape or pairing; a
 # converter that died while calibrating or quantizing confirms what they found wrong with any sample.
+FLOAT_REFERENCE = "float_reference.tflite"  # the run check's float model, when compare asked for no twin
 RUN_CHECK_STATE = "run_check.json"  # the worker's run check records each stage here before it starts
 CONFIRMS = {"QD310": ("QD306", "QD304", "QD313")}
 CRASH_CONFIRMS = {"QD108": ("QD304", "QD306", "QD307", "QD313"), "QD901": ("QD304", "QD306", "QD307", "QD313")}

@@ -13,7 +13,7 @@ from quantdoctor.audit.islands import BOUNDARY_OPS, float_islands, integer_parti
 from quantdoctor.audit.merges import CrushedInput, crushed_merge_inputs
 from quantdoctor.audit.quantizers import fake_quant_round_trips
 from quantdoctor.audit.tflite_model import OpInfo, TFLiteModel
-from quantdoctor.catalog.accuracy import keep_float_code
+from quantdoctor.catalog.accuracy import keep_float_code, merge_fix
 from quantdoctor.catalog.locations import layers_in_tensor_name
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.recipe import Recipe
@@ -231,6 +231,7 @@ def _crushed_merge_finding(crushed: CrushedInput, model: TFLiteModel, layer_name
     where = f"layer '{layer}'" if layer else f"op #{merge.index}"
     source = f"layer '{source_layer}'" if source_layer else f"tensor '{crushed.source.name}'"
     channels = crushed.input.shape[-1] if crushed.input.shape else 1
+    output_span = crushed.span / crushed.output_steps * (crushed.levels - 1)
     return catalog.get("QD506").finding(
         f"{merge.name} in {where} puts its inputs on one output scale ({output.scale:.4g} per step): the input "
         f"from {source} (calibrated range {crushed.span:.4g}) spans {crushed.output_steps:.2g} output step(s), so its "
@@ -240,7 +241,8 @@ def _crushed_merge_finding(crushed: CrushedInput, model: TFLiteModel, layer_name
         evidence={"input_tensor": crushed.input.name, "input_range": crushed.span, "output_scale": output.scale,
                   "output_steps": round(crushed.output_steps, 4), "channels": channels,
                   "values_per_sample": crushed.values_per_sample, "subgraph": merge.subgraph},
-        severity="warning" if merge.name == "ADD" else None, fix_code=keep_float_code([output.name]))
+        severity="warning" if merge.name == "ADD" else None, fix=merge_fix(merge.name, crushed.span, output_span),
+        fix_code=keep_float_code([output.name]))
 
 
 def _output_layer(model: TFLiteModel, op: OpInfo, output_layers: list[str | None]) -> str | None:

@@ -50,8 +50,36 @@ def float_islands(model: TFLiteModel) -> list[Island]:
 
 
 def integer_partitions(model: TFLiteModel) -> int:
-    """How many connected groups the ops an integer-only target can run fall into, over every subgraph."""
-    return sum(len(_components([op for op in graph.ops if not needs_cpu(op)])) for graph in model.graphs)
+    """How many partitions a delegate for an integer-only target cuts each subgraph into, summed.
+
+    A delegate partitions in execution order, as LiteRT's graph partitioning does: it takes every op of
+    one kind (its own, or the CPU's) whose inputs are ready, as long as there are some, then switches kind.
+    An integer op that waits on a float island's result starts a new partition, even when the ops around the
+    island are connected through another path (a residual branch around each float NEG)."""
+    return sum(_delegate_partitions(graph.ops) for graph in model.graphs)
+
+
+def _delegate_partitions(ops: list[OpInfo]) -> int:
+    producer = {tensor.index: op.index for op in ops for tensor in op.outputs}
+    waits_on = {op.index: {producer[t.index] for t in op.inputs if t.index in producer} - {op.index} for op in ops}
+    integer = {op.index: not needs_cpu(op) for op in ops}
+    done: set[int] = set()
+    pending = [op.index for op in ops]
+    delegated = integer[pending[0]] if pending else True
+    partitions = 0
+    while pending:
+        taken = True
+        took_any = False
+        while taken:  # everything of this kind that becomes ready, in execution order
+            taken = False
+            for index in pending:
+                if index not in done and integer[index] == delegated and waits_on[index] <= done:
+                    done.add(index)
+                    taken = took_any = True
+        pending = [index for index in pending if index not in done]
+        partitions += took_any and delegated
+        delegated = not delegated
+    return partitions
 
 
 def _components(ops: list[OpInfo]) -> list[list[OpInfo]]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from quantdoctor.audit.islands import SHAPE_ONLY_OPS
 from quantdoctor.audit.tflite_model import OpInfo, TensorInfo, TFLiteModel
+from quantdoctor.catalog.accuracy import NEGLIGIBLE_ADDEND
 
 MERGE_OPS = ("CONCATENATION", "PACK", "ADD")
 MIN_OUTPUT_STEPS = 2.0
@@ -33,6 +34,17 @@ class CrushedInput:
     def span(self) -> float:
         """The real range the input's own scale covers (its calibrated range)."""
         return self.source.scale * (_LEVELS[self.source.dtype] - 1)
+
+    @property
+    def levels(self) -> int:
+        """The integer levels of the merge's output type."""
+        return _LEVELS.get(self.merge.outputs[0].dtype, 256)
+
+    @property
+    def negligible(self) -> bool:
+        """True for an ADD input spanning under NEGLIGIBLE_ADDEND of the sum's range (a LayerScale residual
+        branch at 1e-6): it moves the sum by under a quarter of a step, so crushing it loses nothing."""
+        return self.merge.name == "ADD" and self.output_steps < NEGLIGIBLE_ADDEND * (self.levels - 1)
 
     @property
     def output_steps(self) -> float:
@@ -59,7 +71,7 @@ def crushed_merge_inputs(model: TFLiteModel) -> list[CrushedInput]:
                 source, source_op = _scale_source(tensor, producer)
                 if _quantized(source) and source.scale > 0:
                     crushed = CrushedInput(op, source, source_op, tensor)
-                    if crushed.output_steps < MIN_OUTPUT_STEPS:
+                    if crushed.output_steps < MIN_OUTPUT_STEPS and not crushed.negligible:
                         found.append(crushed)
     return found
 

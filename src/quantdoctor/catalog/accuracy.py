@@ -1,6 +1,15 @@
 """QD5xx: the model converted, but the quantized model is wrong or too lossy (found by `compare`)."""
 
 from quantdoctor.catalog.check import Check
+from quantdoctor.report.model import Finding
+
+DEGRADED_OUTPUT = ("QD504", "QD507", "QD518", "QD519")
+
+
+def outputs_degrade(findings: list[Finding]) -> bool:
+    """Whether the measured outputs degrade: one collapsed, destroyed or drifting to an error, or channels of
+    one lost (a crushed merge that is itself the output)."""
+    return any(f.code in DEGRADED_OUTPUT and (f.severity == "error" or f.code == "QD518") for f in findings)
 
 
 def keep_float_code(tensors: list[str]) -> str:
@@ -19,6 +28,62 @@ def lost_channels_text(output: str, lost: list[int], sqnr_db: float, where: str)
     return (f"{where}, quantized {output} loses channel(s) {shown} (last axis): their quantization error is as "
             f"large as their values, while the whole output keeps {sqnr_db:.1f} dB because larger channels set "
             "its scale.")
+
+
+def drift_text(output: str, state: str, numbers: dict, where: str) -> str:
+    """QD519's message: how far a quantized output strays from the float one, in the numbers that decided it."""
+    parts = [f"keeps an SQNR of {numbers['sqnr_db']:.1f} dB against the float model"]
+    if numbers.get("top1_agreement") is not None:
+        parts.append(f"its top-1 class agrees with the float model's on {numbers['top1_agreement']:.0%} of the inputs")
+    if numbers.get("worst_channel_sqnr_db") is not None:
+        parts.append(f"its worst channel keeps {numbers['worst_channel_sqnr_db']:.1f} dB")
+    how = ("its predictions collapse" if state == "top1_collapsed"
+           else "it follows the float output only loosely")
+    return f"{where}, quantized {output} {'; '.join(parts)}: {how}."
+
+
+SOFTMAX_STEP = 1 / 256  # the fixed int8 output step of SOFTMAX and LOGISTIC in LiteRT
+FEW_STEPS = 32  # probabilities that never reach this many steps keep few levels on that grid
+
+
+def probability_grid_note(low: float, high: float) -> str:
+    """A sentence on the int8 softmax's fixed 1/256 step when an output's probabilities stay within a few of
+    its steps (a head over many classes); empty otherwise."""
+    if low < 0.0 or high > FEW_STEPS * SOFTMAX_STEP:
+        return ""
+    return (f" Its probabilities stay under {high:.3g}, {high / SOFTMAX_STEP:.2g} step(s) of the fixed 1/256 grid "
+            "of an int8 softmax: probabilities under about 0.004 all read 0 (keep the softmax in float, or "
+            "compare the logits before it).")
+
+
+def collapse_fix(*, in_compare: bool, layer_findings: bool = False) -> str:
+    """QD504's fix, for where it is printed: the run check points to compare; compare points to its layer
+    findings only when it has some."""
+    if not in_compare:
+        first = "Run `quantdoctor compare` with eval data to see the layer where the signal is lost"
+    elif layer_findings:
+        first = "See the layer findings above for where the signal is lost"
+    else:
+        first = "No single layer stands out: the error builds up over the network"
+    return (f"{first}; recalibrate on representative data, or keep the output head in float (selective "
+            "quantization), or quantize it with int16 activations (int16x8).")
+
+
+NEGLIGIBLE_ADDEND = 1e-3  # an ADD input spanning under this share of the other moves the sum by under 1/4 step
+BOX_SPAN = 32.0  # a merge input spanning more than this next to one within [0, 1]: coordinates in pixels
+
+
+def merge_fix(op: str, small_span: float, large_span: float) -> str:
+    """QD503/QD506's fix, from what the merge is: a residual ADD, coordinates in pixels next to scores (a
+    detection head), or inputs of different ranges in general."""
+    keep = "or keep the merge in float (code below)"
+    if op == "ADD":
+        return ("Bound the larger branch's range (a BatchNormalization or a clipping activation before the add), "
+                f"{keep}; a residual branch this small may also be dropped if it barely contributes.")
+    if large_span > BOX_SPAN and small_span <= 1.0:
+        return f"Divide the boxes by the image size before merging, output them separately, {keep}."
+    return ("Bring the inputs to similar ranges before merging (a scale on the larger one), output them "
+            f"separately, {keep}.")
 
 
 CHECKS = (
@@ -50,8 +115,11 @@ CHECKS = (
         detects="Comparing float and quantized activations on eval data: CONCATENATION/ADD/PACK takes inputs "
                 "whose float ranges differ by 50x or more; INT8 gives the result a single scale, so the "
                 "small-range input keeps a handful of levels. The inputs are found behind ops that only move "
-                "or requantize values (a Dense on a rank-3 tensor ends in a RESHAPE). An error when channels of "
-                "the result keep no signal at all (quantized to a constant: 0 dB); the message counts them.",
+                "or requantize values (a Dense on a rank-3 tensor ends in a RESHAPE). The message counts the "
+                "channels of the result that keep no signal at all (quantized to a constant: 0 dB); that is an "
+                "error only when a model output degrades too (QD504, QD507, QD519 as an error). An ADD whose "
+                "small input spans under 1/1000 of the other (a LayerScale residual branch) is left out: it "
+                "moves the sum by under a quarter of an int8 step.",
         why="The classic cause of all-zero scores in detectors: box coordinates in 0..640 concatenated with "
             "scores in 0..1 leave the scores one or two quantization steps.",
         example="keras.layers.Concatenate()([boxes_in_pixels, scores])",
@@ -116,8 +184,27 @@ CHECKS = (
             "recalibrate on representative data or keep that layer in float.",
     ),
     Check(
+        code="QD519", name="output-drift", severity="warning", precedence=24,
+        title="A quantized output follows the float output only loosely",
+        detects="Run on the first few calibration samples (every diagnose with calibration data) or on the "
+                "eval samples (compare), a model output that the float model varies keeps an SQNR under 12 dB "
+                "against the float model (its noise over 6% of the signal's power), or, for class scores, its "
+                "top-1 class changes on more than 1 input in 10 (2 inputs at least). An error when the top-1 "
+                "class changes on more than half the inputs, whatever the SQNR (an offset common to every class "
+                "raises it without telling the classes apart): the classifier's predictions collapse. Class "
+                "scores are probabilities over 2 channels or more, or at least 5 channels.",
+        why="Between an output destroyed (QD507, 3 dB) and one that follows the float model there is a range "
+            "where every layer looks acceptable and the answers still change: a clean verdict must mean the "
+            "quantized outputs follow the float ones.",
+        example="a deep residual network whose BatchNorm statistics make activations span very different "
+                "ranges: end-to-end SQNR 5 dB, the top-1 class agreeing on a third of the inputs",
+        fix="Run `quantdoctor compare` with eval data to see which layers lose the signal, then keep those in "
+            "float or recalibrate on more representative samples; `quantdoctor fix --target cpu` tries the "
+            "float fallbacks.",
+    ),
+    Check(
         code="QD510", name="float-model-wrong-on-eval-data", severity="error", precedence=6, float_model_fails=True,
-        title="The float model is already wrong on the eval data: quantization is not the problem",
+        title="The float model is already wrong on the eval data",
         detects="On the eval data, the float model and the quantized model both score at chance on the labels, "
                 "or both predict one class for every input.",
         why="The quantized model cannot be better than its float reference. When the float model fails too, "

@@ -185,4 +185,23 @@ CHECKS = (
                  "        for key in ('encode', 'decode'):          # every signature you convert\n"
                  "            yield key, {'x': x[None].astype(np.float32)}",
     ),
+    Check(
+        code="QD316", name="data-normalised-twice", severity="warning", precedence=30,
+        title="The samples are normalised already, and the model normalises its input again",
+        detects="The model's graph starts with its own normalisation (Rescaling, Normalization, Sub/Div by "
+                "constants: `x * scale + offset` with |scale| of 1/10 or less, so it expects raw-range values "
+                "such as pixels in 0..255), while the calibration or eval samples are centred near 0 (|mean| "
+                "under 0.5) with unit spread (standard deviation 0.25 to 2). Read from the data alone: no "
+                "labels needed.",
+        why="The model squeezes the already normalised samples a second time: every input looks alike to it, "
+            "its float outputs barely depend on the input, and calibration sets ranges for data it never sees "
+            "in production. With labels, `quantdoctor compare` measures it (QD510, QD511).",
+        example="normalization = keras.layers.Normalization(); normalization.adapt(raw_images)\n"
+                "calibration = (raw_images - mean) / std   # normalised before the model normalises again",
+        fix="Feed raw (un-normalised) samples, as the model was trained with, in calibration and inference; "
+            "or take the normalisation out of the model.",
+        fix_code="def representative_dataset():\n"
+                 "    for x in raw_samples:                 # the model normalises its input itself\n"
+                 "        yield [x[None].astype(np.float32)]",
+    ),
 )

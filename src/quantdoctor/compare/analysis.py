@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from quantdoctor import catalog
-from quantdoctor.catalog.accuracy import keep_float_code, lost_channels_text
+from quantdoctor.catalog.accuracy import (NEGLIGIBLE_ADDEND, collapse_fix, drift_text, keep_float_code,
+                                          lost_channels_text, merge_fix, outputs_degrade, probability_grid_note)
 from quantdoctor.catalog.locations import layers_in_tensor_name
 from quantdoctor.compare.labels import Labels, metric_number
-from quantdoctor.compare.measures import DESTROYED_SQNR_DB, MAX_SQNR_DB, holds_probabilities
+from quantdoctor.compare.measures import (MAX_SQNR_DB, holds_probabilities, output_state, reads_as_class_scores,
+                                         top1_agreement)
 from quantdoctor.report.model import Finding, Location
 
 # Ops whose int8 output scale LiteRT fixes, not calibration: SOFTMAX and LOGISTIC hold [0, 255/256],
@@ -25,6 +28,7 @@ MAX_OUTLIERS = 3             # the worst few: the ranked table has the rest
 CLIPPED_FRACTION = 0.01
 MERGE_RANGE_RATIO = 50.0
 _MERGE_OPS = ("CONCATENATION", "ADD", "PACK")
+TINY_ACTIVATION = 1e-6       # activations within this magnitude sit below any range worth bounding
 
 
 def layer_rows(response: dict[str, Any], layer_names: list[str], output_layers: dict[str, str | None]) -> list[dict[str, Any]]:
@@ -75,11 +79,28 @@ def end_to_end(outputs: dict[str, np.ndarray], output_stats: list[dict[str, Any]
     return result
 
 
+def output_agreements(outputs: dict[str, np.ndarray], output_stats: list[dict[str, Any]]) -> list[float | None]:
+    """Per model output, the share of eval rows whose top-1 class is the float model's; None for an output
+    that does not read as class scores (`measures.reads_as_class_scores`) or holds more than one vector per
+    row (a feature map's channels are no classes)."""
+    found = []
+    for i, stats in enumerate(output_stats):
+        reference, quantized = outputs[f"float_{i}"], outputs[f"quant_{i}"]
+        classes = reference.shape[-1] if reference.ndim == 2 else 1
+        agreement = top1_agreement(reference, quantized) if reads_as_class_scores(*stats["float_range"], classes) \
+            else None
+        found.append(None if agreement is None else round(agreement, 4))
+    return found
+
+
 def comparison_findings(rows: list[dict[str, Any]], output_stats: list[dict[str, Any]],
-                        tensors: list[dict[str, Any]], links: list[dict[str, Any]]) -> list[Finding]:
-    """QD5xx: outlier layers, saturated activations, merges of mismatched ranges, collapsed outputs."""
-    findings = _merge_findings(rows, {t["tensor"]: t for t in tensors}, links)
-    explained = {f.location.tensor for f in findings}
+                        tensors: list[dict[str, Any]], links: list[dict[str, Any]],
+                        agreements: list[float | None] | None = None, samples: int = 0) -> list[Finding]:
+    """QD5xx: outlier layers, saturated activations, merges of mismatched ranges, and the outputs by the
+    rule the run check applies too (`measures.output_state`; `agreements` per output, over `samples` rows).
+    A merge that crushes channels (QD503) is an error only when an output degrades."""
+    layer_findings = _merge_findings(rows, {t["tensor"]: t for t in tensors}, links)
+    explained = {f.location.tensor for f in layer_findings} | _negligible_addends(rows, tensors, links)
     if rows:
         median = float(np.median([row["own_sqnr_drop_db"] for row in rows]))
         outliers = 0
@@ -89,41 +110,87 @@ def comparison_findings(rows: list[dict[str, Any]], output_stats: list[dict[str,
                        and own >= median + OUTLIER_DB)
             if outlier and row["tensor"] not in explained and outliers < MAX_OUTLIERS:
                 outliers += 1
-                findings.append(catalog.get("QD501").finding(
+                layer_findings.append(catalog.get("QD501").finding(
                     f"{_name(row)} loses {own:.1f} dB of SQNR on its own (the median layer: {median:.1f} dB); "
                     f"its worst channel keeps {worst:.1f} dB.",
                     location=Location(layer=row["layer"], op=row["op"], tensor=row["tensor"]),
                     evidence={"worst_channel_sqnr_db": worst, "sqnr_db": row["sqnr_db"], "own_sqnr_drop_db": own,
                               "median_own_sqnr_drop_db": median},
-                    fix_code=keep_float_code([row["tensor"]])))
-            if row["clipped_fraction"] > CLIPPED_FRACTION and row["op"] not in FIXED_RANGE_OPS:
-                findings.append(catalog.get("QD502").finding(
+                    fix=_outlier_fix(row), fix_code=keep_float_code([row["tensor"]])))
+            if row["clipped_fraction"] > CLIPPED_FRACTION and row["op"] not in FIXED_RANGE_OPS and \
+                    row["tensor"] not in explained:
+                layer_findings.append(catalog.get("QD502").finding(
                     f"{row['clipped_fraction']:.1%} of the values of {_name(row)} on the eval data fall outside its "
                     f"calibrated range {_range(row['quantized_range'])} (eval range {_range(row['float_range'])}).",
                     location=Location(layer=row["layer"], op=row["op"], tensor=row["tensor"]),
                     evidence={"clipped_fraction": row["clipped_fraction"], "calibrated_range": row["quantized_range"],
                               "eval_range": row["float_range"]}))
-    for output in output_stats:
-        if output["collapsed"]:
+    outputs = _output_findings(output_stats, agreements or [None] * len(output_stats), samples,
+                               bool(layer_findings))
+    if outputs_degrade(outputs):
+        layer_findings = [replace(f, severity="error") if f.code == "QD503" and f.evidence["lost_channels"] else f
+                          for f in layer_findings]
+    return layer_findings + outputs
+
+
+def _output_findings(output_stats: list[dict[str, Any]], agreements: list[float | None], samples: int,
+                     layer_findings: bool) -> list[Finding]:
+    findings = []
+    for output, agreement in zip(output_stats, agreements):
+        state = output_state(output["float_range"], output["sqnr_db"], output["collapsed"], agreement, samples)
+        where = Location(tensor=output["tensor"])
+        note = probability_grid_note(*output["float_range"])
+        if state == "collapsed":
             findings.append(catalog.get("QD504").finding(
                 f"Quantized output '{output['tensor']}' barely moves over the eval samples (under 1% of the float "
-                f"output's spread) while the float output spans {_range(output['float_range'])}.",
-                location=Location(tensor=output["tensor"]), evidence={"float_range": output["float_range"]}))
-        elif output["sqnr_db"] <= DESTROYED_SQNR_DB:
+                f"output's spread) while the float output spans {_range(output['float_range'])}." + note,
+                location=where, evidence={"float_range": output["float_range"]},
+                fix=collapse_fix(in_compare=True, layer_findings=layer_findings)))
+        elif state == "destroyed":
             findings.append(catalog.get("QD507").finding(
                 f"Quantized output '{output['tensor']}' keeps an SQNR of {output['sqnr_db']:.1f} dB against the float "
-                f"model over the eval samples: its error is about as large as its values.",
-                location=Location(tensor=output["tensor"]),
-                evidence={"sqnr_db": output["sqnr_db"], "float_range": output["float_range"]}))
-        elif output.get("lost_channels") and not holds_probabilities(*output["float_range"]):
+                f"model over the eval samples: its error is about as large as its values." + note,
+                location=where, evidence={"sqnr_db": output["sqnr_db"], "float_range": output["float_range"]},
+                fix=_lost_signal_fix(layer_findings)))
+        elif state in ("drifts", "top1_collapsed"):
+            numbers = {**output, "top1_agreement": agreement}
+            findings.append(catalog.get("QD519").finding(
+                drift_text(f"output '{output['tensor']}'", state, numbers, "Over the eval samples") + note,
+                location=where, severity="error" if state == "top1_collapsed" else None,
+                evidence={"sqnr_db": output["sqnr_db"], "top1_agreement": agreement,
+                          "worst_channel_sqnr_db": output["worst_channel_sqnr_db"],
+                          "float_range": output["float_range"]},
+                fix=_lost_signal_fix(layer_findings), fix_code=keep_float_code([output["tensor"]])))
+        if state in ("drifts", "follows") and output.get("lost_channels") and \
+                not holds_probabilities(*output["float_range"]):
             findings.append(catalog.get("QD518").finding(
                 lost_channels_text(f"output '{output['tensor']}'", output["lost_channels"], output["sqnr_db"],
                                    "Over the eval samples"),
-                location=Location(tensor=output["tensor"]),
+                location=where,
                 evidence={"sqnr_db": output["sqnr_db"], "float_range": output["float_range"],
                           "lost_channels": output["lost_channels"]},
                 fix_code=keep_float_code([output["tensor"]])))
     return findings
+
+
+def _lost_signal_fix(layer_findings: bool) -> str:
+    """The fix of an output that compare measured degraded: its layer findings, or the whole network."""
+    if layer_findings:
+        return "Act on the layer findings above first (the layers table ranks the rest); recalibrate on " \
+               "representative data, or keep those layers in float (code below)."
+    return "No single layer stands out in the layers table: the error builds up over the network. Keep the " \
+           "output head in float or quantize it with int16 activations (int16x8), and recalibrate on " \
+           "representative data."
+
+
+def _outlier_fix(row: dict[str, Any]) -> str | None:
+    """QD501's fix: bounding the activations helps only when they span more than the smallest range the
+    converter calibrates; tiny activations are kept float instead."""
+    low, high = row["float_range"]
+    if max(abs(low), abs(high)) < TINY_ACTIVATION:
+        return (f"Its activations stay within {max(abs(low), abs(high)):.2g}: keep this layer in float (code "
+                "below); bounding the range cannot help below the smallest range the converter calibrates.")
+    return None
 
 
 def _merge_findings(rows: list[dict[str, Any]], tensors: dict[str, dict[str, Any]],
@@ -138,6 +205,8 @@ def _merge_findings(rows: list[dict[str, Any]], tensors: dict[str, dict[str, Any
         if row is None or row["op"] not in _MERGE_OPS or len(spans) < 2:
             continue
         small_span, large_span = min(span for _, span in spans), max(span for _, span in spans)
+        if row["op"] == "ADD" and small_span < NEGLIGIBLE_ADDEND * large_span:
+            continue  # a residual branch this small (LayerScale at 1e-6) cannot move the sum
         if large_span / small_span >= MERGE_RANGE_RATIO:
             lost = row.get("lost_channels", [])
             crushed = f"the small one is crushed (worst channel {row['worst_channel_sqnr_db']:.1f} dB)"
@@ -151,8 +220,27 @@ def _merge_findings(rows: list[dict[str, Any]], tensors: dict[str, dict[str, Any
                 location=Location(layer=row["layer"], op=row["op"], tensor=row["tensor"]),
                 evidence={"input_spans": {name: span for name, span in spans},
                           "worst_channel_sqnr_db": row["worst_channel_sqnr_db"], "lost_channels": lost},
-                fix_code=keep_float_code([row["tensor"]]), severity="error" if lost else None))
+                fix=merge_fix(row["op"], small_span, large_span), fix_code=keep_float_code([row["tensor"]])))
     return findings
+
+
+def _negligible_addends(rows: list[dict[str, Any]], tensors: list[dict[str, Any]],
+                        links: list[dict[str, Any]]) -> set[str]:
+    """The tensors whose every use is as the negligible input of an ADD (spanning under NEGLIGIBLE_ADDEND of the
+    other): whatever quantization does to them cannot reach the sum, so no layer finding is made on them."""
+    spans = {t["tensor"]: _span(t["float_range"]) for t in tensors}
+    ops = {row["tensor"]: row["op"] for row in rows}
+    negligible: set[str] = set()
+    used_otherwise: set[str] = set()
+    for link in links:
+        inputs = [name for name in link["inputs"] if name in spans]
+        largest = max((spans[name] for name in inputs), default=0.0)
+        for name in inputs:
+            if ops.get(link["tensor"]) == "ADD" and spans[name] < NEGLIGIBLE_ADDEND * largest:
+                negligible.add(name)
+            else:
+                used_otherwise.add(name)
+    return negligible - used_otherwise
 
 
 def _layer(tensor: str, layer_names: list[str]) -> str | None:

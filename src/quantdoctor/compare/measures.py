@@ -48,3 +48,54 @@ def collapsed(float_variance: float, quant_variance: float) -> bool:
     """True when the float values vary and the quantized ones barely move (stuck at a value, or
     squeezed into a sliver of the real range)."""
     return float_variance > EPS and quant_variance < COLLAPSED_STD_RATIO ** 2 * float_variance
+
+
+# What "the quantized output follows the float one" means, in numbers (the README's "What OK means").
+FOLLOWS_SQNR_DB = 12.0  # under this the output drifts: its noise is over 6% of the signal's power
+FOLLOWS_TOP1 = 0.9  # a classifier whose top class changes on more than 1 input in 10 drifts ...
+MIN_TOP1_CHANGES = 2  # ... once at least this many inputs changed class (one flip in 8 rows proves nothing)
+COLLAPSED_TOP1 = 0.5  # ... and its predictions collapse (an error) when more than half of them change
+MIN_CLASSES = 5  # an output of unbounded values narrower than this may be regression targets, not class scores
+
+
+def reads_as_class_scores(low: float, high: float, channels: int) -> bool:
+    """Whether an output's argmax means a class: probabilities (every value in [0, 1]) over 2 channels or more,
+    or at least MIN_CLASSES scores. A narrower output may be regression targets (a box, a price next to a
+    rate), whose largest channel says nothing."""
+    return channels >= 2 and (holds_probabilities(low, high) or channels >= MIN_CLASSES)
+
+
+def top1_agreement(reference: np.ndarray, quantized: np.ndarray) -> float | None:
+    """The share of rows whose largest channel (last axis) is the same in both models; None without channels."""
+    if reference.ndim < 2 or reference.shape[-1] < 2:
+        return None
+    width = reference.shape[-1]
+    return float(np.mean(reference.reshape(-1, width).argmax(-1) == quantized.reshape(-1, width).argmax(-1)))
+
+
+def output_state(float_range: list[float], sqnr_db: float, is_collapsed: bool, agreement: float | None,
+                 rows: int) -> str:
+    """The one rule the run check and compare apply to a model output, from the float model's range over
+    the rows, the output's SQNR, whether it collapsed and its top-1 agreement (None: not class scores):
+
+    - `constant`: the float output does not vary over the rows; there is nothing for quantization to lose;
+    - `collapsed` (QD504), `destroyed` (QD507: SQNR at or under DESTROYED_SQNR_DB);
+    - `top1_collapsed` (QD519 error): under COLLAPSED_TOP1 agreement, whatever the SQNR (a constant offset
+      common to every class raises the SQNR and means nothing to the argmax);
+    - `drifts` (QD519 warning): under FOLLOWS_SQNR_DB, or under FOLLOWS_TOP1 agreement with at least
+      MIN_TOP1_CHANGES rows changing class;
+    - `follows`: what an OK verdict means.
+    """
+    if not varies(*float_range):
+        return "constant"
+    if is_collapsed:
+        return "collapsed"
+    if sqnr_db <= DESTROYED_SQNR_DB:
+        return "destroyed"
+    changed = 0 if agreement is None else round((1.0 - agreement) * rows)
+    if agreement is not None and changed >= MIN_TOP1_CHANGES and agreement < COLLAPSED_TOP1:
+        return "top1_collapsed"
+    if sqnr_db < FOLLOWS_SQNR_DB or (agreement is not None and changed >= MIN_TOP1_CHANGES
+                                     and agreement < FOLLOWS_TOP1):
+        return "drifts"
+    return "follows"

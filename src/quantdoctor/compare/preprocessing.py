@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from quantdoctor import catalog
-from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
-from quantdoctor.compare.measures import holds_probabilities
+from quantdoctor.audit.normalisation import input_normalisation, normalised_already
+from quantdoctor.audit.tflite_model import read_tflite
+from quantdoctor.compare.measures import reads_as_class_scores
 from quantdoctor.convert.runner import run_isolated
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.array_files import REAL_KINDS
@@ -31,8 +32,6 @@ MIN_SAMPLES = 10          # fewer eval samples say nothing about chance
 CHANCE_SIGMAS = 3.0       # an accuracy within this many binomial standard deviations of chance is chance
 RECOVERY = 0.2            # a variant explains the failure when it adds this much accuracy, above chance
 ONE_CLASS_SHARE = 0.8     # without labels: a variant is sound when no class takes more than this share
-UNLABELLED_MIN_CLASSES = 5  # without labels: a narrower output of unbounded values may be regression targets
-_AFFINE_OPS = ("MUL", "DIV", "ADD", "SUB")
 
 
 @dataclass(frozen=True)
@@ -45,6 +44,8 @@ class Failure:
     quant_accuracy: float | None
     chance: float | None
     one_class: int | None  # the class both models predict for every input
+    float_class: int | None = None  # the class the float model predicts for every input, if one
+    quant_class: int | None = None  # the class the quantized model predicts for every input, if one
 
     def sound(self, predictions: np.ndarray, labels: np.ndarray | None) -> bool:
         """True when `predictions` are what a working model gives: above chance, or varied without labels."""
@@ -67,65 +68,18 @@ def float_failure(outputs: dict[str, np.ndarray], labels: np.ndarray | None) -> 
     top_float = reference.reshape(-1, reference.shape[-1]).argmax(-1)
     top_quant = quantized.reshape(-1, quantized.shape[-1]).argmax(-1)
     classes = reference.shape[-1]
-    one_class = int(top_float[0]) if len(set(top_float)) == 1 and len(set(top_quant)) == 1 else None
+    float_class, quant_class = (int(top[0]) if len(set(top)) == 1 else None for top in (top_float, top_quant))
+    one_class = float_class if float_class is not None and quant_class is not None else None
     if labels is not None:
         truth = np.asarray(labels).reshape(top_float.shape)
         chance = max(1.0 / classes, float(np.bincount(truth.astype(int)).max() / len(truth)))
         failure = Failure(len(truth), classes, float(np.mean(top_float == truth)), float(np.mean(top_quant == truth)),
-                          chance, one_class)
+                          chance, one_class, float_class, quant_class)
         at_chance = max(failure.float_accuracy, failure.quant_accuracy) <= failure.chance_bound()
         return failure if at_chance or one_class is not None else None
-    if one_class is None or not _reads_as_class_scores(reference):
+    if one_class is None or not reads_as_class_scores(float(reference.min()), float(reference.max()), classes):
         return None
-    return Failure(len(top_float), classes, None, None, None, one_class)
-
-
-def _reads_as_class_scores(reference: np.ndarray) -> bool:
-    """Without labels, whether an output's argmax means a class: probabilities (every value in [0, 1]),
-    or at least UNLABELLED_MIN_CLASSES scores. A narrower output may be regression targets (a box, a
-    price next to a rate), whose largest channel is the same for every input by its units alone."""
-    return holds_probabilities(float(reference.min()), float(reference.max())) or \
-        reference.shape[-1] >= UNLABELLED_MIN_CLASSES
-
-
-def input_normalisation(model: TFLiteModel) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per model input, the affine map `x * scale + offset` the graph applies first (Rescaling,
-    Normalization, Sub/Div by constants), read from the float model; inputs without one are left out."""
-    consumers: dict[int, list[Any]] = {}
-    for op in model.ops:
-        for tensor in op.inputs:
-            consumers.setdefault(tensor.index, []).append(op)
-    found = {}
-    for name, tensor in zip(model.input_names, model.inputs):
-        scale, offset, current, steps = np.ones(1), np.zeros(1), tensor.index, 0
-        while len(consumers.get(current, [])) == 1 and consumers[current][0].name in _AFFINE_OPS:
-            op = consumers[current][0]
-            step = _affine_step(op, current)
-            if step is None:
-                break
-            scale, offset = step(scale, offset)
-            current, steps = op.outputs[0].index, steps + 1
-        if steps and not (np.allclose(scale, 1) and np.allclose(offset, 0)):
-            found[name] = (scale, offset)
-    return found
-
-
-def _affine_step(op: Any, chained: int) -> Any:
-    """The update of (scale, offset) for one elementwise op with a constant operand, or None."""
-    others = [t for t in op.inputs if t.index != chained]
-    if len(others) != 1 or others[0].values is None:
-        return None
-    constant = np.asarray(others[0].values, dtype=np.float64)
-    chained_first = op.inputs[0].index == chained
-    if op.name == "MUL":
-        return lambda a, b: (a * constant, b * constant)
-    if op.name == "ADD":
-        return lambda a, b: (a, b + constant)
-    if op.name == "SUB":
-        return (lambda a, b: (a, b - constant)) if chained_first else (lambda a, b: (-a, constant - b))
-    if op.name == "DIV" and chained_first:
-        return lambda a, b: (a / constant, b / constant)
-    return None
+    return Failure(len(top_float), classes, None, None, None, one_class, float_class, quant_class)
 
 
 def variants(evaluation: CalibrationSet, normalisation: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[dict]:
@@ -137,7 +91,8 @@ def variants(evaluation: CalibrationSet, normalisation: dict[str, tuple[np.ndarr
     found = []
     if len(normalisation) == 1:  # the model normalises its input itself: feed the data back un-normalised
         scale, offset = next(iter(normalisation.values()))
-        if np.all(scale != 0):
+        values = np.concatenate([a.ravel() for a in arrays]).astype(np.float64)
+        if normalised_already(values, scale, offset):  # only data centred near 0 with unit spread
             found.append({"cause": "normalised_twice", "scale": (1 / scale).tolist(), "offset": (-offset / scale).tolist()})
     if all(a.ndim >= 3 and a.shape[-1] == 3 for a in arrays):
         found.append({"cause": "channels_swapped", "reverse_channels": True})
@@ -166,8 +121,13 @@ def probe(float_model: bytes, evaluation: CalibrationSet, candidates: list[dict]
 
 
 def float_failure_findings(outputs: dict[str, np.ndarray], labels: np.ndarray | None, float_model: bytes,
-                           evaluation: CalibrationSet, timeout: float) -> list[Finding]:
-    """QD510 when the float model already fails on the eval data, and QD511 for the mistake that explains it."""
+                           evaluation: CalibrationSet, timeout: float,
+                           quantization_findings: list[Finding] = ()) -> list[Finding]:
+    """QD510 when the float model already fails on the eval data, and QD511 for the mistake that explains it.
+
+    `quantization_findings` are the errors compare found on the outputs (QD504, QD507, QD519): when there are
+    some, quantization broke the model too, and QD510 says both instead of "quantization is not the problem".
+    """
     failure = float_failure(outputs, labels)
     if failure is None:
         return []
@@ -178,7 +138,7 @@ def float_failure_findings(outputs: dict[str, np.ndarray], labels: np.ndarray | 
     results = [_result(candidate, found, truth) for candidate, found in zip(candidates, predictions)]
     explaining = next((r for r in sorted(results, key=lambda r: -r["score"]) if failure.sound(r["predictions"], truth)),
                       None)
-    findings = [_failure_finding(failure, results)]
+    findings = [_failure_finding(failure, results, quantization_findings)]
     if explaining is not None:
         findings.append(_cause_finding(explaining, failure, evaluation, normalisation))
     return findings
@@ -190,22 +150,39 @@ def _result(candidate: dict, predictions: np.ndarray, truth: np.ndarray | None) 
     return {**candidate, "predictions": predictions, "score": round(score, 4)}
 
 
-def _failure_finding(failure: Failure, results: list[dict[str, Any]]) -> Finding:
+def _failure_finding(failure: Failure, results: list[dict[str, Any]],
+                     quantization_findings: list[Finding] = ()) -> Finding:
     if failure.float_accuracy is not None:
         how = (f"the float model scores {failure.float_accuracy:.2f} and the quantized model "
                f"{failure.quant_accuracy:.2f} on the labels, where chance is {failure.chance:.2f} "
                f"({failure.classes} classes, {failure.samples} samples)")
     else:
-        how = f"the float and the quantized model both predict class {failure.one_class} for all {failure.samples} inputs"
+        how = f"the float model predicts class {failure.float_class} for all {failure.samples} inputs"
+    if failure.float_class is not None and failure.float_accuracy is not None:
+        how += f"; the float model predicts class {failure.float_class} for every input"
+    if failure.quant_class is not None and failure.quant_class == failure.float_class:
+        how += ", and so does the quantized model"
+    elif failure.quant_class is not None:
+        how += f", the quantized model class {failure.quant_class}"
+    codes = sorted({f.code for f in quantization_findings})
+    if codes:
+        verdict = (f"the float model is already wrong on this data, and quantization breaks its outputs too "
+                   f"({', '.join(codes)}): fix the data first, then the quantization")
+    else:
+        verdict = "quantization is not the problem"
     checked = ", ".join(f"{_CAUSES[r['cause']][0]} ({r['score']:.2f})" for r in results) or "none applied to this data"
     evidence = {"float_accuracy": failure.float_accuracy, "quant_accuracy": failure.quant_accuracy,
-                "chance": failure.chance, "one_class": failure.one_class, "samples": failure.samples,
-                "variants_checked": {r["cause"]: r["score"] for r in results}}
+                "chance": failure.chance, "one_class": failure.one_class, "float_class": failure.float_class,
+                "quant_class": failure.quant_class, "samples": failure.samples,
+                "variants_checked": {r["cause"]: r["score"] for r in results},
+                "quantization_findings": codes}
     # Without labels, one class for every input may be the eval data's own (one class, or a regression
-    # output): a warning. Labels prove the float model wrong: an error.
+    # output): a warning; so is a float failure next to the quantization errors that rank first. Labels
+    # prove the float model wrong: an error.
+    warning = failure.float_accuracy is None or bool(codes)
     return catalog.get("QD510").finding(
-        f"On the eval data {how}: quantization is not the problem. Preprocessing checked: {checked}.",
-        evidence=evidence, severity=None if failure.float_accuracy is not None else "warning")
+        f"On the eval data {how}: {verdict}. Preprocessing checked: {checked}.",
+        evidence=evidence, severity="warning" if warning else None)
 
 
 _CAUSES = {  # cause -> (what the variant does, what it means, the code to write)

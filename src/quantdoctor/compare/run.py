@@ -16,7 +16,8 @@ from quantdoctor.audit.report import audit
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.catalog.classify_failure import first_line
 from quantdoctor.catalog.locations import LayerNames
-from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows
+from quantdoctor.catalog.accuracy import DEGRADED_OUTPUT
+from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows, output_agreements
 from quantdoctor.compare.labels import labels_for_model, read_labels
 from quantdoctor.compare.preprocessing import float_failure_findings
 from quantdoctor.convert.protocol import read_json
@@ -114,12 +115,15 @@ def add_comparison(report: Report, float_model: bytes, float_info: dict[str, Any
                          "analysis_seconds": response["analysis_seconds"],
                          "end_to_end": summary,
                          "layers": rows, "histograms": _histograms(response, rows)}
-    findings = comparison_findings(rows, response["outputs"], response["tensors"], response["ops"])
+    findings = comparison_findings(rows, response["outputs"], response["tensors"], response["ops"],
+                                   output_agreements(outputs, response["outputs"]), response["samples"])
     findings += _integer_input_findings(report, evaluation)
     if truth is None or truth.classes is not None:  # labels that are a metric's own values say: no classes
+        broken = [f for f in findings if f.code in DEGRADED_OUTPUT and f.severity == "error"]
         findings += float_failure_findings(outputs, truth.classes if truth else None, float_model, evaluation,
-                                           timeout)
-    report.findings = rank_findings(_unconfirmed_static(report.findings, findings) + findings)
+                                           timeout, quantization_findings=broken)
+    measured = {output["tensor"] for output in response["outputs"]}
+    report.findings = rank_findings(_unconfirmed_static(report.findings, findings, measured) + findings)
 
 
 def _batches_split(evaluation: CalibrationSet) -> CalibrationSet:
@@ -144,18 +148,14 @@ def _eval_rows(evaluation: CalibrationSet, quant_model: TFLiteModel) -> Calibrat
     return CalibrationSet(samples, source=evaluation.source)
 
 
-_USELESS_OUTPUT = ("QD504", "QD507", "QD518")
-
-
-def _unconfirmed_static(static: list[Finding], measured: list[Finding]) -> list[Finding]:
+def _unconfirmed_static(static: list[Finding], measured: list[Finding], outputs: set[str]) -> list[Finding]:
     """The diagnose findings, less those the eval data measured again: the crushed merges (QD506) that
     a measured one (QD503) confirms at the same layer and op, and the run check's output findings
-    (QD504, QD507, QD518 on a few calibration rows) that compare found on the same output. Each is reported
-    once, with what the eval data showed."""
-    confirmed = {(f.location.layer, f.location.op) for f in measured if f.code == "QD503" and f.severity == "error"}
-    outputs = {f.location.tensor for f in measured if f.code in _USELESS_OUTPUT}
+    (QD504, QD507, QD518, QD519 on a few calibration rows) on the `outputs` compare measured: compare's
+    rule on the eval data decides them. Each is reported once, with what the eval data showed."""
+    confirmed = {(f.location.layer, f.location.op) for f in measured if f.code == "QD503"}
     return [f for f in static if not (f.code == "QD506" and (f.location.layer, f.location.op) in confirmed)
-            and not (f.code in _USELESS_OUTPUT and f.location.tensor in outputs)]
+            and not (f.code in DEGRADED_OUTPUT and f.location.tensor in outputs)]
 
 
 def _float_model(model: Any) -> Any:

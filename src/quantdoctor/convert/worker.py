@@ -20,6 +20,7 @@ from quantdoctor.convert.model_identity import ModelDigest
 from quantdoctor.convert.protocol import serve, write_json
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.intake.model import lambda_layer_names, written_by_tf_keras
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.runtime.eval_fit import REFUSED, check_eval_shapes, declared_inputs
 
@@ -192,6 +193,8 @@ def _load(tf: Any, model: dict[str, Any], trust_model: bool) -> Any:
     model, a SavedModel object, or a frozen graph's concrete function. Keras files load in Keras's safe
     mode, which refuses to run code stored in the file, unless the user trusts the model."""
     if model["loader"] == "keras_file":
+        if written_by_tf_keras(Path(model["path"])):
+            return _edited(_load_tf_keras(model["path"], trust_model), model.get("edits"))
         import keras
 
         loaded = keras.saving.load_model(model["path"], compile=False, safe_mode=not trust_model)
@@ -199,6 +202,20 @@ def _load(tf: Any, model: dict[str, Any], trust_model: bool) -> Any:
     if model["loader"] == "frozen_graph":
         return _import_frozen_graph(tf, model)
     return tf.saved_model.load(model["path"])
+
+
+def _load_tf_keras(path: str, trust_model: bool) -> Any:
+    """An .h5 file tf_keras wrote, loaded by tf_keras (its TFOpLambda layers name TensorFlow ops, no code).
+    Its Lambda layers would run code stored in the file: refused as Keras's safe mode refuses them."""
+    if not trust_model and lambda_layer_names(Path(path)):
+        raise ValueError(f"Lambda layers run code stored in the file; load it with {KERAS_SAFE_MODE_REFUSAL}")
+    try:
+        import tf_keras
+    except ImportError:
+        raise ImportError("this .h5 file was written by tf_keras (Keras 2), whose TFOpLambda layers Keras 3 cannot "
+                          "load: pip install tf-keras, or export a SavedModel with tf_keras "
+                          "(model.export('saved_model_dir')) and pass that directory") from None
+    return tf_keras.models.load_model(path, compile=False)
 
 
 def _describe(tf: Any, model: dict[str, Any], loaded: Any) -> tuple[Callable[[], Any], dict[str, Any], Any]:

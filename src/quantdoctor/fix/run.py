@@ -14,14 +14,16 @@ from quantdoctor.audit.checks import check_target
 from quantdoctor.budget.objective import Metric, Objective, budget_numbers
 from quantdoctor.budget.run import BudgetOutcome, budget_objective, check_budget_settings, search_budget
 from quantdoctor.budget.search import Progress
+from quantdoctor.catalog.accuracy import DEGRADED_OUTPUT
 from quantdoctor.compare.labels import labels_for_model, read_labels
+from quantdoctor.compare.measures import FOLLOWS_SQNR_DB
 from quantdoctor.convert.cleanup import run_interruptible
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits
 from quantdoctor.diagnose import calibration_set, recipe_and_data
 from quantdoctor.errors import UsageError
 from quantdoctor.fix.origin import ModelOrigin
 from quantdoctor.fix.plan import Plan
-from quantdoctor.fix.repairs import Blocked, Repair
+from quantdoctor.fix.repairs import Blocked, Repair, allows_float_ops
 from quantdoctor.fix.rounds import DEFAULT_MAX_ROUNDS, Rounds, Settings, run_rounds
 from quantdoctor.fix.script import write_script
 from quantdoctor.fix.verify import Verification
@@ -156,8 +158,13 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-fix-"))
     try:
         rounds = run_rounds(origin, Plan(recipe, target), calibration, workdir, settings)
-        wrong = _float_model_wrong(rounds) if objective is not None else []
         budget = None
+        if objective is None and _searchable(rounds) and _output_broken(rounds, target):
+            # QD504/QD507/QD519 on a target that runs float ops: the float fallback that makes the outputs
+            # follow the float model again (an SQNR floor at what OK means), on the eval data or the samples
+            objective = budget_objective(None, FOLLOWS_SQNR_DB, None, None, evaluation or rounds.calibration)
+            evaluation = evaluation or rounds.calibration
+        wrong = _float_model_wrong(rounds) if objective is not None else []
         if objective is not None and not wrong and _searchable(rounds):
             labels_for_model(settings.truth, rounds.after.audit, for_metric=metric is not None)  # as compare
             budget_dir = workdir / "budget"
@@ -184,6 +191,12 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
 
         write_html(result.after, Path(html))
     return result
+
+
+def _output_broken(rounds: Rounds, target: str | None) -> bool:
+    """An output error (QD504, QD507, QD519) on a target where ops may stay float, with samples to measure on."""
+    return allows_float_ops(target) and rounds.calibration is not None and bool(rounds.calibration.samples) and \
+        any(f.code in DEGRADED_OUTPUT and f.severity == "error" for f in rounds.after.findings)
 
 
 def _searchable(rounds: Rounds) -> bool:

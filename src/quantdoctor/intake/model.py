@@ -150,6 +150,22 @@ def unsafe_model_error(source: ModelSource, keras_message: str) -> UnsafeModelEr
                             "(trust_model=True in Python)")
 
 
+def written_by_tf_keras(path: Path) -> bool:
+    """True for an .h5 file that tf_keras (Keras 2) wrote: its `keras_version` attribute says 2.x. Keras 3
+    cannot load the TFOpLambda layers such files hold (a TensorFlow op called on a Keras 2 tensor)."""
+    if zipfile.is_zipfile(path):
+        return False
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as file:
+            version = file.attrs.get("keras_version", "")
+    except (OSError, ValueError):
+        return False
+    version = version.decode() if isinstance(version, bytes) else str(version)
+    return version.startswith("2.")
+
+
 def lambda_layer_names(path: Path) -> list[str]:
     """The Lambda layers a `.keras`/`.h5` file's model config names, read without deserializing anything."""
     try:

@@ -10,6 +10,7 @@ or unknown (not in the table). Dtypes and recurrent loops are checked too. The v
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -48,6 +49,23 @@ def op_support() -> dict[str, dict[str, Any]]:
     return json.loads(text)["ops"]
 
 
+# Patterns the converter fuses into one builtin with an INT8 kernel, by the name scope TensorFlow gives
+# the ops of the pattern (`.../dense/Gelu/Erfc`): judged as that builtin, never op by op (an Erfc alone
+# has no kernel at all; inside tf.nn.gelu it becomes GELU).
+# TensorFlow's own scope is matched exactly (`Gelu`, `Gelu_1`): a layer of the user's named `gelu_block` is not.
+FUSED_SCOPES = {"Gelu": "Gelu"}
+_UNIQUIFIED = re.compile(r"^(.+?)(?:_\d+)?$")
+
+
+def fused_into(node_name: str) -> str | None:
+    """The fused op a node becomes (`Gelu`), from a scope of its name in FUSED_SCOPES; None for any other node."""
+    for scope in node_name.split("/")[:-1]:
+        fused = FUSED_SCOPES.get(_UNIQUIFIED.match(scope).group(1))
+        if fused is not None:
+            return fused
+    return None
+
+
 def classify(op_type: str) -> str:
     """`int8`, `float`, `flex`, `custom` or `unknown` for one TF op type under full-integer quantization."""
     entry = op_support().get(op_type)
@@ -71,6 +89,14 @@ def predict(inventory: dict[str, Any], recipe: Recipe, layer_names: list[str], i
     tensor_lists = [node for node in nodes if _is_tensor_list(node)]
     for node in nodes:
         layer = name_for_path(node["name"], layer_names)
+        fused = fused_into(node["name"])
+        if fused is not None:  # the converter replaces the whole pattern with one builtin: judge that
+            entry = summary.setdefault(fused, {"op": fused, "count": 0, "class": "int8", "layers": set(),
+                                               "fused_by_converter": True})
+            entry["count"] += 1
+            if layer:
+                entry["layers"].add(layer)
+            continue
         op_class = classify(node["op"])
         entry = summary.setdefault(node["op"], {"op": node["op"], "count": 0, "class": op_class, "layers": set()})
         entry["count"] += 1

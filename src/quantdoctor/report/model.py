@@ -135,6 +135,7 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         """The JSON report contract (schema_version 1)."""
         from quantdoctor import __version__
+        from quantdoctor.report.grouping import groups_json
 
         return {
             "schema_version": SCHEMA_VERSION,
@@ -143,6 +144,7 @@ class Report:
             "settings": self.settings,
             "verdict": self.verdict,
             "findings": [f.to_dict() for f in self.findings],
+            "finding_groups": groups_json(self.findings),
             "conversion": self.conversion,
             "audit": self.audit,
             "preflight": self.preflight,

@@ -9,10 +9,12 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from quantdoctor.report.literal import literal_assemble, literal_text, printable
+from quantdoctor.report.grouping import MIN_GROUP, group_findings, where
 
 if TYPE_CHECKING:
     from quantdoctor.report.model import Finding, Report
 
+SHOWN_PLACES = 8  # places of a group of repeated findings printed; the JSON report has all
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 _VERDICT = {"ok": ("OK", "bold green"), "converted_with_problems": ("CONVERTED WITH PROBLEMS", "bold yellow"),
             "failed": ("FAILED", "bold red"), "not_converted": ("PREFLIGHT ONLY", "bold cyan")}
@@ -30,16 +32,18 @@ def render(report: Report, console: Console) -> None:
 
 def report_lines(report: Report) -> list[Text]:
     """The report's lines, styled, in print order."""
-    lines = [_headline(report)]
+    lines = [_headline(report)] + _preflight_note(report)
     root = report.root_cause
+    groups = group_findings(report.findings)
     if root:
         lines.append(literal_text("Root cause", "bold"))
-        lines += _finding(root, with_fix_code=True)
-    others = [f for f in report.findings if f is not root]
+        root_group = next(group for group in groups if group[0] is root)
+        lines += _finding(root, with_fix_code=True) + _more_like_it(root_group)
+    others = [group for group in groups if group[0] is not root]
     if others:
         lines.append(literal_text("Also found" if root else "Findings", "bold"))
-        for finding in others:
-            lines += _finding(finding, with_fix_code=root is None and finding is others[0])
+        for group in others:
+            lines += _finding(group[0], with_fix_code=root is None and group is others[0]) + _more_like_it(group)
     if report.audit:
         lines += _audit_section(report.audit)
     if report.comparison:
@@ -80,6 +84,26 @@ def _headline(report: Report) -> Text:
         else:
             head.append(f"  preflight: {predicted}", "dim")
     return head
+
+
+def _preflight_note(report: Report) -> list[Text]:
+    """A word on a preflight prediction the conversion contradicted: which of the two counts, and why."""
+    preflight = report.preflight or {}
+    if preflight.get("verdict") != "will_fail" or report.conversion.get("outcome") != "ok":
+        return []
+    return [Text("  The preflight judged the ops one by one from its table and predicted a failure; the converter "
+                 "got through (it fuses or lowers some ops the table cannot judge alone). The findings below come "
+                 "from the model it produced.", "dim")]
+
+
+def _more_like_it(group: list[Finding]) -> list[Text]:
+    """For a group of repeated findings: how many, and where (the first few places; the JSON has all)."""
+    if len(group) < MIN_GROUP:
+        return []
+    places = [where(f) for f in group]
+    shown = ", ".join(places[:SHOWN_PLACES]) + (f" and {len(places) - SHOWN_PLACES} more" if len(places) > SHOWN_PLACES
+                                               else "")
+    return [_indented(literal_text(f"×{len(group)}: the same at {shown} (every one in the JSON report)", "dim"))]
 
 
 def _indented(text: Text, spaces: int = 2) -> Text:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from quantdoctor.compare.measures import collapsed, db, lost_channel_indices
+from quantdoctor.compare.measures import collapsed, db, lost_channel_indices, reads_as_class_scores, top1_agreement
 from quantdoctor.convert.protocol import LITERT_PACKAGE, raised_in
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import Sample
@@ -136,22 +136,34 @@ def _output_numbers(detail: dict[str, Any], reference_rows: list[np.ndarray],
                   for s in stored_rows]
     reference, values = (np.concatenate([row.ravel() for row in rows]) for rows in (reference_rows, value_rows))
     noise = float(np.sum((values - reference) ** 2))
+    low, high = float(reference.min()), float(reference.max())
+    by_channel = _channel_energies(reference_rows, value_rows)
+    agreement = None
+    if by_channel is not None and all(row.ndim == 2 and len(row) == 1 for row in reference_rows) and \
+            reads_as_class_scores(low, high, len(by_channel[0])):
+        agreement = top1_agreement(np.concatenate([r.reshape(-1, r.shape[-1]) for r in reference_rows]),
+                                   np.concatenate([v.reshape(-1, v.shape[-1]) for v in value_rows]))
     return {"name": detail["name"], "dtype": np.dtype(detail["dtype"]).name, "scale": float(scale),
             "zero_point": int(zero_point), "sqnr_db": round(db(float(np.sum(reference ** 2)), noise), 3),
             "collapsed": collapsed(float(np.var(reference)), float(np.var(values))),
-            "lost_channels": _lost_channels(reference_rows, value_rows),
+            "lost_channels": lost_channel_indices(*by_channel) if by_channel is not None else [],
+            "worst_channel_sqnr_db": None if by_channel is None else
+            round(min(db(s, n) for s, n in zip(*by_channel)), 3),
+            "top1_agreement": None if agreement is None else round(agreement, 4),
             "levels": int(np.unique(np.concatenate([s.ravel() for s in stored_rows])).size),
             "values": int(values.size),
-            "float_range": [float(reference.min()), float(reference.max())],
+            "float_range": [low, high],
             "quantized_range": [float(values.min()), float(values.max())]}
 
 
-def _lost_channels(reference_rows: list[np.ndarray], value_rows: list[np.ndarray]) -> list[int]:
-    """The output's channels (last axis) that quantization crushed; none for an output without channels."""
+def _channel_energies(reference_rows: list[np.ndarray],
+                      value_rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per channel (last axis) of an output, the float signal's energy and the quantization noise's; None for
+    an output without channels."""
     widths = {row.shape[-1] if row.ndim >= 2 else 1 for row in reference_rows + value_rows}
     if len(widths) != 1 or widths == {1}:
-        return []
+        return None
     width = widths.pop()
     reference = np.concatenate([row.reshape(-1, width) for row in reference_rows])
     values = np.concatenate([row.reshape(-1, width) for row in value_rows])
-    return lost_channel_indices(np.sum(reference ** 2, axis=0), np.sum((values - reference) ** 2, axis=0))
+    return np.sum(reference ** 2, axis=0), np.sum((values - reference) ** 2, axis=0)

@@ -4,13 +4,15 @@ QD507), or some of their channels are lost (QD518)."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from quantdoctor import catalog
 from quantdoctor.audit.checks import op_layer, output_layer_names
 from quantdoctor.audit.tflite_model import TFLiteModel
-from quantdoctor.catalog.accuracy import keep_float_code, lost_channels_text
-from quantdoctor.compare.measures import DESTROYED_SQNR_DB, holds_probabilities, varies
+from quantdoctor.catalog.accuracy import (collapse_fix, drift_text, keep_float_code, lost_channels_text,
+                                          outputs_degrade, probability_grid_note)
+from quantdoctor.compare.measures import holds_probabilities, output_state
 from quantdoctor.convert.crash import native_errors
 from quantdoctor.errors import InternalError
 from quantdoctor.intake.data import CalibrationSet
@@ -93,12 +95,15 @@ def _not_running(produced: TFLiteModel, index: int | None, how: str, detail: str
 def _output_findings(outputs: list[dict[str, Any]], rows: int, produced: TFLiteModel,
                      output_layers: list[str | None]) -> list[Finding]:
     """QD504 for an output that collapses on the calibration rows, QD507 for one that no longer
-    follows the float model (noise at least half as strong as the signal). An output the float
-    model holds (nearly) constant over the rows is left alone: there was nothing to lose."""
+    follows the float model (noise at least half as strong as the signal), QD519 for one that drifts,
+    by the rule compare applies too (`measures.output_state`). An output the float model holds
+    (nearly) constant over the rows is left alone: there was nothing to lose."""
     findings = []
     layers = output_layer_names(produced, output_layers)
     for position, output in enumerate(outputs):
-        if not varies(*output["float_range"]):
+        state = output_state(output["float_range"], output["sqnr_db"], output["collapsed"],
+                             output.get("top1_agreement"), rows)
+        if state == "constant":
             continue
         layer = layers.get(output["name"])
         name = f"output '{output['name']}'" + (f" (layer '{layer}')" if layer else "")
@@ -106,25 +111,45 @@ def _output_findings(outputs: list[dict[str, Any]], rows: int, produced: TFLiteM
         evidence = {key: output[key] for key in ("sqnr_db", "levels", "float_range", "quantized_range")}
         evidence.update(calibration_rows=rows, scale=scale)
         where = Location(layer=layer, tensor=output["name"])
-        if output["collapsed"]:
+        if state == "collapsed":
             findings.append(catalog.get("QD504").finding(
                 f"On {rows} calibration sample(s), quantized {name} takes {output['levels']} value(s)"
                 + (f" (scale {scale:.4g})" if scale else "") + " while the float output spans "
-                f"[{output['float_range'][0]:.4g}, {output['float_range'][1]:.4g}].",
-                location=where, evidence=evidence))
-        elif output["sqnr_db"] <= DESTROYED_SQNR_DB:
+                f"[{output['float_range'][0]:.4g}, {output['float_range'][1]:.4g}]."
+                + probability_grid_note(*output["float_range"]),
+                location=where, evidence=evidence, fix=collapse_fix(in_compare=False)))
+        elif state == "destroyed":
             findings.append(catalog.get("QD507").finding(
                 f"On {rows} calibration sample(s), quantized {name} keeps an SQNR of {output['sqnr_db']:.1f} dB "
                 f"against the float model: its error is about as large as its values "
                 f"(float [{output['float_range'][0]:.4g}, {output['float_range'][1]:.4g}], "
-                f"{output['levels']} distinct quantized value(s)).",
+                f"{output['levels']} distinct quantized value(s))." + probability_grid_note(*output["float_range"]),
                 location=where, evidence=evidence))
-        elif output.get("lost_channels") and not holds_probabilities(*output["float_range"]):
+        elif state in ("drifts", "top1_collapsed"):
+            evidence.update({key: output.get(key) for key in ("top1_agreement", "worst_channel_sqnr_db")})
+            findings.append(catalog.get("QD519").finding(
+                drift_text(name, state, output, f"On {rows} calibration sample(s)")
+                + probability_grid_note(*output["float_range"]), location=where,
+                evidence=evidence, severity="error" if state == "top1_collapsed" else None,
+                fix_code=keep_float_code([output["name"]])))
+        if state in ("drifts", "follows") and output.get("lost_channels") and \
+                not holds_probabilities(*output["float_range"]):
             evidence["lost_channels"] = output["lost_channels"]
             findings.append(catalog.get("QD518").finding(
-                lost_channels_text(name, output["lost_channels"], output["sqnr_db"], f"On {rows} calibration sample(s)"),
+                lost_channels_text(name, output["lost_channels"], output["sqnr_db"],
+                                   f"On {rows} calibration sample(s)"),
                 location=where, evidence=evidence, fix_code=keep_float_code([output["name"]])))
     return findings
+
+
+def settle_crushed_merges(findings: list[Finding], check: dict[str, Any] | None) -> list[Finding]:
+    """A merge crushing an input (QD506 from the quantization parameters) stays an error only when the run
+    check saw an output degrade; outputs measured and following the float model make it a warning."""
+    if not (check or {}).get("outputs") or outputs_degrade(findings):
+        return findings
+    return [replace(f, severity="warning", message=f.message + " The model's outputs still follow the float "
+                    "model on the calibration samples checked.")
+            if f.code == "QD506" and f.severity == "error" else f for f in findings]
 
 
 def _integer_scale(produced: TFLiteModel, position: int) -> float | None:

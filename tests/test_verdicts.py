@@ -1,0 +1,251 @@
+"""Accuracy verdicts: what OK means in numbers (QD519), one rule for outputs in the run check and in compare,
+each model's own predictions in QD510, crushed merges that matter only when outputs degrade, and double
+normalisation read from the data alone (QD316)."""
+
+from __future__ import annotations
+
+import re
+
+import keras
+import numpy as np
+import pytest
+
+import quantdoctor as qd
+from helpers import assert_finding, only, root
+from quantdoctor.audit.normalisation import input_normalisation
+from quantdoctor.audit.tflite_model import read_tflite
+from quantdoctor.compare.preprocessing import variants
+from quantdoctor.diagnose import diagnose_with_float_twin
+from quantdoctor.intake.data import from_arrays
+
+OUTPUT_CODES = ("QD504", "QD507", "QD518", "QD519")
+
+
+def normal(count: int, features: int = 8, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(count, features)).astype(np.float32)
+
+
+def crushed_classifier(gain: float, offset: float = 0.0) -> keras.Model:
+    """Dense(16) -> Dense(10) with default names. Hidden channel 0 is `gain` times louder than the others and
+    sets the hidden tensor's one int8 scale, which crushes the channels the head reads (it ignores channel 0);
+    `offset` is added to every class score alike."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    hidden, head = keras.layers.Dense(16), keras.layers.Dense(10)
+    model = keras.Model(inputs, head(hidden(inputs)))
+    kernel, bias = hidden.get_weights()
+    kernel[:, 0] *= gain
+    hidden.set_weights([kernel, bias])
+    kernel, bias = head.get_weights()
+    kernel[0, :] = 0.0
+    head.set_weights([kernel, bias + offset])
+    return model
+
+
+def output_codes(report) -> list[tuple[str, str]]:
+    return [(f.code, f.severity) for f in report.findings if f.code in OUTPUT_CODES]
+
+
+@pytest.mark.code("QD519")
+def test_an_output_that_follows_the_float_one_only_loosely_is_a_warning_in_diagnose_and_compare():
+    model, data = crushed_classifier(gain=50.0), normal(100)
+    report = qd.diagnose(model, data)
+    drift = only(report, "QD519")
+    assert_finding(drift, "QD519", "accuracy", "warning", layer="dense_1")
+    assert drift.message.startswith("On 8 calibration sample(s), quantized output 'StatefulPartitionedCall_1:0' "
+                                    "(layer 'dense_1') keeps an SQNR of ")
+    assert drift.message.endswith("it follows the float output only loosely.")
+    assert 3.0 < drift.evidence["sqnr_db"] < 12.0 and drift.evidence["calibration_rows"] == 8
+    assert report.verdict == "converted_with_problems" and "No problems found" not in str(report)
+
+    compared = qd.compare(model, data, eval_data=normal(60, seed=1))
+    measured = only(compared, "QD519")
+    assert measured.severity == "warning" and measured.message.startswith("Over the eval samples")
+    assert measured.evidence["sqnr_db"] == compared.comparison["end_to_end"]["sqnr_db"] < 12.0
+    assert compared.verdict == report.verdict  # the same verdict class from both
+
+
+@pytest.mark.code("QD519")
+def test_a_classifier_whose_top1_class_collapses_is_an_error_though_its_sqnr_looks_fine():
+    """A score offset common to every class gives the output 34 dB of SQNR; the argmax still follows noise."""
+    model, data = crushed_classifier(gain=150.0, offset=30.0), normal(100)
+    report = qd.diagnose(model, data)
+    collapsed = root(report)
+    assert_finding(collapsed, "QD519", "accuracy", "error", layer="dense_1")
+    assert collapsed.evidence["sqnr_db"] > 20 and collapsed.evidence["top1_agreement"] < 0.5
+    assert "its predictions collapse" in collapsed.message
+
+    compared = qd.compare(model, data, eval_data=normal(60, seed=1))
+    measured = root(compared)
+    assert_finding(measured, "QD519", "accuracy", "error")
+    assert compared.comparison["end_to_end"]["top1_agreement"] == measured.evidence["top1_agreement"] < 0.5
+    assert "top-1 class agrees with the float model's on" in measured.message
+    assert [f.code for f in compared.findings].count("QD519") == 1  # the run check's is replaced by compare's
+
+
+def test_an_output_that_follows_the_float_one_is_ok_in_diagnose_and_compare():
+    model, data = crushed_classifier(gain=1.0), normal(100)
+    report = qd.diagnose(model, data)
+    assert report.verdict == "ok" and str(report).endswith("No problems found.")
+    check = report.audit["run_check"]["outputs"][0]
+    assert check["sqnr_db"] >= 12.0 and check["top1_agreement"] == 1.0
+    compared = qd.compare(model, data, eval_data=normal(60, seed=1))
+    assert compared.verdict == "ok", [f.code for f in compared.findings]
+    assert compared.comparison["end_to_end"]["sqnr_db"] >= 12.0
+
+
+@pytest.mark.code("QD504")
+def test_an_output_the_float_model_holds_constant_is_left_alone_by_the_run_check_and_compare():
+    """A softmax over scores that hardly depend on the input (kernel at 1e-5): its float output spans under 1% of
+    its size, as MobileNetV2's does with untouched random weights. Nothing there for quantization to lose."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(10, activation="softmax",
+                                                                     kernel_initializer=keras.initializers.RandomNormal(stddev=1e-5))])
+    data = normal(100)
+    report = qd.diagnose(model, data)
+    assert output_codes(report) == [] and report.verdict == "ok"
+    compared = qd.compare(model, data, eval_data=normal(30, seed=1))
+    assert output_codes(compared) == [] and compared.verdict == report.verdict, [f.code for f in compared.findings]
+
+
+def thousand_class_head() -> keras.Model:
+    """1000 classes whose probabilities stay near 0.001 (under a step of the int8 softmax's 1/256 grid), with
+    class 7 a little ahead for every input: the float model predicts 7, the quantized one reads all zeros."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,), name="features")
+    scores = keras.layers.Dense(1000, name="scores",
+                                kernel_initializer=keras.initializers.RandomNormal(stddev=0.01))(inputs)
+    model = keras.Model(inputs, keras.layers.Softmax(name="probabilities")(scores))
+    kernel, bias = model.get_layer("scores").get_weights()
+    bias[7] = 0.4
+    model.get_layer("scores").set_weights([kernel, bias])
+    return model
+
+
+@pytest.mark.code("QD510", "QD504")
+def test_float_failure_next_to_a_destroyed_output_names_each_models_predictions_and_no_contradiction():
+    model, data = thousand_class_head(), normal(100)
+    compared = qd.compare(model, data, eval_data=normal(40, seed=1))
+    collapsed = root(compared)
+    assert_finding(collapsed, "QD504", "accuracy", "error")
+    assert re.search(r"Its probabilities stay under 0\.00\d+, 0\.\d+ step\(s\) of the fixed 1/256 grid of an int8 "
+                     r"softmax: probabilities under about 0\.004 all read 0", collapsed.message), collapsed.message
+    assert "quantdoctor compare" not in collapsed.fix.summary  # printed by compare itself
+    assert collapsed.fix.summary.startswith("No single layer stands out")  # compare found no layer finding
+    failure = only(compared, "QD510")
+    assert failure.severity == "warning"
+    assert failure.evidence["float_class"] == 7 and failure.evidence["quant_class"] == 0
+    assert "the float model predicts class 7 for all 40 inputs, the quantized model class 0" in failure.message
+    assert "quantization breaks its outputs too (QD504)" in failure.message
+    assert "quantization is not the problem" not in str(compared)
+
+
+def merge_inside() -> keras.Model:
+    """Boxes in pixels concatenated with sigmoid scores inside the model; the head reads only the boxes, so the
+    crushed scores never reach the output."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((8,))
+    trunk = keras.layers.Dense(16, activation="relu")(inputs)
+    boxes = keras.layers.Rescaling(640.0)(keras.layers.Dense(4)(trunk))
+    merged = keras.layers.Concatenate()([boxes, keras.layers.Dense(3, activation="sigmoid")(trunk)])
+    head = keras.layers.Dense(2)
+    model = keras.Model(inputs, head(merged))
+    kernel, bias = head.get_weights()
+    kernel[4:] = 0.0
+    head.set_weights([kernel / 640.0, bias])
+    return model
+
+
+@pytest.mark.code("QD503", "QD506")
+def test_a_crushed_merge_whose_outputs_follow_the_float_model_is_a_warning():
+    model, data = merge_inside(), normal(100)
+    report = qd.diagnose(model, data, mode="int8-strict", io="int8")
+    crushed = only(report, "QD506")
+    assert_finding(crushed, "QD506", "accuracy", "warning", layer="concatenate", op="CONCATENATION")
+    assert crushed.message.endswith("The model's outputs still follow the float model on the calibration samples "
+                                    "checked.")
+    assert "divide the boxes by the image size" in crushed.fix.summary.lower()  # pixels next to scores
+    assert output_codes(report) == [] and report.root_cause is None
+
+    compared = qd.compare(model, data, eval_data=normal(40, seed=1))
+    measured = only(compared, "QD503")
+    assert_finding(measured, "QD503", "accuracy", "warning", layer="concatenate", op="CONCATENATION")
+    assert measured.evidence["lost_channels"] == [4, 5, 6]
+    assert output_codes(compared) == [] and "QD506" not in [f.code for f in compared.findings]
+
+
+def layer_scale_blocks(blocks: int = 3) -> keras.Model:
+    """Residual blocks whose branch is scaled by 1e-6 before the add (ConvNeXt's LayerScale at its start)."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    x = keras.layers.Dense(16)(inputs)
+    for _ in range(blocks):
+        branch = keras.layers.Rescaling(1e-6)(keras.layers.Dense(16, activation="relu")(x))
+        x = keras.layers.Add()([x, branch])
+    return keras.Model(inputs, keras.layers.Dense(4)(x))
+
+
+def test_a_residual_branch_a_millionth_of_the_other_is_no_merge_finding():
+    model, data = layer_scale_blocks(), normal(100)
+    compared = qd.compare(model, data, eval_data=normal(40, seed=1))
+    assert not [f for f in compared.findings if f.code in ("QD503", "QD506")], [f.code for f in compared.findings]
+    assert compared.verdict == "ok", [f.message for f in compared.findings]
+
+
+def raw_pixel_model(style: str) -> keras.Model:
+    """A model that normalises raw 0..255 pixels itself, (x - 127.5) / 64, in two styles. (A Rescaling right
+    before a convolution is folded into its weights by the converter: no graph shows it then.)"""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    if style == "sequential":
+        return keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Rescaling(1 / 64, offset=-127.5 / 64),
+                                 keras.layers.MaxPooling2D(2, strides=1), keras.layers.Conv2D(4, 3, activation="relu"),
+                                 keras.layers.Flatten(),
+                                 keras.layers.Dense(5)])
+    inputs = keras.Input((6, 6, 3), name="image")
+    normalization = keras.layers.Normalization(mean=127.5, variance=64.0 ** 2)
+    features = keras.layers.Conv2D(4, 3, activation="relu")(normalization(inputs))
+    return keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(features)))
+
+
+@pytest.mark.code("QD316")
+@pytest.mark.parametrize("style", ["sequential", "functional"])
+def test_data_normalised_before_a_model_that_normalises_itself_is_found_without_labels(style):
+    model = raw_pixel_model(style)
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(0, 255, (100, 6, 6, 3)).astype(np.float32)
+    normalised = ((raw - 127.5) / 73.6).astype(np.float32)
+    report, float_model = diagnose_with_float_twin(model, normalised)
+    twice = only(report, "QD316")
+    assert_finding(twice, "QD316", "calibration", "warning")
+    assert twice.message.startswith(f"Input '{report.model['inputs'][0]['name']}': the model starts by computing "
+                                    "x * 0.01562 + -1.992, so it expects raw values")
+    assert "the calibration data is centred near 0 with unit spread already" in twice.message
+    assert abs(twice.evidence["data_mean"]) < 0.1 and 0.9 < twice.evidence["data_std"] < 1.1
+
+    clean = qd.diagnose(model, raw)
+    assert "QD316" not in [f.code for f in clean.findings]
+    # compare's retry of the same mistake looks at the data first: raw pixels are not normalised twice
+    normalisation = input_normalisation(read_tflite(float_model))
+    causes = {v["cause"] for v in variants(from_arrays({"image": raw}), normalisation)}
+    assert "normalised_twice" not in causes and "range_0_255" in causes
+    assert "normalised_twice" in {v["cause"] for v in variants(from_arrays({"image": normalised}), normalisation)}
+
+
+@pytest.mark.code("QD504")
+def test_fix_on_a_target_running_float_ops_keeps_the_head_float_when_an_output_collapses():
+    from quantdoctor.fix.run import fix
+
+    result = fix(thousand_class_head(), normal(100), target="cpu")
+    assert "the plain INT8 model's QD504 answered by keeping ops float" in result.verification.details
+    assert result.budget is not None and result.budget["met_budget"], result.budget
+    assert result.budget["objective"]["min_sqnr_db"] == 12.0  # what OK means
+    kept = {row["op"] for row in result.budget["kept_float"]}
+    assert "SOFTMAX" in kept, result.budget["kept_float"]
+    assert result.model is not None
+    assert not [f for f in result.after.findings if f.severity == "error"], result.after.findings
