@@ -244,6 +244,41 @@ def fix(
 
 
 @app.command()
+def reduce(
+    model: Path = typer.Argument(..., help="A .keras/.h5 file (functional, Sequential or nested; Keras 3 or tf_keras)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Calibration data: .npz (one array per input) or .npy."),
+    code: Optional[str] = typer.Option(None, "--code", help="The finding to reduce (default: the root cause)."),
+    repro: Optional[Path] = typer.Option(None, "--repro", help="Write a standalone script that fails the same way."),
+    with_weights: bool = typer.Option(False, "--with-weights", help="The repro uses the real weights (saved "
+                                      "beside it), not random ones."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the culprits and the signature (JSON) here."),
+    mode: str = typer.Option("int8", help="int8 | int8-strict | int16x8 | dynamic | float16"),
+    io: str = typer.Option("float", help="Model input/output type: float | int8 | uint8"),
+    select_tf_ops: bool = typer.Option(False, "--select-tf-ops", help="Allow Select TF ops (Flex)."),
+    target: Optional[str] = typer.Option(None, help="int8-accelerator | microcontroller | cpu | gpu"),
+    max_samples: int = typer.Option(100, min=1, help="Use at most this many calibration samples."),
+    timeout: float = typer.Option(900.0, help="Seconds before one conversion is stopped."),
+    memory_limit: Optional[int] = typer.Option(None, help="Memory limit for the converter process, in MB (>= 256)."),
+    trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
+) -> None:
+    """Cut MODEL to the fewest layers that fail to convert the same way; optionally write a repro script."""
+    from quantdoctor.reduce.render import render_reduce
+    from quantdoctor.reduce.run import reduce as run_reduce
+
+    _check_inputs(("model", model), ("calibration data", data))
+    check_outputs(inputs=(model, data), outputs={"--json": json_path, "--repro": repro})
+    with err.status(f"Reducing {escape(str(model))}: converting sub-models in an isolated process…"):
+        result = run_reduce(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, target=target, code=code,
+                            repro=repro, with_weights=with_weights, max_samples=max_samples, timeout=timeout,
+                            memory_limit_mb=memory_limit, trust_model=trust_model)
+    render_reduce(result, out)
+    if repro:
+        out.print(f"Repro written to {repro}", markup=False, soft_wrap=True)
+    if json_path:
+        json_path.write_text(json.dumps(result.to_dict(), indent=2))
+
+
+@app.command()
 def explain(code: str = typer.Argument(..., help="A finding code such as QD201.")) -> None:
     """Print the documentation of one finding code."""
     from quantdoctor import catalog

@@ -40,8 +40,13 @@ def main(request: dict[str, Any]) -> int:
 
     convert = request.get("convert", True)
     trust_model = request.get("trust_model", False)
+    data = request.get("data")
     try:
         loaded = _load(tf, request["model"], trust_model)
+        if request["model"].get("cut"):  # reduce's candidate: some of the model's layers, on their activations
+            from quantdoctor.reduce.cut import cut_model
+
+            loaded, data = cut_model(loaded, request["model"]["cut"], data)
     except Exception as exc:  # the user's model, not quantdoctor, failed to load
         _die_if_out_of_memory(exc)
         response.update(stage="done", outcome="load_error", error_message=f"{type(exc).__name__}: {exc}",
@@ -63,7 +68,7 @@ def main(request: dict[str, Any]) -> int:
     check = request.get("run_check")
     # The float model the quantizer starts from: compare's reference, and the run check's.
     before_quantization = twin or (Path(check["float_model"]) if check else None)
-    calibration = CalibrationSet.load(Path(request["data"])) if request.get("data") else None
+    calibration = CalibrationSet.load(Path(data)) if data else None
     recipe = Recipe.from_dict(request["recipe"])
     try:
         with _kept_calibration(request.get("calibration_output")):

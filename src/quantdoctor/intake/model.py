@@ -59,11 +59,13 @@ class ModelSource:
     graph_inputs: list[str] = field(default_factory=list)
     graph_outputs: list[str] = field(default_factory=list)
     edits: list[dict[str, Any]] = field(default_factory=list)  # fix's model steps, run on a loaded Keras file
+    cut: dict[str, Any] | None = None  # reduce's candidate: the layer calls kept (see reduce/cut.py)
 
     def request(self) -> dict[str, Any]:
         """The part of the worker request that says how to load the model."""
         return {"loader": self.loader, "path": self.path, "signature_keys": self.signature_keys,
-                "graph_inputs": self.graph_inputs, "graph_outputs": self.graph_outputs, "edits": self.edits}
+                "graph_inputs": self.graph_inputs, "graph_outputs": self.graph_outputs, "edits": self.edits,
+                **({"cut": self.cut} if self.cut else {})}
 
 
 def from_path(path: str | Path) -> ModelSource:
