@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from quantdoctor.errors import QuantizationError, UsageError
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
+from quantdoctor.intake.imports import handed_over
 from quantdoctor.intake.paths import check_outputs, input_kind
 from quantdoctor.report.model import SEVERITIES
 
@@ -33,6 +34,8 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 FAIL_ON = (*SEVERITIES, "never")
 TRUST_MODEL_HELP = ("Load a .keras/.h5 file even if that runs code stored in it (Lambda layers). "
                     "Only for files you trust.")
+IMPORT_HELP = ("Import this .py file or module before loading the model (its registered custom layers), "
+               "in the isolated worker too; repeatable. Only code you trust.")
 
 
 @app.command()
@@ -56,6 +59,7 @@ def diagnose(
     keep_workdir: Optional[Path] = typer.Option(None, help="Keep the worker's request, data and logs in this new "
                                                             "(or empty) directory."),
     trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
+    imports: Optional[list[str]] = typer.Option(None, "--import", help=IMPORT_HELP),
 ) -> None:
     """Convert MODEL with the real converter, in an isolated process, and explain what went wrong."""
     from quantdoctor.diagnose import diagnose as run_diagnose
@@ -67,7 +71,7 @@ def diagnose(
     check_outputs(inputs=(model, data, eval_data),
                   outputs={"--json": json_path, "--output": output, "--keep-workdir": keep_workdir})
     doing = "Checking (preflight only)" if no_convert else "Converting"
-    with err.status(f"{doing} {escape(str(model))} in an isolated process…"):
+    with handed_over(imports), err.status(f"{doing} {escape(str(model))} in an isolated process…"):
         report = run_diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
                               max_samples=max_samples, timeout=timeout, memory_limit_mb=memory_limit,
                               target=target, convert=not no_convert, eval_data=eval_data,
@@ -126,6 +130,7 @@ def compare(
     max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Use at most this many samples of each data set."),
     fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
     trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
+    imports: Optional[list[str]] = typer.Option(None, "--import", help=IMPORT_HELP),
 ) -> None:
     """Float vs quantized MODEL on eval data: end to end and layer by layer, worst layers first."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -137,8 +142,8 @@ def compare(
                   ("--tflite model", tflite))
     check_outputs(inputs=(model, data, eval_data, labels, tflite), outputs={"--json": json_path, "--html": html_path})
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
-                      transient=True) as bar:
+        with handed_over(imports), Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                            console=err, transient=True) as bar:
             task = bar.add_task("Converting (float and quantized)…", total=None)
 
             def progress(done: int, total: int) -> None:
@@ -197,6 +202,7 @@ def fix(
     timeout: float = typer.Option(900.0, help="Seconds before one conversion is stopped."),
     memory_limit: Optional[int] = typer.Option(None, help="Memory limit for the converter process, in MB (256 or more)."),
     trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
+    imports: Optional[list[str]] = typer.Option(None, "--import", help=IMPORT_HELP),
     max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Accuracy budget on --eval-data: the largest "
                                              "drop of top-1 accuracy (with --labels) or agreement vs float."),
     min_sqnr: Optional[float] = typer.Option(None, "--min-sqnr", help="Accuracy budget: an SQNR floor in dB on "
@@ -214,7 +220,8 @@ def fix(
     check_outputs(inputs=(model, data, eval_data, labels),
                   outputs={"--output": output, "--script": script, "--json": json_path, "--html": html_path})
     script_output = os.path.abspath(output) if output else "model_int8.tflite"  # the script runs anywhere
-    with err.status(f"Fixing {escape(str(model))}: converting in an isolated process, in rounds…") as status:
+    with handed_over(imports), \
+            err.status(f"Fixing {escape(str(model))}: converting in an isolated process, in rounds…") as status:
         def progress(step: str, variants: int) -> None:
             status.update(f"Searching the float fallback for the accuracy budget: {variants} variant(s) tried…")
 
@@ -260,6 +267,7 @@ def reduce(
     timeout: float = typer.Option(900.0, help="Seconds before one conversion is stopped."),
     memory_limit: Optional[int] = typer.Option(None, help="Memory limit for the converter process, in MB (>= 256)."),
     trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
+    imports: Optional[list[str]] = typer.Option(None, "--import", help=IMPORT_HELP),
 ) -> None:
     """Cut MODEL to the fewest layers that fail to convert the same way; optionally write a repro script."""
     from quantdoctor.reduce.render import render_reduce
@@ -267,7 +275,8 @@ def reduce(
 
     _check_inputs(("model", model), ("calibration data", data))
     check_outputs(inputs=(model, data), outputs={"--json": json_path, "--repro": repro})
-    with err.status(f"Reducing {escape(str(model))}: converting sub-models in an isolated process…"):
+    with handed_over(imports), \
+            err.status(f"Reducing {escape(str(model))}: converting sub-models in an isolated process…"):
         result = run_reduce(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, target=target, code=code,
                             repro=repro, with_weights=with_weights, max_samples=max_samples, timeout=timeout,
                             memory_limit_mb=memory_limit, trust_model=trust_model)

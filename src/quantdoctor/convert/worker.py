@@ -18,6 +18,7 @@ from quantdoctor import tf_private
 from quantdoctor.convert.crash import out_of_memory
 from quantdoctor.convert.protocol import serve, write_json
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.intake.imports import import_handed_over
 from quantdoctor.intake.recipe import Recipe
 
 # Every refusal of Keras's safe mode (a Lambda's stored bytecode, a TFSMLayer, an outside vocabulary
@@ -42,6 +43,7 @@ def main(request: dict[str, Any]) -> int:
     trust_model = request.get("trust_model", False)
     data = request.get("data")
     try:
+        import_handed_over(request["model"].get("imports"))  # the user's code, handed over with --import
         loaded = _load(tf, request["model"], trust_model)
         if request["model"].get("cut"):  # reduce's candidate: some of the model's layers, on their activations
             from quantdoctor.reduce.cut import cut_model

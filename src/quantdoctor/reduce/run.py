@@ -24,6 +24,8 @@ from quantdoctor.errors import UsageError
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake import options
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.intake.imports import current as current_imports
+from quantdoctor.intake.imports import handed_over
 from quantdoctor.intake.model import ModelSource
 from quantdoctor.intake.paths import check_outputs
 from quantdoctor.intake.recipe import Recipe
@@ -73,7 +75,8 @@ def reduce(model: Any, data: Any = None, *, mode: str | None = None, io: str | N
            select_tf_ops: bool = False, target: str | None = None, code: str | None = None,
            repro: str | Path | None = None, with_weights: bool = False,
            max_samples: int = DEFAULT_REDUCE_SAMPLES, timeout: float = DEFAULT_TIMEOUT,
-           memory_limit_mb: int | None = None, trust_model: bool = False) -> ReduceResult:
+           memory_limit_mb: int | None = None, trust_model: bool = False,
+           imports: list[str] | None = None) -> ReduceResult:
     """Cut `model` to the fewest layer calls that fail to convert the way the whole model does.
 
     `model` is a `.keras`/`.h5` file, a Keras model (functional, Sequential, nested; Keras 3 or
@@ -81,8 +84,15 @@ def reduce(model: Any, data: Any = None, *, mode: str | None = None, io: str | N
     `select_tf_ops`, `target`, `timeout` and `memory_limit_mb` are as for `diagnose`. `code` picks
     the failure to keep among several (default: the root cause). `repro` is a path for a standalone
     script (TensorFlow and NumPy only) that rebuilds the culprit layers and fails the same way
-    (random weights, the real ones with `with_weights`). Returns a `ReduceResult`.
+    (random weights, the real ones with `with_weights`). `imports` are .py files or modules to import
+    before loading the model (its registered custom layers; see `intake/imports.py`): trusted code.
+    Returns a `ReduceResult`.
     """
+    if imports:
+        with handed_over(imports):
+            return reduce(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, target=target, code=code,
+                          repro=repro, with_weights=with_weights, max_samples=max_samples, timeout=timeout,
+                          memory_limit_mb=memory_limit_mb, trust_model=trust_model)
     import time
 
     started = time.perf_counter()
@@ -112,7 +122,8 @@ def reduce(model: Any, data: Any = None, *, mode: str | None = None, io: str | N
                               seconds=time.perf_counter() - started, report=report, culprit_report=culprit_report,
                               settings={**recipe.to_dict(), "target": target})
         if repro is not None:
-            result.repro = write_repro(Path(repro), graph, culprit, recipe, signature, weights)
+            result.repro = write_repro(Path(repro), graph, culprit, recipe, signature, weights,
+                                       imports=current_imports())
         return result
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
