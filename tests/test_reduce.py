@@ -260,3 +260,42 @@ def test_reduce_command_on_a_custom_layer_from_the_users_module(tmp_path):
     assert ran.returncode != 0
     matcher = next(m for m in MATCHERS if m.name == reduced["signature"]["message_class"])
     assert matcher.search(ran.stderr) and reduced["signature"]["op"] in ran.stderr, ran.stderr[-2000:]
+
+
+def test_generic_repairs_go_cheapest_first_and_respect_the_target():
+    from quantdoctor.fix.plan import Plan
+    from quantdoctor.reduce.repair import Culprit, generic_plans
+
+    culprit = Culprit("QD904", ["odd"], ["Conv2D"])
+    changes = [option[1].change for option in generic_plans(Plan(Recipe.for_mode("int16x8"), None), culprit)]
+    assert changes[0].startswith("16x8 quantization switched to int8") and changes[1].startswith("dynamic range")
+    plans = generic_plans(Plan(Recipe.for_mode("int16x8"), None), culprit)
+    assert "TFLITE_BUILTINS" in plans[0][0].recipe.supported_ops  # the copy changed, int8 with float fallback
+    strict = generic_plans(Plan(Recipe.for_mode("int8-strict"), "int8-accelerator"), culprit)
+    assert all(not isinstance(option, tuple) for option in strict)  # nothing float on an integer-only target
+    assert [option.reason.split(":")[0] for option in strict] == [
+        "keeping 'odd' float is not allowed", "dynamic range quantization is not integer, and these settings ask "
+        "for an integer model", "Select TF ops for 'odd' are not allowed"]
+    cpu = generic_plans(Plan(Recipe.for_mode("int8-strict"), "cpu"), culprit)
+    assert [option[1].change.split(" ")[0] for option in cpu] == ["float", "dynamic", "Select"]
+    assert "NOT integer" in cpu[1][1].cost and cpu[1][0].recipe.calibrate is False
+    int8_io = generic_plans(Plan(Recipe.for_mode("int8", io="int8"), "cpu"), culprit)
+    assert [type(option).__name__ for option in int8_io] == ["Blocked"]  # integer I/O needs calibration
+
+
+@pytest.mark.code("QD901")
+def test_fix_reduces_a_converter_crash_on_its_own_and_verifies_no_wrong_model():
+    model = keras.Sequential([keras.Input((None, None, 3), name="image"), keras.layers.Conv2D(4, 3, name="conv"),
+                              keras.layers.GlobalAveragePooling2D(name="pool"), keras.layers.Dense(2, name="head")])
+    tiny = np.random.default_rng(0).uniform(size=(12, 2, 2, 3)).astype("float32")  # smaller than the kernel
+    result = qd.fix(model, tiny)
+    assert result.before.root_cause.code == "QD901" and result.before.root_cause.evidence["signal"] == "SIGFPE"
+    reduced = result.to_dict()["reduce"]
+    assert reduced["reduced"] and [c["name"] for c in reduced["culprits"]] == ["conv"]
+    assert reduced["signature"] == "QD901 (signal SIGFPE)"
+    tried = [t["change"].split(":")[0] for t in reduced["tried"]]
+    assert tried == ["dynamic range quantization", "Select TF ops enabled for 'conv' (ops BiasAdd, Conv2D, Reshape, "
+                                                   "Squeeze); representative dataset dropped, since the calibrator "
+                                                   "cannot run Flex ops"]
+    assert not result.verified and result.model is None  # the samples crash the float conv too: nothing to verify
+    assert "Reduced to conv: QD901 (signal SIGFPE)" in str(result)
