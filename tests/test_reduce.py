@@ -299,3 +299,28 @@ def test_fix_reduces_a_converter_crash_on_its_own_and_verifies_no_wrong_model():
                                                    "cannot run Flex ops"]
     assert not result.verified and result.model is None  # the samples crash the float conv too: nothing to verify
     assert "Reduced to conv: QD901 (signal SIGFPE)" in str(result)
+
+
+def test_a_tf_keras_model_reduces_and_its_repro_with_real_weights_fails_the_same_way(tmp_path):
+    tf_keras = pytest.importorskip("tf_keras")
+    inputs = tf_keras.Input((8,), name="features")
+    hidden = tf_keras.layers.Dense(8, name="dense")(inputs)
+    hidden = tf_keras.layers.Dense(8, dtype="float64", name="wide_f64")(hidden)  # float64 math in a builtin layer
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(2, name="head")(hidden))
+    result = reduce(model, vectors_for_test(), repro=tmp_path / "repro.py", with_weights=True)
+    assert [c["name"] for c in result.culprits] == ["wide_f64"] and result.culprits[0]["dtype_policy"] == "float64"
+    assert result.conversions <= bound(3)
+    signature = result.signature
+    assert signature.message_class == "op-neither-custom-nor-flex" and signature.op == "tf.MatMul"
+    script = (tmp_path / "repro.py").read_text()
+    assert "import tf_keras as keras" in script and "WITH_WEIGHTS = True" in script
+    with np.load(tmp_path / "repro_weights.npz") as saved:
+        np.testing.assert_array_equal(saved["1/0"], model.get_layer("wide_f64").get_weights()[0])
+    ran = subprocess.run([sys.executable, "-I", str(tmp_path / "repro.py")], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600)
+    matcher = next(m for m in MATCHERS if m.name == signature.message_class)
+    assert ran.returncode != 0 and matcher.search(ran.stderr) and "tf.MatMul" in ran.stderr, ran.stderr[-2000:]
+
+
+def vectors_for_test():
+    return np.random.default_rng(0).normal(size=(20, 8)).astype("float32")

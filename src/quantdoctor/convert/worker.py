@@ -173,6 +173,10 @@ def _load(tf: Any, model: dict[str, Any], trust_model: bool) -> Any:
     model, a SavedModel object, or a frozen graph's concrete function. Keras files load in Keras's safe
     mode, which refuses to run code stored in the file, unless the user trusts the model."""
     if model["loader"] == "keras_file":
+        if (model.get("cut") or {}).get("library") == "tf_keras":  # reduce's save of a tf_keras model
+            import tf_keras
+
+            return tf_keras.models.load_model(model["path"], compile=False, safe_mode=not trust_model)
         import keras
 
         loaded = keras.saving.load_model(model["path"], compile=False, safe_mode=not trust_model)

@@ -104,9 +104,9 @@ def reduce(model: Any, data: Any = None, *, mode: str | None = None, io: str | N
         check_outputs(inputs=(model, data), outputs={"--repro": repro})
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-reduce-"))
     try:
-        source, recipe, calibration, trusted = _intake(model, data, mode, io, select_tf_ops, max_samples, workdir)
-        session = _Session(source, recipe, calibration, workdir, target=target, timeout=timeout,
-                           memory_limit_mb=memory_limit_mb, trust_model=trust_model or trusted)
+        source, recipe, calibration, library = _intake(model, data, mode, io, select_tf_ops, max_samples, workdir)
+        session = _Session(source, recipe, calibration, workdir, library, target=target, timeout=timeout,
+                           memory_limit_mb=memory_limit_mb, trust_model=trust_model or library is not None)
         report, graph = session.baseline()
         finding = _kept_finding(report, code)
         signature = Signature.of(finding)
@@ -133,8 +133,9 @@ class _Session:
     """The conversions of one reduction, each in its own directory, remembered by the calls kept."""
 
     def __init__(self, source: ModelSource, recipe: Recipe, calibration: CalibrationSet | None, workdir: Path,
-                 **settings: Any):
+                 library: str | None, **settings: Any):
         self.source, self.recipe, self.calibration, self.workdir = source, recipe, calibration, workdir
+        self.library = library  # "tf_keras" when the file is quantdoctor's save of a tf_keras model
         self.settings = settings
         self.conversions = 0
         self.reports: dict[frozenset[int], Report] = {}
@@ -144,6 +145,8 @@ class _Session:
         directory.mkdir()
         cut = {key: str(directory / value) if key in ("describe", "data_output", "weights_output") else value
                for key, value in cut.items()}
+        if self.library:
+            cut["library"] = self.library
         self.conversions += 1
         report, _ = diagnose_prepared(replace(self.source, cut=cut), self.recipe, self.calibration, directory,
                                       cache=False, **self.settings)
@@ -173,9 +176,10 @@ class _Session:
 
 
 def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_ops: bool, max_samples: int,
-            workdir: Path) -> tuple[ModelSource, Recipe, CalibrationSet | None, bool]:
-    """The Keras model to cut as a file the worker loads, the settings, the samples; and whether the
-    file is quantdoctor's own save of the user's object (trusted: it is already running here)."""
+            workdir: Path) -> tuple[ModelSource, Recipe, CalibrationSet | None, str | None]:
+    """The Keras model to cut as a file the worker loads, the settings, the samples; and for a file
+    that is quantdoctor's own save of the user's object (trusted: it is already running here), the
+    Keras that saved it ("keras" or "tf_keras"; None for the user's own file)."""
     recipe, calibration = recipe_and_data(model, data, mode, io, select_tf_ops, max_samples)
     keras_model = None
     if model_intake.is_converter(model):
@@ -193,12 +197,13 @@ def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_o
             keras_model.save(path)
         except Exception as exc:  # the user's model cannot be saved (an unserializable custom layer, say)
             raise UsageError(f"reduce cannot save Keras model '{keras_model.name}' to cut it: {exc}") from exc
-        return model_intake.from_path(path), recipe, calibration, True
+        library = "tf_keras" if type(keras_model).__module__.startswith("tf_keras") else "keras"
+        return model_intake.from_path(path), recipe, calibration, library
     source = model_source(model, workdir)
     if source.loader != "keras_file":
         raise UsageError(f"reduce cuts Keras models (.keras or .h5 files, Keras objects); {source.source} is a "
                          f"{source.format}")
-    return source, recipe, calibration, False
+    return source, recipe, calibration, None
 
 
 def _kept_finding(report: Report, code: str | None) -> Finding:
