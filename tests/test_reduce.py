@@ -145,6 +145,24 @@ def test_private_keras_hooks_read_call_nodes():
 HOSTILE = "x'); import os; os.system('echo pwned') #\n\"\"\""
 
 
+def test_repro_of_a_custom_layer_imports_the_handed_over_module_or_carries_its_source():
+    graph = {"library": "keras", "versions": {}, "inputs": ["t0"], "input_names": ["x"], "outputs": ["t1"],
+             "sources": {"layers": "import keras\nVALUE = 1\n"},
+             "specs": {"t0": {"shape": [None, 3], "dtype": "float32"}, "t1": {"shape": [None, 3], "dtype": "float32"}},
+             "calls": [{"name": "mine", "layer": "mine", "class": "Mine", "module": "layers", "inputs": ["t0"],
+                        "outputs": ["t1"], "serialized": {"class_name": "Mine", "registered_name": "user>Mine",
+                                                          "config": {"name": "mine"}},
+                        "arguments": {"args": [{"tensor": "t0"}], "kwargs": {}}}]}
+    imports = [{"file": "/somewhere/layers.py"}]
+    plain = repro_script(graph, [0], Recipe.for_mode("int8"), Signature("QD904"), imports=imports)
+    assert "importlib.import_module('layers')" in plain and "USER_SOURCES" not in plain
+    assert "# Needs your custom layer(s) ['user>Mine']" in plain
+    inlined = repro_script(graph, [0], Recipe.for_mode("int8"), Signature("QD904"), imports=imports, with_source=True)
+    assert "USER_SOURCES = {'layers': 'import keras\\nVALUE = 1\\n'}" in inlined
+    assert "importlib.import_module('layers')" not in inlined
+    ast.parse(inlined)
+
+
 def test_repro_takes_hostile_names_as_data_only():
     graph = {"library": "keras", "versions": {"tensorflow": HOSTILE}, "inputs": ["t0"], "input_names": [HOSTILE],
              "outputs": ["t1"], "specs": {"t0": {"shape": [None, 3], "dtype": "float32"},
@@ -247,15 +265,18 @@ def test_reduce_command_on_a_custom_layer_from_the_users_module(tmp_path):
 
     custom_layer_model(tmp_path)
     result = run("reduce", "custom.keras", "--data", "calib.npy", "--import", "layers.py", "--repro", "repro.py",
-                 "--json", "r.json", cwd=tmp_path)
+                 "--with-source", "--json", "r.json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     reduced = json.loads((tmp_path / "r.json").read_text())
     assert [c["name"] for c in reduced["culprits"]] == ["to_f64"]
     assert reduced["signature"]["code"] == "QD202" and reduced["conversions"] <= reduced["conversion_bound"]
     assert "to_f64 (Float64Scale)" in result.stdout
     script = (tmp_path / "repro.py").read_text()
-    assert "importlib.import_module('layers')" in script and "QD202" in script.splitlines()[1]
-    ran = subprocess.run([sys.executable, str(tmp_path / "repro.py")], cwd=tmp_path, capture_output=True, text=True,
+    assert "USER_SOURCES = {'layers': " in script and "QD202" in script.splitlines()[1]
+    elsewhere = tmp_path / "elsewhere"  # the repro carries the custom layer: no layers.py next to it
+    elsewhere.mkdir()
+    (elsewhere / "repro.py").write_text(script)
+    ran = subprocess.run([sys.executable, "-I", "repro.py"], cwd=elsewhere, capture_output=True, text=True,
                          timeout=600)
     assert ran.returncode != 0
     matcher = next(m for m in MATCHERS if m.name == reduced["signature"]["message_class"])

@@ -258,6 +258,8 @@ def reduce(
     repro: Optional[Path] = typer.Option(None, "--repro", help="Write a standalone script that fails the same way."),
     with_weights: bool = typer.Option(False, "--with-weights", help="The repro uses the real weights (saved "
                                       "beside it), not random ones."),
+    with_source: bool = typer.Option(False, "--with-source", help="The repro carries the source of your module "
+                                     "that defines a custom culprit layer, instead of importing it."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the culprits and the signature (JSON) here."),
     mode: str = typer.Option("int8", help="int8 | int8-strict | int16x8 | dynamic | float16"),
     io: str = typer.Option("float", help="Model input/output type: float | int8 | uint8"),
@@ -278,7 +280,8 @@ def reduce(
     with handed_over(imports), \
             err.status(f"Reducing {escape(str(model))}: converting sub-models in an isolated process…"):
         result = run_reduce(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, target=target, code=code,
-                            repro=repro, with_weights=with_weights, max_samples=max_samples, timeout=timeout,
+                            repro=repro, with_weights=with_weights, with_source=with_source,
+                            max_samples=max_samples, timeout=timeout,
                             memory_limit_mb=memory_limit, trust_model=trust_model)
     render_reduce(result, out)
     if repro:

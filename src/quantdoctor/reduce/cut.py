@@ -122,9 +122,27 @@ def describe(graph: CallGraph, model: Any) -> dict[str, Any]:
                       "dtype_policy": _policy_name(layer),
                       "serialized": _serialized(library, layer),
                       "arguments": _arguments_template(call.args, call.kwargs)})
-    return {"library": library.__name__, "versions": _versions(library), "inputs": graph.inputs,
+    return {"library": library.__name__, "versions": _versions(library), "sources": _user_sources(graph),
+            "inputs": graph.inputs,
             "input_names": graph.input_names, "outputs": graph.outputs, "calls": calls,
             "specs": {tid: {"shape": shape, "dtype": dtype} for tid, (shape, dtype) in graph.specs.items()}}
+
+
+def _user_sources(graph: CallGraph) -> dict[str, str]:
+    """The source files of the modules that define the model's own layer classes (not Keras's), by
+    module name: what a repro inlines with --with-source."""
+    import inspect
+
+    sources: dict[str, str] = {}
+    for call in graph.calls:
+        cls = type(call.layer)
+        if cls.__module__.startswith(("keras", "tf_keras")) or cls.__module__ in sources:
+            continue
+        try:
+            sources[cls.__module__] = Path(inspect.getsourcefile(cls) or "").read_text()
+        except (OSError, TypeError):  # defined interactively: no file to inline
+            continue
+    return sources
 
 
 def _policy_name(layer: Any) -> str:

@@ -19,10 +19,12 @@ WEIGHTS_SUFFIX = "_weights.npz"
 
 
 def write_repro(path: Path, graph: dict[str, Any], culprit: list[int], recipe: Recipe, signature: Signature,
-                weights: dict[str, np.ndarray] | None, imports: list[dict[str, str]] | None = None) -> str:
+                weights: dict[str, np.ndarray] | None, imports: list[dict[str, str]] | None = None,
+                with_source: bool = False) -> str:
     """Write the repro of the culprit calls to `path` (and their real weights beside it when given);
     returns the script. `imports` are the user's handed-over modules (see `intake/imports.py`)."""
-    script = repro_script(graph, culprit, recipe, signature, with_weights=weights is not None, imports=imports)
+    script = repro_script(graph, culprit, recipe, signature, with_weights=weights is not None, imports=imports,
+                          with_source=with_source)
     if weights is not None:
         np.savez(str(path)[:-3] + WEIGHTS_SUFFIX if str(path).endswith(".py") else str(path) + WEIGHTS_SUFFIX,
                  **weights)
@@ -31,10 +33,12 @@ def write_repro(path: Path, graph: dict[str, Any], culprit: list[int], recipe: R
 
 
 def repro_script(graph: dict[str, Any], culprit: list[int], recipe: Recipe, signature: Signature,
-                 with_weights: bool = False, imports: list[dict[str, str]] | None = None) -> str:
+                 with_weights: bool = False, imports: list[dict[str, str]] | None = None,
+                 with_source: bool = False) -> str:
     """The standalone script for the culprit calls (indices into the graph's calls). A culprit
     layer of the user's own class needs the user's module: the script says so, and imports the
-    modules handed over with --import (run it where they import)."""
+    modules handed over with --import (run it where they import); `with_source` carries the source
+    of the modules that define the culprit classes in the script instead (as a string, run with exec)."""
     from quantdoctor.fix.script import _recipe_lines
 
     calls = [graph["calls"][index] for index in culprit]
@@ -61,19 +65,30 @@ def repro_script(graph: dict[str, Any], culprit: list[int], recipe: Recipe, sign
     custom = [call["serialized"].get("registered_name") or call["class"] for call in calls
               if call["serialized"] is not None and not str(call.get("module") or "").startswith(("keras", "tf_keras"))]
     modules = [spec.get("module") or Path(spec["file"]).stem for spec in imports or []]
-    if custom:
+    sources = {module: text for module, text in (graph.get("sources") or {}).items()
+               if with_source and any(call.get("module") == module for call in calls)}
+    if custom and sources:
+        lines.append(f"# Carries the source of your module(s) {sorted(sources)!r} for your custom layer(s) "
+                     f"{custom!r} (--with-source).")
+    elif custom:
         lines.append(f"# Needs your custom layer(s) {custom!r}: run it where your module that registers them "
                      "imports.")
     lines += [
         "# Needs TensorFlow and NumPy only. Run: python this_script.py",
         "import importlib",
         "import os",
+        "import sys",
+        "import types",
         "",
         "import numpy as np",
         "import tensorflow as tf",
         "import tf_keras as keras" if library == "tf_keras" else "import keras",
         *([f"importlib.import_module({module!r})  # your custom layers (handed over with --import)"
-           for module in modules] if custom else []),
+           for module in modules] if custom and not sources else []),
+        *([f"USER_SOURCES = {sources!r}  # your modules, as text (--with-source)",
+           "for module_name, source in USER_SOURCES.items():",
+           "    module = sys.modules[module_name] = types.ModuleType(module_name)",
+           "    exec(compile(source, module_name + '.py', 'exec'), module.__dict__)"] if sources else []),
         "",
         f"LAYERS = {[call['serialized'] for call in calls]!r}",
         f"CALLS = {[(call['arguments'], call['outputs']) for call in calls]!r}",

@@ -73,7 +73,7 @@ class ReduceResult:
 @run_interruptible
 def reduce(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
            select_tf_ops: bool = False, target: str | None = None, code: str | None = None,
-           repro: str | Path | None = None, with_weights: bool = False,
+           repro: str | Path | None = None, with_weights: bool = False, with_source: bool = False,
            max_samples: int = DEFAULT_REDUCE_SAMPLES, timeout: float = DEFAULT_TIMEOUT,
            memory_limit_mb: int | None = None, trust_model: bool = False,
            imports: list[str] | None = None) -> ReduceResult:
@@ -84,14 +84,16 @@ def reduce(model: Any, data: Any = None, *, mode: str | None = None, io: str | N
     `select_tf_ops`, `target`, `timeout` and `memory_limit_mb` are as for `diagnose`. `code` picks
     the failure to keep among several (default: the root cause). `repro` is a path for a standalone
     script (TensorFlow and NumPy only) that rebuilds the culprit layers and fails the same way
-    (random weights, the real ones with `with_weights`). `imports` are .py files or modules to import
+    (random weights, the real ones with `with_weights`; the source of the user's modules that define
+    custom culprit layers in it with `with_source`). `imports` are .py files or modules to import
     before loading the model (its registered custom layers; see `intake/imports.py`): trusted code.
     Returns a `ReduceResult`.
     """
     if imports:
         with handed_over(imports):
             return reduce(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, target=target, code=code,
-                          repro=repro, with_weights=with_weights, max_samples=max_samples, timeout=timeout,
+                          repro=repro, with_weights=with_weights, with_source=with_source,
+                          max_samples=max_samples, timeout=timeout,
                           memory_limit_mb=memory_limit_mb, trust_model=trust_model)
     import time
 
@@ -123,7 +125,7 @@ def reduce(model: Any, data: Any = None, *, mode: str | None = None, io: str | N
                               settings={**recipe.to_dict(), "target": target})
         if repro is not None:
             result.repro = write_repro(Path(repro), graph, culprit, recipe, signature, weights,
-                                       imports=current_imports())
+                                       imports=current_imports(), with_source=with_source)
         return result
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
