@@ -14,7 +14,6 @@ import pytest
 import tensorflow as tf
 
 import quantdoctor as qd
-from quantdoctor import tf_private
 from quantdoctor.catalog.classify_failure import MATCHERS
 from quantdoctor.intake.data import CalibrationSet, Sample
 from quantdoctor.intake.recipe import Recipe
@@ -129,17 +128,6 @@ def test_a_subclassed_model_is_not_cuttable():
     net(np.zeros((1, 3), "float32"))
     with pytest.raises(NotCuttable, match="subclassed"):
         call_graph(net)
-
-
-def test_private_keras_hooks_read_call_nodes():
-    inputs = keras.Input((3,))
-    outputs = keras.layers.Dense(2, name="d")(inputs)
-    layer, node = tf_private.keras_producing_call(outputs)
-    assert layer.name == "d"
-    args, kwargs = tf_private.keras_call_arguments(node)
-    assert args[0] is inputs and kwargs == {}
-    assert tf_private.keras_call_outputs(node) == [outputs]
-    assert tf_private.keras_producing_call(np.zeros(2)) is None
 
 
 HOSTILE = "x'); import os; os.system('echo pwned') #\n\"\"\""
