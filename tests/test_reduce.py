@@ -333,3 +333,17 @@ def test_a_tf_keras_model_reduces_and_its_repro_with_real_weights_fails_the_same
 
 def vectors_for_test():
     return np.random.default_rng(0).normal(size=(20, 8)).astype("float32")
+
+
+def test_reduce_user_errors_are_one_line(tmp_path):
+    from helpers import run
+
+    model = keras.Sequential([keras.Input((8,), name="features"), keras.layers.Dense(2, name="head")])
+    model.save(tmp_path / "clean.keras")
+    np.save(tmp_path / "calib.npy", vectors_for_test())
+    for args, message in [(["--code", "QD1"], "code must be a finding code such as QD108, not 'QD1'"),
+                          (["--repro", "clean.keras"], "clean.keras"),
+                          ([], "reduce needs a failure: this model converts with no error finding")]:
+        result = run("reduce", "clean.keras", "--data", "calib.npy", *args, cwd=tmp_path)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-1500:]
+        assert message in result.stderr
