@@ -46,9 +46,9 @@ def main(request: dict[str, Any]) -> int:
         import_handed_over(request["model"].get("imports"))  # the user's code, handed over with --import
         loaded = _load(tf, request["model"], trust_model)
         if request["model"].get("cut"):  # reduce's candidate: some of the model's layers, on their activations
-            from quantdoctor.reduce.cut import cut_model
-
-            loaded, data = cut_model(loaded, request["model"]["cut"], data)
+            loaded, data = _cut(loaded, request["model"]["cut"], data)
+    except _CutFailed:  # quantdoctor's own bug, reported as one by `protocol.serve`
+        raise
     except Exception as exc:  # the user's model, not quantdoctor, failed to load
         _die_if_out_of_memory(exc)
         response.update(stage="done", outcome="load_error", error_message=f"{type(exc).__name__}: {exc}",
@@ -109,6 +109,23 @@ def main(request: dict[str, Any]) -> int:
 
 class _ConverterFailed(Exception):
     """The user's converter raised (its exception is the __cause__)."""
+
+
+class _CutFailed(Exception):
+    """Cutting the model failed for a reason other than the model having no layer graph (a bug)."""
+
+
+def _cut(model: Any, cut: dict[str, Any], data: str | None) -> tuple[Any, str | None]:
+    """reduce's sub-model and its calibration file; a model with no layer graph is the model's problem."""
+    from quantdoctor.reduce.cut import cut_model
+    from quantdoctor.reduce.graph import NotCuttable
+
+    try:
+        return cut_model(model, cut, data)
+    except NotCuttable:
+        raise
+    except Exception as exc:
+        raise _CutFailed(f"cutting the model failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _convert(make_converter: Callable[[], Any], recipe: Recipe, calibration: CalibrationSet | None,
