@@ -373,3 +373,18 @@ def test_tfmot_entry_points_live_in_both_modules_and_its_registry_answers():
     assert tfmot.quantization.keras.quantize_model is functions[1]["quantize_model"]
     assert tf_private.tfmot_supports(tf_keras.layers.Dense(2)) is True
     assert tf_private.tfmot_supports(tf_keras.layers.LayerNormalization()) is False
+
+
+# --- Keras call nodes (reduce cuts models at them) --------------------------------------------------------
+
+@pytest.mark.parametrize("library", ["keras", "tf_keras"])
+def test_keras_call_nodes_give_the_layer_its_arguments_and_outputs(library):
+    module = pytest.importorskip(library)
+    inputs = module.Input((3,))
+    outputs = module.layers.Dense(2, name="d")(inputs)
+    layer, node = tf_private.keras_producing_call(outputs)
+    assert layer.name == "d"
+    args, kwargs = tf_private.keras_call_arguments(node)
+    assert args[0] is inputs and kwargs == {}
+    assert tf_private.keras_call_outputs(node) == [outputs]
+    assert tf_private.keras_producing_call(np.zeros(2)) is None

@@ -6,6 +6,7 @@
     tflite = qd.convert(converter)       # raises qd.QuantizationError with the report
     qd.audit("model.tflite", target="int8-accelerator")   # is it really fully integer?
     result = qd.fix(converter)           # repaired, converted again, verified: result.model, result.script
+    qd.reduce("model.keras", data=x)     # the fewest layers that fail the same way: .culprits, repro=path
     with qd.watch():                     # your own conversion and inference code, diagnosed as it runs
         tflite = converter.convert()
 """
@@ -19,11 +20,12 @@ from quantdoctor.compare.run import compare
 from quantdoctor.diagnose import diagnose
 from quantdoctor.errors import QuantdoctorError, QuantizationError, UsageError
 from quantdoctor.fix.run import FixResult, fix
+from quantdoctor.reduce.run import ReduceResult, reduce
 from quantdoctor.report.model import Finding, Report
 from quantdoctor.watch import watch
 
 __version__ = "0.1.0"
-__all__ = ["diagnose", "convert", "audit", "compare", "fix", "FixResult", "watch",
+__all__ = ["diagnose", "convert", "audit", "compare", "fix", "FixResult", "reduce", "ReduceResult", "watch",
            "Report", "Finding", "QuantizationError", "QuantdoctorError", "UsageError",
            "__version__"]
 

@@ -20,6 +20,7 @@ from quantdoctor.errors import QuantizationError, UsageError
 from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
 from quantdoctor.intake.output_file import write_output
+from quantdoctor.intake.imports import handed_over
 from quantdoctor.intake.paths import check_outputs, input_kind
 from quantdoctor.report.literal import printable
 from quantdoctor.report.model import SEVERITIES
@@ -36,6 +37,8 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 FAIL_ON = (*SEVERITIES, "never")
 TRUST_MODEL_HELP = ("Load a .keras/.h5 file even if that runs code stored in it (Lambda layers). "
                     "Only for files you trust.")
+IMPORT_HELP = ("Import this .py file or module before loading the model (its registered custom layers), "
+               "in the isolated worker too; repeatable. Only code you trust.")
 
 
 @app.command()
@@ -59,6 +62,7 @@ def diagnose(
     keep_workdir: Optional[Path] = typer.Option(None, help="Keep the worker's request, data and logs in this new "
                                                             "(or empty) directory."),
     trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
+    imports: Optional[list[str]] = typer.Option(None, "--import", help=IMPORT_HELP),
 ) -> None:
     """Convert MODEL with the real converter, in an isolated process, and explain what went wrong."""
     from quantdoctor.diagnose import diagnose as run_diagnose
@@ -72,7 +76,7 @@ def diagnose(
     check_cache_root(inputs=(model, data, eval_data),
                      outputs={"--json": json_path, "--output": output, "--keep-workdir": keep_workdir})
     doing = "Checking (preflight only)" if no_convert else "Converting"
-    with err.status(f"{doing} {escape(printable(model))} in an isolated process…"):
+    with handed_over(imports), err.status(f"{doing} {escape(printable(model))} in an isolated process…"):
         report = run_diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
                               max_samples=max_samples, timeout=timeout, memory_limit_mb=memory_limit,
                               target=target, convert=not no_convert, eval_data=eval_data,
@@ -131,6 +135,7 @@ def compare(
     max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Use at most this many samples of each data set."),
     fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
     trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
+    imports: Optional[list[str]] = typer.Option(None, "--import", help=IMPORT_HELP),
 ) -> None:
     """Float vs quantized MODEL on eval data: end to end and layer by layer, worst layers first."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -144,8 +149,8 @@ def compare(
     check_cache_root(inputs=(model, data, eval_data, labels, tflite),
                      outputs={"--json": json_path, "--html": html_path})
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
-                      transient=True, disable=not err.is_interactive) as bar:  # piped: no bar, no blank line
+        with handed_over(imports), Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                            console=err, transient=True, disable=not err.is_interactive) as bar:  # piped: no bar, no blank line
             task = bar.add_task("Converting (float and quantized)…", total=None)
 
             def progress(done: int, total: int) -> None:
@@ -204,6 +209,7 @@ def fix(
     timeout: float = typer.Option(900.0, help="Seconds before one conversion is stopped."),
     memory_limit: Optional[int] = typer.Option(None, help="Memory limit for the converter process, in MB (256 or more)."),
     trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
+    imports: Optional[list[str]] = typer.Option(None, "--import", help=IMPORT_HELP),
     max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Accuracy budget on --eval-data: the largest "
                                              "drop of top-1 accuracy (with --labels) or agreement vs float."),
     min_sqnr: Optional[float] = typer.Option(None, "--min-sqnr", help="Accuracy budget: an SQNR floor in dB on "
@@ -223,7 +229,8 @@ def fix(
     check_cache_root(inputs=(model, data, eval_data, labels),
                      outputs={"--output": output, "--script": script, "--json": json_path, "--html": html_path})
     script_output = os.path.abspath(output) if output else "model_int8.tflite"  # the script runs anywhere
-    with err.status(f"Fixing {escape(printable(model))}: converting in an isolated process, in rounds…") as status:
+    with handed_over(imports), \
+            err.status(f"Fixing {escape(printable(model))}: converting in an isolated process, in rounds…") as status:
         def progress(step: str, variants: int) -> None:
             status.update(f"Searching the float fallback for the accuracy budget: {variants} variant(s) tried…")
 
@@ -250,6 +257,47 @@ def fix(
         write_output(json_path, json.dumps(result.to_dict(), indent=2), "--json")
     if not result.verified:
         raise typer.Exit(1)
+
+
+@app.command()
+def reduce(
+    model: Path = typer.Argument(..., help="A .keras/.h5 file (functional, Sequential or nested; Keras 3 or tf_keras)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Calibration data: .npz (one array per input) or .npy."),
+    code: Optional[str] = typer.Option(None, "--code", help="The finding to reduce (default: the root cause)."),
+    repro: Optional[Path] = typer.Option(None, "--repro", help="Write a standalone script that fails the same way."),
+    with_weights: bool = typer.Option(False, "--with-weights", help="The repro uses the real weights (saved "
+                                      "beside it), not random ones."),
+    with_source: bool = typer.Option(False, "--with-source", help="The repro carries the source of your module "
+                                     "that defines a custom culprit layer, instead of importing it."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the culprits and the signature (JSON) here."),
+    mode: str = typer.Option("int8", help="int8 | int8-strict | int16x8 | dynamic | float16"),
+    io: str = typer.Option("float", help="Model input/output type: float | int8 | uint8"),
+    select_tf_ops: bool = typer.Option(False, "--select-tf-ops", help="Allow Select TF ops (Flex)."),
+    target: Optional[str] = typer.Option(None, help="int8-accelerator | microcontroller | cpu | gpu"),
+    max_samples: int = typer.Option(100, min=1, help="Use at most this many calibration samples."),
+    timeout: float = typer.Option(900.0, help="Seconds before one conversion is stopped."),
+    memory_limit: Optional[int] = typer.Option(None, help="Memory limit for the converter process, in MB (>= 256)."),
+    trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
+    imports: Optional[list[str]] = typer.Option(None, "--import", help=IMPORT_HELP),
+) -> None:
+    """Cut MODEL to the fewest layers that fail to convert the same way; optionally write a repro script."""
+    from quantdoctor.reduce.render import render_reduce
+    from quantdoctor.reduce.run import reduce as run_reduce
+
+    _check_inputs(("model", model), ("calibration data", data))
+    check_outputs(inputs=(model, data), outputs={"--json": json_path, "--repro": repro})
+    check_cache_root(inputs=(model, data), outputs={"--json": json_path, "--repro": repro})
+    with handed_over(imports), \
+            err.status(f"Reducing {escape(printable(model))}: converting sub-models in an isolated process…"):
+        result = run_reduce(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, target=target, code=code,
+                            repro=repro, with_weights=with_weights, with_source=with_source,
+                            max_samples=max_samples, timeout=timeout,
+                            memory_limit_mb=memory_limit, trust_model=trust_model)
+    render_reduce(result, out)
+    if repro:
+        out.print(printable(f"Repro written to {repro}"), markup=False, soft_wrap=True)
+    if json_path:
+        write_output(json_path, json.dumps(result.to_dict(), indent=2), "--json")
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""`quantdoctor demo`: the three classic failures from real-world reports, plus one clean model.
+"""`quantdoctor demo`: the three classic failures from real-world reports, a converter crash that
+`reduce` isolates, and one clean model.
 
 Each example is built here, small enough to convert in seconds, configured the way users write
 it, and diagnosed by the real converter in an isolated process. The failing ones are then fixed:
@@ -29,6 +30,7 @@ class Example:
     user_code: str
     build: Callable[[], Any]
     fix_targets: tuple[str | None, ...] = ()  # fix it for these deployment targets (None: the settings' own)
+    reduce: bool = False  # a converter crash: reduce it to the layer that triggers it
 
 
 def run_demo(out: Console, err: Console) -> None:
@@ -41,6 +43,9 @@ def run_demo(out: Console, err: Console) -> None:
         out.print(Rule(f"Example {number}/{len(examples)}: {example.title}"))
         out.print(Syntax(example.user_code, "python", theme="ansi_dark", background_color="default"))
         converter = example.build()
+        if example.reduce:
+            _show_reduce(converter, out, err)
+            continue
         if not example.fix_targets:
             with err.status("Diagnosing in an isolated converter process…"):
                 report = diagnose(converter)
@@ -54,6 +59,23 @@ def run_demo(out: Console, err: Console) -> None:
             out.print(Rule(f"quantdoctor fix{f' --target {target}' if target else ''}", style="dim"))
             render_fix(result, out)
             out.print()
+
+
+def _show_reduce(converter: Any, out: Console, err: Console) -> None:
+    """Diagnose a converter crash, then reduce it to the layer that triggers it."""
+    from quantdoctor.reduce.render import render_reduce
+    from quantdoctor.reduce.run import reduce
+
+    with err.status("Diagnosing in an isolated converter process…"):
+        report = diagnose(converter)
+    render(report, out)
+    out.print(Rule("quantdoctor reduce", style="dim"))
+    with err.status("Reducing: converting sub-models, calibrated on the samples run through the layers before…"):
+        result = reduce(converter)
+    render_reduce(result, out)
+    out.print("`quantdoctor reduce MODEL --data D --repro repro.py` also writes a standalone script that fails the "
+              "same way, for a TensorFlow bug report.", markup=False, soft_wrap=True)
+    out.print()
 
 
 def _examples(np: Any, tf: Any) -> list[Example]:
@@ -101,6 +123,24 @@ def _examples(np: Any, tf: Any) -> list[Example]:
         converter.representative_dataset = representative_dataset_gen
         return converter
 
+    def crash_inside():
+        inputs = keras.Input((10, 4), batch_size=1, name="sensor_window")
+        hidden = keras.layers.Dense(8, activation="relu", name="embed")(inputs)
+        hidden = keras.layers.Dense(8, activation="relu", name="mix")(hidden)
+        hidden = keras.layers.LSTM(16, name="temporal")(hidden)
+        hidden = keras.layers.Dense(16, activation="relu", name="features")(hidden)
+        outputs = keras.layers.Dense(3, name="classifier")(hidden)
+        converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, outputs, name="sensor_net"))
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        windows = np.sin(np.linspace(0, 6, 40))[:, None, None] * np.ones((40, 10, 4)) + np.linspace(0, 1, 10)[:, None]
+
+        def windows_dataset():
+            for window in windows.astype(np.float32):
+                yield [window[None]]
+
+        converter.representative_dataset = windows_dataset
+        return converter
+
     def clean_digits():
         converter = tf.lite.TFLiteConverter.from_keras_model(_digits_cnn(keras, np, train=True))
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -120,6 +160,9 @@ def _examples(np: Any, tf: Any) -> list[Example]:
                 (None, "gpu")),
         Example("ten random samples for calibration", "def representative_dataset_gen():\n"
                 "    for _ in range(10):\n        yield [np.random.rand(1, 224, 224, 3)]", random_calibration, (None,)),
+        Example("the converter itself crashes, somewhere inside the model: reduce finds where",
+                "inputs = keras.Input((10, 4), batch_size=1)\n...\nhidden = keras.layers.LSTM(16)(hidden)\n"
+                "converter.representative_dataset = windows_dataset", crash_inside, reduce=True),
         Example("a digits classifier calibrated on real digits (clean)",
                 "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\n"
                 "converter.inference_input_type = tf.int8\n"

@@ -416,3 +416,28 @@ def tfmot_supports(layer: Any) -> bool:
         default_8bit_quantize_registry)
 
     return default_8bit_quantize_registry.Default8BitQuantizeRegistry().supports(layer)
+
+
+def keras_producing_call(tensor: Any) -> tuple[Any, Any] | None:
+    """The layer that produced a symbolic Keras tensor and the call (node) that did, from
+    `_keras_history` and `_inbound_nodes` (Keras 3 and tf_keras alike); None for a tensor with no history."""
+    history = getattr(tensor, "_keras_history", None)
+    if not history:
+        return None
+    layer, node_index = history[0], history[1]
+    return layer, _require(layer, "_inbound_nodes")[node_index]
+
+
+def keras_call_arguments(node: Any) -> tuple[Any, dict[str, Any]]:
+    """The positional and keyword arguments a Keras call node was made with (symbolic tensors inside):
+    Keras 3 keeps them in `node.arguments`, tf_keras in `call_args`/`call_kwargs`."""
+    if hasattr(node, "arguments"):
+        return tuple(node.arguments.args), dict(node.arguments.kwargs)
+    return tuple(_require(node, "call_args")), dict(_require(node, "call_kwargs"))
+
+
+def keras_call_outputs(node: Any) -> list[Any]:
+    """The symbolic tensors a Keras call node produced, flattened (`node.outputs`)."""
+    import tensorflow as tf
+
+    return tf.nest.flatten(_require(node, "outputs"))

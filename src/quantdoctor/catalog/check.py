@@ -17,13 +17,18 @@ CATEGORIES = {
 }
 
 
+REDUCE_HINT = (" To find the layer that triggers it, with a script for a bug report: "
+               "`quantdoctor reduce MODEL --data DATA --repro repro.py` (`qd.reduce` in Python).")
+
+
 @dataclass(frozen=True)
 class Check:
     """A known failure signature with a stable code.
 
     `detects` and `why` document the check (`quantdoctor explain`), `example` shows code that
     triggers it, `fix` and `fix_code` say what to write instead. `precedence` orders findings of
-    equal severity: root causes (low) come before the symptoms they explain (high).
+    equal severity: root causes (low) come before the symptoms they explain (high). A `reducible`
+    check is a converter failure worth isolating: its findings' fix names `quantdoctor reduce`.
     `float_model_fails`: the finding says the float model itself is already wrong on the eval data,
     so no quantization setting answers it, and an accuracy budget measured against it means nothing.
     """
@@ -39,6 +44,7 @@ class Check:
     fix_code: str | None = None
     precedence: int = 50
     float_model_fails: bool = False
+    reducible: bool = False  # a converter bug to isolate: the fix also points to `quantdoctor reduce`
 
     @property
     def category(self) -> str:
@@ -54,7 +60,8 @@ class Check:
             severity=severity or self.severity,
             title=self.title,
             message=message,
-            fix=Fix(summary=fix or self.fix, code=fix_code if fix_code is not None else self.fix_code),
+            fix=Fix(summary=(fix or self.fix) + (REDUCE_HINT if self.reducible else ""),
+                    code=fix_code if fix_code is not None else self.fix_code),
             location=location or Location(),
             evidence=evidence or {},
             precedence=self.precedence,

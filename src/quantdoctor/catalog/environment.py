@@ -5,7 +5,7 @@ from quantdoctor.catalog.check import Check
 
 CHECKS = (
     Check(
-        code="QD901", name="converter-crashed", severity="error", precedence=90,
+        code="QD901", reducible=True, name="converter-crashed", severity="error", precedence=90,
         title="The converter process crashed",
         detects="The conversion process died from a signal (segmentation fault, abort) or exited without "
                 "reporting a result.",
@@ -17,7 +17,7 @@ CHECKS = (
             "request, samples and log to attach to a bug report.",
     ),
     Check(
-        code="QD902", name="converter-timeout", severity="error", precedence=90,
+        code="QD902", reducible=True, name="converter-timeout", severity="error", precedence=90,
         title="The conversion did not finish within the time limit",
         detects="The converter ran longer than `--timeout` seconds and was stopped.",
         why="Very large constant folds, huge unrolled loops or a hang in calibration can take forever.",
@@ -36,7 +36,7 @@ CHECKS = (
         fix="Convert on a machine with more memory, lower --max-samples, or raise --memory-limit.",
     ),
     Check(
-        code="QD904", name="unexplained-converter-error", severity="error", precedence=95,
+        code="QD904", reducible=True, name="unexplained-converter-error", severity="error", precedence=95,
         title="The converter failed with an error quantdoctor does not recognise",
         detects="The conversion raised an error that matches no known failure signature.",
         why="The raw message is kept in the evidence so nothing is lost.",

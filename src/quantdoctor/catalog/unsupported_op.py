@@ -109,7 +109,7 @@ CHECKS = (
         fix="Register a kernel for each custom op in your runtime, or rewrite the layer with builtin ops.",
     ),
     Check(
-        code="QD108", name="rnn-calibration-crash", severity="error", precedence=30,
+        code="QD108", reducible=True, name="rnn-calibration-crash", severity="error", precedence=30,
         title="INT8 calibration crashed in a recurrent layer's loop",
         detects="The converter process died from a signal while calibrating a model with LSTM/GRU/SimpleRNN "
                 "layers. Keras 3 recurrent layers are not fused into TFLite's LSTM kernels; their while "

@@ -20,6 +20,7 @@ from quantdoctor.convert.model_identity import ModelDigest
 from quantdoctor.convert.protocol import serve, write_json
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.intake.imports import import_handed_over
 from quantdoctor.intake.model import lambda_layer_names, written_by_tf_keras
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.runtime.eval_fit import REFUSED, check_eval_shapes, declared_inputs
@@ -48,8 +49,14 @@ def main(request: dict[str, Any]) -> int:
     # the conversion ends.
     identity = request.get("model_identity")
     loaded_digest = ModelDigest.take(request["model"]["path"], identity) if identity else None
+    data = request.get("data")
     try:
+        import_handed_over(request["model"].get("imports"))  # the user's code, handed over with --import
         loaded = _load(tf, request["model"], trust_model)
+        if request["model"].get("cut"):  # reduce's candidate: some of the model's layers, on their activations
+            loaded, data = _cut(loaded, request["model"]["cut"], data)
+    except _CutFailed:  # quantdoctor's own bug, reported as one by `protocol.serve`
+        raise
     except Exception as exc:  # the user's model, not quantdoctor, failed to load
         _die_if_out_of_memory(exc)
         response.update(stage="done", outcome="load_error", error_message=f"{type(exc).__name__}: {exc}",
@@ -76,7 +83,7 @@ def main(request: dict[str, Any]) -> int:
     check = request.get("run_check")
     # The float model the quantizer starts from: compare's reference, and the run check's.
     before_quantization = twin or (Path(check["float_model"]) if check else None)
-    calibration = CalibrationSet.load(Path(request["data"])) if request.get("data") else None
+    calibration = CalibrationSet.load(Path(data)) if data else None
     recipe = Recipe.from_dict(request["recipe"])
     try:
         with _kept_calibration(request.get("calibration_output")):
@@ -129,6 +136,23 @@ def _eval_data_refusal(model: dict[str, Any], shapes: Any) -> str | None:
 
 class _ConverterFailed(Exception):
     """The user's converter raised (its exception is the __cause__)."""
+
+
+class _CutFailed(Exception):
+    """Cutting the model failed for a reason other than the model having no layer graph (a bug)."""
+
+
+def _cut(model: Any, cut: dict[str, Any], data: str | None) -> tuple[Any, str | None]:
+    """reduce's sub-model and its calibration file; a model with no layer graph is the model's problem."""
+    from quantdoctor.reduce.cut import cut_model
+    from quantdoctor.reduce.graph import NotCuttable
+
+    try:
+        return cut_model(model, cut, data)
+    except NotCuttable:
+        raise
+    except Exception as exc:
+        raise _CutFailed(f"cutting the model failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _convert(make_converter: Callable[[], Any], recipe: Recipe, calibration: CalibrationSet | None,
@@ -193,6 +217,10 @@ def _load(tf: Any, model: dict[str, Any], trust_model: bool) -> Any:
     model, a SavedModel object, or a frozen graph's concrete function. Keras files load in Keras's safe
     mode, which refuses to run code stored in the file, unless the user trusts the model."""
     if model["loader"] == "keras_file":
+        if (model.get("cut") or {}).get("library") == "tf_keras":  # reduce's save of a tf_keras model
+            import tf_keras
+
+            return tf_keras.models.load_model(model["path"], compile=False, safe_mode=not trust_model)
         if written_by_tf_keras(Path(model["path"])):
             return _edited(_load_tf_keras(model["path"], trust_model), model.get("edits"))
         import keras

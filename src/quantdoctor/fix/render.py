@@ -43,6 +43,12 @@ def fix_lines(result: FixResult) -> list[Text]:
             lines.append(literal_text(f"         cost: {repair.cost}", "dim"))
     elif not result.blocked:
         lines.append(literal_text("No repair was needed.", "green"))
+    if result.reduced and result.reduced.get("reduced"):
+        names = ", ".join(culprit["name"] for culprit in result.reduced["culprits"])
+        lines.append(literal_text(f"Reduced to {names}: {result.reduced['signature']}; generic repairs tried:", "bold"))
+        for tried in result.reduced["tried"]:
+            mark, mark_style = _MARK[tried["verified"]]
+            lines.append(literal_assemble("  ", (mark, mark_style), f"  {tried.get('change') or tried.get('reason')}"))
     lines.append(literal_text("Verification", "bold"))
     verification = result.verification
     for value, text in ((verification.converted, "converted by the real converter, in the isolated worker"),

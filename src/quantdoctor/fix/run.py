@@ -32,6 +32,7 @@ from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
 from quantdoctor.intake.model import is_converter
 from quantdoctor.intake.paths import check_outputs
+from quantdoctor.reduce.fix_search import reducible, repair_by_search
 from quantdoctor.report.model import SCHEMA_VERSION, Report, rank_findings
 
 
@@ -62,6 +63,7 @@ class FixResult:
     calibration: CalibrationSet | None = field(default=None, repr=False)
     origin: ModelOrigin | None = field(default=None, repr=False)
     budget: dict[str, Any] | None = None
+    reduced: dict[str, Any] | None = None  # repair by search: the culprit layers and the generic repairs tried
 
     @property
     def verified(self) -> bool:
@@ -96,6 +98,7 @@ class FixResult:
                 "target": self.plan.target if self.plan else None,
                 "model_bytes": len(self.model) if self.model else None,
                 **({"budget": self.budget} if self.budget is not None else {}),
+                **({"reduce": self.reduced} if self.reduced is not None else {}),
                 "before": self.before.to_dict(), "after": self.after.to_dict()}
 
     def __str__(self) -> str:
@@ -158,6 +161,10 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-fix-"))
     try:
         rounds = run_rounds(origin, Plan(recipe, target), calibration, workdir, settings)
+        reduced = None
+        if reducible(rounds):  # a converter bug the catalogue could not repair: reduce, then generic repairs
+            rounds, reduced = repair_by_search(model, data, rounds, origin, calibration, workdir, settings, mode=mode,
+                                               io=io, select_tf_ops=select_tf_ops, max_samples=max_samples)
         budget = None
         if objective is None and _searchable(rounds) and _output_broken(rounds, target):
             # QD504/QD507/QD519 on a target that runs float ops: the float fallback that makes the outputs
@@ -179,7 +186,7 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
         script=_script(rounds, origin, data, max_samples, output_name, budget, objective), applied=rounds.applied,
         before=rounds.before, after=rounds.after, verification=rounds.verification, blocked=rounds.blocked,
         conversions=rounds.conversions, seconds=time.perf_counter() - started, plan=rounds.plan,
-        calibration=rounds.calibration, origin=origin)
+        calibration=rounds.calibration, origin=origin, reduced=reduced)
     if budget is not None:
         _take_budget(result, budget)
     elif wrong:

@@ -22,6 +22,7 @@ from typing import Any
 
 from quantdoctor import tf_private
 from quantdoctor.errors import ModelLoadError, UnsafeModelError, UsageError
+from quantdoctor.intake.imports import current as handed_over_imports
 from quantdoctor.intake.paths import input_kind
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -59,11 +60,14 @@ class ModelSource:
     graph_inputs: list[str] = field(default_factory=list)
     graph_outputs: list[str] = field(default_factory=list)
     edits: list[dict[str, Any]] = field(default_factory=list)  # fix's model steps, run on a loaded Keras file
+    cut: dict[str, Any] | None = None  # reduce's candidate: the layer calls kept (see reduce/cut.py)
 
     def request(self) -> dict[str, Any]:
         """The part of the worker request that says how to load the model."""
         return {"loader": self.loader, "path": self.path, "signature_keys": self.signature_keys,
-                "graph_inputs": self.graph_inputs, "graph_outputs": self.graph_outputs, "edits": self.edits}
+                "graph_inputs": self.graph_inputs, "graph_outputs": self.graph_outputs, "edits": self.edits,
+                **({"cut": self.cut} if self.cut else {}),
+                **({"imports": handed_over_imports()} if handed_over_imports() else {})}
 
 
 def from_path(path: str | Path) -> ModelSource:
@@ -92,7 +96,8 @@ def load_error(source: str, error_message: str) -> ModelLoadError:
         return ModelLoadError(
             f"cannot load {source}: it uses the custom {custom.group(1)} '{custom.group(2)}', which is not "
             "registered here. Register it with @keras.saving.register_keras_serializable() where you define it, "
-            "and pass a converter built in your own code: qd.diagnose(tf.lite.TFLiteConverter.from_keras_model(model))")
+            "and hand that module over with --import layers.py (imports= in Python), or pass a converter built in "
+            "your own code: qd.diagnose(tf.lite.TFLiteConverter.from_keras_model(model))")
     first = next((line.strip() for line in error_message.splitlines() if line.strip()), "unknown error")
     return ModelLoadError(f"cannot load {source}: {first[:300]}")
 
