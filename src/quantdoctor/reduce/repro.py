@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from quantdoctor.intake.output_file import write_output
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.reduce.signature import Signature
-from quantdoctor.intake.output_file import write_output
 
 WEIGHTS_SUFFIX = "_weights.npz"
 
