@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from quantdoctor import catalog, tf_private
+from quantdoctor.aeq.findings import add_aeq_findings
+from quantdoctor.aeq.inputs import check_float_model
 from quantdoctor.audit.checks import audit_findings, check_target, float_ops, summarize
 from quantdoctor.audit.quantizers import input_ranges
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
@@ -24,6 +26,7 @@ from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, check_limits,
 from quantdoctor.errors import ModelLoadError, UsageError
 from quantdoctor.fix.repairs import mark_automatic
 from quantdoctor.intake import data as data_intake
+from quantdoctor.intake import float_tflite
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake import options
 from quantdoctor.intake.cache_settings import check_cache_root
@@ -173,7 +176,10 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
         request["data"] = str(workdir / "calibration.npz")
     calibrating = convert and request["data"] is not None and data_is_used(recipe)
     key = None
-    if calibrating and cache and memory_limit_mb is None:  # a memory limit is a question to ask anew
+    aeq = source.loader == "aeq"
+    if aeq:
+        request["aeq"] = {"recipe": source.quantizer_recipe}
+    if calibrating and cache and memory_limit_mb is None and not aeq:  # a memory limit is a question to ask anew
         key = conversion_cache.conversion_key(source, recipe, calibration, workdir, trust_model)
     cached = conversion_cache.lookup(key, workdir) if key else None
     if cached is not None:
@@ -192,7 +198,8 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
         if convert:  # after converting, the worker runs the produced model once (runtime/check)
             request["run_check"] = {"float_model": str(workdir / "float_reference.tflite"),
                                     "state": str(workdir / RUN_CHECK_STATE)}
-        run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
+        run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb,
+                         module="quantdoctor.convert.aeq_worker" if aeq else "quantdoctor.convert.worker")
         if convert and not run.response.get("run_check"):  # the worker died in the check: where it was
             run.response["run_check"] = read_json(workdir / RUN_CHECK_STATE) or None
         if key is not None and run.outcome == "ok":
@@ -204,6 +211,8 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
         target = "int8-accelerator"
     checked = calibration if data_is_used(recipe) else None  # data the converter never reads is not judged
     report = _build_report(source, recipe, checked, run, target, evaluation, settings_findings or [])
+    if aeq:
+        add_aeq_findings(report, source, recipe, run)
     if cached is not None:
         report.conversion["cached"] = True
     return report, artifacts
@@ -211,6 +220,12 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
 
 def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_ops: bool,
             max_samples: int, workdir: Path) -> tuple[model_intake.ModelSource, Recipe, CalibrationSet | None]:
+    if float_tflite.is_tflite_path(model):  # quantized with ai-edge-quantizer: its recipe for the mode
+        recipe = float_tflite.converter_settings(mode, io, select_tf_ops)
+        source = model_intake.from_path(model)
+        check_float_model(source)
+        source.quantizer_recipe = float_tflite.aeq_recipe_name(mode)
+        return source, recipe, calibration_set(data, max_samples)
     recipe, calibration = recipe_and_data(model, data, mode, io, select_tf_ops, max_samples)
     if model_intake.is_converter(model):
         return model_intake.from_converter(model, workdir), recipe, calibration

@@ -1,0 +1,100 @@
+"""Float .tflite models quantized with ai-edge-quantizer (AEQ): the input, the extra, and AEQ's failures,
+each produced by a real AEQ run on a tiny float model exported with the real converter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import quantdoctor as qd
+from float_tflite import float_tflite, onnx_style, renamed, tensor_names, torch_style, write
+from helpers import assert_finding, only, run
+from models import lambda_layer, vectors, with_layer
+from quantdoctor.audit.tflite_model import read_tflite
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """Float .tflite files as exporters hand them over, and their calibration data."""
+    folder = tmp_path_factory.mktemp("aeq")
+    exp = float_tflite(with_layer(keras.layers.Activation("exponential", name="my_exp")))
+    files = {
+        "exp": write(folder / "exp_float.tflite", exp),
+        "exp_torch": write(folder / "exp_torch.tflite", renamed(exp, torch_style)),
+        "exp_onnx": write(folder / "exp_onnx.tflite", renamed(exp, onnx_style)),
+        "sqdiff": write(folder / "sqdiff_float.tflite", float_tflite(with_layer(
+            lambda_layer(lambda x: tf.math.squared_difference(x, 0.5), "my_sqdiff")))),
+        "vectors": folder / "vectors.npz",
+    }
+    np.savez(files["vectors"], features=vectors(24))
+    return files
+
+
+def test_without_aeq_a_float_tflite_is_one_line_saying_what_to_install(models):
+    """ai-edge-quantizer made unimportable in a fresh interpreter, as on a machine without the extra."""
+    blocker = ("import sys\n"
+               "sys.modules['ai_edge_quantizer'] = None  # import ai_edge_quantizer now raises ImportError\n"
+               "from quantdoctor.cli import main\n"
+               "sys.argv = ['quantdoctor', 'diagnose', sys.argv[1], '--data', sys.argv[2]]\n"
+               "main()\n")
+    done = subprocess.run([sys.executable, "-c", blocker, str(models["exp"]), str(models["vectors"])],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "quantdoctor: error: exp_float.tflite is a float .tflite model: quantizing it needs LiteRT's quantizer "
+        "(ai-edge-quantizer), which is not installed; install it with: pip install 'quantdoctor[aeq]'"]
+
+
+def test_modes_without_an_aeq_recipe_are_refused_before_any_work(models):
+    done = run("diagnose", str(models["exp"]), "--data", str(models["vectors"]), "--mode", "float16")
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("quantdoctor: error: mode 'float16' has no ai-edge-quantizer recipe for a float "
+                                   ".tflite model: choose one of int8, int8-strict, int16x8, dynamic, weight-only")
+
+
+@pytest.mark.code("QD130")
+@pytest.mark.parametrize("style, layer", [("exp", "my_exp"), ("exp_torch", "my_exp"), ("exp_onnx", "my_exp")])
+def test_aeq_silently_leaves_exp_float_under_static_int8(models, style, layer):
+    report = qd.diagnose(models[style], models["vectors"], mode="int8")
+    assert report.settings["quantizer"]["recipe"] == "static_wi8_ai8"
+    finding = only(report, "QD130")
+    assert_finding(finding, "QD130", "unsupported_op", "warning", layer=layer, op="EXP")
+    assert finding.message.startswith(f"EXP at layer '{layer}' stays float between DEQUANTIZE and QUANTIZE")
+    # checked against the model AEQ produced: the EXP really computes in float there, between integer ops
+    produced = read_tflite(report.tflite_model)
+    assert [op.name for op in produced.ops if op.computes_in_float and op.name not in ("QUANTIZE", "DEQUANTIZE")] \
+        == ["EXP"]
+    assert finding.location.tensor in {t.name for op in produced.ops if op.name == "EXP" for t in op.outputs}
+    assert report.audit["input_types"][0]["dtype"] == "int8" and report.audit["run_check"]["outcome"] == "ok"
+    assert [f.code for f in report.findings if f.code in ("QD105", "QD206")] == []
+
+
+def test_dynamic_and_weight_only_recipes_leave_activations_float_without_a_finding(models):
+    for mode, recipe in (("dynamic", "dynamic_wi8_afp32"), ("weight-only", "weight_only_wi8_afp32")):
+        report = qd.diagnose(models["exp"], mode=mode)
+        assert report.settings["quantizer"]["recipe"] == recipe and report.settings["mode"] == mode
+        assert report.verdict == "ok", [f.code for f in report.findings]
+        produced = read_tflite(report.tflite_model)
+        assert any(t.dtype == "INT8" for op in produced.ops for t in op.inputs), "weights are quantized"
+
+
+@pytest.mark.code("QD131")
+def test_16_bit_recipe_leaves_ops_without_a_16_bit_kernel_float(models):
+    report = qd.diagnose(models["sqdiff"], models["vectors"], mode="int16x8")
+    assert report.settings["quantizer"]["recipe"] == "static_wi8_ai16"
+    finding = only(report, "QD131")
+    assert_finding(finding, "QD131", "unsupported_op", "warning", layer="my_sqdiff", op="SQUARED_DIFFERENCE")
+    assert finding.message == ("SQUARED_DIFFERENCE at layer 'my_sqdiff' stays float under the 16-bit recipe: AEQ "
+                               "quantizes it only with 8-bit activations.")
+    fix = json.loads(finding.fix.code)
+    assert fix[0]["operation"] == "SQUARED_DIFFERENCE" and fix[0]["op_config"]["activation_tensor_config"]["num_bits"] == 8
+    assert report.audit["input_types"][0]["dtype"] == "int16"
+    # the same op quantizes under the 8-bit recipe: no fallback there
+    assert "QD130" not in [f.code for f in qd.diagnose(models["sqdiff"], models["vectors"], mode="int8").findings]
