@@ -98,3 +98,103 @@ def test_16_bit_recipe_leaves_ops_without_a_16_bit_kernel_float(models):
     assert report.audit["input_types"][0]["dtype"] == "int16"
     # the same op quantizes under the 8-bit recipe: no fallback there
     assert "QD130" not in [f.code for f in qd.diagnose(models["sqdiff"], models["vectors"], mode="int8").findings]
+
+
+class TwoSignatures(tf.Module):
+    """A model with two signatures, as an encoder/decoder pair is exported."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights = tf.Variable(np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32, name="x")])
+    def encode(self, x):
+        return {"code": tf.nn.relu(tf.matmul(x, self.weights))}
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32, name="z")])
+    def decode(self, z):
+        return {"out": tf.tanh(tf.matmul(z, self.weights, transpose_b=True))}
+
+
+@pytest.fixture(scope="module")
+def two_signatures(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("signatures")
+    module = TwoSignatures()
+    tf.saved_model.save(module, str(folder / "saved"), signatures={"encode": module.encode, "decode": module.decode})
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(folder / "saved"), signature_keys=["encode", "decode"])
+    return write(folder / "codec_float.tflite", converter.convert())
+
+
+@pytest.mark.code("QD330")
+def test_a_signature_without_samples_is_never_calibrated(two_signatures):
+    rows = vectors(12)
+
+    def encode_only():
+        for row in rows:
+            yield "encode", {"x": row[None]}
+
+    report = qd.diagnose(two_signatures, encode_only, mode="int8")
+    finding = report.root_cause
+    assert_finding(finding, "QD330", "calibration", "error")
+    assert finding.evidence["signature"] == "decode"
+    assert finding.message == "Signature 'decode' was never calibrated: AEQ has no range for its tensor 'decode_z:0'."
+    assert finding.location.tensor == "decode_z:0"
+    assert finding.evidence["quantizer_message"].startswith(
+        "Failed to get quantization parameters for tensor: decode_z:0. Error: TFLOperationName.FULLY_CONNECTED")
+    assert report.verdict == "failed" and "QD904" not in [f.code for f in report.findings]
+
+    def both():
+        yield from encode_only()
+        for row in vectors(12, features=4):
+            yield "decode", {"z": row[None]}
+
+    calibrated = qd.diagnose(two_signatures, both, mode="int8")
+    assert calibrated.conversion["outcome"] == "ok" and "QD330" not in [f.code for f in calibrated.findings]
+
+
+@pytest.mark.code("QD430")
+def test_tensor_names_that_are_not_unique_stop_aeq(models, tmp_path):
+    exp = models["exp"].read_bytes()
+    names = tensor_names(exp)
+    duplicated = write(tmp_path / "dup_float.tflite", renamed(exp, lambda i, n: names[1] if i == 2 else n))
+    report = qd.diagnose(duplicated, models["vectors"], mode="int8")
+    assert_finding(report.root_cause, "QD430", "metadata", "error", tensor=names[1])
+    assert report.root_cause.message == f"Two or more tensors of the model are named '{names[1]}'."
+    assert "is not unique in the model" in report.root_cause.evidence["quantizer_message"]
+
+
+@pytest.mark.code("QD331")
+def test_a_static_recipe_without_calibration_samples(models, tmp_path):
+    report = qd.diagnose(models["exp"], mode="int8")  # no data: nothing to calibrate on
+    assert_finding(report.root_cause, "QD331", "calibration", "error")
+    assert report.root_cause.evidence["quantizer_message"].startswith(
+        "Model quantization statistics values (QSVs) are required for the input recipe.")
+    # samples shaped for no signature of the model never reach AEQ's calibrator either
+    np.savez(tmp_path / "wrong.npz", features=vectors(8, features=5))
+    wrong = qd.diagnose(models["exp"], tmp_path / "wrong.npz", mode="int8")
+    assert wrong.root_cause.code == "QD306" and wrong.root_cause.evidence["sample_shape"] == [1, 5]
+    assert "QSVs) are required" in only(wrong, "QD331").evidence["quantizer_message"]
+
+
+@pytest.mark.code("QD431")
+def test_a_recipe_regex_that_matches_no_tensor(models, tmp_path):
+    """The user's recipe keeps 'conv1' float, but the exporter named no tensor so: AEQ quantizes it all."""
+    recipe = [{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize",
+               "op_config": {"activation_tensor_config": {"num_bits": 8, "symmetric": False,
+                                                          "granularity": "TENSORWISE", "dtype": "INT"},
+                             "weight_tensor_config": {"num_bits": 8, "symmetric": True,
+                                                      "granularity": "CHANNELWISE", "dtype": "INT"},
+                             "compute_precision": "INTEGER", "explicit_dequantize": False}},
+              {"regex": "conv1", "operation": "*", "algorithm_key": "no_quantize"},
+              {"regex": "my_exp", "operation": "*", "algorithm_key": "no_quantize"}]
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe))
+    done = run("diagnose", str(models["exp"]), "--data", str(models["vectors"]), "--aeq-recipe",
+               str(tmp_path / "recipe.json"), "--json", str(tmp_path / "report.json"))
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert done.returncode == 0, done.stderr
+    (unmatched,) = [f for f in report["findings"] if f["code"] == "QD431"]
+    assert unmatched["message"] == ("Recipe entry #1 (regex 'conv1', no_quantize) matches no tensor of the model: "
+                                    "it changes nothing.")
+    # the entry that does match keeps EXP float on purpose: no silent-fallback finding
+    assert report["settings"]["quantizer"]["recipe"] == "custom"
+    assert "QD130" not in [f["code"] for f in report["findings"]]

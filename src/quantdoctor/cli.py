@@ -38,10 +38,12 @@ TRUST_MODEL_HELP = ("Load a .keras/.h5 file even if that runs code stored in it 
 
 @app.command()
 def diagnose(
-    model: Path = typer.Argument(..., help="A .keras/.h5 file or a SavedModel directory."),
+    model: Path = typer.Argument(..., help="A .keras/.h5 file, a SavedModel directory, or a float .tflite "
+                                 "(quantized with ai-edge-quantizer: the aeq extra)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Calibration data: .npz (one array per input) or .npy."),
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Inference data, to check calibration ranges."),
-    mode: str = typer.Option("int8", help="int8 | int8-strict | int16x8 | dynamic | float16"),
+    mode: str = typer.Option("int8", help="int8 | int8-strict | int16x8 | dynamic | float16 "
+                             "(a float .tflite: int8 | int8-strict | int16x8 | dynamic | weight-only)"),
     io: str = typer.Option("float", help="Model input/output type: float | int8 | uint8"),
     select_tf_ops: bool = typer.Option(False, "--select-tf-ops", help="Allow Select TF ops (Flex)."),
     signature: Optional[list[str]] = typer.Option(None, help="SavedModel signature key to convert (repeatable)."),
@@ -57,6 +59,8 @@ def diagnose(
     keep_workdir: Optional[Path] = typer.Option(None, help="Keep the worker's request, data and logs in this new "
                                                             "(or empty) directory."),
     trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
+    aeq_recipe: Optional[Path] = typer.Option(None, "--aeq-recipe", help="For a float .tflite: quantize with this "
+                                              "ai-edge-quantizer recipe JSON instead of --mode's recipe."),
 ) -> None:
     """Convert MODEL with the real converter, in an isolated process, and explain what went wrong."""
     from quantdoctor.diagnose import diagnose as run_diagnose
@@ -64,17 +68,17 @@ def diagnose(
     _check_fail_on(fail_on)
     if no_convert and output is not None:
         raise UsageError("--output needs a converted model, and --no-convert runs the preflight only: drop one")
-    _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data))
-    check_outputs(inputs=(model, data, eval_data),
+    _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("AEQ recipe", aeq_recipe))
+    check_outputs(inputs=(model, data, eval_data, aeq_recipe),
                   outputs={"--json": json_path, "--output": output, "--keep-workdir": keep_workdir})
-    check_cache_root(inputs=(model, data, eval_data),
+    check_cache_root(inputs=(model, data, eval_data, aeq_recipe),
                      outputs={"--json": json_path, "--output": output, "--keep-workdir": keep_workdir})
     doing = "Checking (preflight only)" if no_convert else "Converting"
     with err.status(f"{doing} {escape(str(model))} in an isolated process…"):
         report = run_diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
                               max_samples=max_samples, timeout=timeout, memory_limit_mb=memory_limit,
                               target=target, convert=not no_convert, eval_data=eval_data,
-                              keep_workdir=keep_workdir, trust_model=trust_model)
+                              keep_workdir=keep_workdir, trust_model=trust_model, aeq_recipe=aeq_recipe)
     if output and report.tflite_model is not None:
         output.write_bytes(report.tflite_model)
     _finish(report, json_path, fail_on)

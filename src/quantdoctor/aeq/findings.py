@@ -20,10 +20,15 @@ from quantdoctor.report.model import Finding, Location, Report, rank_findings
 QUANTIZER = "ai-edge-quantizer"
 WEIGHT_ONLY_RECIPE = "weight_only_wi8_afp32"
 _MISSING_QSVS = re.compile(r"Missing QSVs \(min/max\) for tensor (.+?) in Signature '(.+?)'")
+# The same, when the calibration result holds no entry at all for a tensor of an uncalibrated signature.
+_NO_QSV = re.compile(r"Failed to get quantization parameters for tensor: (.+?)\. Error: .* not found in "
+                     r"tensor_name_to_qsv")
 _NOT_UNIQUE = re.compile(r"Tensor name (.+?) is not unique in the model")
 _QSVS_REQUIRED = "Model quantization statistics values (QSVs) are required"
-# The codes an AEQ error or fallback replaces: the converter's unrecognised error, and its generic float-op finding.
-_SUPERSEDED_ON_ERROR = ("QD904",)
+# The codes an AEQ error or fallback replaces: the converter's unrecognised error, the converter's form of a
+# signature without samples (it stays float there; AEQ refuses instead) and of a missing dataset (its fix is the
+# converter's), and the generic float-op finding.
+_SUPERSEDED_ON_ERROR = {"QD330": ("QD904", "QD315"), "QD331": ("QD904", "QD301")}
 _SUPERSEDED_BY_FALLBACK = ("QD105",)
 # AEQ's static_wi8_ai8 op config (ai_edge_quantizer.recipe.static_wi8_ai8), as its recipe JSON spells it.
 INT8_STATIC_CONFIG = {
@@ -45,9 +50,9 @@ def add_aeq_findings(report: Report, source: ModelSource, recipe: Recipe, run: W
     float_model = read_tflite_file(Path(source.path))
     added = unmatched_entries(entries, float_model)
     if run.outcome == "error":
-        error = error_finding(run.response.get("error_message", ""), recipe)
+        error = error_finding(run.response.get("error_message", ""), recipe, float_model)
         if error is not None:
-            findings = [f for f in findings if f.code not in _SUPERSEDED_ON_ERROR]
+            findings = [f for f in findings if f.code not in _SUPERSEDED_ON_ERROR.get(error.code, ("QD904",))]
             added.append(error)
     elif report.tflite_model is not None:
         fallback = fallback_findings(run.response.get("aeq_skipped") or [], read_tflite(report.tflite_model))
@@ -57,12 +62,13 @@ def add_aeq_findings(report: Report, source: ModelSource, recipe: Recipe, run: W
     report.findings = rank_findings(findings + added)
 
 
-def error_finding(message: str, recipe: Recipe) -> Finding | None:
+def error_finding(message: str, recipe: Recipe, float_model: TFLiteModel) -> Finding | None:
     """The catalog finding for an error AEQ raised; None for one the catalog does not know (QD904 stays)."""
     evidence = {"quantizer_message": message}
-    missing = _MISSING_QSVS.search(message)
-    if missing:
-        tensor, signature = missing.groups()
+    missing, no_qsv = _MISSING_QSVS.search(message), _NO_QSV.search(message)
+    if missing or no_qsv:
+        tensor, signature = missing.groups() if missing else (no_qsv.group(1), _signature_of(no_qsv.group(1),
+                                                                                              float_model))
         return catalog.get("QD330").finding(
             f"Signature '{signature}' was never calibrated: AEQ has no range for its tensor '{tensor}'.",
             location=Location(tensor=tensor, layer=layer_of_tensor(tensor)), evidence={**evidence, "signature": signature})
@@ -76,6 +82,16 @@ def error_finding(message: str, recipe: Recipe) -> Finding | None:
             f"The {recipe.mode} recipe needs calibrated ranges, and no calibration sample reached AEQ's "
             "calibrator.", evidence=evidence)
     return None
+
+
+def _signature_of(tensor: str, model: TFLiteModel) -> str:
+    """The key of the signature whose subgraph holds a tensor of this name ("?" when none does)."""
+    for graph in model.graphs:
+        names = {t.name for op in graph.ops for t in op.inputs + op.outputs} | {t.name for t in graph.inputs}
+        signature = model.signature_of(graph.index)
+        if tensor in names and signature is not None:
+            return signature.key
+    return "?"
 
 
 def fallback_findings(skipped: list[dict[str, Any]], produced: TFLiteModel) -> list[Finding]:

@@ -38,8 +38,10 @@ CHECKS = (
     Check(
         code="QD330", name="aeq-signature-not-calibrated", severity="error", precedence=25,
         title="A signature of the model was never calibrated: AEQ has no ranges for its tensors",
-        detects="AEQ's quantize() refuses with 'Missing QSVs (min/max) for tensor ... Please check if Signature "
-                "... has been calibrated': the calibration data fed some signatures and not this one.",
+        detects="AEQ's quantize() refuses with 'Failed to get quantization parameters for tensor: ... not found in "
+                "tensor_name_to_qsv' (no range recorded) or 'Missing QSVs (min/max) for tensor ... Please check if "
+                "Signature ... has been calibrated' (an empty one): the calibration data fed some signatures and not "
+                "this one.",
         why="A static recipe needs the range of every activation of every signature. Samples for one "
             "signature say nothing about the tensors of another.",
         example='quantizer.calibrate({"encode": samples})   # the model also has a "decode" signature',

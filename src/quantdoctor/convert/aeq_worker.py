@@ -94,16 +94,16 @@ def main(request: dict[str, Any]) -> int:
 
 
 def describe(interpreter: Any) -> dict[str, Any]:
-    """The model as the report describes it: the first signature's inputs, and every signature's input names."""
-    signatures = interpreter.get_signature_list()
-    keys = list(signatures)
-    if keys:
-        details = interpreter.get_signature_runner(keys[0]).get_input_details()
-        inputs = [_spec(name, detail) for name, detail in details.items()]
-    else:
+    """The model as the report describes it, as the conversion worker describes a SavedModel: each
+    signature's inputs, and the model's inputs when it has one signature (with several, samples name theirs)."""
+    keys = list(interpreter.get_signature_list())
+    signature_inputs = {key: [_spec(name, detail) for name, detail in
+                              interpreter.get_signature_runner(key).get_input_details().items()] for key in keys}
+    if not keys:
         inputs = [_spec(detail["name"], detail) for detail in interpreter.get_input_details()]
-    return {"inputs": inputs, "layers": [], "signature_keys": keys,
-            "signature_inputs": {key: list(value["inputs"]) for key, value in signatures.items()}}
+    else:
+        inputs = signature_inputs[keys[0]] if len(keys) == 1 else []
+    return {"inputs": inputs, "layers": [], "signature_keys": keys, "signature_inputs": signature_inputs}
 
 
 def _spec(name: str, detail: dict[str, Any]) -> dict[str, Any]:

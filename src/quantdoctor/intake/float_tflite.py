@@ -12,9 +12,11 @@ and asks for integer activations, a dynamic or weight-only recipe reads no data.
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
+from typing import Any
 
-from quantdoctor.errors import ModelLoadError, UsageError
+from quantdoctor.errors import DataLoadError, ModelLoadError, UsageError
 from quantdoctor.intake.paths import regular_file
 from quantdoctor.intake.recipe import Recipe
 
@@ -94,4 +96,37 @@ def converter_settings(mode: str | None, io: str | None, select_tf_ops: bool) ->
     recipe = Recipe.for_mode(AEQ_RECIPES[mode or "int8"][1])
     recipe.calibrate = recipe_name in STATIC_RECIPES
     recipe.inference_input_type = recipe.inference_output_type = _IO_TYPES.get(recipe_name, "float32")
+    return recipe
+
+
+_ENTRY_KEYS = ("regex", "operation", "algorithm_key")
+
+
+def load_recipe(path: str | Path) -> list[dict[str, Any]]:
+    """An AEQ recipe JSON file (a list of entries with regex, operation, algorithm_key and op_config, later
+    entries winning), checked for its shape before anything runs; one line when it is not one."""
+    path = regular_file(Path(path), "AEQ recipe", DataLoadError)
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataLoadError(f"AEQ recipe {path} is not a JSON file: {str(exc)[:200]}") from exc
+    if not isinstance(entries, list) or not entries:
+        raise DataLoadError(f"AEQ recipe {path} must be a non-empty JSON list of entries")
+    for number, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(key), str) for key in _ENTRY_KEYS):
+            raise DataLoadError(f"AEQ recipe {path}: entry #{number} needs the strings {', '.join(_ENTRY_KEYS)}")
+        if not isinstance(entry.get("op_config", {}), dict):
+            raise DataLoadError(f"AEQ recipe {path}: entry #{number}'s op_config must be an object")
+    return entries
+
+
+def recipe_settings(entries: list[dict[str, Any]]) -> Recipe:
+    """The converter settings a recipe of the user's amounts to: static (calibrated, int8 or int16 activations)
+    when an entry quantizes activations, weight quantization without calibration otherwise."""
+    bits = {(entry.get("op_config") or {}).get("activation_tensor_config", {}).get("num_bits")
+            for entry in entries if entry["algorithm_key"] != "no_quantize"} - {None}
+    mode = "int16x8" if 16 in bits else "int8" if bits else "dynamic"
+    recipe = Recipe.for_mode(mode)
+    recipe.inference_input_type = recipe.inference_output_type = {"int16x8": "int16", "int8": "int8"}.get(
+        mode, "float32")
     return recipe
