@@ -16,7 +16,7 @@ import tensorflow as tf
 import quantdoctor as qd
 from float_tflite import float_tflite, onnx_style, renamed, tensor_names, torch_style, write
 from helpers import assert_finding, only, run
-from models import lambda_layer, vectors, with_layer
+from models import dataset_from, int8_converter, lambda_layer, vectors, with_layer
 from quantdoctor.audit.tflite_model import read_tflite
 
 
@@ -24,6 +24,7 @@ from quantdoctor.audit.tflite_model import read_tflite
 def models(tmp_path_factory) -> dict[str, Path]:
     """Float .tflite files as exporters hand them over, and their calibration data."""
     folder = tmp_path_factory.mktemp("aeq")
+    keras.utils.set_random_seed(0)  # the same weights in every run: the budget test's numbers depend on them
     exp = float_tflite(with_layer(keras.layers.Activation("exponential", name="my_exp")))
     files = {
         "exp": write(folder / "exp_float.tflite", exp),
@@ -198,3 +199,56 @@ def test_a_recipe_regex_that_matches_no_tensor(models, tmp_path):
     # the entry that does match keeps EXP float on purpose: no silent-fallback finding
     assert report["settings"]["quantizer"]["recipe"] == "custom"
     assert "QD130" not in [f["code"] for f in report["findings"]]
+
+
+def test_compare_on_a_float_tflite_measures_each_layer_against_the_float_model(models, tmp_path):
+    np.savez(tmp_path / "eval.npz", features=vectors(16, seed=1))
+    result = qd.compare(str(models["exp_torch"]), str(models["vectors"]), eval_data=str(tmp_path / "eval.npz"))
+    comparison = result.comparison
+    assert comparison["samples"] == 16 and comparison["end_to_end"]["sqnr_db"] < 60
+    by_op = {layer["op"]: layer for layer in comparison["layers"]}
+    assert {"EXP", "FULLY_CONNECTED"} <= set(by_op)
+    # litert-torch style tensor names map back to the module name
+    assert by_op["EXP"]["layer"] == "my_exp" and by_op["EXP"]["tensor"].startswith("MyNet/torch.nn.modules")
+    assert "QD130" in [f.code for f in result.findings]
+
+
+def test_fix_writes_an_aeq_recipe_that_meets_the_budget_and_reproduces_the_model(models, tmp_path):
+    np.savez(tmp_path / "eval.npz", features=vectors(16, seed=1))
+    recipe, output, report = tmp_path / "recipe.json", tmp_path / "fixed.tflite", tmp_path / "fix.json"
+    done = run("fix", str(models["exp"]), "--data", str(models["vectors"]), "--eval-data", str(tmp_path / "eval.npz"),
+               "--min-sqnr", "9.1", "--recipe", str(recipe), "--output", str(output), "--json", str(report))
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(report.read_text())
+    assert result["met_budget"] and result["verified"] and result["chosen_value"] >= 9.1 > result["int8_value"]
+    entries = json.loads(recipe.read_text())
+    assert entries[0]["regex"] == ".*" and entries[0]["op_config"]["activation_tensor_config"]["num_bits"] == 8
+    kept = entries[1:]
+    assert kept and len(kept) == len(result["kept_float"]) < 3
+    assert all(e["algorithm_key"] in ("no_quantize", "min_max_uniform_quantize") for e in kept)
+    assert "AEQ run afresh with it made the same model" in done.stdout
+    # the recipe JSON, run by AEQ itself in a fresh process, makes exactly the model written
+    again = qd.diagnose(models["exp"], models["vectors"], aeq_recipe=recipe)
+    assert again.tflite_model == output.read_bytes()
+
+
+def test_fix_on_a_float_tflite_needs_a_budget_and_a_recipe_path(models, tmp_path):
+    done = run("fix", str(models["exp"]), "--data", str(models["vectors"]))
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("quantdoctor: error: fix on a float .tflite searches an ai-edge-quantizer recipe "
+                                   "for an accuracy budget: give --max-drop or --min-sqnr, --eval-data, and --recipe "
+                                   "recipe.json")
+
+
+def test_a_quantized_tflite_or_a_malformed_recipe_is_refused_before_any_work(models, tmp_path):
+    converter = int8_converter(with_layer(keras.layers.ReLU(name="relu")), dataset_from(vectors(8)))
+    quantized = write(tmp_path / "int8.tflite", converter.convert())
+    with pytest.raises(qd.UsageError) as refused:
+        qd.diagnose(quantized, mode="int8")
+    assert str(refused.value).startswith(f"{quantized} is already quantized (tensor ")
+    assert str(refused.value).endswith(f"give the float model, or check this one with `quantdoctor audit {quantized}`")
+    (tmp_path / "recipe.json").write_text(json.dumps([{"regex": ".*", "operation": "*"}]))
+    done = run("diagnose", str(models["exp"]), "--aeq-recipe", str(tmp_path / "recipe.json"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"quantdoctor: error: AEQ recipe {tmp_path / 'recipe.json'}: entry #0 needs the "
+                                   "strings regex, operation, algorithm_key")

@@ -19,6 +19,7 @@ from rich.markup import escape
 from quantdoctor.errors import QuantizationError, UsageError
 from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
+from quantdoctor.intake.float_tflite import is_tflite_path
 from quantdoctor.intake.paths import check_outputs, input_kind
 from quantdoctor.report.model import SEVERITIES
 
@@ -212,12 +213,21 @@ def fix(
                                              "every output (regression-style models)."),
     html_path: Optional[Path] = typer.Option(None, "--html", help="Write the HTML report (with a budget: the "
                                              "Pareto plot of the variants tried) here."),
+    recipe_path: Optional[Path] = typer.Option(None, "--recipe", help="For a float .tflite: write the "
+                                               "ai-edge-quantizer recipe JSON that meets the budget here."),
 ) -> None:
     """Repair MODEL's conversion, convert again, verify; write the verified model and the script.
 
     With --max-drop or --min-sqnr, the fewest ops kept float that meet that accuracy budget."""
     from quantdoctor.fix.render import render_fix
     from quantdoctor.fix.run import fix as run_fix
+
+    if is_tflite_path(model):
+        _fix_float_tflite(model, data, eval_data, labels, mode, recipe_path, output, json_path, max_samples,
+                          timeout, max_drop, min_sqnr)
+        return
+    if recipe_path is not None:
+        raise UsageError("--recipe writes an ai-edge-quantizer recipe: it applies to a float .tflite model only")
 
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels))
     check_outputs(inputs=(model, data, eval_data, labels),
@@ -251,6 +261,42 @@ def fix(
     if json_path:
         json_path.write_text(json.dumps(result.to_dict(), indent=2))
     if not result.verified:
+        raise typer.Exit(1)
+
+
+def _fix_float_tflite(model: Path, data: Optional[Path], eval_data: Optional[Path], labels: Optional[Path], mode: str,
+                      recipe_path: Optional[Path], output: Optional[Path], json_path: Optional[Path],
+                      max_samples: int, timeout: float, max_drop: Optional[float], min_sqnr: Optional[float]) -> None:
+    """`fix` on a float .tflite: the AEQ recipe that meets the accuracy budget, verified in a fresh process."""
+    from quantdoctor.budget.aeq_recipe import fit_aeq_recipe
+
+    if recipe_path is None or (max_drop is None and min_sqnr is None):
+        raise UsageError("fix on a float .tflite searches an ai-edge-quantizer recipe for an accuracy budget: give "
+                         "--max-drop or --min-sqnr, --eval-data, and --recipe recipe.json")
+    _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels))
+    check_outputs(inputs=(model, data, eval_data, labels),
+                  outputs={"--recipe": recipe_path, "--output": output, "--json": json_path})
+    with err.status(f"Searching an ai-edge-quantizer recipe for {escape(str(model))} in an isolated process…"):
+        result = fit_aeq_recipe(model, data, eval_data, recipe_path, labels=labels, mode=mode, max_drop=max_drop,
+                                min_sqnr=min_sqnr, max_samples=max_samples, timeout=timeout)
+    status = "FIXED" if result.met_budget and result.verified else "NOT FIXED"
+    def number(value: Optional[float]) -> str:
+        return "n/a" if value is None else f"{value:.4g}"
+
+    out.print(f"{status}  {model}  {result.objective['description']}: {number(result.chosen_value)} "
+              f"(all quantized: {number(result.int8_value)}), {result.evaluations} variant(s)",
+              markup=False, soft_wrap=True)
+    for kept in result.kept:
+        out.print(f"  kept {kept['as']}: {kept['tensor']}", markup=False, soft_wrap=True)
+    out.print(f"Recipe written to {recipe_path}; AEQ run afresh with it "
+              f"{'made the same model' if result.verified else 'made a different model'}", markup=False, soft_wrap=True)
+    if output and result.model is not None:
+        output.write_bytes(result.model)
+        missed = "" if result.met_budget else ": best effort, it misses the accuracy budget"
+        out.print(f"Model written to {output} ({len(result.model)} bytes){missed}", markup=False, soft_wrap=True)
+    if json_path:
+        json_path.write_text(json.dumps(result.to_dict(), indent=2))
+    if not (result.met_budget and result.verified):
         raise typer.Exit(1)
 
 

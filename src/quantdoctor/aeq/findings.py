@@ -11,7 +11,7 @@ from typing import Any
 
 from quantdoctor import catalog
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite, read_tflite_file
-from quantdoctor.aeq.names import layer_of_tensor
+from quantdoctor.catalog.locations import scope_for_path
 from quantdoctor.convert.runner import WorkerRun
 from quantdoctor.intake.model import ModelSource
 from quantdoctor.intake.recipe import Recipe
@@ -46,7 +46,8 @@ def add_aeq_findings(report: Report, source: ModelSource, recipe: Recipe, run: W
                                     if isinstance(source.quantizer_recipe, str) else "custom", "entries": entries}
     if source.quantizer_recipe == WEIGHT_ONLY_RECIPE:
         report.settings["mode"] = "weight-only"
-    findings = list(report.findings)
+    # AEQ sets the input and output types itself (--io is refused for it): no requested type to miss (QD206).
+    findings = [f for f in report.findings if f.code != "QD206"]
     float_model = read_tflite_file(Path(source.path))
     added = unmatched_entries(entries, float_model)
     if run.outcome == "error":
@@ -71,7 +72,7 @@ def error_finding(message: str, recipe: Recipe, float_model: TFLiteModel) -> Fin
                                                                                               float_model))
         return catalog.get("QD330").finding(
             f"Signature '{signature}' was never calibrated: AEQ has no range for its tensor '{tensor}'.",
-            location=Location(tensor=tensor, layer=layer_of_tensor(tensor)), evidence={**evidence, "signature": signature})
+            location=Location(tensor=tensor, layer=scope_for_path(tensor.split(";")[0])), evidence={**evidence, "signature": signature})
     duplicate = _NOT_UNIQUE.search(message)
     if duplicate:
         tensor = duplicate.group(1)
@@ -107,7 +108,7 @@ def fallback_findings(skipped: list[dict[str, Any]], produced: TFLiteModel) -> l
         if op is None:
             continue  # not float in the produced model: no finding
         tensor = op.outputs[0].name
-        layer = layer_of_tensor(tensor)
+        layer = scope_for_path(tensor.split(";")[0])
         where = f"layer '{layer}'" if layer else f"tensor '{tensor}'"
         evidence = {"op": op.name, "op_index": op.index, "subgraph": op.subgraph, "tensor": tensor,
                     "activation_bits_asked": entry.get("activation_bits")}
