@@ -252,3 +252,18 @@ def test_a_quantized_tflite_or_a_malformed_recipe_is_refused_before_any_work(mod
     assert done.returncode == 2
     assert done.stderr.strip() == (f"quantdoctor: error: AEQ recipe {tmp_path / 'recipe.json'}: entry #0 needs the "
                                    "strings regex, operation, algorithm_key")
+
+
+@pytest.mark.code("QD430")
+def test_fix_on_a_model_aeq_refuses_writes_no_recipe_and_says_why(models, tmp_path):
+    exp = models["exp"].read_bytes()
+    names = tensor_names(exp)
+    duplicated = write(tmp_path / "dup_float.tflite", renamed(exp, lambda i, n: names[1] if i == 2 else n))
+    np.savez(tmp_path / "eval.npz", features=vectors(8, seed=1))
+    done = run("fix", str(duplicated), "--data", str(models["vectors"]), "--eval-data", str(tmp_path / "eval.npz"),
+               "--min-sqnr", "9", "--recipe", str(tmp_path / "recipe.json"))
+    assert done.returncode == 1 and not (tmp_path / "recipe.json").exists()
+    assert done.stdout.splitlines()[:2] == [
+        f"NOT FIXED  {duplicated}  ai-edge-quantizer fails with its own recipe; no recipe written",
+        f"  QD430 Two tensors of the model share a name: AEQ refuses the model: Two or more tensors of the model are "
+        f"named '{names[1]}'."]

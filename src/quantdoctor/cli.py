@@ -279,6 +279,11 @@ def _fix_float_tflite(model: Path, data: Optional[Path], eval_data: Optional[Pat
     with err.status(f"Searching an ai-edge-quantizer recipe for {escape(str(model))} in an isolated process…"):
         result = fit_aeq_recipe(model, data, eval_data, recipe_path, labels=labels, mode=mode, max_drop=max_drop,
                                 min_sqnr=min_sqnr, max_samples=max_samples, timeout=timeout)
+    if not result.entries:  # AEQ failed with its own recipe: no search ran, the diagnosis says why
+        root = result.report.root_cause if result.report else None
+        out.print(f"NOT FIXED  {model}  ai-edge-quantizer fails with its own recipe; no recipe written"
+                  + (f"\n  {root.code} {root.title}: {root.message}" if root else ""), markup=False, soft_wrap=True)
+        raise typer.Exit(1)
     status = "FIXED" if result.met_budget and result.verified else "NOT FIXED"
     def number(value: Optional[float]) -> str:
         return "n/a" if value is None else f"{value:.4g}"

@@ -87,6 +87,10 @@ def fit_aeq_recipe(model: str | Path, data: Any, eval_data: Any, recipe_output: 
         searched = (workdir / "model.tflite").read_bytes() if (workdir / "model.tflite").is_file() else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if "error" in response:  # AEQ failed calibrating with its own recipe: the diagnosis says why, no recipe is written
+        report = diagnose(model, data, mode=mode, max_samples=max_samples, timeout=timeout)
+        return AeqRecipeResult(met_budget=False, verified=False, kept=[], entries=[], objective={},
+                               int8_value=None, chosen_value=None, evaluations=0, report=report)
     Path(recipe_output).write_text(json.dumps(response["entries"], indent=1))
     report = diagnose(model, data, aeq_recipe=recipe_output, max_samples=max_samples, timeout=timeout)
     verified = searched is not None and report.tflite_model == searched

@@ -41,8 +41,15 @@ def main(request: dict[str, Any]) -> int:
     base = recipe_entries(request["recipe"])
     calibration = CalibrationSet.load(Path(request["data"]))
     evaluation = CalibrationSet.load(Path(request["eval_data"]))
-    quantizer = aeq_quantizer.Quantizer(bytearray(float_bytes), base)
-    qsvs = quantizer.calibrate(signature_data(interpreter, calibration.samples), num_threads=1)
+    try:
+        quantizer = aeq_quantizer.Quantizer(bytearray(float_bytes), base)
+        qsvs = quantizer.calibrate(signature_data(interpreter, calibration.samples), num_threads=1)
+    except Exception as exc:  # AEQ's own failure: the diagnosis explains it, there is nothing to search
+        if not (raised_in(exc, AEQ_PACKAGE) or raised_in(exc, LITERT_PACKAGE)):
+            raise
+        response.update(stage="done", error=f"{type(exc).__name__}: {exc}")
+        write_json(response_path, response)
+        return 0
     key = next(iter(interpreter.get_signature_list()))
     rows = signature_data(interpreter, evaluation.samples).get(key, [])
     labels = np.load(request["labels"]) if request.get("labels") else None
@@ -63,11 +70,16 @@ def main(request: dict[str, Any]) -> int:
             if not (raised_in(exc, AEQ_PACKAGE) or raised_in(exc, LITERT_PACKAGE)):
                 raise
             value, model = None, None
+            response["last_error"] = f"{type(exc).__name__}: {exc}"
         evaluations.append({"kept": [_kept(entry) for entry in kept], "value": value})
         return value, model
 
     kept: list[dict[str, Any]] = []
     value, model = evaluate(kept)
+    if value is None:  # AEQ refuses its own recipe on this model: nothing to search
+        response.update(stage="done", error=response["last_error"])
+        write_json(response_path, response)
+        return 0
     response["int8_value"] = value
     while (value is None or not objective.meets(value)) and candidates and len(evaluations) < MAX_EVALUATIONS:
         tried = []
