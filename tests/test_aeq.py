@@ -65,6 +65,8 @@ def test_modes_without_an_aeq_recipe_are_refused_before_any_work(models):
 def test_aeq_silently_leaves_exp_float_under_static_int8(models, style, layer):
     report = qd.diagnose(models[style], models["vectors"], mode="int8")
     assert report.settings["quantizer"]["recipe"] == "static_wi8_ai8"
+    assert isinstance(report.conversion["quantizer_messages"], list)  # AEQ said nothing about the EXP it skipped
+    assert not any("EXP" in message for message in report.conversion["quantizer_messages"])
     finding = only(report, "QD130")
     assert_finding(finding, "QD130", "unsupported_op", "warning", layer=layer, op="EXP")
     assert finding.message.startswith(f"EXP at layer '{layer}' stays float between DEQUANTIZE and QUANTIZE")

@@ -44,6 +44,7 @@ def add_aeq_findings(report: Report, source: ModelSource, recipe: Recipe, run: W
     entries = run.response.get("aeq_recipe") or []
     report.settings["quantizer"] = {"name": QUANTIZER, "recipe": source.quantizer_recipe
                                     if isinstance(source.quantizer_recipe, str) else "custom", "entries": entries}
+    report.conversion["quantizer_messages"] = run.response.get("quantizer_messages", [])  # AEQ's own warnings
     if source.quantizer_recipe == WEIGHT_ONLY_RECIPE:
         report.settings["mode"] = "weight-only"
     # AEQ sets the input and output types itself (--io is refused for it): no requested type to miss (QD206).
