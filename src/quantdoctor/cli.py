@@ -21,6 +21,7 @@ from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
 from quantdoctor.intake.output_file import write_output
 from quantdoctor.intake.imports import handed_over
+from quantdoctor.intake.float_tflite import is_tflite_path
 from quantdoctor.intake.paths import check_outputs, input_kind
 from quantdoctor.report.literal import printable
 from quantdoctor.report.model import SEVERITIES
@@ -43,10 +44,12 @@ IMPORT_HELP = ("Import this .py file or module before loading the model (its reg
 
 @app.command()
 def diagnose(
-    model: Path = typer.Argument(..., help="A .keras/.h5 file or a SavedModel directory."),
+    model: Path = typer.Argument(..., help="A .keras/.h5 file, a SavedModel directory, or a float .tflite "
+                                 "(quantized with ai-edge-quantizer: the aeq extra)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Calibration data: .npz (one array per input) or .npy."),
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Inference data, to check calibration ranges."),
-    mode: str = typer.Option("int8", help="int8 | int8-strict | int16x8 | dynamic | float16"),
+    mode: str = typer.Option("int8", help="int8 | int8-strict | int16x8 | dynamic | float16 "
+                             "(a float .tflite: int8 | int8-strict | int16x8 | dynamic | weight-only)"),
     io: str = typer.Option("float", help="Model input/output type: float | int8 | uint8"),
     select_tf_ops: bool = typer.Option(False, "--select-tf-ops", help="Allow Select TF ops (Flex)."),
     signature: Optional[list[str]] = typer.Option(None, help="SavedModel signature key to convert (repeatable)."),
@@ -63,6 +66,8 @@ def diagnose(
                                                             "(or empty) directory."),
     trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
     imports: Optional[list[str]] = typer.Option(None, "--import", help=IMPORT_HELP),
+    aeq_recipe: Optional[Path] = typer.Option(None, "--aeq-recipe", help="For a float .tflite: quantize with this "
+                                              "ai-edge-quantizer recipe JSON instead of --mode's recipe."),
 ) -> None:
     """Convert MODEL with the real converter, in an isolated process, and explain what went wrong."""
     from quantdoctor.diagnose import diagnose as run_diagnose
@@ -70,17 +75,17 @@ def diagnose(
     _check_fail_on(fail_on)
     if no_convert and output is not None:
         raise UsageError("--output needs a converted model, and --no-convert runs the preflight only: drop one")
-    _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data))
-    check_outputs(inputs=(model, data, eval_data),
+    _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("AEQ recipe", aeq_recipe))
+    check_outputs(inputs=(model, data, eval_data, aeq_recipe),
                   outputs={"--json": json_path, "--output": output, "--keep-workdir": keep_workdir})
-    check_cache_root(inputs=(model, data, eval_data),
+    check_cache_root(inputs=(model, data, eval_data, aeq_recipe),
                      outputs={"--json": json_path, "--output": output, "--keep-workdir": keep_workdir})
     doing = "Checking (preflight only)" if no_convert else "Converting"
     with handed_over(imports), err.status(f"{doing} {escape(printable(model))} in an isolated process…"):
         report = run_diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
                               max_samples=max_samples, timeout=timeout, memory_limit_mb=memory_limit,
                               target=target, convert=not no_convert, eval_data=eval_data,
-                              keep_workdir=keep_workdir, trust_model=trust_model)
+                              keep_workdir=keep_workdir, trust_model=trust_model, aeq_recipe=aeq_recipe)
     if output and report.tflite_model is not None:
         write_output(output, report.tflite_model, "--output")
     _finish(report, json_path, fail_on)
@@ -216,12 +221,21 @@ def fix(
                                              "every output (regression-style models)."),
     html_path: Optional[Path] = typer.Option(None, "--html", help="Write the HTML report (with a budget: the "
                                              "Pareto plot of the variants tried) here."),
+    recipe_path: Optional[Path] = typer.Option(None, "--recipe", help="For a float .tflite: write the "
+                                               "ai-edge-quantizer recipe JSON that meets the budget here."),
 ) -> None:
     """Repair MODEL's conversion, convert again, verify; write the verified model and the script.
 
     With --max-drop or --min-sqnr, the fewest ops kept float that meet that accuracy budget."""
     from quantdoctor.fix.render import render_fix
     from quantdoctor.fix.run import fix as run_fix
+
+    if is_tflite_path(model):
+        _fix_float_tflite(model, data, eval_data, labels, mode, recipe_path, output, json_path, max_samples,
+                          timeout, max_drop, min_sqnr)
+        return
+    if recipe_path is not None:
+        raise UsageError("--recipe writes an ai-edge-quantizer recipe: it applies to a float .tflite model only")
 
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels))
     check_outputs(inputs=(model, data, eval_data, labels),
@@ -256,6 +270,47 @@ def fix(
     if json_path:
         write_output(json_path, json.dumps(result.to_dict(), indent=2), "--json")
     if not result.verified:
+        raise typer.Exit(1)
+
+
+def _fix_float_tflite(model: Path, data: Optional[Path], eval_data: Optional[Path], labels: Optional[Path], mode: str,
+                      recipe_path: Optional[Path], output: Optional[Path], json_path: Optional[Path],
+                      max_samples: int, timeout: float, max_drop: Optional[float], min_sqnr: Optional[float]) -> None:
+    """`fix` on a float .tflite: the AEQ recipe that meets the accuracy budget, verified in a fresh process."""
+    from quantdoctor.budget.aeq_recipe import fit_aeq_recipe
+
+    if recipe_path is None or (max_drop is None and min_sqnr is None):
+        raise UsageError("fix on a float .tflite searches an ai-edge-quantizer recipe for an accuracy budget: give "
+                         "--max-drop or --min-sqnr, --eval-data, and --recipe recipe.json")
+    _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels))
+    check_outputs(inputs=(model, data, eval_data, labels),
+                  outputs={"--recipe": recipe_path, "--output": output, "--json": json_path})
+    with err.status(f"Searching an ai-edge-quantizer recipe for {escape(str(model))} in an isolated process…"):
+        result = fit_aeq_recipe(model, data, eval_data, recipe_path, labels=labels, mode=mode, max_drop=max_drop,
+                                min_sqnr=min_sqnr, max_samples=max_samples, timeout=timeout)
+    if not result.entries:  # AEQ failed with its own recipe: no search ran, the diagnosis says why
+        root = result.report.root_cause if result.report else None
+        out.print(f"NOT FIXED  {model}  ai-edge-quantizer fails with its own recipe; no recipe written"
+                  + (f"\n  {root.code} {root.title}: {root.message}" if root else ""), markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+    status = "FIXED" if result.met_budget and result.verified else "NOT FIXED"
+    def number(value: Optional[float]) -> str:
+        return "n/a" if value is None else f"{value:.4g}"
+
+    out.print(f"{status}  {model}  {result.objective['description']}: {number(result.chosen_value)} "
+              f"(all quantized: {number(result.int8_value)}), {result.evaluations} variant(s)",
+              markup=False, soft_wrap=True)
+    for kept in result.kept:
+        out.print(f"  kept {kept['as']}: {kept['tensor']}", markup=False, soft_wrap=True)
+    out.print(f"Recipe written to {recipe_path}; AEQ run afresh with it "
+              f"{'made the same model' if result.verified else 'made a different model'}", markup=False, soft_wrap=True)
+    if output and result.model is not None:
+        output.write_bytes(result.model)
+        missed = "" if result.met_budget else ": best effort, it misses the accuracy budget"
+        out.print(f"Model written to {output} ({len(result.model)} bytes){missed}", markup=False, soft_wrap=True)
+    if json_path:
+        json_path.write_text(json.dumps(result.to_dict(), indent=2))
+    if not (result.met_budget and result.verified):
         raise typer.Exit(1)
 
 

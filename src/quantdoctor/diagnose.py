@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from quantdoctor import catalog, tf_private
+from quantdoctor.aeq.findings import add_aeq_findings
+from quantdoctor.aeq.inputs import check_float_model
 from quantdoctor.audit.checks import audit_findings, check_target, float_ops, summarize
 from quantdoctor.audit.normalisation import double_normalisation_findings
 from quantdoctor.audit.quantizers import input_ranges
@@ -25,6 +27,7 @@ from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, check_limits,
 from quantdoctor.errors import ModelLoadError, UsageError
 from quantdoctor.fix.repairs import mark_automatic
 from quantdoctor.intake import data as data_intake
+from quantdoctor.intake import float_tflite
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake import options
 from quantdoctor.intake.cache_settings import check_cache_root
@@ -50,7 +53,8 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
              max_samples: int = DEFAULT_MAX_SAMPLES,
              timeout: float = DEFAULT_TIMEOUT, memory_limit_mb: int | None = None,
              target: str | None = None, convert: bool = True, eval_data: Any = None,
-             keep_workdir: str | Path | None = None, trust_model: bool = False) -> Report:
+             keep_workdir: str | Path | None = None, trust_model: bool = False,
+             aeq_recipe: str | Path | None = None) -> Report:
     """Convert `model` with the real TFLite converter in an isolated process and explain the outcome.
 
     `model` is a path (`.keras`, `.h5`, SavedModel directory), a Keras model, a list of concrete
@@ -66,11 +70,14 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
     `keep_workdir` (a new or empty directory) receives the worker's request, samples and logs.
     A `.keras`/`.h5` file that would run code stored in it when loaded (Lambda layers) is refused
     with an `UnsafeModelError` unless `trust_model=True`.
+    A float `.tflite` model is quantized with ai-edge-quantizer (the `aeq` extra): `mode` picks its recipe
+    (int8, int8-strict, int16x8, dynamic, weight-only), or `aeq_recipe` names a recipe JSON file of the user's.
     Returns the report, root cause first.
     """
     return _diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature_keys,
                      max_samples=max_samples, timeout=timeout, memory_limit_mb=memory_limit_mb, target=target,
-                     convert=convert, eval_data=eval_data, keep_workdir=keep_workdir, trust_model=trust_model)[0]
+                     convert=convert, eval_data=eval_data, keep_workdir=keep_workdir, trust_model=trust_model,
+                     aeq_recipe=aeq_recipe)[0]
 
 
 @run_interruptible
@@ -124,7 +131,8 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
               memory_limit_mb: int | None = None, target: str | None = None, convert: bool = True,
               eval_data: Any = None, keep_workdir: str | Path | None = None,
               float_twin: bool = False, keep_calibration: bool = False,
-              trust_model: bool = False, eval_fit: CalibrationSet | None = None) -> tuple[Report, ConversionArtifacts]:
+              trust_model: bool = False, eval_fit: CalibrationSet | None = None,
+              aeq_recipe: str | Path | None = None) -> tuple[Report, ConversionArtifacts]:
     check_target(target)
     check_limits(timeout, memory_limit_mb)
     max_samples = options.count(max_samples, "max_samples")
@@ -133,14 +141,17 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
     trust_model = options.flag(trust_model, "trust_model")
     signature_keys = options.names(signature_keys, "signature_keys")
     converter_model = getattr(model, "saved_model_dir", None) if model_intake.is_converter(model) else None
-    check_cache_root(inputs=(model, data, eval_data, converter_model), outputs={"--keep-workdir": keep_workdir})
+    check_cache_root(inputs=(model, data, eval_data, converter_model, aeq_recipe),
+                     outputs={"--keep-workdir": keep_workdir})
+    if aeq_recipe is not None and not float_tflite.is_tflite_path(model):
+        raise UsageError("an AEQ recipe applies to a float .tflite model only")
     keep = None
     if keep_workdir is not None:
-        check_outputs(inputs=(model, data, eval_data), outputs={"--keep-workdir": keep_workdir})
+        check_outputs(inputs=(model, data, eval_data, aeq_recipe), outputs={"--keep-workdir": keep_workdir})
         keep = prepare_keep_workdir(keep_workdir)
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-"))
     try:
-        source, recipe, calibration = _intake(model, data, mode, io, select_tf_ops, max_samples, workdir)
+        source, recipe, calibration = _intake(model, data, mode, io, select_tf_ops, max_samples, workdir, aeq_recipe)
         unused = check_unused_data(calibration, recipe, mode_requested=not model_intake.is_converter(model))
         evaluation = calibration_set(eval_data, max_samples, "eval data")  # read before the long conversion: fail early
         if signature_keys:
@@ -184,7 +195,10 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
         request["data"] = str(workdir / "calibration.npz")
     calibrating = convert and request["data"] is not None and data_is_used(recipe)
     key = None
-    if calibrating and cache and memory_limit_mb is None:  # a memory limit is a question to ask anew
+    aeq = source.loader == "aeq"
+    if aeq:
+        request["aeq"] = {"recipe": source.quantizer_recipe}
+    if calibrating and cache and memory_limit_mb is None and not aeq:  # a memory limit is a question to ask anew
         key = conversion_cache.conversion_key(source, recipe, calibration, workdir, trust_model)
     cached = conversion_cache.lookup(key, workdir) if key else None
     if cached is not None:
@@ -204,7 +218,8 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
         if convert:  # after converting, the worker runs the produced model once (runtime/check)
             request["run_check"] = {"float_model": str(workdir / FLOAT_REFERENCE),
                                     "state": str(workdir / RUN_CHECK_STATE)}
-        run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb)
+        run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb,
+                         module="quantdoctor.convert.aeq_worker" if aeq else "quantdoctor.convert.worker")
         if run.outcome == REFUSED:
             raise UsageError(run.response["error_message"])
         if convert and not run.response.get("run_check"):  # the worker died in the check: where it was
@@ -228,13 +243,26 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
     if float_path is not None:  # the float model the converter quantized: its own input normalisation
         report.findings = rank_findings(report.findings + double_normalisation_findings(
             read_tflite(float_path.read_bytes()), {"calibration data": calibration, "eval data": evaluation}))
+    if aeq:
+        add_aeq_findings(report, source, recipe, run)
     if cached is not None:
         report.conversion["cached"] = True
     return report, artifacts
 
 
-def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_ops: bool,
-            max_samples: int, workdir: Path) -> tuple[model_intake.ModelSource, Recipe, CalibrationSet | None]:
+def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_ops: bool, max_samples: int,
+            workdir: Path, aeq_recipe: str | Path | None = None
+            ) -> tuple[model_intake.ModelSource, Recipe, CalibrationSet | None]:
+    if float_tflite.is_tflite_path(model):  # quantized with ai-edge-quantizer: the user's recipe, or AEQ's for the mode
+        if aeq_recipe is not None:
+            entries = float_tflite.load_recipe(aeq_recipe)
+            recipe = float_tflite.recipe_settings(entries)
+        else:
+            recipe = float_tflite.converter_settings(mode, io, select_tf_ops)
+        source = model_intake.from_path(model)
+        check_float_model(source)
+        source.quantizer_recipe = entries if aeq_recipe is not None else float_tflite.aeq_recipe_name(mode)
+        return source, recipe, calibration_set(data, max_samples)
     recipe, calibration = recipe_and_data(model, data, mode, io, select_tf_ops, max_samples)
     if model_intake.is_converter(model):
         return model_intake.from_converter(model, workdir), recipe, calibration

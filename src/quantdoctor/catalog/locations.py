@@ -105,8 +105,21 @@ def layers_in_tensor_name(name: str, layer_names: list[str]) -> list[str]:
 
 
 def scope_for_path(path: str) -> str | None:
-    """A readable scope for an op path when the layer names are unknown (SavedModel input)."""
+    """A readable scope for an op path when the layer names are unknown (a SavedModel, a float .tflite).
+
+    A litert-torch scope names a PyTorch module by its qualified class and attribute name
+    (`torch.nn.modules.linear.Linear_fc1`): the module's own name (`fc1`) is what its user wrote.
+    """
     inner_scopes = path.split("/")[1:-1]  # drop the model's own scope and the op name
     if not inner_scopes:
         return None
-    return "/".join(_SCOPE_SUFFIX.sub("", scope) for scope in inner_scopes)
+    return "/".join(_torch_module_name(_SCOPE_SUFFIX.sub("", scope)) for scope in inner_scopes)
+
+
+# litert-torch's module scope: the module's qualified class name, '_', its attribute name.
+_TORCH_MODULE = re.compile(r"^(?:[A-Za-z_]\w*\.)+[A-Za-z][A-Za-z0-9]*_(\w+)$")
+
+
+def _torch_module_name(scope: str) -> str:
+    module = _TORCH_MODULE.match(scope)
+    return module.group(1) if module else scope

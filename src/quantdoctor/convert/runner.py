@@ -78,10 +78,11 @@ def check_limits(timeout: float, memory_limit_mb: int | None) -> None:
 
 
 def run_worker(request: dict[str, Any], workdir: Path, timeout: float = DEFAULT_TIMEOUT,
-               memory_limit_mb: int | None = None) -> WorkerRun:
-    """Run one conversion request in a child process and collect its outcome."""
+               memory_limit_mb: int | None = None, module: str = "quantdoctor.convert.worker") -> WorkerRun:
+    """Run one conversion request in a child process and collect its outcome. `module` is the worker:
+    the TFLiteConverter's, or `quantdoctor.convert.aeq_worker` for a float .tflite quantized with AEQ."""
     request = {**request, "response": str(workdir / "response.json"), "output": str(workdir / "model.tflite")}
-    run = run_isolated("quantdoctor.convert.worker", request, workdir, timeout, memory_limit_mb)
+    run = run_isolated(module, request, workdir, timeout, memory_limit_mb)
     # A response that reached "done" stands, even if the process died or hung afterwards (say while
     # converting compare's float twin, which then is missing from the response).
     if run.outcome == "done" or run.response.get("stage") == "done":

@@ -23,6 +23,7 @@ from typing import Any
 from quantdoctor import tf_private
 from quantdoctor.errors import ModelLoadError, UnsafeModelError, UsageError
 from quantdoctor.intake.imports import current as handed_over_imports
+from quantdoctor.intake import float_tflite
 from quantdoctor.intake.paths import input_kind
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -61,6 +62,9 @@ class ModelSource:
     graph_outputs: list[str] = field(default_factory=list)
     edits: list[dict[str, Any]] = field(default_factory=list)  # fix's model steps, run on a loaded Keras file
     cut: dict[str, Any] | None = None  # reduce's candidate: the layer calls kept (see reduce/cut.py)
+    # A float .tflite (loader "aeq"): the AEQ recipe it is quantized with, a name in
+    # `ai_edge_quantizer.recipe` or recipe entries (intake/float_tflite.py).
+    quantizer_recipe: str | list[dict[str, Any]] | None = None
 
     def request(self) -> dict[str, Any]:
         """The part of the worker request that says how to load the model."""
@@ -84,8 +88,10 @@ def from_path(path: str | Path) -> ModelSource:
     if suffix in KERAS_SUFFIXES:
         _check_hdf5(path)
         return ModelSource("keras", str(path), str(path.resolve()), "keras_file")
-    if suffix == ".tflite":
-        raise ModelLoadError(f"{path.name} is already a .tflite model: use `quantdoctor audit {path}`")
+    if suffix == ".tflite":  # a float model, quantized with ai-edge-quantizer
+        float_tflite.check_tflite_file(path)
+        float_tflite.require_aeq(path)
+        return ModelSource("tflite", str(path), str(path.resolve()), "aeq")
     raise ModelLoadError(f"unsupported model file '{path.name}': use .keras, .h5 or a SavedModel directory")
 
 

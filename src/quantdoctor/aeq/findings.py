@@ -1,0 +1,147 @@
+"""Findings only an ai-edge-quantizer run has: its errors by code, its silent float fallback, and
+recipe entries that match nothing. Each is read from AEQ's own message or checked against the
+model AEQ produced (and the float model it started from)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from quantdoctor import catalog
+from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite, read_tflite_file
+from quantdoctor.catalog.locations import scope_for_path
+from quantdoctor.convert.runner import WorkerRun
+from quantdoctor.intake.model import ModelSource
+from quantdoctor.intake.recipe import Recipe
+from quantdoctor.report.model import Finding, Location, Report, rank_findings
+
+QUANTIZER = "ai-edge-quantizer"
+WEIGHT_ONLY_RECIPE = "weight_only_wi8_afp32"
+_MISSING_QSVS = re.compile(r"Missing QSVs \(min/max\) for tensor (.+?) in Signature '(.+?)'")
+# The same, when the calibration result holds no entry at all for a tensor of an uncalibrated signature.
+_NO_QSV = re.compile(r"Failed to get quantization parameters for tensor: (.+?)\. Error: .* not found in "
+                     r"tensor_name_to_qsv")
+_NOT_UNIQUE = re.compile(r"Tensor name (.+?) is not unique in the model")
+_QSVS_REQUIRED = "Model quantization statistics values (QSVs) are required"
+# The codes an AEQ error or fallback replaces: the converter's unrecognised error, the converter's form of a
+# signature without samples (it stays float there; AEQ refuses instead) and of a missing dataset (its fix is the
+# converter's), and the generic float-op finding.
+_SUPERSEDED_ON_ERROR = {"QD330": ("QD904", "QD315"), "QD331": ("QD904", "QD301")}
+_SUPERSEDED_BY_FALLBACK = ("QD105",)
+# AEQ's static_wi8_ai8 op config (ai_edge_quantizer.recipe.static_wi8_ai8), as its recipe JSON spells it.
+INT8_STATIC_CONFIG = {
+    "activation_tensor_config": {"num_bits": 8, "symmetric": False, "granularity": "TENSORWISE", "dtype": "INT"},
+    "weight_tensor_config": {"num_bits": 8, "symmetric": True, "granularity": "CHANNELWISE", "dtype": "INT"},
+    "compute_precision": "INTEGER", "explicit_dequantize": False, "skip_checks": False, "min_weight_elements": 0,
+}
+
+
+def add_aeq_findings(report: Report, source: ModelSource, recipe: Recipe, run: WorkerRun) -> None:
+    """Add to `report` what the AEQ run says: the quantizer and its recipe in the settings, AEQ's error by
+    code, the ops it left float against the recipe, and recipe entries that match no tensor."""
+    entries = run.response.get("aeq_recipe") or []
+    report.settings["quantizer"] = {"name": QUANTIZER, "recipe": source.quantizer_recipe
+                                    if isinstance(source.quantizer_recipe, str) else "custom", "entries": entries}
+    report.conversion["quantizer_messages"] = run.response.get("quantizer_messages", [])  # AEQ's own warnings
+    if source.quantizer_recipe == WEIGHT_ONLY_RECIPE:
+        report.settings["mode"] = "weight-only"
+    # AEQ sets the input and output types itself (--io is refused for it): no requested type to miss (QD206).
+    findings = [f for f in report.findings if f.code != "QD206"]
+    float_model = read_tflite_file(Path(source.path))
+    added = unmatched_entries(entries, float_model)
+    if run.outcome == "error":
+        error = error_finding(run.response.get("error_message", ""), recipe, float_model)
+        if error is not None:
+            findings = [f for f in findings if f.code not in _SUPERSEDED_ON_ERROR.get(error.code, ("QD904",))]
+            added.append(error)
+    elif report.tflite_model is not None:
+        fallback = fallback_findings(run.response.get("aeq_skipped") or [], read_tflite(report.tflite_model))
+        if fallback:
+            findings = [f for f in findings if f.code not in _SUPERSEDED_BY_FALLBACK]
+            added += fallback
+    report.findings = rank_findings(findings + added)
+
+
+def error_finding(message: str, recipe: Recipe, float_model: TFLiteModel) -> Finding | None:
+    """The catalog finding for an error AEQ raised; None for one the catalog does not know (QD904 stays)."""
+    evidence = {"quantizer_message": message}
+    missing, no_qsv = _MISSING_QSVS.search(message), _NO_QSV.search(message)
+    if missing or no_qsv:
+        tensor, signature = missing.groups() if missing else (no_qsv.group(1), _signature_of(no_qsv.group(1),
+                                                                                              float_model))
+        return catalog.get("QD330").finding(
+            f"Signature '{signature}' was never calibrated: AEQ has no range for its tensor '{tensor}'.",
+            location=Location(tensor=tensor, layer=scope_for_path(tensor.split(";")[0])), evidence={**evidence, "signature": signature})
+    duplicate = _NOT_UNIQUE.search(message)
+    if duplicate:
+        tensor = duplicate.group(1)
+        return catalog.get("QD430").finding(f"Two or more tensors of the model are named '{tensor}'.",
+                                            location=Location(tensor=tensor), evidence=evidence)
+    if _QSVS_REQUIRED in message:
+        return catalog.get("QD331").finding(
+            f"The {recipe.mode} recipe needs calibrated ranges, and no calibration sample reached AEQ's "
+            "calibrator.", evidence=evidence)
+    return None
+
+
+def _signature_of(tensor: str, model: TFLiteModel) -> str:
+    """The key of the signature whose subgraph holds a tensor of this name ("?" when none does)."""
+    for graph in model.graphs:
+        names = {t.name for op in graph.ops for t in op.inputs + op.outputs} | {t.name for t in graph.inputs}
+        signature = model.signature_of(graph.index)
+        if tensor in names and signature is not None:
+            return signature.key
+    return "?"
+
+
+def fallback_findings(skipped: list[dict[str, Any]], produced: TFLiteModel) -> list[Finding]:
+    """The ops AEQ's recipe manager skipped (the worker's list) that really compute in float in the
+    produced model, found there by their output tensor names: QD131 when 16-bit activations were asked
+    and AEQ quantizes the op with 8-bit ones, QD130 otherwise."""
+    float_by_output = {tensor.name: op for op in produced.all_ops if op.computes_in_float
+                       and op.name not in ("QUANTIZE", "DEQUANTIZE") for tensor in op.outputs}
+    findings = []
+    for entry in skipped:
+        names = [name for name in entry["scope"].split(";") if name]
+        op = next((float_by_output[name] for name in names if name in float_by_output), None)
+        if op is None:
+            continue  # not float in the produced model: no finding
+        tensor = op.outputs[0].name
+        layer = scope_for_path(tensor.split(";")[0])
+        where = f"layer '{layer}'" if layer else f"tensor '{tensor}'"
+        evidence = {"op": op.name, "op_index": op.index, "subgraph": op.subgraph, "tensor": tensor,
+                    "activation_bits_asked": entry.get("activation_bits")}
+        regex = re.escape(f"{names[0]};")
+        if entry.get("activation_bits") == 16 and entry.get("int8_supported"):
+            findings.append(catalog.get("QD131").finding(
+                f"{op.name} at {where} stays float under the 16-bit recipe: AEQ quantizes it only with 8-bit "
+                "activations.", location=Location(layer=layer, op=op.name, tensor=tensor), evidence=evidence,
+                fix_code=json.dumps([{"regex": regex, "operation": op.name, "algorithm_key": "min_max_uniform_quantize",
+                                      "op_config": INT8_STATIC_CONFIG}], indent=1)))
+        else:
+            findings.append(catalog.get("QD130").finding(
+                f"{op.name} at {where} stays float between DEQUANTIZE and QUANTIZE although the recipe asks to "
+                "quantize it: AEQ has no quantized form of this op and skipped it without a word.",
+                location=Location(layer=layer, op=op.name, tensor=tensor), evidence=evidence,
+                fix_code=json.dumps({"regex": regex, "operation": "*", "algorithm_key": "no_quantize"})))
+    return findings
+
+
+def unmatched_entries(entries: list[dict[str, Any]], float_model: TFLiteModel) -> list[Finding]:
+    """QD431 for each recipe entry whose regex matches no op output tensor name of the float model."""
+    scopes = ["".join(f"{tensor.name};" for tensor in op.outputs if tensor.name) for op in float_model.all_ops]
+    names = [tensor.name for op in float_model.all_ops for tensor in op.outputs]
+    findings = []
+    for number, entry in enumerate(entries):
+        regex = entry.get("regex", "")
+        try:  # AEQ matches with re.search against an op's scope: its output tensor names, each followed by ';'
+            matched = any(re.search(regex, scope) for scope in scopes)
+        except re.error:
+            continue  # AEQ itself refuses the recipe
+        if not matched:
+            findings.append(catalog.get("QD431").finding(
+                f"Recipe entry #{number} (regex {regex!r}, {entry.get('algorithm_key')}) matches no tensor of the "
+                "model: it changes nothing.", evidence={"entry": entry, "tensor_names": names[:20]}))
+    return findings
