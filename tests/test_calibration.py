@@ -8,11 +8,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from ai_edge_litert.interpreter import Interpreter
 
 import quantdoctor as qd
 from helpers import assert_finding, only, root
 from models import Projection, dataset_from, image_model, int8_converter, smooth_images, two_input_model
+from quantdoctor.litert import interpreter_module
+
+Interpreter = interpreter_module().Interpreter  # LiteRT's, or tf.lite.Interpreter without it
 
 
 def generator(samples):

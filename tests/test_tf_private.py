@@ -7,17 +7,19 @@ import importlib
 import subprocess
 import sys
 
-import ai_edge_litert.interpreter as litert
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from ai_edge_litert.interpreter import Interpreter
 
 from models import Projection, dataset_from, image_model, int8_converter, smooth_images, vectors
 from quantdoctor import tf_private
 from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.intake.recipe import CONVERTER_FLAGS
+from quantdoctor.litert import interpreter_module
+
+litert = interpreter_module()  # LiteRT's interpreter module, or tf.lite's without it
+Interpreter = litert.Interpreter
 
 
 def dense_pair() -> keras.Model:
@@ -74,8 +76,9 @@ def test_converter_signature_keys_are_from_saved_models_own_choice(tmp_path):
 
 def test_every_recipe_flag_exists_and_reads_back():
     converter = tf.lite.TFLiteConverter.from_keras_model(dense_pair())
-    for name in CONVERTER_FLAGS:
-        assert tf_private.converter_flag(converter, name) == getattr(converter, name)
+    flags = tf_private.converter_flags(converter, CONVERTER_FLAGS)
+    assert flags == {name: getattr(converter, name) for name in CONVERTER_FLAGS if hasattr(converter, name)}
+    assert set(CONVERTER_FLAGS) - set(flags) <= set(tf_private.CONVERTER_FLAGS_SINCE)  # newer than this release
 
 
 def test_set_converter_flag_takes_effect_and_refuses_a_dropped_flag():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from quantdoctor.environment import VERIFIED_TENSORFLOW
 from quantdoctor.report.model import Finding, Fix, Location
 
 CATEGORIES = {
@@ -24,6 +25,7 @@ class Check:
     `detects` and `why` document the check (`quantdoctor explain`), `example` shows code that
     triggers it, `fix` and `fix_code` say what to write instead. `precedence` orders findings of
     equal severity: root causes (low) come before the symptoms they explain (high).
+    `verified_on` lists the TensorFlow releases (minor versions) its test passed on.
     """
 
     code: str
@@ -36,6 +38,7 @@ class Check:
     fix: str
     fix_code: str | None = None
     precedence: int = 50
+    verified_on: tuple[str, ...] = VERIFIED_TENSORFLOW
 
     @property
     def category(self) -> str:
@@ -55,6 +58,7 @@ class Check:
             location=location or Location(),
             evidence=evidence or {},
             precedence=self.precedence,
+            verified_on=self.verified_on,
         )
 
     def explain(self) -> str:

@@ -7,7 +7,7 @@ output is findings in the user's terms: the Keras layer, the model input, the sa
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from quantdoctor import catalog
@@ -15,7 +15,7 @@ from quantdoctor.audit.tflite_model import VARIABLE_OPS
 from quantdoctor.catalog.locations import layer_for_location, op_paths, scope_for_path
 from quantdoctor.catalog.matcher import Matcher
 from quantdoctor.catalog.mlir import Diagnostic, op_name, parse_diagnostics
-from quantdoctor.convert.crash import OUT_OF_MEMORY, STAGE_MARKERS
+from quantdoctor.convert.crash import KERAS3_VARIABLE_READ, OUT_OF_MEMORY, STAGE_MARKERS
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.preflight.data_checks import LIST_ORDER_HINT
 from quantdoctor.report.model import Finding, Location
@@ -45,7 +45,9 @@ def classify_failure(context: FailureContext) -> list[Finding]:
     for rule in _RULES:
         found = rule.matcher.search(context.headline if rule.on_exception else context.error_text)
         if found:
-            findings.append(rule.build(found, context))
+            finding = rule.build(found, context)
+            verified_on = tuple(r for r in finding.verified_on if r in rule.matcher.verified_on)
+            findings.append(replace(finding, verified_on=verified_on))
     findings += _diagnostic_findings(context)
     if not findings:
         findings.append(catalog.get("QD904").finding(
@@ -204,7 +206,8 @@ _RULES = (
 # Every matcher quantdoctor has, for the meta-test: each needs a real-model test marked with its name. An
 # allocation failure ends the worker (QD903 from its stderr, convert/crash.py), so it has no rule here.
 MATCHERS: tuple[Matcher, ...] = (*(rule.matcher for rule in _RULES), _UNRESOLVED_CUSTOM_OP, _NOT_CONVERTIBLE,
-                                 _TENSOR_LIST, *(marker for marker, _ in STAGE_MARKERS), OUT_OF_MEMORY)
+                                 _TENSOR_LIST, *(marker for marker, _ in STAGE_MARKERS), OUT_OF_MEMORY,
+                                 KERAS3_VARIABLE_READ)
 
 
 def _diagnostic_findings(context: FailureContext) -> list[Finding]:

@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.text import Text
 
+from quantdoctor.environment import current
+
 if TYPE_CHECKING:
     from quantdoctor.report.model import Finding, Report
 
@@ -27,8 +29,9 @@ def render(report: Report, console: Console) -> None:
 
 
 def report_lines(report: Report) -> list[Text]:
-    """The report's lines, styled, in print order."""
-    lines = [_headline(report)]
+    """The report's lines, styled, in print order: the environment's notes (an unverified TensorFlow,
+    no LiteRT) right under the headline."""
+    lines = [_headline(report), *(Text(note, "yellow") for note in current().notes())]
     root = report.root_cause
     if root:
         lines.append(Text("Root cause", "bold"))
@@ -92,6 +95,9 @@ def _finding(finding: Finding, with_fix_code: bool) -> list[Text]:
     converter_message = finding.evidence.get("converter_message")
     if converter_message:
         parts.append(Text(f"converter said: {converter_message[:200]}", "dim"))
+    unverified = finding.unverified_note(current())
+    if unverified:
+        parts.append(Text(unverified, "yellow"))
     parts.append(Text.assemble(("fix: ", "bold green"), finding.fix.summary))
     lines = [_indented(part) for part in parts]
     if with_fix_code and finding.fix.code:
