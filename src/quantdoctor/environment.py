@@ -51,6 +51,7 @@ class Package:
         return within(self.version, *self.verified_range)
 
     def to_dict(self) -> dict[str, Any]:
+        """The package in the report header's `environment`."""
         return {"distribution": self.distribution, "version": self.version,
                 "verified_range": list(self.verified_range), "in_verified_range": self.in_verified_range,
                 **({"verified_releases": list(self.verified_releases)} if self.verified_releases else {})}
@@ -136,6 +137,7 @@ class Environment:
 
     @property
     def tensorflow(self) -> Package:
+        """The installed TensorFlow (version None when there is none)."""
         return self.package("TensorFlow")
 
     @property
