@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from helpers import run
-from models import image_model, smooth_images
+from models import smooth_images, vectors, with_layer
 from quantdoctor import catalog, environment, tf_private
 from quantdoctor.environment import Environment, Package, current, release, within
 from quantdoctor.litert import has_litert
@@ -40,11 +40,14 @@ def _has(name: str) -> bool:
 
 @pytest.fixture(scope="module")
 def user_files(tmp_path_factory) -> dict[str, Path]:
+    """A Dense model (TensorFlow 2.16 aborts on a Keras 3 Conv2D before converting anything: QD909)."""
+    import keras
+
     folder = tmp_path_factory.mktemp("user_files")
-    image_model(name="user_model").save(folder / "model.keras")
-    np.save(folder / "calib.npy", smooth_images(40))
-    np.save(folder / "calib64.npy", smooth_images(40).astype(np.float64))
-    np.save(folder / "eval.npy", smooth_images(20, seed=1))
+    with_layer(keras.layers.ReLU(name="relu"), name="user_model").save(folder / "model.keras")
+    np.save(folder / "calib.npy", vectors(40))
+    np.save(folder / "calib64.npy", vectors(40).astype(np.float64))
+    np.save(folder / "eval.npy", vectors(20, seed=1))
     return {"keras": folder / "model.keras", "npy": folder / "calib.npy", "npy64": folder / "calib64.npy",
             "eval": folder / "eval.npy", "folder": folder}
 

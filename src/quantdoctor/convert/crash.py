@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import re
 
-from quantdoctor.catalog.matcher import Matcher
+from quantdoctor.catalog.matcher import VERIFIED_FROM_TF218, Matcher
 
 _FRAME = re.compile(r'File "(?:[^"]*/)?([^"/]+)", line (\d+) in (\w+)')
 # Functions of the converter's Python layer, innermost first: the stage within the worker's
 # "converting" (a crash while loading needs no marker: the worker reports that stage itself).
 STAGE_MARKERS = (
-    (Matcher.of("stage-calibrating", r"^(?:_feed_tensors|calibrate)$"),
+    (Matcher.of("stage-calibrating", r"^(?:_feed_tensors|calibrate)$", verified_on=VERIFIED_FROM_TF218),
      "calibrating (running the representative dataset)"),
-    (Matcher.of("stage-quantizing", r"^(?:mlir_quantize|wrapped_experimental_mlir_quantize|_quantize)$"),
+    (Matcher.of("stage-quantizing", r"^(?:mlir_quantize|wrapped_experimental_mlir_quantize|_quantize)$",
+                verified_on=VERIFIED_FROM_TF218),
      "quantizing"),
 )
 
