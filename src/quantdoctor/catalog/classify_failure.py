@@ -78,6 +78,12 @@ class _Rule:
     on_exception: bool = False
 
 
+def _sample_signature(context: FailureContext) -> str:
+    """The signature key the first (signature_key, dict) sample names."""
+    samples = context.calibration.samples if context.calibration is not None else []
+    return next((s.signature_key for s in samples if s.signature_key is not None), "?")
+
+
 def _tensor_input_name(tensor: str) -> str:
     """`serving_default_keras_tensor:0` -> `keras_tensor`."""
     return re.sub(r"^serving_default_|:\d+$", "", tensor)
@@ -158,11 +164,12 @@ _RULES = (
                      verified_on=VERIFIED_FROM_TF218),
           _simple("QD303", "The representative dataset yielded something other than a list, dict or "
                            "(signature_key, dict) tuple.")),
-    _Rule(Matcher.of("invalid-sample-signature-key", r"Invalid signature_key provided: \"?([^\".]+)\"?",
+    # TF 2.21 quotes the key ('Invalid signature_key provided: "serve"'), 2.18 does not: the samples name it.
+    _Rule(Matcher.of("invalid-sample-signature-key", r"Invalid signature_key provided(?:: \"?([^\".]+)\"?|\.)",
                      verified_on=VERIFIED_FROM_TF218),
           lambda m, c: catalog.get("QD305").finding(
-              f"Samples are (signature_key, dict) tuples naming signature '{m.group(1)}', which the model does "
-              "not have.", evidence={"converter_message": m.group(0)})),
+              f"Samples are (signature_key, dict) tuples naming signature '{m.group(1) or _sample_signature(c)}', "
+              "which the model does not have.", evidence={"converter_message": m.group(0)})),
     _Rule(Matcher.of("sample-dict-key-missing", r"^KeyError: '([^'\n]+)'$", verified_on=VERIFIED_FROM_TF218),
           lambda m, c: catalog.get("QD305").finding(
               f"The calibrator looked up input '{m.group(1)}' in a sample dict that has no such key.",
