@@ -10,6 +10,7 @@ import tensorflow as tf
 import quantdoctor as qd
 from helpers import assert_finding, only, root
 from models import dataset_from, image_model, int8_converter, smooth_images, vectors
+from quantdoctor.environment import current
 
 
 @pytest.mark.tensorflow("2.18", "2.21")  # TF 2.16 aborts on the Keras 3 model first (QD909)
@@ -41,7 +42,9 @@ def test_infinite_sample_crashes_the_quantizer_and_the_data_is_named_as_the_caus
     assert crash.evidence["signal"] == "SIGSEGV"
     assert crash.evidence["stage"] == "quantizing"  # read from the innermost converter frame of the crash
     assert crash.evidence["last_frames"][0].endswith("in wrapped_experimental_mlir_quantize")
-    assert "scale out of expressed type range" in crash.evidence["native_errors"][0]
+    # The quantizer's own last words differ between releases; quantdoctor's reading of the crash does not.
+    said = {"2.18": "illegal scale: INF", "2.21": "scale out of expressed type range"}
+    assert said[current().tensorflow_release] in crash.evidence["native_errors"][0]
 
 
 @pytest.mark.code("QD902")
