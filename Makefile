@@ -34,11 +34,12 @@ $(CHROMIUM):
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
-# Compatibility: the oldest supported release and a middle one, each in a virtual environment of
-# its own, run the subset marked `compat` (catalog matchers, tf_private hooks, the demo, one test
-# per command). 2.16 goes without ai-edge-litert: models run in TensorFlow's tf.lite.Interpreter.
-# 2.18 takes the oldest LiteRT of the tested range.
-COMPAT_RELEASES := 2.16 2.18
+# Compatibility: older supported releases, each in a virtual environment of its own, run the subset
+# marked `compat` (catalog matchers, tf_private hooks, the demo, one test per command). CI runs the
+# middle release 2.18, with the oldest LiteRT of the tested range. 2.16 (without ai-edge-litert:
+# TensorFlow's own tf.lite.Interpreter) is not in CI: it aborts converting most Keras 3 models
+# (QD909); `make compat COMPAT_RELEASES="2.16 2.18"` runs it too.
+COMPAT_RELEASES := 2.18
 COMPAT_PINS_2.16 := tensorflow-cpu==2.16.2 tf-keras==2.16.0
 COMPAT_PINS_2.18 := tensorflow-cpu==2.18.1 tf-keras==2.18.0 ai-edge-litert==1.2.0
 

@@ -64,7 +64,7 @@ def test_json_contract_fields():
     entry = data["findings"][0]
     assert set(entry) == {"code", "category", "severity", "title", "message", "location", "evidence", "fix",
                           "verification"}
-    assert entry["verification"] == {"verified_on": ["2.16", "2.18", "2.21"], "verified": True, "note": None}
+    assert entry["verification"] == {"verified_on": ["2.18", "2.21"], "verified": True, "note": None}
     assert set(entry["location"]) == {"layer", "op", "tensor", "input", "setting"}
     assert set(entry["fix"]) == {"summary", "code", "automatic"}
     assert (entry["code"], entry["category"], entry["severity"]) == ("QD201", "dtype_mismatch", "error")

@@ -58,7 +58,7 @@ def test_env_prints_every_version_the_interpreter_and_whether_each_was_verified(
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
     (tensorflow,) = installed_tensorflow()
     name, version = tensorflow.split("==")
-    assert f"{version} ({name})" in lines["TensorFlow"] and "verified on 2.16, 2.18 and 2.21" in lines["TensorFlow"]
+    assert f"{version} ({name})" in lines["TensorFlow"] and "verified on 2.18 and 2.21" in lines["TensorFlow"]
     assert metadata.version("numpy") in lines["NumPy"] and metadata.version("keras") in lines["Keras"]
     assert platform_version() in lines["Python"]
     assert lines["TensorFlow"].split()[3] == ("verified" if RELEASE in environment.VERIFIED_TENSORFLOW
@@ -89,8 +89,8 @@ def test_diagnose_report_header_carries_the_environment_and_findings_their_verif
     assert header["numpy"]["version"] == metadata.version("numpy")
     assert header["ai_edge_litert"]["version"] == (metadata.version("ai-edge-litert") if has_litert() else None)
     assert header["interpreter"].startswith("ai_edge_litert" if has_litert() else "tf.lite.Interpreter")
-    assert header["catalog_verified_on"] == ["2.16", "2.18", "2.21"]
-    assert header["catalog_verified"] is (RELEASE in ("2.16", "2.18", "2.21"))
+    assert header["catalog_verified_on"] == ["2.18", "2.21"]
+    assert header["catalog_verified"] is (RELEASE in ("2.18", "2.21"))
     assert report["findings"][0]["code"] == "QD201"  # float64 samples for a float32 input
     assert report["findings"][0]["verification"]["verified"] is header["catalog_verified"]
     assert {"schema_version", "tool", "model", "settings", "verdict", "findings", "conversion"} <= set(report)
@@ -207,16 +207,19 @@ def environment_running(version: str) -> Environment:
 
 
 def test_a_release_outside_the_verified_set_is_named_in_the_header_and_on_each_finding():
-    unverified = environment_running("2.19.1")
-    assert unverified.catalog_note() == ("catalog verified on TensorFlow 2.16, 2.18 and 2.21; you run 2.19.1: "
-                                         "messages may differ")
-    assert unverified.to_dict()["catalog_verified"] is False
+    for version in ("2.16.2", "2.19.1"):
+        unverified = environment_running(version)
+        assert unverified.catalog_note() == (f"catalog verified on TensorFlow 2.18 and 2.21; you run {version}: "
+                                             "messages may differ")
+        assert unverified.to_dict()["catalog_verified"] is False
+        assert unverified.to_dict()["notes"][0] == unverified.catalog_note()
     finding = catalog.get("QD201").finding("float64 samples")
-    assert finding.verification(unverified) == {
-        "verified_on": ["2.16", "2.18", "2.21"], "verified": False,
-        "note": "verified on TensorFlow 2.16, 2.18 and 2.21; you run 2.19.1: the message may differ"}
+    assert finding.verification(environment_running("2.19.1")) == {
+        "verified_on": ["2.18", "2.21"], "verified": False,
+        "note": "verified on TensorFlow 2.18 and 2.21; you run 2.19.1: the message may differ"}
     verified = environment_running("2.18.0")
     assert verified.catalog_note() is None and finding.verification(verified)["verified"] is True
+    assert catalog.get("QD909").finding("aborted").verification(environment_running("2.16.2"))["verified"] is True
 
 
 def test_versions_compare_by_release_prefix():
@@ -229,12 +232,13 @@ def test_every_matcher_and_tf_private_hook_says_where_it_was_verified():
     from quantdoctor.catalog.classify_failure import MATCHERS
 
     for matcher in MATCHERS:
-        assert set(matcher.verified_on) <= set(environment.VERIFIED_TENSORFLOW) and matcher.verified_on, matcher.name
+        assert matcher.verified_on and all(within(r, *environment.SUPPORTED_TENSORFLOW) for r in matcher.verified_on)
     hooks = {name for name, value in vars(tf_private).items() if callable(value) and not isinstance(value, type)
              and getattr(value, "__module__", None) == tf_private.__name__ and not name.startswith("_")}
     assert hooks and hooks == set(tf_private.HOOKS_VERIFIED_ON)
     for since in tf_private.CONVERTER_FLAGS_SINCE.values():
         assert since in environment.VERIFIED_TENSORFLOW
+    assert set(tf_private.HOOKS_VERIFIED_ON.values()) == {environment.VERIFIED_TENSORFLOW}
 
 
 def test_a_converter_setting_is_read_from_the_release_that_has_it_on():

@@ -7,10 +7,11 @@ test in `tests/test_tf_private.py` that fails on the first TensorFlow release th
 A hook that finds its attribute gone raises `TensorFlowChanged` instead of silently doing
 nothing. Add new hooks here, one function each, next to those of the same library.
 
-Verified on TensorFlow 2.16, 2.18 and 2.21 with Keras 3, on ai-edge-litert 1.2 and 2.3 and on
-TensorFlow's own interpreter (and, for `quantdoctor run`, tensorflow-model-optimization 0.8.1 on
-tf_keras of the same release): `HOOKS_VERIFIED_ON` records each hook's releases, and a hook that
-differs between releases carries its per-release fact here (`CONVERTER_FLAGS_SINCE`).
+Verified on TensorFlow 2.18 and 2.21 with Keras 3 and ai-edge-litert 1.2 and 2.3 (and, for
+`quantdoctor run`, tensorflow-model-optimization 0.8.1 on tf_keras of the same release); their tests
+also ran on 2.16 with TensorFlow's own interpreter. `HOOKS_VERIFIED_ON` records each hook's
+releases, and a hook that differs between releases carries its per-release fact here
+(`CONVERTER_FLAGS_SINCE`).
 """
 
 from __future__ import annotations
@@ -341,7 +342,9 @@ def keras_input_signature(model: Any) -> list[Any]:
     """
     import tensorflow as tf
     from keras.src import models
-    from tensorflow.lite.python.util import get_save_spec
+    from tensorflow.lite.python import util
+
+    get_save_spec = _require(util, "get_save_spec")  # from TF 2.18 on (2.16 has none)
 
     if isinstance(model, (models.Functional, models.Sequential)):
         specs = tf.nest.map_structure(lambda x: tf.TensorSpec(x.shape, dtype=x.dtype, name=x.name), model.inputs)

@@ -13,7 +13,7 @@ from typing import Callable
 from quantdoctor import catalog
 from quantdoctor.audit.tflite_model import VARIABLE_OPS
 from quantdoctor.catalog.locations import layer_for_location, op_paths, scope_for_path
-from quantdoctor.catalog.matcher import VERIFIED_FROM_TF218, Matcher
+from quantdoctor.catalog.matcher import Matcher
 from quantdoctor.catalog.mlir import Diagnostic, op_name, parse_diagnostics
 from quantdoctor.convert.crash import KERAS3_VARIABLE_READ, OUT_OF_MEMORY, STAGE_MARKERS
 from quantdoctor.intake.data import CalibrationSet
@@ -141,11 +141,9 @@ _TENSOR_LIST = Matcher.of("tensor-list-lowering", r"TensorList|Lowering tensor l
 
 _RULES = (
     _Rule(Matcher.of("set-tensor-type",
-                     r"Got value of type (\w+) but expected type (\w+) for input (\d+), name: (\S+)",
-                     verified_on=VERIFIED_FROM_TF218),
+                     r"Got value of type (\w+) but expected type (\w+) for input (\d+), name: (\S+)"),
           _set_tensor_type),
-    _Rule(Matcher.of("kernel-failed-to-prepare", r"([^\n]*?)Node number (\d+) \((\w+)\) failed to (?:prepare|invoke)",
-                     verified_on=VERIFIED_FROM_TF218),
+    _Rule(Matcher.of("kernel-failed-to-prepare", r"([^\n]*?)Node number (\d+) \((\w+)\) failed to (?:prepare|invoke)"),
           _prepare_failed),
     _Rule(Matcher.of("float16-with-int8-only",
                      r"As full integer quantization has been enabled[^\n]*supported_types[^\n]*"),
@@ -160,17 +158,15 @@ _RULES = (
           _simple("QD205", "Integer input/output types were requested, but the settings do not produce a fully "
                            "integer model.")),
     _Rule(Matcher.of("unsupported-sample-value",
-                     r"You need to provide either a dictionary with input names and values",
-                     verified_on=VERIFIED_FROM_TF218),
+                     r"You need to provide either a dictionary with input names and values"),
           _simple("QD303", "The representative dataset yielded something other than a list, dict or "
                            "(signature_key, dict) tuple.")),
     # TF 2.21 quotes the key ('Invalid signature_key provided: "serve"'), 2.18 does not: the samples name it.
-    _Rule(Matcher.of("invalid-sample-signature-key", r"Invalid signature_key provided(?:: \"?([^\".]+)\"?|\.)",
-                     verified_on=VERIFIED_FROM_TF218),
+    _Rule(Matcher.of("invalid-sample-signature-key", r"Invalid signature_key provided(?:: \"?([^\".]+)\"?|\.)"),
           lambda m, c: catalog.get("QD305").finding(
               f"Samples are (signature_key, dict) tuples naming signature '{m.group(1) or _sample_signature(c)}', "
               "which the model does not have.", evidence={"converter_message": m.group(0)})),
-    _Rule(Matcher.of("sample-dict-key-missing", r"^KeyError: '([^'\n]+)'$", verified_on=VERIFIED_FROM_TF218),
+    _Rule(Matcher.of("sample-dict-key-missing", r"^KeyError: '([^'\n]+)'$"),
           lambda m, c: catalog.get("QD305").finding(
               f"The calibrator looked up input '{m.group(1)}' in a sample dict that has no such key.",
               location=Location(input=m.group(1)), evidence={"converter_message": m.group(0)}),
@@ -179,18 +175,16 @@ _RULES = (
           lambda m, c: catalog.get("QD315").finding(
               f"The samples name no signature, and the model has {m.group(1)}: the calibrator refuses them.",
               evidence={"converter_message": m.group(0)})),
-    _Rule(Matcher.of("input-count", r"Invalid input shapes: expected (\d+) items got (\d+) items\.?",
-                     verified_on=VERIFIED_FROM_TF218),
+    _Rule(Matcher.of("input-count", r"Invalid input shapes: expected (\d+) items got (\d+) items\.?"),
           lambda m, c: catalog.get("QD304").finding(
               f"The calibrator expected {m.group(1)} array(s) per sample and got {m.group(2)}.",
               evidence={"converter_message": m.group(0)})),
     _Rule(Matcher.of("resize-input",
-                     r"Attempting to resize dimension (\d+) of tensor (\d+) with value (\d+) to (\d+)[^\n]*",
-                     verified_on=VERIFIED_FROM_TF218),
+                     r"Attempting to resize dimension (\d+) of tensor (\d+) with value (\d+) to (\d+)[^\n]*"),
           lambda m, c: catalog.get("QD306").finding(
               f"Input {m.group(2)} has size {m.group(3)} in dimension {m.group(1)}; a sample has {m.group(4)}.",
               evidence={"converter_message": m.group(0)})),
-    _Rule(Matcher.of("dataset-raised", r"the representative dataset raised [^\n]+", verified_on=VERIFIED_FROM_TF218),
+    _Rule(Matcher.of("dataset-raised", r"the representative dataset raised [^\n]+"),
           lambda m, c: catalog.get("QD312").finding(
               "The representative dataset raised while the calibrator consumed it.",
               evidence={"converter_message": m.group(0)})),
@@ -198,8 +192,7 @@ _RULES = (
           lambda m, c: catalog.get("QD104").finding(
               f"The quantizer has no integer version of {m.group(1)}, and only integer ops were allowed.",
               location=Location(op=m.group(1)), evidence={"converter_message": m.group(0)})),
-    _Rule(Matcher.of("16x8-not-supported", r"Quantization to 16x8-bit not yet supported for op: '(\w+)'",
-                     verified_on=VERIFIED_FROM_TF218),
+    _Rule(Matcher.of("16x8-not-supported", r"Quantization to 16x8-bit not yet supported for op: '(\w+)'"),
           lambda m, c: catalog.get("QD325").finding(
               f"{m.group(1)} has no kernel with 16-bit activations, and only 16x8 ops were allowed.",
               location=Location(op=m.group(1)), evidence={"converter_message": m.group(0)})),
@@ -209,8 +202,7 @@ _RULES = (
           lambda m, c: catalog.get("QD402").finding(
               f"Signature '{m.group(1)}' was requested; the SavedModel has {m.group(2).split(',')}.",
               evidence={"converter_message": m.group(0), "valid_keys": m.group(2).split(",")})),
-    _Rule(Matcher.of("keras-export-none-callable", r"^TypeError: 'NoneType' object is not callable$",
-                     verified_on=VERIFIED_FROM_TF218),
+    _Rule(Matcher.of("keras-export-none-callable", r"^TypeError: 'NoneType' object is not callable$"),
           lambda m, c: catalog.get("QD405").finding(
               "The converter's export of the Keras model failed with nothing but this TypeError, the symptom of a "
               "model input named outside TensorFlow's node-name pattern.",

@@ -12,10 +12,6 @@ from dataclasses import dataclass
 
 from quantdoctor.environment import VERIFIED_TENSORFLOW
 
-# Matchers whose tests build Keras 3 models that TensorFlow 2.16 aborts on before printing the
-# message (QD909): verified on the later releases only.
-VERIFIED_FROM_TF218 = ("2.18", "2.21")
-
 
 @dataclass(frozen=True)
 class Matcher:

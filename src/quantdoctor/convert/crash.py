@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import re
 
-from quantdoctor.catalog.matcher import VERIFIED_FROM_TF218, Matcher
+from quantdoctor.catalog.matcher import Matcher
 
 _FRAME = re.compile(r'File "(?:[^"]*/)?([^"/]+)", line (\d+) in (\w+)')
 # Functions of the converter's Python layer, innermost first: the stage within the worker's
 # "converting" (a crash while loading needs no marker: the worker reports that stage itself).
 STAGE_MARKERS = (
-    (Matcher.of("stage-calibrating", r"^(?:_feed_tensors|calibrate)$", verified_on=VERIFIED_FROM_TF218),
+    (Matcher.of("stage-calibrating", r"^(?:_feed_tensors|calibrate)$"),
      "calibrating (running the representative dataset)"),
-    (Matcher.of("stage-quantizing", r"^(?:mlir_quantize|wrapped_experimental_mlir_quantize|_quantize)$",
-                verified_on=VERIFIED_FROM_TF218),
+    (Matcher.of("stage-quantizing", r"^(?:mlir_quantize|wrapped_experimental_mlir_quantize|_quantize)$"),
      "quantizing"),
 )
 
