@@ -213,7 +213,7 @@ def require_tensorflow() -> None:
     supported = f"TensorFlow {SUPPORTED_TENSORFLOW[0]} to {SUPPORTED_TENSORFLOW[1]}"
     if tensorflow.version is None:
         if importlib.util.find_spec("tensorflow") is not None:
-            return  # built from source, without package metadata: its version shows in the report
+            return  # built from source, without package metadata: let through, its version unknown
         raise UnsupportedEnvironmentError(f"TensorFlow is not installed in {sys.executable}: quantdoctor needs "
                                           f"{supported}; install it with {INSTALL_HINT}")
     if not within(tensorflow.version, *SUPPORTED_TENSORFLOW):
