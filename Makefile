@@ -4,13 +4,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.quantdoctor-installed
+NEWEST_PINS := tensorflow-cpu==2.21.0 ai-edge-litert==2.3.0
 
-.PHONY: demo test bench clean
+.PHONY: demo test compat wheel-test bench clean
 
 $(STAMP): pyproject.toml requirements-qat.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,examples,aeq]'
+	# The full suite runs on the newest supported release; `make compat` on the older ones.
+	$(BIN)/python -m pip install --quiet -e '.[tensorflow-cpu,test,examples,aeq]' $(NEWEST_PINS)
 	# tf-keras requires `tensorflow`, a second TensorFlow next to tensorflow-cpu: --no-deps.
 	# Their real dependencies come with the [test] extra; tests/test_install.py checks
 	# that exactly one TensorFlow distribution is installed.
@@ -32,6 +34,47 @@ $(CHROMIUM):
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
+# Compatibility: older supported releases, each in a virtual environment of its own, run the subset
+# marked `compat` (catalog matchers, tf_private hooks, the demo, one test per command). CI runs the
+# middle release 2.18, with the oldest LiteRT of the tested range. 2.16 (without ai-edge-litert:
+# TensorFlow's own tf.lite.Interpreter) is not in CI: it aborts converting most Keras 3 models
+# (QD909); `make compat COMPAT_RELEASES="2.16 2.18"` runs it too.
+COMPAT_RELEASES := 2.18
+COMPAT_PINS_2.16 := tensorflow-cpu==2.16.2 tf-keras==2.16.0
+COMPAT_PINS_2.18 := tensorflow-cpu==2.18.1 tf-keras==2.18.0 ai-edge-litert==1.2.0
+
+.venv-tf%/.quantdoctor-installed: pyproject.toml requirements-qat.txt
+	rm -rf .venv-tf$*
+	$(PYTHON) -m venv .venv-tf$*
+	.venv-tf$*/bin/python -m pip install --quiet -e '.[test,examples]' $(filter-out tf-keras==%,$(COMPAT_PINS_$*))
+	.venv-tf$*/bin/python -m pip install --quiet --no-deps $(filter tf-keras==%,$(COMPAT_PINS_$*)) \
+		$(filter tensorflow-model-optimization==%,$(shell cat requirements-qat.txt))
+	touch $@
+
+compat: $(foreach release,$(COMPAT_RELEASES),.venv-tf$(release)/.quantdoctor-installed)
+	for release in $(COMPAT_RELEASES); do \
+		echo "== compat: TensorFlow $$release"; \
+		.venv-tf$$release/bin/quantdoctor env || exit 1; \
+		.venv-tf$$release/bin/python -m pytest -p no:xdist -p no:cacheprovider -m compat -q || exit 1; \
+	done
+
+# The built sdist and wheel, installed as a user would: into a fresh environment that already holds
+# the user's `tensorflow` (the full build, not -cpu), with no extra; then the demo, and a check that
+# the install added no second TensorFlow distribution.
+WHEEL_TENSORFLOW := tensorflow==2.18.1
+WHEEL_VENV := .venv-wheel
+
+wheel-test: $(STAMP)
+	rm -rf dist $(WHEEL_VENV)
+	$(BIN)/python -m build --outdir dist . > /dev/null
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install --quiet $(WHEEL_TENSORFLOW)
+	$(WHEEL_VENV)/bin/python -m pip install --quiet "$$(ls dist/quantdoctor-*.whl)[examples]"
+	$(WHEEL_VENV)/bin/python scripts/check_one_tensorflow.py
+	$(WHEEL_VENV)/bin/quantdoctor env
+	cd dist && ../$(WHEEL_VENV)/bin/quantdoctor demo > demo.txt && tail -n 3 demo.txt
+	$(WHEEL_VENV)/bin/python scripts/check_one_tensorflow.py
+
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/preflight.py
@@ -43,4 +86,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/reduce.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-tf* $(WHEEL_VENV) build dist src/*.egg-info .pytest_cache

@@ -16,6 +16,8 @@ import pytest
 
 import coverage_markers
 
+pytest_plugins = ["release_markers"]
+
 
 def pytest_configure(config):
     coverage_markers.install(config, suite_root=Path(__file__).parent)

@@ -20,13 +20,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from ai_edge_litert.interpreter import Interpreter
 
 import quantdoctor as qd
 from helpers import assert_finding, only, root
 from models import Projection, dataset_from, vectors
 from quantdoctor.audit.tflite_model import read_tflite
+from quantdoctor.litert import interpreter_module
 
+Interpreter = interpreter_module().Interpreter  # LiteRT's, or tf.lite.Interpreter without it
 QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
 FEATURES = 4
 CLEAN = vectors(100, features=FEATURES)

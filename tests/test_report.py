@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib import metadata
 
 from quantdoctor import catalog
 from quantdoctor.catalog.locations import layer_for_location, layer_for_path
@@ -55,11 +56,15 @@ def test_verdicts():
 
 def test_json_contract_fields():
     data = json.loads(json.dumps(report_with([finding("QD201", input="image")], outcome="error").to_dict()))
-    assert set(data) == {"schema_version", "tool", "model", "settings", "verdict", "findings", "finding_groups",
+    assert set(data) == {"schema_version", "tool", "environment", "model", "settings", "verdict", "findings", "finding_groups",
                          "conversion", "audit", "preflight"}
     assert data["tool"]["name"] == "quantdoctor"
+    tensorflow = data["environment"]["tensorflow"]
+    assert tensorflow["version"] == metadata.version(tensorflow["distribution"])
     entry = data["findings"][0]
-    assert set(entry) == {"code", "category", "severity", "title", "message", "location", "evidence", "fix"}
+    assert set(entry) == {"code", "category", "severity", "title", "message", "location", "evidence", "fix",
+                          "verification"}
+    assert entry["verification"] == {"verified_on": ["2.18", "2.21"], "verified": True, "note": None}
     assert set(entry["location"]) == {"layer", "op", "tensor", "input", "setting"}
     assert set(entry["fix"]) == {"summary", "code", "automatic"}
     assert (entry["code"], entry["category"], entry["severity"]) == ("QD201", "dtype_mismatch", "error")

@@ -8,17 +8,19 @@ import subprocess
 import sys
 import threading
 
-import ai_edge_litert.interpreter as litert
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from ai_edge_litert.interpreter import Interpreter
 
 from models import Projection, dataset_from, image_model, int8_converter, smooth_images, vectors
 from quantdoctor import tf_private
 from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.intake.recipe import CONVERTER_FLAGS
+from quantdoctor.litert import interpreter_module
+
+litert = interpreter_module()  # LiteRT's interpreter module, or tf.lite's without it
+Interpreter = litert.Interpreter
 
 
 def dense_pair() -> keras.Model:
@@ -75,15 +77,24 @@ def test_converter_signature_keys_are_from_saved_models_own_choice(tmp_path):
 
 def test_every_recipe_flag_exists_and_reads_back():
     converter = tf.lite.TFLiteConverter.from_keras_model(dense_pair())
-    for name in CONVERTER_FLAGS:
-        assert tf_private.converter_flag(converter, name) == getattr(converter, name)
+    flags = tf_private.converter_flags(converter, CONVERTER_FLAGS)
+    assert flags == {name: getattr(converter, name) for name in CONVERTER_FLAGS if hasattr(converter, name)}
+    assert set(CONVERTER_FLAGS) - set(flags) <= set(tf_private.CONVERTER_FLAGS_SINCE)  # newer than this release
 
 
-def test_set_converter_flag_takes_effect_and_refuses_a_dropped_flag():
+def exported(model: keras.Model, folder) -> str:
+    """The model exported by Keras itself: a SavedModel every supported release converts (TF 2.16 aborts
+    on the one from_keras_model writes for a Conv2D, QD909)."""
+    model.export(str(folder))
+    return str(folder)
+
+
+def test_set_converter_flag_takes_effect_and_refuses_a_dropped_flag(tmp_path):
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3)])
+    saved = exported(model, tmp_path / "conv")
     scales = {}
     for disabled in (False, True):
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = dataset_from(smooth_images(8, size=8))
         tf_private.set_converter_flag(converter, "_experimental_disable_per_channel", disabled)
@@ -173,8 +184,8 @@ def test_freeze_concrete_function_is_the_frozen_graph_path():
         tf_private.freeze_concrete_function(both)
 
 
-def test_shadow_optimize_tflite_model_sees_the_float_model_before_quantization():
-    converter = tf.lite.TFLiteConverter.from_keras_model(dense_pair())
+def test_shadow_optimize_tflite_model_sees_the_float_model_before_quantization(tmp_path):
+    converter = tf.lite.TFLiteConverter.from_saved_model(exported(dense_pair(), tmp_path / "dense"))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = dataset_from(vectors(8, features=4))
     seen = []
@@ -189,10 +200,10 @@ def test_shadow_optimize_tflite_model_sees_the_float_model_before_quantization()
 
 # --- tf.lite: the MLIR quantizer, replayed ------------------------------------------------------------------
 
-def test_capture_quantizer_calls_records_the_calibrated_model_and_arguments_and_restores_tensorflow():
+def test_capture_quantizer_calls_records_the_calibrated_model_and_arguments_and_restores_tensorflow(tmp_path):
     from tensorflow.lite.python import convert, lite
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(dense_pair())
+    converter = tf.lite.TFLiteConverter.from_saved_model(exported(dense_pair(), tmp_path / "dense"))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = dataset_from(vectors(8, features=4))
     with tf_private.capture_quantizer_calls() as calls:
@@ -209,8 +220,8 @@ def test_capture_quantizer_calls_records_the_calibrated_model_and_arguments_and_
     assert np.array_equal(_outputs(replayed, samples), _outputs(quantized, samples))  # the very conversion
 
 
-def test_quantize_calibrated_keeps_the_denylisted_ops_float():
-    converter = tf.lite.TFLiteConverter.from_keras_model(dense_pair())
+def test_quantize_calibrated_keeps_the_denylisted_ops_float(tmp_path):
+    converter = tf.lite.TFLiteConverter.from_saved_model(exported(dense_pair(), tmp_path / "dense"))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = dataset_from(vectors(8, features=4))
     with tf_private.capture_quantizer_calls() as calls:
@@ -254,6 +265,7 @@ def test_recorded_layer_scopes_are_the_scopes_of_the_traced_ops():
     assert keras.src.backend.tensorflow.core.name_scope.__enter__.__name__ == "__enter__"  # restored
 
 
+@pytest.mark.tensorflow("2.18", "2.21")  # TF 2.16's converter has no get_save_spec
 def test_keras_input_signature_is_the_converters():
     functional = tf_private.keras_input_signature(dense_pair())
     assert [tuple(s.shape) for s in functional] == [(None, 4)]
@@ -275,15 +287,16 @@ def test_keras_input_signature_is_the_converters():
 
 # --- LiteRT Interpreter ------------------------------------------------------------------------------------
 
-def test_interpreter_ops_lists_every_op_with_its_tensors():
-    interpreter = Interpreter(model_content=tf.lite.TFLiteConverter.from_keras_model(image_model()).convert())
+def test_interpreter_ops_lists_every_op_with_its_tensors(tmp_path):
+    converter = tf.lite.TFLiteConverter.from_saved_model(exported(image_model(), tmp_path / "image"))
+    interpreter = Interpreter(model_content=converter.convert())
     ops = tf_private.interpreter_ops(interpreter)
     assert [op["op_name"] for op in ops][:1] == ["CONV_2D"]
     assert all({"index", "op_name", "inputs", "outputs"} <= set(op) for op in ops)
 
 
-def test_interpreter_tensor_describes_intermediate_tensors():
-    converter = tf.lite.TFLiteConverter.from_keras_model(dense_pair())
+def test_interpreter_tensor_describes_intermediate_tensors(tmp_path):
+    converter = tf.lite.TFLiteConverter.from_saved_model(exported(dense_pair(), tmp_path / "dense"))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = dataset_from(vectors(8, features=4))
     interpreter = Interpreter(model_content=converter.convert())
@@ -342,9 +355,11 @@ def test_converter_classes_are_what_the_public_constructors_return_and_define_co
     assert lite.TFLiteSavedModelConverterV2 in classes  # what from_saved_model returns in TF 2.21
 
 
-def test_representative_dataset_function_unwraps_what_convert_leaves_behind():
-    dataset = dataset_from(smooth_images(3))
-    converter = int8_converter(image_model(), dataset)
+def test_representative_dataset_function_unwraps_what_convert_leaves_behind(tmp_path):
+    dataset = dataset_from(vectors(3, features=4))
+    converter = tf.lite.TFLiteConverter.from_saved_model(exported(dense_pair(), tmp_path / "dense"))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = dataset
     converter.convert()
     assert type(converter.representative_dataset).__name__ == "RepresentativeDataset"  # convert() wrapped it
     assert tf_private.representative_dataset_function(converter.representative_dataset) is dataset

@@ -9,6 +9,7 @@ import tensorflow as tf
 import quantdoctor as qd
 from helpers import assert_finding, only, root
 from models import dataset_from, int8_converter, lambda_layer, lstm_model, vectors, with_layer
+from quantdoctor.environment import current
 
 
 def square(x):
@@ -118,6 +119,10 @@ def test_custom_op_allowed_by_the_user_is_reported_in_the_model():
 def test_flex_op_blocks_int8_calibration():
     det = lambda_layer(lambda x: tf.reshape(tf.linalg.det(square(x)), (-1, 2)), "my_det")
     report = qd.diagnose(with_layer(det), dataset_from(vectors(120)), select_tf_ops=True)
+    if current().tensorflow_release == "2.18":
+        # TF 2.18's calibrator still runs Flex ops: the model converts, the Flex runtime its only cost.
+        assert report.conversion["outcome"] == "ok" and [f.code for f in report.findings] == ["QD106"], report
+        return
     finding = root(report)
     assert_finding(finding, "QD109", "unsupported_op", "error", op="FlexMatrixDeterminant")
     assert "(FlexMatrixDeterminant) failed to prepare" in finding.evidence["converter_message"]

@@ -13,7 +13,6 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from ai_edge_litert.interpreter import Interpreter
 from tensorflow.lite.python import lite
 from tensorflow.lite.python.convert_phase import ConverterError
 
@@ -21,6 +20,9 @@ import quantdoctor as qd
 from helpers import assert_finding
 from models import dataset_from, image_model, int8_converter, lambda_layer, smooth_images, vectors, with_layer
 from quantdoctor.watch.patches import ImportHook
+from quantdoctor.litert import interpreter_module
+
+Interpreter = interpreter_module().Interpreter  # LiteRT's, or tf.lite.Interpreter without it
 
 
 @pytest.fixture(scope="module")

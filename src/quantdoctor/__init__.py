@@ -24,7 +24,7 @@ from quantdoctor.reduce.run import ReduceResult, reduce
 from quantdoctor.report.model import Finding, Report
 from quantdoctor.watch import watch
 
-__version__ = "0.1.0"
+from quantdoctor._version import __version__
 __all__ = ["diagnose", "convert", "audit", "compare", "fix", "FixResult", "reduce", "ReduceResult", "watch",
            "Report", "Finding", "QuantizationError", "QuantdoctorError", "UsageError",
            "__version__"]

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from quantdoctor.environment import require_model_reader, require_tensorflow
 from quantdoctor.errors import QuantizationError, UsageError
 from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
@@ -73,6 +74,7 @@ def diagnose(
     from quantdoctor.diagnose import diagnose as run_diagnose
 
     _check_fail_on(fail_on)
+    require_tensorflow()
     if no_convert and output is not None:
         raise UsageError("--output needs a converted model, and --no-convert runs the preflight only: drop one")
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("AEQ recipe", aeq_recipe))
@@ -102,6 +104,7 @@ def audit(
     from quantdoctor.audit.report import audit as run_audit
 
     _check_fail_on(fail_on)
+    require_model_reader()
     _check_inputs(("model", model))
     check_outputs(inputs=(model,), outputs={"--json": json_path})
     _finish(run_audit(model, target=target), json_path, fail_on)
@@ -148,6 +151,7 @@ def compare(
     from quantdoctor.compare.run import compare as run_compare
 
     _check_fail_on(fail_on)
+    require_tensorflow()
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels),
                   ("--tflite model", tflite))
     check_outputs(inputs=(model, data, eval_data, labels, tflite), outputs={"--json": json_path, "--html": html_path})
@@ -189,6 +193,7 @@ def run(
     """
     from quantdoctor.watch.run import run_command
 
+    require_tensorflow()
     run_command(list(ctx.args), json_path=json_path, timeout=timeout, memory_limit_mb=memory_limit,
                 max_samples=max_samples)
 
@@ -230,6 +235,7 @@ def fix(
     from quantdoctor.fix.render import render_fix
     from quantdoctor.fix.run import fix as run_fix
 
+    require_tensorflow()
     if is_tflite_path(model):
         _fix_float_tflite(model, data, eval_data, labels, mode, recipe_path, output, json_path, max_samples,
                           timeout, max_drop, min_sqnr)
@@ -377,7 +383,21 @@ def demo() -> None:
     """Diagnose bundled example models: the classic failures and one clean model."""
     from quantdoctor.demo import run_demo
 
+    require_tensorflow()
     run_demo(out, err)
+
+
+@app.command()
+def env() -> None:
+    """Print the installed TensorFlow, Keras, LiteRT, ... and whether each was verified.
+
+    Python, TensorFlow (and its distribution), Keras, tf_keras, tfmot, LiteRT and NumPy, and the
+    interpreter that runs models: the `environment` of every JSON report."""
+    from quantdoctor.environment import current
+    from quantdoctor.report.environment import environment_lines
+
+    for line in environment_lines(current()):
+        out.print(line, soft_wrap=True)
 
 
 def main() -> None:

@@ -20,11 +20,12 @@ from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.catalog.classify_failure import FailureContext, classify_failure, excerpt
 from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.convert import cache as conversion_cache
-from quantdoctor.convert.crash import crash_frames, crash_stage, native_errors, out_of_memory
+from quantdoctor.convert.crash import KERAS3_VARIABLE_READ, crash_frames, crash_stage, native_errors, out_of_memory
 from quantdoctor.convert.cleanup import run_interruptible
 from quantdoctor.convert.protocol import read_json
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, check_limits, run_worker
-from quantdoctor.errors import ModelLoadError, UsageError
+from quantdoctor.environment import require_tensorflow
+from quantdoctor.errors import UsageError
 from quantdoctor.fix.repairs import mark_automatic
 from quantdoctor.intake import data as data_intake
 from quantdoctor.intake import float_tflite
@@ -133,6 +134,7 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
               float_twin: bool = False, keep_calibration: bool = False,
               trust_model: bool = False, eval_fit: CalibrationSet | None = None,
               aeq_recipe: str | Path | None = None) -> tuple[Report, ConversionArtifacts]:
+    require_tensorflow()
     check_target(target)
     check_limits(timeout, memory_limit_mb)
     max_samples = options.count(max_samples, "max_samples")
@@ -498,6 +500,13 @@ def _process_finding(run: WorkerRun, layers: list[dict[str, str]], calibration: 
             evidence={**evidence, "converter_message": allocation_failure or None,
                       "memory_limit_mb": run.memory_limit_mb, "peak_memory_mb": run.peak_memory_mb})
     how = f"was killed by {run.signal_name}" if run.signal_name else f"exited with code {run.returncode}"
+    unreadable = KERAS3_VARIABLE_READ.search(run.stderr)
+    if unreadable:
+        return catalog.get("QD909").finding(
+            f"The converter {how} while {stage}: this TensorFlow cannot read the variable reads in the SavedModel "
+            "it wrote for the Keras 3 model.",
+            evidence={**evidence, "converter_message": "missing attribute 'value'; LLVM ERROR: Failed to infer "
+                                                       "result type(s)."})
     rnn_layers = [layer["name"] for layer in layers if layer["class"] in RNN_LAYER_CLASSES]
     if rnn_layers and stage.startswith("calibrating"):
         return catalog.get("QD108").finding(

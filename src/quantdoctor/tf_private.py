@@ -7,8 +7,11 @@ test in `tests/test_tf_private.py` that fails on the first TensorFlow release th
 A hook that finds its attribute gone raises `TensorFlowChanged` instead of silently doing
 nothing. Add new hooks here, one function each, next to those of the same library.
 
-Pinned against tensorflow-cpu 2.21.0, keras 3 and ai-edge-litert 2.3.0 (and, for `quantdoctor
-run`, tensorflow-model-optimization 0.8.1 on tf_keras 2.21).
+Verified on TensorFlow 2.18 and 2.21 with Keras 3 and ai-edge-litert 1.2 and 2.3 (and, for
+`quantdoctor run`, tensorflow-model-optimization 0.8.1 on tf_keras of the same release); their tests
+also ran on 2.16 with TensorFlow's own interpreter. `HOOKS_VERIFIED_ON` records each hook's
+releases, and a hook that differs between releases carries its per-release fact here
+(`CONVERTER_FLAGS_SINCE`).
 """
 
 from __future__ import annotations
@@ -31,8 +34,11 @@ def _require(owner: Any, name: str) -> Any:
     try:
         return getattr(owner, name)
     except AttributeError:
+        from quantdoctor.environment import SUPPORTED_TENSORFLOW, current
+
         raise TensorFlowChanged(f"{type(owner).__name__} has no attribute '{name}' in the installed TensorFlow/Keras/"
-                                "LiteRT: quantdoctor supports tensorflow-cpu 2.21.0") from None
+                                f"LiteRT (TensorFlow {current().tensorflow.version}): quantdoctor supports "
+                                f"TensorFlow {SUPPORTED_TENSORFLOW[0]} to {SUPPORTED_TENSORFLOW[1]}") from None
 
 
 # --- tf.lite.TFLiteConverter: what the converter was built from ---------------------------------
@@ -63,9 +69,26 @@ def converter_signature_keys(converter: Any) -> list[str]:
 
 # --- tf.lite.TFLiteConverter: settings --------------------------------------------------------------
 
+# Converter settings that older supported releases lack: name -> the first release verified to have it.
+# On an older release without it, the setting is neither read nor set (the converter has no such choice).
+CONVERTER_FLAGS_SINCE = {"_experimental_disable_per_channel_quantization_for_dense_layers": "2.18"}
+
+
 def converter_flag(converter: Any, name: str) -> Any:
     """The value of a converter setting, public or `_experimental_*`; missing ones raise TensorFlowChanged."""
     return _require(converter, name)
+
+
+def converter_flags(converter: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The values of the converter settings `names` the installed release has, by name: a setting of
+    `CONVERTER_FLAGS_SINCE` missing on a release older than its first is left out; any other
+    missing one raises TensorFlowChanged."""
+    from quantdoctor.environment import current, release
+
+    running = current().tensorflow.version
+    return {name: _require(converter, name) for name in names
+            if hasattr(converter, name) or name not in CONVERTER_FLAGS_SINCE or running is None
+            or release(running) >= release(CONVERTER_FLAGS_SINCE[name])}
 
 
 def set_converter_flag(converter: Any, name: str, value: Any) -> None:
@@ -338,7 +361,9 @@ def keras_input_signature(model: Any) -> list[Any]:
     """
     import tensorflow as tf
     from keras.src import models
-    from tensorflow.lite.python.util import get_save_spec
+    from tensorflow.lite.python import util
+
+    get_save_spec = _require(util, "get_save_spec")  # from TF 2.18 on (2.16 has none)
 
     if isinstance(model, (models.Functional, models.Sequential)):
         specs = tf.nest.map_structure(lambda x: tf.TensorSpec(x.shape, dtype=x.dtype, name=x.name), model.inputs)
@@ -441,3 +466,19 @@ def keras_call_outputs(node: Any) -> list[Any]:
     import tensorflow as tf
 
     return tf.nest.flatten(_require(node, "outputs"))
+
+
+# --- Where each hook was verified ---------------------------------------------------------------------
+
+def _verified_hooks() -> dict[str, tuple[str, ...]]:
+    from quantdoctor.environment import VERIFIED_TENSORFLOW
+
+    hooks = [name for name, value in globals().items()
+             if callable(value) and not name.startswith("_") and getattr(value, "__module__", None) == __name__
+             and not isinstance(value, type)]
+    return {name: VERIFIED_TENSORFLOW for name in hooks}
+
+
+# Every hook, by name -> the TensorFlow releases (minor versions) its test in tests/test_tf_private.py
+# passed on. All hooks hold on every verified release; one verified on fewer lists its own.
+HOOKS_VERIFIED_ON: dict[str, tuple[str, ...]] = _verified_hooks()

@@ -170,7 +170,9 @@ _FLATBUFFER_ERRORS = (ValueError, TypeError, struct.error, IndexError, Recursion
 
 def read_tflite(content: bytes) -> TFLiteModel:
     """Parse a .tflite flatbuffer; a UsageError of one line says so when `content` is not a valid one."""
-    from ai_edge_litert import schema_py_generated as schema
+    from quantdoctor.litert import schema_module
+
+    schema = schema_module()
 
     if len(content) < 8 or content[4:8] != b"TFL3":
         raise UsageError("not a .tflite model (the file lacks the TFL3 flatbuffer identifier)")

@@ -90,7 +90,10 @@ def model_outputs(model: bytes, samples: list[Sample]) -> list[np.ndarray]:
 
     The samples run as one batch where the model's batch dimension is free, one by one otherwise.
     """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from quantdoctor.litert import interpreter_module
+
+    module = interpreter_module()
+    Interpreter, OpResolverType = module.Interpreter, module.OpResolverType
 
     interpreter = Interpreter(model_content=model,
                               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)

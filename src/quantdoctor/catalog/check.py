@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from quantdoctor.environment import VERIFIED_TENSORFLOW
 from quantdoctor.report.model import Finding, Fix, Location
 
 CATEGORIES = {
@@ -31,6 +32,7 @@ class Check:
     check is a converter failure worth isolating: its findings' fix names `quantdoctor reduce`.
     `float_model_fails`: the finding says the float model itself is already wrong on the eval data,
     so no quantization setting answers it, and an accuracy budget measured against it means nothing.
+    `verified_on` lists the TensorFlow releases (minor versions) its test passed on.
     """
 
     code: str
@@ -45,6 +47,7 @@ class Check:
     precedence: int = 50
     float_model_fails: bool = False
     reducible: bool = False  # a converter bug to isolate: the fix also points to `quantdoctor reduce`
+    verified_on: tuple[str, ...] = VERIFIED_TENSORFLOW
 
     @property
     def category(self) -> str:
@@ -65,6 +68,7 @@ class Check:
             location=location or Location(),
             evidence=evidence or {},
             precedence=self.precedence,
+            verified_on=self.verified_on,
         )
 
     def explain(self) -> str:

@@ -7,7 +7,7 @@ output is findings in the user's terms: the Keras layer, the model input, the sa
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from quantdoctor import catalog
@@ -15,7 +15,7 @@ from quantdoctor.audit.tflite_model import VARIABLE_OPS
 from quantdoctor.catalog.locations import layer_for_location, op_paths, scope_for_path
 from quantdoctor.catalog.matcher import Matcher
 from quantdoctor.catalog.mlir import Diagnostic, op_name, parse_diagnostics
-from quantdoctor.convert.crash import OUT_OF_MEMORY, STAGE_MARKERS
+from quantdoctor.convert.crash import KERAS3_VARIABLE_READ, OUT_OF_MEMORY, STAGE_MARKERS
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.preflight.data_checks import LIST_ORDER_HINT
 from quantdoctor.report.model import Finding, Location
@@ -45,7 +45,9 @@ def classify_failure(context: FailureContext) -> list[Finding]:
     for rule in _RULES:
         found = rule.matcher.search(context.headline if rule.on_exception else context.error_text)
         if found:
-            findings.append(rule.build(found, context))
+            finding = rule.build(found, context)
+            verified_on = tuple(r for r in finding.verified_on if r in rule.matcher.verified_on)
+            findings.append(replace(finding, verified_on=verified_on))
     findings += _diagnostic_findings(context)
     if not findings:
         findings.append(catalog.get("QD904").finding(
@@ -74,6 +76,12 @@ class _Rule:
     matcher: Matcher
     build: Callable[[re.Match, FailureContext], Finding]
     on_exception: bool = False
+
+
+def _sample_signature(context: FailureContext) -> str:
+    """The signature key the first (signature_key, dict) sample names."""
+    samples = context.calibration.samples if context.calibration is not None else []
+    return next((s.signature_key for s in samples if s.signature_key is not None), "?")
 
 
 def _tensor_input_name(tensor: str) -> str:
@@ -179,10 +187,11 @@ _RULES = (
     _Rule(Matcher.of("unsupported-sample-value",
                      r"You need to provide either a dictionary with input names and values"),
           _unsupported_sample),
-    _Rule(Matcher.of("invalid-sample-signature-key", r"Invalid signature_key provided: \"?([^\".]+)\"?"),
+    # TF 2.21 quotes the key ('Invalid signature_key provided: "serve"'), 2.18 does not: the samples name it.
+    _Rule(Matcher.of("invalid-sample-signature-key", r"Invalid signature_key provided(?:: \"?([^\".]+)\"?|\.)"),
           lambda m, c: catalog.get("QD305").finding(
-              f"Samples are (signature_key, dict) tuples naming signature '{m.group(1)}', which the model does "
-              "not have.", evidence={"converter_message": m.group(0)})),
+              f"Samples are (signature_key, dict) tuples naming signature '{m.group(1) or _sample_signature(c)}', "
+              "which the model does not have.", evidence={"converter_message": m.group(0)})),
     _Rule(Matcher.of("sample-dict-key-missing", r"^KeyError: '([^'\n]+)'$"),
           lambda m, c: catalog.get("QD305").finding(
               f"The calibrator looked up input '{m.group(1)}' in a sample dict that has no such key.",
@@ -232,7 +241,8 @@ _RULES = (
 # Every matcher quantdoctor has, for the meta-test: each needs a real-model test marked with its name. An
 # allocation failure ends the worker (QD903 from its stderr, convert/crash.py), so it has no rule here.
 MATCHERS: tuple[Matcher, ...] = (*(rule.matcher for rule in _RULES), _UNRESOLVED_CUSTOM_OP, _NOT_CONVERTIBLE,
-                                 _TENSOR_LIST, *(marker for marker, _ in STAGE_MARKERS), OUT_OF_MEMORY)
+                                 _TENSOR_LIST, *(marker for marker, _ in STAGE_MARKERS), OUT_OF_MEMORY,
+                                 KERAS3_VARIABLE_READ)
 
 
 def _diagnostic_findings(context: FailureContext) -> list[Finding]:

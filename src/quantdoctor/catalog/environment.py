@@ -58,4 +58,20 @@ CHECKS = (
         fix_code="converter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
                  "converter.representative_dataset = representative_dataset",
     ),
+    Check(
+        code="QD909", name="keras3-saved-model-unreadable", severity="error", precedence=85,
+        verified_on=("2.16",),
+        title="This TensorFlow cannot convert the SavedModel it writes for a Keras 3 model",
+        detects="The converter aborts with `missing attribute 'value'` and `LLVM ERROR: Failed to infer result "
+                "type(s)` on a Keras 3 model converted with from_keras_model, or saved with "
+                "tf.saved_model.save and converted with from_saved_model.",
+        why="TensorFlow 2.16's converter cannot read the variable reads of the SavedModel it writes for a "
+            "Keras 3 layer (a Conv2D kernel, for one): the process aborts before any quantization. Keras' own "
+            "export writes them in a form it reads, and later releases (verified: 2.18 and 2.21) read both.",
+        example="keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3)]) on TensorFlow 2.16 -> "
+                "tf.lite.TFLiteConverter.from_keras_model(model).convert(): Aborted",
+        fix="Export the model with Keras and convert that SavedModel, or use TensorFlow 2.18 or newer.",
+        fix_code='model.export("exported")   # Keras 3: a SavedModel TensorFlow 2.16 reads\n'
+                 'converter = tf.lite.TFLiteConverter.from_saved_model("exported")',
+    ),
 )

@@ -21,7 +21,9 @@ from quantdoctor.runtime.feed import Feeder, ordered_output_details
 
 def main(request: dict[str, Any]) -> int:
     """Predict a class for every eval sample under every variant; write them to `outputs` (.npz)."""
-    from ai_edge_litert.interpreter import Interpreter
+    from quantdoctor.litert import interpreter_module
+
+    Interpreter = interpreter_module().Interpreter
 
     samples = CalibrationSet.load(Path(request["data"])).samples
     interpreter = Interpreter(model_path=request["model"])

@@ -24,7 +24,10 @@ class Lane:
 
     def __init__(self, float_path: str, quant_path: str, pairs: Pairs | None = None) -> None:
         """Open both models; `pairs` are the compared tensors (matched here when not given)."""
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        from quantdoctor.litert import interpreter_module
+
+        module = interpreter_module()
+        Interpreter, OpResolverType = module.Interpreter, module.OpResolverType
 
         # The reference kernels, op by op: a delegate would fuse ops and hide the tensors between them.
         options = {"experimental_preserve_all_tensors": True,

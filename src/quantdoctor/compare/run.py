@@ -24,6 +24,7 @@ from quantdoctor.convert.protocol import read_json
 from quantdoctor.convert.cleanup import run_interruptible
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits, run_isolated
 from quantdoctor.diagnose import calibration_set, diagnose, diagnose_with_float_twin
+from quantdoctor.environment import require_tensorflow
 from quantdoctor.errors import QuantizationError, UsageError
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake import options
@@ -50,6 +51,7 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     diagnose report with a `comparison` object (layers ranked worst first) and QD5xx findings;
     `html` also writes the self-contained HTML report. `trust_model` is as for `diagnose`.
     """
+    require_tensorflow()
     check_limits(timeout, None)
     max_samples = options.count(max_samples, "max_samples")
     if metric is not None and not callable(metric):

@@ -23,8 +23,9 @@ import numpy as np
 from quantdoctor.compare.lane import Lane
 from quantdoctor.compare.matching import op_links
 from quantdoctor.compare.metrics import ErrorStats
-from quantdoctor.convert.protocol import LITERT_PACKAGE, raised_in, serve, write_json
+from quantdoctor.convert.protocol import raised_in, serve, write_json
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.litert import interpreter_package
 from quantdoctor.runtime.feed import ordered_output_details
 
 _PROGRESS_SECONDS = 0.25
@@ -40,7 +41,7 @@ def main(request: dict[str, Any]) -> int:
     try:
         return _compare(request)
     except Exception as exc:
-        if not raised_in(exc, LITERT_PACKAGE):
+        if not raised_in(exc, interpreter_package()):
             raise
         write_json(Path(request["response"]), {"model_error": f"{type(exc).__name__}: {exc}"})
         return 0

@@ -52,6 +52,14 @@ OUT_OF_MEMORY = Matcher.of("out-of-memory", "|".join(re.escape(marker) for marke
     "ran out of memory trying to allocate", "Unable to allocate", "Memory allocation still failed")), re.IGNORECASE)
 
 
+# TensorFlow 2.16's MLIR importer cannot read the variable reads (ReadVariableOp) in the SavedModel that
+# tf.saved_model.save and from_keras_model write for a Keras 3 model (a Conv2D's kernel, say): the
+# converter aborts the process. Its own later releases read them; `model.export()` writes them readably.
+KERAS3_VARIABLE_READ = Matcher.of("unreadable-variable-read",
+                                  r"error: missing attribute 'value'[\s\S]*LLVM ERROR: Failed to infer result type",
+                                  verified_on=("2.16",))
+
+
 def native_errors(stderr: str) -> list[str]:
     """Errors printed by native code before the crash: MLIR `error:` lines and fatal `Check failed` logs."""
     found = []

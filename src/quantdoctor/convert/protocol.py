@@ -13,7 +13,6 @@ from typing import Any, Callable
 from quantdoctor.convert.crash import out_of_memory
 
 INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE
-LITERT_PACKAGE = "ai_edge_litert"
 
 
 def serve(main: Callable[[dict[str, Any]], int], request_path: str) -> int:

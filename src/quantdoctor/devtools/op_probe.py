@@ -265,7 +265,9 @@ def _failure(op_type: str, exc: Exception) -> dict[str, Any]:
 
 def _operators(flatbuffer: bytes) -> list[tuple[str, bool]]:
     """(name, computes in float32) for every operator of every subgraph of a .tflite model."""
-    from ai_edge_litert import schema_py_generated as schema
+    from quantdoctor.litert import schema_module
+
+    schema = schema_module()
 
     model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
     op_names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}

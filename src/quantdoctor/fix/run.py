@@ -20,6 +20,7 @@ from quantdoctor.compare.measures import FOLLOWS_SQNR_DB
 from quantdoctor.convert.cleanup import run_interruptible
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits
 from quantdoctor.diagnose import calibration_set, recipe_and_data
+from quantdoctor.environment import require_tensorflow
 from quantdoctor.errors import UsageError
 from quantdoctor.fix.origin import ModelOrigin
 from quantdoctor.fix.plan import Plan
@@ -89,9 +90,11 @@ class FixResult:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: the repairs, the verification, what is left, and both reports."""
         from quantdoctor import __version__
+        from quantdoctor.environment import current
 
         return {"schema_version": SCHEMA_VERSION, "tool": {"name": "quantdoctor", "version": __version__},
-                "verified": self.verified, "applied": [r.to_dict() for r in self.applied],
+                "environment": current().to_dict(), "verified": self.verified,
+                "applied": [r.to_dict() for r in self.applied],
                 "verification": self.verification.to_dict(), "blocked": [b.to_dict() for b in self.blocked],
                 "conversions": self.conversions, "seconds": round(self.seconds, 3),
                 "settings": self.plan.recipe.to_dict() if self.plan else None,
@@ -134,6 +137,7 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     with the budget's Pareto plot; `progress(step, variants)` is called as variants are tried.
     Returns a `FixResult`; `result.model` is None unless verified (with a budget: the best effort).
     """
+    require_tensorflow()
     check_target(target)
     check_limits(timeout, memory_limit_mb)
     max_drop, min_sqnr = budget_numbers(max_drop, min_sqnr)

@@ -101,7 +101,9 @@ def main(request_path: str) -> int:
 def _run(model_path: str, samples: list[Any]) -> dict[str, Any]:
     """Every signature on its calibration rows, fitted as the run check fits them (`check_rows`:
     by name or in order, never filled in; zeros only without samples and with fixed sizes)."""
-    from ai_edge_litert.interpreter import Interpreter
+    from quantdoctor.litert import interpreter_module
+
+    Interpreter = interpreter_module().Interpreter
 
     from quantdoctor.runtime.check import check_rows
     from quantdoctor.runtime.feed import arrays_for, as_input, detailed_input

@@ -91,7 +91,7 @@ class Recipe:
             inference_input_type=_dtype_name(converter.inference_input_type),
             inference_output_type=_dtype_name(converter.inference_output_type),
             calibrate=converter.representative_dataset is not None,
-            flags={name: tf_private.converter_flag(converter, name) for name in CONVERTER_FLAGS},
+            flags=tf_private.converter_flags(converter, CONVERTER_FLAGS),
             tf1_settings=tf1_settings,
         )
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from quantdoctor.environment import VERIFIED_TENSORFLOW, Environment, releases_text
+
 SCHEMA_VERSION = 1
 SEVERITIES = ("error", "warning", "info")
 
@@ -57,7 +59,10 @@ class Fix:
 
 @dataclass(frozen=True)
 class Finding:
-    """One problem found, identified by a stable catalog code such as QD201."""
+    """One problem found, identified by a stable catalog code such as QD201.
+
+    `verified_on`: the TensorFlow releases whose converter was seen to produce it this way (the
+    check's and, for a converter message, its matcher's)."""
 
     code: str
     category: str
@@ -68,6 +73,20 @@ class Finding:
     location: Location = field(default_factory=Location)
     evidence: dict[str, Any] = field(default_factory=dict)
     precedence: int = 50
+    verified_on: tuple[str, ...] = VERIFIED_TENSORFLOW
+
+    def unverified_note(self, environment: Environment) -> str | None:
+        """"verified on TensorFlow 2.18 and 2.21; you run 2.16: the message may differ", or None."""
+        if environment.tensorflow_release is None or environment.verified(self.verified_on):
+            return None
+        return (f"verified on TensorFlow {releases_text(self.verified_on)}; you run {environment.tensorflow.version}: "
+                "the message may differ")
+
+    def verification(self, environment: Environment) -> dict[str, Any]:
+        """The finding's `verification` in the JSON report: where it was verified, and whether here."""
+        return {"verified_on": list(self.verified_on),
+                "verified": environment.tensorflow_release is not None and environment.verified(self.verified_on),
+                "note": self.unverified_note(environment)}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,15 +154,18 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         """The JSON report contract (schema_version 1)."""
         from quantdoctor import __version__
+        from quantdoctor.environment import current
         from quantdoctor.report.grouping import groups_json
 
+        environment = current()
         return {
             "schema_version": SCHEMA_VERSION,
             "tool": {"name": "quantdoctor", "version": __version__},
+            "environment": environment.to_dict(),
             "model": self.model,
             "settings": self.settings,
             "verdict": self.verdict,
-            "findings": [f.to_dict() for f in self.findings],
+            "findings": [{**f.to_dict(), "verification": f.verification(environment)} for f in self.findings],
             "finding_groups": groups_json(self.findings),
             "conversion": self.conversion,
             "audit": self.audit,

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.text import Text
 
+from quantdoctor.environment import current
 from quantdoctor.report.literal import literal_assemble, literal_text, printable
 from quantdoctor.report.grouping import MIN_GROUP, group_findings, where
 
@@ -31,8 +32,9 @@ def render(report: Report, console: Console) -> None:
 
 
 def report_lines(report: Report) -> list[Text]:
-    """The report's lines, styled, in print order."""
-    lines = [_headline(report)] + _preflight_note(report)
+    """The report's lines, styled, in print order: the environment's notes (an unverified TensorFlow,
+    no LiteRT) right under the headline."""
+    lines = [_headline(report), *(literal_text(note, "yellow") for note in current().notes())] + _preflight_note(report)
     root = report.root_cause
     groups = group_findings(report.findings)
     if root:
@@ -118,6 +120,9 @@ def _finding(finding: Finding, with_fix_code: bool) -> list[Text]:
     converter_message = finding.evidence.get("converter_message")
     if converter_message:
         parts.append(literal_text(f"converter said: {converter_message[:200]}", "dim"))
+    unverified = finding.unverified_note(current())
+    if unverified:
+        parts.append(literal_text(unverified, "yellow"))
     parts.append(literal_assemble(("fix: ", "bold green"), finding.fix.summary))
     lines = [_indented(part) for part in parts]
     if with_fix_code and finding.fix.code:

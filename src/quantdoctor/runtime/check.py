@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from quantdoctor.compare.measures import collapsed, db, lost_channel_indices, reads_as_class_scores, top1_agreement
-from quantdoctor.convert.protocol import LITERT_PACKAGE, raised_in
+from quantdoctor.convert.protocol import raised_in
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import Sample
+from quantdoctor.litert import interpreter_module, interpreter_package
 from quantdoctor.runtime.feed import Feeder, ModelInput, fitted_rows
 
 ROWS = 8  # calibration rows the check runs: enough to see an output collapse, cheap on any model
@@ -73,10 +74,8 @@ def run_rows(interpreter: Any, feeder: Feeder, rows: list[dict], state: dict[str
 
 
 def open_interpreter(model_path: str) -> Any:
-    """LiteRT's interpreter with its default op resolver and delegates: what a user's app runs."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    return Interpreter(model_path=model_path)
+    """LiteRT's interpreter (or tf.lite's) with its default op resolver and delegates: what a user's app runs."""
+    return interpreter_module().Interpreter(model_path=model_path)
 
 
 def run_check(model_path: Path, float_path: Path | None, samples: list[Sample], record: Record) -> None:
@@ -96,7 +95,7 @@ def run_check(model_path: Path, float_path: Path | None, samples: list[Sample], 
             return
         quantized = run_rows(interpreter, feeder, rows, state, record)
     except Exception as exc:
-        if not raised_in(exc, LITERT_PACKAGE):
+        if not raised_in(exc, interpreter_package()):
             raise  # quantdoctor's own bug: the worker reports it as one
         state.update(outcome="error", error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - started, 3))
         record(state)
@@ -107,7 +106,7 @@ def run_check(model_path: Path, float_path: Path | None, samples: list[Sample], 
         try:
             state["outputs"] = _compared_outputs(float_path, rows, quantized, interpreter.get_output_details())
         except Exception as exc:  # the float reference is quantdoctor's: no finding on the user's model
-            if not raised_in(exc, LITERT_PACKAGE):
+            if not raised_in(exc, interpreter_package()):
                 raise
             state["float_error"] = f"{type(exc).__name__}: {exc}"
     state.update(stage="done", outcome="ok", seconds=round(time.perf_counter() - started, 3))

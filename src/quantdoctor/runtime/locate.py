@@ -45,7 +45,9 @@ def prefix(tflite: bytes, count: int) -> bytes:
     """The model cut after the first `count` ops of its main subgraph, whose outputs become the
     outputs of the last op kept. Signatures are dropped: they name the old outputs."""
     import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
+    from quantdoctor.litert import schema_module
+
+    schema = schema_module()
 
     model = schema.ModelT.InitFromPackedBuf(tflite, 0)
     graph = model.subgraphs[0]
@@ -58,7 +60,9 @@ def prefix(tflite: bytes, count: int) -> bytes:
 
 
 def _op_count(tflite: bytes) -> int:
-    from ai_edge_litert import schema_py_generated as schema
+    from quantdoctor.litert import schema_module
+
+    schema = schema_module()
 
     return schema.Model.GetRootAs(tflite, 0).Subgraphs(0).OperatorsLength()
 

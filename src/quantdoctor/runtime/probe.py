@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from quantdoctor.convert.protocol import LITERT_PACKAGE, raised_in, serve, write_json
+from quantdoctor.convert.protocol import raised_in, serve, write_json
+from quantdoctor.litert import interpreter_package
 from quantdoctor.runtime.check import open_interpreter, run_rows
 from quantdoctor.runtime.feed import Feeder
 
@@ -31,7 +32,7 @@ def main(request: dict[str, Any]) -> int:
         run_rows(interpreter, Feeder(interpreter), [row], state, lambda s: write_json(response_path, s),
                  invoke=request["invoke"])
     except Exception as exc:
-        if not raised_in(exc, LITERT_PACKAGE):
+        if not raised_in(exc, interpreter_package()):
             raise  # quantdoctor's own bug: `serve` reports it as one
         state.update(outcome="error", error=f"{type(exc).__name__}: {exc}")
     else:

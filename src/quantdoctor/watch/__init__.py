@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT
+from quantdoctor.environment import require_tensorflow
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
 from quantdoctor.watch.session import WatchSession
 
@@ -27,5 +28,6 @@ def watch(json_path: str | Path | None = None, *, timeout: float = DEFAULT_TIMEO
     raises `qd.QuantizationError` here (under `quantdoctor run` it ends the process like the
     crash would have).
     """
+    require_tensorflow()
     return WatchSession(json_path, timeout=timeout, memory_limit_mb=memory_limit_mb, max_samples=max_samples,
                         echo=echo)

@@ -166,8 +166,10 @@ def write_document(path: Path, command: list[str] | None) -> None:
     if path.exists() and not _is_run_document(path):
         raise UsageError(f"refusing to replace {path}: it exists and is not a quantdoctor run report; "
                          "give --json a new file")
+    from quantdoctor.environment import current
+
     document = {"schema_version": SCHEMA_VERSION, "tool": {"name": "quantdoctor", "version": __version__},
-                "command": command, "conversions": [], "findings": []}
+                "environment": current().to_dict(), "command": command, "conversions": [], "findings": []}
     path.write_text(json.dumps(document, indent=2))
 
 
