@@ -43,7 +43,7 @@ from quantdoctor.preflight.predict import actual_verdict, predict
 from quantdoctor.preflight.qat import is_qat_model, qat_aware
 from quantdoctor.preflight.settings_checks import check_settings
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
-from quantdoctor.runtime.eval_fit import REFUSED, check_eval_shapes, declared_inputs, eval_shapes
+from quantdoctor.runtime.eval_fit import REFUSED, check_eval_shapes, check_eval_values, declared_inputs, eval_shapes
 from quantdoctor.runtime.feed import tflite_inputs
 from quantdoctor.runtime.findings import run_check_findings, settle_crushed_merges
 
@@ -155,7 +155,7 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
     try:
         source, recipe, calibration = _intake(model, data, mode, io, select_tf_ops, max_samples, workdir, aeq_recipe)
         unused = check_unused_data(calibration, recipe, mode_requested=not model_intake.is_converter(model))
-        evaluation = calibration_set(eval_data, max_samples, "eval data")  # read before the long conversion: fail early
+        evaluation = eval_set(eval_data, max_samples)  # read before the long conversion: fail early
         if signature_keys:
             if source.format != "savedmodel":
                 raise UsageError("signature keys apply to SavedModel directories only")
@@ -302,6 +302,14 @@ def model_source(model: Any, workdir: Path) -> model_intake.ModelSource:
 
 def _is_concrete_function(value: Any) -> bool:
     return hasattr(value, "graph") and hasattr(value, "structured_input_signature")
+
+
+def eval_set(data: Any, max_samples: int = DEFAULT_MAX_SAMPLES) -> CalibrationSet | None:
+    """Eval data in any accepted form (see `calibration_set`), refused in one line when nothing can be
+    measured on it (`check_eval_values`); None stays None."""
+    evaluation = calibration_set(data, max_samples, "eval data")
+    check_eval_values(evaluation)
+    return evaluation
 
 
 def calibration_set(data: Any, max_samples: int = DEFAULT_MAX_SAMPLES,

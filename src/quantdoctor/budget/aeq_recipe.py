@@ -20,7 +20,7 @@ import numpy as np
 from quantdoctor.budget.objective import Objective
 from quantdoctor.compare.labels import read_labels
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, run_isolated
-from quantdoctor.diagnose import calibration_set, diagnose
+from quantdoctor.diagnose import calibration_set, eval_set, diagnose
 from quantdoctor.errors import UsageError
 from quantdoctor.intake import float_tflite
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
@@ -67,7 +67,7 @@ def fit_aeq_recipe(model: str | Path, data: Any, eval_data: Any, recipe_output: 
     if data is None or eval_data is None:
         raise UsageError("an accuracy budget needs calibration data (--data) and eval data (--eval-data)")
     calibration = calibration_set(data, max_samples)
-    evaluation = calibration_set(eval_data, max_samples, "eval data")
+    evaluation = eval_set(eval_data, max_samples)
     label_values = read_labels(labels, evaluation)
     float_tflite.require_aeq(float_tflite.check_tflite_file(Path(model)))
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-aeq-"))

@@ -75,8 +75,12 @@ def float_failure(outputs: dict[str, np.ndarray], labels: np.ndarray | None) -> 
         chance = max(1.0 / classes, float(np.bincount(truth.astype(int)).max() / len(truth)))
         failure = Failure(len(truth), classes, float(np.mean(top_float == truth)), float(np.mean(top_quant == truth)),
                           chance, one_class, float_class, quant_class)
-        at_chance = max(failure.float_accuracy, failure.quant_accuracy) <= failure.chance_bound()
-        return failure if at_chance or one_class is not None else None
+        # Too few samples for the labels' class balance (the bound reaches 1.0: even a perfect score
+        # could be luck) tell nothing; nor does one class predicted for labels that are all that class.
+        decidable = failure.chance_bound() < 1.0
+        at_chance = decidable and max(failure.float_accuracy, failure.quant_accuracy) <= failure.chance_bound()
+        one_wrong_class = one_class is not None and failure.float_accuracy < 1.0
+        return failure if at_chance or one_wrong_class else None
     if one_class is None or not reads_as_class_scores(float(reference.min()), float(reference.max()), classes):
         return None
     return Failure(len(top_float), classes, None, None, None, one_class, float_class, quant_class)

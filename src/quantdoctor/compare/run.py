@@ -23,7 +23,7 @@ from quantdoctor.compare.preprocessing import float_failure_findings
 from quantdoctor.convert.protocol import read_json
 from quantdoctor.convert.cleanup import run_interruptible
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits, run_isolated
-from quantdoctor.diagnose import calibration_set, diagnose, diagnose_with_float_twin
+from quantdoctor.diagnose import diagnose, diagnose_with_float_twin, eval_set
 from quantdoctor.environment import require_tensorflow
 from quantdoctor.errors import QuantizationError, UsageError
 from quantdoctor.intake import model as model_intake
@@ -60,7 +60,7 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
         raise UsageError(f"tflite must be a .tflite path or its bytes, not {type(tflite).__name__}")
     check_outputs(inputs=(model, data, eval_data, labels, tflite), outputs={"html": html})
     check_cache_root(inputs=(model, data, eval_data, labels, tflite), outputs={"html": html})
-    evaluation = calibration_set(eval_data, max_samples, "eval data")
+    evaluation = eval_set(eval_data, max_samples)
     if evaluation is None or not evaluation.samples:
         raise UsageError("compare needs eval data with at least one sample")
     truth = read_labels(labels, _batches_split(evaluation), for_metric=metric is not None)  # one per row

@@ -19,7 +19,7 @@ from quantdoctor.compare.labels import labels_for_model, read_labels
 from quantdoctor.compare.measures import FOLLOWS_SQNR_DB
 from quantdoctor.convert.cleanup import run_interruptible
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits
-from quantdoctor.diagnose import calibration_set, recipe_and_data
+from quantdoctor.diagnose import eval_set, recipe_and_data
 from quantdoctor.environment import require_tensorflow
 from quantdoctor.errors import UsageError
 from quantdoctor.fix.origin import ModelOrigin
@@ -146,7 +146,7 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     started = time.perf_counter()
     recipe, calibration = recipe_and_data(model, data, mode, io, options.flag(select_tf_ops, "select_tf_ops"),
                                           max_samples)
-    evaluation = calibration_set(eval_data, max_samples, "eval data")
+    evaluation = eval_set(eval_data, max_samples)
     if labels is not None and evaluation is None:
         raise UsageError("labels go with eval data: pass eval_data too")
     truth = read_labels(labels, evaluation, for_metric=metric is not None) if labels is not None else None
