@@ -7,6 +7,7 @@ or a device given as an output is refused before any work (a FIFO with no reader
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import stat
@@ -122,3 +123,39 @@ def test_a_symlinked_output_writes_its_target_and_the_link_stays(tmp_path):
     write_output(link, b"new", "--output")
     assert link.is_symlink() and target.read_bytes() == b"new"
     assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["model.tflite"]
+
+
+@pytest.mark.parametrize("command, option", OUTPUT_OPTIONS)
+def test_a_dangling_symlink_output_is_checked_where_it_points(command, option, tmp_path):
+    model = tmp_path / ("model.tflite" if command == "audit" else "model.keras")
+    model.write_bytes(b"never read: the output is refused first")
+    link = tmp_path / "dangling.out"
+    link.symlink_to(tmp_path / "missing" / "dir" / "x.out")  # written through: its target's directory counts
+    extra = ["--eval-data", str(model)] if command == "compare" else []  # compare needs eval data to start
+    args = [command, str(model), *extra, option, str(link)]
+    completed = subprocess.run([QUANTDOCTOR, *args], capture_output=True, text=True, timeout=300)
+    one_line(completed, f"the directory {tmp_path / 'missing' / 'dir'} does not exist")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["dangling.out", model.name])
+
+
+def test_a_watch_document_stays_whole_on_a_full_disk_and_a_path_must_be_a_path(tmp_path, monkeypatch):
+    import quantdoctor as qd
+    from quantdoctor.watch.session import _append
+
+    path = tmp_path / "run.json"
+    with qd.watch(path, echo=False) as session:
+        _append(session, "findings", {"code": "QD214", "n": 1})
+
+        def full(*args):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(output_file.os, "fsync", full)
+        with pytest.raises(UsageError, match="No space left on device"):
+            _append(session, "findings", {"code": "QD214", "n": 2})
+        monkeypatch.undo()
+    document = json.loads(path.read_text())  # the entries written before the disk filled, intact
+    assert [finding["n"] for finding in document["findings"]] == [1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+    for wrong in (5, b"run.json"):
+        with pytest.raises(UsageError, match="json_path must be a path"):
+            qd.watch(wrong)

@@ -143,7 +143,7 @@ def check_writable(path: Path, option: str) -> None:
     file is created and removed in the directory, which is the only test that sees read-only file
     systems, immutable directories and full quotas alike.
     """
-    parent = path.parent
+    parent = Path(os.path.realpath(path)).parent  # a symbolic link is written through: its target's directory
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:

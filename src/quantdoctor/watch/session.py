@@ -19,6 +19,7 @@ from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits
 from quantdoctor.errors import UsageError
 from quantdoctor.intake import options
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
+from quantdoctor.intake.output_file import write_output
 from quantdoctor.intake.paths import check_writable
 from quantdoctor.report.model import SCHEMA_VERSION, Finding, Report
 from quantdoctor.watch.patches import ImportHook, PatchSet
@@ -47,6 +48,8 @@ class WatchSession:
         if on_crash not in ON_CRASH:
             raise UsageError(f"unknown on_crash '{on_crash}': choose one of {', '.join(ON_CRASH)}")
         check_options(timeout, memory_limit_mb, max_samples)
+        if json_path is not None and not isinstance(json_path, (str, os.PathLike)):
+            raise UsageError(f"json_path must be a path, not {type(json_path).__name__}")
         # Resolved once, now: an os.chdir in the block must not move the file (nor overwrite one of the user's).
         self.json_path = Path(json_path).absolute() if json_path is not None else None
         if self.json_path is not None:
@@ -170,7 +173,7 @@ def write_document(path: Path, command: list[str] | None) -> None:
 
     document = {"schema_version": SCHEMA_VERSION, "tool": {"name": "quantdoctor", "version": __version__},
                 "environment": current().to_dict(), "command": command, "conversions": [], "findings": []}
-    path.write_text(json.dumps(document, indent=2))
+    write_output(path, json.dumps(document, indent=2), "--json")
 
 
 def _is_run_document(path: Path) -> bool:
@@ -195,18 +198,23 @@ def start_run_session() -> WatchSession:
 
 
 def _append(session: WatchSession, key: str, entry: dict[str, Any]) -> None:
-    """Append to the session's JSON file under an exclusive lock (processes of one run share it)."""
+    """Append to the session's JSON file, whole or not at all (`write_output`: a full disk leaves the
+    document as it was, valid), under an exclusive lock on its directory: the processes of one run
+    share the file, and each replaces it."""
     if session.json_path is None:
         return
-    with open(session.json_path, "a+", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        handle.seek(0)
-        text = handle.read()
+    directory = os.open(os.path.dirname(os.path.realpath(session.json_path)), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(directory, fcntl.LOCK_EX)
+        try:
+            text = session.json_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = ""
         document = json.loads(text) if text.strip() else {"conversions": [], "findings": []}
         document.setdefault(key, []).append(entry)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps(document, indent=2))
+        write_output(session.json_path, json.dumps(document, indent=2), "--json")
+    finally:
+        os.close(directory)  # releases the lock
 
 
 def _console() -> Any:
