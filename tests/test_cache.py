@@ -108,6 +108,14 @@ def test_cache_sizes(value, megabytes, monkeypatch):
     assert cache_settings().max_bytes == int(megabytes * 2**20)
 
 
+@pytest.mark.parametrize("value, off", [("1", True), ("yes", True), ("0", False), ("false", False),
+                                        ("No", False), (" off ", False), ("", False)])
+def test_no_cache_reads_the_words_for_false_as_false(value, off, monkeypatch, tmp_path):
+    monkeypatch.setenv("QUANTDOCTOR_NO_CACHE", value)
+    monkeypatch.setenv("QUANTDOCTOR_CACHE_DIR", str(tmp_path))
+    assert (cache_settings().root is None) is off
+
+
 def test_a_relative_xdg_cache_home_is_ignored(tmp_path, monkeypatch, model_file):
     monkeypatch.delenv("QUANTDOCTOR_NO_CACHE", raising=False)
     monkeypatch.delenv("QUANTDOCTOR_CACHE_DIR", raising=False)

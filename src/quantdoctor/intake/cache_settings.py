@@ -1,7 +1,7 @@
 """Where the conversion cache lives and how large it may grow: read from the environment, checked
 before any work.
 
-- `QUANTDOCTOR_NO_CACHE=1` turns the cache off.
+- `QUANTDOCTOR_NO_CACHE=1` (any value but empty, `0`, `false`, `no` or `off`) turns the cache off.
 - The root is `$QUANTDOCTOR_CACHE_DIR`, else `$XDG_CACHE_HOME/quantdoctor`, else
   `~/.cache/quantdoctor`. A relative `XDG_CACHE_HOME` is ignored, as the XDG Base Directory
   specification says; a relative `QUANTDOCTOR_CACHE_DIR` is taken from the working directory.
@@ -27,6 +27,9 @@ DEFAULT_MAX_MB = 1024
 _MAX_MB_VARIABLE = "QUANTDOCTOR_CACHE_MAX_MB"
 
 
+_FALSE = ("", "0", "false", "no", "off")  # QUANTDOCTOR_NO_CACHE values that leave the cache on
+
+
 @dataclass(frozen=True)
 class CacheSettings:
     """The cache's root (None when the cache is off), where that root came from, and its size bound."""
@@ -39,7 +42,7 @@ class CacheSettings:
 def cache_settings() -> CacheSettings:
     """The settings from the environment; a UsageError for a size bound that is not one."""
     max_bytes = _max_bytes(os.environ.get(_MAX_MB_VARIABLE, ""))
-    if os.environ.get("QUANTDOCTOR_NO_CACHE", "") not in ("", "0"):
+    if os.environ.get("QUANTDOCTOR_NO_CACHE", "").strip().lower() not in _FALSE:
         return CacheSettings(None, "QUANTDOCTOR_NO_CACHE", max_bytes)
     configured = os.environ.get("QUANTDOCTOR_CACHE_DIR")
     if configured:
