@@ -10,7 +10,7 @@ STAMP := $(VENV)/.quantdoctor-installed
 $(STAMP): pyproject.toml requirements-qat.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,examples]'
+	$(BIN)/python -m pip install --quiet -e '.[test,examples,ethos-u]'
 	# tf-keras requires `tensorflow`, a second TensorFlow next to tensorflow-cpu: --no-deps.
 	# Their real dependencies come with the [test] extra; tests/test_install.py checks
 	# that exactly one TensorFlow distribution is installed.

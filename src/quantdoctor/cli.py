@@ -49,8 +49,9 @@ def diagnose(
     memory_limit: Optional[int] = typer.Option(None, help="Memory limit for the converter process, in MB (>= 256)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the converted .tflite here."),
-    target: Optional[str] = typer.Option(None, help="Audit the result for: int8-accelerator | microcontroller "
-                                         "(cpu | gpu: no audit of their own)"),
+    target: Optional[str] = typer.Option(None, help="Audit the result for: int8-accelerator | microcontroller | "
+                                         "ethos-u55-128 | ethos-u55-256 | ethos-u65-256 | ethos-u85-256 (compiled by "
+                                         "Arm's Vela) (cpu | gpu: no audit of their own)"),
     no_convert: bool = typer.Option(False, "--no-convert", help="Preflight only: check graph and data, predict."),
     fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
     keep_workdir: Optional[Path] = typer.Option(None, help="Keep the worker's request, data and logs in this new "
@@ -80,7 +81,8 @@ def diagnose(
 @app.command()
 def audit(
     model: Path = typer.Argument(..., help="A .tflite model."),
-    target: Optional[str] = typer.Option(None, help="int8-accelerator | microcontroller"),
+    target: Optional[str] = typer.Option(None, help="int8-accelerator | microcontroller | ethos-u55-128 | "
+                                         "ethos-u55-256 | ethos-u65-256 | ethos-u85-256"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
     fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
 ) -> None:
@@ -188,7 +190,8 @@ def fix(
     select_tf_ops: bool = typer.Option(False, "--select-tf-ops", help="Allow Select TF ops (Flex)."),
     signature: Optional[list[str]] = typer.Option(None, help="SavedModel signature key to convert (repeatable)."),
     target: Optional[str] = typer.Option(None, help="Where the model runs: cpu | gpu | int8-accelerator | "
-                                         "microcontroller (decides the repairs that depend on it)"),
+                                         "microcontroller | ethos-u55-128 | ethos-u55-256 | ethos-u65-256 | "
+                                         "ethos-u85-256 (decides the repairs that depend on it)"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the verified .tflite here."),
     script: Optional[Path] = typer.Option(None, "--script", help="Write the standalone conversion script here."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the repairs and both reports (JSON) here."),

@@ -12,6 +12,7 @@ import numpy as np
 
 from quantdoctor import catalog, tf_private
 from quantdoctor.audit.checks import audit_findings, check_target, float_ops, summarize
+from quantdoctor.audit.ethos_u import npu_audit
 from quantdoctor.audit.quantizers import input_ranges
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.catalog.classify_failure import FailureContext, classify_failure, excerpt
@@ -300,6 +301,10 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         audit = summarize(produced, layer_names)
         output_layers = source.output_layers or model_info.get("output_layers", [])
         outcome_findings = audit_findings(produced, layer_names, recipe, target, output_layers)
+        npu, npu_findings = npu_audit(tflite_bytes, target, produced, layer_names, output_layers)
+        if npu:
+            audit["npu"] = npu
+            outcome_findings += npu_findings
         check = run.response.get("run_check")
         audit["run_check"] = check
         outcome_findings += run_check_findings(check, run.signal_name, run.stderr, tflite_bytes, produced,

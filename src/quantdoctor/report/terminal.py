@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.text import Text
 
+from quantdoctor.report.npu_summary import npu_line
+
 if TYPE_CHECKING:
     from quantdoctor.report.model import Finding, Report
 
@@ -29,6 +31,8 @@ def render(report: Report, console: Console) -> None:
 def report_lines(report: Report) -> list[Text]:
     """The report's lines, styled, in print order."""
     lines = [_headline(report)]
+    if report.audit and report.audit.get("npu"):
+        lines.append(Text(npu_line(report.audit["npu"]), "bold"))
     root = report.root_cause
     if root:
         lines.append(Text("Root cause", "bold"))
