@@ -88,6 +88,11 @@ def npu(report: qd.Report) -> dict:
     return report.audit["npu"]
 
 
+def depthwise_layer(report: qd.Report) -> str:
+    """The default name Keras gave the DepthwiseConv2D (depthwise_conv2d, depthwise_conv2d_1, ...)."""
+    return next(name for name, kind in report.model["layer_classes"].items() if kind == "DepthwiseConv2D")
+
+
 def test_model_fully_on_the_npu(reports):
     report = reports["npu"]
     assert not [f for f in report.findings if f.code in ("QD120", "QD121", "QD920")]
@@ -135,7 +140,9 @@ def test_partitions_and_cpu_macs(reports):
 @pytest.mark.code("QD120")
 def test_op_refused_for_its_stride(reports):
     finding = only(reports["stride"], "QD120")
-    assert_finding(finding, "QD120", "unsupported_op", "error", layer="depthwise_conv2d", op="DEPTHWISE_CONV_2D")
+    layer = depthwise_layer(reports["stride"])
+    assert layer.startswith("depthwise_conv2d")
+    assert_finding(finding, "QD120", "unsupported_op", "error", layer=layer, op="DEPTHWISE_CONV_2D")
     assert "Vela: Stride values for both width and height must be between 1 and 3 (Op has stride WxH as: 4x4)" \
         in finding.message
 
@@ -177,6 +184,41 @@ def test_second_accelerator_config(reports):
     assert npu(stride)["cpu_ops"] == 0  # the U85 runs a stride of 4: the U55's limit is not the U85's
 
 
+def test_compare_audits_the_quantized_model_for_the_target(reports, tmp_path):
+    """compare --tflite with an Ethos-U target: the same Vela audit beside the comparison."""
+    report = qd.compare(conv_net("all_on_npu"), eval_data=images(4), tflite=reports["npu"].tflite_model,
+                        target="ethos-u55-128")
+    assert report.comparison["samples"] == 4
+    assert npu(report)["npu_partitions"] == 1 and npu(report)["cpu_ops"] == 0
+
+
+def test_preflight_predicts_vela_placement_from_the_graph(reports):
+    """Prediction from the TF graph and Vela's own tables, shown against Vela's actual placement."""
+    layer = depthwise_layer(reports["stride"])
+    expected = {"npu": [], "stride": [layer], "float_op": ["running_total"], "int16": ["scores"]}
+    for name, layers in expected.items():
+        preflight = reports[name].preflight["npu"]
+        assert preflight["predicted_cpu_layers"] == layers and preflight["actual_cpu_layers"] == layers, name
+        assert preflight["agrees"] is True
+    (stride,) = reports["stride"].preflight["npu"]["predicted_cpu"]
+    assert stride == {"layer": layer, "tf_op": "DepthwiseConv2dNative", "op": "DEPTHWISE_CONV_2D",
+                      "reason": "stride 4 is above Vela's limit of 3"}
+    (matmul,) = reports["int16"].preflight["npu"]["predicted_cpu"]
+    assert matmul["op"] == "BATCH_MATMUL" and matmul["reason"] == "16-bit activations: Vela's BATCH_MATMUL takes 8-bit inputs only"
+    assert render_plain(reports["stride"]).splitlines()[1].endswith(
+        f"preflight: 1 CPU layer(s) ({layer}), as compiled")
+
+
+def test_preflight_alone_follows_the_accelerators_own_limits():
+    """Without converting: the U85's op table has no depthwise stride limit, the U55's has."""
+    u85 = qd.diagnose(strided_depthwise(), images(), target="ethos-u85-256", convert=False, max_samples=6)
+    assert u85.preflight["npu"]["predicted_cpu_layers"] == [] and u85.preflight["npu"]["actual_cpu_layers"] is None
+    u55 = qd.diagnose(strided_depthwise(), images(), target="ethos-u55-256", convert=False, max_samples=6)
+    layer = depthwise_layer(u55)
+    assert u55.preflight["npu"]["predicted_cpu_layers"] == [layer]
+    assert render_plain(u55).splitlines()[1] == f"NPU ethos-u55-256: not compiled; preflight predicts 1 CPU layer(s) ({layer})"
+
+
 def test_parsing_matches_the_installed_vela(reports, tmp_path):
     """quantdoctor's reading of Vela's outputs against Vela's compiled model, compiled here by Vela's own CLI."""
     model = tmp_path / "stride.tflite"
@@ -193,7 +235,7 @@ def test_parsing_matches_the_installed_vela(reports, tmp_path):
     assert int(float(summary["cycles_total"])) == placed["performance"]["cycles"]
 
 
-@pytest.mark.parametrize("command", ["diagnose", "audit", "fix"])
+@pytest.mark.parametrize("command", ["diagnose", "audit", "fix", "compare"])
 def test_missing_vela_is_one_line_before_converting(tmp_path, command):
     model = tmp_path / ("model.tflite" if command == "audit" else "model.keras")
     model.write_bytes(b"never read")
@@ -201,9 +243,51 @@ def test_missing_vela_is_one_line_before_converting(tmp_path, command):
     np.save(data, images())
     hide_vela = ("import sys; sys.modules['ethosu'] = None; sys.argv[0] = 'quantdoctor'; "
                  "from quantdoctor.cli import main; main()")
-    args = [command, str(model), "--target", "ethos-u55-128"] + (["--data", str(data)] if command == "fix" else [])
+    args = [command, str(model), "--target", "ethos-u55-128"] + {
+        "fix": ["--data", str(data)], "compare": ["--data", str(data), "--eval-data", str(data)]}.get(command, [])
     done = subprocess.run([sys.executable, "-c", hide_vela, *args], capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.strip().splitlines() == [
         "quantdoctor: error: target ethos-u55-128 needs Arm's Vela compiler, which is not installed: "
         "pip install 'quantdoctor[ethos-u]'"]
+
+
+def sequence_model() -> keras.Model:
+    """Functional, dynamic batch: a Dense over a sequence (a Tensordot reshape of unknown batch)."""
+    inputs = keras.Input((6, 8), name="tokens")
+    return keras.Model(inputs, keras.layers.Dense(4, name="head")(keras.layers.Dense(8, name="project")(inputs)))
+
+
+def test_fix_switches_16x8_to_int8_where_vela_has_no_16_bit_kernel():
+    sequences = np.random.default_rng(0).normal(size=(6, 6, 8)).astype(np.float32)
+    result = qd.fix(attention_scores(), sequences, mode="int16x8", target="ethos-u55-128", max_samples=6)
+    root = result.before.root_cause
+    assert (root.code, root.location.op, root.location.layer) == ("QD120", "BATCH_MATMUL", "scores")
+    assert [r.code for r in result.applied] == ["QD120"]
+    assert result.applied[0].change == "16x8 quantization switched to int8: BATCH_MATMUL has no working 16x8 kernel"
+    # Verified by Vela (no error finding: every op on the NPU) and by a LiteRT run of the model before Vela.
+    assert result.verified and result.verification.runs and result.after.settings["mode"] == "int8-strict"
+    placed = npu(result.after)  # on the CPU: only the conversions of the float input and output
+    assert placed["npu_partitions"] == 1
+    assert sorted(op["op"] for op in placed["ops"] if op["target"] == "CPU") == ["DEQUANTIZE", "QUANTIZE"]
+
+
+def test_fix_gives_a_dynamic_batch_model_a_static_batch_of_one_for_vela():
+    data = np.random.default_rng(0).normal(size=(6, 6, 8)).astype(np.float32)
+    result = qd.fix(sequence_model(), data, io="int8", target="ethos-u55-128", max_samples=6)
+    assert result.before.root_cause.code == "QD920"
+    assert [r.code for r in result.applied] == ["QD920"] and "static batch of 1" in result.applied[0].change
+    assert result.verified and npu(result.after)["cpu_ops"] == 0
+    assert result.after.model["inputs"][0]["shape"][0] == 1
+
+
+def test_fix_says_what_a_cpu_op_costs_and_never_falls_back_to_float():
+    result = qd.fix(float_cumsum(), images(), io="int8", target="ethos-u55-128", max_samples=6)
+    assert result.model is None and result.applied == []
+    blocked = {b.code: b for b in result.blocked}
+    placed = npu(result.before)
+    assert blocked["QD120"].reason.endswith(
+        f"It stays on the CPU: {placed['cpu_ops']} op(s) there cut the model into {placed['npu_partitions']} NPU and "
+        f"{placed['cpu_partitions']} CPU partition(s), with {placed['cpu_macs']} of {placed['macs']} MACs "
+        f"({placed['cpu_mac_share']:.1%}) on the CPU.")
+    assert "Vela has no EthosU55 kernel for CUMSUM" in blocked["QD120"].reason

@@ -16,12 +16,12 @@ from quantdoctor.audit.quantizers import fake_quant_round_trips
 from quantdoctor.audit.tflite_model import OpInfo, TFLiteModel
 from quantdoctor.catalog.accuracy import keep_float_code
 from quantdoctor.catalog.locations import layers_in_tensor_name
-from quantdoctor.catalog.npu import ETHOS_U_TARGETS, VELA_INSTALL
+from quantdoctor.catalog.npu import ETHOS_U_TARGETS, NPU_TARGETS, VELA_INSTALL
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.report.model import Finding, Location
 
-TARGETS = ("cpu", "gpu", "int8-accelerator", "microcontroller") + ETHOS_U_TARGETS  # cpu and gpu run float ops
+TARGETS = ("cpu", "gpu", "int8-accelerator", "microcontroller") + NPU_TARGETS  # cpu and gpu run float ops
 SIGNATURE_FIX = ("Give every signature calibration samples: yield (signature_key, {input name: array}) tuples "
                  "that cover each signature.")
 _INTEGER_TYPES = ("INT8", "UINT8", "INT16")

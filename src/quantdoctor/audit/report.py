@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from quantdoctor.audit.checks import audit_findings, check_target, summarize
+from quantdoctor.audit.edgetpu import edgetpu_audit
 from quantdoctor.audit.ethos_u import npu_audit
 from quantdoctor.audit.tflite_model import read_tflite, read_tflite_file
 from quantdoctor.errors import UsageError
@@ -26,7 +27,9 @@ def audit(model: str | Path | bytes, target: str | None = None) -> Report:
     source = "<bytes>" if isinstance(model, bytes) else str(model)
     content = model if isinstance(model, bytes) else Path(model).read_bytes()
     npu, npu_findings = npu_audit(content, target, produced, [])
-    findings = rank_findings(audit_findings(produced, [], target=target) + npu_findings)
+    edgetpu, edgetpu_findings = edgetpu_audit(target, produced, [])
+    findings = rank_findings(audit_findings(produced, [], target=target) + npu_findings + edgetpu_findings)
+    extra = {key: value for key, value in (("npu", npu), ("edgetpu", edgetpu)) if value}
     return Report(model={"source": source, "format": "tflite", "inputs": []},
                   settings={"mode": None, "target": target}, findings=findings,
-                  conversion={"attempted": False}, audit=summarize(produced, []) | ({"npu": npu} if npu else {}))
+                  conversion={"attempted": False}, audit=summarize(produced, []) | extra)

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from quantdoctor.catalog.npu import vela_core_name
 from quantdoctor.convert.protocol import serve, write_json
 
 # What Vela's model reader adds to the graph: not ops of the model.
@@ -82,7 +83,7 @@ def cpu_reasons(model: str, accelerator: str) -> dict[str, dict[str, str]]:
     from ethosu.vela.tflite_supported_operators import TFLiteSupportedOperators
 
     kernels = {name.replace("ARGMAX", "ARG_MAX"): rules
-               for name, rules in regor.tflite_operator_constraints(core_name(accelerator)).items()}
+               for name, rules in regor.tflite_operator_constraints(vela_core_name(accelerator)).items()}
     common = _common_rules(kernels)
     nng, _ = model_reader.read_model(model, model_reader.ModelReaderOptions())
     semantic, supported = TFLiteSemantic(), TFLiteSupportedOperators()
@@ -93,7 +94,7 @@ def cpu_reasons(model: str, accelerator: str) -> dict[str, dict[str, str]]:
                 continue
             builtin = optype_to_builtintype(op.type)
             if builtin not in kernels:
-                reason = {"rule": f"Vela has no {core_name(accelerator)} kernel for {builtin}", "detail": ""}
+                reason = {"rule": f"Vela has no {vela_core_name(accelerator)} kernel for {builtin}", "detail": ""}
             else:
                 reason = _broken_constraint(op, semantic, supported)
                 wide = [t.name for t in (op.ifm, op.ifm2, op.ofm) if t is not None and t.dtype == DataType.int16]
@@ -115,12 +116,6 @@ def _common_rules(kernels: dict[str, list[str]]) -> set[str]:
         for rule in set(rules):
             counts[rule] = counts.get(rule, 0) + 1
     return {rule for rule, count in counts.items() if count > 0.8 * len(kernels)}
-
-
-def core_name(accelerator: str) -> str:
-    """The name Vela's compiler core gives an accelerator family: "ethos-u65-256" -> "EthosU55"
-    (the U65 shares the U55's operator support), "ethos-u85-256" -> "EthosU85"."""
-    return "EthosU85" if accelerator.startswith("ethos-u85") else "EthosU55"
 
 
 def _broken_constraint(op: Any, semantic: Any, supported: Any) -> dict[str, str] | None:

@@ -4,7 +4,15 @@ what the Edge TPU's published constraints predict (`--target edgetpu`)."""
 from quantdoctor.catalog.check import Check
 
 ETHOS_U_TARGETS = ("ethos-u55-128", "ethos-u55-256", "ethos-u65-256", "ethos-u85-256")  # Vela's accelerator configs
+NPU_TARGETS = ETHOS_U_TARGETS + ("edgetpu",)  # integer-only: a float op runs on the CPU
 VELA_INSTALL = "pip install 'quantdoctor[ethos-u]'"
+
+
+def vela_core_name(accelerator: str) -> str:
+    """The name Vela's compiler core gives an accelerator family: "ethos-u85-256" -> "EthosU85"; the
+    U55 and the U65 share "EthosU55" (the same operator support)."""
+    return "EthosU85" if accelerator.startswith("ethos-u85") else "EthosU55"
+
 
 CHECKS = [
     Check(
@@ -34,6 +42,19 @@ CHECKS = [
         example="quantdoctor audit model.tflite --target ethos-u55-128",
         fix="Move the CPU ops named by QD120 onto the NPU, starting with those that carry the MACs; a model "
             "whose ops all run on the NPU compiles to a single `ethos-u` op.",
+    ),
+    Check(
+        code="QD122", name="edgetpu-op-on-cpu-predicted", severity="error", precedence=61,
+        title="Predicted (not compiled): the Edge TPU compiler would leave ops on the CPU",
+        detects="With `--target edgetpu`: the first op of the produced model that breaks one of the Edge TPU's "
+                "published rules (int8/uint8 tensors only, its operation list, static shapes, at most 3 "
+                "dimensions above size 1, one subgraph), with the rule and its source (audit/edgetpu_rules.json). "
+                "No Edge TPU compiler runs here: the finding is a prediction, and says so.",
+        why="The Edge TPU compiler partitions the graph once: the first op it cannot map, and every op after it, "
+            "run on the CPU. An int8 model can run 0% on the accelerator because of one op near its input.",
+        example="quantdoctor diagnose model.keras --data calib.npz --io int8 --target edgetpu",
+        fix="Replace or move the op named (after it, nothing runs on the Edge TPU): integer I/O and no float "
+            "fallback, a static batch of 1, tensors of at most 3 dimensions above size 1, ops from the list.",
     ),
     Check(
         code="QD920", name="ethos-u-compile-failed", severity="error", precedence=90,

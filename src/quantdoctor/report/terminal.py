@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.text import Text
 
-from quantdoctor.report.npu_summary import npu_line
+from quantdoctor.report.npu_summary import edgetpu_line, npu_line
 
 if TYPE_CHECKING:
     from quantdoctor.report.model import Finding, Report
@@ -31,8 +31,11 @@ def render(report: Report, console: Console) -> None:
 def report_lines(report: Report) -> list[Text]:
     """The report's lines, styled, in print order."""
     lines = [_headline(report)]
-    if report.audit and report.audit.get("npu"):
-        lines.append(Text(npu_line(report.audit["npu"]), "bold"))
+    npu, predicted = (report.audit or {}).get("npu"), (report.preflight or {}).get("npu")
+    if npu or predicted:
+        lines.append(Text(npu_line(npu, predicted, report.settings.get("target")), "bold"))
+    if report.audit and report.audit.get("edgetpu"):
+        lines.append(Text(edgetpu_line(report.audit["edgetpu"]), "bold"))
     root = report.root_cause
     if root:
         lines.append(Text("Root cause", "bold"))
