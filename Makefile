@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/fix.py
 	$(BIN)/python bench/run_overhead.py
 	$(BIN)/python bench/budget.py
+	$(BIN)/python bench/npu.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

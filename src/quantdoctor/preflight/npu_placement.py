@@ -32,6 +32,8 @@ _INDEX_TYPES = {"int32", "int64"}
 # A matrix product with a weight operand converts to FULLY_CONNECTED (a Dense layer on a sequence).
 _MATMULS = {"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3"}
 _WEIGHTS = {"ReadVariableOp", "Const", "ResourceGather"}
+# A division by a constant converts to a multiplication (Keras' hard_swish, x * relu6(x + 3) / 6, to HARD_SWISH).
+_DIVISIONS = {"RealDiv", "Div"}
 
 
 @lru_cache(maxsize=2)
@@ -86,6 +88,8 @@ def _refusal(node: dict[str, Any], recipe: Recipe, rules: dict[str, list[str]], 
     op = _CONVOLUTIONS.get(node["op"]) or _POOLS.get(node["op"]) or (tflite_ops[0] if tflite_ops else None)
     if node["op"] in _MATMULS and set(node.get("input_ops", [])) & _WEIGHTS:
         op, tflite_ops = "FULLY_CONNECTED", ["FULLY_CONNECTED"]
+    if node["op"] in _DIVISIONS and node.get("input_ops", [])[1:2] == ["Const"]:
+        op, tflite_ops = "MUL", ["MUL"]
     if op_class in ("float", "flex", "custom"):
         return op or node["op"], f"stays float ({op_class}): Vela runs integer tensors only"
     missing = [name for name in tflite_ops if name not in rules]
