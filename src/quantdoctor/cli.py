@@ -59,8 +59,9 @@ def diagnose(
     memory_limit: Optional[int] = typer.Option(None, help="Memory limit for the converter process, in MB (>= 256)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the converted .tflite here."),
-    target: Optional[str] = typer.Option(None, help="Audit the result for: int8-accelerator | microcontroller "
-                                         "(cpu | gpu: no audit of their own)"),
+    target: Optional[str] = typer.Option(None, help="Audit the result for: int8-accelerator | microcontroller | "
+                                         "ethos-u55-128 | ethos-u55-256 | ethos-u65-256 | ethos-u85-256 (compiled by "
+                                         "Arm's Vela) | edgetpu (predicted) (cpu | gpu: no audit of their own)"),
     no_convert: bool = typer.Option(False, "--no-convert", help="Preflight only: check graph and data, predict."),
     fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
     keep_workdir: Optional[Path] = typer.Option(None, help="Keep the worker's request, data and logs in this new "
@@ -96,7 +97,8 @@ def diagnose(
 @app.command()
 def audit(
     model: Path = typer.Argument(..., help="A .tflite model."),
-    target: Optional[str] = typer.Option(None, help="int8-accelerator | microcontroller"),
+    target: Optional[str] = typer.Option(None, help="int8-accelerator | microcontroller | ethos-u55-128 | "
+                                         "ethos-u55-256 | ethos-u65-256 | ethos-u85-256 | edgetpu"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
     fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
 ) -> None:
@@ -138,6 +140,8 @@ def compare(
     tflite: Optional[Path] = typer.Option(None, "--tflite", help="Compare this quantized .tflite instead of converting."),
     mode: str = typer.Option("int8", help="int8 | int8-strict | int16x8 | dynamic | float16"),
     io: str = typer.Option("float", help="Model input/output type: float | int8 | uint8"),
+    target: Optional[str] = typer.Option(None, help="Audit the quantized model for a target as diagnose does "
+                                         "(ethos-u55-128, ...: compiled by Arm's Vela)"),
     html_path: Optional[Path] = typer.Option(None, "--html", help="Write the self-contained HTML report here."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
     max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Use at most this many samples of each data set."),
@@ -148,10 +152,12 @@ def compare(
     """Float vs quantized MODEL on eval data: end to end and layer by layer, worst layers first."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from quantdoctor.audit.checks import check_target
     from quantdoctor.compare.run import compare as run_compare
 
     _check_fail_on(fail_on)
     require_tensorflow()
+    check_target(target)
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels),
                   ("--tflite model", tflite))
     check_outputs(inputs=(model, data, eval_data, labels, tflite), outputs={"--json": json_path, "--html": html_path})
@@ -167,7 +173,7 @@ def compare(
 
             report = run_compare(model, data, eval_data=eval_data, labels=labels, tflite=tflite, html=html_path,
                                  mode=mode, io=io, max_samples=max_samples, progress=progress,
-                                 trust_model=trust_model)
+                                 trust_model=trust_model, target=target)
     except QuantizationError as failure:  # nothing to compare: the diagnosis of the conversion is the answer
         _finish(failure.report, json_path, fail_on, failed=True)
     else:
@@ -210,7 +216,8 @@ def fix(
     select_tf_ops: bool = typer.Option(False, "--select-tf-ops", help="Allow Select TF ops (Flex)."),
     signature: Optional[list[str]] = typer.Option(None, help="SavedModel signature key to convert (repeatable)."),
     target: Optional[str] = typer.Option(None, help="Where the model runs: cpu | gpu | int8-accelerator | "
-                                         "microcontroller (decides the repairs that depend on it)"),
+                                         "microcontroller | ethos-u55-128 | ethos-u55-256 | ethos-u65-256 | "
+                                         "ethos-u85-256 | edgetpu (decides the repairs that depend on it)"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the verified .tflite here."),
     script: Optional[Path] = typer.Option(None, "--script", help="Write the standalone conversion script here."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the repairs and both reports (JSON) here."),

@@ -15,6 +15,8 @@ from quantdoctor.aeq.findings import add_aeq_findings
 from quantdoctor.aeq.inputs import check_float_model
 from quantdoctor.audit.checks import audit_findings, check_target, float_ops, summarize
 from quantdoctor.audit.normalisation import double_normalisation_findings
+from quantdoctor.audit.edgetpu import edgetpu_audit
+from quantdoctor.audit.ethos_u import npu_audit
 from quantdoctor.audit.quantizers import input_ranges
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.catalog.classify_failure import FailureContext, classify_failure, excerpt
@@ -39,6 +41,7 @@ from quantdoctor.preflight.data_checks import (InputSpec, check_against_inferenc
                                                check_calibration, check_input_names, check_input_shapes,
                                                check_list_order, check_signature_coverage, check_unused_data,
                                                data_is_used)
+from quantdoctor.preflight.npu_placement import npu_preflight
 from quantdoctor.preflight.predict import actual_verdict, predict
 from quantdoctor.preflight.qat import is_qat_model, qat_aware
 from quantdoctor.preflight.settings_checks import check_settings
@@ -84,15 +87,15 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
 @run_interruptible
 def diagnose_with_float_twin(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
                              max_samples: int = DEFAULT_MAX_SAMPLES, timeout: float = DEFAULT_TIMEOUT,
-                             trust_model: bool = False,
-                             eval_fit: CalibrationSet | None = None) -> tuple[Report, bytes | None]:
+                             trust_model: bool = False, eval_fit: CalibrationSet | None = None,
+                             target: str | None = None) -> tuple[Report, bytes | None]:
     """`diagnose`, and when the conversion succeeds, compare's float reference from the same worker:
     the float model the converter handed its quantizer, or, for settings that do not calibrate, the
     model converted again without quantization (TensorFlow starts and the model loads once). The
     float model is None when that second conversion failed. Eval data in `eval_fit` that does not fit
     the model is refused before converting (a UsageError), and not otherwise checked."""
     report, artifacts = _diagnose(model, data, mode=mode, io=io, max_samples=max_samples, timeout=timeout,
-                                  float_twin=True, trust_model=trust_model, eval_fit=eval_fit)
+                                  float_twin=True, trust_model=trust_model, eval_fit=eval_fit, target=target)
     return report, artifacts.float_twin
 
 
@@ -368,6 +371,14 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         audit = summarize(produced, layer_names)
         output_layers = source.output_layers or model_info.get("output_layers", [])
         outcome_findings = audit_findings(produced, layer_names, recipe, target, output_layers)
+        npu, npu_findings = npu_audit(tflite_bytes, target, produced, layer_names, output_layers)
+        if npu:
+            audit["npu"] = npu
+            outcome_findings += npu_findings
+        edgetpu, edgetpu_findings = edgetpu_audit(target, produced, layer_names)
+        if edgetpu:
+            audit["edgetpu"] = edgetpu
+            outcome_findings += edgetpu_findings
         check = run.response.get("run_check")
         audit["run_check"] = check
         outcome_findings += run_check_findings(check, run.signal_name, run.stderr, tflite_bytes, produced,
@@ -398,6 +409,9 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
     if prediction is not None:
         preflight = {**prediction.to_dict(), "seconds": inventory.get("seconds"),
                      "actual": actual_verdict(conversion, audit, recipe)}
+        npu_prediction = npu_preflight(inventory, recipe, layer_names, target, (audit or {}).get("npu"))
+        if npu_prediction is not None:
+            preflight["npu"] = npu_prediction
     return Report(model=model, settings={**recipe.to_dict(), "target": target}, findings=findings,
                   conversion=conversion, audit=audit, preflight=preflight, tflite_model=tflite_bytes)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from quantdoctor.audit.checks import audit_findings, check_target, summarize
+from quantdoctor.audit.edgetpu import edgetpu_audit
+from quantdoctor.audit.ethos_u import npu_audit
 from quantdoctor.audit.tflite_model import read_tflite, read_tflite_file
 from quantdoctor.errors import UsageError
 from quantdoctor.report.model import Report, rank_findings
@@ -13,7 +15,8 @@ from quantdoctor.report.model import Report, rank_findings
 def audit(model: str | Path | bytes, target: str | None = None) -> Report:
     """Is the model fully integer, which ops stayed float, how to feed it, and does it fit `target`.
 
-    `model` is a .tflite path or its bytes; `target` is "int8-accelerator" or "microcontroller".
+    `model` is a .tflite path or its bytes; `target` is "int8-accelerator", "microcontroller" or an Ethos-U config
+    ("ethos-u55-128", ...: the model is then compiled by Arm's Vela, in an isolated process).
     Nothing is executed: the flatbuffer is read with LiteRT's schema.
     """
     check_target(target)
@@ -22,7 +25,11 @@ def audit(model: str | Path | bytes, target: str | None = None) -> Report:
     model = bytes(model) if isinstance(model, bytearray) else model
     produced = read_tflite(model) if isinstance(model, bytes) else read_tflite_file(model)
     source = "<bytes>" if isinstance(model, bytes) else str(model)
-    findings = rank_findings(audit_findings(produced, [], target=target))
+    content = model if isinstance(model, bytes) else Path(model).read_bytes()
+    npu, npu_findings = npu_audit(content, target, produced, [])
+    edgetpu, edgetpu_findings = edgetpu_audit(target, produced, [])
+    findings = rank_findings(audit_findings(produced, [], target=target) + npu_findings + edgetpu_findings)
+    extra = {key: value for key, value in (("npu", npu), ("edgetpu", edgetpu)) if value}
     return Report(model={"source": source, "format": "tflite", "inputs": []},
                   settings={"mode": None, "target": target}, findings=findings,
-                  conversion={"attempted": False}, audit=summarize(produced, []))
+                  conversion={"attempted": False}, audit=summarize(produced, []) | extra)

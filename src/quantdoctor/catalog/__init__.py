@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quantdoctor.catalog import (accuracy, accuracy_budget, aeq, calibration, dtype_mismatch, environment, metadata,
+from quantdoctor.catalog import (accuracy, accuracy_budget, aeq, calibration, dtype_mismatch, environment, metadata, npu,
                                  scripts, unsupported_op)
 from quantdoctor.catalog.check import Check
 from quantdoctor.errors import UsageError
@@ -10,7 +10,7 @@ from quantdoctor.errors import UsageError
 CHECKS: dict[str, Check] = dict(sorted(
     (check.code, check)
     for module in (unsupported_op, dtype_mismatch, calibration, metadata, accuracy, accuracy_budget, environment,
-                   scripts, aeq)
+                   scripts, aeq, npu)
     for check in module.CHECKS
 ))
 

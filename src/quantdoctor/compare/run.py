@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from quantdoctor import catalog
-from quantdoctor.audit.checks import output_layer_names
+from quantdoctor.audit.checks import check_target, output_layer_names
 from quantdoctor.audit.report import audit
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.catalog.classify_failure import first_line
@@ -42,16 +42,17 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
             metric: Callable[[Any, np.ndarray], float] | None = None, tflite: str | Path | bytes | None = None,
             html: str | Path | None = None, mode: str | None = None, io: str | None = None,
             max_samples: int = DEFAULT_MAX_SAMPLES, timeout: float = DEFAULT_TIMEOUT,
-            progress: Progress | None = None, trust_model: bool = False) -> Report:
+            progress: Progress | None = None, trust_model: bool = False, target: str | None = None) -> Report:
     """Float vs quantized, end to end and layer by layer, on `eval_data`.
 
     `model` and `data` are as for `diagnose` (the quantized model is converted from them), or
     pass the quantized `.tflite` you already have as `tflite`. `labels` (one class per sample)
     add accuracies; `metric(labels, outputs)` adds your own number for both models. Returns the
     diagnose report with a `comparison` object (layers ranked worst first) and QD5xx findings;
-    `html` also writes the self-contained HTML report. `trust_model` is as for `diagnose`.
+    `html` also writes the self-contained HTML report. `trust_model` and `target` are as for `diagnose`.
     """
     require_tensorflow()
+    check_target(target)
     check_limits(timeout, None)
     max_samples = options.count(max_samples, "max_samples")
     if metric is not None and not callable(metric):
@@ -67,11 +68,12 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     float_model = None
     if tflite is None:
         report, float_model = diagnose_with_float_twin(model, data, mode=mode, io=io, max_samples=max_samples,
-                                                       timeout=timeout, trust_model=trust_model, eval_fit=evaluation)
+                                                       timeout=timeout, trust_model=trust_model, eval_fit=evaluation,
+                                                       target=target)
         if report.tflite_model is None or any(f.code == "QD112" for f in report.findings):
             raise QuantizationError(report)  # nothing to compare: no model, or one LiteRT cannot run
     else:
-        report = audit(tflite)  # what the user's model is: islands, I/O types, Flex ops
+        report = audit(tflite, target=target)  # what the user's model is: islands, I/O types, Flex ops
         report.tflite_model = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
     truth = labels_for_model(truth, report.audit, for_metric=metric is not None)
     produced = read_tflite(report.tflite_model)

@@ -19,13 +19,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from quantdoctor.catalog.npu import NPU_TARGETS
 from quantdoctor.fix.plan import Plan, Step, apply_data_steps
 from quantdoctor.fix.transforms import is_finite
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.preflight.data_checks import InputSpec
 from quantdoctor.report.model import Finding, Fix, Report
 
-STRICT_TARGETS = ("int8-accelerator", "microcontroller")
+STRICT_TARGETS = ("int8-accelerator", "microcontroller") + NPU_TARGETS  # a float op runs on the CPU there
 _INT16X8 = "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"
 _MAX_ASSIGNED_INPUTS = 6  # inputs matched to arrays by trying every pairing
 
@@ -481,6 +482,49 @@ def valid_tf_name(name: str, taken: set[str]) -> str:
     return unique
 
 
+# --- NPU targets ---------------------------------------------------------------------------------
+
+
+def keep_on_npu(finding: Finding, bench: Bench) -> Repair | Blocked | None:
+    """QD120: an op Vela leaves on the CPU. Repairs that keep it on the NPU: int8 instead of 16x8 where
+    Vela has no 16-bit kernel, a static batch of 1 where a dynamic shape is the reason. Otherwise
+    the op stays on the CPU, and fix says what that costs in partitions and CPU MACs."""
+    reason = finding.evidence.get("vela_reason") or ""
+    detail = finding.evidence.get("vela_detail") or ""
+    if "16-bit" in detail and _INT16X8 in bench.plan.recipe.supported_ops:
+        return int16x8_to_int8(finding, bench)
+    if "dynamic" in f"{reason} {detail}".lower() and _dynamic_batch(bench):
+        return _static_batch(finding, bench, "Vela places ops on tensors of unknown size on the CPU")
+    return Blocked(finding.code, f"{finding.message} {npu_cost(bench.report)}", finding.fix.summary)
+
+
+def static_batch_for_npu(finding: Finding, bench: Bench) -> Repair | Blocked | None:
+    """QD920: Vela failed; a model with a dynamic batch gets a static batch of 1 (Vela compiles batch 1)."""
+    if not _dynamic_batch(bench):
+        return blocked_without_repair(finding, bench)
+    return _static_batch(finding, bench, "Vela compiles models of batch 1 with static shapes")
+
+
+def npu_cost(report: Report) -> str:
+    """What the ops left on the CPU cost, from the report's Vela compilation (QD121's figures)."""
+    npu = (report.audit or {}).get("npu") or {}
+    if npu.get("outcome") != "ok":
+        return ""
+    return (f"It stays on the CPU: {npu['cpu_ops']} op(s) there cut the model into {npu['npu_partitions']} NPU and "
+            f"{npu['cpu_partitions']} CPU partition(s), with {npu['cpu_macs']} of {npu['macs']} MACs "
+            f"({npu['cpu_mac_share']:.1%}) on the CPU.")
+
+
+def _dynamic_batch(bench: Bench) -> bool:
+    return any(spec.shape and spec.shape[0] is None for spec in bench.inputs)
+
+
+def _static_batch(finding: Finding, bench: Bench, why: str) -> Repair | Blocked | None:
+    step = Step(finding.code, "model", "with_static_batch", (1,),
+                f"a clone of the model with a static batch of 1, so {_where(finding)} has static shapes on the NPU")
+    return _model_step(finding, bench, step, why, "the converted model takes exactly one sample per call (batch 1)")
+
+
 def _where(finding: Finding) -> str:
     return f"layer {finding.location.layer!r}" if finding.location.layer else "the model"
 
@@ -498,6 +542,7 @@ REPAIRS: dict[str, RepairFunction] = {
     "QD109": drop_calibration,
     "QD112": keep_failing_op_float,
     "QD113": int16x8_to_int8,
+    "QD120": keep_on_npu,
     "QD201": cast_samples,
     "QD203": resolve_float16_with_int8,
     "QD204": cast_samples,
@@ -510,4 +555,5 @@ REPAIRS: dict[str, RepairFunction] = {
     "QD313": pair_list_items,
     "QD315": key_by_signature,
     "QD405": rename_inputs,
+    "QD920": static_batch_for_npu,
 }

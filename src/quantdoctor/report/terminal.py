@@ -11,6 +11,7 @@ from rich.text import Text
 from quantdoctor.environment import current
 from quantdoctor.report.literal import literal_assemble, literal_text, printable
 from quantdoctor.report.grouping import MIN_GROUP, group_findings, where
+from quantdoctor.report.npu_summary import edgetpu_line, npu_line
 
 if TYPE_CHECKING:
     from quantdoctor.report.model import Finding, Report
@@ -35,6 +36,11 @@ def report_lines(report: Report) -> list[Text]:
     """The report's lines, styled, in print order: the environment's notes (an unverified TensorFlow,
     no LiteRT) right under the headline."""
     lines = [_headline(report), *(literal_text(note, "yellow") for note in current().notes())] + _preflight_note(report)
+    npu, predicted = (report.audit or {}).get("npu"), (report.preflight or {}).get("npu")
+    if npu or predicted:
+        lines.append(literal_text(npu_line(npu, predicted, report.settings.get("target")), "bold"))
+    if report.audit and report.audit.get("edgetpu"):
+        lines.append(literal_text(edgetpu_line(report.audit["edgetpu"]), "bold"))
     root = report.root_cause
     groups = group_findings(report.findings)
     if root:
