@@ -20,8 +20,9 @@ import numpy as np
 
 from quantdoctor.budget.objective import Objective
 from quantdoctor.convert.aeq_worker import AEQ_PACKAGE, recipe_entries, signature_data
-from quantdoctor.convert.protocol import LITERT_PACKAGE, raised_in, serve, write_json
+from quantdoctor.convert.protocol import raised_in, serve, write_json
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.litert import interpreter_package
 
 NO_QUANTIZE = "no_quantize"
 MAX_EVALUATIONS = 400  # variants at most: a greedy step tries two entries per op left
@@ -45,7 +46,7 @@ def main(request: dict[str, Any]) -> int:
         quantizer = aeq_quantizer.Quantizer(bytearray(float_bytes), base)
         qsvs = quantizer.calibrate(signature_data(interpreter, calibration.samples), num_threads=1)
     except Exception as exc:  # AEQ's own failure: the diagnosis explains it, there is nothing to search
-        if not (raised_in(exc, AEQ_PACKAGE) or raised_in(exc, LITERT_PACKAGE)):
+        if not (raised_in(exc, AEQ_PACKAGE) or raised_in(exc, interpreter_package())):
             raise
         response.update(stage="done", error=f"{type(exc).__name__}: {exc}")
         write_json(response_path, response)
@@ -67,7 +68,7 @@ def main(request: dict[str, Any]) -> int:
                 qsvs, enable_progress_report=False).quantized_model)
             value = objective.score(run_rows(model, key, rows))
         except Exception as exc:  # AEQ refusing a mix of precisions, or LiteRT refusing the model: not a variant
-            if not (raised_in(exc, AEQ_PACKAGE) or raised_in(exc, LITERT_PACKAGE)):
+            if not (raised_in(exc, AEQ_PACKAGE) or raised_in(exc, interpreter_package())):
                 raise
             value, model = None, None
             response["last_error"] = f"{type(exc).__name__}: {exc}"

@@ -22,9 +22,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from quantdoctor.convert.protocol import LITERT_PACKAGE, raised_in, serve, write_json
+from quantdoctor.convert.protocol import raised_in, serve, write_json
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import CalibrationSet, Sample
+from quantdoctor.litert import interpreter_package
 
 AEQ_PACKAGE = "ai_edge_quantizer"
 
@@ -41,7 +42,7 @@ def main(request: dict[str, Any]) -> int:
     try:
         interpreter = Interpreter(model_content=float_bytes)
     except Exception as exc:
-        if not raised_in(exc, LITERT_PACKAGE):
+        if not raised_in(exc, interpreter_package()):
             raise
         response.update(stage="done", outcome="load_error", error_message=f"{type(exc).__name__}: {exc}")
         write_json(response_path, response)
@@ -62,7 +63,7 @@ def main(request: dict[str, Any]) -> int:
             response["aeq_skipped"] = skipped_ops(float_bytes, entries)
             quantized = quantize(float_bytes, entries, interpreter, calibration)
         except Exception as exc:
-            if not (raised_in(exc, AEQ_PACKAGE) or raised_in(exc, LITERT_PACKAGE)):
+            if not (raised_in(exc, AEQ_PACKAGE) or raised_in(exc, interpreter_package())):
                 raise
             response.update(outcome="error", exception_type=type(exc).__name__, error_message=str(exc),
                             exception_class=f"{type(exc).__module__}:{type(exc).__qualname__}")
