@@ -182,7 +182,7 @@ def _placed_ops(rows: list[dict[str, str]], reasons: dict[str, dict[str, str]], 
     outputs = output_layer_names(model, output_layers)
     ops = []
     for row in rows:
-        tensor = row.get("Name", "")
+        tensor = row.get("Name") or ""  # a short row (a name with a newline cuts the CSV line) has None
         original = by_tensor.get(tensor)
         reason = reasons.get(tensor, {})
         layer = op_layer(original, layer_names) if original else next(iter(layers_in_tensor_name(tensor, layer_names)),
