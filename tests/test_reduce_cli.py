@@ -5,6 +5,7 @@ pytest-xdist runs it beside test_reduce.py)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -52,6 +53,7 @@ def custom_layer_model(tmp_path):
 
 def test_import_hands_the_users_module_to_the_worker(tmp_path):
     custom_layer_model(tmp_path)
+    shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)  # this test's own import of layers.py
     refused = run("diagnose", "custom.keras", "--no-convert", cwd=tmp_path)
     assert refused.returncode == 2 and "--import layers.py" in refused.stderr
     by_file = run("diagnose", "custom.keras", "--no-convert", "--import", "layers.py", cwd=tmp_path)
@@ -59,6 +61,7 @@ def test_import_hands_the_users_module_to_the_worker(tmp_path):
     assert "to_f64" in by_file.stdout  # the preflight read the custom layer's float64 math
     by_module = run("diagnose", "custom.keras", "--no-convert", "--import", "layers", cwd=tmp_path)
     assert by_module.returncode in (0, 1) and "cannot load" not in by_module.stderr
+    assert not (tmp_path / "__pycache__").exists()  # nothing written beside the user's module
     missing = run("diagnose", "custom.keras", "--import", "nowhere.py", cwd=tmp_path)
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
     assert "nowhere.py" in missing.stderr

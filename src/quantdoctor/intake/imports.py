@@ -65,7 +65,10 @@ def current() -> list[dict[str, str]]:
 
 def import_handed_over(specs: list[dict[str, Any]] | None) -> None:
     """Worker side: import exactly the handed-over files and modules, in order. An ImportError
-    names the one that failed (the worker reports it as the model's load error)."""
+    names the one that failed (the worker reports it as the model's load error). No bytecode is
+    written beside the user's files (`__pycache__`): quantdoctor writes only where it is asked to."""
+    if specs:
+        sys.dont_write_bytecode = True
     for spec in specs or ():
         where = spec.get("file") or spec["module"]
         search = str(Path(spec["file"]).parent) if spec.get("file") else spec["search"]
