@@ -191,10 +191,10 @@ def test_a_recipe_regex_that_matches_no_tensor(models, tmp_path):
               {"regex": "conv1", "operation": "*", "algorithm_key": "no_quantize"},
               {"regex": "my_exp", "operation": "*", "algorithm_key": "no_quantize"}]
     (tmp_path / "recipe.json").write_text(json.dumps(recipe))
-    done = run("diagnose", str(models["exp"]), "--data", str(models["vectors"]), "--aeq-recipe",
-               str(tmp_path / "recipe.json"), "--json", str(tmp_path / "report.json"))
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert done.returncode == 0, done.stderr
+    # In this process (the catalog-coverage plugin sees the finding made): the CLI takes the same path.
+    report = qd.diagnose(str(models["exp"]), str(models["vectors"]), aeq_recipe=str(tmp_path / "recipe.json"))
+    assert report.verdict != "not_converted"
+    report = json.loads(json.dumps(report.to_dict()))
     (unmatched,) = [f for f in report["findings"] if f["code"] == "QD431"]
     assert unmatched["message"] == ("Recipe entry #1 (regex 'conv1', no_quantize) matches no tensor of the model: "
                                     "it changes nothing.")
