@@ -383,17 +383,27 @@ def allow_float_fallback(finding: Finding, bench: Bench) -> Repair | Blocked | N
                   f"{finding.location.op or 'the op'} computes in float on the CPU, with DEQUANTIZE/QUANTIZE around it")
 
 
-def int16x8_to_int8(finding: Finding, bench: Bench) -> Repair | None:
-    """QD113: an op without a 16x8 kernel: the model quantizes to int8 instead."""
-    plan, recipe = bench.plan, bench.plan.recipe
+INT8_ACTIVATIONS_COST = "activations in 8 bits instead of 16: less precision; measure the accuracy with --eval-data"
+
+
+def switch_16x8_to_int8(plan: Plan, code: str, change: str) -> bool:
+    """Quantize `plan` to int8 instead of 16x8 (integer-only ops kept where the target needs them),
+    recorded under `code` as `change`; False when the plan is not 16x8."""
+    recipe = plan.recipe
     if _INT16X8 not in recipe.supported_ops:
-        return None
+        return False
     integer = "TFLITE_BUILTINS_INT8" if not allows_float_ops(plan.target) else "TFLITE_BUILTINS"
     ops = [op for op in recipe.supported_ops if op != _INT16X8]
+    plan.change_settings(code, change, supported_ops=ops if integer in ops else [integer, *ops])
+    return True
+
+
+def int16x8_to_int8(finding: Finding, bench: Bench) -> Repair | None:
+    """QD113: an op without a 16x8 kernel: the model quantizes to int8 instead."""
     change = f"16x8 quantization switched to int8: {finding.location.op or 'an op'} has no working 16x8 kernel"
-    plan.change_settings(finding.code, change, supported_ops=ops if integer in ops else [integer, *ops])
-    return Repair(finding.code, change, finding.title,
-                  "activations in 8 bits instead of 16: less precision; measure the accuracy with --eval-data")
+    if not switch_16x8_to_int8(bench.plan, finding.code, change):
+        return None
+    return Repair(finding.code, change, finding.title, INT8_ACTIVATIONS_COST)
 
 
 def keep_failing_op_float(finding: Finding, bench: Bench) -> Repair | Blocked | None:

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from quantdoctor.fix.plan import Plan
-from quantdoctor.fix.repairs import Blocked, Repair, allows_float_ops
+from quantdoctor.fix.repairs import INT8_ACTIVATIONS_COST, Blocked, Repair, allows_float_ops, switch_16x8_to_int8
 
-_INT16X8 = "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"
 DYNAMIC_RANGE_WARNING = ("the model is NOT integer: weights int8, activations float (dynamic range); an "
                          "integer-only accelerator or microcontroller cannot run it")
 
@@ -44,15 +43,10 @@ GenericRepair = Callable[[Plan, Culprit], "Repair | Blocked | None"]
 
 def int16x8_to_int8(plan: Plan, culprit: Culprit) -> Repair | Blocked | None:
     """16x8 activations → int8, keeping integer-only ops where the target needs them."""
-    recipe = plan.recipe
-    if _INT16X8 not in recipe.supported_ops:
-        return None
-    integer = "TFLITE_BUILTINS_INT8" if not allows_float_ops(plan.target) else "TFLITE_BUILTINS"
-    ops = [op for op in recipe.supported_ops if op != _INT16X8]
     change = f"16x8 quantization switched to int8: {culprit.describe()} fail(s) to convert in 16x8"
-    plan.change_settings(culprit.code, change, supported_ops=ops if integer in ops else [integer, *ops])
-    return Repair(culprit.code, change, "generic repair after reduce",
-                  "activations in 8 bits instead of 16: less precision; measure the accuracy with --eval-data")
+    if not switch_16x8_to_int8(plan, culprit.code, change):
+        return None
+    return Repair(culprit.code, change, "generic repair after reduce", INT8_ACTIVATIONS_COST)
 
 
 def float_fallback(plan: Plan, culprit: Culprit) -> Repair | Blocked | None:
