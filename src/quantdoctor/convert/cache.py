@@ -29,6 +29,7 @@ Where the cache lives and how large it grows: `intake/cache_settings.py`. The ru
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -295,7 +296,21 @@ def _remove_entry(directory: Path) -> None:
 
 def _evict(root: Path, max_bytes: int) -> None:
     """Remove partial entries left by runs that died, then least recently used entries until the cache
-    holds at most `max_bytes`. Only quantdoctor's own entries are considered."""
+    holds at most `max_bytes`. Only quantdoctor's own entries are considered. Runs that store at once
+    evict one after the other (a lock on the root): two at the same time would both count one victim
+    as removed and leave the cache over its bound."""
+    try:
+        lock = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _evict_locked(root, max_bytes)
+    finally:
+        os.close(lock)  # releases the lock
+
+
+def _evict_locked(root: Path, max_bytes: int) -> None:
     entries = []
     now = time.time()
     try:
