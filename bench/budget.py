@@ -63,7 +63,8 @@ def run_both(name: str, model, x: np.ndarray, labels: np.ndarray) -> dict:
     from quantdoctor.catalog.locations import LayerNames
     from quantdoctor.budget.run import budget_search, kept_float
     from quantdoctor.budget.search import search
-    from quantdoctor.diagnose import calibration_set, diagnose_with_calibration
+    from quantdoctor.diagnosis.pipeline import diagnose_with_calibration
+    from quantdoctor.intake.user_input import calibration_set
 
     held_out = slice(1397, 1797)
     started = time.perf_counter()

@@ -83,7 +83,7 @@ def _floor(models: list[bytes], evaluation: np.ndarray, side_by_side: bool) -> f
 def main() -> None:
     import keras
 
-    from quantdoctor.diagnose import diagnose_with_float_twin
+    from quantdoctor.diagnosis.pipeline import diagnose_with_float_twin
 
     model_path, good, _ = prepare()
     images = np.load(good)["image"]

@@ -151,7 +151,7 @@ def plain_conversion(name: str, plan_dir: Path) -> None:
     """One plain conversion of the fixed model, in this fresh process (no quantdoctor worker)."""
     import tensorflow as tf
 
-    from quantdoctor.fix.plan import edit_model
+    from quantdoctor.edits.plan import edit_model
     from quantdoctor.intake.data import CalibrationSet
     from quantdoctor.intake.recipe import Recipe
 

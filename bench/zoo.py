@@ -105,7 +105,7 @@ def review(diagnosed: Any, compared: Any) -> dict[str, Any]:
 
 def _float_varies(diagnosed: Any) -> bool:
     """Whether the float model's first output varies over the run check's rows (else OK is right: nothing to lose)."""
-    from quantdoctor.compare.measures import varies
+    from quantdoctor.runtime.measures import varies
 
     outputs = ((diagnosed.audit or {}).get("run_check") or {}).get("outputs") or []
     return bool(outputs) and varies(*outputs[0]["float_range"])

@@ -39,7 +39,7 @@ KINDS = {"code": "a catalog code such as QD201", "matcher": "a matcher name from
 def known() -> dict[str, set[str]]:
     """What a mark may name: every catalog code and every matcher."""
     from quantdoctor import catalog
-    from quantdoctor.catalog.classify_failure import MATCHERS
+    from quantdoctor.diagnosis.classify_failure import MATCHERS
 
     return {"code": set(catalog.CHECKS), "matcher": {matcher.name for matcher in MATCHERS}}
 
@@ -48,7 +48,7 @@ def required() -> dict[str, set[str]]:
     """What must be covered: every catalog code and matcher verified on the running TensorFlow release
     (`verified_on`; one that belongs to other releases is proven by a test marked for those)."""
     from quantdoctor import catalog
-    from quantdoctor.catalog.classify_failure import MATCHERS
+    from quantdoctor.diagnosis.classify_failure import MATCHERS
     from quantdoctor.environment import current
 
     running = current().tensorflow_release
@@ -80,7 +80,7 @@ class CoverageCheck:
     # -- recording ---------------------------------------------------------------------------
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         from quantdoctor.catalog.check import Check
-        from quantdoctor.catalog.matcher import Matcher
+        from quantdoctor.isolation.matcher import Matcher
 
         check = self
 

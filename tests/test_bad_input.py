@@ -25,8 +25,8 @@ from helpers import assert_finding, only
 from models import dataset_from, image_model, smooth_images, with_layer
 from quantdoctor.catalog.check import Check
 from quantdoctor.compare.labels import check_classes, read_labels
-from quantdoctor.convert.protocol import raised_in
-from quantdoctor.convert.runner import run_isolated, run_worker
+from quantdoctor.isolation.protocol import raised_in
+from quantdoctor.isolation.runner import run_isolated, run_worker
 from quantdoctor.errors import DataLoadError, InternalError, UsageError
 from quantdoctor.intake import data as data_intake
 from quantdoctor.intake.data import CalibrationSet
@@ -269,7 +269,7 @@ def no_conversion(monkeypatch):
     def converting(*args, **kwargs):
         pytest.fail("the output path was checked only after starting the work")
 
-    monkeypatch.setattr(importlib.import_module("quantdoctor.diagnose"), "_diagnose", converting)
+    monkeypatch.setattr(importlib.import_module("quantdoctor.diagnosis.pipeline"), "_diagnose", converting)
     monkeypatch.setattr(importlib.import_module("quantdoctor.compare.run"), "eval_set", converting)
 
 
@@ -423,7 +423,7 @@ def test_the_command_line_says_a_bug_is_a_bug(user_files, monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise InternalError("the quantdoctor.convert.worker process failed:\nTraceback ...\nKeyError: 'x'")
 
-    monkeypatch.setattr(importlib.import_module("quantdoctor.diagnose"), "_diagnose", broken)
+    monkeypatch.setattr(importlib.import_module("quantdoctor.diagnosis.pipeline"), "_diagnose", broken)
     assert cli("diagnose", str(user_files["keras"])) == 3
     assert "internal error (a bug in quantdoctor)" in capsys.readouterr().err
 
@@ -458,7 +458,7 @@ def test_usage_errors_are_one_line(args, message):
     ({"target": "npu"}, "unknown target 'npu'"),
 ])
 def test_diagnose_refuses_bad_options_before_any_work(user_files, options, message, monkeypatch):
-    monkeypatch.setattr(importlib.import_module("quantdoctor.diagnose"), "run_worker",
+    monkeypatch.setattr(importlib.import_module("quantdoctor.diagnosis.pipeline"), "run_worker",
                         lambda *a, **k: pytest.fail("work started"))
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
         qd.diagnose(user_files["keras"], user_files["npz"], **options)

@@ -15,7 +15,7 @@ import pytest
 
 import quantdoctor as qd
 from quantdoctor.budget.worker import model_outputs
-from quantdoctor.diagnose import calibration_set
+from quantdoctor.intake.user_input import calibration_set
 from quantdoctor.errors import UsageError
 from helpers import assert_finding, only
 

@@ -523,7 +523,7 @@ def test_an_entry_is_keyed_on_the_model_the_worker_loaded(user_files, cache_on, 
 
     import quantdoctor as qd
 
-    diagnose_module = importlib.import_module("quantdoctor.diagnose")  # the package's `diagnose` is the function
+    diagnose_module = importlib.import_module("quantdoctor.diagnosis.pipeline")  # the package's `diagnose` is the function
     model = tmp_path / "checkpoint.keras"
     model.write_bytes((user_files / "first.keras").read_bytes())
     calib = np.load(user_files / "calib.npy")

@@ -14,7 +14,7 @@ import tensorflow as tf
 import quantdoctor as qd
 from quantdoctor.compare.labels import metric_number
 from quantdoctor.compare.metrics import ErrorStats
-from quantdoctor.diagnose import diagnose_with_float_twin
+from quantdoctor.diagnosis.pipeline import diagnose_with_float_twin
 from quantdoctor.errors import UsageError
 from helpers import assert_finding, only, root
 from models import image_model, int8_converter, dataset_from, smooth_images, vectors

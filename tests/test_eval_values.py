@@ -14,7 +14,7 @@ import pytest
 
 import quantdoctor as qd
 from quantdoctor.compare.preprocessing import float_failure
-from quantdoctor.diagnose import eval_set
+from quantdoctor.intake.user_input import eval_set
 from quantdoctor.errors import UsageError
 from helpers import QUANTDOCTOR
 

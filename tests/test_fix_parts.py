@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from quantdoctor import catalog
-from quantdoctor.fix import transforms
-from quantdoctor.fix.plan import Plan, Step, apply_data_steps, samples_through
-from quantdoctor.fix.repairs import REPAIRS, assign_inputs, mark_automatic, valid_tf_name
+from quantdoctor.edits import transforms
+from quantdoctor.edits.plan import Plan, Step, apply_data_steps, samples_through
+from quantdoctor.catalog import mark_automatic
+from quantdoctor.fix.repairs import REPAIRS, assign_inputs, valid_tf_name
 from quantdoctor.intake.data import from_generator
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.preflight.data_checks import InputSpec
@@ -58,6 +59,8 @@ def test_data_steps_run_in_order_and_an_expanding_step_stays_last():
 
 def test_every_repair_answers_a_catalog_code_and_marks_its_findings_automatic():
     assert set(REPAIRS) <= set(catalog.CHECKS)
+    # The catalog's fix-availability fact and fix's registered repairs are one list.
+    assert {code for code, check in catalog.CHECKS.items() if check.automatic_fix} == set(REPAIRS)
     cast, no_kernel = catalog.get("QD201").finding("x"), catalog.get("QD102").finding("y")
     assert [f.fix.automatic for f in mark_automatic([cast, no_kernel])] == [True, False]
 
@@ -66,7 +69,7 @@ def test_the_script_writes_only_settings_that_differ_from_a_new_converter():
     tf = pytest.importorskip("tensorflow")
     import keras
 
-    from quantdoctor.fix.script import CONVERTER_DEFAULTS
+    from quantdoctor.report.converter_code import CONVERTER_DEFAULTS
     from quantdoctor.intake.recipe import CONVERTER_FLAGS
 
     converter = tf.lite.TFLiteConverter.from_keras_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import quantdoctor as qd
-from quantdoctor.fix.plan import Step, edit_model
+from quantdoctor.edits.plan import Step, edit_model
 
 tf_keras = pytest.importorskip("tf_keras")
 
@@ -54,7 +54,7 @@ def test_a_tf_keras_recurrent_model_whose_calibration_crashes_is_unrolled_and_ve
 
 
 def test_the_scripts_copy_of_the_model_repairs_edits_a_tf_keras_model_standalone():
-    from quantdoctor.fix.plan import Plan
+    from quantdoctor.edits.plan import Plan
     from quantdoctor.fix.script import write_script
     from quantdoctor.intake.recipe import Recipe
 

@@ -26,7 +26,7 @@ from rich.console import Console
 from hostile_names import (CORPUS, FILE_NAMES, PAYLOAD_FILE, PAYLOAD_TITLE, comments,
                            injected_calls, string_constants)
 from quantdoctor import catalog
-from quantdoctor.fix.plan import Plan
+from quantdoctor.edits.plan import Plan
 from quantdoctor.intake.data import from_arrays
 from quantdoctor.fix.repairs import REPAIRS, Bench, Repair, valid_tf_name
 from quantdoctor.fix.script import write_script
@@ -267,8 +267,8 @@ def test_names_written_as_code_must_be_identifiers():
     """What the script writes as code, not as a literal (converter settings, the transforms it calls), is
     refused unless it is a plain identifier: a recipe or a step carrying a name from a file cannot become code."""
     from quantdoctor.errors import InternalError
-    from quantdoctor.fix.plan import Step
-    from quantdoctor.fix.script import identifier
+    from quantdoctor.edits.plan import Step
+    from quantdoctor.report.converter_code import identifier
 
     assert identifier("TFLITE_BUILTINS_INT8") == "TFLITE_BUILTINS_INT8"
     for name in [*CORPUS.values(), "int8; import os", "名前"]:

@@ -12,11 +12,11 @@ import keras
 import numpy as np
 import pytest
 
-from quantdoctor.catalog.classify_failure import MATCHERS
+from quantdoctor.diagnosis.classify_failure import MATCHERS
 from quantdoctor.intake.data import CalibrationSet, Sample
 from quantdoctor.intake.recipe import Recipe
-from quantdoctor.reduce.cut import cut_model, describe
-from quantdoctor.reduce.graph import NotCuttable, boundary, call_graph, replay
+from quantdoctor.edits.cut import cut_model, describe
+from quantdoctor.edits.call_graph import NotCuttable, boundary, call_graph, replay
 from quantdoctor.reduce.repro import repro_script
 from quantdoctor.reduce.run import reduce
 from quantdoctor.reduce.search import smallest_failing
@@ -198,8 +198,8 @@ def test_reduce_finds_the_recurrent_layer_of_a_calibration_crash_and_writes_a_re
 
 
 def test_generic_repairs_go_cheapest_first_and_respect_the_target():
-    from quantdoctor.fix.plan import Plan
-    from quantdoctor.reduce.repair import Culprit, generic_plans
+    from quantdoctor.edits.plan import Plan
+    from quantdoctor.fix.generic_repairs import Culprit, generic_plans
 
     culprit = Culprit("QD904", ["odd"], ["Conv2D"])
     changes = [option[1].change for option in generic_plans(Plan(Recipe.for_mode("int16x8"), None), culprit)]

@@ -15,7 +15,7 @@ import pytest
 
 import quantdoctor as qd
 from helpers import run
-from quantdoctor.catalog.classify_failure import MATCHERS
+from quantdoctor.diagnosis.classify_failure import MATCHERS
 
 
 def calibration_vectors():

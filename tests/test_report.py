@@ -7,7 +7,7 @@ from importlib import metadata
 
 from quantdoctor import catalog
 from quantdoctor.catalog.locations import layer_for_location, layer_for_path
-from quantdoctor.catalog.mlir import parse_diagnostics
+from quantdoctor.diagnosis.mlir import parse_diagnostics
 from quantdoctor.report.model import Location, Report, rank_findings
 
 # Two diagnostics as TF 2.21 prints them (shortened locations, same shape).

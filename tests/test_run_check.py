@@ -11,7 +11,7 @@ import tensorflow as tf
 import quantdoctor as qd
 from helpers import assert_finding, only, root
 from models import dataset_from, image_model, smooth_images, vectors
-from quantdoctor.convert.runner import run_isolated
+from quantdoctor.isolation.runner import run_isolated
 
 
 def fused_layer_norm(x):

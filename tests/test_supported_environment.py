@@ -229,7 +229,7 @@ def test_versions_compare_by_release_prefix():
 
 
 def test_every_matcher_and_tf_private_hook_says_where_it_was_verified():
-    from quantdoctor.catalog.classify_failure import MATCHERS
+    from quantdoctor.diagnosis.classify_failure import MATCHERS
 
     for matcher in MATCHERS:
         assert matcher.verified_on and all(within(r, *environment.SUPPORTED_TENSORFLOW) for r in matcher.verified_on)

@@ -15,7 +15,7 @@ from helpers import assert_finding, only, root
 from quantdoctor.audit.normalisation import input_normalisation
 from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.compare.preprocessing import variants
-from quantdoctor.diagnose import diagnose_with_float_twin
+from quantdoctor.diagnosis.pipeline import diagnose_with_float_twin
 from quantdoctor.intake.data import from_arrays
 
 OUTPUT_CODES = ("QD504", "QD507", "QD518", "QD519")

@@ -17,8 +17,8 @@ import pytest
 
 import coverage_markers
 import quantdoctor
-from quantdoctor.catalog.classify_failure import MATCHERS
-from quantdoctor.catalog.matcher import Matcher
+from quantdoctor.diagnosis.classify_failure import MATCHERS
+from quantdoctor.isolation.matcher import Matcher
 
 CONFTEST = """
 from pathlib import Path
@@ -34,7 +34,7 @@ SUITE = """
 import pytest
 
 from quantdoctor import catalog
-from quantdoctor.catalog.classify_failure import MATCHERS
+from quantdoctor.diagnosis.classify_failure import MATCHERS
 
 SET_TENSOR_TYPE = next(m for m in MATCHERS if m.name == "set-tensor-type")
 

@@ -17,11 +17,11 @@ from typing import Any
 
 from quantdoctor.audit.report import audit
 from quantdoctor.compare.run import compare
-from quantdoctor.diagnose import diagnose
-from quantdoctor.errors import QuantdoctorError, QuantizationError, UsageError
+from quantdoctor.diagnosis.pipeline import diagnose
+from quantdoctor.errors import QuantdoctorError, UsageError
 from quantdoctor.fix.run import FixResult, fix
 from quantdoctor.reduce.run import ReduceResult, reduce
-from quantdoctor.report.model import Finding, Report
+from quantdoctor.report.model import Finding, QuantizationError, Report
 from quantdoctor.watch import watch
 
 from quantdoctor._version import __version__

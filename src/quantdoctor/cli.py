@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from quantdoctor.environment import require_model_reader, require_tensorflow
-from quantdoctor.errors import QuantizationError, UsageError
+from quantdoctor.errors import UsageError
 from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
 from quantdoctor.intake.output_file import write_output
@@ -25,7 +25,7 @@ from quantdoctor.intake.imports import handed_over
 from quantdoctor.intake.float_tflite import is_tflite_path
 from quantdoctor.intake.paths import check_outputs, input_kind
 from quantdoctor.report.literal import printable
-from quantdoctor.report.model import SEVERITIES
+from quantdoctor.report.model import SEVERITIES, QuantizationError
 
 try:  # typer 0.29 carries its own copy of click
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
@@ -72,7 +72,7 @@ def diagnose(
                                               "ai-edge-quantizer recipe JSON instead of --mode's recipe."),
 ) -> None:
     """Convert MODEL with the real converter, in an isolated process, and explain what went wrong."""
-    from quantdoctor.diagnose import diagnose as run_diagnose
+    from quantdoctor.diagnosis.pipeline import diagnose as run_diagnose
 
     _check_fail_on(fail_on)
     require_tensorflow()
@@ -412,7 +412,7 @@ def main() -> None:
 
     Ctrl-C and SIGTERM stop the converter and remove the temporary files, then exit 128 + the signal.
     """
-    from quantdoctor.convert.cleanup import Interrupted, interruptible
+    from quantdoctor.isolation.cleanup import Interrupted, interruptible
 
     with interruptible():
         try:

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.syntax import Syntax
 
-from quantdoctor.diagnose import diagnose
+from quantdoctor.diagnosis.pipeline import diagnose
 from quantdoctor.errors import UsageError
 from quantdoctor.fix.render import render_fix
 from quantdoctor.fix.run import fix

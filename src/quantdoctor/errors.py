@@ -1,17 +1,13 @@
 """The exceptions quantdoctor raises at its users.
 
 `UsageError` and its subclasses are the user's mistakes (a missing file, an unreadable model, a
-bad option): the CLI prints them as one line and exits 2. `QuantizationError` is what
-`quantdoctor.convert` raises when a conversion fails; it carries the full report. Anything else
-escaping quantdoctor is a bug in quantdoctor (`InternalError` when a worker process found it).
+bad option): the CLI prints them as one line and exits 2. `QuantizationError`, raised by
+`quantdoctor.convert` when a conversion fails, lives next to the report it carries
+(`quantdoctor.report.model`). Anything else escaping quantdoctor is a bug in quantdoctor
+(`InternalError` when a worker process found it).
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from quantdoctor.report.model import Report
 
 
 class QuantdoctorError(Exception):
@@ -39,13 +35,3 @@ class InternalError(Exception):
 
     Deliberately not a QuantdoctorError: it is never the user's mistake or the converter's.
     """
-
-
-class QuantizationError(QuantdoctorError):
-    """A conversion failed; `report` holds the diagnosis, its root cause first."""
-
-    def __init__(self, report: Report):
-        self.report = report
-        root = report.root_cause
-        headline = f"{root.code} {root.title}: {root.message}" if root else "conversion failed"
-        super().__init__(f"quantization failed — {headline}\nFix: {root.fix.summary}" if root else headline)

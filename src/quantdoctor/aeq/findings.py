@@ -12,7 +12,7 @@ from typing import Any
 from quantdoctor import catalog
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite, read_tflite_file
 from quantdoctor.catalog.locations import scope_for_path
-from quantdoctor.convert.runner import WorkerRun
+from quantdoctor.isolation.runner import WorkerRun
 from quantdoctor.intake.model import ModelSource
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.report.model import Finding, Location, Report, rank_findings

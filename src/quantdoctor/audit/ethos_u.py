@@ -19,7 +19,7 @@ from quantdoctor.audit.checks import op_layer, output_layer_names
 from quantdoctor.audit.tflite_model import OpInfo, TFLiteModel, read_tflite
 from quantdoctor.catalog.locations import layers_in_tensor_name
 from quantdoctor.catalog.npu import ETHOS_U_TARGETS
-from quantdoctor.convert.runner import run_isolated
+from quantdoctor.isolation.runner import run_isolated
 from quantdoctor.report.model import Finding, Location
 
 VELA_TIMEOUT = 300.0

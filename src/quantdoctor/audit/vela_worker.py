@@ -1,6 +1,6 @@
 """The child process that compiles a .tflite with Arm's Vela: `python -m quantdoctor.audit.vela_worker request.json`.
 
-Vela runs here, never in quantdoctor's own process: it is run like the converter (`convert/runner.py`),
+Vela runs here, never in quantdoctor's own process: it is run like the converter (`isolation/runner.py`),
 with a time limit, and a compiler crash is an outcome. What Vela decided is read from its own files,
 never from its console text (whose wording changes between releases):
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from quantdoctor.catalog.npu import vela_core_name
-from quantdoctor.convert.protocol import serve, write_json
+from quantdoctor.isolation.protocol import serve, write_json
 
 # What Vela's model reader adds to the graph: not ops of the model.
 _READER_OPS = ("Placeholder", "SubgraphInput", "Const")

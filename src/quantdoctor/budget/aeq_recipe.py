@@ -19,8 +19,9 @@ import numpy as np
 
 from quantdoctor.budget.objective import Objective
 from quantdoctor.compare.labels import read_labels
-from quantdoctor.convert.runner import DEFAULT_TIMEOUT, run_isolated
-from quantdoctor.diagnose import calibration_set, eval_set, diagnose
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, run_isolated
+from quantdoctor.diagnosis.pipeline import diagnose
+from quantdoctor.intake.user_input import calibration_set, eval_set
 from quantdoctor.errors import UsageError
 from quantdoctor.intake import float_tflite
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES

@@ -20,7 +20,7 @@ import numpy as np
 
 from quantdoctor.budget.objective import Objective
 from quantdoctor.convert.aeq_worker import AEQ_PACKAGE, recipe_entries, signature_data
-from quantdoctor.convert.protocol import raised_in, serve, write_json
+from quantdoctor.isolation.protocol import raised_in, serve, write_json
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.litert import interpreter_package
 

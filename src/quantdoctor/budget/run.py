@@ -25,17 +25,12 @@ from quantdoctor.budget.session import VariantSession
 from quantdoctor.catalog.accuracy import keep_float_code
 from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.compare.labels import Labels
-from quantdoctor.convert.runner import DEFAULT_TIMEOUT
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.model import ModelSource
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.report.model import Finding, Location
-
-
-# The audit's findings about float ops: in the budget's model they are the ops it keeps float on purpose
-# (reported with their partitions), not errors.
-KEPT_FLOAT_CODES = ("QD105", "QD110")
 
 
 @dataclass
@@ -83,7 +78,7 @@ def search_budget(source: ModelSource, recipe: Recipe, calibration: CalibrationS
                   progress: Progress | None = None) -> BudgetOutcome:
     """Convert `source` once through the calibrating quantizer (or take it from the cache), then search
     the fewest float ops that meet the budget on `evaluation`."""
-    from quantdoctor.diagnose import diagnose_prepared
+    from quantdoctor.diagnosis.pipeline import diagnose_prepared
 
     started = time.perf_counter()
     report, artifacts = diagnose_prepared(source, recipe, calibration, workdir, target=target, float_twin=True,
@@ -113,7 +108,7 @@ def search_budget(source: ModelSource, recipe: Recipe, calibration: CalibrationS
                     "total": round(finished - started, 3)},
     }
     errors = [f for f in audit_findings(produced, layer_names, recipe, target)
-              if f.severity == "error" and f.code not in KEPT_FLOAT_CODES]
+              if f.severity == "error" and not catalog.get(f.code).keeps_float]  # kept float on purpose
     return BudgetOutcome(chosen_model, budget, budget_findings(outcome, graph, objective, kept),
                          [(row["node"], f"{row['layer'] or 'op'} ({row['op']})") for row in kept], errors)
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from quantdoctor.convert.protocol import read_json, write_json
-from quantdoctor.convert.runner import kill_group, start_isolated, tail
+from quantdoctor.isolation.protocol import read_json, write_json
+from quantdoctor.isolation.runner import kill_group, start_isolated, tail
 from quantdoctor.errors import InternalError, UsageError
 from quantdoctor.intake.data import CalibrationSet
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from quantdoctor.catalog import (accuracy, accuracy_budget, aeq, calibration, dtype_mismatch, environment, metadata, npu,
                                  scripts, unsupported_op)
 from quantdoctor.catalog.check import Check
 from quantdoctor.errors import UsageError
+from quantdoctor.report.model import Finding, Fix
 
 CHECKS: dict[str, Check] = dict(sorted(
     (check.code, check)
@@ -27,3 +30,8 @@ def get(code: str) -> Check:
     if check is None:
         raise UsageError(f"unknown code '{code}': run `quantdoctor codes` for the list")
     return check
+
+
+def mark_automatic(findings: list[Finding]) -> list[Finding]:
+    """The findings, with `fix.automatic` set where `fix` has a repair for their code."""
+    return [replace(f, fix=Fix(f.fix.summary, f.fix.code, True)) if get(f.code).automatic_fix else f for f in findings]

@@ -9,6 +9,7 @@ _LIST_GENERATOR = """def representative_dataset():
 CHECKS = (
     Check(
         code="QD301", name="missing-representative-dataset", severity="error", precedence=10,
+        repaired_in_data=True, fails_conversion=True,
         title="Full integer quantization requested without a representative dataset",
         detects="The settings ask for integer activations (TFLITE_BUILTINS_INT8, int8/uint8 I/O, or 16x8) "
                 "but no representative dataset was given.",
@@ -21,6 +22,7 @@ CHECKS = (
     ),
     Check(
         code="QD302", name="empty-representative-dataset", severity="error", precedence=10,
+        repaired_in_data=True,
         title="The representative dataset yielded no samples",
         detects="The representative_dataset generator (or the data file) produced zero samples.",
         why="With nothing to calibrate on, the converter may quietly produce a dynamic-range model with "
@@ -34,6 +36,7 @@ CHECKS = (
     ),
     Check(
         code="QD303", name="bare-array-sample", severity="error", precedence=10,
+        automatic_fix=True, repaired_in_data=True, fails_conversion=True,
         title="The representative dataset yields a bare array instead of a list",
         detects="Each sample must be a list (one array per input), a dict (input name -> array) or a "
                 "(signature_key, dict) tuple; a bare array was yielded.",
@@ -45,6 +48,7 @@ CHECKS = (
     ),
     Check(
         code="QD304", name="wrong-input-count", severity="error", precedence=10,
+        repaired_in_data=True, fails_conversion=True,
         title="Samples carry a different number of arrays than the model has inputs",
         detects="A sample list has more or fewer arrays than the model's signature has inputs.",
         why="The calibrator pairs arrays with inputs by position: missing inputs fail, extra arrays fail or "
@@ -55,6 +59,7 @@ CHECKS = (
     ),
     Check(
         code="QD305", name="dict-keys-mismatch", severity="error", precedence=10,
+        automatic_fix=True, repaired_in_data=True, fails_conversion=True,
         title="Sample dict keys do not match the model's input names",
         detects="The representative dataset yields dicts whose keys differ from the signature's input "
                 "names.",
@@ -64,6 +69,7 @@ CHECKS = (
     ),
     Check(
         code="QD306", name="sample-shape-mismatch", severity="error", precedence=10,
+        automatic_fix=True, repaired_in_data=True, fails_conversion=True,
         title="Sample shape does not match the model input",
         detects="A sample's shape differs from the input's shape in a dimension the signature fixes "
                 "(a missing batch axis, another image size, channels last vs first).",
@@ -77,6 +83,7 @@ CHECKS = (
     ),
     Check(
         code="QD307", name="non-finite-samples", severity="error", precedence=15,
+        automatic_fix=True, repaired_in_data=True,
         title="Calibration samples contain NaN or Inf",
         detects="Some sample values are NaN or infinite.",
         why="The converter accepts them without a word; the measured ranges become meaningless (NaN or "
@@ -87,6 +94,7 @@ CHECKS = (
     ),
     Check(
         code="QD308", name="too-few-samples", severity="warning", precedence=80,
+        ranges_from_samples=True,
         title="Too few calibration samples",
         detects="The representative dataset has fewer than 100 samples.",
         why="Activation ranges measured on a handful of samples miss the values real inputs produce; "
@@ -96,6 +104,7 @@ CHECKS = (
     ),
     Check(
         code="QD309", name="random-noise-samples", severity="warning", precedence=70,
+        ranges_from_samples=True,
         title="Calibration samples look like random noise, not real inputs",
         detects="Neighbouring values in the samples are uncorrelated (as in `np.random.rand` or "
                 "`np.random.randn`), which real images, audio and sequences never are.",
@@ -110,6 +119,7 @@ CHECKS = (
     ),
     Check(
         code="QD310", name="kernel-prepare-failed", severity="error", precedence=20,
+        fails_conversion=True, confirms=("QD306", "QD304", "QD313"),
         title="A kernel failed to prepare while calibrating on a sample",
         detects="During calibration the TFLite interpreter reports `Node number N (OP) failed to prepare`: "
                 "a sample's shape (or type) cannot flow through that kernel.",
@@ -120,6 +130,7 @@ CHECKS = (
     ),
     Check(
         code="QD311", name="constant-input", severity="warning", precedence=75,
+        ranges_from_samples=True,
         title="An input is constant over all calibration samples",
         detects="Every calibration value of an input is the same (all zeros, a placeholder, a padding mask "
                 "that is never set).",
@@ -129,6 +140,7 @@ CHECKS = (
     ),
     Check(
         code="QD312", name="generator-raised", severity="error", precedence=5,
+        repaired_in_data=True, fails_conversion=True,
         title="The representative dataset generator raised an exception",
         detects="Calling or iterating the representative_dataset function raised an exception.",
         why="The converter surfaces it from deep inside calibration, far from your data code.",
@@ -139,6 +151,7 @@ CHECKS = (
     ),
     Check(
         code="QD313", name="list-samples-for-several-inputs", severity="error", precedence=12,
+        automatic_fix=True, fails_conversion=True,
         title="List samples for a model with several inputs: the order is the converter's, not yours",
         detects="The representative dataset yields lists for a model with more than one input. The "
                 "calibrator pairs list items with the converted model's input tensors in *its* order, which "
@@ -157,6 +170,7 @@ CHECKS = (
     ),
     Check(
         code="QD314", name="calibration-range-mismatch", severity="warning", precedence=60,
+        ranges_from_samples=True,
         title="Calibration data does not cover the inference data's range",
         detects="With inference data given (`--eval-data`), a share of its values lies outside the range "
                 "the calibration samples span, or its range is of another scale altogether (calibration in "
@@ -170,6 +184,7 @@ CHECKS = (
     ),
     Check(
         code="QD315", name="signature-without-samples", severity="error", precedence=10,
+        automatic_fix=True, repaired_in_data=True,
         title="A converted signature gets no calibration samples and stays float",
         detects="The model converts several signatures, and some receive no sample: the samples are lists "
                 "(which the calibrator feeds to one signature only), or `(signature_key, dict)` tuples that "

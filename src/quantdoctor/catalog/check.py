@@ -33,6 +33,16 @@ class Check:
     `float_model_fails`: the finding says the float model itself is already wrong on the eval data,
     so no quantization setting answers it, and an accuracy budget measured against it means nothing.
     `verified_on` lists the TensorFlow releases (minor versions) its test passed on.
+
+    Facts other layers act on, kept here so that no code list lives outside the catalog:
+    `automatic_fix`, `fix` has a repair registered for the code (a test keeps the two equal);
+    `rewrite`, only a change to the model's own code removes it (what to rewrite);
+    `repaired_in_data`, a data check's finding that `fix` repairs on the samples;
+    `fails_conversion`, a data finding after which the converter raises or dies;
+    `ranges_from_samples`, about how the samples set activation ranges (QAT ranges win over it);
+    `keeps_float`, about float ops left in the model (an accuracy budget keeps some on purpose);
+    `confirms`, the data findings this converter outcome confirms (`confirms_after_crash`: only
+    when the process died calibrating or quantizing).
     """
 
     code: str
@@ -48,6 +58,14 @@ class Check:
     float_model_fails: bool = False
     reducible: bool = False  # a converter bug to isolate: the fix also points to `quantdoctor reduce`
     verified_on: tuple[str, ...] = VERIFIED_TENSORFLOW
+    automatic_fix: bool = False
+    rewrite: str | None = None
+    repaired_in_data: bool = False
+    fails_conversion: bool = False
+    ranges_from_samples: bool = False
+    keeps_float: bool = False
+    confirms: tuple[str, ...] = ()
+    confirms_after_crash: bool = False
 
     @property
     def category(self) -> str:

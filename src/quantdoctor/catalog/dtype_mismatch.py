@@ -5,6 +5,7 @@ from quantdoctor.catalog.check import Check
 CHECKS = (
     Check(
         code="QD201", name="float64-calibration-samples", severity="error", precedence=10,
+        automatic_fix=True, repaired_in_data=True, fails_conversion=True,
         title="Calibration samples are float64 but the model input is float32",
         detects="The representative dataset yields float64 arrays (NumPy's default: `np.random.rand`, "
                 "`np.array([...])` of Python floats, pandas columns). The calibrator refuses them: "
@@ -21,6 +22,7 @@ CHECKS = (
     ),
     Check(
         code="QD202", name="float64-ops-in-graph", severity="error", precedence=20,
+        rewrite="keep the math in float32 (no automatic repair edits a layer's code)",
         title="The model computes in float64, which TFLite has no kernels for",
         detects="A layer casts to float64 (or builds float64 constants) and runs ordinary math on it. The "
                 "converter reports the op (`'tf.Mul' op is neither a custom op nor a flex op`), but the op "
@@ -36,6 +38,7 @@ CHECKS = (
     ),
     Check(
         code="QD203", name="float16-with-int8-only", severity="error", precedence=10,
+        automatic_fix=True,
         title="float16 requested together with integer-only ops",
         detects="`target_spec.supported_types = [tf.float16]` combined with "
                 "`supported_ops = [TFLITE_BUILTINS_INT8]` (or int8 input/output types). The converter "
@@ -55,6 +58,7 @@ CHECKS = (
     ),
     Check(
         code="QD204", name="sample-dtype-mismatch", severity="error", precedence=10,
+        automatic_fix=True, repaired_in_data=True, fails_conversion=True,
         title="Calibration samples have the wrong dtype for the input",
         detects="A sample's dtype differs from the model input's (integers for a float input, float for an "
                 "integer input). The calibrator refuses it: `Cannot set tensor: Got value of type INT32 but "
@@ -67,6 +71,7 @@ CHECKS = (
     ),
     Check(
         code="QD205", name="integer-io-without-full-integer", severity="error", precedence=10,
+        automatic_fix=True, fails_conversion=True,
         title="Integer input/output types requested without full integer quantization",
         detects="`inference_input_type` or `inference_output_type` is int8/uint8, but the settings do not ask "
                 "for full integer quantization (no optimizations or no representative dataset).",
@@ -92,6 +97,7 @@ CHECKS = (
     ),
     Check(
         code="QD207", name="float16-ops-in-graph", severity="error", precedence=20,
+        automatic_fix=True,
         title="The model computes in float16 (mixed precision), which the converter cannot take",
         detects="Layers built under `keras.mixed_precision.set_global_policy('mixed_float16')` run MatMul, "
                 "Conv2D, BiasAdd in float16. The converter reports them as `'tf.MatMul' op is neither a custom "
@@ -157,6 +163,7 @@ CHECKS = (
     ),
     Check(
         code="QD211", name="sample-not-an-array", severity="error", precedence=10,
+        repaired_in_data=True,
         title="A calibration sample holds something that is not an array of numbers",
         detects="The representative dataset yields, as a sample or as an item of one, something other than a "
                 "numeric array or tensor: a function object (a placeholder left in a copied snippet, or `load` "

@@ -6,6 +6,7 @@ from quantdoctor.catalog.check import Check
 CHECKS = (
     Check(
         code="QD901", reducible=True, name="converter-crashed", severity="error", precedence=90,
+        confirms=("QD304", "QD306", "QD307", "QD313"), confirms_after_crash=True,
         title="The converter process crashed",
         detects="The conversion process died from a signal (segmentation fault, abort) or exited without "
                 "reporting a result.",

@@ -48,6 +48,7 @@ CHECKS = (
     ),
     Check(
         code="QD405", name="invalid-input-name", severity="error", precedence=10,
+        automatic_fix=True, fails_conversion=True,
         title="A model input's name is not a valid TensorFlow name",
         detects="An input is named outside TensorFlow's node-name pattern `^[A-Za-z0-9.][A-Za-z0-9_.\\\\/>-]*$` "
                 "(a space, a leading `_`, `:`, `(`, a non-ASCII letter): `TFLiteConverter.from_keras_model` fails "

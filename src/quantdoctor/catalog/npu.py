@@ -17,6 +17,7 @@ def vela_core_name(accelerator: str) -> str:
 CHECKS = [
     Check(
         code="QD120", name="ethos-u-op-on-cpu", severity="error", precedence=61,
+        automatic_fix=True,
         title="An op runs on the CPU, not on the Ethos-U NPU",
         detects="With `--target ethos-u55-128` (or another Ethos-U config) quantdoctor compiles the produced "
                 "model with Arm's Vela compiler, in an isolated process, and reads from Vela's own outputs which "
@@ -58,6 +59,7 @@ CHECKS = [
     ),
     Check(
         code="QD920", name="ethos-u-compile-failed", severity="error", precedence=90,
+        automatic_fix=True,
         title="Arm's Vela compiler failed on the model",
         detects="Vela, run in an isolated process with a time limit, raised an error, crashed or ran out of "
                 "time on the produced model.",

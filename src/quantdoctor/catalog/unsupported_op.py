@@ -10,6 +10,7 @@ SELECT_TF_OPS_CODE = """converter.target_spec.supported_ops = [
 CHECKS = (
     Check(
         code="QD101", name="op-needs-select-tf-ops", severity="error", precedence=40,
+        automatic_fix=True,
         title="Op has no TFLite builtin kernel; Select TF ops can run it",
         detects="The converter reports `'tf.X' op is neither a custom op nor a flex op` with "
                 "`Error code: ERROR_NEEDS_FLEX_OPS`: no TFLite builtin implements the op, but TensorFlow's "
@@ -23,6 +24,7 @@ CHECKS = (
     ),
     Check(
         code="QD102", name="op-has-no-kernel", severity="error", precedence=35,
+        rewrite="rewrite the op: neither TFLite nor Select TF ops has a kernel for it",
         title="Op has neither a TFLite builtin nor a Select TF ops kernel",
         detects="The converter reports `'tf.X' op is neither a custom op nor a flex op` with "
                 "`Error code: ERROR_NEEDS_CUSTOM_OPS`: the op is not a TFLite builtin and is not in the Select "
@@ -36,6 +38,7 @@ CHECKS = (
     ),
     Check(
         code="QD103", name="rnn-tensorlist-dynamic-batch", severity="error", precedence=30,
+        automatic_fix=True,
         title="RNN layer with a dynamic batch cannot be lowered to TFLite",
         detects="`'tf.TensorListReserve' op requires element_shape to be static` and `Lowering tensor list "
                 "ops is failed`: a recurrent layer (LSTM, GRU, SimpleRNN, or a tf.while_loop over a "
@@ -59,6 +62,7 @@ CHECKS = (
     ),
     Check(
         code="QD104", name="op-not-quantizable", severity="error", precedence=40,
+        automatic_fix=True,
         title="Op has no integer kernel, but integer-only ops were requested",
         detects="The quantizer stops with `Quantization not yet supported for op: 'ATAN2'`: an op has no "
                 "INT8 version while `supported_ops = [TFLITE_BUILTINS_INT8]` forbids float fallback. The "
@@ -77,6 +81,7 @@ CHECKS = (
     ),
     Check(
         code="QD105", name="float-ops-in-integer-model", severity="warning", precedence=60,
+        automatic_fix=True, keeps_float=True,
         title="Ops stayed float in a model meant to be integer",
         detects="The produced .tflite still has ops computing in float32 between DEQUANTIZE and QUANTIZE "
                 "although full integer quantization was requested. Under `TFLITE_BUILTINS_INT8` the converter "
@@ -110,6 +115,7 @@ CHECKS = (
     ),
     Check(
         code="QD108", reducible=True, name="rnn-calibration-crash", severity="error", precedence=30,
+        automatic_fix=True, confirms=("QD304", "QD306", "QD307", "QD313"), confirms_after_crash=True,
         title="INT8 calibration crashed in a recurrent layer's loop",
         detects="The converter process died from a signal while calibrating a model with LSTM/GRU/SimpleRNN "
                 "layers. Keras 3 recurrent layers are not fused into TFLite's LSTM kernels; their while "
@@ -124,6 +130,7 @@ CHECKS = (
     ),
     Check(
         code="QD109", name="op-blocks-calibration", severity="error", precedence=30,
+        automatic_fix=True,
         title="Calibration cannot run a Select TF (Flex) or custom op",
         detects="With Select TF ops or allow_custom_ops *and* a representative dataset, calibration fails: "
                 "`Node number N (FlexX) failed to prepare` or `There are unresolved custom ops`. The converter "
@@ -138,6 +145,7 @@ CHECKS = (
     ),
     Check(
         code="QD110", name="accelerator-partitions", severity="error", precedence=62,
+        keeps_float=True,
         title="Ops an integer-only accelerator cannot run split the graph",
         detects="Auditing for `--target int8-accelerator` (and every `--mode int8-strict` diagnose): float, "
                 "Flex or custom ops remain. Edge TPU-, NPU- and DSP-style delegates run integer ops only; each "
@@ -160,6 +168,7 @@ CHECKS = (
     ),
     Check(
         code="QD112", name="model-fails-at-runtime", severity="error", precedence=15,
+        automatic_fix=True,
         title="The converted model does not run in LiteRT",
         detects="After every successful conversion quantdoctor runs the produced model once, in an isolated "
                 "process, on a calibration sample (zeros when there is none and the input sizes are fixed). "
@@ -182,6 +191,7 @@ CHECKS = (
     ),
     Check(
         code="QD113", name="op-without-16x8-kernel", severity="error", precedence=40,
+        automatic_fix=True,
         title="An op has no 16x8 quantized kernel",
         detects="16x8 quantization (`EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8`) stops with "
                 "`Quantization to 16x8-bit not yet supported for op: 'CUMSUM'`: the op has no version with int16 "

@@ -13,7 +13,7 @@ from quantdoctor.catalog.accuracy import (NEGLIGIBLE_ADDEND, collapse_fix, drift
                                           lost_channels_text, merge_fix, outputs_degrade, probability_grid_note)
 from quantdoctor.catalog.locations import layers_in_tensor_name
 from quantdoctor.compare.labels import Labels, metric_number
-from quantdoctor.compare.measures import (MAX_SQNR_DB, holds_probabilities, output_state, reads_as_class_scores,
+from quantdoctor.runtime.measures import (MAX_SQNR_DB, holds_probabilities, output_state, reads_as_class_scores,
                                          top1_agreement)
 from quantdoctor.report.model import Finding, Location
 

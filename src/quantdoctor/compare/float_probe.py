@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from quantdoctor.convert.protocol import serve, write_json
+from quantdoctor.isolation.protocol import serve, write_json
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.runtime.feed import Feeder, ordered_output_details
 

@@ -21,8 +21,8 @@ import numpy as np
 from quantdoctor import catalog
 from quantdoctor.audit.normalisation import input_normalisation, normalised_already
 from quantdoctor.audit.tflite_model import read_tflite
-from quantdoctor.compare.measures import reads_as_class_scores
-from quantdoctor.convert.runner import run_isolated
+from quantdoctor.runtime.measures import reads_as_class_scores
+from quantdoctor.isolation.runner import run_isolated
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.array_files import REAL_KINDS
 from quantdoctor.intake.data import CalibrationSet

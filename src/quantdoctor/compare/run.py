@@ -14,24 +14,25 @@ from quantdoctor import catalog
 from quantdoctor.audit.checks import check_target, output_layer_names
 from quantdoctor.audit.report import audit
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
-from quantdoctor.catalog.classify_failure import first_line
+from quantdoctor.diagnosis.classify_failure import first_line
 from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.catalog.accuracy import DEGRADED_OUTPUT
 from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows, output_agreements
 from quantdoctor.compare.labels import labels_for_model, read_labels
 from quantdoctor.compare.preprocessing import float_failure_findings
-from quantdoctor.convert.protocol import read_json
-from quantdoctor.convert.cleanup import run_interruptible
-from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits, run_isolated
-from quantdoctor.diagnose import diagnose, diagnose_with_float_twin, eval_set
+from quantdoctor.isolation.protocol import read_json
+from quantdoctor.isolation.cleanup import run_interruptible
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, check_limits, run_isolated
+from quantdoctor.diagnosis.pipeline import diagnose, diagnose_with_float_twin
+from quantdoctor.intake.user_input import eval_set
 from quantdoctor.environment import require_tensorflow
-from quantdoctor.errors import QuantizationError, UsageError
+from quantdoctor.errors import UsageError
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake import options
 from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet, Sample
 from quantdoctor.intake.paths import check_outputs
-from quantdoctor.report.model import Finding, Location, Report, rank_findings
+from quantdoctor.report.model import Finding, Location, QuantizationError, Report, rank_findings
 from quantdoctor.runtime.feed import batch_size, fitted_rows, tflite_inputs
 
 Progress = Callable[[int, int], None]

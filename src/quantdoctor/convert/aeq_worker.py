@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from quantdoctor.convert.protocol import raised_in, serve, write_json
+from quantdoctor.isolation.protocol import raised_in, serve, write_json
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import CalibrationSet, Sample
 from quantdoctor.litert import interpreter_package

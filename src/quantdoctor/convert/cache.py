@@ -43,7 +43,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import quantdoctor
 from quantdoctor.convert.model_identity import FILES, FINGERPRINT, ModelDigest
 from quantdoctor.intake.cache_settings import cache_settings
 from quantdoctor.intake.data import CalibrationSet
@@ -354,7 +353,7 @@ def _tensorflow_version() -> str | None:
 def _code_digest() -> str:
     """A digest of quantdoctor's own code and data: an entry made by other code is not reused."""
     digest = hashlib.sha256()
-    package = Path(quantdoctor.__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     for file in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".json") and p.is_file()
                        and "__pycache__" not in p.parts):
         digest.update(file.relative_to(package).as_posix().encode() + b"\0" + file.read_bytes())

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from quantdoctor import tf_private
-from quantdoctor.convert.crash import out_of_memory
+from quantdoctor.isolation.crash import out_of_memory
 from quantdoctor.convert.model_identity import ModelDigest
-from quantdoctor.convert.protocol import serve, write_json
+from quantdoctor.isolation.protocol import serve, write_json
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.imports import import_handed_over
@@ -144,8 +144,8 @@ class _CutFailed(Exception):
 
 def _cut(model: Any, cut: dict[str, Any], data: str | None) -> tuple[Any, str | None]:
     """reduce's sub-model and its calibration file; a model with no layer graph is the model's problem."""
-    from quantdoctor.reduce.cut import cut_model
-    from quantdoctor.reduce.graph import NotCuttable
+    from quantdoctor.edits.cut import cut_model
+    from quantdoctor.edits.call_graph import NotCuttable
 
     try:
         return cut_model(model, cut, data)
@@ -307,7 +307,7 @@ def _edited(keras_model: Any, edits: list[dict[str, Any]] | None) -> Any:
     """fix's model steps applied to the loaded copy (the user's file is never written)."""
     if not edits:
         return keras_model
-    from quantdoctor.fix.plan import edit_model
+    from quantdoctor.edits.plan import edit_model
 
     return edit_model(keras_model, edits)
 

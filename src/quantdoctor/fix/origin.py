@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from quantdoctor import tf_private
-from quantdoctor.diagnose import model_source
-from quantdoctor.fix.plan import Step, edit_model
+from quantdoctor.intake.user_input import model_source
+from quantdoctor.edits.plan import Step, edit_model
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake.model import ModelSource
 

@@ -19,12 +19,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from quantdoctor import catalog
 from quantdoctor.catalog.npu import NPU_TARGETS
-from quantdoctor.fix.plan import Plan, Step, apply_data_steps
-from quantdoctor.fix.transforms import is_finite
+from quantdoctor.edits.plan import Plan, Step, apply_data_steps
+from quantdoctor.edits.transforms import is_finite
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.preflight.data_checks import InputSpec
-from quantdoctor.report.model import Finding, Fix, Report
+from quantdoctor.report.model import Finding, Report
 
 STRICT_TARGETS = ("int8-accelerator", "microcontroller") + NPU_TARGETS  # a float op runs on the CPU there
 _INT16X8 = "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"
@@ -99,21 +100,10 @@ def blocked_without_repair(finding: Finding, bench: Bench | None = None) -> Bloc
     if finding.code in ("QD301", "QD302") and not (bench and bench.has_data()):
         return _no_data(finding)
     where = finding.location.describe()
-    if finding.code in _REWRITE:
-        return Blocked(finding.code, finding.message, f"{_REWRITE[finding.code]} in {where or 'the model'}: "
-                       f"{finding.fix.summary}")
+    rewrite = catalog.get(finding.code).rewrite
+    if rewrite:
+        return Blocked(finding.code, finding.message, f"{rewrite} in {where or 'the model'}: {finding.fix.summary}")
     return Blocked(finding.code, finding.message, f"{finding.fix.summary}{f' ({where})' if where else ''}")
-
-
-_REWRITE = {  # errors only a change to the model's own code removes
-    "QD102": "rewrite the op: neither TFLite nor Select TF ops has a kernel for it",
-    "QD202": "keep the math in float32 (no automatic repair edits a layer's code)",
-}
-
-
-def mark_automatic(findings: list[Finding]) -> list[Finding]:
-    """The findings, with `fix.automatic` set where a repair is registered for their code."""
-    return [replace(f, fix=Fix(f.fix.summary, f.fix.code, True)) if f.code in REPAIRS else f for f in findings]
 
 
 # --- data ----------------------------------------------------------------------------------------

@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quantdoctor import catalog
 from quantdoctor.compare.labels import labels_for_model
 from quantdoctor.compare.run import add_comparison
-from quantdoctor.convert.runner import DEFAULT_TIMEOUT
-from quantdoctor.diagnose import diagnose_prepared
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
+from quantdoctor.diagnosis.pipeline import diagnose_prepared
 from quantdoctor.errors import ModelLoadError, UsageError
 from quantdoctor.fix.origin import ModelOrigin
-from quantdoctor.fix.plan import Plan, apply_data_steps
-from quantdoctor.fix.repairs import REPAIRS, Bench, Blocked, Repair, blocked_without_repair, mark_automatic
+from quantdoctor.edits.plan import Plan, apply_data_steps
+from quantdoctor.fix.repairs import REPAIRS, Bench, Blocked, Repair, blocked_without_repair
 from quantdoctor.fix.verify import Verification, check_report, check_runs
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.preflight.data_checks import (InputSpec, check_calibration, check_input_names,
@@ -119,7 +120,7 @@ def _unexportable(origin: ModelOrigin, plan: Plan, invalid: list[Any]) -> Report
     return Report(model={"source": f"Keras model '{origin.keras_object.name}'", "format": "keras", "inputs": inputs,
                          "layers": [layer.name for layer in origin.keras_object.layers]},
                   settings={**plan.recipe.to_dict(), "target": plan.target},
-                  findings=mark_automatic(rank_findings(findings)),
+                  findings=catalog.mark_automatic(rank_findings(findings)),
                   conversion={"attempted": False, "outcome": "skipped", "seconds": 0.0, "error_excerpt": None,
                               "model_bytes": None})
 
@@ -160,7 +161,7 @@ def plan_repairs(bench: Bench) -> tuple[list[Repair], list[Blocked]]:
     blocked: dict[str, Blocked] = {}
     data_codes = set()
     for finding in _errors(bench.report.findings):
-        if finding.code in _DATA_CODES:
+        if catalog.get(finding.code).repaired_in_data:
             data_codes.add(finding.code)
             continue
         _attempt(finding, bench, repairs, blocked)
@@ -202,7 +203,3 @@ def data_findings(bench: Bench) -> list[Finding]:
 def _errors(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if f.severity == "error"]
 
-
-# Codes the data checks report: repaired in the data passes, on the samples as they are by then.
-_DATA_CODES = frozenset({"QD201", "QD204", "QD211", "QD301", "QD302", "QD303", "QD304", "QD305", "QD306", "QD307",
-                         "QD312", "QD315"})

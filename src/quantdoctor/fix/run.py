@@ -16,14 +16,14 @@ from quantdoctor.budget.run import BudgetOutcome, budget_objective, check_budget
 from quantdoctor.budget.search import Progress
 from quantdoctor.catalog.accuracy import DEGRADED_OUTPUT
 from quantdoctor.compare.labels import labels_for_model, read_labels
-from quantdoctor.compare.measures import FOLLOWS_SQNR_DB
-from quantdoctor.convert.cleanup import run_interruptible
-from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits
-from quantdoctor.diagnose import eval_set, recipe_and_data
+from quantdoctor.runtime.measures import FOLLOWS_SQNR_DB
+from quantdoctor.isolation.cleanup import run_interruptible
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, check_limits
+from quantdoctor.intake.user_input import eval_set, recipe_and_data
 from quantdoctor.environment import require_tensorflow
 from quantdoctor.errors import UsageError
 from quantdoctor.fix.origin import ModelOrigin
-from quantdoctor.fix.plan import Plan
+from quantdoctor.edits.plan import Plan
 from quantdoctor.fix.repairs import Blocked, Repair, allows_float_ops
 from quantdoctor.fix.rounds import DEFAULT_MAX_ROUNDS, Rounds, Settings, run_rounds
 from quantdoctor.fix.script import write_script
@@ -33,7 +33,7 @@ from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
 from quantdoctor.intake.model import is_converter
 from quantdoctor.intake.paths import check_outputs
-from quantdoctor.reduce.fix_search import reducible, repair_by_search
+from quantdoctor.fix.search_repair import reducible, repair_by_search
 from quantdoctor.report.model import SCHEMA_VERSION, Report, rank_findings
 
 
@@ -89,7 +89,7 @@ class FixResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: the repairs, the verification, what is left, and both reports."""
-        from quantdoctor import __version__
+        from quantdoctor._version import __version__
         from quantdoctor.environment import current
 
         return {"schema_version": SCHEMA_VERSION, "tool": {"name": "quantdoctor", "version": __version__},

@@ -18,21 +18,14 @@ from typing import Any
 
 from quantdoctor import catalog
 from quantdoctor.budget.script import keep_float_block
-from quantdoctor.errors import InternalError
-from quantdoctor.fix import transforms
-from quantdoctor.fix.plan import Plan, SettingsChange, Step
+from quantdoctor.edits import transforms
+from quantdoctor.edits.plan import Plan, SettingsChange, Step
 from quantdoctor.fix.repairs import Repair
 from quantdoctor.intake.recipe import Recipe
+from quantdoctor.report.converter_code import recipe_lines
 from quantdoctor.report.literal import python_comment
 
 # What a new TFLiteConverter holds (TF 2.21): only settings that differ are written.
-CONVERTER_DEFAULTS: dict[str, Any] = {
-    "allow_custom_ops": False, "experimental_new_converter": True, "experimental_new_quantizer": True,
-    "experimental_enable_resource_variables": True, "_experimental_lower_tensor_list_ops": True,
-    "_experimental_default_to_single_batch_in_tensor_list_ops": False, "_experimental_disable_per_channel": False,
-    "_experimental_disable_per_channel_quantization_for_dense_layers": False, "unfold_batchmatmul": False,
-    "legalize_custom_tensor_list_ops": False, "exclude_conversion_metadata": False,
-}
 _HELPERS = {"cast_to": ["map_arrays"], "with_batch_axis": ["map_arrays"],
             "with_static_batch": ["_same_weights", "_keras_of"],
             "with_unrolled_recurrence": ["_same_weights", "_keras_of"], "in_float32": ["_same_weights", "_keras_of"],
@@ -153,7 +146,7 @@ def _user_samples(data_path: Path | None) -> str:
 def _converter_block(recipe: Recipe, changes: list[SettingsChange], costs: dict, produce: str) -> str:
     lines: list[str] = []
     commented: set[int] = set()
-    for field, line in _recipe_lines(recipe):
+    for field, line in recipe_lines(recipe):
         for number, change in enumerate(changes):
             if field in change.before and number not in commented:
                 commented.add(number)
@@ -163,27 +156,3 @@ def _converter_block(recipe: Recipe, changes: list[SettingsChange], costs: dict,
     return "\n".join(lines + ["", produce, 'with open(OUTPUT_PATH, "wb") as output:',
                               "    output.write(tflite_model)",
                               'print(f"wrote {OUTPUT_PATH}: {len(tflite_model)} bytes")'])
-
-
-def _recipe_lines(recipe: Recipe) -> list[tuple[str, str]]:
-    """(recipe field, converter line) for every setting that differs from a new converter's."""
-    lines = [("optimizations", "converter.optimizations = ["
-              + ", ".join(f"tf.lite.Optimize.{identifier(name)}" for name in recipe.optimizations) + "]")]
-    lines.append(("supported_ops", "converter.target_spec.supported_ops = ["
-                  + ", ".join(f"tf.lite.OpsSet.{identifier(name)}" for name in recipe.supported_ops) + "]"))
-    lines.append(("supported_types", "converter.target_spec.supported_types = ["
-                  + ", ".join(f"tf.{identifier(name)}" for name in recipe.supported_types) + "]"))
-    for field in ("inference_input_type", "inference_output_type"):
-        lines.append((field, f"converter.{field} = tf.{identifier(getattr(recipe, field))}"))
-    lines.append(("calibrate", "converter.representative_dataset = representative_dataset" if recipe.calibrate
-                  else "converter.representative_dataset = None"))
-    lines += [(name, f"converter.{identifier(name)} = {value!r}") for name, value in recipe.flags.items()
-              if CONVERTER_DEFAULTS.get(name, not value) != value]
-    return lines
-
-
-def identifier(name: str) -> str:
-    """`name`, checked to be a plain Python identifier before it is written into the script as code."""
-    if not (isinstance(name, str) and name.isidentifier() and name.isascii()):
-        raise InternalError(f"not an identifier, so not written into the script as code: {name!r}")
-    return name

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from quantdoctor.convert.protocol import read_json, write_json
-from quantdoctor.convert.runner import run_isolated
+from quantdoctor.isolation.protocol import read_json, write_json
+from quantdoctor.isolation.runner import run_isolated
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.report.model import Report
 

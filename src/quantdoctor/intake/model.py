@@ -61,7 +61,7 @@ class ModelSource:
     graph_inputs: list[str] = field(default_factory=list)
     graph_outputs: list[str] = field(default_factory=list)
     edits: list[dict[str, Any]] = field(default_factory=list)  # fix's model steps, run on a loaded Keras file
-    cut: dict[str, Any] | None = None  # reduce's candidate: the layer calls kept (see reduce/cut.py)
+    cut: dict[str, Any] | None = None  # reduce's candidate: the layer calls kept (see edits/cut.py)
     # A float .tflite (loader "aeq"): the AEQ recipe it is quantized with, a name in
     # `ai_edge_quantizer.recipe` or recipe entries (intake/float_tflite.py).
     quantizer_recipe: str | list[dict[str, Any]] | None = None

@@ -23,9 +23,6 @@ from quantdoctor.preflight.data_checks import InputSpec
 from quantdoctor.report.model import Finding, Location
 
 VERDICTS = ("will_fail", "converts_with_float_ops", "fully_integer")
-# Calibration findings after which the converter raises (or dies).
-FAILING_DATA_CODES = frozenset({"QD201", "QD204", "QD205", "QD301", "QD303", "QD304", "QD305", "QD306", "QD310",
-                                "QD312", "QD313", "QD405"})
 _IO_TYPES = ("float32", "int8", "uint8", "int16")
 _FLOAT_COMPUTE = {"float64": "QD202", "float16": "QD207", "half": "QD207"}
 
@@ -81,7 +78,7 @@ def predict(inventory: dict[str, Any], recipe: Recipe, layer_names: list[str], i
     """What the converter will do with this graph, these settings and these samples."""
     nodes = inventory.get("nodes", [])
     findings: dict[tuple, Finding] = {}
-    fails = any((f.code in FAILING_DATA_CODES and f.severity == "error")
+    fails = any((catalog.get(f.code).fails_conversion and f.severity == "error")
                 or (f.code == "QD307" and f.evidence.get("inf"))
                 for f in data_findings) or _settings_fail(recipe, findings)
     has_float = any(f.code == "QD302" for f in data_findings)

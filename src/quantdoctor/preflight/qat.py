@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from quantdoctor import catalog
 from quantdoctor.report.model import Finding
 
 # tfmot's Keras layers (tensorflow_model_optimization.quantization.keras): a model quantize_model() built.
 TFMOT_LAYER_CLASSES = frozenset({"QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer"})
-# Findings about how well the samples set activation ranges: sample count, noise, constant input, coverage.
-RANGES_FROM_SAMPLES = frozenset({"QD308", "QD309", "QD311", "QD314"})
 QAT_NOTE = (" The model is quantization-aware trained: its trained ranges are used, and these samples only set "
             "the ranges of tensors the training left without one.")
 
@@ -30,5 +29,5 @@ def is_qat_model(inventory: dict[str, Any] | None, layers: list[dict[str, str]])
 
 def qat_aware(findings: list[Finding]) -> list[Finding]:
     """Findings about samples as a source of ranges, demoted to info with the reason: the QAT ranges win."""
-    return [replace(f, severity="info", message=f.message + QAT_NOTE) if f.code in RANGES_FROM_SAMPLES else f
+    return [replace(f, severity="info", message=f.message + QAT_NOTE) if catalog.get(f.code).ranges_from_samples else f
             for f in findings]

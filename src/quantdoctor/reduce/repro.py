@@ -15,6 +15,7 @@ import numpy as np
 from quantdoctor.intake.output_file import write_output
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.reduce.signature import Signature
+from quantdoctor.report.converter_code import recipe_lines
 
 WEIGHTS_SUFFIX = "_weights.npz"
 
@@ -40,8 +41,6 @@ def repro_script(graph: dict[str, Any], culprit: list[int], recipe: Recipe, sign
     layer of the user's own class needs the user's module: the script says so, and imports the
     modules handed over with --import (run it where they import); `with_source` carries the source
     of the modules that define the culprit classes in the script instead (as a string, run with exec)."""
-    from quantdoctor.fix.script import _recipe_lines
-
     calls = [graph["calls"][index] for index in culprit]
     produced = {tid for call in calls for tid in call["outputs"]}
     inputs: list[str] = []
@@ -136,7 +135,7 @@ def repro_script(graph: dict[str, Any], culprit: list[int], recipe: Recipe, sign
         "",
         "",
         "converter = tf.lite.TFLiteConverter.from_keras_model(model)",
-        *[line for _, line in _recipe_lines(recipe)],
+        *[line for _, line in recipe_lines(recipe)],
         "tflite_model = converter.convert()",
         'print(f"converted: {len(tflite_model)} bytes (the failure did not reproduce)")',
     ]

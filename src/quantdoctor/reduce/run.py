@@ -3,7 +3,7 @@
 The model converts once as it is (the baseline, which also lists its layer calls); the failure
 to keep is its root cause, or the finding of the code asked for. Each candidate sub-model is then
 converted in the same isolated worker with the same settings, calibrated on the user's samples run
-through the float layers before the cut (see `reduce/cut.py`), and compared by signature
+through the float layers before the cut (see `edits/cut.py`), and compared by signature
 (`reduce/signature.py`). The search is `reduce/search.py`.
 """
 
@@ -17,9 +17,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from quantdoctor.convert.cleanup import run_interruptible
-from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits
-from quantdoctor.diagnose import diagnose_prepared, model_source, recipe_and_data
+from quantdoctor.isolation.cleanup import run_interruptible
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, check_limits
+from quantdoctor.diagnosis.pipeline import diagnose_prepared
+from quantdoctor.intake.user_input import model_source, recipe_and_data
 from quantdoctor.errors import UsageError
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake import options

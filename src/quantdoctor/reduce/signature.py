@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from quantdoctor.catalog.classify_failure import MATCHERS
+from quantdoctor.diagnosis.classify_failure import MATCHERS
 from quantdoctor.report.model import Finding, Report
 
 

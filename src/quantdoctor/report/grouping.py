@@ -9,9 +9,10 @@ terminal prints each group once, with its count and its layers. The JSON report 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from quantdoctor.report.model import Finding
+if TYPE_CHECKING:
+    from quantdoctor.report.model import Finding
 
 MIN_GROUP = 2  # findings of one pattern from this many on are printed as one group
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from quantdoctor.environment import VERIFIED_TENSORFLOW, Environment, releases_text
+from quantdoctor.errors import QuantdoctorError
 
 SCHEMA_VERSION = 1
 SEVERITIES = ("error", "warning", "info")
@@ -153,7 +154,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report contract (schema_version 1)."""
-        from quantdoctor import __version__
+        from quantdoctor._version import __version__
         from quantdoctor.environment import current
         from quantdoctor.report.grouping import groups_json
 
@@ -178,3 +179,13 @@ class Report:
         from quantdoctor.report.terminal import render_plain
 
         return render_plain(self)
+
+
+class QuantizationError(QuantdoctorError):
+    """A conversion failed; `report` holds the diagnosis, its root cause first."""
+
+    def __init__(self, report: Report):
+        self.report = report
+        root = report.root_cause
+        headline = f"{root.code} {root.title}: {root.message}" if root else "conversion failed"
+        super().__init__(f"quantization failed — {headline}\nFix: {root.fix.summary}" if root else headline)

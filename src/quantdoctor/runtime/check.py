@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from quantdoctor.compare.measures import collapsed, db, lost_channel_indices, reads_as_class_scores, top1_agreement
-from quantdoctor.convert.protocol import raised_in
+from quantdoctor.runtime.measures import collapsed, db, lost_channel_indices, reads_as_class_scores, top1_agreement
+from quantdoctor.isolation.protocol import raised_in
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import Sample
 from quantdoctor.litert import interpreter_module, interpreter_package

@@ -11,33 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.runtime.feed import ModelInput, check_fits
 
 REFUSED = "eval_data_refused"  # the worker's outcome when the eval data does not fit the loaded model
 Shapes = list[dict[str, Any]]  # JSON: {"number": first sample, "by_name": bool, "shapes": {key: [sizes]}}
-
-
-def check_eval_values(evaluation: CalibrationSet | None) -> None:
-    """A UsageError, before any work, for eval data nothing can be measured on: no sample at all, a
-    sample that is not numeric arrays, or values that are NaN or infinite (no SQNR, histogram or
-    accuracy holds them). `diagnose`, `fix` and `compare` refuse it in these same words."""
-    if evaluation is None:
-        return
-    if not evaluation.samples:
-        raise UsageError("eval data holds no sample: give at least one")
-    for number, sample in enumerate(evaluation.samples):
-        if sample.not_arrays or sample.kind == "other":
-            what = next(iter(sample.not_arrays.values()), sample.note or "something else")
-            raise UsageError(f"eval sample #{number} is not numeric arrays ({what}): give one array per input")
-        for name, array in sample.values.items():
-            if array.dtype.kind in "fc" and not np.isfinite(array).all():
-                bad = "NaN" if np.isnan(array).any() else "an infinite value"
-                raise UsageError(f"eval sample #{number} for input {name!r} holds {bad}: nothing can be measured "
-                                 "on it; drop or repair that sample")
 
 
 def eval_shapes(evaluation: CalibrationSet) -> Shapes:

@@ -12,8 +12,8 @@ from quantdoctor.audit.checks import op_layer, output_layer_names
 from quantdoctor.audit.tflite_model import TFLiteModel
 from quantdoctor.catalog.accuracy import (collapse_fix, drift_text, keep_float_code, lost_channels_text,
                                           outputs_degrade, probability_grid_note)
-from quantdoctor.compare.measures import holds_probabilities, output_state
-from quantdoctor.convert.crash import native_errors
+from quantdoctor.runtime.measures import holds_probabilities, output_state
+from quantdoctor.isolation.crash import native_errors
 from quantdoctor.errors import InternalError
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.recipe import Recipe

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quantdoctor.convert.runner import run_isolated
+from quantdoctor.isolation.runner import run_isolated
 
 PROBE_TIMEOUT = 120.0
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from quantdoctor.convert.protocol import raised_in, serve, write_json
+from quantdoctor.isolation.protocol import raised_in, serve, write_json
 from quantdoctor.litert import interpreter_package
 from quantdoctor.runtime.check import open_interpreter, run_rows
 from quantdoctor.runtime.feed import Feeder

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quantdoctor.convert.runner import DEFAULT_TIMEOUT
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.environment import require_tensorflow
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
+from quantdoctor.watch import conversion, inference, session, tfmot
 from quantdoctor.watch.session import WatchSession
+
+session.register_installers({**conversion.MODULES, **inference.MODULES, **tfmot.MODULES})
 
 
 def watch(json_path: str | Path | None = None, *, timeout: float = DEFAULT_TIMEOUT,

@@ -31,8 +31,8 @@ from typing import Any, Callable
 import numpy as np
 
 from quantdoctor import tf_private
-from quantdoctor.errors import QuantdoctorError, QuantizationError
-from quantdoctor.report.model import Finding, Report, rank_findings
+from quantdoctor.errors import QuantdoctorError
+from quantdoctor.report.model import Finding, QuantizationError, Report, rank_findings
 from quantdoctor.watch import session
 from quantdoctor.watch.patches import PatchSet
 from quantdoctor.watch.sources import SourceLine, caller_line, definition_line, suspended_line
@@ -123,7 +123,7 @@ class CallSite:
 
 
 def _diagnosed_convert(converter: Any, original: Callable[[], bytes], watching: session.WatchSession) -> bytes:
-    from quantdoctor.diagnose import diagnose
+    from quantdoctor.diagnosis.pipeline import diagnose
 
     dataset = tf_private.representative_dataset_function(converter.representative_dataset)
     recorder = RecordingDataset(dataset) if callable(dataset) else None

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-from quantdoctor.convert.runner import DEFAULT_TIMEOUT
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES

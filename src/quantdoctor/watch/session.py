@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from quantdoctor.convert.runner import DEFAULT_TIMEOUT, check_limits
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, check_limits
 from quantdoctor.errors import UsageError
 from quantdoctor.intake import options
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
@@ -29,6 +29,8 @@ ON_CRASH = ("raise", "exit")
 
 _sessions: list[WatchSession] = []
 _hooks: tuple[PatchSet, ImportHook] | None = None
+# Module name -> the function that patches it: registered by the watch package (`register_installers`).
+_installers: dict[str, Callable[[Any, PatchSet], None]] = {}
 _reported_bugs: set[str] = set()
 
 
@@ -164,7 +166,7 @@ def write_document(path: Path, command: list[str] | None) -> None:
     The script may read any file, so an existing file is replaced only when it is an earlier run's
     JSON report: a model, a dataset or anything else of the user's is refused (UsageError).
     """
-    from quantdoctor import __version__
+    from quantdoctor._version import __version__
 
     if path.exists() and not _is_run_document(path):
         raise UsageError(f"refusing to replace {path}: it exists and is not a quantdoctor run report; "
@@ -223,16 +225,19 @@ def _console() -> Any:
     return Console(stderr=True, highlight=False, soft_wrap=True)  # like the CLI: code stays copyable
 
 
+def register_installers(installers: dict[str, Callable[[Any, PatchSet], None]]) -> None:
+    """The patches a session applies: for each module name, the function that patches that module
+    when the user's script imports it (the conversion, inference and tfmot hooks)."""
+    _installers.update(installers)
+
+
 def _install_hooks() -> None:
     global _hooks
     if _hooks is not None:
         return
-    from quantdoctor.watch import conversion, inference, tfmot
-
     patches = PatchSet()
-    installers = {**conversion.MODULES, **inference.MODULES, **tfmot.MODULES}
     hook = ImportHook({name: guarded(f"patching {name}", _bind(install, patches))
-                       for name, install in installers.items()})
+                       for name, install in _installers.items()})
     _hooks = (patches, hook)
     hook.install()
 

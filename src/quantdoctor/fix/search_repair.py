@@ -1,7 +1,7 @@
 """`fix`'s repair by search: reduce a converter bug to its culprit layers, then try generic repairs.
 
 Runs after the catalogue's rounds ended unverified on a `reducible` root cause (a converter
-crash, timeout or unrecognised error). Each generic repair (`reduce/repair.py`) is converted and
+crash, timeout or unrecognised error). Each generic repair (`fix/generic_repairs.py`) is converted and
 verified by one more round of `fix`; the first verified one is kept.
 """
 
@@ -17,7 +17,7 @@ from quantdoctor.fix.origin import ModelOrigin
 from quantdoctor.fix.repairs import Blocked
 from quantdoctor.fix.rounds import Rounds, Settings, run_rounds
 from quantdoctor.intake.data import CalibrationSet
-from quantdoctor.reduce.repair import Culprit, generic_plans
+from quantdoctor.fix.generic_repairs import Culprit, generic_plans
 from quantdoctor.reduce.run import DEFAULT_REDUCE_SAMPLES, reduce
 
 

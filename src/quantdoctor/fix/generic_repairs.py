@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from quantdoctor.fix.plan import Plan
+from quantdoctor.edits.plan import Plan
 from quantdoctor.fix.repairs import INT8_ACTIVATIONS_COST, Blocked, Repair, allows_float_ops, switch_16x8_to_int8
 
 DYNAMIC_RANGE_WARNING = ("the model is NOT integer: weights int8, activations float (dynamic range); an "

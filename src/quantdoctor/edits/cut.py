@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from quantdoctor.intake.data import CalibrationSet, Sample
-from quantdoctor.reduce.graph import CallGraph, boundary, call_graph, replay
+from quantdoctor.edits.call_graph import CallGraph, boundary, call_graph, replay
 
 
 def cut_model(model: Any, cut: dict[str, Any], data: str | None) -> tuple[Any, str | None]:
@@ -168,7 +168,7 @@ def _jsonable(value: Any) -> Any:
 
 def _arguments_template(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The call's arguments as JSON: tensors as {"tensor": tid}, plain values as they are."""
-    from quantdoctor.reduce.graph import TensorRef
+    from quantdoctor.edits.call_graph import TensorRef
 
     def convert(value: Any) -> Any:
         if isinstance(value, TensorRef):

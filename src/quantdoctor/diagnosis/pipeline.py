@@ -8,9 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from quantdoctor import catalog, tf_private
+from quantdoctor import catalog
 from quantdoctor.aeq.findings import add_aeq_findings
 from quantdoctor.aeq.inputs import check_float_model
 from quantdoctor.audit.checks import audit_findings, check_target, float_ops, summarize
@@ -19,17 +17,18 @@ from quantdoctor.audit.edgetpu import edgetpu_audit
 from quantdoctor.audit.ethos_u import npu_audit
 from quantdoctor.audit.quantizers import input_ranges
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
-from quantdoctor.catalog.classify_failure import FailureContext, classify_failure, excerpt
+from quantdoctor.diagnosis.confirmation import CONFIRMED_PRECEDENCE, merge_confirmed
+from quantdoctor.diagnosis.process_failures import process_finding
+from quantdoctor.intake.user_input import calibration_set, eval_set, model_source, recipe_and_data
+from quantdoctor.diagnosis.classify_failure import FailureContext, classify_failure, excerpt
 from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.convert import cache as conversion_cache
-from quantdoctor.convert.crash import KERAS3_VARIABLE_READ, crash_frames, crash_stage, native_errors, out_of_memory
-from quantdoctor.convert.cleanup import run_interruptible
-from quantdoctor.convert.protocol import read_json
-from quantdoctor.convert.runner import DEFAULT_TIMEOUT, WorkerRun, check_limits, run_worker
+from quantdoctor.isolation.crash import crash_frames, native_errors
+from quantdoctor.isolation.cleanup import run_interruptible
+from quantdoctor.isolation.protocol import read_json
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, WorkerRun, check_limits, run_worker
 from quantdoctor.environment import require_tensorflow
 from quantdoctor.errors import UsageError
-from quantdoctor.fix.repairs import mark_automatic
-from quantdoctor.intake import data as data_intake
 from quantdoctor.intake import float_tflite
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake import options
@@ -45,8 +44,8 @@ from quantdoctor.preflight.npu_placement import npu_preflight
 from quantdoctor.preflight.predict import actual_verdict, predict
 from quantdoctor.preflight.qat import is_qat_model, qat_aware
 from quantdoctor.preflight.settings_checks import check_settings
-from quantdoctor.report.model import Finding, Location, Report, rank_findings
-from quantdoctor.runtime.eval_fit import REFUSED, check_eval_shapes, check_eval_values, declared_inputs, eval_shapes
+from quantdoctor.report.model import Finding, Report, rank_findings
+from quantdoctor.runtime.eval_fit import REFUSED, check_eval_shapes, declared_inputs, eval_shapes
 from quantdoctor.runtime.feed import tflite_inputs
 from quantdoctor.runtime.findings import run_check_findings, settle_crushed_merges
 
@@ -273,68 +272,6 @@ def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_o
         return model_intake.from_converter(model, workdir), recipe, calibration
     return model_source(model, workdir), recipe, calibration
 
-
-def recipe_and_data(model: Any, data: Any, mode: str | None, io: str | None, select_tf_ops: bool,
-                    max_samples: int) -> tuple[Recipe, CalibrationSet | None]:
-    """The settings (a converter's own, or those of `mode`, `io`, `select_tf_ops`) and the calibration data."""
-    if model_intake.is_converter(model):
-        if mode or io or select_tf_ops:
-            raise UsageError("mode, io and select_tf_ops come from the converter itself: set them on the converter")
-        recipe = Recipe.from_converter(model)
-        data = data if data is not None else tf_private.representative_dataset_function(model.representative_dataset)
-        recipe.calibrate = data is not None  # data given here acts as the converter's representative_dataset
-    else:
-        recipe = Recipe.for_mode(mode or "int8", io or "float", select_tf_ops)
-    return recipe, calibration_set(data, max_samples)
-
-
-def model_source(model: Any, workdir: Path) -> model_intake.ModelSource:
-    """Models given without a converter convert as the matching `TFLiteConverter.from_*` would:
-    concrete functions as `from_concrete_functions(functions)` (no trackable object: frozen)."""
-    if isinstance(model, (str, Path)):
-        return model_intake.from_path(model)
-    if isinstance(model, (list, tuple)) and model and all(_is_concrete_function(f) for f in model):
-        return model_intake.from_concrete_functions(list(model), None, workdir)
-    if _is_concrete_function(model):
-        return model_intake.from_concrete_functions([model], None, workdir)
-    if model_intake.is_keras_model(model):
-        return model_intake.from_keras_model(model, workdir)
-    raise UsageError(f"cannot diagnose a {type(model).__name__}: pass a model path, a Keras model, "
-                     "concrete functions or a tf.lite.TFLiteConverter")
-
-
-def _is_concrete_function(value: Any) -> bool:
-    return hasattr(value, "graph") and hasattr(value, "structured_input_signature")
-
-
-def eval_set(data: Any, max_samples: int = DEFAULT_MAX_SAMPLES) -> CalibrationSet | None:
-    """Eval data in any accepted form (see `calibration_set`), refused in one line when nothing can be
-    measured on it (`check_eval_values`); None stays None."""
-    evaluation = calibration_set(data, max_samples, "eval data")
-    check_eval_values(evaluation)
-    return evaluation
-
-
-def calibration_set(data: Any, max_samples: int = DEFAULT_MAX_SAMPLES,
-                    what: str = "calibration data") -> CalibrationSet | None:
-    """Calibration (or eval) data in any accepted form, as a CalibrationSet; None stays None.
-
-    `what` names the data in error messages ("eval data", ...).
-    """
-    if data is None or isinstance(data, CalibrationSet):
-        return data
-    if isinstance(data, (str, Path)):
-        return data_intake.from_file(data, max_samples, what)
-    if isinstance(data, np.ndarray):
-        return data_intake.from_arrays({"arr_0": data}, max_samples=max_samples)
-    if isinstance(data, dict) and all(isinstance(v, np.ndarray) for v in data.values()):
-        return data_intake.from_arrays(data, max_samples=max_samples)
-    if callable(data) or hasattr(data, "__iter__"):
-        return data_intake.from_generator(data, max_samples)
-    raise UsageError(f"unsupported calibration data {type(data).__name__}: pass a .npz/.npy path or a "
-                     "representative_dataset function")
-
-
 def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration: CalibrationSet | None,
                   run: WorkerRun, target: str | None, evaluation: CalibrationSet | None,
                   settings_findings: list[Finding]) -> Report:
@@ -396,10 +333,10 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         conversion["error_excerpt"] = "\n".join(native_errors(run.stderr) + crash_frames(run.stderr)) or None
         # What the process did (crashed, hung, ran out of memory) was seen, not inferred: it ranks before
         # the data errors it does not confirm.
-        outcome_findings = [replace(_process_finding(run, layers, calibration), precedence=CONFIRMED_PRECEDENCE + 1)]
+        outcome_findings = [replace(process_finding(run, layers, calibration), precedence=CONFIRMED_PRECEDENCE + 1)]
     if prediction and run.outcome not in ("ok", "error"):
         outcome_findings += prediction.findings  # no converter verdict to stand on: the prediction explains
-    findings = mark_automatic(rank_findings(_merge_confirmed(data_findings, outcome_findings)))
+    findings = catalog.mark_automatic(rank_findings(merge_confirmed(data_findings, outcome_findings)))
     model = {"source": source.source, "format": source.format, "inputs": input_specs,
              "layers": list(layer_names), "layer_scopes": layer_names.scopes,
              "output_layers": source.output_layers or model_info.get("output_layers", []),
@@ -453,89 +390,7 @@ def _converted_signatures(source: model_intake.ModelSource, model_info: dict[str
 # converter that died while calibrating or quantizing confirms what they found wrong with any sample.
 FLOAT_REFERENCE = "float_reference.tflite"  # the run check's float model, when compare asked for no twin
 RUN_CHECK_STATE = "run_check.json"  # the worker's run check records each stage here before it starts
-CONFIRMS = {"QD310": ("QD306", "QD304", "QD313")}
-CRASH_CONFIRMS = {"QD108": ("QD304", "QD306", "QD307", "QD313"), "QD901": ("QD304", "QD306", "QD307", "QD313")}
-CONFIRMED_PRECEDENCE = 0  # the data finding the converter's own error confirms is the root cause
 
 
-def _merge_confirmed(data_findings: list[Finding], outcome_findings: list[Finding]) -> list[Finding]:
-    """Data findings the converter's error confirms absorb it, and come first.
-
-    A data finding with the converter's own error (same code, or one in CONFIRMS about the sample the
-    converter failed on) takes the converter's message and ranks before every other finding; data
-    errors the converter never reached (it stopped at the first) rank after it. A confirming finding
-    of another code stays, right after the one it confirms. A converter error no matcher recognises
-    stays as QD904 next to the data findings, even when they already explain the failure: a reworded
-    converter message shows up instead of hiding behind them. A converter process that crashed, hung
-    or ran out of memory comes in ranked before the data errors it does not confirm (`_build_report`).
-    """
-    merged = list(data_findings)
-    for finding in outcome_findings:
-        same = next((i for i, known in enumerate(merged[:len(data_findings)]) if known.code == finding.code), None)
-        if same is not None:
-            if "converter_message" in finding.evidence:
-                merged[same] = _confirmed(merged[same], finding)
-            continue
-        confirmed = [i for i, known in enumerate(merged[:len(data_findings)]) if _confirms(finding, known)]
-        for index in confirmed:
-            merged[index] = _confirmed(merged[index], finding)
-        merged.append(replace(finding, precedence=CONFIRMED_PRECEDENCE + 1) if confirmed else finding)
-    return merged
-
-
-def _confirms(outcome: Finding, data: Finding) -> bool:
-    """True when `outcome` (the converter's error) is about the problem `data` found in the samples."""
-    if data.code in CRASH_CONFIRMS.get(outcome.code, ()):
-        return data.severity == "error" and outcome.evidence.get("stage", "").startswith(("calibrating", "quantizing"))
-    if data.code not in CONFIRMS.get(outcome.code, ()):
-        return False
-    return data.code == "QD313" or 0 in data.evidence.get("first_samples", [])  # the converter stops at sample 0
-
-
-def _confirmed(data: Finding, outcome: Finding) -> Finding:
-    """The data finding, with the converter's confirmation: first, and an error when the converter failed on it."""
-    message = outcome.evidence.get("converter_message")
-    evidence = {**data.evidence, "confirmed_by_converter": outcome.code}
-    if message:
-        evidence["converter_message"] = message
-    return replace(data, evidence=evidence, precedence=CONFIRMED_PRECEDENCE,
-                   severity="error" if outcome.severity == "error" else data.severity)
-
-
-RNN_LAYER_CLASSES = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
-
-
-def _process_finding(run: WorkerRun, layers: list[dict[str, str]], calibration: CalibrationSet | None) -> Finding:
-    """A finding for a worker that did not report a result: timeout, out of memory, or crash."""
-    stage = crash_stage(run.stderr, run.response.get("stage", "starting"))
-    evidence = {"stage": stage, "exit_code": run.returncode, "signal": run.signal_name,
-                "seconds": round(run.seconds, 1), "last_frames": crash_frames(run.stderr),
-                "native_errors": native_errors(run.stderr)}
-    if run.outcome == "timeout":
-        return catalog.get("QD902").finding(
-            f"The converter was stopped after {run.seconds:.0f} s while {stage}.", evidence=evidence)
-    allocation_failure = out_of_memory(run.stderr)
-    if run.signal_name == "SIGKILL" or allocation_failure or run.at_memory_limit:
-        limit = f", under the {run.memory_limit_mb} MB memory limit" if run.memory_limit_mb else ""
-        return catalog.get("QD903").finding(
-            f"The converter ran out of memory while {stage}{limit}.",
-            evidence={**evidence, "converter_message": allocation_failure or None,
-                      "memory_limit_mb": run.memory_limit_mb, "peak_memory_mb": run.peak_memory_mb})
-    how = f"was killed by {run.signal_name}" if run.signal_name else f"exited with code {run.returncode}"
-    unreadable = KERAS3_VARIABLE_READ.search(run.stderr)
-    if unreadable:
-        return catalog.get("QD909").finding(
-            f"The converter {how} while {stage}: this TensorFlow cannot read the variable reads in the SavedModel "
-            "it wrote for the Keras 3 model.",
-            evidence={**evidence, "converter_message": "missing attribute 'value'; LLVM ERROR: Failed to infer "
-                                                       "result type(s)."})
-    rnn_layers = [layer["name"] for layer in layers if layer["class"] in RNN_LAYER_CLASSES]
-    if rnn_layers and stage.startswith("calibrating"):
-        return catalog.get("QD108").finding(
-            f"The calibrator {how} while running the recurrent loop of layer '{rnn_layers[0]}'.",
-            location=Location(layer=rnn_layers[0]), evidence={**evidence, "rnn_layers": rnn_layers})
-    shapes = ""
-    if stage.startswith("calibrating") and calibration is not None and calibration.samples:
-        evidence["first_sample_shapes"] = [list(a.shape) for a in calibration.samples[0].arrays]
-        shapes = f" on samples shaped {', '.join(str(tuple(a.shape)) for a in calibration.samples[0].arrays)}"
-    return catalog.get("QD901").finding(f"The converter process {how} while {stage}{shapes}.", evidence=evidence)
+FLOAT_REFERENCE = "float_reference.tflite"  # the run check's float model, when compare asked for no twin
+RUN_CHECK_STATE = "run_check.json"  # the worker's run check records each stage here before it starts

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from quantdoctor.catalog.matcher import Matcher
+from quantdoctor.isolation.matcher import Matcher
 
 _FRAME = re.compile(r'File "(?:[^"]*/)?([^"/]+)", line (\d+) in (\w+)')
 # Functions of the converter's Python layer, innermost first: the stage within the worker's

@@ -13,9 +13,9 @@ from typing import Callable
 from quantdoctor import catalog
 from quantdoctor.audit.tflite_model import VARIABLE_OPS
 from quantdoctor.catalog.locations import layer_for_location, op_paths, scope_for_path
-from quantdoctor.catalog.matcher import Matcher
-from quantdoctor.catalog.mlir import Diagnostic, op_name, parse_diagnostics
-from quantdoctor.convert.crash import KERAS3_VARIABLE_READ, OUT_OF_MEMORY, STAGE_MARKERS
+from quantdoctor.isolation.matcher import Matcher
+from quantdoctor.diagnosis.mlir import Diagnostic, op_name, parse_diagnostics
+from quantdoctor.isolation.crash import KERAS3_VARIABLE_READ, OUT_OF_MEMORY, STAGE_MARKERS
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.preflight.data_checks import LIST_ORDER_HINT
 from quantdoctor.report.model import Finding, Location
@@ -239,7 +239,7 @@ _RULES = (
 )
 
 # Every matcher quantdoctor has, for the meta-test: each needs a real-model test marked with its name. An
-# allocation failure ends the worker (QD903 from its stderr, convert/crash.py), so it has no rule here.
+# allocation failure ends the worker (QD903 from its stderr, isolation/crash.py), so it has no rule here.
 MATCHERS: tuple[Matcher, ...] = (*(rule.matcher for rule in _RULES), _UNRESOLVED_CUSTOM_OP, _NOT_CONVERTIBLE,
                                  _TENSOR_LIST, *(marker for marker, _ in STAGE_MARKERS), OUT_OF_MEMORY,
                                  KERAS3_VARIABLE_READ)

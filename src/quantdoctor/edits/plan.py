@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator
 
 from quantdoctor.errors import InternalError
-from quantdoctor.fix import transforms
+from quantdoctor.edits import transforms
 from quantdoctor.intake import data as data_intake
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.recipe import Recipe

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable
 
-import quantdoctor
-from quantdoctor.convert.protocol import read_json, write_json
+from quantdoctor.isolation.protocol import read_json, write_json
 from quantdoctor.errors import InternalError, UsageError
 
 DEFAULT_TIMEOUT = 900.0
+# The directory quantdoctor is imported from: the child imports the same copy.
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 # Below this, a memory limit is a slip (TensorFlow alone maps about 1 GB); above this (the user
 # address space of a 64-bit process, 128 TiB), it is not a limit.
 MIN_MEMORY_LIMIT_MB = 256
@@ -116,7 +117,7 @@ def run_isolated(module: str, request: dict[str, Any], workdir: Path, timeout: f
 
         try:
             timed_out = not _wait(child, timeout, poll)
-        except BaseException:  # Ctrl-C, SIGTERM (see convert/cleanup.py), a failing on_poll: the child ends too
+        except BaseException:  # Ctrl-C, SIGTERM (see isolation/cleanup.py), a failing on_poll: the child ends too
             kill_group(child)
             raise
         if timed_out:
@@ -158,10 +159,9 @@ def isolated_command(module: str, *args: str) -> list[str]:
     the child's imports (a `json.py` next to the user's model is never run). The child then imports
     quantdoctor from the very directory the parent did, and nothing else is added to its path.
     """
-    package_root = str(Path(quantdoctor.__file__).resolve().parent.parent)
     bootstrap = ("import sys, runpy; sys.path.insert(0, sys.argv.pop(1)); "
                  "runpy.run_module(sys.argv.pop(1), run_name='__main__', alter_sys=True)")
-    return [sys.executable, "-I", "-X", "faulthandler", "-c", bootstrap, package_root, module, *args]
+    return [sys.executable, "-I", "-X", "faulthandler", "-c", bootstrap, str(PACKAGE_ROOT), module, *args]
 
 
 def _peak_memory_mb(pid: int) -> int:

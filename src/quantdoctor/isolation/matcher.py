@@ -1,7 +1,7 @@
 """`Matcher`: one message quantdoctor recognises in the converter's error text or in a dead worker's
 log. Every matcher has a stable name; the test that triggers it with a real model carries
 `@pytest.mark.matcher(NAME)` and asserts the text it matched, and the suite fails when a matcher
-in `classify_failure.MATCHERS` has no such test that passed (see tests/coverage_markers.py). A
+in `diagnosis.classify_failure.MATCHERS` has no such test that passed (see tests/coverage_markers.py). A
 reworded converter message then fails that test instead of silently ending as QD904.
 """
 

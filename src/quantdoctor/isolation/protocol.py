@@ -10,7 +10,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from quantdoctor.convert.crash import out_of_memory
+from quantdoctor.isolation.crash import out_of_memory
 
 INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE
 
