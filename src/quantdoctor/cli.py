@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from quantdoctor.environment import require_model_reader, require_tensorflow
 from quantdoctor.errors import UsageError
+from quantdoctor.tf_private import TensorFlowChanged
 from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
 from quantdoctor.intake.output_file import write_output
@@ -437,6 +438,11 @@ def _run() -> None:
         one_line = printable(" ".join(str(exc).split()))  # one line, whatever it quotes, shown literally
         err.print(f"quantdoctor: error: {one_line}", markup=False)
         sys.exit(2)
+    except TensorFlowChanged as exc:  # the installed TensorFlow changed a private detail quantdoctor relies on
+        traceback.print_exc()
+        err.print(f"quantdoctor: internal error: {printable(' '.join(str(exc).split()))}: please report it with your "
+                  "TensorFlow version", markup=False)
+        sys.exit(3)
     except Exception:
         traceback.print_exc()
         err.print("quantdoctor: internal error (a bug in quantdoctor): please report it with the traceback above",

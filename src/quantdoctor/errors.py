@@ -35,3 +35,9 @@ class InternalError(Exception):
 
     Deliberately not a QuantdoctorError: it is never the user's mistake or the converter's.
     """
+
+
+class EditFailed(QuantdoctorError):
+    """An edit quantdoctor made to the user's model (a `fix` repair: unrolling a recurrence, renaming
+    inputs, ...) failed on that model: a limit of the repair, never the user's mistake nor the
+    converter's. `fix` reports the repair as blocked and keeps what it verified before."""

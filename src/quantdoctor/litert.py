@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 LITERT_PACKAGE = "ai_edge_litert"
 TENSORFLOW_LITE_PACKAGE = "tensorflow.lite.python"
@@ -34,3 +36,21 @@ def interpreter_module() -> ModuleType:
 def schema_module() -> ModuleType:
     """The generated flatbuffer schema of .tflite models (`schema_py_generated`)."""
     return importlib.import_module(f"{interpreter_package()}.schema_py_generated")
+
+
+def new_interpreter(model: str | Path | bytes, *, reference_kernels: bool = False,
+                    keep_all_tensors: bool = False) -> Any:
+    """The one place quantdoctor builds an interpreter, for a .tflite path or the model's bytes.
+
+    By default it has the op resolver and delegates a user's app gets. `reference_kernels`: TFLite's
+    builtin kernels without the default delegates (no XNNPACK fusing ops or choosing its own
+    arithmetic); `keep_all_tensors`: every intermediate tensor stays readable after `invoke()`.
+    """
+    module = interpreter_module()
+    source: dict[str, Any] = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
+    options: dict[str, Any] = {}
+    if reference_kernels:
+        options["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if keep_all_tensors:
+        options["experimental_preserve_all_tensors"] = True
+    return module.Interpreter(**source, **options)

@@ -29,6 +29,19 @@ class TensorFlowChanged(RuntimeError):
     """A private attribute quantdoctor relies on is missing or behaves differently: not the user's error."""
 
 
+def changed_in(exc: BaseException) -> TensorFlowChanged | None:
+    """The TensorFlowChanged behind `exc` (itself, or anywhere in its chain of causes), or None: a hook
+    that failed inside the converter's own call surfaces wrapped in whatever the converter raised."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TensorFlowChanged):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _require(owner: Any, name: str) -> Any:
     """`owner.name`, or TensorFlowChanged naming what the installed release lacks."""
     try:
@@ -316,13 +329,13 @@ def recorded_layer_scopes(model: Any) -> Iterator[dict[str, str]]:
     `dense_1` becomes `dense_1_2`), so only the record says which layer an op belongs to.
 
     Keras 3 opens every layer call with its TensorFlow backend's `name_scope`; its `__enter__` is
-    wrapped for the duration. Other Keras versions record nothing (an empty dict).
+    wrapped for the duration (tf_keras layers open no such scope: their models record nothing).
     """
     try:
         from keras.src.backend.tensorflow import core
-    except ImportError:
-        yield {}
-        return
+    except ImportError as exc:
+        raise TensorFlowChanged(f"Keras 3 has no TensorFlow backend module keras.src.backend.tensorflow.core ({exc}): "
+                                "quantdoctor cannot tell which layer each converter op belongs to") from None
     import tensorflow as tf
 
     layers = {id(layer): layer.name for layer in _nested_layers(model)}
@@ -437,8 +450,11 @@ def tfmot_quantize_functions(module: ModuleType) -> dict[str, Any]:
 
 def tfmot_supports(layer: Any) -> bool:
     """Whether tfmot's default 8-bit scheme has a QuantizeConfig for this (tf_keras) layer."""
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_registry)
+    try:
+        from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+            default_8bit_quantize_registry)
+    except ImportError as exc:
+        raise TensorFlowChanged(f"tfmot has no default_8bit_quantize_registry ({exc})") from None
 
     return default_8bit_quantize_registry.Default8BitQuantizeRegistry().supports(layer)
 

@@ -22,7 +22,7 @@ from quantdoctor.budget.objective import Objective
 from quantdoctor.convert.aeq_worker import AEQ_PACKAGE, recipe_entries, signature_data
 from quantdoctor.isolation.protocol import raised_in, serve, write_json
 from quantdoctor.intake.data import CalibrationSet
-from quantdoctor.litert import interpreter_package
+from quantdoctor.litert import interpreter_package, new_interpreter
 
 NO_QUANTIZE = "no_quantize"
 MAX_EVALUATIONS = 400  # variants at most: a greedy step tries two entries per op left
@@ -30,7 +30,6 @@ MAX_EVALUATIONS = 400  # variants at most: a greedy step tries two entries per o
 
 def main(request: dict[str, Any]) -> int:
     """Serve one budget search; the response holds the kept ops, the recipe entries and the scores."""
-    from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import quantizer as aeq_quantizer
 
     response_path = Path(request["response"])
@@ -38,7 +37,7 @@ def main(request: dict[str, Any]) -> int:
     write_json(response_path, response)
     started = time.perf_counter()
     float_bytes = Path(request["model"]).read_bytes()
-    interpreter = Interpreter(model_content=float_bytes)
+    interpreter = new_interpreter(float_bytes)
     base = recipe_entries(request["recipe"])
     calibration = CalibrationSet.load(Path(request["data"]))
     evaluation = CalibrationSet.load(Path(request["eval_data"]))
@@ -125,11 +124,9 @@ def quantized_scopes(float_bytes: bytes, entries: list[dict[str, Any]]) -> list[
 
 def run_rows(model: bytes, key: str, rows: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
     """The model's outputs on the rows, one array per output (rows stacked), dequantized, in output-name order."""
-    from ai_edge_litert.interpreter import Interpreter
-
     from quantdoctor.runtime.feed import natural_key
 
-    runner = Interpreter(model_content=model).get_signature_runner(key)
+    runner = new_interpreter(model).get_signature_runner(key)
     inputs, outputs = runner.get_input_details(), runner.get_output_details()
     names = sorted(outputs, key=natural_key)
     collected: list[list[np.ndarray]] = [[] for _ in names]

@@ -20,9 +20,9 @@ import numpy as np
 from quantdoctor.compare.labels import metric_number
 from quantdoctor.errors import UsageError
 from quantdoctor.intake import options
+from quantdoctor.runtime.measures import MAX_SQNR_DB, sqnr_db
 
 Metric = Callable[[Any, Any], float]
-_MAX_SQNR_DB = 120.0  # what an exact output scores (as in compare)
 _MAX_DROP = 1e6
 
 
@@ -68,7 +68,7 @@ class Objective:
     def score(self, outputs: list[np.ndarray]) -> float:
         """The number a variant (or the float model) gets for its outputs on the eval samples."""
         if self.name == "sqnr_db":
-            return min(_sqnr_db(reference, value) for reference, value in zip(self.float_outputs, outputs))
+            return min(sqnr_db(reference, value) for reference, value in zip(self.float_outputs, outputs))
         if self.name == "metric":
             return metric_number(self.metric(self.labels, outputs[0] if len(outputs) == 1 else outputs))
         top1 = outputs[0].reshape(len(outputs[0]), -1).argmax(-1)
@@ -99,14 +99,6 @@ def budget_numbers(max_drop: Any, min_sqnr: Any) -> tuple[float | None, float | 
     if max_drop is not None:
         max_drop = options.number(max_drop, "max_drop", 0, _MAX_DROP, "a non-negative drop of the metric")
     if min_sqnr is not None:
-        min_sqnr = options.number(min_sqnr, "min_sqnr", -_MAX_SQNR_DB, _MAX_SQNR_DB,
-                                  f"an SQNR floor in dB (an exact output scores {_MAX_SQNR_DB:g})")
+        min_sqnr = options.number(min_sqnr, "min_sqnr", -MAX_SQNR_DB, MAX_SQNR_DB,
+                                  f"an SQNR floor in dB (an exact output scores {MAX_SQNR_DB:g})")
     return max_drop, min_sqnr
-
-
-def _sqnr_db(reference: np.ndarray, value: np.ndarray) -> float:
-    reference, value = reference.astype(np.float64), value.astype(np.float64)
-    noise = float(np.sum((value - reference) ** 2))
-    if noise <= 1e-30:
-        return _MAX_SQNR_DB
-    return float(10 * np.log10(max(float(np.sum(reference ** 2)), 1e-30) / noise))

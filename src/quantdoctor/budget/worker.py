@@ -90,13 +90,9 @@ def model_outputs(model: bytes, samples: list[Sample]) -> list[np.ndarray]:
 
     The samples run as one batch where the model's batch dimension is free, one by one otherwise.
     """
-    from quantdoctor.litert import interpreter_module
+    from quantdoctor.litert import new_interpreter
 
-    module = interpreter_module()
-    Interpreter, OpResolverType = module.Interpreter, module.OpResolverType
-
-    interpreter = Interpreter(model_content=model,
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter = new_interpreter(model, reference_kernels=True)
     feed = Feeder(interpreter)
     if all(model_input.shape_signature[:1] == (-1,) for model_input in feed.inputs):
         batches = [{key: np.concatenate([s.values[key] for s in samples]) for key in samples[0].values}]

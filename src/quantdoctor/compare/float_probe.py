@@ -16,17 +16,14 @@ import numpy as np
 
 from quantdoctor.isolation.protocol import serve, write_json
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.litert import new_interpreter
 from quantdoctor.runtime.feed import Feeder, ordered_output_details
 
 
 def main(request: dict[str, Any]) -> int:
     """Predict a class for every eval sample under every variant; write them to `outputs` (.npz)."""
-    from quantdoctor.litert import interpreter_module
-
-    Interpreter = interpreter_module().Interpreter
-
     samples = CalibrationSet.load(Path(request["data"])).samples
-    interpreter = Interpreter(model_path=request["model"])
+    interpreter = new_interpreter(request["model"])
     feed = Feeder(interpreter)
     output = ordered_output_details(interpreter)[0]["index"]
     predictions = {}

@@ -24,16 +24,11 @@ class Lane:
 
     def __init__(self, float_path: str, quant_path: str, pairs: Pairs | None = None) -> None:
         """Open both models; `pairs` are the compared tensors (matched here when not given)."""
-        from quantdoctor.litert import interpreter_module
-
-        module = interpreter_module()
-        Interpreter, OpResolverType = module.Interpreter, module.OpResolverType
+        from quantdoctor.litert import new_interpreter
 
         # The reference kernels, op by op: a delegate would fuse ops and hide the tensors between them.
-        options = {"experimental_preserve_all_tensors": True,
-                   "experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
-        self.float_model = Interpreter(model_path=float_path, **options)
-        self.quant_model = Interpreter(model_path=quant_path, **options)
+        self.float_model = new_interpreter(float_path, reference_kernels=True, keep_all_tensors=True)
+        self.quant_model = new_interpreter(quant_path, reference_kernels=True, keep_all_tensors=True)
         self.pairs = pairs = pairs or matched_tensors(self.float_model, self.quant_model)
         # Tensors are allocated by the first sample: a size the model leaves free takes the sample's.
         self.feed_float, self.feed_quant = Feeder(self.float_model), Feeder(self.quant_model)

@@ -25,7 +25,7 @@ from typing import Any
 from quantdoctor.isolation.protocol import raised_in, serve, write_json
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import CalibrationSet, Sample
-from quantdoctor.litert import interpreter_package
+from quantdoctor.litert import interpreter_package, new_interpreter
 
 AEQ_PACKAGE = "ai_edge_quantizer"
 
@@ -35,12 +35,10 @@ def main(request: dict[str, Any]) -> int:
     response_path = Path(request["response"])
     response: dict[str, Any] = {"stage": "loading"}
     write_json(response_path, response)
-    from ai_edge_litert.interpreter import Interpreter
-
     model_path = Path(request["model"]["path"])
     float_bytes = model_path.read_bytes()
     try:
-        interpreter = Interpreter(model_content=float_bytes)
+        interpreter = new_interpreter(float_bytes)
     except Exception as exc:
         if not raised_in(exc, interpreter_package()):
             raise

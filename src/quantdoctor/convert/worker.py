@@ -53,16 +53,21 @@ def main(request: dict[str, Any]) -> int:
     try:
         import_handed_over(request["model"].get("imports"))  # the user's code, handed over with --import
         loaded = _load(tf, request["model"], trust_model)
-        if request["model"].get("cut"):  # reduce's candidate: some of the model's layers, on their activations
-            loaded, data = _cut(loaded, request["model"]["cut"], data)
-    except _CutFailed:  # quantdoctor's own bug, reported as one by `protocol.serve`
-        raise
     except Exception as exc:  # the user's model, not quantdoctor, failed to load
-        _die_if_out_of_memory(exc)
-        response.update(stage="done", outcome="load_error", error_message=f"{type(exc).__name__}: {exc}",
+        return _refused(response, response_path, "load_error", exc,
                         refused_unsafe=not trust_model and KERAS_SAFE_MODE_REFUSAL in str(exc))
-        write_json(response_path, response)
-        return 0
+    if request["model"].get("edits"):  # fix's model steps: quantdoctor's own code, never the user's load error
+        try:
+            loaded = _edited(loaded, request["model"]["edits"])
+        except Exception as exc:
+            return _refused(response, response_path, "edit_error", exc)
+    if request["model"].get("cut"):  # reduce's candidate: some of the model's layers, on their activations
+        try:
+            loaded, data = _cut(loaded, request["model"]["cut"], data)
+        except _CutFailed:  # quantdoctor's own bug, reported as one by `protocol.serve`
+            raise
+        except Exception as exc:  # a model with no layer graph to cut
+            return _refused(response, response_path, "load_error", exc)
     loaded_at = time.perf_counter()
     make_converter, response["model"], function = _describe(tf, request["model"], loaded)
     refusal = _eval_data_refusal(response["model"], request.get("eval_shapes"))
@@ -123,6 +128,15 @@ def main(request: dict[str, Any]) -> int:
     return 0
 
 
+def _refused(response: dict[str, Any], response_path: Path, outcome: str, exc: Exception, **details: Any) -> int:
+    """End the request with `outcome` (the model could not be loaded, edited or cut) and the exception."""
+    _die_if_out_of_memory(exc)
+    _raise_if_tensorflow_changed(exc)
+    response.update(stage="done", outcome=outcome, error_message=f"{type(exc).__name__}: {exc}", **details)
+    write_json(response_path, response)
+    return 0
+
+
 def _eval_data_refusal(model: dict[str, Any], shapes: Any) -> str | None:
     """Why the eval samples (their `eval_shapes`) do not fit the loaded model's inputs, or None."""
     if not shapes:
@@ -162,6 +176,7 @@ def _convert(make_converter: Callable[[], Any], recipe: Recipe, calibration: Cal
     try:
         converter = make_converter()
     except Exception as exc:  # a bad signature key, say: the user's conversion error to diagnose
+        _raise_if_tensorflow_changed(exc)
         raise _ConverterFailed() from exc
     recipe.apply(converter)
     if calibration is not None:
@@ -171,7 +186,16 @@ def _convert(make_converter: Callable[[], Any], recipe: Recipe, calibration: Cal
     try:
         return converter.convert()
     except Exception as exc:
+        _raise_if_tensorflow_changed(exc)
         raise _ConverterFailed() from exc
+
+
+def _raise_if_tensorflow_changed(exc: Exception) -> None:
+    """A hook of quantdoctor's that failed inside the converter is TensorFlow having changed, never the
+    user's conversion error (QD904): it ends the worker as `tensorflow_changed` (`protocol.serve`)."""
+    changed = tf_private.changed_in(exc)
+    if changed is not None:
+        raise changed from exc
 
 
 def _die_if_out_of_memory(exc: Exception) -> None:
@@ -222,11 +246,10 @@ def _load(tf: Any, model: dict[str, Any], trust_model: bool) -> Any:
 
             return tf_keras.models.load_model(model["path"], compile=False, safe_mode=not trust_model)
         if written_by_tf_keras(Path(model["path"])):
-            return _edited(_load_tf_keras(model["path"], trust_model), model.get("edits"))
+            return _load_tf_keras(model["path"], trust_model)
         import keras
 
-        loaded = keras.saving.load_model(model["path"], compile=False, safe_mode=not trust_model)
-        return _edited(loaded, model.get("edits"))
+        return keras.saving.load_model(model["path"], compile=False, safe_mode=not trust_model)
     if model["loader"] == "frozen_graph":
         return _import_frozen_graph(tf, model)
     return tf.saved_model.load(model["path"])
@@ -270,7 +293,8 @@ def _describe_keras_model(tf: Any, keras_model: Any) -> tuple[Callable[[], Any],
     with tf_private.recorded_layer_scopes(keras_model) as scopes:
         try:
             function = trace_keras(keras_model)  # traced as the converter traces it, for the preflight
-        except Exception:  # the converter falls back to freezing such a model: preflight has no graph
+        except Exception as exc:  # the converter falls back to freezing such a model: preflight has no graph
+            _raise_if_tensorflow_changed(exc)
             function = None
     info["layer_scopes"] = dict(scopes)
     return lambda: tf.lite.TFLiteConverter.from_keras_model(keras_model), info, function
@@ -303,10 +327,8 @@ def _describe_saved_model(tf: Any, model: dict[str, Any], loaded: Any) -> tuple[
     return (lambda: pending.pop() if pending else make_converter()), info, function
 
 
-def _edited(keras_model: Any, edits: list[dict[str, Any]] | None) -> Any:
+def _edited(keras_model: Any, edits: list[dict[str, Any]]) -> Any:
     """fix's model steps applied to the loaded copy (the user's file is never written)."""
-    if not edits:
-        return keras_model
     from quantdoctor.edits.plan import edit_model
 
     return edit_model(keras_model, edits)

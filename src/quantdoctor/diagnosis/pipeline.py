@@ -28,7 +28,7 @@ from quantdoctor.isolation.cleanup import run_interruptible
 from quantdoctor.isolation.protocol import read_json
 from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, WorkerRun, check_limits, run_worker
 from quantdoctor.environment import require_tensorflow
-from quantdoctor.errors import UsageError
+from quantdoctor.errors import EditFailed, UsageError
 from quantdoctor.intake import float_tflite
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake import options
@@ -272,6 +272,7 @@ def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_o
         return model_intake.from_converter(model, workdir), recipe, calibration
     return model_source(model, workdir), recipe, calibration
 
+
 def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration: CalibrationSet | None,
                   run: WorkerRun, target: str | None, evaluation: CalibrationSet | None,
                   settings_findings: list[Finding]) -> Report:
@@ -279,6 +280,8 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         if run.response.get("refused_unsafe"):
             raise model_intake.unsafe_model_error(source, run.response.get("error_message", ""))
         raise model_intake.load_error(source.source, run.response.get("error_message", ""))
+    if run.outcome == "edit_error":
+        raise EditFailed(f"quantdoctor's edit of the model failed: {run.response.get('error_message', '')}")
     model_info = run.response.get("model", {})
     layers = source.layers or model_info.get("layers", [])
     layer_names = LayerNames([layer["name"] for layer in layers], source.layer_scopes or model_info.get("layer_scopes"))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from quantdoctor import tf_private
+from quantdoctor.errors import EditFailed
 from quantdoctor.intake.user_input import model_source
 from quantdoctor.edits.plan import Step, edit_model
 from quantdoctor.intake import model as model_intake
@@ -61,7 +62,12 @@ class ModelOrigin:
     def source(self, steps: list[Step], workdir: Path) -> ModelSource:
         """The model for one round, with the model steps applied (the user's file is never written)."""
         if self.keras_object is not None:
-            edited = edit_model(self.keras_object, steps)
+            try:
+                edited = edit_model(self.keras_object, steps)
+            except Exception as exc:  # quantdoctor's edit, on a model it does not fit: never the user's error
+                if tf_private.changed_in(exc):
+                    raise
+                raise EditFailed(f"quantdoctor's edit of the model failed: {type(exc).__name__}: {exc}") from exc
             like = self.model if model_intake.is_converter(self.model) else None
             return model_intake.from_keras_model(edited, workdir, like=like)
         if self.keras_path is not None:

@@ -8,7 +8,7 @@ data mistakes converts again once, not three times.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from quantdoctor.compare.labels import labels_for_model
 from quantdoctor.compare.run import add_comparison
 from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.diagnosis.pipeline import diagnose_prepared
-from quantdoctor.errors import ModelLoadError, UsageError
+from quantdoctor.errors import EditFailed, UsageError
 from quantdoctor.fix.origin import ModelOrigin
 from quantdoctor.edits.plan import Plan, apply_data_steps
 from quantdoctor.fix.repairs import REPAIRS, Bench, Blocked, Repair, blocked_without_repair
@@ -67,11 +67,19 @@ def run_rounds(origin: ModelOrigin, plan: Plan, data: CalibrationSet | None, wor
     applied: list[Repair] = []
     blocked: list[Blocked] = []
     before = None
+    converted: Rounds | None = None  # the last round that converted, should the next one's model edit fail
     conversions = 0
     for number in range(1, settings.max_rounds + 1):
         round_dir = workdir / f"round{number}"
         round_dir.mkdir()
-        report, float_model = _convert(origin, plan, data, round_dir, settings)
+        try:
+            report, float_model = _convert(origin, plan, data, round_dir, settings)
+        except EditFailed as exc:
+            if converted is None:  # the user's own plan, before any repair of fix's: nothing to fall back to
+                raise
+            return replace(converted, blocked=[Blocked(
+                "edit", str(exc), "the repairs that need this model edit cannot apply to this model; the model "
+                "above is the last one quantdoctor converted")])
         conversions += report.conversion.get("attempted", False)
         before = before or report
         calibration = apply_data_steps(data, plan.data_steps)
@@ -79,6 +87,7 @@ def run_rounds(origin: ModelOrigin, plan: Plan, data: CalibrationSet | None, wor
         if verification.verified:
             return Rounds(before, report, plan, calibration, verification, applied, [], conversions)
         last = number == settings.max_rounds
+        converted = Rounds(before, report, plan.copy(), calibration, verification, list(applied), [], conversions)
         repairs, blocked = plan_repairs(Bench(plan.copy() if last else plan, report, data, origin.editable))
         if repairs and last:
             blocked = [Blocked("rounds", f"The {number} rounds ran out with repairs still to make.",
@@ -99,18 +108,13 @@ def _convert(origin: ModelOrigin, plan: Plan, data: CalibrationSet | None, round
         return _unexportable(origin, plan, invalid), None
     calibration = apply_data_steps(data, plan.data_steps)
     unused = check_unused_data(calibration, plan.recipe, mode_requested=settings.mode_requested)
-    try:
-        source = origin.source(plan.model_steps, round_dir)
-        report, artifacts = diagnose_prepared(source, plan.recipe, calibration, round_dir,
-                                              target=plan.target, evaluation=settings.evaluation,
-                                              float_twin=settings.evaluation is not None, timeout=settings.timeout,
-                                              memory_limit_mb=settings.memory_limit_mb,
-                                              trust_model=settings.trust_model, settings_findings=unused)
-        return report, artifacts.float_twin
-    except ModelLoadError as exc:
-        if not plan.model_steps:
-            raise
-        raise UsageError(f"fix's model edits failed on this model: {exc}") from exc
+    source = origin.source(plan.model_steps, round_dir)
+    report, artifacts = diagnose_prepared(source, plan.recipe, calibration, round_dir,
+                                          target=plan.target, evaluation=settings.evaluation,
+                                          float_twin=settings.evaluation is not None, timeout=settings.timeout,
+                                          memory_limit_mb=settings.memory_limit_mb,
+                                          trust_model=settings.trust_model, settings_findings=unused)
+    return report, artifacts.float_twin
 
 
 def _unexportable(origin: ModelOrigin, plan: Plan, invalid: list[Any]) -> Report:

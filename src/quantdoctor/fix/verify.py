@@ -101,14 +101,12 @@ def main(request_path: str) -> int:
 def _run(model_path: str, samples: list[Any]) -> dict[str, Any]:
     """Every signature on its calibration rows, fitted as the run check fits them (`check_rows`:
     by name or in order, never filled in; zeros only without samples and with fixed sizes)."""
-    from quantdoctor.litert import interpreter_module
-
-    Interpreter = interpreter_module().Interpreter
+    from quantdoctor.litert import new_interpreter
 
     from quantdoctor.runtime.check import check_rows
     from quantdoctor.runtime.feed import arrays_for, as_input, detailed_input
 
-    interpreter = Interpreter(model_path=model_path)
+    interpreter = new_interpreter(model_path)
     signatures = list(interpreter.get_signature_list())
     if not signatures:
         raise ValueError("the model has no signature to run")

@@ -10,6 +10,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from quantdoctor import tf_private
 from quantdoctor.isolation.crash import out_of_memory
 
 INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE
@@ -20,7 +21,8 @@ def serve(main: Callable[[dict[str, Any]], int], request_path: str) -> int:
 
     The worker's own code catches what the user's model, data and converter raise. Whatever
     else escapes is written to the response as `internal_error` (with the traceback), and the
-    process exits with INTERNAL_ERROR_EXIT. An allocation failure (MemoryError,
+    process exits with INTERNAL_ERROR_EXIT; a `TensorFlowChanged` behind it (a private hook that
+    broke on the installed release) is also written as `tensorflow_changed`. An allocation failure (MemoryError,
     ResourceExhaustedError, ...) is left to kill the process: running out of memory is the
     converter's finding (QD903), not a bug.
     """
@@ -31,7 +33,9 @@ def serve(main: Callable[[dict[str, Any]], int], request_path: str) -> int:
         if out_of_memory(f"{type(exc).__name__}: {exc}"):
             raise
         response_path = Path(request["response"])
-        write_json(response_path, {**read_json(response_path), "internal_error": traceback.format_exc()})
+        changed = tf_private.changed_in(exc)
+        failure = {"tensorflow_changed": str(changed)} if changed else {}
+        write_json(response_path, {**read_json(response_path), **failure, "internal_error": traceback.format_exc()})
         traceback.print_exc()
         return INTERNAL_ERROR_EXIT
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from quantdoctor.isolation.protocol import read_json, write_json
+from quantdoctor import tf_private
 from quantdoctor.errors import InternalError, UsageError
 
 DEFAULT_TIMEOUT = 900.0
@@ -40,7 +41,7 @@ _NEAR_LIMIT = 0.1
 class WorkerRun:
     """How one worker process ended, and what it reported before ending."""
 
-    outcome: str  # ok | error | crash | timeout | load_error | skipped (convert worker); done (others)
+    outcome: str  # ok | error | crash | timeout | load_error | edit_error | skipped (convert worker); done (others)
     seconds: float
     response: dict[str, Any] = field(default_factory=dict)
     returncode: int | None = None
@@ -123,6 +124,8 @@ def run_isolated(module: str, request: dict[str, Any], workdir: Path, timeout: f
         if timed_out:
             kill_group(child)
     response = read_json(Path(request["response"]))
+    if "tensorflow_changed" in response:
+        raise tf_private.TensorFlowChanged(f"in the {module} process: {response['tensorflow_changed']}")
     if "internal_error" in response:
         raise InternalError(f"the {module} process failed:\n{response['internal_error']}")
     run = WorkerRun(outcome="timeout" if timed_out else "done", seconds=time.perf_counter() - started,

@@ -22,7 +22,7 @@ from quantdoctor.runtime.measures import collapsed, db, lost_channel_indices, re
 from quantdoctor.isolation.protocol import raised_in
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import Sample
-from quantdoctor.litert import interpreter_module, interpreter_package
+from quantdoctor.litert import interpreter_package, new_interpreter
 from quantdoctor.runtime.feed import Feeder, ModelInput, fitted_rows
 
 ROWS = 8  # calibration rows the check runs: enough to see an output collapse, cheap on any model
@@ -75,7 +75,7 @@ def run_rows(interpreter: Any, feeder: Feeder, rows: list[dict], state: dict[str
 
 def open_interpreter(model_path: str) -> Any:
     """LiteRT's interpreter (or tf.lite's) with its default op resolver and delegates: what a user's app runs."""
-    return interpreter_module().Interpreter(model_path=model_path)
+    return new_interpreter(model_path)
 
 
 def run_check(model_path: Path, float_path: Path | None, samples: list[Sample], record: Record) -> None:

@@ -26,6 +26,12 @@ def db(signal: float, noise: float) -> float:
     return float(10.0 * math.log10(max(signal, EPS) / noise))
 
 
+def sqnr_db(reference: np.ndarray, value: np.ndarray) -> float:
+    """The SQNR of `value` against `reference` over the whole tensor, in dB (computed in float64)."""
+    reference, value = reference.astype(np.float64), value.astype(np.float64)
+    return db(float(np.sum(reference ** 2)), float(np.sum((value - reference) ** 2)))
+
+
 def varies(low: float, high: float) -> bool:
     """True when float values from `low` to `high` move by more than a sliver of their magnitude (a
     model whose output is the same for every input has nothing for quantization to lose)."""

@@ -104,6 +104,8 @@ def _unsupported(layer: Any) -> bool:
         return False
     try:
         return not tf_private.tfmot_supports(layer)
+    except tf_private.TensorFlowChanged:  # quantdoctor's side: said as an internal error (`session.guarded`)
+        raise
     except Exception:  # a layer the registry cannot even inspect: leave it out of the list
         return False
 
