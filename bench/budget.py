@@ -61,7 +61,7 @@ def run_both(name: str, model, x: np.ndarray, labels: np.ndarray) -> dict:
     """Convert once (through the cache), then both strategies in their own variant workers."""
     from quantdoctor.budget.objective import Objective
     from quantdoctor.catalog.locations import LayerNames
-    from quantdoctor.budget.run import budget_search, kept_float
+    from quantdoctor.budget.budget_search import budget_search, kept_float
     from quantdoctor.budget.search import search
     from quantdoctor.diagnosis.pipeline import diagnose_with_calibration
     from quantdoctor.intake.user_input import calibration_set

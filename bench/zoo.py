@@ -130,7 +130,7 @@ def run_one(name: str, state: str, size: int, samples: int, with_fix: bool) -> d
            "strict_findings": len(strict.findings), "strict_grouped": len(group_findings(strict.findings)),
            **review(diagnosed, compared)}
     if with_fix:
-        from quantdoctor.fix.run import fix
+        from quantdoctor.fix.fix_model import fix
 
         fixed = fix(model, calibration, target="cpu")
         row["fix"] = "fixed" if fixed.model is not None else "not fixed"

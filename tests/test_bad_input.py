@@ -270,7 +270,7 @@ def no_conversion(monkeypatch):
         pytest.fail("the output path was checked only after starting the work")
 
     monkeypatch.setattr(importlib.import_module("quantdoctor.diagnosis.pipeline"), "_diagnose", converting)
-    monkeypatch.setattr(importlib.import_module("quantdoctor.compare.run"), "eval_set", converting)
+    monkeypatch.setattr(importlib.import_module("quantdoctor.compare.compare_models"), "eval_set", converting)
 
 
 def cli(*args: str) -> int:

@@ -18,7 +18,7 @@ from quantdoctor.intake.recipe import Recipe
 from quantdoctor.edits.cut import cut_model, describe
 from quantdoctor.edits.call_graph import NotCuttable, boundary, call_graph, replay
 from quantdoctor.reduce.repro import repro_script
-from quantdoctor.reduce.run import reduce
+from quantdoctor.reduce.reduce_model import reduce
 from quantdoctor.reduce.search import smallest_failing
 from quantdoctor.reduce.signature import Signature
 

@@ -239,7 +239,7 @@ def test_data_normalised_before_a_model_that_normalises_itself_is_found_without_
 
 @pytest.mark.code("QD504")
 def test_fix_on_a_target_running_float_ops_keeps_the_head_float_when_an_output_collapses():
-    from quantdoctor.fix.run import fix
+    from quantdoctor.fix.fix_model import fix
 
     result = fix(thousand_class_head(), normal(100), target="cpu")
     assert "the plain INT8 model's QD504 answered by keeping ops float" in result.verification.details

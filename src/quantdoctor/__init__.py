@@ -16,11 +16,11 @@ from __future__ import annotations
 from typing import Any
 
 from quantdoctor.audit.report import audit
-from quantdoctor.compare.run import compare
+from quantdoctor.compare.compare_models import compare
 from quantdoctor.diagnosis.pipeline import diagnose
 from quantdoctor.errors import QuantdoctorError, UsageError
-from quantdoctor.fix.run import FixResult, fix
-from quantdoctor.reduce.run import ReduceResult, reduce
+from quantdoctor.fix.fix_model import FixResult, fix
+from quantdoctor.reduce.reduce_model import ReduceResult, reduce
 from quantdoctor.report.model import Finding, QuantizationError, Report
 from quantdoctor.watch import watch
 

@@ -154,7 +154,7 @@ def compare(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from quantdoctor.audit.checks import check_target
-    from quantdoctor.compare.run import compare as run_compare
+    from quantdoctor.compare.compare_models import compare as run_compare
 
     _check_fail_on(fail_on)
     require_tensorflow()
@@ -198,7 +198,7 @@ def run(
 
     The command's exit code, stdout and files stay its own: quantdoctor writes to stderr and --json.
     """
-    from quantdoctor.watch.run import run_command
+    from quantdoctor.watch.run_command import run_command
 
     require_tensorflow()
     run_command(list(ctx.args), json_path=json_path, timeout=timeout, memory_limit_mb=memory_limit,
@@ -241,7 +241,7 @@ def fix(
 
     With --max-drop or --min-sqnr, the fewest ops kept float that meet that accuracy budget."""
     from quantdoctor.fix.render import render_fix
-    from quantdoctor.fix.run import fix as run_fix
+    from quantdoctor.fix.fix_model import fix as run_fix
 
     require_tensorflow()
     if is_tflite_path(model):
@@ -351,7 +351,7 @@ def reduce(
 ) -> None:
     """Cut MODEL to the fewest layers that fail to convert the same way; optionally write a repro script."""
     from quantdoctor.reduce.render import render_reduce
-    from quantdoctor.reduce.run import reduce as run_reduce
+    from quantdoctor.reduce.reduce_model import reduce as run_reduce
 
     _check_inputs(("model", model), ("calibration data", data))
     check_outputs(inputs=(model, data), outputs={"--json": json_path, "--repro": repro})

@@ -18,7 +18,7 @@ from rich.syntax import Syntax
 from quantdoctor.diagnosis.pipeline import diagnose
 from quantdoctor.errors import UsageError
 from quantdoctor.fix.render import render_fix
-from quantdoctor.fix.run import fix
+from quantdoctor.fix.fix_model import fix
 from quantdoctor.report.terminal import render
 
 
@@ -64,7 +64,7 @@ def run_demo(out: Console, err: Console) -> None:
 def _show_reduce(converter: Any, out: Console, err: Console) -> None:
     """Diagnose a converter crash, then reduce it to the layer that triggers it."""
     from quantdoctor.reduce.render import render_reduce
-    from quantdoctor.reduce.run import reduce
+    from quantdoctor.reduce.reduce_model import reduce
 
     with err.status("Diagnosing in an isolated converter process…"):
         report = diagnose(converter)

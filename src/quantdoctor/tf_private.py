@@ -87,11 +87,6 @@ def converter_signature_keys(converter: Any) -> list[str]:
 CONVERTER_FLAGS_SINCE = {"_experimental_disable_per_channel_quantization_for_dense_layers": "2.18"}
 
 
-def converter_flag(converter: Any, name: str) -> Any:
-    """The value of a converter setting, public or `_experimental_*`; missing ones raise TensorFlowChanged."""
-    return _require(converter, name)
-
-
 def converter_flags(converter: Any, names: tuple[str, ...]) -> dict[str, Any]:
     """The values of the converter settings `names` the installed release has, by name: a setting of
     `CONVERTER_FLAGS_SINCE` missing on a release older than its first is left out; any other

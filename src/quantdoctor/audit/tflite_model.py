@@ -141,10 +141,6 @@ class TFLiteModel:
         """The signature whose entry point is `subgraph`, if any."""
         return next((s for s in self.signatures if s.subgraph == subgraph), None)
 
-    def signature_ops(self, key: str) -> list[OpInfo]:
-        """The ops of the subgraph a signature runs (empty for an unknown key)."""
-        subgraphs = [s.subgraph for s in self.signatures if s.key == key]
-        return self.graphs[subgraphs[0]].ops if subgraphs and subgraphs[0] < len(self.graphs) else []
 
 
 def read_tflite_file(path: str | Path) -> TFLiteModel:

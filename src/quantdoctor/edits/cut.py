@@ -1,6 +1,6 @@
 """Cut a loaded Keras model to some of its layer calls, calibrated on real activations (worker side).
 
-The conversion worker runs this when its request carries a `cut` (see `reduce/run.py`):
+The conversion worker runs this when its request carries a `cut` (see `reduce/reduce_model.py`):
 
     {"describe": "graph.json", "keep": [3, 4] or None, "data_output": "cut.npz"}
 

@@ -17,7 +17,6 @@ from quantdoctor.intake import data as data_intake
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.recipe import Recipe
 
-STEP_KINDS = ("model", "map", "filter", "expand")
 
 
 @dataclass(frozen=True)

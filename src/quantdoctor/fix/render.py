@@ -11,7 +11,7 @@ from quantdoctor.report.literal import literal_assemble, literal_text
 from quantdoctor.report.terminal import budget_lines
 
 if TYPE_CHECKING:
-    from quantdoctor.fix.run import FixResult
+    from quantdoctor.fix.fix_model import FixResult
 
 _MARK = {True: ("ok  ", "green"), False: ("FAIL", "bold red"), None: ("--  ", "dim")}
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from quantdoctor import catalog
 from quantdoctor.compare.labels import labels_for_model
-from quantdoctor.compare.run import add_comparison
+from quantdoctor.compare.compare_models import add_comparison
 from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.diagnosis.pipeline import diagnose_prepared
 from quantdoctor.errors import EditFailed, UsageError

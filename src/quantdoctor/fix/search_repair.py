@@ -18,7 +18,7 @@ from quantdoctor.fix.repairs import Blocked
 from quantdoctor.fix.rounds import Rounds, Settings, run_rounds
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.fix.generic_repairs import Culprit, generic_plans
-from quantdoctor.reduce.run import DEFAULT_REDUCE_SAMPLES, reduce
+from quantdoctor.reduce.reduce_model import DEFAULT_REDUCE_SAMPLES, reduce
 
 
 def reducible(rounds: Rounds) -> bool:

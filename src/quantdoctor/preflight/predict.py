@@ -22,7 +22,6 @@ from quantdoctor.intake.recipe import Recipe
 from quantdoctor.preflight.data_checks import InputSpec
 from quantdoctor.report.model import Finding, Location
 
-VERDICTS = ("will_fail", "converts_with_float_ops", "fully_integer")
 _IO_TYPES = ("float32", "int8", "uint8", "int16")
 _FLOAT_COMPUTE = {"float64": "QD202", "float16": "QD207", "half": "QD207"}
 

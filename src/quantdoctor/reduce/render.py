@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from quantdoctor.reduce.run import ReduceResult
+from quantdoctor.reduce.reduce_model import ReduceResult
 from quantdoctor.report.literal import printable
 
 

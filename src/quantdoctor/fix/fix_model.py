@@ -12,7 +12,7 @@ from typing import Any
 from quantdoctor import catalog
 from quantdoctor.audit.checks import check_target
 from quantdoctor.budget.objective import Metric, Objective, budget_numbers
-from quantdoctor.budget.run import BudgetOutcome, budget_objective, check_budget_settings, search_budget
+from quantdoctor.budget.budget_search import BudgetOutcome, budget_objective, check_budget_settings, search_budget
 from quantdoctor.budget.search import Progress
 from quantdoctor.catalog.accuracy import DEGRADED_OUTPUT
 from quantdoctor.compare.labels import labels_for_model, read_labels
