@@ -36,7 +36,7 @@ LAYERS = (
     "reduce",
     "fix",
     "watch",
-    "devtools", "demo", "cli",
+    "devtools", "demo", "cli_options", "cli",
     "__init__",
 )
 

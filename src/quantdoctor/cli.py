@@ -16,15 +16,20 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from quantdoctor.cli_options import (CalibrationData, DeploymentTarget, FailOn, Imports, IoType, JsonReport, MaxSamples,
+                                     MemoryLimit, QuantizationMode, SelectTfOps, Signatures, Timeout, TrustModel)
 from quantdoctor.environment import require_model_reader, require_tensorflow
 from quantdoctor.errors import UsageError
 from quantdoctor.tf_private import TensorFlowChanged
+from quantdoctor.intake import options
 from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.intake.output_file import write_output
 from quantdoctor.intake.imports import handed_over
 from quantdoctor.intake.float_tflite import is_tflite_path
 from quantdoctor.intake.paths import check_outputs, input_kind
+from quantdoctor.reduce.reduce_model import DEFAULT_REDUCE_SAMPLES
 from quantdoctor.report.literal import printable
 from quantdoctor.report.model import SEVERITIES, QuantizationError
 
@@ -38,37 +43,30 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 out = Console(highlight=False, soft_wrap=True)  # lines are never cut or re-wrapped: code stays copyable
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 FAIL_ON = (*SEVERITIES, "never")
-TRUST_MODEL_HELP = ("Load a .keras/.h5 file even if that runs code stored in it (Lambda layers). "
-                    "Only for files you trust.")
-IMPORT_HELP = ("Import this .py file or module before loading the model (its registered custom layers), "
-               "in the isolated worker too; repeatable. Only code you trust.")
 
 
 @app.command()
 def diagnose(
     model: Path = typer.Argument(..., help="A .keras/.h5 file, a SavedModel directory, or a float .tflite "
                                  "(quantized with ai-edge-quantizer: the aeq extra)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Calibration data: .npz (one array per input) or .npy."),
+    data: CalibrationData = None,
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Inference data, to check calibration ranges."),
-    mode: str = typer.Option("int8", help="int8 | int8-strict | int16x8 | dynamic | float16 "
-                             "(a float .tflite: int8 | int8-strict | int16x8 | dynamic | weight-only)"),
-    io: str = typer.Option("float", help="Model input/output type: float | int8 | uint8"),
-    select_tf_ops: bool = typer.Option(False, "--select-tf-ops", help="Allow Select TF ops (Flex)."),
-    signature: Optional[list[str]] = typer.Option(None, help="SavedModel signature key to convert (repeatable)."),
-    max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Use at most this many calibration samples."),
-    timeout: float = typer.Option(900.0, help="Seconds before the conversion is stopped."),
-    memory_limit: Optional[int] = typer.Option(None, help="Memory limit for the converter process, in MB (>= 256)."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
+    mode: QuantizationMode = "int8",
+    io: IoType = "float",
+    select_tf_ops: SelectTfOps = False,
+    signature: Signatures = None,
+    max_samples: MaxSamples = DEFAULT_MAX_SAMPLES,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    memory_limit: MemoryLimit = None,
+    json_path: JsonReport = None,
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the converted .tflite here."),
-    target: Optional[str] = typer.Option(None, help="Audit the result for: int8-accelerator | microcontroller | "
-                                         "ethos-u55-128 | ethos-u55-256 | ethos-u65-256 | ethos-u85-256 (compiled by "
-                                         "Arm's Vela) | edgetpu (predicted) (cpu | gpu: no audit of their own)"),
+    target: DeploymentTarget = None,
     no_convert: bool = typer.Option(False, "--no-convert", help="Preflight only: check graph and data, predict."),
-    fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
+    fail_on: FailOn = "error",
     keep_workdir: Optional[Path] = typer.Option(None, help="Keep the worker's request, data and logs in this new "
                                                             "(or empty) directory."),
-    trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
-    imports: Optional[list[str]] = typer.Option(None, "--import", help=IMPORT_HELP),
+    trust_model: TrustModel = False,
+    imports: Imports = None,
     aeq_recipe: Optional[Path] = typer.Option(None, "--aeq-recipe", help="For a float .tflite: quantize with this "
                                               "ai-edge-quantizer recipe JSON instead of --mode's recipe."),
 ) -> None:
@@ -98,10 +96,9 @@ def diagnose(
 @app.command()
 def audit(
     model: Path = typer.Argument(..., help="A .tflite model."),
-    target: Optional[str] = typer.Option(None, help="int8-accelerator | microcontroller | ethos-u55-128 | "
-                                         "ethos-u55-256 | ethos-u65-256 | ethos-u85-256 | edgetpu"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
-    fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
+    target: DeploymentTarget = None,
+    json_path: JsonReport = None,
+    fail_on: FailOn = "error",
 ) -> None:
     """Is MODEL really fully integer? Which ops stayed float, how to feed it, does it fit TARGET?"""
     from quantdoctor.audit.report import audit as run_audit
@@ -139,26 +136,24 @@ def compare(
     eval_data: Path = typer.Option(..., "--eval-data", help="Eval data (.npz/.npy): what both models are run on."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Class labels (.npy), one per eval sample."),
     tflite: Optional[Path] = typer.Option(None, "--tflite", help="Compare this quantized .tflite instead of converting."),
-    mode: str = typer.Option("int8", help="int8 | int8-strict | int16x8 | dynamic | float16"),
-    io: str = typer.Option("float", help="Model input/output type: float | int8 | uint8"),
-    target: Optional[str] = typer.Option(None, help="Audit the quantized model for a target as diagnose does "
-                                         "(ethos-u55-128, ...: compiled by Arm's Vela)"),
+    mode: QuantizationMode = "int8",
+    io: IoType = "float",
+    target: DeploymentTarget = None,
     html_path: Optional[Path] = typer.Option(None, "--html", help="Write the self-contained HTML report here."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
-    max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Use at most this many samples of each data set."),
-    fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
-    trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
-    imports: Optional[list[str]] = typer.Option(None, "--import", help=IMPORT_HELP),
+    json_path: JsonReport = None,
+    max_samples: MaxSamples = DEFAULT_MAX_SAMPLES,
+    fail_on: FailOn = "error",
+    trust_model: TrustModel = False,
+    imports: Imports = None,
 ) -> None:
     """Float vs quantized MODEL on eval data: end to end and layer by layer, worst layers first."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from quantdoctor.audit.checks import check_target
     from quantdoctor.compare.compare_models import compare as run_compare
 
     _check_fail_on(fail_on)
     require_tensorflow()
-    check_target(target)
+    options.checked_target(target)
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels),
                   ("--tflite model", tflite))
     check_outputs(inputs=(model, data, eval_data, labels, tflite), outputs={"--json": json_path, "--html": html_path})
@@ -188,9 +183,9 @@ def run(
     ctx: typer.Context,
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write each conversion's report and each "
                                              "finding, in order, to this file."),
-    timeout: float = typer.Option(900.0, help="Seconds before a diagnosed conversion is stopped."),
-    memory_limit: Optional[int] = typer.Option(None, help="Memory limit for the converter process, in MB (>= 256)."),
-    max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Calibration samples kept per conversion."),
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    memory_limit: MemoryLimit = None,
+    max_samples: MaxSamples = DEFAULT_MAX_SAMPLES,
 ) -> None:
     """Run COMMAND (e.g. `python convert.py --epochs 3`) with its conversions and inference diagnosed.
 
@@ -208,26 +203,24 @@ def run(
 @app.command()
 def fix(
     model: Path = typer.Argument(..., help="A .keras/.h5 file or a SavedModel directory."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Calibration data: .npz (one array per input) or .npy."),
+    data: CalibrationData = None,
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Eval data: the fixed model is compared "
                                              "with the float model on it, and an accuracy error blocks it."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Class labels (.npy), one per eval sample."),
-    mode: str = typer.Option("int8", help="int8 | int8-strict | int16x8 | dynamic | float16"),
-    io: str = typer.Option("float", help="Model input/output type: float | int8 | uint8"),
-    select_tf_ops: bool = typer.Option(False, "--select-tf-ops", help="Allow Select TF ops (Flex)."),
-    signature: Optional[list[str]] = typer.Option(None, help="SavedModel signature key to convert (repeatable)."),
-    target: Optional[str] = typer.Option(None, help="Where the model runs: cpu | gpu | int8-accelerator | "
-                                         "microcontroller | ethos-u55-128 | ethos-u55-256 | ethos-u65-256 | "
-                                         "ethos-u85-256 | edgetpu (decides the repairs that depend on it)"),
+    mode: QuantizationMode = "int8",
+    io: IoType = "float",
+    select_tf_ops: SelectTfOps = False,
+    signature: Signatures = None,
+    target: DeploymentTarget = None,
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the verified .tflite here."),
     script: Optional[Path] = typer.Option(None, "--script", help="Write the standalone conversion script here."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the repairs and both reports (JSON) here."),
-    max_samples: int = typer.Option(DEFAULT_MAX_SAMPLES, min=1, help="Use at most this many calibration samples."),
+    max_samples: MaxSamples = DEFAULT_MAX_SAMPLES,
     max_rounds: int = typer.Option(4, min=1, help="Conversions at most: diagnose, repair, convert again."),
-    timeout: float = typer.Option(900.0, help="Seconds before one conversion is stopped."),
-    memory_limit: Optional[int] = typer.Option(None, help="Memory limit for the converter process, in MB (256 or more)."),
-    trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
-    imports: Optional[list[str]] = typer.Option(None, "--import", help=IMPORT_HELP),
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    memory_limit: MemoryLimit = None,
+    trust_model: TrustModel = False,
+    imports: Imports = None,
     max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Accuracy budget on --eval-data: the largest "
                                              "drop of top-1 accuracy (with --labels) or agreement vs float."),
     min_sqnr: Optional[float] = typer.Option(None, "--min-sqnr", help="Accuracy budget: an SQNR floor in dB on "
@@ -331,7 +324,7 @@ def _fix_float_tflite(model: Path, data: Optional[Path], eval_data: Optional[Pat
 @app.command()
 def reduce(
     model: Path = typer.Argument(..., help="A .keras/.h5 file (functional, Sequential or nested; Keras 3 or tf_keras)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Calibration data: .npz (one array per input) or .npy."),
+    data: CalibrationData = None,
     code: Optional[str] = typer.Option(None, "--code", help="The finding to reduce (default: the root cause)."),
     repro: Optional[Path] = typer.Option(None, "--repro", help="Write a standalone script that fails the same way."),
     with_weights: bool = typer.Option(False, "--with-weights", help="The repro uses the real weights (saved "
@@ -339,15 +332,15 @@ def reduce(
     with_source: bool = typer.Option(False, "--with-source", help="The repro carries the source of your module "
                                      "that defines a custom culprit layer, instead of importing it."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the culprits and the signature (JSON) here."),
-    mode: str = typer.Option("int8", help="int8 | int8-strict | int16x8 | dynamic | float16"),
-    io: str = typer.Option("float", help="Model input/output type: float | int8 | uint8"),
-    select_tf_ops: bool = typer.Option(False, "--select-tf-ops", help="Allow Select TF ops (Flex)."),
-    target: Optional[str] = typer.Option(None, help="int8-accelerator | microcontroller | cpu | gpu"),
-    max_samples: int = typer.Option(100, min=1, help="Use at most this many calibration samples."),
-    timeout: float = typer.Option(900.0, help="Seconds before one conversion is stopped."),
-    memory_limit: Optional[int] = typer.Option(None, help="Memory limit for the converter process, in MB (>= 256)."),
-    trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_MODEL_HELP),
-    imports: Optional[list[str]] = typer.Option(None, "--import", help=IMPORT_HELP),
+    mode: QuantizationMode = "int8",
+    io: IoType = "float",
+    select_tf_ops: SelectTfOps = False,
+    target: DeploymentTarget = None,
+    max_samples: MaxSamples = DEFAULT_REDUCE_SAMPLES,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    memory_limit: MemoryLimit = None,
+    trust_model: TrustModel = False,
+    imports: Imports = None,
 ) -> None:
     """Cut MODEL to the fewest layers that fail to convert the same way; optionally write a repro script."""
     from quantdoctor.reduce.render import render_reduce

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from functools import lru_cache
@@ -16,23 +15,12 @@ from quantdoctor.audit.quantizers import fake_quant_round_trips
 from quantdoctor.audit.tflite_model import OpInfo, TFLiteModel
 from quantdoctor.catalog.accuracy import keep_float_code, merge_fix
 from quantdoctor.catalog.locations import layers_in_tensor_name
-from quantdoctor.catalog.npu import ETHOS_U_TARGETS, NPU_TARGETS, VELA_INSTALL
-from quantdoctor.errors import UsageError
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.report.model import Finding, Location
 
-TARGETS = ("cpu", "gpu", "int8-accelerator", "microcontroller") + NPU_TARGETS  # cpu and gpu run float ops
 SIGNATURE_FIX = ("Give every signature calibration samples: yield (signature_key, {input name: array}) tuples "
                  "that cover each signature.")
 _INTEGER_TYPES = ("INT8", "UINT8", "INT16")
-
-
-def check_target(target: str | None) -> None:
-    """Raise a UsageError for an unknown target name, or for an Ethos-U target without Arm's Vela installed."""
-    if target is not None and target not in TARGETS:
-        raise UsageError(f"unknown target '{target}': choose one of {', '.join(TARGETS)}")
-    if target in ETHOS_U_TARGETS and importlib.util.find_spec("ethosu") is None:
-        raise UsageError(f"target {target} needs Arm's Vela compiler, which is not installed: {VELA_INSTALL}")
 
 
 def summarize(model: TFLiteModel, layer_names: list[str]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from quantdoctor import catalog
 from quantdoctor.audit.checks import op_layer, output_layer_names
 from quantdoctor.audit.tflite_model import OpInfo, TFLiteModel, read_tflite
 from quantdoctor.catalog.locations import layers_in_tensor_name
-from quantdoctor.catalog.npu import ETHOS_U_TARGETS
+from quantdoctor.intake.options import Target
 from quantdoctor.isolation.runner import run_isolated
 from quantdoctor.report.model import Finding, Location
 
@@ -247,7 +247,7 @@ def npu_audit(tflite: bytes, target: str | None, model: TFLiteModel, layer_names
               output_layers: list[str | None] | None = None) -> tuple[dict[str, Any] | None, list[Finding]]:
     """For an Ethos-U target, Vela's compilation of `tflite` (the report's `audit.npu`) and its findings;
     (None, []) for any other target."""
-    if target not in ETHOS_U_TARGETS:
+    if target is None or not Target(target).ethos_u:
         return None, []
     result = compile_with_vela(tflite, target, model, layer_names, output_layers)
     return result.to_dict(), ethos_u_findings(result)

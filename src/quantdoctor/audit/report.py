@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quantdoctor.audit.checks import audit_findings, check_target, summarize
+from quantdoctor.audit.checks import audit_findings, summarize
 from quantdoctor.audit.edgetpu import edgetpu_audit
 from quantdoctor.audit.ethos_u import npu_audit
 from quantdoctor.audit.tflite_model import read_tflite, read_tflite_file
 from quantdoctor.errors import UsageError
+from quantdoctor.intake import options
 from quantdoctor.report.model import Report, rank_findings
 
 
@@ -19,7 +20,7 @@ def audit(model: str | Path | bytes, target: str | None = None) -> Report:
     ("ethos-u55-128", ...: the model is then compiled by Arm's Vela, in an isolated process).
     Nothing is executed: the flatbuffer is read with LiteRT's schema.
     """
-    check_target(target)
+    options.checked_target(target)
     if not isinstance(model, (str, Path, bytes, bytearray)):
         raise UsageError(f"audit takes a .tflite path or its bytes, not {type(model).__name__}")
     model = bytes(model) if isinstance(model, bytearray) else model

@@ -3,10 +3,6 @@ what the Edge TPU's published constraints predict (`--target edgetpu`)."""
 
 from quantdoctor.catalog.check import Check
 
-ETHOS_U_TARGETS = ("ethos-u55-128", "ethos-u55-256", "ethos-u65-256", "ethos-u85-256")  # Vela's accelerator configs
-NPU_TARGETS = ETHOS_U_TARGETS + ("edgetpu",)  # integer-only: a float op runs on the CPU
-VELA_INSTALL = "pip install 'quantdoctor[ethos-u]'"
-
 
 def vela_core_name(accelerator: str) -> str:
     """The name Vela's compiler core gives an accelerator family: "ethos-u85-256" -> "EthosU85"; the

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from quantdoctor import catalog
-from quantdoctor.audit.checks import check_target, output_layer_names
+from quantdoctor.audit.checks import output_layer_names
 from quantdoctor.audit.report import audit
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.diagnosis.classify_failure import first_line
@@ -22,7 +22,7 @@ from quantdoctor.compare.labels import labels_for_model, read_labels
 from quantdoctor.compare.preprocessing import float_failure_findings
 from quantdoctor.isolation.protocol import read_json
 from quantdoctor.isolation.cleanup import run_interruptible
-from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, check_limits, run_isolated
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, run_isolated
 from quantdoctor.diagnosis.pipeline import diagnose, diagnose_with_float_twin
 from quantdoctor.intake.user_input import eval_set
 from quantdoctor.environment import require_tensorflow
@@ -53,9 +53,7 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     `html` also writes the self-contained HTML report. `trust_model` and `target` are as for `diagnose`.
     """
     require_tensorflow()
-    check_target(target)
-    check_limits(timeout, None)
-    max_samples = options.count(max_samples, "max_samples")
+    max_samples = options.RunOptions.checked(timeout=timeout, max_samples=max_samples, target=target).max_samples
     if metric is not None and not callable(metric):
         raise UsageError(f"metric must be a function metric(labels, outputs), not {type(metric).__name__}")
     if tflite is not None and not isinstance(tflite, (str, Path, bytes)):

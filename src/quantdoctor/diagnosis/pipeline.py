@@ -11,7 +11,7 @@ from typing import Any
 from quantdoctor import catalog
 from quantdoctor.aeq.findings import add_aeq_findings
 from quantdoctor.aeq.inputs import check_float_model
-from quantdoctor.audit.checks import audit_findings, check_target, float_ops, summarize
+from quantdoctor.audit.checks import audit_findings, float_ops, summarize
 from quantdoctor.audit.normalisation import double_normalisation_findings
 from quantdoctor.audit.edgetpu import edgetpu_audit
 from quantdoctor.audit.ethos_u import npu_audit
@@ -26,7 +26,7 @@ from quantdoctor.convert import cache as conversion_cache
 from quantdoctor.isolation.crash import crash_frames, native_errors
 from quantdoctor.isolation.cleanup import run_interruptible
 from quantdoctor.isolation.protocol import read_json
-from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, WorkerRun, check_limits, run_worker
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, WorkerRun, run_worker
 from quantdoctor.environment import require_tensorflow
 from quantdoctor.errors import EditFailed, UsageError
 from quantdoctor.intake import float_tflite
@@ -137,9 +137,9 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
               trust_model: bool = False, eval_fit: CalibrationSet | None = None,
               aeq_recipe: str | Path | None = None) -> tuple[Report, ConversionArtifacts]:
     require_tensorflow()
-    check_target(target)
-    check_limits(timeout, memory_limit_mb)
-    max_samples = options.count(max_samples, "max_samples")
+    checked = options.RunOptions.checked(timeout=timeout, memory_limit_mb=memory_limit_mb, max_samples=max_samples,
+                                         target=target)
+    max_samples = checked.max_samples
     convert = options.flag(convert, "convert")
     select_tf_ops = options.flag(select_tf_ops, "select_tf_ops")
     trust_model = options.flag(trust_model, "trust_model")

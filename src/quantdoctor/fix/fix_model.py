@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from quantdoctor import catalog
-from quantdoctor.audit.checks import check_target
 from quantdoctor.budget.objective import Metric, Objective, budget_numbers
 from quantdoctor.budget.budget_search import BudgetOutcome, budget_objective, check_budget_settings, search_budget
 from quantdoctor.budget.search import Progress
@@ -18,7 +17,7 @@ from quantdoctor.catalog.accuracy import DEGRADED_OUTPUT
 from quantdoctor.compare.labels import labels_for_model, read_labels
 from quantdoctor.runtime.measures import FOLLOWS_SQNR_DB
 from quantdoctor.isolation.cleanup import run_interruptible
-from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, check_limits
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.intake.user_input import eval_set, recipe_and_data
 from quantdoctor.environment import require_tensorflow
 from quantdoctor.errors import UsageError
@@ -138,10 +137,9 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     Returns a `FixResult`; `result.model` is None unless verified (with a budget: the best effort).
     """
     require_tensorflow()
-    check_target(target)
-    check_limits(timeout, memory_limit_mb)
+    max_samples = options.RunOptions.checked(timeout=timeout, memory_limit_mb=memory_limit_mb, max_samples=max_samples,
+                                             target=target).max_samples
     max_drop, min_sqnr = budget_numbers(max_drop, min_sqnr)
-    max_samples = options.count(max_samples, "max_samples")
     max_rounds = options.count(max_rounds, "max_rounds")
     started = time.perf_counter()
     recipe, calibration = recipe_and_data(model, data, mode, io, options.flag(select_tf_ops, "select_tf_ops"),

@@ -20,14 +20,13 @@ from typing import Any, Callable
 import numpy as np
 
 from quantdoctor import catalog
-from quantdoctor.catalog.npu import NPU_TARGETS
+from quantdoctor.intake.options import Target
 from quantdoctor.edits.plan import Plan, Step, apply_data_steps
 from quantdoctor.edits.transforms import is_finite
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.preflight.data_checks import InputSpec
 from quantdoctor.report.model import Finding, Report
 
-STRICT_TARGETS = ("int8-accelerator", "microcontroller") + NPU_TARGETS  # a float op runs on the CPU there
 _INT16X8 = "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"
 _MAX_ASSIGNED_INPUTS = 6  # inputs matched to arrays by trying every pairing
 
@@ -92,7 +91,7 @@ RepairFunction = Callable[[Finding, Bench], Any]
 
 def allows_float_ops(target: str | None) -> bool:
     """Whether the deployment target runs float (and Select TF) ops: anything but an integer-only one."""
-    return target not in STRICT_TARGETS
+    return target is None or Target(target).runs_float_ops
 
 
 def blocked_without_repair(finding: Finding, bench: Bench | None = None) -> Blocked:

@@ -10,9 +10,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from quantdoctor import tf_private
+from quantdoctor.intake import options
 from quantdoctor.errors import UsageError
 
-MODES = ("int8", "int8-strict", "int16x8", "dynamic", "float16", "float")
 IO_TYPES = ("float", "int8", "uint8")
 
 # Converter attributes copied verbatim when reading back a user's converter.
@@ -55,8 +55,7 @@ class Recipe:
     @classmethod
     def for_mode(cls, mode: str = "int8", io: str = "float", select_tf_ops: bool = False) -> Recipe:
         """The settings a user would write for `--mode`, `--io` and `--select-tf-ops`."""
-        if mode not in MODES:
-            raise UsageError(f"unknown mode '{mode}': choose one of {', '.join(MODES)}")
+        mode = options.checked_mode(mode)
         if io not in IO_TYPES:
             raise UsageError(f"unknown io type '{io}': choose one of {', '.join(IO_TYPES)}")
         if io != "float" and mode not in ("int8", "int8-strict"):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from quantdoctor.isolation.cleanup import run_interruptible
-from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, check_limits
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.diagnosis.pipeline import diagnose_prepared
 from quantdoctor.intake.user_input import model_source, recipe_and_data
 from quantdoctor.errors import UsageError
@@ -99,8 +99,8 @@ def reduce(model: Any, data: Any = None, *, mode: str | None = None, io: str | N
     import time
 
     started = time.perf_counter()
-    check_limits(timeout, memory_limit_mb)
-    max_samples = options.count(max_samples, "max_samples")
+    max_samples = options.RunOptions.checked(timeout=timeout, memory_limit_mb=memory_limit_mb,
+                                             max_samples=max_samples).max_samples
     if code is not None and not (isinstance(code, str) and _CODE.match(code)):
         raise UsageError(f"code must be a finding code such as QD108, not {code!r}")
     if repro is not None:

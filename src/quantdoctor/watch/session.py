@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, check_limits
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.errors import UsageError
 from quantdoctor.intake import options
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
@@ -89,8 +89,7 @@ class WatchSession:
 
 def check_options(timeout: float, memory_limit_mb: int | None, max_samples: int) -> None:
     """The diagnose options every conversion will get, refused at once rather than at the first conversion."""
-    check_limits(timeout, memory_limit_mb)
-    options.count(max_samples, "max_samples")
+    options.RunOptions.checked(timeout=timeout, memory_limit_mb=memory_limit_mb, max_samples=max_samples)
 
 
 def active() -> WatchSession | None:
