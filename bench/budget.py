@@ -59,10 +59,10 @@ def nncf_strategy(evaluate, graph, layer_names, output_layers, accelerator):
 
 def run_both(name: str, model, x: np.ndarray, labels: np.ndarray) -> dict:
     """Convert once (through the cache), then both strategies in their own variant workers."""
-    from quantdoctor.budget.objective import Objective
-    from quantdoctor.catalog.locations import LayerNames
     from quantdoctor.budget.budget_search import budget_search, kept_float
+    from quantdoctor.budget.objective import Objective
     from quantdoctor.budget.search import search
+    from quantdoctor.catalog.locations import LayerNames
     from quantdoctor.diagnosis.pipeline import diagnose_with_calibration
     from quantdoctor.intake.user_input import calibration_set
 

@@ -33,9 +33,19 @@ def _cases() -> dict[str, Callable[[Path], tuple[Any, Any, dict[str, Any]]]]:
     import keras
     import numpy as np
     import tensorflow as tf
-
-    from models import (Float64Scale, Projection, dataset_from, image_model, int8_converter, lambda_layer, lstm_model,
-                        smooth_images, two_input_model, vectors, with_layer)
+    from models import (
+        Float64Scale,
+        Projection,
+        dataset_from,
+        image_model,
+        int8_converter,
+        lambda_layer,
+        lstm_model,
+        smooth_images,
+        two_input_model,
+        vectors,
+        with_layer,
+    )
 
     def samples(items):
         return lambda: iter(items)

@@ -38,7 +38,6 @@ sys.path.insert(0, str(HERE))
 
 from run import RESULTS  # noqa: E402
 
-
 HURTING = ("detector", "outliers", "attention")
 OUTLIER = 200.0  # the outliers model's two outlier channels: 200 (1 + x), next to the other 62
 

@@ -11,10 +11,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Every test converts for real; the conversion cache's own tests turn it on in a temporary directory.
 os.environ["QUANTDOCTOR_NO_CACHE"] = "1"
 
+import coverage_markers
 import numpy as np
 import pytest
-
-import coverage_markers
 
 pytest_plugins = ["release_markers"]
 

@@ -12,11 +12,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import quantdoctor as qd
 from float_tflite import float_tflite, onnx_style, renamed, tensor_names, torch_style, write
 from helpers import assert_finding, only, run
 from models import dataset_from, int8_converter, lambda_layer, vectors, with_layer
+
+import quantdoctor as qd
 from quantdoctor.audit.tflite_model import read_tflite
 
 

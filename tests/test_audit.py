@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
-
-import quantdoctor as qd
 from helpers import assert_finding, only
 from models import dataset_from, image_model, int8_converter, lambda_layer, smooth_images, vectors, with_layer
+
+import quantdoctor as qd
 
 QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
 
@@ -138,8 +138,8 @@ def test_per_channel_dense_weights_warn_on_a_microcontroller_only_when_the_model
 
 @pytest.mark.code("QD403")
 def test_integer_tensors_without_quantization_parameters(tflite_files, tmp_path):
-    from ai_edge_litert import schema_py_generated as schema
     import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(tflite_files["integer"].read_bytes(), 0)
     graph = model.subgraphs[0]

@@ -18,18 +18,18 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_finding, only
+from models import dataset_from, image_model, smooth_images, with_layer
 from rich.console import Console
 
 import quantdoctor as qd
-from helpers import assert_finding, only
-from models import dataset_from, image_model, smooth_images, with_layer
 from quantdoctor.catalog.check import Check
 from quantdoctor.compare.labels import check_classes, read_labels
-from quantdoctor.isolation.protocol import raised_in
-from quantdoctor.isolation.runner import run_isolated, run_worker
 from quantdoctor.errors import DataLoadError, InternalError, UsageError
 from quantdoctor.intake import data as data_intake
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.isolation.protocol import raised_in
+from quantdoctor.isolation.runner import run_isolated, run_worker
 from quantdoctor.report.model import Report
 from quantdoctor.report.terminal import render
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import assert_finding, only
 
 import quantdoctor as qd
 from quantdoctor.budget.worker import model_outputs
-from quantdoctor.intake.user_input import calibration_set
 from quantdoctor.errors import UsageError
-from helpers import assert_finding, only
+from quantdoctor.intake.user_input import calibration_set
 
 QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
 

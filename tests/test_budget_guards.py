@@ -9,9 +9,9 @@ import subprocess
 import keras
 import numpy as np
 import pytest
+from helpers import QUANTDOCTOR
 
 import quantdoctor as qd
-from helpers import QUANTDOCTOR
 
 
 @pytest.fixture(scope="module")

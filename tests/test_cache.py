@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run
 
 from quantdoctor.convert import cache
 from quantdoctor.convert.model_identity import FILES, ModelDigest
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.cache_settings import DEFAULT_MAX_MB, cache_settings, check_cache_root
-from helpers import run
 
 ENTRY_FILES = (cache.RESPONSE, cache.MODEL, cache.FLOAT_TWIN, cache.CALIBRATED, cache.QUANTIZER)
 
@@ -454,7 +454,6 @@ def test_concurrent_runs_never_see_half_an_entry_nor_corrupt_one(cache_on, tmp_p
 def user_files(tmp_path_factory) -> Path:
     """Two small Keras models of the user's, and calibration data."""
     import keras
-
     from models import image_model, smooth_images
 
     folder = tmp_path_factory.mktemp("files")

@@ -8,10 +8,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import quantdoctor as qd
 from helpers import assert_finding, only, root
 from models import Projection, dataset_from, image_model, int8_converter, smooth_images, two_input_model
+
+import quantdoctor as qd
 from quantdoctor.litert import interpreter_module
 
 Interpreter = interpreter_module().Interpreter  # LiteRT's, or tf.lite.Interpreter without it

@@ -10,14 +10,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_finding, only, root
+from models import dataset_from, image_model, int8_converter, smooth_images, vectors
 
 import quantdoctor as qd
 from quantdoctor.compare.labels import metric_number
 from quantdoctor.compare.metrics import ErrorStats
 from quantdoctor.diagnosis.pipeline import diagnose_with_float_twin
 from quantdoctor.errors import UsageError
-from helpers import assert_finding, only, root
-from models import image_model, int8_converter, dataset_from, smooth_images, vectors
 
 QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
 

@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import quantdoctor as qd
 from helpers import assert_finding, root
 from models import Float64Scale, dataset_from, image_model, int8_converter, smooth_images, vectors, with_layer
+
+import quantdoctor as qd
 
 
 @pytest.mark.tensorflow("2.18", "2.21")  # TF 2.16 aborts on the Keras 3 model first (QD909)

@@ -8,10 +8,10 @@ from importlib import resources
 import keras
 import pytest
 import tensorflow as tf
-
-import quantdoctor as qd
 from helpers import assert_finding, only
 from models import dataset_from, int8_converter, smooth_images
+
+import quantdoctor as qd
 from quantdoctor.report.terminal import render_plain
 
 

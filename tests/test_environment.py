@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import quantdoctor as qd
 from helpers import assert_finding, only, root
 from models import dataset_from, image_model, int8_converter, smooth_images, vectors
+
+import quantdoctor as qd
 from quantdoctor.environment import current
 
 

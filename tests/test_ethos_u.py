@@ -9,10 +9,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import quantdoctor as qd
 from helpers import assert_finding, only
 from models import smooth_images
+
+import quantdoctor as qd
 from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.audit.vela_worker import read_csv
 from quantdoctor.report.terminal import render_plain

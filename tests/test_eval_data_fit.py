@@ -11,10 +11,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import QUANTDOCTOR
 
 import quantdoctor as qd
 from quantdoctor.errors import UsageError
-from helpers import QUANTDOCTOR
 
 MISFIT = ("quantdoctor: error: eval sample #0 gives input 'features' [None, 8] an array shaped [1, 5]: "
           "the sizes the model fixes differ\n")

@@ -11,12 +11,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import QUANTDOCTOR
 
 import quantdoctor as qd
 from quantdoctor.compare.preprocessing import float_failure
-from quantdoctor.intake.user_input import eval_set
 from quantdoctor.errors import UsageError
-from helpers import QUANTDOCTOR
+from quantdoctor.intake.user_input import eval_set
 
 
 @pytest.fixture(scope="module")

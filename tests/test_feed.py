@@ -7,11 +7,11 @@ import re
 import keras
 import numpy as np
 import pytest
+from models import dataset_from, smooth_images, two_input_model, vectors
 
 import quantdoctor as qd
 from quantdoctor.errors import UsageError
 from quantdoctor.report.terminal import render_plain
-from models import dataset_from, smooth_images, two_input_model, vectors
 
 
 def any_size_images() -> keras.Model:

@@ -6,11 +6,22 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_finding
+from models import (
+    Float64Scale,
+    Projection,
+    dataset_from,
+    image_model,
+    int8_converter,
+    lambda_layer,
+    lstm_model,
+    smooth_images,
+    two_input_model,
+    vectors,
+    with_layer,
+)
 
 import quantdoctor as qd
-from helpers import assert_finding
-from models import (Float64Scale, Projection, dataset_from, image_model, int8_converter, lambda_layer, lstm_model,
-                    smooth_images, two_input_model, vectors, with_layer)
 from quantdoctor import catalog
 
 

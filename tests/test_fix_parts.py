@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from quantdoctor import catalog
+from quantdoctor.catalog import mark_automatic
 from quantdoctor.edits import transforms
 from quantdoctor.edits.plan import Plan, Step, apply_data_steps, samples_through
-from quantdoctor.catalog import mark_automatic
 from quantdoctor.fix.repairs import REPAIRS, assign_inputs, valid_tf_name
 from quantdoctor.intake.data import from_generator
 from quantdoctor.intake.recipe import Recipe
@@ -69,8 +69,8 @@ def test_the_script_writes_only_settings_that_differ_from_a_new_converter():
     tf = pytest.importorskip("tensorflow")
     import keras
 
-    from quantdoctor.report.converter_code import CONVERTER_DEFAULTS
     from quantdoctor.intake.recipe import CONVERTER_FLAGS
+    from quantdoctor.report.converter_code import CONVERTER_DEFAULTS
 
     converter = tf.lite.TFLiteConverter.from_keras_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
     assert {name: getattr(converter, name) for name in CONVERTER_FLAGS} == CONVERTER_DEFAULTS

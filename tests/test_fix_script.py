@@ -10,9 +10,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from models import smooth_images, vectors
 
 from quantdoctor.audit.tflite_model import read_tflite_file
-from models import smooth_images, vectors
 
 QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from models import dataset_from, image_model, int8_converter, smooth_images
 
 import quantdoctor as qd
-from models import dataset_from, image_model, int8_converter, smooth_images
 from quantdoctor.errors import QuantdoctorError
 from quantdoctor.intake import data as data_intake
 

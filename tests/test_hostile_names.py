@@ -21,21 +21,20 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from hostile_names import CORPUS, FILE_NAMES, PAYLOAD_FILE, PAYLOAD_TITLE, comments, injected_calls, string_constants
+from models import smooth_images, vectors
 from rich.console import Console
 
-from hostile_names import (CORPUS, FILE_NAMES, PAYLOAD_FILE, PAYLOAD_TITLE, comments,
-                           injected_calls, string_constants)
 from quantdoctor import catalog
 from quantdoctor.edits.plan import Plan
-from quantdoctor.intake.data import from_arrays
 from quantdoctor.fix.repairs import REPAIRS, Bench, Repair, valid_tf_name
 from quantdoctor.fix.script import write_script
+from quantdoctor.intake.data import from_arrays
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.report.html import write_html
 from quantdoctor.report.literal import printable
 from quantdoctor.report.model import Location, Report
 from quantdoctor.report.terminal import render
-from models import smooth_images, vectors
 
 QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
 DOCSTRING = "Converts the model with the repairs `quantdoctor fix` verified. Needs TensorFlow and NumPy only."
@@ -266,8 +265,8 @@ def test_the_signature_runner_fix_code_holds_hostile_input_names_as_data(monkeyp
 def test_names_written_as_code_must_be_identifiers():
     """What the script writes as code, not as a literal (converter settings, the transforms it calls), is
     refused unless it is a plain identifier: a recipe or a step carrying a name from a file cannot become code."""
-    from quantdoctor.errors import InternalError
     from quantdoctor.edits.plan import Step
+    from quantdoctor.errors import InternalError
     from quantdoctor.report.converter_code import identifier
 
     assert identifier("TFLITE_BUILTINS_INT8") == "TFLITE_BUILTINS_INT8"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import quantdoctor as qd
 from helpers import root
 from models import dataset_from, image_model, int8_converter, smooth_images
+
+import quantdoctor as qd
 from quantdoctor.errors import DataLoadError, ModelLoadError, UsageError
 from quantdoctor.intake import data as data_intake
 from quantdoctor.intake import model as model_intake

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
-
-import quantdoctor as qd
 from helpers import assert_finding, root
 from models import vectors
+
+import quantdoctor as qd
 from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.catalog.locations import LayerNames, layer_for_path
 

@@ -9,9 +9,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_finding, only, root
 
 import quantdoctor as qd
-from helpers import assert_finding, only, root
 
 
 @pytest.fixture(scope="module")

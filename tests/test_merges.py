@@ -11,10 +11,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-
-import quantdoctor as qd
 from helpers import assert_finding, only, root
 from models import smooth_images
+
+import quantdoctor as qd
 
 QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
 

@@ -6,11 +6,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_finding, root
+from models import Projection
 
 import quantdoctor as qd
 from quantdoctor.errors import ModelLoadError
-from helpers import assert_finding, root
-from models import Projection
 
 
 def features() -> np.ndarray:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-
-import quantdoctor as qd
 from helpers import only
 from models import vectors
+
+import quantdoctor as qd
 
 
 class Scorer(keras.Model):

@@ -20,10 +20,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import quantdoctor as qd
 from helpers import assert_finding, only, root
 from models import Projection, dataset_from, vectors
+
+import quantdoctor as qd
 from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.litert import interpreter_module
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import quantdoctor as qd
 from helpers import assert_finding, root
 from models import image_model, int8_converter, smooth_images, two_input_model
+
+import quantdoctor as qd
 from quantdoctor.intake import data as data_intake
 from quantdoctor.intake.data import CalibrationSet
 

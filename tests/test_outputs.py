@@ -16,11 +16,11 @@ from pathlib import Path
 
 import keras
 import pytest
+from helpers import QUANTDOCTOR, run
 
 from quantdoctor.errors import UsageError
 from quantdoctor.intake import output_file
 from quantdoctor.intake.output_file import write_output
-from helpers import QUANTDOCTOR, run
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
+from helpers import only
 
 import quantdoctor as qd
-from helpers import only
 
 
 class Cumsum(keras.layers.Layer):

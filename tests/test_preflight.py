@@ -5,11 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_finding, only, root
+from models import (
+    Float64Scale,
+    dataset_from,
+    image_model,
+    int8_converter,
+    lambda_layer,
+    lstm_model,
+    smooth_images,
+    vectors,
+    with_layer,
+)
 
 import quantdoctor as qd
-from helpers import assert_finding, only, root
-from models import (Float64Scale, dataset_from, image_model, int8_converter, lambda_layer, lstm_model,
-                    smooth_images, vectors, with_layer)
 
 
 def preflight(model, data=None, **options):

@@ -3,17 +3,16 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
+from helpers import assert_finding, only, root
+from models import dataset_from, vectors
 
 import quantdoctor as qd
 from quantdoctor.audit.quantizers import fake_quant_round_trips, input_ranges
 from quantdoctor.audit.tflite_model import read_tflite
-from helpers import assert_finding, only, root
-from models import dataset_from, vectors
 
 QAT_INT8_MESSAGE = "For full integer quantization, a `representative_dataset` must be specified."
 

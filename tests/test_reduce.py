@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from quantdoctor.diagnosis.classify_failure import MATCHERS
+from quantdoctor.edits.call_graph import NotCuttable, boundary, call_graph, replay
+from quantdoctor.edits.cut import cut_model, describe
 from quantdoctor.intake.data import CalibrationSet, Sample
 from quantdoctor.intake.recipe import Recipe
-from quantdoctor.edits.cut import cut_model, describe
-from quantdoctor.edits.call_graph import NotCuttable, boundary, call_graph, replay
-from quantdoctor.reduce.repro import repro_script
 from quantdoctor.reduce.reduce_model import reduce
+from quantdoctor.reduce.repro import repro_script
 from quantdoctor.reduce.search import smallest_failing
 from quantdoctor.reduce.signature import Signature
 

@@ -12,9 +12,9 @@ import sys
 import keras
 import numpy as np
 import pytest
+from helpers import run
 
 import quantdoctor as qd
-from helpers import run
 from quantdoctor.diagnosis.classify_failure import MATCHERS
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from importlib import metadata
 
 from quantdoctor import catalog
@@ -85,11 +86,11 @@ def test_every_check_is_documented_and_in_its_range():
 
 
 def test_a_prediction_the_conversion_contradicted_is_explained_under_the_headline():
-    report = report_with([finding("QD308")])
-    report.preflight = {"verdict": "will_fail", "ops": [], "actual": "fully_integer"}
+    report = replace(report_with([finding("QD308")]),
+                     preflight={"verdict": "will_fail", "ops": [], "actual": "fully_integer"})
     lines = str(report).splitlines()
     assert "preflight: will fail" in lines[0]
     assert lines[1].strip().startswith("The preflight judged the ops one by one from its table and predicted a "
                                        "failure; the converter got through")
-    report.preflight["verdict"] = "fully_integer"
-    assert "The preflight judged" not in str(report)
+    agreed = replace(report, preflight={**report.preflight, "verdict": "fully_integer"})
+    assert "The preflight judged" not in str(agreed)

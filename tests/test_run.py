@@ -16,9 +16,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from helpers import assert_finding
 from models import dataset_from, image_model, int8_converter, smooth_images
+
 from quantdoctor.report.model import Finding, Fix, Location
 
 QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))

@@ -7,10 +7,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import quantdoctor as qd
 from helpers import assert_finding, only, root
 from models import dataset_from, image_model, smooth_images, vectors
+
+import quantdoctor as qd
 from quantdoctor.isolation.runner import run_isolated
 
 

@@ -12,9 +12,10 @@ import pytest
 pytest.importorskip("tensorflow_model_optimization")
 pytest.importorskip("tf_keras")
 
-import quantdoctor as qd  # noqa: E402
 from helpers import assert_finding  # noqa: E402
 from test_run import PYTHON, findings_in, line_of, quantdoctor_run, write_script  # noqa: E402
+
+import quantdoctor as qd  # noqa: E402
 
 
 @pytest.mark.code("QD216", "QD415")

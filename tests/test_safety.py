@@ -17,10 +17,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-
-import quantdoctor as qd
 from helpers import QUANTDOCTOR, digest, root, run
 from models import image_model, smooth_images, vectors
+
+import quantdoctor as qd
 from quantdoctor.errors import UnsafeModelError, UsageError
 
 

@@ -13,8 +13,8 @@ import json
 
 import numpy as np
 import pytest
-
 from models import with_layer
+
 from quantdoctor import tf_private
 from quantdoctor.errors import EditFailed, UsageError
 from quantdoctor.tf_private import TensorFlowChanged
@@ -78,13 +78,13 @@ def test_a_worker_ended_by_tensorflow_changed_says_so_in_its_response(tmp_path):
 
 
 def test_a_failing_edit_of_quantdoctors_is_edit_failed_and_not_the_users_load_error(tmp_path):
+    import keras
+
     from quantdoctor.diagnosis.pipeline import diagnose_prepared
     from quantdoctor.edits.plan import Step
     from quantdoctor.intake import model as model_intake
     from quantdoctor.intake.data import from_arrays
     from quantdoctor.intake.recipe import Recipe
-
-    import keras
 
     path = tmp_path / "model.keras"
     with_layer(keras.layers.Dense(4, name="middle")).save(path)

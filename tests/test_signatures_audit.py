@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import quantdoctor as qd
 from helpers import assert_finding, only
 from models import Projection
+
+import quantdoctor as qd
 
 
 @pytest.mark.code("QD105", "QD206")

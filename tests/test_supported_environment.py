@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import run
 from models import smooth_images, vectors, with_layer
+
 from quantdoctor import catalog, environment, tf_private
 from quantdoctor.environment import Environment, Package, current, release, within
 from quantdoctor.litert import has_litert

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import tensorflow as tf
+from helpers import assert_finding
+from models import dataset_from, image_model, int8_converter, smooth_images
 
 import quantdoctor as qd
 from quantdoctor import tf_private
 from quantdoctor.catalog.tf1_settings import explained
 from quantdoctor.intake.recipe import Recipe
-from helpers import assert_finding
-from models import dataset_from, image_model, int8_converter, smooth_images
 
 
 def test_every_setting_tensorflow_keeps_for_tf1_is_explained():

@@ -12,8 +12,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from models import Projection, dataset_from, image_model, smooth_images, vectors
 
-from models import Projection, dataset_from, image_model, int8_converter, smooth_images, vectors
 from quantdoctor import tf_private
 from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.intake.recipe import CONVERTER_FLAGS

@@ -5,10 +5,10 @@ from __future__ import annotations
 import keras
 import pytest
 import tensorflow as tf
-
-import quantdoctor as qd
 from helpers import assert_finding, only, root
 from models import dataset_from, int8_converter, lambda_layer, lstm_model, vectors, with_layer
+
+import quantdoctor as qd
 from quantdoctor.environment import current
 
 

@@ -9,9 +9,9 @@ import re
 import keras
 import numpy as np
 import pytest
+from helpers import assert_finding, only, root
 
 import quantdoctor as qd
-from helpers import assert_finding, only, root
 from quantdoctor.audit.normalisation import input_normalisation
 from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.compare.preprocessing import variants

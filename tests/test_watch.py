@@ -13,14 +13,14 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_finding
+from models import dataset_from, image_model, int8_converter, lambda_layer, smooth_images, vectors, with_layer
 from tensorflow.lite.python import lite
 from tensorflow.lite.python.convert_phase import ConverterError
 
 import quantdoctor as qd
-from helpers import assert_finding
-from models import dataset_from, image_model, int8_converter, lambda_layer, smooth_images, vectors, with_layer
-from quantdoctor.watch.patches import ImportHook
 from quantdoctor.litert import interpreter_module
+from quantdoctor.watch.patches import ImportHook
 
 Interpreter = interpreter_module().Interpreter  # LiteRT's, or tf.lite.Interpreter without it
 

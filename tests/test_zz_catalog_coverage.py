@@ -13,9 +13,9 @@ import importlib
 import pkgutil
 from pathlib import Path
 
+import coverage_markers
 import pytest
 
-import coverage_markers
 import quantdoctor
 from quantdoctor.diagnosis.classify_failure import MATCHERS
 from quantdoctor.isolation.matcher import Matcher

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from quantdoctor._version import __version__
 from quantdoctor.audit.report import audit
 from quantdoctor.compare.compare_models import compare
 from quantdoctor.diagnosis.pipeline import diagnose
@@ -24,7 +25,6 @@ from quantdoctor.reduce.reduce_model import ReduceResult, reduce
 from quantdoctor.report.model import Finding, QuantizationError, Report
 from quantdoctor.watch import watch
 
-from quantdoctor._version import __version__
 __all__ = ["diagnose", "convert", "audit", "compare", "fix", "FixResult", "reduce", "ReduceResult", "watch",
            "Report", "Finding", "QuantizationError", "QuantdoctorError", "UsageError",
            "__version__"]

@@ -16,22 +16,35 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from quantdoctor.cli_options import (CalibrationData, DeploymentTarget, FailOn, Imports, IoType, JsonReport, MaxSamples,
-                                     MemoryLimit, QuantizationMode, SelectTfOps, Signatures, Timeout, TrustModel)
+from quantdoctor.cli_options import (
+    CalibrationData,
+    DeploymentTarget,
+    FailOn,
+    Imports,
+    IoType,
+    JsonReport,
+    MaxSamples,
+    MemoryLimit,
+    QuantizationMode,
+    SelectTfOps,
+    Signatures,
+    Timeout,
+    TrustModel,
+)
 from quantdoctor.environment import require_model_reader, require_tensorflow
 from quantdoctor.errors import UsageError
-from quantdoctor.tf_private import TensorFlowChanged
 from quantdoctor.intake import options
 from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
-from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
-from quantdoctor.intake.output_file import write_output
-from quantdoctor.intake.imports import handed_over
 from quantdoctor.intake.float_tflite import is_tflite_path
+from quantdoctor.intake.imports import handed_over
+from quantdoctor.intake.output_file import write_output
 from quantdoctor.intake.paths import check_outputs, input_kind
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.reduce.reduce_model import DEFAULT_REDUCE_SAMPLES
 from quantdoctor.report.literal import printable
 from quantdoctor.report.model import SEVERITIES, QuantizationError
+from quantdoctor.tf_private import TensorFlowChanged
 
 try:  # typer 0.29 carries its own copy of click
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
@@ -233,8 +246,8 @@ def fix(
     """Repair MODEL's conversion, convert again, verify; write the verified model and the script.
 
     With --max-drop or --min-sqnr, the fewest ops kept float that meet that accuracy budget."""
-    from quantdoctor.fix.render import render_fix
     from quantdoctor.fix.fix_model import fix as run_fix
+    from quantdoctor.fix.render import render_fix
 
     require_tensorflow()
     if is_tflite_path(model):
@@ -343,8 +356,8 @@ def reduce(
     imports: Imports = None,
 ) -> None:
     """Cut MODEL to the fewest layers that fail to convert the same way; optionally write a repro script."""
-    from quantdoctor.reduce.render import render_reduce
     from quantdoctor.reduce.reduce_model import reduce as run_reduce
+    from quantdoctor.reduce.render import render_reduce
 
     _check_inputs(("model", model), ("calibration data", data))
     check_outputs(inputs=(model, data), outputs={"--json": json_path, "--repro": repro})

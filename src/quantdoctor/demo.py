@@ -17,8 +17,8 @@ from rich.syntax import Syntax
 
 from quantdoctor.diagnosis.pipeline import diagnose
 from quantdoctor.errors import UsageError
-from quantdoctor.fix.render import render_fix
 from quantdoctor.fix.fix_model import fix
+from quantdoctor.fix.render import render_fix
 from quantdoctor.report.terminal import render
 
 
@@ -63,8 +63,8 @@ def run_demo(out: Console, err: Console) -> None:
 
 def _show_reduce(converter: Any, out: Console, err: Console) -> None:
     """Diagnose a converter crash, then reduce it to the layer that triggers it."""
-    from quantdoctor.reduce.render import render_reduce
     from quantdoctor.reduce.reduce_model import reduce
+    from quantdoctor.reduce.render import render_reduce
 
     with err.status("Diagnosing in an isolated converter process…"):
         report = diagnose(converter)

@@ -24,6 +24,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from quantdoctor.environment import SUPPORTED_TENSORFLOW, VERIFIED_TENSORFLOW, current, release
+
 
 class TensorFlowChanged(RuntimeError):
     """A private attribute quantdoctor relies on is missing or behaves differently: not the user's error."""
@@ -47,8 +49,6 @@ def _require(owner: Any, name: str) -> Any:
     try:
         return getattr(owner, name)
     except AttributeError:
-        from quantdoctor.environment import SUPPORTED_TENSORFLOW, current
-
         raise TensorFlowChanged(f"{type(owner).__name__} has no attribute '{name}' in the installed TensorFlow/Keras/"
                                 f"LiteRT (TensorFlow {current().tensorflow.version}): quantdoctor supports "
                                 f"TensorFlow {SUPPORTED_TENSORFLOW[0]} to {SUPPORTED_TENSORFLOW[1]}") from None
@@ -91,8 +91,6 @@ def converter_flags(converter: Any, names: tuple[str, ...]) -> dict[str, Any]:
     """The values of the converter settings `names` the installed release has, by name: a setting of
     `CONVERTER_FLAGS_SINCE` missing on a release older than its first is left out; any other
     missing one raises TensorFlowChanged."""
-    from quantdoctor.environment import current, release
-
     running = current().tensorflow.version
     return {name: _require(converter, name) for name in names
             if hasattr(converter, name) or name not in CONVERTER_FLAGS_SINCE or running is None
@@ -447,7 +445,8 @@ def tfmot_supports(layer: Any) -> bool:
     """Whether tfmot's default 8-bit scheme has a QuantizeConfig for this (tf_keras) layer."""
     try:
         from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-            default_8bit_quantize_registry)
+            default_8bit_quantize_registry,
+        )
     except ImportError as exc:
         raise TensorFlowChanged(f"tfmot has no default_8bit_quantize_registry ({exc})") from None
 
@@ -482,8 +481,6 @@ def keras_call_outputs(node: Any) -> list[Any]:
 # --- Where each hook was verified ---------------------------------------------------------------------
 
 def _verified_hooks() -> dict[str, tuple[str, ...]]:
-    from quantdoctor.environment import VERIFIED_TENSORFLOW
-
     hooks = [name for name, value in globals().items()
              if callable(value) and not name.startswith("_") and getattr(value, "__module__", None) == __name__
              and not isinstance(value, type)]

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from quantdoctor import catalog
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite, read_tflite_file
 from quantdoctor.catalog.locations import scope_for_path
-from quantdoctor.isolation.runner import WorkerRun
 from quantdoctor.intake.model import ModelSource
 from quantdoctor.intake.recipe import Recipe
+from quantdoctor.isolation.runner import WorkerRun
 from quantdoctor.report.model import Finding, Location, Report, rank_findings
 
 QUANTIZER = "ai-edge-quantizer"
@@ -38,15 +39,16 @@ INT8_STATIC_CONFIG = {
 }
 
 
-def add_aeq_findings(report: Report, source: ModelSource, recipe: Recipe, run: WorkerRun) -> None:
-    """Add to `report` what the AEQ run says: the quantizer and its recipe in the settings, AEQ's error by
+def with_aeq_findings(report: Report, source: ModelSource, recipe: Recipe, run: WorkerRun) -> Report:
+    """`report` with what the AEQ run says: the quantizer and its recipe in the settings, AEQ's error by
     code, the ops it left float against the recipe, and recipe entries that match no tensor."""
     entries = run.response.get("aeq_recipe") or []
-    report.settings["quantizer"] = {"name": QUANTIZER, "recipe": source.quantizer_recipe
-                                    if isinstance(source.quantizer_recipe, str) else "custom", "entries": entries}
-    report.conversion["quantizer_messages"] = run.response.get("quantizer_messages", [])  # AEQ's own warnings
+    settings = {**report.settings, "quantizer": {"name": QUANTIZER, "recipe": source.quantizer_recipe
+                                                 if isinstance(source.quantizer_recipe, str) else "custom",
+                                                 "entries": entries}}
     if source.quantizer_recipe == WEIGHT_ONLY_RECIPE:
-        report.settings["mode"] = "weight-only"
+        settings["mode"] = "weight-only"
+    conversion = {**report.conversion, "quantizer_messages": run.response.get("quantizer_messages", [])}  # AEQ's own
     # AEQ sets the input and output types itself (--io is refused for it): no requested type to miss (QD206).
     findings = [f for f in report.findings if f.code != "QD206"]
     float_model = read_tflite_file(Path(source.path))
@@ -61,7 +63,7 @@ def add_aeq_findings(report: Report, source: ModelSource, recipe: Recipe, run: W
         if fallback:
             findings = [f for f in findings if f.code not in _SUPERSEDED_BY_FALLBACK]
             added += fallback
-    report.findings = rank_findings(findings + added)
+    return replace(report, settings=settings, conversion=conversion, findings=rank_findings(findings + added))
 
 
 def error_finding(message: str, recipe: Recipe, float_model: TFLiteModel) -> Finding | None:

@@ -19,13 +19,13 @@ import numpy as np
 
 from quantdoctor.budget.objective import Objective
 from quantdoctor.compare.labels import read_labels
-from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, run_isolated
 from quantdoctor.diagnosis.pipeline import diagnose
-from quantdoctor.intake.user_input import calibration_set, eval_set
 from quantdoctor.errors import UsageError
 from quantdoctor.intake import float_tflite
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
 from quantdoctor.intake.paths import check_outputs
+from quantdoctor.intake.user_input import calibration_set, eval_set
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, run_isolated
 from quantdoctor.report.model import Report
 
 

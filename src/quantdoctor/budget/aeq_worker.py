@@ -20,8 +20,8 @@ import numpy as np
 
 from quantdoctor.budget.objective import Objective
 from quantdoctor.convert.aeq_worker import AEQ_PACKAGE, recipe_entries, signature_data
-from quantdoctor.isolation.protocol import raised_in, serve, write_json
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.isolation.protocol import raised_in, serve, write_json
 from quantdoctor.litert import interpreter_package, new_interpreter
 
 NO_QUANTIZE = "no_quantize"

@@ -25,11 +25,11 @@ from quantdoctor.budget.session import VariantSession
 from quantdoctor.catalog.accuracy import keep_float_code
 from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.compare.labels import Labels
-from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.model import ModelSource
 from quantdoctor.intake.recipe import Recipe
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.report.model import Finding, Location
 
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from quantdoctor.isolation.protocol import read_json, write_json
-from quantdoctor.isolation.runner import kill_group, start_isolated, tail
 from quantdoctor.errors import InternalError, UsageError
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.isolation.protocol import read_json, write_json
+from quantdoctor.isolation.runner import kill_group, start_isolated, tail
 
 _EXIT_SECONDS = 5.0
 

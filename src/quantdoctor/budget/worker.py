@@ -28,8 +28,8 @@ from typing import Any, Callable
 import numpy as np
 
 from quantdoctor.compare.worker import raised_in
-from quantdoctor.isolation.protocol import read_json, write_json
 from quantdoctor.intake.data import CalibrationSet, Sample
+from quantdoctor.isolation.protocol import read_json, write_json
 from quantdoctor.runtime.feed import Feeder, ordered_output_details
 
 

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from quantdoctor.catalog import (accuracy, accuracy_budget, aeq, calibration, dtype_mismatch, environment, metadata, npu,
-                                 scripts, unsupported_op)
+from quantdoctor.catalog import (
+    accuracy,
+    accuracy_budget,
+    aeq,
+    calibration,
+    dtype_mismatch,
+    environment,
+    metadata,
+    npu,
+    scripts,
+    unsupported_op,
+)
 from quantdoctor.catalog.check import Check
 from quantdoctor.errors import UsageError
 from quantdoctor.report.model import Finding, Fix

@@ -9,13 +9,26 @@ from typing import Any
 import numpy as np
 
 from quantdoctor import catalog
-from quantdoctor.catalog.accuracy import (NEGLIGIBLE_ADDEND, collapse_fix, drift_text, keep_float_code,
-                                          lost_channels_text, merge_fix, outputs_degrade, probability_grid_note)
+from quantdoctor.catalog.accuracy import (
+    NEGLIGIBLE_ADDEND,
+    collapse_fix,
+    drift_text,
+    keep_float_code,
+    lost_channels_text,
+    merge_fix,
+    outputs_degrade,
+    probability_grid_note,
+)
 from quantdoctor.catalog.locations import layers_in_tensor_name
 from quantdoctor.compare.labels import Labels, metric_number
-from quantdoctor.runtime.measures import (MAX_SQNR_DB, holds_probabilities, output_state, reads_as_class_scores,
-                                         top1_agreement)
 from quantdoctor.report.model import Finding, Location
+from quantdoctor.runtime.measures import (
+    MAX_SQNR_DB,
+    holds_probabilities,
+    output_state,
+    reads_as_class_scores,
+    top1_agreement,
+)
 
 # Ops whose int8 output scale LiteRT fixes, not calibration: SOFTMAX and LOGISTIC hold [0, 255/256],
 # TANH [-1, 127/128]. A probability of 1.0 "outside" 0.996 is their grid, not a range to recalibrate.

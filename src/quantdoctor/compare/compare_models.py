@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +15,13 @@ from quantdoctor import catalog
 from quantdoctor.audit.checks import output_layer_names
 from quantdoctor.audit.report import audit
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
-from quantdoctor.diagnosis.classify_failure import first_line
-from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.catalog.accuracy import DEGRADED_OUTPUT
+from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows, output_agreements
 from quantdoctor.compare.labels import labels_for_model, read_labels
 from quantdoctor.compare.preprocessing import float_failure_findings
-from quantdoctor.isolation.protocol import read_json
-from quantdoctor.isolation.cleanup import run_interruptible
-from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, run_isolated
+from quantdoctor.diagnosis.classify_failure import first_line
 from quantdoctor.diagnosis.pipeline import diagnose, diagnose_with_float_twin
-from quantdoctor.intake.user_input import eval_set
 from quantdoctor.environment import require_tensorflow
 from quantdoctor.errors import UsageError
 from quantdoctor.intake import model as model_intake
@@ -32,6 +29,10 @@ from quantdoctor.intake import options
 from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet, Sample
 from quantdoctor.intake.paths import check_outputs
+from quantdoctor.intake.user_input import eval_set
+from quantdoctor.isolation.cleanup import run_interruptible
+from quantdoctor.isolation.protocol import read_json
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, run_isolated
 from quantdoctor.report.model import Finding, Location, QuantizationError, Report, rank_findings
 from quantdoctor.runtime.feed import batch_size, fitted_rows, tflite_inputs
 
@@ -73,7 +74,7 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
             raise QuantizationError(report)  # nothing to compare: no model, or one LiteRT cannot run
     else:
         report = audit(tflite, target=target)  # what the user's model is: islands, I/O types, Flex ops
-        report.tflite_model = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
+        report = replace(report, tflite_model=tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes())
     truth = labels_for_model(truth, report.audit, for_metric=metric is not None)
     produced = read_tflite(report.tflite_model)
     evaluation = _eval_rows(evaluation, produced)
@@ -86,8 +87,8 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
         if float_report.tflite_model is None:
             raise QuantizationError(float_report)
         float_model, float_info = float_report.tflite_model, float_report.model
-    add_comparison(report, float_model, float_info, evaluation, truth=truth, metric=metric, timeout=timeout,
-                   progress=progress)
+    report = with_comparison(report, float_model, float_info, evaluation, truth=truth, metric=metric,
+                             timeout=timeout, progress=progress)
     if html:
         from quantdoctor.report.html import write_html
 
@@ -95,11 +96,11 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     return report
 
 
-def add_comparison(report: Report, float_model: bytes, float_info: dict[str, Any], evaluation: Any, *,
-                   truth: Any = None, metric: Callable[[Any, np.ndarray], float] | None = None,
-                   timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None) -> None:
+def with_comparison(report: Report, float_model: bytes, float_info: dict[str, Any], evaluation: Any, *,
+                    truth: Any = None, metric: Callable[[Any, np.ndarray], float] | None = None,
+                    timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None) -> Report:
     """Run `report`'s quantized model and `float_model` side by side on `evaluation` (a CalibrationSet):
-    the report gains its `comparison` and the QD5xx findings. `float_info` is the float model's report
+    the report with its `comparison` and the QD5xx findings. `float_info` is the float model's report
     `model` object (its layer names); `truth` the labels as `read_labels` read them."""
     produced = read_tflite(report.tflite_model)
     evaluation = _eval_rows(evaluation, produced)  # the rows the models run on (already so when compare calls)
@@ -114,10 +115,10 @@ def add_comparison(report: Report, float_model: bytes, float_info: dict[str, Any
     summary = end_to_end(outputs, response["outputs"], truth, metric)
     if truth is not None and truth.given_as == "one-hot":
         summary["labels"] = "one-hot, read by argmax"
-    report.comparison = {"samples": response["samples"], "seconds": round(seconds, 3),
-                         "analysis_seconds": response["analysis_seconds"],
-                         "end_to_end": summary,
-                         "layers": rows, "histograms": _histograms(response, rows)}
+    comparison = {"samples": response["samples"], "seconds": round(seconds, 3),
+                  "analysis_seconds": response["analysis_seconds"],
+                  "end_to_end": summary,
+                  "layers": rows, "histograms": _histograms(response, rows)}
     findings = comparison_findings(rows, response["outputs"], response["tensors"], response["ops"],
                                    output_agreements(outputs, response["outputs"]), response["samples"])
     findings += _integer_input_findings(report, evaluation)
@@ -126,7 +127,8 @@ def add_comparison(report: Report, float_model: bytes, float_info: dict[str, Any
         findings += float_failure_findings(outputs, truth.classes if truth else None, float_model, evaluation,
                                            timeout, quantization_findings=broken)
     measured = {output["tensor"] for output in response["outputs"]}
-    report.findings = rank_findings(_unconfirmed_static(report.findings, findings, measured) + findings)
+    return replace(report, comparison=comparison,
+                   findings=rank_findings(_unconfirmed_static(report.findings, findings, measured) + findings))
 
 
 def _batches_split(evaluation: CalibrationSet) -> CalibrationSet:

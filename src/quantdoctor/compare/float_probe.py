@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from quantdoctor.isolation.protocol import serve, write_json
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.isolation.protocol import serve, write_json
 from quantdoctor.litert import new_interpreter
 from quantdoctor.runtime.feed import Feeder, ordered_output_details
 

@@ -21,12 +21,12 @@ import numpy as np
 from quantdoctor import catalog
 from quantdoctor.audit.normalisation import input_normalisation, normalised_already
 from quantdoctor.audit.tflite_model import read_tflite
-from quantdoctor.runtime.measures import reads_as_class_scores
-from quantdoctor.isolation.runner import run_isolated
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.array_files import REAL_KINDS
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.isolation.runner import run_isolated
 from quantdoctor.report.model import Finding
+from quantdoctor.runtime.measures import reads_as_class_scores
 
 MIN_SAMPLES = 10          # fewer eval samples say nothing about chance
 CHANCE_SIGMAS = 3.0       # an accuracy within this many binomial standard deviations of chance is chance

@@ -23,8 +23,8 @@ import numpy as np
 from quantdoctor.compare.lane import Lane
 from quantdoctor.compare.matching import op_links
 from quantdoctor.compare.metrics import ErrorStats
-from quantdoctor.isolation.protocol import raised_in, serve, write_json
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.isolation.protocol import raised_in, serve, write_json
 from quantdoctor.litert import interpreter_package
 from quantdoctor.runtime.feed import ordered_output_details
 

@@ -22,9 +22,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from quantdoctor.isolation.protocol import raised_in, serve, write_json
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import CalibrationSet, Sample
+from quantdoctor.isolation.protocol import raised_in, serve, write_json
 from quantdoctor.litert import interpreter_package, new_interpreter
 
 AEQ_PACKAGE = "ai_edge_quantizer"

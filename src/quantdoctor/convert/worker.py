@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from quantdoctor import tf_private
-from quantdoctor.isolation.crash import out_of_memory
 from quantdoctor.convert.model_identity import ModelDigest
-from quantdoctor.isolation.protocol import serve, write_json
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.imports import import_handed_over
 from quantdoctor.intake.model import lambda_layer_names, written_by_tf_keras
 from quantdoctor.intake.recipe import Recipe
+from quantdoctor.isolation.crash import out_of_memory
+from quantdoctor.isolation.protocol import serve, write_json
 from quantdoctor.runtime.eval_fit import REFUSED, check_eval_shapes, declared_inputs
 
 # Every refusal of Keras's safe mode (a Lambda's stored bytecode, a TFSMLayer, an outside vocabulary
@@ -158,8 +158,8 @@ class _CutFailed(Exception):
 
 def _cut(model: Any, cut: dict[str, Any], data: str | None) -> tuple[Any, str | None]:
     """reduce's sub-model and its calibration file; a model with no layer graph is the model's problem."""
-    from quantdoctor.edits.cut import cut_model
     from quantdoctor.edits.call_graph import NotCuttable
+    from quantdoctor.edits.cut import cut_model
 
     try:
         return cut_model(model, cut, data)

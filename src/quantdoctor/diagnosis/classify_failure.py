@@ -13,10 +13,10 @@ from typing import Callable
 from quantdoctor import catalog
 from quantdoctor.audit.tflite_model import VARIABLE_OPS
 from quantdoctor.catalog.locations import layer_for_location, op_paths, scope_for_path
-from quantdoctor.isolation.matcher import Matcher
 from quantdoctor.diagnosis.mlir import Diagnostic, op_name, parse_diagnostics
-from quantdoctor.isolation.crash import KERAS3_VARIABLE_READ, OUT_OF_MEMORY, STAGE_MARKERS
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.isolation.crash import KERAS3_VARIABLE_READ, OUT_OF_MEMORY, STAGE_MARKERS
+from quantdoctor.isolation.matcher import Matcher
 from quantdoctor.preflight.data_checks import LIST_ORDER_HINT
 from quantdoctor.report.model import Finding, Location
 

@@ -9,37 +9,44 @@ from pathlib import Path
 from typing import Any
 
 from quantdoctor import catalog
-from quantdoctor.aeq.findings import add_aeq_findings
+from quantdoctor.aeq.findings import with_aeq_findings
 from quantdoctor.aeq.inputs import check_float_model
 from quantdoctor.audit.checks import audit_findings, float_ops, summarize
-from quantdoctor.audit.normalisation import double_normalisation_findings
 from quantdoctor.audit.edgetpu import edgetpu_audit
 from quantdoctor.audit.ethos_u import npu_audit
+from quantdoctor.audit.normalisation import double_normalisation_findings
 from quantdoctor.audit.quantizers import input_ranges
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
-from quantdoctor.diagnosis.confirmation import CONFIRMED_PRECEDENCE, merge_confirmed
-from quantdoctor.diagnosis.process_failures import process_finding
-from quantdoctor.intake.user_input import calibration_set, eval_set, model_source, recipe_and_data
-from quantdoctor.diagnosis.classify_failure import FailureContext, classify_failure, excerpt
 from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.convert import cache as conversion_cache
-from quantdoctor.isolation.crash import crash_frames, native_errors
-from quantdoctor.isolation.cleanup import run_interruptible
-from quantdoctor.isolation.protocol import read_json
-from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, WorkerRun, run_worker
+from quantdoctor.diagnosis.classify_failure import FailureContext, classify_failure, excerpt
+from quantdoctor.diagnosis.confirmation import CONFIRMED_PRECEDENCE, merge_confirmed
+from quantdoctor.diagnosis.process_failures import process_finding
 from quantdoctor.environment import require_tensorflow
 from quantdoctor.errors import EditFailed, UsageError
-from quantdoctor.intake import float_tflite
+from quantdoctor.intake import float_tflite, options
 from quantdoctor.intake import model as model_intake
-from quantdoctor.intake import options
 from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
 from quantdoctor.intake.paths import check_outputs, copy_into, prepare_keep_workdir
 from quantdoctor.intake.recipe import Recipe
-from quantdoctor.preflight.data_checks import (InputSpec, check_against_inference, check_against_qat_ranges,
-                                               check_calibration, check_input_names, check_input_shapes,
-                                               check_list_order, check_signature_coverage, check_unused_data,
-                                               data_is_used)
+from quantdoctor.intake.user_input import calibration_set, eval_set, model_source, recipe_and_data
+from quantdoctor.isolation.cleanup import run_interruptible
+from quantdoctor.isolation.crash import crash_frames, native_errors
+from quantdoctor.isolation.protocol import read_json
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, WorkerRun, run_worker
+from quantdoctor.preflight.data_checks import (
+    InputSpec,
+    check_against_inference,
+    check_against_qat_ranges,
+    check_calibration,
+    check_input_names,
+    check_input_shapes,
+    check_list_order,
+    check_signature_coverage,
+    check_unused_data,
+    data_is_used,
+)
 from quantdoctor.preflight.npu_placement import npu_preflight
 from quantdoctor.preflight.predict import actual_verdict, predict
 from quantdoctor.preflight.qat import is_qat_model, qat_aware
@@ -245,12 +252,12 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
                                          workdir / conversion_cache.FLOAT_TWIN, workdir / FLOAT_REFERENCE)
                        if path is not None and path.is_file()), None)
     if float_path is not None:  # the float model the converter quantized: its own input normalisation
-        report.findings = rank_findings(report.findings + double_normalisation_findings(
-            read_tflite(float_path.read_bytes()), {"calibration data": calibration, "eval data": evaluation}))
+        report = replace(report, findings=rank_findings(report.findings + double_normalisation_findings(
+            read_tflite(float_path.read_bytes()), {"calibration data": calibration, "eval data": evaluation})))
     if aeq:
-        add_aeq_findings(report, source, recipe, run)
+        report = with_aeq_findings(report, source, recipe, run)
     if cached is not None:
-        report.conversion["cached"] = True
+        report = replace(report, conversion={**report.conversion, "cached": True})
     return report, artifacts
 
 

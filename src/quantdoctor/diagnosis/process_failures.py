@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from quantdoctor import catalog
-from quantdoctor.isolation.crash import KERAS3_VARIABLE_READ, crash_frames, crash_stage, native_errors, out_of_memory
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.isolation.crash import KERAS3_VARIABLE_READ, crash_frames, crash_stage, native_errors, out_of_memory
 from quantdoctor.isolation.runner import WorkerRun
 from quantdoctor.report.model import Finding, Location
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from quantdoctor.intake.data import CalibrationSet, Sample
 from quantdoctor.edits.call_graph import CallGraph, boundary, call_graph, replay
+from quantdoctor.intake.data import CalibrationSet, Sample
 
 
 def cut_model(model: Any, cut: dict[str, Any], data: str | None) -> tuple[Any, str | None]:

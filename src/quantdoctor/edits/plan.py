@@ -11,12 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator
 
-from quantdoctor.errors import InternalError
 from quantdoctor.edits import transforms
+from quantdoctor.errors import InternalError
 from quantdoctor.intake import data as data_intake
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.recipe import Recipe
-
 
 
 @dataclass(frozen=True)

@@ -5,35 +5,37 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from quantdoctor import catalog
-from quantdoctor.budget.objective import Metric, Objective, budget_numbers
+from quantdoctor._version import __version__
 from quantdoctor.budget.budget_search import BudgetOutcome, budget_objective, check_budget_settings, search_budget
+from quantdoctor.budget.objective import Metric, Objective, budget_numbers
 from quantdoctor.budget.search import Progress
 from quantdoctor.catalog.accuracy import DEGRADED_OUTPUT
 from quantdoctor.compare.labels import labels_for_model, read_labels
-from quantdoctor.runtime.measures import FOLLOWS_SQNR_DB
-from quantdoctor.isolation.cleanup import run_interruptible
-from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
-from quantdoctor.intake.user_input import eval_set, recipe_and_data
-from quantdoctor.environment import require_tensorflow
+from quantdoctor.edits.plan import Plan
+from quantdoctor.environment import current, require_tensorflow
 from quantdoctor.errors import UsageError
 from quantdoctor.fix.origin import ModelOrigin
-from quantdoctor.edits.plan import Plan
+from quantdoctor.fix.render import render_fix_plain
 from quantdoctor.fix.repairs import Blocked, Repair, allows_float_ops
 from quantdoctor.fix.rounds import DEFAULT_MAX_ROUNDS, Rounds, Settings, run_rounds
 from quantdoctor.fix.script import write_script
+from quantdoctor.fix.search_repair import reducible, repair_by_search
 from quantdoctor.fix.verify import Verification
 from quantdoctor.intake import options
 from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
 from quantdoctor.intake.model import is_converter
 from quantdoctor.intake.paths import check_outputs
-from quantdoctor.fix.search_repair import reducible, repair_by_search
+from quantdoctor.intake.user_input import eval_set, recipe_and_data
+from quantdoctor.isolation.cleanup import run_interruptible
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.report.model import SCHEMA_VERSION, Report, rank_findings
+from quantdoctor.runtime.measures import FOLLOWS_SQNR_DB
 
 
 @dataclass
@@ -88,9 +90,6 @@ class FixResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: the repairs, the verification, what is left, and both reports."""
-        from quantdoctor._version import __version__
-        from quantdoctor.environment import current
-
         return {"schema_version": SCHEMA_VERSION, "tool": {"name": "quantdoctor", "version": __version__},
                 "environment": current().to_dict(), "verified": self.verified,
                 "applied": [r.to_dict() for r in self.applied],
@@ -104,8 +103,6 @@ class FixResult:
                 "before": self.before.to_dict(), "after": self.after.to_dict()}
 
     def __str__(self) -> str:
-        from quantdoctor.fix.render import render_fix_plain
-
         return render_fix_plain(self)
 
 
@@ -226,10 +223,9 @@ def _take_budget(result: FixResult, budget: BudgetOutcome) -> None:
     """The budget's model replaces the plain one: verified by its own run on the eval data (every
     variant ran there in LiteRT), its audit, and the budget."""
     result.model, result.budget = budget.model, budget.budget
-    result.after.budget = budget.budget
     accuracy_errors = [f for f in result.after.findings if f.category == "accuracy" and f.severity == "error"]
-    result.after.findings = rank_findings([f for f in result.after.findings if f not in accuracy_errors]
-                                          + budget.findings + budget.audit_errors)
+    result.after = replace(result.after, budget=budget.budget, findings=rank_findings(
+        [f for f in result.after.findings if f not in accuracy_errors] + budget.findings + budget.audit_errors))
     objective = budget.budget["objective"]
     details = [f"accuracy budget ({objective['description']}): {'met' if budget.met else 'missed'}, "
                f"{budget.budget['chosen_value']:.4f} with {budget.budget['chosen']['float_ops']} op(s) kept float"]

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from quantdoctor import tf_private
-from quantdoctor.errors import EditFailed
-from quantdoctor.intake.user_input import model_source
 from quantdoctor.edits.plan import Step, edit_model
+from quantdoctor.errors import EditFailed
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake.model import ModelSource
+from quantdoctor.intake.user_input import model_source
 
 
 @dataclass

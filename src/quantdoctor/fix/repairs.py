@@ -20,10 +20,10 @@ from typing import Any, Callable
 import numpy as np
 
 from quantdoctor import catalog
-from quantdoctor.intake.options import Target
 from quantdoctor.edits.plan import Plan, Step, apply_data_steps
 from quantdoctor.edits.transforms import is_finite
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.intake.options import Target
 from quantdoctor.preflight.data_checks import InputSpec
 from quantdoctor.report.model import Finding, Report
 

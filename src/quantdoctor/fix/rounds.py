@@ -13,18 +13,24 @@ from pathlib import Path
 from typing import Any
 
 from quantdoctor import catalog
+from quantdoctor.compare.compare_models import with_comparison
 from quantdoctor.compare.labels import labels_for_model
-from quantdoctor.compare.compare_models import add_comparison
-from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.diagnosis.pipeline import diagnose_prepared
+from quantdoctor.edits.plan import Plan, apply_data_steps
 from quantdoctor.errors import EditFailed, UsageError
 from quantdoctor.fix.origin import ModelOrigin
-from quantdoctor.edits.plan import Plan, apply_data_steps
 from quantdoctor.fix.repairs import REPAIRS, Bench, Blocked, Repair, blocked_without_repair
 from quantdoctor.fix.verify import Verification, check_report, check_runs
 from quantdoctor.intake.data import CalibrationSet
-from quantdoctor.preflight.data_checks import (InputSpec, check_calibration, check_input_names,
-                                               check_signature_coverage, check_unused_data, data_is_used)
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
+from quantdoctor.preflight.data_checks import (
+    InputSpec,
+    check_calibration,
+    check_input_names,
+    check_signature_coverage,
+    check_unused_data,
+    data_is_used,
+)
 from quantdoctor.report.model import Finding, Report, rank_findings
 
 DEFAULT_MAX_ROUNDS = 4
@@ -83,7 +89,7 @@ def run_rounds(origin: ModelOrigin, plan: Plan, data: CalibrationSet | None, wor
         conversions += report.conversion.get("attempted", False)
         before = before or report
         calibration = apply_data_steps(data, plan.data_steps)
-        verification = _verify(report, float_model, calibration, round_dir, settings)
+        report, verification = _verify(report, float_model, calibration, round_dir, settings)
         if verification.verified:
             return Rounds(before, report, plan, calibration, verification, applied, [], conversions)
         last = number == settings.max_rounds
@@ -130,33 +136,35 @@ def _unexportable(origin: ModelOrigin, plan: Plan, invalid: list[Any]) -> Report
 
 
 def _verify(report: Report, float_model: bytes | None, calibration: CalibrationSet | None, round_dir: Path,
-            settings: Settings) -> Verification:
+            settings: Settings) -> tuple[Report, Verification]:
+    """The round's report (with its comparison when eval data was given) and how it verified."""
     verification = check_report(report)
     if not verification.audit:
-        return verification
+        return report, verification
     check_runs(report.tflite_model, calibration, report.audit.get("flex_ops", []), round_dir, verification)
     if verification.runs and settings.evaluation is not None:
-        _compare(report, float_model, verification, settings)
-    return verification
+        report = _compare(report, float_model, verification, settings)
+    return report, verification
 
 
-def _compare(report: Report, float_model: bytes | None, verification: Verification, settings: Settings) -> None:
+def _compare(report: Report, float_model: bytes | None, verification: Verification, settings: Settings) -> Report:
     if float_model is None:
         verification.compared = False
         verification.details.append("compare had no float reference: the float conversion failed")
-        return
+        return report
     truth = labels_for_model(settings.truth, report.audit, for_metric=settings.labels_for_metric)  # as compare
     try:
-        add_comparison(report, float_model, report.model, settings.evaluation, truth=truth,
-                       timeout=settings.timeout)
+        report = with_comparison(report, float_model, report.model, settings.evaluation, truth=truth,
+                                 timeout=settings.timeout)
     except UsageError as exc:
         verification.compared = False
         verification.details.append(f"compare could not run: {exc}")
-        return
+        return report
     errors = [f for f in report.findings if f.code.startswith("QD5") and f.severity == "error"]
     verification.compared = not errors
     verification.details.append("compare on the eval data: " + (
         "no accuracy error" if not errors else ", ".join(f"{f.code} {f.message}" for f in errors)))
+    return report
 
 
 def plan_repairs(bench: Bench) -> tuple[list[Repair], list[Blocked]]:

@@ -13,11 +13,11 @@ from typing import Any
 
 from quantdoctor import catalog
 from quantdoctor.errors import UsageError
+from quantdoctor.fix.generic_repairs import Culprit, generic_plans
 from quantdoctor.fix.origin import ModelOrigin
 from quantdoctor.fix.repairs import Blocked
 from quantdoctor.fix.rounds import Rounds, Settings, run_rounds
 from quantdoctor.intake.data import CalibrationSet
-from quantdoctor.fix.generic_repairs import Culprit, generic_plans
 from quantdoctor.reduce.reduce_model import DEFAULT_REDUCE_SAMPLES, reduce
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.isolation.protocol import read_json, write_json
 from quantdoctor.isolation.runner import run_isolated
-from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.report.model import Report
 
 RUN_SAMPLES = 2  # calibration samples LiteRT runs the model on
@@ -102,7 +102,6 @@ def _run(model_path: str, samples: list[Any]) -> dict[str, Any]:
     """Every signature on its calibration rows, fitted as the run check fits them (`check_rows`:
     by name or in order, never filled in; zeros only without samples and with fixed sizes)."""
     from quantdoctor.litert import new_interpreter
-
     from quantdoctor.runtime.check import check_rows
     from quantdoctor.runtime.feed import arrays_for, as_input, detailed_input
 

@@ -22,8 +22,8 @@ from typing import Any
 
 from quantdoctor import tf_private
 from quantdoctor.errors import ModelLoadError, UnsafeModelError, UsageError
-from quantdoctor.intake.imports import current as handed_over_imports
 from quantdoctor.intake import float_tflite
+from quantdoctor.intake.imports import current as handed_over_imports
 from quantdoctor.intake.paths import input_kind
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")

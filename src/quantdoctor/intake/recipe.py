@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from quantdoctor import tf_private
-from quantdoctor.intake import options
 from quantdoctor.errors import UsageError
+from quantdoctor.intake import options
 
 IO_TYPES = ("float", "int8", "uint8")
 

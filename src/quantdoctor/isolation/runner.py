@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from quantdoctor.isolation.protocol import read_json, write_json
 from quantdoctor import tf_private
 from quantdoctor.errors import InternalError, UsageError
+from quantdoctor.isolation.protocol import read_json, write_json
 
 DEFAULT_TIMEOUT = 900.0
 # The directory quantdoctor is imported from: the child imports the same copy.

@@ -17,10 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from quantdoctor.isolation.cleanup import run_interruptible
-from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.diagnosis.pipeline import diagnose_prepared
-from quantdoctor.intake.user_input import model_source, recipe_and_data
 from quantdoctor.errors import UsageError
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake import options
@@ -30,6 +27,9 @@ from quantdoctor.intake.imports import handed_over
 from quantdoctor.intake.model import ModelSource
 from quantdoctor.intake.paths import check_outputs
 from quantdoctor.intake.recipe import Recipe
+from quantdoctor.intake.user_input import model_source, recipe_and_data
+from quantdoctor.isolation.cleanup import run_interruptible
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.reduce.repro import write_repro
 from quantdoctor.reduce.search import smallest_failing
 from quantdoctor.reduce.signature import Signature

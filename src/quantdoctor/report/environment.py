@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from quantdoctor.environment import (PYTHON_RANGE, SUPPORTED_TENSORFLOW, VERIFIED_TENSORFLOW, Environment,
-                                     releases_text, within)
+from quantdoctor.environment import (
+    PYTHON_RANGE,
+    SUPPORTED_TENSORFLOW,
+    VERIFIED_TENSORFLOW,
+    Environment,
+    releases_text,
+    within,
+)
 
 
 def environment_lines(environment: Environment) -> list[Text]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from quantdoctor.environment import VERIFIED_TENSORFLOW, Environment, releases_text
+from quantdoctor._version import __version__
+from quantdoctor.environment import VERIFIED_TENSORFLOW, Environment, current, releases_text
 from quantdoctor.errors import QuantdoctorError
+from quantdoctor.report.grouping import groups_json
 
 SCHEMA_VERSION = 1
 SEVERITIES = ("error", "warning", "info")
@@ -113,9 +115,13 @@ def rank_findings(findings: list[Finding]) -> list[Finding]:
     return sorted(unique.values(), key=lambda f: (SEVERITIES.index(f.severity), f.precedence))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Report:
-    """The outcome of a diagnosis: findings ranked root cause first, plus what was run and produced."""
+    """The outcome of a diagnosis: findings ranked root cause first, plus what was run and produced.
+
+    Frozen: a step that adds to a report (the AEQ findings, a comparison, an accuracy budget) returns
+    a new one built with `dataclasses.replace`, so a report handed on never changes behind its holder.
+    """
 
     model: dict[str, Any]
     settings: dict[str, Any]
@@ -154,9 +160,6 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report contract (schema_version 1)."""
-        from quantdoctor._version import __version__
-        from quantdoctor.environment import current
-        from quantdoctor.report.grouping import groups_json
 
         environment = current()
         return {

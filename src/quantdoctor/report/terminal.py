@@ -9,8 +9,8 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from quantdoctor.environment import current
-from quantdoctor.report.literal import literal_assemble, literal_text, printable
 from quantdoctor.report.grouping import MIN_GROUP, group_findings, where
+from quantdoctor.report.literal import literal_assemble, literal_text, printable
 from quantdoctor.report.npu_summary import edgetpu_line, npu_line
 
 if TYPE_CHECKING:

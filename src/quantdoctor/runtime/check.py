@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from quantdoctor.runtime.measures import collapsed, db, lost_channel_indices, reads_as_class_scores, top1_agreement
-from quantdoctor.isolation.protocol import raised_in
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import Sample
+from quantdoctor.isolation.protocol import raised_in
 from quantdoctor.litert import interpreter_package, new_interpreter
 from quantdoctor.runtime.feed import Feeder, ModelInput, fitted_rows
+from quantdoctor.runtime.measures import collapsed, db, lost_channel_indices, reads_as_class_scores, top1_agreement
 
 ROWS = 8  # calibration rows the check runs: enough to see an output collapse, cheap on any model
 

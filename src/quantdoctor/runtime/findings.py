@@ -10,17 +10,23 @@ from typing import Any
 from quantdoctor import catalog
 from quantdoctor.audit.checks import op_layer, output_layer_names
 from quantdoctor.audit.tflite_model import TFLiteModel
-from quantdoctor.catalog.accuracy import (collapse_fix, drift_text, keep_float_code, lost_channels_text,
-                                          outputs_degrade, probability_grid_note)
-from quantdoctor.runtime.measures import holds_probabilities, output_state
-from quantdoctor.isolation.crash import native_errors
+from quantdoctor.catalog.accuracy import (
+    collapse_fix,
+    drift_text,
+    keep_float_code,
+    lost_channels_text,
+    outputs_degrade,
+    probability_grid_note,
+)
 from quantdoctor.errors import InternalError
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.recipe import Recipe
+from quantdoctor.isolation.crash import native_errors
 from quantdoctor.report.model import Finding, Location
 from quantdoctor.runtime import locate
 from quantdoctor.runtime.check import check_rows
 from quantdoctor.runtime.feed import tflite_inputs
+from quantdoctor.runtime.measures import holds_probabilities, output_state
 
 _NODE = re.compile(r"Node number (\d+) \((\w+)\) failed to (prepare|invoke)")
 _STAGE_WORDS = {"loading": "loading the model", "allocating": "allocating its tensors (preparing every op)",

@@ -45,6 +45,7 @@ def prefix(tflite: bytes, count: int) -> bytes:
     """The model cut after the first `count` ops of its main subgraph, whose outputs become the
     outputs of the last op kept. Signatures are dropped: they name the old outputs."""
     import flatbuffers
+
     from quantdoctor.litert import schema_module
 
     schema = schema_module()

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.environment import require_tensorflow
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.watch import conversion, inference, session, tfmot
 from quantdoctor.watch.session import WatchSession
 

@@ -138,61 +138,57 @@ def _diagnosed_convert(converter: Any, original: Callable[[], bytes], watching: 
         return original()
     call_site.yields = recorder.lines if recorder else []
     if report.conversion["outcome"] != "ok":
-        _record(report, call_site)
-        return _fail_like_the_converter(report, original, watching)
+        return _fail_like_the_converter(_record(report, call_site), original, watching)
+    started = time.perf_counter()
     try:
-        model = _convert_in_process(converter, original, recorder, report)
+        model = _convert_in_process(converter, original, recorder)
     except BaseException:
         _record(report, call_site)
         session.note("quantdoctor's isolated conversion succeeded, but your converter then failed in your process")
         raise
-    _record(report, call_site)
+    report = replace(report, conversion={**report.conversion,
+                                         "in_process_seconds": round(time.perf_counter() - started, 3)})
+    _record(_audited_returned_model(report, model), call_site)
     return model
 
 
-def _record(report: Report, call_site: CallSite) -> None:
-    """Point the findings at the script's lines, then print and record the report."""
-    report.findings = [_located(finding, call_site) for finding in report.findings]
+def _record(report: Report, call_site: CallSite) -> Report:
+    """Point the findings at the script's lines, then print and record the report (returned)."""
+    report = replace(report, findings=[_located(finding, call_site) for finding in report.findings])
     session.guarded("reporting a conversion", session.record_conversion)(report, call_site)
+    return report
 
 
-def _convert_in_process(converter: Any, original: Callable[[], bytes], recorder: RecordingDataset | None,
-                        report: Report) -> bytes:
+def _convert_in_process(converter: Any, original: Callable[[], bytes], recorder: RecordingDataset | None) -> bytes:
     """The script's own converter, calibrated on the recorded samples (all of them were recorded
     unless the generator yields more than max_samples: it is then called again)."""
-    started = time.perf_counter()
     if recorder is None or not recorder.exhausted:
-        model = original()
-    else:
-        saved = converter.representative_dataset
-        converter.representative_dataset = recorder.replay
-        try:
-            model = original()
-        finally:
-            converter.representative_dataset = saved
-    report.conversion["in_process_seconds"] = round(time.perf_counter() - started, 3)
-    _audit_returned_model(report, model)
-    return model
+        return original()
+    saved = converter.representative_dataset
+    converter.representative_dataset = recorder.replay
+    try:
+        return original()
+    finally:
+        converter.representative_dataset = saved
 
 
-def _audit_returned_model(report: Report, model: bytes) -> None:
-    """Make the report's audit about the bytes the script gets (the isolated worker's model differs at
-    least in its conversion metadata: it converts from a SavedModel)."""
+def _audited_returned_model(report: Report, model: bytes) -> Report:
+    """The report, its audit made about the bytes the script gets (the isolated worker's model differs
+    at least in its conversion metadata: it converts from a SavedModel)."""
     from quantdoctor.audit.checks import audit_findings, summarize
     from quantdoctor.audit.tflite_model import read_tflite
     from quantdoctor.intake.recipe import Recipe
 
     if report.tflite_model == model:
-        return
+        return report
     settings = {key: value for key, value in report.settings.items() if key != "target"}
     recipe, target, layers = Recipe.from_dict(settings), report.settings.get("target"), report.model.get("layers", [])
     isolated = audit_findings(read_tflite(report.tflite_model), layers, recipe, target) if report.tflite_model else []
     produced = read_tflite(model)
     kept = [finding for finding in report.findings if finding not in isolated]
-    report.findings = rank_findings(kept + audit_findings(produced, layers, recipe, target))
-    report.audit = summarize(produced, layers)
-    report.conversion["model_bytes"] = len(model)
-    report.tflite_model = model
+    return replace(report, findings=rank_findings(kept + audit_findings(produced, layers, recipe, target)),
+                   audit=summarize(produced, layers), conversion={**report.conversion, "model_bytes": len(model)},
+                   tflite_model=model)
 
 
 def _fail_like_the_converter(report: Report, original: Callable[[], bytes], watching: session.WatchSession) -> bytes:

@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
 from quantdoctor.intake.paths import check_outputs
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.watch.session import RUN_OPTIONS_VARIABLE, check_options, write_document
 
 BOOTSTRAP = Path(__file__).resolve().parent / "bootstrap"

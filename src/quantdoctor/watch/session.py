@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.errors import UsageError
 from quantdoctor.intake import options
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
 from quantdoctor.intake.output_file import write_output
 from quantdoctor.intake.paths import check_writable
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.report.model import SCHEMA_VERSION, Finding, Report
 from quantdoctor.watch.patches import ImportHook, PatchSet
 
