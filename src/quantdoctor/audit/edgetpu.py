@@ -1,31 +1,55 @@
 """`--target edgetpu`: where the Edge TPU compiler would cut the model, predicted from its published rules.
 
 No Edge TPU compiler can be installed here, so nothing is compiled: the produced .tflite is checked
-against the rules in `audit/edgetpu_rules.json` (each with the sentence of Coral's documentation it
-encodes), and every finding and the header say "predicted (not compiled)".
+against the rules and the op list in `audit/edgetpu_rules.json`, each with its source (the page and
+section of Coral's documentation, or the users' compiler logs it was read from). Every finding and the
+header say "predicted (not compiled)"; a finding that rests on an entry no source confirmed says that
+entry is unverified. Where the users' logs show it, a finding quotes the line the compiler writes for
+the op (`compiler_status`), so it can be matched against a real `edgetpu_compiler -s` run.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 from quantdoctor import catalog
 from quantdoctor.audit.checks import op_layer
-from quantdoctor.audit.tflite_model import OpInfo, TFLiteModel
+from quantdoctor.audit.tflite_model import OpInfo, TensorInfo, TFLiteModel
 from quantdoctor.report.model import Finding, Location
 
 PREDICTED = "Predicted (not compiled)"
+UNVERIFIED = "unverified"
 _EIGHT_BIT = ("INT8", "UINT8")
+_SOFTMAX_MAX_ELEMENTS = 16_000  # the op table: "a 1-dimensional input of at most 16,000 elements"
 
 
 @lru_cache(maxsize=1)
 def edgetpu_rules() -> dict[str, Any]:
-    """The rule table (audit/edgetpu_rules.json): rules by id, the op list, and their sources."""
+    """The rule table (audit/edgetpu_rules.json): rules by id, the op list by op name, and their sources."""
     table = json.loads(resources.files("quantdoctor.audit").joinpath("edgetpu_rules.json").read_text())
     return {**table, "rules": {rule["id"]: rule for rule in table["rules"]}}
+
+
+def _above_one(tensor: TensorInfo) -> list[int]:
+    return [d for d in tensor.shape if d > 1]
+
+
+def _op_limitation(op: OpInfo) -> str | None:
+    """What about this op breaks a limit the op table gives for it, among those the .tflite shows."""
+    if op.name == "SOFTMAX" and op.inputs:
+        shape = list(op.inputs[0].shape)
+        if len(_above_one(op.inputs[0])) > 1:
+            return f"SOFTMAX's input has the shape {shape}: the Edge TPU's softmax takes a 1-dimensional input"
+        if math.prod(shape) > _SOFTMAX_MAX_ELEMENTS:
+            return f"SOFTMAX's input has {math.prod(shape)} elements, above the Edge TPU's {_SOFTMAX_MAX_ELEMENTS}"
+    if op.name == "FULLY_CONNECTED" and op.outputs and len(_above_one(op.outputs[0])) > 1:
+        return (f"FULLY_CONNECTED's output has the shape {list(op.outputs[0].shape)}: the Edge TPU's is "
+                f"one-dimensional")
+    return None
 
 
 def broken_rule(op: OpInfo) -> tuple[str, str] | None:
@@ -43,44 +67,117 @@ def broken_rule(op: OpInfo) -> tuple[str, str] | None:
     deep = [t for t in tensors if len(t.shape) > 3 and any(d > 1 for d in t.shape[:-3])]
     if deep:
         return "three_innermost_dims", f"tensor '{deep[0].name}' has the shape {list(deep[0].shape)}"
-    return None
+    limitation = _op_limitation(op)
+    return ("op_limitation", limitation) if limitation else None
+
+
+def io_conversions(model: TFLiteModel) -> list[OpInfo]:
+    """The QUANTIZE ops that take a float model input and the DEQUANTIZE ops that make a float model output:
+    the compiler leaves them on the CPU, before and after its part, without cutting the graph there."""
+    inputs = {t.index for t in model.inputs if t.dtype not in _EIGHT_BIT}
+    outputs = {t.index for t in model.outputs if t.dtype not in _EIGHT_BIT}
+    return [op for op in model.ops
+            if (op.name == "QUANTIZE" and op.inputs and op.inputs[0].index in inputs)
+            or (op.name == "DEQUANTIZE" and op.outputs and op.outputs[0].index in outputs)]
+
+
+def _status(rule: dict[str, Any], op_name: str) -> str | None:
+    status = rule.get("compiler_status")
+    return status.get(op_name) if isinstance(status, dict) else status
+
+
+def _unverified_note(source: Any, what: str) -> str:
+    return f" This {what} is unverified: no published source confirms it." if source == UNVERIFIED else ""
 
 
 def edgetpu_prediction(model: TFLiteModel, layer_names: list[str]) -> tuple[dict[str, Any], list[Finding]]:
-    """The report's `audit.edgetpu` and its findings: the first op the Edge TPU would not run, and what
-    follows it onto the CPU; other subgraphs on the CPU."""
-    rules = edgetpu_rules()["rules"]
+    """The report's `audit.edgetpu` and its findings: the float I/O conversions the CPU runs, the first op the
+    Edge TPU would not run and what follows it onto the CPU, ops counted on the Edge TPU by unverified entries
+    of the table, other subgraphs on the CPU."""
+    table = edgetpu_rules()
+    rules = table["rules"]
     ops = model.ops
-    first = next(((index, op, broken) for index, op in enumerate(ops) if (broken := broken_rule(op))), None)
-    on_tpu = first[0] if first else len(ops)
-    summary = {"status": "predicted (not compiled)", "ops": len(ops), "edgetpu_ops": on_tpu,
-               "cpu_ops": len(ops) - on_tpu, "other_subgraphs": model.subgraphs - 1, "first_cpu_op": None}
+    edges = {op.index for op in io_conversions(model)}
+    inner = [op for op in ops if op.index not in edges]
+    first = next(((position, op, broken) for position, op in enumerate(inner) if (broken := broken_rule(op))), None)
+    on_tpu = inner[:first[0]] if first else inner
+    summary = {"status": "predicted (not compiled)", "ops": len(ops), "edgetpu_ops": len(on_tpu),
+               "cpu_ops": len(ops) - len(on_tpu), "io_cpu_ops": len(edges),
+               "other_subgraphs": model.subgraphs - 1, "first_cpu_op": None,
+               "unverified_ops": sorted({op.name for op in on_tpu if table["ops"][op.name]["source"] == UNVERIFIED})}
     findings = []
+    if edges:
+        findings.append(_io_finding(model, [op for op in ops if op.index in edges], len(on_tpu), first is None,
+                                    rules["io_conversion"]))
     if first:
-        index, op, (rule_id, detail) = first
-        op, rule_id, detail = _float_op_behind(op, ops, rule_id, detail)
-        layer = op_layer(op, layer_names)
-        where = f"layer '{layer}'" if layer else f"op #{op.index}"
-        rule = rules[rule_id]
-        after = sorted({later.name for later in ops[index + 1:]})
-        summary["first_cpu_op"] = {"op": op.name, "index": op.index, "layer": layer, "rule": rule_id,
-                                   "detail": detail}
+        position, op, (rule_id, detail) = first
+        findings.append(_cut_finding(summary, inner, position, op, rule_id, detail, layer_names))
+    for name in summary["unverified_ops"]:
+        layers = [layer for op in on_tpu if op.name == name and (layer := op_layer(op, layer_names))]
         findings.append(catalog.get("QD122").finding(
-            f"{PREDICTED}: {op.name} in {where} would run on the CPU, not on the Edge TPU: {detail} (rule: "
-            f"{rule['text']}). The compiler partitions once, so the {len(ops) - index - 1} op(s) after it "
-            f"({', '.join(after) or 'none'}) would run on the CPU too: {on_tpu} of {len(ops)} op(s) on the Edge TPU.",
-            location=Location(layer=layer, op=op.name, tensor=op.outputs[0].name if op.outputs else None),
-            evidence={"predicted": True, "compiled": False, "rule": rule_id, "rule_source": rule["source"],
-                      "detail": detail, "edgetpu_ops": on_tpu, "cpu_ops": len(ops) - on_tpu,
-                      "then_on_cpu": rules["first_unsupported"]["source"]}))
+            f"{PREDICTED}: {name}{' in layer ' + repr(layers[0]) if layers else ''} is counted on the Edge TPU by an "
+            f"unverified entry of the rule table: no published source confirms that the Edge TPU maps {name}, so "
+            f"it and everything after it may run on the CPU instead.",
+            location=Location(layer=layers[0] if layers else None, op=name),
+            evidence={"predicted": True, "compiled": False, "rule": "supported_op", "rule_source": UNVERIFIED},
+            severity="warning"))
     if model.subgraphs > 1:
         rule = rules["single_subgraph"]
         findings.append(catalog.get("QD122").finding(
             f"{PREDICTED}: the model has {model.subgraphs} subgraphs; the Edge TPU compiler maps one, so the "
-            f"other {model.subgraphs - 1} would run on the CPU (rule: {rule['text']}).",
+            f"other {model.subgraphs - 1} would run on the CPU (rule: {rule['text']})."
+            + _unverified_note(rule["source"], "rule"),
             evidence={"predicted": True, "compiled": False, "rule": "single_subgraph", "rule_source": rule["source"],
                       "subgraphs": model.subgraphs}, severity="warning"))
     return summary, findings
+
+
+def _cut_finding(summary: dict[str, Any], inner: list[OpInfo], position: int, op: OpInfo, rule_id: str,
+                 detail: str, layer_names: list[str]) -> Finding:
+    """QD122 for the first op the compiler would not map, and the ops after it that follow it onto the CPU."""
+    rules = edgetpu_rules()["rules"]
+    op, rule_id, detail = _float_op_behind(op, inner, rule_id, detail)
+    layer = op_layer(op, layer_names)
+    where = f"layer '{layer}'" if layer else f"op #{op.index}"
+    rule, after_rule = rules[rule_id], rules["first_unsupported"]
+    after = sorted({later.name for later in inner[position + 1:]})
+    status, after_status = _status(rule, op.name), _status(after_rule, "")
+    entry_source = edgetpu_rules()["ops"].get(op.name, {}).get("source")
+    summary["first_cpu_op"] = {"op": op.name, "index": op.index, "layer": layer, "rule": rule_id, "detail": detail,
+                               "compiler_status": status}
+    logged = f" The compiler's log would say \"{status}\"" if status else ""
+    logged += f", and \"{after_status}\" for the ops after it." if status and after else ("." if status else "")
+    message = (f"{PREDICTED}: {op.name} in {where} would run on the CPU, not on the Edge TPU: {detail} (rule: "
+               f"{rule['text']}). The compiler partitions once, so the {len(inner) - position - 1} op(s) after it "
+               f"({', '.join(after) or 'none'}) would run on the CPU too: {summary['edgetpu_ops']} of "
+               f"{summary['ops']} op(s) on the Edge TPU.{logged}"
+               + _unverified_note(rule["source"], "rule")
+               + (_unverified_note(entry_source, "op's entry") if rule_id == "op_limitation" else ""))
+    return catalog.get("QD122").finding(
+        message, location=Location(layer=layer, op=op.name, tensor=op.outputs[0].name if op.outputs else None),
+        evidence={"predicted": True, "compiled": False, "rule": rule_id, "rule_source": rule["source"],
+                  "detail": detail, "edgetpu_ops": summary["edgetpu_ops"], "cpu_ops": summary["cpu_ops"],
+                  "compiler_status": status, "compiler_status_after": after_status if after else None,
+                  "then_on_cpu": after_rule["source"]})
+
+
+def _io_finding(model: TFLiteModel, edges: list[OpInfo], on_tpu: int, rest_on_tpu: bool,
+                rule: dict[str, Any]) -> Finding:
+    """QD122 (a warning) for the conversions of float model inputs and outputs, which the CPU runs."""
+    names = [f"{op.name} of the model's {'input' if op.name == 'QUANTIZE' else 'output'} "
+             f"'{(op.inputs[0] if op.name == 'QUANTIZE' else op.outputs[0]).name}'" for op in edges]
+    statuses = [f"{name} \"{_status(rule, name)}\"" for name in sorted({op.name for op in edges})
+                if _status(rule, name)]
+    rest = (f"the {on_tpu} op(s) between them can run on the Edge TPU" if rest_on_tpu
+            else f"{on_tpu} op(s) before the cut below can run on the Edge TPU")
+    return catalog.get("QD122").finding(
+        f"{PREDICTED}: the model takes or gives float tensors, so {', '.join(names)} would run on the CPU, before "
+        f"and after the Edge TPU's part; {rest}. The compiler's log would say {'; '.join(statuses)}. Give the "
+        f"model int8 or uint8 inputs and outputs (--io int8, or --io uint8) to keep the conversion off the CPU.",
+        location=Location(op=edges[0].name, tensor=edges[0].outputs[0].name if edges[0].outputs else None),
+        evidence={"predicted": True, "compiled": False, "rule": "io_conversion", "rule_source": rule["source"],
+                  "io_cpu_ops": len(edges), "compiler_status": rule.get("compiler_status")},
+        severity="warning")
 
 
 def _float_op_behind(op: OpInfo, ops: list[OpInfo], rule_id: str, detail: str) -> tuple[OpInfo, str, str]:
