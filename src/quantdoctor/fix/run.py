@@ -224,17 +224,29 @@ def _float_model_wrong(rounds: Rounds) -> list[str]:
                    if f.severity == "error" and catalog.get(f.code).float_model_fails})
 
 
+NPU_AUDIT_CODES = ("QD120", "QD121", "QD920")  # Vela's findings on one compiled model
+
+
 def _take_budget(result: FixResult, budget: BudgetOutcome) -> None:
     """The budget's model replaces the plain one: verified by its own run on the eval data (every
-    variant ran there in LiteRT), its audit, and the budget."""
+    variant ran there in LiteRT), its audit, and the budget. On an Ethos-U target, Vela's placement of
+    the budget's model replaces the plain model's: the ops kept float run on the CPU."""
     result.model, result.budget = budget.model, budget.budget
     result.after.budget = budget.budget
     accuracy_errors = [f for f in result.after.findings if f.category == "accuracy" and f.severity == "error"]
-    result.after.findings = rank_findings([f for f in result.after.findings if f not in accuracy_errors]
-                                          + budget.findings + budget.audit_errors)
+    findings = [f for f in result.after.findings if f not in accuracy_errors] + budget.findings + budget.audit_errors
+    npu = budget.budget.get("npu")
+    if npu is not None:  # the plain model's Vela audit no longer describes the model returned
+        result.after.audit["npu"] = npu
+        findings = [f for f in findings if f.code not in NPU_AUDIT_CODES] + budget.npu_findings
+    result.after.findings = rank_findings(findings)
     objective = budget.budget["objective"]
     details = [f"accuracy budget ({objective['description']}): {'met' if budget.met else 'missed'}, "
                f"{budget.budget['chosen_value']:.4f} with {budget.budget['chosen']['float_ops']} op(s) kept float"]
+    if npu is not None:
+        details.append(f"on {npu['accelerator']} (Vela): {npu['cpu_ops']} op(s) on the CPU in {npu['cpu_partitions']} "
+                       f"CPU partition(s) and {npu['npu_partitions']} NPU partition(s), "
+                       f"{npu['cpu_mac_share']:.1%} of the MACs on the CPU")
     if accuracy_errors:
         details.append("the plain INT8 model's " + ", ".join(sorted({f.code for f in accuracy_errors}))
                        + " answered by keeping ops float")
