@@ -1,12 +1,14 @@
-"""`fix --target ethos-u55-128` with an accuracy budget: the ops the chosen variant pushes to the CPU, counted
-by a real Vela compile of the model returned."""
+"""Ethos-U costs measured by the installed Vela: the ops an accuracy budget's variant pushes to the CPU
+(`fix --target ethos-u55-128 --min-sqnr/--max-drop`), and a model too big for the system's SRAM (QD123)."""
 
 from __future__ import annotations
 
 import keras
+import pytest
 
 import quantdoctor as qd
-from models import smooth_images
+from helpers import only, run
+from models import dataset_from, int8_converter, smooth_images
 
 
 def two_convs() -> keras.Model:
@@ -40,3 +42,49 @@ def test_fix_with_a_budget_counts_the_ops_vela_leaves_on_the_cpu():
         f"on ethos-u55-128 (Vela): 3 op(s) on the CPU in 1 CPU partition(s) and 1 NPU partition(s), "
         f"{npu['cpu_mac_share']:.1%} of the MACs on the CPU")
     assert result.model is not None and result.verified
+
+
+def wide_activations() -> keras.Model:
+    """64x64x16 feature maps (64 KiB each at int8): more than a 16 KiB SRAM holds."""
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((64, 64, 3), batch_size=1, name="image"),
+                             keras.layers.Conv2D(16, 3, padding="same", name="wide"),
+                             keras.layers.Conv2D(16, 3, padding="same", name="wide2"),
+                             keras.layers.GlobalAveragePooling2D(name="pool"),
+                             keras.layers.Dense(2, name="head")], name="wide")
+
+
+@pytest.fixture(scope="module")
+def wide_tflite() -> bytes:
+    return int8_converter(wide_activations(), dataset_from(smooth_images(4, 64)), int8_io=True).convert()
+
+
+@pytest.mark.code("QD123")
+def test_a_model_whose_feature_maps_exceed_the_systems_sram_is_a_finding(wide_tflite):
+    report = qd.audit(wide_tflite, target="ethos-u55-128", sram_kib=16)
+    finding = only(report, "QD123")
+    performance = report.audit["npu"]["performance"]
+    assert performance["sram_size_kib"] == 16 and performance["memory_mode"] == "Shared_Sram"
+    used = performance["sram_used_kib"]
+    assert used > 64 and report.audit["npu"]["cpu_ops"] == 0  # every op on the NPU, yet it does not fit
+    assert finding.message == (
+        f"On ethos-u55-128 the model needs {used:g} KiB of SRAM, above the 16 KiB it was compiled for (Shared_Sram "
+        "memory mode, where the feature maps live in SRAM): Vela wrote the model, but its tensor arena does not fit "
+        "that SRAM.")
+    roomy = qd.audit(wide_tflite, target="ethos-u55-128", sram_kib=1024)
+    assert [f.code for f in roomy.findings if f.code == "QD123"] == []
+    assert roomy.audit["npu"]["performance"]["sram_size_kib"] == 1024
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "ethos-u55-128", "--sram", "0"],
+     "quantdoctor: error: the SRAM size (--sram, sram_kib) in KiB must be a whole number of at least 1, not 0"),
+    (["--target", "edgetpu", "--sram", "256"],
+     "quantdoctor: error: the SRAM size (--sram, sram_kib) is an Ethos-U system's: give an Ethos-U target "
+     "(ethos-u55-128, ethos-u55-256, ethos-u65-256, ethos-u85-256), not 'edgetpu'"),
+])
+def test_a_wrong_sram_size_is_one_line_before_vela_runs(args, message, wide_tflite, tmp_path):
+    model = tmp_path / "wide.tflite"
+    model.write_bytes(wide_tflite)
+    done = run("audit", str(model), *args)
+    assert (done.returncode, done.stderr.strip()) == (2, message)

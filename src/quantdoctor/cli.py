@@ -101,6 +101,8 @@ def audit(
                                          "ethos-u55-256 | ethos-u65-256 | ethos-u85-256 | edgetpu"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
     fail_on: str = typer.Option("error", help="Exit 1 on findings at or above: error | warning | info | never"),
+    sram: Optional[int] = typer.Option(None, help="For an Ethos-U target: the SRAM, in KiB, your system gives "
+                                       "the NPU's tensor arena (Vela compiles for it; QD123 when it does not fit)."),
 ) -> None:
     """Is MODEL really fully integer? Which ops stayed float, how to feed it, does it fit TARGET?"""
     from quantdoctor.audit.report import audit as run_audit
@@ -109,7 +111,7 @@ def audit(
     require_model_reader()
     _check_inputs(("model", model))
     check_outputs(inputs=(model,), outputs={"--json": json_path})
-    _finish(run_audit(model, target=target), json_path, fail_on)
+    _finish(run_audit(model, target=target, sram_kib=sram), json_path, fail_on)
 
 
 def _finish(report, json_path: Optional[Path], fail_on: str, failed: bool = False) -> None:

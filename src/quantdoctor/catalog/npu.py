@@ -44,6 +44,21 @@ CHECKS = [
             "whose ops all run on the NPU compiles to a single `ethos-u` op.",
     ),
     Check(
+        code="QD123", name="ethos-u-sram-overflow", severity="error", precedence=62,
+        title="The model's feature maps need more SRAM than the Ethos-U system has",
+        detects="With an Ethos-U target and the system's SRAM size given (`quantdoctor audit --sram KiB`), Vela "
+                "compiles for that size. Its compiler core (Vela 5.2) still writes a model whose tensor arena does "
+                "not fit: only its summary says so, with the SRAM used next to the size compiled for. quantdoctor "
+                "compares the two in the memory modes that keep the feature maps in SRAM (Shared_Sram, the default, "
+                "and Sram_Only).",
+        why="At run time the tensor arena cannot be allocated in the SRAM the system has: the model does not run "
+            "there as compiled.",
+        example="quantdoctor audit model.tflite --target ethos-u55-128 --sram 256",
+        fix="Shrink the largest activations (a smaller input, fewer channels in the widest layers, an earlier "
+            "stride or pooling), give the NPU more SRAM, or compile for Vela's Dedicated_Sram memory mode, which "
+            "keeps the arena in DRAM and uses the SRAM as a cache.",
+    ),
+    Check(
         code="QD122", name="edgetpu-op-on-cpu-predicted", severity="error", precedence=61,
         title="Predicted (not compiled): the Edge TPU compiler would leave ops on the CPU",
         detects="With `--target edgetpu`: the first op of the produced model that breaks one of the Edge TPU's "
