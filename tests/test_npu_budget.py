@@ -1,14 +1,17 @@
 """Ethos-U costs measured by the installed Vela: the ops an accuracy budget's variant pushes to the CPU
-(`fix --target ethos-u55-128 --min-sqnr/--max-drop`), and a model too big for the system's SRAM (QD123)."""
+(`fix --target ethos-u55-128 --min-sqnr/--max-drop`), a model too big for the system's SRAM (QD123), and a
+float op Vela leaves on the CPU reported as one problem (QD120 with QD105)."""
 
 from __future__ import annotations
 
 import keras
 import pytest
+import tensorflow as tf
 
 import quantdoctor as qd
 from helpers import only, run
 from models import dataset_from, int8_converter, smooth_images
+from quantdoctor.report.terminal import render_plain
 
 
 def two_convs() -> keras.Model:
@@ -88,3 +91,23 @@ def test_a_wrong_sram_size_is_one_line_before_vela_runs(args, message, wide_tfli
     model.write_bytes(wide_tflite)
     done = run("audit", str(model), *args)
     assert (done.returncode, done.stderr.strip()) == (2, message)
+
+
+def test_a_float_op_vela_leaves_on_the_cpu_is_one_problem_not_two():
+    """QD120 (Vela: no kernel for CUMSUM) and QD105 (CUMSUM stayed float) name the same op: one entry."""
+    inputs = keras.Input((16, 16, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.Lambda(lambda t: tf.math.cumsum(t, axis=-1), name="running_total")(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(keras.layers.GlobalAveragePooling2D(name="pool")(x)))
+    report = qd.diagnose(model, smooth_images(6, 16), io="int8", target="ethos-u55-128", trust_model=True,
+                         max_samples=6)
+    pair = [(f.code, f.location.layer, f.location.op) for f in report.findings if f.code in ("QD105", "QD120")]
+    assert pair == [("QD120", "running_total", "CUMSUM"), ("QD105", "running_total", "CUMSUM")]  # both in the JSON
+    assert report.to_dict()["finding_groups"] == [
+        {"code": "QD120", "severity": "error", "count": 1, "layers": ["running_total"],
+         "same_op": [{"code": "QD105", "severity": "warning", "layer": "running_total"}]}]
+    text = render_plain(report)
+    assert not [line for line in text.splitlines() if line.strip().startswith("QD105")]  # not a problem of its own
+    root = text.split("Root cause\n")[1].split("Also found")[0].splitlines()
+    assert root[0].strip() == "QD120 error  An op runs on the CPU, not on the Ethos-U NPU"
+    assert root[-1].strip() == "also QD105 warning  Ops stayed float in a model meant to be integer: the same op"
