@@ -110,19 +110,44 @@ def test_each_published_rule(case, rule, detail, status):
 def test_float_input_and_output_are_converted_on_the_cpu_without_cutting_the_model():
     report = qd.audit(int8_converter(net(), dataset_from(smooth_images(4, 8))).convert(), target="edgetpu")
     finding = only(report, "QD122")
-    assert finding.severity == "warning" and finding.evidence["rule"] == "io_conversion"
+    assert finding.severity == "warning" and finding.evidence["rule"] == "outside_segment"
     edgetpu = report.audit["edgetpu"]
-    assert edgetpu["first_cpu_op"] is None and edgetpu["io_cpu_ops"] == 2 == edgetpu["cpu_ops"]
+    assert edgetpu["first_cpu_op"] is None and edgetpu["outside_cpu_ops"] == 2 == edgetpu["cpu_ops"]
     assert edgetpu["edgetpu_ops"] == edgetpu["ops"] - 2
-    assert finding.message.startswith("Predicted (not compiled): the model takes or gives float tensors, so "
-                                      "QUANTIZE of the model's input 'serving_default_image:0', DEQUANTIZE of ")
-    assert finding.message.endswith('The compiler\'s log would say DEQUANTIZE "Operation is working on an unsupported '
-                                    'data type"; QUANTIZE "Operation is otherwise supported, but not mapped due to '
-                                    'some unspecified limitation". Give the model int8 or uint8 inputs and outputs '
-                                    '(--io int8, or --io uint8) to keep the conversion off the CPU.')
-    assert render_plain(report).splitlines()[1].endswith(
-        f"{edgetpu['edgetpu_ops']} of {edgetpu['ops']} op(s) on the Edge TPU; 2 float input/output conversion op(s) "
-        f"on the CPU")
+    assert finding.message == (
+        "Predicted (not compiled): 2 op(s) would run on the CPU outside the Edge TPU's part, without cutting it: "
+        "before it, QUANTIZE (converts the model's float input 'serving_default_image:0'; the compiler's log would say "
+        "\"Operation is otherwise supported, but not mapped due to some unspecified limitation\"); after it, DEQUANTIZE "
+        "(converts to the model's float output 'StatefulPartitionedCall_1:0'; the compiler's log would say \"Operation "
+        "is working on an unsupported data type\"). The 3 op(s) between can run on the Edge TPU (rule: The compiler "
+        "maps one contiguous part of the model: ops it cannot map before the first one it can (near the inputs, such "
+        "as the QUANTIZE of a float input), and the DEQUANTIZE of a float output after the part, run on the CPU "
+        "without cutting it). Give the model int8 or uint8 inputs and outputs (--io int8, or --io uint8) to keep the "
+        "conversions off the CPU.")
+    assert render_plain(report).splitlines()[1] == (
+        f"Edge TPU, predicted (not compiled): 3 of 5 op(s) on the Edge TPU; 2 op(s) on the CPU before or after the "
+        f"Edge TPU's part")
+
+
+@pytest.mark.code("QD122")
+def test_ops_near_the_input_that_the_edge_tpu_cannot_map_run_before_its_part_without_cutting_it():
+    """As google-coral/edgetpu#461 (4 ops close to the input on the CPU, the rest mapped) and #597."""
+    inputs = keras.Input((8, 8, 3), batch_size=1, name="image")
+    x = keras.layers.Lambda(lambda t: tf.math.cumsum(t, axis=1), name="preprocess")(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(keras.layers.Flatten(name="flat")(x)))
+    report = qd.diagnose(model, smooth_images(4, 8), io="int8", target="edgetpu", trust_model=True)
+    [finding] = [f for f in report.findings if f.code == "QD122"]
+    edgetpu = report.audit["edgetpu"]
+    rows = finding.evidence["ops"]
+    assert [(row["op"], row["side"], row["rule"]) for row in rows] == [
+        ("DEQUANTIZE", "before", "int8_tensors"), ("CUMSUM", "before", "supported_op"),
+        ("QUANTIZE", "before", "int8_tensors")]
+    assert rows[1]["layer"] == "preprocess" and rows[1]["compiler_status"] == "Operation not supported"
+    assert edgetpu["first_cpu_op"] is None and edgetpu["outside_cpu_ops"] == 3 == edgetpu["cpu_ops"]
+    assert edgetpu["edgetpu_ops"] == edgetpu["ops"] - 3 >= 3  # CONV_2D, RESHAPE, FULLY_CONNECTED
+    assert finding.severity == "warning" and finding.message.endswith(
+        "Other ops before the first one the Edge TPU maps can move into your own preprocessing.")
 
 
 def test_a_finding_on_an_unverified_rule_says_so():

@@ -45,9 +45,10 @@ def test_f0cal_google_coral_20_float_io_mobilenet_runs_its_middle_on_the_edge_tp
     tflite = int8_converter(model, dataset_from(smooth_images(4, 16))).convert()
     report = qd.audit(tflite, target="edgetpu")
     edgetpu = report.audit["edgetpu"]
-    assert edgetpu["first_cpu_op"] is None and edgetpu["cpu_ops"] == edgetpu["io_cpu_ops"] == 2
+    assert edgetpu["first_cpu_op"] is None and edgetpu["cpu_ops"] == edgetpu["outside_cpu_ops"] == 2
     [finding] = report.findings
-    assert finding.evidence["compiler_status"] == {"QUANTIZE": UNSPECIFIED, "DEQUANTIZE": UNSUPPORTED_TYPE}
+    assert [(row["op"], row["side"], row["compiler_status"]) for row in finding.evidence["ops"]] == [
+        ("QUANTIZE", "before", UNSPECIFIED), ("DEQUANTIZE", "after", UNSUPPORTED_TYPE)]
     ops = [op.name for op in read_tflite(tflite).ops]
     assert (ops[0], ops[-1]) == ("QUANTIZE", "DEQUANTIZE")
     assert set(ops[1:-1]) <= {"ADD", "PAD", "CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED", "SOFTMAX"}
@@ -98,13 +99,14 @@ def test_google_coral_edgetpu_708_five_dimensional_reshape_is_refused_for_its_ra
 
 
 def test_google_coral_edgetpu_342_ops_after_the_cut_are_logged_as_another_subgraph():
-    """https://github.com/google-coral/edgetpu/issues/342 (and #490, PINTO0309/openvino2tensorflow#28): once an op
-    is not mapped, the supported ops after it are logged "More than one subgraph is not supported" (CONV_2D, ADD,
-    PAD, MEAN, FULLY_CONNECTED in #342). Here the cut op is a cumulative sum, an op not in the list, whose log line
-    in #342's class is "Operation not supported"."""
+    """https://github.com/google-coral/edgetpu/issues/342 (and #490, PINTO0309/openvino2tensorflow#28): a PAD
+    "Mapped to Edge TPU", then an op the compiler does not map ("Operation not supported"), and every supported op
+    after it logged "More than one subgraph is not supported" (CONV_2D, ADD, PAD, MEAN, FULLY_CONNECTED in #342).
+    Here the unmapped op is a cumulative sum, an op not in the list."""
     image = keras.Input((8, 8, 3), batch_size=1, name="image")
-    x = keras.layers.Lambda(lambda t: tf.math.cumsum(t, axis=1), name="running_total")(image)
-    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(keras.layers.ZeroPadding2D(name="pad")(x))
+    x = keras.layers.ZeroPadding2D(name="pad")(image)
+    x = keras.layers.Lambda(lambda t: tf.math.cumsum(t, axis=1), name="running_total")(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(x)
     model = keras.Model(image, keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling2D(name="gap")(x)))
     report = qd.diagnose(model, smooth_images(4, 8), io="int8", target="edgetpu", trust_model=True)
     cut = predicted_cut(report)
@@ -113,7 +115,7 @@ def test_google_coral_edgetpu_342_ops_after_the_cut_are_logged_as_another_subgra
     assert finding.evidence["compiler_status_after"] == "More than one subgraph is not supported"
     after = finding.message.split("would run on the CPU too")[0]
     assert all(op in after for op in ("CONV_2D", "MEAN", "FULLY_CONNECTED"))
-    assert report.audit["edgetpu"]["edgetpu_ops"] <= 1  # at most the input's QUANTIZE, as in #342's log
+    assert report.audit["edgetpu"]["edgetpu_ops"] == 1  # the PAD, "Mapped to Edge TPU" as in #342's log
 
 
 def test_the_compiler_status_lines_quoted_by_the_rules_are_the_users_logs():

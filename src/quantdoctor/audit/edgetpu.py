@@ -55,10 +55,13 @@ def _op_limitation(op: OpInfo) -> str | None:
 def broken_rule(op: OpInfo) -> tuple[str, str] | None:
     """(rule id, what about this op breaks it), or None when the op meets every per-op rule."""
     table = edgetpu_rules()
-    if op.name not in table["ops"] or op.is_custom or op.is_flex:
-        return "supported_op", f"{op.custom_name or op.name} is not in the Edge TPU's operation list"
     tensors = [t for t in op.inputs if not t.is_constant] + list(op.outputs)
     wide = [t for t in tensors if t.dtype not in _EIGHT_BIT]
+    # The compiler's logs name the data type, not the op list, for some ops outside the list (DEQUANTIZE)
+    if wide and op.name in table["rules"]["int8_tensors"].get("before_the_op_list_for", []):
+        return "int8_tensors", f"tensor '{wide[0].name}' is {wide[0].dtype.lower()}"
+    if op.name not in table["ops"] or op.is_custom or op.is_flex:
+        return "supported_op", f"{op.custom_name or op.name} is not in the Edge TPU's operation list"
     if wide:
         return "int8_tensors", f"tensor '{wide[0].name}' is {wide[0].dtype.lower()}"
     dynamic = [t for t in tensors if -1 in t.signature]
@@ -71,14 +74,16 @@ def broken_rule(op: OpInfo) -> tuple[str, str] | None:
     return ("op_limitation", limitation) if limitation else None
 
 
-def io_conversions(model: TFLiteModel) -> list[OpInfo]:
-    """The QUANTIZE ops that take a float model input and the DEQUANTIZE ops that make a float model output:
-    the compiler leaves them on the CPU, before and after its part, without cutting the graph there."""
+def _float_input(op: OpInfo, model: TFLiteModel) -> TensorInfo | None:
+    """The float model input a QUANTIZE converts, or None."""
     inputs = {t.index for t in model.inputs if t.dtype not in _EIGHT_BIT}
+    return op.inputs[0] if op.name == "QUANTIZE" and op.inputs and op.inputs[0].index in inputs else None
+
+
+def _float_output(op: OpInfo, model: TFLiteModel) -> TensorInfo | None:
+    """The float model output a DEQUANTIZE makes, or None."""
     outputs = {t.index for t in model.outputs if t.dtype not in _EIGHT_BIT}
-    return [op for op in model.ops
-            if (op.name == "QUANTIZE" and op.inputs and op.inputs[0].index in inputs)
-            or (op.name == "DEQUANTIZE" and op.outputs and op.outputs[0].index in outputs)]
+    return op.outputs[0] if op.name == "DEQUANTIZE" and op.outputs and op.outputs[0].index in outputs else None
 
 
 def _status(rule: dict[str, Any], op_name: str) -> str | None:
@@ -91,29 +96,39 @@ def _unverified_note(source: Any, what: str) -> str:
 
 
 def edgetpu_prediction(model: TFLiteModel, layer_names: list[str]) -> tuple[dict[str, Any], list[Finding]]:
-    """The report's `audit.edgetpu` and its findings: the float I/O conversions the CPU runs, the first op the
-    Edge TPU would not run and what follows it onto the CPU, ops counted on the Edge TPU by unverified entries
-    of the table, other subgraphs on the CPU."""
+    """The report's `audit.edgetpu` and its findings.
+
+    The compiler maps one contiguous part of the model (`edgetpu_ops`): the ops it cannot map before the
+    first it can (a float input's QUANTIZE, a preprocessing op near the input) run on the CPU ahead of that
+    part, and the DEQUANTIZE of a float output after it, without cutting it; the first op it cannot map
+    inside the part cuts it, and every op after that runs on the CPU too. Also: ops counted on the Edge TPU
+    by unverified entries of the table, other subgraphs on the CPU."""
     table = edgetpu_rules()
     rules = table["rules"]
     ops = model.ops
-    edges = {op.index for op in io_conversions(model)}
-    inner = [op for op in ops if op.index not in edges]
-    first = next(((position, op, broken) for position, op in enumerate(inner) if (broken := broken_rule(op))), None)
-    on_tpu = inner[:first[0]] if first else inner
-    summary = {"status": "predicted (not compiled)", "ops": len(ops), "edgetpu_ops": len(on_tpu),
-               "cpu_ops": len(ops) - len(on_tpu), "io_cpu_ops": len(edges),
+    trailing = [op for op in ops if _float_output(op, model) is not None]
+    inner = [op for op in ops if op not in trailing]
+    broken = [broken_rule(op) for op in inner]
+    lead = next((position for position, rule in enumerate(broken) if rule is None), len(inner))
+    cut = next((position for position in range(lead, len(inner)) if broken[position]), None) \
+        if lead < len(inner) else (0 if inner else None)
+    segment = inner[lead:cut] if lead < len(inner) else []
+    leading = inner[:lead] if segment else []
+    after = trailing if cut is None else []
+    summary = {"status": "predicted (not compiled)", "ops": len(ops), "edgetpu_ops": len(segment),
+               "cpu_ops": len(ops) - len(segment), "outside_cpu_ops": len(leading) + len(after),
                "other_subgraphs": model.subgraphs - 1, "first_cpu_op": None,
-               "unverified_ops": sorted({op.name for op in on_tpu if table["ops"][op.name]["source"] == UNVERIFIED})}
+               "unverified_ops": sorted({op.name for op in segment if table["ops"][op.name]["source"] == UNVERIFIED})}
     findings = []
-    if edges:
-        findings.append(_io_finding(model, [op for op in ops if op.index in edges], len(on_tpu), first is None,
-                                    rules["io_conversion"]))
-    if first:
-        position, op, (rule_id, detail) = first
-        findings.append(_cut_finding(summary, inner, position, op, rule_id, detail, layer_names))
+    if leading or (after and segment):
+        findings.append(_outside_finding(model, [(op, broken[inner.index(op)]) for op in leading], after,
+                                         len(segment), layer_names))
+    if cut is not None:
+        rule_id, detail = broken[cut]
+        findings.append(_cut_finding(summary, inner, cut, inner[cut], rule_id, detail, layer_names,
+                                     nothing_mapped=not segment))
     for name in summary["unverified_ops"]:
-        layers = [layer for op in on_tpu if op.name == name and (layer := op_layer(op, layer_names))]
+        layers = [layer for op in segment if op.name == name and (layer := op_layer(op, layer_names))]
         findings.append(catalog.get("QD122").finding(
             f"{PREDICTED}: {name}{' in layer ' + repr(layers[0]) if layers else ''} is counted on the Edge TPU by an "
             f"unverified entry of the rule table: no published source confirms that the Edge TPU maps {name}, so "
@@ -133,51 +148,81 @@ def edgetpu_prediction(model: TFLiteModel, layer_names: list[str]) -> tuple[dict
 
 
 def _cut_finding(summary: dict[str, Any], inner: list[OpInfo], position: int, op: OpInfo, rule_id: str,
-                 detail: str, layer_names: list[str]) -> Finding:
-    """QD122 for the first op the compiler would not map, and the ops after it that follow it onto the CPU."""
+                 detail: str, layer_names: list[str], nothing_mapped: bool) -> Finding:
+    """QD122 for the first op inside the Edge TPU's part that the compiler would not map, and the ops after it
+    that follow it onto the CPU; with `nothing_mapped`, for the first op of a model none of whose ops it maps."""
     rules = edgetpu_rules()["rules"]
     op, rule_id, detail = _float_op_behind(op, inner, rule_id, detail)
     layer = op_layer(op, layer_names)
     where = f"layer '{layer}'" if layer else f"op #{op.index}"
     rule, after_rule = rules[rule_id], rules["first_unsupported"]
     after = sorted({later.name for later in inner[position + 1:]})
-    status, after_status = _status(rule, op.name), _status(after_rule, "")
+    status = _status(rule, op.name)
+    after_status = _status(after_rule, "") if after and not nothing_mapped else None
     entry_source = edgetpu_rules()["ops"].get(op.name, {}).get("source")
     summary["first_cpu_op"] = {"op": op.name, "index": op.index, "layer": layer, "rule": rule_id, "detail": detail,
                                "compiler_status": status}
+    if nothing_mapped:
+        then = (f"No op of the model meets every rule, so all {summary['ops']} op(s) would run on the CPU: 0 on the "
+                f"Edge TPU.")
+    else:
+        then = (f"The compiler partitions once, so the {len(inner) - position - 1} op(s) after it "
+                f"({', '.join(after) or 'none'}) would run on the CPU too: {summary['edgetpu_ops']} of "
+                f"{summary['ops']} op(s) on the Edge TPU.")
     logged = f" The compiler's log would say \"{status}\"" if status else ""
-    logged += f", and \"{after_status}\" for the ops after it." if status and after else ("." if status else "")
+    logged += f", and \"{after_status}\" for the ops after it." if status and after_status else ("." if status else "")
     message = (f"{PREDICTED}: {op.name} in {where} would run on the CPU, not on the Edge TPU: {detail} (rule: "
-               f"{rule['text']}). The compiler partitions once, so the {len(inner) - position - 1} op(s) after it "
-               f"({', '.join(after) or 'none'}) would run on the CPU too: {summary['edgetpu_ops']} of "
-               f"{summary['ops']} op(s) on the Edge TPU.{logged}"
+               f"{rule['text']}). {then}{logged}"
                + _unverified_note(rule["source"], "rule")
                + (_unverified_note(entry_source, "op's entry") if rule_id == "op_limitation" else ""))
     return catalog.get("QD122").finding(
         message, location=Location(layer=layer, op=op.name, tensor=op.outputs[0].name if op.outputs else None),
         evidence={"predicted": True, "compiled": False, "rule": rule_id, "rule_source": rule["source"],
                   "detail": detail, "edgetpu_ops": summary["edgetpu_ops"], "cpu_ops": summary["cpu_ops"],
-                  "compiler_status": status, "compiler_status_after": after_status if after else None,
+                  "compiler_status": status, "compiler_status_after": after_status,
                   "then_on_cpu": after_rule["source"]})
 
 
-def _io_finding(model: TFLiteModel, edges: list[OpInfo], on_tpu: int, rest_on_tpu: bool,
-                rule: dict[str, Any]) -> Finding:
-    """QD122 (a warning) for the conversions of float model inputs and outputs, which the CPU runs."""
-    names = [f"{op.name} of the model's {'input' if op.name == 'QUANTIZE' else 'output'} "
-             f"'{(op.inputs[0] if op.name == 'QUANTIZE' else op.outputs[0]).name}'" for op in edges]
-    statuses = [f"{name} \"{_status(rule, name)}\"" for name in sorted({op.name for op in edges})
-                if _status(rule, name)]
-    rest = (f"the {on_tpu} op(s) between them can run on the Edge TPU" if rest_on_tpu
-            else f"{on_tpu} op(s) before the cut below can run on the Edge TPU")
+def _outside_finding(model: TFLiteModel, leading: list[tuple[OpInfo, tuple[str, str]]], trailing: list[OpInfo],
+                     on_tpu: int, layer_names: list[str]) -> Finding:
+    """QD122 (a warning) for the ops the CPU runs before and after the Edge TPU's part, without cutting it."""
+    rules = edgetpu_rules()["rules"]
+    outside = rules["outside_segment"]
+    rows, conversions = [], False
+    for op, (rule_id, detail) in leading:
+        tensor = _float_input(op, model)
+        conversions |= tensor is not None
+        rows.append(_outside_row(op, "before", f"converts the model's float input '{tensor.name}'" if tensor else detail,
+                                 _status(outside, op.name) if tensor else _status(rules[rule_id], op.name),
+                                 "outside_segment" if tensor else rule_id, layer_names))
+    for op in trailing:
+        conversions = True
+        rows.append(_outside_row(op, "after", f"converts to the model's float output '{op.outputs[0].name}'",
+                                 _status(outside, op.name), "outside_segment", layer_names))
+    parts = []
+    for side in ("before", "after"):
+        items = [f"{row['op']}{' in layer ' + repr(row['layer']) if row['layer'] else ''} ({row['detail']}"
+                 + (f"; the compiler's log would say \"{row['compiler_status']}\")" if row["compiler_status"] else ")")
+                 for row in rows if row["side"] == side]
+        if items:
+            parts.append(f"{side} it, {', '.join(items)}")
+    advice = (" Give the model int8 or uint8 inputs and outputs (--io int8, or --io uint8) to keep the conversions off "
+              "the CPU." if conversions else "")
+    if len(rows) > sum(row["rule"] == "outside_segment" for row in rows):
+        advice += " Other ops before the first one the Edge TPU maps can move into your own preprocessing."
+    first = leading[0][0] if leading else trailing[0]
     return catalog.get("QD122").finding(
-        f"{PREDICTED}: the model takes or gives float tensors, so {', '.join(names)} would run on the CPU, before "
-        f"and after the Edge TPU's part; {rest}. The compiler's log would say {'; '.join(statuses)}. Give the "
-        f"model int8 or uint8 inputs and outputs (--io int8, or --io uint8) to keep the conversion off the CPU.",
-        location=Location(op=edges[0].name, tensor=edges[0].outputs[0].name if edges[0].outputs else None),
-        evidence={"predicted": True, "compiled": False, "rule": "io_conversion", "rule_source": rule["source"],
-                  "io_cpu_ops": len(edges), "compiler_status": rule.get("compiler_status")},
-        severity="warning")
+        f"{PREDICTED}: {len(rows)} op(s) would run on the CPU outside the Edge TPU's part, without cutting it: "
+        f"{'; '.join(parts)}. The {on_tpu} op(s) between can run on the Edge TPU (rule: {outside['text']}).{advice}",
+        location=Location(layer=rows[0]["layer"], op=first.name, tensor=first.outputs[0].name if first.outputs else None),
+        evidence={"predicted": True, "compiled": False, "rule": "outside_segment", "rule_source": outside["source"],
+                  "ops": rows}, severity="warning")
+
+
+def _outside_row(op: OpInfo, side: str, detail: str, status: str | None, rule: str,
+                 layer_names: list[str]) -> dict[str, Any]:
+    return {"op": op.name, "index": op.index, "layer": op_layer(op, layer_names), "side": side, "rule": rule,
+            "detail": detail, "compiler_status": status}
 
 
 def _float_op_behind(op: OpInfo, ops: list[OpInfo], rule_id: str, detail: str) -> tuple[OpInfo, str, str]:
