@@ -61,15 +61,21 @@ CHECKS = [
     Check(
         code="QD122", name="edgetpu-op-on-cpu-predicted", severity="error", precedence=61,
         title="Predicted (not compiled): the Edge TPU compiler would leave ops on the CPU",
-        detects="With `--target edgetpu`: the first op of the produced model that breaks one of the Edge TPU's "
-                "published rules (int8/uint8 tensors only, its operation list, static shapes, at most 3 "
-                "dimensions above size 1, one subgraph), with the rule and its source (audit/edgetpu_rules.json). "
-                "No Edge TPU compiler runs here: the finding is a prediction, and says so.",
-        why="The Edge TPU compiler partitions the graph once: the first op it cannot map, and every op after it, "
-            "run on the CPU. An int8 model can run 0% on the accelerator because of one op near its input.",
+        detects="With `--target edgetpu`: the first op inside the part of the produced model the Edge TPU compiler "
+                "would map that breaks one of its published rules (int8/uint8 tensors only, its operation list and "
+                "the limits it gives per op, static shapes, at most 3 dimensions above size 1), with the rule, its "
+                "source and the line the compiler writes for it in its log (audit/edgetpu_rules.json); as warnings, "
+                "the ops the CPU runs before and after that part (a float input's QUANTIZE, a float output's "
+                "DEQUANTIZE, unmappable ops near the input), ops counted on the Edge TPU by unverified entries of "
+                "the table, and other subgraphs. No Edge TPU compiler runs here: every finding is a prediction, "
+                "and says so; one resting on an unverified rule says that too.",
+        why="The Edge TPU compiler maps one contiguous part of the graph: the first op it cannot map inside that "
+            "part, and every op after it, run on the CPU. An int8 model can run 0% on the accelerator because of "
+            "one op near its start.",
         example="quantdoctor diagnose model.keras --data calib.npz --io int8 --target edgetpu",
         fix="Replace or move the op named (after it, nothing runs on the Edge TPU): integer I/O and no float "
-            "fallback, a static batch of 1, tensors of at most 3 dimensions above size 1, ops from the list.",
+            "fallback, a static batch of 1, tensors of at most 3 dimensions above size 1, ops from the list within "
+            "their limits.",
     ),
     Check(
         code="QD920", name="ethos-u-compile-failed", severity="error", precedence=90,
