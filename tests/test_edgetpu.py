@@ -187,3 +187,27 @@ def test_every_rule_and_op_names_its_source():
         "RSQRT", "SQUARED_DIFFERENCE"]
     assert all(rule["text"] for rule in table["rules"]) and table["how_to_update"]
     assert "CONV_2D" in table["ops"] and "CUMSUM" not in table["ops"]
+
+
+def test_an_op_the_table_says_may_stay_on_the_cpu_is_a_warning_not_a_certainty():
+    """RESIZE_BILINEAR may stay on the CPU depending on its sizes, a threshold the table does not give
+    (google-coral/edgetpu#597 saw the resizes on the CPU at 512x512)."""
+    model = net(keras.layers.Resizing(16, 16, interpolation="bilinear", name="upsample"))
+    report = qd.audit(int8_model(model), target="edgetpu")
+    finding = only(report, "QD122")
+    assert report.audit["edgetpu"]["uncertain_ops"] == ["RESIZE_BILINEAR"]
+    assert report.audit["edgetpu"]["cpu_ops"] == 0 and finding.severity == "warning"
+    assert finding.message.startswith("Predicted (not compiled): RESIZE_BILINEAR in layer 'upsample")
+    assert finding.message.endswith(
+        "is counted on the Edge TPU, but the compiler may leave it on the CPU depending on its sizes, to avoid a loss "
+        "of precision (a threshold the table does not give); then it and everything after it would run on the CPU.")
+
+
+def test_keras_3_upsampling_is_a_5_d_repeat_the_edge_tpu_cuts_at():
+    """Keras 3's UpSampling2D converts to RESHAPE/TILE through a [1, 8, 1, 8, 4] tensor, not to
+    RESIZE_NEAREST_NEIGHBOR: the rank rule cuts there."""
+    report = qd.audit(int8_model(net(keras.layers.UpSampling2D(name="upsample"))), target="edgetpu")
+    cut = first_cpu(report)
+    assert (cut["op"], cut["rule"]) == ("RESHAPE", "three_innermost_dims") and "[1, 8, 1, 8, 4]" in cut["detail"]
+    assert cut["compiler_status"] == "Tensor has unsupported rank (up to 3 innermost dimensions mapped)"
+    assert report.audit["edgetpu"]["edgetpu_ops"] == 1  # the Conv2D before it

@@ -102,7 +102,8 @@ def edgetpu_prediction(model: TFLiteModel, layer_names: list[str]) -> tuple[dict
     first it can (a float input's QUANTIZE, a preprocessing op near the input) run on the CPU ahead of that
     part, and the DEQUANTIZE of a float output after it, without cutting it; the first op it cannot map
     inside the part cuts it, and every op after that runs on the CPU too. Also: ops counted on the Edge TPU
-    by unverified entries of the table, other subgraphs on the CPU."""
+    by unverified entries of the table, or that the table says may stay on the CPU for reasons the .tflite
+    does not show (a size threshold it does not give), other subgraphs on the CPU."""
     table = edgetpu_rules()
     rules = table["rules"]
     ops = model.ops
@@ -118,7 +119,8 @@ def edgetpu_prediction(model: TFLiteModel, layer_names: list[str]) -> tuple[dict
     summary = {"status": "predicted (not compiled)", "ops": len(ops), "edgetpu_ops": len(segment),
                "cpu_ops": len(ops) - len(segment), "outside_cpu_ops": len(leading) + len(after),
                "other_subgraphs": model.subgraphs - 1, "first_cpu_op": None,
-               "unverified_ops": sorted({op.name for op in segment if table["ops"][op.name]["source"] == UNVERIFIED})}
+               "unverified_ops": sorted({op.name for op in segment if table["ops"][op.name]["source"] == UNVERIFIED}),
+               "uncertain_ops": sorted({op.name for op in segment if table["ops"][op.name].get("may_stay_on_cpu")})}
     findings = []
     if leading or (after and segment):
         findings.append(_outside_finding(model, [(op, broken[inner.index(op)]) for op in leading], after,
@@ -135,6 +137,16 @@ def edgetpu_prediction(model: TFLiteModel, layer_names: list[str]) -> tuple[dict
             f"it and everything after it may run on the CPU instead.",
             location=Location(layer=layers[0] if layers else None, op=name),
             evidence={"predicted": True, "compiled": False, "rule": "supported_op", "rule_source": UNVERIFIED},
+            severity="warning"))
+    for name in summary["uncertain_ops"]:
+        layers = [layer for op in segment if op.name == name and (layer := op_layer(op, layer_names))]
+        findings.append(catalog.get("QD122").finding(
+            f"{PREDICTED}: {name}{' in layer ' + repr(layers[0]) if layers else ''} is counted on the Edge TPU, but "
+            f"the compiler may leave it on the CPU {table['ops'][name]['may_stay_on_cpu']}; then it and everything "
+            f"after it would run on the CPU.",
+            location=Location(layer=layers[0] if layers else None, op=name),
+            evidence={"predicted": True, "compiled": False, "rule": "op_limitation",
+                      "rule_source": table["ops"][name]["source"], "may_stay_on_cpu": table["ops"][name]["may_stay_on_cpu"]},
             severity="warning"))
     if model.subgraphs > 1:
         rule = rules["single_subgraph"]
