@@ -24,6 +24,7 @@ from quantdoctor.budget.objective import Metric, Objective
 from quantdoctor.budget.search import Evaluator, Progress, SearchOutcome, Strategy, pareto, search
 from quantdoctor.budget.session import VariantSession
 from quantdoctor.catalog.accuracy import keep_float_code
+from quantdoctor.catalog.npu import NPU_TARGETS
 from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.compare.labels import Labels
 from quantdoctor.convert.runner import DEFAULT_TIMEOUT
@@ -37,6 +38,8 @@ from quantdoctor.report.model import Finding, Location
 # The audit's findings about float ops: in the budget's model they are the ops it keeps float on purpose
 # (reported with their partitions), not errors.
 KEPT_FLOAT_CODES = ("QD105", "QD110")
+# Targets where the search puts fewer integer partitions first: float ops run on the CPU between them.
+PARTITIONED_TARGETS = ("int8-accelerator", *NPU_TARGETS)
 
 
 @dataclass
@@ -157,7 +160,8 @@ def budget_search(float_model: bytes, calibrated: bytes, quantizer: dict[str, An
             float_graph = read_tflite(calibrated)
             outputs = output_layer_names(float_graph, output_layers)
             graph = OpGraph(float_graph, read_tflite(quantized.model_path.read_bytes()), layer_names, outputs)
-            outcome = strategy(evaluate, graph, layer_names, outputs, target == "int8-accelerator")
+            # on an accelerator each float island splits the integer graph, and the NPU's with it: fewest first
+            outcome = strategy(evaluate, graph, layer_names, outputs, target in PARTITIONED_TARGETS)
             outcome.search_seconds = time.perf_counter() - started
             return outcome, graph, outcome.chosen.model_path.read_bytes()
     finally:

@@ -130,8 +130,9 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     an absolute drop against the float model of top-1 accuracy with `labels`, of top-1 agreement
     without, or of `metric(labels, outputs) -> float` (higher is better, as compare calls it); or `min_sqnr`, an SQNR
     floor in dB on every output. Once the rounds have a model that converts and runs, the fewest
-    ops kept float that meet it are searched (`quantdoctor.budget`); "int8-accelerator" then puts
-    fewer integer partitions first. When the float model itself is already wrong on the eval data
+    ops kept float that meet it are searched (`quantdoctor.budget`); "int8-accelerator" and the NPU
+    targets then put fewer integer partitions first (on an Ethos-U target, Vela compiles the variant
+    returned: `budget["npu"]`). When the float model itself is already wrong on the eval data
     (QD510, QD511), nothing is searched: the result is not verified and says so. Labels naming
     classes the model lacks are refused as compare refuses them. `html` writes the after report
     with the budget's Pareto plot; `progress(step, variants)` is called as variants are tried.
