@@ -6,6 +6,7 @@ prediction names the op the compiler named, for the reason its log line gives (t
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 import quantdoctor as qd
@@ -116,6 +117,22 @@ def test_google_coral_edgetpu_342_ops_after_the_cut_are_logged_as_another_subgra
     after = finding.message.split("would run on the CPU too")[0]
     assert all(op in after for op in ("CONV_2D", "MEAN", "FULLY_CONNECTED"))
     assert report.audit["edgetpu"]["edgetpu_ops"] == 1  # the PAD, "Mapped to Edge TPU" as in #342's log
+
+
+def test_google_coral_edgetpu_818_a_gelu_model_is_not_read_at_all():
+    """https://github.com/google-coral/edgetpu/issues/818: a quantized model with a GELU activation stops the
+    compiler with "ERROR: Op builtin_code out of range: 150. Are you using old TFLite binary with newer model?"."""
+    features = keras.Input((8,), batch_size=1, name="features")
+    hidden = keras.layers.Dense(8, activation="gelu", name="mlp")(features)
+    model = keras.Model(features, keras.layers.Dense(2, name="head")(hidden))
+    report = qd.audit(int8_converter(model, dataset_from(np.random.default_rng(0).random((4, 8), dtype=np.float32)),
+                                     int8_io=True).convert(), target="edgetpu")
+    cut = predicted_cut(report)
+    assert (cut["op"], cut["rule"]) == ("GELU", "known_builtin_codes")
+    assert cut["compiler_status"] == "Op builtin_code out of range: 150. Are you using old TFLite binary with newer model?"
+    assert report.audit["edgetpu"]["edgetpu_ops"] == 0 == report.audit["edgetpu"]["ops"] - report.audit["edgetpu"]["cpu_ops"]
+    [finding] = report.findings
+    assert finding.severity == "error" and "could not read the model: GELU in " in finding.message
 
 
 def test_the_compiler_status_lines_quoted_by_the_rules_are_the_users_logs():

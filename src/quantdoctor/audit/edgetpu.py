@@ -98,7 +98,8 @@ def _unverified_note(source: Any, what: str) -> str:
 def edgetpu_prediction(model: TFLiteModel, layer_names: list[str]) -> tuple[dict[str, Any], list[Finding]]:
     """The report's `audit.edgetpu` and its findings.
 
-    The compiler maps one contiguous part of the model (`edgetpu_ops`): the ops it cannot map before the
+    A model with a TFLite builtin operator newer than the compiler knows is not read at all. Otherwise the
+    compiler maps one contiguous part of the model (`edgetpu_ops`): the ops it cannot map before the
     first it can (a float input's QUANTIZE, a preprocessing op near the input) run on the CPU ahead of that
     part, and the DEQUANTIZE of a float output after it, without cutting it; the first op it cannot map
     inside the part cuts it, and every op after that runs on the CPU too. Also: ops counted on the Edge TPU
@@ -107,6 +108,9 @@ def edgetpu_prediction(model: TFLiteModel, layer_names: list[str]) -> tuple[dict
     table = edgetpu_rules()
     rules = table["rules"]
     ops = model.ops
+    unreadable = _unknown_builtins(model)
+    if unreadable:
+        return _unreadable(model, unreadable, layer_names)
     trailing = [op for op in ops if _float_output(op, model) is not None]
     inner = [op for op in ops if op not in trailing]
     broken = [broken_rule(op) for op in inner]
@@ -157,6 +161,40 @@ def edgetpu_prediction(model: TFLiteModel, layer_names: list[str]) -> tuple[dict
             evidence={"predicted": True, "compiled": False, "rule": "single_subgraph", "rule_source": rule["source"],
                       "subgraphs": model.subgraphs}, severity="warning"))
     return summary, findings
+
+
+def _unknown_builtins(model: TFLiteModel) -> list[tuple[OpInfo, int]]:
+    """The ops (with their builtin code) newer than the TFLite release the compiler was built on."""
+    from quantdoctor.litert import schema_module
+
+    first_unknown = edgetpu_rules()["rules"]["known_builtin_codes"]["first_unknown_code"]
+    codes = vars(schema_module().BuiltinOperator)
+    return [(op, codes[op.name]) for graph in model.graphs for op in graph.ops
+            if isinstance(codes.get(op.name), int) and codes[op.name] >= first_unknown]
+
+
+def _unreadable(model: TFLiteModel, unknown: list[tuple[OpInfo, int]],
+                layer_names: list[str]) -> tuple[dict[str, Any], list[Finding]]:
+    """The prediction for a model the compiler cannot read: nothing compiled, one QD122 naming the op."""
+    rule = edgetpu_rules()["rules"]["known_builtin_codes"]
+    op, code = unknown[0]
+    layer = op_layer(op, layer_names)
+    where = f"layer '{layer}'" if layer else f"op #{op.index}"
+    status = rule["compiler_status"].format(code=code)
+    summary = {"status": "predicted (not compiled)", "ops": len(model.ops), "edgetpu_ops": 0, "cpu_ops": len(model.ops),
+               "outside_cpu_ops": 0, "other_subgraphs": model.subgraphs - 1, "unverified_ops": [], "uncertain_ops": [],
+               "first_cpu_op": {"op": op.name, "index": op.index, "layer": layer, "rule": "known_builtin_codes",
+                                "detail": f"builtin code {code}", "compiler_status": status}}
+    others = sorted({other.name for other, _ in unknown[1:]} - {op.name})
+    finding = catalog.get("QD122").finding(
+        f"{PREDICTED}: the Edge TPU compiler could not read the model: {op.name} in {where} is TFLite builtin "
+        f"operator {code}, newer than the TFLite release the compiler was built on (rule: {rule['text']})"
+        + (f"; so are {', '.join(others)}" if others else "") + f". The compiler would stop with \"{status}\" and "
+        f"compile nothing. Replace the layer by ops of the Edge TPU's list.",
+        location=Location(layer=layer, op=op.name, tensor=op.outputs[0].name if op.outputs else None),
+        evidence={"predicted": True, "compiled": False, "rule": "known_builtin_codes", "rule_source": rule["source"],
+                  "builtin_code": code, "compiler_status": status})
+    return summary, [finding]
 
 
 def _cut_finding(summary: dict[str, Any], inner: list[OpInfo], position: int, op: OpInfo, rule_id: str,
