@@ -67,7 +67,9 @@ CHECKS = [
                 "source and the line the compiler writes for it in its log (audit/edgetpu_rules.json); as warnings, "
                 "the ops the CPU runs before and after that part (a float input's QUANTIZE, a float output's "
                 "DEQUANTIZE, unmappable ops near the input), ops counted on the Edge TPU by unverified entries of "
-                "the table, and other subgraphs. No Edge TPU compiler runs here: every finding is a prediction, "
+                "the table or that it says may stay on the CPU, and other subgraphs; and a model the compiler "
+                "cannot read at all (a TFLite operator newer than its own, such as GELU). No Edge TPU compiler runs "
+                "here: every finding is a prediction, "
                 "and says so; one resting on an unverified rule says that too.",
         why="The Edge TPU compiler maps one contiguous part of the graph: the first op it cannot map inside that "
             "part, and every op after it, run on the CPU. An int8 model can run 0% on the accelerator because of "
