@@ -112,6 +112,8 @@ def audit(
     target: DeploymentTarget = None,
     json_path: JsonReport = None,
     fail_on: FailOn = "error",
+    sram: Optional[int] = typer.Option(None, help="For an Ethos-U target: the SRAM, in KiB, your system gives "
+                                       "the NPU's tensor arena (Vela compiles for it; QD123 when it does not fit)."),
 ) -> None:
     """Is MODEL really fully integer? Which ops stayed float, how to feed it, does it fit TARGET?"""
     from quantdoctor.audit.report import audit as run_audit
@@ -120,7 +122,7 @@ def audit(
     require_model_reader()
     _check_inputs(("model", model))
     check_outputs(inputs=(model,), outputs={"--json": json_path})
-    _finish(run_audit(model, target=target), json_path, fail_on)
+    _finish(run_audit(model, target=target, sram_kib=sram), json_path, fail_on)
 
 
 def _finish(report, json_path: Optional[Path], fail_on: str, failed: bool = False) -> None:

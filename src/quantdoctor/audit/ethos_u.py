@@ -26,6 +26,8 @@ VELA_TIMEOUT = 300.0
 NPU_OP = "ethos-u"  # the custom op Vela puts in place of each NPU partition
 # Ops that only convert the model's float inputs and outputs to and from integer.
 _EDGE_OPS = ("QUANTIZE", "DEQUANTIZE")
+# Vela's memory modes whose tensor arena (the feature maps) lives in SRAM: there it must fit.
+_ARENA_IN_SRAM = ("Shared_Sram", "Sram_Only")
 
 
 @dataclass
@@ -86,13 +88,15 @@ class VelaCompilation:
 
 def compile_with_vela(tflite: bytes, accelerator: str, model: TFLiteModel, layer_names: list[str],
                       output_layers: list[str | None] | None = None,
-                      timeout: float = VELA_TIMEOUT) -> VelaCompilation:
-    """Compile `tflite` with Vela for `accelerator` in an isolated process; ops named by Keras layer."""
+                      timeout: float = VELA_TIMEOUT, sram_kib: int | None = None) -> VelaCompilation:
+    """Compile `tflite` with Vela for `accelerator` in an isolated process; ops named by Keras layer.
+    `sram_kib`: the SRAM the system gives the NPU's tensor arena (Vela's arena cache size); None: Vela's default."""
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-vela-"))
     try:
         (workdir / "model.tflite").write_bytes(tflite)
         request = {"model": str(workdir / "model.tflite"), "accelerator": accelerator,
-                   "output_dir": str(workdir / "vela"), "response": str(workdir / "response.json")}
+                   "output_dir": str(workdir / "vela"), "response": str(workdir / "response.json"),
+                   "arena_cache_size": sram_kib * 1024 if sram_kib else None}
         run = run_isolated("quantdoctor.audit.vela_worker", request, workdir, timeout)
         response = run.response
         outcome = run.outcome if run.outcome == "timeout" else response.get("outcome", "crash")
@@ -132,11 +136,23 @@ def performance(summary: dict[str, str]) -> dict[str, Any]:
             "inferences_per_second": number.get("inferences_per_second"),
             "inference_time_s": number.get("inference_time"),
             "sram_used_kib": number.get("sram_memory_used"), "dram_used_kib": number.get("dram_memory_used"),
-            "flash_used_kib": flash, "clock_hz": number.get("core_clock")}
+            "flash_used_kib": flash, "clock_hz": number.get("core_clock"),
+            "sram_size_kib": number.get("arena_cache_size")}
+
+
+def sram_overflow(performance: dict[str, Any]) -> tuple[float, float] | None:
+    """(SRAM used, SRAM size) in KiB when the model's SRAM use is above the size it was compiled for, in a
+    memory mode that keeps the feature maps in SRAM; None otherwise. Vela's compiler core still writes the
+    model then: its summary's `sram_memory_used` and `arena_cache_size` are the only trace."""
+    used, size = performance.get("sram_used_kib"), performance.get("sram_size_kib")
+    if performance.get("memory_mode") not in _ARENA_IN_SRAM or used is None or size is None or used <= size:
+        return None
+    return used, size
 
 
 def ethos_u_findings(result: VelaCompilation) -> list[Finding]:
-    """QD120 for each op on the CPU, QD121 for the partitions and CPU MACs, QD920 when Vela failed."""
+    """QD120 for each op on the CPU, QD121 for the partitions and CPU MACs, QD123 when the feature maps need more
+    SRAM than the model was compiled for, QD920 when Vela failed."""
     name = result.accelerator
     if result.outcome != "ok":
         what = {"timeout": "ran out of time", "crash": "crashed"}.get(result.outcome, "failed")
@@ -146,6 +162,15 @@ def ethos_u_findings(result: VelaCompilation) -> list[Finding]:
                       "error": result.error[-2000:]})]
     # The conversions around a float op go with it: that op's finding names the cause.
     findings = [_cpu_op_finding(op, name, result.vela_version) for op in result.cpu_ops if op.conversion != "boundary"]
+    overflow = sram_overflow(result.performance)
+    if overflow:
+        used, size = overflow
+        findings.append(catalog.get("QD123").finding(
+            f"On {name} the model needs {used:g} KiB of SRAM, above the {size:g} KiB it was compiled for "
+            f"({result.performance['memory_mode']} memory mode, where the feature maps live in SRAM): Vela wrote "
+            f"the model, but its tensor arena does not fit that SRAM.",
+            evidence={"accelerator": name, "sram_used_kib": used, "sram_size_kib": size,
+                      "memory_mode": result.performance["memory_mode"], "vela_version": result.vela_version}))
     if result.cpu_ops:
         cpu_macs = sum(op.macs for op in result.cpu_ops)
         findings.append(catalog.get("QD121").finding(
@@ -244,10 +269,11 @@ def _number(value: str | None) -> float | None:
 
 
 def npu_audit(tflite: bytes, target: str | None, model: TFLiteModel, layer_names: list[str],
-              output_layers: list[str | None] | None = None) -> tuple[dict[str, Any] | None, list[Finding]]:
+              output_layers: list[str | None] | None = None,
+              sram_kib: int | None = None) -> tuple[dict[str, Any] | None, list[Finding]]:
     """For an Ethos-U target, Vela's compilation of `tflite` (the report's `audit.npu`) and its findings;
-    (None, []) for any other target."""
+    (None, []) for any other target. `sram_kib`: the SRAM of the system, as in `compile_with_vela`."""
     if target is None or not Target(target).ethos_u:
         return None, []
-    result = compile_with_vela(tflite, target, model, layer_names, output_layers)
+    result = compile_with_vela(tflite, target, model, layer_names, output_layers, sram_kib=sram_kib)
     return result.to_dict(), ethos_u_findings(result)

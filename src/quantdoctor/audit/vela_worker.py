@@ -6,7 +6,8 @@ never from its console text (whose wording changes between releases):
 
 - `<model>_per-layer.csv` (`--verbose-performance`): each op, whether it runs on the NPU or the CPU,
   its MACs and cycles;
-- `<model>_summary_<system config>.csv`: the performance estimate and the memory used;
+- `<model>_summary_<system config>.csv`: the performance estimate, the memory used, and the memory
+  mode and arena (SRAM) size it compiled for (`request["arena_cache_size"]`, bytes, sets that size);
 - `<model>_vela.tflite`: the compiled model, whose `ethos-u` custom ops are the NPU partitions;
 - why an op stays on the CPU: Vela's own constraint checks (`TFLiteSemantic` and
   `TFLiteSupportedOperators`), called one by one on Vela's reading of the model; each returns
@@ -40,8 +41,9 @@ def main(request: dict[str, Any]) -> int:
     write_json(response_path, {**response, "stage": "compiling"})
     started = time.perf_counter()
     try:
+        sram = ["--arena-cache-size", str(int(request["arena_cache_size"]))] if request.get("arena_cache_size") else []
         returncode = vela.main([model, "--accelerator-config", accelerator, "--output-dir", str(output_dir),
-                                "--verbose-performance"])
+                                "--verbose-performance", *sram])
     except Exception as exc:  # Vela refusing the user's model is an outcome, not a bug of quantdoctor
         write_json(response_path, {**response, "stage": "done", "outcome": "error",
                                    "error": f"{type(exc).__name__}: {exc}"})

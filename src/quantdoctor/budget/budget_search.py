@@ -11,13 +11,14 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from quantdoctor import catalog
 from quantdoctor.audit.checks import audit_findings, output_layer_names, summarize
-from quantdoctor.audit.tflite_model import read_tflite
+from quantdoctor.audit.ethos_u import npu_audit
+from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.budget.graph import SCALE_SHARING_OPS, OpGraph
 from quantdoctor.budget.objective import Metric, Objective
 from quantdoctor.budget.search import Evaluator, Progress, SearchOutcome, Strategy, pareto, search
@@ -28,6 +29,7 @@ from quantdoctor.compare.labels import Labels
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.intake.model import ModelSource
+from quantdoctor.intake.options import Target
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.report.model import Finding, Location
@@ -37,13 +39,15 @@ from quantdoctor.report.model import Finding, Location
 class BudgetOutcome:
     """What the search on a repaired model found: the chosen model (meeting the budget, or the best
     effort), the report's `budget` object, its findings (QD513, QD514), and the ops kept float as
-    (node name, what it is) for the script."""
+    (node name, what it is) for the script. On an Ethos-U target, `npu_findings` are Vela's on the
+    chosen model (QD120 for each op on the CPU, QD121), and `budget["npu"]` its `audit.npu`."""
 
     model: bytes
     budget: dict[str, Any]
     findings: list[Finding]
     keep_float: list[tuple[str, str]]
     audit_errors: list[Finding]
+    npu_findings: list[Finding] = field(default_factory=list)
 
     @property
     def met(self) -> bool:
@@ -109,8 +113,24 @@ def search_budget(source: ModelSource, recipe: Recipe, calibration: CalibrationS
     }
     errors = [f for f in audit_findings(produced, layer_names, recipe, target)
               if f.severity == "error" and not catalog.get(f.code).keeps_float]  # kept float on purpose
+    npu, npu_findings = npu_audit(chosen_model, target, produced, layer_names, output_layers)
+    if npu is not None:  # the float ops kept, and the ops Vela refuses anyway, all run on the CPU
+        budget["npu"] = npu
+        budget["chosen"].update(cpu_ops=npu["cpu_ops"], cpu_partitions=npu["cpu_partitions"],
+                                npu_partitions=npu["npu_partitions"], cpu_mac_share=npu["cpu_mac_share"])
+        npu_findings = kept_on_cpu(npu_findings, produced)
     return BudgetOutcome(chosen_model, budget, budget_findings(outcome, graph, objective, kept),
-                         [(row["node"], f"{row['layer'] or 'op'} ({row['op']})") for row in kept], errors)
+                         [(row["node"], f"{row['layer'] or 'op'} ({row['op']})") for row in kept], errors,
+                         npu_findings)
+
+
+def kept_on_cpu(npu_findings: list[Finding], produced: TFLiteModel) -> list[Finding]:
+    """Vela's QD120 for an op that computes in float becomes a warning that says so: the plain INT8 model
+    had none (a float op on an Ethos-U target blocks the search), so the budget kept it float, a price it
+    chose, counted in the partitions and CPU MACs of QD121. QD120 for any other op stays as it is."""
+    floats = {t.name for op in produced.ops if op.computes_in_float for t in op.outputs}
+    return [replace(f, severity="warning", message=f"{f.message} The accuracy budget keeps this op float.")
+            if f.code == "QD120" and f.location.tensor in floats else f for f in npu_findings]
 
 
 def budget_search(float_model: bytes, calibrated: bytes, quantizer: dict[str, Any], evaluation: CalibrationSet,
@@ -133,7 +153,8 @@ def budget_search(float_model: bytes, calibrated: bytes, quantizer: dict[str, An
             float_graph = read_tflite(calibrated)
             outputs = output_layer_names(float_graph, output_layers)
             graph = OpGraph(float_graph, read_tflite(quantized.model_path.read_bytes()), layer_names, outputs)
-            outcome = strategy(evaluate, graph, layer_names, outputs, target == "int8-accelerator")
+            # on an accelerator each float island splits the integer graph, and the NPU's with it: fewest first
+            outcome = strategy(evaluate, graph, layer_names, outputs, _partitioned(target))
             outcome.search_seconds = time.perf_counter() - started
             return outcome, graph, outcome.chosen.model_path.read_bytes()
     finally:
@@ -183,3 +204,9 @@ def budget_findings(outcome: SearchOutcome, graph: OpGraph, objective: Objective
 
 def _value(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def _partitioned(target: str | None) -> bool:
+    """Whether the search puts fewer integer partitions first: on an int8 accelerator or an NPU, the
+    float ops it keeps run on the CPU between the parts."""
+    return target is not None and (target == Target.INT8_ACCELERATOR or Target(target).npu)

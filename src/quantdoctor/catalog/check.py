@@ -42,7 +42,8 @@ class Check:
     `ranges_from_samples`, about how the samples set activation ranges (QAT ranges win over it);
     `keeps_float`, about float ops left in the model (an accuracy budget keeps some on purpose);
     `confirms`, the data findings this converter outcome confirms (`confirms_after_crash`: only
-    when the process died calibrating or quantizing).
+    when the process died calibrating or quantizing); `from_vela`, a finding of Vela's compilation
+    of one model (a model changed since needs Vela's word again).
     """
 
     code: str
@@ -66,6 +67,7 @@ class Check:
     keeps_float: bool = False
     confirms: tuple[str, ...] = ()
     confirms_after_crash: bool = False
+    from_vela: bool = False
 
     @property
     def category(self) -> str:

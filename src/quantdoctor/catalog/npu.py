@@ -13,6 +13,7 @@ def vela_core_name(accelerator: str) -> str:
 CHECKS = [
     Check(
         code="QD120", name="ethos-u-op-on-cpu", severity="error", precedence=61,
+        from_vela=True,
         automatic_fix=True,
         title="An op runs on the CPU, not on the Ethos-U NPU",
         detects="With `--target ethos-u55-128` (or another Ethos-U config) quantdoctor compiles the produced "
@@ -30,6 +31,7 @@ CHECKS = [
     ),
     Check(
         code="QD121", name="ethos-u-partitions", severity="warning", precedence=64,
+        from_vela=True,
         title="The model is split between the Ethos-U NPU and the CPU",
         detects="After Vela's compilation: how many NPU partitions (Vela's `ethos-u` ops in the compiled model) "
                 "and CPU partitions the model runs in, and the share of its multiply-accumulates (MACs) that "
@@ -41,20 +43,45 @@ CHECKS = [
             "whose ops all run on the NPU compiles to a single `ethos-u` op.",
     ),
     Check(
+        code="QD123", name="ethos-u-sram-overflow", severity="error", precedence=62,
+        from_vela=True,
+        title="The model's feature maps need more SRAM than the Ethos-U system has",
+        detects="With an Ethos-U target and the system's SRAM size given (`quantdoctor audit --sram KiB`), Vela "
+                "compiles for that size. Its compiler core (Vela 5.2) still writes a model whose tensor arena does "
+                "not fit: only its summary says so, with the SRAM used next to the size compiled for. quantdoctor "
+                "compares the two in the memory modes that keep the feature maps in SRAM (Shared_Sram, the default, "
+                "and Sram_Only).",
+        why="At run time the tensor arena cannot be allocated in the SRAM the system has: the model does not run "
+            "there as compiled.",
+        example="quantdoctor audit model.tflite --target ethos-u55-128 --sram 256",
+        fix="Shrink the largest activations (a smaller input, fewer channels in the widest layers, an earlier "
+            "stride or pooling), give the NPU more SRAM, or compile for Vela's Dedicated_Sram memory mode, which "
+            "keeps the arena in DRAM and uses the SRAM as a cache.",
+    ),
+    Check(
         code="QD122", name="edgetpu-op-on-cpu-predicted", severity="error", precedence=61,
         title="Predicted (not compiled): the Edge TPU compiler would leave ops on the CPU",
-        detects="With `--target edgetpu`: the first op of the produced model that breaks one of the Edge TPU's "
-                "published rules (int8/uint8 tensors only, its operation list, static shapes, at most 3 "
-                "dimensions above size 1, one subgraph), with the rule and its source (audit/edgetpu_rules.json). "
-                "No Edge TPU compiler runs here: the finding is a prediction, and says so.",
-        why="The Edge TPU compiler partitions the graph once: the first op it cannot map, and every op after it, "
-            "run on the CPU. An int8 model can run 0% on the accelerator because of one op near its input.",
+        detects="With `--target edgetpu`: the first op inside the part of the produced model the Edge TPU compiler "
+                "would map that breaks one of its published rules (int8/uint8 tensors only, its operation list and "
+                "the limits it gives per op, static shapes, at most 3 dimensions above size 1), with the rule, its "
+                "source and the line the compiler writes for it in its log (audit/edgetpu_rules.json); as warnings, "
+                "the ops the CPU runs before and after that part (a float input's QUANTIZE, a float output's "
+                "DEQUANTIZE, unmappable ops near the input), ops counted on the Edge TPU by unverified entries of "
+                "the table or that it says may stay on the CPU, and other subgraphs; and a model the compiler "
+                "cannot read at all (a TFLite operator newer than its own, such as GELU). No Edge TPU compiler runs "
+                "here: every finding is a prediction, "
+                "and says so; one resting on an unverified rule says that too.",
+        why="The Edge TPU compiler maps one contiguous part of the graph: the first op it cannot map inside that "
+            "part, and every op after it, run on the CPU. An int8 model can run 0% on the accelerator because of "
+            "one op near its start.",
         example="quantdoctor diagnose model.keras --data calib.npz --io int8 --target edgetpu",
         fix="Replace or move the op named (after it, nothing runs on the Edge TPU): integer I/O and no float "
-            "fallback, a static batch of 1, tensors of at most 3 dimensions above size 1, ops from the list.",
+            "fallback, a static batch of 1, tensors of at most 3 dimensions above size 1, ops from the list within "
+            "their limits.",
     ),
     Check(
         code="QD920", name="ethos-u-compile-failed", severity="error", precedence=90,
+        from_vela=True,
         automatic_fix=True,
         title="Arm's Vela compiler failed on the model",
         detects="Vela, run in an isolated process with a time limit, raised an error, crashed or ran out of "

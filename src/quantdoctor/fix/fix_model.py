@@ -126,8 +126,9 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     an absolute drop against the float model of top-1 accuracy with `labels`, of top-1 agreement
     without, or of `metric(labels, outputs) -> float` (higher is better, as compare calls it); or `min_sqnr`, an SQNR
     floor in dB on every output. Once the rounds have a model that converts and runs, the fewest
-    ops kept float that meet it are searched (`quantdoctor.budget`); "int8-accelerator" then puts
-    fewer integer partitions first. When the float model itself is already wrong on the eval data
+    ops kept float that meet it are searched (`quantdoctor.budget`); "int8-accelerator" and the NPU
+    targets then put fewer integer partitions first (on an Ethos-U target, Vela compiles the variant
+    returned: `budget["npu"]`). When the float model itself is already wrong on the eval data
     (QD510, QD511), nothing is searched: the result is not verified and says so. Labels naming
     classes the model lacks are refused as compare refuses them. `html` writes the after report
     with the budget's Pareto plot; `progress(step, variants)` is called as variants are tried.
@@ -221,14 +222,24 @@ def _float_model_wrong(rounds: Rounds) -> list[str]:
 
 def _take_budget(result: FixResult, budget: BudgetOutcome) -> None:
     """The budget's model replaces the plain one: verified by its own run on the eval data (every
-    variant ran there in LiteRT), its audit, and the budget."""
+    variant ran there in LiteRT), its audit, and the budget. On an Ethos-U target, Vela's placement of
+    the budget's model replaces the plain model's: the ops kept float run on the CPU."""
     result.model, result.budget = budget.model, budget.budget
     accuracy_errors = [f for f in result.after.findings if f.category == "accuracy" and f.severity == "error"]
-    result.after = replace(result.after, budget=budget.budget, findings=rank_findings(
-        [f for f in result.after.findings if f not in accuracy_errors] + budget.findings + budget.audit_errors))
+    findings = [f for f in result.after.findings if f not in accuracy_errors] + budget.findings + budget.audit_errors
+    audit = result.after.audit
+    npu = budget.budget.get("npu")
+    if npu is not None:  # the plain model's Vela audit no longer describes the model returned
+        audit = {**(audit or {}), "npu": npu}
+        findings = [f for f in findings if not catalog.get(f.code).from_vela] + budget.npu_findings
+    result.after = replace(result.after, budget=budget.budget, audit=audit, findings=rank_findings(findings))
     objective = budget.budget["objective"]
     details = [f"accuracy budget ({objective['description']}): {'met' if budget.met else 'missed'}, "
                f"{budget.budget['chosen_value']:.4f} with {budget.budget['chosen']['float_ops']} op(s) kept float"]
+    if npu is not None:
+        details.append(f"on {npu['accelerator']} (Vela): {npu['cpu_ops']} op(s) on the CPU in {npu['cpu_partitions']} "
+                       f"CPU partition(s) and {npu['npu_partitions']} NPU partition(s), "
+                       f"{npu['cpu_mac_share']:.1%} of the MACs on the CPU")
     if accuracy_errors:
         details.append("the plain INT8 model's " + ", ".join(sorted({f.code for f in accuracy_errors}))
                        + " answered by keeping ops float")

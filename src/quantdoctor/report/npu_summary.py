@@ -42,10 +42,12 @@ def edgetpu_line(edgetpu: dict[str, Any]) -> str:
     """One line for the report's `audit.edgetpu`, such as "Edge TPU, predicted (not compiled): 3 of 5 op(s) on
     the Edge TPU; from CUMSUM in layer 'running_total' on, 2 op(s) on the CPU"."""
     head = f"Edge TPU, predicted (not compiled): {edgetpu['edgetpu_ops']} of {edgetpu['ops']} op(s) on the Edge TPU"
-    first = edgetpu.get("first_cpu_op")
+    first, outside = edgetpu.get("first_cpu_op"), edgetpu.get("outside_cpu_ops", 0)
     if first:
         where = f"layer '{first['layer']}'" if first.get("layer") else f"op #{first['index']}"
-        head += f"; from {first['op']} in {where} on, {edgetpu['cpu_ops']} op(s) on the CPU"
+        head += f"; from {first['op']} in {where} on, {edgetpu['cpu_ops'] - outside} op(s) on the CPU"
+    if outside:
+        head += f"; {outside} op(s) on the CPU before or after the Edge TPU's part"
     if edgetpu.get("other_subgraphs"):
         head += f"; {edgetpu['other_subgraphs']} other subgraph(s) on the CPU"
     return head

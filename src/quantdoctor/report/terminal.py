@@ -9,7 +9,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from quantdoctor.environment import current
-from quantdoctor.report.grouping import MIN_GROUP, group_findings, where
+from quantdoctor.report.grouping import MIN_GROUP, group_findings, same_op_companions, where
 from quantdoctor.report.literal import literal_assemble, literal_text, printable
 from quantdoctor.report.npu_summary import edgetpu_line, npu_line
 
@@ -43,15 +43,17 @@ def report_lines(report: Report) -> list[Text]:
         lines.append(literal_text(edgetpu_line(report.audit["edgetpu"]), "bold"))
     root = report.root_cause
     groups = group_findings(report.findings)
+    companions = same_op_companions(report.findings)
     if root:
         lines.append(literal_text("Root cause", "bold"))
         root_group = next(group for group in groups if group[0] is root)
-        lines += _finding(root, with_fix_code=True) + _more_like_it(root_group)
+        lines += _finding(root, with_fix_code=True) + _more_like_it(root_group) + _same_op(root_group, companions)
     others = [group for group in groups if group[0] is not root]
     if others:
         lines.append(literal_text("Also found" if root else "Findings", "bold"))
         for group in others:
-            lines += _finding(group[0], with_fix_code=root is None and group is others[0]) + _more_like_it(group)
+            lines += (_finding(group[0], with_fix_code=root is None and group is others[0]) + _more_like_it(group)
+                      + _same_op(group, companions))
     if report.audit:
         lines += _audit_section(report.audit)
     if report.comparison:
@@ -112,6 +114,18 @@ def _more_like_it(group: list[Finding]) -> list[Text]:
     shown = ", ".join(places[:SHOWN_PLACES]) + (f" and {len(places) - SHOWN_PLACES} more" if len(places) > SHOWN_PLACES
                                                else "")
     return [_indented(literal_text(f"×{len(group)}: the same at {shown} (every one in the JSON report)", "dim"))]
+
+
+def _same_op(group: list[Finding], companions: dict[int, list[Finding]]) -> list[Text]:
+    """The companions of a group's findings: the same op's problem seen by another code, one line per code."""
+    followers: dict[str, list[Finding]] = {}
+    for finding in group:
+        for companion in companions.get(id(finding), []):
+            followers.setdefault(companion.code, []).append(companion)
+    return [_indented(literal_assemble((f"also {code} {same[0].severity}", _STYLE[same[0].severity]),
+                                       f"  {same[0].title}: the same op"
+                                       + (f" ({len(same)} of them)" if len(same) > 1 else "")))
+            for code, same in followers.items()]
 
 
 def _indented(text: Text, spaces: int = 2) -> Text:
