@@ -42,7 +42,9 @@ class Check:
     `ranges_from_samples`, about how the samples set activation ranges (QAT ranges win over it);
     `keeps_float`, about float ops left in the model (an accuracy budget keeps some on purpose);
     `confirms`, the data findings this converter outcome confirms (`confirms_after_crash`: only
-    when the process died calibrating or quantizing).
+    when the process died calibrating or quantizing);
+    `overlay_cause`, the cause label the Model Explorer overlay puts on the tensor a finding of
+    this code names ("clipped range", "crushed merge", ...).
     """
 
     code: str
@@ -66,6 +68,7 @@ class Check:
     keeps_float: bool = False
     confirms: tuple[str, ...] = ()
     confirms_after_crash: bool = False
+    overlay_cause: str | None = None
 
     @property
     def category(self) -> str:

@@ -16,7 +16,7 @@ def vela_core_name(accelerator: str) -> str:
 
 CHECKS = [
     Check(
-        code="QD120", name="ethos-u-op-on-cpu", severity="error", precedence=61,
+        code="QD120", name="ethos-u-op-on-cpu", severity="error", overlay_cause="NPU refusal", precedence=61,
         automatic_fix=True,
         title="An op runs on the CPU, not on the Ethos-U NPU",
         detects="With `--target ethos-u55-128` (or another Ethos-U config) quantdoctor compiles the produced "
@@ -46,6 +46,7 @@ CHECKS = [
     ),
     Check(
         code="QD122", name="edgetpu-op-on-cpu-predicted", severity="error", precedence=61,
+        overlay_cause="NPU refusal (predicted)",
         title="Predicted (not compiled): the Edge TPU compiler would leave ops on the CPU",
         detects="With `--target edgetpu`: the first op of the produced model that breaks one of the Edge TPU's "
                 "published rules (int8/uint8 tensors only, its operation list, static shapes, at most 3 "

@@ -35,6 +35,7 @@ from quantdoctor.intake.model import is_converter
 from quantdoctor.intake.paths import check_outputs
 from quantdoctor.fix.search_repair import reducible, repair_by_search
 from quantdoctor.report.model import SCHEMA_VERSION, Report, rank_findings
+from quantdoctor.viz.overlay import write_overlay
 
 
 @dataclass
@@ -117,7 +118,7 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
         max_rounds: int = DEFAULT_MAX_ROUNDS, timeout: float = DEFAULT_TIMEOUT, memory_limit_mb: int | None = None,
         trust_model: bool = False, output_name: str = "model_int8.tflite", max_drop: float | None = None,
         min_sqnr: float | None = None, metric: Metric | None = None, html: str | Path | None = None,
-        progress: Progress | None = None) -> FixResult:
+        progress: Progress | None = None, model_explorer: str | Path | None = None) -> FixResult:
     """Diagnose `model`, apply the automatic repairs, convert again, and verify, in rounds.
 
     Takes what `diagnose` takes (a converter keeps its own settings). `target` ("cpu", "gpu",
@@ -135,6 +136,8 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     (QD510, QD511), nothing is searched: the result is not verified and says so. Labels naming
     classes the model lacks are refused as compare refuses them. `html` writes the after report
     with the budget's Pareto plot; `progress(step, variants)` is called as variants are tried.
+    `model_explorer` writes the Model Explorer overlay of the model fix returns (or, unverified, the last one
+    it made): the after report's per-layer SQNR and causes, and the ops the budget keeps float.
     Returns a `FixResult`; `result.model` is None unless verified (with a budget: the best effort).
     """
     require_tensorflow()
@@ -157,8 +160,9 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     objective = budget_objective(max_drop, min_sqnr, metric, settings.truth, evaluation)
     if objective is not None:
         check_budget_settings(recipe)
-    check_outputs(inputs=(model, data, eval_data, labels), outputs={"html": html})
-    check_cache_root(inputs=(model, data, eval_data, labels), outputs={"html": html})
+    outputs = {"html": html, "model_explorer": model_explorer}
+    check_outputs(inputs=(model, data, eval_data, labels), outputs=outputs)
+    check_cache_root(inputs=(model, data, eval_data, labels), outputs=outputs)
     if target is None and recipe.mode == "int8-strict":
         target = "int8-accelerator"
     origin = ModelOrigin.of(model, options.names(signature_keys, "signature_keys"))
@@ -197,10 +201,14 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
         result.verification.details.append(
             f"no float fallback searched: the float model is already wrong on the eval data ({', '.join(wrong)}), "
             "and an accuracy budget measured against it means nothing")
+    produced = result.model or result.after.tflite_model
+    overlay = Path(model_explorer) if model_explorer and produced is not None else None
+    if overlay is not None:
+        write_overlay(overlay, result.after, produced, result.kept_float)
     if html:
         from quantdoctor.report.html import write_html
 
-        write_html(result.after, Path(html))
+        write_html(result.after, Path(html), overlay)
     return result
 
 
