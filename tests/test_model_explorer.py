@@ -17,9 +17,11 @@ import quantdoctor as qd
 from browser import Browser
 from helpers import QUANTDOCTOR, run
 from models import vectors
+from quantdoctor.audit.checks import float_ops
 from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.report.html import SQNR_BANDS, sqnr_color
 from quantdoctor.viz.overlay import FLOAT_FALLBACK, KEPT_BY_FIX, sqnr_text
+from test_budget import crushing_concat, digits  # noqa: F401 (fixtures)
 from test_compare import detector
 
 
@@ -100,18 +102,17 @@ def _free_port() -> int:
 
 
 @pytest.mark.browser
-def test_model_explorer_shows_the_graph_with_the_overlay_in_headless_chromium(tmp_path):
-    """compare --model-explorer from the command line, then `quantdoctor view` on a free local port, no browser of its
-    own; headless Chromium loads the page: the graph's ops and every overlay value appear, in the bands' colours."""
+def test_model_explorer_shows_the_graph_with_the_overlay_in_headless_chromium(compared, tmp_path):
+    """compare --tflite --model-explorer from the command line, then `quantdoctor view` on a free local port, no
+    browser of its own; headless Chromium loads the page: the graph's ops and every overlay value appear, in the
+    bands' colours."""
     from PIL import Image
 
+    report, _, _ = compared
     detector().save(tmp_path / "detector.keras")
-    np.save(tmp_path / "calib.npy", vectors(200) * 0.2)
     np.save(tmp_path / "eval.npy", vectors(100, seed=3))
-    converted = run("diagnose", str(tmp_path / "detector.keras"), "--data", str(tmp_path / "calib.npy"),
-                    "--output", str(tmp_path / "detector_int8.tflite"), "--trust-model")
-    assert (tmp_path / "detector_int8.tflite").is_file(), converted.stderr
-    done = run("compare", str(tmp_path / "detector.keras"), "--data", str(tmp_path / "calib.npy"), "--eval-data",
+    (tmp_path / "detector_int8.tflite").write_bytes(report.tflite_model)
+    done = run("compare", str(tmp_path / "detector.keras"), "--eval-data",
                str(tmp_path / "eval.npy"), "--tflite", str(tmp_path / "detector_int8.tflite"),
                "--model-explorer", str(tmp_path / "overlay.json"), "--trust-model")
     assert done.returncode in (0, 1), done.stderr
@@ -146,3 +147,23 @@ def test_model_explorer_shows_the_graph_with_the_overlay_in_headless_chromium(tm
     pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
     red = np.array([0xc9, 0x2a, 0x2a])
     assert np.sum(np.all(np.abs(pixels - red) < 10, axis=1)) > 2000  # the crushed merge's node and the table cells
+
+
+def test_fix_overlay_marks_the_ops_the_budget_kept_float_on_the_model_fix_returns(digits, crushing_concat, tmp_path):
+    """fix --max-drop on the crushing concatenation: the returned model keeps three ops float; the overlay names
+    exactly those, with each op's SQNR measured on that model (not on the all-INT8 one), and the HTML links it."""
+    x, y = digits
+    result = qd.fix(crushing_concat, x[:300], eval_data=x[1397:], labels=y[1397:], max_drop=0.01,
+                    model_explorer=tmp_path / "fix.json", html=tmp_path / "fix.html")
+    assert result.verified and result.met_budget
+    graph = json.loads((tmp_path / "fix.json").read_text())["main"]["results"]
+    produced = read_tflite(result.model)
+    floats = {tensor.name: op.name for op in float_ops(produced) for tensor in op.outputs}
+    kept = {name for name, r in graph.items() if r["value"].endswith(KEPT_BY_FIX)}
+    assert kept == set(floats) and sorted(floats.values()) == ["CONCATENATION", "FULLY_CONNECTED", "FULLY_CONNECTED"]
+    assert {row["node"] for row in result.kept_float} <= {part for name in kept for part in (name, *name.split(";"))}
+    assert not any(FLOAT_FALLBACK in r["value"] for r in graph.values())  # nothing else stayed float
+    measured = [r["value"].split(" · ")[0] for r in graph.values()]
+    assert all(value.endswith(" dB") for value in measured)  # every op carries the SQNR measured on this model
+    assert all(float(graph[name]["value"].split(" dB")[0]) > 20 for name in kept)  # float ops: barely any error
+    assert "<a class=overlay href='./fix.json'>" in (tmp_path / "fix.html").read_text()

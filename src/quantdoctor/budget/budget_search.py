@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +37,14 @@ from quantdoctor.report.model import Finding, Location
 class BudgetOutcome:
     """What the search on a repaired model found: the chosen model (meeting the budget, or the best
     effort), the report's `budget` object, its findings (QD513, QD514), and the ops kept float as
-    (node name, what it is) for the script."""
+    (node name, what it is) for the script; `float_model`, the float twin the variants were measured against."""
 
     model: bytes
     budget: dict[str, Any]
     findings: list[Finding]
     keep_float: list[tuple[str, str]]
     audit_errors: list[Finding]
+    float_model: bytes | None = field(default=None, repr=False)
 
     @property
     def met(self) -> bool:
@@ -110,7 +111,8 @@ def search_budget(source: ModelSource, recipe: Recipe, calibration: CalibrationS
     errors = [f for f in audit_findings(produced, layer_names, recipe, target)
               if f.severity == "error" and not catalog.get(f.code).keeps_float]  # kept float on purpose
     return BudgetOutcome(chosen_model, budget, budget_findings(outcome, graph, objective, kept),
-                         [(row["node"], f"{row['layer'] or 'op'} ({row['op']})") for row in kept], errors)
+                         [(row["node"], f"{row['layer'] or 'op'} ({row['op']})") for row in kept], errors,
+                         float_model=artifacts.float_twin)
 
 
 def budget_search(float_model: bytes, calibrated: bytes, quantizer: dict[str, Any], evaluation: CalibrationSet,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from quantdoctor.budget.budget_search import BudgetOutcome, budget_objective, ch
 from quantdoctor.budget.search import Progress
 from quantdoctor.catalog.accuracy import DEGRADED_OUTPUT
 from quantdoctor.compare.labels import labels_for_model, read_labels
+from quantdoctor.compare.compare_models import add_comparison
 from quantdoctor.runtime.measures import FOLLOWS_SQNR_DB
 from quantdoctor.isolation.cleanup import run_interruptible
 from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, check_limits
@@ -204,12 +205,23 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     produced = result.model or result.after.tflite_model
     overlay = Path(model_explorer) if model_explorer and produced is not None else None
     if overlay is not None:
-        write_overlay(overlay, result.after, produced, result.kept_float)
+        write_overlay(overlay, _measured(result, budget, evaluation, timeout), produced, result.kept_float)
     if html:
         from quantdoctor.report.html import write_html
 
         write_html(result.after, Path(html), overlay)
     return result
+
+
+def _measured(result: FixResult, budget: BudgetOutcome | None, evaluation: CalibrationSet | None,
+              timeout: float) -> Report:
+    """The report the overlay shows: the after report, or, when the budget's model replaced the one it measured,
+    a copy measured again on the budget's model against the same float twin (its own layers and findings)."""
+    if budget is None or budget.float_model is None or evaluation is None:
+        return result.after
+    measured = replace(result.after, tflite_model=budget.model, findings=[], comparison=None)
+    add_comparison(measured, budget.float_model, result.after.model, evaluation, timeout=timeout)
+    return measured
 
 
 def _output_broken(rounds: Rounds, target: str | None) -> bool:

@@ -35,9 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from quantdoctor import catalog
-from quantdoctor.audit.checks import float_ops, op_layer
+from quantdoctor.audit.checks import float_ops
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
-from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.intake.output_file import write_output
 from quantdoctor.report.html import SQNR_BANDS, sqnr_color
 from quantdoctor.report.model import Report
@@ -64,8 +63,8 @@ def build_overlay(report: Report, model: bytes | None = None,
 
     Carries the report's per-layer worst-channel SQNR (its `comparison`, when compare ran), the cause
     labels of its findings that name a tensor (`Check.overlay_cause`), every op that computes in float
-    in `model`, and, marked apart, the ops in `kept_float` (an accuracy budget's `kept_float` rows:
-    layer and node name). Only tensors `model` has are keys.
+    in `model`, and, marked apart, the ops in `kept_float` (an accuracy budget's `kept_float` rows: their
+    `node` is the op's output tensor name). Only tensors `model` has are keys.
     """
     produced = read_tflite(model if model is not None else report.tflite_model)
     computed = _computed_by(produced)
@@ -82,9 +81,8 @@ def build_overlay(report: Report, model: bytes | None = None,
         label = catalog.get(finding.code).overlay_cause
         if label and finding.location.tensor:
             add(finding.location.tensor, label)
-    layer_names = LayerNames.from_model(report.model)
     for op in float_ops(produced):
-        label = KEPT_BY_FIX if _kept(op, kept_float or [], layer_names) else FLOAT_FALLBACK
+        label = KEPT_BY_FIX if _kept(op, kept_float or []) else FLOAT_FALLBACK
         for tensor in op.outputs:
             add(tensor.name, label)
     overlay: dict[str, Any] = {}
@@ -128,10 +126,8 @@ def _computed_by(model: TFLiteModel) -> dict[str, str]:
             if op.name == "DEQUANTIZE" and op.outputs and op.inputs and op.outputs[0].index in outputs}
 
 
-def _kept(op: Any, kept_float: list[dict[str, Any]], layer_names: LayerNames) -> bool:
-    """Whether `op` is one the accuracy budget kept float: its node name is one of the names fused in an
-    output tensor's name (`a;b`), or, for a row without one, it comes from that row's layer."""
-    fused = {part for tensor in op.outputs for part in tensor.name.split(";")}
-    layer = op_layer(op, layer_names)
-    return any(row.get("node") in fused or (not row.get("node") and row.get("layer") and row["layer"] == layer)
-               for row in kept_float)
+def _kept(op: Any, kept_float: list[dict[str, Any]]) -> bool:
+    """Whether `op` is one the accuracy budget kept float: a row's node is an output tensor's name, or one of
+    the names fused into it (`a;b`)."""
+    names = {name for tensor in op.outputs for name in (tensor.name, *tensor.name.split(";"))}
+    return any(row["node"] in names for row in kept_float)
