@@ -336,7 +336,8 @@ def _fix_float_tflite(model: Path, data: Optional[Path], eval_data: Optional[Pat
     if model_explorer and result.model is not None and result.report is not None:
         from quantdoctor.viz.overlay import write_overlay
 
-        write_overlay(model_explorer, result.report, result.model, [{"node": kept["tensor"]} for kept in result.kept])
+        kept_float = [{"node": kept["tensor"]} for kept in result.kept if kept["as"] == "float"]
+        write_overlay(model_explorer, result.report, result.model, kept_float)
     if model_explorer:
         _overlay_written(model_explorer, result.model if result.report is not None else None)
     if not (result.met_budget and result.verified):
