@@ -167,3 +167,27 @@ def test_fix_overlay_marks_the_ops_the_budget_kept_float_on_the_model_fix_return
     assert all(value.endswith(" dB") for value in measured)  # every op carries the SQNR measured on this model
     assert all(float(graph[name]["value"].split(" dB")[0]) > 20 for name in kept)  # float ops: barely any error
     assert "<a class=overlay href='./fix.json'>" in (tmp_path / "fix.html").read_text()
+
+
+def test_hostile_tensor_names_are_json_keys_only(compared, tmp_path):
+    """The compared model with every tensor renamed after the hostile corpus: each name is a key, exactly as the
+    model holds it, and every value is quantdoctor's own text."""
+    from float_tflite import renamed
+    from hostile_names import CORPUS
+    from quantdoctor import catalog
+    from quantdoctor.report.model import Location, Report
+    from quantdoctor.viz.overlay import write_overlay
+
+    report, _, _ = compared
+    names = list(CORPUS.values())
+    hostile = renamed(report.tflite_model, lambda index, name: f"{names[index % len(names)]}#{index}")
+    produced = read_tflite(hostile)
+    computed = [op.outputs[0].name for op in produced.ops if op.name == "FULLY_CONNECTED"]
+    rows = [{"tensor": name, "layer": None, "op": "FULLY_CONNECTED", "worst_channel_sqnr_db": 12.5} for name in computed]
+    findings = [catalog.get("QD502").finding("clipped", location=Location(tensor=name)) for name in computed]
+    write_overlay(tmp_path / "overlay.json", Report(model={"source": "m", "inputs": []}, settings={"mode": "int8"},
+                                                    conversion={"attempted": True},
+                                                    findings=findings, comparison={"layers": rows}), hostile)
+    results = json.loads((tmp_path / "overlay.json").read_text(encoding="utf-8"))["main"]["results"]
+    assert set(results) == set(computed) and len(computed) == 3
+    assert {r["value"] for r in results.values()} == {"12.5 dB · clipped range"}

@@ -67,5 +67,5 @@ def view(model: str | Path, overlay: str | Path | None = None, *, host: str = DE
     config: Any = model_explorer.config()
     config.add_model_from_path(str(Path(model).resolve()))
     if text is not None:
-        config.add_node_data(name=Path(overlay).name, node_data=text)
+        config.add_node_data(name="quantdoctor overlay", node_data=text)  # no file name in the page URL
     model_explorer.visualize_from_config(config=config, host=host, port=port, no_open_in_browser=not open_browser)
