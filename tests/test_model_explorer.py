@@ -191,3 +191,20 @@ def test_hostile_tensor_names_are_json_keys_only(compared, tmp_path):
     results = json.loads((tmp_path / "overlay.json").read_text(encoding="utf-8"))["main"]["results"]
     assert set(results) == set(computed) and len(computed) == 3
     assert {r["value"] for r in results.values()} == {"12.5 dB · clipped range"}
+
+
+def test_an_op_the_npu_refuses_is_labelled_where_vela_put_it_on_the_cpu(tmp_path):
+    """compare with an Ethos-U target: the DEPTHWISE_CONV_2D Vela leaves on the CPU (stride 4) carries 'NPU refusal'
+    beside its SQNR; no other op does."""
+    from test_ethos_u import images, strided_depthwise
+
+    report = qd.compare(strided_depthwise(), images(), eval_data=images(4), io="int8", target="ethos-u55-128",
+                        model_explorer=tmp_path / "overlay.json")
+    refused = {f.location.tensor for f in report.findings if f.code == "QD120"}
+    results = json.loads((tmp_path / "overlay.json").read_text())["main"]["results"]
+    ops = _op_outputs(report.tflite_model)
+    labelled = {name for name, r in results.items() if "NPU refusal" in r["value"]}
+    assert labelled == refused and [ops[name] for name in labelled] == ["DEPTHWISE_CONV_2D"]
+    sqnr = {row["tensor"]: row["worst_channel_sqnr_db"] for row in report.comparison["layers"]}
+    (name,) = labelled
+    assert results[name]["value"] == f"{sqnr_text(sqnr[name])} · NPU refusal"
