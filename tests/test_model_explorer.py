@@ -183,7 +183,8 @@ def test_hostile_tensor_names_are_json_keys_only(compared, tmp_path):
     hostile = renamed(report.tflite_model, lambda index, name: f"{names[index % len(names)]}#{index}")
     produced = read_tflite(hostile)
     computed = [op.outputs[0].name for op in produced.ops if op.name == "FULLY_CONNECTED"]
-    rows = [{"tensor": name, "layer": None, "op": "FULLY_CONNECTED", "worst_channel_sqnr_db": 12.5} for name in computed]
+    rows = [{"tensor": name, "layer": None, "op": "FULLY_CONNECTED", "worst_channel_sqnr_db": 12.5}
+            for name in computed]
     findings = [catalog.get("QD502").finding("clipped", location=Location(tensor=name)) for name in computed]
     write_overlay(tmp_path / "overlay.json", Report(model={"source": "m", "inputs": []}, settings={"mode": "int8"},
                                                     conversion={"attempted": True},
@@ -208,3 +209,17 @@ def test_an_op_the_npu_refuses_is_labelled_where_vela_put_it_on_the_cpu(tmp_path
     sqnr = {row["tensor"]: row["worst_channel_sqnr_db"] for row in report.comparison["layers"]}
     (name,) = labelled
     assert results[name]["value"] == f"{sqnr_text(sqnr[name])} · NPU refusal"
+
+
+def test_view_refuses_a_port_in_use_before_starting(compared, tmp_path):
+    report, _, folder = compared
+    (tmp_path / "model.tflite").write_bytes(report.tflite_model)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run("view", str(tmp_path / "model.tflite"), "--overlay", str(folder / "overlay.json"), "--host",
+                   "127.0.0.1", "--port", str(port), "--no-browser")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"quantdoctor: error: port {port} on 127.0.0.1 is in use: choose another --port"]

@@ -402,7 +402,7 @@ def explain(code: str = typer.Argument(..., help="A finding code such as QD201."
 
 @app.command()
 def view(
-    model: Path = typer.Argument(..., help="The .tflite model to show (the quantized model the overlay was written for)."),
+    model: Path = typer.Argument(..., help="The .tflite model to show (the quantized model of the overlay)."),
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="The overlay `--model-explorer` wrote."),
     host: str = typer.Option("localhost", help="The address Model Explorer's server listens on."),
     port: int = typer.Option(8080, help="Its port (8080: the first free one from 8080 up)."),

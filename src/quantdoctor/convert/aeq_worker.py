@@ -144,8 +144,9 @@ def skipped_ops(float_bytes: bytes, entries: list[dict[str, Any]]) -> list[dict[
             config = asked[-1]["op_config"]
             as_int8 = {**config, "activation_tensor_config": {**config["activation_tensor_config"], "num_bits": 8}}
             int8_supported = aeq_accepts_op_config(asked[-1]["algorithm_key"], op.op_key, as_int8)
-        skipped.append({"subgraph": op.subgraph, "op_index": op.index, "op": op.op_key or _builtin_name(op.builtin_code),
-                        "scope": op.scope, "activation_bits": bits, "int8_supported": int8_supported})
+        skipped.append({"subgraph": op.subgraph, "op_index": op.index,
+                        "op": op.op_key or _builtin_name(op.builtin_code), "scope": op.scope,
+                        "activation_bits": bits, "int8_supported": int8_supported})
     return skipped
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,8 @@ def view(model: str | Path, overlay: str | Path | None = None, *, host: str = DE
     text = read_overlay(overlay) if overlay is not None else None
     if not 0 < port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, not {port}")
+    if port != 8080 and _in_use(host, port):
+        raise UsageError(f"port {port} on {printable(host)} is in use: choose another --port")
     import model_explorer
 
     config: Any = model_explorer.config()
@@ -69,3 +72,12 @@ def view(model: str | Path, overlay: str | Path | None = None, *, host: str = DE
     if text is not None:
         config.add_node_data(name="quantdoctor overlay", node_data=text)  # no file name in the page URL
     model_explorer.visualize_from_config(config=config, host=host, port=port, no_open_in_browser=not open_browser)
+
+
+def _in_use(host: str, port: int) -> bool:
+    """Whether something already listens on `host`:`port`."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False

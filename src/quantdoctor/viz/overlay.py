@@ -90,7 +90,7 @@ def build_overlay(report: Report, model: bytes | None = None,
         names = {tensor.name for op in graph.ops for tensor in op.outputs}
         results = {name: _result(sqnr.get(name), causes.get(name, []))
                    for name in sorted(names & (set(sqnr) | set(causes)))}
-        if results:
+        if results or graph.index == 0:  # the main graph always: an overlay with nothing to show is still one
             overlay[graph_id(produced, graph.index)] = {
                 "name": NAME, "results": results,
                 "thresholds": [{"value": bound if bound != float("inf") else _TOP, "bgColor": color}
