@@ -95,6 +95,10 @@ def test_view_refuses_an_overlay_that_is_not_node_data_before_starting(compared,
         "`quantdoctor compare ... --model-explorer overlay.json`"]
 
 
+def _rgb(color: str) -> tuple[int, int, int]:
+    return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -145,8 +149,11 @@ def test_model_explorer_shows_the_graph_with_the_overlay_in_headless_chromium(co
         server.terminate()
         server.wait(timeout=20)
     pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
-    red = np.array([0xc9, 0x2a, 0x2a])
-    assert np.sum(np.all(np.abs(pixels - red) < 10, axis=1)) > 2000  # the crushed merge's node and the table cells
+    shown = {color: int(np.sum(np.all(np.abs(pixels - np.array(_rgb(color))) < 10, axis=1)))
+             for _, color in SQNR_BANDS}
+    red, orange, _ = (color for _, color in SQNR_BANDS)
+    # the crushed merge's node and the red cells (<= 10 dB); the orange cell of the sigmoid (13.8 dB)
+    assert shown[red] > 2000 and shown[orange] > 300, shown
 
 
 def test_fix_overlay_marks_the_ops_the_budget_kept_float_on_the_model_fix_returns(digits, crushing_concat, tmp_path):
