@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml requirements-qat.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# The full suite runs on the newest supported release; `make compat` on the older ones.
-	$(BIN)/python -m pip install --quiet -e '.[tensorflow-cpu,test,examples,aeq,ethos-u]' $(NEWEST_PINS)
+	$(BIN)/python -m pip install --quiet -e '.[tensorflow-cpu,test,examples,aeq,ethos-u,viz]' $(NEWEST_PINS)
 	# tf-keras requires `tensorflow`, a second TensorFlow next to tensorflow-cpu: --no-deps.
 	# Their real dependencies come with the [test] extra; tests/test_install.py checks
 	# that exactly one TensorFlow distribution is installed.

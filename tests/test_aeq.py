@@ -218,8 +218,10 @@ def test_compare_on_a_float_tflite_measures_each_layer_against_the_float_model(m
 def test_fix_writes_an_aeq_recipe_that_meets_the_budget_and_reproduces_the_model(models, tmp_path):
     np.savez(tmp_path / "eval.npz", features=vectors(16, seed=1))
     recipe, output, report = tmp_path / "recipe.json", tmp_path / "fixed.tflite", tmp_path / "fix.json"
+    overlay = tmp_path / "overlay.json"
     done = run("fix", str(models["exp"]), "--data", str(models["vectors"]), "--eval-data", str(tmp_path / "eval.npz"),
-               "--min-sqnr", "9.1", "--recipe", str(recipe), "--output", str(output), "--json", str(report))
+               "--min-sqnr", "9.1", "--recipe", str(recipe), "--output", str(output), "--json", str(report),
+               "--model-explorer", str(overlay))
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(report.read_text())
     assert result["met_budget"] and result["verified"] and result["chosen_value"] >= 9.1 > result["int8_value"]
@@ -232,6 +234,17 @@ def test_fix_writes_an_aeq_recipe_that_meets_the_budget_and_reproduces_the_model
     # the recipe JSON, run by AEQ itself in a fresh process, makes exactly the model written
     again = qd.diagnose(models["exp"], models["vectors"], aeq_recipe=recipe)
     assert again.tflite_model == output.read_bytes()
+    # the Model Explorer overlay, on the written model's tensors: the ops kept float, and EXP, which AEQ leaves float
+    assert f"Model Explorer overlay written to {overlay}" in done.stdout
+    from quantdoctor.viz.overlay import graph_id
+
+    results = json.loads(overlay.read_text())[graph_id(read_tflite(output.read_bytes()), 0)]["results"]
+    produced = {t.name: op.name for op in read_tflite(output.read_bytes()).ops for t in op.outputs}
+    floats = {name for name, r in results.items() if "float" in r["value"]}
+    assert set(results) <= set(produced) and "EXP" in {produced[name] for name in floats}
+    as_float = {k["tensor"] for k in result["kept_float"] if k["as"] == "float"}
+    assert {name for name, r in results.items() if r["value"].endswith("kept float by fix")} == {
+        name for name in produced if name.split(";")[0] in as_float}
 
 
 def test_fix_on_a_float_tflite_needs_a_budget_and_a_recipe_path(models, tmp_path):

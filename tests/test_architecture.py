@@ -31,6 +31,7 @@ LAYERS = (
     "convert",
     "aeq",
     "diagnosis",
+    "viz",
     "compare",
     "budget",
     "reduce",

@@ -175,12 +175,12 @@ def test_cli_fix_with_a_budget_writes_model_script_json_and_an_html_pareto_plot_
 
     from quantdoctor.report.html import CHOSEN_COLOR, PARETO_COLOR
 
-    paths = {name: tmp_path / name for name in ("fixed.tflite", "convert_fixed.py", "fix.html", "fix.json")}
+    paths = {name: tmp_path / name for name in ("fixed.tflite", "convert_fixed.py", "fix.html", "fix.json", "ov.json")}
     completed = subprocess.run(
         [QUANTDOCTOR, "fix", str(saved / "crushed.keras"), "--data", str(saved / "calib.npy"),
          "--eval-data", str(saved / "eval.npy"), "--labels", str(saved / "labels.npy"), "--max-drop", "0.01",
          "--output", str(paths["fixed.tflite"]), "--script", str(paths["convert_fixed.py"]),
-         "--html", str(paths["fix.html"]), "--json", str(paths["fix.json"])],
+         "--html", str(paths["fix.html"]), "--json", str(paths["fix.json"]), "--model-explorer", str(paths["ov.json"])],
         capture_output=True, text=True, timeout=900)
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
     assert "Accuracy budget:" in completed.stdout and "MET" in completed.stdout
@@ -188,6 +188,9 @@ def test_cli_fix_with_a_budget_writes_model_script_json_and_an_html_pareto_plot_
     assert report["verified"] and report["budget"]["met_budget"] and report["budget"]["chosen"]["float_ops"] == 3
     assert report["after"]["budget"] == report["budget"]
     assert len(qd.audit(paths["fixed.tflite"]).audit["float_ops"]) == 3
+    assert f"Model Explorer overlay written to {paths['ov.json']}" in completed.stdout
+    overlay = json.loads(paths["ov.json"].read_text())["main"]["results"]
+    assert sum(value["value"].endswith("kept float by fix") for value in overlay.values()) == 3
     assert "denylisted_nodes=KEEP_FLOAT" in paths["convert_fixed.py"].read_text()
     page = paths["fix.html"].read_text()
     assert "http" not in page.replace("http://www.w3.org/2000/svg", "")

@@ -18,6 +18,7 @@ from quantdoctor.compare.labels import metric_number
 from quantdoctor.compare.metrics import ErrorStats
 from quantdoctor.diagnosis.pipeline import diagnose_with_float_twin
 from quantdoctor.errors import UsageError
+from quantdoctor.report.html import SQNR_BANDS
 
 QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
 
@@ -237,10 +238,14 @@ def test_cli_compare_writes_html_that_a_real_browser_renders_with_charts(tmp_pat
                     f"--screenshot={shot}", "--window-size=1100,1600", (tmp_path / "report.html").as_uri()],
                    capture_output=True, timeout=120, check=True)
     pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3)
-    bar = np.array([0xd9, 0x48, 0x0f])
     histogram = np.array([0x1c, 0x7e, 0xd6])
-    assert np.sum(np.all(np.abs(pixels.astype(int) - bar) < 8, axis=1)) > 500  # the per-layer bars rendered
+    bars = sum(np.sum(np.all(np.abs(pixels.astype(int) - np.array(_rgb(color))) < 8, axis=1)) for _, color in SQNR_BANDS)
+    assert bars > 500  # the per-layer bars rendered, in the colours of their SQNR bands
     assert np.sum(np.all(np.abs(pixels.astype(int) - histogram) < 8, axis=1)) > 500  # and the histograms
+
+
+def _rgb(color: str) -> tuple[int, int, int]:
+    return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
 
 
 def test_error_statistics_match_a_direct_computation_over_all_samples():

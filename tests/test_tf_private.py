@@ -4,6 +4,7 @@ LiteRT release that renames, drops or changes the private attribute behind it.""
 from __future__ import annotations
 
 import importlib
+import re
 import subprocess
 import sys
 import threading
@@ -403,3 +404,48 @@ def test_keras_call_nodes_give_the_layer_its_arguments_and_outputs(library):
     assert args[0] is inputs and kwargs == {}
     assert tf_private.keras_call_outputs(node) == [outputs]
     assert tf_private.keras_producing_call(np.zeros(2)) is None
+
+
+# --- ai_edge_quantizer (AEQ): its recipe manager, model reader and algorithm checks -------------------------
+
+@pytest.fixture(scope="module")
+def exp_float_tflite() -> bytes:
+    """Dense -> EXP -> Dense as a float .tflite: EXP is an op AEQ has no op key for (it leaves it float)."""
+    pytest.importorskip("ai_edge_quantizer")
+    from float_tflite import float_tflite
+    from models import with_layer
+
+    keras.utils.set_random_seed(0)
+    return float_tflite(with_layer(keras.layers.Activation("exponential", name="my_exp")))
+
+
+def test_aeq_model_ops_names_each_op_by_its_op_key_and_output_tensor_scope(exp_float_tflite):
+    ops = tf_private.aeq_model_ops(exp_float_tflite)
+    ours = read_tflite(exp_float_tflite).ops
+    assert [(op.subgraph, op.index) for op in ops] == [(0, op.index) for op in ours]
+    assert [op.op_key for op in ops] == ["FULLY_CONNECTED", None, "FULLY_CONNECTED"]
+    assert [op.scope for op in ops] == ["".join(f"{t.name};" for t in op.outputs) for op in ours]
+    assert all(isinstance(op.builtin_code, int) for op in ops)
+
+
+def test_aeq_recipe_algorithm_is_the_last_supported_matching_entry_else_no_quantize(exp_float_tflite):
+    from ai_edge_quantizer import recipe
+
+    entries = recipe.static_wi8_ai8()
+    ops = tf_private.aeq_model_ops(exp_float_tflite)
+    algorithm = tf_private.aeq_recipe_algorithm(entries)
+    assert [algorithm(op.op_key, op.scope) for op in ops if op.op_key] == ["min_max_uniform_quantize"] * 2
+    assert algorithm("SQUARED_DIFFERENCE", "x;") == "min_max_uniform_quantize"
+    assert tf_private.aeq_recipe_algorithm(recipe.static_wi8_ai16())("SQUARED_DIFFERENCE", "x;") == "no_quantize"
+    kept = entries + [{"regex": re.escape(ops[0].scope), "operation": "*", "algorithm_key": "no_quantize"}]
+    assert tf_private.aeq_recipe_algorithm(kept)(ops[0].op_key, ops[0].scope) == "no_quantize"  # a later entry wins
+
+
+def test_aeq_accepts_op_config_checks_the_op_against_the_algorithms_table(exp_float_tflite):
+    from ai_edge_quantizer import recipe
+
+    static8, static16 = recipe.static_wi8_ai8()[-1], recipe.static_wi8_ai16()[-1]
+    for entry in (static8, static16):
+        assert tf_private.aeq_accepts_op_config(entry["algorithm_key"], "FULLY_CONNECTED", entry["op_config"])
+    assert not tf_private.aeq_accepts_op_config(static16["algorithm_key"], "SQUARED_DIFFERENCE", static16["op_config"])
+    assert tf_private.aeq_accepts_op_config(static8["algorithm_key"], "SQUARED_DIFFERENCE", static8["op_config"])

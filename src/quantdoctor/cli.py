@@ -56,6 +56,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 out = Console(highlight=False, soft_wrap=True)  # lines are never cut or re-wrapped: code stays copyable
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 FAIL_ON = (*SEVERITIES, "never")
+MODEL_EXPLORER_HELP = ("Write a Model Explorer overlay (node data JSON) here: per-layer SQNR and causes on the "
+                       "quantized model's tensors; open it with `quantdoctor view`.")
 
 
 @app.command()
@@ -155,6 +157,7 @@ def compare(
     io: IoType = "float",
     target: DeploymentTarget = None,
     html_path: Optional[Path] = typer.Option(None, "--html", help="Write the self-contained HTML report here."),
+    model_explorer: Optional[Path] = typer.Option(None, "--model-explorer", help=MODEL_EXPLORER_HELP),
     json_path: JsonReport = None,
     max_samples: MaxSamples = DEFAULT_MAX_SAMPLES,
     fail_on: FailOn = "error",
@@ -171,9 +174,9 @@ def compare(
     options.checked_target(target)
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels),
                   ("--tflite model", tflite))
-    check_outputs(inputs=(model, data, eval_data, labels, tflite), outputs={"--json": json_path, "--html": html_path})
-    check_cache_root(inputs=(model, data, eval_data, labels, tflite),
-                     outputs={"--json": json_path, "--html": html_path})
+    outputs = {"--json": json_path, "--html": html_path, "--model-explorer": model_explorer}
+    check_outputs(inputs=(model, data, eval_data, labels, tflite), outputs=outputs)
+    check_cache_root(inputs=(model, data, eval_data, labels, tflite), outputs=outputs)
     try:
         with handed_over(imports), Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                             console=err, transient=True, disable=not err.is_interactive) as bar:  # piped: no bar, no blank line
@@ -184,7 +187,7 @@ def compare(
 
             report = run_compare(model, data, eval_data=eval_data, labels=labels, tflite=tflite, html=html_path,
                                  mode=mode, io=io, max_samples=max_samples, progress=progress,
-                                 trust_model=trust_model, target=target)
+                                 trust_model=trust_model, target=target, model_explorer=model_explorer)
     except QuantizationError as failure:  # nothing to compare: the diagnosis of the conversion is the answer
         _finish(failure.report, json_path, fail_on, failed=True)
     else:
@@ -244,6 +247,7 @@ def fix(
                                              "Pareto plot of the variants tried) here."),
     recipe_path: Optional[Path] = typer.Option(None, "--recipe", help="For a float .tflite: write the "
                                                "ai-edge-quantizer recipe JSON that meets the budget here."),
+    model_explorer: Optional[Path] = typer.Option(None, "--model-explorer", help=MODEL_EXPLORER_HELP),
 ) -> None:
     """Repair MODEL's conversion, convert again, verify; write the verified model and the script.
 
@@ -254,16 +258,16 @@ def fix(
     require_tensorflow()
     if is_tflite_path(model):
         _fix_float_tflite(model, data, eval_data, labels, mode, recipe_path, output, json_path, max_samples,
-                          timeout, max_drop, min_sqnr)
+                          timeout, max_drop, min_sqnr, model_explorer)
         return
     if recipe_path is not None:
         raise UsageError("--recipe writes an ai-edge-quantizer recipe: it applies to a float .tflite model only")
 
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels))
-    check_outputs(inputs=(model, data, eval_data, labels),
-                  outputs={"--output": output, "--script": script, "--json": json_path, "--html": html_path})
-    check_cache_root(inputs=(model, data, eval_data, labels),
-                     outputs={"--output": output, "--script": script, "--json": json_path, "--html": html_path})
+    outputs = {"--output": output, "--script": script, "--json": json_path, "--html": html_path,
+               "--model-explorer": model_explorer}
+    check_outputs(inputs=(model, data, eval_data, labels), outputs=outputs)
+    check_cache_root(inputs=(model, data, eval_data, labels), outputs=outputs)
     script_output = os.path.abspath(output) if output else "model_int8.tflite"  # the script runs anywhere
     with handed_over(imports), \
             err.status(f"Fixing {escape(printable(model))}: converting in an isolated process, in rounds…") as status:
@@ -274,8 +278,11 @@ def fix(
                          target=target, eval_data=eval_data, labels=labels, max_samples=max_samples,
                          max_rounds=max_rounds, timeout=timeout, memory_limit_mb=memory_limit,
                          trust_model=trust_model, output_name=script_output,
-                         max_drop=max_drop, min_sqnr=min_sqnr, html=html_path, progress=progress)
+                         max_drop=max_drop, min_sqnr=min_sqnr, html=html_path, progress=progress,
+                         model_explorer=model_explorer)
     render_fix(result, out)
+    if model_explorer:
+        _overlay_written(model_explorer, result.model or result.after.tflite_model)
     if output and result.model is not None and result.met_budget is False:
         write_output(output, result.model, "--output")
         out.print(printable(f"Best effort written to {output} ({len(result.model)} bytes): it misses the accuracy "
@@ -297,7 +304,8 @@ def fix(
 
 def _fix_float_tflite(model: Path, data: Optional[Path], eval_data: Optional[Path], labels: Optional[Path], mode: str,
                       recipe_path: Optional[Path], output: Optional[Path], json_path: Optional[Path],
-                      max_samples: int, timeout: float, max_drop: Optional[float], min_sqnr: Optional[float]) -> None:
+                      max_samples: int, timeout: float, max_drop: Optional[float], min_sqnr: Optional[float],
+                      model_explorer: Optional[Path]) -> None:
     """`fix` on a float .tflite: the AEQ recipe that meets the accuracy budget, verified in a fresh process."""
     from quantdoctor.budget.aeq_recipe import fit_aeq_recipe
 
@@ -306,7 +314,8 @@ def _fix_float_tflite(model: Path, data: Optional[Path], eval_data: Optional[Pat
                          "--max-drop or --min-sqnr, --eval-data, and --recipe recipe.json")
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("labels", labels))
     check_outputs(inputs=(model, data, eval_data, labels),
-                  outputs={"--recipe": recipe_path, "--output": output, "--json": json_path})
+                  outputs={"--recipe": recipe_path, "--output": output, "--json": json_path,
+                           "--model-explorer": model_explorer})
     with err.status(f"Searching an ai-edge-quantizer recipe for {escape(str(model))} in an isolated process…"):
         result = fit_aeq_recipe(model, data, eval_data, recipe_path, labels=labels, mode=mode, max_drop=max_drop,
                                 min_sqnr=min_sqnr, max_samples=max_samples, timeout=timeout)
@@ -332,8 +341,22 @@ def _fix_float_tflite(model: Path, data: Optional[Path], eval_data: Optional[Pat
         out.print(f"Model written to {output} ({len(result.model)} bytes){missed}", markup=False, soft_wrap=True)
     if json_path:
         json_path.write_text(json.dumps(result.to_dict(), indent=2))
+    if model_explorer and result.model is not None and result.report is not None:
+        from quantdoctor.viz.overlay import write_overlay
+
+        kept_float = [{"node": kept["tensor"]} for kept in result.kept if kept["as"] == "float"]
+        write_overlay(model_explorer, result.report, result.model, kept_float)
+    if model_explorer:
+        _overlay_written(model_explorer, result.model if result.report is not None else None)
     if not (result.met_budget and result.verified):
         raise typer.Exit(1)
+
+
+def _overlay_written(path: Path, model: Optional[bytes]) -> None:
+    """Say where the Model Explorer overlay went, or that no model was made to write one for."""
+    said = (f"Model Explorer overlay written to {path}" if model is not None
+            else f"No Model Explorer overlay written to {path}: no model was made")
+    out.print(printable(said), markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -383,6 +406,20 @@ def explain(code: str = typer.Argument(..., help="A finding code such as QD201."
     from quantdoctor import catalog
 
     out.print(catalog.get(code).explain(), markup=False, soft_wrap=True)
+
+
+@app.command()
+def view(
+    model: Path = typer.Argument(..., help="The .tflite model to show (the quantized model of the overlay)."),
+    overlay: Optional[Path] = typer.Option(None, "--overlay", help="The overlay `--model-explorer` wrote."),
+    host: str = typer.Option("localhost", help="The address Model Explorer's server listens on."),
+    port: int = typer.Option(8080, help="Its port (8080: the first free one from 8080 up)."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser tab; print the address only."),
+) -> None:
+    """Start Model Explorer on MODEL with the overlay loaded (the viz extra); Ctrl+C stops it."""
+    from quantdoctor.viz.explorer import view as run_view
+
+    run_view(model, overlay, host=host, port=port, open_browser=not no_browser)
 
 
 @app.command()

@@ -478,6 +478,65 @@ def keras_call_outputs(node: Any) -> list[Any]:
     return tf.nest.flatten(_require(node, "outputs"))
 
 
+# --- ai_edge_quantizer (AEQ): the internals behind its public Quantizer and recipes ----------------------
+
+@dataclass(frozen=True)
+class AeqOp:
+    """One op of a .tflite as AEQ's recipes see it: where it is, its builtin code, the op key a recipe entry's
+    `operation` names (None for an op AEQ has no key for) and the scope its `regex` is matched against."""
+
+    subgraph: int
+    index: int
+    builtin_code: int
+    op_key: str | None
+    scope: str
+
+
+def aeq_model_ops(model: bytes) -> list[AeqOp]:
+    """Every op of `model` as AEQ names it (`utils.tfl_flatbuffer_utils`: `read_model`, `TFL_OP_CODE_TO_NAME`,
+    `get_op_scope`): the scope is the op's output tensor names, each followed by ';'."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as flatbuffer
+
+    read_model, get_op_scope = _require(flatbuffer, "read_model"), _require(flatbuffer, "get_op_scope")
+    op_keys = _require(flatbuffer, "TFL_OP_CODE_TO_NAME")
+    parsed = read_model(bytearray(model))
+    ops = []
+    for subgraph_index, subgraph in enumerate(parsed.subgraphs):
+        for op_index, op in enumerate(subgraph.operators):
+            code = parsed.operatorCodes[op.opcodeIndex].builtinCode
+            ops.append(AeqOp(subgraph_index, op_index, code, op_keys.get(code), get_op_scope(op, subgraph.tensors)))
+    return ops
+
+
+def aeq_recipe_algorithm(entries: list[dict[str, Any]]) -> Callable[[str, str], str]:
+    """What AEQ's recipe manager (`recipe_manager.RecipeManager`) decides for an op key and scope under the recipe
+    `entries`: the algorithm key of the last matching entry AEQ supports for the op, else "no_quantize"."""
+    from ai_edge_quantizer import recipe_manager
+
+    manager = _require(recipe_manager, "RecipeManager")()
+    _require(manager, "load_quantization_recipe")(entries)
+    decide = _require(manager, "get_quantization_configs")
+
+    def algorithm(op_key: str, scope: str) -> str:
+        key = decide(op_key, scope)[0]
+        return str(getattr(key, "value", key))
+
+    return algorithm
+
+
+def aeq_accepts_op_config(algorithm_key: str, op_key: str, op_config: dict[str, Any]) -> bool:
+    """Whether AEQ's algorithm manager accepts a recipe entry's `op_config` for the op under `algorithm_key`
+    (`qtyping.OpQuantizationConfig.from_dict`, `algorithm_manager.check_op_quantization_config`)."""
+    from ai_edge_quantizer import algorithm_manager, qtyping
+
+    parsed = _require(_require(qtyping, "OpQuantizationConfig"), "from_dict")(op_config)
+    try:
+        _require(algorithm_manager, "check_op_quantization_config")(algorithm_key, op_key, parsed)
+    except ValueError:
+        return False
+    return True
+
+
 # --- Where each hook was verified ---------------------------------------------------------------------
 
 def _verified_hooks() -> dict[str, tuple[str, ...]]:

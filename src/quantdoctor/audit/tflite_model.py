@@ -86,6 +86,7 @@ class Subgraph:
     ops: list[OpInfo]
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
+    name: str = ""  # the subgraph's own name in the flatbuffer ("" when the exporter gave none)
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,8 @@ def read_tflite(content: bytes) -> TFLiteModel:
                               _pick(tensors, op.outputs, f"op {index} of {where}"), custom_name=custom,
                               subgraph=number))
         graphs.append(Subgraph(number, ops, list(_pick(tensors, subgraph.inputs, f"the inputs of {where}")),
-                               list(_pick(tensors, subgraph.outputs, f"the outputs of {where}"))))
+                               list(_pick(tensors, subgraph.outputs, f"the outputs of {where}")),
+                               _text(subgraph.name) if subgraph.name else ""))
         tensors_of.append(tensors)
     return TFLiteModel(graphs, [_signature(s, tensors_of) for s in model.signatureDefs or []])
 

@@ -19,12 +19,11 @@ from typing import Any
 import numpy as np
 
 from quantdoctor.budget.objective import Objective
-from quantdoctor.convert.aeq_worker import AEQ_PACKAGE, recipe_entries, signature_data
+from quantdoctor.convert.aeq_worker import AEQ_PACKAGE, NO_QUANTIZE, recipe_entries, signature_data
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.isolation.protocol import raised_in, serve, write_json
 from quantdoctor.litert import interpreter_package, new_interpreter
 
-NO_QUANTIZE = "no_quantize"
 MAX_EVALUATIONS = 400  # variants at most: a greedy step tries two entries per op left
 
 
@@ -105,21 +104,12 @@ def main(request: dict[str, Any]) -> int:
 
 def quantized_scopes(float_bytes: bytes, entries: list[dict[str, Any]]) -> list[str]:
     """The scopes (output tensor names, each followed by ';') of the ops the recipe quantizes, in model order."""
-    from ai_edge_quantizer import algorithm_manager, recipe_manager
-    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as flatbuffer
+    from quantdoctor.tf_private import aeq_model_ops, aeq_recipe_algorithm
 
-    manager = recipe_manager.RecipeManager()
-    manager.load_quantization_recipe(entries)
-    model = flatbuffer.read_model(bytearray(float_bytes))
-    scopes = []
-    for subgraph in model.subgraphs[:1]:
-        for op in subgraph.operators:
-            op_key = flatbuffer.TFL_OP_CODE_TO_NAME.get(model.operatorCodes[op.opcodeIndex].builtinCode)
-            scope = flatbuffer.get_op_scope(op, subgraph.tensors)
-            if op_key is not None and scope and \
-                    manager.get_quantization_configs(op_key, scope)[0] != algorithm_manager.AlgorithmName.NO_QUANTIZE:
-                scopes.append(scope)
-    return scopes
+    algorithm = aeq_recipe_algorithm(entries)
+    return [op.scope for op in aeq_model_ops(float_bytes)
+            if op.subgraph == 0 and op.op_key is not None and op.scope
+            and algorithm(op.op_key, op.scope) != NO_QUANTIZE]
 
 
 def run_rows(model: bytes, key: str, rows: list[dict[str, np.ndarray]]) -> list[np.ndarray]:

@@ -39,8 +39,9 @@ from quantdoctor.report.model import Finding, Location
 class BudgetOutcome:
     """What the search on a repaired model found: the chosen model (meeting the budget, or the best
     effort), the report's `budget` object, its findings (QD513, QD514), and the ops kept float as
-    (node name, what it is) for the script. On an Ethos-U target, `npu_findings` are Vela's on the
-    chosen model (QD120 for each op on the CPU, QD121), and `budget["npu"]` its `audit.npu`."""
+    (node name, what it is) for the script; `float_model`, the float twin the variants were measured against.
+    On an Ethos-U target, `npu_findings` are Vela's on the chosen model (QD120 for each op on the CPU, QD121),
+    and `budget["npu"]` its `audit.npu`."""
 
     model: bytes
     budget: dict[str, Any]
@@ -48,6 +49,7 @@ class BudgetOutcome:
     keep_float: list[tuple[str, str]]
     audit_errors: list[Finding]
     npu_findings: list[Finding] = field(default_factory=list)
+    float_model: bytes | None = field(default=None, repr=False)
 
     @property
     def met(self) -> bool:
@@ -121,7 +123,7 @@ def search_budget(source: ModelSource, recipe: Recipe, calibration: CalibrationS
         npu_findings = kept_on_cpu(npu_findings, produced)
     return BudgetOutcome(chosen_model, budget, budget_findings(outcome, graph, objective, kept),
                          [(row["node"], f"{row['layer'] or 'op'} ({row['op']})") for row in kept], errors,
-                         npu_findings)
+                         npu_findings, float_model=artifacts.float_twin)
 
 
 def kept_on_cpu(npu_findings: list[Finding], produced: TFLiteModel) -> list[Finding]:

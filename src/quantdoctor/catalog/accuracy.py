@@ -88,7 +88,7 @@ def merge_fix(op: str, small_span: float, large_span: float) -> str:
 
 CHECKS = (
     Check(
-        code="QD501", name="layer-error-outlier", severity="warning", precedence=40,
+        code="QD501", name="layer-error-outlier", severity="warning", overlay_cause="outlier layer", precedence=40,
         title="One layer loses far more accuracy than its peers",
         detects="Comparing float and quantized activations on eval data, a layer's worst channel keeps far less "
                 "signal (SQNR) than the median layer, and it loses that on its own rather than inheriting it "
@@ -101,7 +101,7 @@ CHECKS = (
         fix_code=keep_float_code(["<tensor>"]),
     ),
     Check(
-        code="QD502", name="saturated-activation", severity="warning", precedence=45,
+        code="QD502", name="saturated-activation", severity="warning", overlay_cause="clipped range", precedence=45,
         title="Activations clip: the calibrated range is narrower than the eval data",
         detects="A share of a layer's float activations on eval data falls outside the range calibrated on "
                 "the representative dataset.",
@@ -110,7 +110,7 @@ CHECKS = (
         fix="Recalibrate with samples that cover the eval data (both ranges are shown), preprocessed the same way.",
     ),
     Check(
-        code="QD503", name="mixed-range-merge", severity="warning", precedence=40,
+        code="QD503", name="mixed-range-merge", severity="warning", overlay_cause="crushed merge", precedence=40,
         title="A concatenation or add forces one scale on inputs of very different ranges",
         detects="Comparing float and quantized activations on eval data: CONCATENATION/ADD/PACK takes inputs "
                 "whose float ranges differ by 50x or more; INT8 gives the result a single scale, so the "
@@ -128,7 +128,7 @@ CHECKS = (
         fix_code=keep_float_code(["<tensor>"]),
     ),
     Check(
-        code="QD506", name="merge-crushes-input", severity="error", precedence=18,
+        code="QD506", name="merge-crushes-input", severity="error", overlay_cause="crushed merge", precedence=18,
         title="A merge's output scale is too coarse for one of its inputs",
         detects="Read from the quantization parameters of any integer model, no data needed: an input of "
                 "CONCATENATION or PACK (ADD: a warning) whose calibrated range (its own scale times its "

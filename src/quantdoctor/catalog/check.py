@@ -43,7 +43,9 @@ class Check:
     `keeps_float`, about float ops left in the model (an accuracy budget keeps some on purpose);
     `confirms`, the data findings this converter outcome confirms (`confirms_after_crash`: only
     when the process died calibrating or quantizing); `from_vela`, a finding of Vela's compilation
-    of one model (a model changed since needs Vela's word again).
+    of one model (a model changed since needs Vela's word again);
+    `overlay_cause`, the cause label the Model Explorer overlay puts on the tensor a finding of
+    this code names ("clipped range", "crushed merge", ...).
     """
 
     code: str
@@ -68,6 +70,7 @@ class Check:
     confirms: tuple[str, ...] = ()
     confirms_after_crash: bool = False
     from_vela: bool = False
+    overlay_cause: str | None = None
 
     @property
     def category(self) -> str:

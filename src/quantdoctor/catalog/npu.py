@@ -12,7 +12,7 @@ def vela_core_name(accelerator: str) -> str:
 
 CHECKS = [
     Check(
-        code="QD120", name="ethos-u-op-on-cpu", severity="error", precedence=61,
+        code="QD120", name="ethos-u-op-on-cpu", severity="error", overlay_cause="NPU refusal", precedence=61,
         from_vela=True,
         automatic_fix=True,
         title="An op runs on the CPU, not on the Ethos-U NPU",
@@ -60,6 +60,7 @@ CHECKS = [
     ),
     Check(
         code="QD122", name="edgetpu-op-on-cpu-predicted", severity="error", precedence=61,
+        overlay_cause="NPU refusal (predicted)",
         title="Predicted (not compiled): the Edge TPU compiler would leave ops on the CPU",
         detects="With `--target edgetpu`: the first op inside the part of the produced model the Edge TPU compiler "
                 "would map that breaks one of its published rules (int8/uint8 tensors only, its operation list and "

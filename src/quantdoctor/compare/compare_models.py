@@ -35,6 +35,7 @@ from quantdoctor.isolation.protocol import read_json
 from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, run_isolated
 from quantdoctor.report.model import Finding, Location, QuantizationError, Report, rank_findings
 from quantdoctor.runtime.feed import batch_size, fitted_rows, tflite_inputs
+from quantdoctor.viz.overlay import write_overlay
 
 Progress = Callable[[int, int], None]
 
@@ -44,14 +45,17 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
             metric: Callable[[Any, np.ndarray], float] | None = None, tflite: str | Path | bytes | None = None,
             html: str | Path | None = None, mode: str | None = None, io: str | None = None,
             max_samples: int = DEFAULT_MAX_SAMPLES, timeout: float = DEFAULT_TIMEOUT,
-            progress: Progress | None = None, trust_model: bool = False, target: str | None = None) -> Report:
+            progress: Progress | None = None, trust_model: bool = False, target: str | None = None,
+            model_explorer: str | Path | None = None) -> Report:
     """Float vs quantized, end to end and layer by layer, on `eval_data`.
 
     `model` and `data` are as for `diagnose` (the quantized model is converted from them), or
     pass the quantized `.tflite` you already have as `tflite`. `labels` (one class per sample)
     add accuracies; `metric(labels, outputs)` adds your own number for both models. Returns the
     diagnose report with a `comparison` object (layers ranked worst first) and QD5xx findings;
-    `html` also writes the self-contained HTML report. `trust_model` and `target` are as for `diagnose`.
+    `html` also writes the self-contained HTML report; `model_explorer` the Model Explorer overlay of the
+    quantized model (per-layer SQNR and causes: `quantdoctor.viz.overlay`), which the HTML report links.
+    `trust_model` and `target` are as for `diagnose`.
     """
     require_tensorflow()
     max_samples = options.RunOptions.checked(timeout=timeout, max_samples=max_samples, target=target).max_samples
@@ -59,8 +63,9 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
         raise UsageError(f"metric must be a function metric(labels, outputs), not {type(metric).__name__}")
     if tflite is not None and not isinstance(tflite, (str, Path, bytes)):
         raise UsageError(f"tflite must be a .tflite path or its bytes, not {type(tflite).__name__}")
-    check_outputs(inputs=(model, data, eval_data, labels, tflite), outputs={"html": html})
-    check_cache_root(inputs=(model, data, eval_data, labels, tflite), outputs={"html": html})
+    outputs = {"html": html, "model_explorer": model_explorer}
+    check_outputs(inputs=(model, data, eval_data, labels, tflite), outputs=outputs)
+    check_cache_root(inputs=(model, data, eval_data, labels, tflite), outputs=outputs)
     evaluation = eval_set(eval_data, max_samples)
     if evaluation is None or not evaluation.samples:
         raise UsageError("compare needs eval data with at least one sample")
@@ -89,10 +94,12 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
         float_model, float_info = float_report.tflite_model, float_report.model
     report = with_comparison(report, float_model, float_info, evaluation, truth=truth, metric=metric,
                              timeout=timeout, progress=progress)
+    if model_explorer:
+        write_overlay(model_explorer, report)
     if html:
         from quantdoctor.report.html import write_html
 
-        write_html(report, Path(html))
+        write_html(report, Path(html), Path(model_explorer) if model_explorer else None)
     return report
 
 

@@ -28,6 +28,7 @@ from quantdoctor.isolation.protocol import raised_in, serve, write_json
 from quantdoctor.litert import interpreter_package, new_interpreter
 
 AEQ_PACKAGE = "ai_edge_quantizer"
+NO_QUANTIZE = "no_quantize"  # a recipe entry's algorithm_key that leaves the ops it matches float
 
 
 def main(request: dict[str, Any]) -> int:
@@ -124,41 +125,28 @@ def skipped_ops(float_bytes: bytes, entries: list[dict[str, Any]]) -> list[dict[
     AEQ's recipe manager leaves float anyway, as its
     params generator decides (op key, scope from the output tensor names, last matching entry that AEQ
     supports for the op); with `int8_supported`, whether it would have quantized them with 8-bit activations."""
-    import dataclasses
     import re
 
-    from ai_edge_quantizer import algorithm_manager, qtyping, recipe_manager
-    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as flatbuffer
+    from quantdoctor.tf_private import aeq_accepts_op_config, aeq_model_ops, aeq_recipe_algorithm
 
-    manager = recipe_manager.RecipeManager()
-    manager.load_quantization_recipe(entries)
-    model = flatbuffer.read_model(bytearray(float_bytes))
-    no_quantize = algorithm_manager.AlgorithmName.NO_QUANTIZE
+    algorithm = aeq_recipe_algorithm(entries)
     skipped = []
-    for subgraph_index, subgraph in enumerate(model.subgraphs):
-        for op_index, op in enumerate(subgraph.operators):
-            code = model.operatorCodes[op.opcodeIndex].builtinCode
-            op_key = flatbuffer.TFL_OP_CODE_TO_NAME.get(code)
-            scope = flatbuffer.get_op_scope(op, subgraph.tensors)
-            asked = [entry for entry in entries if re.search(entry["regex"], scope)
-                     and entry["operation"] in ("*", op_key)]
-            bits = (asked[-1].get("op_config", {}).get("activation_tensor_config") or {}).get("num_bits") if asked else None
-            if bits is None or asked[-1]["algorithm_key"] == no_quantize:
-                continue  # not asked to compute in integer: dynamic, weight-only or no_quantize entries
-            if op_key is not None and manager.get_quantization_configs(op_key, scope)[0] != no_quantize:
-                continue
-            int8_supported = False
-            if op_key is not None and bits == 16:
-                parsed = qtyping.OpQuantizationConfig.from_dict(asked[-1]["op_config"])
-                as_int8 = dataclasses.replace(parsed, activation_tensor_config=dataclasses.replace(
-                    parsed.activation_tensor_config, num_bits=8))
-                try:
-                    algorithm_manager.check_op_quantization_config(asked[-1]["algorithm_key"], op_key, as_int8)
-                    int8_supported = True
-                except ValueError:
-                    pass
-            skipped.append({"subgraph": subgraph_index, "op_index": op_index, "op": op_key or _builtin_name(code),
-                            "scope": scope, "activation_bits": bits, "int8_supported": int8_supported})
+    for op in aeq_model_ops(float_bytes):
+        asked = [entry for entry in entries if re.search(entry["regex"], op.scope)
+                 and entry["operation"] in ("*", op.op_key)]
+        bits = (asked[-1].get("op_config", {}).get("activation_tensor_config") or {}).get("num_bits") if asked else None
+        if bits is None or asked[-1]["algorithm_key"] == NO_QUANTIZE:
+            continue  # not asked to compute in integer: dynamic, weight-only or no_quantize entries
+        if op.op_key is not None and algorithm(op.op_key, op.scope) != NO_QUANTIZE:
+            continue
+        int8_supported = False
+        if op.op_key is not None and bits == 16:
+            config = asked[-1]["op_config"]
+            as_int8 = {**config, "activation_tensor_config": {**config["activation_tensor_config"], "num_bits": 8}}
+            int8_supported = aeq_accepts_op_config(asked[-1]["algorithm_key"], op.op_key, as_int8)
+        skipped.append({"subgraph": op.subgraph, "op_index": op.index,
+                        "op": op.op_key or _builtin_name(op.builtin_code), "scope": op.scope,
+                        "activation_bits": bits, "int8_supported": int8_supported})
     return skipped
 
 

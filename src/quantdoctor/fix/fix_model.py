@@ -15,6 +15,7 @@ from quantdoctor.budget.budget_search import BudgetOutcome, budget_objective, ch
 from quantdoctor.budget.objective import Metric, Objective, budget_numbers
 from quantdoctor.budget.search import Progress
 from quantdoctor.catalog.accuracy import DEGRADED_OUTPUT
+from quantdoctor.compare.compare_models import with_comparison
 from quantdoctor.compare.labels import labels_for_model, read_labels
 from quantdoctor.edits.plan import Plan
 from quantdoctor.environment import current, require_tensorflow
@@ -36,6 +37,7 @@ from quantdoctor.isolation.cleanup import run_interruptible
 from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.report.model import SCHEMA_VERSION, Report, rank_findings
 from quantdoctor.runtime.measures import FOLLOWS_SQNR_DB
+from quantdoctor.viz.overlay import write_overlay
 
 
 @dataclass
@@ -113,7 +115,7 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
         max_rounds: int = DEFAULT_MAX_ROUNDS, timeout: float = DEFAULT_TIMEOUT, memory_limit_mb: int | None = None,
         trust_model: bool = False, output_name: str = "model_int8.tflite", max_drop: float | None = None,
         min_sqnr: float | None = None, metric: Metric | None = None, html: str | Path | None = None,
-        progress: Progress | None = None) -> FixResult:
+        progress: Progress | None = None, model_explorer: str | Path | None = None) -> FixResult:
     """Diagnose `model`, apply the automatic repairs, convert again, and verify, in rounds.
 
     Takes what `diagnose` takes (a converter keeps its own settings). `target` ("cpu", "gpu",
@@ -132,6 +134,8 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     (QD510, QD511), nothing is searched: the result is not verified and says so. Labels naming
     classes the model lacks are refused as compare refuses them. `html` writes the after report
     with the budget's Pareto plot; `progress(step, variants)` is called as variants are tried.
+    `model_explorer` writes the Model Explorer overlay of the model fix returns (or, unverified, the last one
+    it made): the after report's per-layer SQNR and causes, and the ops the budget keeps float.
     Returns a `FixResult`; `result.model` is None unless verified (with a budget: the best effort).
     """
     require_tensorflow()
@@ -153,8 +157,9 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     objective = budget_objective(max_drop, min_sqnr, metric, settings.truth, evaluation)
     if objective is not None:
         check_budget_settings(recipe)
-    check_outputs(inputs=(model, data, eval_data, labels), outputs={"html": html})
-    check_cache_root(inputs=(model, data, eval_data, labels), outputs={"html": html})
+    outputs = {"html": html, "model_explorer": model_explorer}
+    check_outputs(inputs=(model, data, eval_data, labels), outputs=outputs)
+    check_cache_root(inputs=(model, data, eval_data, labels), outputs=outputs)
     if target is None and recipe.mode == "int8-strict":
         target = "int8-accelerator"
     origin = ModelOrigin.of(model, options.names(signature_keys, "signature_keys"))
@@ -193,11 +198,25 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
         result.verification.details.append(
             f"no float fallback searched: the float model is already wrong on the eval data ({', '.join(wrong)}), "
             "and an accuracy budget measured against it means nothing")
+    produced = result.model or result.after.tflite_model
+    overlay = Path(model_explorer) if model_explorer and produced is not None else None
+    if overlay is not None:
+        write_overlay(overlay, _measured(result, budget, evaluation, timeout), produced, result.kept_float)
     if html:
         from quantdoctor.report.html import write_html
 
-        write_html(result.after, Path(html))
+        write_html(result.after, Path(html), overlay)
     return result
+
+
+def _measured(result: FixResult, budget: BudgetOutcome | None, evaluation: CalibrationSet | None,
+              timeout: float) -> Report:
+    """The report the overlay shows: the after report, or, when the budget's model replaced the one it measured,
+    a copy measured again on the budget's model against the same float twin (its own layers and findings)."""
+    if budget is None or budget.float_model is None or evaluation is None:
+        return result.after
+    measured = replace(result.after, tflite_model=budget.model, findings=[], comparison=None)
+    return with_comparison(measured, budget.float_model, result.after.model, evaluation, timeout=timeout)
 
 
 def _output_broken(rounds: Rounds, target: str | None) -> bool:

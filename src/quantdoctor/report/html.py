@@ -7,11 +7,15 @@ from __future__ import annotations
 import html
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from quantdoctor.intake.output_file import write_output
 from quantdoctor.report.model import Report
 
-BAR_COLOR = "#d9480f"
+# Worst-channel SQNR bands, worst first: (upper bound in dB, colour). At or under 10 dB the noise is
+# within 3x of the signal (crushed); at or under 20 dB a layer is poor; above it, fine. The per-layer
+# chart colours its bars by them, and the Model Explorer overlay uses the same bands as its thresholds.
+SQNR_BANDS = ((10.0, "#c92a2a"), (20.0, "#e67700"), (float("inf"), "#40c057"))
 HIST_COLOR = "#1c7ed6"
 RANGE_COLOR = "#2b8a3e"
 CANDIDATE_COLOR = "#868e96"
@@ -30,11 +34,19 @@ figure { display: inline-block; margin: 8px 16px 8px 0; } figcaption { font-size
 """
 
 
-def render_html(report: Report) -> str:
-    """The whole report as one HTML document."""
+def sqnr_color(sqnr_db: float) -> str:
+    """The colour of the SQNR band `sqnr_db` falls in (`SQNR_BANDS`)."""
+    return next(color for bound, color in SQNR_BANDS if sqnr_db <= bound)
+
+
+def render_html(report: Report, overlay: str | None = None) -> str:
+    """The whole report as one HTML document; `overlay` links the Model Explorer overlay written beside it."""
     parts = [f"<h1>quantdoctor: {_e(report.model['source'])}</h1>",
              f"<p>Verdict: <b>{_e(report.verdict.replace('_', ' '))}</b> · mode {_e(str(report.settings.get('mode')))}</p>",
              "<h2>Root cause and findings</h2>", _findings(report)]
+    if overlay:
+        parts.append(f"<p>Model Explorer overlay: <a class=overlay href='{_e(overlay)}'>{_e(overlay)}</a> "
+                     "(open it with <code>quantdoctor view MODEL --overlay OVERLAY</code>)</p>")
     if report.comparison:
         parts += ["<h2>End-to-end</h2>", _end_to_end(report.comparison["end_to_end"]),
                   "<h2>Per-layer error: layers ranked by the error they add themselves; bar = worst-channel "
@@ -49,9 +61,15 @@ def render_html(report: Report) -> str:
             f"<style>{_CSS}</style></head><body>{body}</body></html>")
 
 
-def write_html(report: Report, path: Path) -> None:
-    """Write the report to `path` (whole or not at all: see `write_output`)."""
-    write_output(path, render_html(report), "--html")
+def write_html(report: Report, path: Path, overlay: Path | None = None) -> None:
+    """Write the report to `path` (whole or not at all: see `write_output`), linking the Model Explorer
+    `overlay` when one was written (by a path relative to the report's folder where it lies inside it)."""
+    link = None
+    if overlay is not None:
+        overlay, folder = Path(overlay).resolve(), Path(path).resolve().parent
+        link = ("./" + quote(overlay.relative_to(folder).as_posix()) if overlay.is_relative_to(folder)
+                else overlay.as_uri())  # "./" first: a file named "javascript:..." stays a file
+    write_output(path, render_html(report, link), "--html")
 
 
 def _findings(report: Report) -> str:
@@ -86,7 +104,7 @@ def _layer_chart(layers: list[dict[str, Any]], limit: int = 30) -> str:
         y = i * row_height
         bars.append(f"<text x='{label_width - 6}' y='{y + 14}' text-anchor='end' font-size='12'>{_e(label[:52])}</text>"
                     f"<rect class='bar' x='{label_width}' y='{y + 3}' width='{max(length, 1):.1f}' height='{row_height - 6}' "
-                    f"fill='{BAR_COLOR}'/><text x='{label_width + length + 4:.1f}' y='{y + 14}' font-size='11'>"
+                    f"fill='{sqnr_color(row['worst_channel_sqnr_db'])}'/><text x='{label_width + length + 4:.1f}' y='{y + 14}' font-size='11'>"
                     f"{row['worst_channel_sqnr_db']:.1f}</text>")
     height = row_height * len(shown)
     return f"<svg role='img' width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>{''.join(bars)}</svg>"
