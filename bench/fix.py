@@ -1,13 +1,20 @@
-"""Benchmark: quantdoctor fix over the catalog's failing example models (the tests' tiny models).
+"""Benchmark: quantdoctor fix over two sets of failing models, each a tiny model built in code.
 
-For each case it reports whether fix ends in a verified model, how many conversions it took, and
-the time to the fixed model as a ratio to one plain conversion of that fixed model: a fresh
-Python process that builds the same model, applies the same changes, configures the converter
-with the fixed settings and converts (what a user pays for one attempt). Results go to
-bench/results/fix.json.
+- "catalog": the catalog's example failures (the tests' tiny models).
+- "real": failures rebuilt from public reports (GitHub issues), each citing its thread, with the user's
+  own converter settings. Each case's row records what the plain converter does with it (a fresh
+  process: convert, then allocate and invoke in TensorFlow's interpreter); reports that no longer fail
+  on this TensorFlow are listed in NOT_REPRODUCED, not run.
 
-    python bench/fix.py            # all cases
-    python bench/fix.py -k QD201   # the cases whose name contains QD201
+For each case it reports whether fix ends in a verified model (or, where none can exist, whether it
+says why not), how many conversions it took, and the time to the fixed model as a ratio to one plain
+conversion of that fixed model: a fresh Python process that builds the same model, applies the same
+changes, configures the converter with the fixed settings and converts (what a user pays for one
+attempt). Results go to bench/results/fix.json and bench/results/fix.md.
+
+    QUANTDOCTOR_NO_CACHE=1 python bench/fix.py   # both sets, cache off
+    python bench/fix.py --set real -k GRU        # the real-report cases whose name contains GRU
+    python bench/fix.py --summarise              # fix.json summarised again, fix.md written
 """
 
 from __future__ import annotations
@@ -533,19 +540,23 @@ def original_outcome(name: str) -> dict[str, Any]:
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per set: verified over the cases where a verified model exists, a blocked answer over the rest,
-    conversions per fix, and the median time of a verified fix over one plain conversion of its model."""
+    conversions per fix, the time of a verified fix over one plain conversion of its model (median, max), and
+    for real reports the median time of any fix over the user's own conversion attempt."""
     possible = [row for row in rows if row.get("possible", True)]
     impossible = [row for row in rows if not row.get("possible", True)]
     verified = [row for row in possible if row["verified"]]
     answered = [row for row in impossible if not row["verified"] and row["blocked"]]
     ratios = [row["ratio"] for row in rows if "ratio" in row]
     counts = [row["conversions"] for row in rows if row["conversions"] is not None]
+    users = [row["fix_seconds"] / row["plain"]["seconds"] for row in rows if row.get("plain")]
     return {"cases": len(rows), "verified_model_exists": len(possible), "verified": len(verified),
             "share_verified": round(len(verified) / len(possible), 3) if possible else None,
             "cannot": len(impossible), "cannot_answered": len(answered),
             "share_cannot_answered": round(len(answered) / len(impossible), 3) if impossible else None,
             "median_conversions": statistics.median(counts) if counts else None,
-            "median_ratio_to_plain_conversion": statistics.median(ratios) if ratios else None}
+            "median_ratio_to_plain_conversion": statistics.median(ratios) if ratios else None,
+            "max_ratio_to_plain_conversion": max(ratios) if ratios else None,
+            "median_ratio_to_users_conversion": round(statistics.median(users), 2) if users else None}
 
 
 def write_markdown(results: dict[str, Any], path: Path) -> None:
@@ -556,12 +567,12 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
              "over one plain conversion of the fixed model in a fresh process (TensorFlow's import included), "
              "measured in the same run on the same case.", "",
              "| set | cases | verified / a model exists | cannot, answered / cannot | median conversions | "
-             "median time ratio |", "| --- | --- | --- | --- | --- | --- |"]
+             "time ratio, median (max) |", "| --- | --- | --- | --- | --- | --- |"]
     for name, result in results.items():
         summary = result["summary"]
         lines.append(f"| {name} | {summary['cases']} | {summary['verified']} / {summary['verified_model_exists']} | "
                      f"{summary['cannot_answered']} / {summary['cannot']} | {summary['median_conversions']} | "
-                     f"{summary['median_ratio_to_plain_conversion']} |")
+                     f"{summary['median_ratio_to_plain_conversion']} ({summary['max_ratio_to_plain_conversion']}) |")
     if "real" in results:
         lines += ["", "## Real reports", "",
                   "| case | thread | plain converter (TF 2.21) | quantdoctor diagnosis | fix outcome |",
