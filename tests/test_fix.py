@@ -160,6 +160,27 @@ def test_16x8_switches_to_int8_where_an_op_has_no_16x8_kernel(cumsum_model):
     assert catalog.get("QD325") is catalog.get("QD113")  # its code before it moved to the kernel findings
 
 
+@pytest.mark.code("QD113")
+def test_16x8_with_int16_io_switches_the_io_to_int8_with_the_ops():
+    """DIV has no 16x8 kernel; the user's converter asks for int16 I/O, which int8 quantization refuses."""
+    inputs = keras.Input((1,), batch_size=1, name="x")
+    model = keras.Model(inputs, lambda_layer(lambda x: tf.math.divide(x, x + 1.0), "my_div")(inputs))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = dataset_from(np.arange(1, 41, dtype=np.float32).reshape(40, 1))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int16
+    result = qd.fix(converter)
+    assert_finding(result.before.root_cause, "QD113", "unsupported_op", "error", op="DIV")
+    assert codes(result) == ["QD113"]
+    assert result.applied[0].change == ("16x8 quantization switched to int8: DIV has no working 16x8 kernel; the int16 "
+                                        "input/output types become int8 (int8 quantization takes no int16 I/O)")
+    assert result.verified and result.after.settings["mode"] == "int8"
+    audit = result.after.audit
+    assert [t["dtype"] for t in audit["input_types"] + audit["output_types"]] == ["int8", "int8"]
+    assert "converter.inference_input_type = tf.int8" in result.script
+
+
 def test_a_16x8_kernel_litert_refuses_at_run_time_is_repaired_by_quantizing_to_int8():
     """SQUARED_DIFFERENCE converts in 16x8, and LiteRT's int16 kernel refuses to run it (QD112)."""
     model = with_layer(lambda_layer(lambda x: tf.math.squared_difference(x, 1.0), "my_sqdiff"))
@@ -194,6 +215,43 @@ def test_recurrent_calibration_crash_is_repaired_by_unrolling():
     result = qd.fix(lstm_model(batch_size=1), sequences)
     assert result.before.root_cause.code == "QD108" and result.before.conversion["outcome"] == "crash"
     assert codes(result) == ["QD108"] and result.verified
+
+
+def test_unrolling_reaches_recurrent_layers_inside_nested_models():
+    from quantdoctor.fix.transforms import with_unrolled_recurrence
+
+    inner = keras.Sequential([keras.Input((10, 4)), keras.layers.LSTM(8, name="inner_lstm")], name="encoder")
+    inputs = keras.Input((10, 4), batch_size=1, name="sequence")
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(inner(inputs)))
+    unrolled = with_unrolled_recurrence(model)
+    assert unrolled.get_layer("encoder").get_layer("inner_lstm").unroll
+    assert not inner.get_layer("inner_lstm").unroll  # the user's model is not touched
+    sample = vectors(1, 40).reshape(1, 10, 4)
+    np.testing.assert_allclose(unrolled(sample), model(sample), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.code("QD108")
+def test_recurrent_calibration_crash_inside_a_nested_model_is_repaired_by_unrolling():
+    inner = keras.Sequential([keras.Input((10, 4)), keras.layers.Conv1D(4, 3, name="conv"),
+                              keras.layers.LSTM(8, name="inner_lstm")], name="encoder")
+    inputs = keras.Input((10, 4), batch_size=1, name="sequence")
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(inner(inputs)))
+    result = qd.fix(model, vectors(120, 40).reshape(120, 10, 4))
+    assert result.before.root_cause.code == "QD108" and result.before.conversion["outcome"] == "crash"
+    assert codes(result) == ["QD108"] and result.verified and result.conversions == 2
+
+
+def test_a_saved_model_layer_handed_to_the_converter_is_a_one_line_model_error(tmp_path):
+    """A TFSMLayer is a layer, not a model: from_keras_model cannot export it, and fix says so as diagnose does."""
+    from quantdoctor.errors import ModelLoadError
+
+    exported = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, name="head")])
+    exported.export(str(tmp_path / "exported"), verbose=False)
+    layer = keras.layers.TFSMLayer(str(tmp_path / "exported"), call_endpoint="serve", name="reloaded")
+    with pytest.raises(ModelLoadError, match=r"^TFLiteConverter\.from_keras_model cannot prepare Keras model 'reloaded': "
+                       r"ValueError: .*cannot be saved because the input shapes have not been set"):
+        qd.fix(int8_converter(layer, dataset_from(vectors(20))))
 
 
 @pytest.fixture

@@ -100,11 +100,14 @@ def with_unrolled_recurrence(model):
     """Every recurrent layer with unroll=True: its loop becomes one copy of the cell per time step."""
     keras = _keras_of(model)
 
-    def unroll(config):
+    def unroll(config):  # nested models keep their layers' configs in lists
         if isinstance(config, dict):
             if "unroll" in config:
                 config["unroll"] = True
             for value in config.values():
+                unroll(value)
+        elif isinstance(config, list):
+            for value in config:
                 unroll(value)
         return config
 

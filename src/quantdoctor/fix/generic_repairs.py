@@ -43,8 +43,9 @@ GenericRepair = Callable[[Plan, Culprit], "Repair | Blocked | None"]
 
 def int16x8_to_int8(plan: Plan, culprit: Culprit) -> Repair | Blocked | None:
     """16x8 activations → int8, keeping integer-only ops where the target needs them."""
-    change = f"16x8 quantization switched to int8: {culprit.describe()} fail(s) to convert in 16x8"
-    if not switch_16x8_to_int8(plan, culprit.code, change):
+    change = switch_16x8_to_int8(plan, culprit.code, "16x8 quantization switched to int8: "
+                                 f"{culprit.describe()} fail(s) to convert in 16x8")
+    if change is None:
         return None
     return Repair(culprit.code, change, "generic repair after reduce", INT8_ACTIVATIONS_COST)
 

@@ -57,7 +57,8 @@ class ModelOrigin:
         """The Keras object's inputs the converter's export would fail on, before the model steps rename them."""
         if self.keras_object is None or any(step.function == "with_input_names" for step in steps):
             return []
-        return [x for x in self.keras_object.inputs if not model_intake.is_valid_tf_name(x.name)]
+        inputs = getattr(self.keras_object, "inputs", None) or []  # a bare layer (TFSMLayer) has none
+        return [x for x in inputs if not model_intake.is_valid_tf_name(x.name)]
 
     def source(self, steps: list[Step], workdir: Path) -> ModelSource:
         """The model for one round, with the model steps applied (the user's file is never written)."""

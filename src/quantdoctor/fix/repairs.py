@@ -375,22 +375,28 @@ def allow_float_fallback(finding: Finding, bench: Bench) -> Repair | Blocked | N
 INT8_ACTIVATIONS_COST = "activations in 8 bits instead of 16: less precision; measure the accuracy with --eval-data"
 
 
-def switch_16x8_to_int8(plan: Plan, code: str, change: str) -> bool:
+def switch_16x8_to_int8(plan: Plan, code: str, change: str) -> str | None:
     """Quantize `plan` to int8 instead of 16x8 (integer-only ops kept where the target needs them),
-    recorded under `code` as `change`; False when the plan is not 16x8."""
+    recorded under `code` as `change`. int16 input and output types, which int8 quantization does not
+    take, become int8, and the change says so. Returns the change as made; None when the plan is not 16x8."""
     recipe = plan.recipe
     if _INT16X8 not in recipe.supported_ops:
-        return False
+        return None
     integer = "TFLITE_BUILTINS_INT8" if not allows_float_ops(plan.target) else "TFLITE_BUILTINS"
     ops = [op for op in recipe.supported_ops if op != _INT16X8]
-    plan.change_settings(code, change, supported_ops=ops if integer in ops else [integer, *ops])
-    return True
+    io = {name: "int8" for name in ("inference_input_type", "inference_output_type")
+          if getattr(recipe, name) == "int16"}
+    if io:
+        change += "; the int16 input/output types become int8 (int8 quantization takes no int16 I/O)"
+    plan.change_settings(code, change, supported_ops=ops if integer in ops else [integer, *ops], **io)
+    return change
 
 
 def int16x8_to_int8(finding: Finding, bench: Bench) -> Repair | None:
     """QD113: an op without a 16x8 kernel: the model quantizes to int8 instead."""
-    change = f"16x8 quantization switched to int8: {finding.location.op or 'an op'} has no working 16x8 kernel"
-    if not switch_16x8_to_int8(bench.plan, finding.code, change):
+    change = switch_16x8_to_int8(bench.plan, finding.code, "16x8 quantization switched to int8: "
+                                 f"{finding.location.op or 'an op'} has no working 16x8 kernel")
+    if change is None:
         return None
     return Repair(finding.code, change, finding.title, INT8_ACTIVATIONS_COST)
 
