@@ -218,7 +218,7 @@ def test_recurrent_calibration_crash_is_repaired_by_unrolling():
 
 
 def test_unrolling_reaches_recurrent_layers_inside_nested_models():
-    from quantdoctor.fix.transforms import with_unrolled_recurrence
+    from quantdoctor.edits.transforms import with_unrolled_recurrence
 
     inner = keras.Sequential([keras.Input((10, 4)), keras.layers.LSTM(8, name="inner_lstm")], name="encoder")
     inputs = keras.Input((10, 4), batch_size=1, name="sequence")
