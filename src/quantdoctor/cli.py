@@ -5,12 +5,14 @@ Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage or input error, 3
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
@@ -71,6 +73,11 @@ def diagnose(
     imports: Optional[list[str]] = typer.Option(None, "--import", help=IMPORT_HELP),
     aeq_recipe: Optional[Path] = typer.Option(None, "--aeq-recipe", help="For a float .tflite: quantize with this "
                                               "ai-edge-quantizer recipe JSON instead of --mode's recipe."),
+    json_stream: Optional[Path] = typer.Option(None, "--json-stream", help="Write each stage as it ends (started, "
+                                               "predicted, converted, audited, done) as JSON Lines to this file "
+                                               "(- for stdout; the report then goes to stderr)."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at a failure predicted with certainty before "
+                                   "converting (exit 1), without converting."),
 ) -> None:
     """Convert MODEL with the real converter, in an isolated process, and explain what went wrong."""
     from quantdoctor.diagnosis.pipeline import diagnose as run_diagnose
@@ -79,20 +86,56 @@ def diagnose(
     require_tensorflow()
     if no_convert and output is not None:
         raise UsageError("--output needs a converted model, and --no-convert runs the preflight only: drop one")
+    if no_convert and fail_fast:
+        raise UsageError("--fail-fast stops before converting, and --no-convert never converts: drop one")
+    to_stdout = json_stream is not None and str(json_stream) == "-"
+    stream_file = None if json_stream is None or to_stdout else json_stream
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("AEQ recipe", aeq_recipe))
-    check_outputs(inputs=(model, data, eval_data, aeq_recipe),
-                  outputs={"--json": json_path, "--output": output, "--keep-workdir": keep_workdir})
-    check_cache_root(inputs=(model, data, eval_data, aeq_recipe),
-                     outputs={"--json": json_path, "--output": output, "--keep-workdir": keep_workdir})
+    outputs = {"--json": json_path, "--output": output, "--keep-workdir": keep_workdir, "--json-stream": stream_file}
+    check_outputs(inputs=(model, data, eval_data, aeq_recipe), outputs=outputs)
+    check_cache_root(inputs=(model, data, eval_data, aeq_recipe), outputs=outputs)
     doing = "Checking (preflight only)" if no_convert else "Converting"
-    with handed_over(imports), err.status(f"{doing} {escape(printable(model))} in an isolated process…"):
+    with handed_over(imports), _event_stream(stream_file, to_stdout) as on_event, \
+            err.status(f"{doing} {escape(printable(model))} in an isolated process…"):
         report = run_diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
                               max_samples=max_samples, timeout=timeout, memory_limit_mb=memory_limit,
                               target=target, convert=not no_convert, eval_data=eval_data,
-                              keep_workdir=keep_workdir, trust_model=trust_model, aeq_recipe=aeq_recipe)
+                              keep_workdir=keep_workdir, trust_model=trust_model, aeq_recipe=aeq_recipe,
+                              fail_fast=fail_fast, on_event=on_event)
     if output and report.tflite_model is not None:
         write_output(output, report.tflite_model, "--output")
-    _finish(report, json_path, fail_on)
+    _finish(report, json_path, fail_on, console=err if to_stdout else out)
+
+
+@contextlib.contextmanager
+def _event_stream(path: Optional[Path], to_stdout: bool) -> Iterator[Callable[[dict], None]]:
+    """The diagnosis's event handler: a `predicted` event is printed on stderr at once, and with --json-stream
+    every event is one JSON line, flushed as it comes (to `path`, or to stdout)."""
+    stream = sys.stdout if to_stdout else (open(path, "w", encoding="utf-8") if path is not None else None)
+
+    def on_event(event: dict) -> None:
+        if event["event"] == "predicted":
+            _print_predicted(event)
+        if stream is not None:
+            stream.write(json.dumps(event) + "\n")
+            stream.flush()
+
+    try:
+        yield on_event
+    finally:
+        if stream is not None and not to_stdout:
+            stream.close()
+
+
+def _print_predicted(event: dict) -> None:
+    """The early answer on stderr: the predicted root cause, before the converter has confirmed it."""
+    finding = event["finding"]
+    source = "the samples and the model's declared inputs" if event["stage"] == "data" else "the traced model"
+    then = "--fail-fast: not converting" if event["fail_fast"] else "converting to confirm it…"
+    err.print(f"predicted  {finding['code']} {finding['severity']}  {printable(finding['title'])}", markup=False,
+              soft_wrap=True)
+    err.print(f"  {printable(finding['message'])}", markup=False, soft_wrap=True)
+    err.print(f"  known {event['seconds']:.1f} s in, from {source}; {then}", markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -113,11 +156,12 @@ def audit(
     _finish(run_audit(model, target=target), json_path, fail_on)
 
 
-def _finish(report, json_path: Optional[Path], fail_on: str, failed: bool = False) -> None:
-    """Render, write the JSON, and exit 1 when findings reach --fail-on (or the command `failed` its job)."""
+def _finish(report, json_path: Optional[Path], fail_on: str, failed: bool = False, console: Console = out) -> None:
+    """Render (to `console`), write the JSON, and exit 1 when findings reach --fail-on (or the command `failed`
+    its job)."""
     from quantdoctor.report.terminal import render
 
-    render(report, out)
+    render(report, console)
     if json_path:
         write_output(json_path, json.dumps(report.to_dict(), indent=2), "--json")
     if failed:
