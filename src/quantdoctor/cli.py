@@ -29,6 +29,7 @@ from quantdoctor.intake.float_tflite import is_tflite_path
 from quantdoctor.intake.paths import check_outputs, input_kind
 from quantdoctor.report.literal import printable
 from quantdoctor.report.model import SEVERITIES, QuantizationError
+from quantdoctor.report.progress import ProgressLine
 
 try:  # typer 0.29 carries its own copy of click
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
@@ -195,8 +196,6 @@ def compare(
     imports: Optional[list[str]] = typer.Option(None, "--import", help=IMPORT_HELP),
 ) -> None:
     """Float vs quantized MODEL on eval data: end to end and layer by layer, worst layers first."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from quantdoctor.audit.checks import check_target
     from quantdoctor.compare.compare_models import compare as run_compare
 
@@ -209,12 +208,11 @@ def compare(
     check_cache_root(inputs=(model, data, eval_data, labels, tflite),
                      outputs={"--json": json_path, "--html": html_path})
     try:
-        with handed_over(imports), Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                            console=err, transient=True, disable=not err.is_interactive) as bar:  # piped: no bar, no blank line
-            task = bar.add_task("Converting (float and quantized)…", total=None)
+        with handed_over(imports), ProgressLine(sys.stderr) as line:  # a terminal only: piped, stderr stays clean
+            line.stage("Converting (float and quantized) in an isolated process")
 
             def progress(done: int, total: int) -> None:
-                bar.update(task, description="Running both models on the eval data", completed=done, total=total)
+                line.stage("Running both models on the eval data", done, total)
 
             report = run_compare(model, data, eval_data=eval_data, labels=labels, tflite=tflite, html=html_path,
                                  mode=mode, io=io, max_samples=max_samples, progress=progress,
@@ -286,6 +284,7 @@ def fix(
     With --max-drop or --min-sqnr, the fewest ops kept float that meet that accuracy budget."""
     from quantdoctor.fix.render import render_fix
     from quantdoctor.fix.fix_model import fix as run_fix
+    from quantdoctor.fix.rounds import ROUND
 
     require_tensorflow()
     if is_tflite_path(model):
@@ -301,10 +300,14 @@ def fix(
     check_cache_root(inputs=(model, data, eval_data, labels),
                      outputs={"--output": output, "--script": script, "--json": json_path, "--html": html_path})
     script_output = os.path.abspath(output) if output else "model_int8.tflite"  # the script runs anywhere
-    with handed_over(imports), \
-            err.status(f"Fixing {escape(printable(model))}: converting in an isolated process, in rounds…") as status:
-        def progress(step: str, variants: int) -> None:
-            status.update(f"Searching the float fallback for the accuracy budget: {variants} variant(s) tried…")
+    with handed_over(imports), ProgressLine(sys.stderr) as line:  # a terminal only: piped, stderr stays clean
+        line.stage("Fixing: converting in an isolated process")
+
+        def progress(step: str, count: int) -> None:
+            if step == ROUND:
+                line.stage("Fixing: round (convert, verify)", count, max_rounds)
+            else:
+                line.stage("Accuracy budget: variants tried", count)
 
         result = run_fix(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
                          target=target, eval_data=eval_data, labels=labels, max_samples=max_samples,
