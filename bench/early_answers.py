@@ -4,7 +4,7 @@ confirmed by the converter, on the failing models of the test files named (the w
 Runs pytest on them with QUANTDOCTOR_EARLY_ANSWER_LOG (tests/conftest.py records every diagnosis that made
 an early answer or whose conversion failed), then reports:
 - agreement: the share of early answers the converter confirmed (target: all of them; a "certain" prediction
-  the converter contradicts is a bug);
+  the converter contradicts is a bug), counting those the traced graph withdrew as wrong (they were shown);
 - coverage: the share of failed conversions that had an early answer (most failures are not knowable
   before converting: ops, crashes, converter bugs).
 The cache is off (the suite turns it off).
@@ -39,24 +39,28 @@ def main() -> None:
     rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     early = [row for row in rows if row["predicted"]]
     judged = [row for row in early if row["confirmed"] is not None]
-    confirmed = [row for row in judged if row["confirmed"]]
+    withdrawn = [row for row in early if row.get("withdrawn")]
+    confirmed = [row for row in judged if row["confirmed"] and not row.get("withdrawn")]
     failed = [row for row in rows if row["outcome"] not in (None, "ok", "skipped", "not_attempted")]
     answered = [row for row in failed if row["predicted"]]
     result = {"tests": args.tests or ["(whole suite)"], "diagnoses_logged": len(rows), "early_answers": len(early),
-              "judged_by_converter": len(judged), "confirmed": len(confirmed),
+              "judged_by_converter": len(judged), "confirmed": len(confirmed), "withdrawn": len(withdrawn),
               "agreement": round(len(confirmed) / len(judged), 3) if judged else None,
               "failed_conversions": len(failed), "failed_with_early_answer": len(answered),
               "coverage": round(len(answered) / len(failed), 3) if failed else None,
-              "by_code": _by_code(judged), "wrong": [row for row in judged if not row["confirmed"]]}
+              "by_code": _by_code(judged),
+              "wrong": [row for row in judged if not row["confirmed"] or row.get("withdrawn")]}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "early_answers.json").write_text(json.dumps(result, indent=2))
     print(f"early answers confirmed by the converter: {len(confirmed)}/{len(judged)}"
           + (f" = {result['agreement']:.1%}" if judged else "") + " (target: all)")
+    print(f"withdrawn by the traced graph (shown, then taken back): {len(withdrawn)}")
     print(f"failed conversions with an early answer: {len(answered)}/{len(failed)}")
     for code, counts in sorted(result["by_code"].items()):
         print(f"  {code}: {counts['confirmed']}/{counts['judged']} confirmed")
     for row in result["wrong"]:
-        print(f"  NOT CONFIRMED {row['predicted']} ({row['stage']}): converter outcome {row['outcome']}, "
+        what = "WITHDRAWN" if row.get("withdrawn") else "NOT CONFIRMED"
+        print(f"  {what} {row['predicted']} ({row['stage']}): converter outcome {row['outcome']}, "
               f"root cause {row['root_cause']}: {row['test']}")
 
 
@@ -65,7 +69,7 @@ def _by_code(rows: list[dict]) -> dict[str, dict[str, int]]:
     for row in rows:
         entry = counts.setdefault(row["predicted"], {"judged": 0, "confirmed": 0})
         entry["judged"] += 1
-        entry["confirmed"] += bool(row["confirmed"])
+        entry["confirmed"] += bool(row["confirmed"]) and not row.get("withdrawn")
     return counts
 
 

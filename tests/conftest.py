@@ -100,6 +100,7 @@ def record_early_answers(request):
                                       "predicted": early["code"] if early else None,
                                       "stage": early["stage"] if early else None,
                                       "confirmed": early["confirmed"] if early else None,
+                                      "withdrawn": early["withdrawn"] if early else None,
                                       "root_cause": root.code if root else None}) + "\n")
         return report
 

@@ -12,13 +12,14 @@ import tensorflow as tf
 
 import quantdoctor as qd
 from quantdoctor import catalog
+from quantdoctor.diagnosis.early_answer import certain_cause
 from quantdoctor.intake.data import from_arrays, from_generator
 from quantdoctor.intake.keras_config import declared_inputs
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.preflight.data_checks import InputSpec, check_calibration
 
 from helpers import digest, run
-from models import image_model, lambda_layer, smooth_images, two_input_model, vectors, with_layer
+from models import image_model, lambda_layer, lstm_model, smooth_images, two_input_model, vectors, with_layer
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,34 @@ def test_an_op_without_any_kernel_is_predicted_from_the_traced_graph_and_fail_fa
     assert report.preflight["actual"] is None  # nothing converted to compare with
 
 
+@pytest.mark.code("QD103")
+@pytest.mark.matcher("tensor-list-lowering")
+def test_a_prediction_from_the_samples_is_withdrawn_when_the_traced_graph_fails_first(tmp_path):
+    lstm_model(batch_size=None).save(tmp_path / "seq.keras")  # a dynamic batch: TensorList lowering fails
+    np.savez(tmp_path / "calib64.npz", sequence=vectors(12, 40).reshape(12, 10, 4).astype(np.float64))
+    events: list[dict] = []
+    report = qd.diagnose(tmp_path / "seq.keras", tmp_path / "calib64.npz", fail_fast=True, on_event=events.append)
+    predicted = [event for event in events if event["event"] == "predicted"]
+    assert [(e["stage"], e["finding"]["code"], e.get("withdrawn", False)) for e in predicted] == [
+        ("data", "QD201", False), ("graph", "QD201", True)]
+    assert "QD103" in predicted[1]["because"]
+    assert report.conversion["outcome"] == "error"  # fail_fast never stops at a withdrawn prediction
+    assert any(f.code == "QD103" and "converter_message" in f.evidence for f in report.findings)
+    assert report.early_answer["withdrawn"] is True and report.early_answer["confirmed"] is False
+    assert "withdrawn: the traced model and the samples hold other errors (QD103)" in str(report)
+
+
+def test_a_prediction_names_one_cause_and_nothing_uncertain():
+    spec = InputSpec("image", (None, 4), "float32")
+    recipe = Recipe.for_mode("int8")
+    float64 = check_calibration(from_arrays({"image": np.zeros((2, 4))}), [spec], recipe)
+    float64_other_rank = check_calibration(from_arrays({"image": np.zeros((2, 1, 4))}), [spec], recipe)
+    float64_other_size = check_calibration(from_arrays({"image": np.zeros((2, 5))}), [spec], recipe)
+    assert certain_cause(float64).code == "QD201"
+    assert certain_cause(float64_other_rank) is None  # the other rank may fail a kernel before the dtype counts
+    assert certain_cause(float64_other_size) is None  # two causes: which one the converter meets first is its own
+
+
 def test_only_findings_the_converter_always_fails_on_are_certain():
     recipe = Recipe.for_mode("int8")
     spec = InputSpec("image", (None, 4), "float32")
@@ -122,7 +151,8 @@ def test_cli_fail_fast_streams_events_to_stdout_and_prints_the_prediction_on_std
     assert [event["event"] for event in events] == ["started", "predicted", "converted", "done"]
     assert events[2]["attempted"] is False
     assert "predicted  QD201 error  Calibration samples are float64" in result.stderr
-    assert "--fail-fast: not converting" in result.stderr and "FAILED" in result.stderr
+    assert "--fail-fast: checking it against the traced model, then stopping" in result.stderr
+    assert "FAILED" in result.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["conversion"]["outcome"] == "not_attempted" and report["early_answer"]["confirmed"] is None
     assert {name: digest(path) for name, path in user_files.items()} == before

@@ -131,8 +131,15 @@ def _event_stream(path: Optional[Path], to_stdout: bool) -> Iterator[Callable[[d
 def _print_predicted(event: dict) -> None:
     """The early answer on stderr: the predicted root cause, before the converter has confirmed it."""
     finding = event["finding"]
+    if event.get("withdrawn"):
+        err.print(f"withdrawn  {finding['code']}: {printable(event['because'])}", markup=False, soft_wrap=True)
+        return
     source = "the samples and the model's declared inputs" if event["stage"] == "data" else "the traced model"
-    then = "--fail-fast: not converting" if event["fail_fast"] else "converting to confirm it…"
+    if not event["fail_fast"]:
+        then = "converting to confirm it…"
+    else:
+        then = "--fail-fast: not converting" if event["stage"] == "graph" else \
+            "--fail-fast: checking it against the traced model, then stopping"
     err.print(f"predicted  {finding['code']} {finding['severity']}  {printable(finding['title'])}", markup=False,
               soft_wrap=True)
     err.print(f"  {printable(finding['message'])}", markup=False, soft_wrap=True)

@@ -20,7 +20,6 @@ from quantdoctor.isolation.protocol import read_json
 from quantdoctor.report.model import Finding, Report, rank_findings
 
 NOT_ATTEMPTED = "not_attempted"  # the conversion outcome when fail_fast stopped at a prediction
-STAGES = ("data", "graph")  # predicted from the samples and the model's declared inputs, or after the worker traced it
 
 
 class StopAtPrediction(Exception):
@@ -30,7 +29,14 @@ class StopAtPrediction(Exception):
 @dataclass
 class EarlyAnswers:
     """One diagnosis's events (to `on_event`, a callable taking each event as a dict) and the root cause
-    it predicted with certainty before converting, if any."""
+    it predicted with certainty before converting, if any.
+
+    A prediction names one cause, and only when nothing else known could stop the converter first: every
+    error found before converting is certain, and all of them have one code (the converter stops at the
+    first failure, in an order of its own). From the samples alone (stage `data`) the graph is not yet
+    known; the traced graph (stage `graph`) is checked against that prediction, which is withdrawn when
+    the graph holds another error. `fail_fast` stops only at a prediction the traced graph agrees with.
+    """
 
     on_event: Callable[[dict[str, Any]], None] | None = None
     fail_fast: bool = False
@@ -38,6 +44,8 @@ class EarlyAnswers:
     finding: Finding | None = None
     stage: str | None = None
     seconds: float | None = None
+    graph_checked: bool = False  # the prediction stands after the traced graph was judged
+    withdrawn: str | None = None  # why the traced graph contradicted a prediction from the samples
 
     def __post_init__(self) -> None:
         if self.on_event is not None and not callable(self.on_event):
@@ -50,29 +58,39 @@ class EarlyAnswers:
 
     @property
     def stopping(self) -> bool:
-        """True when fail_fast stops this diagnosis before converting."""
-        return self.fail_fast and self.finding is not None
+        """True when fail_fast stops this diagnosis before converting: a prediction the traced graph agrees with."""
+        return self.fail_fast and self.finding is not None and self.graph_checked and self.withdrawn is None
 
     def predict(self, findings: list[Finding], stage: str) -> None:
-        """Announce the first certain finding among `findings` (ranked root cause first) unless one was."""
-        if self.finding is not None:
+        """Judge every finding known at `stage` ("data": the samples against the declared inputs; "graph": the
+        traced model too): announce their one certain cause, or, at the graph stage, withdraw a prediction
+        from the samples that they no longer support."""
+        cause = certain_cause(findings)
+        if stage == "graph" and self.finding is not None:
+            if cause is not None and cause.code == self.finding.code:
+                self.graph_checked = True
+            elif self.withdrawn is None:
+                others = sorted({f.code for f in findings if f.severity == "error"} - {self.finding.code})
+                self.withdrawn = (f"the traced model and the samples hold other errors ({', '.join(others)}): the "
+                                  "converter may stop at one of them first")
+                self.emit("predicted", stage=stage, withdrawn=True, because=self.withdrawn,
+                          finding=self.finding.to_dict())
             return
-        certain = [f for f in rank_findings(findings) if catalog.get(f.code).predicts_failure(f)]
-        if not certain:
+        if self.finding is not None or cause is None:
             return
-        self.finding, self.stage = certain[0], stage
+        self.finding, self.stage, self.graph_checked = cause, stage, stage == "graph"
         self.seconds = round(time.perf_counter() - self.started, 3)
         self.emit("predicted", stage=stage, fail_fast=self.fail_fast, finding=self.finding.to_dict())
 
     def watch(self, response_path: Path, judge: Callable[[dict[str, Any]], list[Finding]]) -> Callable[[], None]:
         """A poll for the worker's run: once its response says it has described and traced the model (stage
-        `converting`), the findings `judge` makes of that response are predicted from; with fail_fast, a
-        certain one stops the worker (StopAtPrediction)."""
+        `converting`), the findings `judge` makes of that response are judged (`predict`, stage "graph");
+        with fail_fast, a prediction they support stops the worker (StopAtPrediction)."""
         judged = False
 
         def poll() -> None:
             nonlocal judged
-            if judged or self.finding is not None:
+            if judged:
                 return
             try:
                 response = read_json(response_path)
@@ -88,12 +106,23 @@ class EarlyAnswers:
         return poll
 
     def record(self, report: Report) -> dict[str, Any] | None:
-        """The report's `early_answer`: the predicted finding's code, when and from what it was known, and
-        whether the converter confirmed it (None when the conversion was not attempted)."""
+        """The report's `early_answer`: the predicted finding's code, when and from what it was known, whether
+        the traced graph withdrew it, and whether the converter confirmed it (None when it did not convert)."""
         if self.finding is None:
             return None
         return {"code": self.finding.code, "title": self.finding.title, "message": self.finding.message,
-                "stage": self.stage, "seconds": self.seconds, "confirmed": confirmed(self.finding, report)}
+                "stage": self.stage, "seconds": self.seconds, "withdrawn": self.withdrawn is not None,
+                **({"withdrawn_because": self.withdrawn} if self.withdrawn else {}),
+                "confirmed": confirmed(self.finding, report)}
+
+
+def certain_cause(findings: list[Finding]) -> Finding | None:
+    """The one cause `findings` (all those known before converting) say the conversion fails of, or None:
+    every error among them is certain (`Check.predicts_failure`) and of one code."""
+    errors = [f for f in rank_findings(findings) if f.severity == "error"]
+    if not errors or not all(catalog.get(f.code).predicts_failure(f) for f in errors):
+        return None
+    return errors[0] if len({f.code for f in errors}) == 1 else None
 
 
 def confirmed(predicted: Finding, report: Report) -> bool | None:

@@ -251,13 +251,11 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
         declared = _declared_inputs(source, checked)
         if predicting is not None and declared is not None:  # before TensorFlow starts: the samples alone
             inputs = [InputSpec.from_dict(spec) for spec in declared]
-            predicting.predict(check_calibration(checked, inputs, recipe), "data")
-        if predicting is not None and predicting.stopping:
-            run = _not_attempted(predicting, {"model": {"inputs": declared}}, 0.0)
-        else:
-            run = _run_watched(request, workdir, timeout, memory_limit_mb, aeq, predicting,
-                               lambda response: _judge(source, recipe, checked, response, None, target, evaluation,
-                                                       settings_findings or []).before_converting)
+            predicting.predict(check_input_names(inputs) + check_calibration(checked, inputs, recipe)
+                               + check_settings(recipe), "data")
+        run = _run_watched(request, workdir, timeout, memory_limit_mb, aeq, predicting,
+                           lambda response: _judge(source, recipe, checked, response, None, target, evaluation,
+                                                   settings_findings or []).before_converting)
         if run.outcome == REFUSED:
             raise UsageError(run.response["error_message"])
         if convert and not run.response.get("run_check"):  # the worker died in the check: where it was
@@ -320,10 +318,11 @@ def _run_watched(request: dict[str, Any], workdir: Path, timeout: float, memory_
 
 
 def _not_attempted(answers: EarlyAnswers, response: dict[str, Any], seconds: float) -> WorkerRun:
-    """The run that fail-fast stopped at a certain prediction, with what the worker said before (if it ran)."""
+    """The run that fail-fast stopped at a certain prediction (the worker killed after tracing the model),
+    with what the worker said before."""
     finding = answers.finding
-    because = (f"fail_fast: {finding.code} ({finding.title}) was predicted with certainty from the "
-               f"{'samples and the declared inputs' if answers.stage == 'data' else 'traced model and the samples'}")
+    because = (f"fail_fast: {finding.code} ({finding.title}) was predicted with certainty from the samples and "
+               "the traced model")
     return WorkerRun(outcome=NOT_ATTEMPTED, seconds=seconds, response={**response, "not_attempted_because": because})
 
 

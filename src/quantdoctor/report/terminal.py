@@ -111,6 +111,8 @@ def _early_answer_note(report: Report) -> list[Text]:
     if not early:
         return []
     head = f"Predicted before converting ({early['seconds']:.1f} s in): {early['code']}"
+    if early.get("withdrawn"):
+        return [literal_text(f"{head}; withdrawn: {early['withdrawn_because']}", "yellow")]
     if early["confirmed"]:
         return [literal_text(f"{head}, confirmed by the converter", "dim")]
     if early["confirmed"] is None:
