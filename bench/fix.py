@@ -147,7 +147,6 @@ def _real_cases() -> dict[str, Callable[[Path], tuple[Any, Any, dict[str, Any]]]
     import keras
     import numpy as np
     import tensorflow as tf
-
     from models import smooth_images, vectors
 
     rng = np.random.default_rng(7)

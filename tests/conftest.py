@@ -71,3 +71,38 @@ def record_preflight_agreement():
     quantdoctor.diagnose = recording
     yield
     quantdoctor.diagnose = original
+
+
+@pytest.fixture(autouse=True)
+def record_early_answers(request):
+    """With QUANTDOCTOR_EARLY_ANSWER_LOG=FILE, log each diagnosis whose conversion failed or that made an
+    early answer: the predicted code, whether the converter confirmed it, the real root cause
+    (bench/early_answers.py computes the agreement)."""
+    path = os.environ.get("QUANTDOCTOR_EARLY_ANSWER_LOG")
+    if not path:
+        yield
+        return
+    import json
+
+    import quantdoctor
+
+    original = quantdoctor.diagnose
+
+    def recording(*args, **kwargs):
+        report = original(*args, **kwargs)
+        early, conversion = report.early_answer, report.conversion
+        if early or (conversion.get("attempted") and conversion.get("outcome") != "ok"):
+            root = report.root_cause
+            with open(path, "a") as log:
+                log.write(json.dumps({"test": request.node.nodeid, "model": report.model["source"],
+                                      "outcome": conversion.get("outcome"),
+                                      "predicted": early["code"] if early else None,
+                                      "stage": early["stage"] if early else None,
+                                      "confirmed": early["confirmed"] if early else None,
+                                      "withdrawn": early["withdrawn"] if early else None,
+                                      "root_cause": root.code if root else None}) + "\n")
+        return report
+
+    quantdoctor.diagnose = recording
+    yield
+    quantdoctor.diagnose = original

@@ -5,12 +5,14 @@ Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage or input error, 3
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
@@ -44,6 +46,7 @@ from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.reduce.reduce_model import DEFAULT_REDUCE_SAMPLES
 from quantdoctor.report.literal import printable
 from quantdoctor.report.model import SEVERITIES, QuantizationError
+from quantdoctor.report.progress import ProgressLine
 from quantdoctor.tf_private import TensorFlowChanged
 
 try:  # typer 0.29 carries its own copy of click
@@ -84,6 +87,11 @@ def diagnose(
     imports: Imports = None,
     aeq_recipe: Optional[Path] = typer.Option(None, "--aeq-recipe", help="For a float .tflite: quantize with this "
                                               "ai-edge-quantizer recipe JSON instead of --mode's recipe."),
+    json_stream: Optional[Path] = typer.Option(None, "--json-stream", help="Write each stage as it ends (started, "
+                                               "predicted, converted, audited, done) as JSON Lines to this file "
+                                               "(- for stdout; the report then goes to stderr)."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at a failure predicted with certainty before "
+                                   "converting (exit 1), without converting."),
 ) -> None:
     """Convert MODEL with the real converter, in an isolated process, and explain what went wrong."""
     from quantdoctor.diagnosis.pipeline import diagnose as run_diagnose
@@ -92,20 +100,63 @@ def diagnose(
     require_tensorflow()
     if no_convert and output is not None:
         raise UsageError("--output needs a converted model, and --no-convert runs the preflight only: drop one")
+    if no_convert and fail_fast:
+        raise UsageError("--fail-fast stops before converting, and --no-convert never converts: drop one")
+    to_stdout = json_stream is not None and str(json_stream) == "-"
+    stream_file = None if json_stream is None or to_stdout else json_stream
     _check_inputs(("model", model), ("calibration data", data), ("eval data", eval_data), ("AEQ recipe", aeq_recipe))
-    check_outputs(inputs=(model, data, eval_data, aeq_recipe),
-                  outputs={"--json": json_path, "--output": output, "--keep-workdir": keep_workdir})
-    check_cache_root(inputs=(model, data, eval_data, aeq_recipe),
-                     outputs={"--json": json_path, "--output": output, "--keep-workdir": keep_workdir})
+    outputs = {"--json": json_path, "--output": output, "--keep-workdir": keep_workdir, "--json-stream": stream_file}
+    check_outputs(inputs=(model, data, eval_data, aeq_recipe), outputs=outputs)
+    check_cache_root(inputs=(model, data, eval_data, aeq_recipe), outputs=outputs)
     doing = "Checking (preflight only)" if no_convert else "Converting"
-    with handed_over(imports), err.status(f"{doing} {escape(printable(model))} in an isolated process…"):
+    with handed_over(imports), _event_stream(stream_file, to_stdout) as on_event, \
+            err.status(f"{doing} {escape(printable(model))} in an isolated process…"):
         report = run_diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
                               max_samples=max_samples, timeout=timeout, memory_limit_mb=memory_limit,
                               target=target, convert=not no_convert, eval_data=eval_data,
-                              keep_workdir=keep_workdir, trust_model=trust_model, aeq_recipe=aeq_recipe)
+                              keep_workdir=keep_workdir, trust_model=trust_model, aeq_recipe=aeq_recipe,
+                              fail_fast=fail_fast, on_event=on_event)
     if output and report.tflite_model is not None:
         write_output(output, report.tflite_model, "--output")
-    _finish(report, json_path, fail_on)
+    _finish(report, json_path, fail_on, console=err if to_stdout else out)
+
+
+@contextlib.contextmanager
+def _event_stream(path: Optional[Path], to_stdout: bool) -> Iterator[Callable[[dict], None]]:
+    """The diagnosis's event handler: a `predicted` event is printed on stderr at once, and with --json-stream
+    every event is one JSON line, flushed as it comes (to `path`, or to stdout)."""
+    stream = sys.stdout if to_stdout else (open(path, "w", encoding="utf-8") if path is not None else None)
+
+    def on_event(event: dict) -> None:
+        if event["event"] == "predicted":
+            _print_predicted(event)
+        if stream is not None:
+            stream.write(json.dumps(event) + "\n")
+            stream.flush()
+
+    try:
+        yield on_event
+    finally:
+        if stream is not None and not to_stdout:
+            stream.close()
+
+
+def _print_predicted(event: dict) -> None:
+    """The early answer on stderr: the predicted root cause, before the converter has confirmed it."""
+    finding = event["finding"]
+    if event.get("withdrawn"):
+        err.print(f"withdrawn  {finding['code']}: {printable(event['because'])}", markup=False, soft_wrap=True)
+        return
+    source = "the samples and the model's declared inputs" if event["stage"] == "data" else "the traced model"
+    if not event["fail_fast"]:
+        then = "converting to confirm it…"
+    else:
+        then = "--fail-fast: not converting" if event["stage"] == "graph" else \
+            "--fail-fast: checking it against the traced model, then stopping"
+    err.print(f"predicted  {finding['code']} {finding['severity']}  {printable(finding['title'])}", markup=False,
+              soft_wrap=True)
+    err.print(f"  {printable(finding['message'])}", markup=False, soft_wrap=True)
+    err.print(f"  known {event['seconds']:.1f} s in, from {source}; {then}", markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -127,11 +178,12 @@ def audit(
     _finish(run_audit(model, target=target, sram_kib=sram), json_path, fail_on)
 
 
-def _finish(report, json_path: Optional[Path], fail_on: str, failed: bool = False) -> None:
-    """Render, write the JSON, and exit 1 when findings reach --fail-on (or the command `failed` its job)."""
+def _finish(report, json_path: Optional[Path], fail_on: str, failed: bool = False, console: Console = out) -> None:
+    """Render (to `console`), write the JSON, and exit 1 when findings reach --fail-on (or the command `failed`
+    its job)."""
     from quantdoctor.report.terminal import render
 
-    render(report, out)
+    render(report, console)
     if json_path:
         write_output(json_path, json.dumps(report.to_dict(), indent=2), "--json")
     if failed:
@@ -165,8 +217,6 @@ def compare(
     imports: Imports = None,
 ) -> None:
     """Float vs quantized MODEL on eval data: end to end and layer by layer, worst layers first."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from quantdoctor.compare.compare_models import compare as run_compare
 
     _check_fail_on(fail_on)
@@ -178,12 +228,11 @@ def compare(
     check_outputs(inputs=(model, data, eval_data, labels, tflite), outputs=outputs)
     check_cache_root(inputs=(model, data, eval_data, labels, tflite), outputs=outputs)
     try:
-        with handed_over(imports), Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                            console=err, transient=True, disable=not err.is_interactive) as bar:  # piped: no bar, no blank line
-            task = bar.add_task("Converting (float and quantized)…", total=None)
+        with handed_over(imports), ProgressLine(sys.stderr) as line:  # a terminal only: piped, stderr stays clean
+            line.stage("Converting (float and quantized) in an isolated process")
 
             def progress(done: int, total: int) -> None:
-                bar.update(task, description="Running both models on the eval data", completed=done, total=total)
+                line.stage("Running both models on the eval data", done, total)
 
             report = run_compare(model, data, eval_data=eval_data, labels=labels, tflite=tflite, html=html_path,
                                  mode=mode, io=io, max_samples=max_samples, progress=progress,
@@ -254,6 +303,7 @@ def fix(
     With --max-drop or --min-sqnr, the fewest ops kept float that meet that accuracy budget."""
     from quantdoctor.fix.fix_model import fix as run_fix
     from quantdoctor.fix.render import render_fix
+    from quantdoctor.fix.rounds import ROUND
 
     require_tensorflow()
     if is_tflite_path(model):
@@ -269,10 +319,14 @@ def fix(
     check_outputs(inputs=(model, data, eval_data, labels), outputs=outputs)
     check_cache_root(inputs=(model, data, eval_data, labels), outputs=outputs)
     script_output = os.path.abspath(output) if output else "model_int8.tflite"  # the script runs anywhere
-    with handed_over(imports), \
-            err.status(f"Fixing {escape(printable(model))}: converting in an isolated process, in rounds…") as status:
-        def progress(step: str, variants: int) -> None:
-            status.update(f"Searching the float fallback for the accuracy budget: {variants} variant(s) tried…")
+    with handed_over(imports), ProgressLine(sys.stderr) as line:  # a terminal only: piped, stderr stays clean
+        line.stage("Fixing: converting in an isolated process")
+
+        def progress(step: str, count: int) -> None:
+            if step == ROUND:
+                line.stage("Fixing: round (convert, verify)", count, max_rounds)
+            else:
+                line.stage("Accuracy budget: variants tried", count)
 
         result = run_fix(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature,
                          target=target, eval_data=eval_data, labels=labels, max_samples=max_samples,

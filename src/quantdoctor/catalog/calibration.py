@@ -9,7 +9,7 @@ _LIST_GENERATOR = """def representative_dataset():
 CHECKS = (
     Check(
         code="QD301", name="missing-representative-dataset", severity="error", precedence=10,
-        repaired_in_data=True, fails_conversion=True,
+        repaired_in_data=True, fails_conversion=True, certain_failure=True, certain_if="converter_requires_dataset",
         title="Full integer quantization requested without a representative dataset",
         detects="The settings ask for integer activations (TFLITE_BUILTINS_INT8, int8/uint8 I/O, or 16x8) "
                 "but no representative dataset was given.",
@@ -36,7 +36,7 @@ CHECKS = (
     ),
     Check(
         code="QD303", name="bare-array-sample", severity="error", precedence=10,
-        automatic_fix=True, repaired_in_data=True, fails_conversion=True,
+        automatic_fix=True, repaired_in_data=True, fails_conversion=True, certain_failure=True,
         title="The representative dataset yields a bare array instead of a list",
         detects="Each sample must be a list (one array per input), a dict (input name -> array) or a "
                 "(signature_key, dict) tuple; a bare array was yielded.",
@@ -48,7 +48,7 @@ CHECKS = (
     ),
     Check(
         code="QD304", name="wrong-input-count", severity="error", precedence=10,
-        repaired_in_data=True, fails_conversion=True,
+        repaired_in_data=True, fails_conversion=True, certain_failure=True,
         title="Samples carry a different number of arrays than the model has inputs",
         detects="A sample list has more or fewer arrays than the model's signature has inputs.",
         why="The calibrator pairs arrays with inputs by position: missing inputs fail, extra arrays fail or "
@@ -59,7 +59,8 @@ CHECKS = (
     ),
     Check(
         code="QD305", name="dict-keys-mismatch", severity="error", precedence=10,
-        automatic_fix=True, repaired_in_data=True, fails_conversion=True,
+        automatic_fix=True, repaired_in_data=True, fails_conversion=True, certain_failure=True,
+        certain_if="missing_inputs",  # the calibrator looks up each input's key: extra keys alone pass
         title="Sample dict keys do not match the model's input names",
         detects="The representative dataset yields dicts whose keys differ from the signature's input "
                 "names.",
@@ -69,7 +70,8 @@ CHECKS = (
     ),
     Check(
         code="QD306", name="sample-shape-mismatch", severity="error", precedence=10,
-        automatic_fix=True, repaired_in_data=True, fails_conversion=True,
+        automatic_fix=True, repaired_in_data=True, fails_conversion=True, certain_failure=True,
+        certain_if="fixed_dimension_differs",  # a sample of another rank may be resized to, and calibrate
         title="Sample shape does not match the model input",
         detects="A sample's shape differs from the input's shape in a dimension the signature fixes "
                 "(a missing batch axis, another image size, channels last vs first).",

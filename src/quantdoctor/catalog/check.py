@@ -18,6 +18,10 @@ CATEGORIES = {
 }
 
 
+# Evidence key: the finding is about a list item for one of several inputs, paired by position in the
+# converter's input order (which the model's own order need not be).
+PAIRED_IN_CONVERTER_ORDER = "paired_in_converter_order"
+
 REDUCE_HINT = (" To find the layer that triggers it, with a script for a bug report: "
                "`quantdoctor reduce MODEL --data DATA --repro repro.py` (`qd.reduce` in Python).")
 
@@ -45,7 +49,11 @@ class Check:
     when the process died calibrating or quantizing); `from_vela`, a finding of Vela's compilation
     of one model (a model changed since needs Vela's word again);
     `overlay_cause`, the cause label the Model Explorer overlay puts on the tensor a finding of
-    this code names ("clipped range", "crushed merge", ...).
+    this code names ("clipped range", "crushed merge", ...);
+    `certain_failure`, an error finding of this code, made before converting, means the conversion
+    fails: quantdoctor announces it at once (an early answer) and `fail_fast` stops there.
+    `certain_if` narrows that to findings whose evidence holds a true value under this key (what
+    the check measured: an input's key missing, not only extra ones). See `predicts_failure`.
     """
 
     code: str
@@ -71,11 +79,26 @@ class Check:
     confirms_after_crash: bool = False
     from_vela: bool = False
     overlay_cause: str | None = None
+    certain_failure: bool = False
+    certain_if: str | None = None
 
     @property
     def category(self) -> str:
         """The JSON category, given by the code's range (QD2xx is dtype_mismatch, ...)."""
         return CATEGORIES[self.code[2]]
+
+    def predicts_failure(self, finding: Finding) -> bool:
+        """True when `finding` (of this code, made before converting) says for certain that the conversion fails.
+
+        Only an error of a `certain_failure` code whose evidence holds `certain_if` (when set) counts. A
+        finding about a list item paired with one of several inputs by position never does: the
+        converter pairs list items in its own input order, known only once it has converted.
+        """
+        if not self.certain_failure or finding.code != self.code or finding.severity != "error":
+            return False
+        if finding.evidence.get(PAIRED_IN_CONVERTER_ORDER):
+            return False
+        return self.certain_if is None or bool(finding.evidence.get(self.certain_if))
 
     def finding(self, message: str, *, location: Location | None = None, evidence: dict[str, Any] | None = None,
                 fix: str | None = None, fix_code: str | None = None, severity: str | None = None) -> Finding:

@@ -5,7 +5,7 @@ from quantdoctor.catalog.check import Check
 CHECKS = (
     Check(
         code="QD201", name="float64-calibration-samples", severity="error", precedence=10,
-        automatic_fix=True, repaired_in_data=True, fails_conversion=True,
+        automatic_fix=True, repaired_in_data=True, fails_conversion=True, certain_failure=True,
         title="Calibration samples are float64 but the model input is float32",
         detects="The representative dataset yields float64 arrays (NumPy's default: `np.random.rand`, "
                 "`np.array([...])` of Python floats, pandas columns). The calibrator refuses them: "
@@ -58,7 +58,7 @@ CHECKS = (
     ),
     Check(
         code="QD204", name="sample-dtype-mismatch", severity="error", precedence=10,
-        automatic_fix=True, repaired_in_data=True, fails_conversion=True,
+        automatic_fix=True, repaired_in_data=True, fails_conversion=True, certain_failure=True,
         title="Calibration samples have the wrong dtype for the input",
         detects="A sample's dtype differs from the model input's (integers for a float input, float for an "
                 "integer input). The calibrator refuses it: `Cannot set tensor: Got value of type INT32 but "

@@ -23,7 +23,7 @@ CHECKS = (
         fix_code=SELECT_TF_OPS_CODE,
     ),
     Check(
-        code="QD102", name="op-has-no-kernel", severity="error", precedence=35,
+        code="QD102", name="op-has-no-kernel", severity="error", precedence=35, certain_failure=True,
         rewrite="rewrite the op: neither TFLite nor Select TF ops has a kernel for it",
         title="Op has neither a TFLite builtin nor a Select TF ops kernel",
         detects="The converter reports `'tf.X' op is neither a custom op nor a flex op` with "

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from quantdoctor import catalog
 from quantdoctor.aeq.findings import with_aeq_findings
@@ -21,10 +22,11 @@ from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.convert import cache as conversion_cache
 from quantdoctor.diagnosis.classify_failure import FailureContext, classify_failure, excerpt
 from quantdoctor.diagnosis.confirmation import CONFIRMED_PRECEDENCE, merge_confirmed
+from quantdoctor.diagnosis.early_answer import NOT_ATTEMPTED, EarlyAnswers, StopAtPrediction
 from quantdoctor.diagnosis.process_failures import process_finding
 from quantdoctor.environment import require_tensorflow
 from quantdoctor.errors import EditFailed, UsageError
-from quantdoctor.intake import float_tflite, options
+from quantdoctor.intake import float_tflite, keras_config, options
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake.cache_settings import check_cache_root
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES, CalibrationSet
@@ -34,7 +36,7 @@ from quantdoctor.intake.user_input import calibration_set, eval_set, model_sourc
 from quantdoctor.isolation.cleanup import run_interruptible
 from quantdoctor.isolation.crash import crash_frames, native_errors
 from quantdoctor.isolation.protocol import read_json
-from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, WorkerRun, run_worker
+from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, WorkerRun, response_path, run_worker
 from quantdoctor.preflight.data_checks import (
     InputSpec,
     check_against_inference,
@@ -48,7 +50,7 @@ from quantdoctor.preflight.data_checks import (
     data_is_used,
 )
 from quantdoctor.preflight.npu_placement import npu_preflight
-from quantdoctor.preflight.predict import actual_verdict, predict
+from quantdoctor.preflight.predict import Prediction, actual_verdict, predict
 from quantdoctor.preflight.qat import is_qat_model, qat_aware
 from quantdoctor.preflight.settings_checks import check_settings
 from quantdoctor.report.model import Finding, Report, rank_findings
@@ -64,7 +66,8 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
              timeout: float = DEFAULT_TIMEOUT, memory_limit_mb: int | None = None,
              target: str | None = None, convert: bool = True, eval_data: Any = None,
              keep_workdir: str | Path | None = None, trust_model: bool = False,
-             aeq_recipe: str | Path | None = None) -> Report:
+             aeq_recipe: str | Path | None = None, fail_fast: bool = False,
+             on_event: Callable[[dict[str, Any]], None] | None = None) -> Report:
     """Convert `model` with the real TFLite converter in an isolated process and explain the outcome.
 
     `model` is a path (`.keras`, `.h5`, SavedModel directory), a Keras model, a list of concrete
@@ -82,12 +85,17 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
     with an `UnsafeModelError` unless `trust_model=True`.
     A float `.tflite` model is quantized with ai-edge-quantizer (the `aeq` extra): `mode` picks its recipe
     (int8, int8-strict, int16x8, dynamic, weight-only), or `aeq_recipe` names a recipe JSON file of the user's.
+    A failure the data checks or the preflight predict with certainty (see `diagnosis/early_answer.py`) is
+    known before converting: `on_event` (a function) receives it as the `predicted` event, among the events
+    `started`, `converted`, `audited` and `done`, each a dict; the report's `early_answer` says whether the
+    converter confirmed it. With `fail_fast=True` the conversion is not attempted after such a prediction.
     Returns the report, root cause first.
     """
+    answers = EarlyAnswers(on_event, options.flag(fail_fast, "fail_fast"))
     return _diagnose(model, data, mode=mode, io=io, select_tf_ops=select_tf_ops, signature_keys=signature_keys,
                      max_samples=max_samples, timeout=timeout, memory_limit_mb=memory_limit_mb, target=target,
                      convert=convert, eval_data=eval_data, keep_workdir=keep_workdir, trust_model=trust_model,
-                     aeq_recipe=aeq_recipe)[0]
+                     aeq_recipe=aeq_recipe, answers=answers)[0]
 
 
 @run_interruptible
@@ -142,7 +150,8 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
               eval_data: Any = None, keep_workdir: str | Path | None = None,
               float_twin: bool = False, keep_calibration: bool = False,
               trust_model: bool = False, eval_fit: CalibrationSet | None = None,
-              aeq_recipe: str | Path | None = None) -> tuple[Report, ConversionArtifacts]:
+              aeq_recipe: str | Path | None = None,
+              answers: EarlyAnswers | None = None) -> tuple[Report, ConversionArtifacts]:
     require_tensorflow()
     checked = options.RunOptions.checked(timeout=timeout, memory_limit_mb=memory_limit_mb, max_samples=max_samples,
                                          target=target)
@@ -160,6 +169,9 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
     if keep_workdir is not None:
         check_outputs(inputs=(model, data, eval_data, aeq_recipe), outputs={"--keep-workdir": keep_workdir})
         keep = prepare_keep_workdir(keep_workdir)
+    if answers is not None:
+        answers.emit("started", model=str(model) if isinstance(model, (str, Path)) else type(model).__name__,
+                     convert=convert)
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-"))
     try:
         source, recipe, calibration = _intake(model, data, mode, io, select_tf_ops, max_samples, workdir, aeq_recipe)
@@ -169,10 +181,17 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
             if source.format != "savedmodel":
                 raise UsageError("signature keys apply to SavedModel directories only")
             source.signature_keys = list(signature_keys)
-        return diagnose_prepared(source, recipe, calibration, workdir, target=target, evaluation=evaluation,
-                                 convert=convert, float_twin=float_twin, keep_calibration=keep_calibration,
-                                 timeout=timeout, memory_limit_mb=memory_limit_mb, trust_model=trust_model,
-                                 settings_findings=unused, cache=keep is None, eval_fit=eval_fit)
+        report, artifacts = diagnose_prepared(
+            source, recipe, calibration, workdir, target=target, evaluation=evaluation, convert=convert,
+            float_twin=float_twin, keep_calibration=keep_calibration, timeout=timeout,
+            memory_limit_mb=memory_limit_mb, trust_model=trust_model, settings_findings=unused,
+            cache=keep is None, eval_fit=eval_fit, answers=answers)
+        if answers is not None:
+            root = report.root_cause
+            answers.emit("done", verdict=report.verdict, root_cause=root.code if root else None,
+                         findings=len(report.findings),
+                         prediction_confirmed=(report.early_answer or {}).get("confirmed"))
+        return report, artifacts
     finally:
         try:
             if keep is not None:
@@ -186,7 +205,8 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
                       convert: bool = True, float_twin: bool = False, keep_calibration: bool = False,
                       timeout: float = DEFAULT_TIMEOUT, memory_limit_mb: int | None = None,
                       trust_model: bool = False, settings_findings: list[Finding] | None = None,
-                      cache: bool = True, eval_fit: CalibrationSet | None = None) -> tuple[Report, ConversionArtifacts]:
+                      cache: bool = True, eval_fit: CalibrationSet | None = None,
+                      answers: EarlyAnswers | None = None) -> tuple[Report, ConversionArtifacts]:
     """One diagnosis of a model already taken in, in `workdir`: the report, and its artifacts: with
     `float_twin` compare's float reference (see `diagnose_with_float_twin`), with `keep_calibration`
     the calibrated model and quantizer arguments (see `diagnose_with_calibration`).
@@ -194,7 +214,9 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
     calibrating conversion is kept in the conversion cache (`convert/cache.py`) and taken from it
     the next time, unless `cache` is False or a memory limit is set. `fix` runs its rounds through it.
     Eval data (`evaluation`, or `eval_fit` to check only that) that does not fit the model's inputs is
-    a UsageError, raised before converting (`runtime/eval_fit.py`)."""
+    a UsageError, raised before converting (`runtime/eval_fit.py`). `answers` receives the early answer
+    (a failure predicted with certainty before converting) and the stages' events, and stops at the
+    prediction when it is set to fail fast."""
     request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None,
                                "convert": convert, "trust_model": trust_model}
     fitting = evaluation if evaluation is not None else eval_fit
@@ -212,6 +234,9 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
     if calibrating and cache and memory_limit_mb is None and not aeq:  # a memory limit is a question to ask anew
         key = conversion_cache.conversion_key(source, recipe, calibration, workdir, trust_model)
     cached = conversion_cache.lookup(key, workdir) if key else None
+    checked = calibration if data_is_used(recipe) else None  # data the converter never reads is not judged
+    # No early answer for AEQ's own quantizer, nor for a preflight-only run (it converts nothing to confirm).
+    predicting = answers if convert and not aeq else None
     if cached is not None:
         response = cached.response
         check_eval_shapes(declared_inputs(response.get("model", {}).get("inputs", [])), shapes, converted=False)
@@ -229,8 +254,14 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
         if convert:  # after converting, the worker runs the produced model once (runtime/check)
             request["run_check"] = {"float_model": str(workdir / FLOAT_REFERENCE),
                                     "state": str(workdir / RUN_CHECK_STATE)}
-        run = run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb,
-                         module="quantdoctor.convert.aeq_worker" if aeq else "quantdoctor.convert.worker")
+        declared = _declared_inputs(source, checked)
+        if predicting is not None and declared is not None:  # before TensorFlow starts: the samples alone
+            inputs = [InputSpec.from_dict(spec) for spec in declared]
+            predicting.predict(check_input_names(inputs) + check_calibration(checked, inputs, recipe)
+                               + check_settings(recipe), "data")
+        run = _run_watched(request, workdir, timeout, memory_limit_mb, aeq, predicting,
+                           lambda response: _judge(source, recipe, checked, response, None, target, evaluation,
+                                                   settings_findings or []).before_converting)
         if run.outcome == REFUSED:
             raise UsageError(run.response["error_message"])
         if convert and not run.response.get("run_check"):  # the worker died in the check: where it was
@@ -240,9 +271,11 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
                                    {**run.response, "worker_seconds": round(run.seconds, 3)})
         artifacts = ConversionArtifacts.read(workdir, twin_written=run.response.get("float_twin") == "ok",
                                              calibration=calibration if calibrating else None)
+    if answers is not None:
+        answers.emit("converted", attempted=run.outcome not in ("skipped", NOT_ATTEMPTED), outcome=run.outcome,
+                     conversion_seconds=round(run.seconds, 3), cached=cached is not None)
     if target is None and recipe.mode == "int8-strict":
         target = "int8-accelerator"
-    checked = calibration if data_is_used(recipe) else None  # data the converter never reads is not judged
     report = _build_report(source, recipe, checked, run, target, evaluation, settings_findings or [])
     if shapes and report.tflite_model is not None:  # samples paired in order: the converted model's order
         produced = read_tflite(report.tflite_model)
@@ -258,7 +291,45 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
         report = with_aeq_findings(report, source, recipe, run)
     if cached is not None:
         report = replace(report, conversion={**report.conversion, "cached": True})
+    if answers is not None:
+        report = replace(report, early_answer=answers.record(report))
+        if report.audit is not None:
+            answers.emit("audited", fully_integer=report.audit["fully_integer"],
+                         float_ops=len(report.audit["float_ops"]), op_count=report.audit["op_count"])
     return report, artifacts
+
+
+def _declared_inputs(source: model_intake.ModelSource, checked: CalibrationSet | None) -> list[dict[str, Any]] | None:
+    """The model's inputs as its file declares them, read without TensorFlow (a `.keras` file that quantdoctor
+    does not edit or cut); an empty list when no data is read (a missing dataset needs no inputs); else None."""
+    if checked is None:
+        return []
+    if source.loader != "keras_file" or source.edits or source.cut:
+        return None
+    return keras_config.declared_inputs(source.path)
+
+
+def _run_watched(request: dict[str, Any], workdir: Path, timeout: float, memory_limit_mb: int | None, aeq: bool,
+                 answers: EarlyAnswers | None,
+                 judge: Callable[[dict[str, Any]], list[Finding]]) -> WorkerRun:
+    """Run the conversion worker; with `answers`, judge its response once it has traced the model (the early
+    answer from the graph), and stop it there when they fail fast."""
+    started = time.perf_counter()
+    watch = answers.watch(response_path(workdir), judge) if answers is not None else None
+    try:
+        return run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb, on_poll=watch,
+                          module="quantdoctor.convert.aeq_worker" if aeq else "quantdoctor.convert.worker")
+    except StopAtPrediction:  # the worker was killed before converting
+        return _not_attempted(answers, read_json(response_path(workdir)), time.perf_counter() - started)
+
+
+def _not_attempted(answers: EarlyAnswers, response: dict[str, Any], seconds: float) -> WorkerRun:
+    """The run that fail-fast stopped at a certain prediction (the worker killed after tracing the model),
+    with what the worker said before."""
+    finding = answers.finding
+    because = (f"fail_fast: {finding.code} ({finding.title}) was predicted with certainty from the samples and "
+               "the traced model")
+    return WorkerRun(outcome=NOT_ATTEMPTED, seconds=seconds, response={**response, "not_attempted_because": because})
 
 
 def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_ops: bool, max_samples: int,
@@ -289,28 +360,17 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         raise model_intake.load_error(source.source, run.response.get("error_message", ""))
     if run.outcome == "edit_error":
         raise EditFailed(f"quantdoctor's edit of the model failed: {run.response.get('error_message', '')}")
-    model_info = run.response.get("model", {})
-    layers = source.layers or model_info.get("layers", [])
-    layer_names = LayerNames([layer["name"] for layer in layers], source.layer_scopes or model_info.get("layer_scopes"))
     tflite_bytes = run.tflite_path.read_bytes() if run.outcome == "ok" else None
     produced = read_tflite(tflite_bytes) if tflite_bytes is not None else None
-    input_specs = _in_converter_order(model_info.get("inputs", []), produced)
-    inputs = [InputSpec.from_dict(spec) for spec in input_specs]
-    signature_keys, float_signatures = _converted_signatures(source, model_info, produced)
-    inventory = run.response.get("preflight")
-    recipe.qat_model = is_qat_model(inventory, layers)
-    data_findings = (settings_findings + check_input_names(inputs) + check_calibration(calibration, inputs, recipe)
-                     + check_list_order(calibration, inputs, produced.input_names if produced else None,
-                                        _declared_order(source, model_info))
-                     + check_signature_coverage(calibration, signature_keys, float_signatures)
-                     + check_input_shapes(inputs, target))
-    if evaluation is not None:
-        data_findings += check_against_inference(calibration, evaluation, inputs)
-    data_findings = qat_aware(data_findings) if recipe.qat_model else data_findings
-    data_findings += check_settings(recipe)
-    prediction = predict(inventory, recipe, layer_names, inputs, data_findings) if inventory else None
-    conversion = {"attempted": run.outcome != "skipped", "outcome": run.outcome, "seconds": round(run.seconds, 3),
+    judged = _judge(source, recipe, calibration, run.response, produced, target, evaluation, settings_findings)
+    model_info, layers, layer_names = judged.model_info, judged.layers, judged.layer_names
+    input_specs, signature_keys, inventory = judged.input_specs, judged.signature_keys, judged.inventory
+    inputs, data_findings, prediction = judged.inputs, judged.data_findings, judged.prediction
+    attempted = run.outcome not in ("skipped", NOT_ATTEMPTED)
+    conversion = {"attempted": attempted, "outcome": run.outcome, "seconds": round(run.seconds, 3),
                   "error_excerpt": None, "model_bytes": None}
+    if run.outcome == NOT_ATTEMPTED:
+        conversion["not_attempted_because"] = run.response.get("not_attempted_because")
     audit = None
     outcome_findings: list[Finding] = []
     if produced is not None:
@@ -339,7 +399,7 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         conversion["exception"] = run.response.get("exception_class")  # module:qualname, what convert() raised
         outcome_findings = classify_failure(FailureContext(
             run.error_text, run.response.get("exception_type", ""), layer_names, calibration))
-    elif run.outcome != "skipped":
+    elif attempted:
         conversion["error_excerpt"] = "\n".join(native_errors(run.stderr) + crash_frames(run.stderr)) or None
         # What the process did (crashed, hung, ran out of memory) was seen, not inferred: it ranks before
         # the data errors it does not confirm.
@@ -361,6 +421,53 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
             preflight["npu"] = npu_prediction
     return Report(model=model, settings={**recipe.to_dict(), "target": target}, findings=findings,
                   conversion=conversion, audit=audit, preflight=preflight, tflite_model=tflite_bytes)
+
+
+@dataclass
+class _Judged:
+    """The model as the worker described it, and what the data checks and the preflight make of it."""
+
+    model_info: dict[str, Any]
+    layers: list[dict[str, str]]
+    layer_names: LayerNames
+    input_specs: list[dict[str, Any]]
+    inputs: list[InputSpec]
+    signature_keys: list[str]
+    inventory: dict[str, Any] | None
+    data_findings: list[Finding]
+    prediction: Prediction | None
+
+    @property
+    def before_converting(self) -> list[Finding]:
+        """Every finding known before the converter ran: the data checks' and the preflight's."""
+        return self.data_findings + (self.prediction.findings if self.prediction else [])
+
+
+def _judge(source: model_intake.ModelSource, recipe: Recipe, calibration: CalibrationSet | None,
+           response: dict[str, Any], produced: TFLiteModel | None, target: str | None,
+           evaluation: CalibrationSet | None, settings_findings: list[Finding]) -> _Judged:
+    """The data checks and the preflight prediction, on the worker's `response` (as far as it got) and the
+    produced model (None before converting, or when none was produced)."""
+    model_info = response.get("model", {})
+    layers = source.layers or model_info.get("layers", [])
+    layer_names = LayerNames([layer["name"] for layer in layers], source.layer_scopes or model_info.get("layer_scopes"))
+    input_specs = _in_converter_order(model_info.get("inputs", []), produced)
+    inputs = [InputSpec.from_dict(spec) for spec in input_specs]
+    signature_keys, float_signatures = _converted_signatures(source, model_info, produced)
+    inventory = response.get("preflight")
+    recipe.qat_model = is_qat_model(inventory, layers)
+    data_findings = (settings_findings + check_input_names(inputs) + check_calibration(calibration, inputs, recipe)
+                     + check_list_order(calibration, inputs, produced.input_names if produced else None,
+                                        _declared_order(source, model_info))
+                     + check_signature_coverage(calibration, signature_keys, float_signatures)
+                     + check_input_shapes(inputs, target))
+    if evaluation is not None:
+        data_findings += check_against_inference(calibration, evaluation, inputs)
+    data_findings = qat_aware(data_findings) if recipe.qat_model else data_findings
+    data_findings += check_settings(recipe)
+    prediction = predict(inventory, recipe, layer_names, inputs, data_findings) if inventory else None
+    return _Judged(model_info, layers, layer_names, input_specs, inputs, signature_keys, inventory, data_findings,
+                   prediction)
 
 
 def _in_converter_order(specs: list[dict[str, Any]], produced: TFLiteModel | None) -> list[dict[str, Any]]:

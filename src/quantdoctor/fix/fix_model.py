@@ -133,7 +133,8 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     returned: `budget["npu"]`). When the float model itself is already wrong on the eval data
     (QD510, QD511), nothing is searched: the result is not verified and says so. Labels naming
     classes the model lacks are refused as compare refuses them. `html` writes the after report
-    with the budget's Pareto plot; `progress(step, variants)` is called as variants are tried.
+    with the budget's Pareto plot; `progress(step, count)` is called with ("round", its number) as each round
+    starts, then with (the search step, the variants tried so far) as the budget's variants are tried.
     `model_explorer` writes the Model Explorer overlay of the model fix returns (or, unverified, the last one
     it made): the after report's per-layer SQNR and causes, and the ops the budget keeps float.
     Returns a `FixResult`; `result.model` is None unless verified (with a budget: the best effort).
@@ -153,7 +154,7 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
     settings = Settings(evaluation=evaluation, truth=truth, labels_for_metric=metric is not None,
                         max_rounds=max_rounds, timeout=timeout, memory_limit_mb=memory_limit_mb,
                         trust_model=options.flag(trust_model, "trust_model"),
-                        mode_requested=not is_converter(model))
+                        mode_requested=not is_converter(model), progress=progress)
     objective = budget_objective(max_drop, min_sqnr, metric, settings.truth, evaluation)
     if objective is not None:
         check_budget_settings(recipe)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from quantdoctor import catalog
 from quantdoctor.compare.compare_models import with_comparison
@@ -34,6 +34,7 @@ from quantdoctor.preflight.data_checks import (
 from quantdoctor.report.model import Finding, Report, rank_findings
 
 DEFAULT_MAX_ROUNDS = 4
+ROUND = "round"  # the progress step of a round of fix (its count is the round's number)
 _UNVERIFIED = ("the model converted but did not pass verification: no repair answers this; the script (--script) "
                "reproduces it for you to run where the check can pass")
 _MAX_DATA_PASSES = 8
@@ -65,6 +66,7 @@ class Settings:
     memory_limit_mb: int | None = None
     trust_model: bool = False
     mode_requested: bool = True  # the settings came from --mode, not from the user's converter
+    progress: Callable[[str, int], None] | None = None  # called with (ROUND, its number) as each round starts
 
 
 def run_rounds(origin: ModelOrigin, plan: Plan, data: CalibrationSet | None, workdir: Path,
@@ -78,6 +80,8 @@ def run_rounds(origin: ModelOrigin, plan: Plan, data: CalibrationSet | None, wor
     for number in range(1, settings.max_rounds + 1):
         round_dir = workdir / f"round{number}"
         round_dir.mkdir()
+        if settings.progress:
+            settings.progress(ROUND, number)
         try:
             report, float_model = _convert(origin, plan, data, round_dir, settings)
         except EditFailed as exc:

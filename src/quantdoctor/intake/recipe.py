@@ -133,6 +133,12 @@ class Recipe:
         return "TFLITE_BUILTINS_INT8" in self.supported_ops and "TFLITE_BUILTINS" not in self.supported_ops
 
     @property
+    def int8_ops_requested(self) -> bool:
+        """True when the converter requires a representative dataset (or QAT ranges) for these settings:
+        TFLITE_BUILTINS_INT8 among the ops, or int8 the only supported type (TF's `_is_int8_target_required`)."""
+        return "TFLITE_BUILTINS_INT8" in self.supported_ops or self.supported_types == ["int8"]
+
+    @property
     def integer_io(self) -> bool:
         """True when the input or output type asked for is an integer type."""
         return bool({self.inference_input_type, self.inference_output_type} & {"int8", "uint8", "int16"})

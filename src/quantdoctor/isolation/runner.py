@@ -80,11 +80,14 @@ def check_limits(timeout: float, memory_limit_mb: int | None) -> None:
 
 
 def run_worker(request: dict[str, Any], workdir: Path, timeout: float = DEFAULT_TIMEOUT,
-               memory_limit_mb: int | None = None, module: str = "quantdoctor.convert.worker") -> WorkerRun:
+               memory_limit_mb: int | None = None, module: str = "quantdoctor.convert.worker",
+               on_poll: Callable[[], None] | None = None) -> WorkerRun:
     """Run one conversion request in a child process and collect its outcome. `module` is the worker:
-    the TFLiteConverter's, or `quantdoctor.convert.aeq_worker` for a float .tflite quantized with AEQ."""
-    request = {**request, "response": str(workdir / "response.json"), "output": str(workdir / "model.tflite")}
-    run = run_isolated(module, request, workdir, timeout, memory_limit_mb)
+    the TFLiteConverter's, or `quantdoctor.convert.aeq_worker` for a float .tflite quantized with AEQ.
+    `on_poll` is called while it runs (its response, `response_path(workdir)`, tells how far it got);
+    an exception it raises kills the worker and is raised here."""
+    request = {**request, "response": str(response_path(workdir)), "output": str(workdir / "model.tflite")}
+    run = run_isolated(module, request, workdir, timeout, memory_limit_mb, on_poll)
     # A response that reached "done" stands, even if the process died or hung afterwards (say while
     # converting compare's float twin, which then is missing from the response).
     if run.outcome == "done" or run.response.get("stage") == "done":
@@ -92,6 +95,11 @@ def run_worker(request: dict[str, Any], workdir: Path, timeout: float = DEFAULT_
     if run.outcome == "ok":
         run.tflite_path = Path(request["output"])
     return run
+
+
+def response_path(workdir: Path) -> Path:
+    """Where a conversion worker run in `workdir` writes its response, rewritten at each stage."""
+    return workdir / "response.json"
 
 
 def run_isolated(module: str, request: dict[str, Any], workdir: Path, timeout: float = DEFAULT_TIMEOUT,

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from quantdoctor import catalog
+from quantdoctor.catalog.check import PAIRED_IN_CONVERTER_ORDER
 from quantdoctor.intake.array_files import REAL_KINDS
 from quantdoctor.intake.data import CalibrationSet, Sample
 from quantdoctor.intake.model import is_valid_tf_name
@@ -40,6 +41,12 @@ class InputSpec:
     def from_dict(cls, spec: dict[str, Any]) -> InputSpec:
         shape = spec.get("shape")
         return cls(spec["name"], tuple(shape) if shape is not None else None, spec["dtype"])
+
+    def fixes_another_size(self, shape: tuple[int, ...]) -> bool:
+        """True when `shape` has the input's rank and another size in a dimension the signature fixes: the
+        calibrator cannot resize the input to it. (A sample of another rank may be resized to.)"""
+        return self.shape is not None and len(shape) == len(self.shape) \
+            and any(d is not None and d != s for d, s in zip(self.shape, shape))
 
     def accepts_shape(self, shape: tuple[int, ...]) -> bool:
         """True when every dimension the signature fixes has the same size in `shape`."""
@@ -191,6 +198,7 @@ def _missing_dataset(recipe: Recipe) -> list[Finding]:
         return []
     evidence = {"mode": recipe.mode, "qat_model": recipe.qat_model}
     if recipe.qat_model and recipe.optimizing:  # only the INT8-only check is left to need a dataset
+        evidence["converter_requires_dataset"] = recipe.int8_ops_requested
         return [catalog.get("QD301").finding(
             "The model is quantization-aware trained: its FakeQuant ops carry the ranges, so it needs no "
             "calibration data. The converter refuses anyway, because its check for TFLITE_BUILTINS_INT8 runs before "
@@ -199,7 +207,7 @@ def _missing_dataset(recipe: Recipe) -> list[Finding]:
     if recipe.int8_only_ops or recipe.calibrate or recipe.mode == "int16x8":
         return [catalog.get("QD301").finding(
             f"The settings ask for integer activations (mode {recipe.mode}) but no representative dataset "
-            "was given.", evidence=evidence)]
+            "was given.", evidence={**evidence, "converter_requires_dataset": recipe.int8_ops_requested})]
     io = {"inference_input_type": recipe.inference_input_type, "inference_output_type": recipe.inference_output_type}
     if recipe.qat_model:  # not optimized: the QAT ranges need nothing but optimizations
         return [catalog.get("QD205").finding(
@@ -244,10 +252,11 @@ def _sample_problems(index: int, sample: Sample, inputs: list[InputSpec]) -> lis
             f"{', '.join(names)}.", evidence={"arrays_in_sample": len(sample.values), "model_inputs": names}))]
     if sample.kind in ("dict", "signature") and inputs and set(sample.values) != set(names):
         keys = sorted(sample.values)
+        missing = sorted(set(names) - set(keys))
         return found + [(("QD305", tuple(keys)), catalog.get("QD305").finding(
             f"Sample #{index} has keys {keys}; the model's inputs are named {names}.",
-            location=Location(input=", ".join(sorted(set(names) - set(keys))) or None),
-            evidence={"sample_keys": keys, "input_names": names}))]
+            location=Location(input=", ".join(missing) or None),
+            evidence={"sample_keys": keys, "input_names": names, "missing_inputs": missing}))]
     several_in_list = sample.kind == "list" and len(inputs) > 1
     for spec, array in _pair(sample, inputs):
         found += _array_problems(index, spec, array, several_in_list)
@@ -342,20 +351,22 @@ def _array_problems(index: int, spec: InputSpec | None, array: np.ndarray,
                     several_in_list: bool) -> list[tuple[tuple, Finding]]:
     name = spec.name if spec else None
     expected = spec.dtype if spec else "float32"
+    paired = {PAIRED_IN_CONVERTER_ORDER: True} if several_in_list else {}
     found = []
     if array.dtype.name != expected and (spec or array.dtype == np.float64):
         code = "QD201" if array.dtype == np.float64 and expected == "float32" else "QD204"
         found.append(((code, name, array.dtype.name), catalog.get(code).finding(
             f"Sample #{index} for input '{name or 0}' is {array.dtype.name}; the input expects {expected}.",
             location=Location(input=name),
-            evidence={"sample_dtype": array.dtype.name, "input_dtype": expected},
+            evidence={"sample_dtype": array.dtype.name, "input_dtype": expected, **paired},
             fix_code=None if code == "QD201" else f"yield [sample.astype(np.{expected})]")))
     if spec and not spec.accepts_shape(array.shape):
         found.append((("QD306", name, array.shape), catalog.get("QD306").finding(
             f"Sample #{index} for input '{name}' has shape {_shape(array.shape)}; the input expects "
             f"{_shape(spec.shape)}.{LIST_ORDER_HINT if several_in_list else ''}",
             location=Location(input=name),
-            evidence={"sample_shape": list(array.shape), "input_shape": list(spec.shape or [])})))
+            evidence={"sample_shape": list(array.shape), "input_shape": list(spec.shape or []),
+                      "fixed_dimension_differs": spec.fixes_another_size(array.shape), **paired})))
     return found
 
 

@@ -198,7 +198,7 @@ def _where(layer: str | None) -> str:
 def actual_verdict(report_conversion: dict[str, Any], audit: dict[str, Any] | None, recipe: Recipe) -> str | None:
     """The verdict the conversion itself delivered, in preflight's terms (None when not converted)."""
     outcome = report_conversion.get("outcome")
-    if outcome in (None, "skipped"):
+    if outcome in (None, "skipped", "not_attempted"):  # a preflight-only run; fail_fast stopped before converting
         return None
     if outcome != "ok":
         return "will_fail"

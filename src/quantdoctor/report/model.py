@@ -131,6 +131,8 @@ class Report:
     preflight: dict[str, Any] | None = None
     comparison: dict[str, Any] | None = None
     budget: dict[str, Any] | None = None  # from fix with an accuracy budget: the float fallback that meets it
+    # from diagnose: the root cause predicted with certainty before converting, and whether the converter confirmed it
+    early_answer: dict[str, Any] | None = None
     tflite_model: bytes | None = field(default=None, repr=False)
 
     @property
@@ -176,6 +178,7 @@ class Report:
             "preflight": self.preflight,
             **({"comparison": self.comparison} if self.comparison is not None else {}),
             **({"budget": self.budget} if self.budget is not None else {}),
+            **({"early_answer": self.early_answer} if self.early_answer is not None else {}),
         }
 
     def __str__(self) -> str:

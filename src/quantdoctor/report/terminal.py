@@ -36,6 +36,7 @@ def report_lines(report: Report) -> list[Text]:
     """The report's lines, styled, in print order: the environment's notes (an unverified TensorFlow,
     no LiteRT) right under the headline."""
     lines = [_headline(report), *(literal_text(note, "yellow") for note in current().notes())] + _preflight_note(report)
+    lines += _early_answer_note(report)
     npu, predicted = (report.audit or {}).get("npu"), (report.preflight or {}).get("npu")
     if npu or predicted:
         lines.append(literal_text(npu_line(npu, predicted, report.settings.get("target")), "bold"))
@@ -104,6 +105,21 @@ def _preflight_note(report: Report) -> list[Text]:
     return [Text("  The preflight judged the ops one by one from its table and predicted a failure; the converter "
                  "got through (it fuses or lowers some ops the table cannot judge alone). The findings below come "
                  "from the model it produced.", "dim")]
+
+
+def _early_answer_note(report: Report) -> list[Text]:
+    """What became of the root cause predicted before converting: confirmed, contradicted, or not converted."""
+    early = report.early_answer
+    if not early:
+        return []
+    head = f"Predicted before converting ({early['seconds']:.1f} s in): {early['code']}"
+    if early.get("withdrawn"):
+        return [literal_text(f"{head}; withdrawn: {early['withdrawn_because']}", "yellow")]
+    if early["confirmed"]:
+        return [literal_text(f"{head}, confirmed by the converter", "dim")]
+    if early["confirmed"] is None:
+        return [literal_text(f"{head}; conversion not attempted (fail fast)", "bold")]
+    return [literal_text(f"{head}; the converter did not confirm it: the findings below are what it did", "yellow")]
 
 
 def _more_like_it(group: list[Finding]) -> list[Text]:
