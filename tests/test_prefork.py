@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
+import time
 from pathlib import Path
 
 import keras
@@ -125,6 +127,40 @@ def test_a_timeout_in_a_forked_worker_ends_that_run_only(tmp_path, worker_log):
     assert hung.conversion["outcome"] == "timeout"
     assert qd.diagnose(model, smooth_images(20)).conversion["outcome"] == "ok"
     assert worker_log() == ["fork", "fork"]
+
+
+def forked_workers() -> list[int]:
+    """The processes whose parent is one of this process's zygotes, read from /proc."""
+    zygotes = {zygote.process.pid for zygote in prefork._zygotes.values()}
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent in zygotes:
+            found.append(int(entry.name))
+    return found
+
+
+def test_ctrl_c_during_a_forked_run_ends_its_worker_and_the_next_run_forks(tmp_path, worker_log):
+    (tmp_path / "slow_layers.py").write_text("import time\ntime.sleep(600)\n")
+    model = keras3_file(tmp_path)
+    workers: list[int] = []
+
+    def interrupt_once_the_worker_runs() -> None:
+        deadline = time.monotonic() + 240
+        while not workers and time.monotonic() < deadline:
+            workers.extend(forked_workers())
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_the_worker_runs, daemon=True).start()
+    with handed_over([str(tmp_path / "slow_layers.py")]), pytest.raises(KeyboardInterrupt):
+        qd.diagnose(model, smooth_images(20), timeout=3600)
+    assert workers and not Path(f"/proc/{workers[0]}").exists()
+    assert qd.diagnose(model, smooth_images(20)).conversion["outcome"] == "ok"
+    assert worker_log() == ["fork"]  # the interrupted run logs nothing; the next one forks
 
 
 CUSTOM_LAYER = """

@@ -121,10 +121,13 @@ class Zygote:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(theirs.fileno(),),
                 env={**environment, "TMPDIR": str(self.directory)}, cwd=self.directory, start_new_session=True)
         theirs.close()
-        self.ready = self.receive(_READY_SECONDS)
-        if self.ready is None or not self.ready.get("serving"):
+        try:
+            self.ready = self.receive(_READY_SECONDS)
+            if self.ready is None or not self.ready.get("serving"):
+                raise ZygoteRefused(f"the zygote did not start: {self.ready}")
+        except BaseException:  # it died importing, refused, or this process was interrupted meanwhile
             self.close()
-            raise ZygoteRefused(f"the zygote did not start: {self.ready}")
+            raise
 
     def alive(self) -> bool:
         """True while the zygote process runs."""
@@ -197,6 +200,10 @@ def fork_worker(module: str, args: list[str], log: IO[bytes], environment: dict[
     starts the zygote itself."""
     if not enabled():
         return None
+    try:
+        os.getcwd()
+    except OSError:  # a working directory that was removed: only a cold process can start in it
+        return None
     key = zygote_key(environment)
     with _registry_lock:
         if key in _unusable:
@@ -257,7 +264,18 @@ def _kill(pid: int) -> None:
             pass
 
 
+def _forget_inherited() -> None:
+    """In a process forked from one that has zygotes (multiprocessing, say): they stay the parent's."""
+    global _registry_lock
+    for zygote in _zygotes.values():
+        zygote._socket.close()  # this process's copy of the socket; the parent's stays open
+    _zygotes.clear()
+    _unusable.clear()
+    _registry_lock = threading.Lock()
+
+
 atexit.register(shutdown)
+os.register_at_fork(after_in_child=_forget_inherited)
 
 
 # -- the zygote process ------------------------------------------------------------------------------
