@@ -24,7 +24,7 @@ quantdoctor it imports and the environment (all of it but the per-run `TMPDIR`, 
 run-time settings and pytest's test name), since variables such as `TF_USE_LEGACY_KERAS` and
 `TF_CPP_MIN_LOG_LEVEL` act at import; a zygote that dies is replaced at the next run.
 
-Run as `python -m quantdoctor.convert.prefork FD`: FD is its end of a socket pair with the parent.
+The zygote is this module run as `__main__` with one argument, FD: its end of a socket pair with the parent.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ class Zygote:
         self._busy = threading.Lock()
         with open(self.directory / "zygote.log", "wb") as log:
             self.process = subprocess.Popen(
-                command("quantdoctor.convert.prefork", str(theirs.fileno())),
+                command(__name__, str(theirs.fileno())),  # this module, run as the zygote
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(theirs.fileno(),),
                 env={**environment, "TMPDIR": str(self.directory)}, cwd=self.directory, start_new_session=True)
         theirs.close()

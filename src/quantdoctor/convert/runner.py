@@ -3,6 +3,8 @@
 The child gets its own session so a timeout kills it and anything it started. Its stderr goes to
 a file (the converter's MLIR diagnostics and TF's warnings land there), and the exit signal is
 recorded: a segfault or abort in the converter is a finding, never quantdoctor's own death.
+Where it can, the child is forked from a process that imported TensorFlow once (`prefork`), and set
+up exactly as a fresh one; a run with a memory limit always starts a fresh process.
 """
 
 from __future__ import annotations
