@@ -90,6 +90,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/testbed.py
 	$(BIN)/python bench/fix.py
 	$(BIN)/python bench/run_overhead.py
+	$(BIN)/python bench/suite.py
 	$(BIN)/python bench/budget.py
 	$(BIN)/python bench/reduce.py
 	$(BIN)/python bench/npu.py

@@ -17,8 +17,9 @@ concurrent run from another thread, a platform without fork or /proc, and `QUANT
 
 Fork safety: at the end of its imports the zygote has one Python thread. The native threads it has are
 OpenBLAS's pools (NumPy's and SciPy's), which register `pthread_atfork` handlers that stop the pool
-before a fork and start it again after; TensorFlow's import starts no thread of its own (its runtime
-starts on the first op, which the zygote never runs). The zygote refuses to serve (every run then starts
+before a fork and start it again when next used (measured on TensorFlow 2.21, Linux: three threads
+before the first fork, one after; with OPENBLAS_NUM_THREADS=1 one throughout); TensorFlow's import
+starts no thread of its own (its runtime starts on the first op, which the zygote never runs). The zygote refuses to serve (every run then starts
 cold) if it has any Python thread besides its main one. The zygote is keyed by the Python executable, the
 quantdoctor it imports and the environment (all of it but the per-run `TMPDIR`, quantdoctor's own
 run-time settings and pytest's test name), since variables such as `TF_USE_LEGACY_KERAS` and
