@@ -219,6 +219,7 @@ def fork_worker(module: str, args: list[str], log: IO[bytes], environment: dict[
             except ZygoteGone:
                 _unusable.add(key)
                 return None
+        _zygotes[key] = _zygotes.pop(key)  # the most recently used last: `_start` ends the first
     try:
         return zygote.fork(module, args, log, environment)
     except ZygoteGone as exc:
@@ -245,7 +246,7 @@ def shutdown() -> None:
 
 
 def _start(key: tuple, environment: dict[str, str], command: Callable[..., list[str]]) -> Zygote:
-    while len(_zygotes) >= _ZYGOTES_KEPT:  # the oldest goes: a run under a new environment rarely returns
+    while len(_zygotes) >= _ZYGOTES_KEPT:  # the least recently used goes
         _forget(next(iter(_zygotes)))
     zygote = Zygote({name: value for name, value in environment.items() if name != "TMPDIR"}, command)
     _zygotes[key] = zygote
