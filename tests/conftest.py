@@ -36,6 +36,33 @@ def keras_environment_as_started():
         os.environ["TF_USE_LEGACY_KERAS"] = _LEGACY_KERAS
 
 
+@pytest.fixture(autouse=True)
+def cold_spawn(request, monkeypatch):
+    """Tests marked `cold_spawn` test process isolation itself: their workers start as cold processes
+    (QUANTDOCTOR_PREFORK=0), as a run with a memory limit does, never forked from a zygote."""
+    if request.node.get_closest_marker("cold_spawn"):
+        monkeypatch.setenv("QUANTDOCTOR_PREFORK", "0")
+
+
+@pytest.fixture(scope="session")
+def image_model_files(tmp_path_factory) -> dict[str, Path]:
+    """The user's files several test modules diagnose, built once per pytest(-xdist) worker: the tiny
+    image model `user_model` as `.keras`, `.h5` and a SavedModel (`model.export`), 120 smooth images as
+    `.npz` (key `image`) and as float64 `.npy`. Shared: read them, never write into their folder (copy
+    them to a folder of the test's own first)."""
+    from models import image_model, smooth_images
+
+    folder = tmp_path_factory.mktemp("image_model_files")
+    model = image_model(name="user_model")
+    model.save(folder / "model.keras")
+    model.save(folder / "model.h5")
+    model.export(str(folder / "saved_model"), verbose=False)
+    np.savez(folder / "calib.npz", image=smooth_images(120))
+    np.save(folder / "calib64.npy", smooth_images(120).astype(np.float64))
+    return {"keras": folder / "model.keras", "h5": folder / "model.h5", "saved_model": folder / "saved_model",
+            "npz": folder / "calib.npz", "npy64": folder / "calib64.npy"}
+
+
 @pytest.fixture(scope="session")
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

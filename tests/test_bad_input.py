@@ -49,11 +49,8 @@ def one_line_error(result: subprocess.CompletedProcess, message: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def user_files(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("bad_input")
-    image_model(name="user_model").save(folder / "model.keras")
-    np.savez(folder / "calib.npz", image=smooth_images(120))
-    return {"keras": folder / "model.keras", "npz": folder / "calib.npz", "folder": folder}
+def user_files(image_model_files) -> dict[str, Path]:
+    return {"keras": image_model_files["keras"], "npz": image_model_files["npz"]}
 
 
 # -- data files: only what is used, and every malformed file is one line --------------------------

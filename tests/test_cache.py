@@ -477,6 +477,7 @@ def cli_environment(root: Path, **variables: str) -> dict[str, str]:
     return {**os.environ, "QUANTDOCTOR_NO_CACHE": "0", "QUANTDOCTOR_CACHE_DIR": str(root), **variables}
 
 
+@pytest.mark.cold_spawn
 @pytest.mark.slow
 def test_corrupt_and_swapped_entries_are_misses_never_errors(user_files, tmp_path):
     """Today's failures: a corrupt response.json exited 3, a truncated calibrated.tflite crashed the
@@ -516,6 +517,7 @@ def test_corrupt_and_swapped_entries_are_misses_never_errors(user_files, tmp_pat
     assert (only_entry(root) / cache.CALIBRATED).read_bytes() == pristine[cache.CALIBRATED]
 
 
+@pytest.mark.cold_spawn
 def test_an_entry_is_keyed_on_the_model_the_worker_loaded(user_files, cache_on, tmp_path, monkeypatch):
     """The issue's poisoning: the checkpoint is overwritten just as the worker loads it, then restored."""
     import importlib

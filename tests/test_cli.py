@@ -5,22 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from helpers import digest, run
-from models import image_model, smooth_images
 
 
 @pytest.fixture(scope="module")
-def model_files(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("user_files")
-    model = image_model(name="user_model")
-    model.save(folder / "model.keras")
-    model.save(folder / "model.h5")
-    np.savez(folder / "calib.npz", image=smooth_images(120))
-    np.save(folder / "calib64.npy", smooth_images(120).astype(np.float64))
-    return {"keras": folder / "model.keras", "h5": folder / "model.h5", "npz": folder / "calib.npz",
-            "npy64": folder / "calib64.npy"}
+def model_files(image_model_files) -> dict[str, Path]:
+    return {name: image_model_files[name] for name in ("keras", "h5", "npz", "npy64")}
 
 
 def test_clean_model_exits_0_writes_json_and_tflite_and_leaves_user_files_untouched(model_files, tmp_path):

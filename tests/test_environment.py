@@ -12,6 +12,8 @@ from models import dataset_from, image_model, int8_converter, smooth_images, vec
 import quantdoctor as qd
 from quantdoctor.environment import current
 
+pytestmark = pytest.mark.cold_spawn  # crashes, hangs and limits of a real cold process
+
 
 @pytest.mark.tensorflow("2.18", "2.21")  # TF 2.16 aborts on the Keras 3 model first (QD909)
 @pytest.mark.code("QD901")

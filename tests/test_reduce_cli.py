@@ -51,6 +51,7 @@ def custom_layer_model(tmp_path):
     np.save(tmp_path / "calib.npy", np.random.default_rng(0).normal(size=(20, 8)).astype("float32"))
 
 
+@pytest.mark.cold_spawn
 def test_import_hands_the_users_module_to_the_worker(tmp_path):
     custom_layer_model(tmp_path)
     shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)  # this test's own import of layers.py

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -18,7 +19,7 @@ import keras
 import numpy as np
 import pytest
 from helpers import QUANTDOCTOR, digest, root, run
-from models import image_model, smooth_images, vectors
+from models import smooth_images, vectors
 
 import quantdoctor as qd
 from quantdoctor.errors import UnsafeModelError, UsageError
@@ -37,11 +38,11 @@ def hashes(*paths: Path) -> dict[Path, str]:
 
 
 @pytest.fixture(scope="module")
-def user_files(tmp_path_factory) -> dict[str, Path]:
+def user_files(image_model_files, tmp_path_factory) -> dict[str, Path]:
+    """The shared model files, copied: these tests put links beside them."""
     folder = tmp_path_factory.mktemp("user")
-    model = image_model(name="user_model")
-    model.save(folder / "model.keras")
-    model.export(str(folder / "saved_model"), verbose=False)
+    shutil.copy2(image_model_files["keras"], folder / "model.keras")
+    shutil.copytree(image_model_files["saved_model"], folder / "saved_model")
     np.savez(folder / "calib.npz", image=smooth_images(60))
     return {"keras": folder / "model.keras", "saved_model": folder / "saved_model", "npz": folder / "calib.npz"}
 
@@ -102,6 +103,7 @@ def hostile_dir(tmp_path) -> Path:
     return folder
 
 
+@pytest.mark.cold_spawn
 def test_modules_in_the_working_directory_are_never_imported(user_files, hostile_dir):
     result = run("diagnose", str(user_files["keras"]), "--data", str(user_files["npz"]), cwd=hostile_dir,
                  env={**os.environ, "PYTHONSTARTUP": str(hostile_dir / "startup.py")})
@@ -110,6 +112,7 @@ def test_modules_in_the_working_directory_are_never_imported(user_files, hostile
     assert sorted(p.name for p in hostile_dir.parent.iterdir()) == ["downloads"]
 
 
+@pytest.mark.cold_spawn
 def test_pythonpath_and_pythonstartup_do_not_reach_the_worker(user_files, hostile_dir, monkeypatch):
     monkeypatch.chdir(hostile_dir)
     monkeypatch.setenv("PYTHONPATH", str(hostile_dir))
@@ -250,6 +253,7 @@ API_RUN = [sys.executable, "-c", "import sys, quantdoctor; quantdoctor.diagnose(
            "{keras}", "{npz}"]
 
 
+@pytest.mark.cold_spawn
 @pytest.mark.slow
 @pytest.mark.parametrize("command, signum, returncode", [
     (CLI_RUN, signal.SIGINT, 130),
@@ -286,6 +290,7 @@ def test_a_signal_ends_the_worker_and_removes_the_temporary_files(long_conversio
     assert list(private_tmp.iterdir()) == []
 
 
+@pytest.mark.cold_spawn
 def test_ctrl_c_in_the_python_api_ends_the_worker_then_raises_keyboard_interrupt(user_files, tmp_path,
                                                                                monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
@@ -304,6 +309,7 @@ def test_ctrl_c_in_the_python_api_ends_the_worker_then_raises_keyboard_interrupt
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
+@pytest.mark.cold_spawn
 def test_signal_handlers_come_back_after_a_run(user_files):
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     qd.diagnose(user_files["keras"], user_files["npz"], convert=False)
@@ -329,6 +335,7 @@ def test_a_huge_memory_limit_is_one_line_on_the_command_line(user_files):
     one_line_error(result, "memory limit 99999999999999 MB is out of range: give a whole number of MB from 256 to")
 
 
+@pytest.mark.cold_spawn
 @pytest.mark.code("QD903")
 @pytest.mark.matcher("out-of-memory")
 def test_a_limit_too_small_to_start_tensorflow_is_out_of_memory(user_files):
@@ -352,6 +359,7 @@ def wide_model(tmp_path_factory) -> dict[str, Path]:
     return {"keras": folder / "wide.keras", "npz": folder / "calib.npz"}
 
 
+@pytest.mark.cold_spawn
 @pytest.mark.slow
 @pytest.mark.parametrize("limit", [1600, 1700])
 def test_a_model_that_needs_more_than_the_limit_is_out_of_memory(wide_model, limit):

@@ -3,10 +3,13 @@
 The child gets its own session so a timeout kills it and anything it started. Its stderr goes to
 a file (the converter's MLIR diagnostics and TF's warnings land there), and the exit signal is
 recorded: a segfault or abort in the converter is a finding, never quantdoctor's own death.
+Where it can, the child is forked from a process that imported TensorFlow once (`prefork`), and set
+up exactly as a fresh one; a run with a memory limit always starts a fresh process.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import resource
@@ -20,11 +23,11 @@ from typing import IO, Any, Callable
 
 from quantdoctor import tf_private
 from quantdoctor.errors import InternalError, UsageError
+from quantdoctor.isolation import PACKAGE_ROOT
+from quantdoctor.isolation.prefork import ForkedWorker, fork_worker
 from quantdoctor.isolation.protocol import read_json, write_json
 
 DEFAULT_TIMEOUT = 900.0
-# The directory quantdoctor is imported from: the child imports the same copy.
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 # Below this, a memory limit is a slip (TensorFlow alone maps about 1 GB); above this (the user
 # address space of a 64-bit process, 128 TiB), it is not a limit.
 MIN_MEMORY_LIMIT_MB = 256
@@ -116,7 +119,7 @@ def run_isolated(module: str, request: dict[str, Any], workdir: Path, timeout: f
     started = time.perf_counter()
     peak = 0
     with open(stderr_path, "wb") as stderr:
-        child = start_isolated(module, [str(request_path)], stderr, workdir, memory_limit_mb, stdin=subprocess.DEVNULL)
+        child, started_by = _start_run(module, [str(request_path)], stderr, workdir, memory_limit_mb)
 
         def poll() -> None:
             nonlocal peak
@@ -144,7 +147,29 @@ def run_isolated(module: str, request: dict[str, Any], workdir: Path, timeout: f
         run.signal_name = signal.Signals(-child.returncode).name
     if not timed_out and child.returncode != 0:
         run.outcome = "crash"
+    _log_run(module, run, started_by)
     return run
+
+
+def _log_run(module: str, run: WorkerRun, started_by: str) -> None:
+    """With QUANTDOCTOR_WORKER_LOG=FILE, append one JSON line per worker run (bench/suite.py counts them)."""
+    path = os.environ.get("QUANTDOCTOR_WORKER_LOG")
+    if not path:
+        return
+    line = {"module": module, "started_by": started_by, "seconds": round(run.seconds, 3), "outcome": run.outcome,
+            "test": os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]}
+    with open(path, "a") as log:
+        log.write(json.dumps(line) + "\n")
+
+
+def _start_run(module: str, args: list[str], log: IO[bytes], workdir: Path,
+               memory_limit_mb: int | None) -> tuple[subprocess.Popen | ForkedWorker, str]:
+    """Start one worker run: forked from a zygote where it can be (see `prefork`), else cold. Says which."""
+    if memory_limit_mb is None:
+        forked = fork_worker(module, args, log, worker_environment(workdir), isolated_command)
+        if forked is not None:
+            return forked, "fork"
+    return start_isolated(module, args, log, workdir, memory_limit_mb, stdin=subprocess.DEVNULL), "spawn"
 
 
 def start_isolated(module: str, args: list[str], log: IO[bytes], workdir: Path, memory_limit_mb: int | None = None,
@@ -154,12 +179,16 @@ def start_isolated(module: str, args: list[str], log: IO[bytes], workdir: Path, 
 
     The worker's temporary files (TensorFlow's SavedModel exports, Keras's own) go under `workdir`, which
     quantdoctor removes however the run ends: a worker killed mid-export leaves nothing behind."""
+    return subprocess.Popen(isolated_command(module, *args), stdout=log, stderr=log, env=worker_environment(workdir),
+                            start_new_session=True, preexec_fn=_memory_limiter(memory_limit_mb), **popen)
+
+
+def worker_environment(workdir: Path) -> dict[str, str]:
+    """A worker's environment: this process's, TensorFlow's C++ log at warnings, TMPDIR under `workdir`."""
     private_tmp = workdir / "tmp"
     private_tmp.mkdir(exist_ok=True)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1"),
-           "TMPDIR": str(private_tmp)}
-    return subprocess.Popen(isolated_command(module, *args), stdout=log, stderr=log, env=env, start_new_session=True,
-                            preexec_fn=_memory_limiter(memory_limit_mb), **popen)
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1"),
+            "TMPDIR": str(private_tmp)}
 
 
 def isolated_command(module: str, *args: str) -> list[str]:
@@ -187,7 +216,7 @@ def _peak_memory_mb(pid: int) -> int:
     return 0
 
 
-def _wait(child: subprocess.Popen, timeout: float, on_poll: Callable[[], None]) -> bool:
+def _wait(child: subprocess.Popen | ForkedWorker, timeout: float, on_poll: Callable[[], None]) -> bool:
     """Wait for the child; False when it outlives `timeout`."""
     deadline = time.perf_counter() + timeout
     while True:
@@ -211,7 +240,7 @@ def _memory_limiter(limit_mb: int | None):
     return apply_limit
 
 
-def kill_group(child: subprocess.Popen) -> None:
+def kill_group(child: subprocess.Popen | ForkedWorker) -> None:
     """Kill a worker started by `start_isolated` and everything it started, and reap it."""
     try:
         os.killpg(child.pid, signal.SIGKILL)
