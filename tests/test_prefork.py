@@ -17,9 +17,9 @@ import tensorflow as tf
 from models import image_model, smooth_images, vectors
 
 import quantdoctor as qd
-from quantdoctor.convert import prefork
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.imports import handed_over
+from quantdoctor.isolation import prefork
 
 
 @pytest.fixture
