@@ -36,12 +36,30 @@ def keras_environment_as_started():
         os.environ["TF_USE_LEGACY_KERAS"] = _LEGACY_KERAS
 
 
+@pytest.fixture
+def python_signal_handlers(monkeypatch):
+    """Python's own SIGINT and SIGTERM handlers for the test, as a user's process starts with, whatever an
+    earlier test in the same pytest process left installed; those come back afterwards."""
+    import signal
+
+    from quantdoctor.isolation import cleanup
+
+    monkeypatch.setattr(cleanup, "_active", False)
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    left = {signum: signal.signal(signum, handler) for signum, handler in defaults.items()}
+    yield
+    for signum, handler in left.items():
+        signal.signal(signum, handler)
+
+
 @pytest.fixture(autouse=True)
 def cold_spawn(request, monkeypatch):
     """Tests marked `cold_spawn` test process isolation itself: their workers start as cold processes
-    (QUANTDOCTOR_PREFORK=0), as a run with a memory limit does, never forked from a zygote."""
+    (QUANTDOCTOR_PREFORK=0), as a run with a memory limit does, never forked from a zygote, and from
+    Python's own signal handlers (`python_signal_handlers`)."""
     if request.node.get_closest_marker("cold_spawn"):
         monkeypatch.setenv("QUANTDOCTOR_PREFORK", "0")
+        request.getfixturevalue("python_signal_handlers")
 
 
 @pytest.fixture(scope="session")

@@ -143,7 +143,8 @@ def forked_workers() -> list[int]:
     return found
 
 
-def test_ctrl_c_during_a_forked_run_ends_its_worker_and_the_next_run_forks(tmp_path, worker_log):
+def test_ctrl_c_during_a_forked_run_ends_its_worker_and_the_next_run_forks(tmp_path, worker_log,
+                                                                           python_signal_handlers):
     (tmp_path / "slow_layers.py").write_text("import time\ntime.sleep(600)\n")
     model = keras3_file(tmp_path)
     workers: list[int] = []

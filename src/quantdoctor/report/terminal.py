@@ -36,7 +36,6 @@ def report_lines(report: Report) -> list[Text]:
     """The report's lines, styled, in print order: the environment's notes (an unverified TensorFlow,
     no LiteRT) right under the headline."""
     lines = [_headline(report), *(literal_text(note, "yellow") for note in current().notes())] + _preflight_note(report)
-    lines += _early_answer_note(report)
     npu, predicted = (report.audit or {}).get("npu"), (report.preflight or {}).get("npu")
     if npu or predicted:
         lines.append(literal_text(npu_line(npu, predicted, report.settings.get("target")), "bold"))
@@ -49,6 +48,7 @@ def report_lines(report: Report) -> list[Text]:
         lines.append(literal_text("Root cause", "bold"))
         root_group = next(group for group in groups if group[0] is root)
         lines += _finding(root, with_fix_code=True) + _more_like_it(root_group) + _same_op(root_group, companions)
+    lines += _early_answer_note(report)  # whether the converter confirmed what was predicted, under the cause
     others = [group for group in groups if group[0] is not root]
     if others:
         lines.append(literal_text("Also found" if root else "Findings", "bold"))
