@@ -30,26 +30,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import CACHE, QUANTDOCTOR, RESULTS, prepare  # noqa: E402  (bench/run.py builds the shared bench models)
+from run import CACHE, PLAIN_CONVERT, QUANTDOCTOR, RESULTS, prepare  # noqa: E402  (bench/run.py builds the shared bench models)
 
-PLAIN_CONVERT = """
-import sys, numpy as np, tensorflow as tf, keras
-model = keras.saving.load_model(sys.argv[1], compile=False)
-with np.load(sys.argv[2]) as archive:
-    members = {name: archive[name] for name in archive.files}
-def representative_dataset():
-    for index in range(len(next(iter(members.values())))):
-        rows = {name: values[index][None] for name, values in members.items()}
-        yield rows if len(rows) > 1 else list(rows.values())
-converter = tf.lite.TFLiteConverter.from_keras_model(model)
-converter.optimizations = [tf.lite.Optimize.DEFAULT]
-converter.representative_dataset = representative_dataset
-try:
-    converter.convert()
-except Exception as exc:
-    print(type(exc).__name__, str(exc)[:200])
-    sys.exit(1)
-"""
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "QUANTDOCTOR_NO_CACHE": "1"}
 
 

@@ -27,13 +27,17 @@ CACHE = HERE / ".cache"
 RESULTS = HERE / "results"
 QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
 
+# One plain conversion of a .keras model calibrated on an .npz: one input per member (a lone member as a
+# list of one array, several as a dict keyed by member name, as a user's representative dataset yields).
 PLAIN_CONVERT = """
 import sys, numpy as np, tensorflow as tf, keras
 model = keras.saving.load_model(sys.argv[1], compile=False)
-rows = np.load(sys.argv[2])["image"]
+with np.load(sys.argv[2]) as archive:
+    members = {name: archive[name] for name in archive.files}
 def representative_dataset():
-    for row in rows:
-        yield [row[None]]
+    for index in range(len(next(iter(members.values())))):
+        rows = {name: values[index][None] for name, values in members.items()}
+        yield rows if len(rows) > 1 else list(rows.values())
 converter = tf.lite.TFLiteConverter.from_keras_model(model)
 converter.optimizations = [tf.lite.Optimize.DEFAULT]
 converter.representative_dataset = representative_dataset
