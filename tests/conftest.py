@@ -36,6 +36,23 @@ def keras_environment_as_started():
         os.environ["TF_USE_LEGACY_KERAS"] = _LEGACY_KERAS
 
 
+@pytest.fixture(autouse=True)
+def signal_state_left_as_found():
+    """A test must leave SIGINT/SIGTERM handlers and quantdoctor's cleanup state as it found them: a run that
+    returns with its Ctrl-C handling still installed would change the user's own program. What a test
+    leaves behind is named in a warning (the suite's summary lists them)."""
+    import signal
+    import warnings
+
+    from quantdoctor.isolation import cleanup
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), cleanup._active
+    yield
+    after = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), cleanup._active
+    if after != before:
+        warnings.warn(f"the test left SIGINT, SIGTERM handlers and cleanup state {after}, found {before}", stacklevel=1)
+
+
 @pytest.fixture
 def python_signal_handlers(monkeypatch):
     """Python's own SIGINT and SIGTERM handlers for the test, as a user's process starts with, whatever an
