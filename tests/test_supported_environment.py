@@ -131,9 +131,9 @@ def test_fix_repairs_float64_samples_and_verifies(user_files, tmp_path):
 
 def test_run_diagnoses_a_script_conversion(user_files, tmp_path):
     script = tmp_path / "convert.py"
-    converter_line = (f"converter = tf.lite.TFLiteConverter.from_keras_model(keras.saving.load_model({str(user_files['keras'])!r}))"
-                      if CONVERTS_KERAS_MODELS else
-                      f"converter = tf.lite.TFLiteConverter.from_saved_model({str(user_files['model'])!r})")
+    converter_line = ("converter = tf.lite.TFLiteConverter."
+                      + (f"from_keras_model(keras.saving.load_model({str(user_files['keras'])!r}))"
+                         if CONVERTS_KERAS_MODELS else f"from_saved_model({str(user_files['model'])!r})"))
     script.write_text(textwrap.dedent(f"""
         import numpy as np
         import tensorflow as tf

@@ -9,9 +9,9 @@ nothing. Add new hooks here, one function each, next to those of the same librar
 
 Verified on TensorFlow 2.18 and 2.21 with Keras 3 and ai-edge-litert 1.2 and 2.3 (and, for
 `quantdoctor run`, tensorflow-model-optimization 0.8.1 on tf_keras of the same release); their tests
-also ran on 2.16 with TensorFlow's own interpreter. `HOOKS_VERIFIED_ON` records each hook's
-releases, and a hook that differs between releases carries its per-release fact here
-(`CONVERTER_FLAGS_SINCE`).
+also run on 2.16 with TensorFlow's own interpreter (`make compat`, in CI). `HOOKS_VERIFIED_ON` records
+each hook's releases, and a hook that differs between releases carries its per-release fact here
+(`CONVERTER_FLAGS_SINCE`, `KERAS_SAVE_SPEC_SINCE`).
 """
 
 from __future__ import annotations
