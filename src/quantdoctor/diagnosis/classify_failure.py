@@ -15,6 +15,7 @@ from quantdoctor.audit.tflite_model import VARIABLE_OPS
 from quantdoctor.catalog.locations import layer_for_location, op_paths, scope_for_path
 from quantdoctor.diagnosis.mlir import Diagnostic, op_name, parse_diagnostics
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.intake.model import invalid_layer_names
 from quantdoctor.isolation.crash import KERAS3_VARIABLE_READ, OUT_OF_MEMORY, STAGE_MARKERS
 from quantdoctor.isolation.matcher import Matcher
 from quantdoctor.preflight.data_checks import LIST_ORDER_HINT
@@ -32,6 +33,7 @@ class FailureContext:
     exception_type: str = ""
     layer_names: list[str] = field(default_factory=list)
     calibration: CalibrationSet | None = None
+    layers: list[dict[str, str]] = field(default_factory=list)  # {"name", "class"} each, nested ones included
 
     @property
     def headline(self) -> str:
@@ -162,6 +164,21 @@ def _simple(code: str, message: str) -> Callable[[re.Match, FailureContext], Fin
         message, evidence={"converter_message": match.group(0).strip()})
 
 
+def _keras_export_failed(match: re.Match, context: FailureContext) -> Finding:
+    """The converter's export of a Keras model failed with nothing but a bare TypeError: a layer named outside
+    TensorFlow's pattern (QD407) when the model has one, else an input so named (QD405)."""
+    evidence = {"converter_message": match.group(0)}
+    layers = invalid_layer_names(context.layers)
+    if layers:
+        return catalog.get("QD407").finding(
+            f"Layer '{layers[0]}' is not a valid TensorFlow name: the converter's export of the model fails on it"
+            + (f" (and on {len(layers) - 1} more)." if len(layers) > 1 else "."),
+            location=Location(layer=layers[0]), evidence={**evidence, "layers": layers})
+    return catalog.get("QD405").finding(
+        "The converter's export of the Keras model failed with nothing but this TypeError, the symptom of a "
+        "model input named outside TensorFlow's node-name pattern.", evidence=evidence)
+
+
 _UNRESOLVED_CUSTOM_OP = Matcher.of("unresolved-custom-op", r"Encountered unresolved custom op: [^\n.]+")
 _NOT_CONVERTIBLE = Matcher.of("op-neither-custom-nor-flex", r"is neither a custom op nor a flex op")
 _TENSOR_LIST = Matcher.of("tensor-list-lowering", r"TensorList|Lowering tensor list ops is failed")
@@ -231,11 +248,7 @@ _RULES = (
               f"Signature '{m.group(1)}' was requested; the SavedModel has {m.group(2).split(',')}.",
               evidence={"converter_message": m.group(0), "valid_keys": m.group(2).split(",")})),
     _Rule(Matcher.of("keras-export-none-callable", r"^TypeError: 'NoneType' object is not callable$"),
-          lambda m, c: catalog.get("QD405").finding(
-              "The converter's export of the Keras model failed with nothing but this TypeError, the symptom of a "
-              "model input named outside TensorFlow's node-name pattern.",
-              evidence={"converter_message": m.group(0)}),
-          on_exception=True),
+          lambda m, c: _keras_export_failed(m, c), on_exception=True),
 )
 
 # Every matcher quantdoctor has, for the meta-test: each needs a real-model test marked with its name. An
