@@ -288,7 +288,8 @@ def _describe(tf: Any, model: dict[str, Any], loaded: Any) -> tuple[Callable[[],
 def _describe_keras_model(tf: Any, keras_model: Any) -> tuple[Callable[[], Any], dict[str, Any], Any]:
     from quantdoctor.intake.model import keras_layers, keras_output_layers, trace_keras
 
-    info = {"inputs": [_spec(x.name, x.shape, x.dtype) for x in keras_model.inputs],
+    inputs = getattr(keras_model, "inputs", None) or []  # a subclassed model loaded from a file has no `inputs`
+    info = {"inputs": [_spec(x.name, x.shape, x.dtype) for x in inputs],
             "layers": keras_layers(keras_model), "output_layers": keras_output_layers(keras_model)}
     with tf_private.recorded_layer_scopes(keras_model) as scopes:
         try:
