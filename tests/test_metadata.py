@@ -100,3 +100,14 @@ def test_layer_name_that_is_not_a_valid_tensorflow_name(tmp_path):
     assert [layer.name for layer in fixed.get_layer("block").layers] == ["inner_dense"]
     np.testing.assert_allclose(fixed(features()[:3]), model(features()[:3]), rtol=1e-6)
     assert qd.diagnose(fixed, features()).audit["fully_integer"]
+
+
+@pytest.mark.code("QD402")
+@pytest.mark.matcher("unknown-signature-key")
+def test_an_unknown_signature_key_holding_a_quote_and_a_newline_is_still_named(tmp_path):
+    """The key is the user's own text, quoted by the converter without escaping: `--signature "it's"` was QD904."""
+    module = Projection()
+    tf.saved_model.save(module, str(tmp_path / "model"), signatures={"encode": module.encode})
+    finding = root(qd.diagnose(tmp_path / "model", features(), signature_keys=["it's\nmine"]))
+    assert_finding(finding, "QD402", "metadata", "error")
+    assert finding.message.startswith("Signature 'it's\nmine' was requested") and finding.evidence["valid_keys"] == ["encode"]
