@@ -164,6 +164,23 @@ def _simple(code: str, message: str) -> Callable[[re.Match, FailureContext], Fin
         message, evidence={"converter_message": match.group(0).strip()})
 
 
+def _dicts_without_signature(match: re.Match) -> Finding:
+    """Dict samples naming no signature: refused by a model with several signatures, and by one with none (a
+    converter from concrete functions, which feeds list samples only, in the function's argument order)."""
+    evidence = {"converter_message": match.group(0)}
+    if match.group(1) != "0":
+        return catalog.get("QD315").finding(
+            f"The samples name no signature, and the model has {match.group(1)}: the calibrator refuses them.",
+            evidence=evidence)
+    return catalog.get("QD315").finding(
+        "The samples are dicts, and the model has no signature (a converter from concrete functions): the "
+        "calibrator takes list samples only.", evidence={**evidence, "no_signature": True},
+        fix="Yield a list of arrays per sample, in the order of the function's arguments.",
+        fix_code="def representative_dataset():\n"
+                 "    for x in samples:\n"
+                 "        yield [x[None].astype(np.float32)]          # one array per argument, in order")
+
+
 def _keras_export_failed(match: re.Match, context: FailureContext) -> Finding:
     """The converter's export of a Keras model failed with nothing but a bare TypeError: a layer named outside
     TensorFlow's pattern (QD407) when the model has one, else an input so named (QD405)."""
@@ -215,9 +232,7 @@ _RULES = (
               location=Location(input=m.group(1)), evidence={"converter_message": m.group(0)}),
           on_exception=True),
     _Rule(Matcher.of("signature-key-none", r"SignatureDef signature_key is None and model has (\d+) Signatures"),
-          lambda m, c: catalog.get("QD315").finding(
-              f"The samples name no signature, and the model has {m.group(1)}: the calibrator refuses them.",
-              evidence={"converter_message": m.group(0)})),
+          lambda m, c: _dicts_without_signature(m)),
     _Rule(Matcher.of("input-count", r"Invalid input shapes: expected (\d+) items got (\d+) items\.?"),
           lambda m, c: catalog.get("QD304").finding(
               f"The calibrator expected {m.group(1)} array(s) per sample and got {m.group(2)}.",
