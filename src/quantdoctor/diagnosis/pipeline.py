@@ -344,7 +344,8 @@ def _run_watched(request: dict[str, Any], workdir: Path, timeout: float, memory_
     try:
         return run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb,
                           on_poll=(lambda: [poll() for poll in polls]) if polls else None,
-                          module=after_conversion.module if after_conversion else module)
+                          module=after_conversion.module if after_conversion else module,
+                          needs_tensorflow=not aeq)
     except StopAtPrediction:  # the worker was killed before converting
         return _not_attempted(answers, read_json(response_path(workdir)), time.perf_counter() - started)
 
