@@ -203,7 +203,7 @@ def _run_compare(float_model: bytes, quant_model: bytes, evaluation: Any, workdi
         if progress and state:
             progress(state["done"], state["total"])
 
-    run = run_isolated("quantdoctor.compare.worker", request, workdir, timeout, on_poll=poll)
+    run = run_isolated("quantdoctor.compare.worker", request, workdir, timeout, on_poll=poll, needs_tensorflow=False)
     if "model_error" in run.response:
         raise UsageError(f"running the models on the eval data failed: {first_line(run.response['model_error'])}")
     if run.outcome != "done":

@@ -116,7 +116,7 @@ def probe(float_model: bytes, evaluation: CalibrationSet, candidates: list[dict]
         evaluation.save(workdir / "eval.npz")
         request = {"model": str(workdir / "float.tflite"), "data": str(workdir / "eval.npz"), "variants": candidates,
                    "response": str(workdir / "response.json"), "outputs": str(workdir / "outputs.npz")}
-        run = run_isolated("quantdoctor.compare.float_probe", request, workdir, timeout)
+        run = run_isolated("quantdoctor.compare.float_probe", request, workdir, timeout, needs_tensorflow=False)
         if run.outcome != "done":
             raise UsageError(f"running the float model on variants of the eval data failed ({run.outcome})")
         with np.load(request["outputs"]) as outputs:
