@@ -174,13 +174,11 @@ class Zygote:
             self._busy.release()
 
     def close(self) -> None:
-        """End the zygote (closing its socket ends its loop) and remove its directory."""
+        """End the zygote and remove its directory. It keeps nothing and its runs are sessions of their own:
+        it is killed, not left to shut TensorFlow down (seconds, which a command's exit would wait for)."""
         self._socket.close()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            _kill(self.process.pid)
-            self.process.wait()
+        _kill(self.process.pid)
+        self.process.wait()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
