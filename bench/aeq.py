@@ -9,12 +9,17 @@ user runs it:
 - quantdoctor: `quantdoctor compare model.tflite --data --eval-data --json`: AEQ in its isolated
   worker, then per-layer SQNR, causes (clipping, float fallback), run check and audit.
 
-Ratio = quantdoctor / AEQ; goal <= 1.0x. Run once: `python bench/aeq.py` (writes results/aeq.json).
+Ratio = quantdoctor / AEQ on the medians of `--repeats` rounds, the sides alternating, the conversion cache
+off; goal <= 1.0x. `--baseline SRC` adds the quantdoctor of another source tree (its `src`) as a third side,
+for a before/after in the same run. The machine's load is recorded with the figures (results/aeq.json).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +41,8 @@ q.quantize(qsvs)
 result = q.validate({"serving_default": [{"image": row[None]} for row in test]})
 print(len(result.get_all_tensor_results()))
 """
+# quantdoctor's command line from another source tree (`--baseline`): its workers follow its own package.
+BASELINE = "import sys; sys.path.insert(0, sys.argv.pop(1)); from quantdoctor.cli import main; sys.argv[0] = 'quantdoctor'; main()"
 
 
 def build(folder: Path) -> tuple[Path, Path, Path]:
@@ -62,25 +69,44 @@ def build(folder: Path) -> tuple[Path, Path, Path]:
     return path, folder / "calib.npz", folder / "eval.npz"
 
 
-def timed(command: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     return time.perf_counter() - started, done
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline", help="the src directory of another quantdoctor, as a third side")
+    options = parser.parse_args()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "QUANTDOCTOR_NO_CACHE": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         model, calib, evaluation = build(folder)
-        aeq_seconds, aeq = timed([sys.executable, "-c", AEQ_VALIDATE, str(model), str(calib), str(evaluation)])
-        assert aeq.returncode == 0, aeq.stderr[-2000:]
-        quantdoctor = str(Path(sys.executable).with_name("quantdoctor"))
-        qd_seconds, qd = timed([quantdoctor, "compare", str(model), "--data", str(calib), "--eval-data",
-                                str(evaluation), "--json", str(folder / "report.json")])
+        arguments = ["compare", str(model), "--data", str(calib), "--eval-data", str(evaluation), "--json",
+                     str(folder / "report.json")]
+        sides = {"aeq validate script": [sys.executable, "-c", AEQ_VALIDATE, str(model), str(calib), str(evaluation)],
+                 "quantdoctor compare": [str(Path(sys.executable).with_name("quantdoctor")), *arguments]}
+        if options.baseline:
+            sides["baseline compare"] = [sys.executable, "-c", BASELINE, options.baseline, *arguments]
+        load_before = os.getloadavg()
+        times: dict[str, list[float]] = {name: [] for name in sides}
+        for _ in range(options.repeats):  # alternating: each side once per round
+            for name, command in sides.items():
+                seconds, done = timed(command, env)
+                if done.returncode not in ((0,) if name.startswith("aeq") else (0, 1)):
+                    raise SystemExit(f"{name} exited {done.returncode}: {done.stderr[-2000:]}")
+                times[name].append(seconds)
         report = json.loads((folder / "report.json").read_text())
-        results = {"aeq_validate_seconds": round(aeq_seconds, 2), "quantdoctor_compare_seconds": round(qd_seconds, 2),
-                   "ratio": round(qd_seconds / aeq_seconds, 2), "layers": len(report["comparison"]["layers"]),
-                   "codes": [f["code"] for f in report["findings"]], "exit_code": qd.returncode}
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    script = medians["aeq validate script"]
+    results = {"cache": "off (QUANTDOCTOR_NO_CACHE=1)", "repeats": options.repeats, "cpus": os.cpu_count(),
+               "load_before": load_before, "load_after": os.getloadavg(),
+               "sides": {name: {"median_s": round(medians[name], 2), "ratio_to_aeq_validate": round(medians[name] / script, 3),
+                                "runs_s": [round(t, 2) for t in times[name]]} for name in sides},
+               "ratio": round(medians["quantdoctor compare"] / script, 3), "goal": 1.0,
+               "layers": len(report["comparison"]["layers"]), "codes": [f["code"] for f in report["findings"]]}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "aeq.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))

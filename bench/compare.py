@@ -14,13 +14,28 @@ and 50 eval samples (scikit-learn digits upscaled). In one process, one after th
 
 Each tool runs `ROUNDS` times; medians are reported. Target: quantdoctor's per-layer analysis at
 least 2x faster than the debugger's.
+
+`--whole-process` measures what a user waits for instead (issue 19's figure): `quantdoctor compare
+MODEL --data --eval-data --json` as a fresh process against a fresh-process QuantizationDebugger
+script (load the .keras file, calibrate on the same 100 samples, `run()` on the same 50), the sides
+alternating for `--repeats` rounds, medians compared. Cold: the conversion cache off
+(QUANTDOCTOR_NO_CACHE=1), a user's first run; warm: the cache on in a private directory, filled once
+before the rounds. `--baseline SRC` adds a third side, the quantdoctor of another source tree (its
+`src` directory, run with this environment), for a before/after in the same run. The machine's load
+(`os.getloadavg`) is recorded with the figures; the ratio is the figure to read on a shared machine.
+Results go to results/compare_process.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,7 +45,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import RESULTS, prepare  # noqa: E402
+from run import QUANTDOCTOR, RESULTS, prepare  # noqa: E402
 
 ROUNDS = 3  # medians over this many rounds, each running both tools
 
@@ -118,5 +133,84 @@ def main() -> None:
     print(json.dumps(result, indent=2))
 
 
+# The QuantizationDebugger script of a user: calibrate, quantize with numeric-verify ops, run() per layer.
+DEBUGGER_SCRIPT = """
+import sys, numpy as np, tensorflow as tf, keras
+model = keras.saving.load_model(sys.argv[1], compile=False)
+calibration, evaluation = np.load(sys.argv[2])["image"], np.load(sys.argv[3])["image"]
+converter = tf.lite.TFLiteConverter.from_keras_model(model)
+converter.optimizations = [tf.lite.Optimize.DEFAULT]
+converter.representative_dataset = lambda: ([row[None]] for row in calibration)
+debugger = tf.lite.experimental.QuantizationDebugger(
+    converter=converter, debug_dataset=lambda: ([row[None]] for row in evaluation))
+debugger.run()
+print(len(debugger.layer_statistics))
+"""
+# quantdoctor's command line from another source tree (`--baseline`): its workers follow its own package.
+BASELINE = "import sys; sys.path.insert(0, sys.argv.pop(1)); from quantdoctor.cli import main; sys.argv[0] = 'quantdoctor'; main()"
+
+
+def _timed(command: list[str], env: dict[str, str], expect: tuple[int, ...]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - started
+    if done.returncode not in expect:
+        raise SystemExit(f"{command[:3]} exited {done.returncode}:\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
+    return seconds
+
+
+def whole_process(repeats: int, baseline: str | None) -> dict:
+    """The sides of `--whole-process` (see the module docstring), alternating, with their medians."""
+    model, good, _ = prepare()
+    folder = Path(tempfile.mkdtemp(prefix="bench-compare-"))
+    images = np.load(good)["image"]
+    calibration, evaluation = folder / "calibration.npz", folder / "eval.npz"
+    np.savez(calibration, image=images[:100])
+    np.savez(evaluation, image=images[50:100])
+    base = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    cold = {**base, "QUANTDOCTOR_NO_CACHE": "1"}
+    warm = {**base, "QUANTDOCTOR_CACHE_DIR": str(folder / "cache")}
+    warm.pop("QUANTDOCTOR_NO_CACHE", None)
+    arguments = [str(model), "--data", str(calibration), "--eval-data", str(evaluation), "--json",
+                 str(folder / "report.json")]
+    sides = {"debugger script": ([sys.executable, "-c", DEBUGGER_SCRIPT, str(model), str(calibration),
+                                  str(evaluation)], base, (0,)),
+             "quantdoctor compare, cold": ([QUANTDOCTOR, "compare", *arguments], cold, (0, 1)),
+             "quantdoctor compare, warm cache": ([QUANTDOCTOR, "compare", *arguments], warm, (0, 1))}
+    if baseline:
+        sides["baseline compare, cold"] = ([sys.executable, "-c", BASELINE, baseline, "compare", *arguments], cold,
+                                           (0, 1))
+    _timed(*sides["quantdoctor compare, warm cache"])  # fills the cache
+    load_before = os.getloadavg()
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeats):
+        for name, side in sides.items():
+            times[name].append(_timed(*side))
+    report = json.loads((folder / "report.json").read_text())
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    script = medians["debugger script"]
+    result = {
+        "model": "MobileNetV2 alpha 0.35, 96x96x3 (bench/run.py)", "calibration_samples": 100, "eval_samples": 50,
+        "repeats": repeats, "cpus": os.cpu_count(), "load_before": load_before, "load_after": os.getloadavg(),
+        "layers_compared": len(report["comparison"]["layers"]),
+        "sides": {name: {"median_s": round(medians[name], 2), "ratio_to_debugger_script": round(medians[name] / script, 3),
+                         "runs_s": [round(t, 2) for t in times[name]]} for name in sides},
+        "targets": {"quantdoctor compare, cold": 0.90, "quantdoctor compare, warm cache": 0.15},
+    }
+    shutil.rmtree(folder, ignore_errors=True)
+    return result
+
+
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--whole-process", action="store_true", help="whole processes against a debugger script")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline", help="the src directory of another quantdoctor, as a third side")
+    options = parser.parse_args()
+    if not options.whole_process:
+        main()
+    else:
+        figures = whole_process(options.repeats, options.baseline)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "compare_process.json").write_text(json.dumps(figures, indent=2))
+        print(json.dumps(figures, indent=2))

@@ -14,7 +14,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from models import image_model, smooth_images, vectors
+from float_tflite import float_tflite, write
+from models import image_model, smooth_images, vectors, with_layer
 
 import quantdoctor as qd
 from quantdoctor.errors import UsageError
@@ -196,6 +197,19 @@ def test_a_memory_limit_runs_cold(tmp_path, worker_log):
     report = qd.diagnose(keras3_file(tmp_path), smooth_images(20), memory_limit_mb=256)
     assert report.root_cause.code == "QD903"
     assert worker_log() == ["spawn"]
+
+
+def test_a_worker_that_needs_no_tensorflow_starts_no_zygote_but_forks_from_a_running_one(tmp_path, worker_log):
+    """AEQ's worker imports no TensorFlow: alone, it starts cold, sparing the zygote's import of TensorFlow."""
+    prefork.shutdown()
+    model = write(tmp_path / "model_float.tflite", float_tflite(with_layer(keras.layers.Dense(8, name="dense2"))))
+    data = {"features": vectors(24)}
+    alone = qd.diagnose(str(model), data, mode="int8")
+    qd.diagnose(keras3_file(tmp_path), smooth_images(20))
+    forked = qd.diagnose(str(model), data, mode="int8")
+    assert worker_log() == ["spawn", "fork", "fork"]
+    assert alone.conversion["outcome"] == forked.conversion["outcome"] == "ok"
+    assert alone.tflite_model == forked.tflite_model
 
 
 def test_the_zygote_is_keyed_by_what_acts_at_import():

@@ -14,12 +14,19 @@ import numpy as np
 from quantdoctor import catalog
 from quantdoctor.audit.checks import output_layer_names
 from quantdoctor.audit.report import audit
-from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
+from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.catalog.accuracy import DEGRADED_OUTPUT
 from quantdoctor.catalog.locations import LayerNames
-from quantdoctor.compare.analysis import comparison_findings, end_to_end, layer_rows, output_agreements
+from quantdoctor.compare.analysis import (
+    comparison_findings,
+    end_to_end,
+    layer_rows,
+    output_agreements,
+)
+from quantdoctor.compare.joint import JointComparison, Measured
 from quantdoctor.compare.labels import labels_for_model, read_labels
 from quantdoctor.compare.preprocessing import float_failure_findings
+from quantdoctor.compare.rows import eval_rows
 from quantdoctor.diagnosis.classify_failure import first_line
 from quantdoctor.diagnosis.pipeline import diagnose, diagnose_with_float_twin
 from quantdoctor.environment import require_tensorflow
@@ -33,8 +40,14 @@ from quantdoctor.intake.user_input import eval_set
 from quantdoctor.isolation.cleanup import run_interruptible
 from quantdoctor.isolation.protocol import read_json
 from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, run_isolated
-from quantdoctor.report.model import Finding, Location, QuantizationError, Report, rank_findings
-from quantdoctor.runtime.feed import batch_size, fitted_rows, tflite_inputs
+from quantdoctor.report.model import (
+    Finding,
+    Location,
+    QuantizationError,
+    Report,
+    rank_findings,
+)
+from quantdoctor.runtime.feed import batch_size
 from quantdoctor.viz.overlay import write_overlay
 
 Progress = Callable[[int, int], None]
@@ -70,30 +83,15 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     if evaluation is None or not evaluation.samples:
         raise UsageError("compare needs eval data with at least one sample")
     truth = read_labels(labels, _batches_split(evaluation), for_metric=metric is not None)  # one per row
-    float_model = None
-    if tflite is None:
-        report, float_model = diagnose_with_float_twin(model, data, mode=mode, io=io, max_samples=max_samples,
-                                                       timeout=timeout, trust_model=trust_model, eval_fit=evaluation,
-                                                       target=target)
-        if report.tflite_model is None or any(f.code == "QD112" for f in report.findings):
-            raise QuantizationError(report)  # nothing to compare: no model, or one LiteRT cannot run
-    else:
-        report = audit(tflite, target=target)  # what the user's model is: islands, I/O types, Flex ops
-        report = replace(report, tflite_model=tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes())
-    truth = labels_for_model(truth, report.audit, for_metric=metric is not None)
-    produced = read_tflite(report.tflite_model)
-    evaluation = _eval_rows(evaluation, produced)
-    if truth is not None and len(truth.values) != len(evaluation):
-        raise UsageError(f"{len(truth.values)} labels for {len(evaluation)} eval rows: give exactly one label per "
-                         "row the model runs")
-    float_info = report.model
-    if float_model is None:  # a .tflite of the user's, or the float twin failed: convert and report on its own
-        float_report = diagnose(_float_model(model), mode="float", timeout=timeout, trust_model=trust_model)
-        if float_report.tflite_model is None:
-            raise QuantizationError(float_report)
-        float_model, float_info = float_report.tflite_model, float_report.model
-    report = with_comparison(report, float_model, float_info, evaluation, truth=truth, metric=metric,
-                             timeout=timeout, progress=progress)
+    # The conversion's worker compares the models too, right after converting them (`compare.joint`).
+    joint = JointComparison(evaluation, truth, progress) if tflite is None else None
+    try:
+        report = _compared(model, data, evaluation, truth, joint, tflite=tflite, metric=metric, mode=mode, io=io,
+                           max_samples=max_samples, timeout=timeout, progress=progress, trust_model=trust_model,
+                           target=target)
+    finally:
+        if joint is not None:
+            joint.close()
     if model_explorer:
         write_overlay(model_explorer, report)
     if html:
@@ -103,20 +101,57 @@ def compare(model: Any, data: Any = None, *, eval_data: Any, labels: Any = None,
     return report
 
 
+def _compared(model: Any, data: Any, evaluation: CalibrationSet, truth: Any, joint: JointComparison | None, *,
+              tflite: str | Path | bytes | None, metric: Callable[[Any, np.ndarray], float] | None,
+              mode: str | None, io: str | None, max_samples: int, timeout: float, progress: Progress | None,
+              trust_model: bool, target: str | None) -> Report:
+    """`compare`'s work once its arguments are checked: convert (unless given `tflite`), then compare."""
+    float_model = None
+    if joint is not None:
+        report, float_model = diagnose_with_float_twin(model, data, mode=mode, io=io, max_samples=max_samples,
+                                                       timeout=timeout, trust_model=trust_model, eval_fit=evaluation,
+                                                       target=target, after_conversion=joint.after_conversion)
+        if report.tflite_model is None or any(f.code == "QD112" for f in report.findings):
+            raise QuantizationError(report)  # nothing to compare: no model, or one LiteRT cannot run
+    else:
+        report = audit(tflite, target=target)  # what the user's model is: islands, I/O types, Flex ops
+        report = replace(report, tflite_model=tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes())
+    truth = labels_for_model(truth, report.audit, for_metric=metric is not None)
+    produced = read_tflite(report.tflite_model)
+    evaluation = eval_rows(evaluation, produced)
+    if truth is not None and len(truth.values) != len(evaluation):
+        raise UsageError(f"{len(truth.values)} labels for {len(evaluation)} eval rows: give exactly one label per "
+                         "row the model runs")
+    # What the joint worker measured, when it compared these very models (its float twin is `float_model`).
+    measured = joint.measured(len(evaluation)) if joint is not None and float_model is not None else None
+    float_info = report.model
+    if float_model is None:  # a .tflite of the user's, or the float twin failed: convert and report on its own
+        float_report = diagnose(_float_model(model), mode="float", timeout=timeout, trust_model=trust_model)
+        if float_report.tflite_model is None:
+            raise QuantizationError(float_report)
+        float_model, float_info = float_report.tflite_model, float_report.model
+    return with_comparison(report, float_model, float_info, evaluation, truth=truth, metric=metric,
+                           timeout=timeout, progress=progress, measured=measured)
+
+
 def with_comparison(report: Report, float_model: bytes, float_info: dict[str, Any], evaluation: Any, *,
                     truth: Any = None, metric: Callable[[Any, np.ndarray], float] | None = None,
-                    timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None) -> Report:
+                    timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None,
+                    measured: Measured | None = None) -> Report:
     """Run `report`'s quantized model and `float_model` side by side on `evaluation` (a CalibrationSet):
     the report with its `comparison` and the QD5xx findings. `float_info` is the float model's report
-    `model` object (its layer names); `truth` the labels as `read_labels` read them."""
+    `model` object (its layer names); `truth` the labels as `read_labels` read them. `measured` is what a
+    worker already measured on these models and rows (`compare.joint`): then nothing runs again."""
     produced = read_tflite(report.tflite_model)
-    evaluation = _eval_rows(evaluation, produced)  # the rows the models run on (already so when compare calls)
-    workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-compare-"))
-    try:
-        response, outputs, seconds = _run_compare(float_model, report.tflite_model, evaluation, workdir, timeout,
-                                                  progress)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    evaluation = eval_rows(evaluation, produced)  # the rows the models run on (already so when compare calls)
+    if measured is None:
+        workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-compare-"))
+        try:
+            measured = Measured(*_run_compare(float_model, report.tflite_model, evaluation, workdir, timeout,
+                                              progress))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    response, outputs, seconds = measured.response, measured.outputs, measured.seconds
     rows = layer_rows(response, LayerNames.from_model(float_info),
                       output_layer_names(produced, float_info.get("output_layers", [])))
     summary = end_to_end(outputs, response["outputs"], truth, metric)
@@ -132,7 +167,7 @@ def with_comparison(report: Report, float_model: bytes, float_info: dict[str, An
     if truth is None or truth.classes is not None:  # labels that are a metric's own values say: no classes
         broken = [f for f in findings if f.code in DEGRADED_OUTPUT and f.severity == "error"]
         findings += float_failure_findings(outputs, truth.classes if truth else None, float_model, evaluation,
-                                           timeout, quantization_findings=broken)
+                                           timeout, quantization_findings=broken, probed=measured.probed)
     measured = {output["tensor"] for output in response["outputs"]}
     return replace(report, comparison=comparison,
                    findings=rank_findings(_unconfirmed_static(report.findings, findings, measured) + findings))
@@ -147,17 +182,6 @@ def _batches_split(evaluation: CalibrationSet) -> CalibrationSet:
                       sample.signature_key)
                for sample in evaluation.samples for row in range(batch_size(sample.values))]
     return CalibrationSet(samples, source=evaluation.source, truncated=evaluation.truncated)
-
-
-def _eval_rows(evaluation: CalibrationSet, quant_model: TFLiteModel) -> CalibrationSet:
-    """The eval samples as the rows the models run on, one array per model input (batches split);
-    a UsageError names the first sample that does not fit the model."""
-    inputs = tflite_inputs(quant_model)
-    samples = [Sample(sample.kind, row, sample.signature_key)
-               for number, sample in enumerate(evaluation.samples)
-               for row in fitted_rows(inputs, sample.values, f"eval sample #{number}",
-                                      by_name=sample.kind in ("dict", "signature"))]
-    return CalibrationSet(samples, source=evaluation.source)
 
 
 def _unconfirmed_static(static: list[Finding], measured: list[Finding], outputs: set[str]) -> list[Finding]:
@@ -190,7 +214,7 @@ def _run_compare(float_model: bytes, quant_model: bytes, evaluation: Any, workdi
         if progress and state:
             progress(state["done"], state["total"])
 
-    run = run_isolated("quantdoctor.compare.worker", request, workdir, timeout, on_poll=poll)
+    run = run_isolated("quantdoctor.compare.worker", request, workdir, timeout, on_poll=poll, needs_tensorflow=False)
     if "model_error" in run.response:
         raise UsageError(f"running the models on the eval data failed: {first_line(run.response['model_error'])}")
     if run.outcome != "done":

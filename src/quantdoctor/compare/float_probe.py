@@ -43,11 +43,19 @@ class ProbeResponse(Message):
 def main(request: ProbeRequest) -> int:
     """Predict a class for every eval sample under every variant; write them to the request's outputs file."""
     samples = CalibrationSet.load(Path(request.data)).samples
-    interpreter = new_interpreter(request.model)
+    np.savez(request.outputs, **predictions(request.model, samples, request.variants))
+    write_message(Path(request.response), ProbeResponse(variants=len(request.variants)))
+    return 0
+
+
+def predictions(model: str, samples: list[Any], variants: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The class the float model (a .tflite path) predicts for each of `samples` under each variant:
+    `variant_N` -> one class per row."""
+    interpreter = new_interpreter(model)
     feed = Feeder(interpreter)
     output = ordered_output_details(interpreter)[0]["index"]
-    predictions = {}
-    for number, variant in enumerate(request.variants):
+    predicted = {}
+    for number, variant in enumerate(variants):
         classes = []
         for sample in samples:
             values = {name: transformed(array, variant) for name, array in sample.values.items()}
@@ -55,10 +63,8 @@ def main(request: ProbeRequest) -> int:
             interpreter.invoke()
             scores = interpreter.get_tensor(output)
             classes.append(scores.reshape(-1, scores.shape[-1]).argmax(-1))
-        predictions[f"variant_{number}"] = np.concatenate(classes)
-    np.savez(request.outputs, **predictions)
-    write_message(Path(request.response), ProbeResponse(variants=len(request.variants)))
-    return 0
+        predicted[f"variant_{number}"] = np.concatenate(classes)
+    return predicted
 
 
 def transformed(array: np.ndarray, variant: dict[str, Any]) -> np.ndarray:

@@ -18,7 +18,12 @@ import numba
 import numpy as np
 
 from quantdoctor.runtime.measures import EPS as _EPS
-from quantdoctor.runtime.measures import MAX_SQNR_DB, collapsed, db, lost_channel_indices
+from quantdoctor.runtime.measures import (
+    MAX_SQNR_DB,
+    collapsed,
+    db,
+    lost_channel_indices,
+)
 
 _RESERVOIR = 2000  # float values kept for the histogram ...
 _RESERVOIR_PER_SAMPLE = 64  # ... evenly strided over each sample's tensor

@@ -10,6 +10,7 @@ and swapped channels (RGB/BGR).
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import numpy as np
 from quantdoctor import catalog
 from quantdoctor.audit.normalisation import input_normalisation, normalised_already
 from quantdoctor.audit.tflite_model import read_tflite
-from quantdoctor.compare.float_probe import ProbeRequest, ProbeResponse
+from quantdoctor.compare.float_probe import ProbeRequest, ProbeResponse, predictions
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.array_files import REAL_KINDS
 from quantdoctor.intake.data import CalibrationSet
@@ -116,7 +117,7 @@ def probe(float_model: bytes, evaluation: CalibrationSet, candidates: list[dict]
         evaluation.save(workdir / "eval.npz")
         request = ProbeRequest(model=str(workdir / "float.tflite"), data=str(workdir / "eval.npz"), variants=candidates,
                                response=str(workdir / "response.json"), outputs=str(workdir / "outputs.npz"))
-        run = run_isolated("quantdoctor.compare.float_probe", request, workdir, timeout)
+        run = run_isolated("quantdoctor.compare.float_probe", request, workdir, timeout, needs_tensorflow=False)
         if run.outcome != "done" or ProbeResponse.from_json(run.response).variants != len(candidates):
             raise UsageError(f"running the float model on variants of the eval data failed ({run.outcome})")
         with np.load(request.outputs) as outputs:
@@ -125,13 +126,39 @@ def probe(float_model: bytes, evaluation: CalibrationSet, candidates: list[dict]
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def probed_in_place(float_path: Path, evaluation: CalibrationSet, outputs: dict[str, np.ndarray],
+                    labels: np.ndarray | None) -> Probed | None:
+    """In a worker that has just compared the models (its `outputs`): when the float model fails on the eval
+    data, the variants `float_failure_findings` would probe and the float model's predictions under each,
+    run here; None when it works. `float_failure_findings` takes them instead of starting the float probe."""
+    if float_failure(outputs, labels) is None:
+        return None
+    candidates = variants(evaluation, input_normalisation(read_tflite(float_path.read_bytes())))
+    found = predictions(str(float_path), evaluation.samples, candidates) if candidates else {}
+    return Probed(candidates, [found[f"variant_{i}"] for i in range(len(candidates))])
+
+
+@dataclass(frozen=True)
+class Probed:
+    """The float model's predicted classes under each variant of the eval data, as a worker ran them."""
+
+    candidates: list[dict]
+    predictions: list[np.ndarray]
+
+    def answers(self, candidates: list[dict]) -> bool:
+        """True when these are the predictions for exactly `candidates` (compared as JSON carries them)."""
+        return json.loads(json.dumps(candidates)) == json.loads(json.dumps(self.candidates))
+
+
 def float_failure_findings(outputs: dict[str, np.ndarray], labels: np.ndarray | None, float_model: bytes,
                            evaluation: CalibrationSet, timeout: float,
-                           quantization_findings: list[Finding] = ()) -> list[Finding]:
+                           quantization_findings: list[Finding] = (), probed: Probed | None = None) -> list[Finding]:
     """QD510 when the float model already fails on the eval data, and QD511 for the mistake that explains it.
 
     `quantization_findings` are the errors compare found on the outputs (QD504, QD507, QD519): when there are
     some, quantization broke the model too, and QD510 says both instead of "quantization is not the problem".
+    `probed` are the variants' predictions a worker already ran (`probed_in_place`): used when they answer
+    the variants asked here, else the float probe runs them in its own process.
     """
     failure = float_failure(outputs, labels)
     if failure is None:
@@ -139,7 +166,10 @@ def float_failure_findings(outputs: dict[str, np.ndarray], labels: np.ndarray | 
     truth = None if labels is None else np.asarray(labels).reshape(-1)
     normalisation = input_normalisation(read_tflite(float_model))
     candidates = variants(evaluation, normalisation)
-    predictions = probe(float_model, evaluation, candidates, timeout) if candidates else []
+    if probed is not None and probed.answers(candidates):
+        predictions = probed.predictions
+    else:
+        predictions = probe(float_model, evaluation, candidates, timeout) if candidates else []
     results = [_result(candidate, found, truth) for candidate, found in zip(candidates, predictions)]
     explaining = next((r for r in sorted(results, key=lambda r: -r["score"]) if failure.sound(r["predictions"], truth)),
                       None)

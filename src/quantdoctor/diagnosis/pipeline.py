@@ -102,14 +102,17 @@ def diagnose(model: Any, data: Any = None, *, mode: str | None = None, io: str |
 def diagnose_with_float_twin(model: Any, data: Any = None, *, mode: str | None = None, io: str | None = None,
                              max_samples: int = DEFAULT_MAX_SAMPLES, timeout: float = DEFAULT_TIMEOUT,
                              trust_model: bool = False, eval_fit: CalibrationSet | None = None,
-                             target: str | None = None) -> tuple[Report, bytes | None]:
+                             target: str | None = None,
+                             after_conversion: AfterConversion | None = None) -> tuple[Report, bytes | None]:
     """`diagnose`, and when the conversion succeeds, compare's float reference from the same worker:
     the float model the converter handed its quantizer, or, for settings that do not calibrate, the
     model converted again without quantization (TensorFlow starts and the model loads once). The
     float model is None when that second conversion failed. Eval data in `eval_fit` that does not fit
-    the model is refused before converting (a UsageError), and not otherwise checked."""
+    the model is refused before converting (a UsageError), and not otherwise checked. `after_conversion` is
+    work the conversion's worker does next in the same process (compare's comparison)."""
     report, artifacts = _diagnose(model, data, mode=mode, io=io, max_samples=max_samples, timeout=timeout,
-                                  float_twin=True, trust_model=trust_model, eval_fit=eval_fit, target=target)
+                                  float_twin=True, trust_model=trust_model, eval_fit=eval_fit, target=target,
+                                  after_conversion=after_conversion)
     return report, artifacts.float_twin
 
 
@@ -122,6 +125,21 @@ def diagnose_with_calibration(model: Any, data: Any = None, *, mode: str | None 
     make their variants without calibrating again."""
     return _diagnose(model, data, mode=mode, io=io, max_samples=max_samples, timeout=timeout, float_twin=True,
                      keep_calibration=True, trust_model=trust_model)
+
+
+@dataclass
+class AfterConversion:
+    """Work a worker does after converting, in the conversion's process (TensorFlow and the model loaded once).
+
+    `module` serves the conversion request exactly as the conversion worker (or AEQ's) does, then this
+    work; `request` joins the conversion request as `after_conversion`; `poll` is called while the worker
+    runs. The worker adds the seconds the work took to its response (`after_conversion_seconds`), which
+    the conversion's own time leaves out. A cached conversion runs no worker, hence none of this work.
+    """
+
+    module: str
+    request: dict[str, Any]
+    poll: Callable[[], None] | None = None
 
 
 @dataclass
@@ -150,8 +168,8 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
               eval_data: Any = None, keep_workdir: str | Path | None = None,
               float_twin: bool = False, keep_calibration: bool = False,
               trust_model: bool = False, eval_fit: CalibrationSet | None = None,
-              aeq_recipe: str | Path | None = None,
-              answers: EarlyAnswers | None = None) -> tuple[Report, ConversionArtifacts]:
+              aeq_recipe: str | Path | None = None, answers: EarlyAnswers | None = None,
+              after_conversion: AfterConversion | None = None) -> tuple[Report, ConversionArtifacts]:
     require_tensorflow()
     checked = options.RunOptions.checked(timeout=timeout, memory_limit_mb=memory_limit_mb, max_samples=max_samples,
                                          target=target)
@@ -185,7 +203,7 @@ def _diagnose(model: Any, data: Any, *, mode: str | None, io: str | None, max_sa
             source, recipe, calibration, workdir, target=target, evaluation=evaluation, convert=convert,
             float_twin=float_twin, keep_calibration=keep_calibration, timeout=timeout,
             memory_limit_mb=memory_limit_mb, trust_model=trust_model, settings_findings=unused,
-            cache=keep is None, eval_fit=eval_fit, answers=answers)
+            cache=keep is None, eval_fit=eval_fit, answers=answers, after_conversion=after_conversion)
         if answers is not None:
             root = report.root_cause
             answers.emit("done", verdict=report.verdict, root_cause=root.code if root else None,
@@ -206,7 +224,8 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
                       timeout: float = DEFAULT_TIMEOUT, memory_limit_mb: int | None = None,
                       trust_model: bool = False, settings_findings: list[Finding] | None = None,
                       cache: bool = True, eval_fit: CalibrationSet | None = None,
-                      answers: EarlyAnswers | None = None) -> tuple[Report, ConversionArtifacts]:
+                      answers: EarlyAnswers | None = None,
+                      after_conversion: AfterConversion | None = None) -> tuple[Report, ConversionArtifacts]:
     """One diagnosis of a model already taken in, in `workdir`: the report, and its artifacts: with
     `float_twin` compare's float reference (see `diagnose_with_float_twin`), with `keep_calibration`
     the calibrated model and quantizer arguments (see `diagnose_with_calibration`).
@@ -216,7 +235,8 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
     Eval data (`evaluation`, or `eval_fit` to check only that) that does not fit the model's inputs is
     a UsageError, raised before converting (`runtime/eval_fit.py`). `answers` receives the early answer
     (a failure predicted with certainty before converting) and the stages' events, and stops at the
-    prediction when it is set to fail fast."""
+    prediction when it is set to fail fast. `after_conversion` is more work for the conversion's worker
+    (see `AfterConversion`)."""
     request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None,
                                "convert": convert, "trust_model": trust_model}
     fitting = evaluation if evaluation is not None else eval_fit
@@ -259,9 +279,12 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
             inputs = [InputSpec.from_dict(spec) for spec in declared]
             predicting.predict(check_input_names(inputs) + check_calibration(checked, inputs, recipe)
                                + check_settings(recipe), "data")
+        if after_conversion is not None:
+            request["after_conversion"] = after_conversion.request
         run = _run_watched(request, workdir, timeout, memory_limit_mb, aeq, predicting,
                            lambda response: _judge(source, recipe, checked, response, None, target, evaluation,
-                                                   settings_findings or []).before_converting)
+                                                   settings_findings or []).before_converting, after_conversion)
+        run.seconds -= run.response.pop("after_conversion_seconds", 0.0)  # the conversion's own time
         if run.outcome == REFUSED:
             raise UsageError(run.response["error_message"])
         if convert and not run.response.get("run_check"):  # the worker died in the check: where it was
@@ -310,15 +333,19 @@ def _declared_inputs(source: model_intake.ModelSource, checked: CalibrationSet |
 
 
 def _run_watched(request: dict[str, Any], workdir: Path, timeout: float, memory_limit_mb: int | None, aeq: bool,
-                 answers: EarlyAnswers | None,
-                 judge: Callable[[dict[str, Any]], list[Finding]]) -> WorkerRun:
-    """Run the conversion worker; with `answers`, judge its response once it has traced the model (the early
-    answer from the graph), and stop it there when they fail fast."""
+                 answers: EarlyAnswers | None, judge: Callable[[dict[str, Any]], list[Finding]],
+                 after_conversion: AfterConversion | None = None) -> WorkerRun:
+    """Run the conversion worker (`after_conversion`'s module when given); with `answers`, judge its response
+    once it has traced the model (the early answer from the graph), and stop it there when they fail fast."""
     started = time.perf_counter()
     watch = answers.watch(response_path(workdir), judge) if answers is not None else None
+    module = "quantdoctor.convert.aeq_worker" if aeq else "quantdoctor.convert.worker"
+    polls = [poll for poll in (watch, after_conversion and after_conversion.poll) if poll is not None]
     try:
-        return run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb, on_poll=watch,
-                          module="quantdoctor.convert.aeq_worker" if aeq else "quantdoctor.convert.worker")
+        return run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb,
+                          on_poll=(lambda: [poll() for poll in polls]) if polls else None,
+                          module=after_conversion.module if after_conversion else module,
+                          needs_tensorflow=not aeq)
     except StopAtPrediction:  # the worker was killed before converting
         return _not_attempted(answers, read_json(response_path(workdir)), time.perf_counter() - started)
 

@@ -13,7 +13,8 @@ global state, registered custom objects, tf_private hooks and `--import` modules
 
 What a fork cannot reproduce is left to cold workers (`fork_worker` returns None): a memory limit (the
 limit is defined on a process that maps TensorFlow under it), a request with other pipes, a second
-concurrent run from another thread, a platform without fork or /proc, and `QUANTDOCTOR_PREFORK=0`.
+concurrent run from another thread, a platform without fork or /proc, and `QUANTDOCTOR_PREFORK=0`. A
+worker that needs no TensorFlow (AEQ's) starts cold too when no zygote runs yet.
 
 Fork safety: at the end of its imports the zygote has one Python thread. The native threads it has are
 OpenBLAS's pools (NumPy's and SciPy's), which register `pthread_atfork` handlers that stop the pool
@@ -173,13 +174,11 @@ class Zygote:
             self._busy.release()
 
     def close(self) -> None:
-        """End the zygote (closing its socket ends its loop) and remove its directory."""
+        """End the zygote and remove its directory. It keeps nothing and its runs are sessions of their own:
+        it is killed, not left to shut TensorFlow down (seconds, which a command's exit would wait for)."""
         self._socket.close()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            _kill(self.process.pid)
-            self.process.wait()
+        _kill(self.process.pid)
+        self.process.wait()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -195,10 +194,11 @@ def enabled() -> bool:
 
 
 def fork_worker(module: str, args: list[str], log: IO[bytes], environment: dict[str, str],
-                command: Callable[..., list[str]]) -> ForkedWorker | None:
+                command: Callable[..., list[str]], start_zygote: bool = True) -> ForkedWorker | None:
     """Start `module` as a worker forked from a zygote for `environment`, or None when this run must
     start cold (see the module docstring). `command(module, *args)` is the cold command line, which
-    starts the zygote itself."""
+    starts the zygote itself. Without `start_zygote` (a worker that needs no TensorFlow), only a zygote
+    that runs already serves it: a new one would import TensorFlow for nothing."""
     if not enabled():
         return None
     try:
@@ -213,6 +213,8 @@ def fork_worker(module: str, args: list[str], log: IO[bytes], environment: dict[
         if zygote is not None and not zygote.alive():
             _forget(key)
             zygote = None
+        if zygote is None and not start_zygote:
+            return None
         if zygote is None:
             try:
                 zygote = _start(key, environment, command)

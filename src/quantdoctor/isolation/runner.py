@@ -84,13 +84,13 @@ def check_limits(timeout: float, memory_limit_mb: int | None) -> None:
 
 def run_worker(request: dict[str, Any], workdir: Path, timeout: float = DEFAULT_TIMEOUT,
                memory_limit_mb: int | None = None, module: str = "quantdoctor.convert.worker",
-               on_poll: Callable[[], None] | None = None) -> WorkerRun:
+               on_poll: Callable[[], None] | None = None, needs_tensorflow: bool = True) -> WorkerRun:
     """Run one conversion request in a child process and collect its outcome. `module` is the worker:
     the TFLiteConverter's, or `quantdoctor.convert.aeq_worker` for a float .tflite quantized with AEQ.
     `on_poll` is called while it runs (its response, `response_path(workdir)`, tells how far it got);
-    an exception it raises kills the worker and is raised here."""
+    an exception it raises kills the worker and is raised here. `needs_tensorflow` as for `run_isolated`."""
     request = {**request, "response": str(response_path(workdir)), "output": str(workdir / "model.tflite")}
-    run = run_isolated(module, request, workdir, timeout, memory_limit_mb, on_poll)
+    run = run_isolated(module, request, workdir, timeout, memory_limit_mb, on_poll, needs_tensorflow)
     # A response that reached "done" stands, even if the process died or hung afterwards (say while
     # converting compare's float twin, which then is missing from the response).
     if run.outcome == "done" or run.response.get("stage") == "done":
@@ -106,8 +106,11 @@ def response_path(workdir: Path) -> Path:
 
 
 def run_isolated(module: str, request: dict[str, Any] | Message, workdir: Path, timeout: float = DEFAULT_TIMEOUT,
-                 memory_limit_mb: int | None = None, on_poll: Callable[[], None] | None = None) -> WorkerRun:
+                 memory_limit_mb: int | None = None, on_poll: Callable[[], None] | None = None,
+                 needs_tensorflow: bool = True) -> WorkerRun:
     """Run `python -m MODULE request.json` in its own session; `on_poll` is called while it runs.
+    A worker that does not need TensorFlow (AEQ's) is forked from a zygote only when one runs already:
+    starting one would import TensorFlow for nothing.
 
     The outcome is "timeout", "crash" (killed by a signal or exited non-zero) or "done"; the
     response is whatever the child wrote to the request's `response` path (as a dict: a typed worker's
@@ -122,7 +125,8 @@ def run_isolated(module: str, request: dict[str, Any] | Message, workdir: Path, 
     started = time.perf_counter()
     peak = 0
     with open(stderr_path, "wb") as stderr:
-        child, started_by = _start_run(module, [str(request_path)], stderr, workdir, memory_limit_mb)
+        child, started_by = _start_run(module, [str(request_path)], stderr, workdir, memory_limit_mb,
+                                       needs_tensorflow)
 
         def poll() -> None:
             nonlocal peak
@@ -165,11 +169,13 @@ def _log_run(module: str, run: WorkerRun, started_by: str) -> None:
         log.write(json.dumps(line) + "\n")
 
 
-def _start_run(module: str, args: list[str], log: IO[bytes], workdir: Path,
-               memory_limit_mb: int | None) -> tuple[subprocess.Popen | ForkedWorker, str]:
-    """Start one worker run: forked from a zygote where it can be (see `prefork`), else cold. Says which."""
+def _start_run(module: str, args: list[str], log: IO[bytes], workdir: Path, memory_limit_mb: int | None,
+               needs_tensorflow: bool = True) -> tuple[subprocess.Popen | ForkedWorker, str]:
+    """Start one worker run: forked from a zygote where it can be (see `prefork`), else cold. Says which.
+    Without `needs_tensorflow`, no zygote is started for it."""
     if memory_limit_mb is None:
-        forked = fork_worker(module, args, log, worker_environment(workdir), isolated_command)
+        forked = fork_worker(module, args, log, worker_environment(workdir), isolated_command,
+                             start_zygote=needs_tensorflow)
         if forked is not None:
             return forked, "fork"
     return start_isolated(module, args, log, workdir, memory_limit_mb, stdin=subprocess.DEVNULL), "spawn"
