@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import keras
+import pytest
 import tensorflow as tf
 
 from quantdoctor.convert import worker
@@ -61,3 +62,16 @@ def test_a_keras_model_that_converts_is_traced_by_the_converter_alone_with_the_s
     assert without_seconds(converted["preflight"]) == without_seconds(own["preflight"])
     assert {node["op"] for node in converted["preflight"]["nodes"]} >= {"Conv2D", "MatMul"}
     assert converted["model"] == own["model"] and converted["model"]["layer_scopes"]
+
+
+def test_a_failure_reading_the_converters_trace_is_quantdoctors_not_the_conversions(tmp_path, monkeypatch):
+    from quantdoctor.convert import converter_trace
+
+    def broken(function, loaded_at):
+        raise KeyError("quantdoctor's own reading")
+
+    monkeypatch.setattr(converter_trace, "preflight_inventory", broken)
+    with pytest.raises(KeyError, match="quantdoctor's own reading"):  # `protocol.serve` reports it as a bug
+        worker_response(tmp_path, saved_model_file(tmp_path), convert=True)
+    response = json.loads((tmp_path / "response_True.json").read_text())
+    assert response["stage"] == "loading" and "outcome" not in response  # never written as the conversion's

@@ -44,15 +44,13 @@ class ConverterTrace:
         tf_private.shadow_keras_export_trace(converter, self._traced)
         self._installed = True
 
-    def raise_own(self, exc: BaseException) -> None:
-        """Re-raise, when `exc` (what the converter raised) is this preflight's own failure: quantdoctor's,
-        never the user's conversion error."""
-        if self._failure is not None and exc is self._failure:
-            raise exc
-
     def settle(self) -> None:
-        """After the conversion: a converter that converted the model without reporting its trace is a
-        TensorFlow that no longer exports Keras models as `shadow_keras_export_trace` expects."""
+        """After the conversion, whatever its outcome: what reading the trace raised is quantdoctor's own
+        failure, never the user's conversion error (raised again here, however the converter wrapped it);
+        a converter that converted the model without reporting its trace is a TensorFlow that no longer
+        exports Keras models as `shadow_keras_export_trace` expects."""
+        if self._failure is not None:
+            raise self._failure
         if self._installed and not self._reported:
             raise tf_private.TensorFlowChanged(
                 "the converter converted the Keras model without exporting it through "

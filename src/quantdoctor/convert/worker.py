@@ -109,7 +109,7 @@ def main(request: dict[str, Any]) -> int:
     else:
         Path(request["output"]).write_bytes(tflite_model)
         response.update(outcome="ok", seconds=time.perf_counter() - started, model_bytes=len(tflite_model))
-    if trace is not None:
+    if trace is not None:  # before the outcome is written: a failure may be quantdoctor's reading of the trace
         trace.settle()
     response["stage"] = "done"
     write_json(response_path, response)
@@ -199,8 +199,6 @@ def _convert(make_converter: Callable[[], Any], recipe: Recipe, calibration: Cal
         return converter.convert()
     except Exception as exc:
         _raise_if_tensorflow_changed(exc)
-        if trace is not None:
-            trace.raise_own(exc)
         raise _ConverterFailed() from exc
 
 
