@@ -36,6 +36,23 @@ def keras_environment_as_started():
         os.environ["TF_USE_LEGACY_KERAS"] = _LEGACY_KERAS
 
 
+@pytest.fixture(autouse=True)
+def signal_state_left_as_found():
+    """A test must leave SIGINT/SIGTERM handlers and quantdoctor's cleanup state as it found them: a run that
+    returns with its Ctrl-C handling still installed would change the user's own program. What a test
+    leaves behind is named in a warning (the suite's summary lists them)."""
+    import signal
+    import warnings
+
+    from quantdoctor.isolation import cleanup
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), cleanup._active
+    yield
+    after = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), cleanup._active
+    if after != before:
+        warnings.warn(f"the test left SIGINT, SIGTERM handlers and cleanup state {after}, found {before}", stacklevel=1)
+
+
 @pytest.fixture
 def python_signal_handlers(monkeypatch):
     """Python's own SIGINT and SIGTERM handlers for the test, as a user's process starts with, whatever an
@@ -92,10 +109,11 @@ def pytest_collection_modifyitems(session, config, items):
         raise pytest.UsageError("no tests collected: the suite must never pass empty")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def record_preflight_agreement():
-    """With QUANTDOCTOR_PREFLIGHT_LOG=FILE, log each report's prediction and real outcome (bench/preflight.py)."""
-    path = os.environ.get("QUANTDOCTOR_PREFLIGHT_LOG")
+def _recording_diagnose(variable: str, line_for):
+    """While the test runs, with the environment variable `variable` naming a file: wrap
+    `quantdoctor.diagnose` so that each report's `line_for(report)` (a dict, or None for no line) is
+    appended to that file as one JSON line. A generator for a fixture to yield from."""
+    path = os.environ.get(variable)
     if not path:
         yield
         return
@@ -107,10 +125,10 @@ def record_preflight_agreement():
 
     def recording(*args, **kwargs):
         report = original(*args, **kwargs)
-        if report.preflight and report.preflight["actual"]:
+        line = line_for(report)
+        if line is not None:
             with open(path, "a") as log:
-                log.write(json.dumps({"model": report.model["source"], "predicted": report.preflight["verdict"],
-                                      "actual": report.preflight["actual"]}) + "\n")
+                log.write(json.dumps(line) + "\n")
         return report
 
     quantdoctor.diagnose = recording
@@ -119,35 +137,32 @@ def record_preflight_agreement():
 
 
 @pytest.fixture(autouse=True)
+def record_preflight_agreement():
+    """With QUANTDOCTOR_PREFLIGHT_LOG=FILE, log each report's prediction and real outcome (bench/preflight.py)."""
+
+    def line(report):
+        if not (report.preflight and report.preflight["actual"]):
+            return None
+        return {"model": report.model["source"], "predicted": report.preflight["verdict"],
+                "actual": report.preflight["actual"]}
+
+    yield from _recording_diagnose("QUANTDOCTOR_PREFLIGHT_LOG", line)
+
+
+@pytest.fixture(autouse=True)
 def record_early_answers(request):
     """With QUANTDOCTOR_EARLY_ANSWER_LOG=FILE, log each diagnosis whose conversion failed or that made an
     early answer: the predicted code, whether the converter confirmed it, the real root cause
     (bench/early_answers.py computes the agreement)."""
-    path = os.environ.get("QUANTDOCTOR_EARLY_ANSWER_LOG")
-    if not path:
-        yield
-        return
-    import json
 
-    import quantdoctor
-
-    original = quantdoctor.diagnose
-
-    def recording(*args, **kwargs):
-        report = original(*args, **kwargs)
+    def line(report):
         early, conversion = report.early_answer, report.conversion
-        if early or (conversion.get("attempted") and conversion.get("outcome") != "ok"):
-            root = report.root_cause
-            with open(path, "a") as log:
-                log.write(json.dumps({"test": request.node.nodeid, "model": report.model["source"],
-                                      "outcome": conversion.get("outcome"),
-                                      "predicted": early["code"] if early else None,
-                                      "stage": early["stage"] if early else None,
-                                      "confirmed": early["confirmed"] if early else None,
-                                      "withdrawn": early["withdrawn"] if early else None,
-                                      "root_cause": root.code if root else None}) + "\n")
-        return report
+        if not (early or (conversion.get("attempted") and conversion.get("outcome") != "ok")):
+            return None
+        root = report.root_cause
+        return {"test": request.node.nodeid, "model": report.model["source"], "outcome": conversion.get("outcome"),
+                "predicted": early["code"] if early else None, "stage": early["stage"] if early else None,
+                "confirmed": early["confirmed"] if early else None, "withdrawn": early["withdrawn"] if early else None,
+                "root_cause": root.code if root else None}
 
-    quantdoctor.diagnose = recording
-    yield
-    quantdoctor.diagnose = original
+    yield from _recording_diagnose("QUANTDOCTOR_EARLY_ANSWER_LOG", line)

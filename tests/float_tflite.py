@@ -9,7 +9,11 @@ from typing import Callable
 import flatbuffers
 import keras
 import tensorflow as tf
-from ai_edge_litert import schema_py_generated as schema
+
+from quantdoctor.litert import schema_module
+
+# LiteRT's schema, or TensorFlow's own where ai-edge-litert is not installed (the 2.16 compat environment).
+schema = schema_module()
 
 
 def float_tflite(model: keras.Model) -> bytes:

@@ -282,3 +282,19 @@ def test_fix_on_a_model_aeq_refuses_writes_no_recipe_and_says_why(models, tmp_pa
         f"NOT FIXED  {duplicated}  ai-edge-quantizer fails with its own recipe; no recipe written",
         f"  QD430 Two tensors of the model share a name: AEQ refuses the model: Two or more tensors of the model are "
         f"named '{names[1]}'."]
+
+
+@pytest.mark.parametrize("entry, says", [
+    ({"regex": "([", "operation": "*", "algorithm_key": "no_quantize"},
+     "entry #0's regex '([' is not a regular expression (unterminated character set at position 1)"),
+    ({"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize", "op_config": {}},
+     "entry #0 quantizes (min_max_uniform_quantize), so its op_config needs a weight_tensor_config object"),
+])
+def test_a_recipe_entry_aeq_cannot_read_is_refused_with_one_line_before_any_work(models, tmp_path, entry, says):
+    """An invalid regex was an internal error (exit 3); an op_config without weight_tensor_config was AEQ's
+    KeyError, reported as QD305 (sample dict keys) after a conversion."""
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps([entry]))
+    done = run("diagnose", str(models["exp"]), "--data", str(models["vectors"]), "--aeq-recipe", str(recipe))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"quantdoctor: error: AEQ recipe {recipe}: {says}"]

@@ -114,9 +114,11 @@ def test_microcontroller_target_names_ops_without_int8_kernels(tflite_files):
 
 
 def fully_connected_weight_scales(path: Path) -> list[int]:
-    """The number of scales of each FULLY_CONNECTED weight tensor, read with LiteRT's own schema."""
-    from ai_edge_litert import schema_py_generated as schema
+    """The number of scales of each FULLY_CONNECTED weight tensor, read with LiteRT's own schema (TensorFlow's
+    where ai-edge-litert is not installed)."""
+    from quantdoctor.litert import schema_module
 
+    schema = schema_module()
     model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
     graph = model.subgraphs[0]
     return [len(graph.tensors[op.inputs[1]].quantization.scale) for op in graph.operators

@@ -82,14 +82,14 @@ def stored(key: cache.ConversionKey, workdir: Path, tag: str = "a") -> Path:
 
 # --- settings, checked before any work ---------------------------------------------------------
 
-@pytest.mark.parametrize("value", ["inf", "nan", "-5", "lots", "1e400"])
+@pytest.mark.parametrize("value", ["inf", "nan", "-5", "lots", "1e400", "1e308"])
 def test_a_cache_size_that_is_not_one_is_refused(value, monkeypatch):
     monkeypatch.setenv("QUANTDOCTOR_CACHE_MAX_MB", value)
     with pytest.raises(UsageError, match="QUANTDOCTOR_CACHE_MAX_MB=.* is not a cache size"):
         cache_settings()
 
 
-@pytest.mark.parametrize("value", ["inf", "-5"])
+@pytest.mark.parametrize("value", ["inf", "-5", "1e308"])
 def test_the_command_refuses_a_cache_size_with_one_line_before_any_work(value, tmp_path, monkeypatch):
     monkeypatch.setenv("QUANTDOCTOR_CACHE_MAX_MB", value)
     never_read = tmp_path / "model.keras"

@@ -33,7 +33,6 @@ def test_missing_dataset_for_integer_only_ops():
     assert "representative_dataset" in finding.evidence["converter_message"]
 
 
-@pytest.mark.tensorflow("2.18", "2.21")  # TF 2.16 aborts on the Keras 3 model first (QD909)
 @pytest.mark.code("QD303")
 @pytest.mark.matcher("unsupported-sample-value")
 def test_bare_array_instead_of_list():
@@ -45,7 +44,6 @@ def test_bare_array_instead_of_list():
     assert finding.evidence["converter_message"] == "You need to provide either a dictionary with input names and values"
 
 
-@pytest.mark.tensorflow("2.18", "2.21")  # TF 2.16 aborts on the Keras 3 model first (QD909)
 @pytest.mark.code("QD304")
 @pytest.mark.matcher("input-count")
 def test_wrong_number_of_arrays_per_sample():
@@ -56,7 +54,6 @@ def test_wrong_number_of_arrays_per_sample():
     assert "expected 1 items got 2" in finding.evidence["converter_message"]
 
 
-@pytest.mark.tensorflow("2.18", "2.21")  # TF 2.16 aborts on the Keras 3 model first (QD909)
 @pytest.mark.code("QD305")
 @pytest.mark.matcher("invalid-sample-signature-key")
 def test_samples_naming_a_signature_the_model_does_not_have():
@@ -69,7 +66,6 @@ def test_samples_naming_a_signature_the_model_does_not_have():
                                                      "Invalid signature_key provided.")
 
 
-@pytest.mark.tensorflow("2.18", "2.21")  # TF 2.16 aborts on the Keras 3 model first (QD909)
 @pytest.mark.code("QD305")
 @pytest.mark.matcher("sample-dict-key-missing")
 def test_dict_keys_that_do_not_match_the_input_names():
@@ -105,7 +101,6 @@ def test_list_samples_for_two_inputs_are_flagged_whatever_order_the_converter_pi
         assert root(report) is finding and finding.evidence["confirmed_by_converter"] == "QD310"
 
 
-@pytest.mark.tensorflow("2.18", "2.21")  # TF 2.16 aborts on the Keras 3 model first (QD909)
 @pytest.mark.code("QD306")
 @pytest.mark.matcher("resize-input")
 def test_sample_of_another_image_size():
@@ -116,7 +111,6 @@ def test_sample_of_another_image_size():
     assert "ResizeInputTensorStrict" in finding.evidence["converter_message"]
 
 
-@pytest.mark.tensorflow("2.18", "2.21")  # TF 2.16 aborts on the Keras 3 model first (QD909)
 @pytest.mark.code("QD306", "QD310")
 @pytest.mark.matcher("kernel-failed-to-prepare")
 def test_missing_batch_axis_fails_a_kernel_and_is_mapped_to_the_sample_shape():
@@ -156,7 +150,6 @@ def test_constant_input_warns():
     assert_finding(finding, "QD311", "calibration", "warning", input="image")
 
 
-@pytest.mark.tensorflow("2.18", "2.21")  # TF 2.16 aborts on the Keras 3 model first (QD909)
 @pytest.mark.code("QD312")
 @pytest.mark.matcher("dataset-raised")
 def test_generator_that_raises_is_reported_with_its_position():
@@ -276,7 +269,6 @@ def test_list_samples_for_same_shape_inputs_in_the_converters_order_warn_with_th
                                                         convert=False).findings]
 
 
-@pytest.mark.tensorflow("2.18", "2.21")  # TF 2.16 aborts on the Keras 3 model first (QD909)
 @pytest.mark.code("QD306", "QD310", "QD201")
 @pytest.mark.matcher("kernel-failed-to-prepare")
 def test_the_data_finding_the_converter_confirms_is_the_root_cause_before_errors_it_never_reached():
@@ -296,3 +288,47 @@ def test_the_data_finding_the_converter_confirms_is_the_root_cause_before_errors
     assert "(TRANSPOSE) failed to prepare" in shape.evidence["converter_message"]
     assert_finding(only(report, "QD310"), "QD310", "calibration", "error", op="TRANSPOSE")
     assert "confirmed_by_converter" not in only(report, "QD201").evidence
+
+
+@pytest.mark.code("QD315")
+@pytest.mark.matcher("signature-key-none")
+def test_dict_samples_for_concrete_functions_are_told_to_be_lists():
+    """A converter from concrete functions has no signature: dict samples are refused ("model has 0 Signatures").
+    The fix was to yield (signature_key, dict) tuples for signatures that do not exist; it is list samples."""
+    weights = tf.Variable(np.random.default_rng(0).normal(size=(4, 2)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def project(x):
+        return tf.matmul(x, weights)
+
+    rows = np.random.default_rng(1).normal(size=(20, 4)).astype(np.float32)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([project.get_concrete_function()], project)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = generator([{"x": row[None]} for row in rows])
+    finding = root(qd.diagnose(converter))
+    assert_finding(finding, "QD315", "calibration", "error")
+    assert finding.evidence["no_signature"] and "list samples only" in finding.message
+    assert "yield [x[None]" in finding.fix.code and "signature_key" not in finding.fix.summary
+
+    converter.representative_dataset = generator([[row[None]] for row in rows])  # the fix, as written
+    assert qd.diagnose(converter).conversion["outcome"] == "ok"
+
+
+def test_fix_of_dict_samples_for_concrete_functions_says_the_model_does_not_convert():
+    """No repair answers QD315 without signatures: fix said "the model converted but did not pass verification"
+    of a model the converter refused."""
+    weights = tf.Variable(np.random.default_rng(0).normal(size=(4, 2)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def project(x):
+        return tf.matmul(x, weights)
+
+    rows = np.random.default_rng(1).normal(size=(20, 4)).astype(np.float32)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([project.get_concrete_function()], project)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = generator([{"x": row[None]} for row in rows])
+    result = qd.fix(converter)
+    assert not result.verified and result.after.root_cause.code == "QD315"
+    (blocked,) = result.blocked
+    assert blocked.reason == "The model still does not convert (see the last diagnosis)."
+    assert "converted" not in blocked.instruction

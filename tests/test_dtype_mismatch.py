@@ -12,7 +12,6 @@ from models import Float64Scale, dataset_from, image_model, int8_converter, smoo
 import quantdoctor as qd
 
 
-@pytest.mark.tensorflow("2.18", "2.21")  # TF 2.16 aborts on the Keras 3 model first (QD909)
 @pytest.mark.code("QD201", "QD308", "QD309")
 @pytest.mark.matcher("set-tensor-type")
 def test_seed_example_3_float64_random_samples_root_cause_is_the_dtype():
@@ -50,7 +49,6 @@ def test_seed_example_2_float16_with_int8_only_ops():
     assert finding.evidence["converter_message"].startswith("As full integer quantization has been enabled")
 
 
-@pytest.mark.tensorflow("2.18", "2.21")  # TF 2.16 aborts on the Keras 3 model first (QD909)
 @pytest.mark.code("QD204")
 @pytest.mark.matcher("set-tensor-type")
 def test_integer_samples_for_a_float_input():

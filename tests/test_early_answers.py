@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import digest, run
-from models import image_model, lambda_layer, lstm_model, smooth_images, two_input_model, vectors, with_layer
+from models import (CONVERTS_KERAS_MODELS, image_model, lambda_layer, lstm_model, smooth_images, two_input_model,
+                    vectors, with_layer)
 
 import quantdoctor as qd
 from quantdoctor import catalog
@@ -47,7 +48,12 @@ def test_float64_samples_are_predicted_before_converting_and_confirmed_by_the_co
     predicted, converted = events[1], events[2]
     assert predicted["stage"] == "data" and predicted["finding"]["code"] == "QD201"
     assert predicted["finding"]["message"].startswith("Sample #0 for input 'image' is float64")
-    assert converted["outcome"] == "error" and predicted["seconds"] < converted["seconds"]
+    assert predicted["seconds"] < converted["seconds"]
+    if not CONVERTS_KERAS_MODELS:  # TensorFlow 2.16 aborts on the .keras file's from_keras_model first: QD909
+        assert converted["outcome"] == "crash" and report.root_cause.code == "QD909"
+        assert report.early_answer["confirmed"] is False and "QD201" in [f.code for f in report.findings]
+        return
+    assert converted["outcome"] == "error"
     assert report.root_cause.code == "QD201"
     assert report.root_cause.evidence["converter_message"].startswith("Got value of type FLOAT64")
     assert report.early_answer["confirmed"] is True and report.to_dict()["early_answer"]["code"] == "QD201"
@@ -93,9 +99,13 @@ def test_a_prediction_from_the_samples_is_withdrawn_when_the_traced_graph_fails_
     assert [(e["stage"], e["finding"]["code"], e.get("withdrawn", False)) for e in predicted] == [
         ("data", "QD201", False), ("graph", "QD201", True)]
     assert "QD103" in predicted[1]["because"]
+    assert report.early_answer["withdrawn"] is True and report.early_answer["confirmed"] is False
+    if not CONVERTS_KERAS_MODELS:  # TensorFlow 2.16 aborts on the .keras file's from_keras_model first: QD909
+        assert report.conversion["outcome"] == "crash" and report.root_cause.code == "QD909"
+        assert "QD103" in [f.code for f in report.findings]  # from the traced graph, before converting
+        return
     assert report.conversion["outcome"] == "error"  # fail_fast never stops at a withdrawn prediction
     assert any(f.code == "QD103" and "converter_message" in f.evidence for f in report.findings)
-    assert report.early_answer["withdrawn"] is True and report.early_answer["confirmed"] is False
     assert "withdrawn: the traced model and the samples hold other errors (QD103)" in str(report)
 
 

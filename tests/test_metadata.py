@@ -71,3 +71,43 @@ def test_input_name_that_is_not_a_valid_tensorflow_name(tmp_path):
     renamed_input = keras.Input((4,), name="my_features")  # the catalog's fix: the same layers, a valid name
     renamed = keras.Model(renamed_input, model(renamed_input))
     assert qd.diagnose(renamed, features()).audit["fully_integer"]
+
+
+@pytest.mark.tensorflow("2.18", "2.21")  # TF 2.16 aborts on the Keras 3 model first (QD909)
+@pytest.mark.code("QD407")
+@pytest.mark.matcher("keras-export-none-callable")
+def test_layer_name_that_is_not_a_valid_tensorflow_name(tmp_path):
+    """A space in a nested layer's name, the input named validly: the converter's words are QD405's, the cause
+    is the layer (it was reported as an invalid input name, whose fix changes nothing)."""
+    inputs = keras.Input((4,), name="features")
+    inner = keras.Sequential([keras.layers.Dense(3, name="inner dense")], name="block")
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(inner(inputs)), name="spaced")
+    path = tmp_path / "spaced.keras"
+    model.save(path)
+    report = qd.diagnose(path, features())
+    assert report.conversion["outcome"] == "error" and "NoneType" in report.conversion["error_excerpt"]
+    finding = root(report)
+    assert_finding(finding, "QD407", "metadata", "error", layer="inner dense")
+    assert finding.evidence["layers"] == ["inner dense"]
+    assert "QD405" not in [f.code for f in report.findings]
+
+    with pytest.raises(ModelLoadError, match="layer 'inner dense' .*QD407"):  # a Keras object: before converting
+        qd.diagnose(model, features())
+
+    namespace = {"model": model, "tf": tf}  # the catalog's fix, run as written: the same weights, valid names
+    exec(finding.fix.code, namespace)
+    fixed = namespace["fixed"]
+    assert [layer.name for layer in fixed.get_layer("block").layers] == ["inner_dense"]
+    np.testing.assert_allclose(fixed(features()[:3]), model(features()[:3]), rtol=1e-6)
+    assert qd.diagnose(fixed, features()).audit["fully_integer"]
+
+
+@pytest.mark.code("QD402")
+@pytest.mark.matcher("unknown-signature-key")
+def test_an_unknown_signature_key_holding_a_quote_and_a_newline_is_still_named(tmp_path):
+    """The key is the user's own text, quoted by the converter without escaping: `--signature "it's"` was QD904."""
+    module = Projection()
+    tf.saved_model.save(module, str(tmp_path / "model"), signatures={"encode": module.encode})
+    finding = root(qd.diagnose(tmp_path / "model", features(), signature_keys=["it's\nmine"]))
+    assert_finding(finding, "QD402", "metadata", "error")
+    assert finding.message.startswith("Signature 'it's\nmine' was requested") and finding.evidence["valid_keys"] == ["encode"]

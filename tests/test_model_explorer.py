@@ -94,6 +94,20 @@ def test_view_refuses_an_overlay_that_is_not_node_data_before_starting(compared,
         "`quantdoctor compare ... --model-explorer overlay.json`"]
 
 
+def test_view_refuses_an_overlay_written_for_another_model_before_starting(compared, tmp_path):
+    """The float model viewed with the quantized model's overlay showed a graph with nothing on it."""
+    report, overlay, _ = compared
+    (tmp_path / "model.tflite").write_bytes(report.tflite_model)
+    graph = next(iter(overlay))
+    other = {graph: {**overlay[graph], "results": {"tensor_of_another_model": {"value": "1.0 dB"}}}}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    done = run("view", str(tmp_path / "model.tflite"), "--overlay", str(tmp_path / "other.json"), "--no-browser")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"quantdoctor: error: the overlay {tmp_path / 'other.json'} names no tensor of {tmp_path / 'model.tflite'}: "
+        "it was written for another model; view the .tflite the same compare or fix produced (--output)"]
+
+
 def _rgb(color: str) -> tuple[int, int, int]:
     return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
 

@@ -25,6 +25,7 @@ from models import Projection, dataset_from, vectors
 
 import quantdoctor as qd
 from quantdoctor.audit.tflite_model import read_tflite
+from quantdoctor.intake.imports import handed_over
 from quantdoctor.litert import interpreter_module
 
 Interpreter = interpreter_module().Interpreter  # LiteRT's, or tf.lite.Interpreter without it
@@ -309,3 +310,34 @@ def test_two_functions_with_their_module_convert_as_two_signatures():
     assert report.verdict == "ok", [(f.code, f.message) for f in report.findings]
     assert sorted(report.model["signatures"]) == sorted(names)
     assert summary(report.tflite_model) == summary(reference)
+
+
+SUBCLASSED_LAYERS = '''
+import keras
+
+
+@keras.saving.register_keras_serializable(package="forms")
+class Subclassed(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.head = keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.head(x)
+'''
+
+
+def test_a_subclassed_model_saved_to_a_keras_file_is_a_converter_failure_not_a_bug(tmp_path):
+    """Loaded from its file (class handed over), a subclassed model has no `inputs` and the converter cannot
+    export it: quantdoctor reports the converter's own error, where it used to fail on its own AttributeError."""
+    layers = tmp_path / "subclassed_layers.py"
+    layers.write_text(SUBCLASSED_LAYERS)
+    namespace: dict = {}
+    exec(compile(SUBCLASSED_LAYERS, str(layers), "exec"), namespace)
+    model = namespace["Subclassed"]()
+    model(CLEAN[:1])
+    model.save(tmp_path / "subclassed.keras")
+    with handed_over([str(layers)]):
+        report = qd.diagnose(tmp_path / "subclassed.keras", CLEAN)
+    assert report.conversion["outcome"] == "error"
+    assert "input shapes have not been set" in root(report).message

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import assert_finding, root
-from models import image_model, int8_converter, smooth_images, two_input_model
+from models import image_model, int8_converter, keras_source, smooth_images, two_input_model
 
 import quantdoctor as qd
 from quantdoctor.intake import data as data_intake
@@ -90,7 +90,7 @@ def test_none_from_a_failed_load_in_dict_samples_given_as_data_is_named_with_its
         for index, image in enumerate(images):
             yield {"image": None if index == 5 else image[None]}
 
-    report = qd.diagnose(image_model(), representative_dataset)
+    report = qd.diagnose(keras_source(image_model()), representative_dataset)
     finding = root(report)
     assert_finding(finding, "QD211", "dtype_mismatch", "error", input="image")
     assert finding.message == "Sample #5 holds None at key 'image', not an array."
@@ -102,7 +102,7 @@ def test_none_from_a_failed_load_in_dict_samples_given_as_data_is_named_with_its
 @pytest.mark.matcher("unsupported-sample-value")
 def test_file_names_yielded_instead_of_images_are_not_called_bare_arrays():
     paths = [f"images/{index}.png" for index in range(30)]
-    report = qd.diagnose(image_model(), lambda: iter(paths))
+    report = qd.diagnose(keras_source(image_model()), lambda: iter(paths))
     finding = root(report)
     assert_finding(finding, "QD211", "dtype_mismatch", "error")
     assert finding.message == "Sample #0 is the text 'images/0.png', not a list of arrays. (30 samples affected)"

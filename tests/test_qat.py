@@ -130,3 +130,13 @@ def test_eval_data_outside_the_trained_input_range(qat_model):
     assert_finding(only(report, "QD308"), "QD308", "calibration", "info")
     assert_finding(only(report, "QD314"), "QD314", "calibration", "info")
     assert "trained ranges are used" in only(report, "QD308").message
+
+
+def test_a_qat_model_tfmot_saved_to_h5_loads_as_tfmots_guide_loads_it(qat_model, tmp_path):
+    """tf_keras cannot deserialize tfmot's QuantizeLayer/QuantizeWrapperV2 by itself (the file failed to load
+    with "Unknown layer: 'QuantizeLayer'"): the worker loads it under tfmot's quantize_scope."""
+    path = tmp_path / "qat.h5"
+    qat_model.save(path)
+    report = qd.diagnose(path, vectors(120))
+    assert report.conversion["outcome"] == "ok" and report.settings["qat_model"]
+    assert report.audit["fully_integer"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import run
-from models import smooth_images, vectors, with_layer
+from models import CONVERTS_KERAS_MODELS, smooth_images, vectors, with_layer
 
 from quantdoctor import catalog, environment, tf_private
 from quantdoctor.environment import Environment, Package, current, release, within
@@ -40,16 +40,22 @@ def _has(name: str) -> bool:
 
 @pytest.fixture(scope="module")
 def user_files(tmp_path_factory) -> dict[str, Path]:
-    """A Dense model (TensorFlow 2.16 aborts on a Keras 3 Conv2D before converting anything: QD909)."""
+    """A Dense model (TensorFlow 2.16 aborts on a Keras 3 Conv2D before converting anything: QD909), as a
+    .keras file, and `model`: what the commands diagnose, the .keras file or on TensorFlow 2.16 its
+    `model.export()` (2.16 also aborts on a Dense model's from_keras_model SavedModel under integer settings)."""
     import keras
 
     folder = tmp_path_factory.mktemp("user_files")
-    with_layer(keras.layers.ReLU(name="relu"), name="user_model").save(folder / "model.keras")
+    model = with_layer(keras.layers.ReLU(name="relu"), name="user_model")
+    model.save(folder / "model.keras")
+    if not CONVERTS_KERAS_MODELS:
+        model.export(str(folder / "exported"), verbose=False)
     np.save(folder / "calib.npy", vectors(40))
     np.save(folder / "calib64.npy", vectors(40).astype(np.float64))
     np.save(folder / "eval.npy", vectors(20, seed=1))
     return {"keras": folder / "model.keras", "npy": folder / "calib.npy", "npy64": folder / "calib64.npy",
-            "eval": folder / "eval.npy", "folder": folder}
+            "eval": folder / "eval.npy", "folder": folder,
+            "model": folder / ("model.keras" if CONVERTS_KERAS_MODELS else "exported")}
 
 
 def test_env_prints_every_version_the_interpreter_and_whether_each_was_verified():
@@ -78,7 +84,7 @@ def platform_version() -> str:
 
 
 def test_diagnose_report_header_carries_the_environment_and_findings_their_verification(user_files, tmp_path):
-    result = run("diagnose", str(user_files["keras"]), "--data", str(user_files["npy64"]),
+    result = run("diagnose", str(user_files["model"]), "--data", str(user_files["npy64"]),
                  "--json", str(tmp_path / "report.json"))
     assert result.returncode == 1, result.stderr
     report = json.loads((tmp_path / "report.json").read_text())
@@ -98,7 +104,7 @@ def test_diagnose_report_header_carries_the_environment_and_findings_their_verif
 
 def test_audit_reads_the_converted_model(user_files, tmp_path):
     model = tmp_path / "model.tflite"
-    converted = run("diagnose", str(user_files["keras"]), "--data", str(user_files["npy"]), "--mode", "int8-strict",
+    converted = run("diagnose", str(user_files["model"]), "--data", str(user_files["npy"]), "--mode", "int8-strict",
                     "--output", str(model))
     assert converted.returncode == 0, converted.stdout + converted.stderr
     result = run("audit", str(model), "--target", "int8-accelerator", "--json", str(tmp_path / "audit.json"))
@@ -107,7 +113,7 @@ def test_audit_reads_the_converted_model(user_files, tmp_path):
 
 
 def test_compare_runs_both_models_in_the_installed_interpreter(user_files, tmp_path):
-    result = run("compare", str(user_files["keras"]), "--data", str(user_files["npy"]), "--eval-data",
+    result = run("compare", str(user_files["model"]), "--data", str(user_files["npy"]), "--eval-data",
                  str(user_files["eval"]), "--json", str(tmp_path / "compare.json"))
     assert result.returncode == 0, result.stdout + result.stderr
     comparison = json.loads((tmp_path / "compare.json").read_text())["comparison"]
@@ -115,7 +121,7 @@ def test_compare_runs_both_models_in_the_installed_interpreter(user_files, tmp_p
 
 
 def test_fix_repairs_float64_samples_and_verifies(user_files, tmp_path):
-    result = run("fix", str(user_files["keras"]), "--data", str(user_files["npy64"]), "--mode", "int8-strict",
+    result = run("fix", str(user_files["model"]), "--data", str(user_files["npy64"]), "--mode", "int8-strict",
                  "--output", str(tmp_path / "fixed.tflite"), "--json", str(tmp_path / "fix.json"))
     assert result.returncode == 0, result.stdout + result.stderr
     document = json.loads((tmp_path / "fix.json").read_text())
@@ -125,14 +131,16 @@ def test_fix_repairs_float64_samples_and_verifies(user_files, tmp_path):
 
 def test_run_diagnoses_a_script_conversion(user_files, tmp_path):
     script = tmp_path / "convert.py"
+    converter_line = ("converter = tf.lite.TFLiteConverter."
+                      + (f"from_keras_model(keras.saving.load_model({str(user_files['keras'])!r}))"
+                         if CONVERTS_KERAS_MODELS else f"from_saved_model({str(user_files['model'])!r})"))
     script.write_text(textwrap.dedent(f"""
         import numpy as np
         import tensorflow as tf
         import keras
 
-        model = keras.saving.load_model({str(user_files["keras"])!r})
         samples = np.load({str(user_files["npy64"])!r})
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        {converter_line}
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([s[None]] for s in samples)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

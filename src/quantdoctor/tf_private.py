@@ -9,9 +9,9 @@ nothing. Add new hooks here, one function each, next to those of the same librar
 
 Verified on TensorFlow 2.18 and 2.21 with Keras 3 and ai-edge-litert 1.2 and 2.3 (and, for
 `quantdoctor run`, tensorflow-model-optimization 0.8.1 on tf_keras of the same release); their tests
-also ran on 2.16 with TensorFlow's own interpreter. `HOOKS_VERIFIED_ON` records each hook's
-releases, and a hook that differs between releases carries its per-release fact here
-(`CONVERTER_FLAGS_SINCE`).
+also run on 2.16 with TensorFlow's own interpreter (`make compat`, in CI). `HOOKS_VERIFIED_ON` records
+each hook's releases, and a hook that differs between releases carries its per-release fact here
+(`CONVERTER_FLAGS_SINCE`, `KERAS_SAVE_SPEC_SINCE`).
 """
 
 from __future__ import annotations
@@ -408,27 +408,51 @@ def _nested_layers(model: Any) -> list[Any]:
     return found
 
 
+# The release whose `from_keras_model` first exports a Keras 3 model with the converter's own input signature
+# (`tensorflow.lite.python.util.get_save_spec`); older ones save it with Keras' default serving signature.
+KERAS_SAVE_SPEC_SINCE = "2.18"
+
+
 def keras_input_signature(model: Any) -> list[Any]:
     """The input signature a `from_keras_model` converter exports a Keras 3 model with.
 
-    Mirrors `_convert_keras_to_saved_model`: a functional or Sequential model uses its inputs (a
-    list of several wrapped in one more list), any other model the spec Keras saved when it was
-    first called (`tensorflow.lite.python.util.get_save_spec`). Raises ValueError, as the converter
-    does, for a model never called.
+    Mirrors `_convert_keras_to_saved_model` of the installed release. From TensorFlow 2.18 on, a
+    functional or Sequential model uses its inputs (a list of several wrapped in one more list), any
+    other model the spec Keras saved when it was first called (`tensorflow.lite.python.util.get_save_spec`).
+    Before 2.18 (`KERAS_SAVE_SPEC_SINCE`), `tf.saved_model.save` takes Keras' default serving signature
+    (`_default_save_signature`: the inputs' shapes and dtypes, without names; a subclassed model's built
+    shapes). Raises ValueError, as the converter does, for a model never called.
     """
+    running = current().tensorflow.version
+    if running is not None and release(running) < release(KERAS_SAVE_SPEC_SINCE):
+        return _keras_default_save_signature(model)
     import tensorflow as tf
     from keras.src import models
     from tensorflow.lite.python import util
 
-    get_save_spec = _require(util, "get_save_spec")  # from TF 2.18 on (2.16 has none)
+    get_save_spec = _require(util, "get_save_spec")
 
     if isinstance(model, (models.Functional, models.Sequential)):
         specs = tf.nest.map_structure(lambda x: tf.TensorSpec(x.shape, dtype=x.dtype, name=x.name), model.inputs)
         return [specs] if isinstance(specs, list) and len(specs) > 1 else specs
     save_spec = get_save_spec(model)
     if not save_spec:
-        raise ValueError("The model provided has never been called. It must be called at least once before export.")
+        raise ValueError(_NEVER_CALLED)
     return [save_spec]
+
+
+_NEVER_CALLED = "The model provided has never been called. It must be called at least once before export."
+
+
+def _keras_default_save_signature(model: Any) -> list[Any]:
+    """TensorFlow 2.16's export signature: Keras' `_default_save_signature` (`keras_input_signature`)."""
+    if not getattr(model, "built", False):
+        raise ValueError(_NEVER_CALLED)
+    serving = _require(model, "_default_save_signature")  # a property: the serving tf.function, or None
+    signature = list(serving.input_signature) if serving is not None else []
+    if not signature:
+        raise ValueError(_NEVER_CALLED)
+    return signature
 
 
 # --- LiteRT Interpreter -------------------------------------------------------------------------------

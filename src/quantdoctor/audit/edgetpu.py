@@ -134,24 +134,18 @@ def edgetpu_prediction(model: TFLiteModel, layer_names: list[str]) -> tuple[dict
         findings.append(_cut_finding(summary, inner, cut, inner[cut], rule_id, detail, layer_names,
                                      nothing_mapped=not segment))
     for name in summary["unverified_ops"]:
-        layers = [layer for op in segment if op.name == name and (layer := op_layer(op, layer_names))]
-        findings.append(catalog.get("QD122").finding(
-            f"{PREDICTED}: {name}{' in layer ' + repr(layers[0]) if layers else ''} is counted on the Edge TPU by an "
-            f"unverified entry of the rule table: no published source confirms that the Edge TPU maps {name}, so "
-            f"it and everything after it may run on the CPU instead.",
-            location=Location(layer=layers[0] if layers else None, op=name),
-            evidence={"predicted": True, "compiled": False, "rule": "supported_op", "rule_source": UNVERIFIED},
-            severity="warning"))
+        findings.append(_op_warning(
+            name, segment, layer_names,
+            "is counted on the Edge TPU by an unverified entry of the rule table: no published source confirms "
+            f"that the Edge TPU maps {name}, so it and everything after it may run on the CPU instead.",
+            {"rule": "supported_op", "rule_source": UNVERIFIED}))
     for name in summary["uncertain_ops"]:
-        layers = [layer for op in segment if op.name == name and (layer := op_layer(op, layer_names))]
-        findings.append(catalog.get("QD122").finding(
-            f"{PREDICTED}: {name}{' in layer ' + repr(layers[0]) if layers else ''} is counted on the Edge TPU, but "
-            f"the compiler may leave it on the CPU {table['ops'][name]['may_stay_on_cpu']}; then it and everything "
-            f"after it would run on the CPU.",
-            location=Location(layer=layers[0] if layers else None, op=name),
-            evidence={"predicted": True, "compiled": False, "rule": "op_limitation",
-                      "rule_source": table["ops"][name]["source"], "may_stay_on_cpu": table["ops"][name]["may_stay_on_cpu"]},
-            severity="warning"))
+        may_stay = table["ops"][name]["may_stay_on_cpu"]
+        findings.append(_op_warning(
+            name, segment, layer_names,
+            f"is counted on the Edge TPU, but the compiler may leave it on the CPU {may_stay}; then it and "
+            "everything after it would run on the CPU.",
+            {"rule": "op_limitation", "rule_source": table["ops"][name]["source"], "may_stay_on_cpu": may_stay}))
     if model.subgraphs > 1:
         rule = rules["single_subgraph"]
         findings.append(catalog.get("QD122").finding(
@@ -161,6 +155,17 @@ def edgetpu_prediction(model: TFLiteModel, layer_names: list[str]) -> tuple[dict
             evidence={"predicted": True, "compiled": False, "rule": "single_subgraph", "rule_source": rule["source"],
                       "subgraphs": model.subgraphs}, severity="warning"))
     return summary, findings
+
+
+def _op_warning(name: str, segment: list[OpInfo], layer_names: list[str], sentence: str,
+                evidence: dict[str, Any]) -> Finding:
+    """A predicted QD122 warning on op type `name` (counted on the Edge TPU, with a doubt): `sentence` says
+    why, after the op and its first layer in `segment`; `evidence` names the rule behind the doubt."""
+    layers = [layer for op in segment if op.name == name and (layer := op_layer(op, layer_names))]
+    return catalog.get("QD122").finding(
+        f"{PREDICTED}: {name}{' in layer ' + repr(layers[0]) if layers else ''} {sentence}",
+        location=Location(layer=layers[0] if layers else None, op=name),
+        evidence={"predicted": True, "compiled": False, **evidence}, severity="warning")
 
 
 def _unknown_builtins(model: TFLiteModel) -> list[tuple[OpInfo, int]]:

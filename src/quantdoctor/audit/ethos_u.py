@@ -17,6 +17,7 @@ from typing import Any
 from quantdoctor import catalog
 from quantdoctor.audit.checks import op_layer, output_layer_names
 from quantdoctor.audit.tflite_model import OpInfo, TFLiteModel, read_tflite
+from quantdoctor.audit.vela_worker import VelaRequest, VelaResponse
 from quantdoctor.catalog.locations import layers_in_tensor_name
 from quantdoctor.intake.options import Target
 from quantdoctor.isolation.runner import run_isolated
@@ -94,23 +95,23 @@ def compile_with_vela(tflite: bytes, accelerator: str, model: TFLiteModel, layer
     workdir = Path(tempfile.mkdtemp(prefix="quantdoctor-vela-"))
     try:
         (workdir / "model.tflite").write_bytes(tflite)
-        request = {"model": str(workdir / "model.tflite"), "accelerator": accelerator,
-                   "output_dir": str(workdir / "vela"), "response": str(workdir / "response.json"),
-                   "arena_cache_size": sram_kib * 1024 if sram_kib else None}
+        request = VelaRequest(model=str(workdir / "model.tflite"), accelerator=accelerator,
+                              output_dir=str(workdir / "vela"), response=str(workdir / "response.json"),
+                              arena_cache_size=sram_kib * 1024 if sram_kib else None)
         run = run_isolated("quantdoctor.audit.vela_worker", request, workdir, timeout)
-        response = run.response
-        outcome = run.outcome if run.outcome == "timeout" else response.get("outcome", "crash")
-        result = VelaCompilation(accelerator, outcome, run.seconds, response.get("vela_version"))
-        if outcome != "ok":
-            result.error = response.get("error") or (f"killed by {run.signal_name}" if run.signal_name else "") \
-                or run.stderr[-2000:]
+        response = VelaResponse.from_json(run.response) if run.response else None
+        outcome = run.outcome if run.outcome == "timeout" else (response and response.outcome) or "crash"
+        result = VelaCompilation(accelerator, outcome, run.seconds, response.vela_version if response else None)
+        if outcome != "ok" or response is None or response.compiled_model is None:
+            result.error = (response and response.error) or (f"killed by {run.signal_name}" if run.signal_name
+                                                             else "") or run.stderr[-2000:]
             return result
-        compiled = read_tflite(Path(response["compiled_model"]).read_bytes())
+        compiled = read_tflite(Path(response.compiled_model).read_bytes())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    result.ops = _placed_ops(response["per_layer"], response["reasons"], model, layer_names, output_layers or [])
+    result.ops = _placed_ops(response.per_layer, response.reasons, model, layer_names, output_layers or [])
     result.npu_partitions, result.cpu_partitions = partitions(compiled)
-    result.performance = performance(response["summary"])
+    result.performance = performance(response.summary)
     return result
 
 

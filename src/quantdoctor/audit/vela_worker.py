@@ -7,7 +7,7 @@ never from its console text (whose wording changes between releases):
 - `<model>_per-layer.csv` (`--verbose-performance`): each op, whether it runs on the NPU or the CPU,
   its MACs and cycles;
 - `<model>_summary_<system config>.csv`: the performance estimate, the memory used, and the memory
-  mode and arena (SRAM) size it compiled for (`request["arena_cache_size"]`, bytes, sets that size);
+  mode and arena (SRAM) size it compiled for (`VelaRequest.arena_cache_size`, bytes, sets that size);
 - `<model>_vela.tflite`: the compiled model, whose `ethos-u` custom ops are the NPU partitions;
 - why an op stays on the CPU: Vela's own constraint checks (`TFLiteSemantic` and
   `TFLiteSupportedOperators`), called one by one on Vela's reading of the model; each returns
@@ -21,45 +21,75 @@ from __future__ import annotations
 import csv
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from quantdoctor.catalog.npu import vela_core_name
-from quantdoctor.isolation.protocol import serve, write_json
+from quantdoctor.isolation.protocol import Message, serve, write_message
 
 # What Vela's model reader adds to the graph: not ops of the model.
 _READER_OPS = ("Placeholder", "SubgraphInput", "Const")
 
 
-def main(request: dict[str, Any]) -> int:
-    """Compile `request["model"]` for `request["accelerator"]` into `request["output_dir"]`; write the response."""
-    response_path = Path(request["response"])
-    model, output_dir, accelerator = request["model"], Path(request["output_dir"]), request["accelerator"]
+@dataclass
+class VelaRequest(Message):
+    """Compile `model` (a .tflite path) for `accelerator` (a Vela accelerator config) into `output_dir`;
+    `arena_cache_size`: the SRAM for the tensor arena in bytes (None: Vela's default)."""
+
+    model: str
+    accelerator: str
+    output_dir: str
+    response: str
+    arena_cache_size: int | None = None
+
+
+@dataclass
+class VelaResponse(Message):
+    """How far the compile got (`stage`), and with `outcome` "ok": Vela's per-op CSV rows, its summary row,
+    the compiled model's path and, by output tensor, why each op Vela refuses stays on the CPU."""
+
+    vela_version: str
+    accelerator: str
+    stage: str = "compiling"
+    outcome: str | None = None
+    error: str | None = None
+    seconds: float | None = None
+    per_layer: list[dict[str, str]] = field(default_factory=list)
+    summary: dict[str, str] = field(default_factory=dict)
+    compiled_model: str | None = None
+    reasons: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def main(request: VelaRequest) -> int:
+    """Compile the request's model with Vela; write the response."""
+    response_path, output_dir = Path(request.response), Path(request.output_dir)
     from ethosu.vela import vela  # optional extra: imported only in this process
 
-    response: dict[str, Any] = {"vela_version": vela.__version__, "accelerator": accelerator}
-    write_json(response_path, {**response, "stage": "compiling"})
+    response = VelaResponse(vela_version=vela.__version__, accelerator=request.accelerator)
+    write_message(response_path, response)
     started = time.perf_counter()
     try:
-        sram = ["--arena-cache-size", str(int(request["arena_cache_size"]))] if request.get("arena_cache_size") else []
-        returncode = vela.main([model, "--accelerator-config", accelerator, "--output-dir", str(output_dir),
-                                "--verbose-performance", *sram])
+        sram = ["--arena-cache-size", str(int(request.arena_cache_size))] if request.arena_cache_size else []
+        returncode = vela.main([request.model, "--accelerator-config", request.accelerator, "--output-dir",
+                                str(output_dir), "--verbose-performance", *sram])
     except Exception as exc:  # Vela refusing the user's model is an outcome, not a bug of quantdoctor
-        write_json(response_path, {**response, "stage": "done", "outcome": "error",
-                                   "error": f"{type(exc).__name__}: {exc}"})
+        response.stage, response.outcome, response.error = "done", "error", f"{type(exc).__name__}: {exc}"
+        write_message(response_path, response)
         return 0
-    response["seconds"] = round(time.perf_counter() - started, 3)
-    stem = output_dir / Path(model).stem
-    summary = sorted(output_dir.glob(f"{Path(model).stem}_summary_*.csv"))
+    response.seconds = round(time.perf_counter() - started, 3)
+    stem = output_dir / Path(request.model).stem
+    summary = sorted(output_dir.glob(f"{Path(request.model).stem}_summary_*.csv"))
     per_layer = Path(f"{stem}_per-layer.csv")
     compiled = Path(f"{stem}_vela.tflite")
+    response.stage = "done"
     if returncode != 0 or not (summary and per_layer.is_file() and compiled.is_file()):
-        write_json(response_path, {**response, "stage": "done", "outcome": "error",
-                                   "error": f"Vela exited with {returncode} and wrote no compiled model"})
+        response.outcome, response.error = "error", f"Vela exited with {returncode} and wrote no compiled model"
+        write_message(response_path, response)
         return 0
-    response.update(outcome="ok", stage="done", per_layer=read_csv(per_layer), summary=read_csv(summary[0])[0],
-                    compiled_model=str(compiled), reasons=cpu_reasons(model, accelerator))
-    write_json(response_path, response)
+    response.outcome, response.per_layer, response.summary = "ok", read_csv(per_layer), read_csv(summary[0])[0]
+    response.compiled_model, response.reasons = str(compiled), cpu_reasons(request.model, request.accelerator)
+    write_message(response_path, response)
     return 0
 
 
@@ -135,4 +165,4 @@ def _broken_constraint(op: Any, semantic: Any, supported: Any) -> dict[str, str]
 
 
 if __name__ == "__main__":
-    sys.exit(serve(main, sys.argv[1]))
+    sys.exit(serve(main, sys.argv[1], VelaRequest))

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from quantdoctor.budget.aeq_worker import BudgetRequest, BudgetResponse
 from quantdoctor.budget.objective import Objective
 from quantdoctor.compare.labels import read_labels
 from quantdoctor.diagnosis.pipeline import diagnose
@@ -75,27 +76,29 @@ def fit_aeq_recipe(model: str | Path, data: Any, eval_data: Any, recipe_output: 
     try:
         calibration.save(workdir / "calibration.npz")
         evaluation.save(workdir / "eval.npz")
-        request = {"model": str(Path(model).resolve()), "recipe": recipe_name, "data": str(workdir / "calibration.npz"),
-                   "eval_data": str(workdir / "eval.npz"), "max_drop": max_drop, "min_sqnr": min_sqnr,
-                   "response": str(workdir / "response.json"), "output": str(workdir / "model.tflite")}
+        labels_path = None
         if label_values is not None:
-            np.save(workdir / "labels.npy", label_values.classes)
-            request["labels"] = str(workdir / "labels.npy")
+            labels_path = workdir / "labels.npy"
+            np.save(labels_path, label_values.classes)
+        request = BudgetRequest(model=str(Path(model).resolve()), recipe=recipe_name,
+                                data=str(workdir / "calibration.npz"), eval_data=str(workdir / "eval.npz"),
+                                response=str(workdir / "response.json"), output=str(workdir / "model.tflite"),
+                                max_drop=max_drop, min_sqnr=min_sqnr, labels=str(labels_path) if labels_path else None)
         run = run_isolated("quantdoctor.budget.aeq_worker", request, workdir, timeout)
-        response = run.response
-        if run.outcome != "done" or response.get("stage") != "done":
+        if run.outcome != "done" or run.response.get("stage") != "done":
             raise UsageError(f"the AEQ budget search did not finish ({run.outcome}): {run.stderr[-300:].strip()}")
+        response = BudgetResponse.from_json(run.response)
         searched = (workdir / "model.tflite").read_bytes() if (workdir / "model.tflite").is_file() else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    if "error" in response:  # AEQ failed calibrating with its own recipe: the diagnosis says why, no recipe is written
+    if response.error is not None:  # AEQ failed calibrating with its own recipe: the diagnosis says why, no recipe is written
         report = diagnose(model, data, mode=mode, max_samples=max_samples, timeout=timeout)
         return AeqRecipeResult(met_budget=False, verified=False, kept=[], entries=[], objective={},
                                int8_value=None, chosen_value=None, evaluations=0, report=report)
-    Path(recipe_output).write_text(json.dumps(response["entries"], indent=1))
+    Path(recipe_output).write_text(json.dumps(response.entries, indent=1))
     report = diagnose(model, data, aeq_recipe=recipe_output, max_samples=max_samples, timeout=timeout)
     verified = searched is not None and report.tflite_model == searched
-    return AeqRecipeResult(met_budget=bool(response["met_budget"]), verified=verified, kept=response["kept"],
-                           entries=response["entries"], objective=response["objective"],
-                           int8_value=response.get("int8_value"), chosen_value=response.get("chosen_value"),
-                           evaluations=response["evaluations"], model=searched if verified else None, report=report)
+    return AeqRecipeResult(met_budget=response.met_budget, verified=verified, kept=response.kept,
+                           entries=response.entries, objective=response.objective, int8_value=response.int8_value,
+                           chosen_value=response.chosen_value, evaluations=response.evaluations,
+                           model=searched if verified else None, report=report)

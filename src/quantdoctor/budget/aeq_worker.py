@@ -13,47 +13,88 @@ import copy
 import re
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from quantdoctor.budget.objective import Objective
-from quantdoctor.convert.aeq_worker import AEQ_PACKAGE, NO_QUANTIZE, recipe_entries, signature_data
+from quantdoctor.convert.aeq_worker import (
+    AEQ_PACKAGE,
+    NO_QUANTIZE,
+    recipe_entries,
+    signature_data,
+)
 from quantdoctor.intake.data import CalibrationSet
-from quantdoctor.isolation.protocol import raised_in, serve, write_json
+from quantdoctor.isolation.protocol import Message, raised_in, serve, write_message
 from quantdoctor.litert import interpreter_package, new_interpreter
 
 MAX_EVALUATIONS = 400  # variants at most: a greedy step tries two entries per op left
 
 
-def main(request: dict[str, Any]) -> int:
+@dataclass
+class BudgetRequest(Message):
+    """Search the float .tflite at `model` under AEQ's `recipe` (a name), calibrated on the samples saved at
+    `data`, scored on those at `eval_data` (with class `labels`, a .npy, or None) against the budget
+    (`max_drop` or `min_sqnr`); the chosen model goes to `output`."""
+
+    model: str
+    recipe: str
+    data: str
+    eval_data: str
+    response: str
+    output: str
+    max_drop: float | None = None
+    min_sqnr: float | None = None
+    labels: str | None = None
+
+
+@dataclass
+class BudgetResponse(Message):
+    """The search's `stage`; at "done", either AEQ's `error` (nothing searched) or the kept ops, the whole
+    recipe (`entries`), the budget (`objective`), the INT8 and chosen scores and how many variants ran.
+    `last_error`: why the last variant AEQ or LiteRT refused was left out."""
+
+    stage: str = "calibrating"
+    error: str | None = None
+    last_error: str | None = None
+    int8_value: float | None = None
+    met_budget: bool = False
+    chosen_value: float | None = None
+    kept: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    objective: dict[str, Any] = field(default_factory=dict)
+    evaluations: int = 0
+    seconds: float | None = None
+
+
+def main(request: BudgetRequest) -> int:
     """Serve one budget search; the response holds the kept ops, the recipe entries and the scores."""
     from ai_edge_quantizer import quantizer as aeq_quantizer
 
-    response_path = Path(request["response"])
-    response: dict[str, Any] = {"stage": "calibrating"}
-    write_json(response_path, response)
+    response_path = Path(request.response)
+    response = BudgetResponse()
+    write_message(response_path, response)
     started = time.perf_counter()
-    float_bytes = Path(request["model"]).read_bytes()
+    float_bytes = Path(request.model).read_bytes()
     interpreter = new_interpreter(float_bytes)
-    base = recipe_entries(request["recipe"])
-    calibration = CalibrationSet.load(Path(request["data"]))
-    evaluation = CalibrationSet.load(Path(request["eval_data"]))
+    base = recipe_entries(request.recipe)
+    calibration = CalibrationSet.load(Path(request.data))
+    evaluation = CalibrationSet.load(Path(request.eval_data))
     try:
         quantizer = aeq_quantizer.Quantizer(bytearray(float_bytes), base)
         qsvs = quantizer.calibrate(signature_data(interpreter, calibration.samples), num_threads=1)
     except Exception as exc:  # AEQ's own failure: the diagnosis explains it, there is nothing to search
         if not (raised_in(exc, AEQ_PACKAGE) or raised_in(exc, interpreter_package())):
             raise
-        response.update(stage="done", error=f"{type(exc).__name__}: {exc}")
-        write_json(response_path, response)
+        response.stage, response.error = "done", f"{type(exc).__name__}: {exc}"
+        write_message(response_path, response)
         return 0
     key = next(iter(interpreter.get_signature_list()))
     rows = signature_data(interpreter, evaluation.samples).get(key, [])
-    labels = np.load(request["labels"]) if request.get("labels") else None
-    objective = Objective.create(max_drop=request.get("max_drop"), min_sqnr=request.get("min_sqnr"),
-                                 labels=labels, metric=None)
+    labels = np.load(request.labels) if request.labels else None
+    objective = Objective.create(max_drop=request.max_drop, min_sqnr=request.min_sqnr, labels=labels, metric=None)
     objective.set_reference(run_rows(float_bytes, key, rows))
     candidates = quantized_scopes(float_bytes, base)
     sixteen_bit = _sixteen_bit_entry(base)
@@ -69,17 +110,17 @@ def main(request: dict[str, Any]) -> int:
             if not (raised_in(exc, AEQ_PACKAGE) or raised_in(exc, interpreter_package())):
                 raise
             value, model = None, None
-            response["last_error"] = f"{type(exc).__name__}: {exc}"
+            response.last_error = f"{type(exc).__name__}: {exc}"
         evaluations.append({"kept": [_kept(entry) for entry in kept], "value": value})
         return value, model
 
     kept: list[dict[str, Any]] = []
     value, model = evaluate(kept)
     if value is None:  # AEQ refuses its own recipe on this model: nothing to search
-        response.update(stage="done", error=response["last_error"])
-        write_json(response_path, response)
+        response.stage, response.error = "done", response.last_error
+        write_message(response_path, response)
         return 0
-    response["int8_value"] = value
+    response.int8_value = value
     while (value is None or not objective.meets(value)) and candidates and len(evaluations) < MAX_EVALUATIONS:
         tried = []
         for scope in candidates:
@@ -93,12 +134,13 @@ def main(request: dict[str, Any]) -> int:
         kept.append(entry)
         candidates.remove(scope)
         value, model = score, variant
-    response.update(stage="done", met_budget=value is not None and objective.meets(value), chosen_value=value,
-                    kept=[_kept(entry) for entry in kept], entries=base + kept, objective=objective.to_dict(),
-                    evaluations=len(evaluations), seconds=round(time.perf_counter() - started, 3))
+    response.stage, response.met_budget = "done", value is not None and objective.meets(value)
+    response.chosen_value, response.kept, response.entries = value, [_kept(entry) for entry in kept], base + kept
+    response.objective, response.evaluations = objective.to_dict(), len(evaluations)
+    response.seconds = round(time.perf_counter() - started, 3)
     if model is not None:
-        Path(request["output"]).write_bytes(model)
-    write_json(response_path, response)
+        Path(request.output).write_bytes(model)
+    write_message(response_path, response)
     return 0
 
 
@@ -167,4 +209,4 @@ def _kept(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(serve(main, sys.argv[1]))
+    sys.exit(serve(main, sys.argv[1], BudgetRequest))

@@ -85,6 +85,38 @@ CHECKS = (
                  "# or: tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], serve)",
     ),
     Check(
+        code="QD407", name="invalid-layer-name", severity="error", precedence=10, fails_conversion=True,
+        title="A layer's or the model's name is not a valid TensorFlow name",
+        detects="A layer (nested ones included) or the model is named outside TensorFlow's root-scope pattern "
+                "`^[A-Za-z0-9.][A-Za-z0-9_.\\\\/>-]*$` (a space, `#`, a quote, a leading `_`, a non-ASCII letter): "
+                "`TFLiteConverter.from_keras_model` fails with `TypeError: 'NoneType' object is not callable`, "
+                "the same words as for an invalid input name (QD405).",
+        why="Keras 3 accepts any layer name, but the converter's export of the model opens a name scope per "
+            "layer and names each variable after its layer; both refuse such names. That error is swallowed, "
+            "and the converter's fallback fails for an unrelated reason. Renaming the layer object is not "
+            "enough: its variables keep the old name. The model has to be rebuilt from a renamed config.",
+        example="x = keras.layers.Dense(8, name='my dense')(inputs)",
+        fix="Rebuild the model from its config with valid names and copy the weights over: the layers and "
+            "weights are the same, nothing is retrained.",
+        fix_code="import re\n\n"
+                 "def layer_names(layer):\n"
+                 "    return [layer.name, *(name for sublayer in getattr(layer, 'layers', []) "
+                 "for name in layer_names(sublayer))]\n\n"
+                 "def valid_name(name):\n"
+                 "    name = re.sub(r'[^A-Za-z0-9_.>-]', '_', name)\n"
+                 "    return name if re.match(r'[A-Za-z0-9.]', name) else 'x' + name\n\n"
+                 "valid = {name: valid_name(name) for name in layer_names(model)}\n\n"
+                 "def renamed(node):\n"
+                 "    if isinstance(node, dict):\n"
+                 "        return {key: renamed(value) for key, value in node.items()}\n"
+                 "    if isinstance(node, (list, tuple)):\n"
+                 "        return [renamed(value) for value in node]\n"
+                 "    return valid.get(node, node) if isinstance(node, str) else node\n\n"
+                 "fixed = type(model).from_config(renamed(model.get_config()))\n"
+                 "fixed.set_weights(model.get_weights())\n"
+                 "converter = tf.lite.TFLiteConverter.from_keras_model(fixed)",
+    ),
+    Check(
         code="QD410", name="fake-quant-left-in-model", severity="warning", precedence=58,
         title="A training-time FakeQuant survived into the .tflite as a QUANTIZE/DEQUANTIZE round trip",
         detects="The .tflite has a QUANTIZE whose result goes straight into a DEQUANTIZE: a FakeQuant op of a "

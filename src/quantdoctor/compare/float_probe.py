@@ -9,25 +9,45 @@ preprocessing mistake, undone, brings it back (see `compare.preprocessing`).
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from quantdoctor.intake.data import CalibrationSet
-from quantdoctor.isolation.protocol import serve, write_json
+from quantdoctor.isolation.protocol import Message, serve, write_message
 from quantdoctor.litert import new_interpreter
 from quantdoctor.runtime.feed import Feeder, ordered_output_details
 
 
-def main(request: dict[str, Any]) -> int:
-    """Predict a class for every eval sample under every variant; write them to `outputs` (.npz)."""
-    samples = CalibrationSet.load(Path(request["data"])).samples
-    interpreter = new_interpreter(request["model"])
+@dataclass
+class ProbeRequest(Message):
+    """Run the float .tflite at `model` on the eval samples saved at `data` under each of `variants`
+    (see `transformed`); write the predicted classes to `outputs` (.npz, `variant_<i>`)."""
+
+    model: str
+    data: str
+    variants: list[dict[str, Any]]
+    response: str
+    outputs: str
+
+
+@dataclass
+class ProbeResponse(Message):
+    """How many variants the outputs file holds."""
+
+    variants: int
+
+
+def main(request: ProbeRequest) -> int:
+    """Predict a class for every eval sample under every variant; write them to the request's outputs file."""
+    samples = CalibrationSet.load(Path(request.data)).samples
+    interpreter = new_interpreter(request.model)
     feed = Feeder(interpreter)
     output = ordered_output_details(interpreter)[0]["index"]
     predictions = {}
-    for number, variant in enumerate(request["variants"]):
+    for number, variant in enumerate(request.variants):
         classes = []
         for sample in samples:
             values = {name: transformed(array, variant) for name, array in sample.values.items()}
@@ -36,8 +56,8 @@ def main(request: dict[str, Any]) -> int:
             scores = interpreter.get_tensor(output)
             classes.append(scores.reshape(-1, scores.shape[-1]).argmax(-1))
         predictions[f"variant_{number}"] = np.concatenate(classes)
-    np.savez(request["outputs"], **predictions)
-    write_json(Path(request["response"]), {"variants": len(request["variants"])})
+    np.savez(request.outputs, **predictions)
+    write_message(Path(request.response), ProbeResponse(variants=len(request.variants)))
     return 0
 
 
@@ -52,4 +72,4 @@ def transformed(array: np.ndarray, variant: dict[str, Any]) -> np.ndarray:
 
 
 if __name__ == "__main__":
-    sys.exit(serve(main, sys.argv[1]))
+    sys.exit(serve(main, sys.argv[1], ProbeRequest))

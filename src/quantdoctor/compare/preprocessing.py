@@ -21,6 +21,7 @@ import numpy as np
 from quantdoctor import catalog
 from quantdoctor.audit.normalisation import input_normalisation, normalised_already
 from quantdoctor.audit.tflite_model import read_tflite
+from quantdoctor.compare.float_probe import ProbeRequest, ProbeResponse
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.array_files import REAL_KINDS
 from quantdoctor.intake.data import CalibrationSet
@@ -113,12 +114,12 @@ def probe(float_model: bytes, evaluation: CalibrationSet, candidates: list[dict]
     try:
         (workdir / "float.tflite").write_bytes(float_model)
         evaluation.save(workdir / "eval.npz")
-        request = {"model": str(workdir / "float.tflite"), "data": str(workdir / "eval.npz"), "variants": candidates,
-                   "response": str(workdir / "response.json"), "outputs": str(workdir / "outputs.npz")}
+        request = ProbeRequest(model=str(workdir / "float.tflite"), data=str(workdir / "eval.npz"), variants=candidates,
+                               response=str(workdir / "response.json"), outputs=str(workdir / "outputs.npz"))
         run = run_isolated("quantdoctor.compare.float_probe", request, workdir, timeout)
-        if run.outcome != "done":
+        if run.outcome != "done" or ProbeResponse.from_json(run.response).variants != len(candidates):
             raise UsageError(f"running the float model on variants of the eval data failed ({run.outcome})")
-        with np.load(request["outputs"]) as outputs:
+        with np.load(request.outputs) as outputs:
             return [outputs[f"variant_{i}"] for i in range(len(candidates))]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

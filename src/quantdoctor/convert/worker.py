@@ -8,6 +8,7 @@ far it got and what the model looks like.
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -278,7 +279,29 @@ def _load_tf_keras(path: str, trust_model: bool) -> Any:
         raise ImportError("this .h5 file was written by tf_keras (Keras 2), whose TFOpLambda layers Keras 3 cannot "
                           "load: pip install tf-keras, or export a SavedModel with tf_keras "
                           "(model.export('saved_model_dir')) and pass that directory") from None
-    return tf_keras.models.load_model(path, compile=False)
+    try:
+        return tf_keras.models.load_model(path, compile=False)
+    except ValueError as exc:
+        if not _TFMOT_LAYER.search(str(exc)):
+            raise
+    with _tfmot_scope():  # a QAT model tfmot saved: tfmot's guide loads it under quantize_scope
+        return tf_keras.models.load_model(path, compile=False)
+
+
+# How tf_keras names a class of tfmot's QAT models (preflight/qat.py's TFMOT_LAYER_CLASSES) it cannot deserialize.
+_TFMOT_LAYER = re.compile(r"Unknown layer: '(?:QuantizeLayer|QuantizeWrapper|QuantizeWrapperV2)'")
+
+
+def _tfmot_scope() -> Any:
+    """tfmot's `quantize_scope`, which registers its QAT layers and quantizers (library classes, no code
+    from the file); an ImportError naming the package when tfmot is not installed."""
+    try:
+        import tensorflow_model_optimization as tfmot
+    except ImportError:
+        raise ImportError("this .h5 file holds tfmot's quantization-aware layers (QuantizeLayer, QuantizeWrapperV2): "
+                          "pip install tensorflow-model-optimization, or export a SavedModel with tf_keras "
+                          "(model.export('saved_model_dir')) and pass that directory") from None
+    return tfmot.quantization.keras.quantize_scope()
 
 
 def _describe(tf: Any, model: dict[str, Any], loaded: Any,
@@ -301,7 +324,8 @@ def _describe(tf: Any, model: dict[str, Any], loaded: Any,
 def _describe_keras_model(tf: Any, keras_model: Any, trace: bool) -> tuple[Callable[[], Any], dict[str, Any], Any]:
     from quantdoctor.intake.model import keras_layers, keras_output_layers
 
-    info = {"inputs": [_spec(x.name, x.shape, x.dtype) for x in keras_model.inputs],
+    inputs = getattr(keras_model, "inputs", None) or []  # a subclassed model loaded from a file has no `inputs`
+    info = {"inputs": [_spec(x.name, x.shape, x.dtype) for x in inputs],
             "layers": keras_layers(keras_model), "output_layers": keras_output_layers(keras_model)}
 
     def converter() -> Any:

@@ -15,6 +15,7 @@ from quantdoctor.audit.tflite_model import VARIABLE_OPS
 from quantdoctor.catalog.locations import layer_for_location, op_paths, scope_for_path
 from quantdoctor.diagnosis.mlir import Diagnostic, op_name, parse_diagnostics
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.intake.model import invalid_layer_names
 from quantdoctor.isolation.crash import KERAS3_VARIABLE_READ, OUT_OF_MEMORY, STAGE_MARKERS
 from quantdoctor.isolation.matcher import Matcher
 from quantdoctor.preflight.data_checks import LIST_ORDER_HINT
@@ -32,6 +33,7 @@ class FailureContext:
     exception_type: str = ""
     layer_names: list[str] = field(default_factory=list)
     calibration: CalibrationSet | None = None
+    layers: list[dict[str, str]] = field(default_factory=list)  # {"name", "class"} each, nested ones included
 
     @property
     def headline(self) -> str:
@@ -162,6 +164,38 @@ def _simple(code: str, message: str) -> Callable[[re.Match, FailureContext], Fin
         message, evidence={"converter_message": match.group(0).strip()})
 
 
+def _dicts_without_signature(match: re.Match) -> Finding:
+    """Dict samples naming no signature: refused by a model with several signatures, and by one with none (a
+    converter from concrete functions, which feeds list samples only, in the function's argument order)."""
+    evidence = {"converter_message": match.group(0)}
+    if match.group(1) != "0":
+        return catalog.get("QD315").finding(
+            f"The samples name no signature, and the model has {match.group(1)}: the calibrator refuses them.",
+            evidence=evidence)
+    return catalog.get("QD315").finding(
+        "The samples are dicts, and the model has no signature (a converter from concrete functions): the "
+        "calibrator takes list samples only.", evidence={**evidence, "no_signature": True},
+        fix="Yield a list of arrays per sample, in the order of the function's arguments.",
+        fix_code="def representative_dataset():\n"
+                 "    for x in samples:\n"
+                 "        yield [x[None].astype(np.float32)]          # one array per argument, in order")
+
+
+def _keras_export_failed(match: re.Match, context: FailureContext) -> Finding:
+    """The converter's export of a Keras model failed with nothing but a bare TypeError: a layer named outside
+    TensorFlow's pattern (QD407) when the model has one, else an input so named (QD405)."""
+    evidence = {"converter_message": match.group(0)}
+    layers = invalid_layer_names(context.layers)
+    if layers:
+        return catalog.get("QD407").finding(
+            f"Layer '{layers[0]}' is not a valid TensorFlow name: the converter's export of the model fails on it"
+            + (f" (and on {len(layers) - 1} more)." if len(layers) > 1 else "."),
+            location=Location(layer=layers[0]), evidence={**evidence, "layers": layers})
+    return catalog.get("QD405").finding(
+        "The converter's export of the Keras model failed with nothing but this TypeError, the symptom of a "
+        "model input named outside TensorFlow's node-name pattern.", evidence=evidence)
+
+
 _UNRESOLVED_CUSTOM_OP = Matcher.of("unresolved-custom-op", r"Encountered unresolved custom op: [^\n.]+")
 _NOT_CONVERTIBLE = Matcher.of("op-neither-custom-nor-flex", r"is neither a custom op nor a flex op")
 _TENSOR_LIST = Matcher.of("tensor-list-lowering", r"TensorList|Lowering tensor list ops is failed")
@@ -198,9 +232,7 @@ _RULES = (
               location=Location(input=m.group(1)), evidence={"converter_message": m.group(0)}),
           on_exception=True),
     _Rule(Matcher.of("signature-key-none", r"SignatureDef signature_key is None and model has (\d+) Signatures"),
-          lambda m, c: catalog.get("QD315").finding(
-              f"The samples name no signature, and the model has {m.group(1)}: the calibrator refuses them.",
-              evidence={"converter_message": m.group(0)})),
+          lambda m, c: _dicts_without_signature(m)),
     _Rule(Matcher.of("input-count", r"Invalid input shapes: expected (\d+) items got (\d+) items\.?"),
           lambda m, c: catalog.get("QD304").finding(
               f"The calibrator expected {m.group(1)} array(s) per sample and got {m.group(2)}.",
@@ -226,16 +258,12 @@ _RULES = (
               location=Location(op=m.group(1)), evidence={"converter_message": m.group(0)})),
     _Rule(Matcher.of("no-signature", r"Only support at least one signature key\.?"),
           _simple("QD401", "The SavedModel offers no signature the converter can use.")),
-    _Rule(Matcher.of("unknown-signature-key", r"Invalid signature key '([^']*)' found\. Valid keys are '([^']*)'\.?"),
+    _Rule(Matcher.of("unknown-signature-key", r"Invalid signature key '([\s\S]*?)' found\. Valid keys are '([^\n]*)'\.?"),
           lambda m, c: catalog.get("QD402").finding(
               f"Signature '{m.group(1)}' was requested; the SavedModel has {m.group(2).split(',')}.",
               evidence={"converter_message": m.group(0), "valid_keys": m.group(2).split(",")})),
     _Rule(Matcher.of("keras-export-none-callable", r"^TypeError: 'NoneType' object is not callable$"),
-          lambda m, c: catalog.get("QD405").finding(
-              "The converter's export of the Keras model failed with nothing but this TypeError, the symptom of a "
-              "model input named outside TensorFlow's node-name pattern.",
-              evidence={"converter_message": m.group(0)}),
-          on_exception=True),
+          lambda m, c: _keras_export_failed(m, c), on_exception=True),
 )
 
 # Every matcher quantdoctor has, for the meta-test: each needs a real-model test marked with its name. An

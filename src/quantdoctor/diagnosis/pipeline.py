@@ -398,7 +398,7 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         conversion["error_excerpt"] = excerpt(run.error_text)
         conversion["exception"] = run.response.get("exception_class")  # module:qualname, what convert() raised
         outcome_findings = classify_failure(FailureContext(
-            run.error_text, run.response.get("exception_type", ""), layer_names, calibration))
+            run.error_text, run.response.get("exception_type", ""), layer_names, calibration, layers))
     elif attempted:
         conversion["error_excerpt"] = "\n".join(native_errors(run.stderr) + crash_frames(run.stderr)) or None
         # What the process did (crashed, hung, ran out of memory) was seen, not inferred: it ranks before

@@ -37,6 +37,8 @@ DEFAULT_MAX_ROUNDS = 4
 ROUND = "round"  # the progress step of a round of fix (its count is the round's number)
 _UNVERIFIED = ("the model converted but did not pass verification: no repair answers this; the script (--script) "
                "reproduces it for you to run where the check can pass")
+_UNCONVERTED = ("no automatic repair answers the root cause: apply its fix (the last diagnosis) by hand; the script "
+                "(--script) reproduces the conversion")
 _MAX_DATA_PASSES = 8
 
 
@@ -105,6 +107,8 @@ def run_rounds(origin: ModelOrigin, plan: Plan, data: CalibrationSet | None, wor
         if not repairs or last:
             break
         applied += repairs
+    if not blocked and report.conversion.get("outcome") != "ok":
+        blocked = [Blocked("verify", "The model still does not convert (see the last diagnosis).", _UNCONVERTED)]
     if not blocked:
         blocked = [Blocked("verify", "The converted model did not pass verification (see above).", _UNVERIFIED)]
     return Rounds(before, report, plan, calibration, verification, applied, blocked, conversions)

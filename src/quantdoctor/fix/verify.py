@@ -16,12 +16,33 @@ from typing import Any
 import numpy as np
 
 from quantdoctor.intake.data import CalibrationSet
-from quantdoctor.isolation.protocol import read_json, write_json
+from quantdoctor.isolation.protocol import Message, read_message, write_message
 from quantdoctor.isolation.runner import run_isolated
 from quantdoctor.report.model import Report
 
 RUN_SAMPLES = 2  # calibration samples LiteRT runs the model on
 _RUN_TIMEOUT = 300.0
+
+
+@dataclass
+class RunRequest(Message):
+    """Run the .tflite at `model` on the samples saved at `data` (a CalibrationSet file)."""
+
+    model: str
+    data: str
+    response: str
+
+
+@dataclass
+class RunResponse(Message):
+    """How LiteRT ran it: `outcome` "ok" or "error" (with `error`); the rows run, whether they were zeros
+    (no samples), and each output's name, shape and finiteness."""
+
+    outcome: str
+    error: str | None = None
+    samples: int = 0
+    zeros: bool = False
+    outputs: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -69,32 +90,31 @@ def check_runs(tflite_model: bytes, calibration: CalibrationSet | None, flex_ops
     (workdir / "verify.tflite").write_bytes(tflite_model)
     samples = calibration.samples[:RUN_SAMPLES] if calibration and calibration.samples else []
     CalibrationSet(samples, source="verify").save(workdir / "verify.npz")
-    request = {"model": str(workdir / "verify.tflite"), "data": str(workdir / "verify.npz"),
-               "response": str(workdir / "verify_response.json")}
+    request = RunRequest(model=str(workdir / "verify.tflite"), data=str(workdir / "verify.npz"),
+                         response=str(workdir / "verify_response.json"))
     run = run_isolated("quantdoctor.fix.verify", request, workdir, _RUN_TIMEOUT)
-    response = run.response
-    if run.outcome != "done" or response.get("outcome") != "ok":
-        how = response.get("error") or (f"the LiteRT process was killed by {run.signal_name}" if run.signal_name
-                                         else f"the LiteRT process ended: {run.outcome}")
+    response = RunResponse.from_json(run.response) if run.response else None
+    if run.outcome != "done" or response is None or response.outcome != "ok":
+        how = (response and response.error) or (f"the LiteRT process was killed by {run.signal_name}"
+                                                if run.signal_name else f"the LiteRT process ended: {run.outcome}")
         verification.runs = False
         verification.details.append(f"LiteRT failed to run it: {how}")
         return
-    bad = [o["name"] for o in response["outputs"] if not o["finite"]]
+    bad = [o["name"] for o in response.outputs if not o["finite"]]
     verification.runs = not bad
-    what = "zero-filled inputs (no calibration data)" if response["zeros"] else f"{response['samples']} row(s)"
+    what = "zero-filled inputs (no calibration data)" if response.zeros else f"{response.samples} row(s)"
     verification.details.append(f"LiteRT ran it on {what}" + (
         f", but output(s) {', '.join(bad)} hold NaN or Inf" if bad else ""))
 
 
 def main(request_path: str) -> int:
     """Child process: run the model on the samples, write each output's shape and finiteness."""
-    request = read_json(Path(request_path))
-    response: dict[str, Any] = {"outcome": "error"}
+    request = read_message(Path(request_path), RunRequest)
     try:
-        response.update(outcome="ok", **_run(request["model"], CalibrationSet.load(Path(request["data"])).samples))
+        response = RunResponse(outcome="ok", **_run(request.model, CalibrationSet.load(Path(request.data)).samples))
     except Exception as exc:  # the model failing to run is the finding, not a crash of quantdoctor
-        response.update(outcome="error", error=f"{type(exc).__name__}: {exc}".strip())
-    write_json(Path(request["response"]), response)
+        response = RunResponse(outcome="error", error=f"{type(exc).__name__}: {exc}".strip())
+    write_message(Path(request.response), response)
     return 0
 
 

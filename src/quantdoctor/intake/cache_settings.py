@@ -77,7 +77,7 @@ def _max_bytes(value: str) -> int:
         megabytes = float(value)
     except ValueError:
         megabytes = math.nan
-    if not 0 <= megabytes < math.inf:
+    if not 0 <= megabytes * 2**20 < math.inf:  # 1e308 MB is a finite number but no byte count
         raise UsageError(f"{_MAX_MB_VARIABLE}={value!r} is not a cache size: give a number of megabytes, 0 or more "
                          f"(default {DEFAULT_MAX_MB})")
     return int(megabytes * 2**20)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,15 @@ def load_recipe(path: str | Path) -> list[dict[str, Any]]:
             raise DataLoadError(f"AEQ recipe {path}: entry #{number} needs the strings {', '.join(_ENTRY_KEYS)}")
         if not isinstance(entry.get("op_config", {}), dict):
             raise DataLoadError(f"AEQ recipe {path}: entry #{number}'s op_config must be an object")
+        try:
+            re.compile(entry["regex"])
+        except re.error as exc:
+            raise DataLoadError(f"AEQ recipe {path}: entry #{number}'s regex {entry['regex']!r} is not a regular "
+                                f"expression ({exc})") from exc
+        if entry["algorithm_key"] != "no_quantize" and not isinstance(
+                entry.get("op_config", {}).get("weight_tensor_config"), dict):  # AEQ reads it from every such entry
+            raise DataLoadError(f"AEQ recipe {path}: entry #{number} quantizes ({entry['algorithm_key']}), so its "
+                                "op_config needs a weight_tensor_config object")
     return entries
 
 

@@ -39,6 +39,13 @@ def is_valid_tf_name(name: str) -> bool:
     return bool(_VALID_TF_NAME.match(name))
 
 
+def invalid_layer_names(layers: list[dict[str, str]]) -> list[str]:
+    """The names of `layers` ({"name", "class"} each, as `keras_layers` lists them) that the converter's export
+    of a Keras model fails on: it opens a root name scope per layer (QD407). Input layers are left to QD405."""
+    return [layer["name"] for layer in layers
+            if layer.get("class") != "InputLayer" and not is_valid_tf_name(layer["name"])]
+
+
 @dataclass
 class ModelSource:
     """A model the worker can load: `loader` is "keras_file", "saved_model" or "frozen_graph".
@@ -219,6 +226,11 @@ def from_keras_model(model: Any, workdir: Path, like: Any = None) -> ModelSource
         raise ModelLoadError(f"input '{invalid[0]}' of Keras model '{model.name}' is not a valid TensorFlow name: "
                              "TFLiteConverter.from_keras_model fails on it with \"TypeError: 'NoneType' object is not "
                              "callable\". Rename it (quantdoctor explain QD405).")
+    layers = invalid_layer_names([{"name": model.name, "class": "Model"}, *keras_layers(model)])
+    if layers:
+        raise ModelLoadError(f"layer '{layers[0]}' of Keras model '{model.name}' is not a valid TensorFlow name: "
+                             "TFLiteConverter.from_keras_model fails on it with \"TypeError: 'NoneType' object is not "
+                             "callable\". Rename it (quantdoctor explain QD407).")
     converter = _copy_path_flags(tf.lite.TFLiteConverter.from_keras_model(model), like)
     export_dir = workdir / "keras_export"
     with tf_private.recorded_layer_scopes(model) as scopes:

@@ -3,21 +3,58 @@ reports a bug of its own, so the parent never mistakes it for the converter's or
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from quantdoctor import tf_private
+from quantdoctor.errors import InternalError
 from quantdoctor.isolation.crash import out_of_memory
 
 INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE
+# What `serve` adds to any worker's response when the worker itself failed: not the worker's own fields.
+FAILURE_KEYS = ("internal_error", "tensorflow_changed")
+AnyMessage = TypeVar("AnyMessage", bound="Message")
 
 
-def serve(main: Callable[[dict[str, Any]], int], request_path: str) -> int:
-    """Run a worker's `main(request)`; an exception escaping it is a bug in quantdoctor.
+class Message:
+    """A request or response between quantdoctor's processes: subclasses are dataclasses whose fields hold
+    JSON values. They are turned into JSON and back only here, so a field one side writes and the other
+    does not know is caught as the bug it is (`InternalError`), never read as missing data."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields as a JSON object."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_json(cls: type[AnyMessage], data: Mapping[str, Any]) -> AnyMessage:
+        """The message `to_json` wrote; `serve`'s failure keys are left to the runner."""
+        names = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(data) - names - set(FAILURE_KEYS)
+        if unknown:
+            raise InternalError(f"{cls.__qualname__} has no field {', '.join(sorted(unknown))}: the two processes "
+                                "of quantdoctor disagree on their messages")
+        return cls(**{name: value for name, value in data.items() if name in names})
+
+
+def write_message(path: Path, message: Message) -> None:
+    """Write a request or response so that a reader never sees half of it."""
+    write_json(path, message.to_json())
+
+
+def read_message(path: Path, kind: type[AnyMessage]) -> AnyMessage:
+    """Read a message `write_message` wrote."""
+    return kind.from_json(read_json(path))
+
+
+def serve(main: Callable[[Any], int], request_path: str, request_type: type[Message] | None = None) -> int:
+    """Run a worker's `main(request)`; an exception escaping it is a bug in quantdoctor. With
+    `request_type`, `main` gets the request as that message; otherwise as a dict.
 
     The worker's own code catches what the user's model, data and converter raise. Whatever
     else escapes is written to the response as `internal_error` (with the traceback), and the
@@ -28,7 +65,7 @@ def serve(main: Callable[[dict[str, Any]], int], request_path: str) -> int:
     """
     request = read_json(Path(request_path))
     try:
-        return main(request)
+        return main(request_type.from_json(request) if request_type else request)
     except Exception as exc:
         if out_of_memory(f"{type(exc).__name__}: {exc}"):
             raise

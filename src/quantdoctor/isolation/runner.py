@@ -25,7 +25,7 @@ from quantdoctor import tf_private
 from quantdoctor.errors import InternalError, UsageError
 from quantdoctor.isolation import PACKAGE_ROOT
 from quantdoctor.isolation.prefork import ForkedWorker, fork_worker
-from quantdoctor.isolation.protocol import read_json, write_json
+from quantdoctor.isolation.protocol import Message, read_json, write_json
 
 DEFAULT_TIMEOUT = 900.0
 # Below this, a memory limit is a slip (TensorFlow alone maps about 1 GB); above this (the user
@@ -105,14 +105,17 @@ def response_path(workdir: Path) -> Path:
     return workdir / "response.json"
 
 
-def run_isolated(module: str, request: dict[str, Any], workdir: Path, timeout: float = DEFAULT_TIMEOUT,
+def run_isolated(module: str, request: dict[str, Any] | Message, workdir: Path, timeout: float = DEFAULT_TIMEOUT,
                  memory_limit_mb: int | None = None, on_poll: Callable[[], None] | None = None) -> WorkerRun:
     """Run `python -m MODULE request.json` in its own session; `on_poll` is called while it runs.
 
     The outcome is "timeout", "crash" (killed by a signal or exited non-zero) or "done"; the
-    response is whatever the child wrote to `request["response"]`. A bug the child reported
-    (see `protocol.serve`) raises InternalError.
+    response is whatever the child wrote to the request's `response` path (as a dict: a typed worker's
+    caller reads it with its response type's `from_json`). A bug the child reported (see
+    `protocol.serve`) raises InternalError.
     """
+    if isinstance(request, Message):
+        request = request.to_json()
     request_path = workdir / "request.json"
     write_json(request_path, request)
     stderr_path = workdir / "stderr.txt"

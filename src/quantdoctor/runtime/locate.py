@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from quantdoctor.isolation.runner import run_isolated
+from quantdoctor.runtime.probe import ProbeRequest
 
 PROBE_TIMEOUT = 120.0
 
@@ -72,7 +73,7 @@ def _fails(tflite: bytes, workdir: Path, invoke: bool, timeout: float) -> bool:
     """True when the interpreter dies or errs running `tflite` on the sample, in a probe process."""
     (workdir / "model.tflite").write_bytes(tflite)
     (workdir / "response.json").unlink(missing_ok=True)
-    request = {"model": str(workdir / "model.tflite"), "sample": str(workdir / "sample.npz"),
-               "response": str(workdir / "response.json"), "invoke": invoke}
+    request = ProbeRequest(model=str(workdir / "model.tflite"), sample=str(workdir / "sample.npz"),
+                           response=str(workdir / "response.json"), invoke=invoke)
     run = run_isolated("quantdoctor.runtime.probe", request, workdir, timeout)
     return run.outcome != "done" or run.response.get("outcome") != "ok"

@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from quantdoctor.audit.tflite_model import read_tflite_file
+from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite_file
 from quantdoctor.errors import UsageError
 from quantdoctor.report.literal import printable
 
@@ -59,8 +59,11 @@ def view(model: str | Path, overlay: str | Path | None = None, *, host: str = DE
     Port 8080 lets Model Explorer take the first free port from 8080 up; any other port must be free.
     """
     require_model_explorer()
-    read_tflite_file(model)  # a .tflite, readable: one line otherwise, before the server starts
+    tflite = read_tflite_file(model)  # a .tflite, readable: one line otherwise, before the server starts
     text = read_overlay(overlay) if overlay is not None else None
+    if text is not None and not _names_a_tensor_of(json.loads(text), tflite):
+        raise UsageError(f"the overlay {printable(str(overlay))} names no tensor of {printable(str(model))}: it was "
+                         "written for another model; view the .tflite the same compare or fix produced (--output)")
     if not 0 < port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, not {port}")
     if port != 8080 and _in_use(host, port):
@@ -72,6 +75,16 @@ def view(model: str | Path, overlay: str | Path | None = None, *, host: str = DE
     if text is not None:
         config.add_node_data(name="quantdoctor overlay", node_data=text)  # no file name in the page URL
     model_explorer.visualize_from_config(config=config, host=host, port=port, no_open_in_browser=not open_browser)
+
+
+def _names_a_tensor_of(data: Any, model: TFLiteModel) -> bool:
+    """Whether the node data (checked by `read_overlay`) keys a result by an output tensor of `model` or by
+    an op's index, as Model Explorer matches them; True for data with no result at all (nothing to show)."""
+    graphs = [data] if "results" in data else list(data.values())
+    keys = {key for graph in graphs for key in graph["results"]}
+    names = {tensor.name for graph in model.graphs for op in graph.ops for tensor in op.outputs}
+    indices = {str(index) for graph in model.graphs for index in range(len(graph.ops))}
+    return not keys or bool(keys & (names | indices))
 
 
 def _in_use(host: str, port: int) -> bool:
