@@ -119,6 +119,60 @@ def test_lower_keras_to_saved_model_writes_the_serving_signature(tmp_path, capsy
     assert "serving_default" in loaded.signatures
 
 
+class CountedDense(keras.layers.Dense):
+    """A Dense layer that counts the times TensorFlow traces it (Python runs only while tracing)."""
+
+    traces = 0
+
+    def call(self, inputs):
+        CountedDense.traces += 1
+        return super().call(inputs)
+
+
+def counted_model() -> keras.Model:
+    inputs = keras.Input((4,))
+    return keras.Model(inputs, CountedDense(2, name="counted")(keras.layers.Dense(3)(inputs)))
+
+
+def test_shadow_keras_export_trace_reports_the_converters_own_trace_as_soon_as_it_is_made():
+    CountedDense.traces = 0
+    tf.lite.TFLiteConverter.from_keras_model(counted_model()).convert()
+    plain, CountedDense.traces = CountedDense.traces, 0  # the converter's own traces (TF 2.21: its export's, 3)
+    converter = tf.lite.TFLiteConverter.from_keras_model(counted_model())
+    reported = []
+    tf_private.shadow_keras_export_trace(converter, lambda function: reported.append((function, CountedDense.traces)))
+    converter.convert()
+    (function, traces_then), = reported
+    assert traces_then == 1  # reported at the converter's first trace, before it writes its SavedModel
+    assert CountedDense.traces == plain  # and no trace of its own: the converter's
+    assert [tuple(spec.shape) for spec in function.structured_input_signature[0]] == [(None, 4)]
+    matmuls = [op.name for op in function.graph.get_operations() if op.type == "MatMul"]
+    assert len(matmuls) == 2 and any("/counted" in name for name in matmuls)
+    archive_class = type(keras.export.ExportArchive())
+    assert "add_endpoint" not in vars(archive_class)  # restored: the method its base class defines
+
+
+def test_shadow_keras_export_trace_reports_none_for_a_model_it_saves_whole_and_keeps_callback_errors():
+    tf_keras = pytest.importorskip("tf_keras")
+    keras2 = tf_keras.Sequential([tf_keras.layers.Dense(2, input_shape=(4,))])
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras2)
+    reported = []
+    tf_private.shadow_keras_export_trace(converter, reported.append)
+    converter.convert()
+    assert reported == [None]  # tf_keras: saved by tf.saved_model.save, no "serve" endpoint traced
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(counted_model())
+
+    def failing(function):
+        raise KeyError("quantdoctor's own")
+
+    tf_private.shadow_keras_export_trace(converter, failing)
+    with pytest.raises(KeyError, match="quantdoctor's own"):  # not swallowed into the converter's fallback
+        converter.convert()
+    with pytest.raises(tf_private.TensorFlowChanged, match="_convert_keras_to_saved_model"):
+        tf_private.shadow_keras_export_trace(tf.lite.TFLiteConverter.from_concrete_functions([]), reported.append)
+
+
 def test_keras_printouts_are_off_in_this_thread_only():
     other_thread = []
     with tf_private.keras_printouts_off_in_this_thread():

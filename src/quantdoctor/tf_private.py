@@ -145,6 +145,57 @@ def keras_printouts_off_in_this_thread() -> Iterator[None]:
             keras.config.enable_interactive_logging()
 
 
+def shadow_keras_export_trace(converter: Any, traced: Callable[[Any], None]) -> None:
+    """Call `traced(function)` once, while the converter runs, with the serving function a `from_keras_model`
+    converter traces a Keras 3 model into, as soon as it is traced: the graph the converter converts, traced
+    once (no second trace for quantdoctor). `traced(None)` when its export traced none (a tf_keras model, which
+    it saves whole; a model never called; a trace that failed: the converter then freezes the model instead).
+
+    TF 2.21's `_convert_keras_to_saved_model` adds a "serve" endpoint to a `keras.export.ExportArchive` and
+    writes it out, which traces it. An instance attribute shadows that method for this converter only;
+    while it runs, the archive's `add_endpoint` (on the backend's archive class) is wrapped to trace the
+    endpoint as it is added: the trace that writing it out makes, which then reuses it. What `traced`
+    raises is kept from the converter (which would take it for a failed export and freeze the model) and
+    raised once the export returns: the caller tells it from the converter's own errors.
+    """
+    import keras
+
+    export = _require(converter, "_convert_keras_to_saved_model")
+    archive_class = type(keras.export.ExportArchive())
+    add_endpoint = _require(archive_class, "add_endpoint")
+
+    def export_then_report(*args: Any, **kwargs: Any) -> Any:
+        functions: list[Any] = []
+        failures: list[BaseException] = []
+
+        def add_and_trace(archive: Any, name: str, fn: Any, *rest: Any, **options: Any) -> Any:
+            endpoint = add_endpoint(archive, name, fn, *rest, **options)
+            if not functions:
+                functions.append(endpoint.get_concrete_function())  # the user's model: a failure is the converter's
+                try:
+                    traced(functions[0])
+                except Exception as exc:  # noqa: BLE001  (quantdoctor's own, raised after the export)
+                    failures.append(exc)
+            return endpoint
+
+        own = "add_endpoint" in vars(archive_class)
+        archive_class.add_endpoint = add_and_trace
+        try:
+            result = export(*args, **kwargs)
+        finally:
+            if own:
+                archive_class.add_endpoint = add_endpoint
+            else:
+                del archive_class.add_endpoint
+        if failures:
+            raise failures[0]
+        if not functions:
+            traced(None)
+        return result
+
+    converter._convert_keras_to_saved_model = export_then_report
+
+
 def freeze_keras_model(converter: Any) -> FrozenGraph:
     """A `from_keras_model` converter's fallback when its export fails (`_freeze_keras_model`)."""
     return _frozen(_require(converter, "_freeze_keras_model")())

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from quantdoctor import tf_private
+from quantdoctor.convert.converter_trace import ConverterTrace, own_trace, preflight_inventory
 from quantdoctor.convert.model_identity import ModelDigest
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import CalibrationSet
@@ -70,19 +71,24 @@ def main(request: dict[str, Any]) -> int:
         except Exception as exc:  # a model with no layer graph to cut
             return _refused(response, response_path, "load_error", exc)
     loaded_at = time.perf_counter()
-    make_converter, response["model"], function = _describe(tf, request["model"], loaded)
+    # A Keras model that converts is traced once, by the converter, and the preflight reads that trace.
+    trace = None
+    if convert and request["model"]["loader"] == "keras_file":
+        trace = ConverterTrace(loaded, response, response_path, loaded_at)
+    make_converter, response["model"], function = _describe(tf, request["model"], loaded, trace is None)
     refusal = _eval_data_refusal(response["model"], request.get("eval_shapes"))
     if refusal:  # the user's data is wrong: nothing to convert for
         response.update(stage="done", outcome=REFUSED, error_message=refusal)
         write_json(response_path, response)
         return 0
-    response["preflight"] = _inventory(function, loaded_at)
-    if not convert:
-        response.update(stage="done", outcome="skipped")
+    if trace is None:
+        response["preflight"] = preflight_inventory(function, loaded_at)
+        if not convert:
+            response.update(stage="done", outcome="skipped")
+            write_json(response_path, response)
+            return 0
+        response["stage"] = "converting"
         write_json(response_path, response)
-        return 0
-    response["stage"] = "converting"
-    write_json(response_path, response)
 
     started = time.perf_counter()
     twin = Path(request["float_twin_output"]) if request.get("float_twin_output") else None
@@ -92,8 +98,9 @@ def main(request: dict[str, Any]) -> int:
     calibration = CalibrationSet.load(Path(data)) if data else None
     recipe = Recipe.from_dict(request["recipe"])
     try:
-        with _kept_calibration(request.get("calibration_output")):
-            tflite_model = _convert(make_converter, recipe, calibration, before_quantization)
+        with _kept_calibration(request.get("calibration_output")), \
+                trace.recording() if trace else contextlib.nullcontext():
+            tflite_model = _convert(make_converter, recipe, calibration, before_quantization, trace)
     except _ConverterFailed as failed:
         exc = failed.__cause__
         _die_if_out_of_memory(exc)
@@ -103,6 +110,8 @@ def main(request: dict[str, Any]) -> int:
     else:
         Path(request["output"]).write_bytes(tflite_model)
         response.update(outcome="ok", seconds=time.perf_counter() - started, model_bytes=len(tflite_model))
+    if trace is not None:  # before the outcome is written: a failure may be quantdoctor's reading of the trace
+        trace.settle()
     response["stage"] = "done"
     write_json(response_path, response)
     if response["outcome"] == "ok" and twin:
@@ -171,9 +180,10 @@ def _cut(model: Any, cut: dict[str, Any], data: str | None) -> tuple[Any, str | 
 
 
 def _convert(make_converter: Callable[[], Any], recipe: Recipe, calibration: CalibrationSet | None,
-             before_quantization: Path | None) -> bytes:
+             before_quantization: Path | None, trace: ConverterTrace | None = None) -> bytes:
     """Build the converter, apply the settings and convert; the converter's own errors become _ConverterFailed.
-    When it calibrates, the float model it hands its quantizer is written to `before_quantization`."""
+    When it calibrates, the float model it hands its quantizer is written to `before_quantization`; with
+    `trace`, the converter's trace of the model is its preflight."""
     try:
         converter = make_converter()
     except Exception as exc:  # a bad signature key, say: the user's conversion error to diagnose
@@ -184,6 +194,8 @@ def _convert(make_converter: Callable[[], Any], recipe: Recipe, calibration: Cal
         converter.representative_dataset = calibration.replay  # the samples exactly as the user's yielded them
         if before_quantization:
             _keep_model_before_quantization(converter, before_quantization)
+    if trace is not None:
+        trace.install(converter)
     try:
         return converter.convert()
     except Exception as exc:
@@ -292,9 +304,10 @@ def _tfmot_scope() -> Any:
     return tfmot.quantization.keras.quantize_scope()
 
 
-def _describe(tf: Any, model: dict[str, Any], loaded: Any) -> tuple[Callable[[], Any], dict[str, Any], Any]:
+def _describe(tf: Any, model: dict[str, Any], loaded: Any,
+              trace: bool) -> tuple[Callable[[], Any], dict[str, Any], Any]:
     """A factory for the loaded model's converter, a description of its inputs and layers, and its
-    serving function.
+    serving function (a Keras model's only when `trace`: else the converter traces it, see `ConverterTrace`).
 
     A Keras file converts through `from_keras_model`, exactly as the user's own code would; a
     SavedModel through `from_saved_model`, whose own choice of signatures is reported
@@ -302,26 +315,28 @@ def _describe(tf: Any, model: dict[str, Any], loaded: Any) -> tuple[Callable[[],
     trackable object, the converter's frozen-graph path.
     """
     if model["loader"] == "keras_file":
-        return _describe_keras_model(tf, loaded)
+        return _describe_keras_model(tf, loaded, trace)
     if model["loader"] == "frozen_graph":
         return _describe_frozen_graph(tf, loaded)
     return _describe_saved_model(tf, model, loaded)
 
 
-def _describe_keras_model(tf: Any, keras_model: Any) -> tuple[Callable[[], Any], dict[str, Any], Any]:
-    from quantdoctor.intake.model import keras_layers, keras_output_layers, trace_keras
+def _describe_keras_model(tf: Any, keras_model: Any, trace: bool) -> tuple[Callable[[], Any], dict[str, Any], Any]:
+    from quantdoctor.intake.model import keras_layers, keras_output_layers
 
     inputs = getattr(keras_model, "inputs", None) or []  # a subclassed model loaded from a file has no `inputs`
     info = {"inputs": [_spec(x.name, x.shape, x.dtype) for x in inputs],
             "layers": keras_layers(keras_model), "output_layers": keras_output_layers(keras_model)}
+
+    def converter() -> Any:
+        return tf.lite.TFLiteConverter.from_keras_model(keras_model)
+
+    if not trace:  # the converter's own trace records the scopes (`ConverterTrace`)
+        return converter, {**info, "layer_scopes": {}}, None
     with tf_private.recorded_layer_scopes(keras_model) as scopes:
-        try:
-            function = trace_keras(keras_model)  # traced as the converter traces it, for the preflight
-        except Exception as exc:  # the converter falls back to freezing such a model: preflight has no graph
-            _raise_if_tensorflow_changed(exc)
-            function = None
+        function = own_trace(keras_model)  # traced as the converter traces it, for the preflight
     info["layer_scopes"] = dict(scopes)
-    return lambda: tf.lite.TFLiteConverter.from_keras_model(keras_model), info, function
+    return converter, info, function
 
 
 def _describe_saved_model(tf: Any, model: dict[str, Any], loaded: Any) -> tuple[Callable[[], Any], dict[str, Any], Any]:
@@ -383,18 +398,6 @@ def _describe_frozen_graph(tf: Any, function: Any) -> tuple[Callable[[], Any], d
                        if t.dtype != tf.resource],
             "layers": [], "signature_keys": [], "converted_signature_keys": []}
     return lambda: tf.lite.TFLiteConverter.from_concrete_functions([function]), info, function
-
-
-def _inventory(function: Any, loaded_at: float) -> dict[str, Any]:
-    """The preflight inventory of the serving graph; `seconds` counts from the end of model loading
-    (so it includes tracing a Keras model). Empty without a single serving function."""
-    if function is None:
-        return {}
-    from quantdoctor.convert.graph_inventory import inventory
-
-    result = inventory(function)
-    result["seconds"] = round(time.perf_counter() - loaded_at, 3)
-    return result
 
 
 def _spec(name: str, shape: Any, dtype: Any) -> dict[str, Any]:
