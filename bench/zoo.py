@@ -103,6 +103,11 @@ def review(diagnosed: Any, compared: Any) -> dict[str, Any]:
             "sqnr_db": e2e["sqnr_db"], "top1_agreement": agreement}
 
 
+def _codes(report: Any) -> str:
+    """A report's codes with their severity's initial (QD504e, QD308w), once each."""
+    return " ".join(sorted({f"{f.code}{f.severity[0]}" for f in report.findings}))
+
+
 def _float_varies(diagnosed: Any) -> bool:
     """Whether the float model's first output varies over the run check's rows (else OK is right: nothing to lose)."""
     from quantdoctor.runtime.measures import varies
@@ -121,13 +126,18 @@ def run_one(name: str, state: str, size: int, samples: int, with_fix: bool) -> d
     model = build(name, size, state, calibration)
     started = time.perf_counter()
     diagnosed = qd.diagnose(model, calibration, mode="int8")
+    steps = {"diagnose_s": round(time.perf_counter() - started, 1)}
     strict = qd.diagnose(model, calibration, mode="int8-strict")
+    steps["strict_s"] = round(time.perf_counter() - started - steps["diagnose_s"], 1)
     compared = qd.compare(model, calibration, eval_data=evaluation)
+    steps["compare_s"] = round(time.perf_counter() - started - steps["diagnose_s"] - steps["strict_s"], 1)
     row = {"model": name, "state": state, "size": size, "samples": samples,
            "diagnose": diagnosed.verdict, "strict": strict.verdict, "compare": compared.verdict,
            "codes": sorted({f.code for f in compared.findings}),
+           "diagnose_codes": _codes(diagnosed), "compare_codes": _codes(compared),
            "findings": len(compared.findings), "grouped": len(group_findings(compared.findings)),
            "strict_findings": len(strict.findings), "strict_grouped": len(group_findings(strict.findings)),
+           "compare_cached": bool((compared.conversion or {}).get("cached")), **steps,
            **review(diagnosed, compared)}
     if with_fix:
         from quantdoctor.fix.fix_model import fix
@@ -140,14 +150,14 @@ def run_one(name: str, state: str, size: int, samples: int, with_fix: bool) -> d
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = ("| model | state | diagnose | strict | compare | SQNR dB | top-1 | false errors | OK below | "
-            "contradictions | agree | findings (grouped) | s |")
+            "contradictions | agree | findings (grouped) | s | diagnose codes | compare codes |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         top1 = "n/a" if r["top1_agreement"] is None else f"{r['top1_agreement']:.2f}"
         lines.append(f"| {r['model']} {r['size']}px | {r['state']} | {r['diagnose']} | {r['strict']} | {r['compare']} "
                      f"| {r['sqnr_db']:.1f} | {top1} | {r['false_errors']} | {r['ok_below_threshold']} | "
                      f"{r['contradictions']} | {'yes' if r['verdicts_agree'] else 'NO'} | {r['findings']} "
-                     f"({r['grouped']}) | {r['seconds']} |")
+                     f"({r['grouped']}) | {r['seconds']} | {r.get('diagnose_codes', '')} | {r.get('compare_codes', '')} |")
     totals = {key: sum(r[key] for r in rows) for key in ("false_errors", "ok_below_threshold", "contradictions")}
     agree = sum(r["verdicts_agree"] for r in rows)
     lines.append("")
@@ -164,16 +174,35 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--fix", action="store_true")
     args = parser.parse_args()
-    rows = []
+    rows: list[dict[str, Any]] = []
+    started = machine_state()
     for name in args.models.split(","):
         for state in args.states.split(","):
             rows.append(run_one(name, state, args.size, args.samples, args.fix))
             print(json.dumps(rows[-1]), flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "zoo.json").write_text(json.dumps(rows, indent=1))
-    (RESULTS / "zoo.md").write_text(f"# bench/zoo.py: {' '.join(sys.argv[1:]) or 'defaults'}\n\n{table(rows)}\n")
+            write_results(rows, started)  # after each row: a long run interrupted still leaves its table
     print(table(rows))
     return 0
+
+
+def machine_state() -> str:
+    """The date, the load average and whether the conversion cache is on: the conditions a table was measured in."""
+    import datetime
+    import os
+
+    cache = "off" if os.environ.get("QUANTDOCTOR_NO_CACHE") == "1" else "on"
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return (f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, load average {load} "
+            f"on {os.cpu_count()} cores, conversion cache {cache}")
+
+
+def write_results(rows: list[dict[str, Any]], started: str) -> None:
+    """bench/results/zoo.json and zoo.md from the rows measured so far."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "zoo.json").write_text(json.dumps(rows, indent=1))
+    (RESULTS / "zoo.md").write_text(f"# bench/zoo.py: {' '.join(sys.argv[1:]) or 'defaults'}\n\n"
+                                    f"Started {started}; after the last row {machine_state()}.\n\n"
+                                    f"{table(rows)}\n")
 
 
 if __name__ == "__main__":
