@@ -197,6 +197,46 @@ def test_a_residual_branch_a_millionth_of_the_other_is_no_merge_finding():
     assert compared.verdict == "ok", [f.message for f in compared.findings]
 
 
+@pytest.mark.code("QD510")
+def test_a_float_output_the_same_for_every_input_is_no_prediction_and_leaves_the_verdict_ok():
+    """Scores of 1e-8 round to one probability, 0.1 exactly, for every class and input (an untrained network's
+    softmax, as MobileNetV2's with random weights): class 0 wins a tie. Nothing for quantization to lose, and no
+    prediction of the float model to call wrong: information, and diagnose and compare agree on OK."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    tiny = keras.initializers.RandomNormal(stddev=1e-9)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(10, activation="softmax", kernel_initializer=tiny)])
+    data = normal(100)
+    report = qd.diagnose(model, data)
+    assert report.verdict == "ok", [f.code for f in report.findings]
+    compared = qd.compare(model, data, eval_data=normal(30, seed=1))
+    tie = only(compared, "QD510")
+    assert tie.severity == "info" and compared.verdict == report.verdict
+    assert "the float model's output is the same for all 30 inputs (it spans [0.1, 0.1]): its class 0 is a tie, " \
+           "not a prediction: quantization is not the problem." in tie.message, tie.message
+    assert "so does the quantized model" not in tie.message
+
+
+@pytest.mark.code("QD503", "QD506")
+def test_a_crushed_merge_in_a_model_whose_outputs_never_move_is_information_in_diagnose_and_compare():
+    """The boxes-and-scores merge of `merge_inside`, read by a head whose kernel is all zeros: the output is 0
+    for every input, so what the merge crushes cannot reach it."""
+    model, data = merge_inside(), normal(100)
+    head = model.layers[-1]
+    head.set_weights([np.zeros_like(w) for w in head.get_weights()])
+    report = qd.diagnose(model, data, mode="int8-strict", io="int8")
+    static = only(report, "QD506")
+    assert static.severity == "info" and report.verdict == "ok", [(f.code, f.severity) for f in report.findings]
+    assert static.message.endswith("The model's outputs do not vary over the calibration samples (in float), so no "
+                                   "error inside can reach them.")
+    compared = qd.compare(model, data, eval_data=normal(40, seed=1))
+    measured = only(compared, "QD503")
+    assert_finding(measured, "QD503", "accuracy", "info", layer="concatenate", op="CONCATENATION")
+    assert measured.message.endswith("do not vary over the eval samples (in float), so no error inside can reach "
+                                     "them.")
+    assert compared.verdict == report.verdict == "ok", [(f.code, f.severity) for f in compared.findings]
+
+
 def raw_pixel_model(style: str) -> keras.Model:
     """A model that normalises raw 0..255 pixels itself, (x - 127.5) / 64, in two styles. (A Rescaling right
     before a convolution is folded into its weights by the converter: no graph shows it then.)"""

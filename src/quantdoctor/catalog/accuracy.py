@@ -1,5 +1,7 @@
 """QD5xx: the model converted, but the quantized model is wrong or too lossy (found by `compare`)."""
 
+from dataclasses import replace
+
 from quantdoctor.catalog.check import Check
 from quantdoctor.report.model import Finding
 
@@ -10,6 +12,14 @@ def outputs_degrade(findings: list[Finding]) -> bool:
     """Whether the measured outputs degrade: one collapsed, destroyed or drifting to an error, or channels of
     one lost (a crushed merge that is itself the output)."""
     return any(f.code in DEGRADED_OUTPUT and (f.severity == "error" or f.code == "QD518") for f in findings)
+
+
+def unreachable(finding: Finding, rows: str) -> Finding:
+    """A layer finding on a model whose float outputs do not vary over the `rows` ("eval", "calibration"): no error
+    inside can reach them, so it is information only (the outputs' own rule leaves them alone too)."""
+    return replace(finding, severity="info",
+                   message=f"{finding.message} The model's outputs do not vary over the {rows} samples (in float), "
+                           "so no error inside can reach them.")
 
 
 def keep_float_code(tensors: list[str]) -> str:

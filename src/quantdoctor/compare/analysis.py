@@ -18,6 +18,7 @@ from quantdoctor.catalog.accuracy import (
     merge_fix,
     outputs_degrade,
     probability_grid_note,
+    unreachable,
 )
 from quantdoctor.catalog.locations import layers_in_tensor_name
 from quantdoctor.compare.labels import Labels, metric_number
@@ -27,6 +28,7 @@ from quantdoctor.runtime.measures import (
     holds_probabilities,
     output_state,
     reads_as_class_scores,
+    outputs_constant,
     top1_agreement,
 )
 
@@ -143,7 +145,10 @@ def comparison_findings(rows: list[dict[str, Any]], output_stats: list[dict[str,
     if outputs_degrade(outputs):
         layer_findings = [replace(f, severity="error") if f.code == "QD503" and f.evidence["lost_channels"] else f
                           for f in layer_findings]
+    if outputs_constant([output["float_range"] for output in output_stats]):
+        layer_findings = [unreachable(f, "eval") for f in layer_findings]
     return layer_findings + outputs
+
 
 
 def _output_findings(output_stats: list[dict[str, Any]], agreements: list[float | None], samples: int,
