@@ -116,7 +116,8 @@ def _float_varies(diagnosed: Any) -> bool:
     return bool(outputs) and varies(*outputs[0]["float_range"])
 
 
-def run_one(name: str, state: str, size: int, samples: int, with_fix: bool) -> dict[str, Any]:
+def run_one(name: str, state: str, size: int, samples: int, with_fix: bool,
+            reports: Path | None = None) -> dict[str, Any]:
     import quantdoctor as qd
     from quantdoctor.report.grouping import group_findings
 
@@ -145,6 +146,10 @@ def run_one(name: str, state: str, size: int, samples: int, with_fix: bool) -> d
         fixed = fix(model, calibration, target="cpu")
         row["fix"] = "fixed" if fixed.model is not None else "not fixed"
     row["seconds"] = round(time.perf_counter() - started, 1)
+    if reports is not None:  # the findings' text, for a reviewer reading each message
+        reports.mkdir(parents=True, exist_ok=True)
+        for command, report in (("diagnose", diagnosed), ("strict", strict), ("compare", compared)):
+            (reports / f"{name}-{state}-{command}.txt").write_text(str(report))
     return row
 
 
@@ -173,12 +178,13 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--fix", action="store_true")
+    parser.add_argument("--reports", type=Path, help="write each report's terminal text to this directory")
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
     started = machine_state()
     for name in args.models.split(","):
         for state in args.states.split(","):
-            rows.append(run_one(name, state, args.size, args.samples, args.fix))
+            rows.append(run_one(name, state, args.size, args.samples, args.fix, args.reports))
             print(json.dumps(rows[-1]), flush=True)
             write_results(rows, started)  # after each row: a long run interrupted still leaves its table
     print(table(rows))

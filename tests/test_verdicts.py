@@ -53,10 +53,10 @@ def test_an_output_that_follows_the_float_one_only_loosely_is_a_warning_in_diagn
     report = qd.diagnose(model, data)
     drift = only(report, "QD519")
     assert_finding(drift, "QD519", "accuracy", "warning", layer="dense_1")
-    assert drift.message.startswith("On 8 calibration sample(s), quantized output 'StatefulPartitionedCall_1:0' "
+    assert drift.message.startswith("On 32 calibration sample(s), quantized output 'StatefulPartitionedCall_1:0' "
                                     "(layer 'dense_1') keeps an SQNR of ")
     assert drift.message.endswith("it follows the float output only loosely.")
-    assert 3.0 < drift.evidence["sqnr_db"] < 12.0 and drift.evidence["calibration_rows"] == 8
+    assert 3.0 < drift.evidence["sqnr_db"] < 12.0 and drift.evidence["calibration_rows"] == 32
     assert report.verdict == "converted_with_problems" and "No problems found" not in str(report)
 
     compared = qd.compare(model, data, eval_data=normal(60, seed=1))
@@ -64,6 +64,21 @@ def test_an_output_that_follows_the_float_one_only_loosely_is_a_warning_in_diagn
     assert measured.severity == "warning" and measured.message.startswith("Over the eval samples")
     assert measured.evidence["sqnr_db"] == compared.comparison["end_to_end"]["sqnr_db"] < 12.0
     assert compared.verdict == report.verdict  # the same verdict class from both
+
+
+@pytest.mark.code("QD519")
+def test_diagnose_sees_a_top1_class_changing_on_one_input_in_eight_as_compare_does():
+    """A score offset keeps the SQNR above 40 dB while the crushed hidden channels flip the class on 1 input in
+    8: one change in 8 rows proves nothing, 4 in 32 do. The run check runs 32 calibration rows."""
+    model, data = crushed_classifier(gain=30.0, offset=30.0), normal(100)
+    report = qd.diagnose(model, data)
+    drift = only(report, "QD519")
+    assert drift.severity == "warning" and drift.evidence["calibration_rows"] == 32
+    assert drift.evidence["sqnr_db"] > 12.0 and drift.evidence["top1_agreement"] == 0.875
+    first_eight = qd.compare(model, data, eval_data=data[:8])  # what 8 rows say: 1 change, no finding
+    assert first_eight.comparison["end_to_end"]["top1_agreement"] == 0.875 and first_eight.verdict == "ok"
+    compared = qd.compare(model, data, eval_data=normal(100, seed=1))
+    assert compared.verdict == report.verdict == "converted_with_problems", [f.code for f in compared.findings]
 
 
 @pytest.mark.code("QD519")
