@@ -196,7 +196,11 @@ def machine_state() -> str:
     import datetime
     import os
 
+    import subprocess
+
     cache = "off" if os.environ.get("QUANTDOCTOR_NO_CACHE") == "1" else "on"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout
+    cache += f", quantdoctor at commit {commit.strip() or 'unknown'}"
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     return (f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, load average {load} "
             f"on {os.cpu_count()} cores, conversion cache {cache}")
