@@ -230,6 +230,7 @@ def test_a_float_output_the_same_for_every_input_is_no_prediction_and_leaves_the
     assert "the float model's output is the same for all 30 inputs (it spans [0.1, 0.1]): its class 0 is a tie, " \
            "not a prediction: quantization is not the problem." in tie.message, tie.message
     assert "so does the quantized model" not in tie.message
+    assert tie.fix.summary.startswith("Check that the model's trained weights are loaded")
 
 
 @pytest.mark.code("QD503", "QD506")
@@ -250,6 +251,23 @@ def test_a_crushed_merge_in_a_model_whose_outputs_never_move_is_information_in_d
     assert measured.message.endswith("do not vary over the eval samples (in float), so no error inside can reach "
                                      "them.")
     assert compared.verdict == report.verdict == "ok", [(f.code, f.severity) for f in compared.findings]
+
+
+@pytest.mark.code("QD503")
+def test_a_merge_of_activations_too_small_for_any_range_says_keep_it_float_not_bound_the_range():
+    """Two branches at 1e-7 and 1e-9 (a network whose signal dies out, as MobileNetV2's late blocks with random
+    weights) added: bounding a range this small cannot help; keeping the merge in float can."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    large = keras.layers.Rescaling(1e-7)(keras.layers.Dense(16, activation="relu")(inputs))
+    small = keras.layers.Rescaling(1e-9)(keras.layers.Dense(16, activation="relu")(inputs))
+    model = keras.Model(inputs, keras.layers.Rescaling(1e7)(keras.layers.Add()([large, small])))
+    compared = qd.compare(model, normal(100), eval_data=normal(40, seed=1))
+    merge = only(compared, "QD503")
+    assert merge.location.op == "ADD" and max(merge.evidence["input_spans"].values()) < 1e-6
+    assert merge.fix.summary.startswith("Its inputs span under ") and "keep the merge in float" in merge.fix.summary
+    assert "Bound the larger branch" not in merge.fix.summary
 
 
 def raw_pixel_model(style: str) -> keras.Model:

@@ -79,14 +79,18 @@ def collapse_fix(*, in_compare: bool, layer_findings: bool = False) -> str:
             "quantization), or quantize it with int16 activations (int16x8).")
 
 
+TINY_ACTIVATION = 1e-6  # activations within this magnitude sit below any range worth bounding
 NEGLIGIBLE_ADDEND = 1e-3  # an ADD input spanning under this share of the other moves the sum by under 1/4 step
 BOX_SPAN = 32.0  # a merge input spanning more than this next to one within [0, 1]: coordinates in pixels
 
 
 def merge_fix(op: str, small_span: float, large_span: float) -> str:
-    """QD503/QD506's fix, from what the merge is: a residual ADD, coordinates in pixels next to scores (a
-    detection head), or inputs of different ranges in general."""
+    """QD503/QD506's fix, from what the merge is: inputs too small for any range to help, a residual ADD,
+    coordinates in pixels next to scores (a detection head), or inputs of different ranges in general."""
     keep = "or keep the merge in float (code below)"
+    if large_span < TINY_ACTIVATION:
+        return (f"Its inputs span under {large_span:.2g}: keep the merge in float (code below); bounding or rescaling "
+                "ranges this small cannot help below the smallest range the converter calibrates.")
     if op == "ADD":
         return ("Bound the larger branch's range (a BatchNormalization or a clipping activation before the add), "
                 f"{keep}; a residual branch this small may also be dropped if it barely contributes.")

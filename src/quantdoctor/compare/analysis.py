@@ -11,6 +11,7 @@ import numpy as np
 from quantdoctor import catalog
 from quantdoctor.catalog.accuracy import (
     NEGLIGIBLE_ADDEND,
+    TINY_ACTIVATION,
     collapse_fix,
     drift_text,
     keep_float_code,
@@ -43,7 +44,6 @@ MAX_OUTLIERS = 3             # the worst few: the ranked table has the rest
 CLIPPED_FRACTION = 0.01
 MERGE_RANGE_RATIO = 50.0
 _MERGE_OPS = ("CONCATENATION", "ADD", "PACK")
-TINY_ACTIVATION = 1e-6       # activations within this magnitude sit below any range worth bounding
 
 
 def layer_rows(response: dict[str, Any], layer_names: list[str], output_layers: dict[str, str | None]) -> list[dict[str, Any]]:

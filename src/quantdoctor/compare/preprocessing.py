@@ -199,9 +199,13 @@ def _failure_finding(failure: Failure, results: list[dict[str, Any]],
     # says (`measures.output_state`): information, so compare and diagnose give the same verdict.
     warning = failure.float_accuracy is None or bool(codes)
     severity = "info" if failure.float_accuracy is None and failure.constant() else "warning" if warning else None
+    fix = None
+    if severity == "info":
+        fix = ("Check that the model's trained weights are loaded: an output that does not depend on the input leaves "
+               "nothing to measure. Then compare again on data preprocessed as in training.")
     return catalog.get("QD510").finding(
         f"On the eval data {how}: {verdict}. Preprocessing checked: {checked}.",
-        evidence=evidence, severity=severity)
+        evidence=evidence, severity=severity, fix=fix)
 
 
 _CAUSES = {  # cause -> (what the variant does, what it means, the code to write)
