@@ -270,6 +270,30 @@ def test_a_merge_of_activations_too_small_for_any_range_says_keep_it_float_not_b
     assert "Bound the larger branch" not in merge.fix.summary
 
 
+@pytest.mark.code("QD501", "QD507")
+def test_a_softmax_losing_its_probabilities_is_kept_float_and_the_output_names_the_layer_finding_by_code():
+    """Four hidden layers, then a softmax over 1000 classes whose probabilities stay near 0.001 (EfficientNetB0
+    with BatchNorm statistics from the data): the softmax is the outlier layer. Its int8 range is fixed, so no
+    bounding helps; and the output finding ranks first, so it names the layer finding by code, not as "above"."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,), name="features")
+    x = inputs
+    for number in range(4):
+        x = keras.layers.Dense(16, activation="relu", name=f"hidden_{number}")(x)
+    scores = keras.layers.Dense(1000, name="scores", kernel_initializer=keras.initializers.RandomNormal(stddev=0.3))(x)
+    model = keras.Model(inputs, keras.layers.Softmax(name="probabilities")(scores))
+    compared = qd.compare(model, normal(100), eval_data=normal(40, seed=1))
+    destroyed = root(compared)
+    assert destroyed.code == "QD507" and compared.findings.index(destroyed) == 0
+    assert destroyed.fix.summary.startswith("Act on the layer findings first (QD501 in this report;")
+    assert "above" not in destroyed.fix.summary
+    outlier = only(compared, "QD501")
+    assert_finding(outlier, "QD501", "accuracy", "warning", layer="probabilities", op="SOFTMAX")
+    assert outlier.fix.summary.startswith("SOFTMAX's int8 output has a range and step that LiteRT fixes")
+    assert "bound" not in outlier.fix.summary.lower()
+
+
 def raw_pixel_model(style: str) -> keras.Model:
     """A model that normalises raw 0..255 pixels itself, (x - 127.5) / 64, in two styles. (A Rescaling right
     before a convolution is folded into its weights by the converter: no graph shows it then.)"""

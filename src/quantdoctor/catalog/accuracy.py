@@ -66,13 +66,13 @@ def probability_grid_note(low: float, high: float) -> str:
             "compare the logits before it).")
 
 
-def collapse_fix(*, in_compare: bool, layer_findings: bool = False) -> str:
+def collapse_fix(*, in_compare: bool, layer_codes: list[str] = ()) -> str:
     """QD504's fix, for where it is printed: the run check points to compare; compare points to its layer
-    findings only when it has some."""
+    findings by code (`layer_codes`, wherever the ranking prints them) only when it has some."""
     if not in_compare:
         first = "Run `quantdoctor compare` with eval data to see the layer where the signal is lost"
-    elif layer_findings:
-        first = "See the layer findings above for where the signal is lost"
+    elif layer_codes:
+        first = f"See the layer findings ({', '.join(layer_codes)} in this report) for where the signal is lost"
     else:
         first = "No single layer stands out: the error builds up over the network"
     return (f"{first}; recalibrate on representative data, or keep the output head in float (selective "
