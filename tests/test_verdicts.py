@@ -346,3 +346,23 @@ def test_fix_on_a_target_running_float_ops_keeps_the_head_float_when_an_output_c
     assert "SOFTMAX" in kept, result.budget["kept_float"]
     assert result.model is not None
     assert not [f for f in result.after.findings if f.severity == "error"], result.after.findings
+
+
+@pytest.mark.code("QD502")
+def test_a_group_of_findings_on_several_ops_of_one_layer_names_each_layer_once():
+    """A LayerNormalization lowers to several ops; eval data 4x louder than calibration clips most of them (as
+    ConvNeXt's layer norms on the zoo): the group prints its count and each layer once, the JSON every finding."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    x = keras.layers.LayerNormalization(name="norm")(keras.layers.Dense(16, name="wide")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(x))
+    compared = qd.compare(model, normal(100), eval_data=normal(40, seed=1) * 4)
+    clipped = [f for f in compared.findings if f.code == "QD502"]
+    layers = list(dict.fromkeys(f.location.layer for f in clipped))
+    assert len(clipped) > len(layers) >= 1, [(f.location.layer, f.location.op) for f in clipped]
+    line = next(line for line in str(compared).splitlines() if "the same at" in line)
+    assert line.strip() == f"×{len(clipped)} in {len(layers)} places: the same at {', '.join(layers)} (every one in " \
+                           "the JSON report)"
+    group = next(g for g in compared.to_dict()["finding_groups"] if g["code"] == "QD502")
+    assert group["count"] == len(clipped) and len(group["layers"]) == len(clipped)
