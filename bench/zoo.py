@@ -15,14 +15,17 @@ on smooth synthetic images. A reviewer's checks, from the measured outputs alone
 - whether `diagnose` (int8) and `compare` give the same verdict class;
 - findings per report after grouping (`report/grouping.py`), and the seconds per model.
 
-Usage: `python bench/zoo.py [--models MobileNetV2,ResNet50] [--size 32] [--samples 20] [--fix]`.
-The table goes to bench/results/zoo.md (and zoo.json).
+Usage: `python bench/zoo.py [--models MobileNetV2,ResNet50] [--size 32] [--samples 100] [--fix] [--reports DIR]`.
+The table goes to bench/results/zoo.md (and zoo.json), rewritten after each model; `--reports` also writes each
+report's terminal text. The conversion cache is on unless `QUANTDOCTOR_NO_CACHE=1`: `diagnose` (int8) and `compare`
+then share one conversion (the table says which).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -181,7 +184,8 @@ def main() -> int:
     parser.add_argument("--reports", type=Path, help="write each report's terminal text to this directory")
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
-    started = machine_state()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout
+    started = f"{machine_state()}, quantdoctor at commit {commit.strip() or 'unknown'}"
     for name in args.models.split(","):
         for state in args.states.split(","):
             rows.append(run_one(name, state, args.size, args.samples, args.fix, args.reports))
@@ -196,11 +200,7 @@ def machine_state() -> str:
     import datetime
     import os
 
-    import subprocess
-
     cache = "off" if os.environ.get("QUANTDOCTOR_NO_CACHE") == "1" else "on"
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout
-    cache += f", quantdoctor at commit {commit.strip() or 'unknown'}"
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     return (f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, load average {load} "
             f"on {os.cpu_count()} cores, conversion cache {cache}")
