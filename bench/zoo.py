@@ -182,15 +182,21 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--fix", action="store_true")
     parser.add_argument("--reports", type=Path, help="write each report's terminal text to this directory")
+    parser.add_argument("--name", default="zoo", help="the results' file name: bench/results/NAME.md and NAME.json")
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout
     started = f"{machine_state()}, quantdoctor at commit {commit.strip() or 'unknown'}"
+    import keras
+
     for name in args.models.split(","):
+        if not hasattr(keras.applications, ZOO[name][0]):
+            print(f"{name}: not in keras.applications {keras.__version__}, skipped", flush=True)
+            continue
         for state in args.states.split(","):
             rows.append(run_one(name, state, args.size, args.samples, args.fix, args.reports))
             print(json.dumps(rows[-1]), flush=True)
-            write_results(rows, started)  # after each row: a long run interrupted still leaves its table
+            write_results(rows, started, args.name)  # after each row: a long run interrupted still leaves its table
     print(table(rows))
     return 0
 
@@ -206,11 +212,11 @@ def machine_state() -> str:
             f"on {os.cpu_count()} cores, conversion cache {cache}")
 
 
-def write_results(rows: list[dict[str, Any]], started: str) -> None:
-    """bench/results/zoo.json and zoo.md from the rows measured so far."""
+def write_results(rows: list[dict[str, Any]], started: str, name: str = "zoo") -> None:
+    """bench/results/NAME.json and NAME.md from the rows measured so far."""
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "zoo.json").write_text(json.dumps(rows, indent=1))
-    (RESULTS / "zoo.md").write_text(f"# bench/zoo.py: {' '.join(sys.argv[1:]) or 'defaults'}\n\n"
+    (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=1))
+    (RESULTS / f"{name}.md").write_text(f"# bench/zoo.py: {' '.join(sys.argv[1:]) or 'defaults'}\n\n"
                                     f"Started {started}; after the last row {machine_state()}.\n\n"
                                     f"{table(rows)}\n")
 
