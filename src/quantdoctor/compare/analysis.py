@@ -28,8 +28,8 @@ from quantdoctor.runtime.measures import (
     MAX_SQNR_DB,
     holds_probabilities,
     output_state,
-    reads_as_class_scores,
     outputs_constant,
+    reads_as_class_scores,
     top1_agreement,
 )
 
@@ -148,7 +148,6 @@ def comparison_findings(rows: list[dict[str, Any]], output_stats: list[dict[str,
     if outputs_constant([output["float_range"] for output in output_stats]):
         layer_findings = [unreachable(f, "eval") for f in layer_findings]
     return layer_findings + outputs
-
 
 
 def _output_findings(output_stats: list[dict[str, Any]], agreements: list[float | None], samples: int,
