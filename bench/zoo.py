@@ -15,14 +15,17 @@ on smooth synthetic images. A reviewer's checks, from the measured outputs alone
 - whether `diagnose` (int8) and `compare` give the same verdict class;
 - findings per report after grouping (`report/grouping.py`), and the seconds per model.
 
-Usage: `python bench/zoo.py [--models MobileNetV2,ResNet50] [--size 32] [--samples 20] [--fix]`.
-The table goes to bench/results/zoo.md (and zoo.json).
+Usage: `python bench/zoo.py [--models MobileNetV2,ResNet50] [--size 32] [--samples 100] [--fix] [--reports DIR]`.
+The table goes to bench/results/zoo.md (and zoo.json), rewritten after each model; `--reports` also writes each
+report's terminal text. The conversion cache is on unless `QUANTDOCTOR_NO_CACHE=1`: `diagnose` (int8) and `compare`
+then share one conversion (the table says which).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -103,6 +106,11 @@ def review(diagnosed: Any, compared: Any) -> dict[str, Any]:
             "sqnr_db": e2e["sqnr_db"], "top1_agreement": agreement}
 
 
+def _codes(report: Any) -> str:
+    """A report's codes with their severity's initial (QD504e, QD308w), once each."""
+    return " ".join(sorted({f"{f.code}{f.severity[0]}" for f in report.findings}))
+
+
 def _float_varies(diagnosed: Any) -> bool:
     """Whether the float model's first output varies over the run check's rows (else OK is right: nothing to lose)."""
     from quantdoctor.runtime.measures import varies
@@ -111,7 +119,8 @@ def _float_varies(diagnosed: Any) -> bool:
     return bool(outputs) and varies(*outputs[0]["float_range"])
 
 
-def run_one(name: str, state: str, size: int, samples: int, with_fix: bool) -> dict[str, Any]:
+def run_one(name: str, state: str, size: int, samples: int, with_fix: bool,
+            reports: Path | None = None) -> dict[str, Any]:
     import quantdoctor as qd
     from quantdoctor.report.grouping import group_findings
 
@@ -121,13 +130,18 @@ def run_one(name: str, state: str, size: int, samples: int, with_fix: bool) -> d
     model = build(name, size, state, calibration)
     started = time.perf_counter()
     diagnosed = qd.diagnose(model, calibration, mode="int8")
+    steps = {"diagnose_s": round(time.perf_counter() - started, 1)}
     strict = qd.diagnose(model, calibration, mode="int8-strict")
+    steps["strict_s"] = round(time.perf_counter() - started - steps["diagnose_s"], 1)
     compared = qd.compare(model, calibration, eval_data=evaluation)
+    steps["compare_s"] = round(time.perf_counter() - started - steps["diagnose_s"] - steps["strict_s"], 1)
     row = {"model": name, "state": state, "size": size, "samples": samples,
            "diagnose": diagnosed.verdict, "strict": strict.verdict, "compare": compared.verdict,
            "codes": sorted({f.code for f in compared.findings}),
+           "diagnose_codes": _codes(diagnosed), "compare_codes": _codes(compared),
            "findings": len(compared.findings), "grouped": len(group_findings(compared.findings)),
            "strict_findings": len(strict.findings), "strict_grouped": len(group_findings(strict.findings)),
+           "compare_cached": bool((compared.conversion or {}).get("cached")), **steps,
            **review(diagnosed, compared)}
     if with_fix:
         from quantdoctor.fix.fix_model import fix
@@ -135,19 +149,23 @@ def run_one(name: str, state: str, size: int, samples: int, with_fix: bool) -> d
         fixed = fix(model, calibration, target="cpu")
         row["fix"] = "fixed" if fixed.model is not None else "not fixed"
     row["seconds"] = round(time.perf_counter() - started, 1)
+    if reports is not None:  # the findings' text, for a reviewer reading each message
+        reports.mkdir(parents=True, exist_ok=True)
+        for command, report in (("diagnose", diagnosed), ("strict", strict), ("compare", compared)):
+            (reports / f"{name}-{state}-{command}.txt").write_text(str(report))
     return row
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = ("| model | state | diagnose | strict | compare | SQNR dB | top-1 | false errors | OK below | "
-            "contradictions | agree | findings (grouped) | s |")
+            "contradictions | agree | findings (grouped) | s | diagnose codes | compare codes |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         top1 = "n/a" if r["top1_agreement"] is None else f"{r['top1_agreement']:.2f}"
         lines.append(f"| {r['model']} {r['size']}px | {r['state']} | {r['diagnose']} | {r['strict']} | {r['compare']} "
                      f"| {r['sqnr_db']:.1f} | {top1} | {r['false_errors']} | {r['ok_below_threshold']} | "
                      f"{r['contradictions']} | {'yes' if r['verdicts_agree'] else 'NO'} | {r['findings']} "
-                     f"({r['grouped']}) | {r['seconds']} |")
+                     f"({r['grouped']}) | {r['seconds']} | {r.get('diagnose_codes', '')} | {r.get('compare_codes', '')} |")
     totals = {key: sum(r[key] for r in rows) for key in ("false_errors", "ok_below_threshold", "contradictions")}
     agree = sum(r["verdicts_agree"] for r in rows)
     lines.append("")
@@ -163,17 +181,44 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--fix", action="store_true")
+    parser.add_argument("--reports", type=Path, help="write each report's terminal text to this directory")
+    parser.add_argument("--name", default="zoo", help="the results' file name: bench/results/NAME.md and NAME.json")
     args = parser.parse_args()
-    rows = []
+    rows: list[dict[str, Any]] = []
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout
+    started = f"{machine_state()}, quantdoctor at commit {commit.strip() or 'unknown'}"
+    import keras
+
     for name in args.models.split(","):
+        if not hasattr(keras.applications, ZOO[name][0]):
+            print(f"{name}: not in keras.applications {keras.__version__}, skipped", flush=True)
+            continue
         for state in args.states.split(","):
-            rows.append(run_one(name, state, args.size, args.samples, args.fix))
+            rows.append(run_one(name, state, args.size, args.samples, args.fix, args.reports))
             print(json.dumps(rows[-1]), flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "zoo.json").write_text(json.dumps(rows, indent=1))
-    (RESULTS / "zoo.md").write_text(f"# bench/zoo.py: {' '.join(sys.argv[1:]) or 'defaults'}\n\n{table(rows)}\n")
+            write_results(rows, started, args.name)  # after each row: a long run interrupted still leaves its table
     print(table(rows))
     return 0
+
+
+def machine_state() -> str:
+    """The date, the load average and whether the conversion cache is on: the conditions a table was measured in."""
+    import datetime
+    import os
+
+    cache = "off" if os.environ.get("QUANTDOCTOR_NO_CACHE") == "1" else "on"
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return (f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, load average {load} "
+            f"on {os.cpu_count()} cores, conversion cache {cache}")
+
+
+def write_results(rows: list[dict[str, Any]], started: str, name: str = "zoo") -> None:
+    """bench/results/NAME.json and NAME.md from the rows measured so far."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=1))
+    (RESULTS / f"{name}.md").write_text(f"# bench/zoo.py: {' '.join(sys.argv[1:]) or 'defaults'}\n\n"
+                                    f"Started {started}; after the last row {machine_state()}.\n\n"
+                                    f"{table(rows)}\n")
 
 
 if __name__ == "__main__":

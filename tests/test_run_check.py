@@ -106,7 +106,7 @@ def test_keras_layer_norm_under_int16x8_with_float_fallback_fails_to_invoke():
 def test_a_model_that_runs_is_checked_on_calibration_rows_or_on_zeros():
     checked = qd.diagnose(image_model(), smooth_images(20))
     assert checked.audit["run_check"]["outcome"] == "ok" and checked.audit["run_check"]["sample"] == "calibration"
-    assert checked.audit["run_check"]["rows"] == 8 and len(checked.audit["run_check"]["outputs"]) == 1
+    assert checked.audit["run_check"]["rows"] == 20 and len(checked.audit["run_check"]["outputs"]) == 1
     assert not [f for f in checked.findings if f.code in ("QD112", "QD504", "QD507")]
     without_data = qd.diagnose(image_model(), mode="float16")
     assert without_data.audit["run_check"]["outcome"] == "ok" and without_data.audit["run_check"]["sample"] == "zeros"
@@ -132,7 +132,7 @@ def test_probabilities_that_all_quantize_to_one_value_are_an_error_without_eval_
     report = qd.diagnose(detector_with_split_outputs(), vectors(50), mode="int8-strict", io="int8")
     collapsed = only(report, "QD504")
     assert_finding(collapsed, "QD504", "accuracy", "error", layer="lambda_1")
-    assert collapsed.message.startswith("On 8 calibration sample(s), quantized output 'StatefulPartitionedCall_1:1' "
+    assert collapsed.message.startswith("On 32 calibration sample(s), quantized output 'StatefulPartitionedCall_1:1' "
                                         "(layer 'lambda_1') takes 1 value(s) (scale ")
     crushed = root(report)  # the cause: the merge that gave the scores the boxes' scale
     assert_finding(crushed, "QD506", "accuracy", "error", layer="concatenate", op="CONCATENATION")
@@ -150,7 +150,7 @@ def test_a_difference_lost_in_its_inputs_quantization_is_an_output_destroyed():
     data = np.concatenate([position, position + rng.uniform(-1, 1, (50, 1))], axis=1).astype(np.float32)
     finding = only(qd.diagnose(model, data), "QD507")
     assert_finding(finding, "QD507", "accuracy", "error", layer="lambda")
-    assert finding.evidence["sqnr_db"] <= 3.0 and finding.evidence["calibration_rows"] == 8
+    assert finding.evidence["sqnr_db"] <= 3.0 and finding.evidence["calibration_rows"] == 32
 
 
 @pytest.mark.code("QD518")

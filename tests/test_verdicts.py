@@ -53,10 +53,10 @@ def test_an_output_that_follows_the_float_one_only_loosely_is_a_warning_in_diagn
     report = qd.diagnose(model, data)
     drift = only(report, "QD519")
     assert_finding(drift, "QD519", "accuracy", "warning", layer="dense_1")
-    assert drift.message.startswith("On 8 calibration sample(s), quantized output 'StatefulPartitionedCall_1:0' "
+    assert drift.message.startswith("On 32 calibration sample(s), quantized output 'StatefulPartitionedCall_1:0' "
                                     "(layer 'dense_1') keeps an SQNR of ")
     assert drift.message.endswith("it follows the float output only loosely.")
-    assert 3.0 < drift.evidence["sqnr_db"] < 12.0 and drift.evidence["calibration_rows"] == 8
+    assert 3.0 < drift.evidence["sqnr_db"] < 12.0 and drift.evidence["calibration_rows"] == 32
     assert report.verdict == "converted_with_problems" and "No problems found" not in str(report)
 
     compared = qd.compare(model, data, eval_data=normal(60, seed=1))
@@ -64,6 +64,21 @@ def test_an_output_that_follows_the_float_one_only_loosely_is_a_warning_in_diagn
     assert measured.severity == "warning" and measured.message.startswith("Over the eval samples")
     assert measured.evidence["sqnr_db"] == compared.comparison["end_to_end"]["sqnr_db"] < 12.0
     assert compared.verdict == report.verdict  # the same verdict class from both
+
+
+@pytest.mark.code("QD519")
+def test_diagnose_sees_a_top1_class_changing_on_one_input_in_eight_as_compare_does():
+    """A score offset keeps the SQNR above 40 dB while the crushed hidden channels flip the class on 1 input in
+    8: one change in 8 rows proves nothing, 4 in 32 do. The run check runs 32 calibration rows."""
+    model, data = crushed_classifier(gain=30.0, offset=30.0), normal(100)
+    report = qd.diagnose(model, data)
+    drift = only(report, "QD519")
+    assert drift.severity == "warning" and drift.evidence["calibration_rows"] == 32
+    assert drift.evidence["sqnr_db"] > 12.0 and drift.evidence["top1_agreement"] == 0.875
+    first_eight = qd.compare(model, data, eval_data=data[:8])  # what 8 rows say: 1 change, no finding
+    assert first_eight.comparison["end_to_end"]["top1_agreement"] == 0.875 and first_eight.verdict == "ok"
+    compared = qd.compare(model, data, eval_data=normal(100, seed=1))
+    assert compared.verdict == report.verdict == "converted_with_problems", [f.code for f in compared.findings]
 
 
 @pytest.mark.code("QD519")
@@ -197,6 +212,88 @@ def test_a_residual_branch_a_millionth_of_the_other_is_no_merge_finding():
     assert compared.verdict == "ok", [f.message for f in compared.findings]
 
 
+@pytest.mark.code("QD510")
+def test_a_float_output_the_same_for_every_input_is_no_prediction_and_leaves_the_verdict_ok():
+    """Scores of 1e-8 round to one probability, 0.1 exactly, for every class and input (an untrained network's
+    softmax, as MobileNetV2's with random weights): class 0 wins a tie. Nothing for quantization to lose, and no
+    prediction of the float model to call wrong: information, and diagnose and compare agree on OK."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    tiny = keras.initializers.RandomNormal(stddev=1e-9)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(10, activation="softmax", kernel_initializer=tiny)])
+    data = normal(100)
+    report = qd.diagnose(model, data)
+    assert report.verdict == "ok", [f.code for f in report.findings]
+    compared = qd.compare(model, data, eval_data=normal(30, seed=1))
+    tie = only(compared, "QD510")
+    assert tie.severity == "info" and compared.verdict == report.verdict
+    assert "the float model's output is the same for all 30 inputs (it spans [0.1, 0.1]): its class 0 is a tie, " \
+           "not a prediction: quantization is not the problem." in tie.message, tie.message
+    assert "so does the quantized model" not in tie.message
+    assert tie.fix.summary.startswith("Check that the model's trained weights are loaded")
+
+
+@pytest.mark.code("QD503", "QD506")
+def test_a_crushed_merge_in_a_model_whose_outputs_never_move_is_information_in_diagnose_and_compare():
+    """The boxes-and-scores merge of `merge_inside`, read by a head whose kernel is all zeros: the output is 0
+    for every input, so what the merge crushes cannot reach it."""
+    model, data = merge_inside(), normal(100)
+    head = model.layers[-1]
+    head.set_weights([np.zeros_like(w) for w in head.get_weights()])
+    report = qd.diagnose(model, data, mode="int8-strict", io="int8")
+    static = only(report, "QD506")
+    assert static.severity == "info" and report.verdict == "ok", [(f.code, f.severity) for f in report.findings]
+    assert static.message.endswith("The model's outputs do not vary over the calibration samples (in float), so no "
+                                   "error inside can reach them.")
+    compared = qd.compare(model, data, eval_data=normal(40, seed=1))
+    measured = only(compared, "QD503")
+    assert_finding(measured, "QD503", "accuracy", "info", layer="concatenate", op="CONCATENATION")
+    assert measured.message.endswith("do not vary over the eval samples (in float), so no error inside can reach "
+                                     "them.")
+    assert compared.verdict == report.verdict == "ok", [(f.code, f.severity) for f in compared.findings]
+
+
+@pytest.mark.code("QD503")
+def test_a_merge_of_activations_too_small_for_any_range_says_keep_it_float_not_bound_the_range():
+    """Two branches at 1e-7 and 1e-9 (a network whose signal dies out, as MobileNetV2's late blocks with random
+    weights) added: bounding a range this small cannot help; keeping the merge in float can."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    large = keras.layers.Rescaling(1e-7)(keras.layers.Dense(16, activation="relu")(inputs))
+    small = keras.layers.Rescaling(1e-9)(keras.layers.Dense(16, activation="relu")(inputs))
+    model = keras.Model(inputs, keras.layers.Rescaling(1e7)(keras.layers.Add()([large, small])))
+    compared = qd.compare(model, normal(100), eval_data=normal(40, seed=1))
+    merge = only(compared, "QD503")
+    assert merge.location.op == "ADD" and max(merge.evidence["input_spans"].values()) < 1e-6
+    assert merge.fix.summary.startswith("Its inputs span under ") and "keep the merge in float" in merge.fix.summary
+    assert "Bound the larger branch" not in merge.fix.summary
+
+
+@pytest.mark.code("QD501", "QD507")
+def test_a_softmax_losing_its_probabilities_is_kept_float_and_the_output_names_the_layer_finding_by_code():
+    """Four hidden layers, then a softmax over 1000 classes whose probabilities stay near 0.001 (EfficientNetB0
+    with BatchNorm statistics from the data): the softmax is the outlier layer. Its int8 range is fixed, so no
+    bounding helps; and the output finding ranks first, so it names the layer finding by code, not as "above"."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,), name="features")
+    x = inputs
+    for number in range(4):
+        x = keras.layers.Dense(16, activation="relu", name=f"hidden_{number}")(x)
+    scores = keras.layers.Dense(1000, name="scores", kernel_initializer=keras.initializers.RandomNormal(stddev=0.3))(x)
+    model = keras.Model(inputs, keras.layers.Softmax(name="probabilities")(scores))
+    compared = qd.compare(model, normal(100), eval_data=normal(40, seed=1))
+    destroyed = root(compared)
+    assert destroyed.code == "QD507" and compared.findings.index(destroyed) == 0
+    assert destroyed.fix.summary.startswith("Act on the layer findings first (QD501 in this report;")
+    assert "above" not in destroyed.fix.summary
+    outlier = only(compared, "QD501")
+    assert_finding(outlier, "QD501", "accuracy", "warning", layer="probabilities", op="SOFTMAX")
+    assert outlier.fix.summary.startswith("SOFTMAX's int8 output has a range and step that LiteRT fixes")
+    assert "bound" not in outlier.fix.summary.lower()
+
+
 def raw_pixel_model(style: str) -> keras.Model:
     """A model that normalises raw 0..255 pixels itself, (x - 127.5) / 64, in two styles. (A Rescaling right
     before a convolution is folded into its weights by the converter: no graph shows it then.)"""
@@ -249,3 +346,23 @@ def test_fix_on_a_target_running_float_ops_keeps_the_head_float_when_an_output_c
     assert "SOFTMAX" in kept, result.budget["kept_float"]
     assert result.model is not None
     assert not [f for f in result.after.findings if f.severity == "error"], result.after.findings
+
+
+@pytest.mark.code("QD502")
+def test_a_group_of_findings_on_several_ops_of_one_layer_names_each_layer_once():
+    """A LayerNormalization lowers to several ops; eval data 4x louder than calibration clips most of them (as
+    ConvNeXt's layer norms on the zoo): the group prints its count and each layer once, the JSON every finding."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    x = keras.layers.LayerNormalization(name="norm")(keras.layers.Dense(16, name="wide")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(x))
+    compared = qd.compare(model, normal(100), eval_data=normal(40, seed=1) * 4)
+    clipped = [f for f in compared.findings if f.code == "QD502"]
+    layers = list(dict.fromkeys(f.location.layer for f in clipped))
+    assert len(clipped) > len(layers) >= 1, [(f.location.layer, f.location.op) for f in clipped]
+    line = next(line for line in str(compared).splitlines() if "the same at" in line)
+    assert line.strip() == f"×{len(clipped)} in {len(layers)} places: the same at {', '.join(layers)} (every one in " \
+                           "the JSON report)"
+    group = next(g for g in compared.to_dict()["finding_groups"] if g["code"] == "QD502")
+    assert group["count"] == len(clipped) and len(group["layers"]) == len(clipped)

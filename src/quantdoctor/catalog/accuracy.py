@@ -1,5 +1,7 @@
 """QD5xx: the model converted, but the quantized model is wrong or too lossy (found by `compare`)."""
 
+from dataclasses import replace
+
 from quantdoctor.catalog.check import Check
 from quantdoctor.report.model import Finding
 
@@ -10,6 +12,14 @@ def outputs_degrade(findings: list[Finding]) -> bool:
     """Whether the measured outputs degrade: one collapsed, destroyed or drifting to an error, or channels of
     one lost (a crushed merge that is itself the output)."""
     return any(f.code in DEGRADED_OUTPUT and (f.severity == "error" or f.code == "QD518") for f in findings)
+
+
+def unreachable(finding: Finding, rows: str) -> Finding:
+    """A layer finding on a model whose float outputs do not vary over the `rows` ("eval", "calibration"): no error
+    inside can reach them, so it is information only (the outputs' own rule leaves them alone too)."""
+    return replace(finding, severity="info",
+                   message=f"{finding.message} The model's outputs do not vary over the {rows} samples (in float), "
+                           "so no error inside can reach them.")
 
 
 def keep_float_code(tensors: list[str]) -> str:
@@ -56,27 +66,31 @@ def probability_grid_note(low: float, high: float) -> str:
             "compare the logits before it).")
 
 
-def collapse_fix(*, in_compare: bool, layer_findings: bool = False) -> str:
+def collapse_fix(*, in_compare: bool, layer_codes: list[str] = ()) -> str:
     """QD504's fix, for where it is printed: the run check points to compare; compare points to its layer
-    findings only when it has some."""
+    findings by code (`layer_codes`, wherever the ranking prints them) only when it has some."""
     if not in_compare:
         first = "Run `quantdoctor compare` with eval data to see the layer where the signal is lost"
-    elif layer_findings:
-        first = "See the layer findings above for where the signal is lost"
+    elif layer_codes:
+        first = f"See the layer findings ({', '.join(layer_codes)} in this report) for where the signal is lost"
     else:
         first = "No single layer stands out: the error builds up over the network"
     return (f"{first}; recalibrate on representative data, or keep the output head in float (selective "
             "quantization), or quantize it with int16 activations (int16x8).")
 
 
+TINY_ACTIVATION = 1e-6  # activations within this magnitude sit below any range worth bounding
 NEGLIGIBLE_ADDEND = 1e-3  # an ADD input spanning under this share of the other moves the sum by under 1/4 step
 BOX_SPAN = 32.0  # a merge input spanning more than this next to one within [0, 1]: coordinates in pixels
 
 
 def merge_fix(op: str, small_span: float, large_span: float) -> str:
-    """QD503/QD506's fix, from what the merge is: a residual ADD, coordinates in pixels next to scores (a
-    detection head), or inputs of different ranges in general."""
+    """QD503/QD506's fix, from what the merge is: inputs too small for any range to help, a residual ADD,
+    coordinates in pixels next to scores (a detection head), or inputs of different ranges in general."""
     keep = "or keep the merge in float (code below)"
+    if large_span < TINY_ACTIVATION:
+        return (f"Its inputs span under {large_span:.2g}: keep the merge in float (code below); bounding or rescaling "
+                "ranges this small cannot help below the smallest range the converter calibrates.")
     if op == "ADD":
         return ("Bound the larger branch's range (a BatchNormalization or a clipping activation before the add), "
                 f"{keep}; a residual branch this small may also be dropped if it barely contributes.")

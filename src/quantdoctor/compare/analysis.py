@@ -11,6 +11,7 @@ import numpy as np
 from quantdoctor import catalog
 from quantdoctor.catalog.accuracy import (
     NEGLIGIBLE_ADDEND,
+    TINY_ACTIVATION,
     collapse_fix,
     drift_text,
     keep_float_code,
@@ -18,6 +19,7 @@ from quantdoctor.catalog.accuracy import (
     merge_fix,
     outputs_degrade,
     probability_grid_note,
+    unreachable,
 )
 from quantdoctor.catalog.locations import layers_in_tensor_name
 from quantdoctor.compare.labels import Labels, metric_number
@@ -26,6 +28,7 @@ from quantdoctor.runtime.measures import (
     MAX_SQNR_DB,
     holds_probabilities,
     output_state,
+    outputs_constant,
     reads_as_class_scores,
     top1_agreement,
 )
@@ -41,7 +44,6 @@ MAX_OUTLIERS = 3             # the worst few: the ranked table has the rest
 CLIPPED_FRACTION = 0.01
 MERGE_RANGE_RATIO = 50.0
 _MERGE_OPS = ("CONCATENATION", "ADD", "PACK")
-TINY_ACTIVATION = 1e-6       # activations within this magnitude sit below any range worth bounding
 
 
 def layer_rows(response: dict[str, Any], layer_names: list[str], output_layers: dict[str, str | None]) -> list[dict[str, Any]]:
@@ -139,15 +141,17 @@ def comparison_findings(rows: list[dict[str, Any]], output_stats: list[dict[str,
                     evidence={"clipped_fraction": row["clipped_fraction"], "calibrated_range": row["quantized_range"],
                               "eval_range": row["float_range"]}))
     outputs = _output_findings(output_stats, agreements or [None] * len(output_stats), samples,
-                               bool(layer_findings))
+                               sorted({f.code for f in layer_findings}))
     if outputs_degrade(outputs):
         layer_findings = [replace(f, severity="error") if f.code == "QD503" and f.evidence["lost_channels"] else f
                           for f in layer_findings]
+    if outputs_constant([output["float_range"] for output in output_stats]):
+        layer_findings = [unreachable(f, "eval") for f in layer_findings]
     return layer_findings + outputs
 
 
 def _output_findings(output_stats: list[dict[str, Any]], agreements: list[float | None], samples: int,
-                     layer_findings: bool) -> list[Finding]:
+                     layer_codes: list[str]) -> list[Finding]:
     findings = []
     for output, agreement in zip(output_stats, agreements):
         state = output_state(output["float_range"], output["sqnr_db"], output["collapsed"], agreement, samples)
@@ -158,13 +162,13 @@ def _output_findings(output_stats: list[dict[str, Any]], agreements: list[float 
                 f"Quantized output '{output['tensor']}' barely moves over the eval samples (under 1% of the float "
                 f"output's spread) while the float output spans {_range(output['float_range'])}." + note,
                 location=where, evidence={"float_range": output["float_range"]},
-                fix=collapse_fix(in_compare=True, layer_findings=layer_findings)))
+                fix=collapse_fix(in_compare=True, layer_codes=layer_codes)))
         elif state == "destroyed":
             findings.append(catalog.get("QD507").finding(
                 f"Quantized output '{output['tensor']}' keeps an SQNR of {output['sqnr_db']:.1f} dB against the float "
                 f"model over the eval samples: its error is about as large as its values." + note,
                 location=where, evidence={"sqnr_db": output["sqnr_db"], "float_range": output["float_range"]},
-                fix=_lost_signal_fix(layer_findings)))
+                fix=_lost_signal_fix(layer_codes)))
         elif state in ("drifts", "top1_collapsed"):
             numbers = {**output, "top1_agreement": agreement}
             findings.append(catalog.get("QD519").finding(
@@ -173,7 +177,7 @@ def _output_findings(output_stats: list[dict[str, Any]], agreements: list[float 
                 evidence={"sqnr_db": output["sqnr_db"], "top1_agreement": agreement,
                           "worst_channel_sqnr_db": output["worst_channel_sqnr_db"],
                           "float_range": output["float_range"]},
-                fix=_lost_signal_fix(layer_findings), fix_code=keep_float_code([output["tensor"]])))
+                fix=_lost_signal_fix(layer_codes), fix_code=keep_float_code([output["tensor"]])))
         if state in ("drifts", "follows") and output.get("lost_channels") and \
                 not holds_probabilities(*output["float_range"]):
             findings.append(catalog.get("QD518").finding(
@@ -186,20 +190,25 @@ def _output_findings(output_stats: list[dict[str, Any]], agreements: list[float 
     return findings
 
 
-def _lost_signal_fix(layer_findings: bool) -> str:
-    """The fix of an output that compare measured degraded: its layer findings, or the whole network."""
-    if layer_findings:
-        return "Act on the layer findings above first (the layers table ranks the rest); recalibrate on " \
-               "representative data, or keep those layers in float (code below)."
+def _lost_signal_fix(layer_codes: list[str]) -> str:
+    """The fix of an output that compare measured degraded: its layer findings (named by code: the ranking may
+    print them after this one), or the whole network."""
+    if layer_codes:
+        return f"Act on the layer findings first ({', '.join(layer_codes)} in this report; the layers table ranks " \
+               "the rest); recalibrate on representative data, or keep those layers in float (code below)."
     return "No single layer stands out in the layers table: the error builds up over the network. Keep the " \
            "output head in float or quantize it with int16 activations (int16x8), and recalibrate on " \
            "representative data."
 
 
 def _outlier_fix(row: dict[str, Any]) -> str | None:
-    """QD501's fix: bounding the activations helps only when they span more than the smallest range the
-    converter calibrates; tiny activations are kept float instead."""
+    """QD501's fix: bounding the activations helps only on an op whose range calibration sets, and only when they
+    span more than the smallest range the converter calibrates; otherwise the op is kept float."""
     low, high = row["float_range"]
+    if row["op"] in FIXED_RANGE_OPS:
+        return (f"{row['op']}'s int8 output has a range and step that LiteRT fixes (1/256 for SOFTMAX and LOGISTIC, "
+                "1/128 for TANH), whatever the calibration: keep this op in float (code below), or quantize it with "
+                "int16 activations (int16x8).")
     if max(abs(low), abs(high)) < TINY_ACTIVATION:
         return (f"Its activations stay within {max(abs(low), abs(high)):.2g}: keep this layer in float (code "
                 "below); bounding the range cannot help below the smallest range the converter calibrates.")

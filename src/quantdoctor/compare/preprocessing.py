@@ -28,7 +28,7 @@ from quantdoctor.intake.array_files import REAL_KINDS
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.isolation.runner import run_isolated
 from quantdoctor.report.model import Finding
-from quantdoctor.runtime.measures import reads_as_class_scores
+from quantdoctor.runtime.measures import reads_as_class_scores, varies
 
 MIN_SAMPLES = 10          # fewer eval samples say nothing about chance
 CHANCE_SIGMAS = 3.0       # an accuracy within this many binomial standard deviations of chance is chance
@@ -48,6 +48,11 @@ class Failure:
     one_class: int | None  # the class both models predict for every input
     float_class: int | None = None  # the class the float model predicts for every input, if one
     quant_class: int | None = None  # the class the quantized model predicts for every input, if one
+    float_range: tuple[float, float] | None = None  # the float output's values over the eval data
+
+    def constant(self) -> bool:
+        """Whether the float output is the same for every input (`measures.varies`): its one class is a tie."""
+        return self.float_range is not None and not varies(*self.float_range)
 
     def sound(self, predictions: np.ndarray, labels: np.ndarray | None) -> bool:
         """True when `predictions` are what a working model gives: above chance, or varied without labels."""
@@ -85,7 +90,8 @@ def float_failure(outputs: dict[str, np.ndarray], labels: np.ndarray | None) -> 
         return failure if at_chance or one_wrong_class else None
     if one_class is None or not reads_as_class_scores(float(reference.min()), float(reference.max()), classes):
         return None
-    return Failure(len(top_float), classes, None, None, None, one_class, float_class, quant_class)
+    return Failure(len(top_float), classes, None, None, None, one_class, float_class, quant_class,
+                   (float(reference.min()), float(reference.max())))
 
 
 def variants(evaluation: CalibrationSet, normalisation: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[dict]:
@@ -191,11 +197,17 @@ def _failure_finding(failure: Failure, results: list[dict[str, Any]],
         how = (f"the float model scores {failure.float_accuracy:.2f} and the quantized model "
                f"{failure.quant_accuracy:.2f} on the labels, where chance is {failure.chance:.2f} "
                f"({failure.classes} classes, {failure.samples} samples)")
+    elif failure.constant():
+        low, high = failure.float_range
+        how = (f"the float model's output is the same for all {failure.samples} inputs (it spans "
+               f"[{low:.4g}, {high:.4g}]): its class {failure.float_class} is a tie, not a prediction")
     else:
         how = f"the float model predicts class {failure.float_class} for all {failure.samples} inputs"
     if failure.float_class is not None and failure.float_accuracy is not None:
         how += f"; the float model predicts class {failure.float_class} for every input"
-    if failure.quant_class is not None and failure.quant_class == failure.float_class:
+    if failure.constant():
+        pass  # no prediction to compare the quantized model's with
+    elif failure.quant_class is not None and failure.quant_class == failure.float_class:
         how += ", and so does the quantized model"
     elif failure.quant_class is not None:
         how += f", the quantized model class {failure.quant_class}"
@@ -214,10 +226,17 @@ def _failure_finding(failure: Failure, results: list[dict[str, Any]],
     # Without labels, one class for every input may be the eval data's own (one class, or a regression
     # output): a warning; so is a float failure next to the quantization errors that rank first. Labels
     # prove the float model wrong: an error.
+    # A float output that does not move at all has nothing for quantization to lose, as the outputs' own rule
+    # says (`measures.output_state`): information, so compare and diagnose give the same verdict.
     warning = failure.float_accuracy is None or bool(codes)
+    severity = "info" if failure.float_accuracy is None and failure.constant() else "warning" if warning else None
+    fix = None
+    if severity == "info":
+        fix = ("Check that the model's trained weights are loaded: an output that does not depend on the input leaves "
+               "nothing to measure. Then compare again on data preprocessed as in training.")
     return catalog.get("QD510").finding(
         f"On the eval data {how}: {verdict}. Preprocessing checked: {checked}.",
-        evidence=evidence, severity="warning" if warning else None)
+        evidence=evidence, severity=severity, fix=fix)
 
 
 _CAUSES = {  # cause -> (what the variant does, what it means, the code to write)

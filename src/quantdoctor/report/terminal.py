@@ -126,10 +126,11 @@ def _more_like_it(group: list[Finding]) -> list[Text]:
     """For a group of repeated findings: how many, and where (the first few places; the JSON has all)."""
     if len(group) < MIN_GROUP:
         return []
-    places = [where(f) for f in group]
+    places = list(dict.fromkeys(where(f) for f in group))  # several ops of one layer: the layer once
     shown = ", ".join(places[:SHOWN_PLACES]) + (f" and {len(places) - SHOWN_PLACES} more" if len(places) > SHOWN_PLACES
                                                else "")
-    return [_indented(literal_text(f"×{len(group)}: the same at {shown} (every one in the JSON report)", "dim"))]
+    count = f"{len(group)} in {len(places)} places" if len(places) < len(group) else f"{len(group)}"
+    return [_indented(literal_text(f"×{count}: the same at {shown} (every one in the JSON report)", "dim"))]
 
 
 def _same_op(group: list[Finding], companions: dict[int, list[Finding]]) -> list[Text]:

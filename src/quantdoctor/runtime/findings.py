@@ -17,6 +17,7 @@ from quantdoctor.catalog.accuracy import (
     lost_channels_text,
     outputs_degrade,
     probability_grid_note,
+    unreachable,
 )
 from quantdoctor.errors import InternalError
 from quantdoctor.intake.data import CalibrationSet
@@ -26,7 +27,7 @@ from quantdoctor.report.model import Finding, Location
 from quantdoctor.runtime import locate
 from quantdoctor.runtime.check import check_rows
 from quantdoctor.runtime.feed import tflite_inputs
-from quantdoctor.runtime.measures import holds_probabilities, output_state
+from quantdoctor.runtime.measures import holds_probabilities, output_state, outputs_constant
 
 _NODE = re.compile(r"Node number (\d+) \((\w+)\) failed to (prepare|invoke)")
 _STAGE_WORDS = {"loading": "loading the model", "allocating": "allocating its tensors (preparing every op)",
@@ -150,9 +151,12 @@ def _output_findings(outputs: list[dict[str, Any]], rows: int, produced: TFLiteM
 
 def settle_crushed_merges(findings: list[Finding], check: dict[str, Any] | None) -> list[Finding]:
     """A merge crushing an input (QD506 from the quantization parameters) stays an error only when the run
-    check saw an output degrade; outputs measured and following the float model make it a warning."""
+    check saw an output degrade; outputs measured and following the float model make it a warning, outputs the
+    float model holds constant information only."""
     if not (check or {}).get("outputs") or outputs_degrade(findings):
         return findings
+    if outputs_constant([output["float_range"] for output in check["outputs"]]):
+        return [unreachable(f, "calibration") if f.code == "QD506" else f for f in findings]
     return [replace(f, severity="warning", message=f.message + " The model's outputs still follow the float "
                     "model on the calibration samples checked.")
             if f.code == "QD506" and f.severity == "error" else f for f in findings]

@@ -38,6 +38,12 @@ def varies(low: float, high: float) -> bool:
     return high - low > MIN_RELATIVE_SPREAD * max(abs(low), abs(high))
 
 
+def outputs_constant(float_ranges: list[list[float]]) -> bool:
+    """Whether the float model holds every output constant (none `varies`), from each output's range over the rows:
+    quantization has nothing to lose there, and no error inside the model can reach an output."""
+    return bool(float_ranges) and not any(varies(*bounds) for bounds in float_ranges)
+
+
 def holds_probabilities(low: float, high: float) -> bool:
     """True when every float value of an output lies in [0, 1] (softmax or sigmoid scores): a class
     that no sample predicts has a channel of near-zero values, and quantizing those to 0 loses nothing."""
