@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from models import Projection, dataset_from, image_model, smooth_images, vectors
+from models import CONVERTS_KERAS_MODELS, Projection, dataset_from, image_model, smooth_images, vectors
 
 from quantdoctor import tf_private
 from quantdoctor.audit.tflite_model import read_tflite
@@ -134,6 +134,8 @@ def counted_model() -> keras.Model:
     return keras.Model(inputs, CountedDense(2, name="counted")(keras.layers.Dense(3)(inputs)))
 
 
+@pytest.mark.skipif(not CONVERTS_KERAS_MODELS, reason="TensorFlow 2.16 aborts the process converting the SavedModel "
+                    "from_keras_model writes for a Keras 3 model (QD909), the hook's only converter")
 def test_shadow_keras_export_trace_reports_the_converters_own_trace_as_soon_as_it_is_made():
     CountedDense.traces = 0
     tf.lite.TFLiteConverter.from_keras_model(counted_model()).convert()
@@ -152,6 +154,8 @@ def test_shadow_keras_export_trace_reports_the_converters_own_trace_as_soon_as_i
     assert "add_endpoint" not in vars(archive_class)  # restored: the method its base class defines
 
 
+@pytest.mark.skipif(not CONVERTS_KERAS_MODELS, reason="TensorFlow 2.16 aborts the process converting the SavedModel "
+                    "from_keras_model writes for a Keras 3 model (QD909), the hook's only converter")
 def test_shadow_keras_export_trace_reports_none_for_a_model_it_saves_whole_and_keeps_callback_errors():
     tf_keras = pytest.importorskip("tf_keras")
     keras2 = tf_keras.Sequential([tf_keras.layers.Dense(2, input_shape=(4,))])
