@@ -109,7 +109,7 @@ def _output_findings(outputs: list[dict[str, Any]], rows: int, produced: TFLiteM
     layers = output_layer_names(produced, output_layers)
     for position, output in enumerate(outputs):
         state = output_state(output["float_range"], output["sqnr_db"], output["collapsed"],
-                             output.get("top1_agreement"), rows, calibration_rows=True)
+                             output.get("top1_agreement"), rows)
         if state == "constant":
             continue
         layer = layers.get(output["name"])

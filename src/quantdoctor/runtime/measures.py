@@ -65,9 +65,6 @@ def collapsed(float_variance: float, quant_variance: float) -> bool:
 # What "the quantized output follows the float one" means, in numbers (the README's "What OK means").
 FOLLOWS_SQNR_DB = 12.0  # under this the output drifts: its noise is over 6% of the signal's power
 FOLLOWS_TOP1 = 0.9  # a classifier whose top class changes on more than 1 input in 10 drifts ...
-# ... and on the calibration rows (the run check's), more than 1 in 20: those rows set the ranges, so they
-# flatter the model (ResNet50 with random weights: 93% on its calibration images, 84% on unseen ones)
-FOLLOWS_TOP1_ON_CALIBRATION = 0.95
 MIN_TOP1_CHANGES = 2  # ... once at least this many inputs changed class (one flip in 8 rows proves nothing)
 COLLAPSED_TOP1 = 0.5  # ... and its predictions collapse (an error) when more than half of them change
 MIN_CLASSES = 5  # an output of unbounded values narrower than this may be regression targets, not class scores
@@ -89,17 +86,16 @@ def top1_agreement(reference: np.ndarray, quantized: np.ndarray) -> float | None
 
 
 def output_state(float_range: list[float], sqnr_db: float, is_collapsed: bool, agreement: float | None,
-                 rows: int, calibration_rows: bool = False) -> str:
+                 rows: int) -> str:
     """The one rule the run check and compare apply to a model output, from the float model's range over
-    the rows, the output's SQNR, whether it collapsed and its top-1 agreement (None: not class scores);
-    `calibration_rows`: the rows are those the ranges were calibrated on (FOLLOWS_TOP1_ON_CALIBRATION):
+    the rows, the output's SQNR, whether it collapsed and its top-1 agreement (None: not class scores):
 
     - `constant`: the float output does not vary over the rows; there is nothing for quantization to lose;
     - `collapsed` (QD504), `destroyed` (QD507: SQNR at or under DESTROYED_SQNR_DB);
     - `top1_collapsed` (QD519 error): under COLLAPSED_TOP1 agreement, whatever the SQNR (a constant offset
       common to every class raises the SQNR and means nothing to the argmax);
-    - `drifts` (QD519 warning): under FOLLOWS_SQNR_DB, or under FOLLOWS_TOP1 agreement (on calibration rows
-      FOLLOWS_TOP1_ON_CALIBRATION) with at least MIN_TOP1_CHANGES rows changing class;
+    - `drifts` (QD519 warning): under FOLLOWS_SQNR_DB, or under FOLLOWS_TOP1 agreement with at least
+      MIN_TOP1_CHANGES rows changing class;
     - `follows`: what an OK verdict means.
     """
     if not varies(*float_range):
@@ -111,8 +107,7 @@ def output_state(float_range: list[float], sqnr_db: float, is_collapsed: bool, a
     changed = 0 if agreement is None else round((1.0 - agreement) * rows)
     if agreement is not None and changed >= MIN_TOP1_CHANGES and agreement < COLLAPSED_TOP1:
         return "top1_collapsed"
-    follows_top1 = FOLLOWS_TOP1_ON_CALIBRATION if calibration_rows else FOLLOWS_TOP1
     if sqnr_db < FOLLOWS_SQNR_DB or (agreement is not None and changed >= MIN_TOP1_CHANGES
-                                     and agreement < follows_top1):
+                                     and agreement < FOLLOWS_TOP1):
         return "drifts"
     return "follows"
