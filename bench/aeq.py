@@ -1,8 +1,7 @@
 """compare on a float .tflite vs ai-edge-quantizer's own `validate()`: whole-process time, same model and data.
 
-Model (`--model`): `small-cnn`, a small float .tflite exported from a Keras CNN (Conv2D, Conv2D, pooling,
-Dense, EXP), or `mobilenetv2`, MobileNetV2 (alpha 0.35, 96x96, random weights) as a float .tflite, the size of
-network a user brings; both exported with the real converter; 100 calibration and 50 eval samples. Each side runs as a fresh process, as a
+Model: a small float .tflite exported from a Keras CNN (Conv2D, Conv2D, pooling, Dense, EXP) with
+the real converter; 100 calibration and 50 eval samples. Each side runs as a fresh process, as a
 user runs it:
 
 - AEQ: `python -c` that imports AEQ, quantizes with static_wi8_ai8 calibrated on the samples, and
@@ -46,32 +45,25 @@ print(len(result.get_all_tensor_results()))
 BASELINE = "import sys; sys.path.insert(0, sys.argv.pop(1)); from quantdoctor.cli import main; sys.argv[0] = 'quantdoctor'; main()"
 
 
-def build(folder: Path, name: str) -> tuple[Path, Path, Path]:
+def build(folder: Path) -> tuple[Path, Path, Path]:
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(0)
-    if name == "mobilenetv2":
-        size = 96
-        image = keras.Input((size, size, 3), name="image")
-        backbone = keras.applications.MobileNetV2(alpha=0.35, input_shape=(size, size, 3), weights=None)
-        model = keras.Model(image, backbone(image))
-    else:
-        size = 32
-        model = keras.Sequential([
-            keras.Input((size, size, 3), name="image"),
-            keras.layers.Conv2D(8, 3, activation="relu", name="conv1"),
-            keras.layers.Conv2D(8, 3, activation="relu", name="conv2"),
-            keras.layers.GlobalAveragePooling2D(name="pool"),
-            keras.layers.Dense(10, name="logits"),
-            keras.layers.Activation("exponential", name="scores"),
-        ])
+    model = keras.Sequential([
+        keras.Input((32, 32, 3), name="image"),
+        keras.layers.Conv2D(8, 3, activation="relu", name="conv1"),
+        keras.layers.Conv2D(8, 3, activation="relu", name="conv2"),
+        keras.layers.GlobalAveragePooling2D(name="pool"),
+        keras.layers.Dense(10, name="logits"),
+        keras.layers.Activation("exponential", name="scores"),
+    ])
     path = folder / "model_float.tflite"
     path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
     rng = np.random.default_rng(0)
-    grid = np.linspace(0, 1, size, dtype=np.float32)
+    grid = np.linspace(0, 1, 32, dtype=np.float32)
     base = (grid[:, None] * grid[None, :])[None, :, :, None]
-    images = np.clip(base + 0.1 * rng.normal(size=(150, size, size, 3)), 0, 1).astype(np.float32)
+    images = np.clip(base + 0.1 * rng.normal(size=(150, 32, 32, 3)), 0, 1).astype(np.float32)
     np.savez(folder / "calib.npz", image=images[:100])
     np.savez(folder / "eval.npz", image=images[100:])
     return path, folder / "calib.npz", folder / "eval.npz"
@@ -87,12 +79,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline", help="the src directory of another quantdoctor, as a third side")
-    parser.add_argument("--model", choices=("small-cnn", "mobilenetv2"), default="small-cnn")
     options = parser.parse_args()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "QUANTDOCTOR_NO_CACHE": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        model, calib, evaluation = build(folder, options.model)
+        model, calib, evaluation = build(folder)
         arguments = ["compare", str(model), "--data", str(calib), "--eval-data", str(evaluation), "--json",
                      str(folder / "report.json")]
         sides = {"aeq validate script": [sys.executable, "-c", AEQ_VALIDATE, str(model), str(calib), str(evaluation)],
@@ -110,16 +101,14 @@ def main() -> None:
         report = json.loads((folder / "report.json").read_text())
     medians = {name: statistics.median(values) for name, values in times.items()}
     script = medians["aeq validate script"]
-    results = {"model": options.model, "cache": "off (QUANTDOCTOR_NO_CACHE=1)", "repeats": options.repeats,
-               "cpus": os.cpu_count(),
+    results = {"cache": "off (QUANTDOCTOR_NO_CACHE=1)", "repeats": options.repeats, "cpus": os.cpu_count(),
                "load_before": load_before, "load_after": os.getloadavg(),
                "sides": {name: {"median_s": round(medians[name], 2), "ratio_to_aeq_validate": round(medians[name] / script, 3),
                                 "runs_s": [round(t, 2) for t in times[name]]} for name in sides},
                "ratio": round(medians["quantdoctor compare"] / script, 3), "goal": 1.0,
                "layers": len(report["comparison"]["layers"]), "codes": [f["code"] for f in report["findings"]]}
     RESULTS.mkdir(exist_ok=True)
-    name = "aeq.json" if options.model == "small-cnn" else f"aeq_{options.model}.json"
-    (RESULTS / name).write_text(json.dumps(results, indent=1))
+    (RESULTS / "aeq.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
 
 

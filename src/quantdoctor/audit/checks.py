@@ -9,7 +9,13 @@ from importlib import resources
 from typing import Any
 
 from quantdoctor import catalog
-from quantdoctor.audit.islands import BOUNDARY_OPS, float_islands, integer_partitions, needs_cpu
+from quantdoctor.audit.activation_clamps import clamp_findings
+from quantdoctor.audit.islands import (
+    BOUNDARY_OPS,
+    float_islands,
+    integer_partitions,
+    needs_cpu,
+)
 from quantdoctor.audit.merges import CrushedInput, crushed_merge_inputs
 from quantdoctor.audit.quantizers import fake_quant_round_trips
 from quantdoctor.audit.tflite_model import OpInfo, TFLiteModel
@@ -106,6 +112,7 @@ def audit_findings(model: TFLiteModel, layer_names: list[str], recipe: Recipe | 
             location=Location(tensor=unquantized[0].name), evidence={"tensors": [t.name for t in unquantized][:20]}))
     findings += [_crushed_merge_finding(crushed, model, layer_names, output_layers or [])
                  for crushed in crushed_merge_inputs(model)]
+    findings += clamp_findings(model, lambda op: op_layer(op, layer_names))
     if target == "int8-accelerator":
         findings += _accelerator_findings(model, layer_names)
     if target == "microcontroller":

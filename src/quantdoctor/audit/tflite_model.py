@@ -61,6 +61,7 @@ class OpInfo:
     outputs: tuple[TensorInfo, ...]
     custom_name: str | None = None
     subgraph: int = 0
+    fused_activation: str | None = None  # the activation fused into the op (RELU, RELU6, ...), None without
 
     @property
     def is_flex(self) -> bool:
@@ -181,6 +182,8 @@ def read_tflite(content: bytes) -> TFLiteModel:
         raise UsageError("corrupt .tflite model: it has no subgraph")
     op_names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
     type_names = {value: name for name, value in vars(schema.TensorType).items() if not name.startswith("_")}
+    activations = {value: name for name, value in vars(schema.ActivationFunctionType).items()
+                   if not name.startswith("_")}
     codes = model.operatorCodes or []
     buffers = model.buffers or []
     graphs, tensors_of = [], []
@@ -198,12 +201,19 @@ def read_tflite(content: bytes) -> TFLiteModel:
             ops.append(OpInfo(index, custom if builtin == "CUSTOM" and custom else builtin,
                               _pick(tensors, op.inputs, f"op {index} of {where}"),
                               _pick(tensors, op.outputs, f"op {index} of {where}"), custom_name=custom,
-                              subgraph=number))
+                              subgraph=number, fused_activation=_fused_activation(op, activations)))
         graphs.append(Subgraph(number, ops, list(_pick(tensors, subgraph.inputs, f"the inputs of {where}")),
                                list(_pick(tensors, subgraph.outputs, f"the outputs of {where}")),
                                _text(subgraph.name) if subgraph.name else ""))
         tensors_of.append(tensors)
     return TFLiteModel(graphs, [_signature(s, tensors_of) for s in model.signatureDefs or []])
+
+
+def _fused_activation(op: Any, names: dict[int, str]) -> str | None:
+    """The activation an op's options fuse into it (`fusedActivationFunction`), None for NONE or no such option."""
+    code = getattr(op.builtinOptions, "fusedActivationFunction", None)
+    name = names.get(code) if isinstance(code, int) else None
+    return None if name in (None, "NONE") else name
 
 
 def _signature(signature: Any, tensors_of: list[list[TensorInfo]]) -> SignatureInfo:

@@ -174,7 +174,9 @@ CHECKS = (
                 "process, on a calibration sample (zeros when there is none and the input sizes are fixed). "
                 "The LiteRT interpreter refused an op (`Node number N (OP) failed to prepare`, `failed to "
                 "invoke`), or aborted the whole process while allocating tensors; then quantdoctor finds the op "
-                "by running ever shorter prefixes of the model in probe processes.",
+                "by running ever shorter prefixes of the model in probe processes. Predicted from the model "
+                "alone: an op whose fused RELU6 or RELU_N1_TO_1 clamp overflows int32 on its output scale, which "
+                "LiteRT's builtin kernel refuses to prepare while XNNPACK runs it (audit/activation_clamps.py).",
         why="The converter does not check that the runtime has a kernel for each op at the types it chose. "
             "int16x8 quantization in particular leaves int16 ops that LiteRT refuses (SQUARED_DIFFERENCE from "
             "a Keras LayerNormalization) or aborts on (the SUB of a tf_keras LayerNormalization): in an app "
