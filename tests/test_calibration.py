@@ -290,11 +290,9 @@ def test_the_data_finding_the_converter_confirms_is_the_root_cause_before_errors
     assert "confirmed_by_converter" not in only(report, "QD201").evidence
 
 
-@pytest.mark.code("QD315")
-@pytest.mark.matcher("signature-key-none")
-def test_dict_samples_for_concrete_functions_are_told_to_be_lists():
-    """A converter from concrete functions has no signature: dict samples are refused ("model has 0 Signatures").
-    The fix was to yield (signature_key, dict) tuples for signatures that do not exist; it is list samples."""
+def concrete_function_converter_fed_dicts():
+    """A converter from one concrete function (no signature) whose samples are dicts keyed by input name, and
+    the rows behind them."""
     weights = tf.Variable(np.random.default_rng(0).normal(size=(4, 2)).astype(np.float32))
 
     @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
@@ -305,6 +303,15 @@ def test_dict_samples_for_concrete_functions_are_told_to_be_lists():
     converter = tf.lite.TFLiteConverter.from_concrete_functions([project.get_concrete_function()], project)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = generator([{"x": row[None]} for row in rows])
+    return converter, rows
+
+
+@pytest.mark.code("QD315")
+@pytest.mark.matcher("signature-key-none")
+def test_dict_samples_for_concrete_functions_are_told_to_be_lists():
+    """A converter from concrete functions has no signature: dict samples are refused ("model has 0 Signatures").
+    The fix was to yield (signature_key, dict) tuples for signatures that do not exist; it is list samples."""
+    converter, rows = concrete_function_converter_fed_dicts()
     finding = root(qd.diagnose(converter))
     assert_finding(finding, "QD315", "calibration", "error")
     assert finding.evidence["no_signature"] and "list samples only" in finding.message
@@ -317,16 +324,7 @@ def test_dict_samples_for_concrete_functions_are_told_to_be_lists():
 def test_fix_of_dict_samples_for_concrete_functions_says_the_model_does_not_convert():
     """No repair answers QD315 without signatures: fix said "the model converted but did not pass verification"
     of a model the converter refused."""
-    weights = tf.Variable(np.random.default_rng(0).normal(size=(4, 2)).astype(np.float32))
-
-    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
-    def project(x):
-        return tf.matmul(x, weights)
-
-    rows = np.random.default_rng(1).normal(size=(20, 4)).astype(np.float32)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([project.get_concrete_function()], project)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = generator([{"x": row[None]} for row in rows])
+    converter, _ = concrete_function_converter_fed_dicts()
     result = qd.fix(converter)
     assert not result.verified and result.after.root_cause.code == "QD315"
     (blocked,) = result.blocked
