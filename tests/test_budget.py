@@ -197,7 +197,7 @@ def test_cli_fix_with_a_budget_writes_model_script_json_and_an_html_pareto_plot_
     shot = tmp_path / "shot.png"
     subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--no-first-run",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1100,2400",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1100,4000",
                     paths["fix.html"].as_uri()], capture_output=True, timeout=120, check=True)
     pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
     for color in (PARETO_COLOR, CHOSEN_COLOR):

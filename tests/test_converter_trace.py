@@ -75,3 +75,15 @@ def test_a_failure_reading_the_converters_trace_is_quantdoctors_not_the_conversi
         worker_response(tmp_path, saved_model_file(tmp_path), convert=True)
     response = json.loads((tmp_path / "response_True.json").read_text())
     assert response["stage"] == "loading" and "outcome" not in response  # never written as the conversion's
+
+
+def test_a_converter_that_refuses_the_settings_before_tracing_leaves_the_preflight_to_quantdoctors_trace():
+    """Integer-only ops without samples: TensorFlow's converter refuses before it exports (traces) the model.
+    That is the user's error (QD301), never a TensorFlow that changed, and the preflight still has its graph."""
+    from models import image_model
+
+    import quantdoctor as qd
+
+    report = qd.diagnose(image_model(), mode="int8-strict")
+    assert report.conversion["outcome"] == "error" and report.root_cause.code == "QD301"
+    assert report.preflight["verdict"] == "will_fail" and report.model["layer_scopes"]

@@ -44,17 +44,23 @@ class ConverterTrace:
         tf_private.shadow_keras_export_trace(converter, self._traced)
         self._installed = True
 
-    def settle(self) -> None:
+    def settle(self, converted: bool) -> None:
         """After the conversion, whatever its outcome: what reading the trace raised is quantdoctor's own
-        failure, never the user's conversion error (raised again here, however the converter wrapped it);
-        a converter that converted the model without reporting its trace is a TensorFlow that no longer
-        exports Keras models as `shadow_keras_export_trace` expects."""
+        failure, never the user's conversion error (raised again here, however the converter wrapped it).
+        A converter that `converted` the model without reporting its trace is a TensorFlow that no longer
+        exports Keras models as `shadow_keras_export_trace` expects; one that failed before tracing it (a
+        setting it refuses first, such as integer-only ops without samples) leaves the preflight to
+        quantdoctor's own trace, as before."""
         if self._failure is not None:
             raise self._failure
-        if self._installed and not self._reported:
+        if not self._installed or self._reported:
+            return
+        if converted:
             raise tf_private.TensorFlowChanged(
                 "the converter converted the Keras model without exporting it through "
                 "_convert_keras_to_saved_model: quantdoctor has no graph for its preflight")
+        with self.recording():
+            self._traced(None)
 
     def _traced(self, function: Any) -> None:
         """The converter traced the model into `function` (None: it traced no serving function, and will

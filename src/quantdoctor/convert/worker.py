@@ -111,7 +111,7 @@ def main(request: dict[str, Any]) -> int:
         Path(request["output"]).write_bytes(tflite_model)
         response.update(outcome="ok", seconds=time.perf_counter() - started, model_bytes=len(tflite_model))
     if trace is not None:  # before the outcome is written: a failure may be quantdoctor's reading of the trace
-        trace.settle()
+        trace.settle(converted=response["outcome"] == "ok")
     response["stage"] = "done"
     write_json(response_path, response)
     if response["outcome"] == "ok" and twin:
