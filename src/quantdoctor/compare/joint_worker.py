@@ -9,18 +9,16 @@ and the model are loaded once, LiteRT is loaded already (the run check used it),
 reference is the very file the conversion wrote. When the float model fails on the eval data, the
 float probe's variants run here too.
 
-While the converter works in native code, a thread imports the comparison's own modules (Numba's
-compiled statistics): that import then costs nothing on the clock. The comparison's results go to
-files of their own; the conversion's response only gains `after_conversion_seconds`, the time spent
+The comparison's own modules (Numba's compiled statistics) are imported after the conversion, never on a
+thread beside it: once, with a thread importing them during the conversion, the run check's XNNPACK
+delegate failed to create its runtime (a false QD112). The comparison's results go to files of their own; the conversion's response only gains `after_conversion_seconds`, the time spent
 after converting, which the conversion's reported time leaves out. When this step does not run, or
 dies, the parent compares in the compare worker as before.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,38 +30,22 @@ from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.isolation.protocol import raised_in, read_json, serve, write_json
 from quantdoctor.litert import interpreter_package
 
-# Imported on the side while converting; Numba's kernels take about 1.5 s to load.
-_PRELOADED = ("quantdoctor.compare.worker",)
-
 
 def main(request: dict[str, Any]) -> int:
     """Convert as the conversion worker does, then compare (see the module docstring)."""
     if "aeq" in request:
         from quantdoctor.convert import aeq_worker as conversion
     else:
-        import tensorflow  # noqa: F401  (before the side import: the two never import the same modules at once)
-
         from quantdoctor.convert import worker as conversion
-    side = threading.Thread(target=_preload, name="quantdoctor-preload", daemon=True)
-    side.start()
     code = conversion.main(request)
     response_path = Path(request["response"])
     response = read_json(response_path)
     if _comparable(request, response):
         started = time.perf_counter()
-        side.join()
         compare(request["after_conversion"], Path(request["float_twin_output"]), Path(request["output"]))
         write_json(response_path, {**read_json(response_path),
                                    "after_conversion_seconds": round(time.perf_counter() - started, 3)})
     return code
-
-
-def _preload() -> None:
-    for module in _PRELOADED:
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            return  # the comparison's own import says what is missing
 
 
 def _comparable(request: dict[str, Any], response: dict[str, Any]) -> bool:
