@@ -248,8 +248,10 @@ def _rgb(color: str) -> tuple[int, int, int]:
     return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
 
 
-def test_error_statistics_match_a_direct_computation_over_all_samples():
-    """The compiled pass (dequantize, compare, per channel) against plain NumPy on the same values."""
+@pytest.mark.parametrize("compiled", [False, True], ids=["numpy-pass", "compiled-pass"])
+def test_error_statistics_match_a_direct_computation_over_all_samples(compiled):
+    """Each pass (dequantize, compare, per channel; NumPy's and the compiled one) against a direct computation
+    on the same values, all samples at once."""
     rng = np.random.default_rng(0)
     scale, zero_point = 0.05, -3
     stats = ErrorStats(scale=scale, zero_point=zero_point)
@@ -258,7 +260,7 @@ def test_error_statistics_match_a_direct_computation_over_all_samples():
         real = rng.normal(0, 4, size=(1, 5, 4, 3)).astype(np.float32)
         real[..., 2] *= 0.01  # a quiet channel: its SQNR is the worst
         stored = np.clip(np.round(real / scale) + zero_point, -128, 127).astype(np.int8)
-        stats.add(real, stored)
+        stats.add(real, stored, compiled)
         references.append(real)
         stored_values.append(stored)
         dequantized.append((stored.astype(np.float64) - zero_point) * scale)
@@ -275,24 +277,56 @@ def test_error_statistics_match_a_direct_computation_over_all_samples():
     low, high = scale * (-128 - zero_point), scale * (127 - zero_point)
     outside = np.mean((real < low - scale / 2) | (real > high + scale / 2))
     assert outside > 0 and stats.clipped_fraction == pytest.approx(outside)
+    on_grid = np.clip(np.round(real / scale) * scale, low, high)  # each float value on the tensor's own grid
+    grid = [10 * np.log10(np.sum((real[..., c] - real[..., c].mean()) ** 2) / np.sum((on_grid - real)[..., c] ** 2))
+            for c in range(3)]
+    assert stats.worst_channel_grid_sqnr_db == pytest.approx(min(grid), rel=1e-4)
     assert not stats.collapsed
 
     lanes = [ErrorStats(scale=scale, zero_point=zero_point) for _ in range(2)]  # samples split, as lanes do
-    lanes[0].add(references[0], stored_values[0])
+    lanes[0].add(references[0], stored_values[0], compiled)
     for real_part, stored_part in zip(references[1:], stored_values[1:]):
-        lanes[1].add(real_part, stored_part)
+        lanes[1].add(real_part, stored_part, compiled)
     merged = ErrorStats.merged(lanes)
     assert merged.count == stats.count and merged.sums == pytest.approx(stats.sums)
     assert merged.max_abs_error == pytest.approx(stats.max_abs_error) and merged.low == pytest.approx(stats.low)
 
     stuck = ErrorStats(scale=scale, zero_point=zero_point)
-    stuck.add(real.astype(np.float32), np.full(real.shape, 7, dtype=np.int8))
+    stuck.add(real.astype(np.float32), np.full(real.shape, 7, dtype=np.int8), compiled)
     assert stuck.collapsed
 
     as_floats = ErrorStats()  # a tensor the quantized model keeps in float: compared as is
-    as_floats.add(real.astype(np.float32), got.astype(np.float32))
+    as_floats.add(real.astype(np.float32), got.astype(np.float32), compiled)
     assert as_floats.sqnr_db == pytest.approx(stats.sqnr_db, rel=1e-4)
     assert as_floats.rmse_over_scale is None and as_floats.clipped_fraction == 0
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.float32])
+def test_the_numpy_and_the_compiled_pass_give_the_same_statistics(dtype):
+    """Both passes on one stored type, over more rows than the compiled pass sums in one float32 block, with values
+    clipped at both ends of the calibrated range: the same sums, extremes and clipped counts."""
+    rng = np.random.default_rng(1)
+    real = rng.normal(0, 3, size=(2, 700, 6)).astype(np.float32)
+    real[:, :, 1] += 40  # a channel far off the calibrated range: clipped
+    if dtype is np.float32:  # a tensor the quantized model keeps in float
+        passes = [ErrorStats(), ErrorStats()]
+        stored = (real + rng.normal(0, 0.01, size=real.shape)).astype(np.float32)
+    else:
+        info = np.iinfo(dtype)
+        scale, zero_point = 6 / (int(info.max) - int(info.min)), (int(info.max) + int(info.min) + 1) // 2
+        passes = [ErrorStats(scale=scale, zero_point=zero_point, qmin=int(info.min), qmax=int(info.max))
+                  for _ in range(2)]
+        stored = np.clip(np.round(real / scale) + zero_point, info.min, info.max).astype(dtype)
+    for sample in range(2):
+        for stats, compiled in zip(passes, (False, True)):
+            stats.add(real[sample], stored[sample], compiled)
+    numpy_pass, compiled_pass = passes
+    assert numpy_pass.count == compiled_pass.count == real.size
+    assert numpy_pass.sums == pytest.approx(compiled_pass.sums, rel=1e-5, abs=1e-6)
+    assert numpy_pass.clipped_fraction == compiled_pass.clipped_fraction
+    assert (numpy_pass.clipped_fraction > 0) == (dtype is not np.float32)  # a float tensor has no range to clip to
+    # The grid SQNR's variation is a difference of two large sums (the offset channel): float32 blocks round it apart.
+    assert numpy_pass.worst_channel_grid_sqnr_db == pytest.approx(compiled_pass.worst_channel_grid_sqnr_db, rel=1e-4)
 
 
 @pytest.fixture(scope="module")

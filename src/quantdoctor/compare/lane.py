@@ -41,8 +41,22 @@ class Lane:
         self.quant_outputs: list[list[np.ndarray]] = []  # dequantized
         self.done = 0
 
-    def run(self, samples: list[Any]) -> None:
-        """Run both models on each of `samples` and fold the sample into the statistics."""
+    @property
+    def values_per_sample(self) -> int:
+        """How many values of the quantized model a sample adds into the statistics (its compared tensors and
+        outputs, at their allocated sizes)."""
+        indices = [index for _, index, _ in self.pairs.values()]
+        indices += [d["index"] for d in ordered_output_details(self.quant_model)]
+        return sum(int(np.prod(interpreter_tensor(self.quant_model, index)["shape"])) for index in indices)
+
+    @property
+    def passes_per_sample(self) -> int:
+        """How many tensor pairs a sample adds into the statistics."""
+        return len(self._tracked) + len(self.output_stats)
+
+    def run(self, samples: list[Any], compiled: bool) -> None:
+        """Run both models on each of `samples` and fold the sample into the statistics (with the compiled
+        pass or NumPy's: see `metrics.ErrorStats.add`)."""
         float_outputs = [d["index"] for d in ordered_output_details(self.float_model)]
         quant_outputs = [d["index"] for d in ordered_output_details(self.quant_model)]
         for sample in samples:
@@ -52,11 +66,11 @@ class Lane:
             self.quant_model.invoke()
             # Read in place; no view may outlive this loop: the interpreter refuses to run while one is alive.
             for stats, float_tensor, quant_tensor in self._tracked:
-                stats.add(float_tensor(), quant_tensor())
+                stats.add(float_tensor(), quant_tensor(), compiled)
             float_out = [self.float_model.get_tensor(index) for index in float_outputs]
             quant_out = [self.quant_model.get_tensor(index) for index in quant_outputs]
             for stats, reference, stored in zip(self.output_stats, float_out, quant_out):
-                stats.add(reference, stored)
+                stats.add(reference, stored, compiled)
             self.float_outputs.append(float_out)
             self.quant_outputs.append([stats.dequantize(value) for stats, value in zip(self.output_stats, quant_out)])
             self.done += 1

@@ -5,18 +5,35 @@ a tensor is crushed, e.g. box coordinates in 0..640 next to scores in 0..1 in on
 large channel dominates both. `worst_channel_sqnr_db` takes the SQNR of every channel (last
 axis) and keeps the lowest, which is what ranking uses.
 
-Every number is read from per-channel sums that one compiled pass over the two tensors updates
-(`_accumulate`): the quantized tensor is dequantized on the fly, nothing is copied, and the pass
-runs without the GIL, so the compare worker's lanes (one per core) run it side by side.
+Every number is read from per-channel sums (`error_sums`) that one pass over the two tensors
+updates: the quantized tensor is dequantized on the fly. The pass is NumPy's, or on a comparison
+large enough to pay for its start, the compiled one (`error_sums_compiled`: nothing copied, outside
+the GIL, so the compare worker's lanes, one per core, run it side by side).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-import numba
 import numpy as np
 
+from quantdoctor.compare import error_sums
+from quantdoctor.compare.error_sums import (
+    CLIPPED,
+    DOT,
+    EXTREMES,
+    FLOAT_SUM,
+    GRID_NOISE,
+    HIGH,
+    LOW,
+    MAX_ABS_ERROR,
+    NOISE,
+    QUANT_ENERGY,
+    QUANT_SUM,
+    SIGNAL,
+    STORED_TYPES,
+)
 from quantdoctor.runtime.measures import EPS as _EPS
 from quantdoctor.runtime.measures import (
     MAX_SQNR_DB,
@@ -27,69 +44,7 @@ from quantdoctor.runtime.measures import (
 
 _RESERVOIR = 2000  # float values kept for the histogram ...
 _RESERVOIR_PER_SAMPLE = 64  # ... evenly strided over each sample's tensor
-_BLOCK_ROWS = 256  # rows summed in float32 before they join the float64 totals
 _VARIES = 1e-6  # a channel whose variation is under this share of its energy counts as constant
-
-# Rows of the per-channel sums array: sums, except the extremes.
-(_SIGNAL, _NOISE, _DOT, _QUANT_ENERGY, _MAX_ABS_ERROR, _LOW, _HIGH, _CLIPPED, _FLOAT_SUM, _QUANT_SUM,
- _GRID_NOISE) = range(11)
-_ROWS = 11
-_EXTREMES = {_MAX_ABS_ERROR: np.maximum, _LOW: np.minimum, _HIGH: np.maximum}
-
-
-# The stored types a quantized model's tensors come in; anything else is compared as float32.
-_STORED_TYPES = (np.int8, np.uint8, np.int16, np.int32, np.float32)
-_SIGNATURES = [numba.void(numba.float32[:, ::1], numba.from_dtype(np.dtype(t))[:, ::1], numba.float64, numba.float64,
-                          numba.float64, numba.float64, numba.float64[:, ::1]) for t in _STORED_TYPES]
-
-
-# Compiled (or loaded from Numba's cache) on import, for each stored type: set-up, not analysis time.
-@numba.njit(_SIGNATURES, nogil=True, cache=True)
-def _accumulate(reference, stored, scale, zero_point, low_limit, high_limit, sums):  # pragma: no cover - compiled
-    """Add one (rows, channels) pair into `sums`: the float values and the stored quantized ones,
-    dequantized as (stored - zero_point) * scale. Values outside [low_limit, high_limit] count as
-    clipped. Each float value is also put on the tensor's own grid (rounded to a multiple of the
-    scale, clipped to the calibrated range) and that error summed (`_GRID_NOISE`; zero for a tensor
-    stored as floats, whose limits are infinite).
-
-    Element arithmetic is float32, like the tensors, so that it runs on SIMD lanes (3 to 4x
-    faster than float64 here); partial sums over `_BLOCK_ROWS` rows are added into the float64
-    `sums`, which bounds the rounding of a float32 sum to a few hundred terms.
-    """
-    rows, channels = reference.shape
-    scale32, zero32 = np.float32(scale), np.float32(zero_point)
-    low32, high32 = np.float32(low_limit), np.float32(high_limit)
-    gridded = np.float32(1.0 if np.isfinite(low_limit) else 0.0)
-    grid_low = np.float32(low_limit + scale / 2 if gridded else 0.0)
-    grid_high = np.float32(high_limit - scale / 2 if gridded else 0.0)
-    block = np.empty((_ROWS, channels), np.float32)
-    for first in range(0, rows, _BLOCK_ROWS):
-        block[:] = 0
-        block[_LOW], block[_HIGH] = np.inf, -np.inf
-        for row in range(first, min(rows, first + _BLOCK_ROWS)):
-            for channel in range(channels):
-                real = reference[row, channel]
-                got = (np.float32(stored[row, channel]) - zero32) * scale32
-                error = got - real
-                block[_SIGNAL, channel] += real * real
-                block[_NOISE, channel] += error * error
-                block[_DOT, channel] += real * got
-                block[_QUANT_ENERGY, channel] += got * got
-                block[_MAX_ABS_ERROR, channel] = max(block[_MAX_ABS_ERROR, channel], abs(error))
-                block[_LOW, channel] = min(block[_LOW, channel], real)
-                block[_HIGH, channel] = max(block[_HIGH, channel], real)
-                block[_CLIPPED, channel] += (real < low32) + (real > high32)
-                block[_FLOAT_SUM, channel] += real
-                block[_QUANT_SUM, channel] += got
-                on_grid = min(max(np.float32(np.round(real / scale32)) * scale32, grid_low), grid_high)
-                grid_error = (on_grid - real) * gridded
-                block[_GRID_NOISE, channel] += grid_error * grid_error
-        for channel in range(channels):
-            for total in (_SIGNAL, _NOISE, _DOT, _QUANT_ENERGY, _CLIPPED, _FLOAT_SUM, _QUANT_SUM, _GRID_NOISE):
-                sums[total, channel] += block[total, channel]
-            sums[_MAX_ABS_ERROR, channel] = max(sums[_MAX_ABS_ERROR, channel], block[_MAX_ABS_ERROR, channel])
-            sums[_LOW, channel] = min(sums[_LOW, channel], block[_LOW, channel])
-            sums[_HIGH, channel] = max(sums[_HIGH, channel], block[_HIGH, channel])
 
 
 @dataclass
@@ -110,21 +65,22 @@ class ErrorStats:
     sums: np.ndarray | None = None
     reservoir: list = field(default_factory=list)
 
-    def add(self, reference: np.ndarray, stored: np.ndarray) -> None:
+    def add(self, reference: np.ndarray, stored: np.ndarray, compiled: bool = False) -> None:
         """Accumulate `reference` (the float model's tensor) and `stored` (the quantized model's, as
         stored: integers with this scale and zero point, or floats). Any leading axes are samples
-        and positions; the last axis holds the channels."""
+        and positions; the last axis holds the channels. `compiled` sums with the compiled pass
+        (see `error_sums`), else with NumPy's."""
         if not reference.size:
             return
         channels = reference.shape[-1] if reference.ndim and self.per_channel else 1
         if self.sums is None:
-            self.sums = np.zeros((_ROWS, channels))
-            self.sums[_LOW], self.sums[_HIGH] = np.inf, -np.inf
+            self.sums = error_sums.new_sums(channels)
         low, high = self.quantized_range or (-np.inf, np.inf)
         margin = self.scale / 2 if self.scale else 0.0
-        _accumulate(_as(reference, np.float32, channels), _as(stored, _stored_type(stored), channels),
-                    float(self.scale or 1.0), float(self.zero_point if self.scale else 0),
-                    low - margin, high + margin, self.sums)
+        add_pair = compiled_pass() if compiled else error_sums.add_pair
+        add_pair(_as(reference, np.float32, channels), _as(stored, _stored_type(stored), channels),
+                 float(self.scale or 1.0), float(self.zero_point if self.scale else 0), low - margin, high + margin,
+                 self.sums)
         self.count += reference.size
         if len(self.reservoir) < _RESERVOIR:
             flat = reference.ravel()
@@ -144,7 +100,7 @@ class ErrorStats:
                 merged.sums = part.sums.copy()
                 continue
             for row in range(len(merged.sums)):
-                merged.sums[row] = _EXTREMES.get(row, np.add)(merged.sums[row], part.sums[row])
+                merged.sums[row] = EXTREMES.get(row, np.add)(merged.sums[row], part.sums[row])
         return merged
 
     def dequantize(self, stored: np.ndarray) -> np.ndarray:
@@ -173,14 +129,14 @@ class ErrorStats:
     @property
     def sqnr_db(self) -> float:
         """Signal-to-quantization-noise ratio over the whole tensor, in dB."""
-        return db(self._total(_SIGNAL), self._total(_NOISE))
+        return db(self._total(SIGNAL), self._total(NOISE))
 
     @property
     def worst_channel_sqnr_db(self) -> float:
         """The lowest SQNR among the channels (last axis) that carry signal."""
         if self.sums is None:
             return self.sqnr_db
-        live = self.sums[_SIGNAL] > _EPS
+        live = self.sums[SIGNAL] > _EPS
         if not np.any(live):
             return self.sqnr_db
         return float(min(self.channel_sqnr_db[live]))
@@ -190,7 +146,7 @@ class ErrorStats:
         """The SQNR of every channel (last axis), in dB."""
         if self.sums is None:
             return np.zeros(0)
-        return np.array([db(s, n) for s, n in zip(self.sums[_SIGNAL], self.sums[_NOISE])])
+        return np.array([db(s, n) for s, n in zip(self.sums[SIGNAL], self.sums[NOISE])])
 
     @property
     def lost_channels(self) -> list[int]:
@@ -198,7 +154,7 @@ class ErrorStats:
         a channel crushed to a constant)."""
         if self.sums is None:
             return []
-        return lost_channel_indices(self.sums[_SIGNAL], self.sums[_NOISE])
+        return lost_channel_indices(self.sums[SIGNAL], self.sums[NOISE])
 
     @property
     def worst_channel_grid_sqnr_db(self) -> float:
@@ -210,43 +166,43 @@ class ErrorStats:
         if self.sums is None or not self.scale or not self.count:
             return MAX_SQNR_DB
         rows = self.count / self.sums.shape[1]
-        variation = self.sums[_SIGNAL] - self.sums[_FLOAT_SUM] ** 2 / rows
-        live = variation > _VARIES * np.maximum(self.sums[_SIGNAL], _EPS)
+        variation = self.sums[SIGNAL] - self.sums[FLOAT_SUM] ** 2 / rows
+        live = variation > _VARIES * np.maximum(self.sums[SIGNAL], _EPS)
         if not np.any(live):
             return MAX_SQNR_DB
-        return float(min(db(v, n) for v, n in zip(variation[live], self.sums[_GRID_NOISE][live])))
+        return float(min(db(v, n) for v, n in zip(variation[live], self.sums[GRID_NOISE][live])))
 
     @property
     def cosine(self) -> float:
         """Cosine similarity between the float and the dequantized values, all samples as one vector."""
-        energy = self._total(_SIGNAL) * self._total(_QUANT_ENERGY)
-        return float(self._total(_DOT) / np.sqrt(max(energy, _EPS)))
+        energy = self._total(SIGNAL) * self._total(QUANT_ENERGY)
+        return float(self._total(DOT) / np.sqrt(max(energy, _EPS)))
 
     @property
     def rmse_over_scale(self) -> float | None:
         """Root-mean-square error in quantization steps (None for a tensor stored as floats)."""
         if not self.scale or not self.count:
             return None
-        return float(np.sqrt(self._total(_NOISE) / self.count) / self.scale)
+        return float(np.sqrt(self._total(NOISE) / self.count) / self.scale)
 
     @property
     def max_abs_error(self) -> float:
-        return float(self.sums[_MAX_ABS_ERROR].max()) if self.sums is not None else 0.0
+        return float(self.sums[MAX_ABS_ERROR].max()) if self.sums is not None else 0.0
 
     @property
     def low(self) -> float:
         """The smallest float value seen."""
-        return float(self.sums[_LOW].min()) if self.sums is not None else float("inf")
+        return float(self.sums[LOW].min()) if self.sums is not None else float("inf")
 
     @property
     def high(self) -> float:
         """The largest float value seen."""
-        return float(self.sums[_HIGH].max()) if self.sums is not None else float("-inf")
+        return float(self.sums[HIGH].max()) if self.sums is not None else float("-inf")
 
     @property
     def clipped_fraction(self) -> float:
         """Share of float values more than half a step outside the calibrated range."""
-        return self._total(_CLIPPED) / self.count if self.count else 0.0
+        return self._total(CLIPPED) / self.count if self.count else 0.0
 
     @property
     def collapsed(self) -> bool:
@@ -254,13 +210,20 @@ class ErrorStats:
         while the float tensor varies: stuck at a value, or squeezed into a sliver of its real range."""
         if not self.count:
             return False
-        float_var = self._total(_SIGNAL) / self.count - (self._total(_FLOAT_SUM) / self.count) ** 2
-        quant_var = self._total(_QUANT_ENERGY) / self.count - (self._total(_QUANT_SUM) / self.count) ** 2
+        float_var = self._total(SIGNAL) / self.count - (self._total(FLOAT_SUM) / self.count) ** 2
+        quant_var = self._total(QUANT_ENERGY) / self.count - (self._total(QUANT_SUM) / self.count) ** 2
         return collapsed(float_var, quant_var)
 
 
+def compiled_pass() -> Callable[..., None]:
+    """The compiled `add_pair`: its first call in a process imports Numba and loads its kernels."""
+    from quantdoctor.compare.error_sums_compiled import add_pair
+
+    return add_pair
+
+
 def _stored_type(values: np.ndarray) -> type:
-    return values.dtype.type if values.dtype.type in _STORED_TYPES else np.float32
+    return values.dtype.type if values.dtype.type in STORED_TYPES else np.float32
 
 
 def _as(values: np.ndarray, dtype: type, channels: int) -> np.ndarray:

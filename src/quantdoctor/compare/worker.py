@@ -22,7 +22,8 @@ import numpy as np
 
 from quantdoctor.compare.lane import Lane
 from quantdoctor.compare.matching import op_links
-from quantdoctor.compare.metrics import ErrorStats
+from quantdoctor.compare.error_sums import compiled_pays
+from quantdoctor.compare.metrics import ErrorStats, compiled_pass
 from quantdoctor.intake.data import CalibrationSet
 from quantdoctor.isolation.protocol import raised_in, serve, write_json
 from quantdoctor.litert import interpreter_package
@@ -67,10 +68,14 @@ def analyse(float_model: str, quant_model: str, samples: list[Any],
     lanes = [first] + [Lane(float_model, quant_model, pairs)
                        for _ in range(min(_usable_cores(), _MAX_LANES, len(samples)) - 1)]
     shares = np.array_split(np.arange(len(samples)), len(lanes))
+    compiled = compiled_pays(first.passes_per_sample * len(samples), first.values_per_sample * len(samples))
+    if compiled:
+        compiled_pass()  # started here, as set-up: not in the lanes' time
     gc.freeze()  # set-up is done: a full collection over Numba's and LiteRT's objects cost 50 ms mid-run
     started = time.perf_counter()
     with ThreadPoolExecutor(len(lanes)) as pool:
-        futures = [pool.submit(lane.run, [samples[i] for i in share]) for lane, share in zip(lanes, shares)]
+        futures = [pool.submit(lane.run, [samples[i] for i in share], compiled)
+                   for lane, share in zip(lanes, shares)]
         running = set(futures)
         while running:
             _, running = wait(running, timeout=_PROGRESS_SECONDS)
