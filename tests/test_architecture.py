@@ -177,3 +177,29 @@ def test_imports_for_type_checking_count_for_layers_but_not_for_cycles(tmp_path)
 
 def test_a_cycle_is_found():
     assert _cycles({"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1}, "d": {"a": 1}}) == [["a", "b", "c"]]
+
+
+def test_the_public_api_is_imported_on_first_use_under_its_own_names():
+    """`import quantdoctor` (what the command line and every worker start with) loads none of the pipelines; the
+    first public name used loads them all, and the names that are also packages' (`qd.compare`, `qd.convert`, ...)
+    stay the functions even when the packages were imported before."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+import quantdoctor as qd
+heavy = ["quantdoctor.diagnosis.pipeline", "quantdoctor.compare.compare_models", "quantdoctor.fix.fix_model", "numba"]
+print([name for name in heavy if name in sys.modules])
+import quantdoctor.compare.metrics, quantdoctor.convert.cache, quantdoctor.audit.report, quantdoctor.fix.rounds
+print(sorted(name for name in qd.__all__ if not callable(getattr(qd, name)) and name != "__version__"))
+print(qd.compare.__module__, qd.convert.__module__, qd.watch.__module__, qd.audit.__module__, qd.Report.__name__)
+from quantdoctor import diagnose, FixResult
+print(diagnose.__module__, FixResult.__module__, sorted(set(qd.__all__) - set(dir(qd))))
+"""
+    path = f"import sys; sys.path.insert(0, {str(SOURCE.parent)!r})\n"
+    done = subprocess.run([sys.executable, "-I", "-c", path + script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "[]", "[]", "quantdoctor.compare.compare_models quantdoctor quantdoctor.watch quantdoctor.audit.report Report",
+        "quantdoctor.diagnosis.pipeline quantdoctor.fix.fix_model []"]

@@ -13,21 +13,42 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
+# Packages named like the functions below: loaded now (their own imports are light), so that no later first
+# import of one of them can set `quantdoctor.<name>` to the package; the names are then the functions' again.
+from quantdoctor import audit, compare, convert, fix, reduce, watch  # noqa: F401
 from quantdoctor._version import __version__
-from quantdoctor.audit.report import audit
-from quantdoctor.compare.compare_models import compare
-from quantdoctor.diagnosis.pipeline import diagnose
 from quantdoctor.errors import QuantdoctorError, UsageError
-from quantdoctor.fix.fix_model import FixResult, fix
-from quantdoctor.reduce.reduce_model import ReduceResult, reduce
-from quantdoctor.report.model import Finding, QuantizationError, Report
-from quantdoctor.watch import watch
+
+del audit, compare, convert, fix, reduce, watch
+
+# The rest of the public API, by the module that defines it, imported all at once on first use (PEP 562): a
+# process of quantdoctor's own (the command line, a worker) imports the modules it runs and no others.
+_LAZY = {"audit": "quantdoctor.audit.report", "compare": "quantdoctor.compare.compare_models",
+         "diagnose": "quantdoctor.diagnosis.pipeline", "fix": "quantdoctor.fix.fix_model",
+         "FixResult": "quantdoctor.fix.fix_model", "reduce": "quantdoctor.reduce.reduce_model",
+         "ReduceResult": "quantdoctor.reduce.reduce_model", "watch": "quantdoctor.watch",
+         "Report": "quantdoctor.report.model", "Finding": "quantdoctor.report.model",
+         "QuantizationError": "quantdoctor.report.model"}
 
 __all__ = ["diagnose", "convert", "audit", "compare", "fix", "FixResult", "reduce", "ReduceResult", "watch",
            "Report", "Finding", "QuantizationError", "QuantdoctorError", "UsageError",
            "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """The public API's functions and types, imported on first use."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    for public, module in _LAZY.items():
+        globals()[public] = getattr(import_module(module), public)
+    return globals()[name]
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 def convert(model: Any, data: Any = None, **options: Any) -> bytes:
@@ -38,6 +59,9 @@ def convert(model: Any, data: Any = None, **options: Any) -> bytes:
     silently dropped). The error carries the report (`error.report`) and says the root cause and
     its fix in its message instead of MLIR text.
     """
+    from quantdoctor.diagnosis.pipeline import diagnose
+    from quantdoctor.report.model import QuantizationError
+
     if options.get("convert") is False:
         raise UsageError("convert() converts: for the preflight alone, call diagnose(..., convert=False)")
     report = diagnose(model, data, **options)
