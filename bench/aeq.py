@@ -10,8 +10,10 @@ user runs it:
   worker, then per-layer SQNR, causes (clipping, float fallback), run check and audit.
 
 Ratio = quantdoctor / AEQ on the medians of `--repeats` rounds, the sides alternating, the conversion cache
-off; goal <= 1.0x. `--baseline SRC` adds the quantdoctor of another source tree (its `src`) as a third side,
-for a before/after in the same run. The machine's load is recorded with the figures (results/aeq.json).
+off; goal <= 1.0x. Each side's CPU time (user + system, its processes and their children) is recorded too: on a
+machine shared with other jobs, wall times stretch with the load, CPU times much less. `--baseline SRC` adds
+the quantdoctor of another source tree (its `src`) as a third side, for a before/after in the same run. The
+machine's load is recorded with the figures (results/aeq.json).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -69,10 +72,16 @@ def build(folder: Path) -> tuple[Path, Path, Path]:
     return path, folder / "calib.npz", folder / "eval.npz"
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
-    started = time.perf_counter()
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, subprocess.CompletedProcess]:
+    """The command's wall time, its CPU time (with its children's), and how it ended."""
+    started, used = time.perf_counter(), _children_cpu()
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
-    return time.perf_counter() - started, done
+    return time.perf_counter() - started, _children_cpu() - used, done
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -92,20 +101,27 @@ def main() -> None:
             sides["baseline compare"] = [sys.executable, "-c", BASELINE, options.baseline, *arguments]
         load_before = os.getloadavg()
         times: dict[str, list[float]] = {name: [] for name in sides}
+        cpu: dict[str, list[float]] = {name: [] for name in sides}
         for _ in range(options.repeats):  # alternating: each side once per round
             for name, command in sides.items():
-                seconds, done = timed(command, env)
+                seconds, cpu_seconds, done = timed(command, env)
                 if done.returncode not in ((0,) if name.startswith("aeq") else (0, 1)):
                     raise SystemExit(f"{name} exited {done.returncode}: {done.stderr[-2000:]}")
                 times[name].append(seconds)
+                cpu[name].append(cpu_seconds)
         report = json.loads((folder / "report.json").read_text())
     medians = {name: statistics.median(values) for name, values in times.items()}
-    script = medians["aeq validate script"]
+    cpu_medians = {name: statistics.median(values) for name, values in cpu.items()}
+    script, script_cpu = medians["aeq validate script"], cpu_medians["aeq validate script"]
     results = {"cache": "off (QUANTDOCTOR_NO_CACHE=1)", "repeats": options.repeats, "cpus": os.cpu_count(),
                "load_before": load_before, "load_after": os.getloadavg(),
                "sides": {name: {"median_s": round(medians[name], 2), "ratio_to_aeq_validate": round(medians[name] / script, 3),
-                                "runs_s": [round(t, 2) for t in times[name]]} for name in sides},
-               "ratio": round(medians["quantdoctor compare"] / script, 3), "goal": 1.0,
+                                "runs_s": [round(t, 2) for t in times[name]],
+                                "median_cpu_s": round(cpu_medians[name], 2),
+                                "cpu_ratio_to_aeq_validate": round(cpu_medians[name] / script_cpu, 3),
+                                "runs_cpu_s": [round(t, 2) for t in cpu[name]]} for name in sides},
+               "ratio": round(medians["quantdoctor compare"] / script, 3),
+               "cpu_ratio": round(cpu_medians["quantdoctor compare"] / script_cpu, 3), "goal": 1.0,
                "layers": len(report["comparison"]["layers"]), "codes": [f["code"] for f in report["findings"]]}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "aeq.json").write_text(json.dumps(results, indent=1))
