@@ -101,7 +101,8 @@ def test_fix_without_any_data_exits_1_with_what_to_change(tmp_path):
 def test_the_script_defines_every_transforms_function_a_step_calls():
     """Each public transforms function, written into a script, comes with the transforms functions it calls
     (a helper left out, `_keras_of` behind `with_inputs`, was a NameError when the script ran)."""
-    public = [name for name, value in vars(transforms).items() if inspect.isfunction(value) and not name.startswith("_")]
+    public = [name for name, value in vars(transforms).items()
+              if inspect.isfunction(value) and not name.startswith("_")]
     assert transform_dependencies("with_inputs") == ["_keras_of"]
     assert sorted(transform_dependencies("with_static_batch")) == ["_keras_of", "_same_weights"]
     assert transform_dependencies("cast_to") == ["map_arrays"]
