@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import inspect
 import json
 import subprocess
 import sys
@@ -13,6 +15,8 @@ import numpy as np
 from models import smooth_images, vectors
 
 from quantdoctor.audit.tflite_model import read_tflite_file
+from quantdoctor.edits import transforms
+from quantdoctor.fix.script import transform_dependencies
 
 QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
 
@@ -92,3 +96,20 @@ def test_fix_without_any_data_exits_1_with_what_to_change(tmp_path):
     assert "QD301  There is no calibration data at all." in result.stdout
     assert "do: pass a few hundred real, preprocessed inputs: --data calib.npz" in result.stdout
     assert "No model written to" in result.stdout and not (tmp_path / "fixed.tflite").exists()
+
+
+def test_the_script_defines_every_transforms_function_a_step_calls():
+    """Each public transforms function, written into a script, comes with the transforms functions it calls
+    (a helper left out, `_keras_of` behind `with_inputs`, was a NameError when the script ran)."""
+    public = [name for name, value in vars(transforms).items()
+              if inspect.isfunction(value) and not name.startswith("_")]
+    assert transform_dependencies("with_inputs") == ["_keras_of"]
+    assert sorted(transform_dependencies("with_static_batch")) == ["_keras_of", "_same_weights"]
+    assert transform_dependencies("cast_to") == ["map_arrays"]
+    for name in public:
+        written = [*transform_dependencies(name), name]
+        namespace = {"np": np}
+        exec("\n\n".join(inspect.getsource(getattr(transforms, n)) for n in written), namespace)
+        called = {node.id for n in written for node in ast.walk(ast.parse(inspect.getsource(getattr(transforms, n))))
+                  if isinstance(node, ast.Name) and inspect.isfunction(getattr(transforms, node.id, None))}
+        assert called <= namespace.keys(), (name, called - namespace.keys())

@@ -61,7 +61,8 @@ def test_the_scripts_copy_of_the_model_repairs_edits_a_tf_keras_model_standalone
     steps = [Step("QD207", "model", "in_float32", (), "float32"), Step("QD108", "model", "with_unrolled_recurrence")]
     source = write_script(Plan(Recipe.for_mode("int8"), None, model_steps=steps), [], model_path=None,
                           keras_model=True, data_path=None, output="model.tflite", max_samples=100)
-    helpers = source[source.index("def _same_weights"):source.index("model = keras.saving.load_model")]
+    helpers = source[source.index("# The changes, exactly as quantdoctor made them."):
+                     source.index("model = keras.saving.load_model")]
     namespace: dict = {"np": np}
     exec(compile(helpers, "convert_fixed.py", "exec"), namespace)  # the script's own definitions, nothing else
     changed = namespace["with_unrolled_recurrence"](namespace["in_float32"](recurrent_model("functional")))

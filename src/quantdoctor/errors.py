@@ -26,6 +26,11 @@ class UnsafeModelError(ModelLoadError):
     """Loading the model file would run code stored in it (Lambda layers): refused unless the user trusts it."""
 
 
+class InputShapesUnknown(ModelLoadError):
+    """The converter cannot tell a Keras model's input shapes (QD408): no Input layers and no recorded call it
+    can read them from. `fix` puts an Input per call argument in front of the model."""
+
+
 class DataLoadError(UsageError):
     """The calibration data cannot be read."""
 

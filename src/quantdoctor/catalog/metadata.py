@@ -117,6 +117,30 @@ CHECKS = (
                  "converter = tf.lite.TFLiteConverter.from_keras_model(fixed)",
     ),
     Check(
+        code="QD408", name="model-input-shapes-unknown", severity="error", precedence=10,
+        automatic_fix=True, fails_conversion=True,
+        title="The converter cannot tell the Keras model's inputs",
+        detects="`TFLiteConverter.from_keras_model` fails with `Model ... cannot be saved because the input shapes "
+                "have not been set`: the model has no Input layers and no recorded call the converter can read "
+                "its input shapes from. A subclassed model whose `call` takes several tensor arguments, a "
+                "`keras.layers.TFSMLayer` (an exported SavedModel reloaded into Keras 3), and a subclassed model "
+                "never called all fail this way.",
+        why="For a model without Input layers the converter traces `call` with the shapes Keras recorded "
+            "when the model was first built, and Keras records only the first argument's. A TFSMLayer records "
+            "none. A model never called has no weights yet: converting it would convert random numbers.",
+        example="class Decoder(keras.Model):\n"
+                "    def call(self, tokens, state):\n"
+                "        ...\n"
+                "converter = tf.lite.TFLiteConverter.from_keras_model(decoder)   # decoder trained, then converted",
+        fix="Put one `keras.Input` per call argument in front of the model, shaped like one sample without its "
+            "batch axis, and convert that functional model: the layers and weights are the model's own, shared. "
+            "A model never called must be trained or have its weights loaded first. A TFSMLayer's SavedModel "
+            "also converts as it is, with `from_saved_model`.",
+        fix_code="tokens, state = keras.Input((16,), dtype='int32'), keras.Input((64,))\n"
+                 "wrapped = keras.Model([tokens, state], decoder(tokens, state))\n"
+                 "converter = tf.lite.TFLiteConverter.from_keras_model(wrapped)",
+    ),
+    Check(
         code="QD410", name="fake-quant-left-in-model", severity="warning", precedence=58,
         title="A training-time FakeQuant survived into the .tflite as a QUANTIZE/DEQUANTIZE round trip",
         detects="The .tflite has a QUANTIZE whose result goes straight into a DEQUANTIZE: a FakeQuant op of a "

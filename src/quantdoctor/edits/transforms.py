@@ -137,3 +137,24 @@ def with_input_names(model, names):
     inputs = [keras.Input(x.shape[1:], batch_size=x.shape[0], dtype=x.dtype, name=names.get(x.name, x.name))
               for x in model.inputs]
     return keras.Model(inputs, model(inputs if len(inputs) > 1 else inputs[0]), name=model.name)
+
+
+def with_inputs(model, inputs, call):
+    """One Input per call argument in front of a model whose input shapes the converter cannot read (a subclassed
+    model whose call takes several tensors, a TFSMLayer). `inputs` are (name, shape without the batch axis, dtype)
+    in the order the model takes them; `call` says how the model takes them: "single" (one tensor), "positional"
+    (one argument each), "keywords" (by argument name), "list" or "dict" (one argument holding them all). The
+    layers and weights are the model's own, shared, not copied."""
+    keras = _keras_of(model)
+
+    tensors = [keras.Input(tuple(shape), dtype=dtype, name=name) for name, shape, dtype in inputs]
+    named = {name: tensor for (name, _, _), tensor in zip(inputs, tensors)}
+    if call == "single":
+        outputs = model(tensors[0])
+    elif call == "positional":
+        outputs = model(*tensors)
+    elif call == "keywords":
+        outputs = model(**named)
+    else:
+        outputs = model(named if call == "dict" else tensors)
+    return keras.Model(tensors if len(tensors) > 1 else tensors[0], outputs, name=model.name)

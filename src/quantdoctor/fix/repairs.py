@@ -476,6 +476,40 @@ def rename_inputs(finding: Finding, bench: Bench) -> Repair | Blocked | None:
     return outcome
 
 
+def add_inputs(finding: Finding, bench: Bench) -> Repair | Blocked | None:
+    """QD408: one Input per call argument in front of the model, shaped like the first sample (without its
+    batch axis); the model's layers and weights, shared."""
+    if not finding.evidence.get("built", True):
+        return Blocked(finding.code, f"{finding.message} Converting it would convert its random initial weights.",
+                       "train the model or load its weights first (call it once on a batch so Keras builds it)")
+    if not bench.has_data():
+        return Blocked(finding.code, f"{finding.message} The input shapes come from the samples, and there are none.",
+                       finding.fix.summary)
+    sample = bench.calibration.samples[0]
+    arguments = list(finding.evidence.get("call_arguments") or [])
+    if sample.kind in ("dict", "signature"):
+        names = list(sample.values)
+        call = "keywords" if set(names) <= set(arguments) else "dict"
+    else:
+        count = len(sample.values)
+        call = "positional" if count > 1 and count == len(arguments) else "single" if count == 1 else "list"
+        names = arguments if call == "positional" else [arguments[0] if arguments else "inputs"] if count == 1 \
+            else [f"input_{position}" for position in range(count)]
+    inputs = [(name, list(array.shape[1:]), "float32" if array.dtype.kind in "fc" else str(array.dtype))
+              for name, array in zip(names, sample.arrays)]
+    shapes = ", ".join(f"{name!r} {_dims(shape)}" for name, shape, _ in inputs)
+    step = Step(finding.code, "model", "with_inputs", (inputs, call), f"an Input in front of the model: {shapes}")
+    outcome = _model_step(finding, bench, step, "the converter reads a Keras model's input shapes from its Input "
+                          "layers", "none: the converted model is the same layers and weights, with inputs shaped "
+                          "like the samples")
+    if isinstance(outcome, Repair) and len(inputs) > 1 and sample.kind not in ("dict", "signature"):
+        # the converter orders several inputs its own way: the list items go to the arguments they were given for
+        keys = {position: name for position, (name, _, _) in enumerate(inputs)}
+        bench.plan.add_data_step(Step(finding.code, "map", "keyed_by_input", (keys,),
+                                      "sample list items keyed by the argument each was given for"))
+    return outcome
+
+
 def valid_tf_name(name: str, taken: set[str]) -> str:
     """`name` made a valid TensorFlow node name (invalid characters become '_'), unlike any in `taken`."""
     candidate = re.sub(r"[^A-Za-z0-9_.\\/>-]", "_", name).lstrip("_") or "input"
@@ -560,5 +594,6 @@ REPAIRS: dict[str, RepairFunction] = {
     "QD313": pair_list_items,
     "QD315": key_by_signature,
     "QD405": rename_inputs,
+    "QD408": add_inputs,
     "QD920": static_batch_for_npu,
 }

@@ -15,13 +15,15 @@ from typing import Any, Callable
 from quantdoctor import catalog
 from quantdoctor.compare.compare_models import with_comparison
 from quantdoctor.compare.labels import labels_for_model
+from quantdoctor.diagnosis.classify_failure import excerpt
 from quantdoctor.diagnosis.pipeline import diagnose_prepared
 from quantdoctor.edits.plan import Plan, apply_data_steps
-from quantdoctor.errors import EditFailed, UsageError
+from quantdoctor.errors import EditFailed, InputShapesUnknown, UsageError
 from quantdoctor.fix.origin import ModelOrigin
 from quantdoctor.fix.repairs import REPAIRS, Bench, Blocked, Repair, blocked_without_repair
 from quantdoctor.fix.verify import Verification, check_report, check_runs
 from quantdoctor.intake.data import CalibrationSet
+from quantdoctor.intake.model import keras_call_arguments
 from quantdoctor.isolation.runner import DEFAULT_TIMEOUT
 from quantdoctor.preflight.data_checks import (
     InputSpec,
@@ -122,7 +124,10 @@ def _convert(origin: ModelOrigin, plan: Plan, data: CalibrationSet | None, round
         return _unexportable(origin, plan, invalid), None
     calibration = apply_data_steps(data, plan.data_steps)
     unused = check_unused_data(calibration, plan.recipe, mode_requested=settings.mode_requested)
-    source = origin.source(plan.model_steps, round_dir)
+    try:
+        source = origin.source(plan.model_steps, round_dir)
+    except InputShapesUnknown as exc:
+        return _inputs_unknown(origin, plan, exc), None
     report, artifacts = diagnose_prepared(source, plan.recipe, calibration, round_dir,
                                           target=plan.target, evaluation=settings.evaluation,
                                           float_twin=settings.evaluation is not None, timeout=settings.timeout,
@@ -140,6 +145,25 @@ def _unexportable(origin: ModelOrigin, plan: Plan, invalid: list[Any]) -> Report
                   settings={**plan.recipe.to_dict(), "target": plan.target},
                   findings=catalog.mark_automatic(rank_findings(findings)),
                   conversion={"attempted": False, "outcome": "skipped", "seconds": 0.0, "error_excerpt": None,
+                              "model_bytes": None})
+
+
+def _inputs_unknown(origin: ModelOrigin, plan: Plan, error: InputShapesUnknown) -> Report:
+    """The report for a Keras object whose input shapes the converter's export cannot tell (QD408)."""
+    model = origin.keras_object
+    message = f"{type(error.__cause__).__name__}: {error.__cause__}"
+    arguments = keras_call_arguments(model)
+    built = bool(getattr(model, "built", False))
+    finding = catalog.get("QD408").finding(
+        f"TFLiteConverter.from_keras_model cannot tell the input shapes of Keras model {model.name!r}: it has no "
+        f"Input layers, and Keras recorded no call the converter can read them from"
+        + ("." if built else " (the model was never called, so it has no weights yet)."),
+        evidence={"converter_message": message, "call_arguments": arguments, "built": built})
+    return Report(model={"source": f"Keras model {model.name!r}", "format": "keras", "inputs": [],
+                         "layers": [layer.name for layer in getattr(model, "layers", [])]},
+                  settings={**plan.recipe.to_dict(), "target": plan.target},
+                  findings=catalog.mark_automatic([finding]),
+                  conversion={"attempted": True, "outcome": "error", "seconds": 0.0, "error_excerpt": excerpt(message),
                               "model_bytes": None})
 
 

@@ -25,12 +25,6 @@ from quantdoctor.intake.recipe import Recipe
 from quantdoctor.report.converter_code import recipe_lines
 from quantdoctor.report.literal import python_comment
 
-# What a new TFLiteConverter holds (TF 2.21): only settings that differ are written.
-_HELPERS = {"cast_to": ["map_arrays"], "with_batch_axis": ["map_arrays"],
-            "with_static_batch": ["_same_weights", "_keras_of"],
-            "with_unrolled_recurrence": ["_same_weights", "_keras_of"], "in_float32": ["_same_weights", "_keras_of"],
-            "with_input_names": ["_keras_of"]}
-
 
 def write_script(plan: Plan, applied: list[Repair], *, model_path: Path | None, keras_model: bool,
                  data_path: Path | None, output: str, max_samples: int, lambda_layers: bool = False,
@@ -81,12 +75,32 @@ def _constants(model_path: Path | None, keras_model: bool, data_path: Path | Non
 
 
 def _helper_source(steps: list[Step]) -> str:
+    """The source of the steps' transforms functions, each after the transforms functions it calls."""
     names: list[str] = []
     for step in steps:
-        for name in [*_HELPERS.get(step.function, []), step.function]:
+        for name in [*transform_dependencies(step.function), step.function]:
             if name not in names:
                 names.append(name)
     return "\n\n\n".join(inspect.getsource(getattr(transforms, name)).rstrip() for name in names)
+
+
+def transform_dependencies(name: str) -> list[str]:
+    """The transforms functions that transforms function `name` calls (read from its code, nested functions
+    included), each after those it calls in turn: what the script must define before `name`."""
+    found: list[str] = []
+    for used in _global_names(getattr(transforms, name).__code__):
+        if used != name and used not in found and inspect.isfunction(getattr(transforms, used, None)):
+            found += [dependency for dependency in transform_dependencies(used) if dependency not in found]
+            found.append(used)
+    return found
+
+
+def _global_names(code: Any) -> list[str]:
+    names = list(code.co_names)
+    for constant in code.co_consts:
+        if inspect.iscode(constant):
+            names += _global_names(constant)
+    return names
 
 
 def _comment(step_or_change: Any, costs: dict[tuple[str, str], str]) -> list[str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from quantdoctor import tf_private
-from quantdoctor.errors import ModelLoadError, UnsafeModelError, UsageError
+from quantdoctor.errors import InputShapesUnknown, ModelLoadError, UnsafeModelError, UsageError
 from quantdoctor.intake import float_tflite
 from quantdoctor.intake.imports import current as handed_over_imports
 from quantdoctor.intake.paths import input_kind
@@ -30,6 +30,9 @@ KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 # TensorFlow's node-name pattern (tensorflow/python/framework/ops.py): SavedModel signature
 # arguments, hence the inputs of a Keras model the converter exports, must match it.
 _VALID_TF_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$")
+# The converter's words for a Keras model without Input layers whose input shapes Keras did not record
+# (tensorflow/lite/python/tflite_keras_util.py): QD408.
+INPUT_SHAPES_UNSET = "cannot be saved because the input shapes have not been set"
 # Converter settings that decide between the SavedModel and the frozen-graph path.
 _PATH_FLAGS = ("experimental_new_converter", "experimental_lower_to_saved_model")
 
@@ -146,6 +149,21 @@ def _check_hdf5(path: Path) -> None:
                          "model.save('model.h5') writes")
 
 
+def keras_call_arguments(model: Any) -> list[str]:
+    """The names of the tensor arguments a Keras model's `call` requires, in order (`training`, `mask` and
+    arguments with defaults left out); empty when `call` takes `*args`."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(model.call).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return []
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            and p.default is p.empty and p.name not in ("training", "mask")]
+
+
 def is_keras_model(model: Any) -> bool:
     """True for a Keras 3 or tf_keras (Keras 2) model object, subclassed ones included."""
     for module in ("keras", "tf_keras"):
@@ -240,6 +258,11 @@ def from_keras_model(model: Any, workdir: Path, like: Any = None) -> ModelSource
         except tf_private.TensorFlowChanged:
             raise
         except Exception as exc:  # the converter itself would fail here, before converting anything
+            if INPUT_SHAPES_UNSET in str(exc):
+                raise InputShapesUnknown(
+                    f"TFLiteConverter.from_keras_model cannot tell the input shapes of Keras model '{model.name}' "
+                    f"({type(exc).__name__}: {exc}): `quantdoctor fix` puts an Input per call argument in front of "
+                    "it (quantdoctor explain QD408).") from exc
             raise ModelLoadError(f"TFLiteConverter.from_keras_model cannot prepare Keras model '{model.name}': "
                                  f"{type(exc).__name__}: {exc}") from exc
     label = f"Keras model '{model.name}'"
