@@ -11,9 +11,11 @@ float probe's variants run here too.
 
 The comparison's own modules (Numba's compiled statistics) are imported after the conversion, never on a
 thread beside it: once, with a thread importing them during the conversion, the run check's XNNPACK
-delegate failed to create its runtime (a false QD112). The comparison's results go to files of their own; the conversion's response only gains `after_conversion_seconds`, the time spent
-after converting, which the conversion's reported time leaves out. When this step does not run, or
-dies, the parent compares in the compare worker as before.
+delegate failed to create its runtime (a false QD112); this module imports only the compare worker's
+messages before converting. The comparison's results go to files of their own (`ComparisonResponse`); the
+conversion's response only gains `after_conversion_seconds`, the time spent after converting, which the
+conversion's reported time leaves out. When this step does not run, or dies, the parent compares in the
+compare worker as before.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from quantdoctor.compare.worker import CompareResponse
+from quantdoctor.convert import aeq_worker, worker
 from quantdoctor.convert.aeq_worker import AeqRequest, AeqResponse
 from quantdoctor.convert.worker import ConversionRequest, ConversionResponse
 from quantdoctor.errors import UsageError
@@ -76,13 +79,10 @@ class JointRequest(ConversionRequest):
 
 def main(request: JointRequest) -> int:
     """Convert as the conversion worker does, then compare (see the module docstring)."""
-    if request.aeq_recipe is not None:
-        from quantdoctor.convert import aeq_worker as conversion
-    else:
-        from quantdoctor.convert import worker as conversion
-    code = conversion.main(request.conversion())
+    aeq = request.aeq_recipe is not None
+    code = aeq_worker.main(request.conversion()) if aeq else worker.main(request.conversion())
     response_path = Path(request.response)
-    response = read_message(response_path, AeqResponse if request.aeq_recipe is not None else ConversionResponse)
+    response = read_message(response_path, AeqResponse if aeq else ConversionResponse)
     if _comparable(response):
         started = time.perf_counter()
         compare(request.after_conversion, Path(request.float_twin_output), Path(request.output))
