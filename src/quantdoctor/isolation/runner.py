@@ -48,7 +48,7 @@ class WorkerRun:
     seconds: float
     # What it wrote: a dict (`run_isolated`: its caller reads it with its response type), or the response
     # `run_worker` read with the conversion worker's type.
-    response: Any = field(default_factory=dict)
+    response: dict[str, Any] | Message = field(default_factory=dict)
     returncode: int | None = None
     signal_name: str | None = None
     stderr: str = ""
