@@ -401,7 +401,7 @@ def test_a_bug_in_the_conversion_worker_is_an_internal_error_with_its_traceback(
 
 
 def test_a_bug_in_the_compare_worker_is_an_internal_error(tmp_path):
-    with pytest.raises(InternalError, match="KeyError: 'data'"):
+    with pytest.raises(InternalError, match=r"CompareRequest.__init__\(\) missing .*'data'"):
         run_isolated("quantdoctor.compare.worker", {"response": str(tmp_path / "response.json")}, tmp_path)
 
 

@@ -38,7 +38,7 @@ def worker_response(tmp_path, model_path, convert: bool) -> dict:
     request = {"response": str(response), "model": {"loader": "keras_file", "path": str(model_path), "edits": []},
                "recipe": Recipe.for_mode("float").to_dict(), "data": None, "convert": convert,
                "output": str(tmp_path / "model.tflite")}
-    assert worker.main(request) == 0
+    assert worker.main(worker.ConversionRequest.from_json(request)) == 0
     return json.loads(response.read_text())
 
 

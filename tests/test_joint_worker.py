@@ -112,7 +112,7 @@ def test_a_comparison_the_worker_did_not_finish_is_run_again(tmp_path):
     evaluation = eval_set(vectors(4), DEFAULT_MAX_SAMPLES)
     joint = JointComparison(evaluation, None, None)
     assert joint.measured(4) is None
-    Path(joint.request["response"]).write_text(json.dumps({"samples": 3}))
+    Path(joint.request.response).write_text(json.dumps({"samples": 3}))
     assert joint.measured(4) is None  # not the rows compare runs
     joint.close()
     assert not joint.directory.exists()

@@ -14,10 +14,16 @@ import pytest
 from quantdoctor.audit.vela_worker import VelaRequest, VelaResponse
 from quantdoctor.budget.aeq_worker import BudgetRequest, BudgetResponse
 from quantdoctor.compare.float_probe import ProbeRequest as VariantsRequest
+from quantdoctor.compare.joint_worker import ComparisonPhase, ComparisonResponse, JointRequest
+from quantdoctor.compare.worker import CompareRequest, CompareResponse
+from quantdoctor.convert.aeq_worker import AeqRequest, AeqResponse
+from quantdoctor.convert.worker import ConversionRequest, ConversionResponse, ModelDescription, RunCheckFiles
 from quantdoctor.errors import InternalError
 from quantdoctor.fix.verify import RunRequest, RunResponse
-from quantdoctor.isolation.protocol import Message, read_message, write_message
-from quantdoctor.isolation.runner import run_isolated
+from quantdoctor.intake import model as model_intake
+from quantdoctor.intake.recipe import Recipe
+from quantdoctor.isolation.protocol import Message, StagedResponse, read_message, write_message
+from quantdoctor.isolation.runner import response_path, run_isolated, run_worker
 from quantdoctor.runtime.probe import ProbeRequest
 
 
@@ -47,6 +53,20 @@ def test_the_runner_s_failure_keys_are_not_the_worker_s_fields():
     assert reply == Reply(stage="loading")
 
 
+CONVERSION_REQUEST = ConversionRequest(
+    model={"loader": "keras_file", "path": "m.keras", "edits": []}, recipe={"mode": "int8"}, data="c.npz",
+    response="r.json", output="m.tflite", eval_shapes=[[[1, 8]]], float_twin_output="twin.tflite",
+    model_identity="files", run_check=RunCheckFiles(float_model="float.tflite", state="state.json"))
+CONVERSION_RESPONSE = ConversionResponse(
+    stage="done", outcome="ok", seconds=1.5, model_bytes=1024, float_twin="ok", model_digest="ab",
+    model=ModelDescription(inputs=[{"name": "x", "shape": [None, 8], "dtype": "float32"}],
+                           layers=[{"name": "dense", "class": "Dense"}], layer_scopes={"dense": "model/dense"},
+                           output_layers=["dense"]),
+    preflight={"nodes": []}, run_check={"stage": "done", "outcome": "ok"}, after_conversion_seconds=0.25)
+PHASE = ComparisonPhase(data="e.npz", response="c.json", outputs="o.npz", progress="p.json", probed="v.npz",
+                        probe=True, labels="l.npy")
+
+
 @pytest.mark.parametrize("message", [
     VelaRequest(model="m.tflite", accelerator="ethos-u55-128", output_dir="out", response="r.json"),
     VelaResponse(vela_version="4.4", accelerator="ethos-u55-128", stage="done", outcome="ok",
@@ -60,6 +80,19 @@ def test_the_runner_s_failure_keys_are_not_the_worker_s_fields():
     VariantsRequest(model="m.tflite", data="d.npz", variants=[{"reverse_channels": True}], response="r.json",
                     outputs="o.npz"),
     ProbeRequest(model="m.tflite", sample="s.npz", response="r.json", invoke=True),
+    CONVERSION_REQUEST,
+    CONVERSION_RESPONSE,
+    AeqRequest(model={"loader": "aeq", "path": "m.tflite"}, recipe={"mode": "int8"}, data="d.npz",
+               aeq_recipe=[{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize"}]),
+    AeqResponse(stage="done", outcome="error", error_message="Missing QSVs", model=ModelDescription(),
+                aeq_recipe=[{"regex": ".*"}], aeq_skipped=[{"op": "FULLY_CONNECTED"}], quantizer_messages=["w"]),
+    CompareRequest(float_model="f.tflite", quant_model="q.tflite", data="e.npz", response="r.json",
+                   progress="p.json", outputs="o.npz"),
+    CompareResponse(samples=4, lanes=2, analysis_seconds=0.1, tensors=[{"tensor": "a", "sqnr_db": 30.0}],
+                    outputs=[{"tensor": "out"}], ops=[{"tensor": "a", "inputs": []}]),
+    CompareResponse(model_error="RuntimeError: failed to prepare"),
+    JointRequest.from_json({**CONVERSION_REQUEST.to_json(), "after_conversion": PHASE.to_json()}),
+    ComparisonResponse(samples=4, lanes=1, seconds=0.5, probed_variants=[{"reverse_channels": True}]),
 ], ids=lambda message: type(message).__qualname__)
 def test_every_typed_worker_message_survives_the_trip_through_json(message, tmp_path):
     write_message(tmp_path / "message.json", message)
@@ -88,3 +121,60 @@ def test_python_imports_the_worker_modules_without_their_optional_extras():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).parent)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("kind", "written"), [
+    (ConversionRequest, {**CONVERSION_REQUEST.to_json(), "max_samples": 8}),
+    (ConversionResponse, {"stage": "done", "outcome": "ok", "worker_seconds": 2.0}),
+    (ConversionResponse, {"stage": "converting", "model": {"inputs": [], "layer_scope": {}}}),  # nested record
+    (AeqRequest, {"model": {}, "recipe": {}, "aeq_recipe": "static_wi8_ai8", "aeq": {"recipe": "x"}}),
+    (AeqResponse, {"stage": "done", "aeq_entries": []}),
+    (CompareRequest, {**CompareRequest("f", "q", "d", "r", "p", "o").to_json(), "labels": "l.npy"}),
+    (CompareResponse, {"samples": 3, "probed_variants": []}),  # the joint worker's field, not the compare worker's
+    (JointRequest, {**CONVERSION_REQUEST.to_json(), "after_conversion": {**PHASE.to_json(), "probe_labels": "l"}}),
+    (ComparisonResponse, {"samples": 3, "secs": 1.0}),
+], ids=lambda value: value.__qualname__ if isinstance(value, type) else "")
+def test_a_field_of_the_four_workers_messages_the_reader_does_not_know_is_a_bug(kind, written):
+    with pytest.raises(InternalError, match="has no field"):
+        kind.from_json(written)
+
+
+def test_a_staged_response_holds_only_what_the_worker_got_to():
+    """A response rewritten at each stage leaves out what is not known yet (None by default), and reads back
+    the same: a worker that died converting is seen with the stage it reached and no outcome."""
+    loading = ConversionResponse(stage="converting", model=ModelDescription(inputs=[{"name": "x"}]))
+    assert "outcome" not in loading.to_json() and "seconds" not in loading.to_json()
+    assert ConversionResponse.from_json(loading.to_json()) == loading
+    assert StagedResponse.from_json({}).stage == "starting"  # no response written at all
+
+
+def test_the_joint_request_hands_each_conversion_worker_its_own_request():
+    joint = JointRequest.from_json({**CONVERSION_REQUEST.to_json(), "after_conversion": PHASE.to_json()})
+    assert joint.conversion() == CONVERSION_REQUEST and joint.after_conversion == PHASE
+    aeq = AeqRequest(model={"loader": "aeq", "path": "m.tflite"}, recipe={}, aeq_recipe="static_wi8_ai8")
+    joint = JointRequest.from_json({**aeq.to_json(), "after_conversion": PHASE.to_json()})
+    assert joint.conversion() == aeq
+
+
+def test_the_conversion_worker_answers_a_typed_request_with_a_typed_response(tmp_path):
+    """A real conversion of a tiny SavedModel: the worker serves its `ConversionRequest`, and the parent reads
+    what it wrote as a `ConversionResponse`, the model it loaded as a `ModelDescription`, and the run check."""
+    import keras
+    from models import with_layer
+
+    keras.utils.set_random_seed(0)
+    with_layer(keras.layers.ReLU(name="relu")).export(str(tmp_path / "exported"), verbose=False)
+    source = model_intake.from_path(tmp_path / "exported")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    request = ConversionRequest(model=source.request(), recipe=Recipe.for_mode("float").to_dict(),
+                                run_check=RunCheckFiles(float_model=str(workdir / "float.tflite"),
+                                                        state=str(workdir / "run_check.json")))
+    run = run_worker(request, workdir, response_type=ConversionResponse)
+    response = run.response
+    assert run.outcome == "ok" and response.stage == "done" and response.error_message is None
+    assert [spec["name"] for spec in response.model.inputs] == ["features"]
+    assert "serving_default" in response.model.signature_keys and response.model.layers == []
+    assert response.model_bytes == run.tflite_path.stat().st_size
+    assert response.preflight["nodes"] and response.run_check["stage"] == "done"
+    assert read_message(response_path(workdir), ConversionResponse) == response

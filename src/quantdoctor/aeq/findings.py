@@ -13,6 +13,7 @@ from typing import Any
 from quantdoctor import catalog
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite, read_tflite_file
 from quantdoctor.catalog.locations import scope_for_path
+from quantdoctor.convert.aeq_worker import AeqResponse
 from quantdoctor.intake.model import ModelSource
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.isolation.runner import WorkerRun
@@ -41,25 +42,27 @@ INT8_STATIC_CONFIG = {
 
 def with_aeq_findings(report: Report, source: ModelSource, recipe: Recipe, run: WorkerRun) -> Report:
     """`report` with what the AEQ run says: the quantizer and its recipe in the settings, AEQ's error by
-    code, the ops it left float against the recipe, and recipe entries that match no tensor."""
-    entries = run.response.get("aeq_recipe") or []
+    code, the ops it left float against the recipe, and recipe entries that match no tensor. `run`'s response
+    is the AEQ worker's (`AeqResponse`)."""
+    response: AeqResponse = run.response
+    entries = response.aeq_recipe or []
     settings = {**report.settings, "quantizer": {"name": QUANTIZER, "recipe": source.quantizer_recipe
                                                  if isinstance(source.quantizer_recipe, str) else "custom",
                                                  "entries": entries}}
     if source.quantizer_recipe == WEIGHT_ONLY_RECIPE:
         settings["mode"] = "weight-only"
-    conversion = {**report.conversion, "quantizer_messages": run.response.get("quantizer_messages", [])}  # AEQ's own
+    conversion = {**report.conversion, "quantizer_messages": response.quantizer_messages}  # AEQ's own
     # AEQ sets the input and output types itself (--io is refused for it): no requested type to miss (QD206).
     findings = [f for f in report.findings if f.code != "QD206"]
     float_model = read_tflite_file(Path(source.path))
     added = unmatched_entries(entries, float_model)
     if run.outcome == "error":
-        error = error_finding(run.response.get("error_message", ""), recipe, float_model)
+        error = error_finding(response.error_message or "", recipe, float_model)
         if error is not None:
             findings = [f for f in findings if f.code not in _SUPERSEDED_ON_ERROR.get(error.code, ("QD904",))]
             added.append(error)
     elif report.tflite_model is not None:
-        fallback = fallback_findings(run.response.get("aeq_skipped") or [], read_tflite(report.tflite_model))
+        fallback = fallback_findings(response.aeq_skipped or [], read_tflite(report.tflite_model))
         if fallback:
             findings = [f for f in findings if f.code not in _SUPERSEDED_BY_FALLBACK]
             added += fallback

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from quantdoctor.compare.worker import CompareResponse
 from quantdoctor.errors import InternalError, UsageError
 from quantdoctor.intake.data import CalibrationSet
-from quantdoctor.isolation.protocol import read_json, write_json
+from quantdoctor.isolation.protocol import read_message, write_json
 from quantdoctor.isolation.runner import kill_group, start_isolated, tail
 
 _EXIT_SECONDS = 5.0
@@ -86,9 +87,10 @@ class VariantSession:
         answer = self._ask({"op": "variant", "id": self._count, "nodes": sorted(nodes)})
         return Path(answer["model"]), _load_outputs(answer["outputs"]), answer
 
-    def profile(self, model: Path, samples: int) -> dict[str, Any]:
+    def profile(self, model: Path, samples: int) -> CompareResponse:
         """compare's statistics of `model` against the float model on the first `samples` samples."""
-        return read_json(Path(self._ask({"op": "profile", "model": str(model), "samples": samples})["response"]))
+        answer = self._ask({"op": "profile", "model": str(model), "samples": samples})
+        return read_message(Path(answer["response"]), CompareResponse)
 
     def _ask(self, command: dict[str, Any]) -> dict[str, Any]:
         assert self._child is not None, "use the session as a context manager"

@@ -29,7 +29,7 @@ import numpy as np
 
 from quantdoctor.compare.worker import raised_in
 from quantdoctor.intake.data import CalibrationSet, Sample
-from quantdoctor.isolation.protocol import read_json, write_json
+from quantdoctor.isolation.protocol import read_json, write_message
 from quantdoctor.runtime.feed import Feeder, ordered_output_details
 
 
@@ -80,7 +80,7 @@ def _serve(command: dict[str, Any], request: dict[str, Any], calibrated: bytes, 
 
         response, _ = analyse(request["float_model"], command["model"], samples[: command["samples"]])
         path = workdir / "profile.json"
-        write_json(path, response)
+        write_message(path, response)
         return {"response": str(path)}
     raise ValueError(f"unknown command {command['op']!r}")
 

@@ -23,6 +23,7 @@ from quantdoctor.catalog.accuracy import (
 )
 from quantdoctor.catalog.locations import layers_in_tensor_name
 from quantdoctor.compare.labels import Labels, metric_number
+from quantdoctor.compare.worker import CompareResponse
 from quantdoctor.report.model import Finding, Location
 from quantdoctor.runtime.measures import (
     MAX_SQNR_DB,
@@ -46,7 +47,8 @@ MERGE_RANGE_RATIO = 50.0
 _MERGE_OPS = ("CONCATENATION", "ADD", "PACK")
 
 
-def layer_rows(response: dict[str, Any], layer_names: list[str], output_layers: dict[str, str | None]) -> list[dict[str, Any]]:
+def layer_rows(response: CompareResponse, layer_names: list[str],
+               output_layers: dict[str, str | None]) -> list[dict[str, Any]]:
     """Per compared tensor, its metrics plus the Keras layer, ranked by the error it adds on its own.
 
     `own_sqnr_drop_db` is how much worst-channel SQNR the op loses against the worst of the
@@ -57,10 +59,10 @@ def layer_rows(response: dict[str, Any], layer_names: list[str], output_layers: 
     each output (`output_layers`: output tensor name -> layer).
     """
     by_output = output_layers
-    worst = {t["tensor"]: t["worst_channel_sqnr_db"] for t in response["tensors"]}
-    inputs_of = {link["tensor"]: link["inputs"] for link in response["ops"]}
+    worst = {t["tensor"]: t["worst_channel_sqnr_db"] for t in response.tensors}
+    inputs_of = {link["tensor"]: link["inputs"] for link in response.ops}
     rows = []
-    for tensor in response["tensors"]:
+    for tensor in response.tensors:
         if tensor["op"] == "INPUT":
             continue
         feeding = [worst[name] for name in inputs_of.get(tensor["tensor"], []) if name in worst]

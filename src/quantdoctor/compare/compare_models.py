@@ -27,6 +27,7 @@ from quantdoctor.compare.joint import JointComparison, Measured
 from quantdoctor.compare.labels import labels_for_model, read_labels
 from quantdoctor.compare.preprocessing import float_failure_findings
 from quantdoctor.compare.rows import eval_rows
+from quantdoctor.compare.worker import CompareRequest, CompareResponse
 from quantdoctor.diagnosis.classify_failure import first_line
 from quantdoctor.diagnosis.pipeline import diagnose, diagnose_with_float_twin
 from quantdoctor.environment import require_tensorflow
@@ -154,21 +155,21 @@ def with_comparison(report: Report, float_model: bytes, float_info: dict[str, An
     response, outputs, seconds = measured.response, measured.outputs, measured.seconds
     rows = layer_rows(response, LayerNames.from_model(float_info),
                       output_layer_names(produced, float_info.get("output_layers", [])))
-    summary = end_to_end(outputs, response["outputs"], truth, metric)
+    summary = end_to_end(outputs, response.outputs, truth, metric)
     if truth is not None and truth.given_as == "one-hot":
         summary["labels"] = "one-hot, read by argmax"
-    comparison = {"samples": response["samples"], "seconds": round(seconds, 3),
-                  "analysis_seconds": response["analysis_seconds"],
+    comparison = {"samples": response.samples, "seconds": round(seconds, 3),
+                  "analysis_seconds": response.analysis_seconds,
                   "end_to_end": summary,
                   "layers": rows, "histograms": _histograms(response, rows)}
-    findings = comparison_findings(rows, response["outputs"], response["tensors"], response["ops"],
-                                   output_agreements(outputs, response["outputs"]), response["samples"])
+    findings = comparison_findings(rows, response.outputs, response.tensors, response.ops,
+                                   output_agreements(outputs, response.outputs), response.samples)
     findings += _integer_input_findings(report, evaluation)
     if truth is None or truth.classes is not None:  # labels that are a metric's own values say: no classes
         broken = [f for f in findings if f.code in DEGRADED_OUTPUT and f.severity == "error"]
         findings += float_failure_findings(outputs, truth.classes if truth else None, float_model, evaluation,
                                            timeout, quantization_findings=broken, probed=measured.probed)
-    measured = {output["tensor"] for output in response["outputs"]}
+    measured = {output["tensor"] for output in response.outputs}
     return replace(report, comparison=comparison,
                    findings=rank_findings(_unconfirmed_static(report.findings, findings, measured) + findings))
 
@@ -200,35 +201,36 @@ def _float_model(model: Any) -> Any:
 
 
 def _run_compare(float_model: bytes, quant_model: bytes, evaluation: Any, workdir: Path, timeout: float,
-                 progress: Progress | None) -> tuple[dict[str, Any], dict[str, np.ndarray], float]:
+                 progress: Progress | None) -> tuple[CompareResponse, dict[str, np.ndarray], float]:
     """Run both models side by side in the isolated worker: its statistics, the outputs, its wall time."""
     (workdir / "float.tflite").write_bytes(float_model)
     (workdir / "quant.tflite").write_bytes(quant_model)
     evaluation.save(workdir / "eval.npz")
-    request = {"float_model": str(workdir / "float.tflite"), "quant_model": str(workdir / "quant.tflite"),
-               "data": str(workdir / "eval.npz"), "response": str(workdir / "response.json"),
-               "progress": str(workdir / "progress.json"), "outputs": str(workdir / "outputs.npz")}
+    request = CompareRequest(float_model=str(workdir / "float.tflite"), quant_model=str(workdir / "quant.tflite"),
+                             data=str(workdir / "eval.npz"), response=str(workdir / "response.json"),
+                             progress=str(workdir / "progress.json"), outputs=str(workdir / "outputs.npz"))
 
     def poll() -> None:
-        state = read_json(Path(request["progress"]))
+        state = read_json(Path(request.progress))
         if progress and state:
             progress(state["done"], state["total"])
 
     run = run_isolated("quantdoctor.compare.worker", request, workdir, timeout, on_poll=poll, needs_tensorflow=False)
-    if "model_error" in run.response:
-        raise UsageError(f"running the models on the eval data failed: {first_line(run.response['model_error'])}")
+    response = CompareResponse.from_json(run.response)
+    if response.model_error is not None:
+        raise UsageError(f"running the models on the eval data failed: {first_line(response.model_error)}")
     if run.outcome != "done":
         how = f"was killed by {run.signal_name}" if run.signal_name else f"ended: {run.outcome}"
         last = [line for line in run.stderr.splitlines() if line.strip()][-1:] or [""]
         raise UsageError(f"running the models on the eval data failed: the interpreter process {how} {last[0]}")
     poll()
-    with np.load(request["outputs"]) as outputs:
-        return run.response, {key: outputs[key] for key in outputs.files}, run.seconds
+    with np.load(request.outputs) as outputs:
+        return response, {key: outputs[key] for key in outputs.files}, run.seconds
 
 
-def _histograms(response: dict[str, Any], rows: list[dict[str, Any]], count: int = 4) -> list[dict[str, Any]]:
+def _histograms(response: CompareResponse, rows: list[dict[str, Any]], count: int = 4) -> list[dict[str, Any]]:
     """Float activation histograms of the worst layers, with the calibrated range to mark on them."""
-    by_tensor = {t["tensor"]: t["histogram"] for t in response["tensors"]}
+    by_tensor = {t["tensor"]: t["histogram"] for t in response.tensors}
     return [{"tensor": row["tensor"], "layer": row["layer"], **by_tensor[row["tensor"]],
              "calibrated_range": row["quantized_range"]} for row in rows[:count] if by_tensor.get(row["tensor"])]
 

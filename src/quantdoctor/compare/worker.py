@@ -15,25 +15,53 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quantdoctor.compare.lane import Lane
-from quantdoctor.compare.matching import op_links
-from quantdoctor.compare.error_sums import compiled_pays
-from quantdoctor.compare.metrics import ErrorStats, compiled_pass
 from quantdoctor.intake.data import CalibrationSet
-from quantdoctor.isolation.protocol import raised_in, serve, write_json
+from quantdoctor.isolation.protocol import Message, raised_in, serve, write_json, write_message
 from quantdoctor.litert import interpreter_package
 from quantdoctor.runtime.feed import ordered_output_details
+
+if TYPE_CHECKING:
+    from quantdoctor.compare.metrics import ErrorStats
 
 _PROGRESS_SECONDS = 0.25
 _MAX_LANES = 4  # one per usable core, up to this: each lane keeps every tensor of both models
 
 
-def main(request: dict[str, Any]) -> int:
+@dataclass
+class CompareRequest(Message):
+    """Run the .tflite models at `float_model` and `quant_model` on the samples saved at `data`; write the
+    statistics to `response`, the outputs to `outputs` (.npz), and the progress to `progress` meanwhile."""
+
+    float_model: str
+    quant_model: str
+    data: str
+    response: str
+    progress: str
+    outputs: str
+
+
+@dataclass
+class CompareResponse(Message):
+    """The statistics of one comparison: the samples run, the lanes they ran in and their seconds, and each
+    compared tensor's, model output's and op's statistics (`compare.analysis` reads them); or only
+    `model_error`, what LiteRT raised running the user's models."""
+
+    samples: int = 0
+    lanes: int = 0
+    analysis_seconds: float = 0.0
+    tensors: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    ops: list[dict[str, Any]] = field(default_factory=list)
+    model_error: str | None = None
+
+
+def main(request: CompareRequest) -> int:
     """Compare the two models on every eval sample and write the statistics and outputs.
 
     What LiteRT raises while running the user's models (a kernel that fails to prepare, a sample
@@ -44,25 +72,30 @@ def main(request: dict[str, Any]) -> int:
     except Exception as exc:
         if not raised_in(exc, interpreter_package()):
             raise
-        write_json(Path(request["response"]), {"model_error": f"{type(exc).__name__}: {exc}"})
+        write_message(Path(request.response), CompareResponse(model_error=f"{type(exc).__name__}: {exc}"))
         return 0
 
 
-
-
-def _compare(request: dict[str, Any]) -> int:
-    samples = CalibrationSet.load(Path(request["data"])).samples
-    response, outputs = analyse(request["float_model"], request["quant_model"], samples, Path(request["progress"]))
-    np.savez(request["outputs"], **outputs)
-    write_json(Path(request["response"]), response)
+def _compare(request: CompareRequest) -> int:
+    samples = CalibrationSet.load(Path(request.data)).samples
+    response, outputs = analyse(request.float_model, request.quant_model, samples, Path(request.progress))
+    np.savez(request.outputs, **outputs)
+    write_message(Path(request.response), response)
     return 0
 
 
 def analyse(float_model: str, quant_model: str, samples: list[Any],
-            progress: Path | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+            progress: Path | None = None) -> tuple[CompareResponse, dict[str, np.ndarray]]:
     """Both .tflite models side by side on `samples`, one lane per usable core: the statistics of
     every compared tensor and output (the worker's response), and the outputs (`float_N`, `quant_N`,
     dequantized). `progress` is rewritten while the lanes run."""
+    # Imported here, not with the module: the joint worker reads this module's messages before it converts,
+    # and must not import Numba's statistics then (see `compare.joint_worker`).
+    from quantdoctor.compare.error_sums import compiled_pays
+    from quantdoctor.compare.lane import Lane
+    from quantdoctor.compare.matching import op_links
+    from quantdoctor.compare.metrics import ErrorStats, compiled_pass
+
     first = Lane(float_model, quant_model)
     pairs = first.pairs
     lanes = [first] + [Lane(float_model, quant_model, pairs)
@@ -88,13 +121,12 @@ def analyse(float_model: str, quant_model: str, samples: list[Any],
     output_stats = [ErrorStats.merged(parts) for parts in zip(*(lane.output_stats for lane in lanes))]
     outputs = {**_stacked("float", [s for lane in lanes for s in lane.float_outputs]),
                **_stacked("quant", [s for lane in lanes for s in lane.quant_outputs])}
-    response = {
-        "samples": len(samples), "lanes": len(lanes), "analysis_seconds": round(seconds, 3),
-        "tensors": [_describe(name, pairs[name][2], stats[name], len(samples)) for name in pairs],
-        "outputs": [_describe(d["name"], "OUTPUT", stat, len(samples))
-                    for d, stat in zip(ordered_output_details(first.quant_model), output_stats)],
-        "ops": op_links(first.quant_model, pairs),
-    }
+    response = CompareResponse(
+        samples=len(samples), lanes=len(lanes), analysis_seconds=round(seconds, 3),
+        tensors=[_describe(name, pairs[name][2], stats[name], len(samples)) for name in pairs],
+        outputs=[_describe(d["name"], "OUTPUT", stat, len(samples))
+                 for d, stat in zip(ordered_output_details(first.quant_model), output_stats)],
+        ops=op_links(first.quant_model, pairs))
     return response, outputs
 
 
@@ -126,4 +158,4 @@ def _describe(name: str, op: str, stats: ErrorStats, samples: int) -> dict[str, 
 
 
 if __name__ == "__main__":
-    sys.exit(serve(main, sys.argv[1]))
+    sys.exit(serve(main, sys.argv[1], CompareRequest))

@@ -19,81 +19,92 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quantdoctor.convert.worker import ConversionRequest, ConversionResponse, ModelDescription, checked_run
 from quantdoctor.errors import UsageError
 from quantdoctor.intake.data import CalibrationSet, Sample
-from quantdoctor.isolation.protocol import raised_in, serve, write_json
+from quantdoctor.isolation.protocol import raised_in, serve, write_message
 from quantdoctor.litert import interpreter_package, new_interpreter
 
 AEQ_PACKAGE = "ai_edge_quantizer"
 NO_QUANTIZE = "no_quantize"  # a recipe entry's algorithm_key that leaves the ops it matches float
 
 
-def main(request: dict[str, Any]) -> int:
+@dataclass
+class AeqRequest(ConversionRequest):
+    """A conversion request for the float `.tflite` at `model["path"]`, quantized with `aeq_recipe`: the name of
+    one of AEQ's own recipes, or the recipe's entries. Of the conversion settings, `recipe` is not read: AEQ's
+    recipe says it all."""
+
+    aeq_recipe: str | list[dict[str, Any]] = field(kw_only=True)
+
+
+@dataclass
+class AeqResponse(ConversionResponse):
+    """The conversion worker's response, with what only AEQ says: the recipe entries it quantized with, the ops
+    it left float against them (`skipped_ops`), and the warnings it gave while quantizing."""
+
+    aeq_recipe: list[dict[str, Any]] | None = None
+    aeq_skipped: list[dict[str, Any]] | None = None
+    quantizer_messages: list[str] = field(default_factory=list)
+
+
+def main(request: AeqRequest) -> int:
     """Serve one AEQ quantization request; the exit code is 0 whether or not AEQ failed."""
-    response_path = Path(request["response"])
-    response: dict[str, Any] = {"stage": "loading"}
-    write_json(response_path, response)
-    model_path = Path(request["model"]["path"])
+    response_path = Path(request.response)
+    response = AeqResponse(stage="loading")
+    write_message(response_path, response)
+    model_path = Path(request.model["path"])
     float_bytes = model_path.read_bytes()
     try:
         interpreter = new_interpreter(float_bytes)
     except Exception as exc:
         if not raised_in(exc, interpreter_package()):
             raise
-        response.update(stage="done", outcome="load_error", error_message=f"{type(exc).__name__}: {exc}")
-        write_json(response_path, response)
+        response.stage, response.outcome = "done", "load_error"
+        response.error_message = f"{type(exc).__name__}: {exc}"
+        write_message(response_path, response)
         return 0
-    response["model"] = describe(interpreter)
-    if not request.get("convert", True):
-        response.update(stage="done", outcome="skipped")
-        write_json(response_path, response)
+    response.model = describe(interpreter)
+    if not request.convert:
+        response.stage, response.outcome = "done", "skipped"
+        write_message(response_path, response)
         return 0
-    response["stage"] = "converting"
-    write_json(response_path, response)
-    calibration = CalibrationSet.load(Path(request["data"])) if request.get("data") else None
+    response.stage = "converting"
+    write_message(response_path, response)
+    calibration = CalibrationSet.load(Path(request.data)) if request.data else None
     started = time.perf_counter()
-    entries = recipe_entries(request["aeq"]["recipe"])
-    response["aeq_recipe"] = entries
+    entries = response.aeq_recipe = recipe_entries(request.aeq_recipe)
     with captured_messages() as messages:
         try:
-            response["aeq_skipped"] = skipped_ops(float_bytes, entries)
+            response.aeq_skipped = skipped_ops(float_bytes, entries)
             quantized = quantize(float_bytes, entries, interpreter, calibration)
         except Exception as exc:
             if not (raised_in(exc, AEQ_PACKAGE) or raised_in(exc, interpreter_package())):
                 raise
-            response.update(outcome="error", exception_type=type(exc).__name__, error_message=str(exc),
-                            exception_class=f"{type(exc).__module__}:{type(exc).__qualname__}")
+            response.outcome, response.exception_type, response.error_message = "error", type(exc).__name__, str(exc)
+            response.exception_class = f"{type(exc).__module__}:{type(exc).__qualname__}"
         else:
-            Path(request["output"]).write_bytes(quantized)
-            response.update(outcome="ok", model_bytes=len(quantized))
-    response.update(seconds=time.perf_counter() - started, quantizer_messages=messages, stage="done")
-    write_json(response_path, response)
-    twin = request.get("float_twin_output")
-    if response["outcome"] == "ok" and twin:  # compare's float reference is the user's model itself
+            Path(request.output).write_bytes(quantized)
+            response.outcome, response.model_bytes = "ok", len(quantized)
+    response.seconds, response.quantizer_messages, response.stage = time.perf_counter() - started, messages, "done"
+    write_message(response_path, response)
+    twin = request.float_twin_output
+    if response.outcome == "ok" and twin:  # compare's float reference is the user's model itself
         shutil.copyfile(model_path, twin)
-        response["float_twin"] = "ok"
-        write_json(response_path, response)
-    check = request.get("run_check")
-    if response["outcome"] == "ok" and check:
-        from quantdoctor.runtime.check import run_check
-
-        states: list[dict[str, Any]] = []
-
-        def record(state: dict[str, Any]) -> None:
-            states[:] = [state]
-            write_json(Path(check["state"]), state)
-
-        run_check(Path(request["output"]), model_path if calibration else None,
-                  calibration.samples if calibration else [], record)
-        response["run_check"] = states[0] if states else None
-        write_json(response_path, response)
+        response.float_twin = "ok"
+        write_message(response_path, response)
+    if response.outcome == "ok" and request.run_check:
+        response.run_check = checked_run(Path(request.output), model_path if calibration else None, calibration,
+                                         request.run_check)
+        write_message(response_path, response)
     return 0
 
 
-def describe(interpreter: Any) -> dict[str, Any]:
+def describe(interpreter: Any) -> ModelDescription:
     """The model as the report describes it, as the conversion worker describes a SavedModel: each
     signature's inputs, and the model's inputs when it has one signature (with several, samples name theirs)."""
     keys = list(interpreter.get_signature_list())
@@ -103,7 +114,7 @@ def describe(interpreter: Any) -> dict[str, Any]:
         inputs = [_spec(detail["name"], detail) for detail in interpreter.get_input_details()]
     else:
         inputs = signature_inputs[keys[0]] if len(keys) == 1 else []
-    return {"inputs": inputs, "layers": [], "signature_keys": keys, "signature_inputs": signature_inputs}
+    return ModelDescription(inputs=inputs, signature_keys=keys, signature_inputs=signature_inputs)
 
 
 def _spec(name: str, detail: dict[str, Any]) -> dict[str, Any]:
@@ -219,4 +230,4 @@ def captured_messages() -> Iterator[list[str]]:
 
 
 if __name__ == "__main__":
-    sys.exit(serve(main, sys.argv[1]))
+    sys.exit(serve(main, sys.argv[1], AeqRequest))

@@ -53,6 +53,8 @@ _FORMAT = 2
 # What a worker that kept everything leaves in its work directory, and what an entry holds.
 RESPONSE, MODEL, FLOAT_TWIN, CALIBRATED, QUANTIZER = (
     "response.json", "model.tflite", "float_twin.tflite", "calibrated.tflite", "quantizer.json")
+# What an entry's response holds besides the worker's own fields: the seconds the worker took.
+WORKER_SECONDS = "worker_seconds"
 _ENTRY_FILES = (RESPONSE, MODEL, FLOAT_TWIN, CALIBRATED, QUANTIZER)
 _MARKER, _MANIFEST = "quantdoctor-entry", "manifest.json"
 _MARKER_TEXT = b"quantdoctor conversion cache entry\n"

@@ -17,16 +17,19 @@ import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quantdoctor import tf_private
-from quantdoctor.isolation.protocol import write_json
+from quantdoctor.isolation.protocol import write_message
+
+if TYPE_CHECKING:
+    from quantdoctor.convert.worker import ConversionResponse
 
 
 class ConverterTrace:
     """Where the worker's response gets its preflight and layer scopes when the converter traces the model."""
 
-    def __init__(self, keras_model: Any, response: dict[str, Any], response_path: Path, loaded_at: float) -> None:
+    def __init__(self, keras_model: Any, response: ConversionResponse, response_path: Path, loaded_at: float) -> None:
         self._model, self._response, self._path, self._loaded_at = keras_model, response, response_path, loaded_at
         self._scopes: dict[str, str] = {}
         self._installed = self._reported = False
@@ -69,10 +72,10 @@ class ConverterTrace:
         try:
             if function is None:
                 function = own_trace(self._model)
-            self._response["model"]["layer_scopes"] = dict(self._scopes)
-            self._response["preflight"] = preflight_inventory(function, self._loaded_at)
-            self._response["stage"] = "converting"
-            write_json(self._path, self._response)
+            self._response.model.layer_scopes = dict(self._scopes)
+            self._response.preflight = preflight_inventory(function, self._loaded_at)
+            self._response.stage = "converting"
+            write_message(self._path, self._response)
         except BaseException as exc:
             self._failure = exc
             raise

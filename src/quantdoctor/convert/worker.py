@@ -12,6 +12,7 @@ import re
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,7 +25,7 @@ from quantdoctor.intake.imports import import_handed_over
 from quantdoctor.intake.model import lambda_layer_names, written_by_tf_keras
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.isolation.crash import out_of_memory
-from quantdoctor.isolation.protocol import serve, write_json
+from quantdoctor.isolation.protocol import Message, StagedResponse, serve, write_json, write_message
 from quantdoctor.runtime.eval_fit import REFUSED, check_eval_shapes, declared_inputs
 
 # Every refusal of Keras's safe mode (a Lambda's stored bytecode, a TFSMLayer, an outside vocabulary
@@ -32,40 +33,109 @@ from quantdoctor.runtime.eval_fit import REFUSED, check_eval_shapes, declared_in
 KERAS_SAFE_MODE_REFUSAL = "safe_mode=False"
 
 
-def main(request: dict[str, Any]) -> int:
+@dataclass
+class RunCheckFiles(Message):
+    """Where the run check (`runtime.check`) of the produced model keeps its files: the float model it
+    compares with (written by the converter when it calibrates), and its state, written before each stage."""
+
+    float_model: str
+    state: str
+
+
+@dataclass
+class ConversionRequest(Message):
+    """Load `model` (`ModelSource.request()`: how to load it, and fix's edits or reduce's cut) and convert it
+    with `recipe` (`Recipe.to_dict()`), calibrating on the samples saved at `data`; `convert` False stops
+    after describing and tracing the model. The rest is optional work around the conversion: eval sample
+    shapes to check first, compare's float twin, the calibration kept for accuracy budgets, the digest of the
+    loaded model for the conversion cache (its `model_identity` kind), the run check of the produced model.
+    `response` and `output` (the produced model) are set by `runner.run_worker`."""
+
+    model: dict[str, Any]
+    recipe: dict[str, Any]
+    data: str | None = None
+    convert: bool = True
+    trust_model: bool = False
+    response: str = ""
+    output: str = ""
+    eval_shapes: list[Any] | None = None
+    float_twin_output: str | None = None
+    calibration_output: str | None = None
+    model_identity: str | None = None
+    run_check: RunCheckFiles | None = None
+
+
+@dataclass
+class ModelDescription(Message):
+    """The loaded model as the worker describes it: its inputs (`{"name", "shape", "dtype"}` each), a Keras
+    model's layers (`{"name", "class"}`), the TF name scope each was traced under and the layer producing each
+    output; a SavedModel's signatures, their inputs, and those the converter chose to convert (None: unknown)."""
+
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    layers: list[dict[str, str]] = field(default_factory=list)
+    layer_scopes: dict[str, str] | None = None
+    output_layers: list[str | None] = field(default_factory=list)
+    signature_keys: list[str] | None = None
+    signature_inputs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    converted_signature_keys: list[str] | None = None
+
+
+@dataclass
+class ConversionResponse(StagedResponse):
+    """The conversion so far, rewritten at each stage (`loading`, `converting`, `done`): the model as loaded
+    (`model`: its inputs, layers, scopes and signatures) and its preflight inventory; once done, the outcome
+    (`ok`, `error`, `load_error`, `edit_error`, `skipped`, `eval_data_refused`) with the converter's exception
+    or the refusal (`refused_unsafe`: Keras's safe mode refused the file), the conversion's seconds and the
+    model's size; then the float twin ("ok" or its error), the loaded model's digest (None when it changed while
+    converting) and the run check's last state. A worker that does more after converting in the same process
+    (`compare.joint_worker`) adds the seconds that took, which `seconds` leaves out."""
+
+    model: ModelDescription | None = None
+    preflight: dict[str, Any] | None = None
+    refused_unsafe: bool = False
+    exception_type: str | None = None
+    exception_class: str | None = None
+    seconds: float | None = None
+    model_bytes: int | None = None
+    float_twin: str | None = None
+    model_digest: str | None = None
+    run_check: dict[str, Any] | None = None
+    after_conversion_seconds: float | None = None
+
+
+def main(request: ConversionRequest) -> int:
     """Serve one conversion request; the exit code is 0 whether or not the conversion failed.
 
     Only the calls into the user's model and converter are guarded: what they raise is the
     model's or the converter's outcome. An exception from quantdoctor's own code escapes to
     `protocol.serve`, which reports it as the bug it is.
     """
-    response_path = Path(request["response"])
-    response: dict[str, Any] = {"stage": "loading"}
-    write_json(response_path, response)
+    response_path = Path(request.response)
+    response = ConversionResponse(stage="loading")
+    write_message(response_path, response)
 
     import tensorflow as tf
 
-    convert = request.get("convert", True)
-    trust_model = request.get("trust_model", False)
+    convert, trust_model, source = request.convert, request.trust_model, request.model
     # For the conversion cache: the digest of the model bytes loaded here, withdrawn if they change before
     # the conversion ends.
-    identity = request.get("model_identity")
-    loaded_digest = ModelDigest.take(request["model"]["path"], identity) if identity else None
-    data = request.get("data")
+    identity = request.model_identity
+    loaded_digest = ModelDigest.take(source["path"], identity) if identity else None
+    data = request.data
     try:
-        import_handed_over(request["model"].get("imports"))  # the user's code, handed over with --import
-        loaded = _load(tf, request["model"], trust_model)
+        import_handed_over(source.get("imports"))  # the user's code, handed over with --import
+        loaded = _load(tf, source, trust_model)
     except Exception as exc:  # the user's model, not quantdoctor, failed to load
         return _refused(response, response_path, "load_error", exc,
                         refused_unsafe=not trust_model and KERAS_SAFE_MODE_REFUSAL in str(exc))
-    if request["model"].get("edits"):  # fix's model steps: quantdoctor's own code, never the user's load error
+    if source.get("edits"):  # fix's model steps: quantdoctor's own code, never the user's load error
         try:
-            loaded = _edited(loaded, request["model"]["edits"])
+            loaded = _edited(loaded, source["edits"])
         except Exception as exc:
             return _refused(response, response_path, "edit_error", exc)
-    if request["model"].get("cut"):  # reduce's candidate: some of the model's layers, on their activations
+    if source.get("cut"):  # reduce's candidate: some of the model's layers, on their activations
         try:
-            loaded, data = _cut(loaded, request["model"]["cut"], data)
+            loaded, data = _cut(loaded, source["cut"], data)
         except _CutFailed:  # quantdoctor's own bug, reported as one by `protocol.serve`
             raise
         except Exception as exc:  # a model with no layer graph to cut
@@ -73,86 +143,95 @@ def main(request: dict[str, Any]) -> int:
     loaded_at = time.perf_counter()
     # A Keras model that converts is traced once, by the converter, and the preflight reads that trace.
     trace = None
-    if convert and request["model"]["loader"] == "keras_file":
+    if convert and source["loader"] == "keras_file":
         trace = ConverterTrace(loaded, response, response_path, loaded_at)
-    make_converter, response["model"], function = _describe(tf, request["model"], loaded, trace is None)
-    refusal = _eval_data_refusal(response["model"], request.get("eval_shapes"))
+    make_converter, response.model, function = _describe(tf, source, loaded, trace is None)
+    refusal = _eval_data_refusal(response.model, request.eval_shapes)
     if refusal:  # the user's data is wrong: nothing to convert for
-        response.update(stage="done", outcome=REFUSED, error_message=refusal)
-        write_json(response_path, response)
+        response.stage, response.outcome, response.error_message = "done", REFUSED, refusal
+        write_message(response_path, response)
         return 0
     if trace is None:
-        response["preflight"] = preflight_inventory(function, loaded_at)
+        response.preflight = preflight_inventory(function, loaded_at)
         if not convert:
-            response.update(stage="done", outcome="skipped")
-            write_json(response_path, response)
+            response.stage, response.outcome = "done", "skipped"
+            write_message(response_path, response)
             return 0
-        response["stage"] = "converting"
-        write_json(response_path, response)
+        response.stage = "converting"
+        write_message(response_path, response)
 
     started = time.perf_counter()
-    twin = Path(request["float_twin_output"]) if request.get("float_twin_output") else None
-    check = request.get("run_check")
+    twin = Path(request.float_twin_output) if request.float_twin_output else None
+    check = request.run_check
     # The float model the quantizer starts from: compare's reference, and the run check's.
-    before_quantization = twin or (Path(check["float_model"]) if check else None)
+    before_quantization = twin or (Path(check.float_model) if check else None)
     calibration = CalibrationSet.load(Path(data)) if data else None
-    recipe = Recipe.from_dict(request["recipe"])
+    recipe = Recipe.from_dict(request.recipe)
     try:
-        with _kept_calibration(request.get("calibration_output")), \
+        with _kept_calibration(request.calibration_output), \
                 trace.recording() if trace else contextlib.nullcontext():
             tflite_model = _convert(make_converter, recipe, calibration, before_quantization, trace)
     except _ConverterFailed as failed:
         exc = failed.__cause__
         _die_if_out_of_memory(exc)
-        response.update(outcome="error", seconds=time.perf_counter() - started,
-                        exception_type=type(exc).__name__, error_message=str(exc),
-                        exception_class=f"{type(exc).__module__}:{type(exc).__qualname__}")
+        response.outcome, response.seconds = "error", time.perf_counter() - started
+        response.exception_type, response.error_message = type(exc).__name__, str(exc)
+        response.exception_class = f"{type(exc).__module__}:{type(exc).__qualname__}"
     else:
-        Path(request["output"]).write_bytes(tflite_model)
-        response.update(outcome="ok", seconds=time.perf_counter() - started, model_bytes=len(tflite_model))
+        Path(request.output).write_bytes(tflite_model)
+        response.outcome, response.seconds = "ok", time.perf_counter() - started
+        response.model_bytes = len(tflite_model)
     if trace is not None:  # before the outcome is written: a failure may be quantdoctor's reading of the trace
-        trace.settle(converted=response["outcome"] == "ok")
-    response["stage"] = "done"
-    write_json(response_path, response)
-    if response["outcome"] == "ok" and twin:
-        response["float_twin"] = "ok" if twin.exists() else _convert_float_twin(make_converter, twin)
-        write_json(response_path, response)
+        trace.settle(converted=response.outcome == "ok")
+    response.stage = "done"
+    write_message(response_path, response)
+    if response.outcome == "ok" and twin:
+        response.float_twin = "ok" if twin.exists() else _convert_float_twin(make_converter, twin)
+        write_message(response_path, response)
     if identity:
-        response["model_digest"] = loaded_digest.digest if loaded_digest and loaded_digest.unchanged() else None
-        write_json(response_path, response)
-    if response["outcome"] == "ok" and check:
-        from quantdoctor.runtime.check import run_check
-
-        # Each stage goes to a small file of its own before it starts (the whole response is large),
-        # so a parent whose worker the interpreter killed still knows where; the end joins the response.
-        states: list[dict[str, Any]] = []
-
-        def record(state: dict[str, Any]) -> None:
-            states[:] = [state]
-            write_json(Path(check["state"]), state)
-
-        run_check(Path(request["output"]), before_quantization if calibration else None,
-                  calibration.samples if calibration else [], record)
-        response["run_check"] = states[0] if states else None
-        write_json(response_path, response)
+        response.model_digest = loaded_digest.digest if loaded_digest and loaded_digest.unchanged() else None
+        write_message(response_path, response)
+    if response.outcome == "ok" and check:
+        response.run_check = checked_run(Path(request.output), before_quantization if calibration else None,
+                                         calibration, check)
+        write_message(response_path, response)
     return 0
 
 
-def _refused(response: dict[str, Any], response_path: Path, outcome: str, exc: Exception, **details: Any) -> int:
+def checked_run(model: Path, float_model: Path | None, calibration: CalibrationSet | None,
+                files: RunCheckFiles) -> dict[str, Any] | None:
+    """The run check of the produced `model` (`runtime.check`): its last state, None when it recorded none.
+    Each stage goes to a small file of its own before it starts (the whole response is large), so a parent
+    whose worker the interpreter killed still knows where; the end joins the response."""
+    from quantdoctor.runtime.check import run_check
+
+    states: list[dict[str, Any]] = []
+
+    def record(state: dict[str, Any]) -> None:
+        states[:] = [state]
+        write_json(Path(files.state), state)
+
+    run_check(model, float_model, calibration.samples if calibration else [], record)
+    return states[0] if states else None
+
+
+def _refused(response: ConversionResponse, response_path: Path, outcome: str, exc: Exception,
+             refused_unsafe: bool = False) -> int:
     """End the request with `outcome` (the model could not be loaded, edited or cut) and the exception."""
     _die_if_out_of_memory(exc)
     _raise_if_tensorflow_changed(exc)
-    response.update(stage="done", outcome=outcome, error_message=f"{type(exc).__name__}: {exc}", **details)
-    write_json(response_path, response)
+    response.stage, response.outcome, response.refused_unsafe = "done", outcome, refused_unsafe
+    response.error_message = f"{type(exc).__name__}: {exc}"
+    write_message(response_path, response)
     return 0
 
 
-def _eval_data_refusal(model: dict[str, Any], shapes: Any) -> str | None:
+def _eval_data_refusal(model: ModelDescription, shapes: Any) -> str | None:
     """Why the eval samples (their `eval_shapes`) do not fit the loaded model's inputs, or None."""
     if not shapes:
         return None
     try:
-        check_eval_shapes(declared_inputs(model.get("inputs", [])), shapes, converted=False)
+        check_eval_shapes(declared_inputs(model.inputs), shapes, converted=False)
     except UsageError as exc:
         return str(exc)
     return None
@@ -305,7 +384,7 @@ def _tfmot_scope() -> Any:
 
 
 def _describe(tf: Any, model: dict[str, Any], loaded: Any,
-              trace: bool) -> tuple[Callable[[], Any], dict[str, Any], Any]:
+              trace: bool) -> tuple[Callable[[], Any], ModelDescription, Any]:
     """A factory for the loaded model's converter, a description of its inputs and layers, and its
     serving function (a Keras model's only when `trace`: else the converter traces it, see `ConverterTrace`).
 
@@ -321,25 +400,26 @@ def _describe(tf: Any, model: dict[str, Any], loaded: Any,
     return _describe_saved_model(tf, model, loaded)
 
 
-def _describe_keras_model(tf: Any, keras_model: Any, trace: bool) -> tuple[Callable[[], Any], dict[str, Any], Any]:
+def _describe_keras_model(tf: Any, keras_model: Any, trace: bool) -> tuple[Callable[[], Any], ModelDescription, Any]:
     from quantdoctor.intake.model import keras_layers, keras_output_layers
 
     inputs = getattr(keras_model, "inputs", None) or []  # a subclassed model loaded from a file has no `inputs`
-    info = {"inputs": [_spec(x.name, x.shape, x.dtype) for x in inputs],
-            "layers": keras_layers(keras_model), "output_layers": keras_output_layers(keras_model)}
+    info = ModelDescription(inputs=[_spec(x.name, x.shape, x.dtype) for x in inputs], layers=keras_layers(keras_model),
+                            output_layers=keras_output_layers(keras_model), layer_scopes={})
 
     def converter() -> Any:
         return tf.lite.TFLiteConverter.from_keras_model(keras_model)
 
     if not trace:  # the converter's own trace records the scopes (`ConverterTrace`)
-        return converter, {**info, "layer_scopes": {}}, None
+        return converter, info, None
     with tf_private.recorded_layer_scopes(keras_model) as scopes:
         function = own_trace(keras_model)  # traced as the converter traces it, for the preflight
-    info["layer_scopes"] = dict(scopes)
+    info.layer_scopes = dict(scopes)
     return converter, info, function
 
 
-def _describe_saved_model(tf: Any, model: dict[str, Any], loaded: Any) -> tuple[Callable[[], Any], dict[str, Any], Any]:
+def _describe_saved_model(tf: Any, model: dict[str, Any],
+                          loaded: Any) -> tuple[Callable[[], Any], ModelDescription, Any]:
     """Build the converter now: which signatures it converts is its own choice (a Keras 3
     `model.export()` directory converts 'serving_default' only). A converter that cannot be built
     (an unknown signature key) is the conversion step's error to report, not a load error."""
@@ -348,20 +428,20 @@ def _describe_saved_model(tf: Any, model: dict[str, Any], loaded: Any) -> tuple[
     def make_converter() -> Any:
         return tf.lite.TFLiteConverter.from_saved_model(model["path"], signature_keys=signature_keys)
 
-    info: dict[str, Any] = {"inputs": [], "layers": [], "signature_keys": list(loaded.signatures.keys()),
-                            "signature_inputs": {key: _signature_specs(function)
-                                                 for key, function in loaded.signatures.items()}}
+    info = ModelDescription(signature_keys=list(loaded.signatures.keys()),
+                            signature_inputs={key: _signature_specs(function)
+                                              for key, function in loaded.signatures.items()})
     try:
         first = make_converter()
     except Exception:
         first = None
     else:
-        info["converted_signature_keys"] = tf_private.converter_signature_keys(first)
-    keys = info.get("converted_signature_keys") or signature_keys or info["signature_keys"]
+        info.converted_signature_keys = tf_private.converter_signature_keys(first)
+    keys = info.converted_signature_keys or signature_keys or info.signature_keys
     function = None
     if len(keys) == 1 and keys[0] in loaded.signatures:
         function = loaded.signatures[keys[0]]
-        info["inputs"] = _signature_specs(function)
+        info.inputs = _signature_specs(function)
     pending = [first] if first is not None else []
     return (lambda: pending.pop() if pending else make_converter()), info, function
 
@@ -393,10 +473,10 @@ def _import_frozen_graph(tf: Any, model: dict[str, Any]) -> Any:
                          fetches=[wrapped.graph.get_tensor_by_name(name) for name in model["graph_outputs"]])
 
 
-def _describe_frozen_graph(tf: Any, function: Any) -> tuple[Callable[[], Any], dict[str, Any], Any]:
-    info = {"inputs": [_spec(t.name.rsplit(":", 1)[0], t.shape, t.dtype) for t in function.inputs
-                       if t.dtype != tf.resource],
-            "layers": [], "signature_keys": [], "converted_signature_keys": []}
+def _describe_frozen_graph(tf: Any, function: Any) -> tuple[Callable[[], Any], ModelDescription, Any]:
+    info = ModelDescription(inputs=[_spec(t.name.rsplit(":", 1)[0], t.shape, t.dtype) for t in function.inputs
+                                    if t.dtype != tf.resource],
+                            signature_keys=[], converted_signature_keys=[])
     return lambda: tf.lite.TFLiteConverter.from_concrete_functions([function]), info, function
 
 
@@ -406,4 +486,4 @@ def _spec(name: str, shape: Any, dtype: Any) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(serve(main, sys.argv[1]))
+    sys.exit(serve(main, sys.argv[1], ConversionRequest))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from quantdoctor import catalog
+from quantdoctor.convert.worker import ConversionResponse
 from quantdoctor.errors import UsageError
 from quantdoctor.isolation.protocol import read_json
 from quantdoctor.report.model import Finding, Report, rank_findings
@@ -82,7 +83,14 @@ class EarlyAnswers:
         self.seconds = round(time.perf_counter() - self.started, 3)
         self.emit("predicted", stage=stage, fail_fast=self.fail_fast, finding=self.finding.to_dict())
 
-    def watch(self, response_path: Path, judge: Callable[[dict[str, Any]], list[Finding]]) -> Callable[[], None]:
+    @property
+    def not_attempted(self) -> str:
+        """Why fail_fast did not attempt the conversion (`stopping` was true)."""
+        finding = self.finding
+        return (f"fail_fast: {finding.code} ({finding.title}) was predicted with certainty from the samples and "
+                "the traced model")
+
+    def watch(self, response_path: Path, judge: Callable[[ConversionResponse], list[Finding]]) -> Callable[[], None]:
         """A poll for the worker's run: once its response says it has described and traced the model (stage
         `converting`), the findings `judge` makes of that response are judged (`predict`, stage "graph");
         with fail_fast, a prediction they support stops the worker (StopAtPrediction)."""
@@ -93,10 +101,10 @@ class EarlyAnswers:
             if judged:
                 return
             try:
-                response = read_json(response_path)
+                response = ConversionResponse.from_json(read_json(response_path))
             except ValueError:  # never half-written (write_json replaces it whole), but do not die on it
                 return
-            if response.get("stage") not in ("converting", "done") or "model" not in response:
+            if response.stage not in ("converting", "done") or response.model is None:
                 return
             judged = True
             self.predict(judge(response), "graph")

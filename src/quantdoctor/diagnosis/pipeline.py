@@ -20,6 +20,8 @@ from quantdoctor.audit.quantizers import input_ranges
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite
 from quantdoctor.catalog.locations import LayerNames
 from quantdoctor.convert import cache as conversion_cache
+from quantdoctor.convert.aeq_worker import AeqRequest, AeqResponse
+from quantdoctor.convert.worker import ConversionRequest, ConversionResponse, ModelDescription, RunCheckFiles
 from quantdoctor.diagnosis.classify_failure import FailureContext, classify_failure, excerpt
 from quantdoctor.diagnosis.confirmation import CONFIRMED_PRECEDENCE, merge_confirmed
 from quantdoctor.diagnosis.early_answer import NOT_ATTEMPTED, EarlyAnswers, StopAtPrediction
@@ -35,7 +37,7 @@ from quantdoctor.intake.recipe import Recipe
 from quantdoctor.intake.user_input import calibration_set, eval_set, model_source, recipe_and_data
 from quantdoctor.isolation.cleanup import run_interruptible
 from quantdoctor.isolation.crash import crash_frames, native_errors
-from quantdoctor.isolation.protocol import read_json
+from quantdoctor.isolation.protocol import Message, read_json
 from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, WorkerRun, response_path, run_worker
 from quantdoctor.preflight.data_checks import (
     InputSpec,
@@ -132,13 +134,14 @@ class AfterConversion:
     """Work a worker does after converting, in the conversion's process (TensorFlow and the model loaded once).
 
     `module` serves the conversion request exactly as the conversion worker (or AEQ's) does, then this
-    work; `request` joins the conversion request as `after_conversion`; `poll` is called while the worker
-    runs. The worker adds the seconds the work took to its response (`after_conversion_seconds`), which
-    the conversion's own time leaves out. A cached conversion runs no worker, hence none of this work.
+    work; `request` makes its request from the conversion request (the conversion's, with the work joined);
+    `poll` is called while the worker runs. The worker adds the seconds the work took to its response
+    (`after_conversion_seconds`), which the conversion's own time leaves out. A cached conversion runs no
+    worker, hence none of this work.
     """
 
     module: str
-    request: dict[str, Any]
+    request: Callable[[ConversionRequest], Message]
     poll: Callable[[], None] | None = None
 
 
@@ -237,20 +240,19 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
     (a failure predicted with certainty before converting) and the stages' events, and stops at the
     prediction when it is set to fail fast. `after_conversion` is more work for the conversion's worker
     (see `AfterConversion`)."""
-    request: dict[str, Any] = {"model": source.request(), "recipe": recipe.to_dict(), "data": None,
-                               "convert": convert, "trust_model": trust_model}
     fitting = evaluation if evaluation is not None else eval_fit
     shapes = eval_shapes(fitting) if fitting is not None else []
-    if shapes:  # the worker stops after loading the model when they do not fit
-        request["eval_shapes"] = shapes
+    data = None
     if calibration is not None and recipe.calibrate:  # a converter's dataset goes along even when unused
         calibration.save(workdir / "calibration.npz")
-        request["data"] = str(workdir / "calibration.npz")
-    calibrating = convert and request["data"] is not None and data_is_used(recipe)
-    key = None
+        data = str(workdir / "calibration.npz")
     aeq = source.loader == "aeq"
-    if aeq:
-        request["aeq"] = {"recipe": source.quantizer_recipe}
+    # The worker stops after loading the model when the eval shapes do not fit.
+    settings = dict(model=source.request(), recipe=recipe.to_dict(), data=data, convert=convert,
+                    trust_model=trust_model, eval_shapes=shapes or None)
+    request = AeqRequest(**settings, aeq_recipe=source.quantizer_recipe) if aeq else ConversionRequest(**settings)
+    calibrating = convert and data is not None and data_is_used(recipe)
+    key = None
     if calibrating and cache and memory_limit_mb is None and not aeq:  # a memory limit is a question to ask anew
         key = conversion_cache.conversion_key(source, recipe, calibration, workdir, trust_model)
     cached = conversion_cache.lookup(key, workdir) if key else None
@@ -258,41 +260,43 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
     # No early answer for AEQ's own quantizer, nor for a preflight-only run (it converts nothing to confirm).
     predicting = answers if convert and not aeq else None
     if cached is not None:
-        response = cached.response
-        check_eval_shapes(declared_inputs(response.get("model", {}).get("inputs", [])), shapes, converted=False)
-        run = WorkerRun(outcome="ok", seconds=response.get("worker_seconds", 0.0), response=response,
+        stored = dict(cached.response)
+        seconds = stored.pop(conversion_cache.WORKER_SECONDS, 0.0)
+        response = ConversionResponse.from_json(stored)
+        check_eval_shapes(declared_inputs((response.model or ModelDescription()).inputs), shapes, converted=False)
+        run = WorkerRun(outcome="ok", seconds=seconds, response=response,
                         tflite_path=cached.path(conversion_cache.MODEL))
         artifacts = ConversionArtifacts.read(cached.directory, twin_written=True, calibration=calibration)
     else:
         kept = calibrating and (keep_calibration or key is not None)
         if float_twin or kept:  # free when calibrating: the model handed to the quantizer
-            request["float_twin_output"] = str(workdir / conversion_cache.FLOAT_TWIN)
+            request.float_twin_output = str(workdir / conversion_cache.FLOAT_TWIN)
         if kept:
-            request["calibration_output"] = str(workdir)
+            request.calibration_output = str(workdir)
         if key is not None:  # the worker digests the model bytes it loads: the entry's key
-            request["model_identity"] = key.identity
+            request.model_identity = key.identity
         if convert:  # after converting, the worker runs the produced model once (runtime/check)
-            request["run_check"] = {"float_model": str(workdir / FLOAT_REFERENCE),
-                                    "state": str(workdir / RUN_CHECK_STATE)}
+            request.run_check = RunCheckFiles(float_model=str(workdir / FLOAT_REFERENCE),
+                                              state=str(workdir / RUN_CHECK_STATE))
         declared = _declared_inputs(source, checked)
         if predicting is not None and declared is not None:  # before TensorFlow starts: the samples alone
             inputs = [InputSpec.from_dict(spec) for spec in declared]
             predicting.predict(check_input_names(inputs) + check_calibration(checked, inputs, recipe)
                                + check_settings(recipe), "data")
-        if after_conversion is not None:
-            request["after_conversion"] = after_conversion.request
         run = _run_watched(request, workdir, timeout, memory_limit_mb, aeq, predicting,
                            lambda response: _judge(source, recipe, checked, response, None, target, evaluation,
                                                    settings_findings or []).before_converting, after_conversion)
-        run.seconds -= run.response.pop("after_conversion_seconds", 0.0)  # the conversion's own time
+        response = run.response
+        run.seconds -= response.after_conversion_seconds or 0.0  # the conversion's own time
+        response.after_conversion_seconds = None
         if run.outcome == REFUSED:
-            raise UsageError(run.response["error_message"])
-        if convert and not run.response.get("run_check"):  # the worker died in the check: where it was
-            run.response["run_check"] = read_json(workdir / RUN_CHECK_STATE) or None
+            raise UsageError(response.error_message)
+        if convert and not response.run_check:  # the worker died in the check: where it was
+            response.run_check = read_json(workdir / RUN_CHECK_STATE) or None
         if key is not None and run.outcome == "ok":
-            conversion_cache.store(key, run.response.get("model_digest"), workdir,
-                                   {**run.response, "worker_seconds": round(run.seconds, 3)})
-        artifacts = ConversionArtifacts.read(workdir, twin_written=run.response.get("float_twin") == "ok",
+            conversion_cache.store(key, response.model_digest, workdir,
+                                   {**response.to_json(), conversion_cache.WORKER_SECONDS: round(run.seconds, 3)})
+        artifacts = ConversionArtifacts.read(workdir, twin_written=response.float_twin == "ok",
                                              calibration=calibration if calibrating else None)
     if answers is not None:
         answers.emit("converted", attempted=run.outcome not in ("skipped", NOT_ATTEMPTED), outcome=run.outcome,
@@ -312,6 +316,8 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
             read_tflite(float_path.read_bytes()), {"calibration data": calibration, "eval data": evaluation})))
     if aeq:
         report = with_aeq_findings(report, source, recipe, run)
+    if run.outcome == NOT_ATTEMPTED:
+        report = replace(report, conversion={**report.conversion, "not_attempted_because": answers.not_attempted})
     if cached is not None:
         report = replace(report, conversion={**report.conversion, "cached": True})
     if answers is not None:
@@ -332,31 +338,26 @@ def _declared_inputs(source: model_intake.ModelSource, checked: CalibrationSet |
     return keras_config.declared_inputs(source.path)
 
 
-def _run_watched(request: dict[str, Any], workdir: Path, timeout: float, memory_limit_mb: int | None, aeq: bool,
-                 answers: EarlyAnswers | None, judge: Callable[[dict[str, Any]], list[Finding]],
+def _run_watched(request: ConversionRequest, workdir: Path, timeout: float, memory_limit_mb: int | None, aeq: bool,
+                 answers: EarlyAnswers | None, judge: Callable[[ConversionResponse], list[Finding]],
                  after_conversion: AfterConversion | None = None) -> WorkerRun:
     """Run the conversion worker (`after_conversion`'s module when given); with `answers`, judge its response
-    once it has traced the model (the early answer from the graph), and stop it there when they fail fast."""
+    once it has traced the model (the early answer from the graph), and stop it there when they fail fast.
+    The run's response is the worker's `ConversionResponse` (AEQ's `AeqResponse`)."""
     started = time.perf_counter()
+    response_type = AeqResponse if aeq else ConversionResponse
     watch = answers.watch(response_path(workdir), judge) if answers is not None else None
     module = "quantdoctor.convert.aeq_worker" if aeq else "quantdoctor.convert.worker"
     polls = [poll for poll in (watch, after_conversion and after_conversion.poll) if poll is not None]
     try:
-        return run_worker(request, workdir, timeout=timeout, memory_limit_mb=memory_limit_mb,
+        return run_worker(after_conversion.request(request) if after_conversion else request, workdir,
+                          timeout=timeout, memory_limit_mb=memory_limit_mb,
                           on_poll=(lambda: [poll() for poll in polls]) if polls else None,
                           module=after_conversion.module if after_conversion else module,
-                          needs_tensorflow=not aeq)
-    except StopAtPrediction:  # the worker was killed before converting
-        return _not_attempted(answers, read_json(response_path(workdir)), time.perf_counter() - started)
-
-
-def _not_attempted(answers: EarlyAnswers, response: dict[str, Any], seconds: float) -> WorkerRun:
-    """The run that fail-fast stopped at a certain prediction (the worker killed after tracing the model),
-    with what the worker said before."""
-    finding = answers.finding
-    because = (f"fail_fast: {finding.code} ({finding.title}) was predicted with certainty from the samples and "
-               "the traced model")
-    return WorkerRun(outcome=NOT_ATTEMPTED, seconds=seconds, response={**response, "not_attempted_because": because})
+                          needs_tensorflow=not aeq, response_type=response_type)
+    except StopAtPrediction:  # the worker was killed before converting, with what it said before
+        return WorkerRun(outcome=NOT_ATTEMPTED, seconds=time.perf_counter() - started,
+                         response=response_type.from_json(read_json(response_path(workdir))))
 
 
 def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_ops: bool, max_samples: int,
@@ -381,29 +382,28 @@ def _intake(model: Any, data: Any, mode: str | None, io: str | None, select_tf_o
 def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration: CalibrationSet | None,
                   run: WorkerRun, target: str | None, evaluation: CalibrationSet | None,
                   settings_findings: list[Finding]) -> Report:
+    response: ConversionResponse = run.response
     if run.outcome == "load_error":
-        if run.response.get("refused_unsafe"):
-            raise model_intake.unsafe_model_error(source, run.response.get("error_message", ""))
-        raise model_intake.load_error(source.source, run.response.get("error_message", ""))
+        if response.refused_unsafe:
+            raise model_intake.unsafe_model_error(source, response.error_message or "")
+        raise model_intake.load_error(source.source, response.error_message or "")
     if run.outcome == "edit_error":
-        raise EditFailed(f"quantdoctor's edit of the model failed: {run.response.get('error_message', '')}")
+        raise EditFailed(f"quantdoctor's edit of the model failed: {response.error_message or ''}")
     tflite_bytes = run.tflite_path.read_bytes() if run.outcome == "ok" else None
     produced = read_tflite(tflite_bytes) if tflite_bytes is not None else None
-    judged = _judge(source, recipe, calibration, run.response, produced, target, evaluation, settings_findings)
+    judged = _judge(source, recipe, calibration, response, produced, target, evaluation, settings_findings)
     model_info, layers, layer_names = judged.model_info, judged.layers, judged.layer_names
     input_specs, signature_keys, inventory = judged.input_specs, judged.signature_keys, judged.inventory
     inputs, data_findings, prediction = judged.inputs, judged.data_findings, judged.prediction
     attempted = run.outcome not in ("skipped", NOT_ATTEMPTED)
     conversion = {"attempted": attempted, "outcome": run.outcome, "seconds": round(run.seconds, 3),
                   "error_excerpt": None, "model_bytes": None}
-    if run.outcome == NOT_ATTEMPTED:
-        conversion["not_attempted_because"] = run.response.get("not_attempted_because")
     audit = None
     outcome_findings: list[Finding] = []
     if produced is not None:
         conversion["model_bytes"] = len(tflite_bytes)
         audit = summarize(produced, layer_names)
-        output_layers = source.output_layers or model_info.get("output_layers", [])
+        output_layers = source.output_layers or model_info.output_layers
         outcome_findings = audit_findings(produced, layer_names, recipe, target, output_layers)
         npu, npu_findings = npu_audit(tflite_bytes, target, produced, layer_names, output_layers)
         if npu:
@@ -413,7 +413,7 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
         if edgetpu:
             audit["edgetpu"] = edgetpu
             outcome_findings += edgetpu_findings
-        check = run.response.get("run_check")
+        check = response.run_check
         audit["run_check"] = check
         outcome_findings += run_check_findings(check, run.signal_name, run.stderr, tflite_bytes, produced,
                                                layer_names, output_layers, recipe, calibration)
@@ -422,10 +422,12 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
             outcome_findings += check_against_qat_ranges(input_ranges(produced), inputs, {
                 "calibration data": calibration, "eval data": evaluation})
     elif run.outcome == "error":
-        conversion["error_excerpt"] = excerpt(run.error_text)
-        conversion["exception"] = run.response.get("exception_class")  # module:qualname, what convert() raised
+        # The converter's error message followed by its stderr: what the catalog matches against.
+        error_text = "\n".join(part for part in (response.error_message, run.stderr) if part)
+        conversion["error_excerpt"] = excerpt(error_text)
+        conversion["exception"] = response.exception_class  # module:qualname, what convert() raised
         outcome_findings = classify_failure(FailureContext(
-            run.error_text, run.response.get("exception_type", ""), layer_names, calibration, layers))
+            error_text, response.exception_type or "", layer_names, calibration, layers))
     elif attempted:
         conversion["error_excerpt"] = "\n".join(native_errors(run.stderr) + crash_frames(run.stderr)) or None
         # What the process did (crashed, hung, ran out of memory) was seen, not inferred: it ranks before
@@ -436,8 +438,8 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
     findings = catalog.mark_automatic(rank_findings(merge_confirmed(data_findings, outcome_findings)))
     model = {"source": source.source, "format": source.format, "inputs": input_specs,
              "layers": list(layer_names), "layer_scopes": layer_names.scopes,
-             "output_layers": source.output_layers or model_info.get("output_layers", []),
-             "signatures": signature_keys, "signature_inputs": model_info.get("signature_inputs", {}),
+             "output_layers": source.output_layers or model_info.output_layers,
+             "signatures": signature_keys, "signature_inputs": model_info.signature_inputs,
              "layer_classes": {layer["name"]: layer["class"] for layer in layers}}
     preflight = None
     if prediction is not None:
@@ -454,7 +456,7 @@ def _build_report(source: model_intake.ModelSource, recipe: Recipe, calibration:
 class _Judged:
     """The model as the worker described it, and what the data checks and the preflight make of it."""
 
-    model_info: dict[str, Any]
+    model_info: ModelDescription
     layers: list[dict[str, str]]
     layer_names: LayerNames
     input_specs: list[dict[str, Any]]
@@ -471,17 +473,17 @@ class _Judged:
 
 
 def _judge(source: model_intake.ModelSource, recipe: Recipe, calibration: CalibrationSet | None,
-           response: dict[str, Any], produced: TFLiteModel | None, target: str | None,
+           response: ConversionResponse, produced: TFLiteModel | None, target: str | None,
            evaluation: CalibrationSet | None, settings_findings: list[Finding]) -> _Judged:
     """The data checks and the preflight prediction, on the worker's `response` (as far as it got) and the
     produced model (None before converting, or when none was produced)."""
-    model_info = response.get("model", {})
-    layers = source.layers or model_info.get("layers", [])
-    layer_names = LayerNames([layer["name"] for layer in layers], source.layer_scopes or model_info.get("layer_scopes"))
-    input_specs = _in_converter_order(model_info.get("inputs", []), produced)
+    model_info = response.model or ModelDescription()
+    layers = source.layers or model_info.layers
+    layer_names = LayerNames([layer["name"] for layer in layers], source.layer_scopes or model_info.layer_scopes)
+    input_specs = _in_converter_order(model_info.inputs, produced)
     inputs = [InputSpec.from_dict(spec) for spec in input_specs]
     signature_keys, float_signatures = _converted_signatures(source, model_info, produced)
-    inventory = response.get("preflight")
+    inventory = response.preflight
     recipe.qat_model = is_qat_model(inventory, layers)
     data_findings = (settings_findings + check_input_names(inputs) + check_calibration(calibration, inputs, recipe)
                      + check_list_order(calibration, inputs, produced.input_names if produced else None,
@@ -505,14 +507,14 @@ def _in_converter_order(specs: list[dict[str, Any]], produced: TFLiteModel | Non
     return [by_name[name] for name in order] if order and set(order) == set(by_name) else specs
 
 
-def _declared_order(source: model_intake.ModelSource, model_info: dict[str, Any]) -> list[str] | None:
+def _declared_order(source: model_intake.ModelSource, model_info: ModelDescription) -> list[str] | None:
     """The Keras model's own input order (`model.inputs`); None for a SavedModel or functions, which declare none."""
     if source.input_order:
         return source.input_order
-    return [spec["name"] for spec in model_info.get("inputs", [])] if source.loader == "keras_file" else None
+    return [spec["name"] for spec in model_info.inputs] if source.loader == "keras_file" else None
 
 
-def _converted_signatures(source: model_intake.ModelSource, model_info: dict[str, Any],
+def _converted_signatures(source: model_intake.ModelSource, model_info: ModelDescription,
                           produced: TFLiteModel | None) -> tuple[list[str], list[str] | None]:
     """The signatures the conversion has, and those of them that compute in float.
 
@@ -523,10 +525,10 @@ def _converted_signatures(source: model_intake.ModelSource, model_info: dict[str
         float_subgraphs = {op.subgraph for op in float_ops(produced)}
         return ([s.key for s in produced.signatures],
                 [s.key for s in produced.signatures if s.subgraph in float_subgraphs])
-    converted = model_info.get("converted_signature_keys")
+    converted = model_info.converted_signature_keys
     if converted is not None:
         return list(converted), None
-    return list(source.signature_keys or model_info.get("signature_keys") or []), None
+    return list(source.signature_keys or model_info.signature_keys or []), None
 
 
 # Outcome findings that confirm a data finding of another code: a kernel that failed to prepare on

@@ -12,8 +12,9 @@ RNN_LAYER_CLASSES = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLS
 
 
 def process_finding(run: WorkerRun, layers: list[dict[str, str]], calibration: CalibrationSet | None) -> Finding:
-    """A finding for a worker that did not report a result: timeout, out of memory, or crash."""
-    stage = crash_stage(run.stderr, run.response.get("stage", "starting"))
+    """A finding for a conversion worker (its response a `StagedResponse`) that did not report a result:
+    timeout, out of memory, or crash."""
+    stage = crash_stage(run.stderr, run.response.stage)
     evidence = {"stage": stage, "exit_code": run.returncode, "signal": run.signal_name,
                 "seconds": round(run.seconds, 1), "last_frames": crash_frames(run.stderr),
                 "native_errors": native_errors(run.stderr)}

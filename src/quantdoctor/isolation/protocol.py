@@ -4,10 +4,12 @@ reports a bug of its own, so the parent never mistakes it for the converter's or
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import sys
 import traceback
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -24,22 +26,54 @@ AnyMessage = TypeVar("AnyMessage", bound="Message")
 
 class Message:
     """A request or response between quantdoctor's processes: subclasses are dataclasses whose fields hold
-    JSON values. They are turned into JSON and back only here, so a field one side writes and the other
-    does not know is caught as the bug it is (`InternalError`), never read as missing data."""
+    JSON values, or other messages (nested records, such as one stage's result). They are turned into JSON
+    and back only here, so a field one side writes and the other does not know is caught as the bug it is
+    (`InternalError`), never read as missing data. A field that is None by default is left out of the JSON
+    while it is None: a response rewritten at each stage holds only what the worker got to."""
 
     def to_json(self) -> dict[str, Any]:
         """The fields as a JSON object."""
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}  # type: ignore[arg-type]
+        fields = dataclasses.fields(self)  # type: ignore[arg-type]
+        return {field.name: _to_json(getattr(self, field.name)) for field in fields
+                if not (field.default is None and getattr(self, field.name) is None)}
 
     @classmethod
     def from_json(cls: type[AnyMessage], data: Mapping[str, Any]) -> AnyMessage:
         """The message `to_json` wrote; `serve`'s failure keys are left to the runner."""
-        names = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = set(data) - names - set(FAILURE_KEYS)
+        types = _field_types(cls)
+        unknown = set(data) - set(types) - set(FAILURE_KEYS)
         if unknown:
             raise InternalError(f"{cls.__qualname__} has no field {', '.join(sorted(unknown))}: the two processes "
                                 "of quantdoctor disagree on their messages")
-        return cls(**{name: value for name, value in data.items() if name in names})
+        return cls(**{name: _from_json(types[name], value) for name, value in data.items() if name in types})
+
+
+@dataclasses.dataclass
+class StagedResponse(Message):
+    """A response the worker rewrites at each stage, so that the parent knows how far it got when the worker
+    died: the stage (`starting` before the worker wrote any), and once it is `done`, the outcome and its error."""
+
+    stage: str = "starting"
+    outcome: str | None = None
+    error_message: str | None = None
+
+
+def _to_json(value: Any) -> Any:
+    return value.to_json() if isinstance(value, Message) else value
+
+
+def _from_json(kind: Any, value: Any) -> Any:
+    """`value` as the field's type reads it: a nested message from its JSON object, any other value as it is."""
+    message = next((candidate for candidate in (kind, *typing.get_args(kind))
+                    if isinstance(candidate, type) and issubclass(candidate, Message)), None)
+    return message.from_json(value) if message is not None and isinstance(value, Mapping) else value
+
+
+@functools.cache
+def _field_types(kind: type[Message]) -> dict[str, Any]:
+    """Each field's type (the annotations resolved: the message modules postpone them)."""
+    hints = typing.get_type_hints(kind)
+    return {field.name: hints[field.name] for field in dataclasses.fields(kind)}  # type: ignore[arg-type]
 
 
 def write_message(path: Path, message: Message) -> None:

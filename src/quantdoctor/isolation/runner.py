@@ -25,7 +25,7 @@ from quantdoctor import tf_private
 from quantdoctor.errors import InternalError, UsageError
 from quantdoctor.isolation import PACKAGE_ROOT
 from quantdoctor.isolation.prefork import ForkedWorker, fork_worker
-from quantdoctor.isolation.protocol import Message, read_json, write_json
+from quantdoctor.isolation.protocol import Message, StagedResponse, read_json, write_json
 
 DEFAULT_TIMEOUT = 900.0
 # Below this, a memory limit is a slip (TensorFlow alone maps about 1 GB); above this (the user
@@ -46,7 +46,9 @@ class WorkerRun:
 
     outcome: str  # ok | error | crash | timeout | load_error | edit_error | skipped (convert worker); done (others)
     seconds: float
-    response: dict[str, Any] = field(default_factory=dict)
+    # What it wrote: a dict (`run_isolated`: its caller reads it with its response type), or the response
+    # `run_worker` read with the conversion worker's type.
+    response: dict[str, Any] | Message = field(default_factory=dict)
     returncode: int | None = None
     signal_name: str | None = None
     stderr: str = ""
@@ -59,11 +61,6 @@ class WorkerRun:
         """True when the process was seen at (within a tenth of) its memory limit."""
         return bool(self.memory_limit_mb and self.peak_memory_mb
                     and self.peak_memory_mb >= self.memory_limit_mb * (1 - _NEAR_LIMIT))
-
-    @property
-    def error_text(self) -> str:
-        """The converter's error message followed by its stderr: what the catalog matches against."""
-        return "\n".join(part for part in (self.response.get("error_message", ""), self.stderr) if part)
 
 
 def check_limits(timeout: float, memory_limit_mb: int | None) -> None:
@@ -82,19 +79,23 @@ def check_limits(timeout: float, memory_limit_mb: int | None) -> None:
                          f"from {MIN_MEMORY_LIMIT_MB} to {ceiling}")
 
 
-def run_worker(request: dict[str, Any], workdir: Path, timeout: float = DEFAULT_TIMEOUT,
+def run_worker(request: dict[str, Any] | Message, workdir: Path, timeout: float = DEFAULT_TIMEOUT,
                memory_limit_mb: int | None = None, module: str = "quantdoctor.convert.worker",
-               on_poll: Callable[[], None] | None = None, needs_tensorflow: bool = True) -> WorkerRun:
+               on_poll: Callable[[], None] | None = None, needs_tensorflow: bool = True,
+               response_type: type[StagedResponse] = StagedResponse) -> WorkerRun:
     """Run one conversion request in a child process and collect its outcome. `module` is the worker:
     the TFLiteConverter's, or `quantdoctor.convert.aeq_worker` for a float .tflite quantized with AEQ.
     `on_poll` is called while it runs (its response, `response_path(workdir)`, tells how far it got);
-    an exception it raises kills the worker and is raised here. `needs_tensorflow` as for `run_isolated`."""
-    request = {**request, "response": str(response_path(workdir)), "output": str(workdir / "model.tflite")}
+    an exception it raises kills the worker and is raised here. `needs_tensorflow` as for `run_isolated`.
+    The run's response is what the worker wrote, read as `response_type` (the worker's response message)."""
+    request = {**(request.to_json() if isinstance(request, Message) else request),
+               "response": str(response_path(workdir)), "output": str(workdir / "model.tflite")}
     run = run_isolated(module, request, workdir, timeout, memory_limit_mb, on_poll, needs_tensorflow)
+    response = run.response = response_type.from_json(run.response)
     # A response that reached "done" stands, even if the process died or hung afterwards (say while
     # converting compare's float twin, which then is missing from the response).
-    if run.outcome == "done" or run.response.get("stage") == "done":
-        run.outcome = run.response.get("outcome") if run.response.get("stage") == "done" else "crash"
+    if run.outcome == "done" or response.stage == "done":
+        run.outcome = response.outcome if response.stage == "done" else "crash"
     if run.outcome == "ok":
         run.tflite_path = Path(request["output"])
     return run
