@@ -253,7 +253,8 @@ def test_fix_on_a_float_tflite_shows_the_files_tensor_names_and_its_path_literal
     bidirectional marks in either are shown as escapes, never passed to the terminal."""
     hostile = "\x1b[31mred\x1b[0m\n[bold]x[/bold]\u202e"
     in_path = hostile.replace("/", "")  # a file name cannot hold the tag's "/"
-    model = write(tmp_path / f"exp{in_path}.tflite", renamed(models["exp"].read_bytes(), lambda _, name: name + hostile))
+    model = write(tmp_path / f"exp{in_path}.tflite",
+                  renamed(models["exp"].read_bytes(), lambda _, name: name + hostile))
     np.savez(tmp_path / "eval.npz", features=vectors(16, seed=1))
     report = tmp_path / "fix.json"
     done = run("fix", str(model), "--data", str(models["vectors"]), "--eval-data", str(tmp_path / "eval.npz"),
@@ -273,8 +274,8 @@ def test_fix_on_a_float_tflite_refuses_outputs_it_never_writes(models, tmp_path)
                "--min-sqnr", "9", "--recipe", str(tmp_path / "recipe.json"), "--script", str(tmp_path / "fix.py"),
                "--html", str(tmp_path / "fix.html"))
     assert done.returncode == 2 and not (tmp_path / "recipe.json").exists()
-    assert done.stderr == ("quantdoctor: error: --script and --html apply to Keras and SavedModel models: fix on a float "
-                           ".tflite writes --recipe, --output, --json and --model-explorer\n")
+    assert done.stderr == ("quantdoctor: error: --script and --html apply to Keras and SavedModel models: fix on a "
+                           "float .tflite writes --recipe, --output, --json and --model-explorer\n")
 
 
 def test_fix_on_a_float_tflite_needs_a_budget_and_a_recipe_path(models, tmp_path):
