@@ -18,6 +18,7 @@ from models import dataset_from, int8_converter, lambda_layer, vectors, with_lay
 
 import quantdoctor as qd
 from quantdoctor.audit.tflite_model import read_tflite
+from quantdoctor.report.literal import printable
 
 
 @pytest.fixture(scope="module")
@@ -245,6 +246,36 @@ def test_fix_writes_an_aeq_recipe_that_meets_the_budget_and_reproduces_the_model
     as_float = {k["tensor"] for k in result["kept_float"] if k["as"] == "float"}
     assert {name for name, r in results.items() if r["value"].endswith("kept float by fix")} == {
         name for name in produced if name.split(";")[0] in as_float}
+
+
+def test_fix_on_a_float_tflite_shows_the_files_tensor_names_and_its_path_literally(models, tmp_path):
+    """The tensors kept float are named by the user's file, and the path by the user: ANSI escapes, newlines and
+    bidirectional marks in either are shown as escapes, never passed to the terminal."""
+    hostile = "\x1b[31mred\x1b[0m\n[bold]x[/bold]\u202e"
+    in_path = hostile.replace("/", "")  # a file name cannot hold the tag's "/"
+    model = write(tmp_path / f"exp{in_path}.tflite",
+                  renamed(models["exp"].read_bytes(), lambda _, name: name + hostile))
+    np.savez(tmp_path / "eval.npz", features=vectors(16, seed=1))
+    report = tmp_path / "fix.json"
+    done = run("fix", str(model), "--data", str(models["vectors"]), "--eval-data", str(tmp_path / "eval.npz"),
+               "--min-sqnr", "9.1", "--recipe", str(tmp_path / "recipe.json"), "--json", str(report))
+    assert done.returncode == 0, done.stdout + done.stderr
+    kept = json.loads(report.read_text())["kept_float"]
+    assert kept and all(k["tensor"].endswith(hostile) for k in kept)  # the JSON keeps them exactly
+    assert not {"\x1b", "\u202e"} & set(done.stdout)
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"FIXED  {printable(model)}  ")
+    assert [line for line in lines if line.startswith("  kept ")] == [
+        f"  kept {k['as']}: {printable(k['tensor'])}" for k in kept]
+
+
+def test_fix_on_a_float_tflite_refuses_outputs_it_never_writes(models, tmp_path):
+    done = run("fix", str(models["exp"]), "--data", str(models["vectors"]), "--eval-data", str(models["vectors"]),
+               "--min-sqnr", "9", "--recipe", str(tmp_path / "recipe.json"), "--script", str(tmp_path / "fix.py"),
+               "--html", str(tmp_path / "fix.html"))
+    assert done.returncode == 2 and not (tmp_path / "recipe.json").exists()
+    assert done.stderr == ("quantdoctor: error: --script and --html apply to Keras and SavedModel models: fix on a "
+                           "float .tflite writes --recipe, --output, --json and --model-explorer\n")
 
 
 def test_fix_on_a_float_tflite_needs_a_budget_and_a_recipe_path(models, tmp_path):

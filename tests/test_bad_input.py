@@ -23,6 +23,7 @@ from models import dataset_from, image_model, smooth_images, with_layer
 from rich.console import Console
 
 import quantdoctor as qd
+from quantdoctor.audit.tflite_model import read_tflite
 from quantdoctor.catalog.check import Check
 from quantdoctor.compare.labels import check_classes, read_labels
 from quantdoctor.errors import DataLoadError, InternalError, UsageError
@@ -518,6 +519,14 @@ def test_microcontroller_target_on_a_float_model_says_the_model_is_float():
     assert "QD111" not in [f.code for f in report.findings]
     assert "FULLY_CONNECTED" not in finding.message and "TFLITE_BUILTINS_INT8" in finding.fix.code
     assert str(report).splitlines()[0] == "FAILED  <bytes>  model: float"
+
+
+def test_int8_accelerator_target_on_a_float_model_does_not_speak_of_dequantize_ops_it_lacks():
+    float_model = tf.lite.TFLiteConverter.from_keras_model(with_layer(keras.layers.ReLU(name="relu"))).convert()
+    assert not [op for op in read_tflite(float_model).ops if op.name in ("QUANTIZE", "DEQUANTIZE")]
+    messages = [f.message for f in qd.audit(float_model, target="int8-accelerator").findings if f.code == "QD105"]
+    assert messages and all(message.endswith(" computes in float in a model meant to be integer, as every op does: "
+                                             "the model holds no quantized tensor.") for message in messages)
 
 
 # -- terminal output: never cropped, rows never wrapped --------------------------------------------------

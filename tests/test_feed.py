@@ -99,6 +99,18 @@ def test_a_sample_missing_an_input_or_naming_others_is_refused_not_filled_in():
         qd.compare(model, eval_data=misnamed, tflite=quantized)
 
 
+def test_a_sample_of_another_shape_one_rank_short_is_not_told_to_add_a_batch_axis():
+    """[1, 5, 4] for [None, 8, 8, 3] has its batch axis: array[None] would not fit either."""
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(4)])
+
+    def sequences():
+        yield [np.zeros((1, 5, 4), np.float32)]
+
+    with pytest.raises(UsageError, match=r"eval sample #0 gives input .* \[None, 8, 8, 3\] an array shaped "
+                                         r"\[1, 5, 4\]: the model takes rank 4, the array has rank 3$"):
+        qd.compare(model, dataset_from(smooth_images(20, size=8)), eval_data=sequences)
+
+
 def test_a_sample_without_its_batch_axis_is_refused_with_the_fix():
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
 

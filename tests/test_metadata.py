@@ -111,3 +111,15 @@ def test_an_unknown_signature_key_holding_a_quote_and_a_newline_is_still_named(t
     finding = root(qd.diagnose(tmp_path / "model", features(), signature_keys=["it's\nmine"]))
     assert_finding(finding, "QD402", "metadata", "error")
     assert finding.message.startswith("Signature 'it's\nmine' was requested") and finding.evidence["valid_keys"] == ["encode"]
+
+
+@pytest.mark.code("QD402")
+@pytest.mark.matcher("unknown-signature-key")
+def test_valid_signature_keys_holding_a_newline_and_markup_are_listed_as_they_are(tmp_path):
+    """The SavedModel's own signature names are listed by the converter unescaped: one with a newline was QD904."""
+    module = Projection()
+    hostile = "enc</script>\n\x1b[31m'"
+    tf.saved_model.save(module, str(tmp_path / "model"), signatures={hostile: module.encode})
+    finding = root(qd.diagnose(tmp_path / "model", features(), signature_keys=["serve"]))
+    assert_finding(finding, "QD402", "metadata", "error")
+    assert finding.evidence["valid_keys"] == [hostile]

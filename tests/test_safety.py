@@ -85,6 +85,18 @@ def test_a_trusted_model_with_lambda_layers_is_loaded_and_converted(lambda_files
     lambda_files["marker"].unlink()
 
 
+def test_a_keras_file_holding_a_lambda_is_refused_before_any_worker_starts(lambda_files, tmp_path):
+    """Its config says it holds bytecode: the refusal needs no TensorFlow process, for every command."""
+    log = tmp_path / "workers.jsonl"
+    env = {**os.environ, "QUANTDOCTOR_WORKER_LOG": str(log)}
+    data = str(lambda_files["npz"])
+    for command in (["diagnose"], ["compare", "--eval-data", data], ["fix"], ["reduce"]):
+        result = run(command[0], str(lambda_files["keras"]), "--data", data, *command[1:], env=env)
+        one_line_error(result, "lambda.keras contains Lambda layers ('payload'): loading them runs Python code")
+    assert not log.exists()  # no worker ran
+    assert not lambda_files["marker"].exists()
+
+
 def test_the_python_api_refuses_untrusted_lambda_models_too(lambda_files):
     with pytest.raises(UnsafeModelError, match="contains Lambda layers \\('payload'\\)"):
         qd.compare(lambda_files["keras"], lambda_files["npz"], eval_data=lambda_files["npz"])

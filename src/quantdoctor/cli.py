@@ -307,6 +307,10 @@ def fix(
 
     require_tensorflow()
     if is_tflite_path(model):
+        unwritten = [option for option, path in (("--script", script), ("--html", html_path)) if path is not None]
+        if unwritten:  # asked for, never written: say so before the search, not silently after it
+            raise UsageError(f"{' and '.join(unwritten)} apply to Keras and SavedModel models: fix on a float .tflite "
+                             "writes --recipe, --output, --json and --model-explorer")
         _fix_float_tflite(model, data, eval_data, labels, mode, recipe_path, output, json_path, max_samples,
                           timeout, max_drop, min_sqnr, model_explorer)
         return
@@ -375,26 +379,30 @@ def _fix_float_tflite(model: Path, data: Optional[Path], eval_data: Optional[Pat
                                 min_sqnr=min_sqnr, max_samples=max_samples, timeout=timeout)
     if not result.entries:  # AEQ failed with its own recipe: no search ran, the diagnosis says why
         root = result.report.root_cause if result.report else None
-        out.print(f"NOT FIXED  {model}  ai-edge-quantizer fails with its own recipe; no recipe written"
-                  + (f"\n  {root.code} {root.title}: {root.message}" if root else ""), markup=False, soft_wrap=True)
+        out.print(printable(f"NOT FIXED  {model}  ai-edge-quantizer fails with its own recipe; no recipe written"),
+                  markup=False, soft_wrap=True)
+        if root:
+            out.print(printable(f"  {root.code} {root.title}: {root.message}"), markup=False, soft_wrap=True)
         raise typer.Exit(1)
     status = "FIXED" if result.met_budget and result.verified else "NOT FIXED"
     def number(value: Optional[float]) -> str:
         return "n/a" if value is None else f"{value:.4g}"
 
-    out.print(f"{status}  {model}  {result.objective['description']}: {number(result.chosen_value)} "
-              f"(all quantized: {number(result.int8_value)}), {result.evaluations} variant(s)",
+    out.print(printable(f"{status}  {model}  {result.objective['description']}: {number(result.chosen_value)} "
+                        f"(all quantized: {number(result.int8_value)}), {result.evaluations} variant(s)"),
               markup=False, soft_wrap=True)
-    for kept in result.kept:
-        out.print(f"  kept {kept['as']}: {kept['tensor']}", markup=False, soft_wrap=True)
-    out.print(f"Recipe written to {recipe_path}; AEQ run afresh with it "
-              f"{'made the same model' if result.verified else 'made a different model'}", markup=False, soft_wrap=True)
+    for kept in result.kept:  # tensor names from the user's file: shown literally
+        out.print(printable(f"  kept {kept['as']}: {kept['tensor']}"), markup=False, soft_wrap=True)
+    out.print(printable(f"Recipe written to {recipe_path}; AEQ run afresh with it "
+                        f"{'made the same model' if result.verified else 'made a different model'}"),
+              markup=False, soft_wrap=True)
     if output and result.model is not None:
-        output.write_bytes(result.model)
+        write_output(output, result.model, "--output")
         missed = "" if result.met_budget else ": best effort, it misses the accuracy budget"
-        out.print(f"Model written to {output} ({len(result.model)} bytes){missed}", markup=False, soft_wrap=True)
+        out.print(printable(f"Model written to {output} ({len(result.model)} bytes){missed}"), markup=False,
+                  soft_wrap=True)
     if json_path:
-        json_path.write_text(json.dumps(result.to_dict(), indent=2))
+        write_output(json_path, json.dumps(result.to_dict(), indent=2), "--json")
     if model_explorer and result.model is not None and result.report is not None:
         from quantdoctor.viz.overlay import write_overlay
 

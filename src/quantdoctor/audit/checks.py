@@ -190,6 +190,9 @@ def _float_op_findings(model: TFLiteModel, layer_names: list[str], severity: str
             evidence={"signature": signature.key, "subgraph": signature.subgraph, "ops": names},
             severity=severity, fix=SIGNATURE_FIX, fix_code=_every_signature_dataset(model)))
     several = len(model.signatures) > 1
+    # In a model with no quantized tensor at all there is no DEQUANTIZE/QUANTIZE around the op to name.
+    how = ("between DEQUANTIZE/QUANTIZE in a model meant to be integer" if _partly_quantized(model) else
+           "in a model meant to be integer, as every op does: the model holds no quantized tensor")
     for op in floats:
         layer = op_layer(op, layer_names)
         where = f"layer '{layer}'" if layer else f"op #{op.index}"
@@ -197,7 +200,7 @@ def _float_op_findings(model: TFLiteModel, layer_names: list[str], severity: str
         if several or op.subgraph:
             where += f" of signature '{signature.key}'" if signature else f" of subgraph {op.subgraph}"
         findings.append(catalog.get("QD105").finding(
-            f"{op.name} in {where} computes in float between DEQUANTIZE/QUANTIZE in a model meant to be integer.",
+            f"{op.name} in {where} computes in float {how}.",
             location=Location(layer=layer, op=op.name, tensor=op.outputs[0].name if op.outputs else None),
             evidence={"op_index": op.index, "subgraph": op.subgraph,
                       "tensor_types": sorted({t.dtype.lower() for t in op.inputs + op.outputs})},

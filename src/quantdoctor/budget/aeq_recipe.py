@@ -24,6 +24,7 @@ from quantdoctor.diagnosis.pipeline import diagnose
 from quantdoctor.errors import UsageError
 from quantdoctor.intake import float_tflite
 from quantdoctor.intake.data import DEFAULT_MAX_SAMPLES
+from quantdoctor.intake.output_file import write_output
 from quantdoctor.intake.paths import check_outputs
 from quantdoctor.intake.user_input import calibration_set, eval_set
 from quantdoctor.isolation.runner import DEFAULT_TIMEOUT, run_isolated
@@ -95,7 +96,7 @@ def fit_aeq_recipe(model: str | Path, data: Any, eval_data: Any, recipe_output: 
         report = diagnose(model, data, mode=mode, max_samples=max_samples, timeout=timeout)
         return AeqRecipeResult(met_budget=False, verified=False, kept=[], entries=[], objective={},
                                int8_value=None, chosen_value=None, evaluations=0, report=report)
-    Path(recipe_output).write_text(json.dumps(response.entries, indent=1))
+    write_output(recipe_output, json.dumps(response.entries, indent=1), "--recipe")
     report = diagnose(model, data, aeq_recipe=recipe_output, max_samples=max_samples, timeout=timeout)
     verified = searched is not None and report.tflite_model == searched
     return AeqRecipeResult(met_budget=response.met_budget, verified=verified, kept=response.kept,

@@ -204,7 +204,8 @@ def _entry(scope: str, sixteen_bit: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _kept(entry: dict[str, Any]) -> dict[str, Any]:
-    tensor = re.sub(r"\\(.)", r"\1", entry["regex"][1:-1]).split(";")[0]
+    escaped = entry["regex"][1:-1]  # re.escape(scope) between ^ and $
+    tensor = re.sub(r"\\(.)", r"\1", escaped, flags=re.DOTALL).split(";")[0]  # undone, escaped newlines too
     return {"tensor": tensor, "as": "float" if entry["algorithm_key"] == NO_QUANTIZE else "int16"}
 
 

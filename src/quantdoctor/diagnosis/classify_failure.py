@@ -258,7 +258,8 @@ _RULES = (
               location=Location(op=m.group(1)), evidence={"converter_message": m.group(0)})),
     _Rule(Matcher.of("no-signature", r"Only support at least one signature key\.?"),
           _simple("QD401", "The SavedModel offers no signature the converter can use.")),
-    _Rule(Matcher.of("unknown-signature-key", r"Invalid signature key '([\s\S]*?)' found\. Valid keys are '([^\n]*)'\.?"),
+    _Rule(Matcher.of("unknown-signature-key",
+                     r"Invalid signature key '([\s\S]*?)' found\. Valid keys are '([\s\S]*)'\.?$"),
           lambda m, c: catalog.get("QD402").finding(
               f"Signature '{m.group(1)}' was requested; the SavedModel has {m.group(2).split(',')}.",
               evidence={"converter_message": m.group(0), "valid_keys": m.group(2).split(",")})),

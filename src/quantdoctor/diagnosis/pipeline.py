@@ -240,6 +240,8 @@ def diagnose_prepared(source: model_intake.ModelSource, recipe: Recipe, calibrat
     (a failure predicted with certainty before converting) and the stages' events, and stops at the
     prediction when it is set to fail fast. `after_conversion` is more work for the conversion's worker
     (see `AfterConversion`)."""
+    if source.loader == "keras_file" and not trust_model and model_intake.holds_stored_code(Path(source.path)):
+        raise model_intake.unsafe_model_error(source, "")  # the worker's safe mode would refuse it: say so at once
     fitting = evaluation if evaluation is not None else eval_fit
     shapes = eval_shapes(fitting) if fitting is not None else []
     data = None

@@ -217,6 +217,17 @@ def lambda_layer_names(path: Path) -> list[str]:
     return [item["config"].get("name", "?") for item in _config_objects(config) if item.get("class_name") == "Lambda"]
 
 
+def holds_stored_code(path: Path) -> bool:
+    """True for a `.keras` archive whose config holds Python bytecode (a `__lambda__` object: a Lambda layer's
+    lambda), which Keras's safe mode refuses to load. Read without deserializing anything, so the refusal
+    comes before a worker starts; other files are left to the worker's safe-mode load."""
+    try:
+        config = json.loads(zipfile.ZipFile(path).read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return False
+    return any(item.get("class_name") == "__lambda__" for item in _config_objects(config))
+
+
 def _config_objects(node: Any) -> list[dict[str, Any]]:
     """Every serialized object (a dict with "class_name") in a Keras config, nested ones included."""
     found = []

@@ -198,8 +198,9 @@ def as_input(model_input: ModelInput, array: np.ndarray) -> np.ndarray:
 
 
 def _mismatch(model_input: ModelInput, shape: tuple[int, ...]) -> str:
-    if len(shape) == len(model_input.shape_signature) - 1:
-        return "it lacks the batch axis (add one: array[None])"
+    unbatched = model_input.shape_signature[1:]
+    if len(shape) == len(unbatched) and all(size in (-1, given) for size, given in zip(unbatched, shape)):
+        return "it lacks the batch axis (add one: array[None])"  # only then would array[None] fit
     if len(shape) != len(model_input.shape_signature):
         return f"the model takes rank {len(model_input.shape_signature)}, the array has rank {len(shape)}"
     return "the sizes the model fixes differ"
