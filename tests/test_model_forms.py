@@ -327,9 +327,12 @@ class Subclassed(keras.Model):
 '''
 
 
-def test_a_subclassed_model_saved_to_a_keras_file_is_a_converter_failure_not_a_bug(tmp_path):
+@pytest.mark.code("QD408")
+@pytest.mark.matcher("keras-input-shapes-unset")
+def test_a_subclassed_model_saved_to_a_keras_file_is_qd408_and_fix_puts_an_input_in_front(tmp_path):
     """Loaded from its file (class handed over), a subclassed model has no `inputs` and the converter cannot
-    export it: quantdoctor reports the converter's own error, where it used to fail on its own AttributeError."""
+    export it: QD408 (it was QD904, the unrecognised error, and before that quantdoctor's own AttributeError),
+    and fix converts it behind an Input shaped like the samples, edited in the worker (the file is only read)."""
     layers = tmp_path / "subclassed_layers.py"
     layers.write_text(SUBCLASSED_LAYERS)
     namespace: dict = {}
@@ -337,7 +340,12 @@ def test_a_subclassed_model_saved_to_a_keras_file_is_a_converter_failure_not_a_b
     model = namespace["Subclassed"]()
     model(CLEAN[:1])
     model.save(tmp_path / "subclassed.keras")
+    before = (tmp_path / "subclassed.keras").read_bytes()
     with handed_over([str(layers)]):
         report = qd.diagnose(tmp_path / "subclassed.keras", CLEAN)
+        fixed = qd.fix(tmp_path / "subclassed.keras", CLEAN)
     assert report.conversion["outcome"] == "error"
-    assert "input shapes have not been set" in root(report).message
+    assert_finding(root(report), "QD408", "metadata", "error")
+    assert "cannot be saved because the input shapes have not been set" in root(report).evidence["converter_message"]
+    assert [repair.code for repair in fixed.applied] == ["QD408"] and fixed.verified
+    assert (tmp_path / "subclassed.keras").read_bytes() == before

@@ -256,6 +256,10 @@ _RULES = (
           lambda m, c: catalog.get("QD113").finding(
               f"{m.group(1)} has no kernel with 16-bit activations, and only 16x8 ops were allowed.",
               location=Location(op=m.group(1)), evidence={"converter_message": m.group(0)})),
+    _Rule(Matcher.of("keras-input-shapes-unset",
+                     r"Model [^\n]*?cannot be saved because the input shapes have not been set\.[^\n]*"),
+          _simple("QD408", "The converter's export of the Keras model cannot tell its input shapes: the model has no "
+                           "Input layers, and Keras recorded no call the converter can read them from.")),
     _Rule(Matcher.of("no-signature", r"Only support at least one signature key\.?"),
           _simple("QD401", "The SavedModel offers no signature the converter can use.")),
     _Rule(Matcher.of("unknown-signature-key",
