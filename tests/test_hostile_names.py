@@ -236,8 +236,8 @@ def test_a_usage_error_prints_a_hostile_path_literally_on_one_line(tmp_path):
     result = subprocess.run([QUANTDOCTOR, "diagnose", name + ".keras"], cwd=tmp_path, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2 and result.stdout == ""
-    one_line = printable(" ".join(name.split()))  # the error is one line: its whitespace runs become one space
-    assert result.stderr == f"quantdoctor: error: model not found: {one_line}.keras\n"
+    shown = printable(name)  # the error is one line: the path's newline shows as \n, not as a space
+    assert "\\n" in shown and result.stderr == f"quantdoctor: error: model not found: {shown}.keras\n"
     option = subprocess.run([QUANTDOCTOR, "diagnose", "m.keras", "--da\x1b[2Jta"], cwd=tmp_path, capture_output=True,
                             text=True, timeout=120)
     assert option.returncode == 2 and option.stderr.startswith("quantdoctor: error: No such option: --da\\x1b[2Jta")

@@ -542,7 +542,7 @@ def _run() -> None:
     except typer.Abort:
         sys.exit(1)
     except UsageError as exc:
-        one_line = printable(" ".join(str(exc).split()))  # one line, whatever it quotes, shown literally
+        one_line = printable(str(exc).strip())  # one line: a newline of a quoted path or name shows as \n
         err.print(f"quantdoctor: error: {one_line}", markup=False)
         sys.exit(2)
     except TensorFlowChanged as exc:  # the installed TensorFlow changed a private detail quantdoctor relies on
