@@ -1,8 +1,11 @@
-"""Assertions shared by the catalog tests."""
+"""Assertions shared by the catalog tests, and the `quantdoctor` command run as a process or in the test's own."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +19,37 @@ QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
 def run(*args: str, **popen: Any) -> subprocess.CompletedProcess:
     """The `quantdoctor` command run as a user runs it; `popen` goes to subprocess.run (cwd, env)."""
     return subprocess.run([QUANTDOCTOR, *args], capture_output=True, text=True, timeout=600, **popen)
+
+
+def run_in_process(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+                   ) -> subprocess.CompletedProcess:
+    """The `quantdoctor` command run through its entry point (`cli.main`, argv `args`) in this process, in `cwd`
+    with exactly the environment `env` when given: its exit code, stdout and stderr as `run` gives them. Its
+    workers fork from this process's zygote, where `run` starts an interpreter that imports TensorFlow for a
+    zygote of its own (seconds per command). What only a process of its own shows (Python's warnings and
+    TensorFlow's log lines on stderr, signals, imports from the working directory) is tested with `run`."""
+    from quantdoctor.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    argv, folder, environment = sys.argv, os.getcwd(), dict(os.environ)
+    sys.argv = ["quantdoctor", *args]
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    finally:
+        sys.argv = argv
+        os.chdir(folder)
+        os.environ.clear()
+        os.environ.update(environment)
+    return subprocess.CompletedProcess(["quantdoctor", *args], code, stdout.getvalue(), stderr.getvalue())
 
 
 def digest(path: Path) -> str:
