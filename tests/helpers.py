@@ -30,7 +30,10 @@ def run_in_process(*args: str, cwd: Path | None = None, env: dict[str, str] | No
     TensorFlow's log lines on stderr, signals, imports from the working directory) is tested with `run`."""
     from quantdoctor.cli import main
 
-    stdout, stderr = io.StringIO(), io.StringIO()
+    # UTF-8 text over bytes with the error handlers of Python's own stdout and stderr: what cannot be
+    # encoded fails here as it would in a process of its own.
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    stderr = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="backslashreplace")
     argv, folder, environment = sys.argv, os.getcwd(), dict(os.environ)
     sys.argv = ["quantdoctor", *args]
     if env is not None:
@@ -49,7 +52,10 @@ def run_in_process(*args: str, cwd: Path | None = None, env: dict[str, str] | No
         os.chdir(folder)
         os.environ.clear()
         os.environ.update(environment)
-    return subprocess.CompletedProcess(["quantdoctor", *args], code, stdout.getvalue(), stderr.getvalue())
+    stdout.flush()
+    stderr.flush()
+    return subprocess.CompletedProcess(["quantdoctor", *args], code, stdout.buffer.getvalue().decode(),
+                                       stderr.buffer.getvalue().decode())
 
 
 def digest(path: Path) -> str:
