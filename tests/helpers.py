@@ -8,6 +8,7 @@ import io
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,10 @@ def run_in_process(*args: str, cwd: Path | None = None, env: dict[str, str] | No
     # encoded fails here as it would in a process of its own.
     stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
     stderr = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="backslashreplace")
-    argv, folder, environment = sys.argv, os.getcwd(), dict(os.environ)
+    argv, folder, environment, started_as = sys.argv, os.getcwd(), dict(os.environ), sys.modules["__main__"]
     sys.argv = ["quantdoctor", *args]
+    # Click names the program after `__main__`: the console script's (no package), not `python -m pytest`'s.
+    sys.modules["__main__"] = types.ModuleType("__main__")
     if env is not None:
         os.environ.clear()
         os.environ.update(env)
@@ -49,6 +52,7 @@ def run_in_process(*args: str, cwd: Path | None = None, env: dict[str, str] | No
         code = exit_.code or 0
     finally:
         sys.argv = argv
+        sys.modules["__main__"] = started_as
         os.chdir(folder)
         os.environ.clear()
         os.environ.update(environment)
