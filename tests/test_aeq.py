@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from float_tflite import float_tflite, onnx_style, renamed, tensor_names, torch_style, write
-from helpers import assert_finding, only, run
+from helpers import assert_finding, only, run_in_process
 from models import dataset_from, int8_converter, lambda_layer, vectors, with_layer
 
 import quantdoctor as qd
@@ -55,7 +55,7 @@ def test_without_aeq_a_float_tflite_is_one_line_saying_what_to_install(models):
 
 
 def test_modes_without_an_aeq_recipe_are_refused_before_any_work(models):
-    done = run("diagnose", str(models["exp"]), "--data", str(models["vectors"]), "--mode", "float16")
+    done = run_in_process("diagnose", str(models["exp"]), "--data", str(models["vectors"]), "--mode", "float16")
     assert done.returncode == 2
     assert done.stderr.strip() == ("quantdoctor: error: mode 'float16' has no ai-edge-quantizer recipe for a float "
                                    ".tflite model: choose one of int8, int8-strict, int16x8, dynamic, weight-only")
@@ -220,9 +220,9 @@ def test_fix_writes_an_aeq_recipe_that_meets_the_budget_and_reproduces_the_model
     np.savez(tmp_path / "eval.npz", features=vectors(16, seed=1))
     recipe, output, report = tmp_path / "recipe.json", tmp_path / "fixed.tflite", tmp_path / "fix.json"
     overlay = tmp_path / "overlay.json"
-    done = run("fix", str(models["exp"]), "--data", str(models["vectors"]), "--eval-data", str(tmp_path / "eval.npz"),
-               "--min-sqnr", "9.1", "--recipe", str(recipe), "--output", str(output), "--json", str(report),
-               "--model-explorer", str(overlay))
+    done = run_in_process("fix", str(models["exp"]), "--data", str(models["vectors"]), "--eval-data",
+                          str(tmp_path / "eval.npz"), "--min-sqnr", "9.1", "--recipe", str(recipe), "--output",
+                          str(output), "--json", str(report), "--model-explorer", str(overlay))
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(report.read_text())
     assert result["met_budget"] and result["verified"] and result["chosen_value"] >= 9.1 > result["int8_value"]
@@ -279,7 +279,7 @@ def test_fix_on_a_float_tflite_refuses_outputs_it_never_writes(models, tmp_path)
 
 
 def test_fix_on_a_float_tflite_needs_a_budget_and_a_recipe_path(models, tmp_path):
-    done = run("fix", str(models["exp"]), "--data", str(models["vectors"]))
+    done = run_in_process("fix", str(models["exp"]), "--data", str(models["vectors"]))
     assert done.returncode == 2
     assert done.stderr.strip() == ("quantdoctor: error: fix on a float .tflite searches an ai-edge-quantizer recipe "
                                    "for an accuracy budget: give --max-drop or --min-sqnr, --eval-data, and --recipe "
@@ -294,7 +294,7 @@ def test_a_quantized_tflite_or_a_malformed_recipe_is_refused_before_any_work(mod
     assert str(refused.value).startswith(f"{quantized} is already quantized (tensor ")
     assert str(refused.value).endswith(f"give the float model, or check this one with `quantdoctor audit {quantized}`")
     (tmp_path / "recipe.json").write_text(json.dumps([{"regex": ".*", "operation": "*"}]))
-    done = run("diagnose", str(models["exp"]), "--aeq-recipe", str(tmp_path / "recipe.json"))
+    done = run_in_process("diagnose", str(models["exp"]), "--aeq-recipe", str(tmp_path / "recipe.json"))
     assert done.returncode == 2
     assert done.stderr.strip() == (f"quantdoctor: error: AEQ recipe {tmp_path / 'recipe.json'}: entry #0 needs the "
                                    "strings regex, operation, algorithm_key")
@@ -306,8 +306,8 @@ def test_fix_on_a_model_aeq_refuses_writes_no_recipe_and_says_why(models, tmp_pa
     names = tensor_names(exp)
     duplicated = write(tmp_path / "dup_float.tflite", renamed(exp, lambda i, n: names[1] if i == 2 else n))
     np.savez(tmp_path / "eval.npz", features=vectors(8, seed=1))
-    done = run("fix", str(duplicated), "--data", str(models["vectors"]), "--eval-data", str(tmp_path / "eval.npz"),
-               "--min-sqnr", "9", "--recipe", str(tmp_path / "recipe.json"))
+    done = run_in_process("fix", str(duplicated), "--data", str(models["vectors"]), "--eval-data",
+                          str(tmp_path / "eval.npz"), "--min-sqnr", "9", "--recipe", str(tmp_path / "recipe.json"))
     assert done.returncode == 1 and not (tmp_path / "recipe.json").exists()
     assert done.stdout.splitlines()[:2] == [
         f"NOT FIXED  {duplicated}  ai-edge-quantizer fails with its own recipe; no recipe written",
@@ -326,6 +326,6 @@ def test_a_recipe_entry_aeq_cannot_read_is_refused_with_one_line_before_any_work
     KeyError, reported as QD305 (sample dict keys) after a conversion."""
     recipe = tmp_path / "recipe.json"
     recipe.write_text(json.dumps([entry]))
-    done = run("diagnose", str(models["exp"]), "--data", str(models["vectors"]), "--aeq-recipe", str(recipe))
+    done = run_in_process("diagnose", str(models["exp"]), "--data", str(models["vectors"]), "--aeq-recipe", str(recipe))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"quantdoctor: error: AEQ recipe {recipe}: {says}"]

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import assert_finding, only
+from helpers import assert_finding, only, run_in_process
 from models import dataset_from, image_model, smooth_images, with_layer
 from rich.console import Console
 
@@ -254,7 +254,7 @@ def test_an_unregistered_custom_layer_is_one_line_that_says_what_to_do(tmp_path)
 
     inputs = keras.Input((4,), name="features")
     keras.Model(inputs, keras.layers.Dense(2)(Doubling(name="doubling")(inputs))).save(tmp_path / "custom.keras")
-    result = run("diagnose", str(tmp_path / "custom.keras"), "--no-convert")
+    result = run_in_process("diagnose", str(tmp_path / "custom.keras"), "--no-convert")
     one_line_error(result, "uses the custom class 'Doubling', which is not registered here")
     assert "register_keras_serializable" in result.stderr and "from_keras_model" in result.stderr
 
@@ -271,34 +271,20 @@ def no_conversion(monkeypatch):
     monkeypatch.setattr(importlib.import_module("quantdoctor.compare.compare_models"), "eval_set", converting)
 
 
-def cli(*args: str) -> int:
-    """Run the command line in this process (to see what it calls); its exit code."""
-    from quantdoctor.cli import main
-
-    argv = sys.argv
-    sys.argv = ["quantdoctor", *args]
-    try:
-        main()
-    except SystemExit as exit_:
-        return exit_.code
-    finally:
-        sys.argv = argv
-    return 0
-
-
 @pytest.mark.parametrize("command", ["diagnose", "compare", "audit"])
 @pytest.mark.parametrize("where, message", [
     ("missing/report.json", "the directory {tmp}/missing does not exist"),
     ("", "is a directory: give a file name"),
 ])
-def test_outputs_that_cannot_be_written_are_refused_before_converting(user_files, tmp_path, capsys, no_conversion,
-                                                                       command, where, message):
+def test_outputs_that_cannot_be_written_are_refused_before_converting(user_files, tmp_path, no_conversion, command,
+                                                                       where, message):
     extra = ["--eval-data", str(user_files["npz"])] if command == "compare" else []
     options = ["--json"] + (["--html"] if command == "compare" else ["--output"] if command == "diagnose" else [])
     for option in options:
         args = [command, str(user_files["keras"]), *extra, option, str(tmp_path / where)]
-        assert cli(*args) == 2
-        error = capsys.readouterr().err.strip()
+        result = run_in_process(*args)
+        assert result.returncode == 2
+        error = result.stderr.strip()
         assert error.startswith(f"quantdoctor: error: {option}") and message.format(tmp=tmp_path) in error
         assert len(error.splitlines()) == 1
 
@@ -371,8 +357,8 @@ def test_labels_accepted_are_class_indices_and_one_hot_is_said_to_be_read_by_arg
 
 def test_bad_labels_on_the_command_line_are_exit_2_before_converting(user_files, tmp_path):
     np.save(tmp_path / "labels.npy", np.zeros(121, np.int64))
-    one_line_error(run("compare", str(user_files["keras"]), "--data", str(user_files["npz"]),
-                       "--eval-data", str(user_files["npz"]), "--labels", str(tmp_path / "labels.npy")),
+    one_line_error(run_in_process("compare", str(user_files["keras"]), "--data", str(user_files["npz"]),
+                                  "--eval-data", str(user_files["npz"]), "--labels", str(tmp_path / "labels.npy")),
                    "121 labels for 120 eval samples")
 
 
@@ -380,9 +366,9 @@ def test_bad_labels_on_the_command_line_are_exit_2_before_converting(user_files,
 
 def test_compare_on_a_failing_conversion_renders_the_diagnosis_and_exits_1(user_files, tmp_path):
     np.save(tmp_path / "calib64.npy", smooth_images(120).astype(np.float64))
-    result = run("compare", str(user_files["keras"]), "--data", str(tmp_path / "calib64.npy"),
-                 "--eval-data", str(user_files["npz"]), "--json", str(tmp_path / "report.json"),
-                 "--fail-on", "never")
+    result = run_in_process("compare", str(user_files["keras"]), "--data", str(tmp_path / "calib64.npy"),
+                            "--eval-data", str(user_files["npz"]), "--json", str(tmp_path / "report.json"),
+                            "--fail-on", "never")
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr and "bug" not in result.stderr
     assert result.stdout.startswith("FAILED") and "QD201" in result.stdout
@@ -417,13 +403,13 @@ def test_the_interpreters_own_errors_are_told_apart_from_quantdoctors():
     assert not raised_in(ours.value, "ai_edge_litert")
 
 
-def test_the_command_line_says_a_bug_is_a_bug(user_files, monkeypatch, capsys):
+def test_the_command_line_says_a_bug_is_a_bug(user_files, monkeypatch):
     def broken(*args, **kwargs):
         raise InternalError("the quantdoctor.convert.worker process failed:\nTraceback ...\nKeyError: 'x'")
 
     monkeypatch.setattr(importlib.import_module("quantdoctor.diagnosis.pipeline"), "_diagnose", broken)
-    assert cli("diagnose", str(user_files["keras"])) == 3
-    assert "internal error (a bug in quantdoctor)" in capsys.readouterr().err
+    result = run_in_process("diagnose", str(user_files["keras"]))
+    assert result.returncode == 3 and "internal error (a bug in quantdoctor)" in result.stderr
 
 
 # -- typer's usage errors ----------------------------------------------------------------------------
@@ -483,8 +469,8 @@ def test_a_preflight_only_run_has_a_verdict_of_its_own(user_files, tmp_path):
     markup = tmp_path / "[/red]models"
     markup.mkdir(parents=True)
     shutil.copy(user_files["keras"], markup / "model.keras")
-    result = run("diagnose", str(markup / "model.keras"), "--data", str(user_files["npz"]), "--no-convert",
-                 "--json", str(tmp_path / "report.json"), "--fail-on", "never")
+    result = run_in_process("diagnose", str(markup / "model.keras"), "--data", str(user_files["npz"]), "--no-convert",
+                            "--json", str(tmp_path / "report.json"), "--fail-on", "never")
     assert result.returncode == 0, result.stderr
     headline = result.stdout.splitlines()[0]
     assert headline.startswith(f"PREFLIGHT ONLY  {markup / 'model.keras'}  mode=int8")

@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from helpers import assert_finding, only
+from helpers import assert_finding, only, run_in_process
 
 import quantdoctor as qd
 from quantdoctor.budget.worker import model_outputs
@@ -176,12 +176,11 @@ def test_cli_fix_with_a_budget_writes_model_script_json_and_an_html_pareto_plot_
     from quantdoctor.report.html import CHOSEN_COLOR, PARETO_COLOR
 
     paths = {name: tmp_path / name for name in ("fixed.tflite", "convert_fixed.py", "fix.html", "fix.json", "ov.json")}
-    completed = subprocess.run(
-        [QUANTDOCTOR, "fix", str(saved / "crushed.keras"), "--data", str(saved / "calib.npy"),
-         "--eval-data", str(saved / "eval.npy"), "--labels", str(saved / "labels.npy"), "--max-drop", "0.01",
-         "--output", str(paths["fixed.tflite"]), "--script", str(paths["convert_fixed.py"]),
-         "--html", str(paths["fix.html"]), "--json", str(paths["fix.json"]), "--model-explorer", str(paths["ov.json"])],
-        capture_output=True, text=True, timeout=900)
+    completed = run_in_process(
+        "fix", str(saved / "crushed.keras"), "--data", str(saved / "calib.npy"),
+        "--eval-data", str(saved / "eval.npy"), "--labels", str(saved / "labels.npy"), "--max-drop", "0.01",
+        "--output", str(paths["fixed.tflite"]), "--script", str(paths["convert_fixed.py"]),
+        "--html", str(paths["fix.html"]), "--json", str(paths["fix.json"]), "--model-explorer", str(paths["ov.json"]))
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
     assert "Accuracy budget:" in completed.stdout and "MET" in completed.stdout
     report = json.loads(paths["fix.json"].read_text())

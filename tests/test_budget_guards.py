@@ -4,12 +4,10 @@ the eval data (QD510) stops the search instead of being "answered" by keeping op
 
 from __future__ import annotations
 
-import subprocess
-
 import keras
 import numpy as np
 import pytest
-from helpers import QUANTDOCTOR
+from helpers import run_in_process
 
 import quantdoctor as qd
 
@@ -34,9 +32,8 @@ def files(tmp_path_factory):
 def test_fix_with_a_budget_refuses_labels_naming_missing_classes_in_compare_s_words(files):
     common = [str(files / "model.keras"), "--data", str(files / "calib.npy"), "--eval-data", str(files / "eval.npy"),
               "--labels", str(files / "labels_big.npy")]
-    fixed = subprocess.run([QUANTDOCTOR, "fix", *common, "--max-drop", "0.01"], capture_output=True, text=True,
-                           timeout=600)
-    compared = subprocess.run([QUANTDOCTOR, "compare", *common], capture_output=True, text=True, timeout=600)
+    fixed = run_in_process("fix", *common, "--max-drop", "0.01")
+    compared = run_in_process("compare", *common)
     expected = ("quantdoctor: error: label 5 names a class the model does not have: its first output has 3 classes "
                 "(0 to 2)\n")
     assert (fixed.returncode, fixed.stderr, fixed.stdout) == (2, expected, "")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run
+from helpers import run, run_in_process
 
 from quantdoctor.convert import cache
 from quantdoctor.convert.model_identity import FILES, ModelDigest
@@ -95,7 +95,7 @@ def test_the_command_refuses_a_cache_size_with_one_line_before_any_work(value, t
     never_read = tmp_path / "model.keras"
     never_read.write_bytes(b"not even a zip archive")  # read at all, it would be a model error instead
     for command in (["diagnose", str(never_read)], ["run", "--", "touch", str(tmp_path / "ran")]):
-        completed = run(*command, env={**os.environ, "QUANTDOCTOR_NO_CACHE": "0"})
+        completed = run_in_process(*command, env={**os.environ, "QUANTDOCTOR_NO_CACHE": "0"})
         assert completed.returncode == 2, completed.stderr
         assert completed.stderr.count("\n") == 1 and f"QUANTDOCTOR_CACHE_MAX_MB={value!r} is not a cache size" \
             in completed.stderr
@@ -181,7 +181,7 @@ def test_the_users_savedmodel_as_the_cache_root_is_refused_and_nothing_is_delete
                    "QUANTDOCTOR_CACHE_MAX_MB": "0.001"}
     for command in (["diagnose", str(saved_model)], ["fix", str(saved_model)],
                     ["compare", str(saved_model), "--eval-data", str(tmp_path / "calib.npy")]):
-        completed = run(*command, "--data", str(tmp_path / "calib.npy"), env=environment)
+        completed = run_in_process(*command, "--data", str(tmp_path / "calib.npy"), env=environment)
         assert completed.returncode == 2, completed.stdout + completed.stderr
         assert completed.stderr.count("\n") == 1
         assert f"refusing to use the cache directory {saved_model} (QUANTDOCTOR_CACHE_DIR): it is your input" \

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import digest, run
+from helpers import digest, run, run_in_process
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +83,13 @@ def test_codes_lists_every_catalog_entry():
     lines = run("codes").stdout.strip().splitlines()
     assert [line.split()[0] for line in lines] == list(catalog.CHECKS)
     assert len(lines) >= 25
+
+
+@pytest.mark.parametrize("args", [["explain", "QD201"], ["diagnose", "missing.keras"], ["diagnoze", "m.keras"],
+                                  ["diagnose", "{keras}", "--mode", "int4"]])
+def test_the_command_in_the_tests_process_answers_as_in_a_process_of_its_own(model_files, args):
+    """helpers.run_in_process, which most tests of the command use, gives what the installed command gives."""
+    args = [a.format(**model_files) for a in args]
+    real, in_process = run(*args), run_in_process(*args)
+    assert (in_process.returncode, in_process.stdout, in_process.stderr) == (real.returncode, real.stdout, real.stderr)
+    assert real.stdout or real.stderr

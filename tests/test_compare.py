@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import assert_finding, only, root
+from helpers import assert_finding, only, root, run_in_process
 from models import dataset_from, image_model, int8_converter, smooth_images, vectors
 
 import quantdoctor as qd
@@ -19,8 +17,6 @@ from quantdoctor.compare.metrics import ErrorStats
 from quantdoctor.diagnosis.pipeline import diagnose_with_float_twin
 from quantdoctor.errors import UsageError
 from quantdoctor.report.html import SQNR_BANDS
-
-QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
 
 
 def detector() -> keras.Model:
@@ -225,9 +221,9 @@ def test_cli_compare_writes_html_that_a_real_browser_renders_with_charts(tmp_pat
     np.save(tmp_path / "calib.npy", images[:200])
     np.save(tmp_path / "eval.npy", images[1400:1500])
     np.save(tmp_path / "labels.npy", labels[1400:1500])
-    result = subprocess.run([QUANTDOCTOR, "compare", str(tmp_path / "digits.keras"), "--data", str(tmp_path / "calib.npy"),
-                             "--eval-data", str(tmp_path / "eval.npy"), "--labels", str(tmp_path / "labels.npy"),
-                             "--html", str(tmp_path / "report.html")], capture_output=True, text=True, timeout=600)
+    result = run_in_process("compare", str(tmp_path / "digits.keras"), "--data", str(tmp_path / "calib.npy"),
+                            "--eval-data", str(tmp_path / "eval.npy"), "--labels", str(tmp_path / "labels.npy"),
+                            "--html", str(tmp_path / "report.html"))
     assert result.returncode == 0, result.stderr
     assert "accuracy quant" in result.stdout
     page = (tmp_path / "report.html").read_text()

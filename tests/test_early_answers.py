@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import digest, run
+from helpers import digest, run_in_process
 from models import (CONVERTS_KERAS_MODELS, image_model, lambda_layer, lstm_model, smooth_images, two_input_model,
                     vectors, with_layer)
 
@@ -156,8 +156,8 @@ def test_list_items_for_several_inputs_are_never_certain():
 
 def test_cli_fail_fast_streams_events_to_stdout_and_prints_the_prediction_on_stderr(user_files, tmp_path):
     before = {name: digest(path) for name, path in user_files.items()}
-    result = run("diagnose", str(user_files["keras"]), "--data", str(user_files["f64"]), "--fail-fast",
-                 "--json-stream", "-", "--json", str(tmp_path / "report.json"))
+    result = run_in_process("diagnose", str(user_files["keras"]), "--data", str(user_files["f64"]), "--fail-fast",
+                            "--json-stream", "-", "--json", str(tmp_path / "report.json"))
     assert result.returncode == 1, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [event["event"] for event in events] == ["started", "predicted", "converted", "done"]
@@ -171,10 +171,11 @@ def test_cli_fail_fast_streams_events_to_stdout_and_prints_the_prediction_on_std
 
 
 def test_cli_json_stream_file_and_fail_fast_with_no_convert_is_a_usage_error(user_files, tmp_path):
-    result = run("diagnose", str(user_files["keras"]), "--data", str(user_files["f64"]), "--fail-fast", "--no-convert")
+    result = run_in_process("diagnose", str(user_files["keras"]), "--data", str(user_files["f64"]), "--fail-fast",
+                            "--no-convert")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "quantdoctor: error: --fail-fast stops before converting, and --no-convert never converts: drop one"]
-    refused = run("diagnose", str(user_files["keras"]), "--data", str(user_files["f64"]),
-                  "--json-stream", str(user_files["f64"]))
+    refused = run_in_process("diagnose", str(user_files["keras"]), "--data", str(user_files["f64"]),
+                             "--json-stream", str(user_files["f64"]))
     assert refused.returncode == 2 and "refusing to write --json-stream" in refused.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from helpers import QUANTDOCTOR
+from helpers import run_in_process
 
 import quantdoctor as qd
 from quantdoctor.errors import UsageError
@@ -39,7 +39,7 @@ def quantdoctor(*args: str, cache: Path) -> subprocess.CompletedProcess:
     """The command with the conversion cache on in `cache`: a conversion that completed leaves an entry."""
     env = {key: value for key, value in os.environ.items() if key != "QUANTDOCTOR_NO_CACHE"}
     env["QUANTDOCTOR_CACHE_DIR"] = str(cache)
-    return subprocess.run([QUANTDOCTOR, *args], capture_output=True, text=True, timeout=600, env=env)
+    return run_in_process(*args, env=env)
 
 
 def test_every_command_refuses_misfit_eval_data_with_one_line_before_converting(files, tmp_path):
@@ -100,9 +100,8 @@ def test_named_samples_are_refused_before_converting_and_samples_in_order_on_the
 
 def test_compare_prints_its_usage_error_alone_without_a_blank_line_before_it(files, tmp_path):
     np.save(tmp_path / "labels.npy", np.zeros(5, np.int64))
-    completed = subprocess.run([QUANTDOCTOR, "compare", str(files / "model.keras"), "--data", str(files / "calib.npy"),
-                                "--eval-data", str(files / "eval_ok.npy"), "--labels", str(tmp_path / "labels.npy")],
-                               capture_output=True, text=True, timeout=600)
+    completed = run_in_process("compare", str(files / "model.keras"), "--data", str(files / "calib.npy"),
+                               "--eval-data", str(files / "eval_ok.npy"), "--labels", str(tmp_path / "labels.npy"))
     assert (completed.returncode, completed.stdout) == (2, "")
     assert completed.stderr == ("quantdoctor: error: 5 labels for 12 eval samples: give exactly one label per "
                                 "sample\n")

@@ -5,13 +5,12 @@ before converting; and a float model that beats its labels' class balance is nev
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from helpers import QUANTDOCTOR
+from helpers import run_in_process
 
 import quantdoctor as qd
 from quantdoctor.compare.preprocessing import float_failure
@@ -59,8 +58,7 @@ def test_every_command_refuses_unmeasurable_eval_data_in_one_line(files, name):
         "compare": ["compare", model, "--data", calib, "--eval-data", evaluation],
     }
     for command, args in commands.items():
-        completed = subprocess.run([QUANTDOCTOR, *args], capture_output=True, text=True, timeout=600,
-                                   env={**os.environ, "QUANTDOCTOR_NO_CACHE": "1"})
+        completed = run_in_process(*args, env={**os.environ, "QUANTDOCTOR_NO_CACHE": "1"})
         assert (completed.returncode, completed.stdout) == (2, ""), (command, completed.stderr)
         assert completed.stderr == f"quantdoctor: error: {EXPECTED[name]}\n", command
 

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from helpers import run_in_process
 from models import smooth_images, vectors
 
 from quantdoctor.audit.tflite_model import read_tflite_file
 from quantdoctor.edits import transforms
 from quantdoctor.fix.script import transform_dependencies
-
-QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
 
 
 def digest(path: Path) -> str:
@@ -49,10 +48,9 @@ def test_fix_writes_a_verified_model_and_a_script_that_reproduces_it(tmp_path):
     inputs = {name: tmp_path / name for name in ("model.keras", "calib.npz")}
     before = {name: digest(path) for name, path in inputs.items()}
 
-    result = subprocess.run([QUANTDOCTOR, "fix", "model.keras", "--data", "calib.npz",  # paths relative to fix's cwd
-                             "--mode", "int8-strict", "--io", "int8", "--output", "fixed.tflite",
-                             "--script", "convert_fixed.py", "--json", "fix.json"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    result = run_in_process("fix", "model.keras", "--data", "calib.npz",  # paths relative to fix's cwd
+                            "--mode", "int8-strict", "--io", "int8", "--output", "fixed.tflite",
+                            "--script", "convert_fixed.py", "--json", "fix.json", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("VERIFIED")
@@ -89,8 +87,8 @@ def test_fix_without_any_data_exits_1_with_what_to_change(tmp_path):
     from models import image_model
 
     image_model().save(tmp_path / "model.keras")
-    result = subprocess.run([QUANTDOCTOR, "fix", str(tmp_path / "model.keras"), "--mode", "int8-strict",
-                             "--output", str(tmp_path / "fixed.tflite")], capture_output=True, text=True, timeout=900)
+    result = run_in_process("fix", str(tmp_path / "model.keras"), "--mode", "int8-strict", "--output",
+                            str(tmp_path / "fixed.tflite"))
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stdout.startswith("NOT FIXED")
     assert "QD301  There is no calibration data at all." in result.stdout

@@ -21,6 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import run_in_process
 from hostile_names import CORPUS, FILE_NAMES, PAYLOAD_FILE, PAYLOAD_TITLE, comments, injected_calls, string_constants
 from models import smooth_images, vectors
 from rich.console import Console
@@ -94,9 +95,8 @@ def test_fix_script_for_hostile_npz_keys_runs_nothing_injected(tmp_path):
     keras.Model([wide, narrow], keras.layers.Dense(2)(merged)).save(tmp_path / "model.keras")
     np.savez(tmp_path / "calib.npz", **{keys[0]: vectors(40, 6), keys[1]: vectors(40, 3, seed=1)})
 
-    result = subprocess.run([QUANTDOCTOR, "fix", "model.keras", "--data", "calib.npz", "--output", "fixed.tflite",
-                             "--script", "convert_fixed.py", "--json", "fix.json"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    result = run_in_process("fix", "model.keras", "--data", "calib.npz", "--output", "fixed.tflite", "--script",
+                            "convert_fixed.py", "--json", "fix.json", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("VERIFIED")
     assert "\x1b" not in result.stdout and "\r" not in result.stdout  # no escape sequence passes through
@@ -120,8 +120,8 @@ def test_fix_script_for_a_hostile_input_name_in_keras_config_runs_nothing_inject
     with_payload(tmp_path / "m.keras", tmp_path / "model.keras", placeholder, name)
     np.save(tmp_path / "calib.npy", vectors(40, 8))
 
-    result = subprocess.run([QUANTDOCTOR, "fix", "model.keras", "--data", "calib.npy", "--script", "convert_fixed.py",
-                             "--json", "fix.json"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    result = run_in_process("fix", "model.keras", "--data", "calib.npy", "--script", "convert_fixed.py", "--json",
+                            "fix.json", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "\x1b" not in result.stdout and "[red]x" in result.stdout
     assert f"  QD405  input {name!r} -> {valid_tf_name(name, set())!r} by a new Input" in result.stdout
@@ -173,9 +173,8 @@ def test_compare_html_terminal_and_json_show_hostile_names_literally(tmp_path):
     np.save(tmp_path / "eval.npy", images[40:])
     page = tmp_path / "report.html"
 
-    result = subprocess.run([QUANTDOCTOR, "compare", str(model_path), "--data", "calib.npy", "--eval-data", "eval.npy",
-                             "--html", str(page), "--json", "report.json", "--fail-on", "never"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    result = run_in_process("compare", str(model_path), "--data", "calib.npy", "--eval-data", "eval.npy", "--html",
+                            str(page), "--json", "report.json", "--fail-on", "never", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     headline = result.stdout.splitlines()[0]
     assert printable(str(model_path)) in headline and "[bold red]x" in headline  # literal, markup unread

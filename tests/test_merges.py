@@ -4,19 +4,14 @@ quantization parameters of any integer model, no data needed (QD506)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from helpers import assert_finding, only, root
+from helpers import assert_finding, only, root, run_in_process
 from models import smooth_images
 
 import quantdoctor as qd
-
-QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
 
 
 def yolo_head() -> keras.Model:
@@ -62,9 +57,8 @@ def test_the_crushed_merge_is_found_without_data_in_any_integer_tflite(tmp_path)
 def test_cli_never_says_no_problems_found_for_a_detector_whose_scores_are_lost(tmp_path):
     yolo_head().save(tmp_path / "det.keras")
     np.save(tmp_path / "calib.npy", smooth_images(60))
-    result = subprocess.run([QUANTDOCTOR, "diagnose", str(tmp_path / "det.keras"), "--data", str(tmp_path / "calib.npy"),
-                             "--mode", "int8-strict", "--io", "int8", "--json", str(tmp_path / "report.json")],
-                            capture_output=True, text=True, timeout=600)
+    result = run_in_process("diagnose", str(tmp_path / "det.keras"), "--data", str(tmp_path / "calib.npy"),
+                            "--mode", "int8-strict", "--io", "int8", "--json", str(tmp_path / "report.json"))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "No problems found" not in result.stdout
     report = json.loads((tmp_path / "report.json").read_text())

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 from browser import Browser
-from helpers import QUANTDOCTOR, run
+from helpers import QUANTDOCTOR, run_in_process
 from models import vectors
 from test_budget import crushing_concat, digits  # noqa: F401 (fixtures)
 from test_compare import detector
@@ -87,7 +87,8 @@ def test_view_refuses_an_overlay_that_is_not_node_data_before_starting(compared,
     report, _, _ = compared
     (tmp_path / "model.tflite").write_bytes(report.tflite_model)
     (tmp_path / "report.json").write_text(json.dumps(report.to_dict()))
-    done = run("view", str(tmp_path / "model.tflite"), "--overlay", str(tmp_path / "report.json"), "--no-browser")
+    done = run_in_process("view", str(tmp_path / "model.tflite"), "--overlay", str(tmp_path / "report.json"),
+                          "--no-browser")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"quantdoctor: error: the overlay {tmp_path / 'report.json'} is not Model Explorer node data: write one with "
@@ -101,7 +102,8 @@ def test_view_refuses_an_overlay_written_for_another_model_before_starting(compa
     graph = next(iter(overlay))
     other = {graph: {**overlay[graph], "results": {"tensor_of_another_model": {"value": "1.0 dB"}}}}
     (tmp_path / "other.json").write_text(json.dumps(other))
-    done = run("view", str(tmp_path / "model.tflite"), "--overlay", str(tmp_path / "other.json"), "--no-browser")
+    done = run_in_process("view", str(tmp_path / "model.tflite"), "--overlay", str(tmp_path / "other.json"),
+                          "--no-browser")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"quantdoctor: error: the overlay {tmp_path / 'other.json'} names no tensor of {tmp_path / 'model.tflite'}: "
@@ -129,9 +131,9 @@ def test_model_explorer_shows_the_graph_with_the_overlay_in_headless_chromium(co
     detector().save(tmp_path / "detector.keras")
     np.save(tmp_path / "eval.npy", vectors(100, seed=3))
     (tmp_path / "detector_int8.tflite").write_bytes(report.tflite_model)
-    done = run("compare", str(tmp_path / "detector.keras"), "--eval-data",
-               str(tmp_path / "eval.npy"), "--tflite", str(tmp_path / "detector_int8.tflite"),
-               "--model-explorer", str(tmp_path / "overlay.json"), "--trust-model")
+    done = run_in_process("compare", str(tmp_path / "detector.keras"), "--eval-data",
+                          str(tmp_path / "eval.npy"), "--tflite", str(tmp_path / "detector_int8.tflite"),
+                          "--model-explorer", str(tmp_path / "overlay.json"), "--trust-model")
     assert done.returncode in (0, 1), done.stderr
     overlay = json.loads((tmp_path / "overlay.json").read_text())["main"]["results"]
     port = _free_port()
@@ -239,8 +241,8 @@ def test_view_refuses_a_port_in_use_before_starting(compared, tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = run("view", str(tmp_path / "model.tflite"), "--overlay", str(folder / "overlay.json"), "--host",
-                   "127.0.0.1", "--port", str(port), "--no-browser")
+        done = run_in_process("view", str(tmp_path / "model.tflite"), "--overlay", str(folder / "overlay.json"),
+                              "--host", "127.0.0.1", "--port", str(port), "--no-browser")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"quantdoctor: error: port {port} on 127.0.0.1 is in use: choose another --port"]

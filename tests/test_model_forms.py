@@ -10,8 +10,6 @@ converter produces.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import assert_finding, only, root
+from helpers import assert_finding, only, root, run_in_process
 from models import Projection, dataset_from, vectors
 
 import quantdoctor as qd
@@ -29,7 +27,6 @@ from quantdoctor.intake.imports import handed_over
 from quantdoctor.litert import interpreter_module
 
 Interpreter = interpreter_module().Interpreter  # LiteRT's, or tf.lite.Interpreter without it
-QUANTDOCTOR = str(Path(sys.executable).with_name("quantdoctor"))
 FEATURES = 4
 CLEAN = vectors(100, features=FEATURES)
 
@@ -235,9 +232,8 @@ def test_keras_export_converts_serving_default_only_and_is_no_qd315(tmp_path):
     assert sorted(tf.saved_model.load(path).signatures) == ["serve", "serving_default"]
     np.savez(tmp_path / "calib.npz", CLEAN)
     for extra in ([], ["--no-convert"]):
-        result = subprocess.run([QUANTDOCTOR, "diagnose", path, "--data", str(tmp_path / "calib.npz"),
-                                 "--json", str(tmp_path / "report.json"), *extra],
-                                capture_output=True, text=True, timeout=600)
+        result = run_in_process("diagnose", path, "--data", str(tmp_path / "calib.npz"), "--json",
+                                str(tmp_path / "report.json"), *extra)
         report = json.loads((tmp_path / "report.json").read_text())
         assert "QD315" not in [f["code"] for f in report["findings"]], (extra, report["findings"])
         assert report["model"]["signatures"] == ["serving_default"]

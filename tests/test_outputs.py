@@ -16,7 +16,7 @@ from pathlib import Path
 
 import keras
 import pytest
-from helpers import QUANTDOCTOR, run
+from helpers import QUANTDOCTOR, run, run_in_process
 
 from quantdoctor.errors import UsageError
 from quantdoctor.intake import output_file
@@ -132,8 +132,7 @@ def test_a_dangling_symlink_output_is_checked_where_it_points(command, option, t
     link = tmp_path / "dangling.out"
     link.symlink_to(tmp_path / "missing" / "dir" / "x.out")  # written through: its target's directory counts
     extra = ["--eval-data", str(model)] if command == "compare" else []  # compare needs eval data to start
-    args = [command, str(model), *extra, option, str(link)]
-    completed = subprocess.run([QUANTDOCTOR, *args], capture_output=True, text=True, timeout=300)
+    completed = run_in_process(command, str(model), *extra, option, str(link))
     one_line(completed, f"the directory {tmp_path / 'missing' / 'dir'} does not exist")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["dangling.out", model.name])
 

@@ -12,7 +12,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from helpers import run
+from helpers import run, run_in_process
 
 import quantdoctor as qd
 from quantdoctor.diagnosis.classify_failure import MATCHERS
@@ -116,6 +116,6 @@ def test_reduce_user_errors_are_one_line(tmp_path):
     for args, message in [(["--code", "QD1"], "code must be a finding code such as QD108, not 'QD1'"),
                           (["--repro", "clean.keras"], "clean.keras"),
                           ([], "reduce needs a failure: this model converts with no error finding")]:
-        result = run("reduce", "clean.keras", "--data", "calib.npy", *args, cwd=tmp_path)
+        result = run_in_process("reduce", "clean.keras", "--data", "calib.npy", *args, cwd=tmp_path)
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-1500:]
         assert message in result.stderr

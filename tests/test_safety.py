@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from helpers import QUANTDOCTOR, digest, root, run
+from helpers import QUANTDOCTOR, digest, root, run, run_in_process
 from models import smooth_images, vectors
 
 import quantdoctor as qd
@@ -72,14 +72,14 @@ def lambda_files(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("kind", ["keras", "h5"])
 def test_a_model_with_lambda_layers_is_refused_and_its_code_never_runs(lambda_files, kind):
-    result = run("diagnose", str(lambda_files[kind]), "--data", str(lambda_files["npz"]))
+    result = run_in_process("diagnose", str(lambda_files[kind]), "--data", str(lambda_files["npz"]))
     one_line_error(result, f"lambda.{kind} contains Lambda layers ('payload'): loading them runs Python code "
                            "stored in the file. If you trust this file, pass --trust-model")
     assert not lambda_files["marker"].exists()
 
 
 def test_a_trusted_model_with_lambda_layers_is_loaded_and_converted(lambda_files):
-    result = run("diagnose", str(lambda_files["h5"]), "--data", str(lambda_files["npz"]), "--trust-model")
+    result = run_in_process("diagnose", str(lambda_files["h5"]), "--data", str(lambda_files["npz"]), "--trust-model")
     assert result.returncode == 0, result.stdout + result.stderr
     assert lambda_files["marker"].exists()
     lambda_files["marker"].unlink()
@@ -153,7 +153,7 @@ def test_an_output_on_or_inside_an_input_is_refused(user_files, tmp_path, option
         os.link(user_files["keras"], folder / "model_hardlink.tflite")
     before = hashes(*user_files.values())
     model = user_files["saved_model"] if target.startswith("saved_model") else user_files["keras"]
-    result = run("diagnose", str(model), "--data", str(user_files["npz"]), option, str(folder / target))
+    result = run_in_process("diagnose", str(model), "--data", str(user_files["npz"]), option, str(folder / target))
     one_line_error(result, f"refusing to write {option} {folder / target}: it ")
     assert "your input" in result.stderr
     assert hashes(*user_files.values()) == before
@@ -167,7 +167,7 @@ def test_an_output_on_or_inside_an_input_is_refused(user_files, tmp_path, option
 def test_two_outputs_writing_to_one_place_are_refused(user_files, tmp_path, first, second):
     (tmp_path / "out").mkdir()
     args = [arg for option, path in (first, second) for arg in (option, str(tmp_path / path))]
-    result = run("diagnose", str(user_files["keras"]), "--data", str(user_files["npz"]), *args)
+    result = run_in_process("diagnose", str(user_files["keras"]), "--data", str(user_files["npz"]), *args)
     one_line_error(result, "would write to the same place")
     assert list((tmp_path / "out").iterdir()) == []
 
@@ -185,8 +185,8 @@ def test_keep_workdir_keeps_an_empty_shared_directory_as_it_is(user_files, tmp_p
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o1777)
-    result = run("diagnose", str(user_files["keras"]), "--data", str(user_files["npz"]), "--keep-workdir",
-                 str(shared), "--no-convert")
+    result = run_in_process("diagnose", str(user_files["keras"]), "--data", str(user_files["npz"]), "--keep-workdir",
+                            str(shared), "--no-convert")
     assert result.returncode == 0, result.stdout + result.stderr
     assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
     assert json.loads((shared / "request.json").read_text())["convert"] is False
@@ -199,7 +199,7 @@ def test_keep_workdir_refuses_a_directory_holding_the_users_files(user_files, tm
     data = folder / "calibration.npz"  # the very name the worker's copy of the data has
     data.write_bytes(user_files["npz"].read_bytes())
     before = hashes(folder)
-    result = run("diagnose", str(user_files["keras"]), "--data", str(data), "--keep-workdir", str(folder))
+    result = run_in_process("diagnose", str(user_files["keras"]), "--data", str(data), "--keep-workdir", str(folder))
     one_line_error(result, f"--keep-workdir {folder} is not empty: name a new or empty directory")
     assert hashes(folder) == before and [p.name for p in folder.iterdir()] == ["calibration.npz"]
 
@@ -343,7 +343,7 @@ def test_impossible_limits_are_usage_errors(user_files, options, message):
 
 
 def test_a_huge_memory_limit_is_one_line_on_the_command_line(user_files):
-    result = run("diagnose", str(user_files["keras"]), "--memory-limit", "99999999999999")
+    result = run_in_process("diagnose", str(user_files["keras"]), "--memory-limit", "99999999999999")
     one_line_error(result, "memory limit 99999999999999 MB is out of range: give a whole number of MB from 256 to")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run
+from helpers import run, run_in_process
 from models import CONVERTS_KERAS_MODELS, smooth_images, vectors, with_layer
 
 from quantdoctor import catalog, environment, tf_private
@@ -84,8 +84,8 @@ def platform_version() -> str:
 
 
 def test_diagnose_report_header_carries_the_environment_and_findings_their_verification(user_files, tmp_path):
-    result = run("diagnose", str(user_files["model"]), "--data", str(user_files["npy64"]),
-                 "--json", str(tmp_path / "report.json"))
+    result = run_in_process("diagnose", str(user_files["model"]), "--data", str(user_files["npy64"]),
+                            "--json", str(tmp_path / "report.json"))
     assert result.returncode == 1, result.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     header = report["environment"]
@@ -104,25 +104,26 @@ def test_diagnose_report_header_carries_the_environment_and_findings_their_verif
 
 def test_audit_reads_the_converted_model(user_files, tmp_path):
     model = tmp_path / "model.tflite"
-    converted = run("diagnose", str(user_files["model"]), "--data", str(user_files["npy"]), "--mode", "int8-strict",
-                    "--output", str(model))
+    converted = run_in_process("diagnose", str(user_files["model"]), "--data", str(user_files["npy"]), "--mode",
+                               "int8-strict", "--output", str(model))
     assert converted.returncode == 0, converted.stdout + converted.stderr
-    result = run("audit", str(model), "--target", "int8-accelerator", "--json", str(tmp_path / "audit.json"))
+    result = run_in_process("audit", str(model), "--target", "int8-accelerator", "--json", str(tmp_path / "audit.json"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads((tmp_path / "audit.json").read_text())["audit"]["fully_integer"] is True
 
 
 def test_compare_runs_both_models_in_the_installed_interpreter(user_files, tmp_path):
-    result = run("compare", str(user_files["model"]), "--data", str(user_files["npy"]), "--eval-data",
-                 str(user_files["eval"]), "--json", str(tmp_path / "compare.json"))
+    result = run_in_process("compare", str(user_files["model"]), "--data", str(user_files["npy"]), "--eval-data",
+                            str(user_files["eval"]), "--json", str(tmp_path / "compare.json"))
     assert result.returncode == 0, result.stdout + result.stderr
     comparison = json.loads((tmp_path / "compare.json").read_text())["comparison"]
     assert comparison["samples"] == 20 and comparison["end_to_end"]["sqnr_db"] > 10
 
 
 def test_fix_repairs_float64_samples_and_verifies(user_files, tmp_path):
-    result = run("fix", str(user_files["model"]), "--data", str(user_files["npy64"]), "--mode", "int8-strict",
-                 "--output", str(tmp_path / "fixed.tflite"), "--json", str(tmp_path / "fix.json"))
+    result = run_in_process("fix", str(user_files["model"]), "--data", str(user_files["npy64"]), "--mode",
+                            "int8-strict", "--output", str(tmp_path / "fixed.tflite"), "--json",
+                            str(tmp_path / "fix.json"))
     assert result.returncode == 0, result.stdout + result.stderr
     document = json.loads((tmp_path / "fix.json").read_text())
     assert document["verified"] is True and "QD201" in {r["code"] for r in document["applied"]}
@@ -157,7 +158,7 @@ def test_run_diagnoses_a_script_conversion(user_files, tmp_path):
 
 
 def test_demo_runs_on_the_installed_release(tmp_path):
-    result = run("demo", cwd=tmp_path)
+    result = run_in_process("demo", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "QD" in result.stdout and "Traceback" not in result.stderr
 
