@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import digest, run, run_in_process
+from helpers import QUANTDOCTOR, digest, run, run_in_process
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,15 @@ def test_explain_prints_the_documented_sections():
     for section in ("QD103 rnn-tensorlist-dynamic-batch", "What it detects", "Why it matters", "Example", "Fix",
                     "unroll=True", "_experimental_lower_tensor_list_ops = False"):
         assert section in result.stdout
+
+
+def test_a_reader_that_goes_away_is_exit_141_not_the_findings_exit_1():
+    """`quantdoctor ... | head -1`: the output's reader closes the pipe; the command ends as a process killed by
+    SIGPIPE does (141), silently, where rich's own exit 1 read as "findings at or above --fail-on"."""
+    process = subprocess.Popen([QUANTDOCTOR, "explain", "QD103"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # no reader: the first write fails with EPIPE
+    assert process.wait(timeout=120) == 141 and process.stderr.read() == b""
+    process.stderr.close()
 
 
 def test_codes_lists_every_catalog_entry():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Iterator
@@ -56,8 +57,18 @@ except ImportError:  # older typer depends on click itself
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Why does my TensorFlow model fail to quantize for LiteRT, and how do I fix it?")
-out = Console(highlight=False, soft_wrap=True)  # lines are never cut or re-wrapped: code stays copyable
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+class _Console(Console):
+    """rich's Console, exiting as a process killed by SIGPIPE (128 + 13) when the reader of its output goes away
+    (`quantdoctor diagnose ... | head -1`): rich's own exit 1 would read as "findings at or above --fail-on"."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(128 + signal.SIGPIPE)
+
+
+out = _Console(highlight=False, soft_wrap=True)  # lines are never cut or re-wrapped: code stays copyable
+err = _Console(stderr=True, highlight=False, soft_wrap=True)
 FAIL_ON = (*SEVERITIES, "never")
 MODEL_EXPLORER_HELP = ("Write a Model Explorer overlay (node data JSON) here: per-layer SQNR and causes on the "
                        "quantized model's tensors; open it with `quantdoctor view`.")
