@@ -232,6 +232,9 @@ def test_fix_writes_an_aeq_recipe_that_meets_the_budget_and_reproduces_the_model
     assert kept and len(kept) == len(result["kept_float"]) < 3
     assert all(e["algorithm_key"] in ("no_quantize", "min_max_uniform_quantize") for e in kept)
     assert "AEQ run afresh with it made the same model" in done.stdout
+    reported = [f for f in result["report"]["findings"] if f["severity"] != "info"]  # the terminal says what JSON does
+    assert reported and done.stdout.count("\n  QD") == len(reported) and "Still reported" in done.stdout
+    assert all(f"  {f['code']}  {f['severity']}  " in done.stdout for f in reported)
     # the recipe JSON, run by AEQ itself in a fresh process, makes exactly the model written
     again = qd.diagnose(models["exp"], models["vectors"], aeq_recipe=recipe)
     assert again.tflite_model == output.read_bytes()

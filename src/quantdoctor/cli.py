@@ -404,6 +404,12 @@ def _fix_float_tflite(model: Path, data: Optional[Path], eval_data: Optional[Pat
               markup=False, soft_wrap=True)
     for kept in result.kept:  # tensor names from the user's file: shown literally
         out.print(printable(f"  kept {kept['as']}: {kept['tensor']}"), markup=False, soft_wrap=True)
+    reported = [f for f in result.report.findings if f.severity != "info"] if result.report else []
+    if reported:  # the diagnosis of the model the written recipe makes, as the JSON report has it
+        out.print("Still reported", style="bold", markup=False)
+        for finding in reported:
+            out.print(printable(f"  {finding.code}  {finding.severity}  {finding.title}: {finding.message}"),
+                      markup=False, soft_wrap=True)
     out.print(printable(f"Recipe written to {recipe_path}; AEQ run afresh with it "
                         f"{'made the same model' if result.verified else 'made a different model'}"),
               markup=False, soft_wrap=True)
