@@ -24,7 +24,7 @@ CORPUS: dict[str, str] = {
     "newline": f"line one\n{_RUN}\n#",
     "carriage return": f"before\r{_RUN}\r\n",
     "backslashes": "C:\\new\\N{x}\\x\\u12\\",
-    "hash": f"# not a comment {{{{}}}} %s %(name)s {{0}}",
+    "hash": "# not a comment {{}} %s %(name)s {0}",
     "unicode": "ünïcødé 名前 \u202eevil\u202c ☃",
     "rich markup": "[/red][bold red]loud[/bold red][link=file:///etc/passwd]link[/link]",
     "ansi escapes": "\x1b[31mred\x1b[0m \x1b]8;;file:///etc/passwd\x1b\\link\x1b]8;;\x1b\\ \x1b[2J",

@@ -260,8 +260,9 @@ def test_fix_on_a_float_tflite_shows_the_files_tensor_names_and_its_path_literal
                   renamed(models["exp"].read_bytes(), lambda _, name: name + hostile))
     np.savez(tmp_path / "eval.npz", features=vectors(16, seed=1))
     report = tmp_path / "fix.json"
-    done = run("fix", str(model), "--data", str(models["vectors"]), "--eval-data", str(tmp_path / "eval.npz"),
-               "--min-sqnr", "9.1", "--recipe", str(tmp_path / "recipe.json"), "--json", str(report))
+    done = run_in_process("fix", str(model), "--data", str(models["vectors"]), "--eval-data",
+                          str(tmp_path / "eval.npz"), "--min-sqnr", "9.1", "--recipe", str(tmp_path / "recipe.json"),
+                          "--json", str(report))
     assert done.returncode == 0, done.stdout + done.stderr
     kept = json.loads(report.read_text())["kept_float"]
     assert kept and all(k["tensor"].endswith(hostile) for k in kept)  # the JSON keeps them exactly
@@ -273,9 +274,9 @@ def test_fix_on_a_float_tflite_shows_the_files_tensor_names_and_its_path_literal
 
 
 def test_fix_on_a_float_tflite_refuses_outputs_it_never_writes(models, tmp_path):
-    done = run("fix", str(models["exp"]), "--data", str(models["vectors"]), "--eval-data", str(models["vectors"]),
-               "--min-sqnr", "9", "--recipe", str(tmp_path / "recipe.json"), "--script", str(tmp_path / "fix.py"),
-               "--html", str(tmp_path / "fix.html"))
+    done = run_in_process("fix", str(models["exp"]), "--data", str(models["vectors"]), "--eval-data",
+                          str(models["vectors"]), "--min-sqnr", "9", "--recipe", str(tmp_path / "recipe.json"),
+                          "--script", str(tmp_path / "fix.py"), "--html", str(tmp_path / "fix.html"))
     assert done.returncode == 2 and not (tmp_path / "recipe.json").exists()
     assert done.stderr == ("quantdoctor: error: --script and --html apply to Keras and SavedModel models: fix on a "
                            "float .tflite writes --recipe, --output, --json and --model-explorer\n")

@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import digest, run_in_process
-from models import (CONVERTS_KERAS_MODELS, image_model, lambda_layer, lstm_model, smooth_images, two_input_model,
-                    vectors, with_layer)
+from models import (
+    CONVERTS_KERAS_MODELS,
+    image_model,
+    lambda_layer,
+    lstm_model,
+    smooth_images,
+    two_input_model,
+    vectors,
+    with_layer,
+)
 
 import quantdoctor as qd
 from quantdoctor import catalog

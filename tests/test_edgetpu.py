@@ -125,8 +125,8 @@ def test_float_input_and_output_are_converted_on_the_cpu_without_cutting_the_mod
         "without cutting it). Give the model int8 or uint8 inputs and outputs (--io int8, or --io uint8) to keep the "
         "conversions off the CPU.")
     assert render_plain(report).splitlines()[1] == (
-        f"Edge TPU, predicted (not compiled): 3 of 5 op(s) on the Edge TPU; 2 op(s) on the CPU before or after the "
-        f"Edge TPU's part")
+        "Edge TPU, predicted (not compiled): 3 of 5 op(s) on the Edge TPU; 2 op(s) on the CPU before or after the "
+        "Edge TPU's part")
 
 
 @pytest.mark.code("QD122")

@@ -6,8 +6,16 @@ import keras
 import pytest
 import tensorflow as tf
 from helpers import assert_finding, only, root
-from models import (dataset_from, int8_converter, keras_converter, keras_source, lambda_layer, lstm_model, vectors,
-                    with_layer)
+from models import (
+    dataset_from,
+    int8_converter,
+    keras_converter,
+    keras_source,
+    lambda_layer,
+    lstm_model,
+    vectors,
+    with_layer,
+)
 
 import quantdoctor as qd
 from quantdoctor.environment import current
