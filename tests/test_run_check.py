@@ -173,3 +173,29 @@ def test_an_output_channel_crushed_by_a_larger_one_is_lost_though_the_whole_outp
     compared = qd.compare(model, vectors(50, 4), eval_data=vectors(20, 4, seed=3))
     lost = only(compared, "QD518")  # measured again on the eval data: reported once
     assert lost.evidence["lost_channels"] == [1] and lost.message.startswith("Over the eval samples")
+
+
+@pytest.mark.code("QD518")
+def test_an_output_that_loses_most_of_its_channels_is_an_error_and_never_verified():
+    """Three small scores beside a fourth held at -1000 (one scale for all four): the three round to a constant.
+    The output's SQNR is high and its values are no probabilities, yet it says nothing of what the float model
+    says: an error in diagnose and compare. fix called the plain INT8 model verified, its budget "met" by the whole
+    output's SQNR (79 dB): it now judges every channel and keeps the head float."""
+    fresh_names()
+    inputs = keras.Input((8,))
+    head = keras.layers.Dense(4)
+    model = keras.Model(inputs, head(inputs))
+    kernel = np.random.default_rng(3).normal(size=(8, 4)).astype(np.float32) * 0.01
+    kernel[:, 3] = 0.0
+    head.set_weights([kernel, np.array([0.0, 0.0, 0.0, -1000.0], np.float32)])
+
+    report = qd.diagnose(model, vectors(120, 8))
+    finding = only(report, "QD518")
+    assert_finding(finding, "QD518", "accuracy", "error", layer="dense")
+    assert finding.evidence["lost_channels"] == [0, 1, 2] and finding.evidence["channels"] == 4
+    compared = only(qd.compare(model, vectors(120, 8), eval_data=vectors(60, 8, seed=4)), "QD518")
+    assert compared.severity == "error" and compared.evidence["lost_channels"] == [0, 1, 2]
+    fixed = qd.fix(model, vectors(120, 8), eval_data=vectors(60, 8, seed=4))
+    budget = fixed.after.budget
+    assert budget["objective"]["description"] == "every output channel SQNR at least 12 dB"
+    assert budget["int8_value"] < 12 and budget["chosen"]["float_ops"] == 1 and fixed.verified

@@ -6,7 +6,9 @@
   `outputs` is the array of a single-output model, else the list of output arrays in the model's
   order): at most `max_drop` below the float model's score.
 - With `min_sqnr` (dB): every output keeps at least that SQNR against the float outputs
-  (regression-style models, where no top-1 applies).
+  (regression-style models, where no top-1 applies); `per_channel`, every channel (last axis) of
+  every output that carries signal does (what fix asks when most of an output's channels were lost,
+  QD518: the whole output's SQNR does not see them).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from quantdoctor.compare.labels import metric_number
 from quantdoctor.errors import UsageError
 from quantdoctor.intake import options
-from quantdoctor.runtime.measures import MAX_SQNR_DB, sqnr_db
+from quantdoctor.runtime.measures import MAX_SQNR_DB, sqnr_db, worst_channel_sqnr_db
 
 Metric = Callable[[Any, Any], float]
 _MAX_DROP = 1e6
@@ -37,6 +39,7 @@ class Objective:
     metric: Metric | None
     float_outputs: list[np.ndarray] | None = None
     reference: float | None = None
+    per_channel: bool = False
 
     @classmethod
     def create(cls, *, max_drop: float | None, min_sqnr: float | None, labels: np.ndarray | None,
@@ -68,7 +71,8 @@ class Objective:
     def score(self, outputs: list[np.ndarray]) -> float:
         """The number a variant (or the float model) gets for its outputs on the eval samples."""
         if self.name == "sqnr_db":
-            return min(sqnr_db(reference, value) for reference, value in zip(self.float_outputs, outputs))
+            judged = worst_channel_sqnr_db if self.per_channel else sqnr_db
+            return min(judged(reference, value) for reference, value in zip(self.float_outputs, outputs))
         if self.name == "metric":
             return metric_number(self.metric(self.labels, outputs[0] if len(outputs) == 1 else outputs))
         top1 = outputs[0].reshape(len(outputs[0]), -1).argmax(-1)
@@ -84,7 +88,7 @@ class Objective:
     def describe(self) -> str:
         """The budget in words, e.g. "accuracy at most 0.01 below the float model's 0.9500"."""
         if self.min_sqnr is not None:
-            return f"output SQNR at least {self.min_sqnr:g} dB"
+            return f"{'every output channel' if self.per_channel else 'output'} SQNR at least {self.min_sqnr:g} dB"
         what = f"{self.name.replace('_', ' ')} at most {self.max_drop:g} below the float model's"
         return f"{what} {self.reference:.4f}" if self.reference is not None else what
 

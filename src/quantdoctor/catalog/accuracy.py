@@ -40,6 +40,12 @@ def lost_channels_text(output: str, lost: list[int], sqnr_db: float, where: str)
             "its scale.")
 
 
+def lost_channels_severity(lost: list[int], channels: int | None) -> str | None:
+    """QD518's severity: an error when most of the output's channels (last axis) are lost, since the output then
+    keeps less of what the float model says than it loses; else the catalog's warning (None)."""
+    return "error" if channels and 2 * len(lost) > channels else None
+
+
 def drift_text(output: str, state: str, numbers: dict, where: str) -> str:
     """QD519's message: how far a quantized output strays from the float one, in the numbers that decided it."""
     parts = [f"keeps an SQNR of {numbers['sqnr_db']:.1f} dB against the float model"]
@@ -248,8 +254,10 @@ CHECKS = (
                 "Outputs whose float values all lie in [0, 1] (probabilities) are left out.",
         why="One int8 scale serves the whole output, and the largest channel sets it: a regression head "
             "with one target in the hundreds and one around 0.1 rounds the small one to a constant. A "
-            "warning, not an error: a channel the model predicts as noise around 0 (an autoencoder's blank "
-            "border pixels) loses nothing real.",
+            "warning, not an error, while most channels survive: a channel the model predicts as noise around 0 "
+            "(an autoencoder's blank border pixels) loses nothing real. An error when most channels are lost "
+            "(3 of 4 outputs crushed under a fourth held at -1000): the output no longer says what the float "
+            "model says, whatever its SQNR.",
         example="outputs = keras.layers.Dense(2)(features)   # targets: a price in the hundreds, a rate near 0.1",
         fix="If those channels matter, give them a range of their own: scale the targets so the channels "
             "share a range (and undo it after inference), split them into a second output, or keep the "

@@ -15,6 +15,7 @@ from quantdoctor.catalog.accuracy import (
     collapse_fix,
     drift_text,
     keep_float_code,
+    lost_channels_severity,
     lost_channels_text,
     merge_fix,
     outputs_degrade,
@@ -187,8 +188,9 @@ def _output_findings(output_stats: list[dict[str, Any]], agreements: list[float 
                                    "Over the eval samples"),
                 location=where,
                 evidence={"sqnr_db": output["sqnr_db"], "float_range": output["float_range"],
-                          "lost_channels": output["lost_channels"]},
-                fix_code=keep_float_code([output["tensor"]])))
+                          "lost_channels": output["lost_channels"], "channels": output.get("channels")},
+                fix_code=keep_float_code([output["tensor"]]),
+                severity=lost_channels_severity(output["lost_channels"], output.get("channels"))))
     return findings
 
 

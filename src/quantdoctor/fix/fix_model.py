@@ -173,9 +173,11 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
                                                io=io, select_tf_ops=select_tf_ops, max_samples=max_samples)
         budget = None
         if objective is None and _searchable(rounds) and _output_broken(rounds, target):
-            # QD504/QD507/QD519 on a target that runs float ops: the float fallback that makes the outputs
-            # follow the float model again (an SQNR floor at what OK means), on the eval data or the samples
+            # QD504/QD507/QD518/QD519 on a target that runs float ops: the float fallback that makes the outputs
+            # follow the float model again (an SQNR floor at what OK means, per channel when most of an output's
+            # channels were lost: the whole output's SQNR does not see them), on the eval data or the samples
             objective = budget_objective(None, FOLLOWS_SQNR_DB, None, None, evaluation or rounds.calibration)
+            objective.per_channel = any(f.code == "QD518" and f.severity == "error" for f in rounds.after.findings)
             evaluation = evaluation or rounds.calibration
         wrong = _float_model_wrong(rounds) if objective is not None else []
         if objective is not None and not wrong and _searchable(rounds):
@@ -221,7 +223,7 @@ def _measured(result: FixResult, budget: BudgetOutcome | None, evaluation: Calib
 
 
 def _output_broken(rounds: Rounds, target: str | None) -> bool:
-    """An output error (QD504, QD507, QD519) on a target where ops may stay float, with samples to measure on."""
+    """An output error (QD504, QD507, QD518, QD519) on a target where ops may stay float, with samples to measure on."""
     return allows_float_ops(target) and rounds.calibration is not None and bool(rounds.calibration.samples) and \
         any(f.code in DEGRADED_OUTPUT and f.severity == "error" for f in rounds.after.findings)
 

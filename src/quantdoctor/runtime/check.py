@@ -147,6 +147,7 @@ def _output_numbers(detail: dict[str, Any], reference_rows: list[np.ndarray],
     return {"name": detail["name"], "dtype": np.dtype(detail["dtype"]).name, "scale": float(scale),
             "zero_point": int(zero_point), "sqnr_db": round(db(float(np.sum(reference ** 2)), noise), 3),
             "collapsed": collapsed(float(np.var(reference)), float(np.var(values))),
+            "channels": None if by_channel is None else len(by_channel[0]),
             "lost_channels": lost_channel_indices(*by_channel) if by_channel is not None else [],
             "worst_channel_sqnr_db": None if by_channel is None else
             round(min(db(s, n) for s, n in zip(*by_channel)), 3),

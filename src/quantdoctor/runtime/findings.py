@@ -14,6 +14,7 @@ from quantdoctor.catalog.accuracy import (
     collapse_fix,
     drift_text,
     keep_float_code,
+    lost_channels_severity,
     lost_channels_text,
     outputs_degrade,
     probability_grid_note,
@@ -141,11 +142,12 @@ def _output_findings(outputs: list[dict[str, Any]], rows: int, produced: TFLiteM
                 fix_code=keep_float_code([output["name"]])))
         if state in ("drifts", "follows") and output.get("lost_channels") and \
                 not holds_probabilities(*output["float_range"]):
-            evidence["lost_channels"] = output["lost_channels"]
+            evidence.update(lost_channels=output["lost_channels"], channels=output.get("channels"))
             findings.append(catalog.get("QD518").finding(
                 lost_channels_text(name, output["lost_channels"], output["sqnr_db"],
                                    f"On {rows} calibration sample(s)"),
-                location=where, evidence=evidence, fix_code=keep_float_code([output["name"]])))
+                location=where, evidence=evidence, fix_code=keep_float_code([output["name"]]),
+                severity=lost_channels_severity(output["lost_channels"], output.get("channels"))))
     return findings
 
 

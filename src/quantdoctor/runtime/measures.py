@@ -32,6 +32,17 @@ def sqnr_db(reference: np.ndarray, value: np.ndarray) -> float:
     return db(float(np.sum(reference ** 2)), float(np.sum((value - reference) ** 2)))
 
 
+def worst_channel_sqnr_db(reference: np.ndarray, value: np.ndarray) -> float:
+    """The lowest SQNR of `value` against `reference` among the channels (last axis) that carry signal, in dB
+    (computed in float64); the whole tensor's when none does."""
+    reference, value = reference.astype(np.float64), value.astype(np.float64)
+    width = reference.shape[-1] if reference.ndim else 1
+    signal = np.sum(reference.reshape(-1, width) ** 2, axis=0)
+    noise = np.sum((value - reference).reshape(-1, width) ** 2, axis=0)
+    live = [db(float(s), float(n)) for s, n in zip(signal, noise) if s > EPS]
+    return min(live) if live else sqnr_db(reference, value)
+
+
 def varies(low: float, high: float) -> bool:
     """True when float values from `low` to `high` move by more than a sliver of their magnitude (a
     model whose output is the same for every input has nothing for quantization to lose)."""
