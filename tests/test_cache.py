@@ -102,6 +102,17 @@ def test_the_command_refuses_a_cache_size_with_one_line_before_any_work(value, t
     assert not (tmp_path / "ran").exists()
 
 
+def test_a_cache_directory_that_is_a_file_is_refused_with_one_line(tmp_path, monkeypatch):
+    """QUANTDOCTOR_CACHE_DIR naming a regular file turned the cache off without a word."""
+    (tmp_path / "not_a_dir").write_text("mine")
+    never_read = tmp_path / "model.keras"
+    never_read.write_bytes(b"not even a zip archive")  # read at all, it would be a model error instead
+    environment = {**os.environ, "QUANTDOCTOR_NO_CACHE": "0", "QUANTDOCTOR_CACHE_DIR": str(tmp_path / "not_a_dir")}
+    completed = run_in_process("diagnose", str(never_read), env=environment)
+    assert completed.returncode == 2 and completed.stderr.count("\n") == 1
+    assert "is not a directory" in completed.stderr and (tmp_path / "not_a_dir").read_text() == "mine"
+
+
 @pytest.mark.parametrize("value, megabytes", [("", DEFAULT_MAX_MB), ("0", 0), ("2.5", 2.5)])
 def test_cache_sizes(value, megabytes, monkeypatch):
     monkeypatch.setenv("QUANTDOCTOR_CACHE_MAX_MB", value)

@@ -60,6 +60,9 @@ def check_cache_root(inputs: Iterable[Any], outputs: Mapping[str, Any]) -> None:
     settings = cache_settings()
     if settings.root is None:
         return
+    if settings.root.exists() and not settings.root.is_dir():  # the cache would silently stay off
+        raise UsageError(f"the cache directory {settings.root} ({settings.origin}) is not a directory; point "
+                         "QUANTDOCTOR_CACHE_DIR at a directory of its own, or set QUANTDOCTOR_NO_CACHE=1")
     named = [(f"input {path}", Path(path)) for path in inputs if isinstance(path, (str, Path))]
     named += [(f"output {option} {path}", Path(path)) for option, path in outputs.items() if path is not None]
     for what, path in named:
