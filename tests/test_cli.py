@@ -52,7 +52,7 @@ def test_fail_on_never_exits_0_even_with_errors(model_files):
     (["diagnose", "{keras}", "--data", "missing.npz"], "calibration data not found"),
     (["diagnose", "{keras}", "--output", "{keras}"], "refusing to write --output"),
     (["diagnose", "{keras}", "--fail-on", "sometimes"], "unknown --fail-on"),
-    (["explain", "QD999"], "unknown code"),
+    (["explain", "qd999\x1b[31m"], "unknown code 'qd999\\x1b[31m'"),  # the text as given, escaped
 ])
 def test_user_errors_are_one_line_and_exit_2(model_files, args, message):
     result = run(*[a.format(**model_files) for a in args])

@@ -35,10 +35,9 @@ RENUMBERED = {"QD325": "QD113"}  # an op without a 16x8 kernel is about kernels,
 def get(code: str) -> Check:
     """The check with this code (case-insensitive, renumbered codes followed); a UsageError names the
     valid codes otherwise."""
-    code = RENUMBERED.get(code.upper(), code.upper())
-    check = CHECKS.get(code)
+    check = CHECKS.get(RENUMBERED.get(code.upper(), code.upper()))
     if check is None:
-        raise UsageError(f"unknown code '{code}': run `quantdoctor codes` for the list")
+        raise UsageError(f"unknown code {code!r}: run `quantdoctor codes` for the list")
     return check
 
 
