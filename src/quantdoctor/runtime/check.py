@@ -25,8 +25,8 @@ from quantdoctor.litert import interpreter_package, new_interpreter
 from quantdoctor.runtime.feed import Feeder, ModelInput, fitted_rows
 from quantdoctor.runtime.measures import collapsed, db, lost_channel_indices, reads_as_class_scores, top1_agreement
 
-# Calibration rows the check runs: enough to see an output collapse, and a classifier whose top-1 class changes on
-# 1 input in 6 (4 or more changes: `measures.FOLLOWS_TOP1`), which 8 rows would pass as OK; cheap on any model.
+# Calibration rows the check runs: enough to see an output collapse, and to show a classifier's 90% top-1 agreement
+# (`measures.output_state`: 31 or 32 agreeing rows of 32 do, 30 do not; no count of 8 rows could); cheap on any model.
 ROWS = 32
 
 Record = Callable[[dict[str, Any]], None]
