@@ -28,6 +28,7 @@ from quantdoctor.report.model import Finding, Location
 from quantdoctor.runtime.measures import (
     FOLLOWS_TOP1,
     MAX_SQNR_DB,
+    SUGGESTED_ROWS,
     TOP1_CONFIDENCE,
     agreeing_rows_to_show,
     holds_probabilities,
@@ -48,7 +49,6 @@ TENSOR_SQNR_DB = 20.0        # ... and whose whole tensor is poor too (a crushed
 MAX_OUTLIERS = 3             # the worst few: the ranked table has the rest
 CLIPPED_FRACTION = 0.01
 MERGE_RANGE_RATIO = 50.0
-MORE_ROWS = 100              # the fewest eval rows QD519 suggests when the rows measured show too little
 _MERGE_OPS = ("CONCATENATION", "ADD", "PACK")
 
 
@@ -181,7 +181,7 @@ def _output_findings(output_stats: list[dict[str, Any]], agreements: list[float 
                         "float_range": output["float_range"], **top1_counts(agreement, samples)}
             fix = _lost_signal_fix(layer_codes)
             if state == "unshown":
-                more = max(MORE_ROWS, 2 * samples)
+                more = max(SUGGESTED_ROWS, 2 * samples)
                 fix = unshown_fix(in_compare=True, shown_by=(agreeing_rows_to_show(more), more),
                                   follows_top1=FOLLOWS_TOP1, otherwise=fix)
             findings.append(catalog.get("QD519").finding(

@@ -28,7 +28,7 @@ from quantdoctor.runtime.measures import collapsed, db, lost_channel_indices, re
 # Calibration rows the check runs: enough for a classifier's top-1 agreement to show 90% without a perfect count
 # (`measures.output_state`: 95 agreeing rows of 100 do; of 32 rows only 32 do, and 31 pass as one change that proves
 # nothing: ResNet50 with random weights keeps 31 of its first 32 while 84% of unseen images agree). Each row runs the
-# quantized and the float model once: under a second on small models, seconds on a 224 px ResNet50.
+# quantized and the float model once; `audit.run_check.seconds` says what that cost.
 ROWS = 100
 
 Record = Callable[[dict[str, Any]], None]

@@ -30,6 +30,7 @@ from quantdoctor.runtime.check import check_rows
 from quantdoctor.runtime.feed import tflite_inputs
 from quantdoctor.runtime.measures import (
     FOLLOWS_TOP1,
+    SUGGESTED_ROWS,
     TOP1_CONFIDENCE,
     agreeing_rows_to_show,
     holds_probabilities,
@@ -41,7 +42,6 @@ from quantdoctor.runtime.measures import (
 _NODE = re.compile(r"Node number (\d+) \((\w+)\) failed to (prepare|invoke)")
 _STAGE_WORDS = {"loading": "loading the model", "allocating": "allocating its tensors (preparing every op)",
                 "invoking": "running it"}
-HELD_OUT_ROWS = 100  # the eval rows QD519 suggests measuring on when the calibration rows show too little
 INT8_INSTEAD = ("# or quantize to int8 instead of 16x8:\n"
                 "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]")
 
@@ -147,7 +147,7 @@ def _output_findings(outputs: list[dict[str, Any]], rows: int, produced: TFLiteM
             evidence.update(top1_counts(output.get("top1_agreement"), rows))
             fix = None
             if state == "unshown":
-                fix = unshown_fix(in_compare=False, shown_by=(agreeing_rows_to_show(HELD_OUT_ROWS), HELD_OUT_ROWS),
+                fix = unshown_fix(in_compare=False, shown_by=(agreeing_rows_to_show(SUGGESTED_ROWS), SUGGESTED_ROWS),
                                   follows_top1=FOLLOWS_TOP1, otherwise="Keep the output head in float (code below), "
                                   "or recalibrate on more representative samples.")
             findings.append(catalog.get("QD519").finding(

@@ -68,6 +68,7 @@ FOLLOWS_SQNR_DB = 12.0  # under this the output drifts: its noise is over 6% of 
 FOLLOWS_TOP1 = 0.9  # a classifier follows when its rows show this top-1 agreement or more ...
 TOP1_CONFIDENCE = 0.95  # ... at this one-sided confidence: the Wilson lower bound (the two-sided 90% interval's end)
 MIN_TOP1_CHANGES = 2  # under this many rows changing class nothing is shown either way (one flip in 8 rows)
+SUGGESTED_ROWS = 100  # the eval rows QD519 asks for when the rows measured do not show FOLLOWS_TOP1 (95 agreeing do)
 COLLAPSED_TOP1 = 0.5  # its predictions collapse (an error) when more than half of the rows change class
 MIN_CLASSES = 5  # an output of unbounded values narrower than this may be regression targets, not class scores
 
