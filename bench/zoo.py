@@ -12,7 +12,8 @@ on smooth synthetic images. A reviewer's checks, from the measured outputs alone
 - an "OK" below the thresholds: a verdict `ok` while compare measured an SQNR under 12 dB or a top-1
   agreement under 90%;
 - a contradiction: QD510 saying "quantization is not the problem" next to an output error;
-- whether `diagnose` (int8) and `compare` give the same verdict class;
+- whether `diagnose` (int8) and `compare` give the same verdict class (`top-1` is compare's agreement on the eval
+  images, `check top-1` the run check's on its calibration rows);
 - findings per report after grouping (`report/grouping.py`), and the seconds per model.
 
 Usage: `python bench/zoo.py [--models MobileNetV2,ResNet50] [--size 32] [--samples 100] [--fix] [--reports DIR]`.
@@ -103,12 +104,18 @@ def review(diagnosed: Any, compared: Any) -> dict[str, Any]:
                                       and _float_varies(diagnosed)),
             "contradictions": int(contradiction),
             "verdicts_agree": diagnosed.verdict == compared.verdict,
-            "sqnr_db": e2e["sqnr_db"], "top1_agreement": agreement}
+            "sqnr_db": e2e["sqnr_db"], "top1_agreement": agreement, "check_top1_agreement": _check_top1(diagnosed)}
 
 
 def _codes(report: Any) -> str:
     """A report's codes with their severity's initial (QD504e, QD308w), once each."""
     return " ".join(sorted({f"{f.code}{f.severity[0]}" for f in report.findings}))
+
+
+def _check_top1(diagnosed: Any) -> float | None:
+    """The top-1 agreement `diagnose`'s run check measured on its calibration rows (first output); None without."""
+    outputs = ((diagnosed.audit or {}).get("run_check") or {}).get("outputs") or []
+    return outputs[0].get("top1_agreement") if outputs else None
 
 
 def _float_varies(diagnosed: Any) -> bool:
@@ -157,13 +164,14 @@ def run_one(name: str, state: str, size: int, samples: int, with_fix: bool,
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| model | state | diagnose | strict | compare | SQNR dB | top-1 | false errors | OK below | "
+    head = ("| model | state | diagnose | strict | compare | SQNR dB | top-1 | check top-1 | false errors | OK below | "
             "contradictions | agree | findings (grouped) | s | diagnose codes | compare codes |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        top1 = "n/a" if r["top1_agreement"] is None else f"{r['top1_agreement']:.2f}"
+        top1, check = ("n/a" if r.get(key) is None else f"{r[key]:.2f}" for key in ("top1_agreement",
+                                                                                  "check_top1_agreement"))
         lines.append(f"| {r['model']} {r['size']}px | {r['state']} | {r['diagnose']} | {r['strict']} | {r['compare']} "
-                     f"| {r['sqnr_db']:.1f} | {top1} | {r['false_errors']} | {r['ok_below_threshold']} | "
+                     f"| {r['sqnr_db']:.1f} | {top1} | {check} | {r['false_errors']} | {r['ok_below_threshold']} | "
                      f"{r['contradictions']} | {'yes' if r['verdicts_agree'] else 'NO'} | {r['findings']} "
                      f"({r['grouped']}) | {r['seconds']} | {r.get('diagnose_codes', '')} | {r.get('compare_codes', '')} |")
     totals = {key: sum(r[key] for r in rows) for key in ("false_errors", "ok_below_threshold", "contradictions")}

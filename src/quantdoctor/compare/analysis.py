@@ -21,18 +21,24 @@ from quantdoctor.catalog.accuracy import (
     outputs_degrade,
     probability_grid_note,
     unreachable,
+    unshown_fix,
 )
 from quantdoctor.catalog.locations import layers_in_tensor_name
 from quantdoctor.compare.labels import Labels, metric_number
 from quantdoctor.compare.worker import CompareResponse
 from quantdoctor.report.model import Finding, Location
 from quantdoctor.runtime.measures import (
+    FOLLOWS_TOP1,
     MAX_SQNR_DB,
+    SUGGESTED_ROWS,
+    TOP1_CONFIDENCE,
+    agreeing_rows_to_show,
     holds_probabilities,
     output_state,
     outputs_constant,
     reads_as_class_scores,
     top1_agreement,
+    top1_counts,
 )
 
 # Ops whose int8 output scale LiteRT fixes, not calibration: SOFTMAX and LOGISTIC hold [0, 255/256],
@@ -172,16 +178,21 @@ def _output_findings(output_stats: list[dict[str, Any]], agreements: list[float 
                 f"model over the eval samples: its error is about as large as its values." + note,
                 location=where, evidence={"sqnr_db": output["sqnr_db"], "float_range": output["float_range"]},
                 fix=_lost_signal_fix(layer_codes)))
-        elif state in ("drifts", "top1_collapsed"):
-            numbers = {**output, "top1_agreement": agreement}
+        elif state in ("drifts", "unshown", "top1_collapsed"):
+            evidence = {"sqnr_db": output["sqnr_db"], "top1_agreement": agreement,
+                        "worst_channel_sqnr_db": output["worst_channel_sqnr_db"],
+                        "float_range": output["float_range"], **top1_counts(agreement, samples)}
+            fix = _lost_signal_fix(layer_codes)
+            if state == "unshown":
+                more = max(SUGGESTED_ROWS, 2 * samples)
+                fix = unshown_fix(in_compare=True, shown_by=(agreeing_rows_to_show(more), more),
+                                  follows_top1=FOLLOWS_TOP1, otherwise=fix)
             findings.append(catalog.get("QD519").finding(
-                drift_text(f"output '{output['tensor']}'", state, numbers, "Over the eval samples") + note,
+                drift_text(f"output '{output['tensor']}'", state, evidence, "Over the eval samples",
+                           follows_top1=FOLLOWS_TOP1, confidence=TOP1_CONFIDENCE) + note,
                 location=where, severity="error" if state == "top1_collapsed" else None,
-                evidence={"sqnr_db": output["sqnr_db"], "top1_agreement": agreement,
-                          "worst_channel_sqnr_db": output["worst_channel_sqnr_db"],
-                          "float_range": output["float_range"]},
-                fix=_lost_signal_fix(layer_codes), fix_code=keep_float_code([output["tensor"]])))
-        if state in ("drifts", "follows") and output.get("lost_channels") and \
+                evidence=evidence, fix=fix, fix_code=keep_float_code([output["tensor"]])))
+        if state in ("drifts", "unshown", "follows") and output.get("lost_channels") and \
                 not holds_probabilities(*output["float_range"]):
             findings.append(catalog.get("QD518").finding(
                 lost_channels_text(f"output '{output['tensor']}'", output["lost_channels"], output["sqnr_db"],

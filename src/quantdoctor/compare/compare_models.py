@@ -166,9 +166,9 @@ def with_comparison(report: Report, float_model: bytes, float_info: dict[str, An
                                    output_agreements(outputs, response.outputs), response.samples)
     findings += _integer_input_findings(report, evaluation)
     if truth is None or truth.classes is not None:  # labels that are a metric's own values say: no classes
-        broken = [f for f in findings if f.code in DEGRADED_OUTPUT and f.severity == "error"]
+        on_outputs = [f for f in findings if f.code in DEGRADED_OUTPUT]
         findings += float_failure_findings(outputs, truth.classes if truth else None, float_model, evaluation,
-                                           timeout, quantization_findings=broken, probed=measured.probed)
+                                           timeout, quantization_findings=on_outputs, probed=measured.probed)
     measured = {output["tensor"] for output in response.outputs}
     return replace(report, comparison=comparison,
                    findings=rank_findings(_unconfirmed_static(report.findings, findings, measured) + findings))

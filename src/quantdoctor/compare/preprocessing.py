@@ -161,8 +161,9 @@ def float_failure_findings(outputs: dict[str, np.ndarray], labels: np.ndarray | 
                            quantization_findings: list[Finding] = (), probed: Probed | None = None) -> list[Finding]:
     """QD510 when the float model already fails on the eval data, and QD511 for the mistake that explains it.
 
-    `quantization_findings` are the errors compare found on the outputs (QD504, QD507, QD519): when there are
-    some, quantization broke the model too, and QD510 says both instead of "quantization is not the problem".
+    `quantization_findings` are compare's findings on the outputs (QD504, QD507, QD518, QD519): when some are
+    errors, quantization broke the model too, and QD510 says both instead of "quantization is not the problem";
+    when only warnings, it says quantization does not explain the failure, though it moves the outputs too.
     `probed` are the variants' predictions a worker already ran (`probed_in_place`): used when they answer
     the variants asked here, else the float probe runs them in its own process.
     """
@@ -211,10 +212,14 @@ def _failure_finding(failure: Failure, results: list[dict[str, Any]],
         how += ", and so does the quantized model"
     elif failure.quant_class is not None:
         how += f", the quantized model class {failure.quant_class}"
-    codes = sorted({f.code for f in quantization_findings})
+    codes = sorted({f.code for f in quantization_findings if f.severity == "error"})
+    warned = sorted({f.code for f in quantization_findings if f.severity != "error"})
     if codes:
         verdict = (f"the float model is already wrong on this data, and quantization breaks its outputs too "
                    f"({', '.join(codes)}): fix the data first, then the quantization")
+    elif warned:
+        verdict = (f"quantization does not explain that, though it moves the outputs too ({', '.join(warned)}): fix "
+                   "the data first, then compare again")
     else:
         verdict = "quantization is not the problem"
     checked = ", ".join(f"{_CAUSES[r['cause']][0]} ({r['score']:.2f})" for r in results) or "none applied to this data"
@@ -222,7 +227,7 @@ def _failure_finding(failure: Failure, results: list[dict[str, Any]],
                 "chance": failure.chance, "one_class": failure.one_class, "float_class": failure.float_class,
                 "quant_class": failure.quant_class, "samples": failure.samples,
                 "variants_checked": {r["cause"]: r["score"] for r in results},
-                "quantization_findings": codes}
+                "quantization_findings": codes, "quantization_warnings": warned}
     # Without labels, one class for every input may be the eval data's own (one class, or a regression
     # output): a warning; so is a float failure next to the quantization errors that rank first. Labels
     # prove the float model wrong: an error.

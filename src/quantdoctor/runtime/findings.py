@@ -19,6 +19,7 @@ from quantdoctor.catalog.accuracy import (
     outputs_degrade,
     probability_grid_note,
     unreachable,
+    unshown_fix,
 )
 from quantdoctor.errors import InternalError
 from quantdoctor.intake.data import CalibrationSet
@@ -28,7 +29,16 @@ from quantdoctor.report.model import Finding, Location
 from quantdoctor.runtime import locate
 from quantdoctor.runtime.check import check_rows
 from quantdoctor.runtime.feed import tflite_inputs
-from quantdoctor.runtime.measures import holds_probabilities, output_state, outputs_constant
+from quantdoctor.runtime.measures import (
+    FOLLOWS_TOP1,
+    SUGGESTED_ROWS,
+    TOP1_CONFIDENCE,
+    agreeing_rows_to_show,
+    holds_probabilities,
+    output_state,
+    outputs_constant,
+    top1_counts,
+)
 
 _NODE = re.compile(r"Node number (\d+) \((\w+)\) failed to (prepare|invoke)")
 _STAGE_WORDS = {"loading": "loading the model", "allocating": "allocating its tensors (preparing every op)",
@@ -103,9 +113,9 @@ def _not_running(produced: TFLiteModel, index: int | None, how: str, detail: str
 def _output_findings(outputs: list[dict[str, Any]], rows: int, produced: TFLiteModel,
                      output_layers: list[str | None]) -> list[Finding]:
     """QD504 for an output that collapses on the calibration rows, QD507 for one that no longer
-    follows the float model (noise at least half as strong as the signal), QD519 for one that drifts,
-    by the rule compare applies too (`measures.output_state`). An output the float model holds
-    (nearly) constant over the rows is left alone: there was nothing to lose."""
+    follows the float model (noise at least half as strong as the signal), QD519 for one that drifts or
+    whose top-1 agreement the rows do not show, by the rule compare applies too (`measures.output_state`).
+    An output the float model holds (nearly) constant over the rows is left alone: there was nothing to lose."""
     findings = []
     layers = output_layer_names(produced, output_layers)
     for position, output in enumerate(outputs):
@@ -133,14 +143,21 @@ def _output_findings(outputs: list[dict[str, Any]], rows: int, produced: TFLiteM
                 f"(float [{output['float_range'][0]:.4g}, {output['float_range'][1]:.4g}], "
                 f"{output['levels']} distinct quantized value(s))." + probability_grid_note(*output["float_range"]),
                 location=where, evidence=evidence))
-        elif state in ("drifts", "top1_collapsed"):
+        elif state in ("drifts", "unshown", "top1_collapsed"):
             evidence.update({key: output.get(key) for key in ("top1_agreement", "worst_channel_sqnr_db")})
+            evidence.update(top1_counts(output.get("top1_agreement"), rows))
+            fix = None
+            if state == "unshown":
+                fix = unshown_fix(in_compare=False, shown_by=(agreeing_rows_to_show(SUGGESTED_ROWS), SUGGESTED_ROWS),
+                                  follows_top1=FOLLOWS_TOP1, otherwise="Keep the output head in float (code below), "
+                                  "or recalibrate on more representative samples.")
             findings.append(catalog.get("QD519").finding(
-                drift_text(name, state, output, f"On {rows} calibration sample(s)")
+                drift_text(name, state, evidence, f"On {rows} calibration sample(s)",
+                           follows_top1=FOLLOWS_TOP1, confidence=TOP1_CONFIDENCE)
                 + probability_grid_note(*output["float_range"]), location=where,
                 evidence=evidence, severity="error" if state == "top1_collapsed" else None,
-                fix_code=keep_float_code([output["name"]])))
-        if state in ("drifts", "follows") and output.get("lost_channels") and \
+                fix=fix, fix_code=keep_float_code([output["name"]])))
+        if state in ("drifts", "unshown", "follows") and output.get("lost_channels") and \
                 not holds_probabilities(*output["float_range"]):
             evidence.update(lost_channels=output["lost_channels"], channels=output.get("channels"))
             findings.append(catalog.get("QD518").finding(
@@ -153,14 +170,16 @@ def _output_findings(outputs: list[dict[str, Any]], rows: int, produced: TFLiteM
 
 def settle_crushed_merges(findings: list[Finding], check: dict[str, Any] | None) -> list[Finding]:
     """A merge crushing an input (QD506 from the quantization parameters) stays an error only when the run
-    check saw an output degrade; outputs measured and following the float model make it a warning, outputs the
-    float model holds constant information only."""
+    check saw an output degrade; outputs measured and following the float model (or drifting short of an error,
+    QD519 says so) make it a warning, outputs the float model holds constant information only."""
     if not (check or {}).get("outputs") or outputs_degrade(findings):
         return findings
     if outputs_constant([output["float_range"] for output in check["outputs"]]):
         return [unreachable(f, "calibration") if f.code == "QD506" else f for f in findings]
-    return [replace(f, severity="warning", message=f.message + " The model's outputs still follow the float "
-                    "model on the calibration samples checked.")
+    outputs = ("The model's outputs drift from the float model on the calibration samples checked (QD519), short "
+               "of breaking." if any(f.code == "QD519" for f in findings) else
+               "The model's outputs still follow the float model on the calibration samples checked.")
+    return [replace(f, severity="warning", message=f"{f.message} {outputs}")
             if f.code == "QD506" and f.severity == "error" else f for f in findings]
 
 

@@ -8,6 +8,7 @@ collapsed or lost.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 
@@ -75,9 +76,11 @@ def collapsed(float_variance: float, quant_variance: float) -> bool:
 
 # What "the quantized output follows the float one" means, in numbers (the README's "What OK means").
 FOLLOWS_SQNR_DB = 12.0  # under this the output drifts: its noise is over 6% of the signal's power
-FOLLOWS_TOP1 = 0.9  # a classifier whose top class changes on more than 1 input in 10 drifts ...
-MIN_TOP1_CHANGES = 2  # ... once at least this many inputs changed class (one flip in 8 rows proves nothing)
-COLLAPSED_TOP1 = 0.5  # ... and its predictions collapse (an error) when more than half of them change
+FOLLOWS_TOP1 = 0.9  # a classifier follows when its rows show this top-1 agreement or more ...
+TOP1_CONFIDENCE = 0.95  # ... at this one-sided confidence: the Wilson lower bound (the two-sided 90% interval's end)
+MIN_TOP1_CHANGES = 2  # under this many rows changing class nothing is shown either way (one flip in 8 rows)
+SUGGESTED_ROWS = 100  # the eval rows QD519 asks for when the rows measured do not show FOLLOWS_TOP1 (95 agreeing do)
+COLLAPSED_TOP1 = 0.5  # its predictions collapse (an error) when more than half of the rows change class
 MIN_CLASSES = 5  # an output of unbounded values narrower than this may be regression targets, not class scores
 
 
@@ -96,6 +99,38 @@ def top1_agreement(reference: np.ndarray, quantized: np.ndarray) -> float | None
     return float(np.mean(reference.reshape(-1, width).argmax(-1) == quantized.reshape(-1, width).argmax(-1)))
 
 
+def agreement_lower_bound(agreeing: int, rows: int) -> float:
+    """The least top-1 agreement that `agreeing` rows out of `rows` leave plausible: the Wilson score interval's
+    lower end at TOP1_CONFIDENCE (30 of 32 rows: 0.83; 32 of 32: 0.92; 95 of 100: 0.90; 94 of 100: 0.89)."""
+    if rows <= 0:
+        return 0.0
+    z = NormalDist().inv_cdf(TOP1_CONFIDENCE)  # 1.645
+    share, z_squared = agreeing / rows, z ** 2
+    spread = z * math.sqrt(share * (1.0 - share) / rows + z_squared / (4 * rows ** 2))
+    return (share + z_squared / (2 * rows) - spread) / (1.0 + z_squared / rows)
+
+
+def agreeing_rows(agreement: float, rows: int) -> int:
+    """How many of `rows` rows a (rounded) top-1 agreement counts."""
+    return round(agreement * rows)
+
+
+def agreeing_rows_to_show(rows: int) -> int | None:
+    """The fewest agreeing rows out of `rows` that show FOLLOWS_TOP1 agreement (95 of 100); None when even all of
+    them do not (under 25 rows)."""
+    return next((k for k in range(rows + 1) if agreement_lower_bound(k, rows) >= FOLLOWS_TOP1), None)
+
+
+def top1_counts(agreement: float | None, rows: int) -> dict[str, float | int]:
+    """The numbers behind a top-1 agreement over `rows` rows, as evidence: the rows agreeing, the rows measured and
+    the least agreement they leave plausible (`agreement_lower_bound`); empty for an output without classes."""
+    if agreement is None:
+        return {}
+    agreeing = agreeing_rows(agreement, rows)
+    return {"top1_agreeing_rows": agreeing, "top1_rows": rows,
+            "top1_lower_bound": round(agreement_lower_bound(agreeing, rows), 4)}
+
+
 def output_state(float_range: list[float], sqnr_db: float, is_collapsed: bool, agreement: float | None,
                  rows: int) -> str:
     """The one rule the run check and compare apply to a model output, from the float model's range over
@@ -107,7 +142,10 @@ def output_state(float_range: list[float], sqnr_db: float, is_collapsed: bool, a
       common to every class raises the SQNR and means nothing to the argmax);
     - `drifts` (QD519 warning): under FOLLOWS_SQNR_DB, or under FOLLOWS_TOP1 agreement with at least
       MIN_TOP1_CHANGES rows changing class;
-    - `follows`: what an OK verdict means.
+    - `unshown` (QD519 warning): FOLLOWS_TOP1 agreement or more, with at least MIN_TOP1_CHANGES rows changing
+      class, that the rows do not show (`agreement_lower_bound` under FOLLOWS_TOP1): 30 of 32 rows agreeing
+      (94%) are not enough, nor 94 of 100;
+    - `follows`: what an OK verdict means, shown by the rows measured, not merely not refuted.
     """
     if not varies(*float_range):
         return "constant"
@@ -115,10 +153,12 @@ def output_state(float_range: list[float], sqnr_db: float, is_collapsed: bool, a
         return "collapsed"
     if sqnr_db <= DESTROYED_SQNR_DB:
         return "destroyed"
-    changed = 0 if agreement is None else round((1.0 - agreement) * rows)
-    if agreement is not None and changed >= MIN_TOP1_CHANGES and agreement < COLLAPSED_TOP1:
+    agreeing = None if agreement is None else agreeing_rows(agreement, rows)
+    changed = 0 if agreeing is None else rows - agreeing
+    if changed >= MIN_TOP1_CHANGES and agreement < COLLAPSED_TOP1:
         return "top1_collapsed"
-    if sqnr_db < FOLLOWS_SQNR_DB or (agreement is not None and changed >= MIN_TOP1_CHANGES
-                                     and agreement < FOLLOWS_TOP1):
+    if sqnr_db < FOLLOWS_SQNR_DB or (changed >= MIN_TOP1_CHANGES and agreement < FOLLOWS_TOP1):
         return "drifts"
+    if changed >= MIN_TOP1_CHANGES and agreement_lower_bound(agreeing, rows) < FOLLOWS_TOP1:
+        return "unshown"
     return "follows"
