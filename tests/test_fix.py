@@ -242,16 +242,20 @@ def test_recurrent_calibration_crash_inside_a_nested_model_is_repaired_by_unroll
     assert codes(result) == ["QD108"] and result.verified and result.conversions == 2
 
 
-def test_a_saved_model_layer_handed_to_the_converter_is_a_one_line_model_error(tmp_path):
-    """A TFSMLayer is a layer, not a model: from_keras_model cannot export it, and fix says so as diagnose does."""
-    from quantdoctor.errors import ModelLoadError
+def test_a_saved_model_layer_handed_to_the_converter_is_qd408_in_one_line_and_fix_converts_it(tmp_path):
+    """A TFSMLayer is a layer, not a model: from_keras_model cannot export it. diagnose says so in one line
+    (QD408), and fix converts it behind an Input shaped like the samples."""
+    from quantdoctor.errors import InputShapesUnknown
 
     exported = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, name="head")])
     exported.export(str(tmp_path / "exported"), verbose=False)
     layer = keras.layers.TFSMLayer(str(tmp_path / "exported"), call_endpoint="serve", name="reloaded")
-    with pytest.raises(ModelLoadError, match=r"^TFLiteConverter\.from_keras_model cannot prepare Keras model 'reloaded': "
-                       r"ValueError: .*cannot be saved because the input shapes have not been set"):
-        qd.fix(int8_converter(layer, dataset_from(vectors(20))))
+    with pytest.raises(InputShapesUnknown, match=r"^TFLiteConverter\.from_keras_model cannot tell the input shapes of "
+                       r"Keras model 'reloaded' \(ValueError: .*cannot be saved because the input shapes have not been "
+                       r"set.*\(quantdoctor explain QD408\)\.$"):
+        qd.diagnose(int8_converter(layer, dataset_from(vectors(20))))
+    result = qd.fix(int8_converter(layer, dataset_from(vectors(20))))
+    assert codes(result) == ["QD408"] and result.verified
 
 
 @pytest.fixture
