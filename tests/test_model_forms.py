@@ -323,6 +323,7 @@ class Subclassed(keras.Model):
 '''
 
 
+@pytest.mark.tensorflow("2.18", "2.21")  # TF 2.16 aborts on the Keras 3 model first (QD909)
 @pytest.mark.code("QD408")
 @pytest.mark.matcher("keras-input-shapes-unset")
 def test_a_subclassed_model_saved_to_a_keras_file_is_qd408_and_fix_puts_an_input_in_front(tmp_path):
