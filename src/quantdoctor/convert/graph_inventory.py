@@ -31,7 +31,8 @@ def inventory(function: Any) -> dict[str, Any]:
     from quantdoctor.tf_private import is_quantization_aware_graph
 
     graph_def = function.graph.as_graph_def()
-    bodies = [list(graph_def.node)] + [list(fn.node_def) if fn.signature.name in _called(graph_def) else []
+    called = _called(graph_def)
+    bodies = [list(graph_def.node)] + [list(fn.node_def) if fn.signature.name in called else []
                                        for fn in graph_def.library.function]
     captures = [tensor.op.name for tensor in function.inputs[len(function.inputs) - len(function.captured_inputs):]]
     folded = _folded(graph_def, bodies, captures)
@@ -76,7 +77,6 @@ def _described(body: list[Any], tf: Any, folded: set[str]) -> list[dict[str, Any
             entry["padding"] = node.attr["padding"].s.decode()
         described.append(entry)
     return described
-
 
 
 _CONSTANT_SOURCES = frozenset({"Const", "ReadVariableOp"})  # a weight, once the converter freezes the variables
