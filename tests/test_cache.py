@@ -361,7 +361,8 @@ def test_an_entry_is_a_private_copy_the_cache_can_change_under(cache_on, model_f
     key = key_for(model_file)
     entry = stored(key, tmp_path)
     found = cache.lookup(key, tmp_path)
-    cache._remove_entry(entry)  # evicted by another run while this one works
+    cache._discard(entry)  # evicted by another run while this one works
+    assert not entry.exists() and list(entry.parent.iterdir()) == []
     assert found.path(cache.CALIBRATED).read_bytes() == (tmp_path / "out-a" / cache.CALIBRATED).read_bytes()
     assert found.directory.parent == tmp_path
 
@@ -452,6 +453,10 @@ def test_concurrent_runs_never_see_half_an_entry_nor_corrupt_one(cache_on, tmp_p
     assert int(results["reader1"][0]) + int(results["reader2"][0]) > 0  # the readers did meet entries
     entries = [entry for entry in cache_on.iterdir() if not entry.name.startswith(".")]
     assert entries and len(entries) <= 2
+    # Every key's directory is a whole entry: a run emptying one in place while another renamed a new entry
+    # onto it (a rename onto an empty directory succeeds) once left a directory holding only response.json.
+    assert all(sorted(path.name for path in entry.iterdir()) == sorted([*cache._ENTRY_FILES, "manifest.json",
+                                                                      "quantdoctor-entry"]) for entry in entries)
     for model in models.iterdir():  # what is left is whole
         (tmp_path / "check").mkdir(exist_ok=True)
         found = cache.lookup(key_for(model), Path(tmp_path / "check"))

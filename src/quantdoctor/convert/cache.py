@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import stat
 import tempfile
 import time
@@ -128,7 +129,7 @@ def lookup(key: ConversionKey, workdir: Path) -> CachedConversion | None:
     try:
         response = _copy_checked(entry, copy)
     except (OSError, ValueError, RecursionError):  # unreadable, truncated, tampered with: a miss; the entry goes
-        _remove_entry(entry)
+        _discard(entry)
         _remove_entry(copy)
         return None
     try:
@@ -295,6 +296,19 @@ def _remove_entry(directory: Path) -> None:
         pass
 
 
+def _discard(entry: Path) -> None:
+    """Remove an entry of the cache root: first renamed out of its key's name (atomic, so of two runs
+    discarding it one does), then emptied. Emptied in place, the key's directory could meanwhile receive
+    another run's new entry (a rename onto an empty directory succeeds), which the remover would then take
+    half of, leaving a directory that is no entry and that blocks its key for good."""
+    removed = entry.parent / f"{_PARTIAL}{secrets.token_hex(8)}"
+    try:
+        os.rename(entry, removed)
+    except OSError:  # gone already, or renamed by another run
+        return
+    _remove_entry(removed)
+
+
 def _evict(root: Path, max_bytes: int) -> None:
     """Remove partial entries left by runs that died, then least recently used entries until the cache
     holds at most `max_bytes`. Only quantdoctor's own entries are considered. Runs that store at once
@@ -338,7 +352,7 @@ def _evict_locked(root: Path, max_bytes: int) -> None:
     for _, size, entry in sorted(entries, key=lambda item: item[0]):
         if total <= max_bytes:
             break
-        _remove_entry(entry)
+        _discard(entry)
         total -= size
 
 
