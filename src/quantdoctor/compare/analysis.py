@@ -15,8 +15,6 @@ from quantdoctor.catalog.accuracy import (
     collapse_fix,
     drift_text,
     keep_float_code,
-    lost_channels_severity,
-    lost_channels_text,
     merge_fix,
     outputs_degrade,
     probability_grid_note,
@@ -27,13 +25,13 @@ from quantdoctor.catalog.locations import layers_in_tensor_name
 from quantdoctor.compare.labels import Labels, metric_number
 from quantdoctor.compare.worker import CompareResponse
 from quantdoctor.report.model import Finding, Location
+from quantdoctor.runtime.findings import lost_channels_finding
 from quantdoctor.runtime.measures import (
     FOLLOWS_TOP1,
     MAX_SQNR_DB,
     SUGGESTED_ROWS,
     TOP1_CONFIDENCE,
     agreeing_rows_to_show,
-    holds_probabilities,
     output_state,
     outputs_constant,
     reads_as_class_scores,
@@ -192,16 +190,10 @@ def _output_findings(output_stats: list[dict[str, Any]], agreements: list[float 
                            follows_top1=FOLLOWS_TOP1, confidence=TOP1_CONFIDENCE) + note,
                 location=where, severity="error" if state == "top1_collapsed" else None,
                 evidence=evidence, fix=fix, fix_code=keep_float_code([output["tensor"]])))
-        if state in ("drifts", "unshown", "follows") and output.get("lost_channels") and \
-                not holds_probabilities(*output["float_range"]):
-            findings.append(catalog.get("QD518").finding(
-                lost_channels_text(f"output '{output['tensor']}'", output["lost_channels"], output["sqnr_db"],
-                                   "Over the eval samples"),
-                location=where,
-                evidence={"sqnr_db": output["sqnr_db"], "float_range": output["float_range"],
-                          "lost_channels": output["lost_channels"], "channels": output.get("channels")},
-                fix_code=keep_float_code([output["tensor"]]),
-                severity=lost_channels_severity(output["lost_channels"], output.get("channels"))))
+        lost = lost_channels_finding(state, f"output '{output['tensor']}'", output["tensor"], output,
+                                     "Over the eval samples", where,
+                                     {"sqnr_db": output["sqnr_db"], "float_range": output["float_range"]})
+        findings.extend([lost] if lost is not None else [])
     return findings
 
 

@@ -157,15 +157,24 @@ def _output_findings(outputs: list[dict[str, Any]], rows: int, produced: TFLiteM
                 + probability_grid_note(*output["float_range"]), location=where,
                 evidence=evidence, severity="error" if state == "top1_collapsed" else None,
                 fix=fix, fix_code=keep_float_code([output["name"]])))
-        if state in ("drifts", "unshown", "follows") and output.get("lost_channels") and \
-                not holds_probabilities(*output["float_range"]):
-            evidence.update(lost_channels=output["lost_channels"], channels=output.get("channels"))
-            findings.append(catalog.get("QD518").finding(
-                lost_channels_text(name, output["lost_channels"], output["sqnr_db"],
-                                   f"On {rows} calibration sample(s)"),
-                location=where, evidence=evidence, fix_code=keep_float_code([output["name"]]),
-                severity=lost_channels_severity(output["lost_channels"], output.get("channels"))))
+        lost = lost_channels_finding(state, name, output["name"], output, f"On {rows} calibration sample(s)",
+                                     where, evidence)
+        findings.extend([lost] if lost is not None else [])
     return findings
+
+
+def lost_channels_finding(state: str, label: str, tensor: str, output: dict[str, Any], where_text: str,
+                          location: Location, evidence: dict[str, Any]) -> Finding | None:
+    """QD518 for an output in `state` that still follows the float one (or drifts) while some of its channels are
+    lost (`output`'s "lost_channels" of its "channels"), unless it holds probabilities; else None. The run check
+    and compare both measure outputs this way; `evidence` is what the caller measured besides."""
+    lost = output.get("lost_channels")
+    if state not in ("drifts", "unshown", "follows") or not lost or holds_probabilities(*output["float_range"]):
+        return None
+    return catalog.get("QD518").finding(
+        lost_channels_text(label, lost, output["sqnr_db"], where_text), location=location,
+        evidence={**evidence, "lost_channels": lost, "channels": output.get("channels")},
+        fix_code=keep_float_code([tensor]), severity=lost_channels_severity(lost, output.get("channels")))
 
 
 def settle_crushed_merges(findings: list[Finding], check: dict[str, Any] | None) -> list[Finding]:
