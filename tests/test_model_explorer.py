@@ -171,7 +171,8 @@ def test_model_explorer_shows_the_graph_with_the_overlay_in_headless_chromium(co
     assert shown[red] > 2000 and shown[orange] > 300, shown
 
 
-def test_fix_overlay_marks_the_ops_the_budget_kept_float_on_the_model_fix_returns(digits, crushing_concat, tmp_path):
+def test_fix_overlay_marks_the_ops_the_budget_kept_float_on_the_model_fix_returns(
+        digits, crushing_concat, tmp_path):  # noqa: F811 (fixtures imported above)
     """fix --max-drop on the crushing concatenation: the returned model keeps three ops float; the overlay names
     exactly those, with each op's SQNR measured on that model (not on the all-INT8 one), and the HTML links it."""
     x, y = digits

@@ -176,8 +176,9 @@ def fix(model: Any, data: Any = None, *, mode: str | None = None, io: str | None
             # QD504/QD507/QD518/QD519 on a target that runs float ops: the float fallback that makes the outputs
             # follow the float model again (an SQNR floor at what OK means, per channel when most of an output's
             # channels were lost: the whole output's SQNR does not see them), on the eval data or the samples
-            objective = budget_objective(None, FOLLOWS_SQNR_DB, None, None, evaluation or rounds.calibration)
-            objective.per_channel = any(f.code == "QD518" and f.severity == "error" for f in rounds.after.findings)
+            objective = replace(budget_objective(None, FOLLOWS_SQNR_DB, None, None, evaluation or rounds.calibration),
+                                per_channel=any(f.code == "QD518" and f.severity == "error"
+                                                for f in rounds.after.findings))
             evaluation = evaluation or rounds.calibration
         wrong = _float_model_wrong(rounds) if objective is not None else []
         if objective is not None and not wrong and _searchable(rounds):
