@@ -216,6 +216,36 @@ def test_compare_on_a_float_tflite_measures_each_layer_against_the_float_model(m
     assert "QD130" in [f.code for f in result.findings]
 
 
+class DynamicBatch(tf.Module):
+    """A conv whose output is flattened to the batch size read at run time: SHAPE, STRIDED_SLICE and PACK compute
+    the new shape in int32 in the float .tflite."""
+
+    def __init__(self):
+        super().__init__()
+        rng = np.random.default_rng(0)
+        self.kernel = tf.constant(rng.normal(size=(3, 3, 2, 4)).astype(np.float32))
+        self.dense = tf.constant(rng.normal(size=(64, 3)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 6, 6, 2], tf.float32)])
+    def serve(self, image):
+        features = tf.nn.relu(tf.nn.conv2d(image, self.kernel, 1, "VALID"))
+        return {"scores": tf.matmul(tf.reshape(features, tf.stack([tf.shape(features)[0], 64])), self.dense)}
+
+
+def test_compare_ranks_only_the_layers_that_compute_values_not_the_shapes_they_read(tmp_path):
+    """The int32 shape tensors were ranked as layers: SHAPE with an "own drop" of -99 dB, PACK and STRIDED_SLICE at
+    120 dB. They hold no quantization error; the ranked layers are the conv, the reshape and the matmul."""
+    module = DynamicBatch()
+    tf.saved_model.save(module, str(tmp_path / "saved"), signatures={"serving_default": module.serve})
+    model = write(tmp_path / "dynamic_float.tflite",
+                  tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "saved")).convert())
+    assert {"SHAPE", "PACK"} <= {op.name for op in read_tflite(model.read_bytes()).all_ops}
+    rows = np.random.default_rng(0).normal(size=(30, 6, 6, 2)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", image=rows)
+    comparison = qd.compare(str(model), str(tmp_path / "data.npz"), eval_data=str(tmp_path / "data.npz")).comparison
+    assert sorted(layer["op"] for layer in comparison["layers"]) == ["CONV_2D", "FULLY_CONNECTED", "RESHAPE"]
+
+
 def test_fix_writes_an_aeq_recipe_that_meets_the_budget_and_reproduces_the_model(models, tmp_path):
     np.savez(tmp_path / "eval.npz", features=vectors(16, seed=1))
     recipe, output, report = tmp_path / "recipe.json", tmp_path / "fixed.tflite", tmp_path / "fix.json"

@@ -19,9 +19,11 @@ def matched_tensors(float_model: Any, quant_model: Any) -> Pairs:
     Twins share a name, except at the model's edges when its I/O is float: the integer tensor
     leaving the input QUANTIZE pairs with the float input (op "INPUT", so the first layer's error
     is measured against a quantized input, not a perfect one), and the one entering the final
-    DEQUANTIZE with the float output.
+    DEQUANTIZE with the float output. Only tensors the float model holds as floating point are compared:
+    integer ones (SHAPE's and PACK's shapes, ARG_MAX's indices) carry no quantization error of their own.
     """
-    float_index = {d["name"]: d["index"] for d in float_model.get_tensor_details()}
+    float_index = {d["name"]: d["index"] for d in float_model.get_tensor_details()
+                   if np.issubdtype(np.dtype(d["dtype"]), np.floating)}
     producer_of = _producers(quant_model)
     matched = {}
     for op in interpreter_ops(quant_model):
