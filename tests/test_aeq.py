@@ -180,6 +180,32 @@ def test_a_static_recipe_without_calibration_samples(models, tmp_path):
     assert "QSVs) are required" in only(wrong, "QD331").evidence["quantizer_message"]
 
 
+@pytest.mark.code("QD332")
+def test_a_model_without_signatures_cannot_be_calibrated_and_the_fix_code_adds_one(tmp_path):
+    """A float .tflite from from_concrete_functions without its trackable object has no SignatureDef. quantdoctor
+    said QD331 ("no calibration sample reached AEQ"), with samples given. AEQ's own call fails, and the catalog's
+    code gives the model a signature AEQ then calibrates through."""
+    @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32, name="features")])
+    def head(features):
+        return tf.nn.relu(tf.matmul(features, tf.constant(np.eye(8, 3, dtype=np.float32))))
+
+    unsigned = write(tmp_path / "model_float.tflite",
+                     tf.lite.TFLiteConverter.from_concrete_functions([head.get_concrete_function()]).convert())
+    np.savez(tmp_path / "data.npz", features=vectors(16))
+    report = qd.diagnose(str(unsigned), str(tmp_path / "data.npz"), mode="int8")
+    assert_finding(report.root_cause, "QD332", "calibration", "error")
+    assert report.root_cause.evidence["quantizer_message"].startswith(
+        "SignatureDef signature_key is None and model has 0 Signatures.")
+    assert "QD331" not in [f.code for f in report.findings]
+
+    done = subprocess.run([sys.executable, "-c", report.root_cause.fix.code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    signed = qd.diagnose(str(tmp_path / "model_float_signed.tflite"), str(tmp_path / "data.npz"), mode="int8")
+    assert signed.conversion["outcome"] == "ok" and signed.root_cause is None, [f.code for f in signed.findings]
+    assert read_tflite(signed.tflite_model).signature_of(0).key == "serving_default"
+
+
 @pytest.mark.code("QD431")
 def test_a_recipe_regex_that_matches_no_tensor(models, tmp_path):
     """The user's recipe keeps 'conv1' float, but the exporter named no tensor so: AEQ quantizes it all."""

@@ -27,10 +27,13 @@ _NO_QSV = re.compile(r"Failed to get quantization parameters for tensor: (.+?)\.
                      r"tensor_name_to_qsv")
 _NOT_UNIQUE = re.compile(r"Tensor name (.+?) is not unique in the model")
 _QSVS_REQUIRED = "Model quantization statistics values (QSVs) are required"
+# LiteRT's signature runner, asked for AEQ's default signature (None) of a model that has none.
+_NO_SIGNATURES = "SignatureDef signature_key is None and model has 0 Signatures"
 # The codes an AEQ error or fallback replaces: the converter's unrecognised error, the converter's form of a
-# signature without samples (it stays float there; AEQ refuses instead) and of a missing dataset (its fix is the
-# converter's), and the generic float-op finding.
-_SUPERSEDED_ON_ERROR = {"QD330": ("QD904", "QD315"), "QD331": ("QD904", "QD301")}
+# signature without samples or of a model without signatures (its calibrator stays float there, or wants list
+# samples; AEQ refuses instead) and of a missing dataset (its fix is the converter's), and the generic float-op
+# finding.
+_SUPERSEDED_ON_ERROR = {"QD330": ("QD904", "QD315"), "QD331": ("QD904", "QD301"), "QD332": ("QD904", "QD315")}
 _SUPERSEDED_BY_FALLBACK = ("QD105",)
 # AEQ's static_wi8_ai8 op config (ai_edge_quantizer.recipe.static_wi8_ai8), as its recipe JSON spells it.
 INT8_STATIC_CONFIG = {
@@ -84,6 +87,10 @@ def error_finding(message: str, recipe: Recipe, float_model: TFLiteModel) -> Fin
         tensor = duplicate.group(1)
         return catalog.get("QD430").finding(f"Two or more tensors of the model are named '{tensor}'.",
                                             location=Location(tensor=tensor), evidence=evidence)
+    if _NO_SIGNATURES in message:
+        return catalog.get("QD332").finding(
+            "The model has no signature (SignatureDef), and AEQ runs its calibration samples through signatures "
+            f"only: the {recipe.mode} recipe cannot get the activations' ranges.", evidence=evidence)
     if _QSVS_REQUIRED in message:
         return catalog.get("QD331").finding(
             f"The {recipe.mode} recipe needs calibrated ranges, and no calibration sample reached AEQ's "

@@ -63,6 +63,38 @@ CHECKS = (
             "without calibration: --mode dynamic or weight-only.",
     ),
     Check(
+        code="QD332", name="aeq-model-without-signatures", severity="error", precedence=24,
+        title="The float model has no signature: AEQ calibrates through signatures only",
+        detects="AEQ's calibrate() stops with 'SignatureDef signature_key is None and model has 0 Signatures': "
+                "the .tflite carries no SignatureDef, as models from from_concrete_functions without their "
+                "trackable object, from older converters and from some tools do.",
+        why="AEQ runs each calibration sample through a signature runner, keyed by signature. A model without "
+            "any has nothing to run samples through, so a static recipe cannot get its activation ranges.",
+        example="tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()]).convert()"
+                "   # no trackable_obj: no signature",
+        fix="Re-export with a signature (from_saved_model, or from_concrete_functions([fn], trackable_obj)), or "
+            "add one to the file (code below, then quantize model_float_signed.tflite); a dynamic or weight-only "
+            "recipe (--mode dynamic) needs no calibration.",
+        fix_code="import flatbuffers\n"
+                 "from ai_edge_litert import schema_py_generated as schema\n\n"
+                 "with open('model_float.tflite', 'rb') as file:\n"
+                 "    model = schema.ModelT.InitFromPackedBuf(file.read(), 0)\n"
+                 "graph = model.subgraphs[0]\n\n"
+                 "def tensor_map(index):\n"
+                 "    entry = schema.TensorMapT()\n"
+                 "    entry.name, entry.tensorIndex = graph.tensors[index].name, index\n"
+                 "    return entry\n\n"
+                 "signature = schema.SignatureDefT()\n"
+                 "signature.signatureKey, signature.subgraphIndex = b'serving_default', 0\n"
+                 "signature.inputs = [tensor_map(index) for index in graph.inputs]\n"
+                 "signature.outputs = [tensor_map(index) for index in graph.outputs]\n"
+                 "model.signatureDefs = [signature]\n"
+                 "builder = flatbuffers.Builder(1024)\n"
+                 "builder.Finish(model.Pack(builder), file_identifier=b'TFL3')\n"
+                 "with open('model_float_signed.tflite', 'wb') as file:\n"
+                 "    file.write(builder.Output())",
+    ),
+    Check(
         code="QD430", name="aeq-tensor-names-not-unique", severity="error", precedence=20,
         title="Two tensors of the model share a name: AEQ refuses the model",
         detects="AEQ's 'Tensor name ... is not unique in the model': its recipes, calibration results and "

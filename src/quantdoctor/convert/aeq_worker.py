@@ -182,18 +182,23 @@ def quantize(float_bytes: bytes, entries: list[dict[str, Any]], interpreter: Any
     return bytes(result.quantized_model)
 
 
-def signature_data(interpreter: Any, samples: list[Sample]) -> dict[str, list[dict[str, Any]]]:
+def signature_data(interpreter: Any, samples: list[Sample]) -> dict[str | None, list[dict[str, Any]]]:
     """AEQ's calibration data, `{signature_key: [{input_name: array}, ...]}`: each sample fitted to its
     signature's inputs (split into rows of one when it stacks several). Samples that fit no signature
-    are left out: the data checks in the parent report them."""
+    are left out: the data checks in the parent report them. A model without signatures gets its samples
+    under AEQ's default key (None), fitted to the model's inputs, as a user's call would pass them: AEQ
+    calibrates through signatures only, and says so (QD332)."""
     from quantdoctor.runtime.feed import arrays_for, detailed_input, fitted_rows
 
-    keys = list(interpreter.get_signature_list())
+    keys: list[str | None] = list(interpreter.get_signature_list())
     inputs = {key: [detailed_input(name, detail) for name, detail in
                     interpreter.get_signature_runner(key).get_input_details().items()] for key in keys}
-    data: dict[str, list[dict[str, Any]]] = {}
+    if not keys:
+        keys = [None]
+        inputs = {None: [detailed_input(detail["name"], detail) for detail in interpreter.get_input_details()]}
+    data: dict[str | None, list[dict[str, Any]]] = {}
     for number, sample in enumerate(samples):
-        key = sample.signature_key if sample.kind == "signature" else (keys[0] if keys else None)
+        key = sample.signature_key if sample.kind == "signature" else keys[0]
         if key not in inputs:
             continue
         try:
