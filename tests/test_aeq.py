@@ -258,9 +258,10 @@ class DynamicBatch(tf.Module):
         return {"scores": tf.matmul(tf.reshape(features, tf.stack([tf.shape(features)[0], 64])), self.dense)}
 
 
-def test_compare_ranks_only_the_layers_that_compute_values_not_the_shapes_they_read(tmp_path):
+def test_compare_on_a_float_tflite_ranks_the_value_layers_and_keeps_layers_float_in_aeqs_terms(tmp_path):
     """The int32 shape tensors were ranked as layers: SHAPE with an "own drop" of -99 dB, PACK and STRIDED_SLICE at
-    120 dB. They hold no quantization error; the ranked layers are the conv, the reshape and the matmul."""
+    120 dB. They hold no quantization error; the ranked layers are the conv, the reshape and the matmul. And the
+    keep-float fix was the converter's QuantizationDebugger code, which a float .tflite cannot use."""
     module = DynamicBatch()
     tf.saved_model.save(module, str(tmp_path / "saved"), signatures={"serving_default": module.serve})
     model = write(tmp_path / "dynamic_float.tflite",
@@ -268,8 +269,21 @@ def test_compare_ranks_only_the_layers_that_compute_values_not_the_shapes_they_r
     assert {"SHAPE", "PACK"} <= {op.name for op in read_tflite(model.read_bytes()).all_ops}
     rows = np.random.default_rng(0).normal(size=(30, 6, 6, 2)).astype(np.float32)
     np.savez(tmp_path / "data.npz", image=rows)
-    comparison = qd.compare(str(model), str(tmp_path / "data.npz"), eval_data=str(tmp_path / "data.npz")).comparison
-    assert sorted(layer["op"] for layer in comparison["layers"]) == ["CONV_2D", "FULLY_CONNECTED", "RESHAPE"]
+    compared = qd.compare(str(model), str(tmp_path / "data.npz"), eval_data=str(tmp_path / "data.npz"))
+    assert sorted(layer["op"] for layer in compared.comparison["layers"]) == ["CONV_2D", "FULLY_CONNECTED", "RESHAPE"]
+
+    # A float .tflite is quantized by AEQ: keeping a layer float is a recipe entry, not the converter's
+    # QuantizationDebugger. The entries a finding gives keep exactly that op float when AEQ runs with them.
+    drift = only(compared, "QD519")
+    assert "QuantizationDebug" not in json.dumps([f.to_dict() for f in compared.findings])
+    entries = json.loads(drift.fix.code)
+    assert entries == [{"regex": "(?:^|;)PartitionedCall:0;", "operation": "*", "algorithm_key": "no_quantize"}]
+    from ai_edge_quantizer import quantizer, recipe
+
+    aeq = quantizer.Quantizer(str(model), recipe.static_wi8_ai8() + entries)
+    kept = read_tflite(bytes(aeq.quantize(aeq.calibrate({"serving_default": [{"image": rows[:1]}]})).quantized_model))
+    assert [op.name for op in kept.all_ops if op.computes_in_float and op.name not in ("QUANTIZE", "DEQUANTIZE")] \
+        == ["SHAPE", "FULLY_CONNECTED"]
 
 
 def test_fix_writes_an_aeq_recipe_that_meets_the_budget_and_reproduces_the_model(models, tmp_path):

@@ -12,6 +12,8 @@ from typing import Any
 
 from quantdoctor import catalog
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite, read_tflite_file
+from quantdoctor.catalog.accuracy import kept_float_tensors
+from quantdoctor.catalog.aeq import no_quantize_entries
 from quantdoctor.catalog.locations import scope_for_path
 from quantdoctor.convert.aeq_worker import AeqResponse
 from quantdoctor.intake.model import ModelSource
@@ -69,7 +71,15 @@ def with_aeq_findings(report: Report, source: ModelSource, recipe: Recipe, run: 
         if fallback:
             findings = [f for f in findings if f.code not in _SUPERSEDED_BY_FALLBACK]
             added += fallback
-    return replace(report, settings=settings, conversion=conversion, findings=rank_findings(findings + added))
+    return replace(report, settings=settings, conversion=conversion,
+                   findings=rank_findings(in_aeq_terms(findings + added)))
+
+
+def in_aeq_terms(findings: list[Finding]) -> list[Finding]:
+    """`findings` with each fix that keeps ops float through the converter's QuantizationDebugger (the code a
+    Keras model gets) given as the AEQ recipe entries that do it for a float .tflite."""
+    return [replace(finding, fix=replace(finding.fix, code=no_quantize_entries(tensors)))
+            if (tensors := kept_float_tensors(finding.fix.code)) else finding for finding in findings]
 
 
 def error_finding(message: str, recipe: Recipe, float_model: TFLiteModel) -> Finding | None:

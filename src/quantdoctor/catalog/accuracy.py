@@ -1,11 +1,15 @@
 """QD5xx: the model converted, but the quantized model is wrong or too lossy (found by `compare`)."""
 
+import ast
+import re
 from dataclasses import replace
 
 from quantdoctor.catalog.check import Check
 from quantdoctor.report.model import Finding
 
 DEGRADED_OUTPUT = ("QD504", "QD507", "QD518", "QD519")
+# `keep_float_code`'s first two lines, its tensors' list in the group.
+_KEPT_FLOAT = re.compile(r"debug_options = tf\.lite\.experimental\.QuantizationDebugOptions\(\n    denylisted_nodes=(\[.*?\])\)\n")
 
 
 def outputs_degrade(findings: list[Finding]) -> bool:
@@ -30,6 +34,13 @@ def keep_float_code(tensors: list[str]) -> str:
             "debugger = tf.lite.experimental.QuantizationDebugger(\n"
             "    converter=converter, debug_dataset=representative_dataset, debug_options=debug_options)\n"
             "tflite_model = debugger.get_nondebug_quantized_model()   # those ops stay float")
+
+
+def kept_float_tensors(code: str | None) -> list[str] | None:
+    """The tensors a `keep_float_code` snippet keeps float (its names are Python literals, one line); None for any
+    other code."""
+    found = _KEPT_FLOAT.match(code or "")
+    return list(ast.literal_eval(found.group(1))) if found else None
 
 
 def lost_channels_text(output: str, lost: list[int], sqnr_db: float, where: str) -> str:

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 from quantdoctor.catalog.check import Check
 
 AEQ_RECIPE_EXAMPLE = ('quantizer = Quantizer("model_float.tflite", recipe.static_wi8_ai8())\n'
                       'result = quantizer.quantize(quantizer.calibrate({"serving_default": samples}))')
+
+
+
+def no_quantize_entries(tensors: list[str]) -> str:
+    """AEQ recipe entries (JSON) that keep the ops writing `tensors` in float: AEQ matches an entry's regex against
+    an op's scope, its output tensor names each followed by ';'."""
+    return json.dumps([{"regex": "(?:^|;)" + re.escape(tensor) + ";", "operation": "*", "algorithm_key": "no_quantize"}
+                       for tensor in tensors], indent=1)
+
 
 CHECKS = (
     Check(

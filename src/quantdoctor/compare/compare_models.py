@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from quantdoctor import catalog
+from quantdoctor.aeq.findings import QUANTIZER, in_aeq_terms
 from quantdoctor.audit.checks import output_layer_names
 from quantdoctor.audit.report import audit
 from quantdoctor.audit.tflite_model import read_tflite
@@ -170,6 +171,8 @@ def with_comparison(report: Report, float_model: bytes, float_info: dict[str, An
         findings += float_failure_findings(outputs, truth.classes if truth else None, float_model, evaluation,
                                            timeout, quantization_findings=on_outputs, probed=measured.probed)
     measured = {output["tensor"] for output in response.outputs}
+    if report.settings.get("quantizer", {}).get("name") == QUANTIZER:
+        findings = in_aeq_terms(findings)
     return replace(report, comparison=comparison,
                    findings=rank_findings(_unconfirmed_static(report.findings, findings, measured) + findings))
 
