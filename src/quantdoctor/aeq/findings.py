@@ -13,7 +13,7 @@ from typing import Any
 from quantdoctor import catalog
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite, read_tflite_file
 from quantdoctor.catalog.accuracy import kept_float_tensors
-from quantdoctor.catalog.aeq import no_quantize_entries
+from quantdoctor.catalog.aeq import no_quantize_entries, scope_regex
 from quantdoctor.catalog.locations import scope_for_path
 from quantdoctor.convert.aeq_worker import AeqResponse
 from quantdoctor.intake.model import ModelSource
@@ -135,7 +135,7 @@ def fallback_findings(skipped: list[dict[str, Any]], produced: TFLiteModel) -> l
         where = f"layer '{layer}'" if layer else f"tensor '{tensor}'"
         evidence = {"op": op.name, "op_index": op.index, "subgraph": op.subgraph, "tensor": tensor,
                     "activation_bits_asked": entry.get("activation_bits")}
-        regex = re.escape(f"{names[0]};")
+        regex = scope_regex(names[0])
         if entry.get("activation_bits") == 16 and entry.get("int8_supported"):
             findings.append(catalog.get("QD131").finding(
                 f"{op.name} at {where} stays float under the 16-bit recipe: AEQ quantizes it only with 8-bit "

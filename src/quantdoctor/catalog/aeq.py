@@ -12,10 +12,15 @@ AEQ_RECIPE_EXAMPLE = ('quantizer = Quantizer("model_float.tflite", recipe.static
 
 
 
+def scope_regex(tensor: str) -> str:
+    """An AEQ recipe regex matching the op that writes `tensor` and no other: AEQ searches an entry's regex in an
+    op's scope, its output tensor names each followed by ';'."""
+    return "(?:^|;)" + re.escape(tensor) + ";"
+
+
 def no_quantize_entries(tensors: list[str]) -> str:
-    """AEQ recipe entries (JSON) that keep the ops writing `tensors` in float: AEQ matches an entry's regex against
-    an op's scope, its output tensor names each followed by ';'."""
-    return json.dumps([{"regex": "(?:^|;)" + re.escape(tensor) + ";", "operation": "*", "algorithm_key": "no_quantize"}
+    """AEQ recipe entries (JSON) that keep the ops writing `tensors` in float."""
+    return json.dumps([{"regex": scope_regex(tensor), "operation": "*", "algorithm_key": "no_quantize"}
                        for tensor in tensors], indent=1)
 
 
