@@ -10,7 +10,7 @@ For each case it reports whether fix ends in a verified model (or, where none ca
 says why not), how many conversions it took, and the time to the fixed model as a ratio to one plain
 conversion of that fixed model: a fresh Python process that builds the same model, applies the same
 changes, configures the converter with the fixed settings and converts (what a user pays for one
-attempt). Results go to bench/results/fix.json and bench/results/fix.md.
+attempt). Each fix starts cold: no zygote left by the case before (its workers import TensorFlow anew). Results go to bench/results/fix.json and bench/results/fix.md.
 
     QUANTDOCTOR_NO_CACHE=1 python bench/fix.py   # both sets, cache off
     python bench/fix.py --set real -k GRU        # the real-report cases whose name contains GRU
@@ -404,8 +404,10 @@ NOT_REPRODUCED: list[dict[str, str]] = [
 
 def run_case(name: str, build: Callable, tmp: Path) -> dict[str, Any]:
     import quantdoctor as qd
+    from quantdoctor.isolation import prefork
 
     model, data, options = build(tmp)
+    prefork.shutdown()  # cold: each fix starts its own zygote (TensorFlow's import), as a user's first run does
     started = time.perf_counter()
     try:
         result = qd.fix(model, data, **options)
@@ -572,9 +574,9 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     """bench/results/fix.md: the figures per set, and a row per real-report case (case, thread, plain outcome,
     quantdoctor's diagnosis, fix outcome)."""
     lines = ["# quantdoctor fix: bench/fix.py", "",
-             "Written by `bench/fix.py` (cache off: `QUANTDOCTOR_NO_CACHE=1`). The ratio is the time of a verified fix "
-             "over one plain conversion of the fixed model in a fresh process (TensorFlow's import included), "
-             "measured in the same run on the same case.", "",
+             "Written by `bench/fix.py` (cache off: `QUANTDOCTOR_NO_CACHE=1`). The ratio is the time of a verified fix, "
+             "started cold (its workers import TensorFlow anew), over one plain conversion of the fixed model in a "
+             "fresh process (TensorFlow's import included), measured in the same run on the same case.", "",
              "| set | cases | verified / a model exists | cannot, answered / cannot | median conversions | "
              "time ratio, median (max) |", "| --- | --- | --- | --- | --- | --- |"]
     for name, result in results.items():
