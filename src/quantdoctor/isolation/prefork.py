@@ -26,9 +26,9 @@ before a fork and start it again when next used (measured on TensorFlow 2.21, Li
 before the first fork, one after; with OPENBLAS_NUM_THREADS=1 one throughout); TensorFlow's import
 starts no thread of its own (its runtime starts on the first op, which the zygote never runs). The zygote refuses to serve (every run then starts
 cold) if it has any Python thread besides its main one. The zygote is keyed by the Python executable, the
-quantdoctor it imports, its kind (what it preloads) and the environment (all of it but the per-run `TMPDIR`, quantdoctor's own
-run-time settings and pytest's test name), since variables such as `TF_USE_LEGACY_KERAS` and
-`TF_CPP_MIN_LOG_LEVEL` act at import; a zygote that dies is replaced at the next run.
+quantdoctor it imports, its kind (what it preloads) and the environment (all of it but the per-run `TMPDIR`,
+quantdoctor's own run-time settings and pytest's test name), since variables such as `TF_USE_LEGACY_KERAS`
+and `TF_CPP_MIN_LOG_LEVEL` act at import; a zygote that dies is replaced at the next run.
 
 The zygote is this module run as `__main__` with two arguments, FD (its end of a socket pair with the parent)
 and its kind.
