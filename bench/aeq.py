@@ -7,7 +7,8 @@ user runs it:
 - AEQ: `python -c` that imports AEQ, quantizes with static_wi8_ai8 calibrated on the samples, and
   calls `validate()` on the eval samples (per-tensor MSE and SNR, no causes).
 - quantdoctor: `quantdoctor compare model.tflite --data --eval-data --json`: AEQ in its isolated
-  worker, then per-layer SQNR, causes (clipping, float fallback), run check and audit.
+  worker (forked from the zygote the console script starts before its own imports), then per-layer SQNR,
+  causes (clipping, float fallback), run check and audit.
 
 Ratio = quantdoctor / AEQ on the medians of `--repeats` rounds, the sides alternating, the conversion cache
 off; goal <= 1.0x. Each side's CPU time (user + system, its processes and their children) is recorded too: on a
@@ -44,8 +45,14 @@ q.quantize(qsvs)
 result = q.validate({"serving_default": [{"image": row[None]} for row in test]})
 print(len(result.get_all_tensor_results()))
 """
-# quantdoctor's command line from another source tree (`--baseline`): its workers follow its own package.
-BASELINE = "import sys; sys.path.insert(0, sys.argv.pop(1)); from quantdoctor.cli import main; sys.argv[0] = 'quantdoctor'; main()"
+# quantdoctor's command line from another source tree (`--baseline`), through its console entry point (`launch`,
+# which starts the worker's zygote first; `cli` in trees before it): its workers follow its own package.
+BASELINE = """import sys; sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = 'quantdoctor'
+try:
+    from quantdoctor.launch import main
+except ModuleNotFoundError:
+    from quantdoctor.cli import main
+main()"""
 
 
 def build(folder: Path) -> tuple[Path, Path, Path]:

@@ -37,7 +37,7 @@ LAYERS = (
     "reduce",
     "fix",
     "watch",
-    "devtools", "demo", "cli_options", "cli",
+    "devtools", "demo", "cli_options", "cli", "launch",
     "__init__",
 )
 

@@ -22,7 +22,7 @@ from quantdoctor.errors import InternalError
 from quantdoctor.fix.verify import RunRequest, RunResponse
 from quantdoctor.intake import model as model_intake
 from quantdoctor.intake.recipe import Recipe
-from quantdoctor.isolation.protocol import Message, StagedResponse, read_message, write_message
+from quantdoctor.isolation.protocol import Message, StagedResponse, StateFile, read_json, read_message, write_message
 from quantdoctor.isolation.runner import response_path, run_isolated, run_worker
 from quantdoctor.runtime.probe import ProbeRequest
 
@@ -178,3 +178,16 @@ def test_the_conversion_worker_answers_a_typed_request_with_a_typed_response(tmp
     assert response.model_bytes == run.tflite_path.stat().st_size
     assert response.preflight["nodes"] and response.run_check["stage"] == "done"
     assert read_message(response_path(workdir), ConversionResponse) == response
+
+
+def test_a_state_file_reads_as_its_last_state_whatever_came_before(tmp_path):
+    """Rewritten in place: a shorter state after a longer one, and one too long for a write in place."""
+    path = tmp_path / "state.json"
+    states = StateFile(path)
+    states.write({"stage": "allocating", "row": 10, "sample": "calibration"})
+    states.write({"stage": "invoking", "row": 1})
+    assert read_json(path) == {"stage": "invoking", "row": 1}
+    states.write({"stage": "done", "error": "x" * 10_000})
+    states.write({"stage": "done"})
+    states.close()
+    assert read_json(path) == {"stage": "done"}

@@ -25,7 +25,7 @@ from quantdoctor.intake.imports import import_handed_over
 from quantdoctor.intake.model import lambda_layer_names, written_by_tf_keras
 from quantdoctor.intake.recipe import Recipe
 from quantdoctor.isolation.crash import out_of_memory
-from quantdoctor.isolation.protocol import Message, StagedResponse, serve, write_json, write_message
+from quantdoctor.isolation.protocol import Message, StagedResponse, StateFile, serve, write_json, write_message
 from quantdoctor.runtime.eval_fit import REFUSED, check_eval_shapes, declared_inputs
 
 # Every refusal of Keras's safe mode (a Lambda's stored bytecode, a TFSMLayer, an outside vocabulary
@@ -206,12 +206,16 @@ def checked_run(model: Path, float_model: Path | None, calibration: CalibrationS
     from quantdoctor.runtime.check import run_check
 
     states: list[dict[str, Any]] = []
+    state_file = StateFile(Path(files.state))
 
     def record(state: dict[str, Any]) -> None:
         states[:] = [state]
-        write_json(Path(files.state), state)
+        state_file.write(state)
 
-    run_check(model, float_model, calibration.samples if calibration else [], record)
+    try:
+        run_check(model, float_model, calibration.samples if calibration else [], record)
+    finally:
+        state_file.close()
     return states[0] if states else None
 
 

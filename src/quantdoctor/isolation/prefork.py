@@ -2,8 +2,9 @@
 
 A cold worker (`runner.start_isolated`) is a new `python -I` that imports TensorFlow, several seconds
 before it does any work. `fix`, `reduce` and `compare` start many. Here a *zygote*, itself a cold
-isolated worker (`python -I`, its own session), imports TensorFlow, Keras and quantdoctor's worker
-modules, and nothing of the user's, then waits. For each run it forks one child, which becomes the
+isolated worker (`python -I`, its own session), imports what its kind of worker needs (`PRELOADS`:
+TensorFlow and Keras, or for AEQ's worker on a float .tflite NumPy, AEQ, LiteRT and that worker's modules)
+and nothing of the user's, then waits. For each run it forks one child, which becomes the
 worker exactly as a cold one would be set up: its own session (so a kill takes its whole group), stdin
 from /dev/null, stdout and stderr to the run's log, the caller's working directory and environment
 (`TMPDIR` the run's private directory), fresh random seeds, Python's default signal handlers and the
@@ -14,7 +15,10 @@ global state, registered custom objects, tf_private hooks and `--import` modules
 What a fork cannot reproduce is left to cold workers (`fork_worker` returns None): a memory limit (the
 limit is defined on a process that maps TensorFlow under it), a request with other pipes, a second
 concurrent run from another thread, a platform without fork or /proc, and `QUANTDOCTOR_PREFORK=0`. A
-worker that needs no TensorFlow (AEQ's) starts cold too when no zygote runs yet.
+worker that needs no TensorFlow (AEQ's) starts cold too when no zygote runs yet: one started when it is
+needed would overlap nothing. The console entry point (`quantdoctor.launch`) starts the zygote a command
+will use before it imports the command line itself (`start_early`), so the zygote's imports run beside the
+command's own; the runner's first fork then waits for it to be ready.
 
 Fork safety: at the end of its imports the zygote has one Python thread. The native threads it has are
 OpenBLAS's pools (NumPy's and SciPy's), which register `pthread_atfork` handlers that stop the pool
@@ -22,11 +26,12 @@ before a fork and start it again when next used (measured on TensorFlow 2.21, Li
 before the first fork, one after; with OPENBLAS_NUM_THREADS=1 one throughout); TensorFlow's import
 starts no thread of its own (its runtime starts on the first op, which the zygote never runs). The zygote refuses to serve (every run then starts
 cold) if it has any Python thread besides its main one. The zygote is keyed by the Python executable, the
-quantdoctor it imports and the environment (all of it but the per-run `TMPDIR`, quantdoctor's own
-run-time settings and pytest's test name), since variables such as `TF_USE_LEGACY_KERAS` and
-`TF_CPP_MIN_LOG_LEVEL` act at import; a zygote that dies is replaced at the next run.
+quantdoctor it imports, its kind (what it preloads) and the environment (all of it but the per-run `TMPDIR`,
+quantdoctor's own run-time settings and pytest's test name), since variables such as `TF_USE_LEGACY_KERAS`
+and `TF_CPP_MIN_LOG_LEVEL` act at import; a zygote that dies is replaced at the next run.
 
-The zygote is this module run as `__main__` with one argument, FD: its end of a socket pair with the parent.
+The zygote is this module run as `__main__` with two arguments, FD (its end of a socket pair with the parent)
+and its kind.
 """
 
 from __future__ import annotations
@@ -52,9 +57,18 @@ from typing import IO, Any, Callable
 from quantdoctor.isolation import PACKAGE_ROOT
 
 SWITCH = "QUANTDOCTOR_PREFORK"
-# What the zygote imports before its first run: TensorFlow and Keras, the cost. It imports each worker
-# module (quantdoctor's own code) when first asked to run it, so a single run imports what it needs only.
-PRELOAD = ("tensorflow", "keras")
+# What a zygote imports before its first run, by its kind. TensorFlow's: TensorFlow and Keras, the cost; it
+# imports each worker module (quantdoctor's own code) when first asked to run it, so a single run imports what
+# it needs only. AEQ's (a float .tflite, no TensorFlow): AEQ (ml_dtypes, SciPy), LiteRT, and the modules of
+# the one worker it is started for, the joint worker's conversion and comparison.
+TENSORFLOW = "tensorflow"
+AEQ = "aeq"
+PRELOADS = {
+    TENSORFLOW: ("tensorflow", "keras"),
+    AEQ: ("numpy", "ai_edge_quantizer.quantizer", "ai_edge_litert.interpreter", "quantdoctor.convert.aeq_worker",
+          "quantdoctor.compare.joint_worker", "quantdoctor.compare.worker", "quantdoctor.compare.preprocessing",
+          "quantdoctor.compare.rows", "quantdoctor.audit.tflite_model", "quantdoctor.runtime.feed"),
+}
 # Variables that change per run or are read by quantdoctor at run time only: they do not key the zygote.
 _PER_RUN_VARIABLES = ("TMPDIR", "PYTEST_CURRENT_TEST")
 _PER_RUN_PREFIX = "QUANTDOCTOR_"
@@ -79,6 +93,7 @@ class ForkedWorker:
         self.pid = pid
         self.args = args
         self.returncode: int | None = None
+        self.zygote_kind = zygote.kind
         self._zygote = zygote
 
     def poll(self) -> int | None:
@@ -112,24 +127,31 @@ class ForkedWorker:
 class Zygote:
     """The parent's handle on one zygote process."""
 
-    def __init__(self, environment: dict[str, str], command: Callable[..., list[str]]):
+    def __init__(self, environment: dict[str, str], command: Callable[..., list[str]], kind: str = TENSORFLOW):
+        """Start the zygote process; it is ready (or refused) at the first `await_ready` or `fork`."""
+        self.kind = kind
         self.directory = Path(tempfile.mkdtemp(prefix="quantdoctor-zygote-"))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._socket = ours
         self._busy = threading.Lock()
         with open(self.directory / "zygote.log", "wb") as log:
             self.process = subprocess.Popen(
-                command(__name__, str(theirs.fileno())),  # this module, run as the zygote
+                command(__name__, str(theirs.fileno()), kind),  # this module, run as the zygote
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(theirs.fileno(),),
                 env={**environment, "TMPDIR": str(self.directory)}, cwd=self.directory, start_new_session=True)
         theirs.close()
+        self.ready: dict[str, Any] | None = None
+
+    def await_ready(self) -> None:
+        """Wait for the zygote's imports; ZygoteRefused when it died importing or cannot fork safely."""
+        if self.ready is not None:
+            return
         try:
             self.ready = self.receive(_READY_SECONDS)
-            if self.ready is None or not self.ready.get("serving"):
-                raise ZygoteRefused(f"the zygote did not start: {self.ready}")
-        except BaseException:  # it died importing, refused, or this process was interrupted meanwhile
-            self.close()
-            raise
+        except ZygoteGone as exc:
+            raise ZygoteRefused(f"the zygote did not start: {exc}") from exc
+        if self.ready is None or not self.ready.get("serving"):
+            raise ZygoteRefused(f"the zygote did not start: {self.ready}")
 
     def alive(self) -> bool:
         """True while the zygote process runs."""
@@ -140,6 +162,7 @@ class Zygote:
         if not self._busy.acquire(blocking=False):
             return None
         try:
+            self.await_ready()
             request = {"module": module, "args": args, "cwd": os.getcwd(), "environment": environment}
             try:
                 socket.send_fds(self._socket, [json.dumps(request).encode()], [log.fileno()])
@@ -194,33 +217,31 @@ def enabled() -> bool:
 
 
 def fork_worker(module: str, args: list[str], log: IO[bytes], environment: dict[str, str],
-                command: Callable[..., list[str]], start_zygote: bool = True) -> ForkedWorker | None:
+                command: Callable[..., list[str]], needs_tensorflow: bool = True) -> ForkedWorker | None:
     """Start `module` as a worker forked from a zygote for `environment`, or None when this run must
     start cold (see the module docstring). `command(module, *args)` is the cold command line, which
-    starts the zygote itself. Without `start_zygote` (a worker that needs no TensorFlow), only a zygote
-    that runs already serves it: a new one would import TensorFlow for nothing."""
+    starts the zygote itself. A worker that needs TensorFlow is served by TensorFlow's zygote, started if
+    need be. One that does not (AEQ's) is served only by a zygote that runs already, AEQ's or else
+    TensorFlow's: a new one would import for nothing."""
     if not enabled():
         return None
     try:
         os.getcwd()
     except OSError:  # a working directory that was removed: only a cold process can start in it
         return None
-    key = zygote_key(environment)
     with _registry_lock:
-        if key in _unusable:
-            return None
-        zygote = _zygotes.get(key)
-        if zygote is not None and not zygote.alive():
-            _forget(key)
-            zygote = None
-        if zygote is None and not start_zygote:
-            return None
+        if needs_tensorflow:
+            key = zygote_key(environment, TENSORFLOW)
+            zygote = _running(key)
+            if zygote is None and key not in _unusable:
+                zygote = _start(key, environment, command, TENSORFLOW)
+        else:
+            for key in (zygote_key(environment, AEQ), zygote_key(environment, TENSORFLOW)):
+                zygote = _running(key)
+                if zygote is not None:
+                    break
         if zygote is None:
-            try:
-                zygote = _start(key, environment, command)
-            except ZygoteGone:
-                _unusable.add(key)
-                return None
+            return None
         _zygotes[key] = _zygotes.pop(key)  # the most recently used last: `_start` ends the first
     try:
         return zygote.fork(module, args, log, environment)
@@ -233,11 +254,23 @@ def fork_worker(module: str, args: list[str], log: IO[bytes], environment: dict[
         return None
 
 
-def zygote_key(environment: dict[str, str]) -> tuple:
-    """What a zygote's imports depend on: the interpreter, quantdoctor's location and the environment."""
+def start_early(kind: str, environment: dict[str, str], command: Callable[..., list[str]]) -> None:
+    """Start a zygote of `kind` (a key of PRELOADS) for `environment` now, without waiting for its imports: the
+    runner's first fork of a worker it serves waits for them (`command` as for `fork_worker`). One that no run
+    uses costs its imports, in the background, and ends at exit like any zygote."""
+    if not enabled():
+        return
+    key = zygote_key(environment, kind)
+    with _registry_lock:
+        if key not in _unusable and _running(key) is None:
+            _start(key, environment, command, kind)
+
+
+def zygote_key(environment: dict[str, str], kind: str = TENSORFLOW) -> tuple:
+    """What a zygote's imports depend on: the interpreter, quantdoctor's location, its kind and the environment."""
     kept = sorted((name, value) for name, value in environment.items()
                   if name not in _PER_RUN_VARIABLES and not name.startswith(_PER_RUN_PREFIX))
-    return (sys.executable, str(PACKAGE_ROOT), tuple(kept))
+    return (sys.executable, str(PACKAGE_ROOT), kind, tuple(kept))
 
 
 def shutdown() -> None:
@@ -247,10 +280,19 @@ def shutdown() -> None:
             _forget(key)
 
 
-def _start(key: tuple, environment: dict[str, str], command: Callable[..., list[str]]) -> Zygote:
+def _running(key: tuple) -> Zygote | None:
+    """The zygote for `key` while its process runs (one that died is forgotten), or None."""
+    zygote = _zygotes.get(key)
+    if zygote is not None and not zygote.alive():
+        _forget(key)
+        zygote = None
+    return zygote
+
+
+def _start(key: tuple, environment: dict[str, str], command: Callable[..., list[str]], kind: str) -> Zygote:
     while len(_zygotes) >= _ZYGOTES_KEPT:  # the least recently used goes
         _forget(next(iter(_zygotes)))
-    zygote = Zygote({name: value for name, value in environment.items() if name != "TMPDIR"}, command)
+    zygote = Zygote({name: value for name, value in environment.items() if name != "TMPDIR"}, command, kind)
     _zygotes[key] = zygote
     return zygote
 
@@ -284,10 +326,11 @@ os.register_at_fork(after_in_child=_forget_inherited)
 
 # -- the zygote process ------------------------------------------------------------------------------
 
-def _serve(channel: socket.socket) -> dict[str, Any] | None:
-    """The zygote's loop: one fork per request, the child's exit status sent back. Returns the request
-    in the forked child (which then becomes the worker), None in the zygote when the parent is gone."""
-    serving = _import(PRELOAD)
+def _serve(channel: socket.socket, kind: str) -> dict[str, Any] | None:
+    """The zygote's loop after importing PRELOADS[kind]: one fork per request, the child's exit status sent back.
+    Returns the request in the forked child (which then becomes the worker), None in the zygote when the parent
+    is gone."""
+    serving = _import(PRELOADS[kind])
     _send(channel, {**serving, "pid": os.getpid()})
     while serving["serving"]:
         try:
@@ -325,12 +368,13 @@ def _serve(channel: socket.socket) -> dict[str, Any] | None:
 
 
 def _import(modules: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Import `modules` into the zygote; whether it may still fork (no Python thread but its own)."""
+    """Import `modules` into the zygote; whether it may still fork (no Python thread but its own), and whether
+    it holds TensorFlow."""
     for module in modules:
         __import__(module)
     python_threads = threading.active_count()
     return {"serving": python_threads == 1, "python_threads": python_threads,
-            "native_threads": len(os.listdir("/proc/self/task"))}
+            "native_threads": len(os.listdir("/proc/self/task")), "tensorflow": "tensorflow" in sys.modules}
 
 
 def _send(channel: socket.socket, message: dict[str, Any]) -> None:
@@ -366,7 +410,7 @@ def _become_worker(request: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    _request = _serve(socket.socket(fileno=int(sys.argv[1])))
+    _request = _serve(socket.socket(fileno=int(sys.argv[1])), sys.argv[2])
     if _request is None:
         sys.exit(0)
     _become_worker(_request)

@@ -22,6 +22,7 @@ INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE
 # What `serve` adds to any worker's response when the worker itself failed: not the worker's own fields.
 FAILURE_KEYS = ("internal_error", "tensorflow_changed")
 AnyMessage = TypeVar("AnyMessage", bound="Message")
+_STATE_BYTES = 4096  # a page: the longest state a `StateFile` writes in place
 
 
 class Message:
@@ -127,6 +128,39 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     partial = path.with_suffix(path.suffix + ".partial")
     partial.write_text(json.dumps(data, indent=1, default=str))
     os.replace(partial, path)
+
+
+class StateFile:
+    """A small JSON file a worker rewrites before each native step it may die in (the run check's stage and
+    row), read by the parent once the worker has ended. Each state is one write at offset 0 of a file kept open,
+    padded with spaces to the longest state written so far (`read_json` reads it): no new file and no rename
+    per state, which on ext4 starts the file's writeback each time, milliseconds under load, and the run check
+    writes two states a row. A process killed during the write keeps the previous state: a write of at most
+    `_STATE_BYTES` into the page cache is not torn by a signal. A longer state is written by `write_json`."""
+
+    def __init__(self, path: Path):
+        self._path = path
+        self._fd: int | None = None
+        self._length = 0
+
+    def write(self, data: dict[str, Any]) -> None:
+        """Make `data` the file's content."""
+        encoded = json.dumps(data, indent=1, default=str).encode()
+        if len(encoded) > _STATE_BYTES:
+            self.close()
+            write_json(self._path, data)
+            return
+        if self._fd is None:
+            self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            self._length = 0
+        os.pwrite(self._fd, encoded.ljust(self._length), 0)
+        self._length = max(self._length, len(encoded))
+
+    def close(self) -> None:
+        """Close the file (the next `write` starts it again)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def read_json(path: Path) -> dict[str, Any]:

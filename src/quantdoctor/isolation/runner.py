@@ -155,17 +155,20 @@ def run_isolated(module: str, request: dict[str, Any] | Message, workdir: Path, 
         run.signal_name = signal.Signals(-child.returncode).name
     if not timed_out and child.returncode != 0:
         run.outcome = "crash"
-    _log_run(module, run, started_by)
+    _log_run(module, run, started_by, child.zygote_kind if isinstance(child, ForkedWorker) else None)
     return run
 
 
-def _log_run(module: str, run: WorkerRun, started_by: str) -> None:
-    """With QUANTDOCTOR_WORKER_LOG=FILE, append one JSON line per worker run (bench/suite.py counts them)."""
+def _log_run(module: str, run: WorkerRun, started_by: str, zygote_kind: str | None) -> None:
+    """With QUANTDOCTOR_WORKER_LOG=FILE, append one JSON line per worker run (bench/suite.py counts them); a
+    forked one names the kind of zygote it came from."""
     path = os.environ.get("QUANTDOCTOR_WORKER_LOG")
     if not path:
         return
     line = {"module": module, "started_by": started_by, "seconds": round(run.seconds, 3), "outcome": run.outcome,
             "test": os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]}
+    if zygote_kind is not None:
+        line["zygote"] = zygote_kind
     with open(path, "a") as log:
         log.write(json.dumps(line) + "\n")
 
@@ -175,8 +178,7 @@ def _start_run(module: str, args: list[str], log: IO[bytes], workdir: Path, memo
     """Start one worker run: forked from a zygote where it can be (see `prefork`), else cold. Says which.
     Without `needs_tensorflow`, no zygote is started for it."""
     if memory_limit_mb is None:
-        forked = fork_worker(module, args, log, worker_environment(workdir), isolated_command,
-                             start_zygote=needs_tensorflow)
+        forked = fork_worker(module, args, log, worker_environment(workdir), isolated_command, needs_tensorflow)
         if forked is not None:
             return forked, "fork"
     return start_isolated(module, args, log, workdir, memory_limit_mb, stdin=subprocess.DEVNULL), "spawn"
@@ -194,11 +196,15 @@ def start_isolated(module: str, args: list[str], log: IO[bytes], workdir: Path, 
 
 
 def worker_environment(workdir: Path) -> dict[str, str]:
-    """A worker's environment: this process's, TensorFlow's C++ log at warnings, TMPDIR under `workdir`."""
+    """A worker's environment: `worker_variables()`, TMPDIR under `workdir`."""
     private_tmp = workdir / "tmp"
     private_tmp.mkdir(exist_ok=True)
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1"),
-            "TMPDIR": str(private_tmp)}
+    return {**worker_variables(), "TMPDIR": str(private_tmp)}
+
+
+def worker_variables() -> dict[str, str]:
+    """The variables every worker gets (before its TMPDIR): this process's, TensorFlow's C++ log at warnings."""
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1")}
 
 
 def isolated_command(module: str, *args: str) -> list[str]:
