@@ -533,12 +533,5 @@ def _converted_signatures(source: model_intake.ModelSource, model_info: ModelDes
     return list(source.signature_keys or model_info.signature_keys or []), None
 
 
-# Outcome findings that confirm a data finding of another code: a kernel that failed to prepare on
-# the first sample confirms what the data checks found wrong with that sample's shape or pairing; a
-# converter that died while calibrating or quantizing confirms what they found wrong with any sample.
-FLOAT_REFERENCE = "float_reference.tflite"  # the run check's float model, when compare asked for no twin
-RUN_CHECK_STATE = "run_check.json"  # the worker's run check records each stage here before it starts
-
-
 FLOAT_REFERENCE = "float_reference.tflite"  # the run check's float model, when compare asked for no twin
 RUN_CHECK_STATE = "run_check.json"  # the worker's run check records each stage here before it starts
