@@ -13,16 +13,31 @@
 
 from __future__ import annotations
 
+import sys
 from importlib import import_module
+from types import ModuleType
 from typing import Any
 
-# Packages named like the functions below: loaded now (their own imports are light), so that no later first
-# import of one of them can set `quantdoctor.<name>` to the package; the names are then the functions' again.
-from quantdoctor import audit, compare, convert, fix, reduce, watch  # noqa: F401
 from quantdoctor._version import __version__
 from quantdoctor.errors import QuantdoctorError, UsageError
 
-del audit, compare, convert, fix, reduce, watch
+# Packages named like the public functions below. Importing one (quantdoctor's own code does, at any time) binds
+# the package as `quantdoctor.<name>`; this package keeps the function instead, and imports none of them itself.
+_PACKAGES_NAMED_LIKE_FUNCTIONS = frozenset({"audit", "compare", "convert", "fix", "reduce", "watch"})
+
+
+class _Package(ModuleType):
+    """`quantdoctor` itself: the import system's binding of a subpackage named like a public function is left
+    out, so `qd.compare`, `qd.watch` and the others stay the functions."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _PACKAGES_NAMED_LIKE_FUNCTIONS and isinstance(value, ModuleType) \
+                and value.__name__ == f"{__name__}.{name}":
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 # The rest of the public API, by the module that defines it, imported all at once on first use (PEP 562): a
 # process of quantdoctor's own (the command line, a worker) imports the modules it runs and no others.
