@@ -116,19 +116,23 @@ def test_a_usage_error_is_one_line_exit_2_and_leaves_no_process(inputs, tmp_path
     assert processes_holding(str(private)) == []
 
 
-def test_ctrl_c_ends_the_zygote_the_script_started(inputs, tmp_path):
+@pytest.mark.parametrize("signals", [[signal.SIGINT], [signal.SIGTERM], [signal.SIGINT, signal.SIGTERM]])
+def test_a_signal_at_once_after_start_is_one_line_and_ends_the_zygote_the_script_started(inputs, tmp_path, signals):
+    """Sent as soon as the zygote runs (the command line is still importing): Ctrl-C, SIGTERM or both at once say
+    so in one line and exit 128 + the first signal, leaving neither the zygote nor its directory."""
     private = tmp_path / "tmp"
     private.mkdir()
     command = subprocess.Popen([QUANTDOCTOR, "diagnose", str(inputs["keras"]), "--data", str(inputs["images"])],
                                env={**os.environ, "TMPDIR": str(private)}, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+                               stderr=subprocess.PIPE, text=True)
     zygote_directory = f"{private}{os.sep}quantdoctor-zygote-"  # the zygote's TMPDIR
     deadline = time.monotonic() + 60
     while not processes_holding(zygote_directory) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert processes_holding(zygote_directory)  # the zygote runs
-    command.send_signal(signal.SIGINT)
-    command.communicate(timeout=120)
-    assert command.returncode in (128 + signal.SIGINT, -signal.SIGINT)
+    for signum in signals:
+        command.send_signal(signum)
+    _, stderr = command.communicate(timeout=120)
+    assert (command.returncode, stderr) == (128 + signals[0], "quantdoctor: interrupted\n")
     assert list(private.glob("quantdoctor-zygote-*")) == []
     assert processes_holding(str(private)) == []

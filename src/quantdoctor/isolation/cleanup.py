@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _DEFAULTS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
 _active = False
+_held: list[int] | None = None  # the signals `held_back` keeps until its block ends, while it runs
 Function = TypeVar("Function", bound=Callable[..., Any])
 
 
@@ -57,6 +58,20 @@ def interruptible() -> Iterator[None]:
         _restore(previous)
 
 
+@contextmanager
+def held_back() -> Iterator[None]:
+    """Run the block to its end before a signal it receives raises `Interrupted` (after it): for a block that
+    starts a process and registers it for cleanup, which an `Interrupted` between the two would leave behind."""
+    global _held
+    _held = []
+    try:
+        yield
+    finally:
+        held, _held = _held, None
+    if held:
+        raise Interrupted(held[0])
+
+
 def run_interruptible(function: Function) -> Function:
     """Decorate a public entry point so that a signal during it cleans up before it takes effect."""
 
@@ -70,8 +85,17 @@ def run_interruptible(function: Function) -> Function:
 
 def _interrupt(signum: int, frame: Any) -> None:
     for other in _SIGNALS:
-        signal.signal(other, signal.SIG_IGN)  # the cleanup runs to its end
+        signal.signal(other, _ignore)  # the cleanup runs to its end
+    if _held is not None:
+        _held.append(signum)
+        return
     raise Interrupted(signum)
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    """A second signal, during the cleanup. A Python handler, not SIG_IGN: one that arrived with the first (Ctrl-C
+    and SIGTERM at once) is still pending when the first's handler returns, and Python reports a pending signal
+    whose handler became SIG_IGN on stderr ("Signal 15 ignored due to race condition")."""
 
 
 def _restore(previous: dict[int, Any]) -> None:
