@@ -403,3 +403,23 @@ def test_a_recipe_entry_aeq_cannot_read_is_refused_with_one_line_before_any_work
     done = run_in_process("diagnose", str(models["exp"]), "--data", str(models["vectors"]), "--aeq-recipe", str(recipe))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"quantdoctor: error: AEQ recipe {recipe}: {says}"]
+
+
+@pytest.mark.parametrize("hostile", ["a\"b'c]d)e\n\x1b[31m$^.*+?{}|\\(", "L" * 12000], ids=["metacharacters", "long"])
+def test_a_keep_float_entry_keeps_exactly_its_op_float_whatever_the_tensor_is_named(models, hostile):
+    """AEQ cuts an op's scope (its output names, each followed by ';') to 10,000 characters: the entry for a tensor
+    named longer than that matched no op, and the fix kept nothing float."""
+    from ai_edge_quantizer import quantizer, recipe
+
+    from quantdoctor.catalog.aeq import no_quantize_entries
+
+    exp = models["exp"].read_bytes()
+    first_dense = next(op for op in read_tflite(exp).ops if op.name == "FULLY_CONNECTED").outputs[0].name
+    model = renamed(exp, lambda _, name: hostile if name == first_dense else name)
+    aeq = quantizer.Quantizer(model, recipe.static_wi8_ai8() + json.loads(no_quantize_entries([hostile])))
+    samples = [{"features": row[None]} for row in vectors(4)]
+    quantized = read_tflite(bytes(aeq.quantize(aeq.calibrate({"serving_default": samples})).quantized_model))
+    in_float = [(op.name, op.outputs[0].name) for op in quantized.all_ops
+                if op.computes_in_float and op.name not in ("QUANTIZE", "DEQUANTIZE")]
+    assert [name for name, _ in in_float] == ["FULLY_CONNECTED", "EXP"]  # EXP: AEQ has no integer kernel for it
+    assert in_float[0][1] == hostile

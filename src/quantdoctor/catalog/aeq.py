@@ -12,9 +12,16 @@ AEQ_RECIPE_EXAMPLE = ('quantizer = Quantizer("model_float.tflite", recipe.static
 
 
 
+# AEQ cuts an op's scope to this many characters (ai_edge_quantizer's tfl_flatbuffer_utils.get_op_scope).
+_AEQ_SCOPE_LENGTH = 10000
+
+
 def scope_regex(tensor: str) -> str:
     """An AEQ recipe regex matching the op that writes `tensor` and no other: AEQ searches an entry's regex in an
-    op's scope, its output tensor names each followed by ';'."""
+    op's scope, its output tensor names each followed by ';', cut to _AEQ_SCOPE_LENGTH characters (a name that long,
+    its op's first output, is all its scope holds)."""
+    if len(tensor) >= _AEQ_SCOPE_LENGTH:
+        return "^" + re.escape(tensor[:_AEQ_SCOPE_LENGTH]) + "$"
     return "(?:^|;)" + re.escape(tensor) + ";"
 
 
