@@ -277,7 +277,7 @@ def test_compare_on_a_float_tflite_ranks_the_value_layers_and_keeps_layers_float
     drift = only(compared, "QD519")
     assert "QuantizationDebug" not in json.dumps([f.to_dict() for f in compared.findings])
     entries = json.loads(drift.fix.code)
-    assert entries == [{"regex": "(?:^|;)PartitionedCall:0;", "operation": "*", "algorithm_key": "no_quantize"}]
+    assert entries == [{"regex": "^PartitionedCall:0;$", "operation": "*", "algorithm_key": "no_quantize"}]
     from ai_edge_quantizer import quantizer, recipe
 
     aeq = quantizer.Quantizer(str(model), recipe.static_wi8_ai8() + entries)
@@ -408,15 +408,21 @@ def test_a_recipe_entry_aeq_cannot_read_is_refused_with_one_line_before_any_work
 @pytest.mark.parametrize("hostile", ["a\"b'c]d)e\n\x1b[31m$^.*+?{}|\\(", "L" * 12000], ids=["metacharacters", "long"])
 def test_a_keep_float_entry_keeps_exactly_its_op_float_whatever_the_tensor_is_named(models, hostile):
     """AEQ cuts an op's scope (its output names, each followed by ';') to 10,000 characters: the entry for a tensor
-    named longer than that matched no op, and the fix kept nothing float."""
+    named longer than that matched no op, and the fix kept nothing float. A name holding ';' after another name
+    (a second dense named 'x;' + the first's name) was kept float by the first's entry too."""
     from ai_edge_quantizer import quantizer, recipe
 
+    from quantdoctor.aeq.findings import aeq_scopes
     from quantdoctor.catalog.aeq import no_quantize_entries
+    from quantdoctor.tf_private import aeq_model_ops
 
     exp = models["exp"].read_bytes()
-    first_dense = next(op for op in read_tflite(exp).ops if op.name == "FULLY_CONNECTED").outputs[0].name
-    model = renamed(exp, lambda _, name: hostile if name == first_dense else name)
-    aeq = quantizer.Quantizer(model, recipe.static_wi8_ai8() + json.loads(no_quantize_entries([hostile])))
+    dense = [op.outputs[0].name for op in read_tflite(exp).ops if op.name == "FULLY_CONNECTED"]
+    names = {dense[0]: hostile, dense[1]: f"x;{hostile}"}  # the second holds the first and AEQ's separator
+    model = renamed(exp, lambda _, name: names.get(name, name))
+    scopes = aeq_scopes(read_tflite(bytes(model)))
+    assert sorted(scopes.values()) == sorted(op.scope for op in aeq_model_ops(bytes(model)))  # AEQ's own scopes
+    aeq = quantizer.Quantizer(model, recipe.static_wi8_ai8() + json.loads(no_quantize_entries([hostile], scopes)))
     samples = [{"features": row[None]} for row in vectors(4)]
     quantized = read_tflite(bytes(aeq.quantize(aeq.calibrate({"serving_default": samples})).quantized_model))
     in_float = [(op.name, op.outputs[0].name) for op in quantized.all_ops

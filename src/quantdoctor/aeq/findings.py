@@ -13,7 +13,7 @@ from typing import Any
 from quantdoctor import catalog
 from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite, read_tflite_file
 from quantdoctor.catalog.accuracy import kept_float_tensors
-from quantdoctor.catalog.aeq import no_quantize_entries, scope_regex
+from quantdoctor.catalog.aeq import no_quantize_entries, op_scope, scope_regex
 from quantdoctor.catalog.locations import scope_for_path
 from quantdoctor.convert.aeq_worker import AeqResponse
 from quantdoctor.intake.model import ModelSource
@@ -72,14 +72,22 @@ def with_aeq_findings(report: Report, source: ModelSource, recipe: Recipe, run: 
             findings = [f for f in findings if f.code not in _SUPERSEDED_BY_FALLBACK]
             added += fallback
     return replace(report, settings=settings, conversion=conversion,
-                   findings=rank_findings(in_aeq_terms(findings + added)))
+                   findings=rank_findings(in_aeq_terms(findings + added, float_model)))
 
 
-def in_aeq_terms(findings: list[Finding]) -> list[Finding]:
+def in_aeq_terms(findings: list[Finding], float_model: TFLiteModel) -> list[Finding]:
     """`findings` with each fix that keeps ops float through the converter's QuantizationDebugger (the code a
-    Keras model gets) given as the AEQ recipe entries that do it for a float .tflite."""
-    return [replace(finding, fix=replace(finding.fix, code=no_quantize_entries(tensors)))
+    Keras model gets) given as the AEQ recipe entries that do it for `float_model`, the float .tflite AEQ
+    quantizes."""
+    scopes = aeq_scopes(float_model)
+    return [replace(finding, fix=replace(finding.fix, code=no_quantize_entries(tensors, scopes)))
             if (tensors := kept_float_tensors(finding.fix.code)) else finding for finding in findings]
+
+
+def aeq_scopes(model: TFLiteModel) -> dict[str, str]:
+    """Each op output tensor's name -> its op's scope as AEQ's recipes see it (`catalog.aeq.op_scope`)."""
+    return {tensor.name: op_scope([t.name for t in op.outputs], [t.name for t in op.inputs])
+            for op in model.all_ops for tensor in op.outputs}
 
 
 def error_finding(message: str, recipe: Recipe, float_model: TFLiteModel) -> Finding | None:
@@ -135,7 +143,7 @@ def fallback_findings(skipped: list[dict[str, Any]], produced: TFLiteModel) -> l
         where = f"layer '{layer}'" if layer else f"tensor '{tensor}'"
         evidence = {"op": op.name, "op_index": op.index, "subgraph": op.subgraph, "tensor": tensor,
                     "activation_bits_asked": entry.get("activation_bits")}
-        regex = scope_regex(names[0])
+        regex = scope_regex(names[0], entry["scope"])
         if entry.get("activation_bits") == 16 and entry.get("int8_supported"):
             findings.append(catalog.get("QD131").finding(
                 f"{op.name} at {where} stays float under the 16-bit recipe: AEQ quantizes it only with 8-bit "

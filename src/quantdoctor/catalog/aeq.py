@@ -16,19 +16,29 @@ AEQ_RECIPE_EXAMPLE = ('quantizer = Quantizer("model_float.tflite", recipe.static
 _AEQ_SCOPE_LENGTH = 10000
 
 
-def scope_regex(tensor: str) -> str:
-    """An AEQ recipe regex matching the op that writes `tensor` and no other: AEQ searches an entry's regex in an
-    op's scope, its output tensor names each followed by ';', cut to _AEQ_SCOPE_LENGTH characters (a name that long,
-    its op's first output, is all its scope holds)."""
+def op_scope(outputs: list[str], inputs: list[str]) -> str:
+    """The scope AEQ matches a recipe entry's regex against (`tfl_flatbuffer_utils.get_op_scope`): the op's output
+    tensor names (its input names when no output has one), each followed by ';', cut to 10,000 characters."""
+    names = [name for name in outputs if name] or [name for name in inputs if name]
+    return "".join(f"{name};" for name in names)[:_AEQ_SCOPE_LENGTH]
+
+
+def scope_regex(tensor: str, scope: str | None = None) -> str:
+    """An AEQ recipe regex matching the op that writes `tensor` and no other: its whole `scope` when known (a name
+    may hold ';', AEQ's separator), else the name between separators, or for a name as long as AEQ's cut, all the
+    scope holds."""
+    if scope is not None:
+        return "^" + re.escape(scope) + "$"
     if len(tensor) >= _AEQ_SCOPE_LENGTH:
         return "^" + re.escape(tensor[:_AEQ_SCOPE_LENGTH]) + "$"
     return "(?:^|;)" + re.escape(tensor) + ";"
 
 
-def no_quantize_entries(tensors: list[str]) -> str:
-    """AEQ recipe entries (JSON) that keep the ops writing `tensors` in float."""
-    return json.dumps([{"regex": scope_regex(tensor), "operation": "*", "algorithm_key": "no_quantize"}
-                       for tensor in tensors], indent=1)
+def no_quantize_entries(tensors: list[str], scopes: dict[str, str] | None = None) -> str:
+    """AEQ recipe entries (JSON) that keep the ops writing `tensors` in float; `scopes` maps a tensor to its op's
+    scope (`op_scope`) where the model is at hand."""
+    return json.dumps([{"regex": scope_regex(tensor, (scopes or {}).get(tensor)), "operation": "*",
+                        "algorithm_key": "no_quantize"} for tensor in tensors], indent=1)
 
 
 CHECKS = (

@@ -172,7 +172,7 @@ def with_comparison(report: Report, float_model: bytes, float_info: dict[str, An
                                            timeout, quantization_findings=on_outputs, probed=measured.probed)
     measured = {output["tensor"] for output in response.outputs}
     if report.settings.get("quantizer", {}).get("name") == QUANTIZER:
-        findings = in_aeq_terms(findings)
+        findings = in_aeq_terms(findings, read_tflite(float_model))
     return replace(report, comparison=comparison,
                    findings=rank_findings(_unconfirmed_static(report.findings, findings, measured) + findings))
 
