@@ -8,8 +8,8 @@ and nothing of the user's, then waits. For each run it forks one child, which be
 worker exactly as a cold one would be set up: its own session (so a kill takes its whole group), stdin
 from /dev/null, stdout and stderr to the run's log, the caller's working directory and environment
 (`TMPDIR` the run's private directory), fresh random seeds, Python's default signal handlers and the
-faulthandler on its log; then it runs the worker module as `__main__` and exits through the
-interpreter's own shutdown. Each child starts from the zygote's state, never from another run's: Keras's
+faulthandler on its log; then it runs the worker module as `__main__` and ends as a cold worker does
+(`worker_process.run`). Each child starts from the zygote's state, never from another run's: Keras's
 global state, registered custom objects, tf_private hooks and `--import` modules live and die in one child.
 
 What a fork cannot reproduce is left to cold workers (`fork_worker` returns None): a memory limit (the
@@ -41,7 +41,6 @@ import faulthandler
 import json
 import os
 import random
-import runpy
 import select
 import shutil
 import signal
@@ -54,7 +53,7 @@ import warnings
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from quantdoctor.isolation import PACKAGE_ROOT
+from quantdoctor.isolation import PACKAGE_ROOT, worker_process
 
 SWITCH = "QUANTDOCTOR_PREFORK"
 # What a zygote imports before its first run, by its kind. TensorFlow's: TensorFlow and Keras, the cost; it
@@ -415,4 +414,4 @@ if __name__ == "__main__":
         sys.exit(0)
     _become_worker(_request)
     del _request["log"]
-    runpy.run_module(_request["module"], run_name="__main__", alter_sys=True)
+    worker_process.run(_request["module"])

@@ -215,8 +215,8 @@ def isolated_command(module: str, *args: str) -> list[str]:
     the child's imports (a `json.py` next to the user's model is never run). The child then imports
     quantdoctor from the very directory the parent did, and nothing else is added to its path.
     """
-    bootstrap = ("import sys, runpy; sys.path.insert(0, sys.argv.pop(1)); "
-                 "runpy.run_module(sys.argv.pop(1), run_name='__main__', alter_sys=True)")
+    bootstrap = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+                 "from quantdoctor.isolation import worker_process; worker_process.run(sys.argv.pop(1))")
     return [sys.executable, "-I", "-X", "faulthandler", "-c", bootstrap, str(PACKAGE_ROOT), module, *args]
 
 
