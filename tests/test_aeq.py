@@ -422,7 +422,7 @@ def test_a_keep_float_entry_keeps_exactly_its_op_float_whatever_the_tensor_is_na
     model = renamed(exp, lambda _, name: names.get(name, name))
     scopes = aeq_scopes(read_tflite(bytes(model)))
     assert sorted(scopes.values()) == sorted(op.scope for op in aeq_model_ops(bytes(model)))  # AEQ's own scopes
-    aeq = quantizer.Quantizer(model, recipe.static_wi8_ai8() + json.loads(no_quantize_entries([hostile], scopes)))
+    aeq = quantizer.Quantizer(model, recipe.static_wi8_ai8() + json.loads(no_quantize_entries([scopes[hostile]])))
     samples = [{"features": row[None]} for row in vectors(4)]
     quantized = read_tflite(bytes(aeq.quantize(aeq.calibrate({"serving_default": samples})).quantized_model))
     in_float = [(op.name, op.outputs[0].name) for op in quantized.all_ops

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from quantdoctor import catalog
-from quantdoctor.audit.tflite_model import TFLiteModel, read_tflite, read_tflite_file
+from quantdoctor.audit.tflite_model import OpInfo, TFLiteModel, read_tflite, read_tflite_file
 from quantdoctor.catalog.accuracy import kept_float_tensors
 from quantdoctor.catalog.aeq import no_quantize_entries, op_scope, scope_regex
 from quantdoctor.catalog.locations import scope_for_path
@@ -78,16 +78,25 @@ def with_aeq_findings(report: Report, source: ModelSource, recipe: Recipe, run: 
 def in_aeq_terms(findings: list[Finding], float_model: TFLiteModel) -> list[Finding]:
     """`findings` with each fix that keeps ops float through the converter's QuantizationDebugger (the code a
     Keras model gets) given as the AEQ recipe entries that do it for `float_model`, the float .tflite AEQ
-    quantizes."""
+    quantizes (no code where none of the tensors is an op's output there: no entry would keep anything float)."""
     scopes = aeq_scopes(float_model)
-    return [replace(finding, fix=replace(finding.fix, code=no_quantize_entries(tensors, scopes)))
-            if (tensors := kept_float_tensors(finding.fix.code)) else finding for finding in findings]
+    translated = []
+    for finding in findings:
+        tensors = kept_float_tensors(finding.fix.code)
+        if tensors is not None:
+            kept = [scopes[tensor] for tensor in tensors if tensor in scopes]
+            finding = replace(finding, fix=replace(finding.fix, code=no_quantize_entries(kept) if kept else None))
+        translated.append(finding)
+    return translated
 
 
 def aeq_scopes(model: TFLiteModel) -> dict[str, str]:
     """Each op output tensor's name -> its op's scope as AEQ's recipes see it (`catalog.aeq.op_scope`)."""
-    return {tensor.name: op_scope([t.name for t in op.outputs], [t.name for t in op.inputs])
-            for op in model.all_ops for tensor in op.outputs}
+    return {tensor.name: scope for op, scope in _op_scopes(model) for tensor in op.outputs}
+
+
+def _op_scopes(model: TFLiteModel) -> list[tuple[OpInfo, str]]:
+    return [(op, op_scope([t.name for t in op.outputs], [t.name for t in op.inputs])) for op in model.all_ops]
 
 
 def error_finding(message: str, recipe: Recipe, float_model: TFLiteModel) -> Finding | None:
@@ -143,7 +152,7 @@ def fallback_findings(skipped: list[dict[str, Any]], produced: TFLiteModel) -> l
         where = f"layer '{layer}'" if layer else f"tensor '{tensor}'"
         evidence = {"op": op.name, "op_index": op.index, "subgraph": op.subgraph, "tensor": tensor,
                     "activation_bits_asked": entry.get("activation_bits")}
-        regex = scope_regex(names[0], entry["scope"])
+        regex = scope_regex(entry["scope"])
         if entry.get("activation_bits") == 16 and entry.get("int8_supported"):
             findings.append(catalog.get("QD131").finding(
                 f"{op.name} at {where} stays float under the 16-bit recipe: AEQ quantizes it only with 8-bit "
@@ -161,7 +170,7 @@ def fallback_findings(skipped: list[dict[str, Any]], produced: TFLiteModel) -> l
 
 def unmatched_entries(entries: list[dict[str, Any]], float_model: TFLiteModel) -> list[Finding]:
     """QD431 for each recipe entry whose regex matches no op output tensor name of the float model."""
-    scopes = ["".join(f"{tensor.name};" for tensor in op.outputs if tensor.name) for op in float_model.all_ops]
+    scopes = [scope for _, scope in _op_scopes(float_model)]
     names = [tensor.name for op in float_model.all_ops for tensor in op.outputs]
     findings = []
     for number, entry in enumerate(entries):

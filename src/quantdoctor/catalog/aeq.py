@@ -23,22 +23,16 @@ def op_scope(outputs: list[str], inputs: list[str]) -> str:
     return "".join(f"{name};" for name in names)[:_AEQ_SCOPE_LENGTH]
 
 
-def scope_regex(tensor: str, scope: str | None = None) -> str:
-    """An AEQ recipe regex matching the op that writes `tensor` and no other: its whole `scope` when known (a name
-    may hold ';', AEQ's separator), else the name between separators, or for a name as long as AEQ's cut, all the
-    scope holds."""
-    if scope is not None:
-        return "^" + re.escape(scope) + "$"
-    if len(tensor) >= _AEQ_SCOPE_LENGTH:
-        return "^" + re.escape(tensor[:_AEQ_SCOPE_LENGTH]) + "$"
-    return "(?:^|;)" + re.escape(tensor) + ";"
+def scope_regex(scope: str) -> str:
+    """An AEQ recipe regex matching the op of `scope` (`op_scope`) and no other: the whole scope, since a tensor
+    name may hold ';', AEQ's separator."""
+    return "^" + re.escape(scope) + "$"
 
 
-def no_quantize_entries(tensors: list[str], scopes: dict[str, str] | None = None) -> str:
-    """AEQ recipe entries (JSON) that keep the ops writing `tensors` in float; `scopes` maps a tensor to its op's
-    scope (`op_scope`) where the model is at hand."""
-    return json.dumps([{"regex": scope_regex(tensor, (scopes or {}).get(tensor)), "operation": "*",
-                        "algorithm_key": "no_quantize"} for tensor in tensors], indent=1)
+def no_quantize_entries(scopes: list[str]) -> str:
+    """AEQ recipe entries (JSON) that keep the ops of `scopes` in float."""
+    return json.dumps([{"regex": scope_regex(scope), "operation": "*", "algorithm_key": "no_quantize"}
+                       for scope in scopes], indent=1)
 
 
 CHECKS = (
